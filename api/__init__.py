@@ -1,0 +1,57 @@
+"""The HTTP layer: `create_app()` and one blueprint per resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
+    """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
+    from api import db, docs, errors, media
+    from api.open311.routes import blp as open311_blp
+    from api.resources import register_resources
+    from api.spec import make_api
+    from core.db import make_engine, make_sessionmaker
+    from workers.app import Queue
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * 4,
+        JSON_SORT_KEYS=False,
+        API_TITLE="StreetLoop",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": (
+                    "Staff and crew API of StreetLoop. Residents' apps use the Open311 "
+                    "GeoReport v2 API at /open311/v2 (discovery: /open311/v2/discovery.json)."
+                )
+            },
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        },
+    )
+    app.extensions["streetloop.settings"] = settings
+    if sessions is None:
+        sessions = make_sessionmaker(make_engine(settings.database_url, pool_size=10, max_overflow=10))
+    app.extensions["streetloop.sessions"] = sessions
+    app.extensions["streetloop.queue"] = queue if queue is not None else Queue(settings)
+
+    db.init_app(app)
+    register_resources(make_api(app))
+    app.register_blueprint(open311_blp)
+    app.register_blueprint(docs.blp)
+    app.register_blueprint(media.blp)
+    errors.init_app(app)
+    return app

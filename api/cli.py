@@ -1,0 +1,136 @@
+"""The `streetloop` command: Flask's CLI plus database, seed, worker and geocoder commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import FlaskGroup
+
+from core.settings import PROJECT_ROOT, Settings
+
+
+def _create_app():  # noqa: ANN202
+    from api import create_app
+
+    return create_app()
+
+
+def alembic_config(database_url: str | None = None):  # noqa: ANN201
+    from alembic.config import Config
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if database_url:
+        cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
+def main() -> None:
+    """StreetLoop: 311 field operations (Open311 intake, dispatch, proof of work)."""
+
+
+@main.group()
+def db() -> None:
+    """Schema migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (PostGIS extension, tables, procrastinate's job schema)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(Settings.from_env().database_url), revision)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(Settings.from_env().database_url), revision)
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail if the models and the migrated schema differ."""
+    from alembic import command
+
+    command.check(alembic_config(Settings.from_env().database_url))
+
+
+@main.group()
+def seed() -> None:
+    """Demo data."""
+
+
+@seed.command("demo")
+@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=PROJECT_ROOT / "data" / "osm" / "andorra.osm.pbf", show_default=True)
+@click.option("--requests", "n_requests", default=300, show_default=True)
+@click.option("--seed", "rng_seed", default=311, show_default=True)
+def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
+    """Seed the demo city (Andorra) once; later runs see it is there and return."""
+    from core.db import make_engine, make_sessionmaker
+    from geo.demo_city import seed_demo_city
+
+    settings = Settings.from_env()
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    with sessions.begin() as session:
+        summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed)
+    click.echo(summary)
+
+
+@seed.command("credentials")
+def seed_credentials() -> None:
+    """Print the demo logins (they exist only in a database seeded with `seed demo`)."""
+    from sqlalchemy import select
+
+    from core.db import make_engine, make_sessionmaker
+    from core.models import User
+    from geo.demo_city import DEMO_API_KEY, DEMO_PASSWORD
+
+    settings = Settings.from_env()
+    with make_sessionmaker(make_engine(settings.database_url))() as session:
+        users = session.execute(select(User.email, User.role).where(User.email.like("%@demo")).order_by(User.role, User.email)).all()
+    if not users:
+        click.echo("no demo users: run `streetloop seed demo` first", err=True)
+        sys.exit(1)
+    for email, role in users:
+        click.echo(f"  {role:<11} {email:<28} password: {DEMO_PASSWORD}")
+    click.echo(f"  Open311 api_key: {DEMO_API_KEY}")
+
+
+@main.command("worker")
+@click.option("--concurrency", default=2, show_default=True)
+@click.option("--queues", default="", help="comma list; empty means all")
+def worker(concurrency: int, queues: str) -> None:
+    """Run the background job worker (photos, plans, notifications)."""
+    from workers.app import configured_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = configured_app(Settings.from_env())
+    # run_worker opens (and closes) the app's async connection pool itself.
+    app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
+
+
+@main.group()
+def geocoder() -> None:
+    """The address index used to place reports that come with only an address."""
+
+
+@geocoder.command("build")
+@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def geocoder_build(pbf: Path) -> None:
+    """Replace the address index with the addresses and streets of an OSM extract."""
+    from core.db import make_engine, make_sessionmaker
+    from geo.geocode import build_address_index
+
+    sessions = make_sessionmaker(make_engine(Settings.from_env().database_url))
+    with sessions.begin() as session:
+        count = build_address_index(session, pbf)
+    click.echo(f"indexed {count} addresses and streets from {pbf}")

@@ -1,0 +1,37 @@
+"""One SQLAlchemy session per HTTP request; the view commits, teardown rolls back the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from core.db import after_commit
+from core.settings import Settings
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_appcontext(_close)
+
+
+def session() -> Session:
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["streetloop.sessions"]()
+    return g.db_session
+
+
+def settings() -> Settings:
+    return current_app.extensions["streetloop.settings"]
+
+
+def defer_after_commit(s: Session, task_name: str, **kwargs: Any) -> None:
+    """Queue a job once this transaction commits, so the worker finds the rows it needs."""
+    queue = current_app.extensions["streetloop.queue"]
+    after_commit(s, lambda: queue.defer(task_name, **kwargs))
+
+
+def _close(exc: BaseException | None) -> None:
+    s = g.pop("db_session", None)
+    if s is not None:
+        s.close()

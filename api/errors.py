@@ -1,0 +1,86 @@
+"""One JSON error shape for /api/v1 (`{code, status, message, errors}`, as flask-smorest
+emits it), the GeoReport v2 shape for /open311."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from core.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+def status_for(exc: DomainError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, PermissionDenied):
+        return 403
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, ValidationFailed):
+        return 422
+    return 400
+
+
+def error_response(status: int, message: str, errors: dict[str, Any] | None = None) -> Response:
+    body = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _is_open311() -> bool:
+    return request.path.startswith("/open311")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError) -> Response:
+        if _is_open311():
+            from api.open311.formats import open311_error
+
+            return open311_error(400 if not isinstance(exc, NotFound) else 404, exc.message)
+        errors: dict[str, Any] = {}
+        if exc.field:
+            errors[exc.field] = [exc.message]
+        if exc.details:
+            errors["detail"] = exc.details
+        errors["reason"] = exc.code
+        return error_response(status_for(exc), exc.message, errors)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if _is_open311():
+            from api.open311.formats import open311_error
+
+            return open311_error(status, exc.description or HTTPStatus(status).phrase)
+        # webargs puts field messages on exc.data (flask-smorest's 422s).
+        data = getattr(exc, "data", None) or {}
+        messages = data.get("messages")
+        errors = None
+        if isinstance(messages, dict):
+            # One location ("json", "query", "form"): flatten it for clients.
+            errors = messages[next(iter(messages))] if len(messages) == 1 else messages
+        message = data.get("message") or exc.description or HTTPStatus(status).phrase
+        response = error_response(status, message, errors)
+        for key, value in (exc.get_headers() or []):
+            if key.lower() == "www-authenticate":
+                response.headers[key] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if _is_open311():
+            from api.open311.formats import open311_error
+
+            return open311_error(500, "internal error")
+        return error_response(500, "internal error; it has been logged")

@@ -1,0 +1,451 @@
+"""Open311 GeoReport v2 (https://wiki.open311.org/GeoReport_v2) at /open311/v2.
+
+Every endpoint answers in `.json` and `.xml`; errors are the spec's list of
+`{code, description}`; empty parameters count as absent; reporter contact
+details never leave the building."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import Session
+
+from api.db import defer_after_commit, session, settings
+from api.open311.formats import render
+from core.auth import api_key_for
+from core.errors import ValidationFailed
+from core.intake import Contact, NewRequest, submit_request
+from core.lifecycle import Actor
+from core.models import (
+    REQUEST_CLOSED_STATUSES,
+    REQUEST_OPEN_STATUSES,
+    Photo,
+    ServiceAttribute,
+    ServiceRequest,
+    ServiceType,
+    StatusEvent,
+)
+from core.storage import LocalStorage
+from geo.geocode import geocode
+from geo.photos import PhotoRejected, inspect_photo
+
+blp = Blueprint("open311", __name__, url_prefix="/open311/v2")
+FORMAT = "<any(json, xml):fmt>"
+SPEC_URL = "http://wiki.open311.org/GeoReport_v2"
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+@blp.errorhandler(Open311Error)
+def _open311_error(exc: Open311Error) -> Response:
+    from api.open311.formats import open311_error
+
+    return open311_error(exc.status, exc.description)
+
+
+@blp.url_value_preprocessor
+def _pull_format(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    g.open311_format = (values or {}).pop("fmt", "json")
+
+
+@blp.before_request
+def _check_jurisdiction() -> None:
+    wanted = settings().jurisdiction_id
+    given = arg("jurisdiction_id")
+    if wanted and given and given != wanted:
+        raise Open311Error(404, f"jurisdiction_id {given!r} not found; this endpoint serves {wanted!r}")
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def arg(name: str) -> str | None:
+    """A query or form parameter, with empty values treated as absent."""
+    value = request.values.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(settings().tz).isoformat(timespec="seconds")
+
+
+def _parse_datetime(name: str) -> datetime | None:
+    raw = arg(name)
+    if raw is None:
+        return None
+    # A '+' in an unencoded query string arrives as a space: "...T00:00:00 01:00".
+    text = raw.replace("Z", "+00:00")
+    if "T" in text and text.count(" ") == 1:
+        text = text.replace(" ", "+")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise Open311Error(400, f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {raw!r}") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=settings().tz)
+    return value
+
+
+def _base_url() -> str:
+    return settings().public_base_url or request.host_url.rstrip("/")
+
+
+def _absolute(url: str | None) -> str | None:
+    if url and url.startswith("/"):
+        return _base_url() + url
+    return url
+
+
+# -- discovery and services ----------------------------------------------------------
+
+
+@blp.route(f"/discovery.{FORMAT}")
+@blp.route("/discovery")
+def discovery() -> Response:
+    s = session()
+    changed = s.scalar(select(func.max(ServiceType.created_at))) or datetime(2026, 1, 1, tzinfo=UTC)
+    endpoint_url = f"{_base_url()}/open311/v2"
+    body = {
+        "changeset": _iso(changed),
+        "contact": settings().contact_email,
+        "key_service": f"Ask {settings().contact_email} for an api_key",
+        "endpoints": [
+            {
+                "specification": SPEC_URL,
+                "url": endpoint_url,
+                "changeset": _iso(changed),
+                "type": "production",
+                "formats": ["application/json", "text/xml"],
+            }
+        ],
+    }
+    return render(body, root="discovery")
+
+
+def _service_body(st: ServiceType) -> dict[str, Any]:
+    return {
+        "service_code": st.code,
+        "service_name": st.name,
+        "description": st.description,
+        "metadata": any(True for _ in st.attributes),
+        "type": "realtime",
+        "keywords": ", ".join(st.keywords),
+        "group": st.group,
+    }
+
+
+@blp.route(f"/services.{FORMAT}")
+@blp.route("/services")
+def services() -> Response:
+    from sqlalchemy.orm import selectinload
+
+    rows = session().scalars(
+        select(ServiceType).where(ServiceType.active.is_(True)).options(selectinload(ServiceType.attributes)).order_by(ServiceType.group, ServiceType.name)
+    ).all()
+    return render([_service_body(st) for st in rows], root="services", item="service")
+
+
+@blp.route(f"/services/<code>.{FORMAT}")
+def service_definition(code: str) -> Response:
+    st = session().scalar(select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True)))
+    if st is None:
+        raise Open311Error(404, f"service_code {code!r} not found")
+    attrs = [_attribute_body(a) for a in st.attributes]
+    return render({"service_code": st.code, "attributes": attrs}, root="service_definition")
+
+
+def _attribute_body(a: ServiceAttribute) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "variable": a.variable,
+        "code": a.code,
+        "datatype": a.datatype,
+        "required": a.required,
+        "datatype_description": a.datatype_description or None,
+        "order": a.order,
+        "description": a.description,
+    }
+    if a.datatype in {"singlevaluelist", "multivaluelist"}:
+        body["values"] = [{"key": v["key"], "name": v["name"]} for v in a.values]
+    return body
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def _collect_attributes() -> dict[str, str | list[str]]:
+    attrs: dict[str, str | list[str]] = {}
+    for key in request.form.keys():
+        if not key.startswith("attribute[") or "]" not in key:
+            continue
+        code = key[len("attribute[") : key.index("]")]
+        if not code:
+            raise Open311Error(400, f"malformed attribute parameter {key!r}")
+        if key.endswith("[]"):
+            existing = attrs.get(code)
+            values = list(existing) if isinstance(existing, list) else ([existing] if existing else [])
+            attrs[code] = values + request.form.getlist(key)
+        else:
+            values = request.form.getlist(key)
+            attrs[code] = values if len(values) > 1 else values[0]
+    return attrs
+
+
+@blp.route(f"/requests.{FORMAT}", methods=["POST"])
+@blp.route("/requests", methods=["POST"])
+def post_request() -> Response:
+    s = session()
+    key = arg("api_key")
+    if key is None:
+        raise Open311Error(403, "api_key is required to submit a service request")
+    client = api_key_for(s, key)
+    if client is None:
+        raise Open311Error(403, "api_key is not valid")
+    if request.is_json:
+        raise Open311Error(400, "send the request form-encoded (application/x-www-form-urlencoded) or as multipart/form-data")
+
+    upload = request.files.get("media")
+    photo_info = None
+    photo_bytes = b""
+    if upload is not None:
+        photo_bytes = upload.read()
+    if photo_bytes:
+        try:
+            photo_info = inspect_photo(
+                photo_bytes, max_bytes=settings().max_upload_bytes, max_pixels=settings().max_image_pixels
+            )
+        except PhotoRejected as exc:
+            raise Open311Error(413 if exc.too_large else 400, f"media: {exc}") from None
+
+    new = NewRequest(
+        service_code=arg("service_code") or "",
+        lat=arg("lat"),
+        lon=arg("long"),
+        address_string=arg("address_string"),
+        address_id=arg("address_id"),
+        zipcode=arg("zipcode"),
+        description=request.values.get("description", "") or "",
+        attributes=_collect_attributes(),
+        media_url=arg("media_url"),
+        contact=Contact(
+            email=arg("email"),
+            first_name=arg("first_name"),
+            last_name=arg("last_name"),
+            phone=arg("phone"),
+            device_id=arg("device_id"),
+            account_id=arg("account_id"),
+        ),
+        channel="open311",
+        api_key_id=client.id,
+    )
+    try:
+        result = submit_request(s, new, actor=Actor.client(client.name), geocode=geocode)
+    except ValidationFailed as exc:
+        raise Open311Error(400, exc.message) from None
+
+    if photo_info is not None:
+        storage = LocalStorage(settings().media_dir)
+        original_key = f"private/photos/{photo_info.sha256[:2]}/{photo_info.sha256}.{photo_info.extension}"
+        storage.put(original_key, photo_bytes)
+        photo = Photo(
+            kind="report",
+            service_request_id=result.request.id,
+            sha256=photo_info.sha256,
+            content_type=photo_info.content_type,
+            byte_size=photo_info.byte_size,
+            width=photo_info.width,
+            height=photo_info.height,
+            original_key=original_key,
+        )
+        s.add(photo)
+        s.flush()
+        defer_after_commit(s, "process_photo", photo_id=photo.id)
+    s.commit()
+
+    body = [
+        {
+            "service_request_id": result.request.public_id,
+            "token": result.request.token,
+            "service_notice": result.request.service_notice,
+            "account_id": result.request.contact.account_id if result.request.contact else None,
+        }
+    ]
+    return render(body, root="service_requests", status=201)
+
+
+def _request_query() -> Select:
+    return (
+        select(
+            ServiceRequest.id,
+            ServiceRequest.public_id,
+            ServiceRequest.detailed_status,
+            ServiceRequest.status_notes,
+            ServiceRequest.service_notice,
+            ServiceRequest.description,
+            ServiceRequest.requested_at,
+            ServiceRequest.updated_at,
+            ServiceRequest.expected_at,
+            ServiceRequest.address,
+            ServiceRequest.address_id,
+            ServiceRequest.zipcode,
+            ServiceRequest.media_url,
+            ServiceRequest.duplicate_of_id,
+            func.ST_Y(ServiceRequest.location).label("lat"),
+            func.ST_X(ServiceRequest.location).label("lon"),
+            ServiceType.code.label("service_code"),
+            ServiceType.name.label("service_name"),
+            ServiceType.agency.label("agency"),
+        )
+        .join(ServiceType, ServiceType.id == ServiceRequest.service_type_id)
+        .order_by(ServiceRequest.requested_at.desc(), ServiceRequest.id.desc())
+    )
+
+
+def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, Any]]:
+    closed = set(REQUEST_CLOSED_STATUSES)
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        out.append(
+            {
+                "service_request_id": r.public_id,
+                "status": "closed" if r.detailed_status in closed else "open",
+                "status_notes": r.status_notes,
+                "service_name": r.service_name,
+                "service_code": r.service_code,
+                "description": r.description,
+                "agency_responsible": r.agency,
+                "service_notice": r.service_notice,
+                "requested_datetime": _iso(r.requested_at),
+                "updated_datetime": _iso(r.updated_at),
+                "expected_datetime": _iso(r.expected_at),
+                "address": r.address,
+                "address_id": r.address_id,
+                "zipcode": r.zipcode,
+                "lat": r.lat,
+                "long": r.lon,
+                "media_url": _absolute(r.media_url),
+            }
+        )
+    if extensions and rows:
+        ids = [r.id for r in rows]
+        notes: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for ev in s.execute(
+            select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.to_status, StatusEvent.note)
+            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id.in_(ids), StatusEvent.public.is_(True))
+            .order_by(StatusEvent.at, StatusEvent.id)
+        ):
+            notes[ev.entity_id].append({"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note})
+        photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for p in s.execute(
+            select(Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
+            .where(Photo.service_request_id.in_(ids), Photo.state == "ready")
+            .order_by(Photo.id)
+        ):
+            photos[p.service_request_id].append(
+                {
+                    "kind": p.kind,
+                    "url": _absolute(f"/media/{p.public_key}"),
+                    "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
+                }
+            )
+        dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
+        dup_public = dict(s.execute(select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(dup_ids))).tuples().all()) if dup_ids else {}
+        for body, r in zip(out, rows, strict=True):
+            body["detailed_status"] = r.detailed_status
+            body["duplicate_of"] = dup_public.get(r.duplicate_of_id)
+            body["notes"] = notes[r.id]
+            body["photos"] = photos[r.id]
+    return out
+
+
+def _extensions() -> bool:
+    return (arg("extensions") or "").lower() in {"true", "1", "yes"}
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = arg(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise Open311Error(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@blp.route(f"/requests.{FORMAT}", methods=["GET"])
+@blp.route("/requests", methods=["GET"])
+def get_requests() -> Response:
+    s = session()
+    cfg = settings()
+    query = _request_query()
+    ids_raw = arg("service_request_id")
+    if ids_raw:
+        # The spec: a list of ids overrides every other filter.
+        ids = [i.strip() for i in ids_raw.split(",") if i.strip()]
+        if len(ids) > cfg.open311_max_results:
+            raise Open311Error(400, f"at most {cfg.open311_max_results} service_request_id values per call")
+        rows = s.execute(query.where(ServiceRequest.public_id.in_(ids))).all()
+        return render(_serialize(s, rows, _extensions()), root="service_requests")
+
+    conditions = []
+    codes = [c.strip() for c in (arg("service_code") or "").split(",") if c.strip()]
+    if codes:
+        conditions.append(ServiceType.code.in_(codes))
+    start, end = _parse_datetime("start_date"), _parse_datetime("end_date")
+    if start and end and end < start:
+        raise Open311Error(400, "end_date is before start_date")
+    if start is None and end is None:
+        start = datetime.now(UTC) - timedelta(days=cfg.open311_default_days)
+    elif start is None:
+        start = end - timedelta(days=cfg.open311_default_days)
+    conditions.append(ServiceRequest.requested_at >= start)
+    if end is not None:
+        conditions.append(ServiceRequest.requested_at <= end)
+    status_raw = arg("status")
+    if status_raw:
+        wanted = {v.strip().lower() for v in status_raw.split(",") if v.strip()}
+        bad = wanted - {"open", "closed"}
+        if bad:
+            raise Open311Error(400, f"status must be open or closed, got {sorted(bad)[0]!r}")
+        if wanted == {"open"}:
+            conditions.append(ServiceRequest.detailed_status.in_(REQUEST_OPEN_STATUSES))
+        elif wanted == {"closed"}:
+            conditions.append(ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES))
+    page_size = _int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results)
+    page = _int_arg("page", 1, 1, 1_000_000)
+    rows = s.execute(query.where(and_(*conditions)).limit(page_size).offset((page - 1) * page_size)).all()
+    return render(_serialize(s, rows, _extensions()), root="service_requests")
+
+
+@blp.route(f"/requests/<request_id>.{FORMAT}", methods=["GET"])
+def get_request(request_id: str) -> Response:
+    s = session()
+    rows = s.execute(_request_query().where(ServiceRequest.public_id == request_id)).all()
+    if not rows:
+        raise Open311Error(404, f"service_request_id {request_id!r} not found")
+    return render(_serialize(s, rows, _extensions()), root="service_requests")
+
+
+@blp.route(f"/tokens/<token>.{FORMAT}", methods=["GET"])
+def get_token(token: str) -> Response:
+    row = session().execute(
+        select(ServiceRequest.public_id, ServiceRequest.token).where(ServiceRequest.token == token)
+    ).first()
+    if row is None:
+        raise Open311Error(404, f"token {token!r} not found")
+    return render([{"service_request_id": row.public_id, "token": row.token}], root="service_requests")

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from api.auth import require
+from api.db import session
+from core.auth import create_api_key
+from core.models import ApiKey
+
+blp = Blueprint("api_keys", __name__, url_prefix="/api-keys", description="Open311 client applications and their keys.")
+
+
+class ApiKeySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(1, 255))
+    active = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class NewApiKeySchema(ApiKeySchema):
+    api_key = fields.String(dump_only=True, metadata={"description": "shown once; only its hash is stored"})
+
+
+@blp.route("")
+@blp.response(200, ApiKeySchema(many=True))
+@require("admin")
+def list_keys() -> Any:
+    return session().scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(ApiKeySchema)
+@blp.response(201, NewApiKeySchema)
+@require("admin")
+def create_key(data: dict[str, Any]) -> Any:
+    s = session()
+    row, key = create_api_key(s, data["name"])
+    s.commit()
+    return {"id": row.id, "name": row.name, "active": row.active, "created_at": row.created_at, "api_key": key}
+
+
+@blp.route("/<int:key_id>", methods=["DELETE"])
+@blp.response(204)
+@require("admin")
+def revoke_key(key_id: int) -> None:
+    s = session()
+    row = s.get(ApiKey, key_id)
+    if row is None:
+        abort(404, message=f"api key {key_id} not found")
+    row.active = False
+    s.commit()

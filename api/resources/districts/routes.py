@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from sqlalchemy import func, select
+
+from api.auth import require
+from api.db import session
+from core.models import District
+
+blp = Blueprint("districts", __name__, url_prefix="/districts", description="Council districts / wards as polygons.")
+
+
+def _as_multipolygon(geojson: dict[str, Any]) -> MultiPolygon:
+    try:
+        geom = shape(geojson)
+    except Exception as exc:  # shapely raises several types for bad GeoJSON
+        raise ValidationError(f"not a GeoJSON geometry: {exc}") from None
+    if isinstance(geom, Polygon):
+        geom = MultiPolygon([geom])
+    if not isinstance(geom, MultiPolygon):
+        raise ValidationError("a district is a Polygon or MultiPolygon")
+    if geom.is_empty or not geom.is_valid:
+        raise ValidationError("the polygon is empty or self-intersecting")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+        raise ValidationError("coordinates must be longitude, latitude in degrees (EPSG:4326)")
+    return geom
+
+
+class DistrictSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
+    name = fields.String(required=True, validate=validate.Length(1, 255))
+    geometry = fields.Dict(required=True, metadata={"description": "GeoJSON Polygon or MultiPolygon (lon, lat)"})
+
+    @validates("geometry")
+    def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:
+        _as_multipolygon(value)
+
+
+@blp.route("")
+@blp.response(200, DistrictSchema(many=True))
+@require("dispatcher", "supervisor")
+def list_districts() -> Any:
+    rows = session().execute(select(District, func.ST_AsGeoJSON(District.geom, 6)).order_by(District.code)).all()
+    return [{"id": d.id, "code": d.code, "name": d.name, "geometry": json.loads(g)} for d, g in rows]
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(DistrictSchema)
+@blp.response(201, DistrictSchema)
+@require("admin")
+def create_district(data: dict[str, Any]) -> Any:
+    s = session()
+    if s.scalar(select(District.id).where(District.code == data["code"])):
+        abort(409, message=f"district {data['code']!r} exists")
+    geom = _as_multipolygon(data["geometry"])
+    district = District(code=data["code"], name=data["name"], geom=f"SRID=4326;{geom.wkt}")
+    s.add(district)
+    s.commit()
+    return {"id": district.id, "code": district.code, "name": district.name, "geometry": mapping(geom)}

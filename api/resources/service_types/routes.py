@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint, abort
+from sqlalchemy import select
+
+from api.auth import require
+from api.db import session
+from api.resources.service_types.schemas import ServiceTypeSchema
+from core.models import ServiceAttribute, ServiceType
+
+blp = Blueprint("service_types", __name__, url_prefix="/service-types", description="What residents can report, with SLA and skill.")
+
+
+def _get(code: str) -> ServiceType:
+    st = session().scalar(select(ServiceType).where(ServiceType.code == code))
+    if st is None:
+        abort(404, message=f"service type {code!r} not found")
+    return st
+
+
+def _apply(st: ServiceType, data: dict[str, Any]) -> None:
+    attrs = data.pop("attributes", None)
+    for key, value in data.items():
+        setattr(st, key, value)
+    if attrs is not None:
+        st.attributes = [ServiceAttribute(**a) for a in attrs]
+
+
+@blp.route("")
+@blp.response(200, ServiceTypeSchema(many=True))
+@require("dispatcher", "supervisor")
+def list_types() -> Any:
+    return session().scalars(select(ServiceType).order_by(ServiceType.code)).all()
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(ServiceTypeSchema)
+@blp.response(201, ServiceTypeSchema)
+@blp.alt_response(409, description="The code is taken")
+@require("admin")
+def create_type(data: dict[str, Any]) -> Any:
+    s = session()
+    if s.scalar(select(ServiceType.id).where(ServiceType.code == data["code"])):
+        abort(409, message=f"service type {data['code']!r} exists")
+    st = ServiceType()
+    _apply(st, data)
+    s.add(st)
+    s.commit()
+    return st
+
+
+@blp.route("/<code>")
+@blp.response(200, ServiceTypeSchema)
+@require("dispatcher", "supervisor")
+def get_type(code: str) -> Any:
+    return _get(code)
+
+
+@blp.route("/<code>", methods=["PATCH"])
+@blp.arguments(ServiceTypeSchema(partial=True))
+@blp.response(200, ServiceTypeSchema)
+@require("admin")
+def update_type(data: dict[str, Any], code: str) -> Any:
+    st = _get(code)
+    if "code" in data and data["code"] != code:
+        abort(422, message="a service type's code cannot change; Open311 clients key on it")
+    _apply(st, data)
+    session().commit()
+    return st

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from api.auth import current_actor, require
+from api.db import session
+from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
+from core.lifecycle.work_order import UNABLE_REASONS
+from core.models import WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
+from core.workorders import staff_change_status
+
+blp = Blueprint("work_orders", __name__, url_prefix="/work-orders", description="Work for crews: priority, SLA due time, skill.")
+
+
+class WorkOrderArgs(PageArgs, BBoxArgs):
+    status = fields.String(metadata={"description": f"comma list of: {', '.join(WORK_ORDER_STATUSES)}"})
+    service_code = fields.String(metadata={"description": "comma list"})
+    district = fields.String(metadata={"description": "district code"})
+    crew = fields.String(metadata={"description": "crew code"})
+    needs_location = fields.Boolean(metadata={"description": "only orders that cannot be routed until pinned"})
+    overdue = fields.Boolean(metadata={"description": "only orders past their SLA due time"})
+    from_ = fields.DateTime(data_key="from", metadata={"description": "created at or after"})
+    to = fields.DateTime(metadata={"description": "created before"})
+
+
+class WorkOrderSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    service_code = fields.Function(lambda w: w.service_type.code)
+    priority = fields.Integer()
+    report_count = fields.Integer()
+    due_at = fields.DateTime()
+    skill = fields.String()
+    minutes_on_site = fields.Integer()
+    location = fields.Function(lambda w: point_out(w.location))
+    address = fields.String(allow_none=True)
+    district = fields.Function(lambda w: w.district.code if w.district else None)
+    crew = fields.Function(lambda w: w.crew.code if w.crew else None)
+    reopen_count = fields.Integer()
+    unable_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    service_request_ids = fields.Function(lambda w: [r.public_id for r in w.requests])
+
+
+class WorkOrderDetailSchema(WorkOrderSchema):
+    timeline = fields.List(fields.Nested(EventSchema))
+
+
+class TransitionSchema(Schema):
+    to = fields.String(required=True, validate=validate.OneOf(WORK_ORDER_STATUSES))
+    note = fields.String(load_default=None, validate=validate.Length(max=2000))
+    crew = fields.String(load_default=None, metadata={"description": "crew code, to dispatch directly"})
+    reason = fields.String(load_default=None, validate=validate.OneOf(sorted(UNABLE_REASONS)))
+
+
+def _options() -> list[Any]:
+    return [
+        selectinload(WorkOrder.service_type),
+        selectinload(WorkOrder.district),
+        selectinload(WorkOrder.crew),
+        selectinload(WorkOrder.requests),
+    ]
+
+
+def _load(wo_id: int) -> WorkOrder:
+    wo = session().scalar(select(WorkOrder).where(WorkOrder.id == wo_id).options(*_options()))
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    return wo
+
+
+@blp.route("")
+@blp.arguments(WorkOrderArgs, location="query")
+@blp.response(200, page_schema(WorkOrderSchema))
+@require("dispatcher", "supervisor")
+def list_work_orders(args: dict[str, Any]) -> Any:
+    q = select(WorkOrder).options(*_options())
+    if statuses := csv_list(args.get("status")):
+        bad = set(statuses) - set(WORK_ORDER_STATUSES)
+        if bad:
+            abort(422, message=f"unknown status {sorted(bad)[0]!r}", errors={"status": [f"one of {', '.join(WORK_ORDER_STATUSES)}"]})
+        q = q.where(WorkOrder.status.in_(statuses))
+    if codes := csv_list(args.get("service_code")):
+        q = q.where(WorkOrder.service_type_id.in_(select(ServiceType.id).where(ServiceType.code.in_(codes))))
+    if args.get("district"):
+        q = q.where(WorkOrder.district_id.in_(select(District.id).where(District.code == args["district"])))
+    if args.get("crew"):
+        q = q.where(WorkOrder.crew_id.in_(select(Crew.id).where(Crew.code == args["crew"])))
+    if args.get("bbox"):
+        q = q.where(bbox_filter(WorkOrder.location, args["bbox"]))
+    if args.get("needs_location") is not None:
+        q = q.where(WorkOrder.location.is_(None) if args["needs_location"] else WorkOrder.location.is_not(None))
+    if args.get("overdue"):
+        q = q.where(WorkOrder.due_at < func.now())
+    if args.get("from_"):
+        q = q.where(WorkOrder.created_at >= args["from_"])
+    if args.get("to"):
+        q = q.where(WorkOrder.created_at < args["to"])
+    q = q.order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
+    return paginate(session(), q, args["page"], args["page_size"])
+
+
+@blp.route("/<int:wo_id>")
+@blp.response(200, WorkOrderDetailSchema)
+@require("dispatcher", "supervisor")
+def get_work_order(wo_id: int) -> Any:
+    wo = _load(wo_id)
+    wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
+    return wo
+
+
+@blp.route("/<int:wo_id>/transitions", methods=["POST"])
+@blp.arguments(TransitionSchema)
+@blp.response(200, WorkOrderDetailSchema)
+@blp.alt_response(409, description="Not allowed from the current status")
+@require("dispatcher", "supervisor")
+def transition(data: dict[str, Any], wo_id: int) -> Any:
+    s = session()
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    context: dict[str, Any] = {}
+    if data.get("crew"):
+        crew = s.scalar(select(Crew).where(Crew.code == data["crew"], Crew.active.is_(True)))
+        if crew is None:
+            abort(422, message=f"crew {data['crew']!r} not found", errors={"crew": ["unknown or inactive crew"]})
+        if wo.skill not in crew.skills:
+            abort(422, message=f"crew {crew.code} lacks the skill {wo.skill!r} this work needs", errors={"crew": ["missing skill"]})
+        context["crew_id"] = crew.id
+    if data.get("reason"):
+        context["reason"] = data["reason"]
+    staff_change_status(s, wo, data["to"], actor=current_actor(), note=data.get("note"), **context)
+    s.commit()
+    wo = _load(wo_id)
+    wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]
+    return wo

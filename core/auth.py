@@ -1,0 +1,68 @@
+"""Passwords (Argon2id), opaque bearer tokens, and Open311 API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.models import AccessToken, ApiKey, User
+
+_hasher = PasswordHasher()
+# Verifying against this when the e-mail is unknown keeps login timing uniform.
+_DUMMY_HASH = _hasher.hash("streetloop-timing-equaliser")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def issue_token(session: Session, user: User, ttl_s: int) -> tuple[str, datetime]:
+    token = secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    session.add(AccessToken(token_hash=_sha256(token), user_id=user.id, expires_at=expires))
+    # Expired tokens are useless; clearing them here keeps the table small without a cron job.
+    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id, AccessToken.expires_at < func.now()))
+    return token, expires
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    row = session.scalar(
+        select(AccessToken).where(AccessToken.token_hash == _sha256(token), AccessToken.expires_at > func.now())
+    )
+    if row is None or not row.user.active:
+        return None
+    return row.user
+
+
+def create_api_key(session: Session, name: str, key: str | None = None) -> tuple[ApiKey, str]:
+    key = key or secrets.token_urlsafe(24)
+    row = ApiKey(key_hash=_sha256(key), name=name)
+    session.add(row)
+    return row, key
+
+
+def api_key_for(session: Session, key: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == _sha256(key), ApiKey.active.is_(True)))

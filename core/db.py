@@ -1,0 +1,68 @@
+"""Engine, sessions, the declarative base, and after-commit hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from sqlalchemy import BigInteger, DateTime, Engine, Identity, MetaData, Text, create_engine, event, func
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        list[str]: ARRAY(Text),
+        str: Text,
+    }
+
+
+intpk = Annotated[int, mapped_column(BigInteger, Identity(), primary_key=True)]
+bigint = Annotated[int, mapped_column(BigInteger)]
+created_at = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
+    kwargs.setdefault("expire_on_commit", False)
+    return sessionmaker(bind=bind, **kwargs)
+
+
+# -- after-commit hooks ------------------------------------------------------
+# Jobs must not be queued before the rows they refer to are visible to the
+# worker, and must not be queued at all if the transaction rolls back.
+
+_HOOKS_KEY = "streetloop.after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run `fn` once the session's current transaction has committed."""
+    session.info.setdefault(_HOOKS_KEY, []).append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    hooks = session.info.pop(_HOOKS_KEY, [])
+    for fn in hooks:
+        fn()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_HOOKS_KEY, None)

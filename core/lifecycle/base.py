@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from geoalchemy2 import WKBElement
+from sqlalchemy.orm import Session
+
+from core.errors import IllegalTransition
+from core.models import StatusEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change: a signed-in user, an Open311 client app, or the system."""
+
+    label: str
+    user_id: int | None = None
+
+    @classmethod
+    def user(cls, user_id: int, email: str) -> Actor:
+        return cls(label=f"user:{email}", user_id=user_id)
+
+    @classmethod
+    def client(cls, name: str) -> Actor:
+        return cls(label=f"open311:{name}")
+
+
+SYSTEM = Actor(label="system")
+
+
+class StateMachine:
+    """Subclasses give `entity`, `transitions` and the attribute that holds the state."""
+
+    entity: ClassVar[str]
+    state_attr: ClassVar[str] = "status"
+    transitions: ClassVar[dict[str, frozenset[str]]]
+
+    @classmethod
+    def allowed(cls, current: str) -> frozenset[str]:
+        return cls.transitions.get(current, frozenset())
+
+    @classmethod
+    def can(cls, current: str, target: str) -> bool:
+        return target in cls.allowed(current)
+
+    @classmethod
+    def check(cls, obj: Any, target: str, **context: Any) -> None:
+        """Raise unless `obj` may move to `target`; subclasses add guards."""
+        current = getattr(obj, cls.state_attr)
+        if target not in cls.allowed(current):
+            raise IllegalTransition(
+                f"{cls.entity.replace('_', ' ')} {obj.id} cannot go from {current!r} to {target!r}",
+                current=current,
+                target=target,
+                allowed=sorted(cls.allowed(current)),
+            )
+
+    @classmethod
+    def transition(
+        cls,
+        session: Session,
+        obj: Any,
+        target: str,
+        *,
+        actor: Actor,
+        note: str | None = None,
+        public: bool = False,
+        location: WKBElement | None = None,
+        at: datetime | None = None,
+        **context: Any,
+    ) -> StatusEvent:
+        cls.check(obj, target, **context)
+        if obj.id is None:
+            session.flush()
+        current = getattr(obj, cls.state_attr)
+        when = at or datetime.now(UTC)
+        setattr(obj, cls.state_attr, target)
+        if hasattr(obj, "updated_at"):
+            obj.updated_at = when
+        cls.on_enter(obj, current, target, when, **context)
+        event = StatusEvent(
+            entity=cls.entity,
+            entity_id=obj.id,
+            from_status=current,
+            to_status=target,
+            actor=actor.label,
+            actor_user_id=actor.user_id,
+            at=when,
+            note=note,
+            public=public,
+            location=location,
+        )
+        session.add(event)
+        return event
+
+    @classmethod
+    def record_creation(
+        cls,
+        session: Session,
+        obj: Any,
+        *,
+        actor: Actor,
+        note: str | None = None,
+        public: bool = False,
+        location: WKBElement | None = None,
+        at: datetime | None = None,
+    ) -> StatusEvent:
+        """The first event of an entity (from_status NULL), so the timeline starts at birth."""
+        if obj.id is None:
+            session.flush()
+        event = StatusEvent(
+            entity=cls.entity,
+            entity_id=obj.id,
+            from_status=None,
+            to_status=getattr(obj, cls.state_attr),
+            actor=actor.label,
+            actor_user_id=actor.user_id,
+            at=at or datetime.now(UTC),
+            note=note,
+            public=public,
+            location=location,
+        )
+        session.add(event)
+        return event
+
+    @classmethod
+    def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:
+        """Hook for fields that follow the state (closed_at and the like)."""
+
+    @classmethod
+    def annotate(
+        cls,
+        session: Session,
+        obj: Any,
+        *,
+        actor: Actor,
+        note: str,
+        public: bool = False,
+        location: WKBElement | None = None,
+        at: datetime | None = None,
+    ) -> StatusEvent:
+        """An audited change that keeps the state (priority raised, location pinned)."""
+        state = getattr(obj, cls.state_attr)
+        event = StatusEvent(
+            entity=cls.entity,
+            entity_id=obj.id,
+            from_status=state,
+            to_status=state,
+            actor=actor.label,
+            actor_user_id=actor.user_id,
+            at=at or datetime.now(UTC),
+            note=note,
+            public=public,
+            location=location,
+        )
+        session.add(event)
+        return event

@@ -1,0 +1,431 @@
+"""The domain as SQLAlchemy 2 typed mappings.
+
+Points are WGS84 `Geometry(POINT, 4326)`. Metre-distance queries go through the
+geography expression indexes declared below (see `core.spatial`), so "within 50 m"
+is an index scan, not a sequential scan over every request in the city.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, bigint, created_at, intpk
+
+
+def _check_in(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+def _point(nullable: bool = False) -> Any:
+    # spatial_index=False: indexes are declared explicitly so migrations and
+    # models name them identically (no drift).
+    return mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=nullable)
+
+
+ROLES = ("crew", "dispatcher", "supervisor", "admin")
+DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
+
+REQUEST_OPEN_STATUSES = ("received", "acknowledged", "scheduled", "in_progress", "reopened")
+REQUEST_CLOSED_STATUSES = ("fixed", "duplicate", "not_found", "no_action_needed", "referred", "cancelled")
+REQUEST_STATUSES = REQUEST_OPEN_STATUSES + REQUEST_CLOSED_STATUSES
+
+WORK_ORDER_STATUSES = (
+    "new", "planned", "dispatched", "en_route", "on_site", "completed",
+    "verified", "rejected", "unable", "closed", "cancelled",
+)
+WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
+
+
+# -- organisation ------------------------------------------------------------
+
+
+class District(Base):
+    __tablename__ = "districts"
+    __table_args__ = (Index("ix_districts_geom", "geom", postgresql_using="gist"),)
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str]
+    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    created_at: Mapped[created_at]
+
+
+class Depot(Base):
+    __tablename__ = "depots"
+    __table_args__ = (Index("ix_depots_location", "location", postgresql_using="gist"),)
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str]
+    agency: Mapped[str]
+    address: Mapped[str | None]
+    location: Mapped[WKBElement] = _point()
+    created_at: Mapped[created_at]
+
+
+class Crew(Base):
+    __tablename__ = "crews"
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str]
+    agency: Mapped[str]
+    skills: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
+    # Capacity per dimension, e.g. {"bulk_items": 40, "asphalt_kg": 1500}.
+    capacity: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[created_at]
+
+    depot: Mapped[Depot | None] = relationship()
+    shifts: Mapped[list[Shift]] = relationship(back_populates="crew", order_by="Shift.starts_at")
+
+
+class Shift(Base):
+    __tablename__ = "shifts"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="window"),
+        Index("ix_shifts_crew_id_starts_at", "crew_id", "starts_at"),
+    )
+
+    id: Mapped[intpk]
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    start_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+    end_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+
+    crew: Mapped[Crew] = relationship(back_populates="shifts")
+    breaks: Mapped[list[ShiftBreak]] = relationship(
+        back_populates="shift", cascade="all, delete-orphan", order_by="ShiftBreak.earliest_start"
+    )
+
+
+class ShiftBreak(Base):
+    """A break of `minutes` that must start and end inside [earliest_start, latest_end]."""
+
+    __tablename__ = "shift_breaks"
+    __table_args__ = (
+        CheckConstraint("latest_end > earliest_start", name="window"),
+        CheckConstraint("minutes > 0", name="minutes"),
+    )
+
+    id: Mapped[intpk]
+    shift_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("shifts.id", ondelete="CASCADE"), index=True)
+    earliest_start: Mapped[datetime]
+    latest_end: Mapped[datetime]
+    minutes: Mapped[int] = mapped_column(Integer)
+
+    shift: Mapped[Shift] = relationship(back_populates="breaks")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        _check_in("role", ROLES, "role"),
+        CheckConstraint("role <> 'crew' OR crew_id IS NOT NULL", name="crew_has_crew"),
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+    )
+
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str]
+    password_hash: Mapped[str]
+    role: Mapped[str] = mapped_column(String(16))
+    crew_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("crews.id"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[created_at]
+
+    crew: Mapped[Crew | None] = relationship()
+
+
+class AccessToken(Base):
+    """Opaque bearer tokens; only their SHA-256 is stored, so a database leak is not a login."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[created_at]
+
+    user: Mapped[User] = relationship()
+
+
+class ApiKey(Base):
+    """An Open311 client application (a resident app, FixMyStreet, a kiosk)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[intpk]
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str]
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[created_at]
+
+
+# -- what residents can report -------------------------------------------------
+
+
+class ServiceType(Base):
+    __tablename__ = "service_types"
+    __table_args__ = (
+        CheckConstraint("sla_hours > 0", name="sla_hours"),
+        CheckConstraint("minutes_on_site > 0", name="minutes_on_site"),
+        CheckConstraint("duplicate_radius_m >= 0", name="duplicate_radius_m"),
+        CheckConstraint("base_priority BETWEEN 1 AND 5", name="base_priority"),
+    )
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str]
+    description: Mapped[str] = mapped_column(server_default="")
+    agency: Mapped[str]
+    group: Mapped[str] = mapped_column(server_default="")
+    keywords: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
+    sla_hours: Mapped[int] = mapped_column(Integer)
+    skill: Mapped[str]
+    minutes_on_site: Mapped[int] = mapped_column(Integer)
+    base_priority: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    duplicate_radius_m: Mapped[int] = mapped_column(Integer, server_default=text("50"))
+    # Proof policy for completions (used by the crew proof checks).
+    photo_required: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    proof_max_distance_m: Mapped[int] = mapped_column(Integer, server_default=text("75"))
+    auto_verify: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[created_at]
+
+    attributes: Mapped[list[ServiceAttribute]] = relationship(
+        back_populates="service_type", cascade="all, delete-orphan", order_by="ServiceAttribute.order"
+    )
+
+
+class ServiceAttribute(Base):
+    """An Open311 service-definition attribute."""
+
+    __tablename__ = "service_attributes"
+    __table_args__ = (
+        UniqueConstraint("service_type_id", "code", name="uq_service_attributes_type_code"),
+        _check_in("datatype", DATATYPES, "datatype"),
+    )
+
+    id: Mapped[intpk]
+    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    datatype: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str]
+    datatype_description: Mapped[str] = mapped_column(server_default="")
+    required: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # variable=false attributes are informational text shown to the resident.
+    variable: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    order: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # [{"key": "...", "name": "..."}] for the list datatypes.
+    values: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+
+    service_type: Mapped[ServiceType] = relationship(back_populates="attributes")
+
+
+# -- the request and the work ----------------------------------------------------
+
+
+class WorkOrder(Base):
+    """One problem on the street for one crew visit; several reports may point at it."""
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        _check_in("status", WORK_ORDER_STATUSES, "status"),
+        CheckConstraint("priority BETWEEN 1 AND 5", name="priority"),
+        Index("ix_work_orders_location", "location", postgresql_using="gist"),
+        Index("ix_work_orders_location_geog", func.geography(text("location")), postgresql_using="gist"),
+        Index("ix_work_orders_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[intpk]
+    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="new")
+    priority: Mapped[int] = mapped_column(Integer)
+    report_count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    due_at: Mapped[datetime]
+    skill: Mapped[str]
+    minutes_on_site: Mapped[int] = mapped_column(Integer)
+    # NULL until the request behind it has a location: such orders are never routed.
+    location: Mapped[WKBElement | None] = _point(nullable=True)
+    address: Mapped[str | None]
+    district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
+    crew_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
+    reopen_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    unable_reason: Mapped[str | None]
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    service_type: Mapped[ServiceType] = relationship()
+    crew: Mapped[Crew | None] = relationship()
+    district: Mapped[District | None] = relationship()
+    requests: Mapped[list[ServiceRequest]] = relationship(back_populates="work_order", order_by="ServiceRequest.id")
+
+
+class ServiceRequest(Base):
+    """What the resident reported and sees; contact details live apart in `RequestContact`."""
+
+    __tablename__ = "service_requests"
+    __table_args__ = (
+        _check_in("detailed_status", REQUEST_STATUSES, "detailed_status"),
+        CheckConstraint("char_length(description) <= 4000", name="description_length"),
+        Index("ix_service_requests_location", "location", postgresql_using="gist"),
+        Index("ix_service_requests_location_geog", func.geography(text("location")), postgresql_using="gist"),
+        Index("ix_service_requests_requested_at_id", "requested_at", "id"),
+        Index("ix_service_requests_updated_at", "updated_at"),
+        Index("ix_service_requests_type_status", "service_type_id", "detailed_status"),
+    )
+
+    id: Mapped[intpk]
+    # The confirmation number residents quote (Open311 service_request_id).
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id"))
+    description: Mapped[str] = mapped_column(server_default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    location: Mapped[WKBElement | None] = _point(nullable=True)
+    # device (lat/long given), geocoded (from address_string), pinned (by staff), none.
+    location_source: Mapped[str] = mapped_column(String(16), server_default="device")
+    address: Mapped[str | None]
+    address_id: Mapped[str | None]
+    zipcode: Mapped[str | None]
+    media_url: Mapped[str | None]
+    channel: Mapped[str] = mapped_column(String(32), server_default="open311")
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("api_keys.id"))
+    detailed_status: Mapped[str] = mapped_column(String(32), server_default="received")
+    status_notes: Mapped[str | None]
+    service_notice: Mapped[str | None]
+    requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expected_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("service_requests.id"), index=True)
+    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+
+    service_type: Mapped[ServiceType] = relationship()
+    work_order: Mapped[WorkOrder | None] = relationship(back_populates="requests")
+    duplicate_of: Mapped[ServiceRequest | None] = relationship(remote_side="ServiceRequest.id")
+    district: Mapped[District | None] = relationship()
+    contact: Mapped[RequestContact | None] = relationship(back_populates="request", uselist=False)
+    photos: Mapped[list[Photo]] = relationship(back_populates="service_request", order_by="Photo.id")
+
+    @property
+    def status(self) -> str:
+        """Open311's two-valued status."""
+        return "closed" if self.detailed_status in REQUEST_CLOSED_STATUSES else "open"
+
+    @property
+    def needs_pin(self) -> bool:
+        return self.location is None
+
+
+class RequestContact(Base):
+    """Reporter contact details: private, never serialised into public output."""
+
+    __tablename__ = "request_contacts"
+
+    request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None]
+    last_name: Mapped[str | None]
+    phone: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str | None]
+    account_id: Mapped[str | None]
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="contact")
+
+
+class Photo(Base):
+    """An uploaded image. The original stays private; the public copy has no EXIF."""
+
+    __tablename__ = "photos"
+    __table_args__ = (
+        _check_in("kind", ("report", "before", "after"), "kind"),
+        _check_in("state", ("pending", "ready", "rejected"), "state"),
+    )
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    service_request_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    original_key: Mapped[str]
+    public_key: Mapped[str | None]
+    thumbnail_key: Mapped[str | None]
+    created_at: Mapped[created_at]
+
+    service_request: Mapped[ServiceRequest | None] = relationship(back_populates="photos")
+
+
+class StatusEvent(Base):
+    """The audit trail: every state change, who made it, when, and where."""
+
+    __tablename__ = "status_events"
+    __table_args__ = (
+        _check_in("entity", ("service_request", "work_order"), "entity"),
+        Index("ix_status_events_entity_entity_id_at", "entity", "entity_id", "at"),
+    )
+
+    id: Mapped[intpk]
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[bigint]
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    actor_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    # Who, readable without a join: "user:12", "open311:FixMyStreet", "system".
+    actor: Mapped[str]
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    note: Mapped[str | None]
+    # Public notes form the resident-facing timeline (Open311 extensions).
+    public: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    location: Mapped[WKBElement | None] = _point(nullable=True)
+
+
+class AddressPoint(Base):
+    """The geocoder's index: OSM addresses and named streets, keyed by normalized text."""
+
+    __tablename__ = "address_points"
+    __table_args__ = (
+        Index("ix_address_points_street_key_housenumber", "street_key", "housenumber"),
+        Index("ix_address_points_location", "location", postgresql_using="gist"),
+    )
+
+    id: Mapped[intpk]
+    street: Mapped[str]
+    street_key: Mapped[str]
+    housenumber: Mapped[str | None] = mapped_column(String(32))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None]
+    location: Mapped[WKBElement] = _point()
+    osm_type: Mapped[str] = mapped_column(String(8))
+    osm_id: Mapped[bigint]

@@ -1,0 +1,83 @@
+"""Configuration from the environment (12-factor): one frozen object, read once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the libpq-style URLs people paste and pin the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The same URL without SQLAlchemy's driver suffix, for psycopg/procrastinate."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str = "dev-only-insecure-key"
+    # When set, Open311 callers that send a different jurisdiction_id get a 404.
+    jurisdiction_id: str | None = None
+    timezone: str = "UTC"
+    media_dir: Path = field(default=PROJECT_ROOT / "var" / "media")
+    # Absolute base for links we hand to Open311 clients (media_url); empty means
+    # "derive from the incoming request".
+    public_base_url: str = ""
+    token_ttl_s: int = 12 * 3600
+    default_duplicate_radius_m: int = 50
+    open311_default_days: int = 90
+    open311_max_results: int = 1000
+    max_upload_bytes: int = 15 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    contact_email: str = "311@example.city"
+    # Cap on requests per Open311 key could live here; not needed yet.
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        url = env.get("DATABASE_URL", "").strip()
+        if not url:
+            raise RuntimeError(
+                "DATABASE_URL is not set. `make demo` and `make test` start a local "
+                "PostGIS and set it; to use your own, export "
+                "DATABASE_URL=postgresql://user:pass@host:5432/dbname"
+            )
+        tzname = env.get("STREETLOOP_TIMEZONE", "UTC").strip() or "UTC"
+        ZoneInfo(tzname)  # fail at start-up, not at the first request
+        return cls(
+            database_url=normalize_database_url(url),
+            secret_key=env.get("STREETLOOP_SECRET_KEY", "").strip() or cls.secret_key,
+            jurisdiction_id=env.get("OPEN311_JURISDICTION_ID", "").strip() or None,
+            timezone=tzname,
+            media_dir=Path(env.get("STREETLOOP_MEDIA_DIR", "").strip() or PROJECT_ROOT / "var" / "media"),
+            public_base_url=env.get("STREETLOOP_PUBLIC_URL", "").strip().rstrip("/"),
+            token_ttl_s=_int(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
+            default_duplicate_radius_m=_int(env, "STREETLOOP_DUPLICATE_RADIUS_M", 50),
+            max_upload_bytes=_int(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
+            contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
+        )

@@ -1,0 +1,32 @@
+"""Processing stored photos: the public, metadata-free copy and the thumbnail."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from core.models import Photo
+from core.storage import Storage
+from geo.photos import public_copies
+
+log = logging.getLogger(__name__)
+
+
+def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | None:
+    """Make the public copy and thumbnail of one photo; idempotent, the caller commits."""
+    photo = session.get(Photo, photo_id, with_for_update=True)
+    if photo is None:
+        log.warning("photo %s vanished before processing", photo_id)
+        return None
+    if photo.state == "ready":
+        return photo
+    full, thumb = public_copies(storage.get(photo.original_key))
+    # Unguessable public names: the id alone would let anyone walk every photo.
+    stem = f"public/photos/{photo.id}-{photo.sha256[:16]}"
+    storage.put(f"{stem}.jpg", full)
+    storage.put(f"{stem}-thumb.jpg", thumb)
+    photo.public_key = f"{stem}.jpg"
+    photo.thumbnail_key = f"{stem}-thumb.jpg"
+    photo.state = "ready"
+    return photo

@@ -1,0 +1,105 @@
+"""One throwaway database per test session, migrated once; each test runs inside a
+transaction that is rolled back (views' commits become savepoint releases)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine
+from core.settings import Settings, libpq_url, normalize_database_url
+
+ROOT = Path(__file__).resolve().parents[1]
+ANDORRA_PBF = ROOT / "data" / "osm" / "andorra.osm.pbf"
+
+
+def _admin_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.exit("DATABASE_URL is not set: run the tests with `make test`, or point DATABASE_URL at a PostGIS server", 2)
+    return normalize_database_url(url)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    admin = make_url(_admin_url())
+    name = f"streetloop_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    try:
+        from alembic import command
+
+        from api.cli import alembic_config
+
+        command.upgrade(alembic_config(url), "head")
+        yield url
+    finally:
+        with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        trans = conn.begin()
+        yield conn
+        trans.rollback()
+    # Jobs are deferred through procrastinate's own connection, outside the test's
+    # transaction: clear them so tests stay independent.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM procrastinate_jobs"))
+
+
+@pytest.fixture
+def sessions(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def db(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, secret_key="test", media_dir=tmp_path / "media", timezone="Europe/Andorra")
+
+
+@pytest.fixture
+def queue(settings: Settings) -> Iterator[object]:
+    from workers.app import Queue
+
+    q = Queue(settings)
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def app(settings: Settings, sessions: sessionmaker[Session], queue: object):  # noqa: ANN201
+    from api import create_app
+
+    application = create_app(settings, sessions=sessions, queue=queue)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app):  # noqa: ANN001, ANN201
+    return app.test_client()

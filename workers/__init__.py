@@ -1,0 +1,1 @@
+"""Background jobs on procrastinate, in the same PostgreSQL as everything else."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+from procrastinate import JobContext, RetryStrategy
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine, make_sessionmaker
+from core.models import Photo
+from core.settings import Settings
+from core.storage import LocalStorage
+from geo.media import process_photo as process_photo_in
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _resources() -> tuple[Settings, sessionmaker[Session], LocalStorage]:
+    settings = Settings.from_env()
+    return settings, make_sessionmaker(make_engine(settings.database_url)), LocalStorage(settings.media_dir)
+
+
+@app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))
+def process_photo(photo_id: int) -> None:
+    _, sessions, storage = _resources()
+    with sessions.begin() as session:
+        process_photo_in(session, storage, photo_id)
+
+
+@app.periodic(cron="*/10 * * * *")
+@app.task(name="sweep_pending_photos", queue="media", queueing_lock="sweep_pending_photos", pass_context=True)
+async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
+    """Re-queue photos still pending after 10 minutes (a lost defer must not lose a photo)."""
+    _, sessions, _ = _resources()
+    cutoff = datetime.now(UTC) - timedelta(minutes=10)
+    with sessions() as session:
+        ids = session.scalars(select(Photo.id).where(Photo.state == "pending", Photo.created_at < cutoff)).all()
+    for photo_id in ids:
+        await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
+    if ids:
+        log.info("re-queued %d pending photos", len(ids))
