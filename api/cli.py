@@ -110,12 +110,16 @@ def seed_credentials() -> None:
 @click.option("--queues", default="", help="comma list; empty means all")
 def worker(concurrency: int, queues: str) -> None:
     """Run the background job worker (photos, plans, notifications)."""
-    from workers.app import configured_app
+    from workers.app import bound_to
+    from workers.tasks import close_resources
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = configured_app(Settings.from_env())
-    # run_worker opens (and closes) the app's async connection pool itself.
-    app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
+    try:
+        with bound_to(Settings.from_env()) as app:
+            # run_worker opens (and closes) the app's async connection pool itself.
+            app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
+    finally:
+        close_resources()
 
 
 @main.group()

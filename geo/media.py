@@ -29,4 +29,8 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
     photo.public_key = f"{stem}.jpg"
     photo.thumbnail_key = f"{stem}-thumb.jpg"
     photo.state = "ready"
+    request = photo.service_request
+    if photo.kind == "report" and request is not None and request.media_url is None:
+        # Open311's media_url: the resident's own photo, as everyone may see it.
+        request.media_url = f"/media/{photo.public_key}"
     return photo

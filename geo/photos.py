@@ -41,7 +41,11 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
     if len(data) > max_bytes:
         raise PhotoRejected(f"the photo is {len(data)} bytes; the limit is {max_bytes}", too_large=True)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice that; we refuse outright.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
             fmt = img.format or ""
             width, height = img.size
             if fmt not in ACCEPTED_FORMATS:
@@ -57,7 +61,7 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
             img.load()  # truncated or corrupt data fails here, not in a worker later
     except PhotoRejected:
         raise
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhotoRejected(f"the file is not a readable image ({type(exc).__name__})") from None

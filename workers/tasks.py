@@ -20,8 +20,17 @@ log = logging.getLogger(__name__)
 
 @cache
 def _resources() -> tuple[Settings, sessionmaker[Session], LocalStorage]:
+    """The worker process's settings, database sessions and file storage, made once."""
     settings = Settings.from_env()
     return settings, make_sessionmaker(make_engine(settings.database_url)), LocalStorage(settings.media_dir)
+
+
+def close_resources() -> None:
+    """Release the worker's database pool (tests, and a clean shutdown)."""
+    if _resources.cache_info().currsize:
+        _, sessions, _ = _resources()
+        sessions.kw["bind"].dispose()
+        _resources.cache_clear()
 
 
 @app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))

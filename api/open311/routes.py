@@ -361,7 +361,7 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                 }
             )
         dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
-        dup_public = dict(s.execute(select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(dup_ids))).tuples().all()) if dup_ids else {}
+        dup_public = dict(s.execute(select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(dup_ids))).all()) if dup_ids else {}
         for body, r in zip(out, rows, strict=True):
             body["detailed_status"] = r.detailed_status
             body["duplicate_of"] = dup_public.get(r.duplicate_of_id)
