@@ -102,16 +102,27 @@ def _clean(value: str | None, *, field: str, limit: int = MAX_SHORT_TEXT) -> str
     return value
 
 
+MAX_EXTRA_ATTRIBUTES = 50
+
+
+def split_extra_attributes(service_type: ServiceType, raw: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+    """Attributes the definition does not know, kept verbatim but bounded."""
+    defined = {a.code for a in service_type.attributes if a.variable}
+    extra = {k: v for k, v in raw.items() if k not in defined}
+    if len(extra) > MAX_EXTRA_ATTRIBUTES:
+        raise ValidationFailed(f"at most {MAX_EXTRA_ATTRIBUTES} attributes beyond the service definition", field="attribute")
+    for code, value in extra.items():
+        values = value if isinstance(value, list) else [value]
+        if len(code) > 64 or any(len(v or "") > MAX_DESCRIPTION for v in values):
+            raise ValidationFailed(f"attribute {code[:64]!r} is too long", field=f"attribute[{code[:64]}]")
+    return extra
+
+
 def validate_attributes(service_type: ServiceType, raw: dict[str, str | list[str]]) -> dict[str, Any]:
-    """Check values against the service definition; returns the typed values to store."""
+    """Check values against the service definition; returns the typed values to store.
+
+    Codes the definition does not have are left out here (see split_extra_attributes)."""
     defined: dict[str, ServiceAttribute] = {a.code: a for a in service_type.attributes if a.variable}
-    unknown = sorted(set(raw) - set(defined))
-    if unknown:
-        raise ValidationFailed(
-            f"unknown attribute {unknown[0]!r} for service {service_type.code}; "
-            f"see services/{service_type.code} for its definition",
-            field=f"attribute[{unknown[0]}]",
-        )
     result: dict[str, Any] = {}
     for code, attr in defined.items():
         value = raw.get(code)
@@ -223,6 +234,7 @@ def submit_request(
         )
     address_string = _clean(new.address_string, field="address_string", limit=1000)
     attributes = validate_attributes(service_type, new.attributes)
+    extra_attributes = split_extra_attributes(service_type, new.attributes)
     contact = _validate_contact(new.contact)
     media_url = _clean(new.media_url, field="media_url", limit=2048)
     if media_url is not None and not re.match(r"^https?://", media_url, re.I):
@@ -262,6 +274,7 @@ def submit_request(
         service_type=service_type,
         description=description,
         attributes=attributes,
+        extra_attributes=extra_attributes,
         location=point(lon, lat) if lon is not None and lat is not None else None,
         location_source=source,
         address=address_label,

@@ -304,6 +304,9 @@ class ServiceRequest(Base):
     service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id"))
     description: Mapped[str] = mapped_column(server_default="")
     attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # Attributes a client sent that the service definition does not have (FixMyStreet
+    # and others add their own): kept as text, never interpreted.
+    extra_attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     location: Mapped[WKBElement | None] = _point(nullable=True)
     # device (lat/long given), geocoded (from address_string), pinned (by staff), none.
     location_source: Mapped[str] = mapped_column(String(16), server_default="device")

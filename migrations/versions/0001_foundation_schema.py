@@ -208,6 +208,7 @@ def upgrade() -> None:
     sa.Column('service_type_id', sa.BigInteger(), nullable=False),
     sa.Column('description', sa.Text(), server_default='', nullable=False),
     sa.Column('attributes', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    sa.Column('extra_attributes', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('location', Geometry(geometry_type='POINT', srid=4326, dimension=2, spatial_index=False, from_text='ST_GeomFromEWKT', name='geometry'), nullable=True),
     sa.Column('location_source', sa.String(length=16), server_default='device', nullable=False),
     sa.Column('address', sa.Text(), nullable=True),

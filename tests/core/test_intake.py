@@ -95,7 +95,7 @@ def test_district_is_found_from_the_location(db: Session) -> None:
         ({"attributes": {"size": "small", "seen_at": "yesterday"}}, "attribute[seen_at]"),
         ({"attributes": {"size": "small", "hazards": ["water", "fire"]}}, "attribute[hazards]"),
         ({"attributes": {"size": "small", "landmark": "x" * 256}}, "attribute[landmark]"),
-        ({"attributes": {"size": "small", "bogus": "1"}}, "attribute[bogus]"),
+        ({"attributes": {"size": "small", "bogus": "x" * 4001}}, "attribute[bogus]"),
         ({"attributes": {"size": ["small", "large"]}}, "attribute[size]"),
         ({"attributes": {}}, "attribute[size]"),
     ],
@@ -122,6 +122,14 @@ def test_attribute_values_are_stored_typed(db: Session) -> None:
         "size": "large", "depth_cm": 7, "seen_at": "2026-11-20T18:30:00+01:00", "landmark": "bakery",
         "details": "line one\nline two", "hazards": ["water", "dark"],
     }
+
+
+def test_attributes_beyond_the_definition_are_kept_verbatim(db: Session) -> None:
+    # FixMyStreet and other clients add attributes of their own (fixmystreet_id, easting...).
+    f.service_type(db, attributes=f.full_attributes())
+    req = f.report(db, attributes={"size": "small", "fixmystreet_id": "1234", "easting": "530000"}).request
+    assert req.attributes == {"size": "small"}
+    assert req.extra_attributes == {"fixmystreet_id": "1234", "easting": "530000"}
 
 
 def test_address_only_report_is_geocoded_when_the_index_knows_it(db: Session) -> None:
