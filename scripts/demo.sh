@@ -84,6 +84,9 @@ if [[ -z "${STREETLOOP_SECRET_KEY:-}" ]]; then
     export STREETLOOP_SECRET_KEY
 fi
 
+# The demo city is Andorra: show Open311 times in its local time.
+export STREETLOOP_TIMEZONE=${STREETLOOP_TIMEZONE:-Europe/Andorra}
+
 # --- schema and demo data -------------------------------------------------
 say "migrating database"
 "$BIN/streetloop" db upgrade
