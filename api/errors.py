@@ -52,7 +52,7 @@ def init_app(app: Flask) -> None:
             errors[exc.field] = [exc.message]
         if exc.details:
             errors["detail"] = exc.details
-        errors["reason"] = exc.code
+        errors["error_code"] = exc.code
         return error_response(status_for(exc), exc.message, errors)
 
     @app.errorhandler(HTTPException)
@@ -69,10 +69,15 @@ def init_app(app: Flask) -> None:
         if isinstance(messages, dict):
             # One location ("json", "query", "form"): flatten it for clients.
             errors = messages[next(iter(messages))] if len(messages) == 1 else messages
+        elif isinstance(data.get("errors"), dict):
+            # abort(..., errors={...}) from a view.
+            errors = data["errors"]
         message = data.get("message") or exc.description or HTTPStatus(status).phrase
         response = error_response(status, message, errors)
-        for key, value in (exc.get_headers() or []):
-            if key.lower() == "www-authenticate":
+        # abort(..., headers=...) puts them on exc.data, not on the exception itself.
+        headers = [*(exc.get_headers() or []), *dict(data.get("headers") or {}).items()]
+        for key, value in headers:
+            if key.lower() in {"www-authenticate", "allow", "retry-after"}:
                 response.headers[key] = value
         return response
 

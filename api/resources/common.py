@@ -25,6 +25,12 @@ def point_out(element: WKBElement | None) -> dict[str, float] | None:
     return None if ll is None else {"lat": ll[1], "lon": ll[0]}
 
 
+def patch_schema(schema_cls: type[Schema]) -> Schema:
+    """A PATCH body: every top-level field optional, but a nested object that is sent is
+    validated in full (`partial=True` would also skip the nested schemas' required fields)."""
+    return schema_cls(partial=tuple(schema_cls().fields))
+
+
 class PageArgs(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))

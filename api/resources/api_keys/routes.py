@@ -26,16 +26,16 @@ class NewApiKeySchema(ApiKeySchema):
 
 
 @blp.route("")
-@blp.response(200, ApiKeySchema(many=True))
 @require("admin")
+@blp.response(200, ApiKeySchema(many=True))
 def list_keys() -> Any:
     return session().scalars(select(ApiKey).order_by(ApiKey.id)).all()
 
 
 @blp.route("", methods=["POST"])
+@require("admin")
 @blp.arguments(ApiKeySchema)
 @blp.response(201, NewApiKeySchema)
-@require("admin")
 def create_key(data: dict[str, Any]) -> Any:
     s = session()
     row, key = create_api_key(s, data["name"])
@@ -44,8 +44,8 @@ def create_key(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<int:key_id>", methods=["DELETE"])
-@blp.response(204)
 @require("admin")
+@blp.response(204)
 def revoke_key(key_id: int) -> None:
     s = session()
     row = s.get(ApiKey, key_id)

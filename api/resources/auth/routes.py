@@ -28,7 +28,7 @@ def token(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/me")
-@blp.response(200, MeSchema)
 @require()
+@blp.response(200, MeSchema)
 def me() -> Any:
     return current_user()

@@ -42,17 +42,17 @@ def _depot_id(code: str | None) -> int | None:
 
 
 @blp.route("")
-@blp.response(200, CrewSchema(many=True))
 @require("dispatcher", "supervisor")
+@blp.response(200, CrewSchema(many=True))
 def list_crews() -> Any:
     rows = session().scalars(select(Crew).options(selectinload(Crew.depot)).order_by(Crew.code))
     return [_dump(c) for c in rows]
 
 
 @blp.route("", methods=["POST"])
+@require("admin")
 @blp.arguments(CrewSchema)
 @blp.response(201, CrewSchema)
-@require("admin")
 def create_crew(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(Crew.id).where(Crew.code == data["code"])):
@@ -65,9 +65,9 @@ def create_crew(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<code>", methods=["PATCH"])
+@require("admin")
 @blp.arguments(CrewSchema(partial=True))
 @blp.response(200, CrewSchema)
-@require("admin")
 def update_crew(data: dict[str, Any], code: str) -> Any:
     s = session()
     crew = s.scalar(select(Crew).where(Crew.code == code))

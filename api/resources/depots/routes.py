@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from api.auth import require
 from api.db import session
-from api.resources.common import PointSchema, point_out
+from api.resources.common import PointSchema, patch_schema, point_out
 from core.models import Depot
 from core.spatial import point
 
@@ -29,16 +29,16 @@ def _dump(d: Depot) -> dict[str, Any]:
 
 
 @blp.route("")
-@blp.response(200, DepotSchema(many=True))
 @require("dispatcher", "supervisor")
+@blp.response(200, DepotSchema(many=True))
 def list_depots() -> Any:
     return [_dump(d) for d in session().scalars(select(Depot).order_by(Depot.code))]
 
 
 @blp.route("", methods=["POST"])
+@require("admin")
 @blp.arguments(DepotSchema)
 @blp.response(201, DepotSchema)
-@require("admin")
 def create_depot(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(Depot.id).where(Depot.code == data["code"])):
@@ -51,9 +51,9 @@ def create_depot(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<code>", methods=["PATCH"])
-@blp.arguments(DepotSchema(partial=True))
-@blp.response(200, DepotSchema)
 @require("admin")
+@blp.arguments(patch_schema(DepotSchema))
+@blp.response(200, DepotSchema)
 def update_depot(data: dict[str, Any], code: str) -> Any:
     s = session()
     depot = s.scalar(select(Depot).where(Depot.code == code))

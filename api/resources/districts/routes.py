@@ -44,17 +44,17 @@ class DistrictSchema(Schema):
 
 
 @blp.route("")
-@blp.response(200, DistrictSchema(many=True))
 @require("dispatcher", "supervisor")
+@blp.response(200, DistrictSchema(many=True))
 def list_districts() -> Any:
     rows = session().execute(select(District, func.ST_AsGeoJSON(District.geom, 6)).order_by(District.code)).all()
     return [{"id": d.id, "code": d.code, "name": d.name, "geometry": json.loads(g)} for d, g in rows]
 
 
 @blp.route("", methods=["POST"])
+@require("admin")
 @blp.arguments(DistrictSchema)
 @blp.response(201, DistrictSchema)
-@require("admin")
 def create_district(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(District.id).where(District.code == data["code"])):

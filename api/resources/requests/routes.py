@@ -44,6 +44,7 @@ class RequestSchema(Schema):
     status = fields.String()
     description = fields.String()
     attributes = fields.Dict()
+    extra_attributes = fields.Dict(metadata={"description": "attributes the client sent beyond the service definition"})
     address = fields.String(allow_none=True)
     location = fields.Function(lambda r: point_out(r.location))
     location_source = fields.String()
@@ -82,9 +83,9 @@ def _load(public_id: str) -> ServiceRequest:
 
 
 @blp.route("")
+@require("dispatcher", "supervisor")
 @blp.arguments(RequestArgs, location="query")
 @blp.response(200, page_schema(RequestSchema))
-@require("dispatcher", "supervisor")
 def list_requests(args: dict[str, Any]) -> Any:
     q = select(ServiceRequest).options(
         selectinload(ServiceRequest.service_type), selectinload(ServiceRequest.district), selectinload(ServiceRequest.duplicate_of)
@@ -111,8 +112,8 @@ def list_requests(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/<public_id>")
-@blp.response(200, RequestDetailSchema)
 @require("dispatcher", "supervisor")
+@blp.response(200, RequestDetailSchema)
 def get_request(public_id: str) -> Any:
     return _detail(_load(public_id))
 
@@ -125,9 +126,9 @@ def _detail(req: ServiceRequest) -> ServiceRequest:
 
 
 @blp.route("/<public_id>/pin", methods=["POST"])
+@require("dispatcher", "supervisor")
 @blp.arguments(PointSchema)
 @blp.response(200, RequestDetailSchema)
-@require("dispatcher", "supervisor")
 def pin(data: dict[str, Any], public_id: str) -> Any:
     s = session()
     req = _load(public_id)

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from api.auth import require
 from api.db import session
+from api.resources.common import patch_schema
 from api.resources.service_types.schemas import ServiceTypeSchema
 from core.models import ServiceAttribute, ServiceType
 
@@ -25,21 +26,26 @@ def _apply(st: ServiceType, data: dict[str, Any]) -> None:
     for key, value in data.items():
         setattr(st, key, value)
     if attrs is not None:
+        if st.id is not None and st.attributes:
+            # Delete the old rows first: (service_type_id, code) is unique, and the
+            # unit of work would insert the replacements before deleting the orphans.
+            st.attributes = []
+            session().flush()
         st.attributes = [ServiceAttribute(**a) for a in attrs]
 
 
 @blp.route("")
-@blp.response(200, ServiceTypeSchema(many=True))
 @require("dispatcher", "supervisor")
+@blp.response(200, ServiceTypeSchema(many=True))
 def list_types() -> Any:
     return session().scalars(select(ServiceType).order_by(ServiceType.code)).all()
 
 
 @blp.route("", methods=["POST"])
+@require("admin")
 @blp.arguments(ServiceTypeSchema)
 @blp.response(201, ServiceTypeSchema)
 @blp.alt_response(409, description="The code is taken")
-@require("admin")
 def create_type(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(ServiceType.id).where(ServiceType.code == data["code"])):
@@ -52,16 +58,16 @@ def create_type(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<code>")
-@blp.response(200, ServiceTypeSchema)
 @require("dispatcher", "supervisor")
+@blp.response(200, ServiceTypeSchema)
 def get_type(code: str) -> Any:
     return _get(code)
 
 
 @blp.route("/<code>", methods=["PATCH"])
-@blp.arguments(ServiceTypeSchema(partial=True))
-@blp.response(200, ServiceTypeSchema)
 @require("admin")
+@blp.arguments(patch_schema(ServiceTypeSchema))
+@blp.response(200, ServiceTypeSchema)
 def update_type(data: dict[str, Any], code: str) -> Any:
     st = _get(code)
     if "code" in data and data["code"] != code:

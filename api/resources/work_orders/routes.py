@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -58,6 +58,12 @@ class TransitionSchema(Schema):
     crew = fields.String(load_default=None, metadata={"description": "crew code, to dispatch directly"})
     reason = fields.String(load_default=None, validate=validate.OneOf(sorted(UNABLE_REASONS)))
 
+    @validates_schema
+    def _unable_reason(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Checked here: the domain error's field "reason" would collide with errors.reason (the error code).
+        if data.get("to") == "unable" and not data.get("reason"):
+            raise ValidationError(f"'unable' needs a reason, one of: {', '.join(sorted(UNABLE_REASONS))}", "reason")
+
 
 def _options() -> list[Any]:
     return [
@@ -76,9 +82,9 @@ def _load(wo_id: int) -> WorkOrder:
 
 
 @blp.route("")
+@require("dispatcher", "supervisor")
 @blp.arguments(WorkOrderArgs, location="query")
 @blp.response(200, page_schema(WorkOrderSchema))
-@require("dispatcher", "supervisor")
 def list_work_orders(args: dict[str, Any]) -> Any:
     q = select(WorkOrder).options(*_options())
     if statuses := csv_list(args.get("status")):
@@ -96,8 +102,8 @@ def list_work_orders(args: dict[str, Any]) -> Any:
         q = q.where(bbox_filter(WorkOrder.location, args["bbox"]))
     if args.get("needs_location") is not None:
         q = q.where(WorkOrder.location.is_(None) if args["needs_location"] else WorkOrder.location.is_not(None))
-    if args.get("overdue"):
-        q = q.where(WorkOrder.due_at < func.now())
+    if args.get("overdue") is not None:
+        q = q.where(WorkOrder.due_at < func.now() if args["overdue"] else WorkOrder.due_at >= func.now())
     if args.get("from_"):
         q = q.where(WorkOrder.created_at >= args["from_"])
     if args.get("to"):
@@ -107,8 +113,8 @@ def list_work_orders(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/<int:wo_id>")
-@blp.response(200, WorkOrderDetailSchema)
 @require("dispatcher", "supervisor")
+@blp.response(200, WorkOrderDetailSchema)
 def get_work_order(wo_id: int) -> Any:
     wo = _load(wo_id)
     wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
@@ -116,16 +122,18 @@ def get_work_order(wo_id: int) -> Any:
 
 
 @blp.route("/<int:wo_id>/transitions", methods=["POST"])
+@require("dispatcher", "supervisor")
 @blp.arguments(TransitionSchema)
 @blp.response(200, WorkOrderDetailSchema)
 @blp.alt_response(409, description="Not allowed from the current status")
-@require("dispatcher", "supervisor")
 def transition(data: dict[str, Any], wo_id: int) -> Any:
     s = session()
     wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
     if wo is None:
         abort(404, message=f"work order {wo_id} not found")
     context: dict[str, Any] = {}
+    if data.get("crew") and data["to"] != "dispatched":
+        abort(422, message="a crew is only given when dispatching", errors={"crew": ["only with to=dispatched"]})
     if data.get("crew"):
         crew = s.scalar(select(Crew).where(Crew.code == data["crew"], Crew.active.is_(True)))
         if crew is None:
