@@ -136,4 +136,6 @@ else
     wait "$worker_pid" && rc=0 || rc=$?
     say "worker exited (status $rc)"
 fi
-exit $((rc == 0 ? 1 : rc))
+# Ctrl-C in a terminal reaches gunicorn and the worker too (one process group);
+# they stop gracefully with status 0, which is a clean stop, not an error.
+exit "$rc"

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from api.db import defer_after_commit, session, settings
@@ -313,8 +314,23 @@ def _request_query() -> Select:
     )
 
 
+def _iso_in(tz: Any) -> Any:
+    """_iso with the zone looked up once per response instead of once per value."""
+
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
+
+    return iso
+
+
 def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, Any]]:
     closed = set(REQUEST_CLOSED_STATUSES)
+    _iso = _iso_in(settings().tz)
+    base = _base_url()
+
+    def _absolute(url: str | None) -> str | None:
+        return base + url if url and url.startswith("/") else url
+
     out: list[dict[str, Any]] = []
     for r in rows:
         out.append(
@@ -343,14 +359,14 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
         notes: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for ev in s.execute(
             select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.to_status, StatusEvent.note)
-            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id.in_(ids), StatusEvent.public.is_(True))
+            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))), StatusEvent.public.is_(True))
             .order_by(StatusEvent.at, StatusEvent.id)
         ):
             notes[ev.entity_id].append({"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note})
         photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for p in s.execute(
             select(Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
-            .where(Photo.service_request_id.in_(ids), Photo.state == "ready")
+            .where(Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))), Photo.state == "ready")
             .order_by(Photo.id)
         ):
             photos[p.service_request_id].append(

@@ -378,3 +378,12 @@ def test_content_types(client, city) -> None:  # noqa: ANN001
     assert client.get(f"{BASE}/services.json").content_type == "application/json; charset=utf-8"
     assert client.get(f"{BASE}/services.xml").content_type == "text/xml; charset=utf-8"
     assert json.loads(client.get(f"{BASE}/services").data)  # no extension: JSON
+
+
+def test_xml_escapes_markup_and_survives_control_characters(client, city) -> None:  # noqa: ANN001
+    text = 'Hole <b>"deep"</b> & wide \x0b next to Café ✓'
+    posted = _post(client, description=text).get_json()[0]
+    root = _xml(client.get(f"{BASE}/requests/{posted['service_request_id']}.xml"))
+    assert root.findtext("request/description") == 'Hole <b>"deep"</b> & wide \ufffd next to Café ✓'
+    (body,) = client.get(f"{BASE}/requests/{posted['service_request_id']}.json").get_json()
+    assert body["description"] == text
