@@ -7,7 +7,7 @@ is an index scan, not a sequential scan over every request in the city.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
@@ -51,6 +51,9 @@ WORK_ORDER_STATUSES = (
     "new", "planned", "dispatched", "en_route", "on_site", "completed",
     "verified", "rejected", "unable", "closed", "cancelled",
 )
+PLAN_STATUSES = ("queued", "running", "ready", "failed", "published", "superseded")
+STOP_KINDS = ("job", "break")
+
 WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
 
 
@@ -395,7 +398,7 @@ class StatusEvent(Base):
 
     __tablename__ = "status_events"
     __table_args__ = (
-        _check_in("entity", ("service_request", "work_order"), "entity"),
+        _check_in("entity", ("service_request", "work_order", "route_plan"), "entity"),
         Index("ix_status_events_entity_entity_id_at", "entity", "entity_id", "at"),
     )
 
@@ -432,3 +435,89 @@ class AddressPoint(Base):
     location: Mapped[WKBElement] = _point()
     osm_type: Mapped[str] = mapped_column(String(8))
     osm_id: Mapped[bigint]
+
+
+# -- dispatch plans ----------------------------------------------------------------
+
+
+class RoutePlan(Base):
+    """One solver run for one day and scope; re-plans are new versions of the same day."""
+
+    __tablename__ = "route_plans"
+    __table_args__ = (
+        _check_in("status", PLAN_STATUSES, "status"),
+        UniqueConstraint("plan_date", "scope_key", "version", name="uq_route_plans_day_scope_version"),
+        Index("ix_route_plans_plan_date_status", "plan_date", "status"),
+    )
+
+    id: Mapped[intpk]
+    plan_date: Mapped[date]
+    # {"agency": ..., "depot": ..., "district": ...}; scope_key is its canonical text.
+    scope: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    scope_key: Mapped[str] = mapped_column(server_default="")
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("route_plans.id"))
+    # Re-plans start "now": the instant the routes were re-timed from.
+    replan_from: Mapped[datetime | None]
+    time_limit_s: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str | None]
+    stats: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    unassigned: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    error: Mapped[str | None]
+    requested_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    created_at: Mapped[created_at]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+
+    routes: Mapped[list[PlanRoute]] = relationship(
+        back_populates="plan", cascade="all, delete-orphan", order_by="PlanRoute.id"
+    )
+
+
+class PlanRoute(Base):
+    """One crew's day inside a plan: its timing totals and road geometry."""
+
+    __tablename__ = "plan_routes"
+    __table_args__ = (UniqueConstraint("plan_id", "crew_id", name="uq_plan_routes_plan_crew"),)
+
+    id: Mapped[intpk]
+    plan_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"))
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
+    shift_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shifts.id"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    drive_s: Mapped[int] = mapped_column(Integer)
+    distance_m: Mapped[int] = mapped_column(Integer)
+    geometry: Mapped[WKBElement | None] = mapped_column(
+        Geometry("LINESTRING", srid=4326, spatial_index=False), nullable=True
+    )
+
+    plan: Mapped[RoutePlan] = relationship(back_populates="routes")
+    crew: Mapped[Crew] = relationship()
+    stops: Mapped[list[RouteStop]] = relationship(
+        back_populates="route", cascade="all, delete-orphan", order_by="RouteStop.sequence"
+    )
+
+
+class RouteStop(Base):
+    __tablename__ = "route_stops"
+    __table_args__ = (
+        _check_in("kind", STOP_KINDS, "kind"),
+        UniqueConstraint("route_id", "sequence", name="uq_route_stops_route_sequence"),
+        CheckConstraint("(kind = 'job') = (work_order_id IS NOT NULL)", name="job_has_work_order"),
+    )
+
+    id: Mapped[intpk]
+    route_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("plan_routes.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    arrival_at: Mapped[datetime]
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    locked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+    route: Mapped[PlanRoute] = relationship(back_populates="stops")
+    work_order: Mapped[WorkOrder | None] = relationship()
