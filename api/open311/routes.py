@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from api.db import defer_after_commit, session, settings
 from api.open311.formats import render
@@ -151,8 +151,6 @@ def _service_body(st: ServiceType) -> dict[str, Any]:
 @blp.route(f"/services.{FORMAT}")
 @blp.route("/services")
 def services() -> Response:
-    from sqlalchemy.orm import selectinload
-
     rows = session().scalars(
         select(ServiceType).where(ServiceType.active.is_(True)).options(selectinload(ServiceType.attributes)).order_by(ServiceType.group, ServiceType.name)
     ).all()

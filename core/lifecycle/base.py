@@ -31,7 +31,11 @@ SYSTEM = Actor(label="system")
 
 
 class StateMachine:
-    """Subclasses give `entity`, `transitions` and the attribute that holds the state."""
+    """Subclasses give `entity`, `transitions` and the attribute that holds the state.
+
+    Three ways to write to the audit trail, all in the caller's transaction:
+    `record_creation` (the first event), `transition` (a state change, checked),
+    `annotate` (an audited change that keeps the state, e.g. a priority bump)."""
 
     entity: ClassVar[str]
     state_attr: ClassVar[str] = "status"
@@ -58,6 +62,36 @@ class StateMachine:
             )
 
     @classmethod
+    def _event(
+        cls,
+        session: Session,
+        obj: Any,
+        from_status: str | None,
+        *,
+        actor: Actor,
+        note: str | None,
+        public: bool,
+        location: WKBElement | None,
+        at: datetime | None,
+    ) -> StatusEvent:
+        if obj.id is None:
+            session.flush()
+        event = StatusEvent(
+            entity=cls.entity,
+            entity_id=obj.id,
+            from_status=from_status,
+            to_status=getattr(obj, cls.state_attr),
+            actor=actor.label,
+            actor_user_id=actor.user_id,
+            at=at or datetime.now(UTC),
+            note=note,
+            public=public,
+            location=location,
+        )
+        session.add(event)
+        return event
+
+    @classmethod
     def transition(
         cls,
         session: Session,
@@ -72,28 +106,13 @@ class StateMachine:
         **context: Any,
     ) -> StatusEvent:
         cls.check(obj, target, **context)
-        if obj.id is None:
-            session.flush()
         current = getattr(obj, cls.state_attr)
         when = at or datetime.now(UTC)
         setattr(obj, cls.state_attr, target)
         if hasattr(obj, "updated_at"):
             obj.updated_at = when
         cls.on_enter(obj, current, target, when, **context)
-        event = StatusEvent(
-            entity=cls.entity,
-            entity_id=obj.id,
-            from_status=current,
-            to_status=target,
-            actor=actor.label,
-            actor_user_id=actor.user_id,
-            at=when,
-            note=note,
-            public=public,
-            location=location,
-        )
-        session.add(event)
-        return event
+        return cls._event(session, obj, current, actor=actor, note=note, public=public, location=location, at=when)
 
     @classmethod
     def record_creation(
@@ -108,26 +127,7 @@ class StateMachine:
         at: datetime | None = None,
     ) -> StatusEvent:
         """The first event of an entity (from_status NULL), so the timeline starts at birth."""
-        if obj.id is None:
-            session.flush()
-        event = StatusEvent(
-            entity=cls.entity,
-            entity_id=obj.id,
-            from_status=None,
-            to_status=getattr(obj, cls.state_attr),
-            actor=actor.label,
-            actor_user_id=actor.user_id,
-            at=at or datetime.now(UTC),
-            note=note,
-            public=public,
-            location=location,
-        )
-        session.add(event)
-        return event
-
-    @classmethod
-    def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:
-        """Hook for fields that follow the state (closed_at and the like)."""
+        return cls._event(session, obj, None, actor=actor, note=note, public=public, location=location, at=at)
 
     @classmethod
     def annotate(
@@ -143,17 +143,8 @@ class StateMachine:
     ) -> StatusEvent:
         """An audited change that keeps the state (priority raised, location pinned)."""
         state = getattr(obj, cls.state_attr)
-        event = StatusEvent(
-            entity=cls.entity,
-            entity_id=obj.id,
-            from_status=state,
-            to_status=state,
-            actor=actor.label,
-            actor_user_id=actor.user_id,
-            at=at or datetime.now(UTC),
-            note=note,
-            public=public,
-            location=location,
-        )
-        session.add(event)
-        return event
+        return cls._event(session, obj, state, actor=actor, note=note, public=public, location=location, at=at)
+
+    @classmethod
+    def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:
+        """Hook for fields that follow the state (closed_at and the like)."""
