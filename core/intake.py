@@ -86,6 +86,20 @@ class IntakeResult:
     duplicate_of: ServiceRequest | None
 
 
+def demand_for(service_type: ServiceType, attributes: dict[str, Any]) -> dict[str, int]:
+    """Capacity one job uses, per dimension, from the type's rules and the report."""
+    demand: dict[str, int] = {}
+    for dimension, rule in (service_type.demands or {}).items():
+        if isinstance(rule, str) and rule.startswith("attribute:"):
+            value = attributes.get(rule.removeprefix("attribute:"))
+            # A report without the number still needs room on the truck for something.
+            amount = value if isinstance(value, int | float) and value > 0 else 1
+        else:
+            amount = rule
+        demand[dimension] = max(0, math.ceil(amount))
+    return demand
+
+
 def priority_for(base: int, report_count: int) -> int:
     """Each doubling of the reports about one problem raises its priority by one."""
     return min(MAX_PRIORITY, base + int(math.log2(max(report_count, 1))))
@@ -333,6 +347,7 @@ def submit_request(
             due_at=requested_at + timedelta(hours=service_type.sla_hours),
             skill=service_type.skill,
             minutes_on_site=service_type.minutes_on_site,
+            demand=demand_for(service_type, attributes),
             location=request.location,
             address=address_label,
             district_id=district_id,

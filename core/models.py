@@ -214,6 +214,9 @@ class ServiceType(Base):
     photo_required: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     proof_max_distance_m: Mapped[int] = mapped_column(Integer, server_default=text("75"))
     auto_verify: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # What one job uses of a crew's capacity, per dimension: a fixed number, or
+    # "attribute:<code>" to take it from the report (e.g. how many bulk items).
+    demands: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[created_at]
 
@@ -277,6 +280,10 @@ class WorkOrder(Base):
     crew_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
     reopen_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     unable_reason: Mapped[str | None]
+    # Capacity used per dimension ({"bulk_items": 3}), from the service type's demands.
+    demand: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    # When the crew may start work: [{"start": iso, "end": iso}, ...]; empty = any time.
+    time_windows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

@@ -32,6 +32,7 @@ SERVICE_TYPES = [
         "code": "pothole", "name": "Pothole", "group": "streets", "agency": "Roads and Streets",
         "description": "A hole or broken asphalt in the roadway.", "keywords": ["road", "asphalt", "hole"],
         "sla_hours": 72, "skill": "asphalt", "minutes_on_site": 30, "base_priority": 3, "duplicate_radius_m": 50,
+        "demands": {"asphalt_kg": 40},
         "attributes": [
             {"code": "size", "datatype": _LIST, "required": True, "order": 1, "description": "How big is it?",
              "values": [{"key": "small", "name": "Smaller than a plate"}, {"key": "medium", "name": "Up to a car tyre"},
@@ -47,6 +48,7 @@ SERVICE_TYPES = [
         "description": "Bulk items set out for a scheduled pickup were not collected.",
         "keywords": ["trash", "furniture", "mattress", "collection"],
         "sla_hours": 48, "skill": "bulk_pickup", "minutes_on_site": 15, "base_priority": 3, "duplicate_radius_m": 30,
+        "demands": {"bulk_items": "attribute:item_count"},
         "attributes": [
             {"code": "items", "datatype": "multivaluelist", "required": True, "order": 1, "description": "What was left?",
              "values": [{"key": "furniture", "name": "Furniture"}, {"key": "appliance", "name": "Appliance"},

@@ -462,3 +462,15 @@ def test_patch_can_resend_existing_attribute_codes(client: Any, db: Session, adm
     definition = client.get("/open311/v2/services/pothole.json").get_json()
     assert [(a["code"], a["description"]) for a in definition["attributes"]] == [("size", "How big"), ("landmark", "Nearby landmark")]
     assert definition["attributes"][0]["values"] == [{"key": "small", "name": "Small"}, {"key": "huge", "name": "Huge"}]
+
+
+def test_service_type_demands_are_validated(client, db: Session) -> None:  # noqa: ANN001
+    admin = f.token_for(db, f.user(db, "admin-demands@test", "admin"))
+    base = {"code": "bulk", "name": "Bulk", "agency": "Sanitation", "sla_hours": 48, "skill": "bulk_pickup", "minutes_on_site": 15,
+            "attributes": [{"code": "item_count", "datatype": "number", "description": "How many?"},
+                           {"code": "what", "datatype": "string", "description": "What?"}]}
+    for bad in ({"items": "attribute:what"}, {"items": "attribute:nope"}, {"items": -1}, {"items": True}, {"items": "lots"}):
+        r = client.post("/api/v1/service-types", json={**base, "demands": bad}, headers=admin)
+        assert r.status_code == 422 and "demands" in r.get_json()["errors"], bad
+    r = client.post("/api/v1/service-types", json={**base, "demands": {"items": "attribute:item_count", "slots": 1}}, headers=admin)
+    assert r.status_code == 201 and r.get_json()["demands"] == {"items": "attribute:item_count", "slots": 1}

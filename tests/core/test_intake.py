@@ -158,3 +158,12 @@ def test_pinning_makes_the_work_order_routable_and_is_audited(db: Session) -> No
     assert any("pinned" in (n or "") for n in notes)
     with pytest.raises(ValidationFailed):
         pin_request(db, result.request, f.LON, f.LAT, actor=f.SYSTEM)
+
+
+def test_work_order_demand_comes_from_the_type_rules_and_the_report(db: Session) -> None:
+    f.service_type(db, "bulk_trash", skill="bulk_pickup", demands={"bulk_items": "attribute:item_count", "truck_slots": 1},
+                   attributes=[{"code": "item_count", "datatype": "number", "description": "How many?"}])
+    assert f.report(db, "bulk_trash", attributes={"item_count": "3.2"}).work_order.demand == {"bulk_items": 4, "truck_slots": 1}
+    far = f.offset(f.LON, f.LAT, 500)[0]
+    # No count given: room for one item is still needed.
+    assert f.report(db, "bulk_trash", lon=far).work_order.demand == {"bulk_items": 1, "truck_slots": 1}

@@ -48,8 +48,26 @@ class ServiceTypeSchema(Schema):
     photo_required = fields.Boolean(load_default=True)
     proof_max_distance_m = fields.Integer(load_default=75, validate=validate.Range(1, 5000))
     auto_verify = fields.Boolean(load_default=True)
+    demands = fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 64)),
+        values=fields.Raw(),
+        load_default=dict,
+        metadata={"description": 'capacity per job and dimension: a number, or "attribute:<code>" of a number attribute'},
+    )
     active = fields.Boolean(load_default=True)
     attributes = fields.List(fields.Nested(AttributeSchema), load_default=list)
+
+    @validates_schema
+    def _demands(self, data, **kwargs):  # noqa: ANN001, ANN003
+        numbers = {a["code"] for a in data.get("attributes", []) if a["datatype"] == "number"}
+        for dimension, rule in (data.get("demands") or {}).items():
+            if isinstance(rule, bool) or not (
+                (isinstance(rule, int | float) and rule >= 0)
+                or (isinstance(rule, str) and rule.startswith("attribute:"))
+            ):
+                raise ValidationError(f"{dimension}: a number >= 0 or 'attribute:<code>'", "demands")
+            if isinstance(rule, str) and "attributes" in data and rule.removeprefix("attribute:") not in numbers:
+                raise ValidationError(f"{dimension}: {rule!r} is not a number attribute of this type", "demands")
 
     @validates_schema
     def _unique_codes(self, data, **kwargs):  # noqa: ANN001, ANN003
