@@ -38,7 +38,7 @@ def db() -> None:
     """Schema migrations."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", with_appcontext=False)
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations (PostGIS extension, tables, procrastinate's job schema)."""
@@ -47,7 +47,7 @@ def db_upgrade(revision: str) -> None:
     command.upgrade(alembic_config(Settings.from_env().database_url), revision)
 
 
-@db.command("downgrade")
+@db.command("downgrade", with_appcontext=False)
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     from alembic import command
@@ -55,7 +55,7 @@ def db_downgrade(revision: str) -> None:
     command.downgrade(alembic_config(Settings.from_env().database_url), revision)
 
 
-@db.command("check")
+@db.command("check", with_appcontext=False)
 def db_check() -> None:
     """Fail if the models and the migrated schema differ."""
     from alembic import command
@@ -68,7 +68,7 @@ def seed() -> None:
     """Demo data."""
 
 
-@seed.command("demo")
+@seed.command("demo", with_appcontext=False)
 @click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=PROJECT_ROOT / "data" / "osm" / "andorra.osm.pbf", show_default=True)
 @click.option("--requests", "n_requests", default=300, show_default=True)
@@ -85,7 +85,7 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     click.echo(summary)
 
 
-@seed.command("credentials")
+@seed.command("credentials", with_appcontext=False)
 def seed_credentials() -> None:
     """Print the demo logins (they exist only in a database seeded with `seed demo`)."""
     from sqlalchemy import select
@@ -105,7 +105,7 @@ def seed_credentials() -> None:
     click.echo(f"  Open311 api_key: {DEMO_API_KEY}")
 
 
-@main.command("worker")
+@main.command("worker", with_appcontext=False)
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--queues", default="", help="comma list; empty means all")
 def worker(concurrency: int, queues: str) -> None:
@@ -123,11 +123,36 @@ def worker(concurrency: int, queues: str) -> None:
 
 
 @main.group()
+def roads() -> None:
+    """Road data for travel times (Valhalla tiles built from an OSM extract)."""
+
+
+@roads.command("build", with_appcontext=False)
+@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="tile folder; default $STREETLOOP_ROAD_DATA or var/roads")
+@click.option("--force", is_flag=True, help="rebuild even if the tiles match the extract")
+def roads_build(pbf: Path, out: Path | None, force: bool) -> None:
+    """Build Valhalla tiles once; point STREETLOOP_ROAD_DATA at the folder to use them."""
+    import os
+
+    from geo.roads import RoadDataError, build_tiles
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = out or Path(os.environ.get("STREETLOOP_ROAD_DATA") or PROJECT_ROOT / "var" / "roads")
+    try:
+        config = build_tiles(pbf, out, force=force)
+    except RoadDataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"road data ready in {out} (config {config}); set STREETLOOP_ROAD_DATA={out}")
+
+
+@main.group()
 def geocoder() -> None:
     """The address index used to place reports that come with only an address."""
 
 
-@geocoder.command("build")
+@geocoder.command("build", with_appcontext=False)
 @click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 def geocoder_build(pbf: Path) -> None:
     """Replace the address index with the addresses and streets of an OSM extract."""

@@ -33,6 +33,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -51,7 +61,12 @@ class Settings:
     max_upload_bytes: int = 15 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     contact_email: str = "311@example.city"
-    # Cap on requests per Open311 key could live here; not needed yet.
+    # Valhalla tiles built by `streetloop roads build`; None: straight-line travel times.
+    road_data_dir: Path | None = None
+    detour_factor: float = 1.3
+    speed_kmh: float = 30.0
+    # Solver processes per plan (the machine's cores are shared with the web workers).
+    solver_workers: int = 2
 
     @property
     def tz(self) -> ZoneInfo:
@@ -80,4 +95,8 @@ class Settings:
             default_duplicate_radius_m=_int(env, "STREETLOOP_DUPLICATE_RADIUS_M", 50),
             max_upload_bytes=_int(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
             contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
+            road_data_dir=Path(env["STREETLOOP_ROAD_DATA"]) if env.get("STREETLOOP_ROAD_DATA", "").strip() else None,
+            detour_factor=_float(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
+            speed_kmh=_float(env, "STREETLOOP_SPEED_KMH", 30.0),
+            solver_workers=_int(env, "STREETLOOP_SOLVER_WORKERS", 2),
         )

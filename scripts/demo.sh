@@ -87,9 +87,15 @@ fi
 # The demo city is Andorra: show Open311 times in its local time.
 export STREETLOOP_TIMEZONE=${STREETLOOP_TIMEZONE:-Europe/Andorra}
 
+# Road travel times for dispatch: Valhalla tiles from the Andorra extract (about a
+# second to build; later runs see they match the extract and skip the build).
+export STREETLOOP_ROAD_DATA=${STREETLOOP_ROAD_DATA:-$ROOT/var/roads}
+
 # --- schema and demo data -------------------------------------------------
 say "migrating database"
 "$BIN/streetloop" db upgrade
+say "building road data"
+"$BIN/streetloop" roads build --pbf "$ROOT/data/osm/andorra.osm.pbf" --out "$STREETLOOP_ROAD_DATA"
 say "seeding demo data"
 "$BIN/streetloop" seed demo
 if ! credentials=$("$BIN/streetloop" seed credentials); then
