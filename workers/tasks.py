@@ -31,6 +31,25 @@ def close_resources() -> None:
         _, sessions, _ = _resources()
         sessions.kw["bind"].dispose()
         _resources.cache_clear()
+        _travel.cache_clear()
+
+
+@cache
+def _travel():  # noqa: ANN202
+    """One travel-time provider per worker process: its matrix cache and Valhalla actors are reused."""
+    from geo.travel import provider_from_settings
+
+    settings = _resources()[0]
+    return provider_from_settings(settings.road_data_dir, settings.detour_factor, settings.speed_kmh)
+
+
+@app.task(name="optimise_plan", queue="plans")
+def optimise_plan(plan_id: int) -> None:
+    """Solve a queued plan. No retry: a failed plan says why, and the dispatcher asks again."""
+    from dispatch.plans import run_plan
+
+    settings, sessions, _ = _resources()
+    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers)
 
 
 @app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))

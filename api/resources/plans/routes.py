@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import url_for
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from api.auth import current_actor, require
+from api.db import defer_after_commit, session
+from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
+from dispatch.build import Scope
+from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, publish_plan, replan_plan, request_plan
+
+blp = Blueprint("plans", __name__, url_prefix="/plans", description="Crews' daily routes, planned by the solver.")
+
+
+class ScopeSchema(Schema):
+    agency = fields.String(load_default=None, allow_none=True)
+    depot = fields.String(load_default=None, allow_none=True, metadata={"description": "depot code"})
+    district = fields.String(load_default=None, allow_none=True, metadata={"description": "district code"})
+
+
+class PlanRequestSchema(Schema):
+    date = fields.Date(required=True)
+    scope = fields.Nested(ScopeSchema, load_default=dict)
+    time_limit_s = fields.Integer(load_default=30, validate=validate.Range(1, MAX_TIME_LIMIT_S))
+
+
+class ReplanSchema(Schema):
+    time_limit_s = fields.Integer(load_default=None, validate=validate.Range(1, MAX_TIME_LIMIT_S))
+
+
+class AcceptedSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    url = fields.String()
+
+
+class StopSchema(Schema):
+    sequence = fields.Integer()
+    kind = fields.String()
+    work_order_id = fields.Integer(allow_none=True)
+    arrival_at = fields.DateTime()
+    start_at = fields.DateTime()
+    end_at = fields.DateTime()
+    locked = fields.Boolean()
+
+
+class RouteSchema(Schema):
+    crew = fields.Function(lambda r: r.crew.code)
+    start_at = fields.DateTime()
+    end_at = fields.DateTime()
+    drive_s = fields.Integer()
+    distance_m = fields.Integer()
+    stops = fields.List(fields.Nested(StopSchema))
+
+
+class PlanSchema(Schema):
+    id = fields.Integer()
+    date = fields.Date(attribute="plan_date")
+    scope = fields.Dict()
+    version = fields.Integer()
+    status = fields.String()
+    provider = fields.String(allow_none=True)
+    time_limit_s = fields.Integer()
+    parent_id = fields.Integer(allow_none=True)
+    replan_from = fields.DateTime(allow_none=True)
+    stats = fields.Dict()
+    error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    published_at = fields.DateTime(allow_none=True)
+    unassigned = fields.List(fields.Dict())
+
+
+class PlanDetailSchema(PlanSchema):
+    routes = fields.List(fields.Nested(RouteSchema))
+    geojson = fields.Dict(metadata={"description": "GeoJSON FeatureCollection: one LineString per crew route"})
+
+
+class PlanListArgs(Schema):
+    date = fields.Date(load_default=None)
+    status = fields.String(load_default=None, validate=validate.OneOf(PLAN_STATUSES))
+
+
+def _load(plan_id: int, *, lock: bool = False) -> RoutePlan:
+    q = select(RoutePlan).where(RoutePlan.id == plan_id)
+    q = q.with_for_update() if lock else q.options(
+        selectinload(RoutePlan.routes).selectinload(PlanRoute.stops), selectinload(RoutePlan.routes).selectinload(PlanRoute.crew)
+    )
+    plan = session().scalar(q)
+    if plan is None:
+        abort(404, message=f"plan {plan_id} not found")
+    return plan
+
+
+def _accepted(plan: RoutePlan) -> tuple[dict[str, Any], int, dict[str, str]]:
+    url = url_for("plans.get_plan", plan_id=plan.id)
+    return {"id": plan.id, "status": plan.status, "url": url}, 202, {"Location": url}
+
+
+def _geojson(plan: RoutePlan) -> dict[str, Any]:
+    features = []
+    rows = session().execute(
+        select(PlanRoute.id, Crew.code, func.ST_AsGeoJSON(PlanRoute.geometry, 6))
+        .join(Crew, Crew.id == PlanRoute.crew_id)
+        .where(PlanRoute.plan_id == plan.id, PlanRoute.geometry.is_not(None))
+        .order_by(PlanRoute.id)
+    )
+    for route_id, crew, geom in rows:
+        features.append({"type": "Feature", "id": route_id, "properties": {"crew": crew}, "geometry": json.loads(geom)})
+    return {"type": "FeatureCollection", "features": features}
+
+
+@blp.route("", methods=["POST"])
+@require("dispatcher", "supervisor")
+@blp.arguments(PlanRequestSchema)
+@blp.response(202, AcceptedSchema)
+def create_plan(data: dict[str, Any]) -> Any:
+    s = session()
+    scope = Scope(**{k: v for k, v in data["scope"].items() if v})
+    plan = request_plan(s, PlanRequest(data["date"], scope, data["time_limit_s"]), actor=current_actor())
+    defer_after_commit(s, "optimise_plan", plan_id=plan.id)
+    s.commit()
+    return _accepted(plan)
+
+
+@blp.route("")
+@require("dispatcher", "supervisor")
+@blp.arguments(PlanListArgs, location="query")
+@blp.response(200, PlanSchema(many=True))
+def list_plans(args: dict[str, Any]) -> Any:
+    q = select(RoutePlan).order_by(RoutePlan.plan_date.desc(), RoutePlan.id.desc()).limit(200)
+    if args.get("date"):
+        q = q.where(RoutePlan.plan_date == args["date"])
+    if args.get("status"):
+        q = q.where(RoutePlan.status == args["status"])
+    return session().scalars(q).all()
+
+
+@blp.route("/<int:plan_id>")
+@require("dispatcher", "supervisor")
+@blp.response(200, PlanDetailSchema)
+def get_plan(plan_id: int) -> Any:
+    plan = _load(plan_id)
+    plan.geojson = _geojson(plan)  # type: ignore[attr-defined]
+    return plan
+
+
+@blp.route("/<int:plan_id>/publish", methods=["POST"])
+@require("dispatcher", "supervisor")
+@blp.response(200, PlanSchema)
+@blp.alt_response(409, description="The plan is not ready, or not feasible")
+def publish(plan_id: int) -> Any:
+    s = session()
+    plan = _load(plan_id, lock=True)
+    publish_plan(s, plan, actor=current_actor())
+    s.commit()
+    return plan
+
+
+@blp.route("/<int:plan_id>/replan", methods=["POST"])
+@require("dispatcher", "supervisor")
+@blp.arguments(ReplanSchema)
+@blp.response(202, AcceptedSchema)
+@blp.alt_response(409, description="Only the published plan of a day is re-planned")
+def replan(data: dict[str, Any], plan_id: int) -> Any:
+    s = session()
+    parent = _load(plan_id, lock=True)
+    plan = replan_plan(s, parent, actor=current_actor(), time_limit_s=data.get("time_limit_s"))
+    defer_after_commit(s, "optimise_plan", plan_id=plan.id)
+    s.commit()
+    return _accepted(plan)

@@ -1,0 +1,136 @@
+"""Plans on real PostGIS: build from rows, solve, store, publish, re-plan."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import Conflict
+from core.lifecycle.work_order import WorkOrderLifecycle
+from core.models import RoutePlan, ServiceRequest, Shift, ShiftBreak, StatusEvent, WorkOrder
+from dispatch.build import Scope, build_problem
+from dispatch.plans import PlanRequest, publish_plan, replan_plan, request_plan, run_plan
+from geo.travel import StraightLineProvider
+from tests import factories as f
+
+TZ = ZoneInfo("Europe/Andorra")
+DAY = date.today() + timedelta(days=1)
+TRAVEL = StraightLineProvider(detour_factor=1.3, speed_kmh=30)
+
+
+def _at(h: int, m: int = 0) -> datetime:
+    return datetime.combine(DAY, time(h, m), TZ)
+
+
+def _crew_on_shift(db: Session, code: str, skills: list[str], depot, agency: str = "Roads") -> None:  # noqa: ANN001
+    crew = f.crew(db, code, skills=skills)
+    crew.depot_id = depot.id
+    crew.agency = agency
+    db.add(Shift(crew_id=crew.id, starts_at=_at(7), ends_at=_at(15, 30), start_depot_id=depot.id, end_depot_id=depot.id,
+                 breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)]))
+    db.flush()
+
+
+@pytest.fixture
+def day(db: Session) -> dict:
+    depot = f.depot(db)
+    f.service_type(db)
+    f.service_type(db, "graffiti", skill="graffiti", agency="Sanitation")
+    _crew_on_shift(db, "pothole-1", ["asphalt"], depot)
+    _crew_on_shift(db, "graffiti-1", ["graffiti"], depot, agency="Sanitation")
+    orders = []
+    for i in range(6):
+        lon, lat = f.offset(f.LON, f.LAT, 400 * (i + 1))
+        orders.append(f.report(db, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat).work_order)
+    unplaced = f.report(db, lon=None, lat=None, address_string="somewhere").work_order
+    db.commit()
+    return {"orders": orders, "unplaced": unplaced}
+
+
+def test_build_problem_maps_rows_to_the_model(db: Session, day: dict) -> None:
+    built = build_problem(db, plan_date=DAY, scope=Scope(), tz=TZ, travel=TRAVEL)
+    p = built.problem
+    assert {built.crews[c.id].code for c in p.crews} == {"pothole-1", "graffiti-1"}
+    crew = next(c for c in p.crews if built.crews[c.id].code == "pothole-1")
+    assert (crew.shift.start, crew.shift.end) == (7 * 3600, 15 * 3600 + 1800)
+    (brk,) = crew.breaks
+    assert (brk.duration, brk.window.start, brk.window.end) == (1800, 11 * 3600 + 1800, 13 * 3600 + 1800)
+    assert len(p.jobs) == 6 and {j.skills for j in p.jobs} == {frozenset({"asphalt"}), frozenset({"graffiti"})}
+    assert built.excluded == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin"}]
+    assert built.provider == "straight_line" or built.provider.startswith("straight")
+    # The depot is one matrix point shared by both crews.
+    assert len(built.points) == 7
+
+
+def test_scope_by_agency(db: Session, day: dict) -> None:
+    built = build_problem(db, plan_date=DAY, scope=Scope(agency="Sanitation"), tz=TZ, travel=TRAVEL)
+    assert len(built.problem.jobs) == 3 and all(j.skills == {"graffiti"} for j in built.problem.jobs)
+
+
+def test_plan_solve_store_publish_and_replan(db: Session, sessions: sessionmaker, day: dict) -> None:
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM)
+    db.commit()
+    plan = run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    assert plan.status == "ready" and plan.stats["feasible"] is True
+    assert plan.stats["scheduled"] == 6
+    assert {u["reason"] for u in plan.unassigned} == {"needs_pin"}
+    stops = [s for r in plan.routes for s in r.stops if s.kind == "job"]
+    assert len(stops) == 6
+    breaks = [s for r in plan.routes for s in r.stops if s.kind == "break"]
+    assert all(_at(11, 30) <= b.start_at and b.end_at <= _at(13, 30) for b in breaks)
+    assert all(r.geometry is not None for r in plan.routes if any(s.kind == "job" for s in r.stops))
+    assert {db.get(WorkOrder, s.work_order_id).status for s in stops} == {"planned"}
+
+    publish_plan(db, plan, actor=f.SYSTEM)
+    db.commit()
+    for r in plan.routes:
+        for s in r.stops:
+            if s.kind == "job":
+                wo = db.get(WorkOrder, s.work_order_id)
+                assert wo.status == "dispatched" and wo.crew_id == r.crew_id
+                assert all(req.expected_at == s.start_at and req.detailed_status == "scheduled" for req in wo.requests)
+    with pytest.raises(Conflict):
+        publish_plan(db, plan, actor=f.SYSTEM)
+
+    # Mid-morning: one crew is on site at its first stop; re-plan from then.
+    first = min((s for r in plan.routes for s in r.stops if s.kind == "job"), key=lambda s: s.start_at)
+    wo = db.get(WorkOrder, first.work_order_id)
+    WorkOrderLifecycle.transition(db, wo, "on_site", actor=f.SYSTEM, at=first.start_at)
+    db.commit()
+    child = replan_plan(db, plan, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=2)
+    db.commit()
+    child = run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    child = db.get(RoutePlan, child.id)
+    assert child.version == 2 and child.parent_id == plan.id and child.stats["feasible"] is True
+    route = next(r for r in child.routes if r.crew_id == wo.crew_id)
+    lead = route.stops[0] if route.stops[0].kind == "job" else route.stops[1]
+    assert lead.work_order_id == wo.id and lead.locked
+    assert all(s.start_at >= first.start_at for r in child.routes for s in r.stops)
+    publish_plan(db, child, actor=f.SYSTEM)
+    db.commit()
+    db.refresh(plan)
+    assert plan.status == "superseded"
+    events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan.id).order_by(StatusEvent.id)).all()
+    assert events == ["queued", "running", "ready", "published", "superseded"]
+
+
+def test_a_failing_solve_marks_the_plan_failed(db: Session, sessions: sessionmaker, day: dict) -> None:
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=1), actor=f.SYSTEM)
+    db.commit()
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("solver crashed")
+
+    with pytest.raises(RuntimeError):
+        run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ, solve_fn=broken)
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    assert plan.status == "failed" and "solver crashed" in plan.error
+    assert db.scalar(select(ServiceRequest.detailed_status).limit(1)) == "received"

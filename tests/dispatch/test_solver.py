@@ -1,0 +1,222 @@
+"""Every constraint on instances small enough to check by hand (see conftest: location i
+is XS[i] km down a straight road, 1 km = 60 s)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dispatch.model import Break, TimeWindow, replan
+from dispatch.solver import SolveParams, precheck, solve
+from tests.dispatch.conftest import H, crew, job, problem
+
+
+def test_single_crew_serves_all_in_road_order(fast: SolveParams) -> None:
+    p = problem([crew()], [job("a", 3), job("b", 1), job("c", 2)])
+    r = solve(p, fast)
+    assert r.is_feasible(), r.violations()
+    route = r.route("c1")
+    assert [s.job_id for s in route.stops] in (["b", "c", "a"], ["a", "c", "b"])
+    assert r.unassigned == ()
+    # 3 km out and back
+    assert route.distance == 6000 and r.objective.distance == 6000
+    assert route.duration == 360 and r.objective.drive_time == 360
+    first = route.stops[0]
+    assert first.arrival == route.depart + 60 * p.matrix.durations[0, first.location] // 60
+    assert first.end == first.start + 600
+
+
+def test_skills_are_respected_and_missing_skill_is_reported(fast: SolveParams) -> None:
+    p = problem(
+        [crew("trash", skills={"bulk"}, start=0, end=0), crew("paving", skills={"asphalt"}, start=0, end=0)],
+        [job("pothole", 1, skills={"asphalt"}), job("sofa", 2, skills={"bulk"}), job("tree", 3, skills={"arborist"})],
+    )
+    r = solve(p, fast)
+    assert r.is_feasible(), r.violations()
+    assert [s.job_id for s in r.route("paving").stops] == ["pothole"]
+    assert [s.job_id for s in r.route("trash").stops] == ["sofa"]
+    assert r.unassigned_reason("tree") == "no_skill"
+
+
+def test_capacity_splits_load_and_reports_oversize(fast: SolveParams) -> None:
+    crews = [crew("c1", capacity=(10, 2)), crew("c2", capacity=(10, 2))]
+    jobs = [job("a", 1, demand=(6, 0)), job("b", 2, demand=(6, 0)), job("huge", 3, demand=(11, 0)), job("asphalt", 4, demand=(0, 3))]
+    r = solve(problem(crews, jobs, dimensions=("items", "tons")), fast)
+    assert r.is_feasible(), r.violations()
+    assert sorted(len(rt.stops) for rt in r.routes) == [1, 1]
+    assert r.unassigned_reason("huge") == "capacity"
+    assert r.unassigned_reason("asphalt") == "capacity"
+
+
+def test_capacity_overflow_on_one_crew_is_dropped_for_cost(fast: SolveParams) -> None:
+    r = solve(problem([crew(capacity=(10,))], [job("a", 1, demand=(6,)), job("b", 2, demand=(6,))], dimensions=("items",)), fast)
+    assert r.is_feasible(), r.violations()
+    assert len(r.route("c1").stops) == 1
+    assert len(r.unassigned) == 1 and r.unassigned[0].reason == "dropped_for_cost"
+
+
+def test_time_windows_order_the_route_and_service_starts_inside(fast: SolveParams) -> None:
+    # The far job must be served first (its window closes early), the near one late.
+    jobs = [
+        job("near", 1, windows=(TimeWindow(12 * H, 13 * H),)),
+        job("far", 8, windows=(TimeWindow(8 * H, 9 * H),)),
+    ]
+    r = solve(problem([crew()], jobs), fast)
+    assert r.is_feasible(), r.violations()
+    stops = r.route("c1").stops
+    assert [s.job_id for s in stops] == ["far", "near"]
+    assert 8 * H <= stops[0].start <= 9 * H and 12 * H <= stops[1].start <= 13 * H
+    assert stops[1].arrival < stops[1].start  # it waits for the window to open
+
+
+def test_second_time_window_is_used_when_first_is_unreachable(fast: SolveParams) -> None:
+    # Location 9 is 60 min away: the 8:00-8:30 window cannot be met, 14:00-15:00 can.
+    j = job("x", 9, windows=(TimeWindow(8 * H, 8 * H + 1800), TimeWindow(14 * H, 15 * H)))
+    r = solve(problem([crew()], [j]), fast)
+    assert r.is_feasible(), r.violations()
+    assert 14 * H <= r.route("c1").stops[0].start <= 15 * H
+
+
+def test_unreachable_window_and_shift_end_are_reported() -> None:
+    late = job("late", 9, windows=(TimeWindow(17 * H, 18 * H),))  # after the shift
+    tight = job("tight", 9, windows=(TimeWindow(0, 8 * H + 600),))  # 60 min drive, 10 min window
+    long_ = job("long", 9, service=7 * H)  # 2 h driving + 7 h on site > 8 h shift
+    assert precheck(problem([crew()], [late, tight, long_])) == {"late": "time_window", "tight": "time_window", "long": "time_window"}
+
+
+def test_max_duration_limits_the_route(fast: SolveParams) -> None:
+    # "a" alone: 2 h driving + 10 min; "b" alone: 1 h + 30 min; both: 2 h 40 > 2 h 30.
+    c = crew(max_duration=2 * H + 1800)
+    r = solve(problem([c], [job("a", 9), job("b", 8, service=1800)]), fast)
+    assert r.is_feasible(), r.violations()
+    route = r.route("c1")
+    assert route.arrive - route.depart <= 2 * H + 1800
+    assert sum(1 for s in route.stops if s.job_id in ("a", "b")) == 1
+    assert precheck(problem([crew(max_duration=H)], [job("a", 9)])) == {"a": "time_window"}
+
+
+def test_break_is_placed_inside_its_window_and_not_during_service(fast: SolveParams) -> None:
+    lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
+    jobs = [job(f"j{k}", k, service=H) for k in range(1, 7)]  # 6 h on site + driving
+    r = solve(problem([crew(breaks=(lunch,))], jobs), fast)
+    assert r.is_feasible(), r.violations()
+    route = r.route("c1")
+    assert len(route.stops) == 6
+    (b,) = route.breaks
+    assert b.break_id == "lunch" and b.end - b.start == 1800
+    assert 11 * H + 1800 <= b.start and b.end <= 13 * H + 1800
+    for s in route.stops:
+        assert b.end <= s.start or s.end <= b.start
+    assert -1 <= b.after_stop < len(route.stops)
+
+
+def test_break_forces_a_drop_when_the_day_is_full(fast: SolveParams) -> None:
+    # 4 h shift, 30 min break, 7 jobs of 30 min at the depot's doorstep: only 7 x 30 = 3.5 h
+    # of work fits with the break, minus the driving, so something is dropped.
+    c = crew(shift=TimeWindow(8 * H, 12 * H), breaks=(Break("b", 1800, TimeWindow(9 * H, 11 * H)),))
+    jobs = [job(f"j{k}", 1, service=1800) for k in range(7)]
+    r = solve(problem([c], jobs), fast)
+    assert r.is_feasible(), r.violations()
+    assert len(r.route("c1").stops) == 6
+    assert [u.reason for u in r.unassigned] == ["dropped_for_cost"]
+
+
+def test_drop_order_follows_priority(fast: SolveParams) -> None:
+    # Room for exactly two 2-hour jobs; the two highest priorities win.
+    c = crew(shift=TimeWindow(8 * H, 12 * H + 600))
+    jobs = [job(f"p{p}", 1, service=2 * H, priority=p) for p in (0, 3, 1, 2)]
+    r = solve(problem([c], jobs), fast)
+    assert r.is_feasible(), r.violations()
+    assert sorted(s.job_id for s in r.route("c1").stops) == ["p2", "p3"]
+    assert sorted(u.job_id for u in r.unassigned) == ["p0", "p1"]
+
+
+def test_overdue_job_is_never_dropped_for_a_higher_priority_one(fast: SolveParams) -> None:
+    c = crew(shift=TimeWindow(8 * H, 10 * H + 600))
+    overdue = job("overdue", 1, service=2 * H, priority=0, due=7 * H)
+    fresh = job("fresh", 1, service=2 * H, priority=5, due=40 * H)
+    r = solve(problem([c], [fresh, overdue], now=8 * H), fast)
+    assert r.is_feasible(), r.violations()
+    assert [s.job_id for s in r.route("c1").stops] == ["overdue"]
+    assert r.unassigned_reason("fresh") == "dropped_for_cost"
+    p = r.problem.penalties
+    assert p["overdue"] > p["fresh"]
+
+
+def test_locked_jobs_open_the_route_in_order(fast: SolveParams) -> None:
+    # Without the lock the crew would go 1, 2, 6; the committed stop 6 must come first.
+    c = crew(locked_first=("far", "near2"))
+    r = solve(problem([c, crew("c2")], [job("near1", 1), job("near2", 2), job("far", 6)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert [s.job_id for s in r.route("c1").stops][:2] == ["far", "near2"]
+
+
+def test_replan_from_gps_position_with_job_in_progress(fast: SolveParams) -> None:
+    base = problem([crew("c1"), crew("c2")], [job("done", 1), job("doing", 5), job("next", 4), job("other", 2), job("far", 8)])
+    p = replan(
+        base,
+        now=10 * H,
+        done=["done"],
+        positions={"c2": 3},
+        in_progress={"c1": ("doing", 300)},
+        committed_next={"c1": "far"},
+    )
+    assert "done" not in {j.id for j in p.jobs}
+    c1, c2 = p.crew("c1"), p.crew("c2")
+    assert c1.locked_first == ("doing", "far") and c1.start == 5 and c1.shift.start == 10 * H
+    assert c2.start == 3 and c2.shift.start == 10 * H
+    r = solve(p, fast)
+    assert r.is_feasible(), r.violations()
+    stops = r.route("c1").stops
+    assert [s.job_id for s in stops][:2] == ["doing", "far"]
+    assert stops[0].start == 10 * H and stops[0].end == 10 * H + 300
+    assert all(s.start >= 10 * H for rt in r.routes for s in rt.stops)
+    assert r.unassigned == ()
+
+
+def test_crew_start_and_end_can_differ(fast: SolveParams) -> None:
+    r = solve(problem([crew(start=4, end=0)], [job("a", 5)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert r.route("c1").distance == 1000 + 5000
+
+
+def test_objective_is_honest_and_costs_are_per_crew(fast: SolveParams) -> None:
+    cheap, dear = crew("cheap", cost_per_km=100), crew("dear", cost_per_km=10_000)
+    r = solve(problem([dear, cheap], [job("a", 3)]), fast)
+    assert [s.job_id for s in r.route("cheap").stops] == ["a"]
+    assert r.objective.crew_cost == 600  # 6 km x 100 per km
+    assert r.objective.penalty == 0
+
+
+def test_hourly_cost_pays_for_waiting() -> None:
+    # With a per-hour cost the crew leaves as late as it can instead of waiting on site.
+    c = crew(cost_per_km=0, cost_per_hour=3600)
+    r = solve(problem([c], [job("a", 1, windows=(TimeWindow(12 * H, 12 * H + 60),))]), SolveParams(time_limit_s=0.5))
+    route = r.route("c1")
+    assert r.is_feasible(), r.violations()
+    assert route.depart == 12 * H - 60 and route.arrive == 12 * H + 600 + 60
+
+
+def test_without_vroom_ortools_constructs_alone(fast: SolveParams) -> None:
+    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), replace(fast, use_vroom=False))
+    assert r.is_feasible(), r.violations()
+    assert r.stats["start_from"] == "parallel_cheapest_insertion"
+    assert r.unassigned == ()
+
+
+def test_vroom_start_is_read_by_ortools(fast: SolveParams) -> None:
+    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), fast)
+    assert r.stats["start_from"] == "vroom"
+    assert r.is_feasible()
+
+
+def test_two_workers_keep_the_better_plan() -> None:
+    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), SolveParams(time_limit_s=1.5, workers=2))
+    assert r.is_feasible(), r.violations()
+    assert len(r.stats["workers"]) == 2
+    assert r.stats["solver_objective"] == min(w["objective"] for w in r.stats["workers"])
+
+
+def test_no_jobs_and_idle_crews(fast: SolveParams) -> None:
+    r = solve(problem([crew(breaks=(Break("b", 600, TimeWindow(9 * H, 10 * H)),))], []), fast)
+    assert r.is_feasible(), r.violations()
+    assert r.route("c1").stops == () and r.objective.distance == 0
