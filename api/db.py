@@ -25,6 +25,16 @@ def settings() -> Settings:
     return current_app.extensions["streetloop.settings"]
 
 
+def travel():  # noqa: ANN201
+    """The app's travel-time provider (its matrix cache is shared by the app's requests)."""
+    if "streetloop.travel" not in current_app.extensions:
+        from geo.travel import provider_from_settings
+
+        cfg = settings()
+        current_app.extensions["streetloop.travel"] = provider_from_settings(cfg.road_data_dir, cfg.detour_factor, cfg.speed_kmh)
+    return current_app.extensions["streetloop.travel"]
+
+
 def defer_after_commit(s: Session, task_name: str, **kwargs: Any) -> None:
     """Queue a job once this transaction commits, so the worker finds the rows it needs."""
     queue = current_app.extensions["streetloop.queue"]

@@ -285,3 +285,72 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
         RoutePlanLifecycle.transition(s, old, "superseded", actor=actor, note=f"by version {plan.version}")
     RoutePlanLifecycle.transition(s, plan, "published", actor=actor)
     return plan
+
+
+def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, position: int,
+              travel: TravelTimes, tz: ZoneInfo, actor: Actor) -> RoutePlan:
+    """Move one job to `position` (1-based among jobs) on `crew_id`'s route of a draft plan.
+
+    The changed routes are re-timed and must pass the validator, or nothing changes."""
+    from dispatch.edit import time_route
+    from dispatch.validate import check_route
+
+    if plan.status != "ready":
+        raise Conflict(f"plan {plan.id} is {plan.status}; only a draft (ready) plan is edited; re-plan a published day",
+                       current=plan.status)
+    built = build_problem(s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel)
+    problem = built.problem
+    orders: dict[str, list[str]] = {c.id: [] for c in problem.crews}
+    for pr in plan.routes:
+        orders.setdefault(str(pr.crew_id), [])
+        orders[str(pr.crew_id)] = [str(st.work_order_id) for st in pr.stops if st.kind == "job"]
+    jid, target = str(work_order_id), str(crew_id)
+    if jid not in built.work_orders:
+        raise ValidationFailed(f"work order {work_order_id} is not open for planning on {plan.plan_date}", field="work_order_id")
+    if target not in built.crews:
+        raise ValidationFailed("that crew has no shift in this plan's day and scope", field="crew")
+    source = next((cid for cid, seq in orders.items() if jid in seq), None)
+    if source is not None:
+        orders[source].remove(jid)
+    if not 1 <= position <= len(orders[target]) + 1:
+        raise ValidationFailed(f"position must be between 1 and {len(orders[target]) + 1}", field="position")
+    orders[target].insert(position - 1, jid)
+
+    changed = {target} | ({source} if source else set())
+    routes = {cid: time_route(problem, problem.crew(cid), orders[cid]) for cid in changed}
+    problems = [v for cid in changed for v in check_route(problem, problem.crew(cid), routes[cid])]
+    if problems:
+        raise ValidationFailed("the edited route breaks a constraint: " + "; ".join(problems), field="position", violations=problems)
+
+    by_crew = {str(pr.crew_id): pr for pr in plan.routes}
+    for cid in changed:
+        route = routes[cid]
+        pr = by_crew.get(cid)
+        if pr is None:
+            pr = PlanRoute(plan=plan, crew_id=int(cid), shift_id=built.shifts[cid].id, start_at=built.at(route.depart),
+                           end_at=built.at(route.arrive), drive_s=0, distance_m=0)
+            s.add(pr)
+        pr.stops.clear()
+        s.flush()
+        pr.start_at, pr.end_at = built.at(route.depart), built.at(route.arrive)
+        pr.drive_s, pr.distance_m = route.duration, route.distance
+        pr.geometry = _geometry(travel, built, route) if route.stops else None
+        items = sorted([(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks], key=lambda it: it[:2])
+        for seq, (_, is_job, item) in enumerate(items, start=1):
+            if is_job:
+                pr.stops.append(RouteStop(sequence=seq, kind="job", work_order_id=int(item.job_id), arrival_at=built.at(item.arrival),
+                                          start_at=built.at(item.start), end_at=built.at(item.end)))
+            else:
+                pr.stops.append(RouteStop(sequence=seq, kind="break", arrival_at=built.at(item.start),
+                                          start_at=built.at(item.start), end_at=built.at(item.end)))
+    if source is None:
+        plan.unassigned = [u for u in plan.unassigned if u.get("work_order_id") != work_order_id]
+        wo = s.get(WorkOrder, work_order_id)
+        if wo.status == "new":
+            WorkOrderLifecycle.transition(s, wo, "planned", actor=actor, note=f"added to draft plan {plan.id} by hand")
+    plan.stats = {**plan.stats, "edited": True, "scheduled": sum(1 for pr in plan.routes for st in pr.stops if st.kind == "job")}
+    RoutePlanLifecycle.annotate(
+        s, plan, actor=actor,
+        note=f"moved work order {work_order_id} to crew {built.crews[target].code} at position {position}",
+    )
+    return plan

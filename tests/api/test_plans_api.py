@@ -92,3 +92,29 @@ def test_scope_is_kept_and_versions_count_per_scope(client, db: Session, day, di
     got = [client.get(p["url"], headers=dispatcher).get_json() for p in (one, two, other)]
     assert [(g["scope"], g["version"]) for g in got] == [({"agency": "Sanitation"}, 1), ({"agency": "Sanitation"}, 2), ({}, 1)]
     assert isinstance(date.fromisoformat(got[0]["date"]), date)
+
+
+def test_manual_move_is_validated_before_it_is_saved(client, db: Session, sessions: sessionmaker, day, dispatcher) -> None:  # noqa: ANN001, F811
+    plan = client.post("/api/v1/plans", json={"date": DAY.isoformat(), "time_limit_s": 2}, headers=dispatcher).get_json()
+    run_plan(sessions, plan["id"], travel=StraightLineProvider(), tz=TZ)
+    before = client.get(plan["url"], headers=dispatcher).get_json()
+    pothole_route = next(r for r in before["routes"] if r["crew"] == "pothole-1")
+    jobs = [s["work_order_id"] for s in pothole_route["stops"] if s["kind"] == "job"]
+    assert len(jobs) == 3
+
+    # Reverse the first job to the end of its own route.
+    r = client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "pothole-1", "position": 3}, headers=dispatcher)
+    assert r.status_code == 200, r.data
+    after = next(rt for rt in r.get_json()["routes"] if rt["crew"] == "pothole-1")
+    assert [s["work_order_id"] for s in after["stops"] if s["kind"] == "job"] == jobs[1:] + jobs[:1]
+    assert [s["sequence"] for s in after["stops"]] == list(range(1, len(after["stops"]) + 1))
+    assert sum(1 for s in after["stops"] if s["kind"] == "break") == 1
+
+    # A pothole job on the graffiti crew: it lacks the skill; nothing changes.
+    bad = client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "graffiti-1", "position": 1}, headers=dispatcher)
+    assert bad.status_code == 422 and "lacks skills" in bad.get_json()["message"]
+    unchanged = next(rt for rt in client.get(plan["url"], headers=dispatcher).get_json()["routes"] if rt["crew"] == "pothole-1")
+    assert [s["work_order_id"] for s in unchanged["stops"] if s["kind"] == "job"] == jobs[1:] + jobs[:1]
+    assert client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "pothole-1", "position": 9}, headers=dispatcher).status_code == 422
+    assert client.post(f"{plan['url']}/publish", headers=dispatcher).status_code == 200
+    assert client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "pothole-1", "position": 1}, headers=dispatcher).status_code == 409

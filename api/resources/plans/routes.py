@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, require
-from api.db import defer_after_commit, session
+from api.db import defer_after_commit, session, settings, travel
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
 from dispatch.build import Scope
-from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, publish_plan, replan_plan, request_plan
+from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, move_stop, publish_plan, replan_plan, request_plan
 
 blp = Blueprint("plans", __name__, url_prefix="/plans", description="Crews' daily routes, planned by the solver.")
 
@@ -32,6 +32,12 @@ class PlanRequestSchema(Schema):
 
 class ReplanSchema(Schema):
     time_limit_s = fields.Integer(load_default=None, validate=validate.Range(1, MAX_TIME_LIMIT_S))
+
+
+class MoveSchema(Schema):
+    work_order_id = fields.Integer(required=True)
+    crew = fields.String(required=True, metadata={"description": "crew code"})
+    position = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "1-based among the route's jobs"})
 
 
 class AcceptedSchema(Schema):
@@ -146,9 +152,7 @@ def list_plans(args: dict[str, Any]) -> Any:
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanDetailSchema)
 def get_plan(plan_id: int) -> Any:
-    plan = _load(plan_id)
-    plan.geojson = _geojson(plan)  # type: ignore[attr-defined]
-    return plan
+    return _detail(plan_id)
 
 
 @blp.route("/<int:plan_id>/publish", methods=["POST"])
@@ -175,3 +179,28 @@ def replan(data: dict[str, Any], plan_id: int) -> Any:
     defer_after_commit(s, "optimise_plan", plan_id=plan.id)
     s.commit()
     return _accepted(plan)
+
+
+@blp.route("/<int:plan_id>/moves", methods=["POST"])
+@require("dispatcher", "supervisor")
+@blp.arguments(MoveSchema)
+@blp.response(200, PlanDetailSchema)
+@blp.alt_response(409, description="Only a draft (ready) plan is edited")
+@blp.alt_response(422, description="The edited route would break a constraint; nothing changed")
+def move(data: dict[str, Any], plan_id: int) -> Any:
+    s = session()
+    plan = _load(plan_id, lock=True)
+    crew_id = s.scalar(select(Crew.id).where(Crew.code == data["crew"]))
+    if crew_id is None:
+        abort(422, message=f"crew {data['crew']!r} not found", errors={"crew": ["unknown crew"]})
+    move_stop(s, plan, work_order_id=data["work_order_id"], crew_id=crew_id, position=data["position"],
+              travel=travel(), tz=settings().tz, actor=current_actor())
+    s.commit()
+    return _detail(plan_id)
+
+
+def _detail(plan_id: int) -> RoutePlan:
+    session().expire_all()
+    plan = _load(plan_id)
+    plan.geojson = _geojson(plan)  # type: ignore[attr-defined]
+    return plan
