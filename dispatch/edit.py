@@ -8,10 +8,28 @@ from dispatch.model import BreakPlacement, Crew, Problem, Route, Stop
 
 
 def time_route(problem: Problem, crew: Crew, job_ids: Sequence[str]) -> Route:
-    """Earliest-start times for a fixed order of jobs, breaks taken where they fall due.
+    """Earliest-start times for a fixed order of jobs, with the break where it fits best.
 
-    A break is taken on arrival at a job, before the work, once its window is open or
-    when doing the job first would miss the window; the validator judges the result."""
+    With one break (the usual lunch) every place for it is tried, before each job or
+    at the end, and the earliest feasible return wins; otherwise, or if none is
+    feasible, breaks are taken as they fall due. The validator judges the result."""
+    from dispatch.validate import check_route
+
+    if len(crew.breaks) == 1 and job_ids:
+        best: Route | None = None
+        for k in range(len(job_ids) + 1):
+            r = _time_route(problem, crew, job_ids, break_before=k)
+            if not check_route(problem, crew, r) and (best is None or r.arrive < best.arrive):
+                best = r
+        if best is not None:
+            return best
+    return _time_route(problem, crew, job_ids)
+
+
+def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_before: int | None = None) -> Route:
+    """Earliest-start timing. `break_before` = k forces the single break on arrival at job
+    k (k = len(job_ids): after the last job); None takes breaks as they fall due: on
+    arrival at a job once the window is open, or when the job would overrun it."""
     m = problem.matrix
     jobs = {j.id: j for j in problem.jobs}
     pending = sorted(crew.breaks, key=lambda b: b.window.start)
@@ -20,9 +38,14 @@ def time_route(problem: Problem, crew: Crew, job_ids: Sequence[str]) -> Route:
     placed: list[BreakPlacement] = []
     distance = duration = 0
 
+    def due(next_start: int, next_service: int) -> bool:
+        if break_before is not None:
+            return len(stops) == break_before
+        return next_start >= pending[0].window.start or next_start + next_service > pending[0].latest_start
+
     def take_breaks(ready: int, next_start: int, next_service: int) -> int:
         nonlocal pending
-        while pending and (next_start >= pending[0].window.start or next_start + next_service > pending[0].latest_start):
+        while pending and due(next_start, next_service):
             b = pending.pop(0)
             start = max(ready, b.window.start)
             placed.append(BreakPlacement(b.id, start, start + b.duration, len(stops) - 1))
@@ -45,8 +68,8 @@ def time_route(problem: Problem, crew: Crew, job_ids: Sequence[str]) -> Route:
         distance += int(m.distances[pos, job.location])
         duration += drive
         t, pos = start + job.service, job.location
-    if stops:
-        t = take_breaks(t, t, 0) if pending and t >= pending[0].window.start else t
+    if stops and pending and (break_before == len(stops) or (break_before is None and t >= pending[0].window.start)):
+        t = take_breaks(t, t, 0)
     drive = int(m.durations[pos, crew.end]) if stops else 0
     if stops:
         distance += int(m.distances[pos, crew.end])

@@ -25,7 +25,8 @@ from core.models import PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
 from core.workorders import change_status
 from dispatch.build import PLANNABLE_STATUSES, Built, Scope, TravelTimes, build_problem
 from dispatch.model import Result, Route, replan
-from dispatch.solver import SolveParams, solve
+from dispatch.solver import SolveParams
+from dispatch.split import solve_split
 
 MAX_TIME_LIMIT_S = 600
 
@@ -60,7 +61,7 @@ def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: Ro
 
 
 def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTimes, tz: ZoneInfo,
-             solve_fn: Callable[..., Result] = solve, workers: int = 1) -> RoutePlan:
+             solve_fn: Callable[..., Result] = solve_split, workers: int = 1) -> RoutePlan:
     """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed."""
     with sessions.begin() as s:
         plan = s.get(RoutePlan, plan_id, with_for_update=True)
