@@ -378,6 +378,7 @@ class Photo(Base):
     __tablename__ = "photos"
     __table_args__ = (
         _check_in("kind", ("report", "before", "after"), "kind"),
+        Index("ix_photos_completion_id", "completion_id"),
         _check_in("state", ("pending", "ready", "rejected"), "state"),
     )
 
@@ -387,7 +388,10 @@ class Photo(Base):
     service_request_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
     )
+    completion_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("completions.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # 64-bit perceptual hash (signed to fit bigint), for near-duplicate detection.
+    phash: Mapped[int | None] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(64))
     byte_size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int] = mapped_column(Integer)
@@ -528,3 +532,83 @@ class RouteStop(Base):
 
     route: Mapped[PlanRoute] = relationship(back_populates="stops")
     work_order: Mapped[WorkOrder | None] = relationship()
+
+
+# -- crews in the field -------------------------------------------------------------
+
+
+class PositionPing(Base):
+    """A crew phone's GPS fix. (crew, at) is unique, so a resent batch stores nothing twice."""
+
+    __tablename__ = "position_pings"
+    __table_args__ = (UniqueConstraint("crew_id", "at", name="uq_position_pings_crew_at"),)
+
+    id: Mapped[intpk]
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"))
+    at: Mapped[datetime]
+    location: Mapped[WKBElement] = _point()
+    accuracy_m: Mapped[float | None]
+    speed_mps: Mapped[float | None]
+    heading_deg: Mapped[float | None]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CrewPosition(Base):
+    """The latest fix per crew, kept current by ingest so dispatchers never scan the track."""
+
+    __tablename__ = "crew_positions"
+
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), primary_key=True)
+    at: Mapped[datetime]
+    location: Mapped[WKBElement] = _point()
+    accuracy_m: Mapped[float | None]
+    speed_mps: Mapped[float | None]
+    heading_deg: Mapped[float | None]
+
+
+COMPLETION_OUTCOMES = ("fixed", "not_found", "no_action_needed", "referred", "needs_other_crew")
+VERDICTS = ("auto_verified", "needs_review", "verified", "rejected")
+
+
+class Completion(Base):
+    """A crew's claim that the work is done, with the proof and what the checks made of it."""
+
+    __tablename__ = "completions"
+    __table_args__ = (
+        _check_in("outcome", COMPLETION_OUTCOMES, "outcome"),
+        _check_in("verdict", VERDICTS, "verdict"),
+    )
+
+    id: Mapped[intpk]
+    work_order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    outcome: Mapped[str] = mapped_column(String(32))
+    notes: Mapped[str | None]
+    location: Mapped[WKBElement | None] = _point(nullable=True)
+    accuracy_m: Mapped[float | None]
+    fix_time: Mapped[datetime | None]
+    captured_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
+    # Every check with its number, limit and result (supervisors see these, crews do not).
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+
+    work_order: Mapped[WorkOrder] = relationship()
+    photos: Mapped[list[Photo]] = relationship(order_by="Photo.id", foreign_keys="Photo.completion_id")
+
+
+class IdempotencyKey(Base):
+    """A phone's retry with the same key gets the first answer back; nothing is stored twice."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),)
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[created_at]

@@ -47,7 +47,7 @@ def change_status(
             continue
         if ServiceRequestLifecycle.can(req.detailed_status, request_target):
             ServiceRequestLifecycle.transition(
-                session, req, request_target, actor=actor, note=public_note, public=True
+                session, req, request_target, actor=actor, note=public_note, public=True, at=context.get("at")
             )
 
 

@@ -1,0 +1,158 @@
+"""The crew phone API: route feed with ETag, changes since a cursor, progress events, GPS pings."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from api.auth import current_actor, current_user, require
+from api.db import session, settings
+from api.open311.routes import _base_url
+from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
+from core.lifecycle.work_order import UNABLE_REASONS
+from core.models import Crew, CrewPosition, WorkOrder
+from core.spatial import lon_lat
+from dispatch.feed import changes_since, etag_of, route_feed
+
+blp = Blueprint("crew", __name__, url_prefix="", description="What crews' phones read and send.")
+
+
+def _crew(code: str | None = None) -> Crew:
+    """The signed-in crew; staff may name one with ?crew=."""
+    user = current_user()
+    s = session()
+    if user.role == "crew":
+        if code and code != user.crew.code:
+            abort(404, message="not found")  # another crew's route: don't reveal it exists
+        return user.crew
+    if not code:
+        abort(422, message="staff name the crew: ?crew=<code>", errors={"crew": ["required for staff"]})
+    crew = s.scalar(select(Crew).where(Crew.code == code))
+    if crew is None:
+        abort(404, message=f"crew {code!r} not found")
+    return crew
+
+
+class RouteArgs(Schema):
+    date = fields.Date(load_default=None, metadata={"description": "default: today in the city's time zone"})
+    crew = fields.String(load_default=None, metadata={"description": "staff only"})
+
+
+class ChangesArgs(Schema):
+    since = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={"description": "cursor from the last sync"})
+    crew = fields.String(load_default=None, metadata={"description": "staff only"})
+
+
+class FieldEventSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    device_time = fields.AwareDateTime(required=True)
+    lat = fields.Float(load_default=None, validate=validate.Range(-90, 90))
+    lon = fields.Float(load_default=None, validate=validate.Range(-180, 180))
+    accuracy_m = fields.Float(load_default=None, validate=validate.Range(0, 100_000))
+    reason = fields.String(load_default=None, validate=validate.OneOf(sorted(UNABLE_REASONS)))
+
+
+@blp.route("/crew/route")
+@require("crew", "dispatcher", "supervisor")
+@blp.arguments(RouteArgs, location="query")
+@blp.response(200)
+@blp.alt_response(304, description="Not modified (If-None-Match matched the ETag)")
+def crew_route(args: dict[str, Any]) -> Any:
+    crew = _crew(args.get("crew"))
+    day = args.get("date") or datetime.now(settings().tz).date()
+    body = route_feed(session(), crew, day, settings().tz, _base_url())
+    tag = etag_of(body)
+    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return "", 304, {"ETag": tag, "Cache-Control": "private, no-cache"}
+    return body, 200, {"ETag": tag, "Cache-Control": "private, no-cache"}
+
+
+@blp.route("/crew/changes")
+@require("crew", "dispatcher", "supervisor")
+@blp.arguments(ChangesArgs, location="query")
+@blp.response(200)
+def crew_changes(args: dict[str, Any]) -> Any:
+    return changes_since(session(), _crew(args.get("crew")), args["since"], settings().tz)
+
+
+@blp.route("/work-orders/<int:wo_id>/events", methods=["POST"])
+@require("crew")
+@blp.arguments(FieldEventSchema)
+@blp.response(200)
+@blp.alt_response(404, description="Not this crew's work order")
+@blp.alt_response(409, description="The lifecycle no longer allows it; the body has the current state")
+def work_order_event(data: dict[str, Any], wo_id: int) -> Any:
+    s = session()
+    crew = _crew()
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None or wo.crew_id != crew.id:
+        abort(404, message=f"work order {wo_id} not found")
+    if data["type"] == "unable" and not data.get("reason"):
+        abort(422, message="'unable' needs a reason", errors={"reason": [f"one of {', '.join(sorted(UNABLE_REASONS))}"]})
+    if (data["lat"] is None) != (data["lon"] is None):
+        abort(422, message="lat and lon go together", errors={"lat": ["lat and lon go together"]})
+    applied = apply_event(s, wo, FieldEvent(**data), actor=current_actor())
+    s.commit()
+    return {"work_order_id": wo.id, "status": wo.status, "applied": applied}
+
+
+def _pings(payload: Any) -> list[Ping]:
+    """Hand-parsed: a phone sends thousands of pings, and a schema per ping costs more than the insert."""
+    items = payload.get("pings") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        abort(422, message="send {\"pings\": [{time, lat, lon, accuracy?, speed?, heading?}, ...]}", errors={"pings": ["a non-empty list"]})
+    if len(items) > MAX_PINGS_PER_BATCH:
+        abort(422, message=f"at most {MAX_PINGS_PER_BATCH} pings per request", errors={"pings": ["too many"]})
+    out: list[Ping] = []
+    for k, it in enumerate(items):
+        try:
+            at = datetime.fromisoformat(it["time"])
+            lat, lon = float(it["lat"]), float(it["lon"])
+            acc = None if it.get("accuracy") is None else float(it["accuracy"])
+            speed = None if it.get("speed") is None else float(it["speed"])
+            heading = None if it.get("heading") is None else float(it["heading"])
+        except (KeyError, TypeError, ValueError):
+            abort(422, message=f"ping {k} is malformed: time (ISO 8601 with offset), lat and lon are required",
+                  errors={f"pings.{k}": ["malformed"]})
+        if at.tzinfo is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or not all(
+            v is None or math.isfinite(v) for v in (lat, lon, acc, speed, heading)
+        ):
+            abort(422, message=f"ping {k}: time needs an offset, and coordinates must be valid degrees",
+                  errors={f"pings.{k}": ["invalid"]})
+        out.append(Ping(at=at, lat=lat, lon=lon, accuracy_m=acc, speed_mps=speed, heading_deg=heading))
+    return out
+
+
+@blp.route("/crew/positions", methods=["POST"])
+@require("crew")
+@blp.response(201)
+@blp.doc(requestBody={"content": {"application/json": {"schema": {"type": "object", "properties": {"pings": {
+    "type": "array", "maxItems": MAX_PINGS_PER_BATCH, "items": {"type": "object", "required": ["time", "lat", "lon"], "properties": {
+        "time": {"type": "string", "format": "date-time"}, "lat": {"type": "number"}, "lon": {"type": "number"},
+        "accuracy": {"type": "number"}, "speed": {"type": "number"}, "heading": {"type": "number"}}}}}}}}})
+def post_positions() -> Any:
+    pings = _pings(request.get_json(silent=True))
+    s = session()
+    stored, duplicates = ingest_positions(s, _crew().id, pings)
+    s.commit()
+    return {"stored": stored, "duplicates": duplicates}
+
+
+@blp.route("/crews/positions")
+@require("dispatcher", "supervisor")
+@blp.response(200)
+def latest_positions() -> Any:
+    rows = session().execute(select(CrewPosition, Crew.code).join(Crew, Crew.id == CrewPosition.crew_id).order_by(Crew.code)).all()
+    tz = settings().tz
+    out = []
+    for pos, code in rows:
+        lon, lat = lon_lat(pos.location)
+        out.append({"crew": code, "at": pos.at.astimezone(tz).isoformat(timespec="seconds"), "lat": lat, "lon": lon,
+                    "accuracy_m": pos.accuracy_m, "speed_mps": pos.speed_mps, "heading_deg": pos.heading_deg})
+    return out

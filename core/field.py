@@ -1,0 +1,144 @@
+"""Crews in the field: GPS tracks and progress events from their phones.
+
+Phones work offline and resend: every write here is idempotent, and events are
+applied by the time the device says they happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, ValidationFailed
+from core.lifecycle.base import Actor
+from core.lifecycle.work_order import WorkOrderLifecycle
+from core.models import StatusEvent, WorkOrder
+from core.spatial import point
+from core.workorders import change_status
+
+MAX_PINGS_PER_BATCH = 5000
+# A device clock may run a little fast; beyond this a timestamp is not believable.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+_INSERT_PINGS = text("""
+    WITH batch AS (
+        SELECT * FROM unnest(CAST(:at AS timestamptz[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
+                             CAST(:acc AS float8[]), CAST(:speed AS float8[]), CAST(:heading AS float8[]))
+               AS b(at, lon, lat, acc, speed, heading)
+    ), stored AS (
+        INSERT INTO position_pings (crew_id, at, location, accuracy_m, speed_mps, heading_deg)
+        SELECT :crew, at, ST_SetSRID(ST_MakePoint(lon, lat), 4326), acc, speed, heading FROM batch
+        ON CONFLICT (crew_id, at) DO NOTHING
+        RETURNING 1
+    ), latest AS (
+        SELECT * FROM batch ORDER BY at DESC LIMIT 1
+    ), moved AS (
+        INSERT INTO crew_positions (crew_id, at, location, accuracy_m, speed_mps, heading_deg)
+        SELECT :crew, at, ST_SetSRID(ST_MakePoint(lon, lat), 4326), acc, speed, heading FROM latest
+        ON CONFLICT (crew_id) DO UPDATE SET at = EXCLUDED.at, location = EXCLUDED.location,
+            accuracy_m = EXCLUDED.accuracy_m, speed_mps = EXCLUDED.speed_mps, heading_deg = EXCLUDED.heading_deg
+        WHERE crew_positions.at < EXCLUDED.at
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM moved)
+""")
+
+
+@dataclass(frozen=True)
+class Ping:
+    at: datetime
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+
+
+def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None) -> tuple[int, int]:
+    """Store a batch in one statement; returns (stored, already known). Resent pings are skipped."""
+    if not pings:
+        return 0, 0
+    if len(pings) > MAX_PINGS_PER_BATCH:
+        raise ValidationFailed(f"at most {MAX_PINGS_PER_BATCH} pings per request", field="pings")
+    limit = (now or datetime.now(UTC)) + MAX_CLOCK_SKEW
+    for k, p in enumerate(pings):
+        if p.at > limit:
+            raise ValidationFailed(f"ping {k} is dated in the future ({p.at.isoformat()})", field=f"pings.{k}.at")
+    row = session.execute(
+        _INSERT_PINGS,
+        {
+            "crew": crew_id,
+            "at": [p.at for p in pings],
+            "lon": [p.lon for p in pings],
+            "lat": [p.lat for p in pings],
+            "acc": [p.accuracy_m for p in pings],
+            "speed": [p.speed_mps for p in pings],
+            "heading": [p.heading_deg for p in pings],
+        },
+    ).one()
+    stored = int(row[0])
+    return stored, len(pings) - stored
+
+
+# -- progress events ---------------------------------------------------------------
+
+EVENT_TYPES = ("en_route", "on_site", "unable")
+
+
+@dataclass(frozen=True)
+class FieldEvent:
+    type: str
+    device_time: datetime
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    reason: str | None = None
+
+
+def _last_field_event_time(session: Session, wo: WorkOrder) -> datetime | None:
+    """When the crew last reported progress on this order (office actions don't count:
+    a phone that was offline reports work done before the office's latest click)."""
+    return session.scalar(
+        select(func.max(StatusEvent.at)).where(
+            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
+            StatusEvent.to_status.in_(EVENT_TYPES + ("completed",)),
+        )
+    )
+
+
+def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Actor, now: datetime | None = None) -> bool:
+    """Apply a phone's event; False if it was already applied (a resend). Raises Conflict
+    (with the current state) when the lifecycle no longer allows it, e.g. the order was
+    reassigned, or a later event has already moved it on."""
+    if event.type not in EVENT_TYPES:
+        raise ValidationFailed(f"type must be one of {', '.join(EVENT_TYPES)}", field="type")
+    if event.device_time > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
+        raise ValidationFailed("device_time is in the future", field="device_time")
+    resent = session.scalar(
+        select(StatusEvent.id).where(
+            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
+            StatusEvent.to_status == event.type, StatusEvent.at == event.device_time,
+        )
+    )
+    if resent is not None:
+        return False
+    last = _last_field_event_time(session, wo)
+    if last is not None and event.device_time < last and wo.status != event.type:
+        # The crew already reported something later than this (events from an offline phone).
+        raise Conflict(
+            f"work order {wo.id} changed after {event.device_time.isoformat()}; it is now {wo.status}",
+            current=wo.status, crew_id=wo.crew_id,
+        )
+    if wo.status == event.type:
+        return False
+    if not WorkOrderLifecycle.can(wo.status, event.type):
+        raise Conflict(f"work order {wo.id} is {wo.status}; '{event.type}' is not possible now",
+                       current=wo.status, crew_id=wo.crew_id)
+    location = point(event.lon, event.lat) if event.lat is not None and event.lon is not None else None
+    context: dict[str, Any] = {"reason": event.reason} if event.type == "unable" else {}
+    # The audit trail records when and where it happened on the street, not when the phone got signal.
+    change_status(session, wo, event.type, actor=actor, note=event.reason, at=event.device_time, location=location, **context)
+    return True

@@ -1,0 +1,161 @@
+"""The crew phone API on real PostGIS: route feed and ETag, changes, events (incl. 409s), GPS pings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import CrewPosition, PositionPing, StatusEvent, WorkOrder
+from dispatch.plans import publish_plan, run_plan
+from geo.travel import StraightLineProvider
+from tests import factories as f
+from tests.api.test_plans_api import TZ
+from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
+from core.intake import Contact
+
+
+@pytest.fixture
+def published(db: Session, sessions: sessionmaker, day) -> dict:  # noqa: ANN001, F811
+    from dispatch.build import Scope
+    from dispatch.plans import PlanRequest, request_plan
+
+    plan = request_plan(db, PlanRequest(DAY, Scope(), 2), actor=f.SYSTEM)
+    db.commit()
+    run_plan(sessions, plan.id, travel=StraightLineProvider(), tz=TZ)
+    db.expire_all()
+    plan = db.get(type(plan), plan.id)
+    publish_plan(db, plan, actor=f.SYSTEM)
+    db.commit()
+    crews = {pr.crew.code: pr.crew for pr in plan.routes}
+    tokens = {code: f.token_for(db, f.user(db, f"{code}@test", "crew", crew=c)) for code, c in crews.items()}
+    db.commit()
+    return {"plan": plan, "crews": crews, "tokens": tokens}
+
+
+def _route(client, headers, **q):  # noqa: ANN001, ANN003, ANN202
+    return client.get("/api/v1/crew/route", query_string={"date": DAY.isoformat(), **q}, headers=headers)
+
+
+def test_route_feed_content_and_privacy(client, db: Session, published) -> None:  # noqa: ANN001
+    r = _route(client, published["tokens"]["pothole-1"])
+    assert r.status_code == 200, r.data
+    body = r.get_json()
+    assert body["crew"]["code"] == "pothole-1" and body["plan_version"] == 1
+    assert body["depot_start"]["code"] == "yard-1" and body["geometry"]["type"] == "LineString"
+    assert len(body["breaks"]) == 1
+    stops = body["stops"]
+    assert [s["sequence"] for s in stops] == list(range(1, len(stops) + 1)) and len(stops) == 3
+    assert all(s["service_code"] == "pothole" and s["eta"] and s["lat"] for s in stops)
+    etas = [datetime.fromisoformat(s["eta"]) for s in stops]
+    assert etas == sorted(etas)
+    # Only this crew's work, and nobody's contact details.
+    assert all(db.get(WorkOrder, s["work_order_id"]).crew.code == "pothole-1" for s in stops)
+    assert "example.org" not in r.get_data(as_text=True)
+
+
+def test_etag_and_304_and_change_on_update(client, db: Session, published) -> None:  # noqa: ANN001
+    headers = published["tokens"]["pothole-1"]
+    first = _route(client, headers)
+    tag = first.headers["ETag"]
+    assert tag.startswith('"') and _route(client, headers).headers["ETag"] == tag
+    not_modified = client.get("/api/v1/crew/route", query_string={"date": DAY.isoformat()}, headers={**headers, "If-None-Match": tag})
+    assert not_modified.status_code == 304 and not_modified.data == b""
+    wo_id = first.get_json()["stops"][0]["work_order_id"]
+    client.post(f"/api/v1/work-orders/{wo_id}/events", json={"type": "en_route", "device_time": datetime.now(UTC).isoformat()}, headers=headers)
+    changed = client.get("/api/v1/crew/route", query_string={"date": DAY.isoformat()}, headers={**headers, "If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+
+
+def test_other_crews_route_is_404_and_staff_can_read_any(client, db: Session, published) -> None:  # noqa: ANN001
+    assert _route(client, published["tokens"]["pothole-1"], crew="graffiti-1").status_code == 404
+    staff = f.token_for(db, f.user(db, "disp@test", "dispatcher"))
+    assert _route(client, staff, crew="graffiti-1").get_json()["crew"]["code"] == "graffiti-1"
+    assert _route(client, staff).status_code == 422
+
+
+def test_events_apply_by_device_time_and_409_when_not_possible(client, db: Session, published) -> None:  # noqa: ANN001
+    headers = published["tokens"]["pothole-1"]
+    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    url = f"/api/v1/work-orders/{wo_id}/events"
+    ok = client.post(url, json={"type": "en_route", "device_time": t0.isoformat(), "lat": f.LAT, "lon": f.LON, "accuracy_m": 8}, headers=headers)
+    assert ok.status_code == 200 and ok.get_json() == {"work_order_id": wo_id, "status": "en_route", "applied": True}
+    again = client.post(url, json={"type": "en_route", "device_time": t0.isoformat()}, headers=headers)
+    assert again.status_code == 200 and again.get_json()["applied"] is False  # a resend
+    site = client.post(url, json={"type": "on_site", "device_time": (t0 + timedelta(minutes=10)).isoformat()}, headers=headers)
+    assert site.get_json()["status"] == "on_site"
+    ev = db.scalars(select(StatusEvent).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo_id,
+                                              StatusEvent.to_status == "en_route")).one()
+    assert ev.at == t0 and ev.location is not None and ev.actor == "user:pothole-1@test"
+    # An older event arriving late cannot move the order backwards.
+    late = client.post(url, json={"type": "en_route", "device_time": (t0 + timedelta(minutes=5)).isoformat()}, headers=headers)
+    assert late.status_code == 409 and late.get_json()["errors"]["detail"]["current"] == "on_site"
+    no_reason = client.post(url, json={"type": "unable", "device_time": datetime.now(UTC).isoformat()}, headers=headers)
+    assert no_reason.status_code == 422
+    unable = client.post(url, json={"type": "unable", "device_time": datetime.now(UTC).isoformat(), "reason": "blocked_by_vehicle"}, headers=headers)
+    db.expire_all()
+    assert unable.status_code == 200 and db.get(WorkOrder, wo_id).unable_reason == "blocked_by_vehicle"
+    future = client.post(url, json={"type": "en_route", "device_time": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}, headers=headers)
+    assert future.status_code == 422
+
+
+def test_reassigned_order_is_404_to_the_old_crew_and_shows_in_changes(client, db: Session, published) -> None:  # noqa: ANN001
+    from core.workorders import change_status
+
+    headers = published["tokens"]["pothole-1"]
+    start = client.get("/api/v1/crew/changes", headers=headers).get_json()
+    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo = db.get(WorkOrder, wo_id)
+    other = f.crew(db, "pothole-9")
+    change_status(db, wo, "new", actor=f.SYSTEM)
+    change_status(db, wo, "planned", actor=f.SYSTEM)
+    change_status(db, wo, "dispatched", actor=f.SYSTEM, crew_id=other.id)
+    db.commit()
+    r = client.post(f"/api/v1/work-orders/{wo_id}/events", json={"type": "en_route", "device_time": datetime.now(UTC).isoformat()}, headers=headers)
+    assert r.status_code == 404
+    changes = client.get("/api/v1/crew/changes", query_string={"since": start["cursor"]}, headers=headers).get_json()
+    assert {c["work_order_id"] for c in changes["changes"]} == {wo_id}
+    assert changes["changes"][-1]["change"] == "removed"
+    assert changes["cursor"] > start["cursor"]
+    assert client.get("/api/v1/crew/changes", query_string={"since": changes["cursor"]}, headers=headers).get_json()["changes"] == []
+    assert wo_id not in [s["work_order_id"] for s in _route(client, headers).get_json()["stops"]]
+
+
+def test_urgent_stop_assigned_directly_appears_in_changes_and_route(client, db: Session, published) -> None:  # noqa: ANN001
+    from core.workorders import change_status
+
+    headers = published["tokens"]["pothole-1"]
+    cursor = client.get("/api/v1/crew/changes", headers=headers).get_json()["cursor"]
+    urgent = f.report(db, lon=f.offset(f.LON, f.LAT, 5000)[0], contact=Contact(email="x@example.org")).work_order
+    urgent.priority = 5
+    change_status(db, urgent, "dispatched", actor=f.SYSTEM, crew_id=published["crews"]["pothole-1"].id)
+    db.commit()
+    changes = client.get("/api/v1/crew/changes", query_string={"since": cursor}, headers=headers).get_json()["changes"]
+    assert [(c["work_order_id"], c["change"]) for c in changes] == [(urgent.id, "urgent_stop")]
+    stops = _route(client, headers).get_json()["stops"]
+    assert stops[-1]["work_order_id"] == urgent.id and stops[-1]["eta"] is None
+
+
+def test_positions_bulk_ingest_idempotent_and_latest(client, db: Session, published) -> None:  # noqa: ANN001
+    headers = published["tokens"]["pothole-1"]
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    pings = [{"time": (t0 + timedelta(seconds=3 * k)).isoformat(), "lat": f.LAT + k * 1e-5, "lon": f.LON, "accuracy": 5, "speed": 3.2, "heading": 90}
+             for k in range(1000)]
+    r = client.post("/api/v1/crew/positions", json={"pings": pings}, headers=headers)
+    assert r.status_code == 201 and r.get_json() == {"stored": 1000, "duplicates": 0}
+    r = client.post("/api/v1/crew/positions", json={"pings": pings[-10:] + [{"time": datetime.now(UTC).isoformat(), "lat": 42.51, "lon": 1.53}]}, headers=headers)
+    assert r.get_json() == {"stored": 1, "duplicates": 10}
+    assert db.scalar(select(func.count()).select_from(PositionPing)) == 1001
+    staff = f.token_for(db, f.user(db, "disp2@test", "dispatcher"))
+    latest = client.get("/api/v1/crews/positions", headers=staff).get_json()
+    assert [(p["crew"], p["lat"]) for p in latest] == [("pothole-1", 42.51)]
+    # An older batch arriving late does not move the crew back in time.
+    client.post("/api/v1/crew/positions", json={"pings": [{"time": t0.isoformat(), "lat": 0, "lon": 0}]}, headers=headers)
+    assert db.scalar(select(CrewPosition.at)) > t0
+    for bad in ({"pings": []}, {"pings": [{"time": "yesterday", "lat": 1, "lon": 1}]}, {"pings": [{"time": t0.isoformat(), "lat": 91, "lon": 1}]},
+                {"pings": [{"time": "2026-01-01T00:00:00", "lat": 1, "lon": 1}]}, {"nope": 1}):
+        assert client.post("/api/v1/crew/positions", json=bad, headers=headers).status_code == 422
+    assert client.post("/api/v1/crew/positions", json={"pings": pings[:1]}, headers=staff).status_code == 403
