@@ -44,27 +44,45 @@ def published_route(s: Session, crew: Crew, day: date) -> PlanRoute | None:
         select(PlanRoute)
         .join(RoutePlan, RoutePlan.id == PlanRoute.plan_id)
         .where(PlanRoute.crew_id == crew.id, RoutePlan.plan_date == day, RoutePlan.status == "published")
-        .options(selectinload(PlanRoute.stops).selectinload(RouteStop.work_order), selectinload(PlanRoute.plan))
+        .options(
+            selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests),
+            selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.service_type),
+            selectinload(PlanRoute.plan),
+        )
         .order_by(RoutePlan.version.desc())
         .limit(1)
     )
 
 
-def _stop(s: Session, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str, *, eta: datetime | None = None,
+class _Extras:
+    """Photos and notes for every stop of a route in two queries, not two per stop."""
+
+    def __init__(self, s: Session, orders: list[WorkOrder]) -> None:
+        req_ids = [r.id for wo in orders for r in wo.requests]
+        self.photos: dict[int, list[tuple[str, str]]] = {}
+        if req_ids:
+            for rid, pub, thumb in s.execute(
+                select(Photo.service_request_id, Photo.public_key, Photo.thumbnail_key)
+                .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready").order_by(Photo.id)
+            ):
+                self.photos.setdefault(rid, []).append((pub, thumb))
+        self.notes: dict[int, list[tuple[datetime, str]]] = {}
+        if orders:
+            for wid, at, note in s.execute(
+                select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.note)
+                .where(StatusEvent.entity == "work_order", StatusEvent.entity_id.in_([wo.id for wo in orders]),
+                       StatusEvent.note.is_not(None))
+                .order_by(StatusEvent.at, StatusEvent.id)
+            ):
+                self.notes.setdefault(wid, []).append((at, note))
+
+
+def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str, *, eta: datetime | None = None,
           arrival: datetime | None = None, locked: bool = False) -> dict[str, Any]:
     requests = sorted(wo.requests, key=lambda r: r.id)
     first = requests[0] if requests else None
     ll = lon_lat(wo.location)
-    photos = s.execute(
-        select(Photo.public_key, Photo.thumbnail_key)
-        .where(Photo.service_request_id.in_([r.id for r in requests]), Photo.state == "ready")
-        .order_by(Photo.id)
-    ).all() if requests else []
-    notes = s.execute(
-        select(StatusEvent.at, StatusEvent.note)
-        .where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.note.is_not(None))
-        .order_by(StatusEvent.at, StatusEvent.id)
-    ).all()
+    photos = [p for r in requests for p in extras.photos.get(r.id, [])]
     return {
         "sequence": seq,
         "work_order_id": wo.id,
@@ -86,7 +104,7 @@ def _stop(s: Session, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str, *, e
         "description": first.description if first else "",
         "descriptions": [r.description for r in requests if r.description],
         "attributes": first.attributes if first else {},
-        "notes": [{"at": _iso(at, tz), "note": note} for at, note in notes],
+        "notes": [{"at": _iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [{"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"} for p, t in photos],
     }
@@ -105,33 +123,31 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     stops: list[dict[str, Any]] = []
     breaks: list[dict[str, Any]] = []
     geometry = None
+    load = (selectinload(WorkOrder.requests), selectinload(WorkOrder.service_type))
     if route is not None:
-        seq = 0
-        for st in route.stops:
-            if st.kind == "break":
-                breaks.append({"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)})
-                continue
-            wo = st.work_order
-            # Reassigned or cancelled since the plan was published: not this crew's stop any more.
-            if wo.crew_id != crew.id or wo.status not in ACTIVE + ("completed", "verified", "unable"):
-                continue
-            seq += 1
-            stops.append(_stop(s, wo, seq, tz, base_url, eta=st.start_at, arrival=st.arrival_at, locked=st.locked))
-        planned = {st["work_order_id"] for st in stops}
+        # Reassigned or cancelled since the plan was published: not this crew's stop any more.
+        kept = [st for st in route.stops if st.kind == "job" and st.work_order.crew_id == crew.id
+                and st.work_order.status in ACTIVE + ("completed", "verified", "unable")]
+        planned = {st.work_order_id for st in kept}
         extra = s.scalars(
             select(WorkOrder).where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE), WorkOrder.id.notin_(planned or {0}))
-            .order_by(WorkOrder.priority.desc(), WorkOrder.due_at)
+            .options(*load).order_by(WorkOrder.priority.desc(), WorkOrder.due_at)
         ).all()
+        extras = _Extras(s, [st.work_order for st in kept] + list(extra))
+        breaks = [{"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)} for st in route.stops if st.kind == "break"]
+        for seq, st in enumerate(kept, start=1):
+            stops.append(_stop(extras, st.work_order, seq, tz, base_url, eta=st.start_at, arrival=st.arrival_at, locked=st.locked))
         for wo in extra:  # dispatched by hand after the plan: at the end, no ETA
-            stops.append(_stop(s, wo, len(stops) + 1, tz, base_url))
+            stops.append(_stop(extras, wo, len(stops) + 1, tz, base_url))
         geom = s.scalar(select(func.ST_AsGeoJSON(PlanRoute.geometry, 6)).where(PlanRoute.id == route.id))
         geometry = json.loads(geom) if geom else None
     else:
         direct = s.scalars(
             select(WorkOrder).where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE))
-            .order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
+            .options(*load).order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
         ).all()
-        stops = [_stop(s, wo, k, tz, base_url) for k, wo in enumerate(direct, start=1)]
+        extras = _Extras(s, list(direct))
+        stops = [_stop(extras, wo, k, tz, base_url) for k, wo in enumerate(direct, start=1)]
     if not breaks and shift is not None:
         breaks = [{"window_start": _iso(b.earliest_start, tz), "window_end": _iso(b.latest_end, tz), "minutes": b.minutes}
                   for b in shift.breaks]
