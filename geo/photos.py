@@ -1,16 +1,31 @@
-"""Photo intake and derivatives: content sniffing, bomb-safe limits, EXIF-free public copies."""
+"""Photo intake and derivatives: content sniffing, bomb-safe limits, EXIF-free public copies.
+
+Also the facts proof-of-work checks need from a photo: its EXIF GPS/time (`exif_facts`)
+and a perceptual hash to spot a reused picture (`perceptual_hash`, `hamming`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
+import re
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# iPhones shoot HEIC by default. Registered once, here, so every Image.open in the
+# process understands it; the thumbnails/depth maps/aux images inside a HEIC are
+# never used, so pillow-heif is told not to parse them (less work, less attack surface).
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -49,7 +64,7 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
             fmt = img.format or ""
             width, height = img.size
             if fmt not in ACCEPTED_FORMATS:
-                raise PhotoRejected(f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG or WebP")
+                raise PhotoRejected(f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG, WebP or HEIC")
             # Check the header's claimed size before decoding a single pixel: a tiny
             # file can claim gigapixels (a decompression bomb).
             if width * height > max_pixels:
@@ -63,7 +78,11 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        # pillow-heif maps libheif's security limits (and allocation failures) to MemoryError.
+        raise PhotoRejected("the photo is too large to decode", too_large=True) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
+        # RuntimeError: libheif's catch-all, e.g. a HEIF holding a codec we cannot decode.
         raise PhotoRejected(f"the file is not a readable image ({type(exc).__name__})") from None
     return InspectedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -77,7 +96,7 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
 
 
 def public_copies(data: bytes) -> tuple[bytes, bytes]:
-    """A JPEG without any metadata, orientation applied, and its thumbnail."""
+    """A JPEG without any metadata, orientation applied, and its thumbnail (HEIC in, JPEG out)."""
     with warnings.catch_warnings():
         # Pillow warns on odd EXIF; the copy drops EXIF anyway.
         warnings.simplefilter("ignore")
@@ -94,3 +113,187 @@ def public_copies(data: bytes) -> tuple[bytes, bytes]:
             thumb = io.BytesIO()
             clean.save(thumb, "JPEG", quality=80, optimize=True)
     return full.getvalue(), thumb.getvalue()
+
+
+# --------------------------------------------------------------------------- EXIF facts
+
+_EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
+_MAKE, _MODEL = 0x010F, 0x0110
+_DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+_GPS_TIME, _GPS_DATE = 7, 29
+_OFFSET_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class ExifFacts:
+    """What a photo's EXIF claims about where and when it was taken; None = absent or unreadable.
+
+    `taken_at` is aware when the camera wrote OffsetTimeOriginal, else naive camera-local
+    time. `gps_at` is the GPS receiver's UTC timestamp, when present.
+    """
+
+    lat: float | None = None
+    lon: float | None = None
+    taken_at: datetime | None = None
+    make: str | None = None
+    model: str | None = None
+    gps_at: datetime | None = None
+
+    @property
+    def has_location(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+
+def exif_facts(data: bytes) -> ExifFacts:
+    """Location, capture time, make and model from a photo's EXIF; never raises on bad data."""
+    try:
+        with warnings.catch_warnings():
+            # Only metadata is read here, no pixels: Pillow's EXIF/bomb warnings don't apply.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                exif = img.getexif()
+                ifd0 = dict(exif)
+                sub = dict(exif.get_ifd(_EXIF_IFD))
+                gps = dict(exif.get_ifd(_GPS_IFD))
+    except Exception:  # noqa: BLE001 - EXIF parsers raise anything on garbage; facts are optional
+        return ExifFacts()
+    lat = _safe(_coordinate, gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), "N", "S", 90.0)
+    lon = _safe(_coordinate, gps.get(_GPS_LON), gps.get(_GPS_LON_REF), "E", "W", 180.0)
+    if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
+        # Half a position is no position; 0,0 ("Null Island") is what apps write without a fix.
+        lat = lon = None
+    # Some writers put DateTimeOriginal in IFD0 instead of the Exif sub-IFD.
+    original = sub.get(_DATETIME_ORIGINAL, ifd0.get(_DATETIME_ORIGINAL))
+    offset = sub.get(_OFFSET_TIME_ORIGINAL, ifd0.get(_OFFSET_TIME_ORIGINAL))
+    return ExifFacts(
+        lat=lat,
+        lon=lon,
+        taken_at=_safe(_exif_datetime, original, offset),
+        make=_safe(_text, ifd0.get(_MAKE)),
+        model=_safe(_text, ifd0.get(_MODEL)),
+        gps_at=_safe(_gps_datetime, gps.get(_GPS_DATE), gps.get(_GPS_TIME)),
+    )
+
+
+def _safe(fn: Any, *args: Any) -> Any:  # noqa: ANN401
+    """Each fact is parsed on its own: one garbage tag must not cost the others."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - see exif_facts
+        return None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+    return cleaned[:64] or None
+
+
+def _rationals(value: object) -> list[float]:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    out = [float(x) for x in items]  # IFDRational with a zero denominator becomes nan
+    if not out or not all(math.isfinite(x) and x >= 0 for x in out):
+        raise ValueError("bad rational")
+    return out
+
+
+def _coordinate(value: object, ref: object, pos: str, neg: str, bound: float) -> float | None:
+    """Degrees/minutes/seconds rationals plus an N/S or E/W ref to signed decimal degrees."""
+    if value is None:
+        return None
+    ref_text = _text(ref)
+    if ref_text is None or ref_text.upper()[:1] not in (pos, neg):
+        return None  # without the ref the sign is a guess, and a wrong sign is a false alarm
+    parts = _rationals(value)
+    degrees, minutes, seconds = (parts + [0.0, 0.0])[:3]
+    if len(parts) > 3 or minutes >= 60 or seconds >= 60:
+        return None
+    result = degrees + minutes / 60 + seconds / 3600
+    if result > bound:
+        return None
+    return -result if ref_text.upper()[0] == neg else result
+
+
+def _exif_datetime(value: object, offset: object) -> datetime | None:
+    text = _text(value)
+    if text is None:
+        return None
+    taken = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")  # "0000:00:00 ..." raises
+    match = _OFFSET_RE.match(_text(offset) or "")
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        delta = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+        if delta <= timedelta(hours=14):
+            taken = taken.replace(tzinfo=timezone(sign * delta))
+    return taken
+
+
+def _gps_datetime(date: object, time: object) -> datetime | None:
+    text = _text(date)
+    if text is None or time is None:
+        return None
+    day = datetime.strptime(text[:10], "%Y:%m:%d")
+    hours, minutes, seconds = (_rationals(time) + [0.0, 0.0])[:3]
+    if hours >= 24 or minutes >= 60 or seconds >= 61:
+        return None
+    return day.replace(tzinfo=timezone.utc) + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- perceptual hash
+
+_HASH_SIDE = 32  # pHash: DCT of a 32x32 grey image, keep the 8x8 lowest frequencies
+_LOW = 8
+_MASK64 = (1 << 64) - 1
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    return np.cos(np.pi * (2 * x + 1) * k / (2 * n))
+
+
+_DCT = _dct_matrix(_HASH_SIDE)
+
+
+def perceptual_hash(data: bytes) -> int:
+    """64-bit pHash (unsigned) of the photo as displayed; near-identical pictures hash close.
+
+    Low DCT frequencies survive re-compression, resizing and small colour shifts, which
+    is exactly what re-uploading an old photo does to it. Call after `inspect_photo`
+    (this decodes pixels); raises PhotoRejected if the data cannot be decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd EXIF is irrelevant to the pixels
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                # JPEG can decode at 1/2..1/8 scale for free; 32x32 needs nowhere near 12 MP.
+                img.draft("L", (4 * _HASH_SIDE, 4 * _HASH_SIDE))
+                # Orientation first: the same scene shot portrait must not hash as a new one.
+                img = ImageOps.exif_transpose(img).convert("L")
+                small = img.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
+        raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
+        raise PhotoRejected(f"the file is not a readable image ({type(exc).__name__})") from None
+    pixels = np.asarray(small, dtype=np.float64)
+    low = (_DCT @ pixels @ _DCT.T)[:_LOW, :_LOW].ravel()
+    # Compare to the median of the AC terms: the DC term (mean brightness) would skew it.
+    bits = low > np.median(low[1:])
+    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+
+
+def hamming(a: int, b: int) -> int:
+    """Differing bits of two 64-bit hashes; works for unsigned or BIGINT (signed) storage."""
+    return ((a ^ b) & _MASK64).bit_count()
+
+
+def to_signed64(value: int) -> int:
+    """An unsigned 64-bit hash as a Postgres BIGINT (two's complement)."""
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value

@@ -1,0 +1,231 @@
+"""Photo intake helpers (geo.photos): HEIC, EXIF facts, perceptual hashing."""
+
+from __future__ import annotations
+
+import io
+import struct
+from datetime import UTC, datetime, timedelta, timezone
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, TiffImagePlugin
+
+from geo.photos import (
+    ExifFacts,
+    PhotoRejected,
+    exif_facts,
+    hamming,
+    inspect_photo,
+    perceptual_hash,
+    public_copies,
+    to_signed64,
+)
+
+LIMITS = {"max_bytes": 10_000_000, "max_pixels": 20_000_000}
+
+
+def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A photo-like picture: a tilted gradient, sensor noise and a dozen random shapes."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    tilt = rng.uniform(-1, 1, 2)
+    base = (x * tilt[0] + y * tilt[1]) / max(w, h) * 120 + 120
+    arr = np.stack([base + rng.uniform(-40, 40) for _ in range(3)], axis=-1) + rng.normal(0, 12, (h, w, 3))
+    img = Image.fromarray(np.clip(arr, 0, 255).astype("uint8"))
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = (x0, y0, x0 + int(rng.integers(30, 250)), y0 + int(rng.integers(30, 250)))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    return img
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def gps_exif(lat_ref: str = "N", lat: tuple = (42.0, 30.0, 29.0), lon_ref: str = "W", lon: tuple = (71.0, 3.0, 36.0)) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif[0x0110] = "iPhone 15"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2], gps[3], gps[4] = lat_ref, lat, lon_ref, lon
+    gps[29] = "2026:03:14"
+    gps[7] = (13.0, 5.0, 9.0)
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = "2026:03:14 09:05:07"
+    sub[0x9011] = "-04:00"
+    return exif
+
+
+# --------------------------------------------------------------------------- HEIC
+
+
+def test_heic_is_accepted_and_its_public_copy_is_a_clean_jpeg() -> None:
+    exif = gps_exif()
+    exif[0x0112] = 6  # pillow-heif turns this into the HEIF rotation on save
+    data = encode(scene(1, (160, 120)), "HEIF", quality=85, exif=exif.tobytes())
+    assert data[4:12] == b"ftypheic"
+
+    info = inspect_photo(data, **LIMITS)
+    assert (info.format, info.content_type, info.extension) == ("HEIF", "image/heic", "heic")
+    assert (info.width, info.height) == (120, 160)  # stored rotated: portrait, as displayed
+
+    facts = exif_facts(data)
+    assert facts.make == "Apple" and facts.lat == pytest.approx(42.508056, abs=1e-6)
+
+    full, thumb = public_copies(data)
+    for out in (full, thumb):
+        assert out[:3] == b"\xff\xd8\xff"
+        with Image.open(io.BytesIO(out)) as img:
+            assert img.format == "JPEG"
+            assert len(img.getexif()) == 0 and "exif" not in img.info
+    with Image.open(io.BytesIO(full)) as img:
+        assert img.size == (120, 160)
+    assert exif_facts(full) == ExifFacts()
+
+
+def test_a_heic_bomb_is_refused_before_decoding() -> None:
+    data = encode(scene(2, (64, 64)), "HEIF", quality=80)
+    # More pixels than allowed: 413-style, decided from the header.
+    with pytest.raises(PhotoRejected) as exc:
+        inspect_photo(data, max_bytes=10_000_000, max_pixels=64 * 64 - 1)
+    assert exc.value.too_large
+    # A tiny file claiming 30000x30000 in its 'ispe' box: refused from the header alone.
+    bomb = bytearray(data)
+    at = bomb.find(b"ispe")
+    assert at > 0
+    while at != -1:
+        struct.pack_into(">II", bomb, at + 8, 30_000, 30_000)
+        at = bomb.find(b"ispe", at + 4)
+    with pytest.raises(PhotoRejected) as exc:
+        inspect_photo(bytes(bomb), max_bytes=10_000_000, max_pixels=10**12)
+    assert exc.value.too_large
+    # And a truncated HEIC is a 422-style rejection, not a crash.
+    with pytest.raises(PhotoRejected) as exc:
+        inspect_photo(data[: len(data) // 2], **LIMITS)
+    assert not exc.value.too_large
+
+
+# --------------------------------------------------------------------------- EXIF
+
+
+def test_exif_gps_and_time_are_read_from_a_jpeg() -> None:
+    # 42°30'29" N = 42 + 30/60 + 29/3600 = 42.508056; 71°03'36" W = -(71 + 3/60 + 36/3600) = -71.06
+    data = encode(scene(3, (64, 48)), exif=gps_exif())
+    facts = exif_facts(data)
+    assert facts.lat == pytest.approx(42.508056, abs=1e-6)
+    assert facts.lon == pytest.approx(-71.06, abs=1e-9)
+    assert facts.taken_at == datetime(2026, 3, 14, 9, 5, 7, tzinfo=timezone(timedelta(hours=-4)))
+    assert facts.gps_at == datetime(2026, 3, 14, 13, 5, 9, tzinfo=UTC)
+    assert (facts.make, facts.model) == ("Apple", "iPhone 15")
+    assert facts.has_location
+
+
+def test_exif_southern_hemisphere_and_naive_time_without_offset() -> None:
+    exif = gps_exif(lat_ref="S", lat=(33.0, 52.0, 4.8), lon_ref="E", lon=(151.0, 12.0, 36.0))
+    del exif.get_ifd(0x8769)[0x9011]
+    facts = exif_facts(encode(scene(4, (64, 48)), exif=exif))
+    assert facts.lat == pytest.approx(-(33 + 52 / 60 + 4.8 / 3600), abs=1e-9)  # -33.868
+    assert facts.lon == pytest.approx(151.21, abs=1e-9)
+    assert facts.taken_at == datetime(2026, 3, 14, 9, 5, 7)  # naive: the camera's local clock
+    assert facts.taken_at.tzinfo is None
+
+
+def test_no_exif_and_stripped_exif_give_no_facts() -> None:
+    assert exif_facts(encode(scene(5, (64, 48)))) == ExifFacts()
+    assert exif_facts(encode(scene(5, (64, 48)), "PNG")) == ExifFacts()
+    assert not ExifFacts().has_location
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not an image at all",
+        b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff",  # truncated EXIF
+        b"\xff\xd8\xff\xe1\xff\xffExif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\x00" * 40,  # offsets off the end
+    ],
+)
+def test_garbage_never_raises(data: bytes) -> None:
+    assert exif_facts(data) == ExifFacts()
+
+
+def test_garbage_tags_cost_only_themselves() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    gps = exif.get_ifd(0x8825)
+    # Minutes of 75, a zero denominator and a missing ref: no position, and no exception.
+    gps[1], gps[2] = "N", (42.0, 75.0, 0.0)
+    gps[3], gps[4] = "E", (TiffImagePlugin.IFDRational(1, 0), 0.0, 0.0)
+    exif.get_ifd(0x8769)[0x9003] = "0000:00:00 00:00:00"
+    facts = exif_facts(encode(scene(6, (32, 32)), exif=exif))
+    assert facts == ExifFacts(make="Maker")
+
+    missing_ref = Image.Exif()
+    gps = missing_ref.get_ifd(0x8825)
+    gps[2], gps[3], gps[4] = (42.0, 30.0, 0.0), "E", (1.0, 30.0, 0.0)
+    assert exif_facts(encode(scene(6, (32, 32)), exif=missing_ref)).lat is None
+
+    null_island = gps_exif(lat=(0.0, 0.0, 0.0), lon=(0.0, 0.0, 0.0))
+    assert not exif_facts(encode(scene(6, (32, 32)), exif=null_island)).has_location
+
+
+def test_rational_gps_values_as_fractions() -> None:
+    exif = gps_exif(lat=(Fraction(42), Fraction(30), Fraction(2900, 100)))
+    assert exif_facts(encode(scene(7, (32, 32)), exif=exif)).lat == pytest.approx(42.508056, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- perceptual hash
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_phash_survives_recompression_and_resizing(seed: int) -> None:
+    img = scene(seed)
+    original = perceptual_hash(encode(img, quality=92))
+    assert 0 <= original < 2**64
+    variants = [
+        encode(img, quality=35),
+        encode(img.resize((320, 240), Image.Resampling.BILINEAR), quality=75),
+        encode(img.resize((1280, 960), Image.Resampling.BICUBIC), quality=85),
+        encode(img, "PNG"),
+        encode(img, "HEIF", quality=60),
+    ]
+    for variant in variants:
+        assert hamming(original, perceptual_hash(variant)) <= 6
+
+
+def test_phash_applies_orientation_first() -> None:
+    img = scene(11)
+    upright = perceptual_hash(encode(img))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": store the pixels rotated the other way
+    sideways = encode(img.transpose(Image.Transpose.ROTATE_90), exif=exif)
+    assert hamming(upright, perceptual_hash(sideways)) <= 6
+    assert hamming(upright, perceptual_hash(encode(img.transpose(Image.Transpose.ROTATE_90)))) >= 16
+
+
+def test_different_photos_hash_far_apart() -> None:
+    hashes = [perceptual_hash(encode(scene(seed))) for seed in range(12)]
+    distances = [hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
+    assert min(distances) >= 16
+
+
+def test_phash_of_garbage_is_a_rejection() -> None:
+    with pytest.raises(PhotoRejected):
+        perceptual_hash(b"not an image")
+
+
+def test_hamming_and_signed_storage() -> None:
+    assert hamming(0b1011, 0b0001) == 2
+    assert hamming(0, 2**64 - 1) == 64
+    h = 0xF0F0_0000_0000_0001
+    assert to_signed64(h) < 0 and to_signed64(5) == 5
+    # A hash round-tripped through a signed BIGINT compares exactly as the unsigned one.
+    assert hamming(to_signed64(h), h) == 0
+    assert hamming(to_signed64(h), 1) == hamming(h, 1) == 8
