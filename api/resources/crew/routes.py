@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime
 from typing import Any
@@ -9,14 +10,17 @@ from typing import Any
 from flask import request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.auth import current_actor, current_user, require
-from api.db import session, settings
+from api.db import defer_after_commit, session, settings
 from api.open311.routes import _base_url
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.models import Crew, CrewPosition, WorkOrder
+from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
+from core.storage import LocalStorage
+from geo.completion import CompletionInput, complete_work_order, public_view
+from geo.photos import PhotoRejected
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, etag_of, route_feed
 
@@ -156,3 +160,101 @@ def latest_positions() -> Any:
         out.append({"crew": code, "at": pos.at.astimezone(tz).isoformat(timespec="seconds"), "lat": lat, "lon": lon,
                     "accuracy_m": pos.accuracy_m, "speed_mps": pos.speed_mps, "heading_deg": pos.heading_deg})
     return out
+
+
+# -- completion with proof ------------------------------------------------------------
+
+
+def _request_fingerprint(files: dict[str, list[bytes]]) -> str:
+    """What makes two submissions 'the same': every form field and every file's bytes."""
+    h = hashlib.sha256()
+    for key in sorted(request.form.keys()):
+        for value in request.form.getlist(key):
+            h.update(f"{key}={value}\n".encode())
+    for name in sorted(files):
+        for blob in files[name]:
+            h.update(f"{name}:{hashlib.sha256(blob).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def _form_time(name: str) -> datetime | None:
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        abort(422, message=f"{name} must be an ISO 8601 date-time with offset", errors={name: ["not a date-time"]})
+    if value.tzinfo is None:
+        abort(422, message=f"{name} needs a UTC offset", errors={name: ["no offset"]})
+    return value
+
+
+def _form_float(name: str) -> float | None:
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        abort(422, message=f"{name} must be a number", errors={name: ["not a number"]})
+    if not math.isfinite(value):
+        abort(422, message=f"{name} must be finite", errors={name: ["not finite"]})
+    return value
+
+
+@blp.route("/work-orders/<int:wo_id>/completion", methods=["POST"])
+@require("crew")
+@blp.response(201)
+@blp.alt_response(404, description="Not this crew's work order")
+@blp.alt_response(409, description="The order cannot be completed now")
+@blp.alt_response(413, description="A photo is too large or has too many pixels")
+@blp.alt_response(422, description="Bad input, or the Idempotency-Key was used for a different submission")
+@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255}}],
+         requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["outcome"], "properties": {
+             "photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
+             "before_photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
+             "lat": {"type": "number"}, "lon": {"type": "number"}, "accuracy_m": {"type": "number"},
+             "fix_time": {"type": "string", "format": "date-time"}, "captured_at": {"type": "string", "format": "date-time"},
+             "outcome": {"type": "string", "enum": list(COMPLETION_OUTCOMES)}, "notes": {"type": "string"}}}}}})
+def complete(wo_id: int) -> Any:
+    s = session()
+    user, crew = current_user(), _crew()
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if not key or len(key) > 255:
+        abort(422, message="send an Idempotency-Key header (1-255 characters) so a retry cannot store the proof twice",
+              errors={"Idempotency-Key": ["required"]})
+    files = {name: [f.read() for f in request.files.getlist(name)] for name in ("photos", "before_photos")}
+    fingerprint = _request_fingerprint(files)
+    # One submission per key at a time: a retry racing the original waits for its answer.
+    s.execute(select(func.pg_advisory_xact_lock(31102, func.hashtext(f"{user.id}:{key}"))))
+    seen = s.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key))
+    if seen is not None:
+        if seen.request_hash != fingerprint:
+            abort(422, message="this Idempotency-Key was used for a different submission", errors={"Idempotency-Key": ["reused"]})
+        return seen.response, seen.status_code, {"Idempotent-Replayed": "true"}
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None or wo.crew_id != crew.id:
+        abort(404, message=f"work order {wo_id} not found")
+    data = CompletionInput(
+        outcome=(request.form.get("outcome") or "").strip(),
+        photos=[b for b in files["photos"] if b],
+        before_photos=[b for b in files["before_photos"] if b],
+        lat=_form_float("lat"), lon=_form_float("lon"), accuracy_m=_form_float("accuracy_m"),
+        fix_time=_form_time("fix_time"), captured_at=_form_time("captured_at"),
+        notes=(request.form.get("notes") or "").strip() or None,
+    )
+    cfg = settings()
+    try:
+        completion, checks, photos = complete_work_order(
+            s, LocalStorage(cfg.media_dir), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
+            max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels,
+        )
+    except PhotoRejected as exc:
+        abort(413 if exc.too_large else 422, message=f"photo rejected: {exc}", errors={"photos": [str(exc)]})
+    body = public_view(completion, checks, photos)
+    s.add(IdempotencyKey(user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body))
+    for photo in photos:
+        defer_after_commit(s, "process_photo", photo_id=photo.id)
+    s.commit()
+    return body, 201

@@ -1,0 +1,181 @@
+"""A crew completes a job with photo and GPS proof; the checks decide how far to trust it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from geoalchemy2.shape import to_shape
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, ValidationFailed
+from core.lifecycle.base import Actor
+from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
+from core.spatial import point
+from core.storage import Storage
+from core.workorders import change_status
+from geo import proof
+from geo.photos import InspectedPhoto, exif_facts, inspect_photo, perceptual_hash, to_signed64
+
+MAX_PHOTOS = 10
+# Work an order may be completed from; dispatched/en_route imply the crew got there.
+COMPLETABLE = ("dispatched", "en_route", "on_site")
+
+
+@dataclass(frozen=True)
+class CompletionInput:
+    outcome: str
+    photos: list[bytes] = field(default_factory=list)
+    before_photos: list[bytes] = field(default_factory=list)
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    fix_time: datetime | None = None
+    captured_at: datetime | None = None
+    notes: str | None = None
+
+
+def _inspect_all(blobs: list[bytes], *, max_bytes: int, max_pixels: int) -> list[InspectedPhoto]:
+    return [inspect_photo(b, max_bytes=max_bytes, max_pixels=max_pixels) for b in blobs]
+
+
+def validate_input(data: CompletionInput, *, now: datetime) -> None:
+    if data.outcome not in COMPLETION_OUTCOMES:
+        raise ValidationFailed(f"outcome must be one of {', '.join(COMPLETION_OUTCOMES)}", field="outcome")
+    if len(data.photos) + len(data.before_photos) > MAX_PHOTOS:
+        raise ValidationFailed(f"at most {MAX_PHOTOS} photos per completion", field="photos")
+    has_fix = [v is not None for v in (data.lat, data.lon, data.accuracy_m, data.fix_time)]
+    if any(has_fix) and not all(has_fix):
+        raise ValidationFailed("a GPS fix needs lat, lon, accuracy_m and fix_time together", field="lat")
+    if data.lat is not None and not (-90 <= data.lat <= 90 and -180 <= data.lon <= 180 and data.accuracy_m >= 0):
+        raise ValidationFailed("lat/lon must be valid degrees and accuracy_m >= 0", field="lat")
+    for name in ("fix_time", "captured_at"):
+        value = getattr(data, name)
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(f"{name} needs a UTC offset", field=name)
+    if data.notes is not None and len(data.notes) > 4000:
+        raise ValidationFailed("notes are limited to 4000 characters", field="notes")
+
+
+def _earlier_photos(s: Session, wo: WorkOrder, sha256s: set[str]) -> list[tuple[int, str, int | None]]:
+    """Photos from other jobs to compare with (exact matches by index; hashes of the rest).
+
+    Comparing every earlier hash is linear in the photo archive; a BK-tree or a
+    hash-prefix index is the next step when a city holds millions of photos."""
+    this_job = select(Completion.id).where(Completion.work_order_id == wo.id)
+    rows = s.execute(
+        select(Photo.id, Photo.sha256, Photo.phash).where(
+            (Photo.completion_id.is_(None)) | (Photo.completion_id.notin_(this_job)),
+            (Photo.sha256.in_(sha256s)) | (Photo.phash.is_not(None)),
+        )
+    ).all()
+    return [(r.id, r.sha256, r.phash) for r in rows]
+
+
+def complete_work_order(
+    s: Session,
+    storage: Storage,
+    wo: WorkOrder,
+    data: CompletionInput,
+    *,
+    crew_id: int,
+    user_id: int,
+    actor: Actor,
+    tz: ZoneInfo,
+    max_bytes: int,
+    max_pixels: int,
+    now: datetime | None = None,
+) -> tuple[Completion, list[proof.Check], list[Photo]]:
+    """Store the proof, run the checks, complete the order; the caller commits."""
+    now = now or datetime.now(UTC)
+    validate_input(data, now=now)
+    after = _inspect_all(data.photos, max_bytes=max_bytes, max_pixels=max_pixels)
+    before = _inspect_all(data.before_photos, max_bytes=max_bytes, max_pixels=max_pixels)
+    if wo.status not in COMPLETABLE:
+        raise Conflict(f"work order {wo.id} is {wo.status}; it cannot be completed now", current=wo.status, crew_id=wo.crew_id)
+
+    st = wo.service_type
+    policy = proof.ProofPolicy(max_distance_m=st.proof_max_distance_m, photo_required=st.photo_required, auto_verify=st.auto_verify)
+    done_at = data.captured_at or data.fix_time or now
+    fix = proof.Fix(data.lat, data.lon, data.accuracy_m, data.fix_time) if data.lat is not None else None
+    site = proof.Site.from_point(to_shape(wo.location)) if wo.location is not None else None
+
+    evidence = [
+        proof.PhotoEvidence(sha256=p.sha256, phash=perceptual_hash(raw), exif=exif_facts(raw))
+        for p, raw in zip(after, data.photos, strict=True)
+    ]
+    checks: list[proof.Check] = [proof.check_photo(evidence[0] if evidence else None, policy)]
+    if fix is not None and site is not None:
+        start = s.scalar(select(func.min(StatusEvent.at)).where(
+            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "dispatched"))
+        window = (start, now) if start else None
+        checks += [proof.check_distance(site, fix, policy), proof.check_fix_age(fix, now, policy)]
+        for ev in evidence:
+            checks += proof.check_exif(ev, site, fix, window, policy, tz=tz)
+        span = timedelta(seconds=policy.track_window_s)
+        pings = [
+            proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=acc)
+            for lat, lon, at, acc in s.execute(
+                select(func.ST_Y(PositionPing.location), func.ST_X(PositionPing.location), PositionPing.at, PositionPing.accuracy_m)
+                .where(PositionPing.crew_id == crew_id, and_(PositionPing.at >= done_at - span, PositionPing.at <= done_at + span))
+                .order_by(PositionPing.at)
+            )
+        ]
+        checks.append(proof.check_track(site, pings, done_at, policy))
+        checks.append(proof.check_teleport([*pings, fix.as_ping()], policy))
+    earlier = _earlier_photos(s, wo, {e.sha256 for e in evidence}) if evidence else []
+    for ev in evidence:
+        checks.append(proof.check_reuse(ev, earlier, policy))
+    verdict, reasons = proof.verdict(checks, policy)
+
+    completion = Completion(
+        work_order_id=wo.id, crew_id=crew_id, user_id=user_id, outcome=data.outcome, notes=data.notes,
+        location=point(data.lon, data.lat) if fix else None, accuracy_m=data.accuracy_m, fix_time=data.fix_time,
+        captured_at=data.captured_at, submitted_at=now, verdict=verdict, reasons=reasons, checks=proof.full_detail(checks),
+    )
+    s.add(completion)
+    s.flush()
+    photos: list[Photo] = []
+    for kind, items, blobs in (("after", after, data.photos), ("before", before, data.before_photos)):
+        for info, raw in zip(items, blobs, strict=True):
+            key = f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
+            if not storage.exists(key):
+                storage.put(key, raw)
+            photo = Photo(kind=kind, completion_id=completion.id, sha256=info.sha256, content_type=info.content_type,
+                          byte_size=info.byte_size, width=info.width, height=info.height, original_key=key,
+                          phash=to_signed64(perceptual_hash(raw)) if kind == "before" else None)
+            photos.append(photo)
+    for photo, ev in zip([p for p in photos if p.kind == "after"], evidence, strict=True):
+        photo.phash = to_signed64(ev.phash) if ev.phash is not None else None
+    s.add_all(photos)
+
+    where = completion.location
+    if wo.status != "on_site":
+        # A phone that skipped "on site" (no signal, or a quick job) was there all the same.
+        change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=min(done_at, now), location=where)
+    change_status(s, wo, "completed", actor=actor, note=f"outcome {data.outcome}; proof {verdict}",
+                  at=max(min(done_at, now), _last_time(s, wo)), location=where)
+    s.flush()
+    return completion, checks, photos
+
+
+def _last_time(s: Session, wo: WorkOrder) -> datetime:
+    last = s.scalar(select(func.max(StatusEvent.at)).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id))
+    return last or datetime.min.replace(tzinfo=UTC)
+
+
+def public_view(completion: Completion, checks: list[proof.Check], photos: list[Photo]) -> dict[str, Any]:
+    """What the crew's phone gets back: the verdict and which checks passed, no thresholds."""
+    return {
+        "id": completion.id,
+        "work_order_id": completion.work_order_id,
+        "outcome": completion.outcome,
+        "verdict": completion.verdict,
+        "reasons": list(completion.reasons),
+        "checks": proof.public_summary(checks),
+        "photos": len(photos),
+        "submitted_at": completion.submitted_at.isoformat(),
+    }

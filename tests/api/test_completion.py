@@ -1,0 +1,185 @@
+"""Completion with photo + GPS proof: each check passing and failing, idempotency, photo safety, access."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.field import Ping, ingest_positions
+from core.models import Completion, IdempotencyKey, Photo, StatusEvent, WorkOrder
+from core.workorders import change_status
+from tests import factories as f
+from tests.geo.test_photos import encode, scene
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _dms(value: float) -> tuple[float, float, float]:
+    value = abs(value)
+    d = int(value)
+    m = int((value - d) * 60)
+    return float(d), float(m), round((value - d - m / 60) * 3600, 4)
+
+
+def photo(seed: int, *, lat: float | None = None, lon: float | None = None, taken: datetime | None = None, fmt: str = "JPEG") -> bytes:
+    exif = Image.Exif()
+    if lat is not None:
+        gps = exif.get_ifd(0x8825)
+        gps[1], gps[2], gps[3], gps[4] = ("N" if lat >= 0 else "S"), _dms(lat), ("E" if lon >= 0 else "W"), _dms(lon)
+    if taken is not None:
+        sub = exif.get_ifd(0x8769)
+        sub[0x9003] = taken.astimezone(UTC).strftime("%Y:%m:%d %H:%M:%S")
+        sub[0x9011] = "+00:00"
+    return encode(scene(seed), fmt, exif=exif) if fmt == "JPEG" else encode(scene(seed), fmt)
+
+
+@pytest.fixture
+def job(db: Session) -> dict:
+    f.service_type(db, proof_max_distance_m=75)
+    crew = f.crew(db)
+    other = f.crew(db, "pothole-2")
+    wo = f.report(db).work_order
+    change_status(db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id, at=NOW - timedelta(hours=1))
+    user = f.user(db, "pothole-1@test", "crew", crew=crew)
+    # The crew's own track: driving up to the site over the last 20 minutes.
+    ingest_positions(db, crew.id, [Ping(at=NOW - timedelta(minutes=20 - k), lat=f.LAT - 0.0002 * (20 - k), lon=f.LON, accuracy_m=8)
+                                    for k in range(20)])
+    db.commit()
+    return {"wo": wo, "crew": crew, "headers": f.token_for(db, user),
+            "other": f.token_for(db, f.user(db, "pothole-2@test", "crew", crew=other))}
+
+
+def submit(client, job: dict, *, key: str = "k-1", photos=None, before=None, wo_id=None, headers=None, **form):  # noqa: ANN001, ANN003, ANN202
+    data = {"lat": str(f.LAT), "lon": str(f.LON + 0.0001), "accuracy_m": "6", "fix_time": (NOW - timedelta(seconds=30)).isoformat(),
+            "captured_at": (NOW - timedelta(seconds=40)).isoformat(), "outcome": "fixed", "notes": "filled and rolled"}
+    data.update({k: v for k, v in form.items() if v is not None})
+    for k in [k for k, v in form.items() if v is None]:
+        data.pop(k, None)
+    if photos is None:
+        photos = [photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))]
+    data["photos"] = [(io.BytesIO(p), f"p{i}.jpg") for i, p in enumerate(photos)]
+    data["before_photos"] = [(io.BytesIO(p), f"b{i}.jpg") for i, p in enumerate(before or [])]
+    return client.post(f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion", data=data, content_type="multipart/form-data",
+                       headers={**(headers or job["headers"]), "Idempotency-Key": key})
+
+
+def _checks(body: dict) -> dict[str, bool | None]:
+    return {c["name"]: c["passed"] for c in body["checks"]}
+
+
+def test_good_proof_is_auto_verified_and_the_order_completed(client, db: Session, job) -> None:  # noqa: ANN001
+    r = submit(client, job, before=[photo(2)])
+    assert r.status_code == 201, r.data
+    body = r.get_json()
+    assert body["verdict"] == "auto_verified" and body["reasons"] == []
+    assert _checks(body) == {"photo_present": True, "distance": True, "fix_age": True, "exif_location": True, "exif_time": True,
+                             "track": True, "teleport": True, "reuse": True}
+    # No numbers for the crew: thresholds stay with supervisors.
+    assert set(body["checks"][0]) == {"name", "passed"}
+    db.expire_all()
+    wo = db.get(WorkOrder, job["wo"].id)
+    assert wo.status == "completed"
+    c = db.scalar(select(Completion))
+    assert {d["name"]: d["limit"] for d in c.checks}["distance"] == 75
+    assert [p.kind for p in db.scalars(select(Photo).where(Photo.completion_id == c.id).order_by(Photo.id))] == ["after", "before"]
+    events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id).order_by(StatusEvent.id)).all()
+    assert events[-2:] == ["on_site", "completed"]
+    assert all(e.actor == "user:pothole-1@test" for e in db.scalars(select(StatusEvent).where(StatusEvent.entity_id == wo.id, StatusEvent.to_status == "completed")))
+
+
+@pytest.mark.parametrize(
+    ("form", "photos_fn", "failed"),
+    [
+        ({"lon": str(f.LON + 0.003)}, None, "distance"),  # ~250 m east
+        ({"accuracy_m": "400"}, None, "distance"),  # too vague to prove anything
+        ({"fix_time": (NOW - timedelta(hours=2)).isoformat()}, None, "fix_age"),
+        ({}, lambda: [photo(3, lat=f.LAT + 0.05, lon=f.LON, taken=NOW - timedelta(minutes=1))], "exif_location"),
+        ({}, lambda: [photo(4, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(days=3))], "exif_time"),
+    ],
+)
+def test_each_failing_check_sends_the_completion_to_review(client, db: Session, job, form, photos_fn, failed) -> None:  # noqa: ANN001
+    r = submit(client, job, photos=photos_fn() if photos_fn else None, **form)
+    assert r.status_code == 201, r.data
+    body = r.get_json()
+    assert body["verdict"] == "needs_review" and f"{failed}_failed" in body["reasons"]
+    assert _checks(body)[failed] is False
+
+
+def test_reused_and_near_duplicate_photos_are_caught(client, db: Session, job) -> None:  # noqa: ANN001
+    old = photo(7, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))
+    wo2 = f.report(db, lon=f.offset(f.LON, f.LAT, 300)[0]).work_order
+    change_status(db, wo2, "dispatched", actor=f.SYSTEM, crew_id=job["crew"].id)
+    db.commit()
+    assert submit(client, job, photos=[old], key="first").get_json()["verdict"] == "auto_verified"
+    same = submit(client, job, photos=[old], key="second", wo_id=wo2.id).get_json()
+    assert same["verdict"] == "needs_review" and "reuse_failed" in same["reasons"]
+    wo3 = f.report(db, lon=f.offset(f.LON, f.LAT, 600)[0]).work_order
+    change_status(db, wo3, "dispatched", actor=f.SYSTEM, crew_id=job["crew"].id)
+    db.commit()
+    # The same picture re-saved smaller and at a lower quality: different bytes, same scene.
+    img = Image.open(io.BytesIO(old)).resize((320, 240))
+    recompressed = encode(img, "JPEG", quality=40)
+    near = submit(client, job, photos=[recompressed], key="third", wo_id=wo3.id).get_json()
+    assert "reuse_failed" in near["reasons"]
+
+
+def test_a_teleporting_track_is_flagged(client, db: Session, job) -> None:  # noqa: ANN001
+    ingest_positions(db, job["crew"].id, [Ping(at=NOW - timedelta(seconds=90), lat=f.LAT + 0.1, lon=f.LON, accuracy_m=5)])
+    db.commit()
+    body = submit(client, job).get_json()
+    assert body["verdict"] == "needs_review" and "teleport_failed" in body["reasons"]
+
+
+def test_missing_photo_when_required(client, db: Session, job) -> None:  # noqa: ANN001
+    body = submit(client, job, photos=[]).get_json()
+    assert body["verdict"] == "needs_review" and "photo_missing" in body["reasons"]
+
+
+def test_idempotent_retry_and_key_misuse(client, db: Session, job) -> None:  # noqa: ANN001
+    pic = [photo(9, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))]
+    first = submit(client, job, photos=pic, key="retry-me")
+    again = submit(client, job, photos=pic, key="retry-me")
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert db.scalar(select(func.count()).select_from(Completion)) == 1
+    assert db.scalar(select(func.count()).select_from(Photo)) == 1
+    misuse = submit(client, job, photos=pic, key="retry-me", notes="something else")
+    assert misuse.status_code == 422 and "Idempotency-Key" in misuse.get_json()["errors"]
+    missing = client.post(f"/api/v1/work-orders/{job['wo'].id}/completion", data={"outcome": "fixed"},
+                          content_type="multipart/form-data", headers=job["headers"])
+    assert missing.status_code == 422
+    # A new key on an order already completed: the lifecycle says no.
+    assert submit(client, job, photos=pic, key="another").status_code == 409
+    assert db.scalar(select(func.count()).select_from(IdempotencyKey)) == 1
+
+
+def test_heic_photo_is_accepted(client, db: Session, job) -> None:  # noqa: ANN001
+    import pillow_heif  # noqa: F401  (registered by geo.photos)
+
+    r = submit(client, job, photos=[photo(11, fmt="HEIF")])
+    assert r.status_code == 201, r.data
+    assert db.scalar(select(Photo.content_type)) == "image/heic"
+
+
+def test_bomb_and_non_image_are_refused_and_nothing_is_stored(client, db: Session, job) -> None:  # noqa: ANN001
+    buf = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(buf, "PNG", optimize=True)
+    bomb = submit(client, job, photos=[buf.getvalue()], key="bomb")
+    assert bomb.status_code == 413
+    pdf = submit(client, job, photos=[b"%PDF-1.4 not a photo"], key="pdf")
+    assert pdf.status_code == 422 and "photo rejected" in pdf.get_json()["message"]
+    assert db.scalar(select(func.count()).select_from(Completion)) == 0
+    db.expire_all()
+    assert db.get(WorkOrder, job["wo"].id).status == "dispatched"
+
+
+def test_other_crews_order_is_404_and_bad_fields_are_422(client, db: Session, job) -> None:  # noqa: ANN001
+    assert submit(client, job, headers=job["other"], key="x").status_code == 404
+    assert submit(client, job, key="y", outcome="magic").status_code == 422
+    assert submit(client, job, key="z", fix_time="2026-01-01T10:00:00").status_code == 422
+    assert submit(client, job, key="w", accuracy_m=None).status_code == 422
