@@ -25,6 +25,15 @@ def settings() -> Settings:
     return current_app.extensions["streetloop.settings"]
 
 
+def media_storage():  # noqa: ANN201
+    """Where photos are kept (local disk or S3), one client per app."""
+    if "streetloop.storage" not in current_app.extensions:
+        from core.storage import storage_from_settings
+
+        current_app.extensions["streetloop.storage"] = storage_from_settings(settings())
+    return current_app.extensions["streetloop.storage"]
+
+
 def travel():  # noqa: ANN201
     """The app's travel-time provider (its matrix cache is shared by the app's requests)."""
     if "streetloop.travel" not in current_app.extensions:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, send_from_directory
+import mimetypes
 
-from api.db import settings
+from flask import Blueprint, Response, abort, send_from_directory
+
+from api.db import media_storage, settings
 
 blp = Blueprint("media", __name__)
 
 
 @blp.route("/media/public/<path:key>")
 def public_media(key: str):  # noqa: ANN201
-    root = settings().media_dir / "public"
-    if not (root / key).resolve().is_relative_to(root.resolve()):
+    storage = media_storage()
+    if storage.path("public/x") is not None:
+        root = settings().media_dir / "public"
+        if not (root / key).resolve().is_relative_to(root.resolve()):
+            abort(404)
+        return send_from_directory(root, key, max_age=7 * 86400)
+    # Object storage: stream it through (a CDN or presigned URLs can take over later).
+    try:
+        full = f"public/{key}"
+        if ".." in key.split("/") or not storage.exists(full):
+            abort(404)
+        data = storage.get(full)
+    except ValueError:
         abort(404)
-    return send_from_directory(root, key, max_age=7 * 86400)
+    response = Response(data, mimetype=mimetypes.guess_type(key)[0] or "application/octet-stream")
+    response.cache_control.max_age = 7 * 86400
+    response.cache_control.public = True
+    return response

@@ -43,6 +43,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _storage_kind(env: dict[str, str]) -> str:
+    kind = env.get("STREETLOOP_STORAGE", "local").strip() or "local"
+    if kind not in {"local", "s3"}:
+        raise ValueError(f"STREETLOOP_STORAGE must be 'local' or 's3', got {kind!r}")
+    if kind == "s3" and not env.get("STREETLOOP_S3_BUCKET", "").strip():
+        raise ValueError("STREETLOOP_STORAGE=s3 needs STREETLOOP_S3_BUCKET")
+    return kind
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -65,6 +74,11 @@ class Settings:
     road_data_dir: Path | None = None
     detour_factor: float = 1.3
     speed_kmh: float = 30.0
+    # Where photos live: "local" (media_dir) or "s3" (bucket below).
+    storage: str = "local"
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
     # Solver processes per plan (the machine's cores are shared with the web workers).
     solver_workers: int = 2
 
@@ -99,4 +113,8 @@ class Settings:
             detour_factor=_float(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
             speed_kmh=_float(env, "STREETLOOP_SPEED_KMH", 30.0),
             solver_workers=_int(env, "STREETLOOP_SOLVER_WORKERS", 2),
+            storage=_storage_kind(env),
+            s3_bucket=env.get("STREETLOOP_S3_BUCKET", "").strip(),
+            s3_prefix=env.get("STREETLOOP_S3_PREFIX", "").strip(),
+            s3_endpoint_url=env.get("STREETLOOP_S3_ENDPOINT_URL", "").strip() or None,
         )

@@ -14,7 +14,7 @@ class Storage(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
-    def path(self, key: str) -> Path | None: ...
+    def path(self, key: str) -> Path | None: ...  # None: not on local disk
 
 
 def _safe_key(key: str) -> PurePosixPath:
@@ -52,3 +52,49 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+
+class S3Storage:
+    """S3-compatible object storage (AWS S3, MinIO, Ceph RGW). Credentials come from the
+    usual AWS environment variables or instance role; `endpoint_url` points elsewhere than AWS."""
+
+    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, client: object | None = None) -> None:
+        if client is None:
+            import boto3  # optional dependency: pip install 'streetloop[s3]'
+
+            client = boto3.client("s3", endpoint_url=endpoint_url or None)
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def _key(self, key: str) -> str:
+        safe = str(_safe_key(key))
+        return f"{self.prefix}/{safe}" if self.prefix else safe
+
+    def path(self, key: str) -> None:
+        return None  # not on a local disk
+
+    def put(self, key: str, data: bytes) -> None:
+        # A PUT is atomic in S3: readers see the old object or the whole new one.
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
+
+def storage_from_settings(settings: object) -> Storage:
+    """Local disk unless STREETLOOP_STORAGE=s3."""
+    if getattr(settings, "storage", "local") == "s3":
+        return S3Storage(settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url)  # type: ignore[attr-defined]
+    return LocalStorage(settings.media_dir)  # type: ignore[attr-defined]

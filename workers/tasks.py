@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import make_engine, make_sessionmaker
 from core.models import Photo
 from core.settings import Settings
-from core.storage import LocalStorage
+from core.storage import Storage, storage_from_settings
 from geo.media import process_photo as process_photo_in
 from workers.app import app
 
@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 
 @cache
-def _resources() -> tuple[Settings, sessionmaker[Session], LocalStorage]:
+def _resources() -> tuple[Settings, sessionmaker[Session], Storage]:
     """The worker process's settings, database sessions and file storage, made once."""
     settings = Settings.from_env()
-    return settings, make_sessionmaker(make_engine(settings.database_url)), LocalStorage(settings.media_dir)
+    return settings, make_sessionmaker(make_engine(settings.database_url)), storage_from_settings(settings)
 
 
 def close_resources() -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
-from api.db import defer_after_commit, session, settings
+from api.db import defer_after_commit, media_storage, session, settings
 from api.open311.formats import render
 from core.auth import api_key_for
 from core.errors import ValidationFailed
@@ -29,7 +29,6 @@ from core.models import (
     ServiceType,
     StatusEvent,
 )
-from core.storage import LocalStorage
 from geo.geocode import geocode
 from geo.photos import PhotoRejected, inspect_photo
 
@@ -255,7 +254,7 @@ def post_request() -> Response:
         raise Open311Error(400, exc.message) from None
 
     if photo_info is not None:
-        storage = LocalStorage(settings().media_dir)
+        storage = media_storage()
         original_key = f"private/photos/{photo_info.sha256[:2]}/{photo_info.sha256}.{photo_info.extension}"
         storage.put(original_key, photo_bytes)
         photo = Photo(

@@ -183,3 +183,16 @@ def test_other_crews_order_is_404_and_bad_fields_are_422(client, db: Session, jo
     assert submit(client, job, key="y", outcome="magic").status_code == 422
     assert submit(client, job, key="z", fix_time="2026-01-01T10:00:00").status_code == 422
     assert submit(client, job, key="w", accuracy_m=None).status_code == 422
+
+
+def test_a_track_that_never_came_near_the_site_is_flagged(client, db: Session, job) -> None:  # noqa: ANN001
+    from core.models import PositionPing
+
+    db.query(PositionPing).delete()
+    # Parked 2 km away the whole time, at a steady, believable position.
+    ingest_positions(db, job["crew"].id, [Ping(at=NOW - timedelta(minutes=10 - k), lat=f.LAT + 0.018, lon=f.LON, accuracy_m=5)
+                                          for k in range(10)])
+    db.commit()
+    body = submit(client, job).get_json()
+    assert body["verdict"] == "needs_review" and "track_failed" in body["reasons"]
+    assert _checks(body)["teleport"] is False  # and the fix 2 km from the last ping, 30 s later, is a jump

@@ -13,12 +13,11 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
 from api.auth import current_actor, current_user, require
-from api.db import defer_after_commit, session, settings
+from api.db import defer_after_commit, media_storage, session, settings
 from api.open311.routes import _base_url
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
-from core.storage import LocalStorage
 from geo.completion import CompletionInput, complete_work_order, public_view
 from geo.photos import PhotoRejected
 from core.spatial import lon_lat
@@ -247,7 +246,7 @@ def complete(wo_id: int) -> Any:
     cfg = settings()
     try:
         completion, checks, photos = complete_work_order(
-            s, LocalStorage(cfg.media_dir), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
+            s, media_storage(), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
             max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels,
         )
     except PhotoRejected as exc:
