@@ -1,12 +1,19 @@
 """`solve(problem, params) -> Result`: the only module that imports ortools.
 
-Pipeline: pre-check jobs no crew can ever do (reason known up front) -> VROOM builds
-strong first routes in a slice of the budget -> OR-Tools, the model of record, reads them
-under the full constraint set (breaks, locks, spans, skills, capacities, windows) and
-improves them with guided local search for the rest. If OR-Tools rejects VROOM's routes
-it builds its own with parallel cheapest insertion, which copes with tight windows.
-With `workers=2` a second process runs another GLS flavour from the same start and the
-better plan wins (processes: the search runs in C++ but the Python bindings keep the GIL).
+Pipeline, within `time_limit_s`:
+1. Pre-check: jobs no crew can ever do get their reason up front and stay out.
+2. VROOM (pyvroom) builds first routes at exploration level 5 on all workers' threads.
+3. Each worker (1 or 2 processes) walks on from there with a VROOM-driven large
+   neighbourhood search (remove a cluster of nearby jobs, VROOM re-inserts and polishes),
+   because VROOM alone stops at its first local optimum and OR-Tools' GLS improves a
+   strong start only slowly.
+4. OR-Tools, the model of record, reads the best routes under the full constraint set
+   (breaks, locks, route duration, skills, capacities, windows, drop penalties) after a
+   repair pass for what VROOM cannot model, and improves them with guided local search
+   for the last `ortools_share` of the time. If it rejects the routes it builds its own
+   with parallel cheapest insertion, which copes with tight windows.
+The better worker's plan wins. Workers are processes: the LNS loop is Python, and two
+processes need no assumption about when the native libraries release the GIL.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import subprocess
 import sys
 import time
@@ -42,17 +50,18 @@ from dispatch.model import (
 
 @dataclass(frozen=True, slots=True)
 class SolveParams:
-    """Search settings. `seed` only varies VROOM/OR-Tools tie-breaking between the two
-    workers; single-process runs are reproducible for small instances that converge
-    within the limit (GLS itself stops on time, not on iterations)."""
+    """Search settings. `seed` seeds the LNS (worker k uses seed * 7919 + k). Searches stop
+    on time, not on iteration counts, so only instances small enough to converge within
+    the limit (the tests') give the same plan on every run."""
 
     time_limit_s: float = 10.0
     workers: int = 1
     use_vroom: bool = True
     seed: int = 0
     log_search: bool = False
-    vroom_share: float = 0.35
-    gls_lambdas: tuple[float, ...] = (0.1, 0.3)
+    vroom_share: float = 0.7  # cap on VROOM's first construction (it usually ends sooner)
+    vroom_level: int | None = None  # its exploration level; None: 5 up to 300 jobs, then lower
+    gls_lambdas: tuple[float, ...] = (0.1, 0.3)  # GLS lambda per worker
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
     # VROOM-driven LNS before OR-Tools; OR-Tools keeps this share of what is left.
     lns: bool = True
@@ -83,6 +92,10 @@ def solve(problem: Problem, params: SolveParams | None = None) -> Result:
     t0 = time.monotonic()
     deadline = time.time() + params.time_limit_s
     reasons = precheck(problem)
+    if not problem.crews:
+        # No vehicles: nothing to search (and OR-Tools' routing model needs at least one).
+        unassigned = tuple(Unassigned(j.id, reasons.get(j.id, "no_skill")) for j in problem.jobs)
+        return Result(problem, (), unassigned, objective_of(problem, (), unassigned), {"seconds": 0.0, "status": "no_crews"})
     locked = {j for c in problem.crews for j in c.locked_first if j not in reasons}
     # A lock on an impossible job is void: the job is reported, the crew plans without it.
     keep = [j.id for j in problem.jobs if j.id not in reasons]
@@ -302,7 +315,13 @@ def _vroom_run(
         inp.add_job(vroom.Job(**kw))
     try:
         sol = inp.solve(exploration_level=level, nb_threads=threads, timeout=None if timeout is None else timedelta(seconds=max(0.01, timeout))).to_dict()
-    except Exception:  # VROOM's failures must not cost us the plan: OR-Tools constructs instead.
+    except Exception as exc:  # VROOM's failures must not cost us the plan: OR-Tools constructs instead.
+        # A seeded route VROOM finds infeasible (rounded matrices need not obey the
+        # triangle inequality) is dropped from the seed and the run retried.
+        bad = re.search(r"Infeasible route for vehicle (\d+)", str(exc))
+        if steps and bad and int(bad.group(1)) in steps:
+            rest = {v: seq for v, seq in steps.items() if v != int(bad.group(1))}
+            return _vroom_run(problem, spec, level, threads, timeout, rest)
         return None
     routes = {c.id: list(spec.chains[c.id]) for c in problem.crews}
     vsteps: dict[int, list[tuple[str, int]]] = {}
@@ -331,7 +350,7 @@ def _vroom_start(problem: Problem, keep: list[str], locked: set[str], params: So
     if not spec.free:
         return _VroomStart({c.id: list(spec.chains[c.id]) for c in problem.crews}, {}, 0)
     n = len(spec.free)
-    level = 5 if n <= 300 else 4 if n <= 1000 else 3
+    level = params.vroom_level or (5 if n <= 300 else 4 if n <= 1000 else 3)
     return _vroom_run(problem, spec, level, max(1, params.workers), params.time_limit_s * params.vroom_share)
 
 
@@ -530,6 +549,7 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements)
     sol = None
     if initial is not None:
+        initial = _repair(problem, initial)
         routes = [[manager.NodeToIndex(node_of[j]) for j in initial.get(c.id, []) if j in node_of] for c in crews]
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
@@ -559,6 +579,24 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         _, cid, bid = e.Var().Name().split("|", 2)
         raw.breaks.setdefault(cid, []).append((bid, int(e.StartMin())))
     return raw
+
+
+def _repair(problem: Problem, routes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Trim routes the full model rejects (VROOM has no route-duration limit) by dropping
+    their last free jobs until the route re-times cleanly; OR-Tools may re-insert them."""
+    out = {}
+    for c in problem.crews:
+        seq = list(routes.get(c.id, []))
+        fixed = len([j for j in c.locked_first if j in seq])
+        while len(seq) > fixed:
+            again = _asap(problem, c, seq)
+            if again is not None:
+                d, starts, placed, a = again
+                if not _route_violations(problem, c, _build_route(problem, c, list(zip(seq, starts)), d, a, sorted(placed))):
+                    break
+            seq.pop()
+        out[c.id] = seq
+    return out
 
 
 def _asap(problem: Problem, c: Crew, seq: list[str]) -> tuple[int, list[int], list[tuple[int, int, str]], int] | None:

@@ -3,9 +3,13 @@ is XS[i] km down a straight road, 1 km = 60 s)."""
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import replace
 
-from dispatch.model import Break, TimeWindow, replan
+import pytest
+
+from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow, replan
 from dispatch.solver import SolveParams, precheck, solve
 from tests.dispatch.conftest import H, crew, job, problem
 
@@ -220,3 +224,72 @@ def test_no_jobs_and_idle_crews(fast: SolveParams) -> None:
     r = solve(problem([crew(breaks=(Break("b", 600, TimeWindow(9 * H, 10 * H)),))], []), fast)
     assert r.is_feasible(), r.violations()
     assert r.route("c1").stops == () and r.objective.distance == 0
+
+
+def test_vroom_routes_over_max_duration_are_trimmed_for_ortools(fast: SolveParams) -> None:
+    # VROOM knows no route-duration limit and would take all five 20-minute jobs; the full
+    # model allows an hour: two jobs (2 x 20 min + 2 min driving), not three (62 min).
+    c = crew(max_duration=H)
+    r = solve(problem([c], [job(str(k), 1, service=1200) for k in range(5)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert r.stats["start_from"] == "vroom"
+    assert len(r.route("c1").stops) == 2
+    assert sorted(u.reason for u in r.unassigned) == ["dropped_for_cost"] * 3
+
+
+def test_locked_job_stays_even_without_the_skill(fast: SolveParams) -> None:
+    # The crew is already on site: the lock is a fact, not a choice the skills can veto.
+    c = crew(skills={"bulk"}, locked_first=("pothole",))
+    r = solve(problem([c], [job("pothole", 3, skills={"asphalt"}), job("sofa", 1, skills={"bulk"})]), fast)
+    assert r.is_feasible(), r.violations()
+    assert [s.job_id for s in r.route("c1").stops] == ["pothole", "sofa"]
+
+
+def test_locked_chain_that_cannot_be_kept_is_reported(fast: SolveParams) -> None:
+    # The committed stop's window closed before the crew can get there.
+    c = crew(locked_first=("gone",))
+    r = solve(problem([c], [job("gone", 9, windows=(TimeWindow(8 * H, 8 * H + 600),)), job("a", 1)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert r.unassigned_reason("gone") == "time_window"
+    assert [s.job_id for s in r.route("c1").stops] == ["a"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_instance_with_every_feature_is_feasible(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 41
+    pts = [(rng.uniform(0, 20000), rng.uniform(0, 20000)) for _ in range(n)]
+    dist = [[int(math.dist(a, b)) for b in pts] for a in pts]
+    dur = [[d * 36 // 300 for d in row] for row in dist]  # 30 km/h, truncated
+    lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
+    crews = [
+        Crew("c0", 0, 0, TimeWindow(7 * H, 15 * H), breaks=(lunch,), skills={"a"}, capacity=(10,), locked_first=("5", "9")),
+        Crew("c1", 0, 0, TimeWindow(7 * H, 15 * H), skills={"a", "b"}, capacity=(12,), cost_per_hour=3000),
+        Crew("c2", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(8,), max_duration=5 * H),
+    ]
+    jobs = []
+    for k in range(1, n):
+        w: tuple[TimeWindow, ...] = ()
+        if rng.random() < 0.4:
+            s = rng.randint(7, 13) * H
+            w = (TimeWindow(s, s + 2 * H),) if rng.random() < 0.7 else (TimeWindow(s, s + H), TimeWindow(s + 3 * H, s + 4 * H))
+        jobs.append(
+            Job(str(k), k, service=rng.choice([600, 1200, 1800]), windows=w, skills={rng.choice("ab")} if rng.random() < 0.5 else set(),
+                demand=(rng.randint(0, 3),), priority=rng.randint(0, 5), due=rng.choice([None, 5 * H, 30 * H]))
+        )
+    p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=8 * H)
+    r = solve(p, SolveParams(time_limit_s=1.5))
+    assert r.is_feasible(), r.violations()
+    assert len(r.unassigned) < n - 1
+    # Nothing overdue is dropped while a fresh job of any priority is served in its place.
+    dropped = {u.job_id for u in r.unassigned if u.reason == "dropped_for_cost"}
+    assert all(p.penalties[j] > 0 for j in dropped)
+
+
+def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
+    # OR-Tools cannot build a routing model without vehicles; the solver must not try.
+    from dispatch.solver import SolveParams, solve
+    from tests.dispatch.conftest import job, problem
+
+    res = solve(problem([], [job("x", 1)]), SolveParams(time_limit_s=1))
+    assert res.routes == () and res.unassigned_reason("x") == "no_skill" and res.is_feasible()

@@ -136,3 +136,19 @@ def test_result_is_feasible_uses_the_validator(solved: Result) -> None:
     bad = _with_route(solved, "c1", arrive=17 * H)
     assert solved.is_feasible() and not bad.is_feasible()
     assert isinstance(bad.route("c1"), Route)
+
+
+def test_break_on_a_leg_too_short_for_it(solved: Result) -> None:
+    # Squeeze the lunch between two stops that are only a drive apart.
+    c2 = solved.route("c2")
+    s0, s1 = c2.stops[0], c2.stops[1]
+    p = solved.problem
+    lunch = Break("lunch", 1800, TimeWindow(8 * H, 16 * H))
+    crews = tuple(replace(c, breaks=(lunch,)) if c.id == "c2" else c for c in p.crews)
+    p2 = replace(p, crews=crews)
+    from dispatch.model import BreakPlacement
+
+    squeezed = replace(c2, breaks=(BreakPlacement("lunch", s0.end, s0.end + 1800, 0),))
+    bad = replace(solved, problem=p2, routes=tuple(squeezed if rt.crew_id == "c2" else rt for rt in solved.routes))
+    assert s1.start - s0.end < 1800 + p.matrix.durations[s0.location, s1.location]
+    assert any("overlaps" in v or "needs" in v for v in check(p2, bad))
