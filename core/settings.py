@@ -23,24 +23,16 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _number[T: (int, float)](env: dict[str, str], name: str, default: T) -> T:
+    """A numeric setting of the default's type; a bad value stops start-up with its name."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return type(default)(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from exc
 
 
 def _storage_kind(env: dict[str, str]) -> str:
@@ -64,7 +56,6 @@ class Settings:
     # "derive from the incoming request".
     public_base_url: str = ""
     token_ttl_s: int = 12 * 3600
-    default_duplicate_radius_m: int = 50
     open311_default_days: int = 90
     open311_max_results: int = 1000
     max_upload_bytes: int = 15 * 1024 * 1024
@@ -105,14 +96,13 @@ class Settings:
             timezone=tzname,
             media_dir=Path(env.get("STREETLOOP_MEDIA_DIR", "").strip() or PROJECT_ROOT / "var" / "media"),
             public_base_url=env.get("STREETLOOP_PUBLIC_URL", "").strip().rstrip("/"),
-            token_ttl_s=_int(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
-            default_duplicate_radius_m=_int(env, "STREETLOOP_DUPLICATE_RADIUS_M", 50),
-            max_upload_bytes=_int(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
+            token_ttl_s=_number(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
+            max_upload_bytes=_number(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
             contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
             road_data_dir=Path(env["STREETLOOP_ROAD_DATA"]) if env.get("STREETLOOP_ROAD_DATA", "").strip() else None,
-            detour_factor=_float(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
-            speed_kmh=_float(env, "STREETLOOP_SPEED_KMH", 30.0),
-            solver_workers=_int(env, "STREETLOOP_SOLVER_WORKERS", 2),
+            detour_factor=_number(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
+            speed_kmh=_number(env, "STREETLOOP_SPEED_KMH", 30.0),
+            solver_workers=_number(env, "STREETLOOP_SOLVER_WORKERS", 2),
             storage=_storage_kind(env),
             s3_bucket=env.get("STREETLOOP_S3_BUCKET", "").strip(),
             s3_prefix=env.get("STREETLOOP_S3_PREFIX", "").strip(),
