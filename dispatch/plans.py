@@ -21,7 +21,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
+from core.models import CrewPosition, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
 from core.workorders import change_status
 from dispatch.build import PLANNABLE_STATUSES, Built, Scope, TravelTimes, build_problem
 from dispatch.model import Result, Route, replan
@@ -29,6 +29,8 @@ from dispatch.solver import SolveParams
 from dispatch.split import solve_split
 
 MAX_TIME_LIMIT_S = 600
+# A phone fix older than this says where the crew was, not where it is.
+FRESH_FIX_S = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,14 @@ def _locks_for_replan(s: Session, plan: RoutePlan) -> _Locks:
                 carried.append(wo)
             elif wo.status in {"dispatched", "planned"}:
                 carried.append(wo)
-        # Until crews' phones report GPS, a crew is taken to be at its last finished job.
-        if pr.crew_id not in in_progress and last_done is not None and last_done.location is not None:
+        if pr.crew_id in in_progress:
+            continue  # it starts from the job it is on
+        # Where the crew is: its phone's latest fix if fresh, else its last finished job.
+        fix = s.get(CrewPosition, pr.crew_id)
+        if fix is not None and abs((now - fix.at).total_seconds()) <= FRESH_FIX_S:
+            pt = to_shape(fix.location)
+            positions[pr.crew_id] = (pt.x, pt.y)
+        elif last_done is not None and last_done.location is not None:
             pt = to_shape(last_done.location)
             positions[pr.crew_id] = (pt.x, pt.y)
     return _Locks(now=now, work_orders=carried, positions=positions, in_progress=in_progress, committed_next=committed)

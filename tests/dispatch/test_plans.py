@@ -134,3 +134,29 @@ def test_a_failing_solve_marks_the_plan_failed(db: Session, sessions: sessionmak
     plan = db.get(RoutePlan, plan.id)
     assert plan.status == "failed" and "solver crashed" in plan.error
     assert db.scalar(select(ServiceRequest.detailed_status).limit(1)) == "received"
+
+
+def test_replan_starts_a_crew_at_its_fresh_gps_fix(db: Session, sessions: sessionmaker, day: dict) -> None:
+    from core.field import Ping, ingest_positions
+
+    plan = request_plan(db, PlanRequest(DAY, Scope(agency="Roads"), time_limit_s=1), actor=f.SYSTEM)
+    db.commit()
+    plan = run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    publish_plan(db, plan, actor=f.SYSTEM)
+    (route,) = plan.routes
+    now = _at(9)
+    far_lon, far_lat = f.offset(f.LON, f.LAT, 8000)
+    ingest_positions(db, route.crew_id, [Ping(at=now - timedelta(minutes=2), lat=far_lat, lon=far_lon, accuracy_m=5)], now=now)
+    db.commit()
+    child = replan_plan(db, plan, actor=f.SYSTEM, now=now, time_limit_s=1)
+    db.commit()
+    run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    child = db.get(RoutePlan, child.id)
+    assert child.status == "ready"
+    # From the fix 8 km east, the nearest job (2.4 km east) is 5.6 km away: 874 s at 30 km/h
+    # with the 1.3 detour. From the yard it would have been 62 s.
+    first = next(s for r in child.routes for s in r.stops if s.kind == "job")
+    assert (first.arrival_at - now).total_seconds() >= 5600 * 1.3 / (30 / 3.6)
