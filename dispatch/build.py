@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -55,7 +55,7 @@ class Built:
     """The problem plus what is needed to turn its answer back into rows."""
 
     problem: Problem
-    midnight: datetime
+    midnight: datetime  # local midnight of the plan day, as a UTC instant
     points: list[tuple[float, float]]
     crews: dict[str, CrewRow]
     shifts: dict[str, Shift]
@@ -143,7 +143,9 @@ def build_problem(
 ) -> Built:
     """The day's routing problem. `now` (re-plans) is when overdue-ness is measured;
     `start_positions` (crew row id -> lon, lat) start those crews where they are."""
-    midnight = datetime.combine(plan_date, time(0), tz)
+    # Seconds are real elapsed time from local midnight, counted in UTC: on the two
+    # daylight-saving days a local-time sum would put every stop an hour off.
+    midnight = datetime.combine(plan_date, time(0), tz).astimezone(UTC)
     points = _Points()
     crews: list[Crew] = []
     crew_rows: dict[str, CrewRow] = {}

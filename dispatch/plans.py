@@ -40,13 +40,29 @@ class PlanRequest:
     time_limit_s: int = 30
 
 
+def _lock_day(session: Session, plan_date: date, scope_key: str) -> None:
+    """Serialise everything that changes one day's plans (version numbers, publishing):
+    two publishes of the same day would otherwise lock each other's rows and deadlock."""
+    session.execute(select(func.pg_advisory_xact_lock(31101, func.hashtext(f"{plan_date}|{scope_key}"))))
+
+
 def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: RoutePlan | None = None,
                  replan_from: datetime | None = None) -> RoutePlan:
     """A queued plan (the caller defers the solve job after commit)."""
     if not 1 <= req.time_limit_s <= MAX_TIME_LIMIT_S:
         raise ValidationFailed(f"time_limit_s must be between 1 and {MAX_TIME_LIMIT_S}", field="time_limit_s")
-    # Versions count per day and scope; the lock keeps two requests from taking one number.
-    session.execute(select(func.pg_advisory_xact_lock(31101, func.hashtext(f"{req.plan_date}|{req.scope.key}"))))
+    _lock_day(session, req.plan_date, req.scope.key)
+    if parent is None:
+        live = session.scalar(select(RoutePlan).where(
+            RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key, RoutePlan.status == "published"))
+        if live is not None:
+            # A fresh plan knows nothing of the work already dispatched; publishing it would
+            # take every crew's route away. A day under way is re-planned from its live plan.
+            raise Conflict(
+                f"plan {live.id} (version {live.version}) is published for this day and scope; "
+                f"re-plan it with POST /api/v1/plans/{live.id}/replan",
+                current="published", plan_id=live.id,
+            )
     version = (session.scalar(
         select(func.max(RoutePlan.version)).where(RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key)
     ) or 0) + 1
@@ -75,15 +91,7 @@ def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTim
     try:
         with sessions() as s:
             plan = s.get(RoutePlan, plan_id)
-            scope = Scope(**plan.scope)
-            locks = _locks_for_replan(s, plan) if plan.parent_id else None
-            built = build_problem(
-                s, plan_date=plan.plan_date, scope=scope, tz=tz, travel=travel, now=plan.replan_from,
-                extra_work_orders=locks.work_orders if locks else (),
-                start_positions=locks.positions if locks else None,
-            )
-            if locks:
-                locks.apply(built)
+            built = _build_for(s, plan, travel=travel, tz=tz)
             s.expunge_all()
         started = clock.monotonic()
         result = solve_fn(built.problem, SolveParams(time_limit_s=plan.time_limit_s, workers=workers))
@@ -168,6 +176,19 @@ def _locks_for_replan(s: Session, plan: RoutePlan) -> _Locks:
     return _Locks(now=now, work_orders=carried, positions=positions, in_progress=in_progress, committed_next=committed)
 
 
+def _build_for(s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo) -> Built:
+    """The problem a plan solves: the day's open work, and for a re-plan what is under way."""
+    locks = _locks_for_replan(s, plan) if plan.parent_id else None
+    built = build_problem(
+        s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel, now=plan.replan_from,
+        extra_work_orders=locks.work_orders if locks else (),
+        start_positions=locks.positions if locks else None,
+    )
+    if locks:
+        locks.apply(built)
+    return built
+
+
 def replan_plan(s: Session, plan: RoutePlan, *, actor: Actor, now: datetime | None = None,
                 time_limit_s: int | None = None) -> RoutePlan:
     """A new version of a published day, re-timed from `now` with what is under way locked."""
@@ -245,7 +266,8 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
         "penalty": obj.penalty,
         "feasible": result.is_feasible(),
     }
-    # The draft holds its work: planned, so a second draft for the day does not count it twice.
+    # The draft holds its work: planned, so staff see it is in a plan (it stays plannable
+    # for other drafts; publishing one supersedes the rest).
     for pr in plan.routes:
         for stop in pr.stops:
             if stop.kind == "job":
@@ -256,6 +278,8 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
 
 def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
     """Crews get this plan: its work is dispatched, residents see expected times, older versions step down."""
+    _lock_day(s, plan.plan_date, plan.scope_key)
+    s.refresh(plan)
     if plan.status != "ready":
         raise Conflict(f"plan {plan.id} is {plan.status}; only a ready plan can be published", current=plan.status)
     if not plan.stats.get("feasible", False):
@@ -269,7 +293,8 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
             planned_here.add(wo.id)
             if wo.status in {"new", "planned"} or (wo.status == "dispatched" and wo.crew_id != pr.crew_id):
                 if wo.status == "dispatched":
-                    change_status(s, wo, "new", actor=actor, note=f"moved by plan {plan.id} v{plan.version}")
+                    # Straight to its new crew: residents need no "back in the queue" in between.
+                    change_status(s, wo, "planned", actor=actor, note=f"moved by plan {plan.id} v{plan.version}")
                 if wo.status == "new":
                     WorkOrderLifecycle.transition(s, wo, "planned", actor=actor)
                 change_status(s, wo, "dispatched", actor=actor, crew_id=pr.crew_id, note=f"plan {plan.id} v{plan.version}")
@@ -286,8 +311,9 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
             for stop in pr.stops:
                 if stop.kind == "job" and stop.work_order_id not in planned_here:
                     wo = s.get(WorkOrder, stop.work_order_id, with_for_update=True)
-                    # Dropped by the newer version: back to the queue for another day.
-                    if wo.status in {"planned", "dispatched"}:
+                    # Dropped by the newer version: back to the queue for another day. Work a
+                    # dispatcher has since given to another crew by hand stays where it is.
+                    if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):
                         change_status(s, wo, "new", actor=actor, note=f"not in plan {plan.id} v{plan.version}")
                         for req in wo.requests:
                             req.expected_at = None
@@ -307,7 +333,8 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
     if plan.status != "ready":
         raise Conflict(f"plan {plan.id} is {plan.status}; only a draft (ready) plan is edited; re-plan a published day",
                        current=plan.status)
-    built = build_problem(s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel)
+    # The same problem the solver had (a re-plan's locks and start positions included).
+    built = _build_for(s, plan, travel=travel, tz=tz)
     problem = built.problem
     orders: dict[str, list[str]] = {c.id: [] for c in problem.crews}
     for pr in plan.routes:
@@ -363,3 +390,18 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
         note=f"moved work order {work_order_id} to crew {built.crews[target].code} at position {position}",
     )
     return plan
+
+
+def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 600) -> list[int]:
+    """Plans still `running` well past their time limit lost their worker (a crash, a
+    deploy): mark them failed so dispatchers see it and ask again."""
+    now = now or datetime.now(UTC)
+    stale = s.scalars(select(RoutePlan).where(RoutePlan.status == "running").with_for_update(skip_locked=True)).all()
+    failed = []
+    for plan in stale:
+        started = plan.started_at or plan.created_at
+        if (now - started).total_seconds() > plan.time_limit_s + grace_s:
+            plan.error = "the worker stopped before the plan was ready; request it again"
+            RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
+            failed.append(plan.id)
+    return failed

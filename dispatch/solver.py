@@ -354,6 +354,11 @@ def _vroom_start(problem: Problem, keep: list[str], locked: set[str], params: So
     return _vroom_run(problem, spec, level, max(1, params.workers), params.time_limit_s * params.vroom_share)
 
 
+LNS_MIN_JOBS = 15
+LNS_MIN_CALL_S = 0.2
+LNS_UNTIMED_JOBS = 400
+
+
 def _vroom_lns(problem: Problem, keep: list[str], locked: set[str], start: _VroomStart, deadline: float, seed: int, threshold: float = 0.0) -> _VroomStart:
     """Large neighbourhood search driven by VROOM's local search: remove a cluster of
     jobs that lie close together, let VROOM re-insert and polish from the rest of the
@@ -361,7 +366,9 @@ def _vroom_lns(problem: Problem, keep: list[str], locked: set[str], start: _Vroo
     better. VROOM alone stops at its first local optimum; this walks on from there."""
     spec = _vroom_spec(problem, keep, locked)
     n = len(spec.free)
-    if n < 3 or not start.steps:
+    # Small days are OR-Tools' to finish (GLS all but solves them); the walk pays off
+    # from a few dozen jobs on.
+    if n < LNS_MIN_JOBS or not start.steps:
         return start
     rng = random.Random(seed)
     dur = problem.matrix.durations
@@ -376,7 +383,12 @@ def _vroom_lns(problem: Problem, keep: list[str], locked: set[str], start: _Vroo
         near = np.argsort(dur[locs[centre], locs] + dur[locs, locs[centre]], kind="stable")[:k]
         ruined = {int(x) for x in near}
         steps = {v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)] for v, seq in current.steps.items()}
-        cand = _vroom_run(problem, spec, 1, 1, max(0.05, deadline - time.time()), steps)
+        left = deadline - time.time()
+        if left < LNS_MIN_CALL_S:
+            break
+        # Re-insertion at level 1 on a day this size takes milliseconds: no timer then.
+        # (A solve asked to stop within a few milliseconds once hung in VROOM for good.)
+        cand = _vroom_run(problem, spec, 1, 1, None if n <= LNS_UNTIMED_JOBS else left, steps)
         if cand is None:
             continue
         # Record-to-record travel: accept a little worse than the best, less so over time,

@@ -71,3 +71,15 @@ async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
         await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
     if ids:
         log.info("re-queued %d pending photos", len(ids))
+
+
+@app.periodic(cron="*/5 * * * *")
+@app.task(name="fail_stale_plans", queue="plans", queueing_lock="fail_stale_plans")
+def fail_stale_plans(timestamp: int) -> None:
+    from dispatch.plans import fail_stale_plans as fail
+
+    _, sessions, _ = _resources()
+    with sessions.begin() as s:
+        failed = fail(s)
+    if failed:
+        log.warning("plans %s were running without a worker; marked failed", failed)

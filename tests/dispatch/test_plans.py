@@ -160,3 +160,86 @@ def test_replan_starts_a_crew_at_its_fresh_gps_fix(db: Session, sessions: sessio
     # with the 1.3 detour. From the yard it would have been 62 s.
     first = next(s for r in child.routes for s in r.stops if s.kind == "job")
     assert (first.arrival_at - now).total_seconds() >= 5600 * 1.3 / (30 / 3.6)
+
+
+def test_times_are_right_on_a_daylight_saving_day(db: Session) -> None:
+    # 2025-03-30: Andorra's clocks jump from 02:00 to 03:00, so 08:00 is 7 h after midnight.
+    spring = date(2025, 3, 30)
+    depot = f.depot(db)
+    crew = f.crew(db, "dst-1")
+    start = datetime.combine(spring, time(8), TZ)
+    db.add(Shift(crew_id=crew.id, starts_at=start, ends_at=datetime.combine(spring, time(16), TZ),
+                 start_depot_id=depot.id, end_depot_id=depot.id))
+    db.flush()
+    built = build_problem(db, plan_date=spring, scope=Scope(), tz=TZ, travel=TRAVEL, now=start)
+    (c,) = built.problem.crews
+    assert c.shift.start == 7 * 3600 and built.at(c.shift.start) == start
+    assert built.problem.now == 7 * 3600
+
+
+def _published(db: Session, sessions: sessionmaker) -> RoutePlan:
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=1), actor=f.SYSTEM)
+    db.commit()
+    run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    publish_plan(db, plan, actor=f.SYSTEM)
+    db.commit()
+    return plan
+
+
+def test_a_fresh_plan_over_a_published_day_is_refused(db: Session, sessions: sessionmaker, day: dict) -> None:
+    live = _published(db, sessions)
+    with pytest.raises(Conflict, match="replan"):
+        request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=1), actor=f.SYSTEM)
+    assert all(db.get(WorkOrder, s.work_order_id).status == "dispatched" for r in live.routes for s in r.stops if s.kind == "job")
+
+
+def test_publishing_a_replan_keeps_a_hand_dispatch_to_another_crew(db: Session, sessions: sessionmaker, day: dict) -> None:
+    from core.workorders import change_status
+
+    live = _published(db, sessions)
+    moved = next(s.work_order for r in live.routes for s in r.stops if s.kind == "job" and r.crew.code == "pothole-1")
+    spare = f.crew(db, "pothole-spare")
+    change_status(db, moved, "new", actor=f.SYSTEM)
+    change_status(db, moved, "dispatched", actor=f.SYSTEM, crew_id=spare.id)
+    db.commit()
+    child = replan_plan(db, live, actor=f.SYSTEM, now=_at(7), time_limit_s=1)
+    db.commit()
+    run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    publish_plan(db, db.get(RoutePlan, child.id), actor=f.SYSTEM)
+    db.commit()
+    db.expire_all()
+    kept = db.get(WorkOrder, moved.id)
+    assert (kept.status, kept.crew_id) == ("dispatched", spare.id)
+
+
+def test_moving_a_stop_in_a_replan_draft(db: Session, sessions: sessionmaker, day: dict) -> None:
+    from dispatch.plans import move_stop
+
+    live = _published(db, sessions)
+    child = replan_plan(db, live, actor=f.SYSTEM, now=_at(7), time_limit_s=1)
+    db.commit()
+    run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    child = db.get(RoutePlan, child.id)
+    route = next(r for r in child.routes if r.crew.code == "pothole-1")
+    jobs = [s.work_order_id for s in route.stops if s.kind == "job"]
+    move_stop(db, child, work_order_id=jobs[0], crew_id=route.crew_id, position=len(jobs), travel=TRAVEL, tz=TZ, actor=f.SYSTEM)
+    db.commit()
+    db.expire_all()
+    route = next(r for r in db.get(RoutePlan, child.id).routes if r.crew.code == "pothole-1")
+    assert [s.work_order_id for s in route.stops if s.kind == "job"] == jobs[1:] + jobs[:1]
+
+
+def test_a_plan_whose_worker_died_is_marked_failed(db: Session) -> None:
+    from core.lifecycle.route_plan import RoutePlanLifecycle
+    from dispatch.plans import fail_stale_plans
+
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=30), actor=f.SYSTEM)
+    RoutePlanLifecycle.transition(db, plan, "running", actor=f.SYSTEM, at=datetime.now(ZoneInfo("UTC")) - timedelta(minutes=20))
+    fresh = request_plan(db, PlanRequest(DAY, Scope(agency="Roads"), time_limit_s=30), actor=f.SYSTEM)
+    RoutePlanLifecycle.transition(db, fresh, "running", actor=f.SYSTEM)
+    assert fail_stale_plans(db) == [plan.id]
+    assert plan.status == "failed" and "request it again" in plan.error and fresh.status == "running"
