@@ -25,6 +25,13 @@ def settings() -> Settings:
     return current_app.extensions["streetloop.settings"]
 
 
+def base_url() -> str:
+    """Absolute base for links handed to clients (configured, else this request's host)."""
+    from flask import request
+
+    return settings().public_base_url or request.host_url.rstrip("/")
+
+
 def media_storage():  # noqa: ANN201
     """Where photos are kept (local disk or S3), one client per app."""
     if "streetloop.storage" not in current_app.extensions:

@@ -21,11 +21,8 @@ def public_media(key: str):  # noqa: ANN201
         return send_from_directory(root, key, max_age=7 * 86400)
     # Object storage: stream it through (a CDN or presigned URLs can take over later).
     try:
-        full = f"public/{key}"
-        if ".." in key.split("/") or not storage.exists(full):
-            abort(404)
-        data = storage.get(full)
-    except ValueError:
+        data = storage.get(f"public/{key}")
+    except (FileNotFoundError, ValueError):  # missing, or a key that tries to leave public/
         abort(404)
     response = Response(data, mimetype=mimetypes.guess_type(key)[0] or "application/octet-stream")
     response.cache_control.max_age = 7 * 86400

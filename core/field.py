@@ -57,16 +57,19 @@ class Ping:
     heading_deg: float | None = None
 
 
-def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None) -> tuple[int, int]:
-    """Store a batch in one statement; returns (stored, already known). Resent pings are skipped."""
-    if not pings:
-        return 0, 0
+def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None) -> tuple[int, int, int]:
+    """Store a batch in one statement; returns (stored, already known, rejected).
+
+    Resent pings are skipped. Pings dated in the future are dropped, not the batch:
+    a phone with a fast clock would otherwise resend the same refused batch forever."""
     if len(pings) > MAX_PINGS_PER_BATCH:
         raise ValidationFailed(f"at most {MAX_PINGS_PER_BATCH} pings per request", field="pings")
     limit = (now or datetime.now(UTC)) + MAX_CLOCK_SKEW
-    for k, p in enumerate(pings):
-        if p.at > limit:
-            raise ValidationFailed(f"ping {k} is dated in the future ({p.at.isoformat()})", field=f"pings.{k}.at")
+    sent = len(pings)
+    pings = [p for p in pings if p.at <= limit]
+    rejected = sent - len(pings)
+    if not pings:
+        return 0, 0, rejected
     row = session.execute(
         _INSERT_PINGS,
         {
@@ -80,7 +83,7 @@ def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: 
         },
     ).one()
     stored = int(row[0])
-    return stored, len(pings) - stored
+    return stored, len(pings) - stored, rejected
 
 
 # -- progress events ---------------------------------------------------------------

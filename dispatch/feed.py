@@ -179,7 +179,8 @@ def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: in
         select(RouteStop.work_order_id)
         .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
         .join(RoutePlan, RoutePlan.id == PlanRoute.plan_id)
-        .where(PlanRoute.crew_id == crew.id, RoutePlan.created_at >= recent, RouteStop.work_order_id.is_not(None))
+        .where(PlanRoute.crew_id == crew.id, RoutePlan.created_at >= recent, RouteStop.work_order_id.is_not(None),
+               RoutePlan.status.in_(("published", "superseded")))
     )
     rows = s.execute(
         select(StatusEvent, WorkOrder)
@@ -190,10 +191,15 @@ def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: in
         .limit(limit)
     ).all()
     changes = []
+    removed: set[int] = set()
     for ev, wo in rows:
         if ev.from_status is None or (ev.to_status == "planned" and ev.from_status != "planned"):
             continue  # the order's birth and draft plans are office business, not news for the crew
         if wo.crew_id != crew.id:
+            # No longer this crew's: say so once, and nothing of what others do with it.
+            if wo.id in removed:
+                continue
+            removed.add(wo.id)
             kind = "cancelled" if wo.status == "cancelled" else "removed"
         elif ev.to_status == "dispatched" and ev.from_status != "dispatched":
             kind = "urgent_stop" if wo.priority >= 4 else "assigned"

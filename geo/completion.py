@@ -109,10 +109,13 @@ def complete_work_order(
     ]
     checks: list[proof.Check] = [proof.check_photo(evidence[0] if evidence else None, policy)]
     if fix is not None and site is not None:
-        start = s.scalar(select(func.min(StatusEvent.at)).where(
+        # The job's time starts at its latest dispatch (an order re-dispatched another day).
+        start = s.scalar(select(func.max(StatusEvent.at)).where(
             StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "dispatched"))
         window = (start, now) if start else None
-        checks += [proof.check_distance(site, fix, policy), proof.check_fix_age(fix, now, policy)]
+        # A phone that was offline submits late: judge the fix against when the proof was
+        # captured (never later than now), not when the server received it.
+        checks += [proof.check_distance(site, fix, policy), proof.check_fix_age(fix, min(done_at, now), policy)]
         for ev in evidence:
             checks += proof.check_exif(ev, site, fix, window, policy, tz=tz)
         span = timedelta(seconds=policy.track_window_s)

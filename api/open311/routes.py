@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
-from api.db import defer_after_commit, media_storage, session, settings
+from api.db import base_url, defer_after_commit, media_storage, session, settings
 from api.open311.formats import render
 from core.auth import api_key_for
 from core.errors import ValidationFailed
@@ -99,13 +99,9 @@ def _parse_datetime(name: str) -> datetime | None:
     return value
 
 
-def _base_url() -> str:
-    return settings().public_base_url or request.host_url.rstrip("/")
-
-
 def _absolute(url: str | None) -> str | None:
     if url and url.startswith("/"):
-        return _base_url() + url
+        return base_url() + url
     return url
 
 
@@ -117,7 +113,7 @@ def _absolute(url: str | None) -> str | None:
 def discovery() -> Response:
     s = session()
     changed = s.scalar(select(func.max(ServiceType.created_at))) or datetime(2026, 1, 1, tzinfo=UTC)
-    endpoint_url = f"{_base_url()}/open311/v2"
+    endpoint_url = f"{base_url()}/open311/v2"
     body = {
         "changeset": _iso(changed),
         "contact": settings().contact_email,
@@ -323,7 +319,7 @@ def _iso_in(tz: Any) -> Any:
 def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, Any]]:
     closed = set(REQUEST_CLOSED_STATUSES)
     _iso = _iso_in(settings().tz)
-    base = _base_url()
+    base = base_url()
 
     def _absolute(url: str | None) -> str | None:
         return base + url if url and url.startswith("/") else url

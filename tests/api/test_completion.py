@@ -150,6 +150,11 @@ def test_idempotent_retry_and_key_misuse(client, db: Session, job) -> None:  # n
     assert db.scalar(select(func.count()).select_from(Photo)) == 1
     misuse = submit(client, job, photos=pic, key="retry-me", notes="something else")
     assert misuse.status_code == 422 and "Idempotency-Key" in misuse.get_json()["errors"]
+    # The same key for another order is another submission, not a replay of the first.
+    wo2 = f.report(db, lon=f.offset(f.LON, f.LAT, 300)[0]).work_order
+    change_status(db, wo2, "dispatched", actor=f.SYSTEM, crew_id=job["crew"].id)
+    db.commit()
+    assert submit(client, job, photos=pic, key="retry-me", wo_id=wo2.id).status_code == 422
     missing = client.post(f"/api/v1/work-orders/{job['wo'].id}/completion", data={"outcome": "fixed"},
                           content_type="multipart/form-data", headers=job["headers"])
     assert missing.status_code == 422

@@ -145,10 +145,14 @@ def test_positions_bulk_ingest_idempotent_and_latest(client, db: Session, publis
     pings = [{"time": (t0 + timedelta(seconds=3 * k)).isoformat(), "lat": f.LAT + k * 1e-5, "lon": f.LON, "accuracy": 5, "speed": 3.2, "heading": 90}
              for k in range(1000)]
     r = client.post("/api/v1/crew/positions", json={"pings": pings}, headers=headers)
-    assert r.status_code == 201 and r.get_json() == {"stored": 1000, "duplicates": 0}
+    assert r.status_code == 201 and r.get_json() == {"stored": 1000, "duplicates": 0, "rejected": 0}
     r = client.post("/api/v1/crew/positions", json={"pings": pings[-10:] + [{"time": datetime.now(UTC).isoformat(), "lat": 42.51, "lon": 1.53}]}, headers=headers)
-    assert r.get_json() == {"stored": 1, "duplicates": 10}
-    assert db.scalar(select(func.count()).select_from(PositionPing)) == 1001
+    assert r.get_json() == {"stored": 1, "duplicates": 10, "rejected": 0}
+    # A phone whose clock runs an hour fast: its bad pings are dropped, the rest kept.
+    future = [{"time": (datetime.now(UTC) + timedelta(hours=1)).isoformat(), "lat": 42.52, "lon": 1.53}]
+    ok = [{"time": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(), "lat": 42.51, "lon": 1.53}]
+    assert client.post("/api/v1/crew/positions", json={"pings": future + ok}, headers=headers).get_json() == {"stored": 1, "duplicates": 0, "rejected": 1}
+    assert db.scalar(select(func.count()).select_from(PositionPing)) == 1002
     staff = f.token_for(db, f.user(db, "disp2@test", "dispatcher"))
     latest = client.get("/api/v1/crews/positions", headers=staff).get_json()
     assert [(p["crew"], p["lat"]) for p in latest] == [("pothole-1", 42.51)]

@@ -13,8 +13,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
 from api.auth import current_actor, current_user, require
-from api.db import defer_after_commit, media_storage, session, settings
-from api.open311.routes import _base_url
+from api.db import base_url, defer_after_commit, media_storage, session, settings
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
@@ -69,7 +68,7 @@ class FieldEventSchema(Schema):
 def crew_route(args: dict[str, Any]) -> Any:
     crew = _crew(args.get("crew"))
     day = args.get("date") or datetime.now(settings().tz).date()
-    body = route_feed(session(), crew, day, settings().tz, _base_url())
+    body = route_feed(session(), crew, day, settings().tz, base_url())
     tag = etag_of(body)
     if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return "", 304, {"ETag": tag, "Cache-Control": "private, no-cache"}
@@ -142,9 +141,10 @@ def _pings(payload: Any) -> list[Ping]:
 def post_positions() -> Any:
     pings = _pings(request.get_json(silent=True))
     s = session()
-    stored, duplicates = ingest_positions(s, _crew().id, pings)
+    # A crew user always has its crew (a database constraint): no need to load it.
+    stored, duplicates, rejected = ingest_positions(s, current_user().crew_id, pings)
     s.commit()
-    return {"stored": stored, "duplicates": duplicates}
+    return {"stored": stored, "duplicates": duplicates, "rejected": rejected}
 
 
 @blp.route("/crews/positions")
@@ -165,8 +165,8 @@ def latest_positions() -> Any:
 
 
 def _request_fingerprint(files: dict[str, list[bytes]]) -> str:
-    """What makes two submissions 'the same': every form field and every file's bytes."""
-    h = hashlib.sha256()
+    """What makes two submissions 'the same': the order they are for, every form field and every file's bytes."""
+    h = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     for key in sorted(request.form.keys()):
         for value in request.form.getlist(key):
             h.update(f"{key}={value}\n".encode())
