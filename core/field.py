@@ -101,15 +101,12 @@ class FieldEvent:
     reason: str | None = None
 
 
-def _last_field_event_time(session: Session, wo: WorkOrder) -> datetime | None:
-    """When the crew last reported progress on this order (office actions don't count:
-    a phone that was offline reports work done before the office's latest click)."""
-    return session.scalar(
-        select(func.max(StatusEvent.at)).where(
-            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
-            StatusEvent.to_status.in_(EVENT_TYPES + ("completed",)),
-        )
-    )
+def last_event_at(session: Session, wo: WorkOrder, statuses: tuple[str, ...] | None = None) -> datetime | None:
+    """When the order last changed (to one of `statuses`, if given)."""
+    q = select(func.max(StatusEvent.at)).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id)
+    if statuses is not None:
+        q = q.where(StatusEvent.to_status.in_(statuses))
+    return session.scalar(q)
 
 
 def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Actor, now: datetime | None = None) -> bool:
@@ -128,7 +125,9 @@ def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Ac
     )
     if resent is not None:
         return False
-    last = _last_field_event_time(session, wo)
+    # Only the crew's own reports count: a phone that was offline reports work done
+    # before the office's latest click.
+    last = last_event_at(session, wo, EVENT_TYPES + ("completed",))
     if last is not None and event.device_time < last and wo.status != event.type:
         # The crew already reported something later than this (events from an offline phone).
         raise Conflict(

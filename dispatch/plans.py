@@ -211,6 +211,24 @@ def _geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
     return from_shape(line, srid=4326)
 
 
+def _route_stops(built: Built, route: Route, locked: set[str],
+                 skip: Callable[[str], bool] = lambda job_id: False) -> list[RouteStop]:
+    """A route's jobs and breaks as stop rows, in time order, numbered from 1."""
+    items = sorted([(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks], key=lambda it: it[:2])
+    rows: list[RouteStop] = []
+    for _, is_job, item in items:
+        if is_job:
+            if skip(item.job_id):
+                continue
+            row = RouteStop(kind="job", work_order_id=int(item.job_id), arrival_at=built.at(item.arrival),
+                            start_at=built.at(item.start), end_at=built.at(item.end), locked=item.job_id in locked)
+        else:
+            row = RouteStop(kind="break", arrival_at=built.at(item.start), start_at=built.at(item.start), end_at=built.at(item.end))
+        row.sequence = len(rows) + 1
+        rows.append(row)
+    return rows
+
+
 def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel: TravelTimes, solve_s: float) -> None:
     # Work that changed while the solver ran (dispatched by hand, cancelled) is not ours to plan.
     current = {
@@ -232,25 +250,16 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
             geometry=_geometry(travel, built, route) if route.stops else None,
         )
         s.add(pr)
-        items: list[tuple[int, str, Any]] = [(st.start, "job", st) for st in route.stops]
-        items += [(b.start, "break", b) for b in route.breaks]
-        items.sort(key=lambda it: (it[0], it[1] == "job"))
-        seq = 0
-        for _, kind, item in items:
-            if kind == "job":
-                still_ours = current.get(item.job_id) in PLANNABLE_STATUSES or (
-                    item.job_id in built.carried and current.get(item.job_id) in {"dispatched", "en_route", "on_site"}
-                )
-                if not still_ours and item.job_id not in locked:
-                    unassigned.append({"work_order_id": int(item.job_id), "reason": "changed_during_planning"})
-                    continue
-                stop = RouteStop(kind="job", work_order_id=int(item.job_id), arrival_at=built.at(item.arrival),
-                                 start_at=built.at(item.start), end_at=built.at(item.end), locked=item.job_id in locked)
-            else:
-                stop = RouteStop(kind="break", arrival_at=built.at(item.start), start_at=built.at(item.start), end_at=built.at(item.end))
-            seq += 1
-            stop.sequence = seq
-            pr.stops.append(stop)
+        def changed(job_id: str) -> bool:
+            still_ours = current.get(job_id) in PLANNABLE_STATUSES or (
+                job_id in built.carried and current.get(job_id) in {"dispatched", "en_route", "on_site"}
+            )
+            if still_ours or job_id in locked:
+                return False
+            unassigned.append({"work_order_id": int(job_id), "reason": "changed_during_planning"})
+            return True
+
+        pr.stops.extend(_route_stops(built, route, locked, skip=changed))
     obj = result.objective
     plan.provider = built.provider
     plan.unassigned = unassigned
@@ -352,6 +361,7 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
         raise ValidationFailed(f"position must be between 1 and {len(orders[target]) + 1}", field="position")
     orders[target].insert(position - 1, jid)
 
+    locked = {j for c in problem.crews for j in c.locked_first}
     changed = {target} | ({source} if source else set())
     routes = {cid: time_route(problem, problem.crew(cid), orders[cid]) for cid in changed}
     problems = [v for cid in changed for v in check_route(problem, problem.crew(cid), routes[cid])]
@@ -371,14 +381,7 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
         pr.start_at, pr.end_at = built.at(route.depart), built.at(route.arrive)
         pr.drive_s, pr.distance_m = route.duration, route.distance
         pr.geometry = _geometry(travel, built, route) if route.stops else None
-        items = sorted([(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks], key=lambda it: it[:2])
-        for seq, (_, is_job, item) in enumerate(items, start=1):
-            if is_job:
-                pr.stops.append(RouteStop(sequence=seq, kind="job", work_order_id=int(item.job_id), arrival_at=built.at(item.arrival),
-                                          start_at=built.at(item.start), end_at=built.at(item.end)))
-            else:
-                pr.stops.append(RouteStop(sequence=seq, kind="break", arrival_at=built.at(item.start),
-                                          start_at=built.at(item.start), end_at=built.at(item.end)))
+        pr.stops.extend(_route_stops(built, route, locked))
     if source is None:
         plan.unassigned = [u for u in plan.unassigned if u.get("work_order_id") != work_order_id]
         wo = s.get(WorkOrder, work_order_id)

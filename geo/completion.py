@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, ValidationFailed
+from core.field import last_event_at
 from core.lifecycle.base import Actor
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
 from core.spatial import point
@@ -160,14 +161,9 @@ def complete_work_order(
         # A phone that skipped "on site" (no signal, or a quick job) was there all the same.
         change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=min(done_at, now), location=where)
     change_status(s, wo, "completed", actor=actor, note=f"outcome {data.outcome}; proof {verdict}",
-                  at=max(min(done_at, now), _last_time(s, wo)), location=where)
+                  at=max(min(done_at, now), last_event_at(s, wo) or done_at), location=where)
     s.flush()
     return completion, checks, photos
-
-
-def _last_time(s: Session, wo: WorkOrder) -> datetime:
-    last = s.scalar(select(func.max(StatusEvent.at)).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id))
-    return last or datetime.min.replace(tzinfo=UTC)
 
 
 def public_view(completion: Completion, checks: list[proof.Check], photos: list[Photo]) -> dict[str, Any]:

@@ -243,3 +243,27 @@ def test_a_plan_whose_worker_died_is_marked_failed(db: Session) -> None:
     RoutePlanLifecycle.transition(db, fresh, "running", actor=f.SYSTEM)
     assert fail_stale_plans(db) == [plan.id]
     assert plan.status == "failed" and "request it again" in plan.error and fresh.status == "running"
+
+
+def test_an_edit_keeps_the_lock_on_the_job_under_way(db: Session, sessions: sessionmaker, day: dict) -> None:
+    from dispatch.plans import move_stop
+
+    live = _published(db, sessions)
+    route = next(r for r in live.routes if r.crew.code == "pothole-1")
+    first = next(s for s in route.stops if s.kind == "job")
+    WorkOrderLifecycle.transition(db, first.work_order, "on_site", actor=f.SYSTEM, at=first.start_at)
+    db.commit()
+    child = replan_plan(db, live, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=1)
+    db.commit()
+    run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
+    db.expire_all()
+    child = db.get(RoutePlan, child.id)
+    jobs = [s for s in next(r for r in child.routes if r.crew.code == "pothole-1").stops if s.kind == "job"]
+    assert jobs[0].work_order_id == first.work_order_id and jobs[0].locked
+    move_stop(db, child, work_order_id=jobs[-1].work_order_id, crew_id=route.crew_id, position=2,
+              travel=TRAVEL, tz=TZ, actor=f.SYSTEM)
+    db.commit()
+    db.expire_all()
+    after = [s for s in next(r for r in db.get(RoutePlan, child.id).routes if r.crew.code == "pothole-1").stops if s.kind == "job"]
+    assert after[0].work_order_id == first.work_order_id and after[0].locked
+    assert not any(s.locked for s in after[1:])
