@@ -54,6 +54,8 @@ WORK_ORDER_STATUSES = (
 PLAN_STATUSES = ("queued", "running", "ready", "failed", "published", "superseded")
 STOP_KINDS = ("job", "break")
 
+STATUS_EVENT_ENTITIES = ("service_request", "work_order", "route_plan", "completion")
+
 WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
 
 
@@ -305,6 +307,10 @@ class ServiceRequest(Base):
         Index("ix_service_requests_requested_at_id", "requested_at", "id"),
         Index("ix_service_requests_updated_at", "updated_at"),
         Index("ix_service_requests_type_status", "service_type_id", "detailed_status"),
+        # Closed Means Closed, enforced by the database too: `fixed` carries its proof.
+        CheckConstraint("detailed_status <> 'fixed' OR completion_id IS NOT NULL", name="fixed_has_completion"),
+        CheckConstraint("reopen_count >= 0", name="reopen_count"),
+        Index("ix_service_requests_closed_at", "closed_at"),
     )
 
     id: Mapped[intpk]
@@ -336,9 +342,15 @@ class ServiceRequest(Base):
     district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
     duplicate_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("service_requests.id"), index=True)
     work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    # The verified completion whose proof closed this request (set while it is closed
+    # by one; a reopen clears it and keeps the history in the audit trail).
+    completion_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("completions.id"), index=True)
+    # Times a resident (or a rejected completion) brought it back after it was closed.
+    reopen_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     service_type: Mapped[ServiceType] = relationship()
     work_order: Mapped[WorkOrder | None] = relationship(back_populates="requests")
+    completion: Mapped[Completion | None] = relationship(foreign_keys=[completion_id])
     duplicate_of: Mapped[ServiceRequest | None] = relationship(remote_side="ServiceRequest.id")
     district: Mapped[District | None] = relationship()
     contact: Mapped[RequestContact | None] = relationship(back_populates="request", uselist=False)
@@ -409,8 +421,16 @@ class StatusEvent(Base):
 
     __tablename__ = "status_events"
     __table_args__ = (
-        _check_in("entity", ("service_request", "work_order", "route_plan"), "entity"),
+        _check_in("entity", STATUS_EVENT_ENTITIES, "entity"),
         Index("ix_status_events_entity_entity_id_at", "entity", "entity_id", "at"),
+        # Open311 servicerequestupdates and the notification outbox read the public
+        # request timeline by time range.
+        Index(
+            "ix_status_events_public_request_at",
+            "at",
+            "id",
+            postgresql_where=text("entity = 'service_request' AND public"),
+        ),
     )
 
     id: Mapped[intpk]
@@ -594,9 +614,103 @@ class Completion(Base):
     reasons: Mapped[list[str]] = mapped_column(server_default=text("'{}'::text[]"))
     # Every check with its number, limit and result (supervisors see these, crews do not).
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # Drawn at random from the auto-verifiable ones into the review queue, so a human
+    # keeps checking that automatic verification deserves its trust.
+    audit_sampled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # What the checks said before a supervisor decided (auto_verified or needs_review).
+    auto_verdict: Mapped[str | None] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
 
     work_order: Mapped[WorkOrder] = relationship()
     photos: Mapped[list[Photo]] = relationship(order_by="Photo.id", foreign_keys="Photo.completion_id")
+    reviews: Mapped[list[Review]] = relationship(back_populates="completion", order_by="Review.id")
+
+
+REVIEW_DECISIONS = ("verify", "reject", "close")
+# A supervisor may close the work with one of these instead of `fixed`.
+CLOSE_OUTCOMES = ("not_found", "no_action_needed", "referred", "duplicate")
+
+
+class Review(Base):
+    """A supervisor's decision on a completion: verify it, reject it (the work reopens),
+    or close the work with another outcome."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        _check_in("decision", REVIEW_DECISIONS, "decision"),
+        CheckConstraint(
+            "(decision = 'close') = (outcome IS NOT NULL)", name="close_has_outcome"
+        ),
+        CheckConstraint("decision <> 'reject' OR reason IS NOT NULL", name="reject_has_reason"),
+    )
+
+    id: Mapped[intpk]
+    completion_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("completions.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None]
+    note: Mapped[str | None]
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    completion: Mapped[Completion] = relationship(back_populates="reviews")
+    reviewer: Mapped[User] = relationship()
+
+
+# -- telling residents ------------------------------------------------------------------
+
+NOTIFICATION_KINDS = ("scheduled", "fixed", "closed", "reopened")
+NOTIFICATION_CHANNELS = ("email", "webhook")
+NOTIFICATION_STATES = ("pending", "sending", "sent", "failed")
+
+
+class Webhook(Base):
+    """An Open311 client app's endpoint for status changes of the requests it submitted."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (UniqueConstraint("api_key_id", "url", name="uq_webhooks_api_key_url"),)
+
+    id: Mapped[intpk]
+    api_key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # HMAC-SHA256 key for the signature header; the client app verifies deliveries with it.
+    secret: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[created_at]
+
+    api_key: Mapped[ApiKey] = relationship()
+
+
+class Notification(Base):
+    """The outbox: one message per (status event, channel, recipient), written in the
+    transaction that changed the request, delivered by a job, retried with backoff."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        _check_in("kind", NOTIFICATION_KINDS, "kind"),
+        _check_in("channel", NOTIFICATION_CHANNELS, "channel"),
+        _check_in("state", NOTIFICATION_STATES, "state"),
+        UniqueConstraint("status_event_id", "channel", "recipient", name="uq_notifications_event_channel_recipient"),
+        Index("ix_notifications_due", "next_attempt_at", postgresql_where=text("state IN ('pending', 'sending')")),
+    )
+
+    id: Mapped[intpk]
+    status_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("status_events.id"))
+    service_request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    # An email address, or the webhook's URL (webhook_id says which registration).
+    recipient: Mapped[str] = mapped_column(String(2048))
+    webhook_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("webhooks.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_error: Mapped[str | None]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
 
 
 class IdempotencyKey(Base):

@@ -35,6 +35,22 @@ def _number[T: (int, float)](env: dict[str, str], name: str, default: T) -> T:
         raise ValueError(f"{name} must be {kind}, got {raw!r}") from exc
 
 
+def _share(env: dict[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 def _storage_kind(env: dict[str, str]) -> str:
     kind = env.get("STREETLOOP_STORAGE", "local").strip() or "local"
     if kind not in {"local", "s3"}:
@@ -72,6 +88,17 @@ class Settings:
     s3_endpoint_url: str | None = None
     # Solver processes per plan (the machine's cores are shared with the web workers).
     solver_workers: int = 2
+    # Share of auto-verifiable completions drawn at random for a supervisor's review.
+    audit_sample_rate: float = 0.05
+    # A new report at the place of a request fixed this many days ago or less reopens it.
+    reopen_window_days: int = 30
+    # Outgoing mail for reporters' notifications; no host: e-mails stay in the outbox.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "311@example.city"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -107,4 +134,12 @@ class Settings:
             s3_bucket=env.get("STREETLOOP_S3_BUCKET", "").strip(),
             s3_prefix=env.get("STREETLOOP_S3_PREFIX", "").strip(),
             s3_endpoint_url=env.get("STREETLOOP_S3_ENDPOINT_URL", "").strip() or None,
+            audit_sample_rate=_share(env, "STREETLOOP_AUDIT_SAMPLE_RATE", 0.05),
+            reopen_window_days=_number(env, "STREETLOOP_REOPEN_WINDOW_DAYS", 30),
+            smtp_host=env.get("STREETLOOP_SMTP_HOST", "").strip(),
+            smtp_port=_number(env, "STREETLOOP_SMTP_PORT", 25),
+            smtp_user=env.get("STREETLOOP_SMTP_USER", "").strip(),
+            smtp_password=env.get("STREETLOOP_SMTP_PASSWORD", ""),
+            smtp_starttls=_flag(env, "STREETLOOP_SMTP_STARTTLS"),
+            mail_from=env.get("STREETLOOP_MAIL_FROM", "").strip() or env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
         )
