@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from core.closing import find_reopenable, reopen_fixed
 from core.errors import NotFound, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
@@ -232,8 +233,12 @@ def submit_request(
     *,
     actor: Actor,
     geocode: Geocoder | None = None,
+    reopen_within: timedelta | None = None,
 ) -> IntakeResult:
-    """Validate and store a report; the caller commits. Raises ValidationFailed/NotFound."""
+    """Validate and store a report; the caller commits. Raises ValidationFailed/NotFound.
+
+    A report near an open work order of its type joins it. With `reopen_within`, a
+    report near a request of its type fixed that recently reopens that work instead."""
     code = (new.service_code or "").strip()
     if not code:
         raise ValidationFailed("service_code is required", field="service_code")
@@ -278,8 +283,11 @@ def submit_request(
     session.execute(text("SELECT pg_advisory_xact_lock(31100, :k)"), {"k": int(service_type.id % 2**31)})
 
     joined: WorkOrder | None = None
+    reopened: ServiceRequest | None = None
     if lon is not None and lat is not None:
         joined = find_joinable(session, service_type, lon, lat)
+        if joined is None and reopen_within is not None:
+            reopened = find_reopenable(session, service_type, lon, lat, within=reopen_within, now=requested_at)
     district_id = district_at(session, lon, lat) if lon is not None and lat is not None else None
 
     request = ServiceRequest(
@@ -309,6 +317,10 @@ def submit_request(
     request.public_id = str(request.id)
 
     original: ServiceRequest | None = None
+    if reopened is not None:
+        # The fix did not hold (or the problem is back): the same work order comes back
+        # to the pool instead of a second one starting from scratch.
+        joined = reopen_fixed(session, reopened, actor=actor, at=requested_at, by_report=request.public_id)
     if joined is not None:
         original = session.scalar(
             select(ServiceRequest)
@@ -362,7 +374,13 @@ def submit_request(
         )
 
     note = "Report received."
-    if original is not None:
+    if reopened is not None:
+        note = f"Report received; it reopens request {reopened.public_id}, which was closed as fixed."
+        request.service_notice = (
+            f"This problem was reported as request {reopened.public_id} and closed as fixed. "
+            "Your report has reopened it and you will be kept informed."
+        )
+    elif original is not None:
         note = f"Report received; the same problem was already reported as request {original.public_id}."
     elif request.location is None:
         note = "Report received; staff will place it on the map from the address given."

@@ -622,6 +622,7 @@ class Completion(Base):
     decided_at: Mapped[datetime | None]
 
     work_order: Mapped[WorkOrder] = relationship()
+    crew: Mapped[Crew] = relationship()
     photos: Mapped[list[Photo]] = relationship(order_by="Photo.id", foreign_keys="Photo.completion_id")
     reviews: Mapped[list[Review]] = relationship(back_populates="completion", order_by="Review.id")
 

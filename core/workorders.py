@@ -52,6 +52,12 @@ def change_status(
 
 
 def staff_change_status(session: Session, wo: WorkOrder, target: str, *, actor: Actor, note: str | None = None, **context: Any) -> None:
+    if wo.status in ("verified", "closed"):
+        raise IllegalTransition(
+            f"work order {wo.id} is {wo.status}: its requests are closed; a resident's new report reopens it",
+            current=wo.status,
+            target=target,
+        )
     if target in STAFF_FORBIDDEN_TARGETS:
         raise IllegalTransition(
             f"work orders reach {target!r} through a crew completion or a supervisor review, not directly",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,9 +13,11 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from core import closing
 from core.errors import Conflict, ValidationFailed
 from core.field import last_event_at
-from core.lifecycle.base import Actor
+from core.lifecycle.base import SYSTEM, Actor
+from core.lifecycle.completion import CompletionLifecycle
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
 from core.spatial import point
 from core.storage import Storage
@@ -88,9 +92,14 @@ def complete_work_order(
     tz: ZoneInfo,
     max_bytes: int,
     max_pixels: int,
+    sample_rate: float,
+    draw: Callable[[], float] = random.random,
     now: datetime | None = None,
 ) -> tuple[Completion, list[proof.Check], list[Photo]]:
-    """Store the proof, run the checks, complete the order; the caller commits."""
+    """Store the proof, run the checks, complete the order; the caller commits.
+
+    Proof the checks accept closes the order and its requests at once (unless drawn for
+    an audit at `sample_rate`); the rest waits in the supervisors' review queue."""
     now = now or datetime.now(UTC)
     validate_input(data, now=now)
     after = _inspect_all(data.photos, max_bytes=max_bytes, max_pixels=max_pixels)
@@ -133,15 +142,24 @@ def complete_work_order(
     earlier = _earlier_photos(s, wo, {e.sha256 for e in evidence}) if evidence else []
     for ev in evidence:
         checks.append(proof.check_reuse(ev, earlier, policy))
-    verdict, reasons = proof.verdict(checks, policy)
+    proof_verdict, proof_reasons = proof.verdict(checks, policy)
+    initial = closing.initial_verdict(proof_verdict, proof_reasons, data.outcome, sample_rate=sample_rate, draw=draw)
+    verdict, reasons = initial.verdict, initial.reasons
 
     completion = Completion(
         work_order_id=wo.id, crew_id=crew_id, user_id=user_id, outcome=data.outcome, notes=data.notes,
         location=point(data.lon, data.lat) if fix else None, accuracy_m=data.accuracy_m, fix_time=data.fix_time,
         captured_at=data.captured_at, submitted_at=now, verdict=verdict, reasons=reasons, checks=proof.full_detail(checks),
+        auto_verdict=proof_verdict, audit_sampled=initial.audit_sampled,
     )
     s.add(completion)
     s.flush()
+    CompletionLifecycle.record_creation(
+        s, completion, actor=actor, at=now,
+        note=f"outcome {data.outcome}; checks said {proof_verdict}"
+        + (" (drawn for an audit)" if initial.audit_sampled else "")
+        + (f": {', '.join(reasons)}" if reasons and not initial.audit_sampled else ""),
+    )
     photos: list[Photo] = []
     for kind, items, blobs in (("after", after, data.photos), ("before", before, data.before_photos)):
         for info, raw in zip(items, blobs, strict=True):
@@ -160,8 +178,12 @@ def complete_work_order(
     if wo.status != "on_site":
         # A phone that skipped "on site" (no signal, or a quick job) was there all the same.
         change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=min(done_at, now), location=where)
+    completed_at = max(min(done_at, now), last_event_at(s, wo) or done_at)
     change_status(s, wo, "completed", actor=actor, note=f"outcome {data.outcome}; proof {verdict}",
-                  at=max(min(done_at, now), last_event_at(s, wo) or done_at), location=where)
+                  at=completed_at, location=where)
+    if verdict == closing.AUTO_VERIFIED:
+        # Proof the checks trust closes the loop now: the order and every request on it.
+        closing.close_verified(s, completion, actor=SYSTEM, at=max(completed_at, now))
     s.flush()
     return completion, checks, photos
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Photo
+from core.closing import after_photo_url
+from core.models import Photo, ServiceRequest
 from core.storage import Storage
 from geo.photos import public_copies
 
@@ -33,4 +35,12 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
     if photo.kind == "report" and request is not None and request.media_url is None:
         # Open311's media_url: the resident's own photo, as everyone may see it.
         request.media_url = f"/media/{photo.public_key}"
+    elif photo.kind == "after" and photo.completion_id is not None:
+        # Work closed before its after photo was processed: show the result now.
+        url = after_photo_url(session, photo.completion_id)
+        for req in session.scalars(
+            select(ServiceRequest).where(ServiceRequest.completion_id == photo.completion_id,
+                                         ServiceRequest.detailed_status == "fixed")
+        ):
+            req.media_url = url
     return photo

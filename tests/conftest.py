@@ -79,7 +79,9 @@ def db(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, secret_key="test", media_dir=tmp_path / "media", timezone="Europe/Andorra")
+    # No random audit draws unless a test asks for them (tests/api/test_reviews.py does).
+    return Settings(database_url=database_url, secret_key="test", media_dir=tmp_path / "media", timezone="Europe/Andorra",
+                    audit_sample_rate=0.0)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from core.auth import create_api_key, hash_password, issue_token
 from core.intake import Contact, IntakeResult, NewRequest, submit_request
 from core.lifecycle import Actor
-from core.models import ApiKey, Crew, Depot, District, ServiceAttribute, ServiceType, User
+from core.models import ApiKey, Completion, Crew, Depot, District, ServiceAttribute, ServiceType, User, WorkOrder
 from core.spatial import point
 
 # Central Andorra la Vella, on Avinguda Meritxell.
@@ -121,3 +121,16 @@ def offset(lon: float, lat: float, metres_east: float) -> tuple[float, float]:
 
 def days_ago(n: float) -> datetime:
     return datetime.now(UTC) - timedelta(days=n)
+
+
+def completion(db: Session, wo: WorkOrder, crew_row: Crew, by: User, *, verdict: str = "needs_review",
+               outcome: str = "fixed", reasons: list[str] | None = None, at: datetime | None = None,
+               **kwargs: Any) -> Completion:
+    """A completion row as the crew endpoint stores it (checks left empty), without moving
+    the work order: tests that need the order completed move it through the lifecycle."""
+    c = Completion(work_order_id=wo.id, crew_id=crew_row.id, user_id=by.id, outcome=outcome, verdict=verdict,
+                   auto_verdict=kwargs.pop("auto_verdict", verdict), reasons=reasons or [],
+                   submitted_at=at or datetime.now(UTC), **kwargs)
+    db.add(c)
+    db.flush()
+    return c

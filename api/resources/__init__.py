@@ -14,8 +14,9 @@ def register_resources(api: Api) -> None:
     from api.resources.plans.routes import blp as plans
     from api.resources.districts.routes import blp as districts
     from api.resources.requests.routes import blp as requests
+    from api.resources.reviews.routes import blp as reviews
     from api.resources.service_types.routes import blp as service_types
     from api.resources.work_orders.routes import blp as work_orders
 
-    for blp in (auth, service_types, crews, depots, districts, requests, work_orders, plans, crew_phone, api_keys):
+    for blp in (auth, service_types, crews, depots, districts, requests, work_orders, plans, crew_phone, api_keys, reviews):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

@@ -1,17 +1,22 @@
 """ServiceRequest lifecycle: received → acknowledged → scheduled → in_progress → fixed,
 or closed with an explicit outcome; closed requests can only be reopened.
 
-`fixed` needs evidence: a verified completion (or a supervisor's explicit decision,
-passed as `verified_by`). Nothing else can make a request look done."""
+`fixed` needs evidence: a verified completion, passed as `verified_completion_id` and
+kept on the request (the database refuses a `fixed` request without one). Other
+closing outcomes come from a verified completion too, or from a supervisor's explicit
+decision. Nothing else can make a request look done."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from core import notifications
 from core.errors import MissingEvidence
 from core.lifecycle.base import StateMachine
-from core.models import REQUEST_CLOSED_STATUSES
+from core.models import REQUEST_CLOSED_STATUSES, StatusEvent
 
 _OUTCOMES = frozenset({"duplicate", "not_found", "no_action_needed", "referred", "cancelled"})
 _WORKING = frozenset({"acknowledged", "scheduled", "in_progress"})
@@ -20,20 +25,22 @@ _WORKING = frozenset({"acknowledged", "scheduled", "in_progress"})
 class ServiceRequestLifecycle(StateMachine):
     entity = "service_request"
     state_attr = "detailed_status"
+    # `fixed` is reachable from every open state (a duplicate that joined after dispatch
+    # is still `received`); what guards it is the evidence check below.
     transitions = {
-        "received": _WORKING | _OUTCOMES,
-        "acknowledged": frozenset({"scheduled", "in_progress"}) | _OUTCOMES,
+        "received": _WORKING | _OUTCOMES | {"fixed"},
+        "acknowledged": frozenset({"scheduled", "in_progress", "fixed"}) | _OUTCOMES,
         # A re-plan can unschedule a request; it goes back to acknowledged.
         "scheduled": frozenset({"acknowledged", "in_progress", "fixed"}) | _OUTCOMES,
         "in_progress": frozenset({"scheduled", "acknowledged", "fixed"}) | _OUTCOMES,
-        "reopened": _WORKING | _OUTCOMES,
+        "reopened": _WORKING | _OUTCOMES | {"fixed"},
         **{closed: frozenset({"reopened"}) for closed in REQUEST_CLOSED_STATUSES},
     }
 
     @classmethod
     def check(cls, obj: Any, target: str, **context: Any) -> None:
         super().check(obj, target, **context)
-        if target == "fixed" and context.get("verified_completion_id") is None and context.get("verified_by") is None:
+        if target == "fixed" and context.get("verified_completion_id") is None:
             raise MissingEvidence(
                 f"service request {obj.public_id} can only be closed as fixed with a verified completion",
                 current=obj.detailed_status,
@@ -41,8 +48,19 @@ class ServiceRequestLifecycle(StateMachine):
             )
 
     @classmethod
+    def transition(cls, session: Session, obj: Any, target: str, **kwargs: Any) -> StatusEvent:
+        """Change the request's status and, in the same transaction, put the reporter's
+        notification (if any) in the outbox."""
+        event = super().transition(session, obj, target, **kwargs)
+        notifications.enqueue(session, obj, event)
+        return event
+
+    @classmethod
     def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:
         if target in REQUEST_CLOSED_STATUSES:
             obj.closed_at = when
+            obj.completion_id = context.get("verified_completion_id")
         elif target == "reopened":
             obj.closed_at = None
+            obj.completion_id = None
+            obj.reopen_count = (obj.reopen_count or 0) + 1

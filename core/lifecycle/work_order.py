@@ -1,6 +1,7 @@
 """WorkOrder lifecycle: new → planned → dispatched → en_route → on_site → completed → verified;
-completed → rejected → new (a counted reopen); unable → new or closed by a supervisor;
-cancelled from anywhere before completion."""
+completed → rejected → new (a counted reopen); verified → new when a resident reports the
+fix did not hold (counted too); closed by a supervisor with an explicit outcome; unable →
+new or closed; cancelled from anywhere before completion."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ class WorkOrderLifecycle(StateMachine):
     entity = "work_order"
     transitions = {
         "new": frozenset({"planned", "dispatched", "cancelled", "closed"}),
-        "planned": frozenset({"new", "dispatched", "cancelled"}),
-        "dispatched": frozenset({"new", "planned", "en_route", "on_site", "unable", "cancelled"}),
-        "en_route": frozenset({"dispatched", "on_site", "unable", "new", "cancelled"}),
+        "planned": frozenset({"new", "dispatched", "cancelled", "closed"}),
+        "dispatched": frozenset({"new", "planned", "en_route", "on_site", "unable", "cancelled", "closed"}),
+        "en_route": frozenset({"dispatched", "on_site", "unable", "new", "cancelled", "closed"}),
         "on_site": frozenset({"completed", "unable"}),
         "completed": frozenset({"verified", "rejected", "closed"}),
         "rejected": frozenset({"new"}),
         "unable": frozenset({"new", "closed", "cancelled"}),
-        "verified": frozenset(),
+        "verified": frozenset({"new"}),
         "closed": frozenset(),
         "cancelled": frozenset(),
     }
@@ -58,5 +59,5 @@ class WorkOrderLifecycle(StateMachine):
         elif target == "new":
             # Back in the pool: no crew owns it until it is planned again.
             obj.crew_id = None
-            if previous == "rejected":
+            if previous in ("rejected", "verified"):
                 obj.reopen_count += 1

@@ -72,7 +72,7 @@ def _checks(body: dict) -> dict[str, bool | None]:
     return {c["name"]: c["passed"] for c in body["checks"]}
 
 
-def test_good_proof_is_auto_verified_and_the_order_completed(client, db: Session, job) -> None:  # noqa: ANN001
+def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(client, db: Session, job) -> None:  # noqa: ANN001
     r = submit(client, job, before=[photo(2)])
     assert r.status_code == 201, r.data
     body = r.get_json()
@@ -83,12 +83,16 @@ def test_good_proof_is_auto_verified_and_the_order_completed(client, db: Session
     assert set(body["checks"][0]) == {"name", "passed"}
     db.expire_all()
     wo = db.get(WorkOrder, job["wo"].id)
-    assert wo.status == "completed"
+    assert wo.status == "verified"
     c = db.scalar(select(Completion))
+    assert (c.verdict, c.auto_verdict, c.audit_sampled) == ("auto_verified", "auto_verified", False)
+    (req,) = wo.requests
+    assert (req.detailed_status, req.completion_id, req.closed_at is not None) == ("fixed", c.id, True)
+    assert req.status_notes == "Fixed. The crew's work was checked and confirmed."
     assert {d["name"]: d["limit"] for d in c.checks}["distance"] == 75
     assert [p.kind for p in db.scalars(select(Photo).where(Photo.completion_id == c.id).order_by(Photo.id))] == ["after", "before"]
     events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id).order_by(StatusEvent.id)).all()
-    assert events[-2:] == ["on_site", "completed"]
+    assert events[-3:] == ["on_site", "completed", "verified"]
     assert all(e.actor == "user:pothole-1@test" for e in db.scalars(select(StatusEvent).where(StatusEvent.entity_id == wo.id, StatusEvent.to_status == "completed")))
 
 

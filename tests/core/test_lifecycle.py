@@ -43,7 +43,7 @@ def test_work_order_happy_path_writes_one_event_per_step(db: Session) -> None:
         ([], "completed"),
         ([], "verified"),
         (["planned", "dispatched"], "completed"),
-        (["planned", "dispatched", "on_site", "completed", "verified"], "new"),
+        (["planned", "dispatched", "on_site", "completed", "verified"], "planned"),
         (["cancelled"], "planned"),
     ],
 )
@@ -109,8 +109,22 @@ def test_request_cannot_close_as_fixed_without_verified_evidence(db: Session) ->
     db.flush()
     assert req.detailed_status == "scheduled" and req.closed_at is None
     assert db.scalar(select(func.count()).select_from(StatusEvent)) == before
-    ServiceRequestLifecycle.transition(db, req, "fixed", actor=ACTOR, verified_completion_id=1)
-    assert req.status == "closed" and req.closed_at is not None
+    crew = f.crew(db)
+    proof = f.completion(db, req.work_order, crew, f.user(db, "c@test", "crew", crew=crew), verdict="auto_verified")
+    ServiceRequestLifecycle.transition(db, req, "fixed", actor=ACTOR, verified_completion_id=proof.id)
+    db.flush()
+    assert req.status == "closed" and req.closed_at is not None and req.completion_id == proof.id
+
+
+def test_database_refuses_a_fixed_request_without_its_completion(db: Session) -> None:
+    """Closed Means Closed holds for any writer, not only for this application's code."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    f.service_type(db)
+    req = f.report(db).request
+    with pytest.raises(IntegrityError, match="ck_service_requests_fixed_has_completion"), db.begin_nested():
+        db.execute(text("UPDATE service_requests SET detailed_status = 'fixed', closed_at = now() WHERE id = :id"), {"id": req.id})
 
 
 def test_closed_request_only_reopens(db: Session) -> None:

@@ -247,7 +247,7 @@ def complete(wo_id: int) -> Any:
     try:
         completion, checks, photos = complete_work_order(
             s, media_storage(), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
-            max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels,
+            max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels, sample_rate=cfg.audit_sample_rate,
         )
     except PhotoRejected as exc:
         abort(413 if exc.too_large else 422, message=f"photo rejected: {exc}", errors={"photos": [str(exc)]})

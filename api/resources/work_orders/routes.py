@@ -11,7 +11,8 @@ from api.auth import current_actor, require
 from api.db import session
 from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.models import WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
+from core.closing import close_work_order
+from core.models import CLOSE_OUTCOMES, WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
 from core.workorders import staff_change_status
 
 blp = Blueprint("work_orders", __name__, url_prefix="/work-orders", description="Work for crews: priority, SLA due time, skill.")
@@ -144,6 +145,34 @@ def transition(data: dict[str, Any], wo_id: int) -> Any:
     if data.get("reason"):
         context["reason"] = data["reason"]
     staff_change_status(s, wo, data["to"], actor=current_actor(), note=data.get("note"), **context)
+    s.commit()
+    wo = _load(wo_id)
+    wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]
+    return wo
+
+
+class CloseSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(CLOSE_OUTCOMES),
+                            metadata={"description": "'fixed' is not here: it needs a crew's verified completion"})
+    note = fields.String(load_default=None, validate=validate.Length(max=2000), metadata={"description": "internal"})
+    status_notes = fields.String(load_default=None, validate=validate.Length(max=2000),
+                                 metadata={"description": "what residents read; a standard text if omitted"})
+
+
+@blp.route("/<int:wo_id>/close", methods=["POST"])
+@require("supervisor")
+@blp.arguments(CloseSchema)
+@blp.response(200, WorkOrderDetailSchema)
+@blp.alt_response(409, description="Not closable from its status (a completed order is reviewed instead)")
+def close(data: dict[str, Any], wo_id: int) -> Any:
+    """A supervisor closes work no crew completed, with an explicit outcome (a duplicate, a
+    referral to another owner, nothing found); every request on it closes the same way."""
+    s = session()
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    close_work_order(s, wo, actor=current_actor(), outcome=data["outcome"], note=data.get("note"),
+                     status_notes=data.get("status_notes"))
     s.commit()
     wo = _load(wo_id)
     wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]

@@ -1,0 +1,232 @@
+"""Supervisors' review of crews' completions: the queue, the evidence, the decision."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from flask import Response
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from api.auth import current_actor, current_user, require
+from api.db import media_storage, session
+from api.resources.common import EventSchema, PageArgs, page_schema, paginate, point_out, timeline
+from core import closing
+from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceType, WorkOrder
+from core.spatial import lon_lat
+
+blp = Blueprint("reviews", __name__, url_prefix="", description="Supervisors verify or reject crews' proof of work.")
+
+
+class ReviewQueueArgs(PageArgs):
+    district = fields.String(metadata={"description": "district code"})
+    service_code = fields.String(metadata={"description": "service type code"})
+    crew = fields.String(metadata={"description": "crew code"})
+    reason = fields.String(metadata={"description": "a reason code, e.g. distance_failed or audit_sample"})
+
+
+class PhotoOutSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "after or before"})
+    state = fields.String(metadata={"description": "pending until the public copy is made"})
+    url = fields.String(allow_none=True, metadata={"description": "public copy (EXIF removed)"})
+    thumbnail_url = fields.String(allow_none=True)
+    original_url = fields.String(metadata={"description": "the original as uploaded, for supervisors"})
+    width = fields.Integer()
+    height = fields.Integer()
+
+
+class ReviewOutSchema(Schema):
+    id = fields.Integer()
+    decision = fields.String()
+    outcome = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+    reviewer = fields.Function(lambda r: r.reviewer.email)
+    at = fields.DateTime()
+
+
+class CompletionReviewSchema(Schema):
+    id = fields.Integer()
+    verdict = fields.String()
+    auto_verdict = fields.String(allow_none=True, metadata={"description": "what the checks said"})
+    audit_sampled = fields.Boolean()
+    reasons = fields.List(fields.String())
+    outcome = fields.String()
+    notes = fields.String(allow_none=True)
+    crew = fields.String()
+    submitted_at = fields.DateTime()
+    captured_at = fields.DateTime(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    checks = fields.List(fields.Dict(), metadata={"description": "every check with its number, limit and result"})
+    photos = fields.List(fields.Nested(PhotoOutSchema))
+    work_order = fields.Dict()
+    geojson = fields.Dict(metadata={"description": "FeatureCollection: the site, and the crew's fix with its accuracy"})
+    timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "the work order's audit trail"})
+    reviews = fields.List(fields.Nested(ReviewOutSchema))
+
+
+class DecisionSchema(Schema):
+    decision = fields.String(required=True, validate=validate.OneOf(REVIEW_DECISIONS))
+    reason = fields.String(load_default=None, validate=validate.Length(min=1, max=2000),
+                           metadata={"description": "required to reject: what the crew should do differently"})
+    outcome = fields.String(load_default=None, validate=validate.OneOf(CLOSE_OUTCOMES),
+                            metadata={"description": "required to close"})
+    note = fields.String(load_default=None, validate=validate.Length(max=2000), metadata={"description": "internal"})
+    status_notes = fields.String(load_default=None, validate=validate.Length(max=2000),
+                                 metadata={"description": "what residents read when closing; a standard text if omitted"})
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        decision = data.get("decision")
+        if decision == "reject" and not (data.get("reason") or "").strip():
+            raise ValidationError("a rejection needs a reason the crew can act on", "reason")
+        if decision == "close" and not data.get("outcome"):
+            raise ValidationError(f"closing needs an outcome, one of: {', '.join(CLOSE_OUTCOMES)}", "outcome")
+        if decision != "close" and data.get("outcome"):
+            raise ValidationError("an outcome is only given when closing", "outcome")
+
+
+class DecisionResultSchema(Schema):
+    completion = fields.Nested(CompletionReviewSchema)
+    work_order_status = fields.String()
+    requests = fields.List(fields.Dict(), metadata={"description": "each linked request's public id and status"})
+
+
+def _photo_out(p: Photo) -> dict[str, Any]:
+    return {
+        "id": p.id, "kind": p.kind, "state": p.state, "width": p.width, "height": p.height,
+        "url": f"/media/{p.public_key}" if p.public_key else None,
+        "thumbnail_url": f"/media/{p.thumbnail_key}" if p.thumbnail_key else None,
+        "original_url": f"/api/v1/photos/{p.id}/original",
+    }
+
+
+def _geojson(c: Completion) -> dict[str, Any]:
+    features = []
+    site = lon_lat(c.work_order.location)
+    if site is not None:
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": list(site)},
+                         "properties": {"role": "site", "address": c.work_order.address}})
+    fix = lon_lat(c.location)
+    if fix is not None:
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": list(fix)},
+                         "properties": {"role": "fix", "accuracy_m": c.accuracy_m,
+                                        "fix_time": c.fix_time.isoformat() if c.fix_time else None}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _work_order_out(wo: WorkOrder) -> dict[str, Any]:
+    return {
+        "id": wo.id, "status": wo.status, "service_code": wo.service_type.code, "priority": wo.priority,
+        "due_at": wo.due_at.isoformat(), "address": wo.address, "location": point_out(wo.location),
+        "district": wo.district.code if wo.district else None, "reopen_count": wo.reopen_count,
+        "service_request_ids": [r.public_id for r in wo.requests],
+    }
+
+
+def _detail(c: Completion) -> dict[str, Any]:
+    return {
+        "id": c.id, "verdict": c.verdict, "auto_verdict": c.auto_verdict, "audit_sampled": c.audit_sampled,
+        "reasons": list(c.reasons), "outcome": c.outcome, "notes": c.notes, "crew": c.crew.code,
+        "submitted_at": c.submitted_at, "captured_at": c.captured_at, "decided_at": c.decided_at,
+        "checks": c.checks, "photos": [_photo_out(p) for p in c.photos], "work_order": _work_order_out(c.work_order),
+        "geojson": _geojson(c), "timeline": timeline(session(), "work_order", c.work_order_id), "reviews": c.reviews,
+    }
+
+
+def _options() -> list[Any]:
+    return [
+        selectinload(Completion.crew),
+        selectinload(Completion.photos),
+        selectinload(Completion.reviews).selectinload(Review.reviewer),
+        selectinload(Completion.work_order).selectinload(WorkOrder.service_type),
+        selectinload(Completion.work_order).selectinload(WorkOrder.district),
+        selectinload(Completion.work_order).selectinload(WorkOrder.requests),
+    ]
+
+
+def _load(completion_id: int) -> Completion:
+    c = session().scalar(select(Completion).where(Completion.id == completion_id).options(*_options()))
+    if c is None:
+        abort(404, message=f"completion {completion_id} not found")
+    return c
+
+
+@blp.route("/reviews")
+@require("supervisor")
+@blp.arguments(ReviewQueueArgs, location="query")
+@blp.response(200, page_schema(CompletionReviewSchema))
+def review_queue(args: dict[str, Any]) -> Any:
+    """Completions waiting for a supervisor, oldest first."""
+    q = (
+        select(Completion)
+        .join(WorkOrder, Completion.work_order_id == WorkOrder.id)
+        .where(Completion.verdict == closing.NEEDS_REVIEW)
+        .options(*_options())
+    )
+    if args.get("district"):
+        q = q.where(WorkOrder.district_id.in_(select(District.id).where(District.code == args["district"])))
+    if args.get("service_code"):
+        q = q.where(WorkOrder.service_type_id.in_(select(ServiceType.id).where(ServiceType.code == args["service_code"])))
+    if args.get("crew"):
+        q = q.where(Completion.crew_id.in_(select(Crew.id).where(Crew.code == args["crew"])))
+    if args.get("reason"):
+        q = q.where(Completion.reasons.contains([args["reason"]]))
+    page = paginate(session(), q.order_by(Completion.submitted_at, Completion.id), args["page"], args["page_size"])
+    page["items"] = [_detail(c) for c in page["items"]]
+    return page
+
+
+@blp.route("/completions/<int:completion_id>")
+@require("supervisor")
+@blp.response(200, CompletionReviewSchema)
+def get_completion(completion_id: int) -> Any:
+    return _detail(_load(completion_id))
+
+
+@blp.route("/completions/<int:completion_id>/review", methods=["POST"])
+@require("supervisor")
+@blp.arguments(DecisionSchema)
+@blp.response(200, DecisionResultSchema)
+@blp.alt_response(409, description="Already decided, or the decision does not fit the completion")
+def review(data: dict[str, Any], completion_id: int) -> Any:
+    """Verify (closes the work with the crew's outcome), reject (the work goes back to the
+    pool), or close with another outcome."""
+    s = session()
+    user, actor = current_user(), current_actor()
+    if data["decision"] == "verify":
+        closing.verify(s, completion_id, reviewer_id=user.id, actor=actor, note=data.get("note"))
+    elif data["decision"] == "reject":
+        closing.reject(s, completion_id, reviewer_id=user.id, actor=actor, reason=data["reason"], note=data.get("note"))
+    else:
+        closing.close_with_outcome(s, completion_id, reviewer_id=user.id, actor=actor, outcome=data["outcome"],
+                                   note=data.get("note"), status_notes=data.get("status_notes"))
+    s.commit()
+    c = _load(completion_id)
+    return {
+        "completion": _detail(c),
+        "work_order_status": c.work_order.status,
+        "requests": [{"service_request_id": r.public_id, "status": r.status, "detailed_status": r.detailed_status}
+                     for r in c.work_order.requests],
+    }
+
+
+@blp.route("/photos/<int:photo_id>/original")
+@require("supervisor")
+@blp.response(200, description="The photo as uploaded, with its metadata")
+def photo_original(photo_id: int) -> Any:
+    """Supervisors judging proof may need what the public copy strips (EXIF place and time)."""
+    photo = session().get(Photo, photo_id)
+    if photo is None:
+        abort(404, message=f"photo {photo_id} not found")
+    data = media_storage().get(photo.original_key)
+    ext = photo.original_key.rsplit(".", 1)[-1]
+    return Response(
+        data,
+        mimetype=photo.content_type or mimetypes.guess_type(photo.original_key)[0] or "application/octet-stream",
+        headers={"Cache-Control": "private, no-store", "Content-Disposition": f'inline; filename="photo-{photo.id}.{ext}"'},
+    )
