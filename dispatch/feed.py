@@ -12,13 +12,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import (
+    Completion,
     Crew,
     Depot,
     Photo,
     PlanRoute,
     RoutePlan,
     RouteStop,
-
     Shift,
     StatusEvent,
     WorkOrder,
@@ -182,25 +182,29 @@ def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: in
         .where(PlanRoute.crew_id == crew.id, RoutePlan.created_at >= recent, RouteStop.work_order_id.is_not(None),
                RoutePlan.status.in_(("published", "superseded")))
     )
+    # A job the crew completed stays its news: a supervisor may reject the proof.
+    completed_by_crew = select(Completion.work_order_id).where(Completion.crew_id == crew.id, Completion.submitted_at >= recent)
     rows = s.execute(
         select(StatusEvent, WorkOrder)
         .join(WorkOrder, WorkOrder.id == StatusEvent.entity_id)
         .where(StatusEvent.entity == "work_order", StatusEvent.id > since,
-               or_(WorkOrder.crew_id == crew.id, WorkOrder.id.in_(in_routes)))
+               or_(WorkOrder.crew_id == crew.id, WorkOrder.id.in_(in_routes), WorkOrder.id.in_(completed_by_crew)))
         .order_by(StatusEvent.id)
         .limit(limit)
     ).all()
     changes = []
-    removed: set[int] = set()
-    for ev, wo in rows:
-        if ev.from_status is None or (ev.to_status == "planned" and ev.from_status != "planned"):
-            continue  # the order's birth and draft plans are office business, not news for the crew
+    # No longer this crew's: say so once, at its latest event, and nothing of what others
+    # do with it. A rejected completion is said as such: the crew may have to go back.
+    # The order's birth and draft plans are office business, not news for the crew.
+    news = [(ev, wo) for ev, wo in rows
+            if not (ev.from_status is None or (ev.to_status == "planned" and ev.from_status != "planned"))]
+    last_event = {wo.id: ev.id for ev, wo in news}
+    rejected = {wo.id for ev, wo in news if ev.to_status == "rejected"}
+    for ev, wo in news:
         if wo.crew_id != crew.id:
-            # No longer this crew's: say so once, and nothing of what others do with it.
-            if wo.id in removed:
+            if ev.id != last_event[wo.id]:
                 continue
-            removed.add(wo.id)
-            kind = "cancelled" if wo.status == "cancelled" else "removed"
+            kind = "cancelled" if wo.status == "cancelled" else "rejected" if wo.id in rejected else "removed"
         elif ev.to_status == "dispatched" and ev.from_status != "dispatched":
             kind = "urgent_stop" if wo.priority >= 4 else "assigned"
         elif ev.to_status == "cancelled":

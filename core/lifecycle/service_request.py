@@ -60,7 +60,10 @@ class ServiceRequestLifecycle(StateMachine):
         if target in REQUEST_CLOSED_STATUSES:
             obj.closed_at = when
             obj.completion_id = context.get("verified_completion_id")
-        elif target == "reopened":
+        elif target in ("acknowledged", "reopened"):
+            # Off any crew's route: a plan's ETA no longer holds (the SLA due time does).
+            obj.expected_at = None
+        if target == "reopened":
             obj.closed_at = None
             obj.completion_id = None
             obj.reopen_count = (obj.reopen_count or 0) + 1

@@ -158,7 +158,9 @@ def test_rejection_sends_the_work_back_to_the_pool_and_off_the_crews_route(clien
     assert [s for _, s, _ in _requests(db, wo.id)] == ["acknowledged"]
     assert db.get(Completion, c.id).verdict == "rejected"
     assert db.scalar(select(Review.reason)) == "photo is of another street"
-    # The crew can no longer report progress on it: it is not theirs any more.
+    # The crew's next sync says the job left its list, and progress on it is refused.
+    changes = client.get("/api/v1/crew/changes?since=0", headers=job["headers"]).get_json()["changes"]
+    assert [(c["work_order_id"], c["change"]) for c in changes if c["change"] not in ("updated", "assigned")] == [(wo.id, "rejected")]
     ev = client.post(f"/api/v1/work-orders/{wo.id}/events",
                      json={"type": "en_route", "device_time": NOW.isoformat()}, headers=job["headers"])
     assert ev.status_code in (404, 409)
@@ -263,3 +265,18 @@ def test_reports_outside_the_window_or_place_start_new_work(client, db: Session,
     db.expire_all()
     assert new.work_order.id != job["wo"].id and new.request.duplicate_of is None
     assert db.get(WorkOrder, job["wo"].id).status == "verified"
+
+
+def test_open311_report_on_recently_fixed_work_reopens_it(client, db: Session, job) -> None:  # noqa: ANN001
+    assert submit(client, job).status_code == 201
+    f.api_key(db)
+    db.commit()
+    fixed_id = _requests(db, job["wo"].id)[0][0]
+    lon = f.offset(f.LON, f.LAT, 10)[0]
+    r = client.post("/open311/v2/requests.json", data={"api_key": f.API_KEY, "service_code": "pothole",
+                                                       "lat": str(f.LAT), "long": str(lon), "email": "back@example.org"})
+    assert r.status_code == 201, r.data
+    (body,) = r.get_json()
+    assert f"reported as request {fixed_id} and closed as fixed" in body["service_notice"]
+    assert [s for _, s, _ in _requests(db, job["wo"].id)] == ["reopened", "received"]
+    assert db.get(WorkOrder, job["wo"].id).status == "new"
