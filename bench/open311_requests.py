@@ -157,10 +157,19 @@ def bulk_load(url: str, n: int) -> dict[str, int]:
                   'Carrer ' || (b.i % 350) || ', ' || (1 + b.i % 120), b.requested_at, b.requested_at
            FROM bench_src b JOIN service_types st ON st.id = b.service_type_id""",
         """SELECT setval(pg_get_serial_sequence('work_orders', 'id'), (SELECT max(id) FROM work_orders))""",
+        # A request is `fixed` only with the verified completion behind it (a CHECK says so).
+        """INSERT INTO crews (code, name, agency) VALUES ('bench-crew', 'Bench crew', 'Public Works')""",
+        """INSERT INTO users (email, name, password_hash, role, crew_id)
+           SELECT 'bench-crew@bench', 'Bench crew', 'x', 'crew', id FROM crews WHERE code = 'bench-crew'""",
+        """UPDATE work_orders w SET status = 'verified' FROM bench_src b WHERE b.i = w.id AND b.detailed_status = 'fixed'""",
+        """INSERT INTO completions (id, work_order_id, crew_id, user_id, outcome, verdict, auto_verdict, submitted_at)
+           SELECT b.i, b.i, u.crew_id, u.id, 'fixed', 'auto_verified', 'auto_verified', b.requested_at + interval '19 hours'
+           FROM bench_src b CROSS JOIN users u WHERE u.email = 'bench-crew@bench' AND b.detailed_status = 'fixed'""",
+        """SELECT setval(pg_get_serial_sequence('completions', 'id'), (SELECT coalesce(max(id), 1) FROM completions))""",
         """INSERT INTO service_requests (id, public_id, token, service_type_id, description, attributes, location,
                                         address, zipcode, media_url, channel, api_key_id, detailed_status,
                                         status_notes, requested_at, updated_at, expected_at, closed_at,
-                                        duplicate_of_id, work_order_id)
+                                        duplicate_of_id, work_order_id, completion_id)
            SELECT b.i, b.i::text, md5('bench-token-' || b.i), b.service_type_id,
                   'Reported via the benchmark, item ' || b.i || '. ' || repeat('Details about the problem. ', 1 + b.i % 4),
                   '{"size": "small"}'::jsonb,
@@ -177,7 +186,8 @@ def bulk_load(url: str, n: int) -> dict[str, int]:
                   CASE WHEN b.detailed_status IN ('fixed', 'no_action_needed', 'not_found', 'duplicate')
                        THEN b.requested_at + interval '20 hours' END,
                   CASE WHEN b.detailed_status = 'duplicate' AND b.i > 1 THEN b.i - 1 END,
-                  b.i
+                  b.i,
+                  CASE WHEN b.detailed_status = 'fixed' THEN b.i END
            FROM bench_src b JOIN service_types st ON st.id = b.service_type_id""",
         """SELECT setval(pg_get_serial_sequence('service_requests', 'id'), (SELECT max(id) FROM service_requests))""",
         # Public timeline: 'received' for every request, one more for those that moved on.
