@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import BigInteger, Select, and_, any_, bindparam, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, any_, bindparam, case, func, null, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
@@ -28,6 +28,7 @@ from core.models import (
     ServiceRequest,
     ServiceType,
     StatusEvent,
+    WorkOrder,
 )
 from geo.geocode import geocode
 from geo.photos import PhotoRejected, inspect_photo
@@ -245,7 +246,8 @@ def post_request() -> Response:
         api_key_id=client.id,
     )
     try:
-        result = submit_request(s, new, actor=Actor.client(client.name), geocode=geocode)
+        result = submit_request(s, new, actor=Actor.client(client.name), geocode=geocode,
+                                reopen_within=timedelta(days=settings().reopen_window_days))
     except ValidationFailed as exc:
         raise Open311Error(400, exc.message) from None
 
@@ -279,6 +281,36 @@ def post_request() -> Response:
     return render(body, root="service_requests", status=201)
 
 
+def expected_at_expr() -> ColumnElement[datetime | None]:
+    """When an open request should be done: the ETA of the published plan, else the
+    work order's SLA due time; a closed request expects nothing. Needs the work order
+    outer-joined to the request."""
+    return case(
+        (ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES), null()),
+        else_=func.coalesce(ServiceRequest.expected_at, WorkOrder.due_at),
+    )
+
+
+def closing_photos(s: Session, completion_ids: set[int]) -> dict[int, list[Any]]:
+    """The public copies of the after photos of the completions that closed requests.
+    Only processed copies: the crew's originals (EXIF, GPS) and before photos stay private."""
+    found: dict[int, list[Any]] = {i: [] for i in completion_ids}
+    if not completion_ids:
+        return found
+    for p in s.execute(
+        select(Photo.completion_id, Photo.public_key, Photo.thumbnail_key)
+        .where(
+            Photo.completion_id == any_(bindparam("cids", sorted(completion_ids), type_=ARRAY(BigInteger))),
+            Photo.kind == "after",
+            Photo.state == "ready",
+            Photo.public_key.is_not(None),
+        )
+        .order_by(Photo.id)
+    ):
+        found[p.completion_id].append(p)
+    return found
+
+
 def _request_query() -> Select:
     return (
         select(
@@ -290,7 +322,8 @@ def _request_query() -> Select:
             ServiceRequest.description,
             ServiceRequest.requested_at,
             ServiceRequest.updated_at,
-            ServiceRequest.expected_at,
+            expected_at_expr().label("expected_at"),
+            ServiceRequest.completion_id,
             ServiceRequest.address,
             ServiceRequest.address_id,
             ServiceRequest.zipcode,
@@ -303,6 +336,7 @@ def _request_query() -> Select:
             ServiceType.agency.label("agency"),
         )
         .join(ServiceType, ServiceType.id == ServiceRequest.service_type_id)
+        .outerjoin(WorkOrder, WorkOrder.id == ServiceRequest.work_order_id)
         .order_by(ServiceRequest.requested_at.desc(), ServiceRequest.id.desc())
     )
 
@@ -359,7 +393,12 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
         photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for p in s.execute(
             select(Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
-            .where(Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))), Photo.state == "ready")
+            .where(
+                Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))),
+                Photo.kind == "report",
+                Photo.state == "ready",
+                Photo.public_key.is_not(None),
+            )
             .order_by(Photo.id)
         ):
             photos[p.service_request_id].append(
@@ -369,6 +408,17 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                     "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
                 }
             )
+        # The proof the work was done, next to the resident's own picture of the problem.
+        after = closing_photos(s, {r.completion_id for r in rows if r.completion_id is not None})
+        for r in rows:
+            for p in after.get(r.completion_id, []):
+                photos[r.id].append(
+                    {
+                        "kind": "after",
+                        "url": _absolute(f"/media/{p.public_key}"),
+                        "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
+                    }
+                )
         dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
         dup_public = dict(s.execute(select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(dup_ids))).all()) if dup_ids else {}
         for body, r in zip(out, rows, strict=True):
@@ -458,3 +508,110 @@ def get_token(token: str) -> Response:
     if row is None:
         raise Open311Error(404, f"token {token!r} not found")
     return render([{"service_request_id": row.public_id, "token": row.token}], root="service_requests")
+
+
+# -- service request updates (mySociety's extension, as FixMyStreet reads it) -----------------
+
+# Our detailed statuses in FixMyStreet's extended vocabulary (its Open311 client lowercases
+# them and maps e.g. FIXED to "fixed - council"). A plain CLOSED would not do for closings
+# that are not fixes: a FixMyStreet body without extended statuses reads CLOSED as fixed.
+FMS_STATUS = {
+    "received": "OPEN",
+    "acknowledged": "OPEN",
+    "scheduled": "ACTION_SCHEDULED",
+    "in_progress": "IN_PROGRESS",
+    "reopened": "OPEN",
+    "fixed": "FIXED",
+    "duplicate": "DUPLICATE",
+    "not_found": "NO_FURTHER_ACTION",
+    "no_action_needed": "NO_FURTHER_ACTION",
+    # Passed to the organisation that owns the asset (a utility, a private owner).
+    "referred": "NOT_COUNCILS_RESPONSIBILITY",
+    "cancelled": "NO_FURTHER_ACTION",
+}
+# FixMyStreet polls the last two hours by default; a client that sends no dates gets a day.
+UPDATES_DEFAULT_WINDOW = timedelta(hours=24)
+# Longer back-fills are asked for in pieces, so one call cannot read the whole history.
+UPDATES_MAX_WINDOW = timedelta(days=31)
+
+
+def _updates_window() -> tuple[datetime, datetime]:
+    start, end = _parse_datetime("start_date"), _parse_datetime("end_date")
+    if start is None and end is None:
+        end = datetime.now(UTC)
+        start = end - UPDATES_DEFAULT_WINDOW
+    elif start is None:
+        start = end - UPDATES_DEFAULT_WINDOW
+    elif end is None:
+        end = max(start, datetime.now(UTC))
+    if end < start:
+        raise Open311Error(400, "end_date is before start_date")
+    if end - start > UPDATES_MAX_WINDOW:
+        raise Open311Error(
+            400,
+            f"start_date to end_date (or now) spans more than {UPDATES_MAX_WINDOW.days} days; "
+            "ask for longer periods in several calls",
+        )
+    return start, end
+
+
+def updates_query(start: datetime, end: datetime) -> Select:
+    """Public request events with at in [start, end], oldest first, with what is needed to
+    tell whether an event is the fix that closed its request."""
+    return (
+        select(
+            StatusEvent.id,
+            StatusEvent.at,
+            StatusEvent.to_status,
+            StatusEvent.note,
+            ServiceRequest.public_id,
+            ServiceRequest.detailed_status,
+            ServiceRequest.closed_at,
+            ServiceRequest.completion_id,
+        )
+        .join(ServiceRequest, ServiceRequest.id == StatusEvent.entity_id)
+        # Spelled as the partial index ix_status_events_public_request_at is, so it is used.
+        .where(StatusEvent.entity == "service_request", StatusEvent.public, StatusEvent.at >= start, StatusEvent.at <= end)
+        .order_by(StatusEvent.at, StatusEvent.id)
+    )
+
+
+@blp.route(f"/servicerequestupdates.{FORMAT}", methods=["GET"])
+@blp.route("/servicerequestupdates", methods=["GET"])
+def get_service_request_updates() -> Response:
+    """The public timeline of every request, as updates between start_date and end_date
+    (both inclusive, like FixMyStreet's own check), oldest first."""
+    s = session()
+    start, end = _updates_window()
+    rows = s.execute(updates_query(start, end)).all()
+
+    def closed_this(r: Any) -> bool:
+        # The fix that closed the request now: its transition wrote closed_at and the event's
+        # time from one clock reading. A reopen clears completion_id, so a fix that did not
+        # hold no longer shows its photo as proof. Like the request's own media_url, only a
+        # fix carries the after photo.
+        return (
+            r.completion_id is not None
+            and r.to_status == "fixed"
+            and r.detailed_status == "fixed"
+            and r.closed_at == r.at
+        )
+
+    after = closing_photos(s, {r.completion_id for r in rows if closed_this(r)})
+    iso = _iso_in(settings().tz)
+    base = base_url()
+    body = []
+    for r in rows:
+        photos = after.get(r.completion_id, []) if closed_this(r) else []
+        body.append(
+            {
+                "update_id": str(r.id),
+                "service_request_id": r.public_id,
+                "status": FMS_STATUS.get(r.to_status) or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
+                "updated_datetime": iso(r.at),
+                "description": r.note or "",
+                "media_url": f"{base}/media/{photos[0].public_key}" if photos else "",
+                "external_status_code": r.to_status,
+            }
+        )
+    return render(body, root="service_request_updates", item="request_update")

@@ -318,7 +318,11 @@ def test_get_requests_xml(client, history) -> None:  # noqa: ANN001
     first = requests[0]
     assert first.findtext("service_request_id") == history["recent_pothole"].public_id
     assert first.findtext("status") == "open" and float(first.findtext("lat")) == pytest.approx(f.LAT)
-    assert first.find("expected_datetime") is not None and first.findtext("expected_datetime") == ""
+    # No plan yet: the work order's SLA due time (reported + 72 h for potholes).
+    due = history["recent_pothole"].requested_at + timedelta(hours=72)
+    assert datetime.fromisoformat(first.findtext("expected_datetime")) == due.replace(microsecond=0)
+    # Empty values are empty elements, never missing ones.
+    assert first.find("address") is not None and first.findtext("address") == ""
 
 
 def test_unknown_request_and_token_are_404(client, city) -> None:  # noqa: ANN001

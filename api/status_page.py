@@ -1,0 +1,147 @@
+"""The public status page of one request, at /status/<confirmation number>.
+
+Plain HTML for any phone: no login, no script, nothing fetched from another site (cities
+run offline networks too, and a resident's page must not tell a third party what they
+reported). It shows what Open311 shows, in words: never the reporter, the token, staff
+notes or who was on the crew."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, make_response, render_template
+from sqlalchemy import func, select
+
+from api.db import session, settings
+from api.open311.routes import closing_photos, expected_at_expr
+from core.models import REQUEST_CLOSED_STATUSES, Photo, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+
+blp = Blueprint("status_page", __name__)
+
+STATUS_WORDS = {
+    "received": "Received",
+    "acknowledged": "Accepted, waiting to be planned",
+    "scheduled": "Scheduled",
+    "in_progress": "In progress",
+    "reopened": "Reopened",
+    "fixed": "Fixed",
+    "duplicate": "Closed: already reported",
+    "not_found": "Closed: the crew could not find the problem",
+    "no_action_needed": "Closed: no action needed",
+    "referred": "Passed to the organisation responsible",
+    "cancelled": "Cancelled",
+}
+# Nothing of the page may come from elsewhere; the inline style is the only exception.
+CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# Confirmation numbers are stored in 32 characters; anything longer is not one.
+MAX_PUBLIC_ID = 32
+
+
+def _when(value: datetime, tz: ZoneInfo) -> dict[str, str]:
+    local = value.astimezone(tz)
+    return {
+        "iso": local.isoformat(timespec="seconds"),
+        "text": f"{local:%a} {local.day} {local:%b %Y, %H:%M} {local.tzname()}",
+    }
+
+
+def _media(key: str | None) -> str | None:
+    return f"/media/{key}" if key else None
+
+
+def _page(template: str, status: int, **context: Any) -> Response:
+    response = make_response(render_template(template, **context), status)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    # The status changes; a phone going back to the page must ask again.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@blp.route("/status/<public_id>")
+def status(public_id: str) -> Response:
+    s = session()
+    tz = settings().tz
+    row = None
+    if len(public_id) <= MAX_PUBLIC_ID:
+        row = s.execute(
+            select(
+                ServiceRequest.id,
+                ServiceRequest.public_id,
+                ServiceRequest.detailed_status,
+                ServiceRequest.status_notes,
+                ServiceRequest.service_notice,
+                ServiceRequest.description,
+                ServiceRequest.requested_at,
+                ServiceRequest.address,
+                ServiceRequest.duplicate_of_id,
+                ServiceRequest.completion_id,
+                expected_at_expr().label("expected_at"),
+                func.ST_Y(ServiceRequest.location).label("lat"),
+                func.ST_X(ServiceRequest.location).label("lon"),
+                ServiceType.name.label("service_name"),
+                ServiceType.agency,
+            )
+            .join(ServiceType, ServiceType.id == ServiceRequest.service_type_id)
+            .outerjoin(WorkOrder, WorkOrder.id == ServiceRequest.work_order_id)
+            .where(ServiceRequest.public_id == public_id)
+        ).first()
+    if row is None:
+        return _page("status_404.html", 404, public_id=public_id, contact=settings().contact_email)
+
+    timeline = [
+        {
+            "when": _when(ev.at, tz),
+            # An annotation keeps the status: it is news, not a change.
+            "status": STATUS_WORDS.get(ev.to_status, ev.to_status) if ev.from_status != ev.to_status else None,
+            "note": ev.note,
+        }
+        for ev in s.execute(
+            select(StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note)
+            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == row.id, StatusEvent.public)
+            .order_by(StatusEvent.at, StatusEvent.id)
+        )
+    ]
+    before = [
+        {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}
+        for p in s.execute(
+            select(Photo.public_key, Photo.thumbnail_key)
+            .where(Photo.service_request_id == row.id, Photo.kind == "report", Photo.state == "ready", Photo.public_key.is_not(None))
+            .order_by(Photo.id)
+        )
+    ]
+    after = []
+    if row.completion_id is not None:
+        after = [
+            {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}
+            for p in closing_photos(s, {row.completion_id})[row.completion_id]
+        ]
+    original = None
+    if row.duplicate_of_id is not None:
+        original = s.scalar(select(ServiceRequest.public_id).where(ServiceRequest.id == row.duplicate_of_id))
+
+    place = None
+    if row.lat is not None and row.lon is not None:
+        lat, lon = round(row.lat, 6), round(row.lon, 6)
+        place = {
+            "lat": f"{lat:.6f}",
+            "lon": f"{lon:.6f}",
+            "osm_url": f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=18/{lat:.6f}/{lon:.6f}",
+        }
+    return _page(
+        "status.html",
+        200,
+        request=row,
+        closed=row.detailed_status in REQUEST_CLOSED_STATUSES,
+        status_words=STATUS_WORDS.get(row.detailed_status, row.detailed_status),
+        reported=_when(row.requested_at, tz),
+        expected=_when(row.expected_at, tz) if row.expected_at is not None else None,
+        place=place,
+        timeline=timeline,
+        before=before,
+        after=after,
+        original=original,
+    )
