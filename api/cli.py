@@ -76,12 +76,14 @@ def seed() -> None:
 def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     """Seed the demo city (Andorra) once; later runs see it is there and return."""
     from core.db import make_engine, make_sessionmaker
+    from core.storage import storage_from_settings
     from geo.demo_city import seed_demo_city
 
     settings = Settings.from_env()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions.begin() as session:
-        summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed)
+        summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed,
+                                 storage=storage_from_settings(settings))
     click.echo(summary)
 
 

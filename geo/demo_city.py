@@ -19,6 +19,8 @@ from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
 from core.models import ApiKey, Crew, Depot, District, ServiceAttribute, ServiceType, Shift, ShiftBreak, User
 from core.spatial import point
+from core.storage import Storage
+from geo.demo_history import seed_history
 from geo.geocode import build_address_index, geocode
 from geo.osm import read_districts, street_points
 
@@ -126,8 +128,12 @@ def _attributes(code: str, rng: random.Random) -> dict[str, str | list[str]]:
     return {"issue": rng.choice(["out", "out", "flickering", "day_burning"])}
 
 
-def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_seed: int = 311, now: datetime | None = None) -> str:
-    """Create the demo city; returns a one-line summary. Idempotent (returns early if seeded)."""
+def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_seed: int = 311, now: datetime | None = None,
+                   storage: Storage | None = None) -> str:
+    """Create the demo city; returns a one-line summary. Idempotent (returns early if seeded).
+
+    With a photo `storage`, older reports also get two weeks of past work (see
+    `geo.demo_history`): completions with proof, closed requests, a review queue."""
     if session.scalar(select(User.id).where(User.email == "admin@demo")) is not None:
         return "demo city already seeded; nothing to do"
     rng = random.Random(rng_seed)
@@ -202,5 +208,9 @@ def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_se
             actor=actor,
             geocode=geocode,
         )
+    history = ""
+    if storage is not None:
+        session.flush()
+        history = "; " + str(seed_history(session, storage, rng=rng, now=now, tz=DEMO_TZ))
     return (f"seeded demo city: {len(DEPOTS)} depots, {len(CREWS)} crews, {len(SERVICE_TYPES)} service types, "
-            f"{n_addresses} address points, {len(points) + 4} requests ({joined} joined an earlier report)")
+            f"{n_addresses} address points, {len(points) + 4} requests ({joined} joined an earlier report){history}")
