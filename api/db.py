@@ -8,6 +8,7 @@ from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from core.db import after_commit
+from core.notifications import JOB_QUEUE
 from core.settings import Settings
 
 
@@ -17,7 +18,10 @@ def init_app(app: Flask) -> None:
 
 def session() -> Session:
     if "db_session" not in g:
-        g.db_session = current_app.extensions["streetloop.sessions"]()
+        s = current_app.extensions["streetloop.sessions"]()
+        # The domain queues follow-up jobs through it after commit (notification delivery).
+        s.info[JOB_QUEUE] = current_app.extensions["streetloop.queue"]
+        g.db_session = s
     return g.db_session
 
 

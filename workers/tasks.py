@@ -73,6 +73,28 @@ async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
         log.info("re-queued %d pending photos", len(ids))
 
 
+@app.task(name="deliver_notifications", queue="notify")
+def deliver_notifications() -> None:
+    """Send the due outbox rows. Queued after every commit that wrote some; no retry
+    strategy: each row keeps its own attempts and backoff, and the sweep comes by anyway.
+    Two of these at once are fine (each row is leased to one of them)."""
+    from workers.delivery import deliver_due
+
+    settings, sessions, _ = _resources()
+    deliver_due(sessions, settings)
+
+
+@app.periodic(cron="* * * * *")
+@app.task(name="sweep_notifications", queue="notify", queueing_lock="sweep_notifications")
+def sweep_notifications(timestamp: int) -> None:
+    """Every minute: retries whose backoff has passed, leases of dead workers, and rows
+    whose delivery job was never queued (a lost defer must not lose a message)."""
+    from workers.delivery import deliver_due
+
+    settings, sessions, _ = _resources()
+    deliver_due(sessions, settings)
+
+
 @app.periodic(cron="*/5 * * * *")
 @app.task(name="fail_stale_plans", queue="plans", queueing_lock="fail_stale_plans")
 def fail_stale_plans(timestamp: int) -> None:

@@ -1,0 +1,104 @@
+"""Client apps' webhooks: where status changes of the requests an app submitted are POSTed."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import require
+from api.db import session
+from core.models import ApiKey, Webhook
+
+blp = Blueprint(
+    "webhooks", __name__,
+    description=(
+        "Webhooks of Open311 client apps. Each status change of a request the app submitted "
+        "(scheduled, fixed, closed, reopened) is POSTed as JSON with the header "
+        "`X-StreetLoop-Signature: sha256=<HMAC-SHA256 of the body with the webhook's secret>` "
+        "and `X-StreetLoop-Delivery: <id>` (the same on retries); any 2xx answer counts as delivered."
+    ),
+)
+
+
+class WebhookSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    api_key_id = fields.Integer(dump_only=True)
+    url = fields.URL(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048),
+                     metadata={"description": "http(s) URL that receives the POSTs"})
+    active = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+    @validates("url")
+    def _no_credentials(self, value: str, **kwargs: Any) -> None:
+        # The URL is listed to every admin and written to the outbox: no passwords in it.
+        if urlsplit(value).password is not None or "@" in urlsplit(value).netloc:
+            raise ValidationError("put no credentials in the URL; verify deliveries with the signature instead")
+
+
+class NewWebhookSchema(WebhookSchema):
+    secret = fields.String(dump_only=True, metadata={"description": "shown once: the key for X-StreetLoop-Signature"})
+
+
+def _key(key_id: int) -> ApiKey:
+    key = session().get(ApiKey, key_id)
+    if key is None:
+        abort(404, message=f"api key {key_id} not found")
+    return key
+
+
+@blp.route("/api-keys/<int:key_id>/webhooks")
+@require("admin")
+@blp.response(200, WebhookSchema(many=True))
+def list_webhooks(key_id: int) -> Any:
+    _key(key_id)
+    return session().scalars(select(Webhook).where(Webhook.api_key_id == key_id).order_by(Webhook.id)).all()
+
+
+@blp.route("/api-keys/<int:key_id>/webhooks", methods=["POST"])
+@require("admin")
+@blp.arguments(WebhookSchema)
+@blp.response(201, NewWebhookSchema)
+@blp.alt_response(409, description="The URL is already registered for this key, or the key is revoked")
+def create_webhook(data: dict[str, Any], key_id: int) -> Any:
+    s = session()
+    key = _key(key_id)
+    if not key.active:
+        abort(409, message=f"api key {key_id} is revoked")
+    hook = s.scalar(select(Webhook).where(Webhook.api_key_id == key_id, Webhook.url == data["url"]).with_for_update())
+    if hook is not None and hook.active:
+        abort(409, message=f"{data['url']} is already registered for api key {key_id} (webhook {hook.id})")
+    secret = secrets.token_hex(32)
+    if hook is None:
+        hook = Webhook(api_key_id=key_id, url=data["url"], secret=secret)
+        s.add(hook)
+    else:
+        # Registering a deactivated URL again switches it back on with a fresh secret
+        # (the old one may be why it was switched off).
+        hook.secret, hook.active = secret, True
+    try:
+        s.commit()
+    except IntegrityError:
+        # Another admin registered the same URL a moment ago.
+        s.rollback()
+        abort(409, message=f"{data['url']} is already registered for api key {key_id}")
+    return {"id": hook.id, "api_key_id": key_id, "url": hook.url, "active": hook.active,
+            "created_at": hook.created_at, "secret": secret}
+
+
+@blp.route("/webhooks/<int:webhook_id>", methods=["DELETE"])
+@require("admin")
+@blp.response(204)
+def deactivate_webhook(webhook_id: int) -> None:
+    """Stop calling it; deliveries still waiting for it are given up, not sent."""
+    s = session()
+    hook = s.get(Webhook, webhook_id)
+    if hook is None:
+        abort(404, message=f"webhook {webhook_id} not found")
+    hook.active = False
+    s.commit()
