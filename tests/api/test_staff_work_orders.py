@@ -305,7 +305,12 @@ def test_cancel_cancels_the_linked_requests(client: Any, db: Session, dispatcher
     f.service_type(db)
     first = f.report(db, at=f.days_ago(1))
     second = f.report(db, lon=f.offset(f.LON, f.LAT, 10)[0])
-    r = transition(client, dispatcher, first.work_order, to="cancelled", note="private land")
+    # Cancelling closes residents' requests without any work done: a supervisor's decision.
+    refused = transition(client, dispatcher, first.work_order, to="cancelled", note="private land")
+    assert refused.status_code == 403
+    assert client.get(f"/api/v1/requests/{first.request.public_id}", headers=dispatcher).get_json()["status"] == "open"
+    supervisor = f.token_for(db, f.user(db, "sup@example.org", "supervisor"))
+    r = transition(client, supervisor, first.work_order, to="cancelled", note="private land")
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["status"] == "cancelled"
     for req in (first.request, second.request):

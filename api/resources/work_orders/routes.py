@@ -7,7 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from api.auth import current_actor, require
+from api.auth import current_actor, current_user, require
 from api.db import session
 from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
 from core.lifecycle.work_order import UNABLE_REASONS
@@ -135,6 +135,9 @@ def transition(data: dict[str, Any], wo_id: int) -> Any:
     context: dict[str, Any] = {}
     if data.get("crew") and data["to"] != "dispatched":
         abort(422, message="a crew is only given when dispatching", errors={"crew": ["only with to=dispatched"]})
+    if data["to"] == "cancelled" and current_user().role not in ("supervisor", "admin"):
+        # It closes the residents' requests with no work done: an explicit supervisor outcome.
+        abort(403, message="cancelling work closes residents' requests; a supervisor decides that")
     if data.get("crew"):
         crew = s.scalar(select(Crew).where(Crew.code == data["crew"], Crew.active.is_(True)))
         if crew is None:
