@@ -12,7 +12,7 @@ from core.settings import Settings
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import db, docs, errors, media, status_page
+    from api import citistat_page, db, docs, errors, media, status_page
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
     from api.spec import make_api
@@ -54,5 +54,6 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.register_blueprint(docs.blp)
     app.register_blueprint(media.blp)
     app.register_blueprint(status_page.blp)
+    app.register_blueprint(citistat_page.blp)
     errors.init_app(app)
     return app

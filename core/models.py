@@ -431,6 +431,15 @@ class StatusEvent(Base):
             "id",
             postgresql_where=text("entity = 'service_request' AND public"),
         ),
+        # CitiStat's on-site time: each order's visits in time order, index-only.
+        Index(
+            "ix_status_events_work_order_visits",
+            "entity_id",
+            "at",
+            "id",
+            postgresql_include=["to_status", "actor_user_id"],
+            postgresql_where=text("entity = 'work_order' AND to_status IN ('on_site', 'completed')"),
+        ),
     )
 
     id: Mapped[intpk]

@@ -8,6 +8,7 @@ from flask_smorest import Api
 def register_resources(api: Api) -> None:
     from api.resources.api_keys.routes import blp as api_keys
     from api.resources.auth.routes import blp as auth
+    from api.resources.citistat.routes import blp as citistat
     from api.resources.crew.routes import blp as crew_phone
     from api.resources.crews.routes import blp as crews
     from api.resources.depots.routes import blp as depots
@@ -19,5 +20,5 @@ def register_resources(api: Api) -> None:
     from api.resources.webhooks.routes import blp as webhooks
     from api.resources.work_orders.routes import blp as work_orders
 
-    for blp in (auth, service_types, crews, depots, districts, requests, work_orders, plans, crew_phone, api_keys, reviews, webhooks):
+    for blp in (auth, service_types, crews, depots, districts, requests, work_orders, plans, crew_phone, api_keys, reviews, webhooks, citistat):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")
