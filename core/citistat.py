@@ -1,10 +1,11 @@
 """CitiStat: the city's accountability numbers for a period, per group and in total.
 
-Everything is computed in PostgreSQL from the live tables (no cached aggregates, so
-there is nothing that can drift from the data). `compute()` runs one statement per
-family of figures; the request figures and the Kaplan–Meier curve are set-based
-(GROUP BY GROUPING SETS and window functions), so a year of a large city is a couple
-of sequential scans, not a million rows in Python.
+Everything is computed from the live tables (no cached aggregates, so there is nothing
+that can drift from the data). The request cohort is read once, as a binary COPY of a
+few fixed-width columns per request straight into numpy, where every cohort figure and
+the Kaplan–Meier curve are computed (a year of a large city is a million rows; no
+Python object is made per row). The other families of figures are one set-based SQL
+statement each (GROUP BY GROUPING SETS).
 
 The period is a range of dates in the city's time zone: `start` 00:00 to `end + 1 day`
 00:00 (so `end` is inclusive). "now" is the instant the report is computed for.
@@ -25,7 +26,7 @@ the period, duplicates included: they are real reports that get closed like any 
 | open_not_yet_due | open requests with `due > now`: undetermined, outside the on-time rate |
 | on_time_denominator | closed + late_open |
 | on_time_rate | on_time / on_time_denominator (null when 0) |
-| median / p90_hours_to_close | Kaplan–Meier estimate of the time from `requested_at` to `closed_at` (see `_KM_SQL`): closed requests are events at `closed_at - requested_at`, open ones are right-censored at `now - requested_at`. S(t) = Π over event times t_i <= t of (1 - d_i / n_i), d_i = closings at t_i, n_i = requests still open just before t_i (censored at t_i count as at risk). The q-quantile is the smallest event time t with S(t) <= 1 - q (a 1e-9 tolerance absorbs the floating-point product); null ("not reached") if the curve never gets that low. Durations are whole seconds (truncated), reported in hours. Unlike the median of closed requests only, slow work that is still open pulls it up |
+| median / p90_hours_to_close | Kaplan–Meier estimate of the time from `requested_at` to `closed_at` (see `_km_quantiles`): closed requests are events at `closed_at - requested_at`, open ones are right-censored at `now - requested_at`. S(t) = Π over event times t_i <= t of (1 - d_i / n_i), d_i = closings at t_i, n_i = requests still open just before t_i (censored at t_i count as at risk). The q-quantile is the smallest event time t with S(t) <= 1 - q (a 1e-9 tolerance absorbs the floating-point product); null ("not reached") if the curve never gets that low. Durations are whole seconds (truncated), reported in hours. Unlike the median of closed requests only, slow work that is still open pulls it up |
 | backlog[bucket] | open cohort requests by age `now - requested_at`: lt_1d [0, 1 d), 1_3d [1, 3 d), 3_7d [3, 7 d), 7_30d [7, 30 d), gt_30d [30 d, ∞) |
 | reopened | cohort requests with `reopen_count > 0` |
 | ever_closed | cohort requests closed now or with `reopen_count > 0` |
@@ -57,11 +58,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailed
-from core.models import REQUEST_CLOSED_STATUSES
+from core.models import REQUEST_CLOSED_STATUSES, REQUEST_STATUSES
 
 GROUP_BYS = ("agency", "service_type", "district", "crew", "week")
 OTHER_OUTCOMES = ("duplicate", "not_found", "no_action_needed", "referred", "cancelled")
@@ -82,13 +84,6 @@ def _week(ts: str) -> str:
 
 
 # The group key of each source of figures, per group_by; None: not defined for that grouping.
-_REQUEST_KEYS = {
-    "agency": "st.agency",
-    "service_type": "st.code",
-    "district": "d.code",
-    "crew": "cr.code",
-    "week": _week("sr.requested_at"),
-}
 _COMPLETION_KEYS = {
     "agency": "st.agency",
     "service_type": "st.code",
@@ -248,100 +243,6 @@ def _hours(seconds: int | float | None, digits: int = 4) -> float | None:
 
 # -- the statements -------------------------------------------------------------------
 
-_REQUEST_FROM = """
-    FROM service_requests sr
-    JOIN service_types st ON st.id = sr.service_type_id
-    LEFT JOIN districts d ON d.id = sr.district_id
-    LEFT JOIN completions c ON c.id = sr.completion_id
-    {crew_join}
-    WHERE sr.requested_at >= :start AND sr.requested_at < :end
-"""
-# A request's crew: the one whose completion closed it, else the one its work order is
-# assigned to now. Only joined when grouping by crew.
-_REQUEST_CREW_JOIN = """
-    LEFT JOIN work_orders wo ON wo.id = sr.work_order_id
-    LEFT JOIN crews cr ON cr.id = COALESCE(c.crew_id, wo.crew_id)
-"""
-
-
-def _request_sql(group_by: str) -> str:
-    buckets = []
-    for name, lo, hi in BACKLOG_BUCKETS:
-        cond = f"age >= interval '{lo} days'" + (f" AND age < interval '{hi} days'" if hi is not None else "")
-        buckets.append(f"count(*) FILTER (WHERE NOT is_closed AND {cond}) AS backlog_{name}")
-    others = [f"count(*) FILTER (WHERE status = '{o}') AS closed_{o}" for o in OTHER_OUTCOMES]
-    source = _REQUEST_FROM.format(crew_join=_REQUEST_CREW_JOIN if group_by == "crew" else "")
-    return f"""
-    SELECT grp, grouping(grp) AS is_total,
-           count(*) AS received,
-           count(*) FILTER (WHERE is_dup) AS duplicates,
-           count(*) FILTER (WHERE is_closed) AS closed,
-           count(*) FILTER (WHERE status = 'fixed' AND verdict IN ({_PROVEN_SQL})) AS closed_fixed_verified,
-           {", ".join(others)},
-           count(*) FILTER (WHERE is_closed AND closed_at <= due_at) AS on_time,
-           count(*) FILTER (WHERE NOT is_closed AND due_at <= :now) AS late_open,
-           count(*) FILTER (WHERE NOT is_closed AND due_at > :now) AS open_not_yet_due,
-           {", ".join(buckets)},
-           count(*) FILTER (WHERE reopen_count > 0) AS reopened,
-           count(*) FILTER (WHERE is_closed OR reopen_count > 0) AS ever_closed
-    FROM (
-        SELECT {_REQUEST_KEYS[group_by]} AS grp,
-               sr.detailed_status AS status,
-               sr.detailed_status IN ({_CLOSED_SQL}) AS is_closed,
-               sr.duplicate_of_id IS NOT NULL AS is_dup,
-               sr.closed_at,
-               sr.reopen_count,
-               c.verdict,
-               sr.requested_at + make_interval(hours => st.sla_hours) AS due_at,
-               CAST(:now AS timestamptz) - sr.requested_at AS age
-        {source}
-    ) r
-    GROUP BY GROUPING SETS ((grp), ())
-    """
-
-
-def _km_sql(group_by: str, quantiles: tuple[float, ...]) -> str:
-    """Kaplan–Meier per group (and for the total, `is_total` = 1) in one statement.
-
-    t: per (group, duration) the closings d and all requests c. k: n, the requests at
-    risk at that duration (duration >= t) = all of the group minus those before t, with
-    both windows over one sort. s: the running product of (1 - d/n) over event times as
-    exp(Σ ln), with factors of 0 (d = n: the last ones at risk all closed) counted apart
-    so ln(0) is never taken. Durations are float8 seconds truncated to whole seconds
-    (float, not numeric: a million of them are sorted and summed)."""
-    source = _REQUEST_FROM.format(crew_join=_REQUEST_CREW_JOIN if group_by == "crew" else "")
-    picks = ", ".join(
-        f"min(dur) FILTER (WHERE zeros > 0 OR exp(logs) <= {1 - q!r} + {KM_TOLERANCE!r}) AS q{i}"
-        for i, q in enumerate(quantiles)
-    )
-    return f"""
-    WITH r AS (
-        SELECT {_REQUEST_KEYS[group_by]} AS grp,
-               (sr.detailed_status IN ({_CLOSED_SQL}) AND sr.closed_at IS NOT NULL) AS ev,
-               greatest(0, floor(date_part('epoch',
-                   CASE WHEN sr.detailed_status IN ({_CLOSED_SQL}) AND sr.closed_at IS NOT NULL
-                        THEN sr.closed_at ELSE CAST(:now AS timestamptz) END - sr.requested_at)))::bigint AS dur
-        {source}
-    ), t AS (
-        SELECT grouping(grp) AS is_total, grp, dur, count(*) FILTER (WHERE ev) AS d, count(*) AS c
-        FROM r GROUP BY GROUPING SETS ((grp, dur), (dur))
-    ), k AS (
-        SELECT is_total, grp, dur, d,
-               sum(c) OVER whole - sum(c) OVER upto + c AS n
-        FROM t
-        WINDOW whole AS (PARTITION BY is_total, grp),
-               upto AS (PARTITION BY is_total, grp ORDER BY dur ROWS UNBOUNDED PRECEDING)
-    ), s AS (
-        SELECT is_total, grp, dur,
-               count(*) FILTER (WHERE d = n) OVER upto AS zeros,
-               coalesce(sum(ln(1 - d::float8 / n)) FILTER (WHERE d < n) OVER upto, 0) AS logs
-        FROM k WHERE d > 0
-        WINDOW upto AS (PARTITION BY is_total, grp ORDER BY dur ROWS UNBOUNDED PRECEDING)
-    )
-    SELECT grp, is_total, {picks} FROM s GROUP BY is_total, grp
-    """
-
-
 _COMPLETION_SQL = """
     SELECT grp, grouping(grp) AS is_total,
            count(*) AS completions,
@@ -470,6 +371,212 @@ def _grouped(session: Session, sql: str, params: dict[str, Any]) -> _Grouped:
 
 
 
+# -- the request cohort: one narrow binary scan, figures in numpy -----------------------------
+#
+# A year of a large city is a million requests. Every cohort figure, the Kaplan-Meier curve
+# included, is computed from one binary COPY of a few fixed-width columns per request
+# (about 50 bytes each), read straight into a numpy record array: no Python object per row,
+# and one sort for the curve instead of PostgreSQL's sort-and-window passes.
+
+_STATUS_CODES = {s: i for i, s in enumerate(REQUEST_STATUSES)}
+_US = 1_000_000
+
+_COHORT_SQL = """
+    COPY (
+        SELECT sr.service_type_id::int4,
+               COALESCE(sr.district_id, 0)::int4,
+               array_position(%(statuses)s::text[], sr.detailed_status::text)::int2,
+               (CASE WHEN sr.duplicate_of_id IS NOT NULL THEN 1 ELSE 0 END
+                + CASE WHEN sr.reopen_count > 0 THEN 2 ELSE 0 END
+                -- `fixed` needs proof by construction; this guards the figure all the same, with
+                -- a hashed lookup in the (small) set of completions that are not proof.
+                + CASE WHEN sr.completion_id IN (
+                      SELECT id FROM completions WHERE verdict NOT IN ('auto_verified', 'verified'))
+                       THEN 4 ELSE 0 END)::int2,
+               -- Epoch microseconds through float8: exact to the microsecond for centuries,
+               -- and far cheaper than numeric arithmetic on a million rows.
+               (date_part('epoch', sr.requested_at) * 1000000)::int8,
+               COALESCE((date_part('epoch', sr.closed_at) * 1000000)::int8, -1)
+               {crew}
+        FROM service_requests sr {crew_join}
+        WHERE sr.requested_at >= %(start)s AND sr.requested_at < %(end)s
+    ) TO STDOUT (FORMAT BINARY)
+"""
+_COHORT_FIELDS = [("st", ">i4"), ("di", ">i4"), ("status", ">i2"), ("flags", ">i2"), ("req_us", ">i8"),
+                  ("closed_us", ">i8")]
+# The crew a request counts for: the one whose completion closed it, else the one its work
+# order is assigned to now (only read when grouping by crew).
+_COHORT_CREW = (
+    ", COALESCE(c.crew_id, wo.crew_id, 0)::int4",
+    "LEFT JOIN completions c ON c.id = sr.completion_id LEFT JOIN work_orders wo ON wo.id = sr.work_order_id",
+)
+_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4, always 0 here)
+
+
+def _epoch_us(at: datetime) -> int:
+    return round(at.timestamp() * _US)
+
+
+def _cohort(session: Session, group_by: str, period: Period) -> np.ndarray:
+    """The cohort as a numpy record array, one record per request."""
+    fields = _COHORT_FIELDS + ([("cr", ">i4")] if group_by == "crew" else [])
+    crew, crew_join = _COHORT_CREW if group_by == "crew" else ("", "")
+    params = {"statuses": list(REQUEST_STATUSES), "start": period.starts_at, "end": period.ends_at}
+    raw = session.connection().connection.driver_connection
+    buf = bytearray()
+    with raw.cursor() as cur, cur.copy(_COHORT_SQL.format(crew=crew, crew_join=crew_join), params) as copy:
+        for chunk in copy:
+            buf += chunk
+    # A binary COPY tuple: int16 field count, then per field int32 length and the value. No
+    # column can be NULL, so every tuple has the same layout and numpy reads them in place.
+    dtype = np.dtype([("nfields", ">i2")] + [x for name, t in fields for x in ((f"len_{name}", ">i4"), (name, t))])
+    rows = np.frombuffer(memoryview(buf)[_COPY_HEADER:-2], dtype=dtype)  # the trailer is int16 -1
+    if len(rows) and (rows["nfields"] != len(fields)).any():  # pragma: no cover - a schema slip
+        raise RuntimeError("unexpected COPY layout")
+    return rows
+
+
+def _week_starts(period: Period) -> list[datetime]:
+    """Local Monday midnights from the period's first week to past its end (DST-safe)."""
+    monday = period.start - timedelta(days=period.start.weekday())
+    weeks = []
+    while monday <= period.end:
+        weeks.append(datetime.combine(monday, time(0), tzinfo=period.tz))
+        monday += timedelta(days=7)
+    return weeks
+
+
+def _group_keys(session: Session, group_by: str, rows: np.ndarray, period: Period) -> tuple[np.ndarray, list[str | None]]:
+    """Per row, the index of its group; and each group's key (code, agency, or week date)."""
+    if group_by == "week":
+        starts = _week_starts(period)
+        week = np.searchsorted(np.array([_epoch_us(w) for w in starts], dtype=np.int64), rows["req_us"], side="right") - 1
+        uniq, inverse = np.unique(week, return_inverse=True)
+        return inverse, [starts[int(w)].date().isoformat() for w in uniq]
+    column, table, key_col = {
+        "service_type": ("st", "service_types", "code"), "agency": ("st", "service_types", "agency"),
+        "district": ("di", "districts", "code"), "crew": ("cr", "crews", "code"),
+    }[group_by]
+    names = dict(session.execute(text(f"SELECT id, {key_col} FROM {table}")).all())  # noqa: S608 - fixed names
+    uniq, inverse = np.unique(rows[column], return_inverse=True)
+    keys = [names.get(int(i)) for i in uniq]  # id 0 (no district / crew) has no name: None
+    # Several types share an agency: merge their groups.
+    merged = sorted({k for k in keys if k is not None}) + ([None] if None in keys else [])
+    position = {k: n for n, k in enumerate(merged)}
+    remap = np.array([position[k] for k in keys], dtype=np.int64)
+    return (remap[inverse] if len(inverse) else inverse), merged
+
+
+def _run_start(first: np.ndarray) -> np.ndarray:
+    """For each position, the index where its run (of one group) starts."""
+    return np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+
+
+def _km_quantiles(group: np.ndarray, n_groups: int, dur: np.ndarray, event: np.ndarray,
+                  quantiles: tuple[float, ...]) -> np.ndarray:
+    """Kaplan-Meier quantiles per group: out[g, i] = smallest event duration t with
+    S(t) <= 1 - q_i, or -1 if the curve never gets that low (see the module docstring)."""
+    out = np.full((n_groups, len(quantiles)), -1, dtype=np.int64)
+    if len(dur) == 0:
+        return out
+    order = np.lexsort((dur, group))
+    g, t, e = group[order], dur[order], event[order]
+    # Runs of equal (group, duration): c requests, d of them closings.
+    starts = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (t[1:] != t[:-1])])
+    c = np.diff(np.r_[starts, len(t)])
+    d = np.add.reduceat(e.astype(np.int64), starts)
+    rg, rt = g[starts], t[starts]
+    # At risk at t: the group's requests minus those with a shorter duration.
+    size = np.bincount(g, minlength=n_groups)
+    cum = np.cumsum(c)
+    first = np.r_[True, rg[1:] != rg[:-1]]
+    before = cum - c - (cum - c)[_run_start(first)]
+    n = size[rg] - before
+    has = d > 0
+    rg, rt, d, n = rg[has], rt[has], d[has], n[has]
+    if len(rg) == 0:
+        return out
+    # S as exp(Σ ln(1 - d/n)) per group; a factor of 0 (all still at risk closed) counted apart.
+    zero = d == n
+    logs = np.where(zero, 0.0, np.log1p(-np.where(zero, 0, d) / n))
+    first = np.r_[True, rg[1:] != rg[:-1]]
+    head = _run_start(first)
+    csum = np.cumsum(logs)
+    csum -= np.r_[0.0, csum[:-1]][head]
+    zeros = np.cumsum(zero)
+    zeros -= np.r_[0, zeros[:-1]][head]
+    surv = np.exp(csum)
+    for i, q in enumerate(quantiles):
+        hit = (zeros > 0) | (surv <= 1 - q + KM_TOLERANCE)
+        # The first hit of each group (rows are in duration order within a group).
+        idx = np.flatnonzero(hit)
+        if len(idx):
+            groups, at = np.unique(rg[idx], return_index=True)
+            out[groups, i] = rt[idx[at]]
+    return out
+
+
+def _cohort_figures(session: Session, group_by: str, period: Period, now: datetime,
+                    quantiles: tuple[float, ...]) -> tuple[dict[str | None, Figures], Figures]:
+    """The request figures of the module docstring, per group and in total."""
+    rows = _cohort(session, group_by, period)
+    group, keys = _group_keys(session, group_by, rows, period)
+    sla_h = dict(session.execute(text("SELECT id, sla_hours FROM service_types")).all())
+    sla_us = np.array([sla_h.get(int(i), 0) for i in range(max(sla_h, default=0) + 1)], dtype=np.int64) * 3600 * _US
+    status, flags = rows["status"].astype(np.int64) - 1, rows["flags"]
+    req_us = rows["req_us"]
+    # Time to close (-1: never closed) and age now, in microseconds.
+    closed_us = np.where(rows["closed_us"] >= 0, rows["closed_us"] - req_us, -1)
+    age_us = _epoch_us(now) - req_us
+    closed_codes = [_STATUS_CODES[s] for s in REQUEST_CLOSED_STATUSES]
+    is_closed = np.isin(status, closed_codes)
+    due_us = sla_us[rows["st"]] if len(rows) else np.zeros(0, dtype=np.int64)
+    masks: dict[str, np.ndarray] = {
+        "received": np.ones(len(rows), dtype=bool),
+        "duplicates": (flags & 1) > 0,
+        "closed": is_closed,
+        "closed_fixed_verified": (status == _STATUS_CODES["fixed"]) & ((flags & 4) == 0),
+        "on_time": is_closed & (closed_us >= 0) & (closed_us <= due_us),
+        "late_open": ~is_closed & (age_us >= due_us),
+        "open_not_yet_due": ~is_closed & (age_us < due_us),
+        "reopened": (flags & 2) > 0,
+        "ever_closed": is_closed | ((flags & 2) > 0),
+    }
+    for outcome in OTHER_OUTCOMES:
+        masks[f"closed_{outcome}"] = status == _STATUS_CODES[outcome]
+    for name, lo, hi in BACKLOG_BUCKETS:
+        m = ~is_closed & (age_us >= lo * 86400 * _US)
+        masks[f"backlog_{name}"] = m & (age_us < hi * 86400 * _US) if hi is not None else m
+    n_groups = len(keys)
+    counts = {k: (np.bincount(group, weights=m, minlength=n_groups).astype(np.int64), int(m.sum()))
+              for k, m in masks.items()}
+    # Kaplan-Meier on whole seconds: closings are events, open requests censored at now.
+    event = is_closed & (closed_us >= 0)
+    dur = np.maximum(0, np.where(event, closed_us, age_us) // _US)
+    per_group = _km_quantiles(group, n_groups, dur, event, quantiles)
+    overall = _km_quantiles(np.zeros(len(rows), dtype=np.int64), 1, dur, event, quantiles)[0]
+
+    def fill(fig: Figures, pick: Any, km: np.ndarray) -> Figures:
+        v = {k: pick(c) for k, c in counts.items()}
+        fig.received, fig.duplicates, fig.closed = v["received"], v["duplicates"], v["closed"]
+        fig.open = fig.received - fig.closed
+        fig.closed_fixed_verified = v["closed_fixed_verified"]
+        fig.closed_other = {o: v[f"closed_{o}"] for o in OTHER_OUTCOMES}
+        fig.on_time, fig.late_open, fig.open_not_yet_due = v["on_time"], v["late_open"], v["open_not_yet_due"]
+        fig.on_time_denominator = fig.closed + fig.late_open
+        fig.on_time_rate = _rate(fig.on_time, fig.on_time_denominator)
+        fig.backlog = {b[0]: v[f"backlog_{b[0]}"] for b in BACKLOG_BUCKETS}
+        fig.reopened, fig.ever_closed = v["reopened"], v["ever_closed"]
+        fig.reopen_rate = _rate(fig.reopened, fig.ever_closed)
+        fig.median_hours_to_close = _hours(int(km[0])) if km[0] >= 0 else None
+        fig.p90_hours_to_close = _hours(int(km[1])) if km[1] >= 0 else None
+        return fig
+
+    per = {key: fill(Figures(group=key), lambda c, i=i: int(c[0][i]), per_group[i]) for i, key in enumerate(keys)}
+    total = fill(Figures(label="Total"), lambda c: c[1], overall) if len(rows) else Figures(label="Total")
+    return per, total
+
+
 def compute(
     session: Session,
     *,
@@ -501,27 +608,10 @@ def compute(
             rows[key] = Figures(group=key)
         return rows[key]
 
-    # Requests: the cohort figures.
-    per, tot = _grouped(session, _request_sql(group_by), params)
-    for key, r in [*per.items(), (None, tot)]:
-        if r is None:
-            continue
-        fig = total if r is tot else row(key)
-        fig.received, fig.duplicates, fig.closed = r["received"], r["duplicates"], r["closed"]
-        fig.open = fig.received - fig.closed
-        fig.closed_fixed_verified = r["closed_fixed_verified"]
-        fig.closed_other = {o: r[f"closed_{o}"] for o in OTHER_OUTCOMES}
-        fig.on_time, fig.late_open, fig.open_not_yet_due = r["on_time"], r["late_open"], r["open_not_yet_due"]
-        fig.on_time_denominator = fig.closed + fig.late_open
-        fig.on_time_rate = _rate(fig.on_time, fig.on_time_denominator)
-        fig.backlog = {b[0]: r[f"backlog_{b[0]}"] for b in BACKLOG_BUCKETS}
-        fig.reopened, fig.ever_closed = r["reopened"], r["ever_closed"]
-        fig.reopen_rate = _rate(fig.reopened, fig.ever_closed)
-
-    for r in session.execute(text(_km_sql(group_by, quantiles)), params).mappings():
-        fig = total if r["is_total"] else row(r["grp"])
-        fig.median_hours_to_close = _hours(r["q0"])
-        fig.p90_hours_to_close = _hours(r["q1"])
+    # Requests: the cohort figures, Kaplan-Meier included.
+    per_cohort, cohort_total = _cohort_figures(session, group_by, period, now, quantiles)
+    rows.update(per_cohort)
+    total = cohort_total
 
     # Completions and the work they stand for.
     per, tot = _grouped(session, _COMPLETION_SQL.format(key=_COMPLETION_KEYS[group_by]), params)
