@@ -7,7 +7,7 @@ Scaling: coordinates x1000; distances rounded, travel times rounded *up*, so an 
 schedule that is feasible is feasible with exact distances too. Gaps and feasibility are
 computed on the exact double-precision distances of the returned routes.
 
-    python bench/vrptw.py [--set DIR] [--bks CSV] [--time-limit S] [INSTANCE ...]
+    python bench/vrptw.py [--set DIR] [--bks CSV] [--time-limit S] [--only SOLVER ...] [--seed N] [INSTANCE ...]
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ def exact_check(inst: dict, routes: list[list[int]]) -> tuple[float, bool]:
     return total, ok
 
 
-def run_streetloop(problem: Problem, limit: float, workers: int, use_vroom: bool) -> tuple[list[list[int]], bool, float]:
+def run_streetloop(problem: Problem, limit: float, workers: int, use_vroom: bool, seed: int = 0) -> tuple[list[list[int]], bool, float]:
     t = time.monotonic()
-    res = solve(problem, SolveParams(time_limit_s=limit, workers=workers, use_vroom=use_vroom))
+    res = solve(problem, SolveParams(time_limit_s=limit, workers=workers, use_vroom=use_vroom, seed=seed))
     routes = [[s.location for s in r.stops] for r in res.routes]
     return routes, res.is_feasible(), time.monotonic() - t
 
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", type=Path, default=DEFAULT_SET)
     ap.add_argument("--bks", type=Path, default=None)
     ap.add_argument("--time-limit", type=float, default=10.0)
+    # Intermediate experiments: one column only (--only streetloop), other seeds (--seed).
+    ap.add_argument("--only", action="append", choices=("streetloop", "vroom", "ortools"), default=None)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("instances", nargs="*")
     a = ap.parse_args(argv)
     bks_path = a.bks or a.set.parent / "solomon_bks_distance.csv"
@@ -115,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         problem, _ = to_problem(inst)
         b = bks.get(name)
         for solver, run in (
-            ("streetloop", lambda: run_streetloop(problem, a.time_limit, 2, True)),
+            ("streetloop", lambda: run_streetloop(problem, a.time_limit, 2, True, a.seed)),
             ("vroom", lambda: run_vroom(problem, a.time_limit)),
-            ("ortools", lambda: run_streetloop(problem, a.time_limit, 1, False)),
+            ("ortools", lambda: run_streetloop(problem, a.time_limit, 1, False, a.seed)),
         ):
+            if a.only and solver not in a.only:
+                continue
             routes, validated, secs = run()
             length, feasible = exact_check(inst, routes)
             gap = 100 * (length / float(b["distance"]) - 1) if b else float("nan")

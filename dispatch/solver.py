@@ -4,9 +4,9 @@ Pipeline, within `time_limit_s`:
 1. Pre-check: jobs no crew can ever do get their reason up front and stay out.
 2. VROOM (pyvroom) builds first routes at exploration level 5 on all workers' threads.
 3. Each worker (1 or 2 processes) walks on from there with a VROOM-driven large
-   neighbourhood search (remove a cluster of nearby jobs, VROOM re-inserts and polishes),
-   because VROOM alone stops at its first local optimum and OR-Tools' GLS improves a
-   strong start only slowly.
+   neighbourhood search (remove up to 30 % of the jobs, as a cluster, strings from
+   neighbouring routes or at random; VROOM re-inserts and polishes), because VROOM alone
+   stops at its first local optimum and OR-Tools' GLS improves a strong start only slowly.
 4. OR-Tools, the model of record, reads the best routes under the full constraint set
    (breaks, locks, route duration, skills, capacities, windows, drop penalties) after a
    repair pass for what VROOM cannot model, and improves them with guided local search
@@ -67,6 +67,8 @@ class SolveParams:
     lns: bool = True
     ortools_share: float = 0.2
     lns_threshold: float = 0.005
+    lns_ops: tuple[str, ...] = ("cluster", "string", "random")  # ruins to pick from ("route" too)
+    lns_ruin: float = 0.3  # largest ruin, as a share of the free jobs (at most 40)
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class _Raw:
     lam: float = 0.0
     lns_iterations: int = 0
     lns_improvements: int = 0
+    lns_objective: int | None = None
 
 
 def solve(problem: Problem, params: SolveParams | None = None) -> Result:
@@ -123,7 +126,7 @@ def solve(problem: Problem, params: SolveParams | None = None) -> Result:
         start_from=best.start_from,
         solver_objective=best.objective,
         workers=[
-            {"lambda": r.lam, "objective": r.objective, "start_from": r.start_from, "status": r.status, "lns_iterations": r.lns_iterations, "lns_improvements": r.lns_improvements}
+            {"lambda": r.lam, "objective": r.objective, "start_from": r.start_from, "status": r.status, "lns_iterations": r.lns_iterations, "lns_improvements": r.lns_improvements, "lns_objective": r.lns_objective}
             for r in raws
         ],
         seconds=round(time.monotonic() - t0, 3),
@@ -359,34 +362,88 @@ LNS_MIN_CALL_S = 0.2
 LNS_UNTIMED_JOBS = 400
 
 
-def _vroom_lns(problem: Problem, keep: list[str], locked: set[str], start: _VroomStart, deadline: float, seed: int, threshold: float = 0.0) -> _VroomStart:
-    """Large neighbourhood search driven by VROOM's local search: remove a cluster of
-    jobs that lie close together, let VROOM re-insert and polish from the rest of the
-    current routes (exploration level 1, one thread), keep the result if it scores
-    better. VROOM alone stops at its first local optimum; this walks on from there."""
+def _vroom_lns(
+    problem: Problem,
+    keep: list[str],
+    locked: set[str],
+    start: _VroomStart,
+    deadline: float,
+    seed: int,
+    threshold: float = 0.0,
+    ops: tuple[str, ...] = ("cluster", "string", "random"),
+    ruin: float = 0.3,
+) -> _VroomStart:
+    """Large neighbourhood search driven by VROOM's local search: ruin part of the current
+    routes, let VROOM re-insert and polish from the rest (exploration level 1, one
+    thread), accept the result by record-to-record travel. VROOM alone stops at its first
+    local optimum; this walks on from there.
+
+    Ruins (`ops`), picked adaptively by how often each has paid off: "cluster", nearby
+    jobs; "string", strings cut from several neighbouring routes (SISR), so that routes
+    are rebuilt rather than only patched; "random", jobs anywhere; "route", one whole
+    route, which frees a vehicle when its jobs fit elsewhere (off by default: on long
+    routes each repair costs several ordinary ones and rarely paid off)."""
     spec = _vroom_spec(problem, keep, locked)
     n = len(spec.free)
     # Small days are OR-Tools' to finish (GLS all but solves them); the walk pays off
     # from a few dozen jobs on.
-    if n < LNS_MIN_JOBS or not start.steps:
+    if n < LNS_MIN_JOBS or not start.steps or not ops:
         return start
     rng = random.Random(seed)
     dur = problem.matrix.durations
     locs = np.array([j["location"] for j in spec.jobs])
-    size = max(2, min(30, n // 7))
+    # Ruins of up to a third of the day: VROOM's repair of a small one mostly rebuilds the
+    # routes it was given (same score), while larger ones reach other local optima.
+    size = max(2, min(40, round(n * ruin)))
+    weights = {op: 1.0 for op in ops}
     best = current = start
     t_start, span = time.time(), max(1e-3, deadline - time.time())
+
+    def near(centre: int) -> np.ndarray:
+        return np.argsort(dur[locs[centre], locs] + dur[locs, locs[centre]], kind="stable")
+
     while time.time() < deadline:
         best.iterations += 1
-        centre = rng.randrange(n)
+        routes = {v: [i for t, i in seq if t == "single"] for v, seq in current.steps.items()}
+        routes = {v: r for v, r in routes.items() if r}
+        op = rng.choices(list(weights), weights=list(weights.values()))[0]
         k = rng.randint(max(2, size // 2), size)
-        near = np.argsort(dur[locs[centre], locs] + dur[locs, locs[centre]], kind="stable")[:k]
-        ruined = {int(x) for x in near}
+        ruined: set[int] = set()
+        if op == "cluster":
+            ruined = {int(x) for x in near(rng.randrange(n))[:k]}
+        elif op == "random":
+            ruined = set(rng.sample(range(n), min(k, n)))
+        elif op == "route" and routes:
+            v = rng.choice(list(routes))
+            ruined = set(routes[v])
+        elif op == "string" and routes:
+            # SISR (Christiaens & Vanden Berghe 2020): strings of average length up to
+            # 10 from about k / length routes, taken around the jobs nearest a seed.
+            where = {i: v for v, r in routes.items() for i in r}
+            avg = n / len(routes)
+            lmax = min(10.0, avg)
+            kmax = 4.0 * k / (1.0 + lmax) - 1.0
+            nstrings = max(1, int(rng.uniform(1.0, kmax + 1.0)))
+            done: set[int] = set()
+            for x in near(rng.randrange(n)):
+                v = where.get(int(x))
+                if v is None or v in done:
+                    continue
+                r = routes[v]
+                length = int(rng.uniform(1.0, min(len(r), lmax) + 1.0))
+                pos = r.index(int(x))
+                lo = rng.randint(max(0, pos - length + 1), min(pos, len(r) - length))
+                ruined.update(r[lo : lo + length])
+                done.add(v)
+                if len(done) >= nstrings:
+                    break
+        if not ruined:
+            continue
         steps = {v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)] for v, seq in current.steps.items()}
         left = deadline - time.time()
         if left < LNS_MIN_CALL_S:
             break
-        # Re-insertion at level 1 on a day this size takes milliseconds: no timer then.
+        # Re-insertion at level 1 on a day this size takes tens of milliseconds: no timer then.
         # (A solve asked to stop within a few milliseconds once hung in VROOM for good.)
         cand = _vroom_run(problem, spec, 1, 1, None if n <= LNS_UNTIMED_JOBS else left, steps)
         if cand is None:
@@ -394,11 +451,16 @@ def _vroom_lns(problem: Problem, keep: list[str], locked: set[str], start: _Vroo
         # Record-to-record travel: accept a little worse than the best, less so over time,
         # so the walk can leave a local optimum VROOM's own search cannot.
         slack = threshold * (1.0 - (time.time() - t_start) / span)
+        reward = 0.0
         if cand.score < best.score:
             cand.iterations, cand.improvements = best.iterations, best.improvements + 1
             best = current = cand
+            reward = 3.0
         elif cand.score <= best.score * (1.0 + slack):
+            reward = 1.0 if cand.score < current.score else 0.3
             current = cand
+        # Adaptive choice: an operator's weight follows its recent rewards, never to zero.
+        weights[op] = max(0.1, 0.9 * weights[op] + 0.1 * reward)
     return best
 
 
@@ -456,12 +518,14 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     t0 = time.monotonic()
     initial: dict[str, list[str]] | None = None
     lns_iterations = lns_improvements = 0
+    lns_objective: int | None = None
     if start is not None:
         if params.lns:
             locked = {j for c in problem.crews for j in c.locked_first if j in set(keep)}
             lns_deadline = deadline - params.ortools_share * max(0.0, deadline - time.time())
-            start = _vroom_lns(problem, keep, locked, start, lns_deadline, params.seed * 7919 + worker, params.lns_threshold)
+            start = _vroom_lns(problem, keep, locked, start, lns_deadline, params.seed * 7919 + worker, params.lns_threshold, params.lns_ops, params.lns_ruin)
             lns_iterations, lns_improvements = start.iterations, start.improvements
+        lns_objective = start.score
         initial = start.routes
     lam = params.gls_lambdas[worker % len(params.gls_lambdas)]
     jobs = {j.id: j for j in problem.jobs}
@@ -558,7 +622,7 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     remaining = max(0.05, deadline - time.time() - 0.05 * (1 + nj / 200))
     sp.time_limit.FromMilliseconds(int(remaining * 1000))
 
-    raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements)
+    raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements, lns_objective=lns_objective)
     sol = None
     if initial is not None:
         initial = _repair(problem, initial)
