@@ -152,6 +152,9 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
            SELECT i, i, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'needs_review',
                   'needs_review', false, now() - interval '1 hour', NULL
            FROM src WHERE status = 'in_progress' AND u_verdict < 0.3""",
+        # The visit behind each completion: on site 10-60 minutes before it was submitted.
+        """UPDATE completions SET completed_at = submitted_at,
+                                 arrived_at = submitted_at - make_interval(mins => 10 + (id % 51)::int)""",
         """SELECT setval(pg_get_serial_sequence('completions', 'id'), (SELECT max(id) FROM completions))""",
         """INSERT INTO service_requests (id, public_id, token, service_type_id, description, location, detailed_status,
                                         requested_at, updated_at, closed_at, district_id, duplicate_of_id,
@@ -168,10 +171,10 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
                   CASE WHEN status = 'reopened' OR (status = 'fixed' AND u_reopen < 0.03) THEN 1 ELSE 0 END
            FROM src""",
         """SELECT setval(pg_get_serial_sequence('service_requests', 'id'), (SELECT max(id) FROM service_requests))""",
-        # The visit behind each completion: on site 10-60 minutes before it was submitted.
+        # The same visits in the work orders' audit trail.
         """INSERT INTO status_events (entity, entity_id, from_status, to_status, actor, actor_user_id, at)
            SELECT 'work_order', c.work_order_id, 'en_route', 'on_site', 'user:crew', c.user_id,
-                  c.submitted_at - make_interval(mins => 10 + (c.id % 51)::int)
+                  c.arrived_at
            FROM completions c
            UNION ALL
            SELECT 'work_order', c.work_order_id, 'on_site', 'completed', 'user:crew', c.user_id, c.submitted_at

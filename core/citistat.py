@@ -39,7 +39,7 @@ the period, duplicates included: they are real reports that get closed like any 
 | shift_hours | Σ (ends_at - starts_at) of shifts starting in the period (breaks included); by crew or by week of `starts_at`; null for the other groupings (a shift has no service type or district) |
 | jobs_per_shift_hour | jobs_completed / shift_hours (null when either is null or 0) |
 | drive_hours | Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date, scope_key) the highest version that was published (`published_at` set, status published or superseded); by crew or by week of plan_date; null for other groupings |
-| on_site_hours | for each work-order status event `completed` in the period whose previous on_site/completed event of the same order is `on_site`: the time between the two; grouped by the work order (type, agency, district), by the crew of the user who reported it (else the order's crew), or by week of the completed event |
+| on_site_hours | Σ (`completed_at` - `arrived_at`) of the completions above (the visit behind each: when the crew was on site and when it finished, recorded with the completion), grouped like them |
 | gps_km | only for group_by=crew (null otherwise, also in the total): Σ great-circle distance between consecutive `position_pings` of the crew inside the period. Raw fixes, so GPS jitter while standing still adds a little |
 | planned_stops | job stops in the plans in force (as for drive_hours) for the days of the period; grouped by the stop's crew, its work order (type, agency, district) or the week of plan_date |
 | planned_done | those stops whose work order has a `completed` status event on the plan's day (city time zone) |
@@ -97,13 +97,6 @@ _SHIFT_KEYS: dict[str, str | None] = {
 _DRIVE_KEYS: dict[str, str | None] = {
     "agency": None, "service_type": None, "district": None, "crew": "cr.code",
     "week": "to_char(date_trunc('week', p.plan_date), 'YYYY-MM-DD')",
-}
-_ON_SITE_KEYS = {
-    "agency": "st.agency",
-    "service_type": "st.code",
-    "district": "d.code",
-    "crew": "cr.code",
-    "week": _week("e.at"),
 }
 _STOP_KEYS = {
     "agency": "st.agency",
@@ -250,9 +243,10 @@ _COMPLETION_SQL = """
            count(*) FILTER (WHERE verdict = 'verified') AS verified,
            count(*) FILTER (WHERE verdict = 'rejected') AS rejected,
            count(*) FILTER (WHERE verdict = 'needs_review') AS awaiting,
-           count(*) FILTER (WHERE audit_sampled) AS audit_sampled
+           count(*) FILTER (WHERE audit_sampled) AS audit_sampled,
+           sum(date_part('epoch', completed_at - arrived_at)) AS on_site_s
     FROM (
-        SELECT {key} AS grp, c.verdict, c.audit_sampled
+        SELECT {key} AS grp, c.verdict, c.audit_sampled, c.arrived_at, c.completed_at
         FROM completions c
         JOIN work_orders wo ON wo.id = c.work_order_id
         JOIN service_types st ON st.id = wo.service_type_id
@@ -310,34 +304,6 @@ _STOP_SQL = _PLANS_CTE + """
         JOIN work_orders wo ON wo.id = rs.work_order_id
         JOIN service_types st ON st.id = wo.service_type_id
         LEFT JOIN districts d ON d.id = wo.district_id
-    ) x
-    GROUP BY GROUPING SETS ((grp), ())
-"""
-
-# Visits: each `completed` event in the period paired with the event just before it among
-# that order's on_site/completed events, when that one is `on_site`. Only orders with a
-# completion in the period are read, but all their history (a visit may start earlier).
-_ON_SITE_SQL = """
-    WITH ev AS (
-        SELECT e.entity_id, e.at, e.to_status, e.actor_user_id,
-               lag(e.to_status) OVER w AS prev_status, lag(e.at) OVER w AS prev_at
-        FROM status_events e
-        WHERE e.entity = 'work_order' AND e.to_status IN ('on_site', 'completed') AND e.at < :end
-          AND e.entity_id IN (
-              SELECT entity_id FROM status_events
-              WHERE entity = 'work_order' AND to_status = 'completed' AND at >= :start AND at < :end)
-        WINDOW w AS (PARTITION BY e.entity_id ORDER BY e.at, e.id)
-    )
-    SELECT grp, grouping(grp) AS is_total, sum(extract(epoch FROM done_at - on_site_at)) AS seconds
-    FROM (
-        SELECT {key} AS grp, e.at AS done_at, e.prev_at AS on_site_at
-        FROM ev e
-        JOIN work_orders wo ON wo.id = e.entity_id
-        JOIN service_types st ON st.id = wo.service_type_id
-        LEFT JOIN districts d ON d.id = wo.district_id
-        LEFT JOIN users u ON u.id = e.actor_user_id
-        LEFT JOIN crews cr ON cr.id = COALESCE(u.crew_id, wo.crew_id)
-        WHERE e.to_status = 'completed' AND e.prev_status = 'on_site' AND e.at >= :start
     ) x
     GROUP BY GROUPING SETS ((grp), ())
 """
@@ -629,6 +595,7 @@ def compute(
         fig.share_reviewed = _rate(r["verified"], r["completions"])
         fig.share_rejected = _rate(r["rejected"], r["completions"])
         fig.jobs_completed = r["auto_verified"] + r["verified"]
+        fig.on_site_hours = _hours(r["on_site_s"]) or 0.0
 
     # Shifts and plan routes belong to crews and days only: per crew or week, else just the total.
     per_crew_or_week: dict[str, dict[str | None, float]] = {}
@@ -640,12 +607,6 @@ def compute(
             per_crew_or_week[name] = {k: _hours(r["seconds"]) or 0.0 for k, r in per.items()}
             for k in per:
                 row(k)
-
-    per, tot = _grouped(session, _ON_SITE_SQL.format(key=_ON_SITE_KEYS[group_by]), params)
-    for k, r in per.items():
-        row(k).on_site_hours = _hours(r["seconds"]) or 0.0
-    if tot is not None and tot["seconds"] is not None:
-        total.on_site_hours = _hours(tot["seconds"]) or 0.0
 
     per, tot = _grouped(session, _STOP_SQL.format(key=_STOP_KEYS[group_by]), params)
     for k, r in per.items():

@@ -431,15 +431,6 @@ class StatusEvent(Base):
             "id",
             postgresql_where=text("entity = 'service_request' AND public"),
         ),
-        # CitiStat's on-site time: each order's visits in time order, index-only.
-        Index(
-            "ix_status_events_work_order_visits",
-            "entity_id",
-            "at",
-            "id",
-            postgresql_include=["to_status", "actor_user_id"],
-            postgresql_where=text("entity = 'work_order' AND to_status IN ('on_site', 'completed')"),
-        ),
     )
 
     id: Mapped[intpk]
@@ -626,6 +617,10 @@ class Completion(Base):
     # Drawn at random from the auto-verifiable ones into the review queue, so a human
     # keeps checking that automatic verification deserves its trust.
     audit_sampled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The visit behind it: when the crew was on site, and when it finished (the work
+    # order's on_site and completed times), kept here so reports need not pair events.
+    arrived_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
     # What the checks said before a supervisor decided (auto_verified or needs_review).
     auto_verdict: Mapped[str | None] = mapped_column(String(16))
     decided_at: Mapped[datetime | None]

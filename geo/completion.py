@@ -177,8 +177,14 @@ def complete_work_order(
     where = completion.location
     if wo.status != "on_site":
         # A phone that skipped "on site" (no signal, or a quick job) was there all the same.
-        change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=min(done_at, now), location=where)
+        completion.arrived_at = min(done_at, now)
+        change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=completion.arrived_at,
+                      location=where)
+    else:
+        completion.arrived_at = s.scalar(select(func.max(StatusEvent.at)).where(
+            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "on_site"))
     completed_at = max(min(done_at, now), last_event_at(s, wo) or done_at)
+    completion.completed_at = completed_at
     change_status(s, wo, "completed", actor=actor, note=f"outcome {data.outcome}; proof {verdict}",
                   at=completed_at, location=where)
     if verdict == closing.AUTO_VERIFIED:

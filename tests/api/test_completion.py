@@ -93,6 +93,11 @@ def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(client
     assert [p.kind for p in db.scalars(select(Photo).where(Photo.completion_id == c.id).order_by(Photo.id))] == ["after", "before"]
     events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id).order_by(StatusEvent.id)).all()
     assert events[-3:] == ["on_site", "completed", "verified"]
+    # The visit is kept on the completion: the order's on_site and completed times.
+    times = dict(db.execute(select(StatusEvent.to_status, StatusEvent.at).where(
+        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
+        StatusEvent.to_status.in_(("on_site", "completed")))).all())
+    assert (c.arrived_at, c.completed_at) == (times["on_site"], times["completed"])
     assert all(e.actor == "user:pothole-1@test" for e in db.scalars(select(StatusEvent).where(StatusEvent.entity_id == wo.id, StatusEvent.to_status == "completed")))
 
 

@@ -94,9 +94,10 @@ def _wo(db: Session, st_id: int, district_id: int | None, crew_id: int | None) -
 
 
 def _completion(db: Session, wo: WorkOrder, crew: Crew, user: User, verdict: str, at: datetime,
-                outcome: str = "fixed", audit: bool = False) -> Completion:
+                outcome: str = "fixed", audit: bool = False, visit: tuple[datetime, datetime] | None = None) -> Completion:
+    arrived, done = visit or (None, None)
     c = Completion(work_order_id=wo.id, crew_id=crew.id, user_id=user.id, outcome=outcome, verdict=verdict,
-                   submitted_at=at, audit_sampled=audit)
+                   submitted_at=at, audit_sampled=audit, arrived_at=arrived, completed_at=done)
     db.add(c)
     db.flush()
     return c
@@ -139,13 +140,15 @@ def build_history(db: Session) -> History:
     wo5 = _wo(db, pothole.id, north.id, c1.id)
     wo6 = _wo(db, graffiti.id, south.id, c2.id)
 
-    comp1 = _completion(db, wo1, c1, u1, "auto_verified", utc(3, 2, 18))
-    comp_a = _completion(db, wo2, c2, u2, "auto_verified", utc(3, 3, 12))
-    comp2 = _completion(db, wo2, c2, u2, "verified", utc(3, 4, 3), audit=True)
-    comp3 = _completion(db, wo5, c1, u1, "needs_review", utc(3, 10, 13))
-    _completion(db, wo3, c2, u2, "rejected", utc(3, 6, 9))
-    comp6 = _completion(db, wo6, c2, u2, "verified", utc(3, 6, 16), outcome="not_found")
-    _completion(db, wo3, c1, u1, "auto_verified", utc(3, 16, 2))  # after the period
+    # Each completion with its visit (on site, finished): the on-site time.
+    comp1 = _completion(db, wo1, c1, u1, "auto_verified", utc(3, 2, 18), visit=(utc(3, 2, 16), utc(3, 2, 17, 30)))
+    comp_a = _completion(db, wo2, c2, u2, "auto_verified", utc(3, 3, 12), visit=(utc(3, 3, 11), utc(3, 3, 12)))
+    comp2 = _completion(db, wo2, c2, u2, "verified", utc(3, 4, 3), audit=True, visit=(utc(3, 4, 2), utc(3, 4, 3)))
+    comp3 = _completion(db, wo5, c1, u1, "needs_review", utc(3, 10, 13), visit=(utc(3, 10, 12), utc(3, 10, 12, 45)))
+    _completion(db, wo3, c2, u2, "rejected", utc(3, 6, 9), visit=(utc(3, 6, 8), utc(3, 6, 9)))
+    comp6 = _completion(db, wo6, c2, u2, "verified", utc(3, 6, 16), outcome="not_found",
+                        visit=(utc(3, 6, 15), utc(3, 6, 15, 30)))
+    _completion(db, wo3, c1, u1, "auto_verified", utc(3, 16, 2), visit=(utc(3, 16, 1), utc(3, 16, 2)))  # after the period
 
     reqs: dict[str, ServiceRequest] = {}
     reqs["P1"] = _request(db, pothole.id, utc(3, 2, 8), district_id=north.id, work_order_id=wo1.id,
@@ -173,7 +176,7 @@ def build_history(db: Session) -> History:
     _request(db, pothole.id, utc(3, 1, 22, 59), district_id=north.id)
     _request(db, graffiti.id, utc(3, 15, 23, 0), district_id=south.id, detailed_status="duplicate", closed_at=utc(3, 15, 23, 5))
 
-    # Work order timelines: on site → completed (the on-site time), by the crew's users.
+    # Work order timelines: on site → completed, by the crew's users (planned vs done reads them).
     for wo, on_site, done, user in [
         (wo1, utc(3, 2, 16), utc(3, 2, 17, 30), u1),
         (wo2, utc(3, 3, 11), utc(3, 3, 12), u2),
