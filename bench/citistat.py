@@ -136,20 +136,20 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
         """SELECT setval(pg_get_serial_sequence('work_orders', 'id'), (SELECT max(id) FROM work_orders))""",
         # One completion per crew-closed request (id = i), 15 % through a supervisor (a third of
         # those audit samples); rejected earlier tries for 2 %; awaiting review for in_progress.
-        """INSERT INTO completions (id, work_order_id, crew_id, user_id, outcome, verdict, auto_verdict, audit_sampled,
-                                   submitted_at, decided_at)
-           SELECT i, i, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), status,
+        """INSERT INTO completions (id, work_order_id, service_type_id, district_id, crew_id, user_id, outcome, verdict,
+                                   auto_verdict, audit_sampled, submitted_at, decided_at)
+           SELECT i, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), status,
                   CASE WHEN u_verdict < 0.85 THEN 'auto_verified' ELSE 'verified' END,
                   CASE WHEN u_verdict < 0.95 THEN 'auto_verified' ELSE 'needs_review' END,
                   u_verdict >= 0.85 AND u_verdict < 0.90,
                   closes_at - interval '15 minutes', closes_at
            FROM src WHERE status IN ('fixed', 'not_found', 'no_action_needed')
            UNION ALL
-           SELECT i + 2000000000, i, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'rejected',
+           SELECT i + 2000000000, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'rejected',
                   'needs_review', false, closes_at - interval '1 day', closes_at - interval '20 hours'
            FROM src WHERE status = 'fixed' AND u_verdict > 0.98 AND closes_at - interval '1 day' > requested_at
            UNION ALL
-           SELECT i, i, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'needs_review',
+           SELECT i, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'needs_review',
                   'needs_review', false, now() - interval '1 hour', NULL
            FROM src WHERE status = 'in_progress' AND u_verdict < 0.3""",
         # The visit behind each completion: on site 10-60 minutes before it was submitted.

@@ -162,8 +162,9 @@ def bulk_load(url: str, n: int) -> dict[str, int]:
         """INSERT INTO users (email, name, password_hash, role, crew_id)
            SELECT 'bench-crew@bench', 'Bench crew', 'x', 'crew', id FROM crews WHERE code = 'bench-crew'""",
         """UPDATE work_orders w SET status = 'verified' FROM bench_src b WHERE b.i = w.id AND b.detailed_status = 'fixed'""",
-        """INSERT INTO completions (id, work_order_id, crew_id, user_id, outcome, verdict, auto_verdict, submitted_at)
-           SELECT b.i, b.i, u.crew_id, u.id, 'fixed', 'auto_verified', 'auto_verified', b.requested_at + interval '19 hours'
+        """INSERT INTO completions (id, work_order_id, service_type_id, crew_id, user_id, outcome, verdict, auto_verdict,
+                                   submitted_at)
+           SELECT b.i, b.i, b.service_type_id, u.crew_id, u.id, 'fixed', 'auto_verified', 'auto_verified', b.requested_at + interval '19 hours'
            FROM bench_src b CROSS JOIN users u WHERE u.email = 'bench-crew@bench' AND b.detailed_status = 'fixed'""",
         """SELECT setval(pg_get_serial_sequence('completions', 'id'), (SELECT coalesce(max(id), 1) FROM completions))""",
         """INSERT INTO service_requests (id, public_id, token, service_type_id, description, attributes, location,

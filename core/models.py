@@ -13,6 +13,8 @@ from typing import Any
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
+    event,
+    select,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -597,10 +599,18 @@ class Completion(Base):
     __table_args__ = (
         _check_in("outcome", COMPLETION_OUTCOMES, "outcome"),
         _check_in("verdict", VERDICTS, "verdict"),
+        # The few completions that are not proof (waiting, or rejected): CitiStat checks
+        # every `fixed` request against them, the review queue reads them.
+        Index("ix_completions_unproven", "id", postgresql_where=text("verdict IN ('needs_review', 'rejected')")),
     )
 
     id: Mapped[intpk]
     work_order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    # The work order's type and district when the work was done, copied at insert (see
+    # `_completion_work_order_facts`): reports over a year of completions then need no
+    # join to a million work orders.
+    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id"))
+    district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"))
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     outcome: Mapped[str] = mapped_column(String(32))
@@ -629,6 +639,14 @@ class Completion(Base):
     crew: Mapped[Crew] = relationship()
     photos: Mapped[list[Photo]] = relationship(order_by="Photo.id", foreign_keys="Photo.completion_id")
     reviews: Mapped[list[Review]] = relationship(back_populates="completion", order_by="Review.id")
+
+
+@event.listens_for(Completion, "before_insert")
+def _completion_work_order_facts(mapper: Any, connection: Any, target: Completion) -> None:
+    if target.service_type_id is None:
+        target.service_type_id, target.district_id = connection.execute(
+            select(WorkOrder.service_type_id, WorkOrder.district_id).where(WorkOrder.id == target.work_order_id)
+        ).one()
 
 
 REVIEW_DECISIONS = ("verify", "reject", "close")
