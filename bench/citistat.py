@@ -10,7 +10,7 @@ on_site → completed work-order events, 12 crews' shifts and one published plan
 whose stops are the work each crew did that day. Then times `core.citistat.compute`
 for the whole year grouped by service type and by week (in process, p50 of --runs),
 and the same through HTTP (gunicorn, GET /api/v1/citistat) unless --no-http. Prints
-the EXPLAIN (ANALYZE, BUFFERS) of the two request statements. Asserts nothing.
+the EXPLAIN (ANALYZE, BUFFERS) of the requests and completions statements. Asserts nothing.
 
     .venv/bin/python bench/citistat.py [--database-url URL] [--requests 1000000] [--runs 7]
         [--no-http] [--keep]
@@ -240,31 +240,42 @@ def time_compute(url: str, first_day: date, last_day: date, group_by: str, runs:
     return times, report
 
 
+def _statements(group_by: str, period, prefix: str):  # noqa: ANN001, ANN202
+    """compute()'s statements, each with its parameters."""
+    from core import citistat as cs
+
+    params = {"start": period.starts_at, "end": period.ends_at, "now": datetime.now(UTC), "tz": TZ,
+              "first_day": period.start, "last_day": period.end}
+    cohort, cohort_params = cs.cohort_statement(group_by, period, prefix=prefix)
+    completions, week_params = cs.completion_statement(group_by, period, prefix=prefix)
+    return {
+        "requests (packed)": (cohort, cohort_params),
+        "completions": (completions, params | week_params),
+        "shifts": (text(prefix + cs._SHIFT_SQL.format(key=cs._SHIFT_KEYS[group_by] or "NULL::text")), params),
+        "drive": (text(prefix + cs._DRIVE_SQL.format(key=cs._DRIVE_KEYS[group_by] or "NULL::text")), params),
+        "planned-vs-done": (text(prefix + cs._STOP_SQL.format(key=cs._STOP_KEYS[group_by])), params),
+    }
+
+
+# As compute() sets them for its own transaction.
+_SETTINGS = ("SELECT set_config('jit', 'off', false), set_config('work_mem', '64MB', false), "
+             "set_config('parallel_setup_cost', '0', false), set_config('parallel_tuple_cost', '0', false)")
+
+
 def time_statements(url: str, first_day: date, last_day: date, group_by: str) -> dict[str, float]:
-    """Each statement of compute() on its own (EXPLAIN ANALYZE execution time, ms)."""
+    """Each statement of compute() on its own (EXPLAIN ANALYZE execution time, ms). The
+    rest of compute()'s time is the transfer of the packed cohort and numpy."""
     from core import citistat as cs
     from core.db import make_engine
 
-    tz = ZoneInfo(TZ)
-    period = cs.make_period(first_day, last_day, tz)
-    params = {"start": period.starts_at, "end": period.ends_at, "now": datetime.now(UTC), "tz": TZ,
-              "first_day": first_day, "last_day": last_day}
-    statements = {
-        "requests": cs._request_sql(group_by),
-        "kaplan-meier": cs._km_sql(group_by, (0.5, 0.9)),
-        "completions": cs._COMPLETION_SQL.format(key=cs._COMPLETION_KEYS[group_by]),
-        "shifts": cs._SHIFT_SQL.format(key=cs._SHIFT_KEYS[group_by] or "NULL::text"),
-        "drive": cs._DRIVE_SQL.format(key=cs._DRIVE_KEYS[group_by] or "NULL::text"),
-        "on-site": cs._ON_SITE_SQL.format(key=cs._ON_SITE_KEYS[group_by]),
-        "planned-vs-done": cs._STOP_SQL.format(key=cs._STOP_KEYS[group_by]),
-    }
+    period = cs.make_period(first_day, last_day, ZoneInfo(TZ))
     engine = make_engine(url)
     out: dict[str, float] = {}
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT set_config('jit', 'off', false), set_config('work_mem', '64MB', false)"))  # as compute()
-            for name, sql in statements.items():
-                plan = conn.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql), params).scalar()
+            conn.execute(text(_SETTINGS))
+            for name, (statement, params) in _statements(group_by, period, "EXPLAIN (ANALYZE, FORMAT JSON) ").items():
+                plan = conn.execute(statement, params).scalar()
                 plan = json.loads(plan) if isinstance(plan, str) else plan
                 out[name] = plan[0]["Execution Time"]
     finally:
@@ -276,17 +287,16 @@ def explain(url: str, first_day: date, last_day: date, group_by: str) -> str:
     from core import citistat as cs
     from core.db import make_engine
 
-    tz = ZoneInfo(TZ)
-    period = cs.make_period(first_day, last_day, tz)
-    params = {"start": period.starts_at, "end": period.ends_at, "now": datetime.now(UTC), "tz": TZ}
+    period = cs.make_period(first_day, last_day, ZoneInfo(TZ))
     engine = make_engine(url)
     out = []
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT set_config('jit', 'off', false), set_config('work_mem', '64MB', false)"))  # as compute()
-            for name, sql in (("requests", cs._request_sql(group_by)), ("kaplan-meier", cs._km_sql(group_by, (0.5, 0.9)))):
-                rows = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql), params).scalars().all()
-                out.append(f"-- {name} (group_by={group_by})\n" + "\n".join(rows))
+            conn.execute(text(_SETTINGS))
+            for name, (statement, params) in _statements(group_by, period, "EXPLAIN (ANALYZE, BUFFERS) ").items():
+                if name in ("requests (packed)", "completions"):
+                    rows = conn.execute(statement, params).scalars().all()
+                    out.append(f"-- {name} (group_by={group_by})\n" + "\n".join(rows))
     finally:
         engine.dispose()
     return "\n\n".join(out)

@@ -327,6 +327,15 @@ _GPS_SQL = """
 type _Grouped = tuple[dict[str | None, Any], Any]
 
 
+def completion_statement(group_by: str, period: Period, *, prefix: str = "") -> tuple[TextClause, dict[str, Any]]:
+    """The completions statement and its extra parameters (the weeks, when grouping by week)."""
+    statement = text(prefix + _COMPLETION_SQL.format(key=_COMPLETION_KEYS[group_by]))
+    if group_by != "week":
+        return statement, {}
+    return (statement.bindparams(bindparam("week_starts", type_=ARRAY(DateTime(timezone=True)))),
+            {"week_starts": _week_starts(period)})
+
+
 def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) -> _Grouped:
     """Rows of a `GROUP BY grp` statement of additive figures: {group key: row}, and the
     total row as their sums (None if there are no rows). A plain GROUP BY, unlike GROUPING
@@ -390,17 +399,20 @@ def _epoch_us(at: datetime) -> int:
     return round(at.timestamp() * _US)
 
 
+def cohort_statement(group_by: str, period: Period, *, prefix: str = "") -> tuple[TextClause, dict[str, Any]]:
+    """The packed-cohort statement and its parameters (`prefix`, e.g. EXPLAIN, for benchmarks)."""
+    sql = _COHORT_SQL.format(group=_COHORT_GROUP[group_by], crew_join=_COHORT_CREW_JOIN if group_by == "crew" else "")
+    statement = text(prefix + sql).bindparams(bindparam("statuses", type_=ARRAY(Text)))
+    return statement, {"statuses": list(REQUEST_STATUSES), "start": period.starts_at, "end": period.ends_at}
+
+
 def _cohort(session: Session, group_by: str, period: Period) -> np.ndarray:
     """The cohort as a numpy record array, one record per request."""
-    sql = _COHORT_SQL.format(group=_COHORT_GROUP[group_by], crew_join=_COHORT_CREW_JOIN if group_by == "crew" else "")
     # Let the scan and join run in parallel workers: the planner's default transfer cost
     # per row keeps a million-row scan in one process.
     session.execute(text("SELECT set_config('parallel_setup_cost', '0', true), "
                          "set_config('parallel_tuple_cost', '0', true)"))
-    packed = session.execute(
-        text(sql).bindparams(bindparam("statuses", type_=ARRAY(Text))),
-        {"statuses": list(REQUEST_STATUSES), "start": period.starts_at, "end": period.ends_at},
-    ).scalar()
+    packed = session.execute(*cohort_statement(group_by, period)).scalar()
     return np.frombuffer(packed or b"", dtype=_COHORT_DTYPE)
 
 
@@ -579,14 +591,10 @@ def compute(
     total = cohort_total
 
     # Completions and the work they stand for.
-    completions_sql = text(_COMPLETION_SQL.format(key=_COMPLETION_KEYS[group_by]))
-    completion_params = dict(params)
-    if group_by == "week":
-        weeks = _week_starts(period)
-        completions_sql = completions_sql.bindparams(bindparam("week_starts", type_=ARRAY(DateTime(timezone=True))))
-        completion_params["week_starts"] = weeks
-    per, tot = _grouped(session, completions_sql, completion_params)
+    completions_sql, week_params = completion_statement(group_by, period)
+    per, tot = _grouped(session, completions_sql, params | week_params)
     if group_by == "week":  # width_bucket's 1-based week number -> the week's first day
+        weeks = week_params["week_starts"]
         per = {weeks[k - 1].date().isoformat(): r for k, r in per.items()}
     for key, r in [*per.items(), (None, tot)]:
         if r is None:
