@@ -13,7 +13,7 @@ and the same through HTTP (gunicorn, GET /api/v1/citistat) unless --no-http. Pri
 the EXPLAIN (ANALYZE, BUFFERS) of the requests and completions statements. Asserts nothing.
 
     .venv/bin/python bench/citistat.py [--database-url URL] [--requests 1000000] [--runs 7]
-        [--no-http] [--keep]
+        [--no-http] [--keep] [--existing DBNAME]
 """
 
 from __future__ import annotations
@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=7, help="timed runs per grouping after one warm-up (default 7)")
     p.add_argument("--no-http", action="store_true", help="skip the gunicorn round")
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
+    p.add_argument("--existing", metavar="DBNAME", help="time a database kept by an earlier --keep run (no seeding)")
     args = p.parse_args(argv)
     if not args.database_url:
         p.error("give --database-url or set DATABASE_URL (admin URL, e.g. .../postgres)")
@@ -367,12 +368,21 @@ def main(argv: list[str] | None = None) -> int:
     db_name = None
     try:
         t0 = time.perf_counter()
-        db_name, url = create_database(admin_url)
-        log(f"database {db_name}: migrating")
-        migrate(url)
-        log(f"seeding {args.requests:,} requests over {first_day} .. {last_day}")
-        counts = seed(url, args.requests, first_day, last_day)
-        log(f"setup done in {time.perf_counter() - t0:.0f} s: {counts}")
+        if args.existing:
+            url = make_url(admin_url).set(database=args.existing).render_as_string(hide_password=False)
+            migrate(url)
+            with psycopg.connect(libpq_url(url)) as conn:
+                counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                          for t in ("service_requests", "completions", "status_events", "route_stops")}
+                first_day = conn.execute("SELECT min(requested_at)::date FROM service_requests").fetchone()[0]
+                last_day = first_day + timedelta(days=364)
+        else:
+            db_name, url = create_database(admin_url)
+            log(f"database {db_name}: migrating")
+            migrate(url)
+            log(f"seeding {args.requests:,} requests over {first_day} .. {last_day}")
+            counts = seed(url, args.requests, first_day, last_day)
+            log(f"setup done in {time.perf_counter() - t0:.0f} s: {counts}")
 
         results = {}
         for group_by in ("service_type", "week"):

@@ -2,7 +2,7 @@
 
 Everything is computed from the live tables (no cached aggregates, so there is nothing
 that can drift from the data). The request cohort is read once, each request packed
-by the database into 28 bytes and all of them concatenated into one value that numpy
+by the database into 26 bytes and all of them concatenated into one value that numpy
 reads in place; every cohort figure is then a vectorised count and the Kaplan–Meier
 curve one sort (a year of a large city is a million requests; no Python object is made
 per request). The other families of figures are one set-based SQL statement each
@@ -100,14 +100,14 @@ _SHIFT_KEYS: dict[str, str | None] = {
 }
 _DRIVE_KEYS: dict[str, str | None] = {
     "agency": None, "service_type": None, "district": None, "crew": "cr.code",
-    "week": "to_char(date_trunc('week', p.plan_date), 'YYYY-MM-DD')",
+    "week": "p.week",
 }
 _STOP_KEYS = {
     "agency": "st.agency",
     "service_type": "st.code",
     "district": "d.code",
     "crew": "cr.code",
-    "week": "to_char(date_trunc('week', p.plan_date), 'YYYY-MM-DD')",
+    "week": "p.week",  # once per plan, not per stop
 }
 
 
@@ -275,7 +275,8 @@ _PLANS_CTE = """
     WITH p AS (
         SELECT DISTINCT ON (plan_date, scope_key) id, plan_date,
                plan_date::timestamp AT TIME ZONE :tz AS day_start,
-               (plan_date + 1)::timestamp AT TIME ZONE :tz AS day_end
+               (plan_date + 1)::timestamp AT TIME ZONE :tz AS day_end,
+               to_char(date_trunc('week', plan_date), 'YYYY-MM-DD') AS week
         FROM route_plans
         WHERE plan_date BETWEEN :first_day AND :last_day
           AND published_at IS NOT NULL AND status IN ('published', 'superseded')
@@ -293,11 +294,11 @@ _DRIVE_SQL = _PLANS_CTE + """
 """
 
 # A stop is done when its work order was completed (a completion's completed_at) on the
-# plan's day. A join, not a per-stop subquery: subqueries run in one process.
+# plan's day: one index probe per stop, no pass over the year's completions.
 _STOP_SQL = _PLANS_CTE + """
     SELECT grp, count(*) AS planned, count(*) FILTER (WHERE done) AS done
     FROM (
-        SELECT {key} AS grp, rs.id, bool_or(c.id IS NOT NULL) AS done
+        SELECT {key} AS grp, hit.done IS NOT NULL AS done
         FROM p
         JOIN plan_routes pr ON pr.plan_id = p.id
         JOIN crews cr ON cr.id = pr.crew_id
@@ -305,9 +306,11 @@ _STOP_SQL = _PLANS_CTE + """
         JOIN work_orders wo ON wo.id = rs.work_order_id
         JOIN service_types st ON st.id = wo.service_type_id
         LEFT JOIN districts d ON d.id = wo.district_id
-        LEFT JOIN completions c ON c.work_order_id = rs.work_order_id
-             AND c.completed_at >= p.day_start AND c.completed_at < p.day_end
-        GROUP BY 1, 2
+        LEFT JOIN LATERAL (
+            SELECT true AS done FROM completions c
+            WHERE c.work_order_id = rs.work_order_id AND c.completed_at >= p.day_start AND c.completed_at < p.day_end
+            LIMIT 1
+        ) hit ON true
     ) x
     GROUP BY grp
 """
@@ -356,7 +359,7 @@ def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) ->
 # -- the request cohort: one packed scan, figures and curve in numpy ----------------------------
 #
 # A year of a large city is a million requests. They are read once, each packed by the
-# database into 28 bytes (group, type, status, flags, requested and closed instants) and
+# database into 26 bytes (group, type, status, flags, requested and closed instants) and
 # concatenated into a single value, which numpy reads in place: no Python object and no
 # protocol message per request. Every cohort figure is then a vectorised count, and the
 # Kaplan-Meier curve one sort.
@@ -364,26 +367,30 @@ def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) ->
 _US = 1_000_000
 _STATUS_CODES = {s: i for i, s in enumerate(REQUEST_STATUSES, start=1)}  # array_position is 1-based
 _COHORT_SQL = """
-    SELECT string_agg(
-               int4send(({group})::int4) || int4send(sr.service_type_id::int4)
-               || int2send(array_position(:statuses, sr.detailed_status::text)::int2)
-               || int2send((CASE WHEN sr.duplicate_of_id IS NOT NULL THEN 1 ELSE 0 END
-                            + CASE WHEN sr.reopen_count > 0 THEN 2 ELSE 0 END
+    SELECT string_agg(packed, ''::bytea) FROM (
+        SELECT int8send((({group})::int8 << 32) | sr.service_type_id)
+               || int2send(((array_position(:statuses, sr.detailed_status::text) << 3)
+                            | CASE WHEN sr.duplicate_of_id IS NOT NULL THEN 1 ELSE 0 END
+                            | CASE WHEN sr.reopen_count > 0 THEN 2 ELSE 0 END
                             -- `fixed` has proof by construction; this guards the figure all the
                             -- same, by a join to the few completions that are not proof.
-                            + CASE WHEN u.id IS NOT NULL THEN 4 ELSE 0 END)::int2)
+                            | CASE WHEN u.id IS NOT NULL THEN 4 ELSE 0 END)::int2)
                -- Epoch microseconds through float8: exact to the microsecond for centuries,
                -- and far cheaper than numeric arithmetic on a million rows.
                || int8send((date_part('epoch', sr.requested_at) * 1000000)::int8)
-               || int8send(COALESCE((date_part('epoch', sr.closed_at) * 1000000)::int8, -1)),
-               ''::bytea)
-    FROM service_requests sr
-    LEFT JOIN completions u ON u.id = sr.completion_id AND u.verdict IN ('needs_review', 'rejected')
-    {crew_join}
-    WHERE sr.requested_at >= :start AND sr.requested_at < :end
+               || int8send(COALESCE((date_part('epoch', sr.closed_at) * 1000000)::int8, -1)) AS packed
+        FROM service_requests sr
+        LEFT JOIN completions u ON u.id = sr.completion_id AND u.verdict IN ('needs_review', 'rejected')
+        {crew_join}
+        WHERE sr.requested_at >= :start AND sr.requested_at < :end
+        -- A fence: without it the planner folds the packing into the aggregate, which runs
+        -- in one process; with it the parallel workers pack and the leader only concatenates.
+        OFFSET 0
+    ) requests
 """
-_COHORT_DTYPE = np.dtype([("group", ">i4"), ("st", ">i4"), ("status", ">i2"), ("flags", ">i2"), ("req_us", ">i8"),
-                          ("closed_us", ">i8")])
+# Per request, 26 bytes: group << 32 | service type; status << 3 | flags (1 duplicate,
+# 2 reopened, 4 fixed without proof); requested and closed instants (-1: none).
+_COHORT_DTYPE = np.dtype([("group_type", ">i8"), ("status_flags", ">i2"), ("req_us", ">i8"), ("closed_us", ">i8")])
 _COHORT_GROUP = {
     "service_type": "sr.service_type_id", "agency": "sr.service_type_id",
     "district": "COALESCE(sr.district_id, 0)",
@@ -426,12 +433,13 @@ def _week_starts(period: Period) -> list[datetime]:
     return weeks
 
 
-def _group_keys(session: Session, group_by: str, rows: np.ndarray, period: Period) -> tuple[np.ndarray, list[str | None]]:
+def _group_keys(session: Session, group_by: str, ids: np.ndarray, req_us: np.ndarray,
+                period: Period) -> tuple[np.ndarray, list[str | None]]:
     """Per row, the index of its group; and each group's key (code, agency, or week date)."""
     if group_by == "week":
         starts = _week_starts(period)
         bounds = np.array([_epoch_us(w) for w in starts], dtype=np.int64)
-        week = np.searchsorted(bounds, rows["req_us"], side="right") - 1
+        week = np.searchsorted(bounds, req_us, side="right") - 1
         uniq, inverse = np.unique(week, return_inverse=True)
         return inverse, [starts[int(w)].date().isoformat() for w in uniq]
     table, key_col = {
@@ -439,7 +447,7 @@ def _group_keys(session: Session, group_by: str, rows: np.ndarray, period: Perio
         "district": ("districts", "code"), "crew": ("crews", "code"),
     }[group_by]
     names = dict(session.execute(text(f"SELECT id, {key_col} FROM {table}")).all())  # noqa: S608 - fixed names
-    uniq, inverse = np.unique(rows["group"], return_inverse=True)
+    uniq, inverse = np.unique(ids, return_inverse=True)
     keys = [names.get(int(i)) for i in uniq]  # id 0 (no district / crew) has no name: None
     # Several types share an agency: merge their groups.
     merged = sorted({k for k in keys if k is not None}) + ([None] if None in keys else [])
@@ -500,18 +508,20 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
                     quantiles: tuple[float, ...]) -> tuple[dict[str | None, Figures], Figures]:
     """The request figures of the module docstring, per group and in total."""
     rows = _cohort(session, group_by, period)
-    group, keys = _group_keys(session, group_by, rows, period)
+    # Native integers once: numpy is several times slower on the wire's big-endian ones.
+    group_type, status_flags = rows["group_type"].astype(np.int64), rows["status_flags"].astype(np.int64)
+    req_us, closed_at = rows["req_us"].astype(np.int64), rows["closed_us"].astype(np.int64)
+    st, status, flags = group_type & 0xFFFFFFFF, status_flags >> 3, status_flags & 7
+    group, keys = _group_keys(session, group_by, group_type >> 32, req_us, period)
     n_groups = len(keys)
     sla_h = dict(session.execute(text("SELECT id, sla_hours FROM service_types")).all())
     sla_us = np.zeros(max(sla_h, default=0) + 1, dtype=np.int64)
     sla_us[list(sla_h)] = np.array(list(sla_h.values()), dtype=np.int64) * 3600 * _US
-    status, flags, req_us = rows["status"], rows["flags"], rows["req_us"]
-    closed_at = rows["closed_us"]
     is_closed = np.isin(status, [_STATUS_CODES[s] for s in REQUEST_CLOSED_STATUSES])
     # Time to close (-1: no closing time) and age now, in microseconds.
     to_close = np.where(closed_at >= 0, closed_at - req_us, -1)
     age = _epoch_us(now) - req_us
-    due = sla_us[rows["st"]]
+    due = sla_us[st]
     masks: dict[str, np.ndarray] = {
         "received": np.ones(len(rows), dtype=bool),
         "duplicates": (flags & 1) > 0,
@@ -527,7 +537,7 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
     for name, lo, hi in BACKLOG_BUCKETS:
         inside = ~is_closed & (age >= lo * 86400 * _US)
         masks[f"backlog_{name}"] = inside & (age < hi * 86400 * _US) if hi is not None else inside
-    sums = {k: np.bincount(group, weights=m, minlength=n_groups).astype(np.int64) for k, m in masks.items()}
+    sums = {k: np.bincount(group[m], minlength=n_groups) for k, m in masks.items()}
     # Kaplan-Meier on whole seconds: closings are events, the rest censored at now.
     event = is_closed & (closed_at >= 0)
     dur = np.maximum(0, np.where(event, to_close, age) // _US)
