@@ -253,7 +253,7 @@ def _statements(group_by: str, period, prefix: str):  # noqa: ANN001, ANN202
         "completions": (completions, params | week_params),
         "shifts": (text(prefix + cs._SHIFT_SQL.format(key=cs._SHIFT_KEYS[group_by] or "NULL::text")), params),
         "drive": (text(prefix + cs._DRIVE_SQL.format(key=cs._DRIVE_KEYS[group_by] or "NULL::text")), params),
-        "planned-vs-done": (text(prefix + cs._STOP_SQL.format(key=cs._STOP_KEYS[group_by])), params),
+        "planned-vs-done": (text(prefix + cs._stop_sql(group_by)), params),
     }
 
 

@@ -238,6 +238,19 @@ def _hours(seconds: int | float | None, digits: int = 4) -> float | None:
     return None if seconds is None else round(float(seconds) / 3600, digits)
 
 
+# The stops' work orders, read only when the grouping needs their type or district.
+_STOP_WORK_ORDER_JOIN = """
+        JOIN work_orders wo ON wo.id = rs.work_order_id
+        JOIN service_types st ON st.id = wo.service_type_id
+        LEFT JOIN districts d ON d.id = wo.district_id
+"""
+
+
+def _stop_sql(group_by: str) -> str:
+    needs_order = group_by in ("agency", "service_type", "district")
+    return _STOP_SQL.format(key=_STOP_KEYS[group_by], work_order_join=_STOP_WORK_ORDER_JOIN if needs_order else "")
+
+
 # -- the statements -------------------------------------------------------------------
 
 _COMPLETION_SQL = """
@@ -303,9 +316,7 @@ _STOP_SQL = _PLANS_CTE + """
         JOIN plan_routes pr ON pr.plan_id = p.id
         JOIN crews cr ON cr.id = pr.crew_id
         JOIN route_stops rs ON rs.route_id = pr.id AND rs.kind = 'job'
-        JOIN work_orders wo ON wo.id = rs.work_order_id
-        JOIN service_types st ON st.id = wo.service_type_id
-        LEFT JOIN districts d ON d.id = wo.district_id
+        {work_order_join}
         LEFT JOIN LATERAL (
             SELECT true AS done FROM completions c
             WHERE c.work_order_id = rs.work_order_id AND c.completed_at >= p.day_start AND c.completed_at < p.day_end
@@ -633,7 +644,7 @@ def compute(
             for k in per:
                 row(k)
 
-    per, tot = _grouped(session, _STOP_SQL.format(key=_STOP_KEYS[group_by]), params)
+    per, tot = _grouped(session, _stop_sql(group_by), params)
     for k, r in per.items():
         fig = row(k)
         fig.planned_stops, fig.planned_done = r["planned"], r["done"]
