@@ -533,22 +533,34 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
     to_close = np.where(closed_at >= 0, closed_at - req_us, -1)
     age = _epoch_us(now) - req_us
     due = sla_us[st]
-    masks: dict[str, np.ndarray] = {
-        "received": np.ones(len(rows), dtype=bool),
-        "duplicates": (flags & 1) > 0,
-        "closed": is_closed,
-        "closed_fixed_verified": (status == _STATUS_CODES["fixed"]) & ((flags & 4) == 0),
-        "on_time": is_closed & (closed_at >= 0) & (to_close <= due),
-        "late_open": ~is_closed & (age >= due),
-        "open_not_yet_due": ~is_closed & (age < due),
-        "reopened": (flags & 2) > 0,
-        "ever_closed": is_closed | ((flags & 2) > 0),
-        **{f"closed_{o}": status == _STATUS_CODES[o] for o in OTHER_OUTCOMES},
+    # Three counts over mutually exclusive codes give every cohort figure.
+    # 1. status and whether a `fixed` one lacks proof.
+    by_status = np.bincount(group * 32 + status * 2 + ((flags >> 2) & 1), minlength=n_groups * 32).reshape(n_groups, 16, 2)
+    per_status = by_status.sum(axis=2)
+    # 2. closed or not, and the duplicate and reopened flags.
+    by_flags = np.bincount(group * 8 + is_closed * 4 + (flags & 3), minlength=n_groups * 8).reshape(n_groups, 2, 4)
+    # 3. timing: 0 closed on time, 1 closed late or without a closing time; open ones
+    # 2 + age bucket when not yet due, 8 + age bucket when past due (bucket 5: no bucket).
+    bounds = np.array([lo * 86400 * _US for _, lo, _ in BACKLOG_BUCKETS], dtype=np.int64)
+    bucket = np.searchsorted(bounds, age, side="right") - 1
+    bucket = np.where(bucket < 0, len(BACKLOG_BUCKETS), bucket)
+    on_time = is_closed & (closed_at >= 0) & (to_close <= due)
+    timing = np.where(is_closed, np.where(on_time, 0, 1), 2 + (age >= due) * 6 + bucket)
+    by_timing = np.bincount(group * 14 + timing, minlength=n_groups * 14).reshape(n_groups, 14)
+    closed_codes = [_STATUS_CODES[s] for s in REQUEST_CLOSED_STATUSES]
+    sums: dict[str, np.ndarray] = {
+        "received": per_status.sum(axis=1),
+        "duplicates": by_flags[:, :, [1, 3]].sum(axis=(1, 2)),
+        "closed": per_status[:, closed_codes].sum(axis=1),
+        "closed_fixed_verified": by_status[:, _STATUS_CODES["fixed"], 0],
+        "on_time": by_timing[:, 0],
+        "late_open": by_timing[:, 8:14].sum(axis=1),
+        "open_not_yet_due": by_timing[:, 2:8].sum(axis=1),
+        "reopened": by_flags[:, :, [2, 3]].sum(axis=(1, 2)),
+        "ever_closed": by_flags[:, 1, :].sum(axis=1) + by_flags[:, 0, [2, 3]].sum(axis=1),
+        **{f"closed_{o}": per_status[:, _STATUS_CODES[o]] for o in OTHER_OUTCOMES},
+        **{f"backlog_{name}": by_timing[:, 2 + b] + by_timing[:, 8 + b] for b, (name, _, _) in enumerate(BACKLOG_BUCKETS)},
     }
-    for name, lo, hi in BACKLOG_BUCKETS:
-        inside = ~is_closed & (age >= lo * 86400 * _US)
-        masks[f"backlog_{name}"] = inside & (age < hi * 86400 * _US) if hi is not None else inside
-    sums = {k: np.bincount(group[m], minlength=n_groups) for k, m in masks.items()}
     # Kaplan-Meier on whole seconds: closings are events, the rest censored at now.
     event = is_closed & (closed_at >= 0)
     dur = np.maximum(0, np.where(event, to_close, age) // _US)
