@@ -33,10 +33,10 @@ the period, duplicates included: they are real reports that get closed like any 
 | ever_closed | cohort requests closed now or with `reopen_count > 0` |
 | reopen_rate | reopened / ever_closed (null when 0) |
 | completions | completions with `submitted_at` in the period; grouped by their work order's service type / agency / district, by `completions.crew_id`, or by the week of `submitted_at` |
-| completions_auto_verified / _verified_by_supervisor / _rejected / _awaiting_review | those completions by verdict: auto_verified / verified / rejected / needs_review |
+| completions_auto_verified / _verified_by_supervisor / _rejected / _awaiting_review | those completions by verdict: auto_verified / verified (a supervisor accepted the visit, whether the work closed with the crew's outcome or another one) / rejected / needs_review |
 | completions_audit_sampled | those completions with `audit_sampled` |
-| share_auto_verified / share_reviewed / share_rejected | the three counts above / completions (null when 0); reviewed = verified by a supervisor |
-| jobs_completed | completions in the period with verdict auto_verified or verified (work really done) |
+| share_auto_verified / share_reviewed / share_rejected | the three counts above / completions (null when 0); reviewed = accepted by a supervisor |
+| jobs_completed | completions in the period with verdict auto_verified or verified: visits whose proof stands, whatever their outcome (a pothole fixed, or nothing found at the place) |
 | shift_hours | Σ (ends_at - starts_at) of shifts starting in the period (breaks included); by crew or by week of `starts_at`; null for the other groupings (a shift has no service type or district) |
 | jobs_per_shift_hour | jobs_completed / shift_hours (null when either is null or 0) |
 | drive_hours | Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date, scope_key) the highest version that was published (`published_at` set, status published or superseded); by crew or by week of plan_date; null for other groupings |

@@ -207,7 +207,8 @@ def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: in
             kind = "cancelled" if wo.status == "cancelled" else "rejected" if wo.id in rejected else "removed"
         elif ev.to_status == "dispatched" and ev.from_status != "dispatched":
             kind = "urgent_stop" if wo.priority >= 4 else "assigned"
-        elif ev.to_status == "cancelled":
+        elif ev.to_status in ("cancelled", "closed"):
+            # Closed by a supervisor while still on the route: for the crew, as good as cancelled.
             kind = "cancelled"
         else:
             kind = "updated"

@@ -88,7 +88,23 @@ def upgrade() -> None:
     op.create_foreign_key(op.f('fk_service_requests_completion_id_completions'), 'service_requests', 'completions', ['completion_id'], ['id'])
     op.create_index('ix_status_events_public_request_at', 'status_events', ['at', 'id'], unique=False, postgresql_where=sa.text("entity = 'service_request' AND public"))
     # ### end Alembic commands ###
+    # Requests reopened before this revision: count their reopenings from the audit trail.
+    op.execute("""
+        UPDATE service_requests sr SET reopen_count = e.n
+        FROM (SELECT entity_id, count(*) AS n FROM status_events
+              WHERE entity = 'service_request' AND to_status = 'reopened' GROUP BY entity_id) e
+        WHERE e.entity_id = sr.id
+    """)
     op.create_check_constraint(op.f('ck_service_requests_reopen_count'), 'service_requests', 'reopen_count >= 0')
+    # Earlier versions could not close a request as fixed (the lifecycle wanted a verified
+    # completion, and none existed); rows written around it have no evidence to point at.
+    unproven = op.get_bind().execute(sa.text("SELECT count(*) FROM service_requests WHERE detailed_status = 'fixed'")).scalar()
+    if unproven:
+        raise RuntimeError(
+            f"{unproven} service requests are 'fixed' without a verified completion behind them; "
+            "StreetLoop cannot invent that evidence. Reopen them or close them with an explicit outcome "
+            "(e.g. UPDATE service_requests SET detailed_status = 'no_action_needed' WHERE ...) and run the upgrade again."
+        )
     op.create_check_constraint(
         op.f('ck_service_requests_fixed_has_completion'), 'service_requests',
         "detailed_status <> 'fixed' OR completion_id IS NOT NULL",

@@ -280,3 +280,10 @@ def test_open311_report_on_recently_fixed_work_reopens_it(client, db: Session, j
     assert f"reported as request {fixed_id} and closed as fixed" in body["service_notice"]
     assert [s for _, s, _ in _requests(db, job["wo"].id)] == ["reopened", "received"]
     assert db.get(WorkOrder, job["wo"].id).status == "new"
+
+
+def test_crew_is_told_when_a_supervisor_closes_its_dispatched_work(client, db: Session, job, supervisor) -> None:  # noqa: ANN001
+    r = client.post(f"/api/v1/work-orders/{job['wo'].id}/close", json={"outcome": "referred"}, headers=supervisor)
+    assert r.status_code == 200, r.data
+    changes = client.get("/api/v1/crew/changes?since=0", headers=job["headers"]).get_json()["changes"]
+    assert [(c["work_order_id"], c["change"]) for c in changes if c["event"] == "closed"] == [(job["wo"].id, "cancelled")]

@@ -53,3 +53,37 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     finally:
         with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_closing_the_loop_upgrade_counts_old_reopens_and_refuses_fixed_without_evidence(database_url: str) -> None:
+    import pytest
+
+    admin = make_url(database_url).set(database="postgres")
+    name = f"streetloop_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    try:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "0004")
+        eng = make_engine(url)
+        with eng.begin() as conn:
+            st = conn.scalar(text("INSERT INTO service_types (code, name, agency, sla_hours, skill, minutes_on_site) "
+                                  "VALUES ('pothole', 'Pothole', 'Roads', 72, 'asphalt', 30) RETURNING id"))
+            for i, status in enumerate(("reopened", "fixed")):
+                rid = conn.scalar(text("INSERT INTO service_requests (public_id, token, service_type_id, detailed_status) "
+                                       "VALUES (:p, :t, :st, :s) RETURNING id"), {"p": f"R{i}", "t": f"t{i}", "st": st, "s": status})
+                for _ in range(2 if status == "reopened" else 0):
+                    conn.execute(text("INSERT INTO status_events (entity, entity_id, to_status, actor) "
+                                      "VALUES ('service_request', :id, 'reopened', 'test')"), {"id": rid})
+        with pytest.raises(RuntimeError, match="1 service requests are 'fixed' without a verified completion"):
+            command.upgrade(cfg, "head")
+        with eng.begin() as conn:
+            conn.execute(text("UPDATE service_requests SET detailed_status = 'no_action_needed' WHERE detailed_status = 'fixed'"))
+        command.upgrade(cfg, "head")
+        with eng.connect() as conn:
+            assert conn.scalar(text("SELECT reopen_count FROM service_requests WHERE public_id = 'R0'")) == 2
+        eng.dispose()
+    finally:
+        with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
