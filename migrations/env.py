@@ -39,9 +39,13 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(_url())
-    with engine.connect() as connection:
-        _run(connection)
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    finally:
+        # Also when a migration fails: a pooled connection left open would outlive the
+        # command (and trip ResourceWarning in the test suite).
+        engine.dispose()
 
 
 def _run(connection) -> None:  # noqa: ANN001
