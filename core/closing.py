@@ -34,12 +34,12 @@ from core.models import (
     CLOSE_OUTCOMES,
     REQUEST_OPEN_STATUSES,
     Completion,
-    Photo,
     Review,
     ServiceRequest,
     ServiceType,
     WorkOrder,
 )
+from core.photos import after_photo_url
 from core.spatial import distance_metres, within_metres
 from core.workorders import change_status
 
@@ -88,17 +88,6 @@ def initial_verdict(
     if draw() < sample_rate:
         return InitialVerdict(NEEDS_REVIEW, [AUDIT_SAMPLE], True)
     return InitialVerdict(AUTO_VERIFIED, reasons, False)
-
-
-def after_photo_url(session: Session, completion_id: int) -> str | None:
-    """The public copy of the completion's first after photo, once processed."""
-    key = session.scalar(
-        select(Photo.public_key)
-        .where(Photo.completion_id == completion_id, Photo.kind == "after", Photo.state == "ready")
-        .order_by(Photo.id)
-        .limit(1)
-    )
-    return f"/media/{key}" if key else None
 
 
 def _close_requests(

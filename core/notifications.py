@@ -40,11 +40,11 @@ from core.models import (
     NOTIFICATION_CHANNELS,
     REQUEST_CLOSED_STATUSES,
     Notification,
-    Photo,
     ServiceRequest,
     StatusEvent,
     Webhook,
 )
+from core.photos import after_photo_url
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -333,18 +333,6 @@ def _absolute(settings: Settings, url: str | None) -> str | None:
     return None
 
 
-def _after_photo(session: Session, completion_id: int) -> str | None:
-    # The completion's own after photo, not `media_url`: that may still be the
-    # resident's report photo while the after photo is being processed.
-    key = session.scalar(
-        select(Photo.public_key)
-        .where(Photo.completion_id == completion_id, Photo.kind == "after", Photo.state == "ready")
-        .order_by(Photo.id)
-        .limit(1)
-    )
-    return f"/media/{key}" if key else None
-
-
 def update_for(session: Session, notification: Notification, settings: Settings) -> Update:
     """The event as it reads now. The status and time are the event's own (a request
     fixed and then reopened before the mail went out gets two true messages, in order);
@@ -359,7 +347,7 @@ def update_for(session: Session, notification: Notification, settings: Settings)
         notes = request.status_notes
     after = None
     if event.to_status == "fixed" and current and request.completion_id is not None:
-        after = _absolute(settings, _after_photo(session, request.completion_id))
+        after = _absolute(settings, after_photo_url(session, request.completion_id))
     media = after or (_absolute(settings, request.media_url) if current else None)
     return Update(
         kind=notification.kind,

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.closing import after_photo_url
+from core.photos import after_photo_url
 from core.models import Photo, ServiceRequest
 from core.storage import Storage
 from geo.photos import public_copies
