@@ -22,7 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -43,11 +42,13 @@ from bench.open311_requests import (  # noqa: E402
     SERVICE_TYPES,
     create_database,
     drop_database,
+    loopback_admin_url,
     machine,
     migrate,
     start_gunicorn,
+    unwind_on_sigterm,
 )
-from core.settings import libpq_url, normalize_database_url  # noqa: E402
+from core.settings import libpq_url  # noqa: E402
 
 TZ = "UTC"
 CREWS = 12
@@ -350,19 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
     p.add_argument("--existing", metavar="DBNAME", help="time a database kept by an earlier --keep run (no seeding)")
     args = p.parse_args(argv)
-    if not args.database_url:
-        p.error("give --database-url or set DATABASE_URL (admin URL, e.g. .../postgres)")
+    admin_url = loopback_admin_url(p, args.database_url)
     if not (1000 <= args.requests <= 20_000_000 and 1 <= args.runs <= 100):
         p.error("requests 1000..20000000, runs 1..100")
-    admin_url = normalize_database_url(args.database_url)
-    host = make_url(admin_url).host or "localhost"
-    if host not in {"127.0.0.1", "localhost", "::1"} and not host.startswith("/"):
-        p.error(f"refusing a non-loopback database host {host!r}")
-
-    def _on_term(signum, frame):  # noqa: ANN001, ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _on_term)
+    unwind_on_sigterm()
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     first_day = last_day - timedelta(days=364)
     db_name = None

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, date, datetime, time as dtime, timedelta
+from datetime import UTC, datetime, time as dtime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 

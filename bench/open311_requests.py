@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import and_, text  # noqa: E402
+from sqlalchemy import and_  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from core.settings import libpq_url, normalize_database_url  # noqa: E402
@@ -428,6 +428,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
+def loopback_admin_url(p: argparse.ArgumentParser, raw: str | None) -> str:
+    """The admin URL a benchmark may use: given, and on this machine (it creates and drops
+    databases there)."""
+    if not raw:
+        p.error("give --database-url or set DATABASE_URL (admin URL, e.g. .../postgres)")
+    admin_url = normalize_database_url(raw)
+    host = make_url(admin_url).host or "localhost"
+    if host not in {"127.0.0.1", "localhost", "::1"} and not host.startswith("/"):
+        p.error(f"refusing a non-loopback database host {host!r}")
+    return admin_url
+
+
+def unwind_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM both unwind through the callers' finally blocks (their cleanup)."""
+
+    def _on_term(signum, frame):  # noqa: ANN001, ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_term)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
@@ -438,22 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL) at the end")
     args = p.parse_args(argv)
-    if not args.database_url:
-        p.error("give --database-url or set DATABASE_URL (admin URL, e.g. .../postgres)")
+    admin_url = loopback_admin_url(p, args.database_url)
     if args.requests < EXPECTED_ITEMS * 50:
         p.error(f"--requests must be at least {EXPECTED_ITEMS * 50} (the page=50 scenario needs 50,000 rows)")
     if not (1 <= args.iterations <= 100_000 and 0 <= args.warmup <= 10_000 and 1 <= args.workers <= 64):
         p.error("iterations 1..100000, warmup 0..10000, workers 1..64")
-    admin_url = normalize_database_url(args.database_url)
-    host = make_url(admin_url).host or "localhost"
-    if host not in {"127.0.0.1", "localhost", "::1"} and not host.startswith("/"):
-        p.error(f"refusing a non-loopback database host {host!r}")
-
-    # Ctrl-C and SIGTERM both unwind through the finally blocks below.
-    def _on_term(signum, frame):  # noqa: ANN001, ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _on_term)
+    unwind_on_sigterm()
 
     db_name: str | None = None
     server: Server | None = None

@@ -44,7 +44,6 @@ def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_befo
         return next_start >= pending[0].window.start or next_start + next_service > pending[0].latest_start
 
     def take_breaks(ready: int, next_start: int, next_service: int) -> int:
-        nonlocal pending
         while pending and due(next_start, next_service):
             b = pending.pop(0)
             start = max(ready, b.window.start)

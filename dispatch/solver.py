@@ -744,8 +744,6 @@ def _asap(problem: Problem, c: Crew, seq: list[str]) -> tuple[int, list[int], li
 
 
 def _to_result(problem: Problem, raw: _Raw, reasons: dict[str, str]) -> Result:
-    m = problem.matrix
-    jobs = {j.id: j for j in problem.jobs}
     routes: list[Route] = []
     routed: set[str] = set()
     for c in problem.crews:

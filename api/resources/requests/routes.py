@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
