@@ -67,7 +67,7 @@ class SolveParams:
     lns: bool = True
     ortools_share: float = 0.2
     lns_threshold: float = 0.005
-    lns_ops: tuple[str, ...] = ("cluster", "string", "random")  # ruins to pick from ("route" too)
+    lns_ops: tuple[str, ...] = ("pair", "split", "cluster", "string")  # ruins to pick from ("random", "route" too)
     lns_ruin: float = 0.3  # largest ruin, as a share of the free jobs (at most 40)
 
 
@@ -222,6 +222,8 @@ class _VroomStart:
     score: int
     iterations: int = 0
     improvements: int = 0
+    costs: dict[int, int] = field(default_factory=dict)  # vehicle index -> VROOM route cost
+    unassigned: list[int] = field(default_factory=list)  # VROOM job ids left out
 
 
 @dataclass(slots=True)
@@ -326,16 +328,26 @@ def _vroom_run(
             rest = {v: seq for v, seq in steps.items() if v != int(bad.group(1))}
             return _vroom_run(problem, spec, level, threads, timeout, rest)
         return None
-    routes = {c.id: list(spec.chains[c.id]) for c in problem.crews}
     vsteps: dict[int, list[tuple[str, int]]] = {}
+    costs: dict[int, int] = {}
     for r in sol.get("routes", []):
-        crew = problem.crews[r["vehicle"]]
-        routes[crew.id] += [spec.free[st["id"]] for st in r["steps"] if st["type"] == "job"]
         vsteps[r["vehicle"]] = [("single" if st["type"] == "job" else "break", st["id"]) for st in r["steps"] if st["type"] in ("job", "break")]
-    unassigned = [spec.free[u["id"]] for u in sol.get("unassigned", [])]
-    # Same scale as OR-Tools' objective: crew cost units x COST_SCALE, plus drop penalties.
-    score = int(sol["summary"]["cost"]) * COST_SCALE + sum(problem.penalties[j] for j in unassigned)
-    return _VroomStart(routes, vsteps, score)
+        costs[r["vehicle"]] = int(r["cost"])
+    unassigned = [u["id"] for u in sol.get("unassigned", [])]
+    return _VroomStart(_routes_of(problem, spec, vsteps), vsteps, _score(problem, spec, costs, unassigned), costs=costs, unassigned=unassigned)
+
+
+def _routes_of(problem: Problem, spec: _VroomSpec, steps: dict[int, list[tuple[str, int]]]) -> dict[str, list[str]]:
+    """Job ids per crew: its locked chain, then the jobs of its VROOM steps."""
+    routes = {c.id: list(spec.chains[c.id]) for c in problem.crews}
+    for v, seq in steps.items():
+        routes[problem.crews[v].id] += [spec.free[i] for t, i in seq if t == "single"]
+    return routes
+
+
+def _score(problem: Problem, spec: _VroomSpec, costs: dict[int, int], unassigned: list[int]) -> int:
+    """Same scale as OR-Tools' objective: crew cost units x COST_SCALE, plus drop penalties."""
+    return sum(costs.values()) * COST_SCALE + sum(problem.penalties[spec.free[i]] for i in unassigned)
 
 
 def vroom_routes(problem: Problem, keep: list[str], locked: set[str], params: SolveParams) -> dict[str, list[str]] | None:
@@ -370,7 +382,7 @@ def _vroom_lns(
     deadline: float,
     seed: int,
     threshold: float = 0.0,
-    ops: tuple[str, ...] = ("cluster", "string", "random"),
+    ops: tuple[str, ...] = ("pair", "split", "cluster", "string"),
     ruin: float = 0.3,
 ) -> _VroomStart:
     """Large neighbourhood search driven by VROOM's local search: ruin part of the current
@@ -378,11 +390,20 @@ def _vroom_lns(
     thread), accept the result by record-to-record travel. VROOM alone stops at its first
     local optimum; this walks on from there.
 
-    Ruins (`ops`), picked adaptively by how often each has paid off: "cluster", nearby
-    jobs; "string", strings cut from several neighbouring routes (SISR), so that routes
-    are rebuilt rather than only patched; "random", jobs anywhere; "route", one whole
-    route, which frees a vehicle when its jobs fit elsewhere (off by default: on long
-    routes each repair costs several ordinary ones and rarely paid off)."""
+    Only the routes a ruin touched, and one idle vehicle of each kind, go back to VROOM:
+    the other routes cannot change, and a repair of two routes out of twelve costs a
+    tenth of a whole-day one, so the walk takes many more steps in the same time.
+
+    Ruins (`ops`), picked adaptively by how often each has paid off: "pair", a string
+    from each of two neighbouring routes (the cheapest repair, which matters on days of
+    few long routes); "split", a string of one route moved, in its order, to an idle
+    vehicle, so that the walk also tries more routes (with no fixed cost per vehicle, a
+    shorter day often has more of them; VROOM's own repair rarely opens one);
+    "cluster", nearby jobs; "string", strings cut from several neighbouring routes
+    (SISR), so that routes are rebuilt rather than only patched; "random", jobs
+    anywhere; "route", one whole route, which frees a vehicle when its jobs fit
+    elsewhere. The last two are off by default: on the Solomon set they touch most routes
+    per step and paid off less than the others."""
     spec = _vroom_spec(problem, keep, locked)
     n = len(spec.free)
     # Small days are OR-Tools' to finish (GLS all but solves them); the walk pays off
@@ -409,6 +430,7 @@ def _vroom_lns(
         op = rng.choices(list(weights), weights=list(weights.values()))[0]
         k = rng.randint(max(2, size // 2), size)
         ruined: set[int] = set()
+        opened: tuple[int, list[int]] | None = None  # "split": (idle vehicle, its new route)
         if op == "cluster":
             ruined = {int(x) for x in near(rng.randrange(n))[:k]}
         elif op == "random":
@@ -416,6 +438,35 @@ def _vroom_lns(
         elif op == "route" and routes:
             v = rng.choice(list(routes))
             ruined = set(routes[v])
+        elif op == "split" and routes:
+            v = rng.choice(list(routes))
+            r = routes[v]
+            if len(r) >= 4:
+                length = rng.randint(2, len(r) // 2)
+                lo = rng.randint(0, len(r) - length)
+                moved = r[lo : lo + length]
+                needs = set().union(*(spec.jobs[i]["skills"] for i in moved))
+                able = [u["id"] for u in spec.vehicles if u["id"] not in routes and needs <= u["skills"]]
+                if able:
+                    ruined = set(moved)
+                    opened = (rng.choice(able), moved)
+        elif op == "pair" and len(routes) > 1:
+            # Two neighbouring routes, each cut by a string around the seed's nearest job
+            # on it; only these two are repaired, so the call is cheap on long routes.
+            where = {i: v for v, r in routes.items() for i in r}
+            order = near(rng.randrange(n))
+            picked: list[int] = []
+            for x in order:
+                v = where.get(int(x))
+                if v is not None and v not in picked:
+                    picked.append(v)
+                    r = routes[v]
+                    length = max(1, min(len(r), rng.randint(max(1, k // 4), max(1, k // 2))))
+                    pos = r.index(int(x))
+                    lo = rng.randint(max(0, pos - length + 1), min(pos, len(r) - length))
+                    ruined.update(r[lo : lo + length])
+                    if len(picked) == 2:
+                        break
         elif op == "string" and routes:
             # SISR (Christiaens & Vanden Berghe 2020): strings of average length up to
             # 10 from about k / length routes, taken around the jobs nearest a seed.
@@ -440,14 +491,30 @@ def _vroom_lns(
         if not ruined:
             continue
         steps = {v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)] for v, seq in current.steps.items()}
+        if opened is not None:
+            # Its breaks first; if VROOM finds that order infeasible it drops this seed and
+            # inserts the jobs itself (see _vroom_run).
+            u, moved = opened
+            steps[u] = [st for st in current.steps.get(u, []) if st[0] == "break"] + [("single", i) for i in moved]
         left = deadline - time.time()
         if left < LNS_MIN_CALL_S:
             break
+        touched = {v for v, r in routes.items() if not ruined.isdisjoint(r)}
+        if opened is not None:
+            touched.add(opened[0])
+        # The repair: the touched routes, one idle vehicle of each kind (to open a route
+        # with) and the jobs now unassigned. The rest of the day stays as it is.
+        part = touched | _idle_kinds(spec, routes)
+        jobs_in = {i for v in touched for i in routes.get(v, ())} | ruined | set(current.unassigned)
+        sub = _VroomSpec(spec.free, [v for v in spec.vehicles if v["id"] in part], [j for j in spec.jobs if j["id"] in jobs_in], spec.chains)
         # Re-insertion at level 1 on a day this size takes tens of milliseconds: no timer then.
         # (A solve asked to stop within a few milliseconds once hung in VROOM for good.)
-        cand = _vroom_run(problem, spec, 1, 1, None if n <= LNS_UNTIMED_JOBS else left, steps)
-        if cand is None:
+        got = _vroom_run(problem, sub, 1, 1, None if len(sub.jobs) <= LNS_UNTIMED_JOBS else left, {v: steps[v] for v in part if v in steps})
+        if got is None:
             continue
+        new_steps = {v: seq for v, seq in current.steps.items() if v not in part} | got.steps
+        costs = {v: c for v, c in current.costs.items() if v not in part} | got.costs
+        cand = _VroomStart(_routes_of(problem, spec, new_steps), new_steps, _score(problem, spec, costs, got.unassigned), costs=costs, unassigned=got.unassigned)
         # Record-to-record travel: accept a little worse than the best, less so over time,
         # so the walk can leave a local optimum VROOM's own search cannot.
         slack = threshold * (1.0 - (time.time() - t_start) / span)
@@ -462,6 +529,17 @@ def _vroom_lns(
         # Adaptive choice: an operator's weight follows its recent rewards, never to zero.
         weights[op] = max(0.1, 0.9 * weights[op] + 0.1 * reward)
     return best
+
+
+def _idle_kinds(spec: _VroomSpec, routes: dict[int, list[int]]) -> set[int]:
+    """One vehicle without jobs per kind (start, end, capacity, skills, shift, breaks,
+    costs): enough for a repair to open a route, however large the idle fleet."""
+    first: dict[tuple, int] = {}
+    for v in spec.vehicles:
+        if v["id"] not in routes:
+            kind = (v["start"], v["end"], tuple(v["capacity"]), frozenset(v["skills"]), v["time_window"], tuple(v["breaks"]), v["costs"])
+            first.setdefault(kind, v["id"])
+    return set(first.values())
 
 
 # --- OR-Tools model ----------------------------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import replace
 
 import pytest
 
-from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow, replan
+from dispatch.model import COST_SCALE, Break, Crew, Job, Matrix, Problem, TimeWindow, replan
 from dispatch.solver import SolveParams, precheck, solve
 from tests.dispatch.conftest import H, crew, job, problem
 
@@ -293,3 +294,56 @@ def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
 
     res = solve(problem([], [job("x", 1)]), SolveParams(time_limit_s=1))
     assert res.routes == () and res.unassigned_reason("x") == "no_skill" and res.is_feasible()
+
+
+@pytest.mark.parametrize("op", ["pair", "split", "cluster", "string", "random", "route"])
+def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str) -> None:
+    """The LNS sends VROOM only the routes a ruin touched and splices the answer into the
+    day: every job stays on exactly one route or unassigned, skills and capacities hold,
+    and each route's cost and the day's score are those of the routes actually kept."""
+    from dispatch import solver
+
+    rng = random.Random(7)
+    n = 61
+    pts = [(rng.uniform(0, 15000), rng.uniform(0, 15000)) for _ in range(n)]
+    dist = [[int(math.dist(a, b)) for b in pts] for a in pts]
+    dur = [[d * 36 // 300 for d in row] for row in dist]
+    lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
+    shift = TimeWindow(7 * H, 15 * H)
+    crews = [
+        Crew("c0", 0, 0, shift, breaks=(lunch,), skills={"a"}, capacity=(14,), locked_first=("5", "9")),
+        Crew("c1", 0, 0, shift, skills={"a", "b"}, capacity=(14,)),
+        Crew("c2", 0, 0, shift, skills={"a", "b"}, capacity=(14,)),
+        Crew("c3", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(10,)),
+        *(Crew(f"c{k}", 0, 0, shift, skills={"a", "b"}, capacity=(14,)) for k in range(4, 9)),  # more than the day needs
+    ]
+    jobs = []
+    for k in range(1, n):
+        s = rng.randint(7, 12) * H
+        jobs.append(
+            Job(str(k), k, service=rng.choice([300, 600, 900]), skills={rng.choice("ab")} if rng.random() < 0.4 else set(),
+                windows=(TimeWindow(s, s + 3 * H),) if rng.random() < 0.3 else (), demand=(rng.randint(0, 2),))
+        )
+    p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=7 * H)
+    keep = [j.id for j in p.jobs if j.id not in precheck(p)]
+    locked = {"5", "9"}
+    start = solver._vroom_start(p, keep, locked, SolveParams(time_limit_s=2, workers=1))
+    assert start is not None
+    best = solver._vroom_lns(p, keep, locked, start, time.time() + 1.0, seed=3, ops=(op,))
+    assert best.iterations > 0
+    assert best.score <= start.score
+
+    spec = solver._vroom_spec(p, keep, locked)
+    vehicles = {v["id"]: v for v in spec.vehicles}
+    served = [i for seq in best.steps.values() for t, i in seq if t == "single"]
+    assert sorted(served + best.unassigned) == list(range(len(spec.free)))
+    assert best.routes == solver._routes_of(p, spec, best.steps)
+    for v, seq in best.steps.items():
+        mine = [i for t, i in seq if t == "single"]
+        assert all(spec.jobs[i]["skills"] <= vehicles[v]["skills"] for i in mine)
+        assert sum(spec.jobs[i]["delivery"][0] for i in mine) <= vehicles[v]["capacity"][0]
+        path = [vehicles[v]["start"], *(spec.jobs[i]["location"] for i in mine), vehicles[v]["end"]]
+        # 1 000 cost units per km and none per hour: a route costs its length in metres.
+        assert best.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
+    assert set(best.costs) == set(best.steps)
+    assert best.score == sum(best.costs.values()) * COST_SCALE + sum(p.penalties[spec.free[i]] for i in best.unassigned)
