@@ -4,9 +4,10 @@ Pipeline, within `time_limit_s`:
 1. Pre-check: jobs no crew can ever do get their reason up front and stay out.
 2. VROOM (pyvroom) builds first routes at exploration level 5 on all workers' threads.
 3. Each worker (1 or 2 processes) walks on from there with a VROOM-driven large
-   neighbourhood search (remove up to 30 % of the jobs, as a cluster, strings from
-   neighbouring routes or at random; VROOM re-inserts and polishes), because VROOM alone
-   stops at its first local optimum and OR-Tools' GLS improves a strong start only slowly.
+   neighbourhood search (remove up to 30 % of the jobs from a few neighbouring routes, or
+   move a string of one to an idle vehicle; VROOM re-inserts and polishes the touched
+   routes only), because VROOM alone stops at its first local optimum and OR-Tools' GLS
+   improves a strong start only slowly.
 4. OR-Tools, the model of record, reads the best routes under the full constraint set
    (breaks, locks, route duration, skills, capacities, windows, drop penalties) after a
    repair pass for what VROOM cannot model, and improves them with guided local search
