@@ -4,10 +4,10 @@ Pipeline, within `time_limit_s`:
 1. Pre-check: jobs no crew can ever do get their reason up front and stay out.
 2. VROOM (pyvroom) builds first routes at exploration level 5 on all workers' threads.
 3. Each worker (1 or 2 processes) walks on from there with a VROOM-driven large
-   neighbourhood search (remove up to 30 % of the jobs from a few neighbouring routes, or
-   move a string of one to an idle vehicle; VROOM re-inserts and polishes the touched
-   routes only), because VROOM alone stops at its first local optimum and OR-Tools' GLS
-   improves a strong start only slowly.
+   neighbourhood search (remove up to 30 % of the jobs, as strings from neighbouring
+   routes or a cluster, or move a string of one route to an idle vehicle; VROOM
+   re-inserts and polishes the touched routes only), because VROOM alone stops at its
+   first local optimum and OR-Tools' GLS improves a strong start only slowly.
 4. OR-Tools, the model of record, reads the best routes under the full constraint set
    (breaks, locks, route duration, skills, capacities, windows, drop penalties) after a
    repair pass for what VROOM cannot model, and improves them with guided local search
@@ -322,9 +322,10 @@ def _vroom_run(
     try:
         sol = inp.solve(exploration_level=level, nb_threads=threads, timeout=None if timeout is None else timedelta(seconds=max(0.01, timeout))).to_dict()
     except Exception as exc:  # VROOM's failures must not cost us the plan: OR-Tools constructs instead.
-        # A seeded route VROOM finds infeasible (rounded matrices need not obey the
-        # triangle inequality) is dropped from the seed and the run retried.
-        bad = re.search(r"Infeasible route for vehicle (\d+)", str(exc))
+        # A seeded route VROOM rejects (infeasible: rounded matrices need not obey the
+        # triangle inequality; over capacity; a job out of reach) is dropped from the
+        # seed and the run retried: VROOM then inserts those jobs itself.
+        bad = re.search(r"for vehicle (\d+)", str(exc))
         if steps and bad and int(bad.group(1)) in steps:
             rest = {v: seq for v, seq in steps.items() if v != int(bad.group(1))}
             return _vroom_run(problem, spec, level, threads, timeout, rest)
@@ -391,9 +392,10 @@ def _vroom_lns(
     thread), accept the result by record-to-record travel. VROOM alone stops at its first
     local optimum; this walks on from there.
 
-    Only the routes a ruin touched, and one idle vehicle of each kind, go back to VROOM:
-    the other routes cannot change, and a repair of two routes out of twelve costs a
-    tenth of a whole-day one, so the walk takes many more steps in the same time.
+    Only the routes a ruin touched, one idle vehicle of each kind (plus the one "split"
+    seeds) and the unassigned jobs go back to VROOM: the other routes cannot change, and
+    a repair of two routes out of twelve costs a tenth of a whole-day one, so the walk
+    takes many more steps in the same time.
 
     Ruins (`ops`), picked adaptively by how often each has paid off: "pair", a string
     from each of two neighbouring routes (the cheapest repair, which matters on days of
@@ -447,7 +449,11 @@ def _vroom_lns(
                 lo = rng.randint(0, len(r) - length)
                 moved = r[lo : lo + length]
                 needs = set().union(*(spec.jobs[i]["skills"] for i in moved))
-                able = [u["id"] for u in spec.vehicles if u["id"] not in routes and needs <= u["skills"]]
+                load = [sum(spec.jobs[i]["delivery"][d] for i in moved) for d in range(len(problem.dimensions))]
+                able = [
+                    u["id"] for u in spec.vehicles
+                    if u["id"] not in routes and needs <= u["skills"] and all(a <= c for a, c in zip(load, u["capacity"]))
+                ]
                 if able:
                     ruined = set(moved)
                     opened = (rng.choice(able), moved)
@@ -493,10 +499,10 @@ def _vroom_lns(
             continue
         steps = {v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)] for v, seq in current.steps.items()}
         if opened is not None:
-            # Its breaks first; if VROOM finds that order infeasible it drops this seed and
-            # inserts the jobs itself (see _vroom_run).
+            # If VROOM rejects this route (say, its windows cannot be kept in that order
+            # from the vehicle's start), it drops the seed and inserts the jobs itself.
             u, moved = opened
-            steps[u] = [st for st in current.steps.get(u, []) if st[0] == "break"] + [("single", i) for i in moved]
+            steps[u] = [("single", i) for i in moved]
         left = deadline - time.time()
         if left < LNS_MIN_CALL_S:
             break
@@ -513,9 +519,7 @@ def _vroom_lns(
         got = _vroom_run(problem, sub, 1, 1, None if len(sub.jobs) <= LNS_UNTIMED_JOBS else left, {v: steps[v] for v in part if v in steps})
         if got is None:
             continue
-        new_steps = {v: seq for v, seq in current.steps.items() if v not in part} | got.steps
-        costs = {v: c for v, c in current.costs.items() if v not in part} | got.costs
-        cand = _VroomStart(_routes_of(problem, spec, new_steps), new_steps, _score(problem, spec, costs, got.unassigned), costs=costs, unassigned=got.unassigned)
+        cand = _splice(problem, spec, current, part, got)
         # Record-to-record travel: accept a little worse than the best, less so over time,
         # so the walk can leave a local optimum VROOM's own search cannot.
         slack = threshold * (1.0 - (time.time() - t_start) / span)
@@ -530,6 +534,14 @@ def _vroom_lns(
         # Adaptive choice: an operator's weight follows its recent rewards, never to zero.
         weights[op] = max(0.1, 0.9 * weights[op] + 0.1 * reward)
     return best
+
+
+def _splice(problem: Problem, spec: _VroomSpec, current: _VroomStart, part: set[int], got: _VroomStart) -> _VroomStart:
+    """The day with the vehicles in `part` replaced by VROOM's repair of them. `got` holds
+    every job that was on those vehicles or unassigned, so its unassigned list is the day's."""
+    steps = {v: seq for v, seq in current.steps.items() if v not in part} | got.steps
+    costs = {v: c for v, c in current.costs.items() if v not in part} | got.costs
+    return _VroomStart(_routes_of(problem, spec, steps), steps, _score(problem, spec, costs, got.unassigned), costs=costs, unassigned=list(got.unassigned))
 
 
 def _idle_kinds(spec: _VroomSpec, routes: dict[int, list[int]]) -> set[int]:

@@ -297,10 +297,11 @@ def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
 
 
 @pytest.mark.parametrize("op", ["pair", "split", "cluster", "string", "random", "route"])
-def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str) -> None:
+def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The LNS sends VROOM only the routes a ruin touched and splices the answer into the
-    day: every job stays on exactly one route or unassigned, skills and capacities hold,
-    and each route's cost and the day's score are those of the routes actually kept."""
+    day. Every spliced day, accepted or not, must keep every job on exactly one route or
+    unassigned, hold skills and capacities, and carry each route's real cost and the
+    day's real score."""
     from dispatch import solver
 
     rng = random.Random(7)
@@ -311,39 +312,60 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str) -> None:
     lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
     shift = TimeWindow(7 * H, 15 * H)
     crews = [
-        Crew("c0", 0, 0, shift, breaks=(lunch,), skills={"a"}, capacity=(14,), locked_first=("5", "9")),
-        Crew("c1", 0, 0, shift, skills={"a", "b"}, capacity=(14,)),
-        Crew("c2", 0, 0, shift, skills={"a", "b"}, capacity=(14,)),
-        Crew("c3", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(10,)),
-        *(Crew(f"c{k}", 0, 0, shift, skills={"a", "b"}, capacity=(14,)) for k in range(4, 9)),  # more than the day needs
+        Crew("c0", 0, 0, shift, breaks=(lunch,), skills={"a"}, capacity=(12,), locked_first=("5", "9")),
+        Crew("c1", 0, 0, shift, skills={"a", "b"}, capacity=(12,)),
+        Crew("c3", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(8,)),
+        # Too little room for every item, so that some jobs stay unassigned and move in
+        # and out of the repairs; for "split", room to spare, so that crews stay idle.
+        *(Crew(f"c{k}", 0, 0, shift, skills={"a", "b"}, capacity=(40 if op == "split" else 12,)) for k in range(4, 9)),
     ]
     jobs = []
     for k in range(1, n):
         s = rng.randint(7, 12) * H
         jobs.append(
             Job(str(k), k, service=rng.choice([300, 600, 900]), skills={rng.choice("ab")} if rng.random() < 0.4 else set(),
-                windows=(TimeWindow(s, s + 3 * H),) if rng.random() < 0.3 else (), demand=(rng.randint(0, 2),))
+                windows=(TimeWindow(s, s + 3 * H),) if rng.random() < 0.3 else (), demand=(rng.randint(1, 3),))
         )
     p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=7 * H)
     keep = [j.id for j in p.jobs if j.id not in precheck(p)]
     locked = {"5", "9"}
-    start = solver._vroom_start(p, keep, locked, SolveParams(time_limit_s=2, workers=1))
-    assert start is not None
-    best = solver._vroom_lns(p, keep, locked, start, time.time() + 1.0, seed=3, ops=(op,))
-    assert best.iterations > 0
-    assert best.score <= start.score
-
     spec = solver._vroom_spec(p, keep, locked)
     vehicles = {v["id"]: v for v in spec.vehicles}
-    served = [i for seq in best.steps.values() for t, i in seq if t == "single"]
-    assert sorted(served + best.unassigned) == list(range(len(spec.free)))
-    assert best.routes == solver._routes_of(p, spec, best.steps)
-    for v, seq in best.steps.items():
-        mine = [i for t, i in seq if t == "single"]
-        assert all(spec.jobs[i]["skills"] <= vehicles[v]["skills"] for i in mine)
-        assert sum(spec.jobs[i]["delivery"][0] for i in mine) <= vehicles[v]["capacity"][0]
-        path = [vehicles[v]["start"], *(spec.jobs[i]["location"] for i in mine), vehicles[v]["end"]]
-        # 1 000 cost units per km and none per hour: a route costs its length in metres.
-        assert best.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
-    assert set(best.costs) == set(best.steps)
-    assert best.score == sum(best.costs.values()) * COST_SCALE + sum(p.penalties[spec.free[i]] for i in best.unassigned)
+    chains = {c.id: [j for j in c.locked_first if j in locked] for c in crews}
+
+    def check(day: solver._VroomStart) -> None:
+        served = [i for seq in day.steps.values() for t, i in seq if t == "single"]
+        assert sorted(served + day.unassigned) == list(range(len(spec.free)))
+        assert set(day.costs) == set(day.steps)
+        for v, seq in day.steps.items():
+            mine = [i for t, i in seq if t == "single"]
+            assert mine, "a vehicle without jobs stays out of the day"
+            assert all(spec.jobs[i]["skills"] <= vehicles[v]["skills"] for i in mine)
+            assert sum(spec.jobs[i]["delivery"][0] for i in mine) <= vehicles[v]["capacity"][0]
+            path = [vehicles[v]["start"], *(spec.jobs[i]["location"] for i in mine), vehicles[v]["end"]]
+            # 1 000 cost units per km and none per hour: a route costs its length in metres.
+            assert day.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
+        for v, c in enumerate(crews):
+            assert day.routes[c.id] == chains[c.id] + [spec.free[i] for t, i in day.steps.get(v, []) if t == "single"]
+        length = sum(day.costs.values())
+        assert day.score == length * COST_SCALE + sum(p.penalties[spec.free[i]] for i in day.unassigned)
+
+    spliced: list[solver._VroomStart] = []
+    real_splice = solver._splice
+
+    def splice(*args: object) -> solver._VroomStart:
+        day = real_splice(*args)  # type: ignore[arg-type]
+        spliced.append(day)
+        return day
+
+    monkeypatch.setattr(solver, "_splice", splice)
+    start = solver._vroom_start(p, keep, locked, SolveParams(time_limit_s=2, workers=1))
+    assert start is not None
+    assert len(start.steps) < len(crews) if op == "split" else start.unassigned
+    check(start)
+    best = solver._vroom_lns(p, keep, locked, start, time.time() + 1.0, seed=3, ops=(op,))
+    assert len(spliced) >= 5
+    for day in spliced:
+        check(day)
+    check(best)
+    assert best.score <= start.score
