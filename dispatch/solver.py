@@ -426,10 +426,17 @@ def _vroom_lns(
     def near(centre: int) -> np.ndarray:
         return np.argsort(dur[locs[centre], locs] + dur[locs, locs[centre]], kind="stable")
 
+    def cut(r: list[int], x: int, length: int) -> list[int]:
+        """A string of `length` consecutive jobs of route `r` that contains job `x`."""
+        pos = r.index(x)
+        lo = rng.randint(max(0, pos - length + 1), min(pos, len(r) - length))
+        return r[lo : lo + length]
+
     while time.time() < deadline:
         best.iterations += 1
         routes = {v: [i for t, i in seq if t == "single"] for v, seq in current.steps.items()}
         routes = {v: r for v, r in routes.items() if r}
+        where = {i: v for v, r in routes.items() for i in r}
         op = rng.choices(list(weights), weights=list(weights.values()))[0]
         k = rng.randint(max(2, size // 2), size)
         ruined: set[int] = set()
@@ -460,24 +467,18 @@ def _vroom_lns(
         elif op == "pair" and len(routes) > 1:
             # Two neighbouring routes, each cut by a string around the seed's nearest job
             # on it; only these two are repaired, so the call is cheap on long routes.
-            where = {i: v for v, r in routes.items() for i in r}
-            order = near(rng.randrange(n))
             picked: list[int] = []
-            for x in order:
+            for x in near(rng.randrange(n)):
                 v = where.get(int(x))
                 if v is not None and v not in picked:
                     picked.append(v)
                     r = routes[v]
-                    length = max(1, min(len(r), rng.randint(max(1, k // 4), max(1, k // 2))))
-                    pos = r.index(int(x))
-                    lo = rng.randint(max(0, pos - length + 1), min(pos, len(r) - length))
-                    ruined.update(r[lo : lo + length])
+                    ruined.update(cut(r, int(x), max(1, min(len(r), rng.randint(max(1, k // 4), max(1, k // 2))))))
                     if len(picked) == 2:
                         break
         elif op == "string" and routes:
             # SISR (Christiaens & Vanden Berghe 2020): strings of average length up to
             # 10 from about k / length routes, taken around the jobs nearest a seed.
-            where = {i: v for v, r in routes.items() for i in r}
             avg = n / len(routes)
             lmax = min(10.0, avg)
             kmax = 4.0 * k / (1.0 + lmax) - 1.0
@@ -488,10 +489,7 @@ def _vroom_lns(
                 if v is None or v in done:
                     continue
                 r = routes[v]
-                length = int(rng.uniform(1.0, min(len(r), lmax) + 1.0))
-                pos = r.index(int(x))
-                lo = rng.randint(max(0, pos - length + 1), min(pos, len(r) - length))
-                ruined.update(r[lo : lo + length])
+                ruined.update(cut(r, int(x), int(rng.uniform(1.0, min(len(r), lmax) + 1.0))))
                 done.add(v)
                 if len(done) >= nstrings:
                     break
