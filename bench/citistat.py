@@ -41,10 +41,11 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bench.open311_requests import (  # noqa: E402
     SERVICE_TYPES,
     create_database,
-    drop_database,
+    log,
     loopback_admin_url,
     machine,
     migrate,
+    release_database,
     start_gunicorn,
     unwind_on_sigterm,
 )
@@ -53,10 +54,6 @@ from core.settings import libpq_url  # noqa: E402
 TZ = "UTC"
 CREWS = 12
 STOPS_PER_ROUTE = 15
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
@@ -414,11 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if db_name is not None:
-            if args.keep:
-                log(f"kept database {db_name}: {make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)}")
-            else:
-                drop_database(admin_url, db_name)
-                log(f"dropped database {db_name}")
+            release_database(admin_url, db_name, args.keep)
 
 
 if __name__ == "__main__":

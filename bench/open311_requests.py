@@ -86,6 +86,15 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def release_database(admin_url: str, name: str, keep: bool) -> None:
+    """End of a run: drop the throwaway database, or (--keep) say where it stays."""
+    if keep:
+        log(f"kept database {name}: {make_url(admin_url).set(database=name).render_as_string(hide_password=False)}")
+    else:
+        drop_database(admin_url, name)
+        log(f"dropped database {name}")
+
+
 def migrate(url: str) -> None:
     from alembic import command
 
@@ -525,11 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             if server.proc.returncode not in (0, None, -signal.SIGTERM):
                 log(f"gunicorn exit {server.proc.returncode}; log: {server.stderr_log}")
         if db_name is not None:
-            if args.keep:
-                log(f"kept database {db_name}: {make_url(admin_url).set(database=db_name).render_as_string(hide_password=False)}")
-            else:
-                drop_database(admin_url, db_name)
-                log(f"dropped database {db_name}")
+            release_database(admin_url, db_name, args.keep)
 
 
 if __name__ == "__main__":
