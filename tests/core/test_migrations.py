@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -32,13 +35,23 @@ def test_every_model_table_and_procrastinate_schema_exist(engine: Engine) -> Non
     assert {"procrastinate_jobs", "procrastinate_events", "procrastinate_workers"} <= tables
 
 
-def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
+@contextmanager
+def scratch_database(database_url: str) -> Iterator[str]:
+    """An empty database of its own for a migration run, dropped afterwards; its URL."""
     admin = make_url(database_url).set(database="postgres")
+    admin_dsn = libpq_url(admin.render_as_string(hide_password=False))
     name = f"streetloop_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
     try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
+    with scratch_database(database_url) as url:
         cfg = alembic_config(url)
         command.upgrade(cfg, "head")
         command.downgrade(cfg, "base")
@@ -50,20 +63,10 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
         assert left == set()
         assert procs == 0
         command.upgrade(cfg, "head")
-    finally:
-        with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_closing_the_loop_upgrade_counts_old_reopens_and_refuses_fixed_without_evidence(database_url: str) -> None:
-    import pytest
-
-    admin = make_url(database_url).set(database="postgres")
-    name = f"streetloop_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(database_url) as url:
         cfg = alembic_config(url)
         command.upgrade(cfg, "0004")
         eng = make_engine(url)
@@ -84,6 +87,3 @@ def test_closing_the_loop_upgrade_counts_old_reopens_and_refuses_fixed_without_e
         with eng.connect() as conn:
             assert conn.scalar(text("SELECT reopen_count FROM service_requests WHERE public_id = 'R0'")) == 2
         eng.dispose()
-    finally:
-        with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
