@@ -11,24 +11,12 @@ from sqlalchemy.orm import Session
 
 from core.models import Crew, Depot, District, ServiceRequest, ServiceType
 from tests import factories as f
-
-
-@pytest.fixture
-def admin(db: Session) -> dict[str, str]:
-    return f.token_for(db, f.user(db, "admin@example.org", "admin"))
+from tests.api.errors import error_body
 
 
 @pytest.fixture
 def dispatcher(db: Session) -> dict[str, str]:
     return f.token_for(db, f.user(db, "disp@example.org", "dispatcher"))
-
-
-def error_body(r: Any, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.get_data(as_text=True)
-    body = r.get_json()
-    assert body["code"] == status
-    assert set(body) <= {"code", "status", "message", "errors"}
-    return body
 
 
 # -- service types -----------------------------------------------------------------------

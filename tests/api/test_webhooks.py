@@ -12,19 +12,7 @@ from core.intake import Contact
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.models import Notification, Webhook
 from tests import factories as f
-
-
-@pytest.fixture
-def admin(db: Session) -> dict[str, str]:
-    return f.token_for(db, f.user(db, "admin@example.org", "admin"))
-
-
-def error_body(r: Any, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.get_data(as_text=True)
-    body = r.get_json()
-    assert body["code"] == status
-    assert set(body) <= {"code", "status", "message", "errors"}
-    return body
+from tests.api.errors import error_body
 
 
 def test_register_list_and_deactivate_a_webhook(client: Any, db: Session, admin: dict[str, str]) -> None:
