@@ -7,7 +7,7 @@ is an index scan, not a sequential scan over every request in the city.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
@@ -21,11 +21,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Time,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, bigint, created_at, intpk
@@ -56,7 +57,11 @@ WORK_ORDER_STATUSES = (
 PLAN_STATUSES = ("queued", "running", "ready", "failed", "published", "superseded")
 STOP_KINDS = ("job", "break")
 
-STATUS_EVENT_ENTITIES = ("service_request", "work_order", "route_plan", "completion")
+# What the audit trail records changes of. Users, shifts, shift patterns and the service
+# area are audited the same way as the work: who changed what, when.
+STATUS_EVENT_ENTITIES = (
+    "service_request", "work_order", "route_plan", "completion", "user", "shift", "shift_pattern", "service_area",
+)
 
 WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
 
@@ -100,10 +105,43 @@ class Crew(Base):
     capacity: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # The last sequence number handed out in this crew's change feed (`CrewChange.seq`);
+    # bumped under the row's lock at commit, so the feed's numbers follow commit order.
+    feed_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[created_at]
 
     depot: Mapped[Depot | None] = relationship()
     shifts: Mapped[list[Shift]] = relationship(back_populates="crew", order_by="Shift.starts_at")
+
+
+class ShiftPattern(Base):
+    """A crew's weekly rota in the city's local time, e.g. Monday-Friday 07:00-15:30 with
+    30 minutes of lunch within 11:30-13:30. It makes the coming shifts (`core.shifts`);
+    a shift it made can still be edited, ended early or cancelled one by one."""
+
+    __tablename__ = "shift_patterns"
+    __table_args__ = (
+        # ISO weekdays: 1 is Monday, 7 is Sunday.
+        CheckConstraint("cardinality(weekdays) > 0 AND weekdays <@ ARRAY[1, 2, 3, 4, 5, 6, 7]", name="weekdays"),
+        # An end at or before the start is the next day's (a night shift).
+        CheckConstraint("starts_local <> ends_local", name="window"),
+        CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="validity"),
+    )
+
+    id: Mapped[intpk]
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), index=True)
+    weekdays: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    starts_local: Mapped[time] = mapped_column(Time)
+    ends_local: Mapped[time] = mapped_column(Time)
+    # [{"earliest": "11:30", "latest": "13:30", "minutes": 30}], local times of the shift's day.
+    breaks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    valid_from: Mapped[date]
+    valid_until: Mapped[date | None]
+    start_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+    end_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+    created_at: Mapped[created_at]
+
+    crew: Mapped[Crew] = relationship()
 
 
 class Shift(Base):
@@ -111,6 +149,8 @@ class Shift(Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="window"),
         Index("ix_shifts_crew_id_starts_at", "crew_id", "starts_at"),
+        # A pattern makes one shift per start; two materialisations racing cannot double it.
+        UniqueConstraint("pattern_id", "starts_at", name="uq_shifts_pattern_starts_at"),
     )
 
     id: Mapped[intpk]
@@ -119,6 +159,13 @@ class Shift(Base):
     ends_at: Mapped[datetime]
     start_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
     end_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
+    # The weekly pattern that made it; NULL once edited by hand (the pattern no longer owns it).
+    pattern_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shift_patterns.id", ondelete="SET NULL"))
+    # Ended early (a crew goes home sick): `ends_at` is then the new end.
+    ended_early_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None]
+    # A cancelled shift (a day off) stays as a row, so its pattern does not make it again.
+    cancelled_at: Mapped[datetime | None]
 
     crew: Mapped[Crew] = relationship(back_populates="shifts")
     breaks: Mapped[list[ShiftBreak]] = relationship(
@@ -288,11 +335,16 @@ class WorkOrder(Base):
     demand: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     # When the crew may start work: [{"start": iso, "end": iso}, ...]; empty = any time.
     time_windows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # A dispatcher's "this must be done on that day" (optionally by that crew): plans of
+    # the day then include it, dropping lower-value work if they must.
+    must_do_on: Mapped[date | None]
+    must_do_crew_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("crews.id"))
     created_at: Mapped[created_at]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     service_type: Mapped[ServiceType] = relationship()
-    crew: Mapped[Crew | None] = relationship()
+    crew: Mapped[Crew | None] = relationship(foreign_keys=[crew_id])
+    must_do_crew: Mapped[Crew | None] = relationship(foreign_keys=[must_do_crew_id])
     district: Mapped[District | None] = relationship()
     requests: Mapped[list[ServiceRequest]] = relationship(back_populates="work_order", order_by="ServiceRequest.id")
 
@@ -497,6 +549,10 @@ class RoutePlan(Base):
     provider: Mapped[str | None]
     stats: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     unassigned: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # Crews of the scope the plan left out, with why: [{"crew": code, "reason": ..., "message": ...}].
+    excluded_crews: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # A plan built during its day starts here (now plus the lead time): nothing before it.
+    planned_from: Mapped[datetime | None]
     error: Mapped[str | None]
     requested_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     created_at: Mapped[created_at]
@@ -518,7 +574,7 @@ class PlanRoute(Base):
     id: Mapped[intpk]
     plan_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"))
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
-    shift_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shifts.id"))
+    shift_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shifts.id", ondelete="SET NULL"))
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
     drive_s: Mapped[int] = mapped_column(Integer)
@@ -551,9 +607,54 @@ class RouteStop(Base):
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
     locked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # During the day: when the crew now looks like starting this stop, from its progress
+    # and position (`dispatch.promises`), and when that was worked out.
+    projected_start_at: Mapped[datetime | None]
+    projected_at: Mapped[datetime | None]
 
     route: Mapped[PlanRoute] = relationship(back_populates="stops")
     work_order: Mapped[WorkOrder | None] = relationship()
+
+
+class CrewDay(Base):
+    """The published plan a crew drives on a day. The primary key allows one: however two
+    publishes race, the database refuses to put a crew on two published plans of a day."""
+
+    __tablename__ = "crew_days"
+
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), primary_key=True)
+    plan_date: Mapped[date] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"), index=True)
+
+
+CREW_CHANGE_KINDS = ("assigned", "urgent_stop", "updated", "cancelled", "removed", "rejected", "route")
+
+
+class CrewChange(Base):
+    """One entry of a crew's change feed (`GET /crew/changes`), written in the transaction
+    of the change. `seq` is handed out at commit under the crew row's lock, so within a
+    crew it follows commit order: a phone that has seen `seq` n has seen every change
+    before it (see `dispatch.crewfeed`)."""
+
+    __tablename__ = "crew_changes"
+    __table_args__ = (
+        _check_in("change", CREW_CHANGE_KINDS, "change"),
+        UniqueConstraint("crew_id", "seq", name="uq_crew_changes_crew_seq"),
+        # Rows of transactions not yet committed: the commit hook numbers them.
+        Index("ix_crew_changes_pending", "id", postgresql_where=text("seq IS NULL")),
+    )
+
+    id: Mapped[intpk]
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    change: Mapped[str] = mapped_column(String(16))
+    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id", ondelete="CASCADE"))
+    plan_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="SET NULL"))
+    # The order's status after the change, and the status event's target.
+    status: Mapped[str | None] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime]
+    created_at: Mapped[created_at]
 
 
 # -- crews in the field -------------------------------------------------------------
@@ -682,7 +783,7 @@ class Review(Base):
 
 # -- telling residents ------------------------------------------------------------------
 
-NOTIFICATION_KINDS = ("scheduled", "fixed", "closed", "reopened")
+NOTIFICATION_KINDS = ("scheduled", "fixed", "closed", "reopened", "delayed")
 NOTIFICATION_CHANNELS = ("email", "webhook")
 NOTIFICATION_STATES = ("pending", "sending", "sent", "failed")
 
@@ -749,3 +850,19 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[created_at]
+
+
+class ServiceArea(Base):
+    """The city's own service area, set by an admin (one row at most). Without it the
+    area is `STREETLOOP_SERVICE_AREA`, else the union of the districts."""
+
+    __tablename__ = "service_area"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        Index("ix_service_area_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default=text("1"))
+    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
