@@ -8,12 +8,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from core import crewfeed
 from core.models import (
-    Completion,
     Crew,
+    CrewChange,
     Depot,
     Photo,
     PlanRoute,
@@ -111,7 +112,11 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
 
 
 def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -> dict[str, Any]:
-    """The crew's route for a day: the published plan's, else the work assigned to it directly."""
+    """The crew's route for a day: the published plan's, else the work assigned to it directly.
+
+    `changes_cursor` is read before the route: a change committed in between is then both
+    in the route and in the feed after the cursor (told twice, never lost)."""
+    cursor = crewfeed.head(s, crew.id)
     route = published_route(s, crew, day)
     midnight = datetime.combine(day, time(0), tz)
     shift = s.scalar(
@@ -162,6 +167,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         "breaks": breaks,
         "stops": stops,
         "geometry": geometry,
+        "changes_cursor": cursor,
     }
 
 
@@ -173,46 +179,22 @@ def etag_of(body: dict[str, Any]) -> str:
 
 
 def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: int = 500) -> dict[str, Any]:
-    """Events on this crew's work after cursor `since` (a status-event id), classified for the phone."""
-    recent = datetime.now(tz) - timedelta(days=2)
-    in_routes = (
-        select(RouteStop.work_order_id)
-        .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
-        .join(RoutePlan, RoutePlan.id == PlanRoute.plan_id)
-        .where(PlanRoute.crew_id == crew.id, RoutePlan.created_at >= recent, RouteStop.work_order_id.is_not(None),
-               RoutePlan.status.in_(("published", "superseded")))
-    )
-    # A job the crew completed stays its news: a supervisor may reject the proof.
-    completed_by_crew = select(Completion.work_order_id).where(Completion.crew_id == crew.id, Completion.submitted_at >= recent)
-    rows = s.execute(
-        select(StatusEvent, WorkOrder)
-        .join(WorkOrder, WorkOrder.id == StatusEvent.entity_id)
-        .where(StatusEvent.entity == "work_order", StatusEvent.id > since,
-               or_(WorkOrder.crew_id == crew.id, WorkOrder.id.in_(in_routes), WorkOrder.id.in_(completed_by_crew)))
-        .order_by(StatusEvent.id)
-        .limit(limit)
+    """The crew's changes after cursor `since`, oldest first, at most `limit` (then `more`).
+
+    The cursor is the crew's feed sequence number (`core.crewfeed`), which follows commit
+    order: asking again from the returned cursor never skips a change. A cursor beyond the
+    feed's head (a phone restored from another database) answers `reset`: the phone reads
+    its route again and continues from the returned cursor."""
+    top = crewfeed.head(s, crew.id)
+    if since > top:
+        return {"changes": [], "cursor": top, "more": False, "reset": True}
+    rows = s.scalars(
+        select(CrewChange).where(CrewChange.crew_id == crew.id, CrewChange.seq > since, CrewChange.seq <= top)
+        .order_by(CrewChange.seq).limit(limit)
     ).all()
-    changes = []
-    # No longer this crew's: say so once, at its latest event, and nothing of what others
-    # do with it. A rejected completion is said as such: the crew may have to go back.
-    # The order's birth and draft plans are office business, not news for the crew.
-    news = [(ev, wo) for ev, wo in rows
-            if not (ev.from_status is None or (ev.to_status == "planned" and ev.from_status != "planned"))]
-    last_event = {wo.id: ev.id for ev, wo in news}
-    rejected = {wo.id for ev, wo in news if ev.to_status == "rejected"}
-    for ev, wo in news:
-        if wo.crew_id != crew.id:
-            if ev.id != last_event[wo.id]:
-                continue
-            kind = "cancelled" if wo.status == "cancelled" else "rejected" if wo.id in rejected else "removed"
-        elif ev.to_status == "dispatched" and ev.from_status != "dispatched":
-            kind = "urgent_stop" if wo.priority >= 4 else "assigned"
-        elif ev.to_status in ("cancelled", "closed"):
-            # Closed by a supervisor while still on the route: for the crew, as good as cancelled.
-            kind = "cancelled"
-        else:
-            kind = "updated"
-        changes.append({"cursor": ev.id, "work_order_id": wo.id, "change": kind, "status": wo.status,
-                        "event": ev.to_status, "at": _iso(ev.at, tz)})
-    last = rows[-1][0].id if rows else max(since, s.scalar(select(func.coalesce(func.max(StatusEvent.id), 0))) if since == 0 else since)
-    return {"changes": changes, "cursor": last, "more": len(rows) == limit}
+    changes = [
+        {"cursor": c.seq, "work_order_id": c.work_order_id, "plan_id": c.plan_id, "change": c.change,
+         "status": c.status, "event": c.event, "at": _iso(c.at, tz)}
+        for c in rows
+    ]
+    return {"changes": changes, "cursor": rows[-1].seq if rows else since, "more": len(rows) == limit, "reset": False}

@@ -8,8 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from core import crewfeed
 from core.errors import ValidationFailed
 from core.lifecycle.base import StateMachine
+from core.models import StatusEvent
 
 UNABLE_REASONS = frozenset(
     {"blocked_by_vehicle", "no_access", "needs_other_crew", "needs_equipment", "not_found", "unsafe", "weather", "other"}
@@ -31,6 +35,21 @@ class WorkOrderLifecycle(StateMachine):
         "closed": frozenset(),
         "cancelled": frozenset(),
     }
+
+    @classmethod
+    def transition(cls, session: Session, obj: Any, target: str, **kwargs: Any) -> StatusEvent:
+        """Change the order's status and, in the same transaction, tell the crews it
+        concerns through their change feed."""
+        before_crew, before_status = obj.crew_id, obj.status
+        event = super().transition(session, obj, target, **kwargs)
+        crewfeed.work_order_changed(session, obj, event, before_crew=before_crew, before_status=before_status)
+        return event
+
+    @classmethod
+    def annotate(cls, session: Session, obj: Any, **kwargs: Any) -> StatusEvent:
+        event = super().annotate(session, obj, **kwargs)
+        crewfeed.work_order_noted(session, obj, event)
+        return event
 
     @classmethod
     def check(cls, obj: Any, target: str, **context: Any) -> None:

@@ -47,7 +47,8 @@ class RouteArgs(Schema):
 
 
 class ChangesArgs(Schema):
-    since = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={"description": "cursor from the last sync"})
+    since = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={
+        "description": "cursor from the last sync (or the route's changes_cursor); 0 reads the crew's whole feed"})
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
