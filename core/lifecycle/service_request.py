@@ -8,7 +8,7 @@ decision. Nothing else can make a request look done."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,6 +20,17 @@ from core.models import REQUEST_CLOSED_STATUSES, StatusEvent
 
 _OUTCOMES = frozenset({"duplicate", "not_found", "no_action_needed", "referred", "cancelled"})
 _WORKING = frozenset({"acknowledged", "scheduled", "in_progress"})
+
+
+def public_time(request: Any, at: datetime | None) -> datetime:
+    """When a change shows on the request's public record: the later of when it happened
+    and the request's last public change. A phone that was offline reports work done
+    before the office's latest step (an `en_route` timed before the dispatch); the work
+    order's audit keeps the device's time, but residents must not see "In progress"
+    before "Scheduled", nor Open311's `updated_datetime` go back."""
+    when = at or datetime.now(UTC)
+    previous = request.updated_at
+    return max(when, previous) if previous is not None else when
 
 
 class ServiceRequestLifecycle(StateMachine):
@@ -48,11 +59,21 @@ class ServiceRequestLifecycle(StateMachine):
             )
 
     @classmethod
-    def transition(cls, session: Session, obj: Any, target: str, **kwargs: Any) -> StatusEvent:
+    def transition(cls, session: Session, obj: Any, target: str, *, at: datetime | None = None,
+                   **kwargs: Any) -> StatusEvent:
         """Change the request's status and, in the same transaction, put the reporter's
         notification (if any) in the outbox."""
-        event = super().transition(session, obj, target, **kwargs)
+        event = super().transition(session, obj, target, at=public_time(obj, at), **kwargs)
         notifications.enqueue(session, obj, event)
+        return event
+
+    @classmethod
+    def annotate(cls, session: Session, obj: Any, *, at: datetime | None = None, public: bool = False,
+                 **kwargs: Any) -> StatusEvent:
+        when = public_time(obj, at)
+        event = super().annotate(session, obj, at=when, public=public, **kwargs)
+        if public:
+            obj.updated_at = when  # news on the public timeline is an update to the request
         return event
 
     @classmethod

@@ -163,3 +163,31 @@ def test_positions_bulk_ingest_idempotent_and_latest(client, db: Session, publis
                 {"pings": [{"time": "2026-01-01T00:00:00", "lat": 1, "lon": 1}]}, {"nope": 1}):
         assert client.post("/api/v1/crew/positions", json=bad, headers=headers).status_code == 422
     assert client.post("/api/v1/crew/positions", json={"pings": pings[:1]}, headers=staff).status_code == 403
+
+
+def test_device_time_stays_in_the_audit_but_the_public_record_never_goes_back(client, db: Session, published) -> None:  # noqa: ANN001
+    from core.models import ServiceRequest
+
+    headers = published["tokens"]["pothole-1"]
+    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    req = db.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == wo_id)).first()
+    before = client.get(f"/open311/v2/requests/{req.public_id}.json").get_json()[0]["updated_datetime"]
+    scheduled_at = db.scalar(select(StatusEvent.at).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id,
+                                                          StatusEvent.to_status == "scheduled"))
+    # The phone was offline: it says it set off 40 minutes before the office dispatched it.
+    device = scheduled_at - timedelta(minutes=40)
+    r = client.post(f"/api/v1/work-orders/{wo_id}/events", json={"type": "en_route", "device_time": device.isoformat()}, headers=headers)
+    assert r.status_code == 200 and r.get_json()["applied"] is True
+    audit = db.scalar(select(StatusEvent.at).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo_id,
+                                                   StatusEvent.to_status == "en_route"))
+    assert audit == device
+    public = db.execute(select(StatusEvent.to_status, StatusEvent.at).where(
+        StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id, StatusEvent.public).order_by(StatusEvent.at, StatusEvent.id)).all()
+    assert [s for s, _ in public][-2:] == ["scheduled", "in_progress"]
+    assert public[-1].at == scheduled_at
+    after = client.get(f"/open311/v2/requests/{req.public_id}.json?extensions=true").get_json()[0]
+    assert datetime.fromisoformat(after["updated_datetime"]) >= datetime.fromisoformat(before)
+    assert [n["status"] for n in after["notes"]][-2:] == ["scheduled", "in_progress"]
+    page = client.get(f"/status/{req.public_id}").get_data(as_text=True)
+    timeline = page[page.index("<ol"):]
+    assert timeline.index("<strong>Scheduled</strong>") < timeline.index("<strong>In progress</strong>")

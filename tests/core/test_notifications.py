@@ -38,8 +38,10 @@ def _webhook(db: Session, api_key_id: int, url: str = "https://app.example.org/h
 
 def _request(db: Session, email: str | None = "ana@example.org", api_key_id: int | None = None,
              lon: float = f.LON) -> ServiceRequest:
+    # Received before AT: the tests time their status changes at AT, and a request's public
+    # record never goes back before its last change.
     return f.report(db, lon=lon, contact=Contact(email=email, first_name="Ana" if email else None),
-                    api_key_id=api_key_id).request
+                    api_key_id=api_key_id, at=AT - timedelta(hours=1)).request
 
 
 def _rows(db: Session, request_id: int) -> list[tuple[str, str, str]]:
