@@ -83,7 +83,7 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions.begin() as session:
         summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed,
-                                 storage=storage_from_settings(settings))
+                                 storage=storage_from_settings(settings), horizon_days=settings.shift_horizon_days)
     click.echo(summary)
 
 

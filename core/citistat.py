@@ -37,7 +37,7 @@ the period, duplicates included: they are real reports that get closed like any 
 | completions_audit_sampled | those completions with `audit_sampled` |
 | share_auto_verified / share_reviewed / share_rejected | the three counts above / completions (null when 0); reviewed = accepted by a supervisor |
 | jobs_completed | completions in the period with verdict auto_verified or verified: visits whose proof stands, whatever their outcome (a pothole fixed, or nothing found at the place) |
-| shift_hours | Σ (ends_at - starts_at) of shifts starting in the period (breaks included); by crew or by week of `starts_at`; null for the other groupings (a shift has no service type or district) |
+| shift_hours | Σ (ends_at - starts_at) of shifts starting in the period (breaks included; cancelled shifts left out, shifts ended early counted to their new end); by crew or by week of `starts_at`; null for the other groupings (a shift has no service type or district) |
 | jobs_per_shift_hour | jobs_completed / shift_hours (null when either is null or 0) |
 | drive_hours | Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date, scope_key) the highest version that was published (`published_at` set, status published or superseded); by crew or by week of plan_date; null for other groupings |
 | on_site_hours | Σ (`completed_at` - `arrived_at`) of the completions above (the visit behind each: when the crew was on site and when it finished, recorded with the completion), grouped like them |
@@ -278,7 +278,7 @@ _SHIFT_SQL = """
     FROM (
         SELECT {key} AS grp, sh.starts_at, sh.ends_at
         FROM shifts sh JOIN crews cr ON cr.id = sh.crew_id
-        WHERE sh.starts_at >= :start AND sh.starts_at < :end
+        WHERE sh.starts_at >= :start AND sh.starts_at < :end AND sh.cancelled_at IS NULL
     ) x
     GROUP BY grp
 """

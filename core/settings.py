@@ -35,6 +35,13 @@ def _number[T: (int, float)](env: dict[str, str], name: str, default: T) -> T:
         raise ValueError(f"{name} must be {kind}, got {raw!r}") from exc
 
 
+def _bounded(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _number(env, name, default)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _share(env: dict[str, str], name: str, default: float) -> float:
     value = _number(env, name, default)
     if not 0.0 <= value <= 1.0:
@@ -99,6 +106,15 @@ class Settings:
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = "311@example.city"
+    # Weekly shift patterns make the shifts of this many coming days.
+    shift_horizon_days: int = 28
+    # A plan built during its day starts each crew no earlier than now plus this, so the
+    # crew has time to read its route before the first stop.
+    plan_lead_minutes: int = 15
+    # A crew's GPS fix younger than this says where it is (plans start it there).
+    fix_max_age_minutes: int = 15
+    # A resident's promised time that slips by more than this is moved, and they are told.
+    promise_slip_minutes: int = 30
 
     @property
     def tz(self) -> ZoneInfo:
@@ -142,4 +158,8 @@ class Settings:
             smtp_password=env.get("STREETLOOP_SMTP_PASSWORD", ""),
             smtp_starttls=_flag(env, "STREETLOOP_SMTP_STARTTLS"),
             mail_from=env.get("STREETLOOP_MAIL_FROM", "").strip() or env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
+            shift_horizon_days=_bounded(env, "STREETLOOP_SHIFT_HORIZON_DAYS", 28, 1, 366),
+            plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
+            fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
+            promise_slip_minutes=_bounded(env, "STREETLOOP_PROMISE_SLIP_MINUTES", 30, 1, 24 * 60),
         )

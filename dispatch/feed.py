@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import crewfeed
+from core.shifts import shift_on
 from core.models import (
     Crew,
     CrewChange,
@@ -20,7 +21,6 @@ from core.models import (
     PlanRoute,
     RoutePlan,
     RouteStop,
-    Shift,
     StatusEvent,
     WorkOrder,
 )
@@ -118,11 +118,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     in the route and in the feed after the cursor (told twice, never lost)."""
     cursor = crewfeed.head(s, crew.id)
     route = published_route(s, crew, day)
-    midnight = datetime.combine(day, time(0), tz)
-    shift = s.scalar(
-        select(Shift).where(Shift.crew_id == crew.id, Shift.starts_at >= midnight, Shift.starts_at < midnight + timedelta(days=1))
-        .options(selectinload(Shift.breaks))
-    )
+    shift = shift_on(s, crew.id, day, tz)
     depot_start = s.get(Depot, shift.start_depot_id) if shift and shift.start_depot_id else crew.depot
     depot_end = s.get(Depot, shift.end_depot_id) if shift and shift.end_depot_id else crew.depot
     stops: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,7 +18,8 @@ from sqlalchemy.orm import Session
 from core.auth import create_api_key, hash_password
 from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
-from core.models import ApiKey, Crew, Depot, District, ServiceAttribute, ServiceType, Shift, ShiftBreak, User
+from core.models import ApiKey, Crew, Depot, District, ServiceAttribute, ServiceType, User
+from core.shifts import BreakRule, PatternSpec, create_pattern, materialize
 from core.spatial import point
 from core.storage import Storage
 from geo.demo_history import seed_history
@@ -27,6 +29,7 @@ from geo.osm import read_districts, street_points
 DEMO_PASSWORD = "demo"
 DEMO_API_KEY = "demo-open311-key"
 DEMO_TZ = ZoneInfo("Europe/Andorra")
+SEED = Actor(label="seed:demo")
 
 _LIST = "singlevaluelist"
 SERVICE_TYPES = [
@@ -128,16 +131,25 @@ def _attributes(code: str, rng: random.Random) -> dict[str, str | list[str]]:
     return {"issue": rng.choice(["out", "out", "flickering", "day_burning"])}
 
 
+# Every crew works every day in the demo, so that the demo shows plans and crews at work
+# on whatever day it is started (a city's own patterns come from the shifts API).
+DEMO_ROTA = PatternSpec(weekdays=(1, 2, 3, 4, 5, 6, 7), starts=time(7), ends=time(15, 30),
+                        breaks=(BreakRule(time(11, 30), time(13, 30), 30),))
+HISTORY_DAYS = 14
+
+
 def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_seed: int = 311, now: datetime | None = None,
-                   storage: Storage | None = None) -> str:
-    """Create the demo city; returns a one-line summary. Idempotent (returns early if seeded).
+                   storage: Storage | None = None, horizon_days: int = 28) -> str:
+    """Create the demo city; returns a one-line summary. Run again, it makes the crews'
+    shifts for the coming `horizon_days` from their weekly patterns and returns.
 
     With a photo `storage`, older reports also get two weeks of past work (see
     `geo.demo_history`): completions with proof, closed requests, a review queue."""
-    if session.scalar(select(User.id).where(User.email == "admin@demo")) is not None:
-        return "demo city already seeded; nothing to do"
-    rng = random.Random(rng_seed)
     now = now or datetime.now(UTC)
+    if session.scalar(select(User.id).where(User.email == "admin@demo")) is not None:
+        made = materialize(session, tz=DEMO_TZ, start=now.astimezone(DEMO_TZ).date(), days=horizon_days, now=now)
+        return f"demo city already seeded; {made} shifts made for the coming {horizon_days} days"
+    rng = random.Random(rng_seed)
 
     for rec in read_districts(pbf, close_gaps_m=5000):
         session.add(District(code=_slug(rec.name), name=rec.name, geom=f"SRID=4326;{rec.geometry.wkt}"))
@@ -162,14 +174,12 @@ def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_se
         session.add(crew)
         session.flush()
         session.add(User(email=f"{crew.code}@demo", name=crew.name, password_hash=password, role="crew", crew_id=crew.id))
-        for offset in range(-1, 7):
-            day = today + timedelta(days=offset)
-            if day.weekday() == 6:  # Sundays off
-                continue
-            at = lambda h, m: datetime.combine(day, time(h, m), DEMO_TZ)  # noqa: E731
-            session.add(Shift(crew_id=crew.id, starts_at=at(7, 0), ends_at=at(15, 30),
-                              start_depot_id=crew.depot_id, end_depot_id=crew.depot_id,
-                              breaks=[ShiftBreak(earliest_start=at(11, 30), latest_end=at(13, 30), minutes=30)]))
+        spec = replace(DEMO_ROTA, valid_from=today - timedelta(days=HISTORY_DAYS))
+        create_pattern(session, crew=crew, spec=spec, actor=SEED, tz=DEMO_TZ, horizon_days=0, now=now)
+    # The past two weeks too (their history needs the shifts), then the coming days.
+    start = today - timedelta(days=HISTORY_DAYS)
+    n_shifts = materialize(session, tz=DEMO_TZ, start=start, days=HISTORY_DAYS + horizon_days,
+                           now=datetime.combine(start, time(0), DEMO_TZ), actor=SEED)
     for email, name, role in STAFF:
         session.add(User(email=email, name=name, password_hash=password, role=role))
     create_api_key(session, "Demo resident app", DEMO_API_KEY)
@@ -212,5 +222,5 @@ def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_se
     if storage is not None:
         session.flush()
         history = "; " + str(seed_history(session, storage, rng=rng, now=now, tz=DEMO_TZ))
-    return (f"seeded demo city: {len(DEPOTS)} depots, {len(CREWS)} crews, {len(SERVICE_TYPES)} service types, "
+    return (f"seeded demo city: {len(DEPOTS)} depots, {len(CREWS)} crews ({n_shifts} shifts), {len(SERVICE_TYPES)} service types, "
             f"{n_addresses} address points, {len(points) + 4} requests ({joined} joined an earlier report){history}")

@@ -105,3 +105,17 @@ def fail_stale_plans(timestamp: int) -> None:
         failed = fail(s)
     if failed:
         log.warning("plans %s were running without a worker; marked failed", failed)
+
+
+@app.periodic(cron="7 * * * *")
+@app.task(name="make_shifts", queue="plans", queueing_lock="make_shifts")
+def make_shifts(timestamp: int) -> None:
+    """Every hour (a missed night must not leave tomorrow without crews): the weekly
+    patterns make the shifts of the coming days."""
+    from core.shifts import materialize
+
+    settings, sessions, _ = _resources()
+    with sessions.begin() as s:
+        made = materialize(s, tz=settings.tz, start=datetime.now(settings.tz).date(), days=settings.shift_horizon_days)
+    if made:
+        log.info("made %d shifts from weekly patterns", made)

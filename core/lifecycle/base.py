@@ -30,6 +30,27 @@ class Actor:
 SYSTEM = Actor(label="system")
 
 
+def audit(session: Session, entity: str, entity_id: int, *, from_status: str | None, to_status: str, actor: Actor,
+          note: str | None = None, public: bool = False, location: WKBElement | None = None,
+          at: datetime | None = None) -> StatusEvent:
+    """One row of the audit trail, in the caller's transaction. The state machines write
+    through this; so do records whose state is not one column (shifts, users)."""
+    event = StatusEvent(
+        entity=entity,
+        entity_id=entity_id,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor.label,
+        actor_user_id=actor.user_id,
+        at=at or datetime.now(UTC),
+        note=note,
+        public=public,
+        location=location,
+    )
+    session.add(event)
+    return event
+
+
 class StateMachine:
     """Subclasses give `entity`, `transitions` and the attribute that holds the state.
 
@@ -76,20 +97,8 @@ class StateMachine:
     ) -> StatusEvent:
         if obj.id is None:
             session.flush()
-        event = StatusEvent(
-            entity=cls.entity,
-            entity_id=obj.id,
-            from_status=from_status,
-            to_status=getattr(obj, cls.state_attr),
-            actor=actor.label,
-            actor_user_id=actor.user_id,
-            at=at or datetime.now(UTC),
-            note=note,
-            public=public,
-            location=location,
-        )
-        session.add(event)
-        return event
+        return audit(session, cls.entity, obj.id, from_status=from_status, to_status=getattr(obj, cls.state_attr),
+                     actor=actor, note=note, public=public, location=location, at=at)
 
     @classmethod
     def transition(

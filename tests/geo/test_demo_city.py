@@ -42,3 +42,21 @@ def test_demo_history_closes_only_verified_work(db: Session, tmp_path) -> None: 
             assert db.get(WorkOrder, c.work_order_id).status == "completed"
             assert all(r.closed_at is None for r in db.get(WorkOrder, c.work_order_id).requests)
     assert history.closed == db.scalar(select(func.count()).select_from(WorkOrder).where(WorkOrder.status == "verified"))
+
+
+def test_the_demo_crews_are_on_shift_on_whatever_day_it_is_started(db: Session) -> None:
+    from datetime import timedelta
+
+    from core.models import Crew
+    from core.shifts import shift_on
+
+    now = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)  # a Sunday evening
+    seed_demo_city(db, pbf=ANDORRA_PBF, n_requests=20, now=now, horizon_days=3)
+    crews = db.scalars(select(Crew)).all()
+    today = now.astimezone(DEMO_TZ).date()
+    assert all(shift_on(db, c.id, today, DEMO_TZ) is not None for c in crews)
+    # Started again a week later on a Monday morning, past the horizon it was seeded with.
+    later = now + timedelta(days=7, hours=14)
+    summary = seed_demo_city(db, pbf=ANDORRA_PBF, now=later, horizon_days=3)
+    assert summary == f"demo city already seeded; {3 * len(crews)} shifts made for the coming 3 days"
+    assert all(shift_on(db, c.id, later.astimezone(DEMO_TZ).date(), DEMO_TZ) is not None for c in crews)
