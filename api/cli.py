@@ -6,16 +6,40 @@ import logging
 import sys
 from pathlib import Path
 
+from zoneinfo import ZoneInfoNotFoundError
+
 import click
 from flask.cli import FlaskGroup
 
 from core.settings import PROJECT_ROOT, Settings
 
 
+class StreetLoopGroup(FlaskGroup):
+    """Flask's CLI (run, shell, routes, --env-file, --app) without its app-command lookup.
+
+    FlaskGroup builds the app just to list or find commands registered on `app.cli`, so
+    `--help` needed a database. StreetLoop registers none there: every command lives on
+    this group, and the app is built only by a command that needs it (run, shell, routes)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(super(FlaskGroup, self).list_commands(ctx))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super(FlaskGroup, self).get_command(ctx, name)
+
+
+def settings_from_env() -> Settings:
+    """The settings, or a one-line error (exit code 1) instead of a traceback."""
+    try:
+        return Settings.from_env()
+    except (RuntimeError, ValueError, ZoneInfoNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _create_app():  # noqa: ANN202
     from api import create_app
 
-    return create_app()
+    return create_app(settings_from_env())
 
 
 def alembic_config(database_url: str | None = None):  # noqa: ANN201
@@ -28,7 +52,7 @@ def alembic_config(database_url: str | None = None):  # noqa: ANN201
     return cfg
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
+@click.group(cls=StreetLoopGroup, create_app=_create_app, add_default_commands=True)
 def main() -> None:
     """StreetLoop: 311 field operations (Open311 intake, dispatch, proof of work)."""
 
@@ -44,7 +68,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (PostGIS extension, tables, procrastinate's job schema)."""
     from alembic import command
 
-    command.upgrade(alembic_config(Settings.from_env().database_url), revision)
+    command.upgrade(alembic_config(settings_from_env().database_url), revision)
 
 
 @db.command("downgrade", with_appcontext=False)
@@ -52,7 +76,7 @@ def db_upgrade(revision: str) -> None:
 def db_downgrade(revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(Settings.from_env().database_url), revision)
+    command.downgrade(alembic_config(settings_from_env().database_url), revision)
 
 
 @db.command("check", with_appcontext=False)
@@ -60,7 +84,7 @@ def db_check() -> None:
     """Fail if the models and the migrated schema differ."""
     from alembic import command
 
-    command.check(alembic_config(Settings.from_env().database_url))
+    command.check(alembic_config(settings_from_env().database_url))
 
 
 @main.group()
@@ -79,7 +103,7 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     from core.storage import storage_from_settings
     from geo.demo_city import seed_demo_city
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions.begin() as session:
         summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed,
@@ -96,7 +120,7 @@ def seed_credentials() -> None:
     from core.models import User
     from geo.demo_city import DEMO_API_KEY, DEMO_PASSWORD
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     with make_sessionmaker(make_engine(settings.database_url))() as session:
         users = session.execute(select(User.email, User.role).where(User.email.like("%@demo")).order_by(User.role, User.email)).all()
     if not users:
@@ -117,7 +141,7 @@ def worker(concurrency: int, queues: str) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with bound_to(Settings.from_env()) as app:
+        with bound_to(settings_from_env()) as app:
             # run_worker opens (and closes) the app's async connection pool itself.
             app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
     finally:
@@ -161,7 +185,7 @@ def geocoder_build(pbf: Path) -> None:
     from core.db import make_engine, make_sessionmaker
     from geo.geocode import build_address_index
 
-    sessions = make_sessionmaker(make_engine(Settings.from_env().database_url))
+    sessions = make_sessionmaker(make_engine(settings_from_env().database_url))
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")
