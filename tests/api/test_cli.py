@@ -34,7 +34,7 @@ def run_without_database(*args: str) -> Result:
 def test_the_walk_reaches_flask_and_streetloop_commands() -> None:
     # So the help test below cannot pass by walking nothing.
     assert {(), ("run",), ("shell",), ("routes",), ("db",), ("db", "upgrade"), ("seed", "demo"), ("worker",),
-            ("roads", "build"), ("geocoder", "build")} <= set(PATHS)
+            ("roads", "build"), ("geocoder", "build"), ("users", "create"), ("users", "set-password")} <= set(PATHS)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "streetloop")
@@ -50,7 +50,7 @@ def test_help_works_without_a_database(path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     "args",
     [("db", "upgrade"), ("db", "check"), ("seed", "credentials"), ("geocoder", "build", "--pbf", __file__),
-     ("worker",), ("routes",), ("shell",)],
+     ("worker",), ("routes",), ("shell",), ("users", "list"), ("users", "deactivate", "--email", "a@b.org")],
     ids=lambda args: " ".join(args[:2]),
 )
 def test_a_command_that_needs_the_database_says_so_without_a_traceback(args: tuple[str, ...]) -> None:
@@ -67,3 +67,11 @@ def test_a_bad_setting_is_one_line_too() -> None:
     result = runner.invoke(main, ["db", "upgrade"], prog_name="streetloop")
     assert result.exit_code == 1
     assert result.stderr == "Error: STREETLOOP_TOKEN_TTL_S must be an integer, got 'soon'\n"
+
+
+def test_an_unreachable_database_is_one_error_too() -> None:
+    runner = CliRunner(env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "FLASK_RUN_FROM_CLI": None})
+    result = runner.invoke(main, ["users", "list"], prog_name="streetloop")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: database error: connection failed")
+    assert "Traceback" not in result.output
