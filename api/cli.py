@@ -1,21 +1,59 @@
-"""The `streetloop` command: Flask's CLI plus database, seed, worker and geocoder commands."""
+"""The `streetloop` command: Flask's CLI plus database, users, seed, worker and geocoder commands."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfoNotFoundError
 
 import click
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo
 
 from core.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from core.lifecycle import Actor
+    from core.models import User
+
+# core.models.ROLES, repeated so `--help` does not import the models (a test keeps them equal).
+ROLES = ("admin", "dispatcher", "supervisor", "crew")
+# Where a caller (the tests) may hand the CLI its sessions, in click's ScriptInfo.data.
+SESSIONS_KEY = "streetloop.sessions"
+
+
+class StreetLoopGroup(FlaskGroup):
+    """Flask's CLI (run, shell, routes, --env-file, --app) without its app-command lookup.
+
+    FlaskGroup builds the app just to list or find commands registered on `app.cli`, so
+    `--help` needed a database. StreetLoop registers none there: every command lives on
+    this group, and the app is built only by a command that needs it (run, shell, routes)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(super(FlaskGroup, self).list_commands(ctx))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super(FlaskGroup, self).get_command(ctx, name)
+
+
+def settings_from_env() -> Settings:
+    """The settings, or a one-line error (exit code 1) instead of a traceback."""
+    try:
+        return Settings.from_env()
+    except (RuntimeError, ValueError, ZoneInfoNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _create_app():  # noqa: ANN202
     from api import create_app
 
-    return create_app()
+    return create_app(settings_from_env())
 
 
 def alembic_config(database_url: str | None = None):  # noqa: ANN201
@@ -28,7 +66,7 @@ def alembic_config(database_url: str | None = None):  # noqa: ANN201
     return cfg
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True)
+@click.group(cls=StreetLoopGroup, create_app=_create_app, add_default_commands=True)
 def main() -> None:
     """StreetLoop: 311 field operations (Open311 intake, dispatch, proof of work)."""
 
@@ -44,7 +82,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (PostGIS extension, tables, procrastinate's job schema)."""
     from alembic import command
 
-    command.upgrade(alembic_config(Settings.from_env().database_url), revision)
+    command.upgrade(alembic_config(settings_from_env().database_url), revision)
 
 
 @db.command("downgrade", with_appcontext=False)
@@ -52,7 +90,7 @@ def db_upgrade(revision: str) -> None:
 def db_downgrade(revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(Settings.from_env().database_url), revision)
+    command.downgrade(alembic_config(settings_from_env().database_url), revision)
 
 
 @db.command("check", with_appcontext=False)
@@ -60,7 +98,7 @@ def db_check() -> None:
     """Fail if the models and the migrated schema differ."""
     from alembic import command
 
-    command.check(alembic_config(Settings.from_env().database_url))
+    command.check(alembic_config(settings_from_env().database_url))
 
 
 @main.group()
@@ -79,7 +117,7 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     from core.storage import storage_from_settings
     from geo.demo_city import seed_demo_city
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions.begin() as session:
         summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed,
@@ -96,7 +134,7 @@ def seed_credentials() -> None:
     from core.models import User
     from geo.demo_city import DEMO_API_KEY, DEMO_PASSWORD
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     with make_sessionmaker(make_engine(settings.database_url))() as session:
         users = session.execute(select(User.email, User.role).where(User.email.like("%@demo")).order_by(User.role, User.email)).all()
     if not users:
@@ -105,6 +143,173 @@ def seed_credentials() -> None:
     for email, role in users:
         click.echo(f"  {role:<11} {email:<28} password: {DEMO_PASSWORD}")
     click.echo(f"  Open311 api_key: {DEMO_API_KEY}")
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+def _sessions() -> sessionmaker[Session]:
+    info = click.get_current_context().ensure_object(ScriptInfo)
+    if SESSIONS_KEY not in info.data:
+        from core.db import make_engine, make_sessionmaker
+
+        info.data[SESSIONS_KEY] = make_sessionmaker(make_engine(settings_from_env().database_url))
+    return info.data[SESSIONS_KEY]
+
+
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """One committed transaction; what goes wrong in it is a one-line error, not a traceback."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from core.errors import DomainError
+
+    try:
+        with _sessions().begin() as session:
+            yield session
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    except OperationalError as exc:
+        raise click.ClickException(f"database error: {str(exc.orig).strip()}") from exc
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
+            raise click.ClickException("the database has no schema yet: run `streetloop db upgrade` first") from exc
+        raise
+
+
+def _cli_actor() -> Actor:
+    from core.lifecycle import Actor
+
+    try:
+        login = getpass.getuser()
+    except OSError:  # no login name in the environment nor in the password database
+        login = "unknown"
+    return Actor.cli(login)
+
+
+def _read_password(email: str, from_stdin: bool) -> str:
+    """From the first line of stdin, or prompted for twice with the input hidden. There is
+    deliberately no option for it: argv is visible to every user of the machine (ps)."""
+    from core.errors import ValidationFailed
+    from core.users import check_password
+
+    if from_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise click.ClickException("--password-stdin: the first line of stdin is empty")
+        try:
+            check_password(password, email=email)
+        except ValidationFailed as exc:
+            raise click.ClickException(exc.message) from exc
+        return password
+    while True:
+        password = click.prompt("Password", hide_input=True)
+        try:
+            check_password(password, email=email)
+        except ValidationFailed as exc:
+            # click's own value_proc check would hide the reason behind hide_input.
+            click.echo(f"Error: {exc.message}", err=True)
+            continue
+        if click.prompt("Repeat the password", hide_input=True) == password:
+            return password
+        click.echo("Error: the two passwords differ; once more", err=True)
+
+
+def _describe(user: User) -> str:
+    return f"{user.role} {user.email}" + (f" (crew {user.crew.code})" if user.crew else "")
+
+
+email_option = click.option("--email", required=True, help="the login's e-mail address (any case)")
+password_stdin_option = click.option(
+    "--password-stdin", is_flag=True, help="read the password from the first line of stdin instead of prompting"
+)
+
+
+@main.group()
+def users() -> None:
+    """Staff and crew logins; a new database starts with `users create --role admin`."""
+
+
+@users.command("create", with_appcontext=False)
+@email_option
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--crew", "crew_code", metavar="CODE", help="the crew's code; required with --role crew, refused otherwise")
+@click.option("--name", help="the name staff see", show_default="the e-mail's local part")
+@password_stdin_option
+def users_create(email: str, role: str, crew_code: str | None, name: str | None, password_stdin: bool) -> None:
+    """Create a login, e.g. the city's first admin. The password is prompted for (or read
+    with --password-stdin), never given as an argument."""
+    from core.users import check_new_user, create_user
+
+    name = name if name is not None else email.strip().partition("@")[0]
+    # Everything but the password is checked first, so nobody types one twice for nothing.
+    with _transaction() as session:
+        check_new_user(session, email=email, name=name, role=role, crew_code=crew_code)
+    password = _read_password(email, password_stdin)
+    with _transaction() as session:
+        user = create_user(session, email=email, name=name, role=role, password=password, crew_code=crew_code,
+                           actor=_cli_actor())
+    click.echo(f"created {_describe(user)}; it signs in with POST /api/v1/auth/token")
+
+
+@users.command("list", with_appcontext=False)
+@click.option("--role", type=click.Choice(ROLES), help="only this role")
+def users_list(role: str | None) -> None:
+    """Every login, inactive ones too: e-mail, role, crew, active."""
+    from core.users import list_users
+
+    with _transaction() as session:
+        rows = [(u.email, u.role, u.crew.code if u.crew else "-", "yes" if u.active else "no")
+                for u in list_users(session, role=role)]
+    if not rows:
+        click.echo("no users yet: create the first admin with `streetloop users create --email ... --role admin`",
+                   err=True)
+        return
+    header = ("EMAIL", "ROLE", "CREW", "ACTIVE")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@users.command("set-password", with_appcontext=False)
+@email_option
+@password_stdin_option
+def users_set_password(email: str, password_stdin: bool) -> None:
+    """Reset a login's password; its tokens are revoked, so it is signed out everywhere."""
+    from core.users import find_user, set_password
+
+    with _transaction() as session:
+        email = find_user(session, email).email
+    password = _read_password(email, password_stdin)
+    with _transaction() as session:
+        user = find_user(session, email, for_update=True)
+        revoked = set_password(session, user, password=password, actor=_cli_actor())
+    click.echo(f"password of {user.email} reset; {revoked} token(s) revoked")
+
+
+@users.command("deactivate", with_appcontext=False)
+@email_option
+@click.option("--reason", help="kept in the account's audit trail")
+def users_deactivate(email: str, reason: str | None) -> None:
+    """Close a login and revoke its tokens. The last active admin cannot be deactivated."""
+    from core.users import deactivate, find_user
+
+    with _transaction() as session:
+        user = find_user(session, email, for_update=True)
+        revoked = deactivate(session, user, actor=_cli_actor(), note=reason)
+    click.echo(f"deactivated {user.email}; {revoked} token(s) revoked")
+
+
+@users.command("reactivate", with_appcontext=False)
+@email_option
+def users_reactivate(email: str) -> None:
+    """Open a deactivated login again, with its old password (reset it if in doubt)."""
+    from core.users import find_user, reactivate
+
+    with _transaction() as session:
+        user = find_user(session, email, for_update=True)
+        reactivate(session, user, actor=_cli_actor())
+    click.echo(f"reactivated {_describe(user)}")
 
 
 @main.command("worker", with_appcontext=False)
@@ -117,7 +322,7 @@ def worker(concurrency: int, queues: str) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with bound_to(Settings.from_env()) as app:
+        with bound_to(settings_from_env()) as app:
             # run_worker opens (and closes) the app's async connection pool itself.
             app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
     finally:
@@ -161,7 +366,7 @@ def geocoder_build(pbf: Path) -> None:
     from core.db import make_engine, make_sessionmaker
     from geo.geocode import build_address_index
 
-    sessions = make_sessionmaker(make_engine(Settings.from_env().database_url))
+    sessions = make_sessionmaker(make_engine(settings_from_env().database_url))
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")

@@ -57,6 +57,12 @@ def user_for_token(session: Session, token: str) -> User | None:
     return row.user
 
 
+def revoke_tokens(session: Session, user: User) -> int:
+    """Sign the user out everywhere; returns how many tokens were deleted."""
+    result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
+    return result.rowcount  # type: ignore[attr-defined]
+
+
 def create_api_key(session: Session, name: str, key: str | None = None) -> tuple[ApiKey, str]:
     key = key or secrets.token_urlsafe(24)
     row = ApiKey(key_hash=_sha256(key), name=name)

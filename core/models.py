@@ -44,6 +44,8 @@ def _point(nullable: bool = False) -> Any:
 
 
 ROLES = ("crew", "dispatcher", "supervisor", "admin")
+# A user's state in the audit trail; the column is `users.active`.
+USER_STATUSES = ("active", "inactive")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 
 REQUEST_OPEN_STATUSES = ("received", "acknowledged", "scheduled", "in_progress", "reopened")
@@ -209,6 +211,18 @@ class User(Base):
     created_at: Mapped[created_at]
 
     crew: Mapped[Crew | None] = relationship()
+
+    # The lifecycle (`core.lifecycle.user`) reads and writes states, like every other
+    # entity's; the table keeps the boolean that sign-in and token checks already read.
+    @property
+    def status(self) -> str:
+        return "active" if self.active else "inactive"
+
+    @status.setter
+    def status(self, value: str) -> None:
+        if value not in USER_STATUSES:
+            raise ValueError(f"a user is one of {USER_STATUSES}, not {value!r}")
+        self.active = value == "active"
 
 
 class AccessToken(Base):

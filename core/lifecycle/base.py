@@ -26,6 +26,11 @@ class Actor:
     def client(cls, name: str) -> Actor:
         return cls(label=f"open311:{name}")
 
+    @classmethod
+    def cli(cls, login: str) -> Actor:
+        """Someone at the server's shell (`streetloop users ...`): their OS login is all we know."""
+        return cls(label=f"cli:{login}")
+
 
 SYSTEM = Actor(label="system")
 

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from flask_smorest.error_handler import ErrorSchema
+
+from api.auth import current_actor, require
+from api.db import session
+from api.resources.common import page_schema, paginate, timeline
+from api.resources.users.schemas import (
+    AccountNoteSchema,
+    NewUserSchema,
+    PasswordSchema,
+    UserArgs,
+    UserChangeSchema,
+    UserDetailSchema,
+    UserSchema,
+)
+from core import users
+from core.models import User
+
+blp = Blueprint(
+    "users", __name__, url_prefix="/users",
+    description="Staff and crew logins (admins): roles, password resets, deactivation; every change is audited.",
+)
+
+NOT_FOUND = {"schema": ErrorSchema, "description": "No such user"}
+INVALID = {"schema": ErrorSchema, "description": "Bad input; nothing was stored"}
+
+
+def _detail(user: User) -> User:
+    user.timeline = timeline(session(), "user", user.id)  # type: ignore[attr-defined]
+    return user
+
+
+@blp.route("")
+@require("admin")
+@blp.arguments(UserArgs, location="query")
+@blp.response(200, page_schema(UserSchema))
+def list_users(args: dict[str, Any]) -> Any:
+    query = users.users_query(role=args.get("role"), active=args.get("active"))
+    return paginate(session(), query, args["page"], args["page_size"])
+
+
+@blp.route("", methods=["POST"])
+@require("admin")
+@blp.arguments(NewUserSchema)
+@blp.response(201, UserDetailSchema)
+@blp.alt_response(409, schema=ErrorSchema, description="A user with this e-mail address (in any case) exists")
+@blp.alt_response(422, **INVALID)
+def create_user(data: dict[str, Any]) -> Any:
+    s = session()
+    user = users.create_user(s, email=data["email"], name=data["name"], role=data["role"], password=data["password"],
+                             crew_code=data["crew"], actor=current_actor())
+    s.commit()
+    return _detail(user)
+
+
+@blp.route("/<int:user_id>")
+@require("admin")
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(404, **NOT_FOUND)
+def get_user(user_id: int) -> Any:
+    return _detail(users.get_user(session(), user_id))
+
+
+@blp.route("/<int:user_id>", methods=["PATCH"])
+@require("admin")
+@blp.arguments(UserChangeSchema)
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(404, **NOT_FOUND)
+@blp.alt_response(409, schema=ErrorSchema, description="It would demote the last active admin")
+@blp.alt_response(422, **INVALID)
+def update_user(data: dict[str, Any], user_id: int) -> Any:
+    s = session()
+    user = users.get_user(s, user_id, for_update=True)
+    actor = current_actor()
+    if "role" in data or "crew" in data:
+        role = data.get("role", user.role)
+        # A crew login keeps its crew when only its role or name is sent.
+        kept = user.crew.code if user.crew and role == "crew" else None
+        users.change_role(s, user, role=role, crew_code=data["crew"] if "crew" in data else kept, actor=actor)
+    if "name" in data:
+        users.rename(s, user, name=data["name"], actor=actor)
+    s.commit()
+    return _detail(user)
+
+
+@blp.route("/<int:user_id>/password", methods=["POST"])
+@require("admin")
+@blp.arguments(PasswordSchema)
+@blp.response(204)
+@blp.alt_response(404, **NOT_FOUND)
+@blp.alt_response(422, **INVALID)
+def reset_password(data: dict[str, Any], user_id: int) -> None:
+    """Set a new password and revoke the user's tokens: every device signs in again."""
+    s = session()
+    user = users.get_user(s, user_id, for_update=True)
+    users.set_password(s, user, password=data["password"], actor=current_actor())
+    s.commit()
+
+
+@blp.route("/<int:user_id>/deactivate", methods=["POST"])
+@require("admin")
+@blp.arguments(AccountNoteSchema, required=False)
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(404, **NOT_FOUND)
+@blp.alt_response(409, schema=ErrorSchema, description="Already inactive, or the last active admin")
+def deactivate(data: dict[str, Any], user_id: int) -> Any:
+    """Close the login and revoke its tokens at once. The row stays for the audit trail."""
+    s = session()
+    user = users.get_user(s, user_id, for_update=True)
+    users.deactivate(s, user, actor=current_actor(), note=data.get("note"))
+    s.commit()
+    return _detail(user)
+
+
+@blp.route("/<int:user_id>/reactivate", methods=["POST"])
+@require("admin")
+@blp.arguments(AccountNoteSchema, required=False)
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(404, **NOT_FOUND)
+@blp.alt_response(409, schema=ErrorSchema, description="Already active")
+def reactivate(data: dict[str, Any], user_id: int) -> Any:
+    """Open the login again with its old password (reset it too if that may have leaked)."""
+    s = session()
+    user = users.get_user(s, user_id, for_update=True)
+    users.reactivate(s, user, actor=current_actor(), note=data.get("note"))
+    s.commit()
+    return _detail(user)
