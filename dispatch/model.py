@@ -64,9 +64,10 @@ class Crew:
     `start`/`end` are location indices (the depot, or for re-planning the crew's last GPS
     position as `start` with `shift.start` = now). `capacity` has one entry per
     `Problem.dimensions`. `locked_first` lists jobs that must open the route in this order
-    (the job in progress, the next committed stop). Costs are integer cost units (e.g.
-    cents) per km driven and per hour of route duration (leave to return, waiting
-    included)."""
+    (the job in progress, the next committed stop). `pinned` lists jobs a dispatcher
+    locked to this crew: they stay on its route, in this order, wherever other work
+    goes around them. Costs are integer cost units (e.g. cents) per km driven and per
+    hour of route duration (leave to return, waiting included)."""
 
     id: str
     start: int
@@ -79,12 +80,14 @@ class Crew:
     cost_per_km: int = 1000
     cost_per_hour: int = 0
     locked_first: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "breaks", tuple(self.breaks))
         object.__setattr__(self, "skills", frozenset(self.skills))
         object.__setattr__(self, "capacity", tuple(int(c) for c in self.capacity))
         object.__setattr__(self, "locked_first", tuple(self.locked_first))
+        object.__setattr__(self, "pinned", tuple(self.pinned))
         if any(c < 0 for c in self.capacity):
             raise ProblemError(f"crew {self.id!r}: negative capacity")
         if self.max_duration is not None and self.max_duration < 0:
@@ -97,8 +100,13 @@ class Crew:
         for b in self.breaks:
             if b.window.start < self.shift.start or b.window.end > self.shift.end:
                 raise ProblemError(f"crew {self.id!r}: break {b.id!r} window outside the shift")
-        if len(set(self.locked_first)) != len(self.locked_first):
+        if len(set(self.locked_first) | set(self.pinned)) != len(self.locked_first) + len(self.pinned):
             raise ProblemError(f"crew {self.id!r}: a job is locked twice")
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Every job this crew must keep: the locked opening, then the pinned ones."""
+        return self.locked_first + self.pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,10 @@ class Job:
 
     Service must *start* inside one of `windows` (empty = any time in the crew's shift).
     `demand` has one entry per `Problem.dimensions`. `priority` is 0 (lowest) to 5;
-    `due` is the SLA due time. Jobs are optional: see `drop_penalty`."""
+    `due` is the SLA due time. Jobs are optional (see `default_penalties`), but a
+    `required` one (a dispatcher's must-do) outweighs all other work together, so the
+    solver drops anything else first. `crews`, when given, are the only crews that may
+    do it."""
 
     id: str
     location: int
@@ -117,10 +128,13 @@ class Job:
     demand: tuple[int, ...] = ()
     priority: int = 0
     due: int | None = None
+    required: bool = False
+    crews: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "windows", tuple(sorted(self.windows, key=lambda w: (w.start, w.end))))
         object.__setattr__(self, "skills", frozenset(self.skills))
+        object.__setattr__(self, "crews", frozenset(self.crews))
         object.__setattr__(self, "demand", tuple(int(d) for d in self.demand))
         if self.service < 0:
             raise ProblemError(f"job {self.id!r}: negative service time")
@@ -188,19 +202,26 @@ class Problem:
                 raise ProblemError(f"crew {c.id!r}: location index out of range")
             if len(c.capacity) != nd:
                 raise ProblemError(f"crew {c.id!r}: capacity needs {nd} entries")
-            for jid in c.locked_first:
+            for jid in c.held:
                 if jid not in jobs:
                     raise ProblemError(f"crew {c.id!r}: locked job {jid!r} is not in the problem")
                 if jid in locked:
                     raise ProblemError(f"job {jid!r} locked on two crews")
                 locked.add(jid)
+        known = set(crew_ids)
         for j in self.jobs:
             if not 0 <= j.location < n:
                 raise ProblemError(f"job {j.id!r}: location index out of range")
+            if not j.crews <= known:
+                raise ProblemError(f"job {j.id!r}: reserved for crews not in the problem")
             if len(j.demand) != nd:
                 raise ProblemError(f"job {j.id!r}: demand needs {nd} entries")
         # Penalties are part of the problem so that the solver and the report agree on them.
         object.__setattr__(self, "penalties", dict(self.penalties) or default_penalties(self))
+
+    def may_do(self, crew: Crew, job: Job) -> bool:
+        """Whether `crew` may take `job` on skills and the dispatcher's choice of crew."""
+        return job.skills <= crew.skills and (not job.crews or crew.id in job.crews)
 
     def crew(self, crew_id: str) -> Crew:
         return next(c for c in self.crews if c.id == crew_id)
@@ -234,7 +255,9 @@ def urgency_weight(job: Job, now: int, horizon_end: int) -> int:
 def default_penalties(problem: Problem) -> dict[str, int]:
     """Drop penalty per job, in the solver's cost units (1/18000 of a crew cost unit, see
     `COST_SCALE`). The base unit exceeds the dearest possible insertion of any job (two of
-    the longest legs plus a full shift of paid time), so a job that fits is always served."""
+    the longest legs plus a full shift of paid time), so a job that fits is always served.
+    A required job weighs more than every optional job together: dropping all of them
+    costs less than dropping it."""
     m = problem.matrix
     max_dist = int(m.distances.max()) if m.size else 0
     max_dur = int(m.durations.max()) if m.size else 0
@@ -242,7 +265,9 @@ def default_penalties(problem: Problem) -> dict[str, int]:
     for c in problem.crews:
         shift = c.shift.end - c.shift.start
         base = max(base, 2 * arc_cost(c, max_dist, max_dur) + c.cost_per_hour * 5 * (shift + 2 * max_dur))
-    weights = {j.id: urgency_weight(j, problem.now, problem.horizon_end) for j in problem.jobs}
+    weights = {j.id: urgency_weight(j, problem.now, problem.horizon_end) for j in problem.jobs if not j.required}
+    must = sum(weights.values()) + 1
+    weights |= {j.id: must for j in problem.jobs if j.required}
     # Keep the sum of all penalties well inside int64.
     total = sum(weights.values()) or 1
     base = max(1, min(base, 2**61 // total))
@@ -322,6 +347,13 @@ def replan(
 # --- the answer ------------------------------------------------------------------------
 
 UNASSIGNED_REASONS = ("no_skill", "capacity", "time_window", "dropped_for_cost")
+# Why the solver left a job out, as a dispatcher reads it.
+REASON_WORDS = {
+    "no_skill": "no crew on shift in this plan can do it (skill, or the crew it is reserved for)",
+    "capacity": "it needs more room than any crew on shift has",
+    "time_window": "no crew on shift can reach it within its time window and be back before its shift ends",
+    "dropped_for_cost": "the day is full: more urgent or better-placed work took the time",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,7 +179,7 @@ def precheck(problem: Problem) -> dict[str, str]:
     for j in problem.jobs:
         if j.id in locked:
             continue
-        skilled = [c for c in problem.crews if j.skills <= c.skills]
+        skilled = [c for c in problem.crews if problem.may_do(c, j)]
         if not skilled:
             out[j.id] = "no_skill"
             continue
@@ -243,7 +243,11 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
     m = problem.matrix
     jobs = {j.id: j for j in problem.jobs}
     free = [jid for jid in keep if jid not in locked]
-    skill_ids = {s: i for i, s in enumerate(sorted({s for c in problem.crews for s in c.skills} | {s for j in problem.jobs for s in j.skills}))}
+    # A job reserved for some crews needs a skill only they have: one per set of crews.
+    reserved = {j.id: "crews:" + ",".join(sorted(j.crews)) for j in problem.jobs if j.crews}
+    crew_skills = {c.id: set(c.skills) | {r for jid, r in reserved.items() if c.id in jobs[jid].crews} for c in problem.crews}
+    job_skills = {j.id: set(j.skills) | ({reserved[j.id]} if j.id in reserved else set()) for j in problem.jobs}
+    skill_ids = {s: i for i, s in enumerate(sorted(set().union(*crew_skills.values(), *job_skills.values())))}
     nd = len(problem.dimensions)
     vehicles: list[dict] = []
     chains: dict[str, list[str]] = {}
@@ -267,7 +271,7 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
                 start=start,
                 end=c.end,
                 capacity=[cap - u for cap, u in zip(c.capacity, used)] if nd else (),
-                skills={skill_ids[s] for s in c.skills},
+                skills={skill_ids[s] for s in crew_skills[c.id]},
                 time_window=(t, c.shift.end),
                 breaks=[(k, max(b.window.start, t), b.latest_start, b.duration) for k, b in enumerate(c.breaks) if b.latest_start >= t],
                 costs=(c.cost_per_hour, c.cost_per_km),
@@ -282,8 +286,8 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
                 location=j.location,
                 default_service=j.service,
                 delivery=list(j.demand) if nd else (),
-                skills={skill_ids[s] for s in j.skills},
-                priority=min(100, 10 * j.priority + (50 if j.due is not None and j.due <= problem.horizon_end else 0)),
+                skills={skill_ids[s] for s in job_skills[jid]},
+                priority=100 if j.required else min(99, 10 * j.priority + (50 if j.due is not None and j.due <= problem.horizon_end else 0)),
                 time_windows=[(w.start, w.end) for w in j.windows],
             )
         )
@@ -671,8 +675,8 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     for k, jid in enumerate(keep):
         j = jobs[jid]
         idx = manager.NodeToIndex(k)
-        if j.skills and jid not in locked_ids:
-            barred = [v for v, c in enumerate(crews) if not j.skills <= c.skills]
+        if (j.skills or j.crews) and jid not in locked_ids:
+            barred = [v for v, c in enumerate(crews) if not problem.may_do(c, j)]
             if barred:
                 # SetAllowedVehiclesForIndex's Python binding rejects every list (ortools
                 # 9.15, absl::Span<int const>); removing values keeps -1 (dropped) allowed.
@@ -690,6 +694,16 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     for k, jid in enumerate(keep):
         if jid not in locked:
             routing.AddDisjunction([manager.NodeToIndex(k)], int(problem.penalties[jid]))
+    # Stops a dispatcher locked to a crew keep their order: a count of stops along the
+    # route (the rank) must grow from one to the next.
+    chains = [[node_of[j] for j in c.pinned if j in node_of] for c in crews]
+    if any(len(chain) > 1 for chain in chains):
+        rank_cb = routing.RegisterUnaryTransitCallback(lambda i: 1)
+        routing.AddDimension(rank_cb, 0, len(loc), True, "rank")
+        rank = routing.GetDimensionOrDie("rank")
+        for chain in chains:
+            for a, b in zip(chain, chain[1:]):
+                solver.Add(rank.CumulVar(manager.NodeToIndex(a)) < rank.CumulVar(manager.NodeToIndex(b)))
 
     # Bind times so reported stops are concrete: finish as early as possible, then leave
     # as late as that finish allows (no idle wait on site), then serve each stop early.
@@ -714,7 +728,7 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements, lns_objective=lns_objective)
     sol = None
     if initial is not None:
-        initial = _repair(problem, initial)
+        initial = _repair(problem, _pinned_in_order(problem, initial))
         routes = [[manager.NodeToIndex(node_of[j]) for j in initial.get(c.id, []) if j in node_of] for c in crews]
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
@@ -744,6 +758,20 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         _, cid, bid = e.Var().Name().split("|", 2)
         raw.breaks.setdefault(cid, []).append((bid, int(e.StartMin())))
     return raw
+
+
+def _pinned_in_order(problem: Problem, routes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """VROOM cannot keep a crew's pinned stops in order; put them back in their order,
+    in the places they hold, before the full model reads the routes."""
+    out = dict(routes)
+    for c in problem.crews:
+        seq = out.get(c.id)
+        if not seq or len(c.pinned) < 2:
+            continue
+        wanted = [j for j in c.pinned if j in set(seq)]
+        slots = iter(wanted)
+        out[c.id] = [next(slots) if j in set(wanted) else j for j in seq]
+    return out
 
 
 def _repair(problem: Problem, routes: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -30,7 +30,7 @@ def components(problem: Problem) -> list[tuple[list[int], list[int]]]:
 
     capable: list[list[int]] = []
     for job in problem.jobs:
-        crews = [i for i, c in enumerate(problem.crews) if job.skills <= c.skills or job.id in c.locked_first]
+        crews = [i for i, c in enumerate(problem.crews) if problem.may_do(c, job) or job.id in c.held]
         capable.append(crews)
         for other in crews[1:]:
             parent[find(other)] = find(crews[0])

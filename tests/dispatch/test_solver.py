@@ -369,3 +369,53 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str, monkeypatch: p
         check(day)
     check(best)
     assert best.score <= start.score
+
+
+def test_a_required_job_fits_by_dropping_lower_value_work(fast: SolveParams) -> None:
+    # A one-hour day at location 1 holds four 10-minute jobs next door; the must-do job at
+    # 30 km (location 8) costs an hour of driving, so it can only go in alone.
+    short = crew(shift=TimeWindow(8 * H, 9 * H + 600))
+    near = [job(f"n{k}", 1, service=600, priority=5) for k in range(4)]
+    far = job("must", 8, service=600, priority=0)
+    optional = solve(problem([short], [*near, far]), fast)
+    assert optional.unassigned_reason("must") == "dropped_for_cost"
+    r = solve(problem([short], [*near, replace(far, required=True)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert [s.job_id for s in r.route("c1").stops] == ["must"]
+    assert {u.job_id for u in r.unassigned} == {"n0", "n1", "n2", "n3"}
+
+
+def test_a_job_reserved_for_one_crew_goes_to_it(fast: SolveParams) -> None:
+    # c2 starts 60 km away, so left free the job would go to c1 next door.
+    p = problem([crew("c1"), crew("c2", start=9, end=9)], [job("x", 1, crews={"c2"}, required=True), job("y", 2)])
+    r = solve(p, fast)
+    assert r.is_feasible(), r.violations()
+    assert "x" in [s.job_id for s in r.route("c2").stops]
+    bad = replace(r, routes=(replace(r.route("c1"), stops=r.route("c2").stops), replace(r.route("c2"), stops=())))
+    assert any("is reserved for crew 'c2', not crew 'c1'" in v for v in bad.violations())
+
+
+def test_an_impossible_required_job_is_reported_not_a_failed_solve(fast: SolveParams) -> None:
+    gone = job("late", 2, required=True, windows=(TimeWindow(6 * H, 7 * H),))
+    nobody = job("tree", 3, required=True, skills={"arborist"})
+    r = solve(problem([crew()], [gone, nobody, job("a", 1)]), fast)
+    assert r.is_feasible(), r.violations()
+    assert (r.unassigned_reason("late"), r.unassigned_reason("tree")) == ("time_window", "no_skill")
+    assert [s.job_id for s in r.route("c1").stops] == ["a"]
+
+
+def test_pinned_stops_stay_on_their_crew_in_their_order(fast: SolveParams) -> None:
+    # From the yard at 0 km to the one at 60 km, a crew passes 1 km before 5 km; the
+    # dispatcher locked 5 km before 1 km on c1.
+    jobs = [job("a", 5), job("b", 1), job("c", 3)]
+    free = solve(problem([crew("c1", end=9)], jobs), fast)
+    assert [s.job_id for s in free.route("c1").stops] == ["b", "c", "a"]
+    p = problem([crew("c1", end=9, pinned=("a", "b")), crew("c2")],
+                [replace(jobs[0], crews={"c1"}, required=True), replace(jobs[1], crews={"c1"}, required=True), jobs[2]])
+    r = solve(p, fast)
+    assert r.is_feasible(), r.violations()
+    order = [s.job_id for s in r.route("c1").stops]
+    assert order.index("a") < order.index("b")
+    swapped = replace(r, routes=tuple(
+        replace(rt, stops=tuple(sorted(rt.stops, key=lambda s: s.job_id != "b"))) if rt.crew_id == "c1" else rt for rt in r.routes))
+    assert any("must keep its locked stops in the order job 'a', job 'b'" in v for v in swapped.violations())

@@ -96,7 +96,7 @@ def test_missing_skill(solved: Result) -> None:
     moved = Stop("b", b_stop.location, last.end + 600, last.end + 600, last.end + 600 + H)
     routes = (replace(solved.route("c1"), stops=c1), replace(c2, stops=c2.stops + (moved,), arrive=moved.end + 600))
     bad = replace(solved, routes=routes)
-    assert any("lacks skills" in v for v in check(bad.problem, bad))
+    assert "crew 'c2' lacks the skill bulk for job 'b'" in check(bad.problem, bad)
 
 
 def test_job_twice_missing_or_unknown(solved: Result) -> None:
@@ -114,14 +114,23 @@ def test_lock_broken(solved: Result) -> None:
     assert stops[0].job_id == "l"
     swapped = [stops[1], stops[0], *stops[2:]]
     bad = _with_route(solved, "c2", stops=tuple(swapped))
-    assert any("locked" in v for v in check(bad.problem, bad))
+    assert any(v.startswith("crew 'c2' must start with job 'l'") for v in check(bad.problem, bad))
 
 
 def test_shift_end_and_max_duration(solved: Result) -> None:
     r = solved.route("c1")
     late = _with_route(solved, "c1", arrive=17 * H)
     vs = check(late.problem, late)
-    assert any("after shift end" in v for v in vs) and any("max" in v for v in vs)
+    assert any("after its shift ends" in v for v in vs) and any("over its maximum" in v for v in vs)
+
+
+def test_violations_read_in_a_dispatchers_words(solved: Result) -> None:
+    from dispatch.validate import Words
+
+    late = _with_route(solved, "c1", arrive=16 * H + 2 * 60)
+    words = Words(crew=lambda cid: {"c1": "pothole-1", "c2": "pothole-2"}[cid], job=lambda jid: f"work order {jid}",
+                  clock=lambda s: f"{s // H:02d}:{s % H // 60:02d}")
+    assert "pothole-1 would be back at 16:02, after its shift ends at 16:00" in check(late.problem, late, words)
 
 
 def test_misreported_objective_and_distance(solved: Result) -> None:
