@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.service_area import AreaConfig, area_source
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service_area import AreaConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     from api.resources import register_resources
     from api.spec import make_api
     from core.db import make_engine, make_sessionmaker
+    from core.service_area import AreaConfig
     from workers.app import Queue
 
     settings = settings or Settings.from_env()
@@ -70,6 +72,10 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
 def _warn_without_service_area(sessions: sessionmaker[Session], area: AreaConfig) -> None:
     """Say so when reports are accepted from anywhere: a city that has not set up its
     districts yet should hear it from the log, not from a report filed from abroad."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.service_area import area_source
+
     if area.polygon is not None:
         return
     try:

@@ -125,19 +125,16 @@ def inside_service_area(session: Session, lon: float, lat: float, *, area: AreaC
         here = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
         polygon = func.ST_GeogFromWKB(bindparam("service_area", area._polygon_wkb, type_=LargeBinary))
         return bool(session.scalar(select(func.ST_DWithin(polygon, here, tol))))
+    admin_near = exists(select(ServiceArea.id).where(within_metres(ServiceArea.geom, lon, lat, tol)))
     # Each district is tested on its own: the same answer as against their union,
     # without building the union for every report.
-    return bool(
-        session.scalar(
-            select(
-                case(
-                    (exists(select(ServiceArea.id)), exists(select(ServiceArea.id).where(within_metres(ServiceArea.geom, lon, lat, tol)))),
-                    (exists(select(District.id)), exists(select(District.id).where(within_metres(District.geom, lon, lat, tol)))),
-                    else_=true(),
-                )
-            )
-        )
+    district_near = exists(select(District.id).where(within_metres(District.geom, lon, lat, tol)))
+    verdict = case(
+        (exists(select(ServiceArea.id)), admin_near),
+        (exists(select(District.id)), district_near),
+        else_=true(),
     )
+    return bool(session.scalar(select(verdict)))
 
 
 def check_location(session: Session, lon: float, lat: float, *, area: AreaConfig) -> None:
