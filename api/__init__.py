@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from core.service_area import AreaConfig
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
@@ -17,6 +23,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     from api.resources import register_resources
     from api.spec import make_api
     from core.db import make_engine, make_sessionmaker
+    from core.service_area import AreaConfig
     from workers.app import Queue
 
     settings = settings or Settings.from_env()
@@ -46,6 +53,9 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     if sessions is None:
         sessions = make_sessionmaker(make_engine(settings.database_url, pool_size=10, max_overflow=10))
     app.extensions["streetloop.sessions"] = sessions
+    area = AreaConfig.from_settings(settings)
+    app.extensions["streetloop.service_area"] = area
+    _warn_without_service_area(sessions, area)
     app.extensions["streetloop.queue"] = queue if queue is not None else Queue(settings)
 
     db.init_app(app)
@@ -57,3 +67,24 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.register_blueprint(citistat_page.blp)
     errors.init_app(app)
     return app
+
+
+def _warn_without_service_area(sessions: sessionmaker[Session], area: AreaConfig) -> None:
+    """Say so when reports are accepted from anywhere: a city that has not set up its
+    districts yet should hear it from the log, not from a report filed from abroad."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.service_area import area_source
+
+    if area.polygon is not None:
+        return
+    try:
+        with sessions() as s:
+            source = area_source(s, area)
+    except SQLAlchemyError as exc:
+        # The database may be down or not migrated yet; the app must still start (and
+        # report its own errors per request), so this check is only skipped.
+        log.info("service area not checked at start: %s", exc.__class__.__name__)
+        return
+    if source == "none":
+        log.warning("no service area: reports are accepted from anywhere; add districts or set STREETLOOP_SERVICE_AREA")

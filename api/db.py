@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.db import after_commit
 from core.notifications import JOB_QUEUE
+from core.service_area import AreaConfig
 from core.settings import Settings
 
 
@@ -27,6 +28,11 @@ def session() -> Session:
 
 def settings() -> Settings:
     return current_app.extensions["streetloop.settings"]
+
+
+def service_area() -> AreaConfig:
+    """The tolerance and the setting's polygon, read once when the app was built."""
+    return current_app.extensions["streetloop.service_area"]
 
 
 def base_url() -> str:

@@ -39,3 +39,15 @@ class MissingEvidence(IllegalTransition):
 
 class PermissionDenied(DomainError):
     code = "forbidden"
+
+
+class OutsideServiceArea(ValidationFailed):
+    """A location beyond the city's service area (and its border tolerance)."""
+
+    code = "outside_service_area"
+
+
+class ServiceAreaFromSetting(Conflict):
+    """STREETLOOP_SERVICE_AREA governs: the area cannot be changed through the API."""
+
+    code = "service_area_from_setting"

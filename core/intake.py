@@ -30,6 +30,7 @@ from core.models import (
     ServiceType,
     WorkOrder,
 )
+from core.service_area import AreaConfig, inside_service_area, outside_area_error
 from core.spatial import distance_metres, parse_coordinate, point, within_metres
 
 MAX_DESCRIPTION = 4000
@@ -234,11 +235,19 @@ def submit_request(
     actor: Actor,
     geocode: Geocoder | None = None,
     reopen_within: timedelta | None = None,
+    area: AreaConfig | None = None,
+    allow_outside_area: bool = False,
 ) -> IntakeResult:
     """Validate and store a report; the caller commits. Raises ValidationFailed/NotFound.
 
     A report near an open work order of its type joins it. With `reopen_within`, a
-    report near a request of its type fixed that recently reopens that work instead."""
+    report near a request of its type fixed that recently reopens that work instead.
+
+    With `area`, a device location outside the city's service area is refused
+    (OutsideServiceArea, before anything is written), and an address that geocodes
+    outside it is kept without a location, for staff to pin. `allow_outside_area` is
+    staff recording such a report on purpose; that override is audited. Without
+    `area` nothing is checked (the demo seed, tests)."""
     code = (new.service_code or "").strip()
     if not code:
         raise ValidationFailed("service_code is required", field="service_code")
@@ -276,6 +285,20 @@ def submit_request(
             lon, lat, source = match.lon, match.lat, "geocoded"
     elif not _clean(new.address_id, field="address_id"):
         raise ValidationFailed("a location is required: lat and long, or address_string", field="lat")
+
+    outside_on_purpose = False
+    geocoded_outside: tuple[float, float] | None = None
+    if area is not None and lon is not None and lat is not None and not inside_service_area(session, lon, lat, area=area):
+        if allow_outside_area:
+            outside_on_purpose = True
+        elif source == "geocoded":
+            # The resident gave an address, not coordinates: a match beyond the city is a
+            # namesake elsewhere or a gap in the index, so the report waits for a pin.
+            geocoded_outside = (lon, lat)
+            lon = lat = None
+            source = "none"
+        else:
+            raise outside_area_error(lon, lat)
 
     requested_at = new.requested_at or datetime.now(UTC)
     # Serialise reports of one type so two people reporting the same pothole at the
@@ -385,13 +408,41 @@ def submit_request(
     elif request.location is None:
         note = "Report received; staff will place it on the map from the address given."
     ServiceRequestLifecycle.record_creation(session, request, actor=actor, at=requested_at, note=note, public=True)
+    if outside_on_purpose:
+        ServiceRequestLifecycle.annotate(
+            session, request, actor=actor, at=requested_at, location=request.location,
+            note=f"recorded outside the service area on purpose by {actor.label}",
+        )
+    elif geocoded_outside is not None:
+        ServiceRequestLifecycle.annotate(
+            session, request, actor=actor, at=requested_at,
+            note=(
+                f"the address matched {geocoded_outside[1]:.6f}, {geocoded_outside[0]:.6f}, outside the service area; "
+                "left for staff to pin"
+            ),
+        )
     return IntakeResult(request=request, work_order=work_order, duplicate_of=original)
 
 
-def pin_request(session: Session, request: ServiceRequest, lon: float, lat: float, *, actor: Actor) -> None:
-    """Staff place a report that came without a usable location; its work order becomes routable."""
+def pin_request(
+    session: Session,
+    request: ServiceRequest,
+    lon: float,
+    lat: float,
+    *,
+    actor: Actor,
+    area: AreaConfig | None = None,
+    allow_outside_area: bool = False,
+) -> None:
+    """Staff place a report that came without a usable location; its work order becomes routable.
+
+    With `area`, a place outside the service area is refused unless `allow_outside_area`,
+    and that override is audited."""
     if request.location is not None and request.location_source != "none":
         raise ValidationFailed(f"request {request.public_id} already has a location", field="lat")
+    outside = area is not None and not inside_service_area(session, lon, lat, area=area)
+    if outside and not allow_outside_area:
+        raise outside_area_error(lon, lat)
     request.location = point(lon, lat)
     request.location_source = "pinned"
     request.district_id = district_at(session, lon, lat)
@@ -407,3 +458,8 @@ def pin_request(session: Session, request: ServiceRequest, lon: float, lat: floa
     ServiceRequestLifecycle.annotate(
         session, request, actor=actor, note="Placed on the map by staff.", public=True, location=request.location
     )
+    if outside:
+        ServiceRequestLifecycle.annotate(
+            session, request, actor=actor, location=request.location,
+            note=f"placed outside the service area on purpose by {actor.label}",
+        )

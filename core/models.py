@@ -867,8 +867,9 @@ class IdempotencyKey(Base):
 
 
 class ServiceArea(Base):
-    """The city's own service area, set by an admin (one row at most). Without it the
-    area is `STREETLOOP_SERVICE_AREA`, else the union of the districts."""
+    """The city's own service area, set by an admin (one row at most). The
+    `STREETLOOP_SERVICE_AREA` setting overrides it; without either, the area is the
+    union of the districts (see core/service_area.py)."""
 
     __tablename__ = "service_area"
     __table_args__ = (

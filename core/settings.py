@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,29 @@ def _flag(env: dict[str, str], name: str) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+def _metres(env: dict[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative number of metres, got {value}")
+    return value
+
+
+def _service_area_file(env: dict[str, str]) -> Path | None:
+    """The path, once its polygon has been read and checked: a bad file stops start-up
+    here rather than letting every report through, or none."""
+    raw = env.get("STREETLOOP_SERVICE_AREA", "").strip()
+    if not raw:
+        return None
+    from core.service_area import read_area_file
+
+    path = Path(raw)
+    try:
+        read_area_file(path)
+    except ValueError as exc:
+        raise ValueError(f"STREETLOOP_SERVICE_AREA: {exc}") from None
+    return path
+
+
 def _storage_kind(env: dict[str, str]) -> str:
     kind = env.get("STREETLOOP_STORAGE", "local").strip() or "local"
     if kind not in {"local", "s3"}:
@@ -99,6 +123,11 @@ class Settings:
     audit_sample_rate: float = 0.05
     # A new report at the place of a request fixed this many days ago or less reopens it.
     reopen_window_days: int = 30
+    # GeoJSON file of the city's service area; when set it overrides the admin API's
+    # polygon and the districts.
+    service_area_file: Path | None = None
+    # A report this close to the service area counts as inside (the border road).
+    service_area_tolerance_m: float = 100.0
     # Outgoing mail for reporters' notifications; no host: e-mails stay in the outbox.
     smtp_host: str = ""
     smtp_port: int = 25
@@ -152,6 +181,8 @@ class Settings:
             s3_endpoint_url=env.get("STREETLOOP_S3_ENDPOINT_URL", "").strip() or None,
             audit_sample_rate=_share(env, "STREETLOOP_AUDIT_SAMPLE_RATE", 0.05),
             reopen_window_days=_number(env, "STREETLOOP_REOPEN_WINDOW_DAYS", 30),
+            service_area_file=_service_area_file(env),
+            service_area_tolerance_m=_metres(env, "STREETLOOP_SERVICE_AREA_TOLERANCE_M", 100.0),
             smtp_host=env.get("STREETLOOP_SMTP_HOST", "").strip(),
             smtp_port=_number(env, "STREETLOOP_SMTP_PORT", 25),
             smtp_user=env.get("STREETLOOP_SMTP_USER", "").strip(),

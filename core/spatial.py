@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
+import shapely
 from geoalchemy2 import WKBElement
 from geoalchemy2.shape import from_shape, to_shape
-from shapely.geometry import Point
+from shapely.geometry import MultiPolygon, Point, Polygon, shape
 from sqlalchemy import ColumnElement, func
 
 from core.errors import ValidationFailed
@@ -20,6 +23,28 @@ def parse_coordinate(raw: object, *, field: str, low: float, high: float) -> flo
     if not math.isfinite(value) or not low <= value <= high:
         raise ValidationFailed(f"{field} must be between {low:g} and {high:g}, got {raw!r}", field=field)
     return value
+
+
+def multipolygon_from_geojson(geojson: Any, *, what: str) -> MultiPolygon:
+    """A GeoJSON Polygon or MultiPolygon (lon, lat) as a valid 2D MultiPolygon; ValueError
+    names what is wrong. `what` says what the shape is for ("a district")."""
+    if not isinstance(geojson, dict):
+        raise ValueError("not a GeoJSON geometry: expected an object with type and coordinates")
+    try:
+        geom = shape(geojson)
+    except Exception as exc:  # shapely raises several types for bad GeoJSON
+        raise ValueError(f"not a GeoJSON geometry: {exc}") from None
+    if isinstance(geom, Polygon):
+        geom = MultiPolygon([geom])
+    if not isinstance(geom, MultiPolygon):
+        raise ValueError(f"{what} is a Polygon or MultiPolygon")
+    if geom.is_empty or not geom.is_valid:
+        raise ValueError("the polygon is empty or self-intersecting")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+        raise ValueError("coordinates must be longitude, latitude in degrees (EPSG:4326)")
+    # Heights (from GPS tools' exports) would not fit the 2D columns.
+    return shapely.force_2d(geom)
 
 
 def point(lon: float, lat: float) -> WKBElement:

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, ColumnElement, Select, and_, any_, bindparam,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
-from api.db import base_url, defer_after_commit, media_storage, session, settings
+from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
 from api.open311.formats import render
 from core.auth import api_key_for
 from core.errors import ValidationFailed
@@ -247,7 +247,7 @@ def post_request() -> Response:
     )
     try:
         result = submit_request(s, new, actor=Actor.client(client.name), geocode=geocode,
-                                reopen_within=timedelta(days=settings().reopen_window_days))
+                                reopen_within=timedelta(days=settings().reopen_window_days), area=service_area())
     except ValidationFailed as exc:
         raise Open311Error(400, exc.message) from None
 

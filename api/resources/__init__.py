@@ -16,12 +16,13 @@ def register_resources(api: Api) -> None:
     from api.resources.districts.routes import blp as districts
     from api.resources.requests.routes import blp as requests
     from api.resources.reviews.routes import blp as reviews
+    from api.resources.service_area.routes import blp as service_area
     from api.resources.service_types.routes import blp as service_types
     from api.resources.shifts.routes import blp as shifts
     from api.resources.users.routes import blp as users
     from api.resources.webhooks.routes import blp as webhooks
     from api.resources.work_orders.routes import blp as work_orders
 
-    for blp in (auth, service_types, crews, depots, districts, requests, work_orders, plans, crew_phone, api_keys, users,
-                reviews, webhooks, citistat, shifts):
+    for blp in (auth, service_types, crews, depots, districts, service_area, requests, work_orders, plans, crew_phone, api_keys,
+                users, reviews, webhooks, citistat, shifts):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

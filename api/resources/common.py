@@ -6,11 +6,12 @@ from typing import Any
 
 from geoalchemy2 import WKBElement
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from shapely.geometry import MultiPolygon
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.models import StatusEvent
-from core.spatial import lon_lat
+from core.spatial import lon_lat, multipolygon_from_geojson
 
 MAX_PAGE_SIZE = 500
 
@@ -23,6 +24,14 @@ class PointSchema(Schema):
 def point_out(element: WKBElement | None) -> dict[str, float] | None:
     ll = lon_lat(element)
     return None if ll is None else {"lat": ll[1], "lon": ll[0]}
+
+
+def as_multipolygon(geojson: dict[str, Any], *, what: str = "a district") -> MultiPolygon:
+    """A body's GeoJSON polygon, or a marshmallow error (a 422 on the field that holds it)."""
+    try:
+        return multipolygon_from_geojson(geojson, what=what)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def patch_schema(schema_cls: type[Schema]) -> Schema:

@@ -4,32 +4,16 @@ import json
 from typing import Any
 
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, ValidationError, fields, validate, validates
-from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from marshmallow import Schema, fields, validate, validates
+from shapely.geometry import mapping
 from sqlalchemy import func, select
 
 from api.auth import require
 from api.db import session
+from api.resources.common import as_multipolygon
 from core.models import District
 
 blp = Blueprint("districts", __name__, url_prefix="/districts", description="Council districts / wards as polygons.")
-
-
-def _as_multipolygon(geojson: dict[str, Any]) -> MultiPolygon:
-    try:
-        geom = shape(geojson)
-    except Exception as exc:  # shapely raises several types for bad GeoJSON
-        raise ValidationError(f"not a GeoJSON geometry: {exc}") from None
-    if isinstance(geom, Polygon):
-        geom = MultiPolygon([geom])
-    if not isinstance(geom, MultiPolygon):
-        raise ValidationError("a district is a Polygon or MultiPolygon")
-    if geom.is_empty or not geom.is_valid:
-        raise ValidationError("the polygon is empty or self-intersecting")
-    minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
-        raise ValidationError("coordinates must be longitude, latitude in degrees (EPSG:4326)")
-    return geom
 
 
 class DistrictSchema(Schema):
@@ -40,7 +24,7 @@ class DistrictSchema(Schema):
 
     @validates("geometry")
     def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:
-        _as_multipolygon(value)
+        as_multipolygon(value)
 
 
 @blp.route("")
@@ -59,7 +43,7 @@ def create_district(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(District.id).where(District.code == data["code"])):
         abort(409, message=f"district {data['code']!r} exists")
-    geom = _as_multipolygon(data["geometry"])
+    geom = as_multipolygon(data["geometry"])
     district = District(code=data["code"], name=data["name"], geom=f"SRID=4326;{geom.wkt}")
     s.add(district)
     s.commit()

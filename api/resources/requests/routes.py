@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from flask import url_for
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
-from api.db import session
+from api.db import service_area, session, settings
 from api.resources.common import (
     BBoxArgs,
     EventSchema,
@@ -21,8 +23,10 @@ from api.resources.common import (
     point_out,
     timeline,
 )
-from core.intake import pin_request
+from core.errors import OutsideServiceArea
+from core.intake import Contact, NewRequest, pin_request, submit_request
 from core.models import REQUEST_STATUSES, District, ServiceRequest, ServiceType
+from geo.geocode import geocode
 
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Service requests as staff see them.")
 
@@ -68,10 +72,76 @@ class ContactSchema(Schema):
 
 
 class RequestDetailSchema(RequestSchema):
+    service_notice = fields.String(
+        allow_none=True, metadata={"description": "what the reporter was told: the report joined or reopened another"}
+    )
     timeline = fields.List(fields.Nested(EventSchema))
     contact = fields.Function(
         lambda r: ContactSchema().dump(r.contact) if getattr(r, "show_contact", False) and r.contact else None,
         metadata={"description": "reporter contact; supervisors and admins only"},
+    )
+
+
+# Ways a report reaches staff other than a resident's app (those come through Open311).
+STAFF_CHANNELS = ("phone", "email", "walk_in", "staff")
+OUTSIDE_FLAG = "outside_service_area"
+_OUTSIDE_FLAG_DOC = {
+    "description": "record it even though the location is outside the city's service area; the override is audited"
+}
+
+
+class AttributeValue(fields.Field):
+    """An attribute's value as Open311 takes it: a string, or a list of strings for a multivaluelist."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | list[str]:
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValidationError("a string, or a list of strings")
+
+
+class ReporterSchema(Schema):
+    email = fields.Email(validate=validate.Length(max=320))
+    first_name = fields.String(validate=validate.Length(max=255))
+    last_name = fields.String(validate=validate.Length(max=255))
+    phone = fields.String(validate=validate.Length(max=64))
+
+
+class NewRequestSchema(Schema):
+    """A report taken by staff, e.g. a call-taker on the phone."""
+
+    service_code = fields.String(required=True)
+    lat = fields.Float(validate=validate.Range(-90, 90))
+    lon = fields.Float(validate=validate.Range(-180, 180))
+    address_string = fields.String(
+        validate=validate.Length(max=1000), metadata={"description": "geocoded when lat and lon are not given"}
+    )
+    description = fields.String(load_default="")
+    attributes = fields.Dict(
+        keys=fields.String(),
+        values=AttributeValue(metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+        load_default=dict,
+        metadata={"description": "attribute code -> value, as in the service definition (a list for a multivaluelist)"},
+    )
+    contact = fields.Nested(ReporterSchema, metadata={"description": "the reporter, if they gave their details"})
+    channel = fields.String(load_default="phone", validate=validate.OneOf(STAFF_CHANNELS))
+    outside_service_area = fields.Boolean(load_default=False, metadata=_OUTSIDE_FLAG_DOC)
+
+    @validates_schema
+    def _location(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("lat" in data) != ("lon" in data):
+            raise ValidationError("lat and lon must be given together", "lon" if "lat" in data else "lat")
+        if "lat" not in data and not (data.get("address_string") or "").strip():
+            raise ValidationError("a location is required: lat and lon, or address_string", "lat")
+
+
+class PinSchema(PointSchema):
+    outside_service_area = fields.Boolean(load_default=False, metadata=_OUTSIDE_FLAG_DOC)
+
+
+def _with_override_hint(exc: OutsideServiceArea) -> OutsideServiceArea:
+    """Staff may override the area check; the error says how."""
+    return OutsideServiceArea(
+        f"{exc.message}; to record it anyway, send \"{OUTSIDE_FLAG}\": true", field=exc.field, **exc.details
     )
 
 
@@ -111,6 +181,38 @@ def list_requests(args: dict[str, Any]) -> Any:
     return paginate(session(), q, args["page"], args["page_size"])
 
 
+@blp.route("", methods=["POST"])
+@require("dispatcher", "supervisor")
+@blp.arguments(NewRequestSchema)
+@blp.response(201, RequestDetailSchema)
+@blp.alt_response(422, description="Invalid, or outside the service area without outside_service_area: true")
+def create_request(data: dict[str, Any]) -> Any:
+    """Record a report taken by staff (a phone call, a walk-in); it joins or reopens
+    work exactly as a resident's Open311 report would."""
+    s = session()
+    new = NewRequest(
+        service_code=data["service_code"],
+        lat=data.get("lat"),
+        lon=data.get("lon"),
+        address_string=data.get("address_string"),
+        description=data["description"],
+        attributes=data["attributes"],
+        contact=Contact(**(data.get("contact") or {})),
+        channel=data["channel"],
+    )
+    try:
+        result = submit_request(
+            s, new, actor=current_actor(), geocode=geocode,
+            reopen_within=timedelta(days=settings().reopen_window_days),
+            area=service_area(), allow_outside_area=data[OUTSIDE_FLAG],
+        )
+    except OutsideServiceArea as exc:
+        raise _with_override_hint(exc) from None
+    s.commit()
+    req = result.request
+    return _detail(req), 201, {"Location": url_for("requests.get_request", public_id=req.public_id)}
+
+
 @blp.route("/<public_id>")
 @require("dispatcher", "supervisor")
 @blp.response(200, RequestDetailSchema)
@@ -127,11 +229,16 @@ def _detail(req: ServiceRequest) -> ServiceRequest:
 
 @blp.route("/<public_id>/pin", methods=["POST"])
 @require("dispatcher", "supervisor")
-@blp.arguments(PointSchema)
+@blp.arguments(PinSchema)
 @blp.response(200, RequestDetailSchema)
+@blp.alt_response(422, description="Already placed, or outside the service area without outside_service_area: true")
 def pin(data: dict[str, Any], public_id: str) -> Any:
     s = session()
     req = _load(public_id)
-    pin_request(s, req, data["lon"], data["lat"], actor=current_actor())
+    try:
+        pin_request(s, req, data["lon"], data["lat"], actor=current_actor(), area=service_area(),
+                    allow_outside_area=data[OUTSIDE_FLAG])
+    except OutsideServiceArea as exc:
+        raise _with_override_hint(exc) from None
     s.commit()
     return _detail(req)
