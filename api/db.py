@@ -35,6 +35,16 @@ def service_area() -> AreaConfig:
     return current_app.extensions["streetloop.service_area"]
 
 
+def day_rules():  # noqa: ANN201
+    """How plans of a day under way start (lead time, fresh-fix age), from the settings."""
+    from datetime import timedelta
+
+    from dispatch.plans import DayRules
+
+    cfg = settings()
+    return DayRules(lead=timedelta(minutes=cfg.plan_lead_minutes), fix_max_age=timedelta(minutes=cfg.fix_max_age_minutes))
+
+
 def base_url() -> str:
     """Absolute base for links handed to clients (configured, else this request's host)."""
     from flask import request

@@ -5,15 +5,16 @@ The request lifecycle mirrors the work (scheduled, in progress); closing as
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.errors import IllegalTransition
+from core.errors import Conflict, IllegalTransition, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import WorkOrder
+from core.models import Crew, WorkOrder
 
 # What the resident sees when the work order enters a state (None: no change).
 _REQUEST_FOLLOWS: dict[str, tuple[str, str] | None] = {
@@ -65,3 +66,31 @@ def staff_change_status(session: Session, wo: WorkOrder, target: str, *, actor: 
             target=target,
         )
     change_status(session, wo, target, actor=actor, note=note, **context)
+
+
+# Work a dispatcher can still force into a day: not finished, not closed.
+_MUST_DO_OPEN = frozenset({"new", "planned", "dispatched", "en_route", "on_site", "unable", "rejected"})
+
+
+def mark_must_do(session: Session, wo: WorkOrder, *, day: date, crew: Crew | None, actor: Actor, today: date) -> None:
+    """A dispatcher's "this is done on `day`" (optionally "by `crew`"): plans of that day
+    include it, dropping lower-value work if they must, and say what they dropped."""
+    if wo.status not in _MUST_DO_OPEN:
+        raise Conflict(f"work order {wo.id} is {wo.status}; only open work can be made must-do", current=wo.status)
+    if day < today:
+        raise ValidationFailed(f"{day} is over; choose today or a coming day", field="date")
+    if crew is not None:
+        if not crew.active:
+            raise ValidationFailed(f"crew {crew.code} is not active", field="crew")
+        if wo.skill not in crew.skills:
+            raise ValidationFailed(f"crew {crew.code} lacks the skill {wo.skill!r} this work needs", field="crew")
+    wo.must_do_on, wo.must_do_crew_id = day, crew.id if crew else None
+    by = f" by {crew.code}" if crew else ""
+    WorkOrderLifecycle.annotate(session, wo, actor=actor, note=f"must be done on {day}{by}")
+
+
+def clear_must_do(session: Session, wo: WorkOrder, *, actor: Actor) -> None:
+    if wo.must_do_on is None:
+        return
+    wo.must_do_on, wo.must_do_crew_id = None, None
+    WorkOrderLifecycle.annotate(session, wo, actor=actor, note="no longer must-do")

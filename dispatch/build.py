@@ -1,26 +1,34 @@
 """From database rows to a `Problem`: open work orders, crews on shift, depots, breaks.
 
 Times become integer seconds since local midnight of the plan day; points become
-indices into one travel-time matrix, computed once for the plan."""
+indices into one travel-time matrix, computed once for the plan.
+
+A plan built while its day is under way starts now: every crew starts no earlier than
+`now` plus the lead time (at its fresh GPS fix, else at its yard), breaks whose window
+has passed are gone, work whose every time window has passed is left out, and so are
+crews whose shift is over. Crews and work left out are listed with why, in words."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
-from core.models import Depot, District, ServiceType, Shift, WorkOrder
+from core.models import CrewPosition, Depot, District, ServiceType, Shift, WorkOrder
 from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow
+from dispatch.validate import Words
 
 # Work waiting for a plan: never dispatched yet, or only in an unpublished draft.
 PLANNABLE_STATUSES = ("new", "planned")
+# The default age limit of a GPS fix that says where a crew is (STREETLOOP_FIX_MAX_AGE_MINUTES).
+FRESH_FIX = timedelta(minutes=15)
 
 
 class MatrixLike(Protocol):
@@ -50,27 +58,66 @@ class Scope:
         return {k: v for k, v in (("agency", self.agency), ("depot", self.depot), ("district", self.district)) if v}
 
 
+@dataclass(frozen=True)
+class Clock:
+    """When the plan is built: `now`, the lead time a crew needs before its first stop,
+    and the age limit of a GPS fix that still says where a crew is."""
+
+    now: datetime
+    lead: timedelta = timedelta(0)
+    fix_max_age: timedelta = FRESH_FIX
+
+    @property
+    def earliest(self) -> datetime:
+        return self.now + self.lead
+
+
+@dataclass
+class Locks:
+    """What a re-plan keeps of the day under way (see `dispatch.plans`): the job each crew
+    is on (with seconds left on site), the stop it is driving to, the stops a dispatcher
+    locked to it, and the work the live plan had given out."""
+
+    in_progress: dict[int, tuple[int, int]] = field(default_factory=dict)  # crew row id -> (work order id, s left)
+    committed_next: dict[int, int] = field(default_factory=dict)  # crew row id -> work order id
+    pinned: dict[int, list[int]] = field(default_factory=dict)  # crew row id -> work order ids, in order
+    carried: list[WorkOrder] = field(default_factory=list)
+
+
 @dataclass
 class Built:
     """The problem plus what is needed to turn its answer back into rows."""
 
     problem: Problem
     midnight: datetime  # local midnight of the plan day, as a UTC instant
+    tz: ZoneInfo
     points: list[tuple[float, float]]
     crews: dict[str, CrewRow]
     shifts: dict[str, Shift]
     work_orders: dict[str, WorkOrder]
     provider: str
-    # Open work in scope the solver never saw, with why (no location yet).
+    # Open work in scope the solver never saw, and crews of the scope left out, with why.
     excluded: list[dict[str, Any]] = field(default_factory=list)
+    excluded_crews: list[dict[str, Any]] = field(default_factory=list)
     # Work already dispatched by the plan being re-planned: it may move.
     carried: set[str] = field(default_factory=set)
+    # A day under way: the instant its routes start from (now plus the lead time).
+    planned_from: datetime | None = None
 
     def at(self, seconds: int) -> datetime:
         return self.midnight + timedelta(seconds=seconds)
 
     def seconds(self, when: datetime) -> int:
         return int((when - self.midnight).total_seconds())
+
+    def clock(self, seconds: int) -> str:
+        return self.at(seconds).astimezone(self.tz).strftime("%H:%M")
+
+    @property
+    def words(self) -> Words:
+        """Violations as a dispatcher reads them: crew codes, work order numbers, clock times."""
+        return Words(crew=lambda cid: self.crews[cid].code if cid in self.crews else f"crew {cid}",
+                     job=lambda jid: f"work order {jid}", clock=self.clock)
 
 
 class _Points:
@@ -93,34 +140,64 @@ def _lonlat(element: Any) -> tuple[float, float]:
     return shape.x, shape.y
 
 
-def crews_on_shift(session: Session, plan_date: date, tz: ZoneInfo, scope: Scope) -> list[tuple[CrewRow, Shift]]:
-    midnight = datetime.combine(plan_date, time(0), tz)
-    q: Select = (
-        select(CrewRow, Shift)
-        .join(Shift, Shift.crew_id == CrewRow.id)
-        .where(CrewRow.active.is_(True), Shift.starts_at >= midnight, Shift.starts_at < midnight + timedelta(days=1))
-        .options(selectinload(Shift.breaks), selectinload(CrewRow.depot))
-        .order_by(CrewRow.code, Shift.starts_at)
-    )
+def _hhmm(when: datetime, tz: ZoneInfo) -> str:
+    return when.astimezone(tz).strftime("%H:%M")
+
+
+def scope_crews(session: Session, scope: Scope) -> list[CrewRow]:
+    """The active crews a plan of this scope may route (by agency and yard)."""
+    q = select(CrewRow).where(CrewRow.active.is_(True)).options(selectinload(CrewRow.depot)).order_by(CrewRow.code)
     if scope.agency:
         q = q.where(CrewRow.agency == scope.agency)
     if scope.depot:
         q = q.where(CrewRow.depot_id.in_(select(Depot.id).where(Depot.code == scope.depot)))
-    seen: set[int] = set()
-    out = []
-    for crew, shift in session.execute(q).all():
-        if crew.id in seen:  # one shift per crew and day; a split shift is a later refinement
-            continue
-        seen.add(crew.id)
-        out.append((crew, shift))
+    return list(session.scalars(q))
+
+
+def _day_shifts(session: Session, crews: list[CrewRow], plan_date: date, tz: ZoneInfo) -> dict[int, Shift]:
+    """Each crew's shift starting on the plan day, cancelled ones included (so a day off
+    can be told from no shift at all). One shift per crew and day: the first."""
+    midnight = datetime.combine(plan_date, time(0), tz)
+    rows = session.scalars(
+        select(Shift).where(Shift.crew_id.in_([c.id for c in crews]), Shift.starts_at >= midnight,
+                            Shift.starts_at < midnight + timedelta(days=1))
+        .options(selectinload(Shift.breaks)).order_by(Shift.crew_id, Shift.cancelled_at.is_not(None), Shift.starts_at)
+    )
+    out: dict[int, Shift] = {}
+    for sh in rows:
+        out.setdefault(sh.crew_id, sh)
     return out
+
+
+def _left_out(crew: CrewRow, shift: Shift | None, plan_date: date, tz: ZoneInfo, clock: Clock | None) -> dict[str, Any] | None:
+    """Why a crew of the scope cannot be routed on the plan day, or None."""
+    day = f"{plan_date:%a} {plan_date.day} {plan_date:%b}"
+    if shift is None:
+        return {"crew": crew.code, "reason": "off", "message": f"{crew.code} has no shift on {day}"}
+    if shift.cancelled_at is not None:
+        why = f": {shift.end_reason}" if shift.end_reason else ""
+        return {"crew": crew.code, "reason": "off", "message": f"{crew.code}'s shift on {day} is cancelled{why}"}
+    if clock is not None and shift.ends_at <= clock.earliest:
+        if shift.ended_early_at is not None:
+            message = f"{crew.code}'s shift ended early at {_hhmm(shift.ends_at, tz)}: {shift.end_reason}"
+        else:
+            message = f"{crew.code}'s shift ends at {_hhmm(shift.ends_at, tz)}, before a new route could start"
+        return {"crew": crew.code, "reason": "shift_over", "message": message}
+    return None
+
+
+def _fresh_fix(session: Session, crew_id: int, clock: Clock) -> tuple[float, float] | None:
+    fix = session.get(CrewPosition, crew_id)
+    if fix is None or abs(clock.now - fix.at) > clock.fix_max_age:
+        return None
+    return _lonlat(fix.location)
 
 
 def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Sequence[str] = PLANNABLE_STATUSES) -> list[WorkOrder]:
     q = (
         select(WorkOrder)
         .where(WorkOrder.status.in_(statuses), WorkOrder.skill.in_(sorted(skills)))
-        .options(selectinload(WorkOrder.service_type))
+        .options(selectinload(WorkOrder.service_type), selectinload(WorkOrder.must_do_crew))
         .order_by(WorkOrder.id)
     )
     if scope.agency:
@@ -138,61 +215,109 @@ def build_problem(
     tz: ZoneInfo,
     travel: TravelTimes,
     now: datetime | None = None,
-    extra_work_orders: Sequence[WorkOrder] = (),
-    start_positions: dict[int, tuple[float, float]] | None = None,
+    clock: Clock | None = None,
+    locks: Locks | None = None,
 ) -> Built:
-    """The day's routing problem. `now` (re-plans) is when overdue-ness is measured;
-    `start_positions` (crew row id -> lon, lat) start those crews where they are."""
+    """The day's routing problem. `clock` (a plan built during its day) starts the day
+    from then; without it (`now` alone, or nothing) only overdue-ness is measured at
+    `now`. `locks` is what a re-plan keeps of the day under way."""
     # Seconds are real elapsed time from local midnight, counted in UTC: on the two
     # daylight-saving days a local-time sum would put every stop an hour off.
     midnight = datetime.combine(plan_date, time(0), tz).astimezone(UTC)
+    sec = lambda when: int((when - midnight).total_seconds())  # noqa: E731
+    locks = locks or Locks()
     points = _Points()
     crews: list[Crew] = []
     crew_rows: dict[str, CrewRow] = {}
     shifts: dict[str, Shift] = {}
-    on_shift = crews_on_shift(session, plan_date, tz, scope)
-    dimensions = sorted({dim for crew, _ in on_shift for dim in (crew.capacity or {})})
-    sec = lambda when: int((when - midnight).total_seconds())  # noqa: E731
+    excluded_crews: list[dict[str, Any]] = []
+    in_scope = scope_crews(session, scope)
+    day_shifts = _day_shifts(session, in_scope, plan_date, tz)
+    routable: list[tuple[CrewRow, Shift]] = []
+    for crew in in_scope:
+        why = _left_out(crew, day_shifts.get(crew.id), plan_date, tz, clock)
+        if why is not None:
+            excluded_crews.append(why)
+        else:
+            routable.append((crew, day_shifts[crew.id]))
+    dimensions = sorted({dim for crew, _ in routable for dim in (crew.capacity or {})})
+    under_way = clock is not None and any(clock.earliest > sh.starts_at for _, sh in routable)
 
-    for crew, shift in on_shift:
+    for crew, shift in routable:
         start_depot = session.get(Depot, shift.start_depot_id) if shift.start_depot_id else crew.depot
         end_depot = session.get(Depot, shift.end_depot_id) if shift.end_depot_id else crew.depot
         if start_depot is None or end_depot is None:
-            continue  # a crew with no yard cannot be routed; it shows up in stats below
+            excluded_crews.append({"crew": crew.code, "reason": "no_depot", "message": f"{crew.code} has no yard to start from"})
+            continue
         cid = str(crew.id)
         crew_rows[cid] = crew
         shifts[cid] = shift
-        here = (start_positions or {}).get(crew.id)
+        start_at = shift.starts_at
+        here = None
+        if clock is not None:
+            # A crew on site is working now; one that must read a new route first starts after the lead time.
+            start_at = max(shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest)
+            if start_at > shift.starts_at:
+                here = _fresh_fix(session, crew.id, clock)
+        # A break whose window has passed, or has too little of it left, is gone.
+        breaks = [
+            Break(id=str(b.id), duration=b.minutes * 60, window=TimeWindow(sec(max(b.earliest_start, start_at)), sec(b.latest_end)))
+            for b in shift.breaks if b.latest_end - max(b.earliest_start, start_at) >= timedelta(minutes=b.minutes)
+        ]
         crews.append(
             Crew(
                 id=cid,
                 start=points.add(*here) if here else points.add(*_lonlat(start_depot.location)),
                 end=points.add(*_lonlat(end_depot.location)),
-                shift=TimeWindow(sec(shift.starts_at), sec(shift.ends_at)),
-                breaks=tuple(
-                    Break(id=str(b.id), duration=b.minutes * 60, window=TimeWindow(sec(b.earliest_start), sec(b.latest_end)))
-                    for b in shift.breaks
-                ),
+                shift=TimeWindow(sec(start_at), sec(shift.ends_at)),
+                breaks=tuple(breaks),
                 skills=frozenset(crew.skills),
                 capacity=tuple(int((crew.capacity or {}).get(d, 0)) for d in dimensions),
             )
         )
 
-    skills = {s for c in crews for s in c.skills}
-    work = open_work(session, scope, skills) if crews else []
+    skills = {s for c in in_scope for s in c.skills}
+    work = open_work(session, scope, skills) if in_scope else []
     seen_ids = {wo.id for wo in work}
-    work += [wo for wo in extra_work_orders if wo.id not in seen_ids]
+    work += [wo for wo in locks.carried if wo.id not in seen_ids]
+    pinned_to = {wo_id: crew_id for crew_id, ids in locks.pinned.items() for wo_id in ids if str(crew_id) in crew_rows}
+    on_site_by = {wo_id: crew_id for crew_id, (wo_id, _) in locks.in_progress.items()}
     jobs: list[Job] = []
     work_orders: dict[str, WorkOrder] = {}
     excluded: list[dict[str, Any]] = []
+    earliest = sec(clock.earliest) if clock is not None else None
     for wo in work:
         if wo.location is None:
-            excluded.append({"work_order_id": wo.id, "reason": "needs_pin"})
+            excluded.append({"work_order_id": wo.id, "reason": "needs_pin", "message": "no place on the map yet: pin it first"})
             continue
         windows = tuple(
             TimeWindow(sec(datetime.fromisoformat(w["start"])), sec(datetime.fromisoformat(w["end"])))
             for w in (wo.time_windows or [])
         )
+        in_progress = wo.id in on_site_by
+        if in_progress and str(on_site_by[wo.id]) not in crew_rows:
+            # The crew is still on site after its shift: the job stays its own, untimed.
+            code = session.get(CrewRow, on_site_by[wo.id]).code
+            excluded.append({"work_order_id": wo.id, "reason": "crew_off_shift",
+                             "message": f"{code} is on site there, but its shift is over"})
+            continue
+        if windows and earliest is not None and not in_progress and max(w.end for w in windows) < earliest:
+            last = max(windows, key=lambda w: w.end)
+            excluded.append({"work_order_id": wo.id, "reason": "window_passed",
+                             "message": f"its last time window ended at {_hhmm(midnight + timedelta(seconds=last.end), tz)}"})
+            continue
+        must = wo.must_do_on == plan_date
+        reserved: frozenset[str] = frozenset()
+        if wo.id in pinned_to:
+            must, reserved = True, frozenset({str(pinned_to[wo.id])})
+        elif must and wo.must_do_crew_id is not None:
+            if str(wo.must_do_crew_id) not in crew_rows:
+                code = wo.must_do_crew.code if wo.must_do_crew else str(wo.must_do_crew_id)
+                why = next((c["message"] for c in excluded_crews if c["crew"] == code), f"{code} is not in this plan's scope")
+                excluded.append({"work_order_id": wo.id, "reason": "must_do_crew_unavailable",
+                                 "message": f"it must be done by {code}: {why}"})
+                continue
+            reserved = frozenset({str(wo.must_do_crew_id)})
         jid = str(wo.id)
         work_orders[jid] = wo
         jobs.append(
@@ -205,26 +330,35 @@ def build_problem(
                 demand=tuple(int((wo.demand or {}).get(d, 0)) for d in dimensions),
                 priority=max(0, min(5, wo.priority)),
                 due=sec(wo.due_at),
+                required=must,
+                crews=reserved,
             )
         )
 
+    pinned = {str(cid): tuple(str(w) for w in ids if str(w) in work_orders) for cid, ids in locks.pinned.items()}
+    crews = [replace(c, pinned=pinned.get(c.id, ())) for c in crews]
     matrix = travel.matrix(points.points) if points.points else None
+    at_now = clock.now if clock is not None else now
     problem = Problem(
         matrix=Matrix(matrix.durations, matrix.distances) if matrix is not None else Matrix([[0]], [[0]]),
         crews=tuple(crews),
         jobs=tuple(jobs),
         dimensions=tuple(dimensions),
         # Overdue-ness is judged at the start of the plan day, or now for a day under way.
-        now=max(0, sec(now or datetime.now(tz))),
+        now=max(0, sec(at_now or datetime.now(tz))),
     )
     return Built(
         problem=problem,
         midnight=midnight,
+        tz=tz,
         points=points.points,
         crews=crew_rows,
         shifts=shifts,
         work_orders=work_orders,
         provider=getattr(matrix, "provider", travel.name),
         excluded=excluded,
-        carried={str(wo.id) for wo in extra_work_orders if str(wo.id) in work_orders},
+        excluded_crews=excluded_crews,
+        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders},
+        planned_from=clock.earliest if under_way and clock is not None else None,
     )
+

@@ -1,36 +1,44 @@
-"""Route plans: request, solve, store, publish, re-plan and edit.
+"""Route plans: request, solve, store, publish and re-plan (hand edits: `dispatch.drafts`).
 
-The solve runs outside any transaction (it can take a minute); rows are read
-before and written after, and work that changed in between is left out."""
+The solve runs outside any transaction (it can take a minute); rows are read before
+and written after, and work that changed in between is left out.
+
+Locks are taken in one order everywhere: the day's advisory lock, then plan rows, then
+work orders in id order. Everything that changes a day's plans takes the day's lock, so
+two publishes of one day never interleave, and none deadlocks another."""
 
 from __future__ import annotations
 
 import time as clock
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import LineString, shape
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from core import crewfeed
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import CrewPosition, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
+from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
 from core.workorders import change_status
-from dispatch.build import PLANNABLE_STATUSES, Built, Scope, TravelTimes, build_problem
-from dispatch.model import Result, Route, replan
+from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem
+from dispatch.model import REASON_WORDS, Problem, Result, Route, replan
 from dispatch.solver import SolveParams
 from dispatch.split import solve_split
 
 MAX_TIME_LIMIT_S = 600
-# A phone fix older than this says where the crew was, not where it is.
-FRESH_FIX_S = 15 * 60
+# Work a crew has finished: it drops out of a re-plan.
+DONE = frozenset({"completed", "verified", "closed", "cancelled"})
+# The forced jobs' comparison solve gets this share of the time limit.
+BASELINE_SHARE = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -40,19 +48,65 @@ class PlanRequest:
     time_limit_s: int = 30
 
 
-def _lock_day(session: Session, plan_date: date, scope_key: str) -> None:
-    """Serialise everything that changes one day's plans (version numbers, publishing):
-    two publishes of the same day would otherwise lock each other's rows and deadlock."""
-    session.execute(select(func.pg_advisory_xact_lock(31101, func.hashtext(f"{plan_date}|{scope_key}"))))
+@dataclass(frozen=True)
+class DayRules:
+    """The settings a plan of a day under way follows (STREETLOOP_PLAN_LEAD_MINUTES,
+    STREETLOOP_FIX_MAX_AGE_MINUTES)."""
+
+    lead: timedelta = timedelta(0)
+    fix_max_age: timedelta = FRESH_FIX
+
+
+class ReplanPending(Conflict):
+    """A re-plan of this plan is already queued or running; asking again returns it."""
+
+    code = "replan_pending"
+
+    def __init__(self, plan: RoutePlan) -> None:
+        super().__init__(f"re-plan {plan.id} of this day is already {plan.status}", plan_id=plan.id)
+        self.plan = plan
+
+
+def lock_day(session: Session, plan_date: date) -> None:
+    """Serialise everything that changes one day's plans (version numbers, publishing,
+    storing a solve, edits). Per day, not per scope: scopes overlap (a district and an
+    agency share crews), and a crew must never be on two published plans of a day."""
+    session.execute(select(func.pg_advisory_xact_lock(31101, func.hashtext(str(plan_date)))))
+
+
+def lock_plan(session: Session, plan: RoutePlan) -> RoutePlan:
+    """The day's lock, then the plan's row, re-read as it is now."""
+    lock_day(session, plan.plan_date)
+    session.refresh(plan, with_for_update=True)
+    return plan
+
+
+def _lock_work(session: Session, ids: Iterable[int]) -> dict[int, WorkOrder]:
+    """Work orders locked in id order, the one order every writer of several uses."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.scalars(select(WorkOrder).where(WorkOrder.id.in_(wanted)).order_by(WorkOrder.id).with_for_update()
+                           .execution_options(populate_existing=True))
+    return {wo.id: wo for wo in rows}
 
 
 def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: RoutePlan | None = None,
-                 replan_from: datetime | None = None) -> RoutePlan:
-    """A queued plan (the caller defers the solve job after commit)."""
+                 replan_from: datetime | None = None, tz: ZoneInfo | None = None) -> RoutePlan:
+    """A queued plan (the caller defers the solve job after commit). With `tz`, the
+    crews' weekly patterns first make the day's shifts, and a day already over is refused."""
     if not 1 <= req.time_limit_s <= MAX_TIME_LIMIT_S:
         raise ValidationFailed(f"time_limit_s must be between 1 and {MAX_TIME_LIMIT_S}", field="time_limit_s")
-    _lock_day(session, req.plan_date, req.scope.key)
-    if parent is None:
+    if tz is not None and req.plan_date < datetime.now(tz).date():
+        raise ValidationFailed(f"{req.plan_date} is over; plan today or a coming day", field="date")
+    lock_day(session, req.plan_date)
+    if parent is not None:
+        session.refresh(parent, with_for_update=True)
+        pending = session.scalars(select(RoutePlan).where(
+            RoutePlan.parent_id == parent.id, RoutePlan.status.in_(("queued", "running"))).limit(1)).first()
+        if pending is not None:
+            raise ReplanPending(pending)
+    else:
         live = session.scalar(select(RoutePlan).where(
             RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key, RoutePlan.status == "published"))
         if live is not None:
@@ -63,6 +117,10 @@ def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: Ro
                 f"re-plan it with POST /api/v1/plans/{live.id}/replan",
                 current="published", plan_id=live.id,
             )
+    if tz is not None:
+        from core.shifts import materialize
+
+        materialize(session, tz=tz, start=req.plan_date, days=1)
     version = (session.scalar(
         select(func.max(RoutePlan.version)).where(RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key)
     ) or 0) + 1
@@ -78,8 +136,102 @@ def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: Ro
     return plan
 
 
+def replan_plan(s: Session, plan: RoutePlan, *, actor: Actor, now: datetime | None = None,
+                time_limit_s: int | None = None, tz: ZoneInfo | None = None) -> RoutePlan:
+    """A new version of a published day, re-timed from `now` with what is under way kept.
+    Raises ReplanPending (carrying it) while another re-plan of `plan` is queued or running."""
+    if plan.status != "published":
+        raise Conflict(f"plan {plan.id} is {plan.status}; only the published plan of a day is re-planned", current=plan.status)
+    return request_plan(
+        s, PlanRequest(plan.plan_date, Scope(**plan.scope), time_limit_s or plan.time_limit_s),
+        actor=actor, parent=plan, replan_from=now or datetime.now(UTC), tz=tz,
+    )
+
+
+def clock_for(plan: RoutePlan, rules: DayRules, now: datetime | None = None) -> Clock:
+    """A re-plan starts at the later of when it was asked for and when it is built."""
+    now = now or datetime.now(UTC)
+    if plan.replan_from is not None:
+        now = max(now, plan.replan_from)
+    return Clock(now=now, lead=rules.lead, fix_max_age=rules.fix_max_age)
+
+
+def locks_for_replan(s: Session, plan: RoutePlan, now: datetime) -> Locks:
+    """What a re-plan keeps of its parent's day: the job each crew is on, the stop it is
+    driving to, the stops a dispatcher locked to it, and the rest of the dispatched work
+    (which may move). Finished work drops out; work moved to another crew by hand since
+    is not the parent's to give."""
+    parent = s.get(RoutePlan, plan.parent_id)
+    locks = Locks()
+    for pr in parent.routes:
+        for stop in pr.stops:
+            if stop.kind != "job":
+                continue
+            wo = stop.work_order
+            if wo.crew_id != pr.crew_id or wo.status in DONE:
+                continue
+            if wo.status == "on_site":
+                arrived = s.scalar(
+                    select(func.max(StatusEvent.at)).where(
+                        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "on_site"
+                    )
+                )
+                left = wo.minutes_on_site * 60 - int((now - (arrived or now)).total_seconds())
+                locks.in_progress[pr.crew_id] = (wo.id, max(0, left))
+            elif wo.status == "en_route":
+                locks.committed_next[pr.crew_id] = wo.id
+            elif wo.status in {"dispatched", "planned"}:
+                if stop.locked:
+                    locks.pinned.setdefault(pr.crew_id, []).append(wo.id)
+            else:
+                continue
+            locks.carried.append(wo)
+    return locks
+
+
+def build_for(s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo, clock: Clock) -> Built:
+    """The problem a plan solves: the day's open work from `clock`, and for a re-plan
+    what is under way."""
+    locks = locks_for_replan(s, plan, clock.now) if plan.parent_id else None
+    built = build_problem(s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel, clock=clock, locks=locks)
+    if locks is not None and (locks.in_progress or locks.committed_next):
+        ours = set(built.crews)
+        built.problem = replan(
+            built.problem,
+            now=max(0, built.seconds(clock.now)),
+            in_progress={str(c): (str(w), left) for c, (w, left) in locks.in_progress.items() if str(c) in ours and str(w) in built.work_orders},
+            committed_next={str(c): str(w) for c, w in locks.committed_next.items() if str(c) in ours and str(w) in built.work_orders},
+        )
+    return built
+
+
+def _forced(built: Built, plan_date: date) -> set[str]:
+    """Must-do work of the day (a dispatcher's choice; locked stops are not counted)."""
+    pinned = {j for c in built.problem.crews for j in c.pinned}
+    return {jid for jid, wo in built.work_orders.items() if wo.must_do_on == plan_date and jid not in pinned}
+
+
+def solve_with_must_do(built: Built, plan_date: date, params: SolveParams,
+                       solve_fn: Callable[..., Result] = solve_split) -> tuple[Result, set[str]]:
+    """Solve; with must-do work, first solve the same day without it, so the plan can say
+    which jobs were dropped to make room (scheduled without it, not with it)."""
+    forced = _forced(built, plan_date)
+    if not forced:
+        return solve_fn(built.problem, params), set()
+    p = built.problem
+    without = Problem(matrix=p.matrix, crews=p.crews, jobs=tuple(j for j in p.jobs if j.id not in forced),
+                      dimensions=p.dimensions, now=p.now)
+    share = max(1.0, params.time_limit_s * BASELINE_SHARE)
+    baseline = solve_fn(without, replace(params, time_limit_s=share))
+    result = solve_fn(p, replace(params, time_limit_s=max(1.0, params.time_limit_s - share)))
+    scheduled = {s.job_id for r in result.routes for s in r.stops}
+    before = {s.job_id for r in baseline.routes for s in r.stops}
+    return result, before - scheduled - forced
+
+
 def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTimes, tz: ZoneInfo,
-             solve_fn: Callable[..., Result] = solve_split, workers: int = 1) -> RoutePlan:
+             solve_fn: Callable[..., Result] = solve_split, workers: int = 1, rules: DayRules = DayRules(),
+             now: datetime | None = None) -> RoutePlan:
     """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed."""
     with sessions.begin() as s:
         plan = s.get(RoutePlan, plan_id, with_for_update=True)
@@ -91,14 +243,15 @@ def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTim
     try:
         with sessions() as s:
             plan = s.get(RoutePlan, plan_id)
-            built = _build_for(s, plan, travel=travel, tz=tz)
+            built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
             s.expunge_all()
         started = clock.monotonic()
-        result = solve_fn(built.problem, SolveParams(time_limit_s=plan.time_limit_s, workers=workers))
+        result, displaced = solve_with_must_do(built, plan.plan_date, SolveParams(time_limit_s=plan.time_limit_s, workers=workers), solve_fn)
         solve_s = clock.monotonic() - started
         with sessions.begin() as s:
-            plan = s.get(RoutePlan, plan_id, with_for_update=True)
-            _store(s, plan, built, result, travel=travel, solve_s=solve_s)
+            plan = s.get(RoutePlan, plan_id)
+            lock_plan(s, plan)
+            _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
             RoutePlanLifecycle.transition(s, plan, "ready", actor=SYSTEM)
             return plan
     except Exception as exc:
@@ -110,97 +263,7 @@ def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTim
         raise
 
 
-@dataclass
-class _Locks:
-    """What a re-plan must respect: where crews are, what they are doing, what they committed to."""
-
-    now: datetime
-    work_orders: list[WorkOrder]
-    positions: dict[int, tuple[float, float]]
-    in_progress: dict[int, tuple[int, int]]  # crew row id -> (work order id, seconds left on site)
-    committed_next: dict[int, int]  # crew row id -> work order id it is driving to
-
-    def apply(self, built: Built) -> None:
-        sec = built.seconds(self.now)
-        built.problem = replan(
-            built.problem,
-            now=max(0, sec),
-            in_progress={str(c): (str(w), left) for c, (w, left) in self.in_progress.items() if str(c) in built.crews},
-            committed_next={str(c): str(w) for c, w in self.committed_next.items() if str(c) in built.crews},
-        )
-
-
-def _locks_for_replan(s: Session, plan: RoutePlan) -> _Locks:
-    from geoalchemy2.shape import to_shape
-
-    now = plan.replan_from or datetime.now(UTC)
-    parent = s.get(RoutePlan, plan.parent_id)
-    carried: list[WorkOrder] = []
-    positions: dict[int, tuple[float, float]] = {}
-    in_progress: dict[int, tuple[int, int]] = {}
-    committed: dict[int, int] = {}
-    for pr in parent.routes:
-        last_done: WorkOrder | None = None
-        for stop in pr.stops:
-            if stop.kind != "job":
-                continue
-            wo = stop.work_order
-            if wo.crew_id != pr.crew_id:
-                continue  # moved to another crew by hand since
-            if wo.status in {"completed", "verified", "closed", "cancelled"}:
-                last_done = wo
-            elif wo.status == "on_site":
-                arrived = s.scalar(
-                    select(func.max(StatusEvent.at)).where(
-                        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "on_site"
-                    )
-                ) or now
-                left = max(0, wo.minutes_on_site * 60 - int((now - arrived).total_seconds()))
-                in_progress[pr.crew_id] = (wo.id, left)
-                carried.append(wo)
-            elif wo.status == "en_route":
-                committed[pr.crew_id] = wo.id
-                carried.append(wo)
-            elif wo.status in {"dispatched", "planned"}:
-                carried.append(wo)
-        if pr.crew_id in in_progress:
-            continue  # it starts from the job it is on
-        # Where the crew is: its phone's latest fix if fresh, else its last finished job.
-        fix = s.get(CrewPosition, pr.crew_id)
-        if fix is not None and abs((now - fix.at).total_seconds()) <= FRESH_FIX_S:
-            pt = to_shape(fix.location)
-            positions[pr.crew_id] = (pt.x, pt.y)
-        elif last_done is not None and last_done.location is not None:
-            pt = to_shape(last_done.location)
-            positions[pr.crew_id] = (pt.x, pt.y)
-    return _Locks(now=now, work_orders=carried, positions=positions, in_progress=in_progress, committed_next=committed)
-
-
-def _build_for(s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo) -> Built:
-    """The problem a plan solves: the day's open work, and for a re-plan what is under way."""
-    locks = _locks_for_replan(s, plan) if plan.parent_id else None
-    built = build_problem(
-        s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel, now=plan.replan_from,
-        extra_work_orders=locks.work_orders if locks else (),
-        start_positions=locks.positions if locks else None,
-    )
-    if locks:
-        locks.apply(built)
-    return built
-
-
-def replan_plan(s: Session, plan: RoutePlan, *, actor: Actor, now: datetime | None = None,
-                time_limit_s: int | None = None) -> RoutePlan:
-    """A new version of a published day, re-timed from `now` with what is under way locked."""
-    if plan.status != "published":
-        raise Conflict(f"plan {plan.id} is {plan.status}; only the published plan of a day is re-planned", current=plan.status)
-    return request_plan(
-        s, PlanRequest(plan.plan_date, Scope(**plan.scope), time_limit_s or plan.time_limit_s),
-        actor=actor, parent=plan, replan_from=now or datetime.now(UTC),
-    )
-
-
-def _geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
+def route_geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
     crew = built.problem.crew(route.crew_id)
     idx = [crew.start] + [s.location for s in route.stops] + [crew.end]
     pts = [built.points[i] for i in idx]
@@ -211,8 +274,8 @@ def _geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
     return from_shape(line, srid=4326)
 
 
-def _route_stops(built: Built, route: Route, locked: set[str],
-                 skip: Callable[[str], bool] = lambda job_id: False) -> list[RouteStop]:
+def route_stops(built: Built, route: Route, locked: set[str],
+                skip: Callable[[str], bool] = lambda job_id: False) -> list[RouteStop]:
     """A route's jobs and breaks as stop rows, in time order, numbered from 1."""
     items = sorted([(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks], key=lambda it: it[:2])
     rows: list[RouteStop] = []
@@ -229,40 +292,66 @@ def _route_stops(built: Built, route: Route, locked: set[str],
     return rows
 
 
-def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel: TravelTimes, solve_s: float) -> None:
+def unassigned_entry(built: Built, job_id: str, reason: str, *, forced: set[str], displaced_by: list[str] | None = None) -> dict[str, Any]:
+    """One piece of work left out of a plan, with its reason in a dispatcher's words."""
+    if displaced_by:
+        message = f"dropped to make room for must-do work order {', '.join(displaced_by)}"
+        reason = "displaced_by_must_do"
+    else:
+        message = REASON_WORDS.get(reason, reason.replace("_", " "))
+        if reason == "no_skill":
+            skills = ", ".join(sorted(built.problem.job(job_id).skills))
+            message = f"no crew on shift in this plan has the skill {skills}" + (
+                " or is the crew it is reserved for" if built.problem.job(job_id).crews else "")
+    if job_id in forced:
+        message = f"must-do, but {message}"
+    return {"work_order_id": int(job_id), "reason": reason, "message": message}
+
+
+def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel: TravelTimes, solve_s: float,
+           displaced: frozenset[str] | set[str] = frozenset()) -> None:
+    forced = _forced(built, plan.plan_date)
     # Work that changed while the solver ran (dispatched by hand, cancelled) is not ours to plan.
     current = {
         str(wo_id): status
         for wo_id, status in s.execute(select(WorkOrder.id, WorkOrder.status).where(WorkOrder.id.in_([int(j) for j in built.work_orders])))
     }
-    locked = {jid for c in built.problem.crews for jid in c.locked_first}
+    locked = {jid for c in built.problem.crews for jid in c.held}
     unassigned = list(built.excluded)
+    scheduled_forced = sorted({st.job_id for r in result.routes for st in r.stops} & forced, key=int)
     for u in result.unassigned:
-        unassigned.append({"work_order_id": int(u.job_id), "reason": u.reason})
-    for route in result.routes:
-        if not route.stops and not route.breaks:
-            continue
-        crew_row = built.crews[route.crew_id]
+        unassigned.append(unassigned_entry(built, u.job_id, u.reason, forced=forced,
+                                           displaced_by=scheduled_forced if u.job_id in displaced else None))
+    routes = {r.crew_id: r for r in result.routes}
+    for c in built.problem.crews:
+        # Every crew of the plan gets its row, idle or not: the plan holds the crew's day.
+        route = routes.get(c.id) or Route(c.id, c.shift.start, (), (), c.shift.start, 0, 0)
+        crew_row = built.crews[c.id]
         pr = PlanRoute(
-            plan=plan, crew_id=crew_row.id, shift_id=built.shifts[route.crew_id].id,
+            plan=plan, crew_id=crew_row.id, shift_id=built.shifts[c.id].id,
             start_at=built.at(route.depart), end_at=built.at(route.arrive),
             drive_s=route.duration, distance_m=route.distance,
-            geometry=_geometry(travel, built, route) if route.stops else None,
+            geometry=route_geometry(travel, built, route) if route.stops else None,
         )
         s.add(pr)
+
         def changed(job_id: str) -> bool:
             still_ours = current.get(job_id) in PLANNABLE_STATUSES or (
                 job_id in built.carried and current.get(job_id) in {"dispatched", "en_route", "on_site"}
             )
             if still_ours or job_id in locked:
                 return False
-            unassigned.append({"work_order_id": int(job_id), "reason": "changed_during_planning"})
+            unassigned.append({"work_order_id": int(job_id), "reason": "changed_during_planning",
+                               "message": "it changed while the plan was being made (dispatched by hand or closed)"})
             return True
 
-        pr.stops.extend(_route_stops(built, route, locked, skip=changed))
+        pr.stops.extend(route_stops(built, route, locked, skip=changed))
     obj = result.objective
+    violations = result.violations()
     plan.provider = built.provider
     plan.unassigned = unassigned
+    plan.excluded_crews = built.excluded_crews
+    plan.planned_from = built.planned_from
     plan.stats = {
         **{k: v for k, v in dict(result.stats).items() if isinstance(v, int | float | str | bool)},
         "solve_seconds": round(solve_s, 3),
@@ -273,32 +362,94 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
         "drive_s": obj.drive_time,
         "route_s": obj.route_duration,
         "penalty": obj.penalty,
-        "feasible": result.is_feasible(),
+        "feasible": not violations,
+        # Checked again against the same problem, in words (a dispatcher reads these).
+        "violations": _in_words(built, result) if violations else [],
     }
+    if forced:
+        plan.stats["must_do"] = {"work_orders": sorted(map(int, forced)), "scheduled": list(map(int, scheduled_forced)),
+                                 "displaced": sorted(map(int, displaced))}
     # The draft holds its work: planned, so staff see it is in a plan (it stays plannable
     # for other drafts; publishing one supersedes the rest).
-    for pr in plan.routes:
-        for stop in pr.stops:
-            if stop.kind == "job":
-                wo = s.get(WorkOrder, stop.work_order_id)
-                if wo.status == "new":
-                    WorkOrderLifecycle.transition(s, wo, "planned", actor=SYSTEM, note=f"in draft plan {plan.id} v{plan.version}")
+    s.flush()
+    ids = [st.work_order_id for pr in plan.routes for st in pr.stops if st.kind == "job"]
+    for wo in _lock_work(s, ids).values():
+        if wo.status == "new":
+            WorkOrderLifecycle.transition(s, wo, "planned", actor=SYSTEM, note=f"in draft plan {plan.id} v{plan.version}")
 
 
-def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
-    """Crews get this plan: its work is dispatched, residents see expected times, older versions step down."""
-    _lock_day(s, plan.plan_date, plan.scope_key)
-    s.refresh(plan)
+def _in_words(built: Built, result: Result) -> list[str]:
+    from dispatch.validate import check
+
+    return check(built.problem, result, built.words)
+
+
+def _crews_of(s: Session, plan_id: int) -> set[int]:
+    return set(s.scalars(select(PlanRoute.crew_id).where(PlanRoute.plan_id == plan_id)))
+
+
+def _codes(s: Session, crew_ids: Iterable[int]) -> str:
+    return ", ".join(s.scalars(select(Crew.code).where(Crew.id.in_(list(crew_ids))).order_by(Crew.code)))
+
+
+def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo) -> None:
+    """A crew drives one published plan a day. Refused: a draft whose crews another plan
+    of the day has since been published for (it was built on a day that has changed),
+    and one whose crews a live plan of another scope holds."""
+    built_at = plan.started_at or plan.created_at
+    for other in s.scalars(select(RoutePlan).where(
+            RoutePlan.plan_date == plan.plan_date, RoutePlan.id != plan.id, RoutePlan.published_at.is_not(None))
+            .order_by(RoutePlan.published_at.desc())):
+        shared = crews & _crews_of(s, other.id)
+        if not shared:
+            continue
+        if other.published_at > built_at:
+            raise Conflict(
+                f"plan {other.id} (version {other.version}) was published for {_codes(s, shared)} at "
+                f"{other.published_at.astimezone(tz):%H:%M}, after this draft was built; plan again or re-plan",
+                plan_id=other.id, crews=_codes(s, shared).split(", "), current=plan.status)
+        if other.status == "published" and other.scope_key != plan.scope_key:
+            raise Conflict(
+                f"plan {other.id} (version {other.version}, scope {other.scope_key or 'the whole city'}) is published "
+                f"for {_codes(s, shared)} on {plan.plan_date}; a crew drives one published plan a day: re-plan that one",
+                plan_id=other.id, crews=_codes(s, shared).split(", "), current=plan.status)
+
+
+def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = ZoneInfo("UTC"),
+                 stale_after: timedelta = timedelta(minutes=15), now: datetime | None = None) -> RoutePlan:
+    """Crews get this plan: its work is dispatched, residents see expected times, older
+    versions of the day and scope step down. Refused (409) when the plan is not ready or
+    not feasible, when its first stops are more than `stale_after` in the past, or when
+    another published plan of the day holds one of its crews."""
+    now = now or datetime.now(UTC)
+    lock_plan(s, plan)
     if plan.status != "ready":
         raise Conflict(f"plan {plan.id} is {plan.status}; only a ready plan can be published", current=plan.status)
     if not plan.stats.get("feasible", False):
-        raise Conflict(f"plan {plan.id} does not pass the feasibility check; it cannot be published")
+        raise Conflict(f"plan {plan.id} does not pass the feasibility check; it cannot be published: "
+                       + "; ".join(plan.stats.get("violations") or []), violations=plan.stats.get("violations") or [])
+    starts = [st.start_at for pr in plan.routes for st in pr.stops if st.kind == "job" and not st.locked]
+    if starts and min(starts) < now - stale_after:
+        raise Conflict(f"plan {plan.id}'s first stops were due at {min(starts).astimezone(tz):%H:%M}, and it is "
+                       f"{now.astimezone(tz):%H:%M}: plan the day again (or re-plan it) so it starts now", current="ready")
+    crews = {pr.crew_id for pr in plan.routes}
+    _refuse_overlaps(s, plan, crews, tz)
+    older = s.scalars(
+        select(RoutePlan)
+        .where(RoutePlan.plan_date == plan.plan_date, RoutePlan.scope_key == plan.scope_key,
+               RoutePlan.id != plan.id, RoutePlan.status.in_(("published", "ready")))
+        .order_by(RoutePlan.id).with_for_update()
+        .options(selectinload(RoutePlan.routes).selectinload(PlanRoute.stops))
+    ).all()
+    mine = [st for pr in plan.routes for st in pr.stops if st.kind == "job"]
+    theirs = [(pr, st) for old in older for pr in old.routes for st in pr.stops if st.kind == "job"]
+    orders = _lock_work(s, [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs])
     planned_here: set[int] = set()
     for pr in plan.routes:
         for stop in pr.stops:
             if stop.kind != "job":
                 continue
-            wo = s.get(WorkOrder, stop.work_order_id, with_for_update=True)
+            wo = orders[stop.work_order_id]
             planned_here.add(wo.id)
             if wo.status in {"new", "planned"} or (wo.status == "dispatched" and wo.crew_id != pr.crew_id):
                 if wo.status == "dispatched":
@@ -309,90 +460,46 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor) -> RoutePlan:
                 change_status(s, wo, "dispatched", actor=actor, crew_id=pr.crew_id, note=f"plan {plan.id} v{plan.version}")
             for req in wo.requests:
                 if req.status == "open":
-                    req.expected_at = stop.start_at
-    for old in s.scalars(
-        select(RoutePlan)
-        .where(RoutePlan.plan_date == plan.plan_date, RoutePlan.scope_key == plan.scope_key,
-               RoutePlan.id != plan.id, RoutePlan.status.in_(("published", "ready")))
-        .options(selectinload(RoutePlan.routes).selectinload(PlanRoute.stops))
-    ):
-        for pr in old.routes:
-            for stop in pr.stops:
-                if stop.kind == "job" and stop.work_order_id not in planned_here:
-                    wo = s.get(WorkOrder, stop.work_order_id, with_for_update=True)
-                    # Dropped by the newer version: back to the queue for another day. Work a
-                    # dispatcher has since given to another crew by hand stays where it is.
-                    if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):
-                        change_status(s, wo, "new", actor=actor, note=f"not in plan {plan.id} v{plan.version}")
-                        for req in wo.requests:
-                            req.expected_at = None
+                    # Never a promise in the past: a stop due a few minutes ago is expected now.
+                    req.expected_at = max(stop.start_at, now)
+    for pr, stop in theirs:
+        if stop.work_order_id in planned_here:
+            continue
+        wo = orders[stop.work_order_id]
+        # Dropped by the newer version: back to the queue for another day. Work a
+        # dispatcher has since given to another crew by hand stays where it is.
+        if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):
+            change_status(s, wo, "new", actor=actor, note=f"not in plan {plan.id} v{plan.version}")
+            for req in wo.requests:
+                req.expected_at = None
+    dropped = set()
+    for old in older:
+        dropped |= {pr.crew_id for pr in old.routes}
         RoutePlanLifecycle.transition(s, old, "superseded", actor=actor, note=f"by version {plan.version}")
+    _hold_crew_days(s, plan, crews, [old.id for old in older])
+    for crew_id in sorted(crews | dropped):
+        crewfeed.route_changed(s, crew_id, plan.id, at=now)
     RoutePlanLifecycle.transition(s, plan, "published", actor=actor)
     return plan
 
 
-def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, position: int,
-              travel: TravelTimes, tz: ZoneInfo, actor: Actor) -> RoutePlan:
-    """Move one job to `position` (1-based among jobs) on `crew_id`'s route of a draft plan.
-
-    The changed routes are re-timed and must pass the validator, or nothing changes."""
-    from dispatch.edit import time_route
-    from dispatch.validate import check_route
-
-    if plan.status != "ready":
-        raise Conflict(f"plan {plan.id} is {plan.status}; only a draft (ready) plan is edited; re-plan a published day",
-                       current=plan.status)
-    # The same problem the solver had (a re-plan's locks and start positions included).
-    built = _build_for(s, plan, travel=travel, tz=tz)
-    problem = built.problem
-    orders: dict[str, list[str]] = {c.id: [] for c in problem.crews}
-    for pr in plan.routes:
-        orders.setdefault(str(pr.crew_id), [])
-        orders[str(pr.crew_id)] = [str(st.work_order_id) for st in pr.stops if st.kind == "job"]
-    jid, target = str(work_order_id), str(crew_id)
-    if jid not in built.work_orders:
-        raise ValidationFailed(f"work order {work_order_id} is not open for planning on {plan.plan_date}", field="work_order_id")
-    if target not in built.crews:
-        raise ValidationFailed("that crew has no shift in this plan's day and scope", field="crew")
-    source = next((cid for cid, seq in orders.items() if jid in seq), None)
-    if source is not None:
-        orders[source].remove(jid)
-    if not 1 <= position <= len(orders[target]) + 1:
-        raise ValidationFailed(f"position must be between 1 and {len(orders[target]) + 1}", field="position")
-    orders[target].insert(position - 1, jid)
-
-    locked = {j for c in problem.crews for j in c.locked_first}
-    changed = {target} | ({source} if source else set())
-    routes = {cid: time_route(problem, problem.crew(cid), orders[cid]) for cid in changed}
-    problems = [v for cid in changed for v in check_route(problem, problem.crew(cid), routes[cid])]
-    if problems:
-        raise ValidationFailed("the edited route breaks a constraint: " + "; ".join(problems), field="position", violations=problems)
-
-    by_crew = {str(pr.crew_id): pr for pr in plan.routes}
-    for cid in changed:
-        route = routes[cid]
-        pr = by_crew.get(cid)
-        if pr is None:
-            pr = PlanRoute(plan=plan, crew_id=int(cid), shift_id=built.shifts[cid].id, start_at=built.at(route.depart),
-                           end_at=built.at(route.arrive), drive_s=0, distance_m=0)
-            s.add(pr)
-        pr.stops.clear()
-        s.flush()
-        pr.start_at, pr.end_at = built.at(route.depart), built.at(route.arrive)
-        pr.drive_s, pr.distance_m = route.duration, route.distance
-        pr.geometry = _geometry(travel, built, route) if route.stops else None
-        pr.stops.extend(_route_stops(built, route, locked))
-    if source is None:
-        plan.unassigned = [u for u in plan.unassigned if u.get("work_order_id") != work_order_id]
-        wo = s.get(WorkOrder, work_order_id)
-        if wo.status == "new":
-            WorkOrderLifecycle.transition(s, wo, "planned", actor=actor, note=f"added to draft plan {plan.id} by hand")
-    plan.stats = {**plan.stats, "edited": True, "scheduled": sum(1 for pr in plan.routes for st in pr.stops if st.kind == "job")}
-    RoutePlanLifecycle.annotate(
-        s, plan, actor=actor,
-        note=f"moved work order {work_order_id} to crew {built.crews[target].code} at position {position}",
-    )
-    return plan
+def _hold_crew_days(s: Session, plan: RoutePlan, crews: set[int], superseded: list[int]) -> None:
+    """The plan takes its crews' day. The primary key refuses a crew already held by
+    another published plan, whatever raced past the checks above."""
+    if superseded:
+        s.execute(delete(CrewDay).where(CrewDay.plan_id.in_(superseded)))
+    if not crews:
+        return
+    try:
+        with s.begin_nested():
+            s.execute(insert(CrewDay), [{"crew_id": c, "plan_date": plan.plan_date, "plan_id": plan.id} for c in sorted(crews)])
+    except IntegrityError:
+        held = s.execute(select(CrewDay.plan_id, CrewDay.crew_id).where(
+            CrewDay.plan_date == plan.plan_date, CrewDay.crew_id.in_(sorted(crews)))).all()
+        other = held[0].plan_id if held else None
+        raise Conflict(f"plan {other} is published for {_codes(s, {c for _, c in held})} on {plan.plan_date}; "
+                       "a crew drives one published plan a day", plan_id=other,
+                       crews=_codes(s, {c for _, c in held}).split(", ")) from None
 
 
 def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 600) -> list[int]:

@@ -105,3 +105,17 @@ def app(settings: Settings, sessions: sessionmaker[Session], queue: object):  # 
 @pytest.fixture
 def client(app):  # noqa: ANN001, ANN201
     return app.test_client()
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions whose commits are real, for tests of what concurrent transactions see.
+    Every table is emptied afterwards: the other tests' rows live only in rolled-back
+    transactions, so nothing of theirs is lost. Such a test must not use `db` too."""
+    from core.db import Base
+
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        conn.execute(text("DELETE FROM procrastinate_jobs"))

@@ -48,8 +48,11 @@ def optimise_plan(plan_id: int) -> None:
     """Solve a queued plan. No retry: a failed plan says why, and the dispatcher asks again."""
     from dispatch.plans import run_plan
 
+    from dispatch.plans import DayRules
+
     settings, sessions, _ = _resources()
-    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers)
+    rules = DayRules(lead=timedelta(minutes=settings.plan_lead_minutes), fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
+    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers, rules=rules)
 
 
 @app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))

@@ -42,7 +42,7 @@ def test_plan_lifecycle_over_http(client, db: Session, sessions: sessionmaker, e
     plan = client.get(body["url"], headers=dispatcher).get_json()
     assert plan["status"] == "ready" and plan["version"] == 1 and plan["provider"] == "straight_line"
     assert plan["stats"]["feasible"] is True and plan["stats"]["scheduled"] == 6
-    assert plan["unassigned"] == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin"}]
+    assert plan["unassigned"] == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin", "message": "no place on the map yet: pin it first"}]
     crews = {route["crew"] for route in plan["routes"]}
     assert crews == {"pothole-1", "graffiti-1"}
     for route in plan["routes"]:
@@ -112,7 +112,8 @@ def test_manual_move_is_validated_before_it_is_saved(client, db: Session, sessio
 
     # A pothole job on the graffiti crew: it lacks the skill; nothing changes.
     bad = client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "graffiti-1", "position": 1}, headers=dispatcher)
-    assert bad.status_code == 422 and "lacks skills" in bad.get_json()["message"]
+    assert bad.status_code == 422
+    assert bad.get_json()["message"] == f"the edited route breaks a constraint: graffiti-1 lacks the skill asphalt for work order {jobs[0]}"
     unchanged = next(rt for rt in client.get(plan["url"], headers=dispatcher).get_json()["routes"] if rt["crew"] == "pothole-1")
     assert [s["work_order_id"] for s in unchanged["stops"] if s["kind"] == "job"] == jobs[1:] + jobs[:1]
     assert client.post(f"{plan['url']}/moves", json={"work_order_id": jobs[0], "crew": "pothole-1", "position": 9}, headers=dispatcher).status_code == 422

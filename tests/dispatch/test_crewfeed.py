@@ -3,17 +3,15 @@ change, announces each change once, and reaches a crew however old the change.""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import Crew, CrewChange, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+from core.models import Crew, CrewChange, WorkOrder
 from core.workorders import change_status
 from dispatch.feed import changes_since
 from tests import factories as f
@@ -22,32 +20,19 @@ TZ = ZoneInfo("Europe/Andorra")
 
 
 @pytest.fixture
-def committed(engine: Engine) -> Iterator[dict]:
-    """Two orders dispatched to one crew, committed for real (other connections see them),
-    and removed again afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    with Session(engine) as s:
-        st = f.service_type(s, f"feed-{tag}")
-        crew = f.crew(s, f"feed-crew-{tag}")
-        orders = []
+def orders(committed: sessionmaker[Session]) -> dict:
+    """Two orders dispatched to one crew, committed for real (other connections see them)."""
+    with committed() as s:
+        st = f.service_type(s, "feed")
+        crew = f.crew(s, "feed-crew")
+        ids = []
         for k in range(2):
             lon, lat = f.offset(f.LON, f.LAT, 500 * (k + 1))
             wo = f.report(s, st.code, lon=lon, lat=lat).work_order
             change_status(s, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id)
-            orders.append(wo.id)
+            ids.append(wo.id)
         s.commit()
-        ids = {"crew": crew.id, "type": st.id, "orders": orders}
-    yield ids
-    with Session(engine) as s:
-        requests = s.scalars(select(ServiceRequest.id).where(ServiceRequest.work_order_id.in_(orders))).all()
-        s.execute(delete(CrewChange).where(CrewChange.crew_id == ids["crew"]))
-        s.execute(delete(StatusEvent).where(StatusEvent.entity == "work_order", StatusEvent.entity_id.in_(orders)))
-        s.execute(delete(StatusEvent).where(StatusEvent.entity == "service_request", StatusEvent.entity_id.in_(requests)))
-        s.execute(delete(ServiceRequest).where(ServiceRequest.id.in_(requests)))
-        s.execute(delete(WorkOrder).where(WorkOrder.id.in_(orders)))
-        s.execute(delete(Crew).where(Crew.id == ids["crew"]))
-        s.execute(delete(ServiceType).where(ServiceType.id == ids["type"]))
-        s.commit()
+        return {"crew": crew.id, "orders": ids}
 
 
 def _feed(engine: Engine, crew_id: int, since: int) -> dict:
@@ -55,8 +40,8 @@ def _feed(engine: Engine, crew_id: int, since: int) -> dict:
         return changes_since(s, s.get(Crew, crew_id), since, TZ)
 
 
-def test_a_slower_transaction_is_not_skipped(engine: Engine, committed: dict) -> None:
-    crew_id, (first, second) = committed["crew"], committed["orders"]
+def test_a_slower_transaction_is_not_skipped(engine: Engine, orders: dict) -> None:
+    crew_id, (first, second) = orders["crew"], orders["orders"]
     start = _feed(engine, crew_id, 0)["cursor"]
     # The slow one writes first (with status-event ids, it got the lower id) and stays open.
     slow = Session(engine)
@@ -77,8 +62,8 @@ def test_a_slower_transaction_is_not_skipped(engine: Engine, committed: dict) ->
     assert _feed(engine, crew_id, later["cursor"])["changes"] == []
 
 
-def test_numbers_follow_commit_order_and_have_no_gaps(engine: Engine, committed: dict) -> None:
-    crew_id, (first, second) = committed["crew"], committed["orders"]
+def test_numbers_follow_commit_order_and_have_no_gaps(engine: Engine, orders: dict) -> None:
+    crew_id, (first, second) = orders["crew"], orders["orders"]
     with Session(engine) as a, Session(engine) as b:
         WorkOrderLifecycle.annotate(a, a.get(WorkOrder, first), actor=f.SYSTEM, note="a")
         a.flush()

@@ -60,7 +60,7 @@ def test_build_problem_maps_rows_to_the_model(db: Session, day: dict) -> None:
     (brk,) = crew.breaks
     assert (brk.duration, brk.window.start, brk.window.end) == (1800, 11 * 3600 + 1800, 13 * 3600 + 1800)
     assert len(p.jobs) == 6 and {j.skills for j in p.jobs} == {frozenset({"asphalt"}), frozenset({"graffiti"})}
-    assert built.excluded == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin"}]
+    assert built.excluded == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin", "message": "no place on the map yet: pin it first"}]
     assert built.provider == "straight_line" or built.provider.startswith("straight")
     # The depot is one matrix point shared by both crews.
     assert len(built.points) == 7
@@ -216,7 +216,7 @@ def test_publishing_a_replan_keeps_a_hand_dispatch_to_another_crew(db: Session, 
 
 
 def test_moving_a_stop_in_a_replan_draft(db: Session, sessions: sessionmaker, day: dict) -> None:
-    from dispatch.plans import move_stop
+    from dispatch.drafts import move_stop
 
     live = _published(db, sessions)
     child = replan_plan(db, live, actor=f.SYSTEM, now=_at(7), time_limit_s=1)
@@ -246,7 +246,7 @@ def test_a_plan_whose_worker_died_is_marked_failed(db: Session) -> None:
 
 
 def test_an_edit_keeps_the_lock_on_the_job_under_way(db: Session, sessions: sessionmaker, day: dict) -> None:
-    from dispatch.plans import move_stop
+    from dispatch.drafts import move_stop
 
     live = _published(db, sessions)
     route = next(r for r in live.routes if r.crew.code == "pothole-1")

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, require
-from api.db import defer_after_commit, session, settings, travel
+from api.db import day_rules, defer_after_commit, session, settings, travel
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
 from dispatch.build import Scope
-from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, move_stop, publish_plan, replan_plan, request_plan
+from dispatch.drafts import move_stop, remove_stop, set_lock
+from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, ReplanPending, publish_plan, replan_plan, request_plan
 
 blp = Blueprint("plans", __name__, url_prefix="/plans", description="Crews' daily routes, planned by the solver.")
 
@@ -38,6 +39,13 @@ class MoveSchema(Schema):
     work_order_id = fields.Integer(required=True)
     crew = fields.String(required=True, metadata={"description": "crew code"})
     position = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "1-based among the route's jobs"})
+    make_room = fields.Boolean(load_default=False, metadata={
+        "description": "when the crew's day cannot hold it, take its least urgent unlocked stops off until it fits"})
+
+
+class LockSchema(Schema):
+    locked = fields.Boolean(required=True, metadata={
+        "description": "true: the stop stays with its crew, in its place among the crew's locked stops, through edits and re-plans"})
 
 
 class AcceptedSchema(Schema):
@@ -54,6 +62,25 @@ class StopSchema(Schema):
     start_at = fields.DateTime()
     end_at = fields.DateTime()
     locked = fields.Boolean()
+    projected_start_at = fields.DateTime(allow_none=True, metadata={
+        "description": "during the day: when the crew now looks like starting it, from its progress and position"})
+    late_minutes = fields.Function(
+        lambda st: max(0, round((st.projected_start_at - st.start_at).total_seconds() / 60)) if st.projected_start_at else None,
+        metadata={"description": "how far the projection is behind the plan"})
+
+
+class UnassignedSchema(Schema):
+    work_order_id = fields.Integer()
+    reason = fields.String(metadata={"description": "needs_pin, window_passed, no_skill, capacity, time_window, dropped_for_cost, "
+                                                    "displaced_by_must_do, displaced_by_move, removed_by_dispatcher, "
+                                                    "must_do_crew_unavailable, crew_off_shift, changed_during_planning"})
+    message = fields.String(metadata={"description": "the reason in words"})
+
+
+class ExcludedCrewSchema(Schema):
+    crew = fields.String()
+    reason = fields.String(metadata={"description": "off, shift_over, no_depot"})
+    message = fields.String()
 
 
 class RouteSchema(Schema):
@@ -75,12 +102,14 @@ class PlanSchema(Schema):
     time_limit_s = fields.Integer()
     parent_id = fields.Integer(allow_none=True)
     replan_from = fields.DateTime(allow_none=True)
+    planned_from = fields.DateTime(allow_none=True, metadata={"description": "a day under way: no stop starts before this"})
     stats = fields.Dict()
     error = fields.String(allow_none=True)
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
     published_at = fields.DateTime(allow_none=True)
-    unassigned = fields.List(fields.Dict())
+    unassigned = fields.List(fields.Nested(UnassignedSchema))
+    excluded_crews = fields.List(fields.Nested(ExcludedCrewSchema), metadata={"description": "crews of the scope left out, with why"})
 
 
 class PlanDetailSchema(PlanSchema):
@@ -93,9 +122,9 @@ class PlanListArgs(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(PLAN_STATUSES))
 
 
-def _load(plan_id: int, *, lock: bool = False) -> RoutePlan:
-    q = select(RoutePlan).where(RoutePlan.id == plan_id)
-    q = q.with_for_update() if lock else q.options(
+def _load(plan_id: int) -> RoutePlan:
+    """The plan, unlocked: the domain takes the day's lock before the plan's row."""
+    q = select(RoutePlan).where(RoutePlan.id == plan_id).options(
         selectinload(RoutePlan.routes).selectinload(PlanRoute.stops), selectinload(RoutePlan.routes).selectinload(PlanRoute.crew)
     )
     plan = session().scalar(q)
@@ -129,7 +158,7 @@ def _geojson(plan: RoutePlan) -> dict[str, Any]:
 def create_plan(data: dict[str, Any]) -> Any:
     s = session()
     scope = Scope(**{k: v for k, v in data["scope"].items() if v})
-    plan = request_plan(s, PlanRequest(data["date"], scope, data["time_limit_s"]), actor=current_actor())
+    plan = request_plan(s, PlanRequest(data["date"], scope, data["time_limit_s"]), actor=current_actor(), tz=settings().tz)
     defer_after_commit(s, "optimise_plan", plan_id=plan.id)
     s.commit()
     return _accepted(plan)
@@ -158,11 +187,12 @@ def get_plan(plan_id: int) -> Any:
 @blp.route("/<int:plan_id>/publish", methods=["POST"])
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanSchema)
-@blp.alt_response(409, description="The plan is not ready, or not feasible")
+@blp.alt_response(409, description="The plan is not ready or not feasible, its times have passed, or another published "
+                                    "plan of the day holds one of its crews (the message names it)")
 def publish(plan_id: int) -> Any:
     s = session()
-    plan = _load(plan_id, lock=True)
-    publish_plan(s, plan, actor=current_actor())
+    plan = _load(plan_id)
+    publish_plan(s, plan, actor=current_actor(), tz=settings().tz, stale_after=day_rules().lead)
     s.commit()
     return plan
 
@@ -173,9 +203,15 @@ def publish(plan_id: int) -> Any:
 @blp.response(202, AcceptedSchema)
 @blp.alt_response(409, description="Only the published plan of a day is re-planned")
 def replan(data: dict[str, Any], plan_id: int) -> Any:
+    """A new version of the published day from now. While one is queued or running,
+    asking again answers with that one."""
     s = session()
-    parent = _load(plan_id, lock=True)
-    plan = replan_plan(s, parent, actor=current_actor(), time_limit_s=data.get("time_limit_s"))
+    parent = _load(plan_id)
+    try:
+        plan = replan_plan(s, parent, actor=current_actor(), time_limit_s=data.get("time_limit_s"), tz=settings().tz)
+    except ReplanPending as pending:
+        s.rollback()
+        return _accepted(pending.plan)
     defer_after_commit(s, "optimise_plan", plan_id=plan.id)
     s.commit()
     return _accepted(plan)
@@ -189,12 +225,41 @@ def replan(data: dict[str, Any], plan_id: int) -> Any:
 @blp.alt_response(422, description="The edited route would break a constraint; nothing changed")
 def move(data: dict[str, Any], plan_id: int) -> Any:
     s = session()
-    plan = _load(plan_id, lock=True)
+    plan = _load(plan_id)
     crew_id = s.scalar(select(Crew.id).where(Crew.code == data["crew"]))
     if crew_id is None:
         abort(422, message=f"crew {data['crew']!r} not found", errors={"crew": ["unknown crew"]})
     move_stop(s, plan, work_order_id=data["work_order_id"], crew_id=crew_id, position=data["position"],
-              travel=travel(), tz=settings().tz, actor=current_actor())
+              travel=travel(), tz=settings().tz, actor=current_actor(), make_room=data["make_room"], rules=day_rules())
+    s.commit()
+    return _detail(plan_id)
+
+
+@blp.route("/<int:plan_id>/stops/<int:work_order_id>", methods=["DELETE"])
+@require("dispatcher", "supervisor")
+@blp.response(200, PlanDetailSchema)
+@blp.alt_response(409, description="Only a draft (ready) plan is edited, and a locked stop stays")
+@blp.alt_response(422, description="That work order is not on the plan's routes")
+def remove(plan_id: int, work_order_id: int) -> Any:
+    """Take a stop off a draft: its work goes back to the pool, and the plan lists it."""
+    s = session()
+    remove_stop(s, _load(plan_id), work_order_id=work_order_id, travel=travel(), tz=settings().tz, actor=current_actor(),
+                rules=day_rules())
+    s.commit()
+    return _detail(plan_id)
+
+
+@blp.route("/<int:plan_id>/stops/<int:work_order_id>/lock", methods=["PUT"])
+@require("dispatcher", "supervisor")
+@blp.arguments(LockSchema)
+@blp.response(200, PlanDetailSchema)
+@blp.alt_response(409, description="Only a draft or the published plan")
+@blp.alt_response(422, description="That work order is not on the plan's routes")
+def lock(data: dict[str, Any], plan_id: int, work_order_id: int) -> Any:
+    """Lock a stop to its crew and its place (or unlock it). Edits leave a locked stop
+    alone, and a re-plan of the day keeps it on its crew, in order."""
+    s = session()
+    set_lock(s, _load(plan_id), work_order_id=work_order_id, locked=data["locked"], actor=current_actor())
     s.commit()
     return _detail(plan_id)
 

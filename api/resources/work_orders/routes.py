@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask_smorest import Blueprint, abort
@@ -8,12 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
-from api.db import session
+from api.db import session, settings
 from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.closing import close_work_order
 from core.models import CLOSE_OUTCOMES, WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
-from core.workorders import staff_change_status
+from core.workorders import clear_must_do, mark_must_do, staff_change_status
 
 blp = Blueprint("work_orders", __name__, url_prefix="/work-orders", description="Work for crews: priority, SLA due time, skill.")
 
@@ -47,6 +48,9 @@ class WorkOrderSchema(Schema):
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     service_request_ids = fields.Function(lambda w: [r.public_id for r in w.requests])
+    must_do_on = fields.Date(allow_none=True, metadata={"description": "a dispatcher made it must-do on this day"})
+    must_do_crew = fields.Function(lambda w: w.must_do_crew.code if w.must_do_crew else None,
+                                   metadata={"description": "and by this crew, if one was named"})
 
 
 class WorkOrderDetailSchema(WorkOrderSchema):
@@ -71,6 +75,7 @@ def _options() -> list[Any]:
         selectinload(WorkOrder.service_type),
         selectinload(WorkOrder.district),
         selectinload(WorkOrder.crew),
+        selectinload(WorkOrder.must_do_crew),
         selectinload(WorkOrder.requests),
     ]
 
@@ -180,3 +185,52 @@ def close(data: dict[str, Any], wo_id: int) -> Any:
     wo = _load(wo_id)
     wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]
     return wo
+
+
+class MustDoSchema(Schema):
+    date = fields.Date(required=True, metadata={"description": "the day it must be done (today or later)"})
+    crew = fields.String(load_default=None, allow_none=True, metadata={"description": "crew code, if it must be that crew"})
+
+
+def _detail(wo_id: int) -> WorkOrder:
+    session().expire_all()
+    wo = _load(wo_id)
+    wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
+    return wo
+
+
+@blp.route("/<int:wo_id>/must-do", methods=["PUT"])
+@require("dispatcher", "supervisor")
+@blp.arguments(MustDoSchema)
+@blp.response(200, WorkOrderDetailSchema)
+@blp.alt_response(409, description="The work is finished or closed")
+@blp.alt_response(422, description="A day that is over, an unknown or inactive crew, or one without the skill")
+def must_do(data: dict[str, Any], wo_id: int) -> Any:
+    """Force urgent work into a day: plans of that day include it (on that crew, if one is
+    named), dropping lower-value work if they must, and list what they dropped for it.
+    Plan or re-plan the day to apply it."""
+    s = session()
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    crew = None
+    if data.get("crew"):
+        crew = s.scalar(select(Crew).where(Crew.code == data["crew"]))
+        if crew is None:
+            abort(422, message=f"crew {data['crew']!r} not found", errors={"crew": ["unknown crew"]})
+    mark_must_do(s, wo, day=data["date"], crew=crew, actor=current_actor(), today=datetime.now(settings().tz).date())
+    s.commit()
+    return _detail(wo_id)
+
+
+@blp.route("/<int:wo_id>/must-do", methods=["DELETE"])
+@require("dispatcher", "supervisor")
+@blp.response(200, WorkOrderDetailSchema)
+def clear_must_do_(wo_id: int) -> Any:
+    s = session()
+    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    clear_must_do(s, wo, actor=current_actor())
+    s.commit()
+    return _detail(wo_id)
