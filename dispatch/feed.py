@@ -16,10 +16,10 @@ from core.shifts import shift_on
 from core.models import (
     Crew,
     CrewChange,
+    CrewDay,
     Depot,
     Photo,
     PlanRoute,
-    RoutePlan,
     RouteStop,
     StatusEvent,
     WorkOrder,
@@ -41,17 +41,16 @@ def _place(depot: Depot | None) -> dict[str, Any] | None:
 
 
 def published_route(s: Session, crew: Crew, day: date) -> PlanRoute | None:
+    """The crew's route in the published plan that holds its day (`crew_days`)."""
     return s.scalar(
         select(PlanRoute)
-        .join(RoutePlan, RoutePlan.id == PlanRoute.plan_id)
-        .where(PlanRoute.crew_id == crew.id, RoutePlan.plan_date == day, RoutePlan.status == "published")
+        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
+        .where(PlanRoute.crew_id == crew.id, CrewDay.plan_date == day)
         .options(
             selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests),
             selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.service_type),
             selectinload(PlanRoute.plan),
         )
-        .order_by(RoutePlan.version.desc())
-        .limit(1)
     )
 
 
