@@ -7,7 +7,7 @@ notes or who was on the crew."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,6 +80,7 @@ def status(public_id: str) -> Response:
                 ServiceRequest.duplicate_of_id,
                 ServiceRequest.completion_id,
                 expected_at_expr().label("expected_at"),
+                WorkOrder.due_at,
                 func.ST_Y(ServiceRequest.location).label("lat"),
                 func.ST_X(ServiceRequest.location).label("lon"),
                 ServiceType.name.label("service_name"),
@@ -139,6 +140,9 @@ def status(public_id: str) -> Response:
         status_words=STATUS_WORDS.get(row.detailed_status, row.detailed_status),
         reported=_when(row.requested_at, tz),
         expected=_when(row.expected_at, tz) if row.expected_at is not None else None,
+        # Open, past its due time and no visit planned: say so rather than promise a past time.
+        late=_when(row.due_at, tz) if (row.detailed_status not in REQUEST_CLOSED_STATUSES and row.expected_at is None
+                                      and row.due_at is not None and row.due_at < datetime.now(UTC)) else None,
         place=place,
         timeline=timeline,
         before=before,

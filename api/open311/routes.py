@@ -282,12 +282,16 @@ def post_request() -> Response:
 
 
 def expected_at_expr() -> ColumnElement[datetime | None]:
-    """When an open request should be done: the ETA of the published plan, else the
-    work order's SLA due time; a closed request expects nothing. Needs the work order
+    """When an open request should be done: the ETA of the published plan (kept current
+    during the day, see `dispatch.promises`), else the work order's SLA due time. Never
+    a time already past: late work with no visit planned expects nothing, and the status
+    page says it is late. A closed request expects nothing. Needs the work order
     outer-joined to the request."""
     return case(
         (ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES), null()),
-        else_=func.coalesce(ServiceRequest.expected_at, WorkOrder.due_at),
+        (ServiceRequest.expected_at >= func.now(), ServiceRequest.expected_at),
+        (WorkOrder.due_at >= func.now(), WorkOrder.due_at),
+        else_=null(),
     )
 
 

@@ -241,22 +241,28 @@ def test_updates_query_uses_the_partial_index(db: Session, history: History) -> 
 # -- expected_datetime ---------------------------------------------------------------------------------
 
 
-def test_expected_datetime_plan_eta_else_sla_due_time_and_none_when_closed(client, db: Session, history: History) -> None:  # noqa: ANN001
+def test_expected_datetime_plan_eta_else_sla_due_time_never_past_and_none_when_closed(client, db: Session, history: History) -> None:  # noqa: ANN001
     f.service_type(db, "streetlight", sla_hours=48, skill="electrical")
-    open_one = f.report(db, "streetlight", at=T0).request
-    planned = f.report(db, "streetlight", lon=f.offset(f.LON, f.LAT, 300)[0], at=T0).request
-    planned.expected_at = datetime(2026, 3, 3, 7, 30, tzinfo=UTC)
+    soon = datetime(datetime.now(UTC).year + 1, 1, 12, 8, 0, tzinfo=UTC)  # winter: CET
+    open_one = f.report(db, "streetlight", at=soon).request
+    planned = f.report(db, "streetlight", lon=f.offset(f.LON, f.LAT, 300)[0], at=soon).request
+    planned.expected_at = soon + timedelta(hours=23, minutes=30)
+    overdue = f.report(db, "streetlight", lon=f.offset(f.LON, f.LAT, 600)[0], at=T0).request
+    slipped = f.report(db, "streetlight", lon=f.offset(f.LON, f.LAT, 900)[0], at=T0).request
+    slipped.expected_at = T0 + timedelta(hours=3)  # a plan's arrival that has passed
     db.commit()
-    ids = ",".join(r.public_id for r in (open_one, planned, history.a, history.c))
+    ids = ",".join(r.public_id for r in (open_one, planned, overdue, slipped, history.a, history.c))
     got = {r["service_request_id"]: r["expected_datetime"] for r in client.get(f"{BASE}/requests.json?service_request_id={ids}").get_json()}
     assert got == {
-        open_one.public_id: "2026-03-04T09:00:00+01:00",  # reported + 48 h SLA, no plan yet
-        planned.public_id: "2026-03-03T08:30:00+01:00",
+        open_one.public_id: f"{soon.year}-01-14T09:00:00+01:00",  # reported + 48 h SLA, no plan yet
+        planned.public_id: f"{soon.year}-01-13T08:30:00+01:00",
+        overdue.public_id: None,  # due in March: never a promise in the past
+        slipped.public_id: None,
         history.a.public_id: None,  # fixed
         history.c.public_id: None,  # closed without a visit
     }
     root = ET.fromstring(client.get(f"{BASE}/requests/{open_one.public_id}.xml").data)
-    assert root.findtext("request/expected_datetime") == "2026-03-04T09:00:00+01:00"
+    assert root.findtext("request/expected_datetime") == f"{soon.year}-01-14T09:00:00+01:00"
     root = ET.fromstring(client.get(f"{BASE}/requests/{history.a.public_id}.xml").data)
     assert root.find("request/expected_datetime") is not None and root.findtext("request/expected_datetime") == ""
 

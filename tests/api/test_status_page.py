@@ -106,17 +106,25 @@ def test_closed_without_a_visit(client, history: History) -> None:  # noqa: ANN0
     assert "Photos" not in html and 'id="address"' not in html
 
 
-def test_open_requests_show_the_plan_eta_else_the_sla_due_time(client, db: Session) -> None:  # noqa: ANN001
+def test_open_requests_show_the_plan_eta_else_the_sla_due_time_and_never_a_past_time(client, db: Session) -> None:  # noqa: ANN001
     f.service_type(db, sla_hours=48)
-    waiting = f.report(db, at=T0).request
-    planned = f.report(db, lon=f.offset(f.LON, f.LAT, 300)[0], at=T0).request
-    planned.expected_at = datetime(2026, 3, 3, 7, 30, tzinfo=UTC)
+    # Winter dates a year on, so the CET offsets below hold.
+    soon = datetime(datetime.now(UTC).year + 1, 1, 12, 8, 0, tzinfo=UTC)
+    waiting = f.report(db, at=soon).request
+    planned = f.report(db, lon=f.offset(f.LON, f.LAT, 300)[0], at=soon).request
+    planned.expected_at = soon + timedelta(hours=23, minutes=30)
+    late = f.report(db, lon=f.offset(f.LON, f.LAT, 600)[0], at=T0).request
     db.commit()
     html = _page(client, waiting.public_id)
     assert _by_id(html, "status") == "Received"
-    assert _by_id(html, "expected") == "Expected by Wed 4 Mar 2026, 09:00 CET"
-    assert '<time datetime="2026-03-04T09:00:00+01:00">' in html
-    assert _by_id(_page(client, planned.public_id), "expected") == "Expected by Tue 3 Mar 2026, 08:30 CET"
+    assert _by_id(html, "expected") == f"Expected by {soon + timedelta(hours=48):%a} 14 Jan {soon.year}, 09:00 CET"
+    assert f'<time datetime="{soon.year}-01-14T09:00:00+01:00">' in html and 'id="late"' not in html
+    assert _by_id(_page(client, planned.public_id), "expected") == f"Expected by {soon + timedelta(days=1):%a} 13 Jan {soon.year}, 08:30 CET"
+    # Reported in March with a 48-hour target and never planned: late, and said so.
+    html = _page(client, late.public_id)
+    assert 'id="expected"' not in html
+    assert _by_id(html, "late") == ("This is late: the city aimed to deal with it by Wed 4 Mar 2026, 09:00 CET. "
+                                    "It is still on the list, and this page will show when a crew is scheduled.")
 
 
 def test_summer_time_and_a_report_without_a_place(client, db: Session) -> None:  # noqa: ANN001
