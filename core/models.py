@@ -406,6 +406,9 @@ class ServiceRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expected_at: Mapped[datetime | None]
+    # The time the resident was last given (publishing a plan, a slip told): a later
+    # arrival is told again only once it slips by more than STREETLOOP_PROMISE_SLIP_MINUTES.
+    promised_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
     duplicate_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("service_requests.id"), index=True)

@@ -99,9 +99,10 @@ def _already_scheduled(session: Session, request_id: int) -> bool:
     ) is not None
 
 
-def enqueue(session: Session, request: ServiceRequest, event: StatusEvent) -> list[Notification]:
-    """Outbox rows for one status event of `request`, one per recipient; the caller commits."""
-    kind = kind_of(event.to_status)
+def enqueue(session: Session, request: ServiceRequest, event: StatusEvent, *, kind: str | None = None) -> list[Notification]:
+    """Outbox rows for one status event of `request`, one per recipient; the caller commits.
+    `kind` names a notification that is no status change (a promised time that slipped)."""
+    kind = kind or kind_of(event.to_status)
     if kind is None:
         return []
     if kind == "scheduled" and _already_scheduled(session, request.id):
@@ -302,6 +303,7 @@ _HEADLINES = {
     "fixed": "has been fixed",
     "closed": "has been closed",
     "reopened": "has been reopened",
+    "delayed": "will be later than we said",
 }
 
 

@@ -28,6 +28,7 @@ from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
+from core.promises import keep_promise
 from core.workorders import change_status
 from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem
 from dispatch.model import REASON_WORDS, Problem, Result, Route, replan
@@ -416,11 +417,13 @@ def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo)
 
 
 def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = ZoneInfo("UTC"),
-                 stale_after: timedelta = timedelta(minutes=15), now: datetime | None = None) -> RoutePlan:
+                 stale_after: timedelta = timedelta(minutes=15), slip: timedelta = timedelta(minutes=30),
+                 now: datetime | None = None) -> RoutePlan:
     """Crews get this plan: its work is dispatched, residents see expected times, older
     versions of the day and scope step down. Refused (409) when the plan is not ready or
     not feasible, when its first stops are more than `stale_after` in the past, or when
-    another published plan of the day holds one of its crews."""
+    another published plan of the day holds one of its crews. A resident whose promised
+    time the new version moves later by more than `slip` is told (`core.promises`)."""
     now = now or datetime.now(UTC)
     lock_plan(s, plan)
     if plan.status != "ready":
@@ -461,7 +464,7 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
             for req in wo.requests:
                 if req.status == "open":
                     # Never a promise in the past: a stop due a few minutes ago is expected now.
-                    req.expected_at = max(stop.start_at, now)
+                    keep_promise(s, req, stop.start_at, slip=slip, tz=tz, actor=actor, now=now)
     for pr, stop in theirs:
         if stop.work_order_id in planned_here:
             continue
@@ -471,7 +474,7 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
         if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):
             change_status(s, wo, "new", actor=actor, note=f"not in plan {plan.id} v{plan.version}")
             for req in wo.requests:
-                req.expected_at = None
+                req.expected_at = req.promised_at = None
     dropped = set()
     for old in older:
         dropped |= {pr.crew_id for pr in old.routes}

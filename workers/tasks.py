@@ -122,3 +122,18 @@ def make_shifts(timestamp: int) -> None:
         made = materialize(s, tz=settings.tz, start=datetime.now(settings.tz).date(), days=settings.shift_horizon_days)
     if made:
         log.info("made %d shifts from weekly patterns", made)
+
+
+@app.periodic(cron="*/2 * * * *")
+@app.task(name="refresh_promises", queue="plans", queueing_lock="refresh_promises")
+def refresh_promises(timestamp: int) -> None:
+    """Every two minutes: today's routes projected from the crews' progress and fixes;
+    residents whose promised time slips too far are told (once)."""
+    from dispatch.promises import refresh_promises as refresh
+
+    settings, sessions, _ = _resources()
+    with sessions.begin() as s:
+        done = refresh(s, travel=_travel(), tz=settings.tz, slip=timedelta(minutes=settings.promise_slip_minutes),
+                       fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
+    if done.told:
+        log.info("%d of %d stops late; %d residents told their promise slipped", done.late, done.stops, done.told)

@@ -84,6 +84,7 @@ class ServiceRequestLifecycle(StateMachine):
         elif target in ("acknowledged", "reopened"):
             # Off any crew's route: a plan's ETA no longer holds (the SLA due time does).
             obj.expected_at = None
+            obj.promised_at = None
         if target == "reopened":
             obj.closed_at = None
             obj.completion_id = None

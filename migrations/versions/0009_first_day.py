@@ -9,7 +9,8 @@ the crews' commit-ordered change feed, projected arrivals, the service area, aud
   every status-event id, the cursor phones held before, so a phone's next sync after the
   upgrade asks from below the new numbers and misses nothing written after it.
 - The audit trail takes users, shifts, shift patterns and the service area; the outbox
-  takes "delayed" (a resident's promised time slipped).
+  takes "delayed" (a resident's promised time slipped), and a request keeps the time it
+  was last promised (`promised_at`) apart from its current expected time.
 
 Revision ID: 0009
 Revises: 0008
@@ -104,6 +105,8 @@ def upgrade() -> None:
     op.add_column('shifts', sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True))
     op.create_unique_constraint('uq_shifts_pattern_starts_at', 'shifts', ['pattern_id', 'starts_at'])
     op.create_foreign_key(op.f('fk_shifts_pattern_id_shift_patterns'), 'shifts', 'shift_patterns', ['pattern_id'], ['id'], ondelete='SET NULL')
+    op.add_column('service_requests', sa.Column('promised_at', sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE service_requests SET promised_at = expected_at WHERE expected_at IS NOT NULL")
     op.add_column('work_orders', sa.Column('must_do_on', sa.Date(), nullable=True))
     op.add_column('work_orders', sa.Column('must_do_crew_id', sa.BigInteger(), nullable=True))
     op.create_foreign_key(op.f('fk_work_orders_must_do_crew_id_crews'), 'work_orders', 'crews', ['must_do_crew_id'], ['id'])
@@ -141,6 +144,7 @@ def downgrade() -> None:
     op.drop_constraint(op.f('fk_work_orders_must_do_crew_id_crews'), 'work_orders', type_='foreignkey')
     op.drop_column('work_orders', 'must_do_crew_id')
     op.drop_column('work_orders', 'must_do_on')
+    op.drop_column('service_requests', 'promised_at')
     op.drop_constraint(op.f('fk_shifts_pattern_id_shift_patterns'), 'shifts', type_='foreignkey')
     op.drop_constraint('uq_shifts_pattern_starts_at', 'shifts', type_='unique')
     op.drop_column('shifts', 'cancelled_at')

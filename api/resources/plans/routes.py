@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import url_for
@@ -14,6 +15,7 @@ from api.db import day_rules, defer_after_commit, session, settings, travel
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
 from dispatch.build import Scope
 from dispatch.drafts import move_stop, remove_stop, set_lock
+from dispatch.promises import late_minutes
 from dispatch.plans import MAX_TIME_LIMIT_S, PlanRequest, ReplanPending, publish_plan, replan_plan, request_plan
 
 blp = Blueprint("plans", __name__, url_prefix="/plans", description="Crews' daily routes, planned by the solver.")
@@ -64,9 +66,8 @@ class StopSchema(Schema):
     locked = fields.Boolean()
     projected_start_at = fields.DateTime(allow_none=True, metadata={
         "description": "during the day: when the crew now looks like starting it, from its progress and position"})
-    late_minutes = fields.Function(
-        lambda st: max(0, round((st.projected_start_at - st.start_at).total_seconds() / 60)) if st.projected_start_at else None,
-        metadata={"description": "how far the projection is behind the plan"})
+    late_minutes = fields.Function(late_minutes, metadata={"description": "how far the projection is behind the plan"})
+    projected_at = fields.DateTime(allow_none=True, metadata={"description": "when the projection was made"})
 
 
 class UnassignedSchema(Schema):
@@ -177,6 +178,48 @@ def list_plans(args: dict[str, Any]) -> Any:
     return session().scalars(q).all()
 
 
+class LateArgs(Schema):
+    date = fields.Date(load_default=None, metadata={"description": "default today"})
+    min_minutes = fields.Integer(load_default=1, validate=validate.Range(min=0), metadata={"description": "late by at least this"})
+
+
+class LateStopSchema(Schema):
+    plan_id = fields.Integer()
+    crew = fields.String()
+    sequence = fields.Integer()
+    work_order_id = fields.Integer()
+    address = fields.String(allow_none=True)
+    start_at = fields.DateTime(metadata={"description": "as planned"})
+    projected_start_at = fields.DateTime()
+    late_minutes = fields.Integer()
+    projected_at = fields.DateTime()
+
+
+@blp.route("/late-stops")
+@require("dispatcher", "supervisor")
+@blp.arguments(LateArgs, location="query")
+@blp.response(200, LateStopSchema(many=True))
+def late_stops(args: dict[str, Any]) -> Any:
+    """Stops of the day's published routes that the crews' progress and positions say will
+    start late, most late first (projected every few minutes by the worker)."""
+    from core.models import CrewDay, RouteStop, WorkOrder
+
+    day = args["date"] or datetime.now(settings().tz).date()
+    rows = session().execute(
+        select(RouteStop, PlanRoute.plan_id, Crew.code, WorkOrder.address)
+        .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
+        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
+        .join(Crew, Crew.id == PlanRoute.crew_id)
+        .join(WorkOrder, WorkOrder.id == RouteStop.work_order_id)
+        .where(CrewDay.plan_date == day, RouteStop.projected_start_at.is_not(None),
+               WorkOrder.status.in_(("dispatched", "en_route")), WorkOrder.crew_id == PlanRoute.crew_id)
+    ).all()
+    out = [{"plan_id": plan_id, "crew": code, "sequence": st.sequence, "work_order_id": st.work_order_id, "address": address,
+            "start_at": st.start_at, "projected_start_at": st.projected_start_at, "late_minutes": late_minutes(st),
+            "projected_at": st.projected_at} for st, plan_id, code, address in rows]
+    return sorted((o for o in out if o["late_minutes"] >= args["min_minutes"]), key=lambda o: -o["late_minutes"])
+
+
 @blp.route("/<int:plan_id>")
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanDetailSchema)
@@ -192,7 +235,9 @@ def get_plan(plan_id: int) -> Any:
 def publish(plan_id: int) -> Any:
     s = session()
     plan = _load(plan_id)
-    publish_plan(s, plan, actor=current_actor(), tz=settings().tz, stale_after=day_rules().lead)
+    cfg = settings()
+    publish_plan(s, plan, actor=current_actor(), tz=cfg.tz, stale_after=day_rules().lead,
+                 slip=timedelta(minutes=cfg.promise_slip_minutes))
     s.commit()
     return plan
 
