@@ -37,7 +37,7 @@ def seed(url: str, completions: int) -> dict[str, str]:
     from core.db import make_engine, make_sessionmaker
     from core.intake import NewRequest, submit_request
     from core.lifecycle import Actor
-    from core.models import Crew, Depot, PlanRoute, RoutePlan, RouteStop, ServiceType, User
+    from core.models import Crew, CrewDay, Depot, PlanRoute, RoutePlan, RouteStop, ServiceType, User
     from core.spatial import point
     from core.workorders import change_status
 
@@ -63,6 +63,7 @@ def seed(url: str, completions: int) -> dict[str, str]:
             pr = PlanRoute(plan=plan, crew_id=crew.id, start_at=midnight + timedelta(hours=7), end_at=midnight + timedelta(hours=15),
                            drive_s=3600, distance_m=30000, geometry="SRID=4326;LINESTRING(1.52 42.50, 1.53 42.51)")
             s.add(pr)
+            s.add(CrewDay(crew_id=crew.id, plan_date=plan.plan_date, plan_id=plan.id))  # the plan holds the crew's day
             extra: list[str] = []
             for k in range(40 + completions):
                 res = submit_request(s, NewRequest(service_code="pothole", lat=LAT + k * 0.002, lon=LON, description=f"hole {k}"), actor=actor)
