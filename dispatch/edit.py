@@ -1,10 +1,11 @@
-"""Dispatchers' manual edits to a draft plan, checked by the same validator as the solver's routes."""
+"""Timing a fixed order of stops, for dispatchers' edits and for explaining what forced work displaced;
+the same validator as the solver's routes judges the result."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dispatch.model import BreakPlacement, Crew, Problem, Route, Stop
+from dispatch.model import BreakPlacement, Crew, Problem, Result, Route, Stop, urgency_weight
 
 
 def time_route(problem: Problem, crew: Crew, job_ids: Sequence[str]) -> Route:
@@ -82,3 +83,34 @@ def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_befo
     if not stops:
         arrive = depart
     return Route(crew.id, depart, tuple(stops), tuple(placed), arrive, distance, duration)
+
+
+def refill_without(problem: Problem, result: Result, forced: set[str]) -> set[str]:
+    """The jobs `forced` work pushed out: take the forced jobs off the routes that carry
+    them, then put back, most urgent first and each where the crew is back soonest, the
+    jobs the plan left out that now fit. Those are what the same day would have done
+    without the forced work, and this plan does not."""
+    from dispatch.validate import check_route
+
+    left_out = {u.job_id for u in result.unassigned}
+    jobs = {j.id: j for j in problem.jobs}
+    urgency = {jid: urgency_weight(jobs[jid], problem.now, problem.horizon_end) for jid in left_out if jid not in forced}
+    back: set[str] = set()
+    for route in result.routes:
+        if not forced & {s.job_id for s in route.stops}:
+            continue
+        crew = problem.crew(route.crew_id)
+        seq = [s.job_id for s in route.stops if s.job_id not in forced]
+        for jid in sorted(urgency, key=lambda j: (-urgency[j], j)):
+            if jid in back or not problem.may_do(crew, jobs[jid]):
+                continue
+            best: tuple[int, list[str]] | None = None
+            for k in range(len(seq) + 1):
+                trial = seq[:k] + [jid] + seq[k:]
+                timed = time_route(problem, crew, trial)
+                if not check_route(problem, crew, timed) and (best is None or timed.arrive < best[0]):
+                    best = (timed.arrive, trial)
+            if best is not None:
+                seq = best[1]
+                back.add(jid)
+    return back

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time as clock
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,15 +31,14 @@ from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, StatusEv
 from core.promises import keep_promise
 from core.workorders import change_status
 from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem
-from dispatch.model import REASON_WORDS, Problem, Result, Route, replan
+from dispatch.edit import refill_without
+from dispatch.model import REASON_WORDS, Result, Route, replan
 from dispatch.solver import SolveParams
 from dispatch.split import solve_split
 
 MAX_TIME_LIMIT_S = 600
 # Work a crew has finished: it drops out of a re-plan.
 DONE = frozenset({"completed", "verified", "closed", "cancelled"})
-# The forced jobs' comparison solve gets this share of the time limit.
-BASELINE_SHARE = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -214,20 +213,14 @@ def _forced(built: Built, plan_date: date) -> set[str]:
 
 def solve_with_must_do(built: Built, plan_date: date, params: SolveParams,
                        solve_fn: Callable[..., Result] = solve_split) -> tuple[Result, set[str]]:
-    """Solve; with must-do work, first solve the same day without it, so the plan can say
-    which jobs were dropped to make room (scheduled without it, not with it)."""
+    """Solve; with must-do work, also say which jobs it displaced: those the plan left
+    out that fit again once the must-do work is taken off its routes (`refill_without`),
+    so the answer names what made room, not what another search happened to pick."""
     forced = _forced(built, plan_date)
+    result = solve_fn(built.problem, params)
     if not forced:
-        return solve_fn(built.problem, params), set()
-    p = built.problem
-    without = Problem(matrix=p.matrix, crews=p.crews, jobs=tuple(j for j in p.jobs if j.id not in forced),
-                      dimensions=p.dimensions, now=p.now)
-    share = max(1.0, params.time_limit_s * BASELINE_SHARE)
-    baseline = solve_fn(without, replace(params, time_limit_s=share))
-    result = solve_fn(p, replace(params, time_limit_s=max(1.0, params.time_limit_s - share)))
-    scheduled = {s.job_id for r in result.routes for s in r.stops}
-    before = {s.job_id for r in baseline.routes for s in r.stops}
-    return result, before - scheduled - forced
+        return result, set()
+    return result, refill_without(built.problem, result, forced)
 
 
 def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTimes, tz: ZoneInfo,

@@ -419,3 +419,16 @@ def test_pinned_stops_stay_on_their_crew_in_their_order(fast: SolveParams) -> No
     swapped = replace(r, routes=tuple(
         replace(rt, stops=tuple(sorted(rt.stops, key=lambda s: s.job_id != "b"))) if rt.crew_id == "c1" else rt for rt in r.routes))
     assert any("must keep its locked stops in the order job 'a', job 'b'" in v for v in swapped.violations())
+
+
+def test_what_a_required_job_displaced_is_what_fits_again_without_it(fast: SolveParams) -> None:
+    from dispatch.edit import refill_without
+
+    short = crew(shift=TimeWindow(8 * H, 9 * H + 600))
+    near = [job(f"n{k}", 1, service=600, priority=5) for k in range(4)]
+    far = job("must", 8, service=600, priority=0, required=True)
+    r = solve(problem([short], [*near, far]), fast)
+    assert refill_without(r.problem, r, {"must"}) == {"n0", "n1", "n2", "n3"}
+    # A must-do job that took only spare time displaced nothing.
+    roomy = solve(problem([crew()], [*near, far]), fast)
+    assert roomy.unassigned == () and refill_without(roomy.problem, roomy, {"must"}) == set()
