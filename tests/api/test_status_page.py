@@ -125,6 +125,15 @@ def test_open_requests_show_the_plan_eta_else_the_sla_due_time_and_never_a_past_
     assert 'id="expected"' not in html
     assert _by_id(html, "late") == ("This is late: the city aimed to deal with it by Wed 4 Mar 2026, 09:00 CET. "
                                     "It is still on the list, and this page will show when a crew is scheduled.")
+    # A crew on the way to late work: late still, but in hand.
+    from core.workorders import change_status
+
+    crew = f.crew(db, "pothole-9")
+    change_status(db, late.work_order, "dispatched", actor=f.SYSTEM, crew_id=crew.id)
+    change_status(db, late.work_order, "en_route", actor=f.SYSTEM)
+    db.commit()
+    assert _by_id(_page(client, late.public_id), "late") == (
+        "This is late: the city aimed to deal with it by Wed 4 Mar 2026, 09:00 CET. A crew has it in hand.")
 
 
 def test_summer_time_and_a_report_without_a_place(client, db: Session) -> None:  # noqa: ANN001
