@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,12 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     area = AreaConfig.from_settings(settings)
     app.extensions["streetloop.service_area"] = area
     _warn_without_service_area(sessions, area)
-    app.extensions["streetloop.queue"] = queue if queue is not None else Queue(settings)
+    if queue is None:
+        queue = Queue(settings)
+        # Its connection pool has threads: closed at exit, a stopping worker does not wait
+        # on them (psycopg_pool's "couldn't stop thread ... within 5.0 seconds").
+        atexit.register(queue.close)
+    app.extensions["streetloop.queue"] = queue
 
     db.init_app(app)
     register_resources(make_api(app))
