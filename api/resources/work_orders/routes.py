@@ -87,6 +87,22 @@ def _load(wo_id: int) -> WorkOrder:
     return wo
 
 
+def _locked(wo_id: int) -> WorkOrder:
+    """The order's row locked for this transaction's change, or a 404."""
+    wo = session().scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+    if wo is None:
+        abort(404, message=f"work order {wo_id} not found")
+    return wo
+
+
+def _detail(wo_id: int) -> WorkOrder:
+    """The order as it now is, with its timeline."""
+    session().expire_all()
+    wo = _load(wo_id)
+    wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
+    return wo
+
+
 @blp.route("")
 @require("dispatcher", "supervisor")
 @blp.arguments(WorkOrderArgs, location="query")
@@ -122,9 +138,7 @@ def list_work_orders(args: dict[str, Any]) -> Any:
 @require("dispatcher", "supervisor")
 @blp.response(200, WorkOrderDetailSchema)
 def get_work_order(wo_id: int) -> Any:
-    wo = _load(wo_id)
-    wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
-    return wo
+    return _detail(wo_id)
 
 
 @blp.route("/<int:wo_id>/transitions", methods=["POST"])
@@ -134,9 +148,7 @@ def get_work_order(wo_id: int) -> Any:
 @blp.alt_response(409, description="Not allowed from the current status")
 def transition(data: dict[str, Any], wo_id: int) -> Any:
     s = session()
-    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
-    if wo is None:
-        abort(404, message=f"work order {wo_id} not found")
+    wo = _locked(wo_id)
     context: dict[str, Any] = {}
     if data.get("crew") and data["to"] != "dispatched":
         abort(422, message="a crew is only given when dispatching", errors={"crew": ["only with to=dispatched"]})
@@ -154,9 +166,7 @@ def transition(data: dict[str, Any], wo_id: int) -> Any:
         context["reason"] = data["reason"]
     staff_change_status(s, wo, data["to"], actor=current_actor(), note=data.get("note"), **context)
     s.commit()
-    wo = _load(wo_id)
-    wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]
-    return wo
+    return _detail(wo_id)
 
 
 class CloseSchema(Schema):
@@ -176,27 +186,16 @@ def close(data: dict[str, Any], wo_id: int) -> Any:
     """A supervisor closes work no crew completed, with an explicit outcome (a duplicate, a
     referral to another owner, nothing found); every request on it closes the same way."""
     s = session()
-    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
-    if wo is None:
-        abort(404, message=f"work order {wo_id} not found")
+    wo = _locked(wo_id)
     close_work_order(s, wo, actor=current_actor(), outcome=data["outcome"], note=data.get("note"),
                      status_notes=data.get("status_notes"))
     s.commit()
-    wo = _load(wo_id)
-    wo.timeline = timeline(s, "work_order", wo.id)  # type: ignore[attr-defined]
-    return wo
+    return _detail(wo_id)
 
 
 class MustDoSchema(Schema):
     date = fields.Date(required=True, metadata={"description": "the day it must be done (today or later)"})
     crew = fields.String(load_default=None, allow_none=True, metadata={"description": "crew code, if it must be that crew"})
-
-
-def _detail(wo_id: int) -> WorkOrder:
-    session().expire_all()
-    wo = _load(wo_id)
-    wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
-    return wo
 
 
 @blp.route("/<int:wo_id>/must-do", methods=["PUT"])
@@ -210,9 +209,7 @@ def must_do(data: dict[str, Any], wo_id: int) -> Any:
     named), dropping lower-value work if they must, and list what they dropped for it.
     Plan or re-plan the day to apply it."""
     s = session()
-    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
-    if wo is None:
-        abort(404, message=f"work order {wo_id} not found")
+    wo = _locked(wo_id)
     crew = None
     if data.get("crew"):
         crew = s.scalar(select(Crew).where(Crew.code == data["crew"]))
@@ -228,9 +225,7 @@ def must_do(data: dict[str, Any], wo_id: int) -> Any:
 @blp.response(200, WorkOrderDetailSchema)
 def clear_must_do_(wo_id: int) -> Any:
     s = session()
-    wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
-    if wo is None:
-        abort(404, message=f"work order {wo_id} not found")
+    wo = _locked(wo_id)
     clear_must_do(s, wo, actor=current_actor())
     s.commit()
     return _detail(wo_id)
