@@ -123,6 +123,10 @@ def number_pending(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _number_before_commit(session: Session) -> None:
+    # A savepoint being released fires this too: number at the real commit only, so the
+    # crews' rows are locked once, in id order, for everything the transaction wrote.
+    if session.in_nested_transaction():
+        return
     if session.info.pop(_PENDING, False):
         session.flush()
         number_pending(session)
@@ -130,4 +134,6 @@ def _number_before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+    # After a savepoint's rollback the rows written before it are still pending.
+    if not session.in_nested_transaction():
+        session.info.pop(_PENDING, None)

@@ -46,23 +46,39 @@ def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
 
 # -- after-commit hooks ------------------------------------------------------
 # Jobs must not be queued before the rows they refer to are visible to the
-# worker, and must not be queued at all if the transaction rolls back.
+# worker, and must not be queued at all if the transaction rolls back. A savepoint
+# (`begin_nested`) fires the same events when it is released or rolled back: the
+# hooks wait for the real commit, and a rolled-back savepoint takes with it only
+# the hooks queued inside it.
 
 _HOOKS_KEY = "streetloop.after_commit"
 
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:
     """Run `fn` once the session's current transaction has committed."""
-    session.info.setdefault(_HOOKS_KEY, []).append(fn)
+    session.info.setdefault(_HOOKS_KEY, []).append((session.get_nested_transaction(), fn))
+
+
+def _inside(transaction: Any, savepoint: Any) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction has not committed yet
     hooks = session.info.pop(_HOOKS_KEY, [])
-    for fn in hooks:
+    for _, fn in hooks:
         fn()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop(_HOOKS_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, previous: Any) -> None:
+    if previous.nested:
+        session.info[_HOOKS_KEY] = [(t, fn) for t, fn in session.info.get(_HOOKS_KEY, []) if not _inside(t, previous)]
+    else:
+        session.info.pop(_HOOKS_KEY, None)

@@ -174,3 +174,54 @@ def test_concurrent_replans_start_one_solve(committed: sessionmaker, settings) -
 class _NoQueue:
     def defer(self, task_name: str, **kwargs: object) -> int:
         return 0
+
+
+def test_publishes_of_two_days_sharing_crews_at_once_never_deadlock(committed: sessionmaker, monkeypatch) -> None:  # noqa: ANN001
+    """Each day has its own lock, so two days publish side by side; their crews' feed rows
+    are locked once each, at commit, in id order. A pause inside the publish (after its
+    savepoint) widens the window in which crews used to be taken in two orders."""
+    import time as pause
+
+    from core import crewfeed
+    from dispatch import plans as plans_module
+
+    days = [DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    with committed() as s:
+        depot = f.depot(s)
+        f.service_type(s, "pothole", skill="asphalt")
+        f.service_type(s, "graffiti", skill="paint")
+        f.district(s, "west", bbox=(1.40, 42.40, 1.5199, 42.60))
+        f.district(s, "east", bbox=(1.5201, 42.40, 1.70, 42.60))
+        for code, skills in (("a-low", ["asphalt"]), ("b-high", ["paint"])):
+            crew = f.crew(s, code, skills=skills)
+            crew.depot_id = depot.id
+            for d in days:
+                s.add(Shift(crew_id=crew.id, starts_at=datetime.combine(d, time(7), TZ), ends_at=datetime.combine(d, time(15), TZ),
+                            start_depot_id=depot.id, end_depot_id=depot.id))
+        s.flush()
+        f.report(s, "graffiti", lon=1.515, lat=42.507)  # west: for the higher crew id
+        f.report(s, "pothole", lon=1.525, lat=42.507)  # east: for the lower one
+        s.commit()
+        drafts = []
+        for d, scope in ((days[0], Scope(district="west")), (days[1], Scope(district="east"))):
+            plan = request_plan(s, PlanRequest(d, scope, 1), actor=f.SYSTEM)
+            s.commit()
+            run_plan(committed, plan.id, travel=TRAVEL, tz=TZ)
+            drafts.append(plan.id)
+    real, paused = crewfeed.route_changed, set()
+
+    def slow(session, crew_id, plan_id, at=None):  # noqa: ANN001, ANN202
+        if threading.get_ident() not in paused:
+            paused.add(threading.get_ident())
+            pause.sleep(1.5)
+        return real(session, crew_id, plan_id, at=at)
+
+    monkeypatch.setattr(plans_module.crewfeed, "route_changed", slow)
+
+    def publish(k: int) -> str:
+        with committed() as s:
+            publish_plan(s, s.get(RoutePlan, drafts[k]), actor=f.SYSTEM, tz=TZ)
+            s.commit()
+            return "published"
+
+    assert _threads(2, publish) == ["published", "published"]
