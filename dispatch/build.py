@@ -281,7 +281,10 @@ def build_problem(
     seen_ids = {wo.id for wo in work}
     work += [wo for wo in locks.carried if wo.id not in seen_ids]
     pinned_to = {wo_id: crew_id for crew_id, ids in locks.pinned.items() for wo_id in ids if str(crew_id) in crew_rows}
-    on_site_by = {wo_id: crew_id for crew_id, (wo_id, _) in locks.in_progress.items()}
+    # Work a crew is on, or driving to, stays its own (it is not handed to another crew
+    # behind its back): with the crew off shift, it is left out with why.
+    held_by = {wo_id: (crew_id, "is on site there") for crew_id, (wo_id, _) in locks.in_progress.items()}
+    held_by |= {wo_id: (crew_id, "is on its way there") for crew_id, wo_id in locks.committed_next.items()}
     jobs: list[Job] = []
     work_orders: dict[str, WorkOrder] = {}
     excluded: list[dict[str, Any]] = []
@@ -294,12 +297,11 @@ def build_problem(
             TimeWindow(sec(datetime.fromisoformat(w["start"])), sec(datetime.fromisoformat(w["end"])))
             for w in (wo.time_windows or [])
         )
-        in_progress = wo.id in on_site_by
-        if in_progress and str(on_site_by[wo.id]) not in crew_rows:
-            # The crew is still on site after its shift: the job stays its own, untimed.
-            code = session.get(CrewRow, on_site_by[wo.id]).code
+        in_progress = wo.id in held_by
+        if in_progress and str(held_by[wo.id][0]) not in crew_rows:
+            crew_id, doing = held_by[wo.id]
             excluded.append({"work_order_id": wo.id, "reason": "crew_off_shift",
-                             "message": f"{code} is on site there, but its shift is over"})
+                             "message": f"{session.get(CrewRow, crew_id).code} {doing}, but its shift is over"})
             continue
         if windows and earliest is not None and not in_progress and max(w.end for w in windows) < earliest:
             last = max(windows, key=lambda w: w.end)

@@ -139,9 +139,11 @@ def test_a_crew_sent_home_sick_is_left_out_of_the_replan_and_its_work_goes_to_ot
     db.commit()
     sick, other = city["crews"]
     theirs = [st for r in plan.routes if r.crew_id == sick for st in r.stops if st.kind == "job"]
-    assert len(theirs) >= 2
+    assert len(theirs) >= 3
     on_site = db.get(WorkOrder, theirs[0].work_order_id)
     WorkOrderLifecycle.transition(db, on_site, "on_site", actor=f.SYSTEM, at=_at(9))
+    on_the_way = db.get(WorkOrder, theirs[1].work_order_id)
+    WorkOrderLifecycle.transition(db, on_the_way, "en_route", actor=f.SYSTEM, at=_at(9, 50))
     shift = db.scalar(select(Shift).where(Shift.crew_id == sick))
     rota.end_shift(db, shift, at=_at(10), reason="went home sick", actor=f.SYSTEM, tz=TZ, now=_at(10))
     db.commit()
@@ -152,9 +154,12 @@ def test_a_crew_sent_home_sick_is_left_out_of_the_replan_and_its_work_goes_to_ot
     child = db.get(RoutePlan, child.id)
     assert child.excluded_crews == [{"crew": "pothole-1", "reason": "shift_over",
                                      "message": "pothole-1's shift ended early at 10:00: went home sick"}]
+    # What the crew is on, or on its way to, stays its own: left out, not handed over.
     assert {"work_order_id": on_site.id, "reason": "crew_off_shift",
             "message": "pothole-1 is on site there, but its shift is over"} in child.unassigned
-    moved = {st.work_order_id for st in theirs[1:]}
+    assert {"work_order_id": on_the_way.id, "reason": "crew_off_shift",
+            "message": "pothole-1 is on its way there, but its shift is over"} in child.unassigned
+    moved = {st.work_order_id for st in theirs[2:]}
     (route,) = child.routes
     assert route.crew_id == other and moved <= {st.work_order_id for st in route.stops if st.kind == "job"}
     assert min(st.arrival_at for st in route.stops) >= _at(10, 20)
