@@ -102,6 +102,8 @@ def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: Ro
     lock_day(session, req.plan_date)
     if parent is not None:
         session.refresh(parent, with_for_update=True)
+        if parent.status != "published":
+            raise Conflict(f"plan {parent.id} is {parent.status} now; re-plan the day's published plan", current=parent.status)
         pending = session.scalars(select(RoutePlan).where(
             RoutePlan.parent_id == parent.id, RoutePlan.status.in_(("queued", "running"))).limit(1)).first()
         if pending is not None:
@@ -428,6 +430,12 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
     if starts and min(starts) < now - stale_after:
         raise Conflict(f"plan {plan.id}'s first stops were due at {min(starts).astimezone(tz):%H:%M}, and it is "
                        f"{now.astimezone(tz):%H:%M}: plan the day again (or re-plan it) so it starts now", current="ready")
+    if plan.parent_id is not None:
+        parent = s.get(RoutePlan, plan.parent_id)
+        if parent.status != "published":
+            # Its locks were read from a day another version has replaced since.
+            raise Conflict(f"plan {plan.id} re-plans version {parent.version}, which is {parent.status} now; "
+                           "re-plan the day's published plan", current=plan.status, plan_id=parent.id)
     crews = {pr.crew_id for pr in plan.routes}
     _refuse_overlaps(s, plan, crews, tz)
     older = s.scalars(

@@ -163,3 +163,33 @@ def test_a_crew_sent_home_sick_is_left_out_of_the_replan_and_its_work_goes_to_ot
     (route,) = child.routes
     assert route.crew_id == other and moved <= {st.work_order_id for st in route.stops if st.kind == "job"}
     assert min(st.arrival_at for st in route.stops) >= _at(10, 20)
+
+
+def test_a_replan_of_a_version_replaced_since_is_not_published(db: Session, sessions: sessionmaker, city: dict) -> None:
+    from core.errors import Conflict
+
+    live = _solve(db, sessions, now=_at(6))
+    publish_plan(db, live, actor=f.SYSTEM, tz=TZ, now=_at(6, 30))
+    db.commit()
+    first = replan_plan(db, live, actor=f.SYSTEM, now=_at(9), time_limit_s=1)
+    db.commit()
+    run_plan(sessions, first.id, travel=TRAVEL, tz=TZ, rules=LEAD, now=_at(9))
+    db.expire_all()
+    # A second dispatcher re-plans the same live version while the first re-plan waits.
+    second = replan_plan(db, db.get(RoutePlan, live.id), actor=f.SYSTEM, now=_at(9, 1), time_limit_s=1)
+    db.commit()
+    publish_plan(db, db.get(RoutePlan, first.id), actor=f.SYSTEM, tz=TZ, now=_at(9, 2))
+    db.commit()
+    run_plan(sessions, second.id, travel=TRAVEL, tz=TZ, rules=LEAD, now=_at(9, 3))
+    db.expire_all()
+    with pytest.raises(Conflict, match=f"re-plans version {live.version}, which is superseded now"):
+        publish_plan(db, db.get(RoutePlan, second.id), actor=f.SYSTEM, tz=TZ, now=_at(9, 5))
+    db.rollback()
+    assert db.get(RoutePlan, first.id).status == "published"
+    # A third dispatcher still has the live plan as it was read before that publish.
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    on_screen = db.get(RoutePlan, live.id)
+    set_committed_value(on_screen, "status", "published")
+    with pytest.raises(Conflict, match="is superseded now; re-plan the day's published plan"):
+        replan_plan(db, on_screen, actor=f.SYSTEM, now=_at(9, 6), time_limit_s=1)
