@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
@@ -193,10 +193,16 @@ def _fresh_fix(session: Session, crew_id: int, clock: Clock) -> tuple[float, flo
     return _lonlat(fix.location)
 
 
-def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Sequence[str] = PLANNABLE_STATUSES) -> list[WorkOrder]:
+def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Sequence[str] = PLANNABLE_STATUSES,
+              must_do_on: date | None = None) -> list[WorkOrder]:
+    """Open work in scope that the scope's crews have the skills for, and the scope's
+    must-do work of the day whatever it needs (a plan must say why it cannot be done)."""
+    wanted = WorkOrder.skill.in_(sorted(skills))
+    if must_do_on is not None:
+        wanted = or_(wanted, WorkOrder.must_do_on == must_do_on)
     q = (
         select(WorkOrder)
-        .where(WorkOrder.status.in_(statuses), WorkOrder.skill.in_(sorted(skills)))
+        .where(WorkOrder.status.in_(statuses), wanted)
         .options(selectinload(WorkOrder.service_type), selectinload(WorkOrder.must_do_crew))
         .order_by(WorkOrder.id)
     )
@@ -277,7 +283,7 @@ def build_problem(
         )
 
     skills = {s for c in in_scope for s in c.skills}
-    work = open_work(session, scope, skills) if in_scope else []
+    work = open_work(session, scope, skills, must_do_on=plan_date)
     seen_ids = {wo.id for wo in work}
     work += [wo for wo in locks.carried if wo.id not in seen_ids]
     pinned_to = {wo_id: crew_id for crew_id, ids in locks.pinned.items() for wo_id in ids if str(crew_id) in crew_rows}

@@ -96,6 +96,19 @@ def test_must_do_for_a_crew_that_is_off_or_work_that_cannot_be_done_gives_a_read
     assert reasons[late][0] == "time_window" and reasons[late][1].startswith("must-do, but no crew on shift can reach it")
 
 
+def test_must_do_work_no_crew_of_the_scope_can_do_is_reported(client: Any, db: Session, sessions: sessionmaker,
+                                                             short_day: dict) -> None:
+    headers = short_day["headers"]
+    f.service_type(db, "streetlight", skill="electrical", agency="Roads")
+    lamp = f.report(db, "streetlight", lon=f.offset(f.LON, f.LAT, 400)[0]).work_order
+    db.commit()
+    assert client.put(f"/api/v1/work-orders/{lamp.id}/must-do", json={"date": DAY.isoformat()}, headers=headers).status_code == 200
+    plan = _plan(client, sessions, headers)
+    assert plan["status"] == "ready" and plan["stats"]["must_do"]["work_orders"] == [lamp.id]
+    assert {"work_order_id": lamp.id, "reason": "no_skill",
+            "message": "must-do, but no crew on shift in this plan has the skill electrical"} in plan["unassigned"]
+
+
 def test_must_do_refuses_bad_input_and_stores_nothing(client: Any, db: Session, short_day: dict) -> None:
     headers, far = short_day["headers"], short_day["far"]
     graffiti = f.crew(db, "graffiti-1", skills=["graffiti"])
