@@ -66,8 +66,15 @@ def state_of(shift: Shift) -> str:
 
 def _lock_crew(session: Session, crew_id: int) -> None:
     """Shifts of one crew change one transaction at a time: an overlap check or a
-    materialisation must not race another."""
+    materialisation must not race another. Taken before any shift or pattern row, by
+    every writer, so two of them never wait on each other in opposite orders."""
     session.execute(select(func.pg_advisory_xact_lock(_LOCK, crew_id)))
+
+
+def _locked(session: Session, row: Shift | ShiftPattern) -> None:
+    """The crew's lock, then the row as it is now, locked."""
+    _lock_crew(session, row.crew_id)
+    session.refresh(row, with_for_update=True)
 
 
 def _hhmm(value: datetime, tz: ZoneInfo) -> str:
@@ -137,14 +144,18 @@ def create_shift(session: Session, *, crew: Crew, starts_at: datetime, ends_at: 
 def update_shift(session: Session, shift: Shift, *, starts_at: datetime | None = None, ends_at: datetime | None = None,
                  breaks: Sequence[BreakWindow] | None = None, actor: Actor, tz: ZoneInfo) -> Shift:
     """Change a shift's times or breaks. A shift changed by hand leaves its pattern, which
-    then neither remakes nor removes it."""
+    then neither remakes nor removes it. Asking for what it already is changes nothing."""
+    _locked(session, shift)
     if shift.cancelled_at is not None:
         raise Conflict(f"shift {shift.id} was cancelled; create a new one", current="cancelled")
     new_start, new_end = starts_at or shift.starts_at, ends_at or shift.ends_at
     new_breaks = list(breaks) if breaks is not None else [
         BreakWindow(b.earliest_start, b.latest_end, b.minutes) for b in shift.breaks]
     _check_window(new_start, new_end, new_breaks)
-    _lock_crew(session, shift.crew_id)
+    same_breaks = [(b.earliest, b.latest, b.minutes) for b in new_breaks] == [
+        (b.earliest_start, b.latest_end, b.minutes) for b in shift.breaks]
+    if (new_start, new_end) == (shift.starts_at, shift.ends_at) and same_breaks:
+        return shift
     clash = _overlapping(session, shift.crew_id, new_start, new_end, not_id=shift.id)
     if clash is not None:
         raise Conflict(f"{shift.crew.code} already has a shift {_describe(clash, tz)}", shift_id=clash.id)
@@ -166,6 +177,7 @@ def end_shift(session: Session, shift: Shift, *, reason: str, actor: Actor, tz: 
     a break window the end cuts into is shortened, or goes if the break no longer fits."""
     now = now or datetime.now(UTC)
     at = at or now
+    _locked(session, shift)
     if shift.cancelled_at is not None:
         raise Conflict(f"shift {shift.id} was cancelled", current="cancelled")
     if not reason.strip():
@@ -194,6 +206,7 @@ def cancel_shift(session: Session, shift: Shift, *, reason: str, actor: Actor, t
     """A day off for a shift not yet started. The row stays (its pattern will not make it
     again); plans and reports ignore it."""
     now = now or datetime.now(UTC)
+    _locked(session, shift)
     if shift.cancelled_at is not None:
         return shift
     if shift.starts_at <= now:
@@ -279,13 +292,12 @@ def create_pattern(session: Session, *, crew: Crew, spec: PatternSpec, actor: Ac
 
 def _drop_coming(session: Session, pattern: ShiftPattern, after: datetime) -> int:
     """Remove the shifts the pattern still owns that start after `after`: not started,
-    not cancelled, not ended early (those are the record of what happened)."""
-    ids = session.scalars(select(Shift.id).where(
-        Shift.pattern_id == pattern.id, Shift.starts_at > after, Shift.cancelled_at.is_(None), Shift.ended_early_at.is_(None))).all()
-    if ids:
-        session.execute(delete(ShiftBreak).where(ShiftBreak.shift_id.in_(ids)))
-        session.execute(delete(Shift).where(Shift.id.in_(ids)))
-    return len(ids)
+    not cancelled, not ended early (those are the record of what happened). Their
+    breaks go with them (ON DELETE CASCADE)."""
+    gone = session.scalars(delete(Shift).where(
+        Shift.pattern_id == pattern.id, Shift.starts_at > after, Shift.cancelled_at.is_(None), Shift.ended_early_at.is_(None)
+    ).returning(Shift.id)).all()
+    return len(gone)
 
 
 def update_pattern(session: Session, pattern: ShiftPattern, *, spec: PatternSpec, actor: Actor, tz: ZoneInfo,
@@ -293,7 +305,7 @@ def update_pattern(session: Session, pattern: ShiftPattern, *, spec: PatternSpec
     """Change a pattern: its coming shifts are made again from the new rules."""
     now = now or datetime.now(UTC)
     _check_pattern(spec)
-    _lock_crew(session, pattern.crew_id)
+    _locked(session, pattern)
     before = _pattern_text(pattern)
     dropped = _drop_coming(session, pattern, now)
     pattern.weekdays = sorted(set(spec.weekdays))
@@ -314,9 +326,9 @@ def end_pattern(session: Session, pattern: ShiftPattern, *, last_day: date, acto
                 now: datetime | None = None) -> int:
     """The pattern makes no shifts after `last_day`; those it made for later days go."""
     now = now or datetime.now(UTC)
+    _locked(session, pattern)
     if last_day < pattern.valid_from:
         raise ValidationFailed(f"the pattern starts on {pattern.valid_from}", field="last_day")
-    _lock_crew(session, pattern.crew_id)
     pattern.valid_until = last_day
     after = max(now, datetime.combine(last_day + timedelta(days=1), time(0), tz).astimezone(UTC))
     dropped = _drop_coming(session, pattern, after - timedelta(microseconds=1))

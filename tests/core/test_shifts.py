@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import shifts as rota
 from core.errors import Conflict, ValidationFailed
-from core.models import Shift, StatusEvent
+from core.models import Shift, ShiftPattern, StatusEvent
 from tests import factories as f
 
 TZ = ZoneInfo("Europe/Andorra")
@@ -116,3 +116,45 @@ def test_overlapping_and_malformed_shifts_are_refused(db: Session) -> None:
             rota.create_shift(db, crew=crew, starts_at=starts, ends_at=ends, breaks=breaks, actor=f.SYSTEM, tz=TZ)
         assert err.value.field == field
     assert db.scalar(select(func.count()).select_from(Shift).where(Shift.crew_id == crew.id)) == 1
+
+
+def test_a_day_off_given_while_the_pattern_changes_stays_off(committed) -> None:  # noqa: ANN001
+    """Both take the crew's lock first: the pattern change waits for the day off to
+    commit, then leaves the cancelled shift alone (and makes no new one that day)."""
+    import threading
+    import time as pause
+
+    from sqlalchemy.orm import selectinload
+
+    now = datetime.now(UTC)
+    with committed() as s:
+        crew = f.crew(s, "rota-race")
+        pattern, _ = rota.create_pattern(s, crew=crew, spec=WEEKDAYS, actor=f.SYSTEM, tz=TZ, horizon_days=14, now=now)
+        s.commit()
+        pattern_id, crew_id = pattern.id, crew.id
+        shift_id = s.scalars(select(Shift.id).where(Shift.pattern_id == pattern_id, Shift.starts_at > now + timedelta(days=2))
+                             .order_by(Shift.starts_at)).first()
+        day = s.get(Shift, shift_id).starts_at.astimezone(TZ).date()
+    holder = committed()
+    shift = holder.scalar(select(Shift).where(Shift.id == shift_id).options(selectinload(Shift.breaks), selectinload(Shift.crew)))
+    rota.cancel_shift(holder, shift, reason="annual leave", actor=f.SYSTEM, tz=TZ)
+    errors: list[Exception] = []
+
+    def change_pattern() -> None:
+        with committed() as other:
+            try:
+                rota.update_pattern(other, other.get(ShiftPattern, pattern_id), spec=WEEKDAYS, actor=f.SYSTEM, tz=TZ, horizon_days=14)
+                other.commit()
+            except Exception as exc:  # noqa: BLE001  (reported below)
+                errors.append(exc)
+
+    thread = threading.Thread(target=change_pattern)
+    thread.start()
+    pause.sleep(1.0)  # the pattern change is waiting for the crew's lock
+    holder.commit()
+    holder.close()
+    thread.join(30)
+    assert errors == []
+    with committed() as s:
+        that_day = [sh for sh in s.scalars(select(Shift).where(Shift.crew_id == crew_id)) if sh.starts_at.astimezone(TZ).date() == day]
+        assert [rota.state_of(sh) for sh in that_day] == ["cancelled"]
