@@ -40,7 +40,7 @@ ENTITY = "service_area"
 # status_events.entity_id of the area's audit trail: the single row's id.
 ROW_ID = 1
 # Serialises admins' writes, so each audit event's from_status is what was really replaced.
-_WRITE_LOCK = (31101, ROW_ID)
+_WRITE_LOCK = (31104, ROW_ID)  # its own class: 31100-31103 are intake, plan days, completions, shifts
 
 
 @dataclass(frozen=True)

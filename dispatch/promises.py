@@ -105,20 +105,27 @@ def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: tim
                      fix_max_age: timedelta = timedelta(minutes=15), now: datetime | None = None,
                      day: date | None = None) -> Refreshed:
     """Project every published route of the day from where its crew is, keep the
-    projection on the stops, and move the residents' expected times; the caller commits."""
+    projection on the stops, and move the residents' expected times; the caller commits.
+
+    The projections (travel times included) are worked out first; the day's lock is
+    taken only to write them, for the routes and stops that are still as they were."""
     now = now or datetime.now(UTC)
     day = day or now.astimezone(tz).date()
+    routes = _day_routes(s, day)
+    projected = [(pr.plan_id, pr.crew_id, [(st.id, start) for st, start in _project(s, pr, travel=travel, now=now, fix_max_age=fix_max_age)])
+                 for pr in routes]
     lock_day(s, day)
-    routes = s.scalars(
-        select(PlanRoute)
-        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
-        .where(CrewDay.plan_date == day)
-        .options(selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests))
-        .order_by(PlanRoute.crew_id)
-    ).all()
+    s.expire_all()
+    live = {(pr.plan_id, pr.crew_id): {st.id: st for st in pr.stops} for pr in _day_routes(s, day)}
     stops = late = told = 0
-    for pr in routes:
-        for st, start in _project(s, pr, travel=travel, now=now, fix_max_age=fix_max_age):
+    for plan_id, crew_id, starts in projected:
+        now_there = live.get((plan_id, crew_id))
+        if now_there is None:
+            continue  # another version took the crew's day meanwhile: its own projection comes next time
+        for stop_id, start in starts:
+            st = now_there.get(stop_id)
+            if st is None or st.work_order.crew_id != crew_id or st.work_order.status not in ("dispatched", "en_route"):
+                continue
             st.projected_start_at, st.projected_at = start, now
             stops += 1
             late += start - st.start_at > slip
@@ -126,6 +133,16 @@ def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: tim
                 if req.status == "open":
                     told += keep_promise(s, req, start, slip=slip, tz=tz, now=now)
     return Refreshed(routes=len(routes), stops=stops, late=late, told=told)
+
+
+def _day_routes(s: Session, day: date) -> list[PlanRoute]:
+    return list(s.scalars(
+        select(PlanRoute)
+        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
+        .where(CrewDay.plan_date == day)
+        .options(selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests))
+        .order_by(PlanRoute.crew_id)
+    ))
 
 
 def late_minutes(stop: RouteStop) -> int | None:

@@ -236,7 +236,9 @@ def publish(plan_id: int) -> Any:
     s = session()
     plan = _load(plan_id)
     cfg = settings()
-    publish_plan(s, plan, actor=current_actor(), tz=cfg.tz, stale_after=day_rules().lead,
+    # A draft of a day under way goes stale once its first stops are this far past.
+    stale_after = max(day_rules().lead, timedelta(minutes=10))
+    publish_plan(s, plan, actor=current_actor(), tz=cfg.tz, stale_after=stale_after,
                  slip=timedelta(minutes=cfg.promise_slip_minutes))
     s.commit()
     return plan
