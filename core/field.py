@@ -47,6 +47,21 @@ _INSERT_PINGS = text("""
 """)
 
 
+_NOTE_FIX = text("""
+    INSERT INTO crew_positions (crew_id, at, location, accuracy_m)
+    VALUES (:crew, :at, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :acc)
+    ON CONFLICT (crew_id) DO UPDATE SET at = EXCLUDED.at, location = EXCLUDED.location,
+        accuracy_m = EXCLUDED.accuracy_m, speed_mps = NULL, heading_deg = NULL
+    WHERE crew_positions.at < EXCLUDED.at
+""")
+
+
+def note_fix(session: Session, crew_id: int, *, at: datetime, lon: float, lat: float, accuracy_m: float | None = None) -> None:
+    """A GPS fix that came with a progress event or a completion is the crew's latest
+    position too, if nothing newer is known: plans and arrival projections start there."""
+    session.execute(_NOTE_FIX, {"crew": crew_id, "at": at, "lon": lon, "lat": lat, "acc": accuracy_m})
+
+
 @dataclass(frozen=True)
 class Ping:
     at: datetime
@@ -143,4 +158,6 @@ def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Ac
     context: dict[str, Any] = {"reason": event.reason} if event.type == "unable" else {}
     # The audit trail records when and where it happened on the street, not when the phone got signal.
     change_status(session, wo, event.type, actor=actor, note=event.reason, at=event.device_time, location=location, **context)
+    if location is not None and wo.crew_id is not None:
+        note_fix(session, wo.crew_id, at=event.device_time, lon=event.lon, lat=event.lat, accuracy_m=event.accuracy_m)
     return True

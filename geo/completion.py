@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import closing
 from core.errors import Conflict, ValidationFailed
-from core.field import last_event_at
+from core.field import last_event_at, note_fix
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
@@ -154,6 +154,8 @@ def complete_work_order(
     )
     s.add(completion)
     s.flush()
+    if fix is not None:
+        note_fix(s, crew_id, at=min(data.fix_time, now), lon=data.lon, lat=data.lat, accuracy_m=data.accuracy_m)
     CompletionLifecycle.record_creation(
         s, completion, actor=actor, at=now,
         note=f"outcome {data.outcome}; checks said {proof_verdict}"

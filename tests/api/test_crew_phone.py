@@ -191,3 +191,22 @@ def test_device_time_stays_in_the_audit_but_the_public_record_never_goes_back(cl
     page = client.get(f"/status/{req.public_id}").get_data(as_text=True)
     timeline = page[page.index("<ol"):]
     assert timeline.index("<strong>Scheduled</strong>") < timeline.index("<strong>In progress</strong>")
+
+
+def test_a_progress_event_with_a_fix_is_the_crews_latest_position(client, db: Session, published) -> None:  # noqa: ANN001
+    headers = published["tokens"]["pothole-1"]
+    crew_id = published["crews"]["pothole-1"].id
+    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    r = client.post(f"/api/v1/work-orders/{wo_id}/events",
+                    json={"type": "en_route", "device_time": t0.isoformat(), "lat": 42.51, "lon": 1.53, "accuracy_m": 6}, headers=headers)
+    assert r.status_code == 200
+    fix = db.get(CrewPosition, crew_id)
+    assert (fix.at, round(fix.accuracy_m)) == (t0, 6)
+    # A later ping stays the latest; an older event's fix does not move the crew back.
+    client.post("/api/v1/crew/positions", json={"pings": [{"time": (t0 + timedelta(minutes=5)).isoformat(), "lat": 42.52, "lon": 1.54}]},
+                headers=headers)
+    client.post(f"/api/v1/work-orders/{wo_id}/events",
+                json={"type": "on_site", "device_time": (t0 + timedelta(minutes=1)).isoformat(), "lat": 42.50, "lon": 1.52}, headers=headers)
+    db.expire_all()
+    assert db.get(CrewPosition, crew_id).at == t0 + timedelta(minutes=5)
