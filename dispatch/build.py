@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
-from core.models import CrewPosition, Depot, District, ServiceType, Shift, WorkOrder
+from core.models import CrewDay, CrewPosition, Depot, District, PlanRoute, RouteStop, ServiceType, Shift, StatusEvent, WorkOrder
 from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow
 from dispatch.validate import Words
 
@@ -99,7 +99,8 @@ class Built:
     # Open work in scope the solver never saw, and crews of the scope left out, with why.
     excluded: list[dict[str, Any]] = field(default_factory=list)
     excluded_crews: list[dict[str, Any]] = field(default_factory=list)
-    # Work already dispatched by the plan being re-planned: it may move.
+    # Work already dispatched (by the plan being re-planned, or on a day that ended
+    # without it): it may move, or go back to the queue.
     carried: set[str] = field(default_factory=set)
     # A day under way: the instant its routes start from (now plus the lead time).
     planned_from: datetime | None = None
@@ -194,15 +195,20 @@ def _fresh_fix(session: Session, crew_id: int, clock: Clock) -> tuple[float, flo
 
 
 def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Sequence[str] = PLANNABLE_STATUSES,
-              must_do_on: date | None = None) -> list[WorkOrder]:
+              must_do_on: date | None = None, left_over_since: date | None = None, tz: ZoneInfo | None = None) -> list[WorkOrder]:
     """Open work in scope that the scope's crews have the skills for, and the scope's
-    must-do work of the day whatever it needs (a plan must say why it cannot be done)."""
+    must-do work of the day whatever it needs (a plan must say why it cannot be done).
+    With `left_over_since` (today) and `tz`, also work left over from an earlier day
+    (see `left_over`): a day that ended without it hands it to the next plans."""
     wanted = WorkOrder.skill.in_(sorted(skills))
     if must_do_on is not None:
         wanted = or_(wanted, WorkOrder.must_do_on == must_do_on)
+    status = WorkOrder.status.in_(statuses)
+    if left_over_since is not None and tz is not None:
+        status = or_(status, WorkOrder.id.in_(left_over(left_over_since, tz)))
     q = (
         select(WorkOrder)
-        .where(WorkOrder.status.in_(statuses), wanted)
+        .where(status, wanted)
         .options(selectinload(WorkOrder.service_type), selectinload(WorkOrder.must_do_crew))
         .order_by(WorkOrder.id)
     )
@@ -211,6 +217,21 @@ def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Seq
     if scope.district:
         q = q.where(WorkOrder.district_id.in_(select(District.id).where(District.code == scope.district)))
     return list(session.scalars(q))
+
+
+def left_over(today: date, tz: ZoneInfo) -> Any:
+    """Ids of work still dispatched, not started, dispatched before today and on no
+    published route of today or later: its day ended without it."""
+    latest = (select(StatusEvent.entity_id, func.max(StatusEvent.at).label("at"))
+              .where(StatusEvent.entity == "work_order", StatusEvent.to_status == "dispatched")
+              .group_by(StatusEvent.entity_id).subquery())
+    routed = (select(RouteStop.work_order_id)
+              .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
+              .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
+              .where(CrewDay.plan_date >= today, RouteStop.work_order_id.is_not(None)))
+    return (select(WorkOrder.id).join(latest, latest.c.entity_id == WorkOrder.id)
+            .where(WorkOrder.status == "dispatched", latest.c.at < datetime.combine(today, time(0), tz),
+                   WorkOrder.id.notin_(routed)))
 
 
 def build_problem(
@@ -283,7 +304,9 @@ def build_problem(
         )
 
     skills = {s for c in in_scope for s in c.skills}
-    work = open_work(session, scope, skills, must_do_on=plan_date)
+    today = clock.now.astimezone(tz).date() if clock is not None else None
+    work = open_work(session, scope, skills, must_do_on=plan_date, left_over_since=today, tz=tz)
+    leftovers = {wo.id for wo in work if wo.status == "dispatched"}
     seen_ids = {wo.id for wo in work}
     work += [wo for wo in locks.carried if wo.id not in seen_ids]
     pinned_to = {wo_id: crew_id for crew_id, ids in locks.pinned.items() for wo_id in ids if str(crew_id) in crew_rows}
@@ -366,7 +389,7 @@ def build_problem(
         provider=getattr(matrix, "provider", travel.name),
         excluded=excluded,
         excluded_crews=excluded_crews,
-        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders},
+        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders} | {str(i) for i in leftovers if str(i) in work_orders},
         planned_from=clock.earliest if under_way and clock is not None else None,
     )
 

@@ -30,7 +30,7 @@ from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
 from core.promises import keep_promise
 from core.workorders import change_status
-from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem
+from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem, left_over
 from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, Result, Route, replan
 from dispatch.solver import SolveParams
@@ -447,7 +447,9 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
     ).all()
     mine = [st for pr in plan.routes for st in pr.stops if st.kind == "job"]
     theirs = [(pr, st) for old in older for pr in old.routes for st in pr.stops if st.kind == "job"]
-    orders = _lock_work(s, [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs])
+    today = now.astimezone(tz).date()
+    stale = set(s.scalars(left_over(today, tz).where(WorkOrder.id.in_([u["work_order_id"] for u in plan.unassigned]))))
+    orders = _lock_work(s, [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs] + sorted(stale))
     planned_here: set[int] = set()
     for pr in plan.routes:
         for stop in pr.stops:
@@ -474,6 +476,14 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
         # dispatcher has since given to another crew by hand stays where it is.
         if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):
             change_status(s, wo, "new", actor=actor, note=f"not in plan {plan.id} v{plan.version}")
+            for req in wo.requests:
+                req.expected_at = req.promised_at = None
+    for wo_id in sorted(stale - planned_here):
+        wo = orders[wo_id]
+        if wo.status == "dispatched":
+            # Dispatched for a day that ended without it, and not in this plan: back to
+            # the queue, so residents are not told a crew is coming.
+            change_status(s, wo, "new", actor=actor, note=f"not done on its day, nor in plan {plan.id} v{plan.version}")
             for req in wo.requests:
                 req.expected_at = req.promised_at = None
     dropped = set()

@@ -193,3 +193,35 @@ def test_a_replan_of_a_version_replaced_since_is_not_published(db: Session, sess
     set_committed_value(on_screen, "status", "published")
     with pytest.raises(Conflict, match="is superseded now; re-plan the day's published plan"):
         replan_plan(db, on_screen, actor=f.SYSTEM, now=_at(9, 6), time_limit_s=1)
+
+
+def test_work_a_day_ended_without_goes_to_the_next_days_plan_or_back_to_the_queue(db: Session, sessions: sessionmaker,
+                                                                                   city: dict) -> None:
+    plan = _solve(db, sessions, now=_at(6))
+    publish_plan(db, plan, actor=f.SYSTEM, tz=TZ, now=_at(6, 30))
+    db.commit()
+    # Nothing was done that day. The next day one crew works one short hour.
+    nxt = DAY + timedelta(days=1)
+    crew = city["crews"][0]
+    db.add(Shift(crew_id=crew, starts_at=datetime.combine(nxt, time(7), TZ), ends_at=datetime.combine(nxt, time(8), TZ),
+                 start_depot_id=city["depot"].id, end_depot_id=city["depot"].id))
+    db.commit()
+    morning = datetime.combine(nxt, time(6), TZ)
+    following = request_plan(db, PlanRequest(nxt, Scope(), 1), actor=f.SYSTEM)
+    db.commit()
+    run_plan(sessions, following.id, travel=TRAVEL, tz=TZ, rules=LEAD, now=morning)
+    db.expire_all()
+    following = db.get(RoutePlan, following.id)
+    routed = {st.work_order_id for st in _job_stops(following)}
+    left = {u["work_order_id"] for u in following.unassigned}
+    assert routed and left and routed | left == {o.id for o in city["orders"]}
+    publish_plan(db, following, actor=f.SYSTEM, tz=TZ, now=morning + timedelta(minutes=30))
+    db.commit()
+    db.expire_all()
+    for wo_id in routed:
+        wo = db.get(WorkOrder, wo_id)
+        assert (wo.status, wo.crew_id) == ("dispatched", crew)
+        assert all(r.expected_at.astimezone(TZ).date() == nxt for r in wo.requests)
+    for wo_id in left:
+        wo = db.get(WorkOrder, wo_id)
+        assert wo.status == "new" and all(r.detailed_status == "acknowledged" and r.expected_at is None for r in wo.requests)
