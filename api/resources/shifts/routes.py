@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from flask import g
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
@@ -117,7 +118,12 @@ class PatternListArgs(Schema):
 
 
 def _depot_code(depot_id: int | None) -> str | None:
-    return session().scalar(select(Depot.code).where(Depot.id == depot_id)) if depot_id else None
+    """A depot's code; the yards are few, so one query per request reads them all."""
+    if depot_id is None:
+        return None
+    if "depot_codes" not in g:
+        g.depot_codes = {row.id: row.code for row in session().execute(select(Depot.id, Depot.code))}
+    return g.depot_codes.get(depot_id)
 
 
 def _shift_out(sh: Shift) -> dict[str, Any]:
