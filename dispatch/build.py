@@ -187,9 +187,10 @@ def _left_out(crew: CrewRow, shift: Shift | None, plan_date: date, tz: ZoneInfo,
     return None
 
 
-def _fresh_fix(session: Session, crew_id: int, clock: Clock) -> tuple[float, float] | None:
+def fresh_fix(session: Session, crew_id: int, now: datetime, max_age: timedelta) -> tuple[float, float] | None:
+    """Where the crew's latest GPS fix puts it, if that fix is younger than `max_age`."""
     fix = session.get(CrewPosition, crew_id)
-    if fix is None or abs(clock.now - fix.at) > clock.fix_max_age:
+    if fix is None or abs(now - fix.at) > max_age:
         return None
     return _lonlat(fix.location)
 
@@ -285,7 +286,7 @@ def build_problem(
             # A crew on site is working now; one that must read a new route first starts after the lead time.
             start_at = max(shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest)
             if start_at > shift.starts_at:
-                here = _fresh_fix(session, crew.id, clock)
+                here = fresh_fix(session, crew.id, clock.now, clock.fix_max_age)
         # A break whose window has passed, or has too little of it left, is gone.
         breaks = [
             Break(id=str(b.id), duration=b.minutes * 60, window=TimeWindow(sec(max(b.earliest_start, start_at)), sec(b.latest_end)))

@@ -27,13 +27,15 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, StatusEvent, WorkOrder
+from core.field import last_event_at
+from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
 from core.workorders import change_status
 from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem, left_over
 from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, Result, Route, replan
 from dispatch.solver import SolveParams
+from dispatch.validate import check
 from dispatch.split import solve_split
 
 MAX_TIME_LIMIT_S = 600
@@ -173,11 +175,7 @@ def locks_for_replan(s: Session, plan: RoutePlan, now: datetime) -> Locks:
             if wo.crew_id != pr.crew_id or wo.status in DONE:
                 continue
             if wo.status == "on_site":
-                arrived = s.scalar(
-                    select(func.max(StatusEvent.at)).where(
-                        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "on_site"
-                    )
-                )
+                arrived = last_event_at(s, wo, ("on_site",))
                 left = wo.minutes_on_site * 60 - int((now - (arrived or now)).total_seconds())
                 locks.in_progress[pr.crew_id] = (wo.id, max(0, left))
             elif wo.status == "en_route":
@@ -343,7 +341,8 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
 
         pr.stops.extend(route_stops(built, route, locked, skip=changed))
     obj = result.objective
-    violations = result.violations()
+    # The validator's findings, in a dispatcher's words.
+    violations = check(built.problem, result, built.words)
     plan.provider = built.provider
     plan.unassigned = unassigned
     plan.excluded_crews = built.excluded_crews
@@ -359,8 +358,7 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
         "route_s": obj.route_duration,
         "penalty": obj.penalty,
         "feasible": not violations,
-        # Checked again against the same problem, in words (a dispatcher reads these).
-        "violations": _in_words(built, result) if violations else [],
+        "violations": violations,
     }
     if forced:
         plan.stats["must_do"] = {"work_orders": sorted(map(int, forced)), "scheduled": list(map(int, scheduled_forced)),
@@ -372,12 +370,6 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
     for wo in _lock_work(s, ids).values():
         if wo.status == "new":
             WorkOrderLifecycle.transition(s, wo, "planned", actor=SYSTEM, note=f"in draft plan {plan.id} v{plan.version}")
-
-
-def _in_words(built: Built, result: Result) -> list[str]:
-    from dispatch.validate import check
-
-    return check(built.problem, result, built.words)
 
 
 def _crews_of(s: Session, plan_id: int) -> set[int]:
@@ -399,16 +391,17 @@ def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo)
         shared = crews & _crews_of(s, other.id)
         if not shared:
             continue
+        codes = _codes(s, shared)
         if other.published_at > built_at:
             raise Conflict(
-                f"plan {other.id} (version {other.version}) was published for {_codes(s, shared)} at "
+                f"plan {other.id} (version {other.version}) was published for {codes} at "
                 f"{other.published_at.astimezone(tz):%H:%M}, after this draft was built; plan again or re-plan",
-                plan_id=other.id, crews=_codes(s, shared).split(", "), current=plan.status)
+                plan_id=other.id, crews=codes.split(", "), current=plan.status)
         if other.status == "published" and other.scope_key != plan.scope_key:
             raise Conflict(
                 f"plan {other.id} (version {other.version}, scope {other.scope_key or 'the whole city'}) is published "
-                f"for {_codes(s, shared)} on {plan.plan_date}; a crew drives one published plan a day: re-plan that one",
-                plan_id=other.id, crews=_codes(s, shared).split(", "), current=plan.status)
+                f"for {codes} on {plan.plan_date}; a crew drives one published plan a day: re-plan that one",
+                plan_id=other.id, crews=codes.split(", "), current=plan.status)
 
 
 def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = ZoneInfo("UTC"),

@@ -13,13 +13,16 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.models import CrewDay, CrewPosition, PlanRoute, RouteStop, StatusEvent, WorkOrder
+from core.field import last_event_at
+from core.models import CrewDay, PlanRoute, RouteStop, WorkOrder
 from core.promises import keep_promise
-from dispatch.build import TravelTimes
+from core.spatial import lon_lat
+from dispatch.build import TravelTimes, fresh_fix
 from dispatch.plans import lock_day
+
 
 @dataclass(frozen=True)
 class Refreshed:
@@ -29,19 +32,9 @@ class Refreshed:
     told: int  # residents told their promise slipped
 
 
-def _lonlat(element: object) -> tuple[float, float]:
-    p = to_shape(element)
-    return p.x, p.y
-
-
 def _minute_up(t: datetime) -> datetime:
     """Projections to the minute, rounded up: a promise is not made of seconds."""
     return t if t.second == 0 and t.microsecond == 0 else t.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-
-def _event_at(s: Session, wo_id: int, status: str) -> datetime | None:
-    return s.scalar(select(func.max(StatusEvent.at)).where(
-        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo_id, StatusEvent.to_status == status))
 
 
 def _window_start(wo: WorkOrder, arrival: datetime) -> datetime:
@@ -58,21 +51,21 @@ def _where_and_when(s: Session, pr: PlanRoute, mine: list[RouteStop], now: datet
     fresh fix, else where it last finished, else where its route starts."""
     on_site = next((st.work_order for st in mine if st.work_order.status == "on_site"), None)
     if on_site is not None:
-        arrived = _event_at(s, on_site.id, "on_site") or now
-        return _lonlat(on_site.location), max(now, arrived + timedelta(minutes=on_site.minutes_on_site))
-    fix = s.get(CrewPosition, pr.crew_id)
-    if fix is not None and abs(now - fix.at) <= fix_max_age:
-        return _lonlat(fix.location), now
-    done = [(_event_at(s, st.work_order.id, "completed"), st.work_order) for st in mine
+        arrived = last_event_at(s, on_site, ("on_site",)) or now
+        return lon_lat(on_site.location), max(now, arrived + timedelta(minutes=on_site.minutes_on_site))
+    here = fresh_fix(s, pr.crew_id, now, fix_max_age)
+    if here is not None:
+        return here, now
+    done = [(last_event_at(s, st.work_order, ("completed",)), st.work_order) for st in mine
             if st.work_order.status in ("completed", "verified")]
     done = [(at, wo) for at, wo in done if at is not None]
     if done:
         at, last = max(done, key=lambda d: d[0])
-        return _lonlat(last.location), max(now, at)
+        return lon_lat(last.location), max(now, at)
     if pr.geometry is not None:
         x, y = to_shape(pr.geometry).coords[0][:2]
         return (x, y), max(now, pr.start_at)
-    return _lonlat(mine[0].work_order.location), max(now, pr.start_at)
+    return lon_lat(mine[0].work_order.location), max(now, pr.start_at)
 
 
 def _project(s: Session, pr: PlanRoute, *, travel: TravelTimes, now: datetime, fix_max_age: timedelta) -> list[tuple[RouteStop, datetime]]:
@@ -85,7 +78,7 @@ def _project(s: Session, pr: PlanRoute, *, travel: TravelTimes, now: datetime, f
     if not ahead:
         return []
     here, free = _where_and_when(s, pr, mine, now, fix_max_age)
-    durations = travel.matrix([here] + [_lonlat(st.work_order.location) for st in ahead]).durations
+    durations = travel.matrix([here] + [lon_lat(st.work_order.location) for st in ahead]).durations
     out: list[tuple[RouteStop, datetime]] = []
     breaks = [st for st in stops if st.kind == "break" and st.end_at > now]
     position = 0
