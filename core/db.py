@@ -35,8 +35,38 @@ created_at = Annotated[datetime, mapped_column(DateTime(timezone=True), server_d
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine whose errors name no values: see `_errors_without_values`."""
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # A failed statement's error would otherwise print its bound parameters: a resident's
+    # e-mail, name and phone, a request's secret token. Logs travel further than the
+    # database (log shippers, support tickets, a developer's laptop).
+    kwargs.setdefault("hide_parameters", True)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "handle_error", _errors_without_values)
+    return engine
+
+
+def _errors_without_values(context: Any) -> None:
+    """Keep PostgreSQL's own error text to its first line.
+
+    `hide_parameters` hides what we sent, not what the server says back: its DETAIL and
+    CONTEXT lines quote the values ("Failing row contains (..., jane@example.org, ...)",
+    "Key (token)=(...) already exists"), and both the driver's exception and SQLAlchemy's
+    carry that text into every log line and traceback. The primary message (which names
+    the constraint, table or column) stays; the structured diagnostics stay on the
+    driver's exception too (`exc.orig.diag`, `sqlstate`), for code that tells errors
+    apart by constraint name."""
+    orig = context.original_exception
+    primary = getattr(getattr(orig, "diag", None), "message_primary", None)
+    # No primary message: not the server's error (a refused connection, a Python error),
+    # which quotes no row.
+    if primary is None or orig.args == (primary,):
+        return
+    orig.args = (primary,)
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None:
+        # Rebuilt as `sqlalchemy.exc.DBAPIError` builds it, from the shortened text.
+        wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {primary}",)
 
 
 def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
