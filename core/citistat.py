@@ -41,7 +41,7 @@ the period, duplicates included: they are real reports that get closed like any 
 | jobs_per_shift_hour | jobs_completed / shift_hours (null when either is null or 0) |
 | drive_hours | Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date, scope_key) the highest version that was published (`published_at` set, status published or superseded); by crew or by week of plan_date; null for other groupings |
 | on_site_hours | Σ (`completed_at` - `arrived_at`) of the completions above (the visit behind each: when the crew was on site and when it finished, recorded with the completion), grouped like them |
-| gps_km | only for group_by=crew (null otherwise, also in the total): Σ great-circle distance between consecutive `position_pings` of the crew inside the period. Raw fixes, so GPS jitter while standing still adds a little |
+| gps_km | only for group_by=crew (null otherwise, also in the total): Σ great-circle distance between consecutive `position_pings` of the crew inside the period. Raw fixes, so GPS jitter while standing still adds a little. For days whose fixes the retention purge deleted, the same legs as summed per crew and day before it did (`crew_track_days`) |
 | planned_stops | job stops in the plans in force (as for drive_hours) for the days of the period; grouped by the stop's crew, its work order (type, agency, district) or the week of plan_date |
 | planned_done | those stops whose work order has a `completed` status event on the plan's day (city time zone) |
 | planned_done_rate | planned_done / planned_stops (null when 0) |
@@ -326,15 +326,31 @@ _STOP_SQL = _PLANS_CTE + """
     GROUP BY grp
 """
 
+# The raw fixes of the period, and for the days whose fixes the retention purge deleted
+# (`core.retention`) what it kept of them: the same legs, summed per day. A crew's raw
+# fixes count from the day after its last purged one (the fix the purge leaves behind
+# starts the first leg after it, as it did before the purge).
 _GPS_SQL = """
+    WITH purged AS (SELECT crew_id, max(day) AS last_day FROM crew_track_days GROUP BY crew_id)
     SELECT grp, sum(leg_m) AS metres
     FROM (
-        SELECT cr.code AS grp,
-               ST_Distance(geography(pp.location),
-                           geography(lag(pp.location) OVER (PARTITION BY pp.crew_id ORDER BY pp.at))) AS leg_m
-        FROM position_pings pp JOIN crews cr ON cr.id = pp.crew_id
-        WHERE pp.at >= :start AND pp.at < :end
-    ) x
+        SELECT cr.code AS grp, x.leg_m
+        FROM (
+            SELECT pp.crew_id, pp.at,
+                   ST_Distance(geography(pp.location),
+                               geography(lag(pp.location) OVER (PARTITION BY pp.crew_id ORDER BY pp.at))) AS leg_m
+            FROM position_pings pp
+            WHERE pp.at >= :start AND pp.at < :end
+        ) x
+        JOIN crews cr ON cr.id = x.crew_id
+        LEFT JOIN purged ON purged.crew_id = x.crew_id
+        WHERE purged.last_day IS NULL OR x.at >= (purged.last_day + 1)::timestamp AT TIME ZONE :tz
+        UNION ALL
+        -- The leg into a day's first fix is inside the period when the fix before it is.
+        SELECT cr.code, d.metres + CASE WHEN d.first_leg_from >= :first_day THEN d.first_leg_m ELSE 0 END
+        FROM crew_track_days d JOIN crews cr ON cr.id = d.crew_id
+        WHERE d.day BETWEEN :first_day AND :last_day
+    ) legs
     GROUP BY grp
 """
 

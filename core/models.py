@@ -63,6 +63,8 @@ STOP_KINDS = ("job", "break")
 # area are audited the same way as the work: who changed what, when.
 STATUS_EVENT_ENTITIES = (
     "service_request", "work_order", "route_plan", "completion", "user", "shift", "shift_pattern", "service_area",
+    # Privacy (retention): a crew's GPS fixes deleted after STREETLOOP_RETAIN_TRACKS_DAYS.
+    "crew",
 )
 
 WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
@@ -681,7 +683,11 @@ class PositionPing(Base):
     """A crew phone's GPS fix. (crew, at) is unique, so a resent batch stores nothing twice."""
 
     __tablename__ = "position_pings"
-    __table_args__ = (UniqueConstraint("crew_id", "at", name="uq_position_pings_crew_at"),)
+    __table_args__ = (
+        UniqueConstraint("crew_id", "at", name="uq_position_pings_crew_at"),
+        # Privacy: the retention purge reads the oldest fixes of every crew by time.
+        Index("ix_position_pings_at", "at"),
+    )
 
     id: Mapped[intpk]
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"))
@@ -884,3 +890,51 @@ class ServiceArea(Base):
     geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+
+
+# -- privacy: retention and redaction (see core/retention.py, core/redaction.py) ---------
+
+
+class CrewTrackDay(Base):
+    """What CitiStat's gps_km needs of a crew's day once its GPS fixes are deleted by the
+    retention purge: distances, no positions. `metres` sums the legs between consecutive
+    fixes of that (city-local) day; `first_leg_m` is the leg into the day's first fix from
+    the crew's previous fix, on day `first_leg_from` (a period counts it when it starts on
+    or before that day, as it would with the fixes)."""
+
+    __tablename__ = "crew_track_days"
+
+    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    metres: Mapped[float]
+    fixes: Mapped[int] = mapped_column(Integer)
+    first_leg_m: Mapped[float | None]
+    first_leg_from: Mapped[date | None]
+
+
+REDACTABLE_FIELDS = ("description", "status_notes", "note")
+
+
+class Redaction(Base):
+    """A supervisor's redaction of a request's public text (its description, its status
+    notes, or the note of one public timeline event). The public column then holds the
+    redacted text; the original is kept here, for staff only, until the request's contact
+    details are purged (`core.retention`), when it goes too (`original` NULL)."""
+
+    __tablename__ = "redactions"
+    __table_args__ = (
+        _check_in("field", REDACTABLE_FIELDS, "field"),
+        CheckConstraint("(field = 'note') = (status_event_id IS NOT NULL)", name="note_has_event"),
+    )
+
+    id: Mapped[intpk]
+    service_request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(16))
+    status_event_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("status_events.id", ondelete="CASCADE"))
+    original: Mapped[str | None]
+    redacted: Mapped[str]
+    reason: Mapped[str]
+    redacted_by_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(server_default=func.now())

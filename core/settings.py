@@ -144,6 +144,11 @@ class Settings:
     fix_max_age_minutes: int = 15
     # A resident's promised time that slips by more than this is moved, and they are told.
     promise_slip_minutes: int = 30
+    # Privacy (retention, core/retention.py); 0 keeps for ever. Crews' GPS fixes are
+    # deleted once older than this many days (CitiStat keeps their distances) ...
+    retain_tracks_days: int = 90
+    # ... and reporters' contact details this many days after their request closed.
+    retain_contact_days: int = 365
 
     @property
     def tz(self) -> ZoneInfo:
@@ -193,4 +198,8 @@ class Settings:
             plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
             fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
             promise_slip_minutes=_bounded(env, "STREETLOOP_PROMISE_SLIP_MINUTES", 30, 1, 24 * 60),
+            # Privacy: 0 = keep for ever; whole city-local days are purged, so even 1 keeps
+            # yesterday and today (dispatch reads the last minutes).
+            retain_tracks_days=_bounded(env, "STREETLOOP_RETAIN_TRACKS_DAYS", 90, 0, 36500),
+            retain_contact_days=_bounded(env, "STREETLOOP_RETAIN_CONTACT_DAYS", 365, 0, 36500),
         )

@@ -137,3 +137,19 @@ def refresh_promises(timestamp: int) -> None:
                        fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
     if done.told:
         log.info("%d of %d stops late; %d residents told their promise slipped", done.late, done.stops, done.told)
+
+
+@app.periodic(cron="41 * * * *")
+@app.task(name="purge_personal_data", queue="plans", queueing_lock="purge_personal_data")
+def purge_personal_data(timestamp: int) -> None:
+    """Every hour (each part is idempotent, and a worker down at the one nightly run must
+    not keep the data a day longer): crews' GPS fixes older than
+    STREETLOOP_RETAIN_TRACKS_DAYS, reporters' contact details of requests closed more
+    than STREETLOOP_RETAIN_CONTACT_DAYS ago; audited (see `core.retention`)."""
+    from core.retention import purge
+
+    settings, sessions, _ = _resources()
+    done = purge(sessions, tracks_days=settings.retain_tracks_days, contact_days=settings.retain_contact_days, tz=settings.tz)
+    if done.fixes_deleted or done.requests:
+        log.info("retention: %d GPS fixes of %d crews, the contact details of %d requests deleted",
+                 done.fixes_deleted, len(done.crews), len(done.requests))

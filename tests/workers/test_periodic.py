@@ -81,3 +81,33 @@ def test_refresh_promises_moves_a_late_promise_and_tells_the_resident(worker_env
         assert req.expected_at >= now and req.promised_at == req.expected_at
         kinds = s.scalars(select(Notification.kind).where(Notification.service_request_id == request_id).order_by(Notification.id)).all()
         assert kinds == ["scheduled", "delayed"]
+
+
+def test_purge_personal_data_follows_the_retention_settings(worker_env: sessionmaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.models import PositionPing, RequestContact, StatusEvent
+    from core.spatial import point
+    from workers.tasks import close_resources, purge_personal_data
+
+    monkeypatch.setenv("STREETLOOP_RETAIN_TRACKS_DAYS", "7")
+    monkeypatch.setenv("STREETLOOP_RETAIN_CONTACT_DAYS", "30")
+    close_resources()  # settings are read once per worker process
+    now = datetime.now(UTC)
+    with worker_env() as s:
+        f.service_type(s)
+        crew = f.crew(s, "gps-1")
+        for days in (20, 10, 9, 1):
+            s.add(PositionPing(crew_id=crew.id, at=now - timedelta(days=days), location=point(f.LON, f.LAT)))
+        sr = f.report(s, at=now - timedelta(days=41), contact=Contact(email="bo@example.org")).request
+        from core.lifecycle.service_request import ServiceRequestLifecycle
+
+        ServiceRequestLifecycle.transition(s, sr, "cancelled", actor=f.SYSTEM, at=now - timedelta(days=40))
+        s.commit()
+        crew_id, request_id = crew.id, sr.id
+    purge_personal_data(timestamp=0)
+    with worker_env() as s:
+        ages = sorted(round((now - at).total_seconds() / 86400) for at in
+                      s.scalars(select(PositionPing.at).where(PositionPing.crew_id == crew_id)))
+        assert ages == [1, 9]  # the last fix before the cutoff starts the next leg
+        assert s.get(RequestContact, request_id) is None
+        assert s.scalar(select(func.count()).select_from(StatusEvent).where(
+            StatusEvent.note.like("retention:%"))) == 2  # the crew's, the request's

@@ -1,0 +1,182 @@
+"""Retention: crews' GPS tracks and reporters' contact details are not kept for ever.
+
+Run by the worker's periodic `purge_personal_data` job; each part is idempotent, so a
+missed run only means a later one does the work.
+
+Tracks (`STREETLOOP_RETAIN_TRACKS_DAYS`, default 90). The fixes of whole city-local days
+older than that are deleted. Before they go, what CitiStat's gps_km sums of them is
+written per crew and day to `crew_track_days` (distances only, no positions), and
+CitiStat reads those rows for the purged days: its figures are the same after a purge as
+before. One fix per crew stays behind: its last one before the cutoff, so that the leg
+from it to the crew's next fix can still be measured (it is never older than the crew's
+latest position, which dispatch keeps anyway, and is deleted once a later fix is purged
+too). The proof of a completion does not need the track: the proof checks read the fixes
+around the visit when the completion is submitted, and the completion keeps what the
+verification stands on (its own fix, accuracy and time, and every check with its numbers,
+`completions.checks`). One audit event per crew and run says how many fixes of which
+days went: an auditor reads a crew's trail, and a run that deleted nothing writes nothing.
+
+Contact details (`STREETLOOP_RETAIN_CONTACT_DAYS`, default 365 after the request closed).
+A closed request's reporter details (`request_contacts`: e-mail, names, phone, device and
+account ids), the e-mail address its outbox rows were sent to, and the originals of its
+redacted public text are deleted. A request that is open again keeps them (its reporter
+is told of the new fix). One audit event per request, on the request's own timeline
+(staff only, not public): when a resident asks what became of their details, or an
+auditor asks why request 1234 has no reporter, the answer is where they look first.
+CitiStat reads none of these columns.
+
+0 (for either setting) keeps the data for ever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import BigInteger, bindparam, insert, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.lifecycle.base import SYSTEM, audit
+from core.models import REQUEST_CLOSED_STATUSES, StatusEvent
+
+# Requests purged per transaction: a first run over years of history neither holds one
+# huge transaction nor locks every old request at once.
+CONTACT_BATCH = 1000
+
+
+@dataclass
+class PurgeResult:
+    tracks_before: date | None = None  # fixes of days before this one were deleted
+    fixes_deleted: int = 0
+    crews: list[int] = field(default_factory=list)
+    positions_deleted: int = 0
+    contacts_closed_before: datetime | None = None
+    requests: list[int] = field(default_factory=list)
+
+
+# Legs between consecutive fixes, as CitiStat's gps_km measures them, summed per crew and
+# city-local day. A day already summed (its row exists) is not summed again: the fix left
+# behind by the previous run is then only the start of the next day's first leg.
+_ROLL_UP_SQL = """
+    WITH legs AS (
+        SELECT crew_id, (at AT TIME ZONE :tz)::date AS day,
+               lag((at AT TIME ZONE :tz)::date) OVER w AS prev_day,
+               ST_Distance(geography(location), geography(lag(location) OVER w)) AS leg_m
+        FROM position_pings
+        WHERE at < :cutoff
+        WINDOW w AS (PARTITION BY crew_id ORDER BY at)
+    )
+    INSERT INTO crew_track_days (crew_id, day, metres, fixes, first_leg_m, first_leg_from)
+    SELECT crew_id, day,
+           coalesce(sum(leg_m) FILTER (WHERE prev_day = day), 0),
+           count(*),
+           -- Only a day's first fix has its previous fix on an earlier day.
+           max(leg_m) FILTER (WHERE prev_day < day),
+           max(prev_day) FILTER (WHERE prev_day < day)
+    FROM legs
+    GROUP BY crew_id, day
+    ON CONFLICT (crew_id, day) DO NOTHING
+"""
+
+_DELETE_FIXES_SQL = """
+    WITH anchor AS (
+        SELECT crew_id, max(at) AS at FROM position_pings WHERE at < :cutoff GROUP BY crew_id
+    ), gone AS (
+        DELETE FROM position_pings pp USING anchor a
+        WHERE pp.crew_id = a.crew_id AND pp.at < a.at
+        RETURNING pp.crew_id, (pp.at AT TIME ZONE :tz)::date AS day
+    )
+    SELECT gone.crew_id, crews.active, count(*) AS fixes, min(day) AS first_day, max(day) AS last_day
+    FROM gone JOIN crews ON crews.id = gone.crew_id
+    GROUP BY gone.crew_id, crews.active
+    ORDER BY gone.crew_id
+"""
+
+_CLOSED = ", ".join(f"'{s}'" for s in REQUEST_CLOSED_STATUSES)
+# SKIP LOCKED: a request being reopened right now is left for the next run; the lock
+# keeps it closed while its details go.
+_CONTACT_CANDIDATES_SQL = f"""
+    SELECT sr.id, sr.detailed_status
+    FROM service_requests sr
+    WHERE sr.closed_at < :cutoff AND sr.detailed_status IN ({_CLOSED})
+      AND (EXISTS (SELECT 1 FROM request_contacts rc WHERE rc.request_id = sr.id)
+           OR EXISTS (SELECT 1 FROM notifications n
+                      WHERE n.service_request_id = sr.id AND n.channel = 'email' AND n.recipient <> '')
+           OR EXISTS (SELECT 1 FROM redactions r WHERE r.service_request_id = sr.id AND r.original IS NOT NULL))
+    ORDER BY sr.id
+    LIMIT :batch
+    FOR UPDATE OF sr SKIP LOCKED
+"""
+
+
+def purge_tracks(session: Session, *, days: int, tz: ZoneInfo, now: datetime) -> PurgeResult:
+    """Delete the GPS fixes of city-local days more than `days` ago (see the module)."""
+    result = PurgeResult()
+    if days <= 0:
+        return result
+    result.tracks_before = now.astimezone(tz).date() - timedelta(days=days)
+    cutoff = datetime.combine(result.tracks_before, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+    params = {"cutoff": cutoff, "tz": tz.key}
+    session.execute(text(_ROLL_UP_SQL), params)
+    for row in session.execute(text(_DELETE_FIXES_SQL), params):
+        result.fixes_deleted += row.fixes
+        result.crews.append(row.crew_id)
+        state = "active" if row.active else "inactive"
+        audit(session, "crew", row.crew_id, from_status=state, to_status=state, actor=SYSTEM, at=now,
+              note=f"retention: {row.fixes} GPS fixes of {row.first_day} to {row.last_day} deleted, older than "
+                   f"{days} days (STREETLOOP_RETAIN_TRACKS_DAYS); CitiStat keeps their distances")
+    # A crew's latest position older than the tracks is no position dispatch can use.
+    result.positions_deleted = session.execute(
+        text("DELETE FROM crew_positions WHERE at < :cutoff"), params
+    ).rowcount
+    return result
+
+
+def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: int = CONTACT_BATCH) -> list[int]:
+    """Delete the contact details of up to `batch` requests closed more than `days` ago;
+    their ids (empty when none is left). The caller commits."""
+    cutoff = now - timedelta(days=days)
+    rows = session.execute(text(_CONTACT_CANDIDATES_SQL), {"cutoff": cutoff, "batch": batch}).all()
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    p = {"ids": ids}
+    ids_param = bindparam("ids", type_=ARRAY(BigInteger))
+    session.execute(text("DELETE FROM request_contacts WHERE request_id = ANY(:ids)").bindparams(ids_param), p)
+    # The outbox keeps that it told the resident and when, not whom. A message still
+    # waiting after all this time will not be sent: it fails, saying why.
+    session.execute(text("""
+        UPDATE notifications
+        SET recipient = '',
+            last_error = CASE WHEN state IN ('pending', 'sending') THEN 'contact details deleted (retention)'
+                              ELSE replace(last_error, recipient, '[deleted]') END,
+            state = CASE WHEN state IN ('pending', 'sending') THEN 'failed' ELSE state END
+        WHERE service_request_id = ANY(:ids) AND channel = 'email' AND recipient <> ''
+    """).bindparams(ids_param), p)
+    session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param), p)
+    note = (f"retention: the reporter's contact details (and the originals of redacted text) deleted, "
+            f"{days} days after the request closed (STREETLOOP_RETAIN_CONTACT_DAYS)")
+    session.execute(insert(StatusEvent), [
+        {"entity": "service_request", "entity_id": r.id, "from_status": r.detailed_status, "to_status": r.detailed_status,
+         "actor": SYSTEM.label, "actor_user_id": None, "at": now, "note": note, "public": False}
+        for r in rows
+    ])
+    return ids
+
+
+def purge(sessions: sessionmaker[Session], *, tracks_days: int, contact_days: int, tz: ZoneInfo,
+          now: datetime | None = None) -> PurgeResult:
+    """Both purges, each batch in its own committed transaction with its audit events."""
+    now = now or datetime.now(UTC)
+    with sessions.begin() as s:
+        result = purge_tracks(s, days=tracks_days, tz=tz, now=now)
+    if contact_days > 0:
+        result.contacts_closed_before = now - timedelta(days=contact_days)
+        while True:
+            with sessions.begin() as s:
+                ids = purge_contact_batch(s, days=contact_days, now=now)
+            result.requests += ids
+            if len(ids) < CONTACT_BATCH:
+                break
+    return result
