@@ -91,6 +91,7 @@ def page_schema(item: type[Schema]) -> type[Schema]:
 
 
 class EventSchema(Schema):
+    id = fields.Integer(metadata={"description": "names a public note to redact (POST .../redactions)"})
     at = fields.DateTime()
     from_status = fields.String(allow_none=True)
     to_status = fields.String()

@@ -25,7 +25,8 @@ from api.resources.common import (
 )
 from core.errors import OutsideServiceArea
 from core.intake import Contact, NewRequest, pin_request, submit_request
-from core.models import REQUEST_STATUSES, District, ServiceRequest, ServiceType
+from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
+from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType
 from geo.geocode import geocode
 
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Service requests as staff see them.")
@@ -242,3 +243,56 @@ def pin(data: dict[str, Any], public_id: str) -> Any:
         raise _with_override_hint(exc) from None
     s.commit()
     return _detail(req)
+
+
+# -- redaction: a description or a public note that names a person ----------------------
+
+
+class RedactionArgs(Schema):
+    field = fields.String(required=True, validate=validate.OneOf(REDACTABLE_FIELDS), metadata={
+        "description": "description, status_notes (also where the same text is in the public timeline), "
+                       "or note (the note of the public timeline event event_id)"})
+    event_id = fields.Integer(metadata={"description": "with field 'note': the timeline event's id"})
+    text = fields.String(validate=validate.Length(min=1, max=MAX_TEXT), metadata={
+        "description": f"what the public sees from now on (default {REDACTED!r}), e.g. the text without the name"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=MAX_REASON),
+                           metadata={"description": "why; recorded in the audit trail"})
+
+
+class RedactionSchema(Schema):
+    id = fields.Integer()
+    field = fields.String()
+    event_id = fields.Integer(attribute="status_event_id", allow_none=True)
+    original = fields.String(allow_none=True, metadata={
+        "description": "the text before the redaction; null once the retention purge removed it with the contact details"})
+    redacted = fields.String(metadata={"description": "the text the public sees"})
+    reason = fields.String()
+    redacted_by_id = fields.Integer()
+    at = fields.DateTime()
+
+
+@blp.route("/<public_id>/redactions", methods=["POST"])
+@require("supervisor")
+@blp.arguments(RedactionArgs)
+@blp.response(201, RedactionSchema(many=True))
+@blp.alt_response(404, description="No such request, or no such event of it")
+@blp.alt_response(409, description="The text is empty: nothing to redact")
+@blp.alt_response(422, description="Invalid: unknown field, no reason, the event is not public, ...")
+def redact_text(data: dict[str, Any], public_id: str) -> Any:
+    """Redact the request's public text (supervisors and admins). Open311 and the status
+    page show the new text at once; the original is kept, readable here only, and the
+    redaction is recorded on the request's timeline with who and why."""
+    s = session()
+    req = _load(public_id)
+    done = redact(s, req, field=data["field"], event_id=data.get("event_id"), replacement=data.get("text"),
+                  reason=data["reason"], actor=current_actor())
+    s.commit()
+    return done
+
+
+@blp.route("/<public_id>/redactions")
+@require("supervisor")
+@blp.response(200, RedactionSchema(many=True))
+def list_redactions(public_id: str) -> Any:
+    """The request's redactions with the original text (supervisors and admins only)."""
+    return redactions_of(session(), _load(public_id))

@@ -1,0 +1,103 @@
+"""Supervisors redact a request's public text: a description or a note that names a person.
+
+Open311, the status page, the crews' feed and the notifications all read the public
+columns, so the redacted text replaces the original there (every reader shows the
+redaction, none needs to know about it). The original is kept in `redactions`, which only
+supervisors and admins can read, until the request's contact details are purged
+(`core.retention`). Each redaction is audited on the request's timeline (who and why, not
+public, in the same transaction); the audit note never repeats the original."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Text, cast, func, literal_column, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.lifecycle import Actor
+from core.lifecycle.service_request import ServiceRequestLifecycle
+from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent
+
+REDACTED = "[redacted]"
+# The description's own limit (the column's check); notes are shorter in practice.
+MAX_TEXT = 4000
+MAX_REASON = 1000
+_LABELS = {"description": "the description", "status_notes": "the status notes", "note": "the note of event {id}"}
+
+
+def redact(session: Session, request: ServiceRequest, *, field: str, reason: str, actor: Actor,
+           event_id: int | None = None, replacement: str | None = None,
+           now: datetime | None = None) -> list[Redaction]:
+    """Replace `field` of `request` (or the note of its public event `event_id`) with
+    `replacement` (default "[redacted]"), keeping the original; the caller commits.
+
+    Status notes are also written into the public timeline by the change that set them
+    (a closing's note): redacting them redacts the same text there too, one redaction
+    each, or the name would still show in the timeline."""
+    now = now or datetime.now(UTC)
+    if field not in REDACTABLE_FIELDS:
+        raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
+    reason = (reason or "").strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise ValidationFailed(f"say why, in 1 to {MAX_REASON} characters", field="reason")
+    new = REDACTED if replacement is None else replacement.strip()
+    if not new or len(new) > MAX_TEXT:
+        raise ValidationFailed(f"the text to show instead must be 1 to {MAX_TEXT} characters", field="text")
+    if (field == "note") != (event_id is not None):
+        raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
+                               field="event_id")
+
+    event = None
+    if field == "note":
+        event = session.scalar(select(StatusEvent).where(
+            StatusEvent.id == event_id, StatusEvent.entity == "service_request", StatusEvent.entity_id == request.id))
+        if event is None:
+            raise NotFound(f"request {request.public_id} has no event {event_id}", field="event_id")
+        if not event.public:
+            raise ValidationFailed(f"event {event_id} is not public: only staff see its note", field="event_id")
+        original = event.note
+    else:
+        original = getattr(request, field)
+    if not original:
+        raise Conflict(f"{_LABELS[field].format(id=event_id)} of request {request.public_id} is empty: nothing to redact")
+    if original == new:
+        raise ValidationFailed("the text to show instead is the text shown now", field="text")
+
+    done = [_record(session, request, field, event, original, new, reason, actor, now)]
+    if field == "status_notes":
+        request.status_notes = new
+        for same in session.scalars(select(StatusEvent).where(
+                StatusEvent.entity == "service_request", StatusEvent.entity_id == request.id,
+                StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
+            done.append(_record(session, request, "note", same, original, new, reason, actor, now))
+    elif field == "description":
+        request.description = new
+    # Open311 clients fetch what changed since their last poll: this did.
+    request.updated_at = now
+    labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in done)
+    ServiceRequestLifecycle.annotate(session, request, actor=actor, at=now, note=f"redacted {labels}: {reason}")
+    session.flush()
+    return done
+
+
+def _record(session: Session, request: ServiceRequest, field: str, event: StatusEvent | None, original: str,
+            new: str, reason: str, actor: Actor, now: datetime) -> Redaction:
+    if event is not None:
+        event.note = new
+        # The outbox's copy of the note (what a webhook was or will be sent) follows it.
+        session.execute(
+            update(Notification)
+            .where(Notification.status_event_id == event.id, Notification.payload.has_key("note"))
+            .values(payload=func.jsonb_set(Notification.payload, literal_column("'{note}'::text[]"),
+                                           func.to_jsonb(cast(new, Text))))
+            .execution_options(synchronize_session=False)
+        )
+    row = Redaction(service_request_id=request.id, field=field, status_event_id=event.id if event else None,
+                    original=original, redacted=new, reason=reason, redacted_by_id=actor.user_id, at=now)
+    session.add(row)
+    return row
+
+
+def redactions_of(session: Session, request: ServiceRequest) -> list[Redaction]:
+    return list(session.scalars(select(Redaction).where(Redaction.service_request_id == request.id).order_by(Redaction.id)))

@@ -1,0 +1,172 @@
+"""Supervisors redact a request's public text; every public reader shows the redaction,
+the original stays readable by supervisors only, and the redaction is audited."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.closing import close_work_order
+from core.models import Notification, Redaction, ServiceRequest, StatusEvent
+from tests import factories as f
+
+NAME = "Bartholomew Quince"
+DESCRIPTION = f"Pothole outside number 12, {NAME} keeps driving into it"
+CLOSING = f"Passed to {NAME} at the water company"
+API = "/api/v1/requests"
+
+
+@pytest.fixture
+def reported(client, db: Session) -> dict[str, Any]:  # noqa: ANN001
+    f.service_type(db, attributes=f.full_attributes())
+    f.api_key(db)
+    staff = {role: f.token_for(db, f.user(db, f"{role}@example.org", role)) for role in ("supervisor", "admin", "dispatcher")}
+    db.commit()
+    posted = client.post("/open311/v2/requests.json", data={
+        "api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
+        "attribute[size]": "small", "description": DESCRIPTION, "email": "r@example.org"})
+    assert posted.status_code == 201, posted.get_data(as_text=True)
+    public_id = posted.get_json()[0]["service_request_id"]
+    req = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+    # A supervisor closes it with a public note that names someone (the closing's note is
+    # the request's status notes and its timeline's note both).
+    close_work_order(db, req.work_order, actor=f.SYSTEM, outcome="referred", status_notes=CLOSING)
+    db.commit()
+    return {"id": public_id, "request": req, **staff}
+
+
+def _public_views(client, public_id: str) -> str:  # noqa: ANN001
+    """Everything the public can read of the request, as one text."""
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    pages = [
+        client.get(f"/open311/v2/requests/{public_id}.json?extensions=true"),
+        client.get(f"/open311/v2/requests/{public_id}.xml?extensions=true"),
+        client.get(f"/open311/v2/requests.json?service_request_id={public_id}&extensions=true"),
+        client.get("/open311/v2/requests.xml?extensions=true"),
+        client.get("/open311/v2/servicerequestupdates.json", query_string={"start_date": start}),
+        client.get("/open311/v2/servicerequestupdates.xml", query_string={"start_date": start}),
+        client.get(f"/status/{public_id}"),
+    ]
+    for page in pages:
+        assert page.status_code == 200, page.request.path
+    ET.fromstring(pages[1].data)  # still well-formed
+    return "\n".join(p.get_data(as_text=True) for p in pages)
+
+
+def test_a_redacted_description_and_closing_note_no_longer_show_anywhere_public(client, db: Session, reported) -> None:  # noqa: ANN001
+    pid = reported["id"]
+    before = _public_views(client, pid)
+    assert DESCRIPTION in before and CLOSING in before
+    updated_before = db.scalar(select(ServiceRequest.updated_at).where(ServiceRequest.public_id == pid))
+
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["supervisor"], json={
+        "field": "description", "text": "Pothole outside number 12", "reason": "names a resident"})
+    assert r.status_code == 201, r.get_json()
+    assert [(x["field"], x["original"], x["redacted"]) for x in r.get_json()] == [
+        ("description", DESCRIPTION, "Pothole outside number 12")]
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["admin"],
+                    json={"field": "status_notes", "reason": "names a utility employee"})
+    assert r.status_code == 201, r.get_json()
+    # The status notes, and the same text where the closing wrote it into the timeline.
+    assert [(x["field"], x["original"], x["redacted"]) for x in r.get_json()] == [
+        ("status_notes", CLOSING, "[redacted]"), ("note", CLOSING, "[redacted]")]
+
+    after = _public_views(client, pid)
+    assert NAME not in after
+    assert "Pothole outside number 12" in after and "[redacted]" in after
+    body = client.get(f"/open311/v2/requests/{pid}.json?extensions=true").get_json()[0]
+    assert body["status_notes"] == "[redacted]" and [n["description"] for n in body["notes"]][-1] == "[redacted]"
+    # Clients polling by time see that it changed.
+    db.expire_all()
+    assert db.scalar(select(ServiceRequest.updated_at).where(ServiceRequest.public_id == pid)) > updated_before
+
+    # The originals: supervisors and admins only.
+    kept = client.get(f"{API}/{pid}/redactions", headers=reported["supervisor"]).get_json()
+    assert [x["original"] for x in kept] == [DESCRIPTION, CLOSING, CLOSING]
+    assert client.get(f"{API}/{pid}/redactions", headers=reported["dispatcher"]).status_code == 403
+    assert NAME not in client.get(f"{API}/{pid}", headers=reported["dispatcher"]).get_data(as_text=True)
+
+    # Audited: who and why, on the request's timeline, not public, without the original.
+    events = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request",
+                                                  StatusEvent.entity_id == reported["request"].id,
+                                                  StatusEvent.note.like("redacted %")).order_by(StatusEvent.id)).all()
+    assert [(e.actor, e.public, e.from_status, e.to_status) for e in events] == [
+        ("user:supervisor@example.org", False, "referred", "referred"), ("user:admin@example.org", False, "referred", "referred")]
+    assert events[0].note == "redacted the description: names a resident"
+    assert events[1].note.startswith("redacted the status notes, the note of event ")
+    assert all(NAME not in e.note for e in events)
+    # The outbox's copy of the closing note follows (the resident's e-mail of the closing).
+    payloads = db.scalars(select(Notification.payload).where(Notification.service_request_id == reported["request"].id))
+    assert all(NAME not in str(p) for p in payloads)
+
+
+def test_redacting_one_public_note_of_the_timeline(client, db: Session, reported) -> None:  # noqa: ANN001
+    pid = reported["id"]
+    timeline = client.get(f"{API}/{pid}", headers=reported["supervisor"]).get_json()["timeline"]
+    note = next(e for e in timeline if e["public"] and e["note"] == CLOSING)
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["supervisor"], json={
+        "field": "note", "event_id": note["id"], "text": "Passed to the water company", "reason": "a name"})
+    assert r.status_code == 201, r.get_json()
+    updates = client.get("/open311/v2/servicerequestupdates.json",
+                         query_string={"start_date": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}).get_json()
+    assert "Passed to the water company" in [u["description"] for u in updates]
+    assert NAME not in str(updates)
+    page = client.get(f"/status/{pid}").get_data(as_text=True)
+    assert "Passed to the water company" in page
+    # Only the note was asked for: the status notes still say it (a second redaction would fix them).
+    assert db.get(ServiceRequest, reported["request"].id).status_notes == CLOSING
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"field": "description"}, 422, "reason"),
+    ({"field": "description", "reason": "  "}, 422, "reason"),
+    ({"field": "title", "reason": "x"}, 422, "field"),
+    ({"field": "note", "reason": "x"}, 422, "event_id"),
+    ({"field": "description", "event_id": 1, "reason": "x"}, 422, "event_id"),
+    ({"field": "note", "event_id": 999999, "reason": "x"}, 404, "event_id"),
+    ({"field": "description", "text": DESCRIPTION, "reason": "x"}, 422, "text"),
+    ({"field": "description", "text": "x" * 4001, "reason": "x"}, 422, "text"),
+])
+def test_bad_redactions_are_refused_and_change_nothing(client, db: Session, reported, body, status, field) -> None:  # noqa: ANN001
+    r = client.post(f"{API}/{reported['id']}/redactions", headers=reported["supervisor"], json=body)
+    assert r.status_code == status, r.get_json()
+    err = r.get_json()
+    assert set(err) >= {"code", "status", "message"} and err["code"] == status
+    assert field in err.get("errors", {}), err
+    db.expire_all()
+    assert db.get(ServiceRequest, reported["request"].id).description == DESCRIPTION
+    assert db.scalar(select(Redaction.id)) is None
+
+
+def test_only_supervisors_and_admins_redact_public_text_that_is_there(client, db: Session, reported) -> None:  # noqa: ANN001
+    pid, req = reported["id"], reported["request"]
+    body = {"field": "description", "reason": "x"}
+    assert client.post(f"{API}/{pid}/redactions", headers=reported["dispatcher"], json=body).status_code == 403
+    assert client.post(f"{API}/{pid}/redactions", json=body).status_code == 401
+    assert client.post(f"{API}/nope/redactions", headers=reported["supervisor"], json=body).status_code == 404
+    # A staff-only note is not public text.
+    from core.lifecycle.service_request import ServiceRequestLifecycle
+
+    private = ServiceRequestLifecycle.annotate(db, req, actor=f.SYSTEM, note=f"called {NAME} back")
+    db.commit()
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["supervisor"],
+                    json={"field": "note", "event_id": private.id, "reason": "x"})
+    assert r.status_code == 422 and "event_id" in r.get_json()["errors"]
+    # Nothing to redact: a 409 in the one error format.
+    req.description = ""
+    db.commit()
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["supervisor"], json=body)
+    assert r.status_code == 409 and r.get_json()["code"] == 409 and "nothing to redact" in r.get_json()["message"]
+    assert db.scalar(select(Redaction.id)) is None
+
+
+def test_the_redaction_endpoints_are_documented(client) -> None:  # noqa: ANN001
+    paths = client.get("/openapi.json").get_json()["paths"]
+    op = paths["/api/v1/requests/{public_id}/redactions"]
+    assert op["post"]["security"] == [{"bearer": []}] and op["get"]["security"] == [{"bearer": []}]
+    assert {"201", "404", "409", "422"} <= set(op["post"]["responses"])
