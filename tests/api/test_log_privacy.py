@@ -79,3 +79,18 @@ def test_a_failing_write_logs_no_personal_data(client, city, db: Session, caplog
     assert "test_refuses_row" in logged and "CheckViolation" in logged
     for value in [TOKEN, DESCRIPTION, *PII.values()]:
         assert value not in logged, f"{value!r} was logged"
+
+
+def test_jobs_take_ids_not_personal_data() -> None:
+    """procrastinate logs every job with its arguments ("Job deliver(photo_id=3) ended
+    ..."): a job takes ids (it reads the rest from the database), never an address."""
+    import inspect
+
+    import workers.tasks  # noqa: F401  (registers the tasks)
+    from workers.app import app
+
+    ours = {name: task for name, task in app.tasks.items() if not task.name.startswith(("builtin:", "procrastinate."))}
+    assert "purge_personal_data" in ours and "process_photo" in ours
+    for name, task in ours.items():
+        params = [p for p in inspect.signature(task.func).parameters if p != "context"]
+        assert all(p.endswith("_id") or p == "timestamp" for p in params), (name, params)
