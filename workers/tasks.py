@@ -140,7 +140,9 @@ def refresh_promises(timestamp: int) -> None:
 
 
 @app.periodic(cron="41 * * * *")
-@app.task(name="purge_personal_data", queue="plans", queueing_lock="purge_personal_data")
+# `lock`: a run that takes longer than the hour (a first run over years of history) is
+# not joined by the next one.
+@app.task(name="purge_personal_data", queue="plans", queueing_lock="purge_personal_data", lock="purge_personal_data")
 def purge_personal_data(timestamp: int) -> None:
     """Every hour (each part is idempotent, and a worker down at the one nightly run must
     not keep the data a day longer): crews' GPS fixes older than
