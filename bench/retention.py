@@ -4,14 +4,15 @@ gps_km before and after it.
 Creates a throwaway database on the PostgreSQL server given by --database-url or
 $DATABASE_URL (an *admin* URL, loopback only), migrates it and seeds, with set-based SQL:
 --crews crews with one GPS fix every 20 s over 8 hours a day for --days days, and
---requests requests closed 400 to 800 days ago, each with the reporter's contact details
-and one e-mail in the outbox. Then, in one run, side by side:
+--requests requests closed 400 to 800 days ago and as many received in the last 300 days
+(closed or not), each with the reporter's contact details and one e-mail in the outbox. Then, in one run, side by side:
 
 - CitiStat gps_km (group_by=crew, the whole period) on the raw fixes;
 - the first purge (tracks kept 90 days, contacts 365 days after closing): everything old;
 - CitiStat gps_km again, now mostly from the per-day distances the purge kept (the
   figures are compared too: they must be equal);
-- a second purge right after (the hourly job's usual run: nothing left to do).
+- a second purge right after (the hourly job's usual run: nothing left to do, a year of
+  recent requests' details to keep).
 
     .venv/bin/python bench/retention.py [--database-url URL] [--crews 12] [--days 120]
         [--requests 100000] [--keep]
@@ -68,11 +69,17 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
                    now() - interval '799 days' + i * interval '5 minutes',
                    now() - interval '799 days' + (i % 100000) * interval '5 minutes'
             FROM generate_series(1, :n) i
+            UNION ALL
+            SELECT 'N' || i, md5('new' || i), 1, 'report ' || i, CASE WHEN i % 3 = 0 THEN 'received' ELSE 'not_found' END,
+                   now() - interval '300 days' + i * (interval '300 days' / :n),
+                   now() - interval '300 days' + i * (interval '300 days' / :n),
+                   CASE WHEN i % 3 = 0 THEN NULL ELSE now() - interval '299 days' + i * (interval '299 days' / :n) END
+            FROM generate_series(1, :n) i
         """), {"n": requests})
         c.execute(text("""INSERT INTO request_contacts (request_id, email, first_name, phone)
                           SELECT id, 'r' || id || '@example.org', 'Name', '+376 ' || id FROM service_requests"""))
         c.execute(text("""INSERT INTO status_events (entity, entity_id, from_status, to_status, actor, at, public)
-                          SELECT 'service_request', id, 'received', 'not_found', 'system', closed_at, true FROM service_requests"""))
+                          SELECT 'service_request', id, 'received', detailed_status, 'system', coalesce(closed_at, requested_at), true FROM service_requests"""))
         c.execute(text("""INSERT INTO notifications (status_event_id, service_request_id, kind, channel, recipient, state)
                           SELECT e.id, e.entity_id, 'closed', 'email', 'r' || e.entity_id || '@example.org', 'sent'
                           FROM status_events e"""))
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"machine: {machine()}")
         print(f"history: {counts['position_pings']:,} GPS fixes of {args.crews} crews over {args.days + 1} days; "
-              f"{counts['service_requests']:,} requests closed 400-800 days ago with contact details")
+              f"{counts['service_requests']:,} requests with contact details, half closed 400-800 days ago, "
+              f"half received in the last 300 days")
         print(f"citistat crew report, raw fixes:           {before_s * 1000:8.0f} ms  total gps_km {before['total']}")
         print(f"first purge (everything old):              {first_s * 1000:8.0f} ms  {first.fixes_deleted:,} fixes, "
               f"{len(first.requests):,} requests' contacts")
