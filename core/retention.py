@@ -8,9 +8,9 @@ older than that are deleted. Before they go, what CitiStat's gps_km sums of them
 written per crew and day to `crew_track_days` (distances only, no positions), and
 CitiStat reads those rows for the purged days: its figures are the same after a purge as
 before. One fix per crew stays behind: its last one before the cutoff, so that the leg
-from it to the crew's next fix can still be measured (it is never older than the crew's
-latest position, which dispatch keeps anyway, and is deleted once a later fix is purged
-too). The proof of a completion does not need the track: the proof checks read the fixes
+from it to the crew's next fix can still be measured; it goes with the next run that
+purges a later fix of the crew. A crew's latest position (`crew_positions`) as old as the
+purged fixes goes too: dispatch has no use for it. The proof of a completion does not need the track: the proof checks read the fixes
 around the visit when the completion is submitted, and the completion keeps what the
 verification stands on (its own fix, accuracy and time, and every check with its numbers,
 `completions.checks`). One audit event per crew and run says how many fixes of which
@@ -118,7 +118,10 @@ def purge_tracks(session: Session, *, days: int, tz: ZoneInfo, now: datetime) ->
     if days <= 0:
         return result
     result.tracks_before = now.astimezone(tz).date() - timedelta(days=days)
-    cutoff = datetime.combine(result.tracks_before, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+    # The day's start as the database reckons it, exactly as CitiStat's periods and the
+    # days below are (a zone whose clocks change at midnight must not split a day).
+    cutoff = session.scalar(text("SELECT CAST(:day AS date)::timestamp AT TIME ZONE :tz"),
+                            {"day": result.tracks_before, "tz": tz.key})
     params = {"cutoff": cutoff, "tz": tz.key}
     session.execute(text(_ROLL_UP_SQL), params)
     for row in session.execute(text(_DELETE_FIXES_SQL), params):
@@ -143,9 +146,9 @@ def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: in
     if not rows:
         return []
     ids = [r.id for r in rows]
-    p = {"ids": ids}
+    params = {"ids": ids}
     ids_param = bindparam("ids", type_=ARRAY(BigInteger))
-    session.execute(text("DELETE FROM request_contacts WHERE request_id = ANY(:ids)").bindparams(ids_param), p)
+    session.execute(text("DELETE FROM request_contacts WHERE request_id = ANY(:ids)").bindparams(ids_param), params)
     # The outbox keeps that it told the resident and when, not whom. A message still
     # waiting after all this time will not be sent: it fails, saying why.
     session.execute(text("""
@@ -155,10 +158,13 @@ def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: in
                               ELSE replace(last_error, recipient, '[deleted]') END,
             state = CASE WHEN state IN ('pending', 'sending') THEN 'failed' ELSE state END
         WHERE service_request_id = ANY(:ids) AND channel = 'email' AND recipient <> ''
-    """).bindparams(ids_param), p)
-    session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param), p)
+    """).bindparams(ids_param), params)
+    session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param),
+                    params)
     note = (f"retention: the reporter's contact details (and the originals of redacted text) deleted, "
             f"{days} days after the request closed (STREETLOOP_RETAIN_CONTACT_DAYS)")
+    # One INSERT for the batch (a first run writes hundreds of thousands of these): the
+    # rows `core.lifecycle.base.audit` would write, in the same transaction.
     session.execute(insert(StatusEvent), [
         {"entity": "service_request", "entity_id": r.id, "from_status": r.detailed_status, "to_status": r.detailed_status,
          "actor": SYSTEM.label, "actor_user_id": None, "at": now, "note": note, "public": False}

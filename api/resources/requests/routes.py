@@ -25,8 +25,8 @@ from api.resources.common import (
 )
 from core.errors import OutsideServiceArea
 from core.intake import Contact, NewRequest, pin_request, submit_request
-from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType
+from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from geo.geocode import geocode
 
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Service requests as staff see them.")
