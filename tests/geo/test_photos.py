@@ -1,9 +1,10 @@
-"""Photo intake helpers (geo.photos): HEIC, EXIF facts, perceptual hashing."""
+"""Photo intake helpers (geo.photos): HEIC, decompression bombs, EXIF facts, perceptual hashing."""
 
 from __future__ import annotations
 
 import io
 import struct
+import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 
@@ -13,16 +14,18 @@ from PIL import Image, ImageDraw, TiffImagePlugin
 
 from geo.photos import (
     ExifFacts,
+    PhotoLimits,
     PhotoRejected,
     exif_facts,
     hamming,
     inspect_photo,
+    inspect_photos,
     perceptual_hash,
     public_copies,
     to_signed64,
 )
 
-LIMITS = {"max_bytes": 10_000_000, "max_pixels": 20_000_000}
+LIMITS = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=20_000_000, max_request_pixels=20_000_000)
 
 
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -72,7 +75,7 @@ def test_heic_is_accepted_and_its_public_copy_is_a_clean_jpeg() -> None:
     data = encode(scene(1, (160, 120)), "HEIF", quality=85, exif=exif.tobytes())
     assert data[4:12] == b"ftypheic"
 
-    info = inspect_photo(data, **LIMITS)
+    info = inspect_photo(data, LIMITS)
     assert (info.format, info.content_type, info.extension) == ("HEIF", "image/heic", "heic")
     assert (info.width, info.height) == (120, 160)  # stored rotated: portrait, as displayed
 
@@ -94,7 +97,7 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
     data = encode(scene(2, (64, 64)), "HEIF", quality=80)
     # More pixels than allowed: 413-style, decided from the header.
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(data, max_bytes=10_000_000, max_pixels=64 * 64 - 1)
+        inspect_photo(data, PhotoLimits(max_bytes=10_000_000, max_pixels=64 * 64 - 1))
     assert exc.value.too_large
     # A tiny file claiming 30000x30000 in its 'ispe' box: refused from the header alone.
     bomb = bytearray(data)
@@ -104,12 +107,55 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
         struct.pack_into(">II", bomb, at + 8, 30_000, 30_000)
         at = bomb.find(b"ispe", at + 4)
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(bytes(bomb), max_bytes=10_000_000, max_pixels=10**12)
+        inspect_photo(bytes(bomb), PhotoLimits(max_bytes=10_000_000, max_pixels=10**12, max_request_pixels=10**12))
     assert exc.value.too_large
     # And a truncated HEIC is a 422-style rejection, not a crash.
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(data[: len(data) // 2], **LIMITS)
+        inspect_photo(data[: len(data) // 2], LIMITS)
     assert not exc.value.too_large
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+
+def zero_png(width: int, height: int) -> bytes:
+    """An RGB PNG of zeros (7000x7000: 143 kB), compressed row by row: never held decoded."""
+    row = b"\0" * (1 + 3 * width)  # filter byte + pixels
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_png_bomb_under_the_camera_cap_is_refused_from_its_header() -> None:
+    data = zero_png(7000, 7000)
+    assert len(data) < 150_000  # 49 MP: under the 50 MP a phone photo may have
+    with pytest.raises(PhotoRejected, match="7000x7000 pixels; the limit is 16,000,000 pixels for PNG") as exc:
+        inspect_photo(data, PhotoLimits())
+    assert exc.value.too_large
+    # Decided from the header: the same header with its pixel data cut off is refused the
+    # same way (too many pixels), not as a broken file, so nothing was decoded.
+    with pytest.raises(PhotoRejected, match="limit is 16,000,000") as exc:
+        inspect_photo(data[:200], PhotoLimits())
+    assert exc.value.too_large
+    # A PNG of a sane size still passes.
+    assert inspect_photo(zero_png(4000, 3000), PhotoLimits()).format == "PNG"
+
+
+def test_the_photos_of_one_request_are_bounded_together_before_any_is_decoded() -> None:
+    good = encode(scene(9, (640, 480)))
+    broken = good[: len(good) // 2]
+    limits = PhotoLimits(max_request_pixels=2 * 640 * 480)
+    assert len(inspect_photos([good, good], limits)) == 2
+    with pytest.raises(PhotoRejected, match="the 3 photos have 921,600 pixels together") as exc:
+        inspect_photos([good, good, broken], limits)
+    assert exc.value.too_large  # the total, not the broken third: it was never decoded
+    with pytest.raises(PhotoRejected, match="not a readable image"):
+        inspect_photos([good, broken], limits)
 
 
 # --------------------------------------------------------------------------- EXIF
