@@ -17,7 +17,7 @@ from core.workorders import change_status
 from tests import factories as f
 from tests.api.errors import error_body
 from tests.api.uploads import multipart
-from tests.geo.test_photos import encode, scene, zero_png
+from tests.geo.test_photos import encode, phone_jpeg, scene, zero_png
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -220,6 +220,16 @@ def test_a_png_bomb_in_a_completion_is_413(client, db: Session, job) -> None:  #
     assert r.status_code == 413, r.data
     assert "limit is 16,000,000 pixels for PNG" in r.get_json()["message"]
     assert db.scalar(select(func.count()).select_from(Completion)) == 0
+
+
+def test_a_48_megapixel_phone_photo_is_proof(client, db: Session, job) -> None:  # noqa: ANN001
+    # phone_jpeg's EXIF: shot at 42°30'29" N 71°03'36" W on 2026-03-14. Its location and time
+    # are read from the original (the checks do not pass: it is not this job's site).
+    r = submit(client, job, photos=[phone_jpeg()], key="48mp")
+    assert r.status_code == 201, r.data
+    checks = _checks(r.get_json())
+    assert checks["photo_present"] is True and checks["exif_location"] is False and checks["exif_time"] is False
+    assert db.scalar(select(Photo.width)) == 8000
 
 
 def test_other_crews_order_is_404_and_bad_fields_are_422(client, db: Session, job) -> None:  # noqa: ANN001

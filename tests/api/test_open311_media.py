@@ -15,7 +15,7 @@ from core.storage import LocalStorage
 from geo.media import process_photo
 from tests import factories as f
 from tests.api.uploads import multipart
-from tests.geo.test_photos import zero_png
+from tests.geo.test_photos import phone_jpeg, zero_png
 
 BASE = "/open311/v2"
 
@@ -143,6 +143,17 @@ def test_a_png_bomb_under_the_camera_cap_is_413_and_stores_nothing(client, db: S
     assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
     assert db.scalar(select(func.count()).select_from(Photo)) == 0
     assert _jobs(engine) == []
+
+
+def test_a_48_megapixel_phone_photo_is_accepted(client, db: Session, settings, city) -> None:  # noqa: ANN001
+    resp = _post(client, phone_jpeg())
+    assert resp.status_code == 201, resp.data
+    photo = db.scalar(select(Photo))
+    assert (photo.width, photo.height, photo.content_type) == (8000, 6000, "image/jpeg")
+    process_photo(db, LocalStorage(settings.media_dir), photo.id)
+    public = LocalStorage(settings.media_dir).get(photo.public_key)
+    with Image.open(io.BytesIO(public)) as img:
+        assert img.size == (1536, 2048) and len(img.getexif()) == 0
 
 
 def test_oversized_upload_is_413(app, client, city) -> None:  # noqa: ANN001
