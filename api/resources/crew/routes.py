@@ -208,7 +208,7 @@ def _form_float(name: str) -> float | None:
 @blp.response(201)
 @blp.alt_response(404, description="Not this crew's work order")
 @blp.alt_response(409, description="The order cannot be completed now")
-@blp.alt_response(413, description="A photo is too large or has too many pixels")
+@blp.alt_response(413, description="A photo is too large or has too many pixels for its format, or the photos have too many together")
 @blp.alt_response(422, description="Bad input, or the Idempotency-Key was used for a different submission")
 @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255}}],
          requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["outcome"], "properties": {
