@@ -51,11 +51,10 @@ Rates are rounded to 4 decimals, hours to 4 decimals, kilometres to 3.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,6 +63,7 @@ from sqlalchemy import DateTime, Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from core.csvexport import CsvTable
 from core.errors import ValidationFailed
 from core.models import REQUEST_CLOSED_STATUSES, REQUEST_STATUSES
 
@@ -196,6 +196,8 @@ class Figures:
 
 
 FLAT_COLUMNS = list(Figures().flat())
+# The CSV's text columns (keys and names staff typed in); every other column is a figure.
+FLAT_TEXT_COLUMNS = ("group", "label")
 
 
 @dataclass
@@ -220,12 +222,9 @@ class Report:
         }
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=FLAT_COLUMNS, lineterminator="\r\n")
-        w.writeheader()
-        for row in [*self.rows, self.total]:
-            w.writerow(row.flat())
-        return buf.getvalue()
+        table = CsvTable(FLAT_COLUMNS, numeric=[c for c in FLAT_COLUMNS if c not in FLAT_TEXT_COLUMNS])
+        rows = [[flat[c] for c in FLAT_COLUMNS] for flat in (r.flat() for r in [*self.rows, self.total])]
+        return table.header() + table.rows(rows)
 
 
 def _rate(num: int | float | None, den: int | float | None) -> float | None:
@@ -756,20 +755,22 @@ def open_data_rows(session: Session, period: Period, *, batch: int = 2000) -> It
             "closed" if is_closed else "open",
             status if is_closed else "",
             district or "",
-            "" if lat is None else f"{lat:.6f}",
-            "" if lon is None else f"{lon:.6f}",
+            # Decimal: a number to the CSV (never quoted), printed to exactly 6 places.
+            None if lat is None else Decimal(f"{lat:.6f}"),
+            None if lon is None else Decimal(f"{lon:.6f}"),
         )
 
 
 def open_data_csv(session: Session, period: Period) -> Iterator[str]:
-    """The CSV text in chunks: header, then rows as they come off the cursor."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(OPEN_DATA_COLUMNS)
+    """The CSV text in chunks: header, then rows as they come off the cursor.
+
+    Descriptions are what residents typed: as every text column they are neutralised
+    (core.csvexport), so `=HYPERLINK(...)` reaches the spreadsheet as text."""
+    table = CsvTable(OPEN_DATA_COLUMNS, numeric=("lat", "long"))
+    chunk = [table.header()]
     for i, r in enumerate(open_data_rows(session, period), 1):
-        w.writerow(r)
+        chunk.append(table.row(r))
         if i % 1000 == 0:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue()
+            yield "".join(chunk)
+            chunk.clear()
+    yield "".join(chunk)

@@ -91,6 +91,19 @@ def _storage_kind(env: dict[str, str]) -> str:
     return kind
 
 
+# Pillow itself refuses to open an image above ~89.5 MP (Image.MAX_IMAGE_PIXELS) as a
+# likely bomb, so a cap above this could never be reached.
+_PILLOW_PIXELS = 89_000_000
+
+
+def _photo_pixels(env: dict[str, str]) -> dict[str, int]:
+    camera = _bounded(env, "STREETLOOP_MAX_IMAGE_PIXELS", 50_000_000, 1_000_000, _PILLOW_PIXELS)
+    other = _bounded(env, "STREETLOOP_MAX_IMAGE_PIXELS_OTHER", min(16_000_000, camera), 100_000, camera)
+    # At least one photo of the largest size, or such a photo could never be sent.
+    per_request = _bounded(env, "STREETLOOP_MAX_REQUEST_PIXELS", max(250_000_000, camera), camera, 2_000_000_000)
+    return {"max_image_pixels": camera, "max_image_pixels_other": other, "max_request_pixels": per_request}
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -106,7 +119,12 @@ class Settings:
     open311_default_days: int = 90
     open311_max_results: int = 1000
     max_upload_bytes: int = 15 * 1024 * 1024
+    # Photo decoding caps (see _photo_pixels): per photo from its header, JPEG/HEIC as a
+    # 48 MP phone shoots them, other formats (PNG, WebP: where bombs come from) lower;
+    # and all the photos of one request together.
     max_image_pixels: int = 50_000_000
+    max_image_pixels_other: int = 16_000_000
+    max_request_pixels: int = 250_000_000
     contact_email: str = "311@example.city"
     # Valhalla tiles built by `streetloop roads build`; None: straight-line travel times.
     road_data_dir: Path | None = None
@@ -175,6 +193,7 @@ class Settings:
             public_base_url=env.get("STREETLOOP_PUBLIC_URL", "").strip().rstrip("/"),
             token_ttl_s=_number(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
             max_upload_bytes=_number(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
+            **_photo_pixels(env),
             contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
             road_data_dir=Path(env["STREETLOOP_ROAD_DATA"]) if env.get("STREETLOOP_ROAD_DATA", "").strip() else None,
             detour_factor=_number(env, "STREETLOOP_DETOUR_FACTOR", 1.3),

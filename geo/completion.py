@@ -23,7 +23,7 @@ from core.spatial import point
 from core.storage import Storage
 from core.workorders import change_status
 from geo import proof
-from geo.photos import InspectedPhoto, exif_facts, inspect_photo, perceptual_hash, to_signed64
+from geo.photos import PhotoLimits, exif_facts, inspect_photos, perceptual_hash, to_signed64
 
 MAX_PHOTOS = 10
 # Work an order may be completed from; dispatched/en_route imply the crew got there.
@@ -41,10 +41,6 @@ class CompletionInput:
     fix_time: datetime | None = None
     captured_at: datetime | None = None
     notes: str | None = None
-
-
-def _inspect_all(blobs: list[bytes], *, max_bytes: int, max_pixels: int) -> list[InspectedPhoto]:
-    return [inspect_photo(b, max_bytes=max_bytes, max_pixels=max_pixels) for b in blobs]
 
 
 def validate_input(data: CompletionInput, *, now: datetime) -> None:
@@ -90,8 +86,7 @@ def complete_work_order(
     user_id: int,
     actor: Actor,
     tz: ZoneInfo,
-    max_bytes: int,
-    max_pixels: int,
+    limits: PhotoLimits,
     sample_rate: float,
     draw: Callable[[], float] = random.random,
     now: datetime | None = None,
@@ -102,8 +97,10 @@ def complete_work_order(
     an audit at `sample_rate`); the rest waits in the supervisors' review queue."""
     now = now or datetime.now(UTC)
     validate_input(data, now=now)
-    after = _inspect_all(data.photos, max_bytes=max_bytes, max_pixels=max_pixels)
-    before = _inspect_all(data.before_photos, max_bytes=max_bytes, max_pixels=max_pixels)
+    # After and before photos together: the request's total pixels are bounded, from the
+    # headers, before any photo is decoded.
+    inspected = inspect_photos([*data.photos, *data.before_photos], limits)
+    after, before = inspected[: len(data.photos)], inspected[len(data.photos) :]
     if wo.status not in COMPLETABLE:
         raise Conflict(f"work order {wo.id} is {wo.status}; it cannot be completed now", current=wo.status, crew_id=wo.crew_id)
 

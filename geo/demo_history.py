@@ -29,6 +29,7 @@ from core.storage import Storage
 from core.workorders import change_status
 from geo.completion import CompletionInput, complete_work_order
 from geo.media import process_photo
+from geo.photos import PhotoLimits
 
 METRES_PER_DEG_LAT = 111_320.0
 
@@ -140,7 +141,7 @@ def seed_history(session: Session, storage: Storage, *, rng: random.Random, now:
         )
         completion, _checks, photos = complete_work_order(
             session, storage, wo, data, crew_id=crew.id, user_id=user.id, actor=actor, tz=tz,
-            max_bytes=15 * 1024 * 1024, max_pixels=50_000_000, sample_rate=sample_rate, draw=rng.random,
+            limits=PhotoLimits(), sample_rate=sample_rate, draw=rng.random,
             now=done + timedelta(minutes=1),
         )
         session.flush()

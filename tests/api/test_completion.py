@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.field import Ping, ingest_positions
 from core.models import Completion, IdempotencyKey, Photo, StatusEvent, WorkOrder
 from core.workorders import change_status
 from tests import factories as f
-from tests.geo.test_photos import encode, scene
+from tests.api.errors import error_body
+from tests.api.uploads import multipart
+from tests.geo.test_photos import encode, phone_jpeg, scene, zero_png
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -64,7 +67,7 @@ def submit(client, job: dict, *, key: str = "k-1", photos=None, before=None, wo_
         photos = [photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))]
     data["photos"] = [(io.BytesIO(p), f"p{i}.jpg") for i, p in enumerate(photos)]
     data["before_photos"] = [(io.BytesIO(p), f"b{i}.jpg") for i, p in enumerate(before or [])]
-    return client.post(f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion", data=data, content_type="multipart/form-data",
+    return client.post(f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion", **multipart(data),
                        headers={**(headers or job["headers"]), "Idempotency-Key": key})
 
 
@@ -190,6 +193,43 @@ def test_bomb_and_non_image_are_refused_and_nothing_is_stored(client, db: Sessio
     assert db.scalar(select(func.count()).select_from(Completion)) == 0
     db.expire_all()
     assert db.get(WorkOrder, job["wo"].id).status == "dispatched"
+
+
+def test_the_photos_of_one_completion_are_bounded_together(app, client, db: Session, engine, job) -> None:  # noqa: ANN001
+    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], max_request_pixels=2 * 640 * 480)
+    r = submit(client, job, photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
+               before=[photo(2), photo(3)], key="three")
+    body = error_body(r, 413)
+    assert "the 3 photos have 921,600 pixels together" in body["message"]
+    assert "photos" in body["errors"]
+    assert db.scalar(select(func.count()).select_from(Completion)) == 0
+    assert db.scalar(select(func.count()).select_from(Photo)) == 0
+    assert db.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM procrastinate_jobs")) == 0
+    db.expire_all()
+    assert db.get(WorkOrder, job["wo"].id).status == "dispatched"
+    # Two of them fit.
+    ok = submit(client, job, photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
+                before=[photo(2)], key="two")
+    assert ok.status_code == 201, ok.data
+
+
+def test_a_png_bomb_in_a_completion_is_413(client, db: Session, job) -> None:  # noqa: ANN001
+    r = submit(client, job, photos=[zero_png(7000, 7000)], key="png-bomb")
+    assert r.status_code == 413, r.data
+    assert "limit is 16,000,000 pixels for PNG" in r.get_json()["message"]
+    assert db.scalar(select(func.count()).select_from(Completion)) == 0
+
+
+def test_a_48_megapixel_phone_photo_is_proof(client, db: Session, job) -> None:  # noqa: ANN001
+    # phone_jpeg's EXIF: shot at 42°30'29" N 71°03'36" W on 2026-03-14. Its location and time
+    # are read from the original (the checks do not pass: it is not this job's site).
+    r = submit(client, job, photos=[phone_jpeg()], key="48mp")
+    assert r.status_code == 201, r.data
+    checks = _checks(r.get_json())
+    assert checks["photo_present"] is True and checks["exif_location"] is False and checks["exif_time"] is False
+    assert db.scalar(select(Photo.width)) == 8000
 
 
 def test_other_crews_order_is_404_and_bad_fields_are_422(client, db: Session, job) -> None:  # noqa: ANN001

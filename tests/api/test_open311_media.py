@@ -14,6 +14,8 @@ from core.models import Photo, ServiceRequest
 from core.storage import LocalStorage
 from geo.media import process_photo
 from tests import factories as f
+from tests.api.uploads import multipart
+from tests.geo.test_photos import phone_jpeg, zero_png
 
 BASE = "/open311/v2"
 
@@ -34,9 +36,8 @@ def jpeg_with_exif(size: tuple[int, int] = (64, 32), orientation: int = 6) -> by
 def _post(client, media: bytes, name: str = "photo.jpg", fmt: str = "json"):  # noqa: ANN001, ANN202
     return client.post(
         f"{BASE}/requests.{fmt}",
-        data={"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
-              "media": (io.BytesIO(media), name, "image/jpeg")},
-        content_type="multipart/form-data",
+        **multipart({"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
+                     "media": (io.BytesIO(media), name, "image/jpeg")}),
     )
 
 
@@ -132,6 +133,27 @@ def test_decompression_bomb_is_413_not_a_crash(client, db: Session, city) -> Non
     assert resp.status_code == 413
     assert "pixels" in resp.get_json()[0]["description"]
     assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
+
+
+def test_a_png_bomb_under_the_camera_cap_is_413_and_stores_nothing(client, db: Session, engine: Engine, city) -> None:  # noqa: ANN001
+    bomb = zero_png(7000, 7000)  # 143 kB, 49 MP: under the 50 MP a phone photo may have
+    resp = _post(client, bomb, name="bomb.png")
+    assert resp.status_code == 413, resp.data
+    assert "7000x7000 pixels; the limit is 16,000,000 pixels for PNG" in resp.get_json()[0]["description"]
+    assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
+    assert db.scalar(select(func.count()).select_from(Photo)) == 0
+    assert _jobs(engine) == []
+
+
+def test_a_48_megapixel_phone_photo_is_accepted(client, db: Session, settings, city) -> None:  # noqa: ANN001
+    resp = _post(client, phone_jpeg())
+    assert resp.status_code == 201, resp.data
+    photo = db.scalar(select(Photo))
+    assert (photo.width, photo.height, photo.content_type) == (8000, 6000, "image/jpeg")
+    process_photo(db, LocalStorage(settings.media_dir), photo.id)
+    public = LocalStorage(settings.media_dir).get(photo.public_key)
+    with Image.open(io.BytesIO(public)) as img:
+        assert img.size == (1536, 2048) and len(img.getexif()) == 0
 
 
 def test_oversized_upload_is_413(app, client, city) -> None:  # noqa: ANN001

@@ -1,11 +1,16 @@
-"""Photo intake helpers (geo.photos): HEIC, EXIF facts, perceptual hashing."""
+"""Photo intake helpers (geo.photos): HEIC, decompression bombs, EXIF facts, perceptual hashing."""
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
+import subprocess
+import sys
+import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +18,19 @@ from PIL import Image, ImageDraw, TiffImagePlugin
 
 from geo.photos import (
     ExifFacts,
+    PhotoLimits,
     PhotoRejected,
     exif_facts,
     hamming,
     inspect_photo,
+    inspect_photos,
     perceptual_hash,
     public_copies,
     to_signed64,
 )
 
-LIMITS = {"max_bytes": 10_000_000, "max_pixels": 20_000_000}
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=20_000_000, max_request_pixels=20_000_000)
 
 
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -72,7 +80,7 @@ def test_heic_is_accepted_and_its_public_copy_is_a_clean_jpeg() -> None:
     data = encode(scene(1, (160, 120)), "HEIF", quality=85, exif=exif.tobytes())
     assert data[4:12] == b"ftypheic"
 
-    info = inspect_photo(data, **LIMITS)
+    info = inspect_photo(data, LIMITS)
     assert (info.format, info.content_type, info.extension) == ("HEIF", "image/heic", "heic")
     assert (info.width, info.height) == (120, 160)  # stored rotated: portrait, as displayed
 
@@ -94,7 +102,7 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
     data = encode(scene(2, (64, 64)), "HEIF", quality=80)
     # More pixels than allowed: 413-style, decided from the header.
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(data, max_bytes=10_000_000, max_pixels=64 * 64 - 1)
+        inspect_photo(data, PhotoLimits(max_bytes=10_000_000, max_pixels=64 * 64 - 1))
     assert exc.value.too_large
     # A tiny file claiming 30000x30000 in its 'ispe' box: refused from the header alone.
     bomb = bytearray(data)
@@ -104,12 +112,130 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
         struct.pack_into(">II", bomb, at + 8, 30_000, 30_000)
         at = bomb.find(b"ispe", at + 4)
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(bytes(bomb), max_bytes=10_000_000, max_pixels=10**12)
+        inspect_photo(bytes(bomb), PhotoLimits(max_bytes=10_000_000, max_pixels=10**12, max_request_pixels=10**12))
     assert exc.value.too_large
     # And a truncated HEIC is a 422-style rejection, not a crash.
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(data[: len(data) // 2], **LIMITS)
+        inspect_photo(data[: len(data) // 2], LIMITS)
     assert not exc.value.too_large
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+
+def zero_png(width: int, height: int) -> bytes:
+    """An RGB PNG of zeros (7000x7000: 143 kB), compressed row by row: never held decoded."""
+    row = b"\0" * (1 + 3 * width)  # filter byte + pixels
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@functools.cache
+def phone_jpeg(width: int = 8000, height: int = 6000) -> bytes:
+    """A 48 MP phone photo (~10 MB, under the 15 MB upload cap): coarse noise blown up,
+    with the phone's GPS and an orientation of 6 (shot in portrait)."""
+    rng = np.random.default_rng(48)
+    small = rng.integers(0, 256, (height // 10, width // 10, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)
+    exif = gps_exif()
+    exif[0x0112] = 6
+    return encode(img, quality=85, exif=exif)
+
+
+_PEAK_CHILD = """
+import sys, pathlib
+from geo import photos
+
+def high_water():  # VmHWM: this process's peak resident memory, in bytes
+    line = next(l for l in pathlib.Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+data = pathlib.Path(sys.argv[2]).read_bytes()
+before = high_water()
+if sys.argv[1] == "intake":
+    photos.inspect_photo(data, photos.PhotoLimits())
+    photos.perceptual_hash(data)
+else:
+    photos.public_copies(data)
+print(high_water() - before)
+"""
+
+
+def peak_growth(stage: str, data: bytes, tmp_path: Path) -> int:
+    """How far `stage` raises the peak memory of a fresh process (so nothing else counts)."""
+    path = tmp_path / "photo"
+    path.write_bytes(data)
+    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, stage, str(path)], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout)
+
+
+def test_a_png_bomb_under_the_camera_cap_is_refused_from_its_header() -> None:
+    data = zero_png(7000, 7000)
+    assert len(data) < 150_000  # 49 MP: under the 50 MP a phone photo may have
+    with pytest.raises(PhotoRejected, match="7000x7000 pixels; the limit is 16,000,000 pixels for PNG") as exc:
+        inspect_photo(data, PhotoLimits())
+    assert exc.value.too_large
+    # Decided from the header: the same header with its pixel data cut off is refused the
+    # same way (too many pixels), not as a broken file, so nothing was decoded.
+    with pytest.raises(PhotoRejected, match="limit is 16,000,000") as exc:
+        inspect_photo(data[:200], PhotoLimits())
+    assert exc.value.too_large
+    # A PNG of a sane size still passes.
+    assert inspect_photo(zero_png(4000, 3000), PhotoLimits()).format == "PNG"
+
+
+def test_a_48_megapixel_phone_jpeg_is_accepted_and_its_public_copy_is_clean() -> None:
+    data = phone_jpeg()
+    assert len(data) < PhotoLimits().max_bytes
+    info = inspect_photo(data, PhotoLimits())
+    assert (info.format, info.width, info.height) == ("JPEG", 8000, 6000)
+    # The proof checks read the original's EXIF.
+    facts = exif_facts(data)
+    assert facts.make == "Apple" and facts.lat == pytest.approx(42.508056, abs=1e-6)
+    full, thumb = public_copies(data)
+    with Image.open(io.BytesIO(full)) as img:
+        assert img.size == (1536, 2048)  # portrait, as the phone showed it
+        assert len(img.getexif()) == 0 and "exif" not in img.info
+    with Image.open(io.BytesIO(thumb)) as img:
+        assert img.size == (240, 320) and len(img.getexif()) == 0
+    assert exif_facts(full) == ExifFacts() and exif_facts(thumb) == ExifFacts()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from Linux's /proc")
+def test_a_jpeg_is_never_decoded_at_full_size(tmp_path: Path) -> None:
+    data = phone_jpeg()
+    frame = 8000 * 6000 * 4  # one decoded 48 MP frame (Pillow keeps RGB as 4 bytes a pixel)
+    # Intake decodes at 1/8 scale and the public copy at 1/2 (4000x3000, still over 2048 a
+    # side), so neither ever holds a full-size frame. (Measured when decoding at full
+    # size: +194 MB and +578 MB; now about +5 MB and +87 MB.)
+    assert peak_growth("intake", data, tmp_path) < frame / 4
+    assert peak_growth("public", data, tmp_path) < frame
+
+
+def test_a_truncated_jpeg_is_still_refused() -> None:
+    data = encode(scene(8, (640, 480)), quality=90)
+    with pytest.raises(PhotoRejected, match="not a readable image") as exc:
+        inspect_photo(data[: len(data) * 2 // 3], LIMITS)
+    assert not exc.value.too_large
+
+
+def test_the_photos_of_one_request_are_bounded_together_before_any_is_decoded() -> None:
+    good = encode(scene(9, (640, 480)))
+    broken = good[: len(good) // 2]
+    limits = PhotoLimits(max_request_pixels=2 * 640 * 480)
+    assert len(inspect_photos([good, good], limits)) == 2
+    with pytest.raises(PhotoRejected, match="the 3 photos have 921,600 pixels together") as exc:
+        inspect_photos([good, good, broken], limits)
+    assert exc.value.too_large  # the total, not the broken third: it was never decoded
+    with pytest.raises(PhotoRejected, match="not a readable image"):
+        inspect_photos([good, broken], limits)
 
 
 # --------------------------------------------------------------------------- EXIF

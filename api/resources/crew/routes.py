@@ -18,7 +18,7 @@ from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
 from geo.completion import CompletionInput, complete_work_order, public_view
-from geo.photos import PhotoRejected
+from geo.photos import PhotoLimits, PhotoRejected
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, etag_of, route_feed
 
@@ -208,7 +208,7 @@ def _form_float(name: str) -> float | None:
 @blp.response(201)
 @blp.alt_response(404, description="Not this crew's work order")
 @blp.alt_response(409, description="The order cannot be completed now")
-@blp.alt_response(413, description="A photo is too large or has too many pixels")
+@blp.alt_response(413, description="A photo is too large or has too many pixels for its format, or the photos have too many together")
 @blp.alt_response(422, description="Bad input, or the Idempotency-Key was used for a different submission")
 @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255}}],
          requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["outcome"], "properties": {
@@ -248,7 +248,7 @@ def complete(wo_id: int) -> Any:
     try:
         completion, checks, photos = complete_work_order(
             s, media_storage(), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
-            max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels, sample_rate=cfg.audit_sample_rate,
+            limits=PhotoLimits.from_settings(cfg), sample_rate=cfg.audit_sample_rate,
         )
     except PhotoRejected as exc:
         abort(413 if exc.too_large else 422, message=f"photo rejected: {exc}", errors={"photos": [str(exc)]})
