@@ -34,6 +34,10 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
 # with them; a PNG or WebP of flat colour compresses ~1000:1 (143 kB for 49 MP of zeros),
 # which is what a decompression bomb is. Those formats get the lower cap.
 CAMERA_FORMATS = frozenset({"JPEG", "HEIF"})
+# A JPEG that carries a second picture (the Multi-Picture Format: Android's Ultra HDR and
+# the iPhone's HDR gain maps, stereo cameras) is what Pillow calls MPO. It is a JPEG to
+# every reader, decodes its first picture (the photo), and is treated as one.
+_FORMAT_ALIASES = {"MPO": "JPEG"}
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -112,7 +116,7 @@ def _read_header(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))  # parses the header; no pixel is decoded
         with img:
-            fmt = img.format or ""
+            fmt = _FORMAT_ALIASES.get(img.format or "", img.format or "")
             width, height = img.size
             if fmt not in ACCEPTED_FORMATS:
                 raise PhotoRejected(f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG, WebP or HEIC")

@@ -208,6 +208,25 @@ def test_a_48_megapixel_phone_jpeg_is_accepted_and_its_public_copy_is_clean() ->
     assert exif_facts(full) == ExifFacts() and exif_facts(thumb) == ExifFacts()
 
 
+def test_a_phone_jpeg_with_a_second_picture_is_a_jpeg() -> None:
+    # Android's Ultra HDR and the iPhone's HDR photos carry a gain map as a second picture
+    # (the Multi-Picture Format); Pillow names such a file MPO. It is a JPEG all the same:
+    # its EXIF is the proof's, and only the first picture goes public.
+    first = scene(12, (640, 480))
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[Image.new("L", (160, 120), 200)], exif=gps_exif())
+    data = buf.getvalue()
+    info = inspect_photo(data, LIMITS)
+    assert (info.format, info.content_type, info.extension) == ("JPEG", "image/jpeg", "jpg")
+    assert (info.width, info.height) == (640, 480)
+    assert exif_facts(data).lat == pytest.approx(42.508056, abs=1e-6)
+    full, _ = public_copies(data)
+    with Image.open(io.BytesIO(full)) as img:
+        assert (img.format, img.size) == ("JPEG", (640, 480)) and len(img.getexif()) == 0
+        assert getattr(img, "n_frames", 1) == 1
+    assert hamming(perceptual_hash(data), perceptual_hash(encode(first, quality=95))) <= 4
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from Linux's /proc")
 def test_a_jpeg_is_never_decoded_at_full_size(tmp_path: Path) -> None:
     data = phone_jpeg()
