@@ -144,6 +144,12 @@ class Settings:
     fix_max_age_minutes: int = 15
     # A resident's promised time that slips by more than this is moved, and they are told.
     promise_slip_minutes: int = 30
+    # -- worker reliability (issue 11) --
+    # A worker without a heartbeat for this long is taken for dead: the jobs it was running
+    # are queued again for another worker (procrastinate's heartbeats; it beats every quarter).
+    worker_stalled_after_s: int = 60
+    # The longest wait between two attempts of a worker to reach a database that went away.
+    worker_reconnect_max_s: int = 30
 
     @property
     def tz(self) -> ZoneInfo:
@@ -193,4 +199,7 @@ class Settings:
             plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
             fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
             promise_slip_minutes=_bounded(env, "STREETLOOP_PROMISE_SLIP_MINUTES", 30, 1, 24 * 60),
+            # worker reliability (issue 11)
+            worker_stalled_after_s=_bounded(env, "STREETLOOP_WORKER_STALLED_AFTER_S", 60, 2, 3600),
+            worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
         )
