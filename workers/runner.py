@@ -22,6 +22,8 @@ import psycopg
 from procrastinate import App
 from procrastinate.worker import Worker
 
+from workers.stalled import keep_retrying_stalled_jobs
+
 log = logging.getLogger("streetloop.worker")
 
 # A run that lasted this long was a success: the next loss starts the back-off afresh.
@@ -35,7 +37,8 @@ _PROBE_TIMEOUT_S = 5
 class WorkerOptions:
     concurrency: int = 2
     queues: tuple[str, ...] | None = None
-    # Seconds without a heartbeat after which a worker counts as dead (see workers.stalled).
+    # Seconds without a heartbeat after which a worker counts as dead and its running jobs
+    # are queued again (see workers.stalled).
     stalled_after_s: float = 60.0
     reconnect_max_s: float = 30.0
 
@@ -182,8 +185,18 @@ class Supervisor:
                     return None
                 if self.restarts:
                     log.info("database reachable again; worker restarted (restart %d)", self.restarts)
-                with _SideTaskFailures.watching(worker) as watcher:
-                    await worker.run()
+                # Started with the worker, on the worker's pool: jobs of workers that died
+                # are queued again within about `stalled_after_s` (see workers.stalled).
+                reaper = asyncio.create_task(
+                    keep_retrying_stalled_jobs(self.app, opts.stalled_after_s, every_s=opts.heartbeat_s),
+                    name="retry_stalled_jobs")
+                try:
+                    with _SideTaskFailures.watching(worker) as watcher:
+                        await worker.run()
+                finally:
+                    reaper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reaper
         except Exception as exc:  # noqa: BLE001 - classified by the caller: lost database or crash
             return exc
         finally:

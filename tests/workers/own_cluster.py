@@ -137,3 +137,24 @@ def start_worker(url: str, log: Path, *, extra_env: dict[str, str] | None = None
                             cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     fh.close()
     return WorkerProcess(proc, log)
+
+
+def defer(url: str, task: str, **kwargs: object) -> int:
+    """Queue a job the way the web app does (workers.app.Queue)."""
+    from core.settings import Settings
+    from workers.app import Queue
+
+    queue = Queue(Settings(database_url=url))
+    try:
+        return queue.defer(task, **kwargs)
+    finally:
+        queue.close()
+
+
+def job_status(url: str, job_id: int) -> str | None:
+    rows = query(url, "SELECT status::text FROM procrastinate_jobs WHERE id = %s", job_id)
+    return rows[0][0] if rows else None
+
+
+def workers_registered(url: str) -> int:
+    return query(url, "SELECT count(*) FROM procrastinate_workers")[0][0]

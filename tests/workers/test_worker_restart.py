@@ -1,46 +1,24 @@
 """The worker process against a PostgreSQL of its own that is restarted under it.
 
-Slow stage (a cluster is made for the module, a few seconds): the time each test takes is
+Slow stage (a cluster is made once per session, see conftest.py): the time each test takes is
 printed. The shared dev cluster is never restarted; everything talks to 127.0.0.1."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from core.settings import Settings
-from tests.workers.own_cluster import Cluster, own_cluster, query, start_worker, wait_for
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    started = time.monotonic()
-    with own_cluster() as c:
-        c.createdb("migrated", migrated=True)
-        print(f"\n[slow stage] own PostgreSQL cluster on 127.0.0.1:{c.port}, migrated, in {time.monotonic() - started:.1f} s")
-        yield c
-
-
-def _defer(url: str, task: str, **kwargs: object) -> int:
-    from workers.app import Queue
-
-    queue = Queue(Settings(database_url=url))
-    try:
-        return queue.defer(task, **kwargs)
-    finally:
-        queue.close()
-
-
-def _status(url: str, job_id: int) -> str | None:
-    rows = query(url, "SELECT status::text FROM procrastinate_jobs WHERE id = %s", job_id)
-    return rows[0][0] if rows else None
+from tests.workers.own_cluster import Cluster, defer, job_status as _status, query, start_worker, wait_for, workers_registered
 
 
 def _registered(url: str) -> bool:
-    return bool(query(url, "SELECT count(*) FROM procrastinate_workers")[0][0])
+    return workers_registered(url) > 0
+
+
+def _defer(url: str, task: str, **kwargs: object) -> int:
+    return defer(url, task, **kwargs)
+
+
 
 
 def test_worker_goes_on_after_the_database_restarts(cluster: Cluster, tmp_path: Path) -> None:
