@@ -150,6 +150,9 @@ class Settings:
     worker_stalled_after_s: int = 60
     # The longest wait between two attempts of a worker to reach a database that went away.
     worker_reconnect_max_s: int = 30
+    # A stored photo file with no row this much older than now was left by a process that
+    # died before its commit; the sweep removes it (well past any upload's transaction).
+    orphan_file_grace_minutes: int = 60
 
     @property
     def tz(self) -> ZoneInfo:
@@ -202,4 +205,5 @@ class Settings:
             # worker reliability (issue 11)
             worker_stalled_after_s=_bounded(env, "STREETLOOP_WORKER_STALLED_AFTER_S", 60, 2, 3600),
             worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
+            orphan_file_grace_minutes=_bounded(env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60),
         )
