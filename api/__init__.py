@@ -52,15 +52,20 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     )
     app.extensions["streetloop.settings"] = settings
     if sessions is None:
-        sessions = make_sessionmaker(make_engine(settings.database_url, pool_size=10, max_overflow=10))
+        engine = make_engine(settings.database_url, connect_timeout_s=settings.db_connect_timeout_s,
+                             pool_size=10, max_overflow=10)
+        sessions = make_sessionmaker(engine)
+        # Its idle connections are closed at exit rather than left to the garbage collector
+        # (gunicorn workers run atexit hooks when they stop).
+        atexit.register(engine.dispose)
     app.extensions["streetloop.sessions"] = sessions
     area = AreaConfig.from_settings(settings)
     app.extensions["streetloop.service_area"] = area
     _warn_without_service_area(sessions, area)
     if queue is None:
         queue = Queue(settings)
-        # Its connection pool has threads: closed at exit, a stopping worker does not wait
-        # on them (psycopg_pool's "couldn't stop thread ... within 5.0 seconds").
+        # Its connection pool has threads: closed at exit (see Queue.close), a stopping
+        # web worker waits on none of them.
         atexit.register(queue.close)
     app.extensions["streetloop.queue"] = queue
 

@@ -329,7 +329,8 @@ def worker(concurrency: int, queues: str) -> None:
     settings = settings_from_env()
     options = WorkerOptions(concurrency=concurrency, queues=tuple(q for q in queues.split(",") if q) or None,
                             stalled_after_s=settings.worker_stalled_after_s,
-                            reconnect_max_s=settings.worker_reconnect_max_s)
+                            reconnect_max_s=settings.worker_reconnect_max_s,
+                            connect_timeout_s=settings.db_connect_timeout_s)
     try:
         with bound_to(settings) as app:
             # The runner opens (and closes) the app's async connection pool per worker run.

@@ -34,8 +34,11 @@ bigint = Annotated[int, mapped_column(BigInteger)]
 created_at = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, connect_timeout_s: int = 5, **kwargs: Any) -> Engine:
+    """`connect_timeout_s`: a connection attempt to a database host that went away fails
+    after this long, instead of holding its thread (and the process's exit) for ever."""
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", connect_timeout_s)
     return create_engine(url, **kwargs)
 
 

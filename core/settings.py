@@ -153,6 +153,10 @@ class Settings:
     # A stored photo file with no row this much older than now was left by a process that
     # died before its commit; the sweep removes it (well past any upload's transaction).
     orphan_file_grace_minutes: int = 60
+    # libpq's connect_timeout for every connection the processes open: a database host
+    # that went away (packets dropped) fails a connection attempt after this long instead
+    # of never, so no pool thread waits on it at shutdown.
+    db_connect_timeout_s: int = 5
 
     @property
     def tz(self) -> ZoneInfo:
@@ -206,4 +210,5 @@ class Settings:
             worker_stalled_after_s=_bounded(env, "STREETLOOP_WORKER_STALLED_AFTER_S", 60, 2, 3600),
             worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
             orphan_file_grace_minutes=_bounded(env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60),
+            db_connect_timeout_s=_bounded(env, "STREETLOOP_DB_CONNECT_TIMEOUT_S", 5, 1, 60),
         )

@@ -29,8 +29,8 @@ log = logging.getLogger("streetloop.worker")
 # A run that lasted this long was a success: the next loss starts the back-off afresh.
 _HEALTHY_RUN_S = 60.0
 _FIRST_DELAY_S = 0.5
-# How long to wait for a connection when checking that the database is back.
-_PROBE_TIMEOUT_S = 5
+# Long enough for idle pool tasks to see the stop, not for one stuck connecting.
+_POOL_CLOSE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class WorkerOptions:
     # are queued again (see workers.stalled).
     stalled_after_s: float = 60.0
     reconnect_max_s: float = 30.0
+    connect_timeout_s: int = 5
 
     @property
     def heartbeat_s(self) -> float:
@@ -91,10 +92,10 @@ class _SideTaskFailures(logging.Filter):
             worker.logger.removeFilter(watcher)
 
 
-async def _database_answers(conninfo: str) -> BaseException | None:
+async def _database_answers(conninfo: str, timeout_s: int) -> BaseException | None:
     """None when a fresh connection can run a query, else what went wrong."""
     try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=_PROBE_TIMEOUT_S, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=timeout_s, autocommit=True)
         async with conn:
             await conn.execute("SELECT 1")
     except (psycopg.Error, OSError) as exc:
@@ -147,7 +148,7 @@ class Supervisor:
             started = loop.time()
             # Checked before opening the pool: psycopg_pool would wait its full 30 s
             # timeout for a database that refuses connections, and say less about why.
-            failure = await _database_answers(self.conninfo)
+            failure = await _database_answers(self.conninfo, self.options.connect_timeout_s)
             if failure is None:
                 failure = await self._run_one_worker()
                 if self._stopping.is_set():
@@ -197,6 +198,11 @@ class Supervisor:
                     reaper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reaper
+                    # Before procrastinate's own close (which then has nothing to do): it
+                    # waits 5 s for each pool task, and with the database gone each is stuck
+                    # in a connection attempt. Those attempts end by their connect timeout,
+                    # or are cancelled with the event loop when the process stops.
+                    await self.app.connector.pool.close(timeout=_POOL_CLOSE_S)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - classified by the caller: lost database or crash
             return exc
         finally:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def _resources() -> tuple[Settings, sessionmaker[Session], Storage]:
     """The worker process's settings, database sessions and file storage, made once."""
     settings = Settings.from_env()
-    return settings, make_sessionmaker(make_engine(settings.database_url)), storage_from_settings(settings)
+    engine = make_engine(settings.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+    return settings, make_sessionmaker(engine), storage_from_settings(settings)
 
 
 def close_resources() -> None:
