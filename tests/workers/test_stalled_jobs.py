@@ -5,12 +5,14 @@ to recovery is printed (bench/worker_recovery.py measures it), not asserted."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from PIL import Image
 
 from tests.workers.own_cluster import Cluster, defer, job_status, query, start_worker, wait_for
@@ -68,18 +70,17 @@ def test_the_job_of_a_killed_worker_is_taken_up_by_another(cluster: Cluster, tmp
           f"test {time.monotonic() - started:.1f} s")
 
 
-def test_a_plan_left_running_by_a_dead_worker_is_queued_again_with_its_event(cluster: Cluster) -> None:
+def test_a_plan_left_running_by_a_dead_worker_is_queued_again_with_its_event(cluster: Cluster,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The step before the retry, on its own: the retried job must find the plan queued."""
-    import asyncio
-
     from procrastinate import App, PsycopgConnector
 
     from workers import tasks
     from workers.stalled import retry_stalled_jobs
 
     url = cluster.createdb("stalled_plan", migrated=True, template="migrated")
-    plan_id = query(url, "INSERT INTO route_plans (plan_date, status, time_limit_s, version) VALUES (current_date, 'running', 5, 1) "
-                         "RETURNING id")[0][0]
+    plan_id = query(url, "INSERT INTO route_plans (plan_date, status, time_limit_s, version) "
+                         "VALUES (current_date, 'running', 5, 1) RETURNING id")[0][0]
     # A job `doing` on a worker whose last heartbeat is a minute old: a dead worker.
     worker = query(url, "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 minute') RETURNING id")[0][0]
     job = defer(url, "optimise_plan", plan_id=plan_id)
@@ -89,18 +90,12 @@ def test_a_plan_left_running_by_a_dead_worker_is_queued_again_with_its_event(clu
         async with App(connector=PsycopgConnector(conninfo=url)).open_async() as app:
             return await retry_stalled_jobs(app, stalled_after_s=30)
 
-    import os
-
-    os.environ["DATABASE_URL"], saved = url, os.environ.get("DATABASE_URL")
+    monkeypatch.setenv("DATABASE_URL", url)  # the worker's own sessions (workers.tasks._resources)
     tasks.close_resources()
     try:
         assert asyncio.run(check()) == [job]
     finally:
         tasks.close_resources()
-        if saved is None:
-            del os.environ["DATABASE_URL"]
-        else:
-            os.environ["DATABASE_URL"] = saved
     assert job_status(url, job) == "todo"
     assert query(url, "SELECT status FROM route_plans WHERE id = %s", plan_id)[0][0] == "queued"
     events = query(url, "SELECT from_status, to_status, note FROM status_events WHERE entity = 'route_plan' AND entity_id = %s",
