@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import citistat_page, db, docs, errors, media, status_page
+    from api import citistat_page, db, docs, errors, health, media, status_page
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
     from api.spec import make_api
@@ -52,20 +52,28 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     )
     app.extensions["streetloop.settings"] = settings
     if sessions is None:
-        sessions = make_sessionmaker(make_engine(settings.database_url, pool_size=10, max_overflow=10))
+        engine = make_engine(settings.database_url, connect_timeout_s=settings.db_connect_timeout_s,
+                             pool_size=10, max_overflow=10)
+        sessions = make_sessionmaker(engine)
+        # Its idle connections are closed at exit rather than left to the garbage collector
+        # (gunicorn workers run atexit hooks when they stop).
+        atexit.register(engine.dispose)
     app.extensions["streetloop.sessions"] = sessions
     area = AreaConfig.from_settings(settings)
     app.extensions["streetloop.service_area"] = area
     _warn_without_service_area(sessions, area)
     if queue is None:
         queue = Queue(settings)
-        # Its connection pool has threads: closed at exit, a stopping worker does not wait
-        # on them (psycopg_pool's "couldn't stop thread ... within 5.0 seconds").
+        # Its connection pool has threads: closed at exit (see Queue.close), a stopping
+        # web worker waits on none of them.
         atexit.register(queue.close)
     app.extensions["streetloop.queue"] = queue
 
     db.init_app(app)
-    register_resources(make_api(app))
+    api = make_api(app)
+    register_resources(api)
+    # At the root, outside /api/v1: probes are configured once, by path, for every version.
+    api.register_blueprint(health.blp)
     app.register_blueprint(open311_blp)
     app.register_blueprint(docs.blp)
     app.register_blueprint(media.blp)

@@ -316,17 +316,28 @@ def users_reactivate(email: str) -> None:
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--queues", default="", help="comma list; empty means all")
 def worker(concurrency: int, queues: str) -> None:
-    """Run the background job worker (photos, plans, notifications)."""
+    """Run the background job worker (photos, plans, notifications).
+
+    It waits for a database that went away and goes on when it is back; it exits with
+    status 1 if it crashes (so a supervisor restarts it) and 0 on SIGINT/SIGTERM."""
+    from core.settings import libpq_url
     from workers.app import bound_to
+    from workers.runner import WorkerOptions, run_worker
     from workers.tasks import close_resources
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_env()
+    options = WorkerOptions(concurrency=concurrency, queues=tuple(q for q in queues.split(",") if q) or None,
+                            stalled_after_s=settings.worker_stalled_after_s,
+                            reconnect_max_s=settings.worker_reconnect_max_s,
+                            connect_timeout_s=settings.db_connect_timeout_s)
     try:
-        with bound_to(settings_from_env()) as app:
-            # run_worker opens (and closes) the app's async connection pool itself.
-            app.run_worker(concurrency=concurrency, queues=[q for q in queues.split(",") if q] or None)
+        with bound_to(settings) as app:
+            # The runner opens (and closes) the app's async connection pool per worker run.
+            status = run_worker(app, libpq_url(settings.database_url), options)
     finally:
         close_resources()
+    sys.exit(status)
 
 
 @main.group()

@@ -34,9 +34,13 @@ bigint = Annotated[int, mapped_column(BigInteger)]
 created_at = Annotated[datetime, mapped_column(DateTime(timezone=True), server_default=func.now())]
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine whose errors name no values: see `_errors_without_values`."""
+def make_engine(url: str, *, connect_timeout_s: int = 5, **kwargs: Any) -> Engine:
+    """An engine whose errors name no values (see `_errors_without_values`).
+
+    `connect_timeout_s`: a connection attempt to a database host that went away fails
+    after this long, instead of holding its thread (and the process's exit) for ever."""
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", connect_timeout_s)
     # A failed statement's error would otherwise print its bound parameters: a resident's
     # e-mail, name and phone, a request's secret token. Logs travel further than the
     # database (log shippers, support tickets, a developer's laptop).

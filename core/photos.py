@@ -1,11 +1,18 @@
-"""Queries about stored photos that several domain services share."""
+"""Queries about stored photos that several domain services share, and the sweep of
+stored photo files no row names."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import Photo
+from core.storage import TEMP_PREFIX, Storage
 
 
 def after_photo_url(session: Session, completion_id: int) -> str | None:
@@ -18,3 +25,87 @@ def after_photo_url(session: Session, completion_id: int) -> str | None:
         .limit(1)
     )
     return f"/media/{key}" if key else None
+
+
+# -- stored files without a row ------------------------------------------------------
+# An upload writes the original, then commits its Photo row; the worker writes the public
+# copies, then commits their keys. A process killed in between leaves a file no row names
+# (only a retry of the same photo, by its content-addressed key, used to reclaim it). The
+# sweep below removes such files. A writer holds MEDIA_WRITE_LOCK (shared, so writers
+# never wait for each other) from before its write until its commit; the sweep holds it
+# exclusively, a batch at a time, while it decides and deletes. So it never sees a file
+# whose row is about to be committed, nor deletes one a writer found (`exists`) and is
+# about to name. The grace period is a second guard, for writers that take no lock.
+
+MEDIA_WRITE_LOCK = (31111, 1)  # pg_advisory_xact_lock classes 31100-31110 are taken
+PHOTO_PREFIXES = ("private/photos", "public/photos")
+_ORIGINAL = re.compile(r"^private/photos/[0-9a-f]{2}/(?P<sha>[0-9a-f]{64})\.(?:jpg|png|webp|heic)$")
+_PUBLIC = re.compile(r"^public/photos/(?P<id>\d{1,18})-[0-9a-f]{16}(?:-thumb)?\.jpg$")
+_BATCH = 500
+
+
+def hold_media_write_lock(session: Session) -> None:
+    """Call before writing a photo file whose row this transaction commits (see above)."""
+    session.execute(select(func.pg_advisory_xact_lock_shared(*MEDIA_WRITE_LOCK)))
+
+
+@dataclass
+class OrphanSweep:
+    removed: list[str] = field(default_factory=list)
+    young: int = 0  # no row, but newer than the grace period: perhaps still being written
+    kept: int = 0  # a row names it
+    unknown: int = 0  # not a name StreetLoop writes: left alone
+    busy: bool = False  # uploads held the lock all through `lock_timeout_ms`: next time
+
+
+def sweep_orphan_files(sessions: sessionmaker[Session], storage: Storage, *, grace: timedelta,
+                       now: datetime | None = None, lock_timeout_ms: int = 5000) -> OrphanSweep:
+    """Delete photo files older than `grace` that no photo row names; what it did."""
+    cutoff = (now or datetime.now(UTC)) - grace
+    result = OrphanSweep()
+    candidates: list[str] = []
+    for prefix in PHOTO_PREFIXES:
+        for stored in storage.files(prefix):
+            if stored.modified >= cutoff:
+                result.young += 1
+            elif _ORIGINAL.match(stored.key) or _PUBLIC.match(stored.key) or \
+                    stored.key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+                candidates.append(stored.key)
+            else:
+                result.unknown += 1
+    for start in range(0, len(candidates), _BATCH):
+        batch = candidates[start:start + _BATCH]
+        with sessions.begin() as s:
+            if not _take_exclusively(s, lock_timeout_ms):
+                result.busy = True
+                return result
+            named = _named_keys(s, batch)
+            for key in batch:
+                if key in named:
+                    result.kept += 1
+                else:
+                    storage.delete(key)
+                    result.removed.append(key)
+    return result
+
+
+def _take_exclusively(s: Session, timeout_ms: int) -> bool:
+    """The write lock, exclusively, tried until `timeout_ms` has passed. Tried, never
+    waited for: a waiting exclusive request would queue every new upload behind it, and
+    an upload that waits for the lock while holding another could deadlock with it."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not s.scalar(select(func.pg_try_advisory_xact_lock(*MEDIA_WRITE_LOCK))):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _named_keys(s: Session, keys: list[str]) -> set[str]:
+    """Which of `keys` a photo row names, looked up by the sha256 and id in the names
+    (both indexed) rather than by the key columns (not indexed)."""
+    shas = [m["sha"] for k in keys if (m := _ORIGINAL.match(k))]
+    ids = [int(m["id"]) for k in keys if (m := _PUBLIC.match(k))]
+    rows = s.execute(select(Photo.original_key, Photo.public_key, Photo.thumbnail_key)
+                     .where(or_(Photo.sha256.in_(shas), Photo.id.in_(ids)))).all()
+    return {key for row in rows for key in row if key}

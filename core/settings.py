@@ -167,6 +167,19 @@ class Settings:
     retain_tracks_days: int = 90
     # ... and reporters' contact details this many days after their request closed.
     retain_contact_days: int = 365
+    # -- worker reliability (issue 11) --
+    # A worker without a heartbeat for this long is taken for dead: the jobs it was running
+    # are queued again for another worker (procrastinate's heartbeats; it beats every quarter).
+    worker_stalled_after_s: int = 60
+    # The longest wait between two attempts of a worker to reach a database that went away.
+    worker_reconnect_max_s: int = 30
+    # A stored photo file with no row this much older than now was left by a process that
+    # died before its commit; the sweep removes it (well past any upload's transaction).
+    orphan_file_grace_minutes: int = 60
+    # libpq's connect_timeout for every connection the processes open: a database host
+    # that went away (packets dropped) fails a connection attempt after this long instead
+    # of never, so no pool thread waits on it at shutdown.
+    db_connect_timeout_s: int = 5
 
     @property
     def tz(self) -> ZoneInfo:
@@ -221,4 +234,9 @@ class Settings:
             # yesterday and today (dispatch reads the last minutes).
             retain_tracks_days=_bounded(env, "STREETLOOP_RETAIN_TRACKS_DAYS", 90, 0, 36500),
             retain_contact_days=_bounded(env, "STREETLOOP_RETAIN_CONTACT_DAYS", 365, 0, 36500),
+            # worker reliability (issue 11)
+            worker_stalled_after_s=_bounded(env, "STREETLOOP_WORKER_STALLED_AFTER_S", 60, 2, 3600),
+            worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
+            orphan_file_grace_minutes=_bounded(env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60),
+            db_connect_timeout_s=_bounded(env, "STREETLOOP_DB_CONNECT_TIMEOUT_S", 5, 1, 60),
         )

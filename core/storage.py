@@ -6,8 +6,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
+
+# LocalStorage's temporary files (see `put`): a process killed mid-write leaves one behind.
+TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    modified: datetime  # aware, UTC
 
 
 class Storage(Protocol):
@@ -15,6 +27,8 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def path(self, key: str) -> Path | None: ...  # None: not on local disk
+    def files(self, prefix: str) -> Iterator[StoredFile]: ...  # every key under prefix/
+    def delete(self, key: str) -> None: ...  # no error if it is already gone
 
 
 def _safe_key(key: str) -> PurePosixPath:
@@ -36,7 +50,7 @@ class LocalStorage:
     def put(self, key: str, data: bytes) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -52,6 +66,20 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def files(self, prefix: str) -> Iterator[StoredFile]:
+        top = self.path(prefix)
+        for folder, _, names in os.walk(top):
+            for name in names:
+                full = Path(folder) / name
+                try:
+                    mtime = full.stat().st_mtime
+                except FileNotFoundError:  # renamed or removed since the listing
+                    continue
+                yield StoredFile(full.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, UTC))
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
 
 class S3Storage:
@@ -99,6 +127,17 @@ class S3Storage:
                 return False
             raise
         return True
+
+    def files(self, prefix: str) -> Iterator[StoredFile]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix) + "/")
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield StoredFile(obj["Key"][strip:], obj["LastModified"].astimezone(UTC))
+
+    def delete(self, key: str) -> None:
+        # DELETE of a missing key succeeds in S3: nothing to special-case.
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
 def storage_from_settings(settings: object) -> Storage:

@@ -522,3 +522,13 @@ def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 
             RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
             failed.append(plan.id)
     return failed
+
+
+def requeue_orphaned_plan(s: Session, plan_id: int, *, note: str) -> bool:
+    """A plan left `running` by a worker that died: back to `queued` (audited), so the
+    retried job solves it again instead of taking it for handled. False if it is not running."""
+    plan = s.get(RoutePlan, plan_id, with_for_update=True)
+    if plan is None or plan.status != "running":
+        return False
+    RoutePlanLifecycle.transition(s, plan, "queued", actor=SYSTEM, note=note)
+    return True

@@ -19,6 +19,7 @@ from core.field import last_event_at, note_fix
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
+from core.photos import hold_media_write_lock
 from core.spatial import point
 from core.storage import Storage
 from core.workorders import change_status
@@ -160,6 +161,10 @@ def complete_work_order(
         + (f": {', '.join(reasons)}" if reasons and not initial.audit_sampled else ""),
     )
     photos: list[Photo] = []
+    if after or before:
+        # Until the commit: the orphan sweep must neither take a file written here nor one
+        # found (`exists`) and about to be named by these rows.
+        hold_media_write_lock(s)
     for kind, items, blobs in (("after", after, data.photos), ("before", before, data.before_photos)):
         for info, raw in zip(items, blobs, strict=True):
             key = f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.photos import after_photo_url
+from core.photos import after_photo_url, hold_media_write_lock
 from core.models import Photo, ServiceRequest
 from core.storage import Storage
 from geo.photos import public_copies
@@ -26,6 +26,7 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
     full, thumb = public_copies(storage.get(photo.original_key))
     # Unguessable public names: the id alone would let anyone walk every photo.
     stem = f"public/photos/{photo.id}-{photo.sha256[:16]}"
+    hold_media_write_lock(session)  # until the caller's commit names the copies
     storage.put(f"{stem}.jpg", full)
     storage.put(f"{stem}-thumb.jpg", thumb)
     photo.public_key = f"{stem}.jpg"

@@ -6,14 +6,15 @@
 #
 # Environment: PORT (5000), DATABASE_URL (default: local cluster, db streetloop),
 #              STREETLOOP_SECRET_KEY (default: generated once into var/secret_key),
-#              STREETLOOP_PGPORT / STREETLOOP_PGDATA (see scripts/pg.sh).
+#              STREETLOOP_PGPORT / STREETLOOP_PGDATA (see scripts/pg.sh),
+#              STREETLOOP_DEMO_BIN (default .venv/bin): where streetloop and gunicorn are.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$ROOT"
 
 PG="$ROOT/scripts/pg.sh"
-BIN="$ROOT/.venv/bin"
+BIN=${STREETLOOP_DEMO_BIN:-$ROOT/.venv/bin}
 HTTP_PORT=${PORT:-5000}
 
 say() { echo "demo: $*" >&2; }
@@ -103,9 +104,18 @@ if ! credentials=$("$BIN/streetloop" seed credentials); then
 fi
 
 # --- processes ------------------------------------------------------------
-"$BIN/streetloop" worker &
-worker_pid=$!
-
+# The worker outlives a database restart by itself; if it still exits (a crash, status
+# != 0, or killed), it is started again after a back-off (1 s, doubling to 30 s, reset
+# after a minute of running) instead of taking the demo down with it.
+worker_started=0
+worker_backoff=1
+worker_due=0
+start_worker() {
+    "$BIN/streetloop" worker &
+    worker_pid=$!
+    worker_started=$SECONDS
+}
+start_worker
 base="http://127.0.0.1:$HTTP_PORT"
 cat <<BANNER
 
@@ -130,18 +140,25 @@ BANNER
 "$BIN/gunicorn" -w 2 --threads 4 -b "127.0.0.1:$HTTP_PORT" 'api:create_app()' &
 web_pid=$!
 
-# Run until either process exits (or we get a signal, see the traps).
-while kill -0 "$web_pid" 2>/dev/null && kill -0 "$worker_pid" 2>/dev/null; do
+# Run until gunicorn exits (or we get a signal, see the traps); a dead worker is restarted.
+while kill -0 "$web_pid" 2>/dev/null; do
+    if [[ -n "$worker_pid" ]] && ! kill -0 "$worker_pid" 2>/dev/null; then
+        wait "$worker_pid" && wrc=0 || wrc=$?
+        worker_pid=""
+        ((SECONDS - worker_started >= 60)) && worker_backoff=1
+        say "worker exited (status $wrc); restarting it in ${worker_backoff}s"
+        worker_due=$((SECONDS + worker_backoff))
+        worker_backoff=$((worker_backoff * 2 > 30 ? 30 : worker_backoff * 2))
+    fi
+    if [[ -z "$worker_pid" ]] && ((SECONDS >= worker_due)); then
+        start_worker
+        say "worker restarted (pid $worker_pid)"
+    fi
     sleep 1 &
     wait $! || true
 done
-if ! kill -0 "$web_pid" 2>/dev/null; then
-    wait "$web_pid" && rc=0 || rc=$?
-    say "gunicorn exited (status $rc)"
-else
-    wait "$worker_pid" && rc=0 || rc=$?
-    say "worker exited (status $rc)"
-fi
+wait "$web_pid" && rc=0 || rc=$?
+say "gunicorn exited (status $rc)"
 # Ctrl-C in a terminal reaches gunicorn and the worker too (one process group);
 # they stop gracefully with status 0, which is a clean stop, not an error.
 exit "$rc"

@@ -16,8 +16,16 @@ from core.settings import Settings, libpq_url
 app = App(connector=PsycopgConnector(), import_paths=["workers.tasks"])
 
 
-def connector_for(settings: Settings) -> PsycopgConnector:
-    return PsycopgConnector(conninfo=libpq_url(settings.database_url))
+def connector_for(settings: Settings, *, web: bool = False) -> PsycopgConnector:
+    """psycopg_pool's defaults are 4 connections kept open, 3 threads (or tasks) making
+    them, no connect timeout and 30 s to wait for a connection. With a database host
+    gone, each of those threads then hung in its connection attempt, and closing the pool
+    waited 5 s for each in turn. Here every attempt gives up after the connect timeout,
+    so a pool closes within that time, and a caller waits no longer for a connection."""
+    timeout = settings.db_connect_timeout_s
+    sizes = {"min_size": 1, "max_size": 4, "num_workers": 1} if web else {}  # a defer is one short INSERT
+    return PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs={"connect_timeout": timeout},
+                            timeout=float(timeout), **sizes)
 
 
 @contextlib.contextmanager
@@ -32,14 +40,21 @@ class Queue:
 
     def __init__(self, settings: Settings) -> None:
         # A task-less app: deferring only needs the task's name and queue.
-        self._app = App(connector=connector_for(settings))
+        self._app = App(connector=connector_for(settings, web=True))
         self._opened = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def defer(self, task_name: str, **kwargs: Any) -> int:
         import workers.tasks  # noqa: F401  (registers the tasks, so their queues are known)
 
         with self._lock:
+            if self._closed:
+                # The process is stopping (close runs at exit): opening a new pool now
+                # would start threads that connect, and hold the exit up again. (Photos
+                # and notifications are found again by the worker's sweeps; a plan would
+                # stay queued until asked again.)
+                raise RuntimeError(f"the job queue is closed; {task_name} not queued")
             if not self._opened:
                 self._app.open()
                 self._opened = True
@@ -47,7 +62,9 @@ class Queue:
         return self._app.configure_task(name=task_name, queue=task.queue).defer(**kwargs)
 
     def close(self) -> None:
+        """Close the pool for good; its threads end within the connect timeout."""
         with self._lock:
+            self._closed = True
             if self._opened:
                 self._app.close()
                 self._opened = False

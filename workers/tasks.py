@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def _resources() -> tuple[Settings, sessionmaker[Session], Storage]:
     """The worker process's settings, database sessions and file storage, made once."""
     settings = Settings.from_env()
-    return settings, make_sessionmaker(make_engine(settings.database_url)), storage_from_settings(settings)
+    engine = make_engine(settings.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+    return settings, make_sessionmaker(engine), storage_from_settings(settings)
 
 
 def close_resources() -> None:
@@ -74,6 +75,25 @@ async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
         await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
     if ids:
         log.info("re-queued %d pending photos", len(ids))
+
+
+@app.periodic(cron="23 * * * *")
+@app.task(name="sweep_orphan_files", queue="media", queueing_lock="sweep_orphan_files")
+def sweep_orphan_files(timestamp: int) -> None:
+    """Every hour: photo files a process wrote but never committed a row for (it was
+    killed in between) are deleted once older than STREETLOOP_ORPHAN_FILE_GRACE_MINUTES."""
+    from core.photos import sweep_orphan_files as sweep
+
+    settings, sessions, storage = _resources()
+    done = sweep(sessions, storage, grace=timedelta(minutes=settings.orphan_file_grace_minutes))
+    if done.removed or done.busy:
+        log.warning("orphan photo files: %d removed, %d named by a row, %d younger than %d min, %d unknown names "
+                    "left alone%s; removed: %s", len(done.removed), done.kept, done.young,
+                    settings.orphan_file_grace_minutes, done.unknown,
+                    "; stopped early, uploads held the lock" if done.busy else "", ", ".join(done.removed[:20]))
+    else:
+        log.info("orphan photo files: none (%d named by a row, %d young, %d unknown names)",
+                 done.kept, done.young, done.unknown)
 
 
 @app.task(name="deliver_notifications", queue="notify")

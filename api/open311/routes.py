@@ -20,6 +20,7 @@ from core.auth import api_key_for
 from core.errors import ValidationFailed
 from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
+from core.photos import hold_media_write_lock
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     REQUEST_OPEN_STATUSES,
@@ -252,6 +253,7 @@ def post_request() -> Response:
     if photo_info is not None:
         storage = media_storage()
         original_key = f"private/photos/{photo_info.sha256[:2]}/{photo_info.sha256}.{photo_info.extension}"
+        hold_media_write_lock(s)  # until the commit: the orphan sweep must not take the file
         storage.put(original_key, photo_bytes)
         photo = Photo(
             kind="report",

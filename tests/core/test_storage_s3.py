@@ -75,3 +75,27 @@ def test_a_report_photo_round_trip_through_s3(client, app, db: Session, settings
     assert served.status_code == 200 and served.content_type == "image/jpeg"
     assert served.data == store.get(photo.public_key)
     assert client.get("/media/public/photos/nope.jpg").status_code == 404
+
+
+def test_files_delete_and_the_orphan_sweep_on_s3(db: Session, sessions, s3_endpoint: str, bucket: str) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime, timedelta
+
+    from core.photos import sweep_orphan_files
+    from tests.core.test_orphan_files import jpeg, named_photo, original_key
+
+    store = S3Storage(bucket, prefix="city", endpoint_url=s3_endpoint)
+    photo = named_photo(db, store, "green")
+    orphan = original_key(jpeg("red"))
+    store.put(orphan, b"x")
+    store.put("exports/x.csv", b"x")
+    listed = {f.key for f in store.files("private/photos")}
+    assert listed == {photo.original_key, orphan}
+    assert all(f.modified.tzinfo is not None for f in store.files("private/photos"))
+
+    grace = timedelta(hours=1)
+    assert sweep_orphan_files(sessions, store, grace=grace).removed == []  # S3 dates them now: all young
+    later = datetime.now(UTC) + grace + timedelta(minutes=1)
+    done = sweep_orphan_files(sessions, store, grace=grace, now=later)
+    assert done.removed == [orphan] and done.kept == 3
+    assert not store.exists(orphan) and store.exists(photo.original_key) and store.exists("exports/x.csv")
+    store.delete(orphan)  # already gone: no error
