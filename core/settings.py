@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -91,6 +92,21 @@ def _storage_kind(env: dict[str, str]) -> str:
     return kind
 
 
+def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Network, ...]:
+    """STREETLOOP_TRUSTED_PROXIES: empty (no proxy: X-Forwarded-For is ignored), a number
+    of proxy hops in front of the app, or a comma list of the proxies' addresses/CIDRs."""
+    raw = env.get("STREETLOOP_TRUSTED_PROXIES", "").strip()
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return _bounded(env, "STREETLOOP_TRUSTED_PROXIES", 0, 0, 10)
+    try:
+        return tuple(ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"STREETLOOP_TRUSTED_PROXIES must be a number of proxy hops or a comma list of "
+                         f"proxy addresses/CIDRs, got {raw!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -144,6 +160,16 @@ class Settings:
     fix_max_age_minutes: int = 15
     # A resident's promised time that slips by more than this is moved, and they are told.
     promise_slip_minutes: int = 30
+    # -- sign-in limits (issue 11) --
+    # Failed sign-ins allowed per account (any address) and per client address (any
+    # account) within their windows; beyond, 429 with Retry-After until the oldest ages out.
+    sign_in_account_failures: int = 5
+    sign_in_account_window_minutes: int = 15
+    sign_in_address_failures: int = 100
+    sign_in_address_window_minutes: int = 15
+    # Who may say what the client's address is (X-Forwarded-For): 0 nobody, N hops of
+    # proxies, or the proxies' networks. See api.client_address.
+    trusted_proxies: int | tuple[IPv4Network | IPv6Network, ...] = 0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -193,4 +219,9 @@ class Settings:
             plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
             fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
             promise_slip_minutes=_bounded(env, "STREETLOOP_PROMISE_SLIP_MINUTES", 30, 1, 24 * 60),
+            sign_in_account_failures=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", 5, 1, 1000),
+            sign_in_account_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", 15, 1, 24 * 60),
+            sign_in_address_failures=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000),
+            sign_in_address_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60),
+            trusted_proxies=_trusted_proxies(env),
         )

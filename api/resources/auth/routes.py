@@ -3,28 +3,43 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
 
 from api.auth import current_user, require
+from api.client_address import request_client_address
 from api.db import session, settings
 from api.resources.auth.schemas import LoginSchema, MeSchema, TokenSchema
-from core.auth import authenticate, issue_token
+from core.sign_in import SignInLimits, TooManyFailures, sign_in
 
-blp = Blueprint("auth", __name__, url_prefix="/auth", description="Sign in with e-mail and password; get a bearer token.")
+blp = Blueprint("auth", __name__, url_prefix="/auth",
+                description="Sign in with e-mail and password; get a bearer token.")
 
 
 @blp.route("/token", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, description="Wrong e-mail or password")
+@blp.alt_response(401, schema=ErrorSchema, description="Wrong e-mail or password")
+@blp.alt_response(429, schema=ErrorSchema, headers={"Retry-After": {"description": "seconds to wait",
+                                                                       "schema": {"type": "integer"}}},
+                  description="Too many failed sign-ins for this account or from this address; nothing was checked")
 def token(body: dict[str, Any]) -> dict[str, Any]:
+    """Exchange e-mail and password for a bearer token.
+
+    Failed sign-ins are limited per account and per client address (settings
+    `STREETLOOP_SIGN_IN_*`); past a limit the answer is 429 with `Retry-After`, even for
+    the right password, until the oldest failure in the window has aged out."""
     s = session()
-    user = authenticate(s, body["email"], body["password"])
-    if user is None:
-        abort(401, message="wrong e-mail or password")
-    ttl = settings().token_ttl_s
-    value, _ = issue_token(s, user, ttl)
+    cfg = settings()
+    try:
+        signed_in = sign_in(s, body["email"], body["password"], address=request_client_address(),
+                            limits=SignInLimits.from_settings(cfg), secret=cfg.secret_key, ttl_s=cfg.token_ttl_s)
+    except TooManyFailures as exc:
+        abort(429, message="too many failed sign-ins; try again later", headers={"Retry-After": str(exc.retry_after)})
+    # The failure is committed too: it is what the limits count.
     s.commit()
-    return {"access_token": value, "token_type": "Bearer", "expires_in": ttl}
+    if signed_in is None:
+        abort(401, message="wrong e-mail or password")
+    return {"access_token": signed_in.token, "token_type": "Bearer", "expires_in": cfg.token_ttl_s}
 
 
 @blp.route("/me")
