@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.errors import PermissionDenied
 from core.models import AccessToken, ApiKey, User
 
 _hasher = PasswordHasher()
@@ -40,6 +41,16 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 
 
 def issue_token(session: Session, user: User, ttl_s: int) -> tuple[str, datetime]:
+    """A new bearer token of an active account; PermissionDenied if it is not active now.
+
+    The account's row is locked (FOR SHARE) and read again first. A sign-in checks the
+    password without a lock, and an admin may deactivate the account meanwhile: without
+    this, the token would be stored after the deactivation deleted the account's tokens,
+    and come back to life when the account is reactivated. With it, either the
+    deactivation waits for this token (and deletes it) or this sees the account inactive."""
+    active = session.scalar(select(User.active).where(User.id == user.id).with_for_update(read=True))
+    if not active:
+        raise PermissionDenied(f"user {user.id} is not active")
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     session.add(AccessToken(token_hash=_sha256(token), user_id=user.id, expires_at=expires))
