@@ -74,6 +74,13 @@ def revoke_tokens(session: Session, user: User) -> int:
     return result.rowcount  # type: ignore[attr-defined]
 
 
+def revoke_token(session: Session, user: User, token: str) -> bool:
+    """Sign out this one token of the user (the device it is on); False if it was gone."""
+    result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
+                                                       AccessToken.token_hash == _sha256(token)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def create_api_key(session: Session, name: str, key: str | None = None) -> tuple[ApiKey, str]:
     key = key or secrets.token_urlsafe(24)
     row = ApiKey(key_hash=_sha256(key), name=name)

@@ -5,14 +5,18 @@ from typing import Any
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
 
-from api.auth import current_user, require
+from api.auth import current_actor, current_token, current_user, require
 from api.client_address import request_client_address
 from api.db import session, settings
-from api.resources.auth.schemas import LoginSchema, MeSchema, TokenSchema
+from api.resources.auth.schemas import LoginSchema, MeSchema, RevokedSchema, TokenSchema
+from core.auth import revoke_token, revoke_tokens
+from core.lifecycle.user import UserLifecycle
 from core.sign_in import SignInLimits, TooManyFailures, sign_in
 
 blp = Blueprint("auth", __name__, url_prefix="/auth",
-                description="Sign in with e-mail and password; get a bearer token.")
+                description="Sign in with e-mail and password; get a bearer token; sign out one or every device.")
+
+SIGNED_IN = {"schema": ErrorSchema, "description": "No token, or one that is invalid or expired"}
 
 
 @blp.route("/token", methods=["POST"])
@@ -47,3 +51,37 @@ def token(body: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, MeSchema)
 def me() -> Any:
     return current_user()
+
+
+@blp.route("/logout", methods=["POST"])
+@require()
+@blp.response(204)
+@blp.alt_response(401, **SIGNED_IN)
+def logout() -> None:
+    """Sign out this device.
+
+    Revokes the token this request was sent with; the account's other tokens (its other
+    devices) keep working. Written to the account's timeline."""
+    s = session()
+    user = current_user()
+    revoke_token(s, user, current_token())
+    UserLifecycle.annotate(s, user, actor=current_actor(), note="signed out: this token revoked")
+    s.commit()
+
+
+@blp.route("/logout-everywhere", methods=["POST"])
+@require()
+@blp.response(200, RevokedSchema)
+@blp.alt_response(401, **SIGNED_IN)
+def logout_everywhere() -> dict[str, int]:
+    """Sign out every device.
+
+    Revokes all of the account's tokens, this one included (a lost phone, a shared
+    computer). Written to the account's timeline."""
+    s = session()
+    user = current_user()
+    revoked = revoke_tokens(s, user)
+    UserLifecycle.annotate(s, user, actor=current_actor(),
+                           note=f"signed out everywhere: {revoked} token{'' if revoked == 1 else 's'} revoked")
+    s.commit()
+    return {"revoked": revoked}
