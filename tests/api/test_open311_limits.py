@@ -1,5 +1,5 @@
 """Open311 edges: the spec's 1,000 service_request_id values fit through the server and
-the app bounds the query itself."""
+the app bounds the query itself; an api_key in a write's URL is refused."""
 
 from __future__ import annotations
 
@@ -159,3 +159,40 @@ def test_without_the_flag_gunicorn_refuses_a_thousand_ids(gunicorn: Any) -> None
     """The reason for the flag: gunicorn's default request line (4,094 bytes) ends near 600 ids."""
     status, body = get(gunicorn([]), f"{BASE}/requests.json?{ids_query(seven_digit_ids(1000))}")
     assert status == 414, body
+
+
+# -- api_key stays out of URLs ---------------------------------------------------------------
+
+
+@pytest.fixture
+def city(db: Session) -> None:
+    f.service_type(db, attributes=f.full_attributes())
+    f.api_key(db)
+    db.commit()
+
+
+FORM = {"service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON), "attribute[size]": "small"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_an_api_key_in_the_url_of_a_post_is_refused(client: Any, db: Session, city: None, fmt: str) -> None:
+    before = db.scalar(select(func.count()).select_from(ServiceRequest))
+    # Even together with a good key in the body: the one in the URL is already in a log.
+    for form in (FORM, {**FORM, "api_key": f.API_KEY}):
+        r = client.post(f"{BASE}/requests.{fmt}?api_key={f.API_KEY}", data=form)
+        assert r.status_code == 400, r.data
+        text = r.get_data(as_text=True)
+        assert "send api_key in the form body, not in the URL" in text
+        assert f.API_KEY not in text
+    assert db.scalar(select(func.count()).select_from(ServiceRequest)) == before
+
+
+def test_an_api_key_in_the_form_body_still_works(client: Any, city: None) -> None:
+    r = client.post(f"{BASE}/requests.json?jurisdiction_id=", data={**FORM, "api_key": f.API_KEY})
+    assert r.status_code == 201, r.data
+
+
+def test_reads_take_no_api_key(client: Any, city: None) -> None:
+    """Reads are public and never look at api_key: a key sent with one is ignored, not checked."""
+    for path in ("/services.json", "/requests.json", "/discovery.json"):
+        assert client.get(f"{BASE}{path}?api_key=wrong").status_code == 200
