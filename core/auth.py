@@ -41,16 +41,21 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 
 
 def issue_token(session: Session, user: User, ttl_s: int) -> tuple[str, datetime]:
-    """A new bearer token of an active account; PermissionDenied if it is not active now.
+    """A new bearer token of an active account; PermissionDenied if it is not active now,
+    or if its password is no longer the one `user` was signed in with.
 
     The account's row is locked (FOR SHARE) and read again first. A sign-in checks the
-    password without a lock, and an admin may deactivate the account meanwhile: without
-    this, the token would be stored after the deactivation deleted the account's tokens,
-    and come back to life when the account is reactivated. With it, either the
-    deactivation waits for this token (and deletes it) or this sees the account inactive."""
-    active = session.scalar(select(User.active).where(User.id == user.id).with_for_update(read=True))
-    if not active:
+    password without a lock, and an admin may deactivate the account or reset its
+    password meanwhile: without this, the token would be stored after that change deleted
+    the account's tokens, and outlive it (a reactivation would even bring it back). With
+    it, either the change waits for this token (and deletes it) or this sees the change."""
+    now = session.execute(
+        select(User.active, User.password_hash).where(User.id == user.id).with_for_update(read=True)
+    ).one_or_none()
+    if now is None or not now.active:
         raise PermissionDenied(f"user {user.id} is not active")
+    if now.password_hash != user.password_hash:
+        raise PermissionDenied(f"the password of user {user.id} changed while signing in")
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     session.add(AccessToken(token_hash=_sha256(token), user_id=user.id, expires_at=expires))

@@ -105,12 +105,14 @@ def sign_in(session: Session, email: str, password: str, *, address: str, limits
         try:
             token, _ = issue_token(session, user, ttl_s)
         except PermissionDenied:
-            # Deactivated while its password was being checked: no token, and no failure
-            # either (the password was right); it answers as an inactive account does.
-            user = None
-        else:
-            session.execute(delete(SignInFailure).where(SignInFailure.account == account))
-            return SignedIn(user, token)
+            # Deactivated, or its password reset, while the password was being checked: no
+            # token, and no failure either (the password was right when it was checked);
+            # it answers as a wrong password does.
+            log.warning("sign-in refused: %s from %s was deactivated or had its password reset meanwhile",
+                        _who(session, email, account), address)
+            return None
+        session.execute(delete(SignInFailure).where(SignInFailure.account == account))
+        return SignedIn(user, token)
 
     session.add(SignInFailure(account=account, address=address))
     _prune(session, limits)

@@ -108,3 +108,27 @@ def test_reactivation_revokes_tokens_left_from_before(client: Any, db: Session, 
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["timeline"][-1]["note"] == "reactivated; 1 token from before revoked"
     error_body(client.get("/api/v1/auth/me", headers=headers), 401)
+
+
+def test_a_sign_in_with_the_old_password_racing_a_reset_gets_no_token(committed: sessionmaker[Session]) -> None:
+    """A reset signs out whoever had the password: a sign-in that checked the old one
+    while the reset was committed must not store a token after the reset's revocation."""
+    with committed() as s:
+        admin = f.user(s, "admin@example.org", "admin")
+        ana = f.user(s, "ana@example.org", "dispatcher")
+        s.commit()
+        admin_actor = f.Actor.user(admin.id, admin.email)
+        ana_id = ana.id
+
+    with committed() as signing_in, committed() as admin_session:
+        user = auth.authenticate(signing_in, "ana@example.org", "secret-pass")
+        assert user is not None
+        users.set_password(admin_session, users.get_user(admin_session, ana_id, for_update=True),
+                           password="a-brand-new-one", actor=admin_actor)
+        admin_session.commit()
+        with pytest.raises(PermissionDenied):
+            auth.issue_token(signing_in, user, 3600)
+        signing_in.rollback()
+
+    with committed() as s:
+        assert s.scalars(select(AccessToken).where(AccessToken.user_id == ana_id)).all() == []
