@@ -160,7 +160,7 @@ class Settings:
     fix_max_age_minutes: int = 15
     # A resident's promised time that slips by more than this is moved, and they are told.
     promise_slip_minutes: int = 30
-    # -- sign-in limits (issue 11) --
+    # -- sign-in limits and the client address they count (issue 11) --
     # Failed sign-ins allowed per account (any address) and per client address (any
     # account) within their windows; beyond, 429 with Retry-After until the oldest ages out.
     sign_in_account_failures: int = 5
