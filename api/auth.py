@@ -23,6 +23,11 @@ def current_user() -> User:
     return g.current_user
 
 
+def current_token() -> str:
+    """The bearer token of the signed-in request."""
+    return g.bearer_token
+
+
 def current_actor() -> Actor:
     user = current_user()
     return Actor.user(user.id, user.email)
@@ -38,6 +43,8 @@ def _authenticate() -> User:
     if user is None:
         abort(401, message="the token is invalid or has expired; sign in again",
               headers={"WWW-Authenticate": 'Bearer realm="streetloop", error="invalid_token"'})
+    # Signing out revokes the very token the request came with.
+    g.bearer_token = token.strip()
     return user
 
 

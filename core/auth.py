@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.errors import PermissionDenied
 from core.models import AccessToken, ApiKey, User
 
 _hasher = PasswordHasher()
@@ -40,6 +41,21 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 
 
 def issue_token(session: Session, user: User, ttl_s: int) -> tuple[str, datetime]:
+    """A new bearer token of an active account; PermissionDenied if it is not active now,
+    or if its password is no longer the one `user` was signed in with.
+
+    The account's row is locked (FOR SHARE) and read again first. A sign-in checks the
+    password without a lock, and an admin may deactivate the account or reset its
+    password meanwhile: without this, the token would be stored after that change deleted
+    the account's tokens, and outlive it (a reactivation would even bring it back). With
+    it, either the change waits for this token (and deletes it) or this sees the change."""
+    now = session.execute(
+        select(User.active, User.password_hash).where(User.id == user.id).with_for_update(read=True)
+    ).one_or_none()
+    if now is None or not now.active:
+        raise PermissionDenied(f"user {user.id} is not active")
+    if now.password_hash != user.password_hash:
+        raise PermissionDenied(f"the password of user {user.id} changed while signing in")
     token = secrets.token_urlsafe(32)
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     session.add(AccessToken(token_hash=_sha256(token), user_id=user.id, expires_at=expires))
@@ -61,6 +77,13 @@ def revoke_tokens(session: Session, user: User) -> int:
     """Sign the user out everywhere; returns how many tokens were deleted."""
     result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
     return result.rowcount  # type: ignore[attr-defined]
+
+
+def revoke_token(session: Session, user: User, token: str) -> bool:
+    """Sign out this one token of the user (the device it is on); False if it was gone."""
+    result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
+                                                       AccessToken.token_hash == _sha256(token)))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def create_api_key(session: Session, name: str, key: str | None = None) -> tuple[ApiKey, str]:

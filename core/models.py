@@ -241,6 +241,26 @@ class AccessToken(Base):
     user: Mapped[User] = relationship()
 
 
+class SignInFailure(Base):
+    """One failed sign-in, for the limits per account and per client address (see
+    core/sign_in.py). In the database, so every API process counts the same failures.
+    `account` is a keyed hash of the e-mail typed (known or not), never the address itself;
+    rows older than the longest window are pruned as new failures come in."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (
+        Index("ix_sign_in_failures_account_at", "account", "at"),
+        Index("ix_sign_in_failures_address_at", "address", "at"),
+        Index("ix_sign_in_failures_at", "at"),
+    )
+
+    id: Mapped[intpk]
+    account: Mapped[str] = mapped_column(String(64))
+    # An IPv4 address, an IPv6 /64 network, or "unknown" (see api/client_address.py).
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class ApiKey(Base):
     """An Open311 client application (a resident app, FixMyStreet, a kiosk)."""
 

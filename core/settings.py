@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -104,6 +105,21 @@ def _photo_pixels(env: dict[str, str]) -> dict[str, int]:
     return {"max_image_pixels": camera, "max_image_pixels_other": other, "max_request_pixels": per_request}
 
 
+def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Network, ...]:
+    """STREETLOOP_TRUSTED_PROXIES: empty (no proxy: X-Forwarded-For is ignored), a number
+    of proxy hops in front of the app, or a comma list of the proxies' addresses/CIDRs."""
+    raw = env.get("STREETLOOP_TRUSTED_PROXIES", "").strip()
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return _bounded(env, "STREETLOOP_TRUSTED_PROXIES", 0, 0, 10)
+    try:
+        return tuple(ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"STREETLOOP_TRUSTED_PROXIES must be a number of proxy hops or a comma list of "
+                         f"proxy addresses/CIDRs, got {raw!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -180,6 +196,16 @@ class Settings:
     # that went away (packets dropped) fails a connection attempt after this long instead
     # of never, so no pool thread waits on it at shutdown.
     db_connect_timeout_s: int = 5
+    # -- sign-in limits and the client address they count (issue 11) --
+    # Failed sign-ins allowed per account (any address) and per client address (any
+    # account) within their windows; beyond, 429 with Retry-After until the oldest ages out.
+    sign_in_account_failures: int = 5
+    sign_in_account_window_minutes: int = 15
+    sign_in_address_failures: int = 100
+    sign_in_address_window_minutes: int = 15
+    # Who may say what the client's address is (X-Forwarded-For): 0 nobody, N hops of
+    # proxies, or the proxies' networks. See api.client_address.
+    trusted_proxies: int | tuple[IPv4Network | IPv6Network, ...] = 0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -239,4 +265,9 @@ class Settings:
             worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
             orphan_file_grace_minutes=_bounded(env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60),
             db_connect_timeout_s=_bounded(env, "STREETLOOP_DB_CONNECT_TIMEOUT_S", 5, 1, 60),
+            sign_in_account_failures=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", 5, 1, 1000),
+            sign_in_account_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", 15, 1, 24 * 60),
+            sign_in_address_failures=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000),
+            sign_in_address_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60),
+            trusted_proxies=_trusted_proxies(env),
         )

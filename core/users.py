@@ -238,10 +238,16 @@ def deactivate(session: Session, user: User, *, actor: Actor, note: str | None =
 
 
 def reactivate(session: Session, user: User, *, actor: Actor, note: str | None = None) -> None:
-    """Open the account again, with the password it had (reset it if that is in doubt)."""
+    """Open the account again, with the password it had (reset it if that is in doubt).
+
+    Its tokens from before stay revoked: deactivation deleted them, and an inactive
+    account gets none (core.auth.issue_token). Any that exist anyway (the flag set by
+    hand in the database, say) are deleted here, so reactivating never revives one."""
     if user.active:
         raise IllegalTransition(f"{user.email} is already active", current="active", target="active")
-    UserLifecycle.transition(session, user, "active", actor=actor, note="reactivated" + (f": {note}" if note else ""))
+    stale = revoke_tokens(session, user)
+    text = "reactivated" + (f"; {_tokens(stale)} from before revoked" if stale else "") + (f": {note}" if note else "")
+    UserLifecycle.transition(session, user, "active", actor=actor, note=text)
 
 
 def _tokens(count: int) -> str:

@@ -137,7 +137,10 @@ $(sed 's/^/     /' <<<"$credentials")
 
 BANNER
 
-"$BIN/gunicorn" -w 2 --threads 4 -b "127.0.0.1:$HTTP_PORT" 'api:create_app()' &
+# --limit-request-line 0: an Open311 GET may name 1,000 service_request_id values (about
+# 10 KB of URL), more than gunicorn's largest fixed limit (8,190 bytes); the app bounds
+# the query string itself (api/open311/routes.py, MAX_QUERY_BYTES), with a GeoReport 400.
+"$BIN/gunicorn" -w 2 --threads 4 --limit-request-line 0 -b "127.0.0.1:$HTTP_PORT" 'api:create_app()' &
 web_pid=$!
 
 # Run until gunicorn exits (or we get a signal, see the traps); a dead worker is restarted.

@@ -58,6 +58,33 @@ def _pull_format(endpoint: str | None, values: dict[str, Any] | None) -> None:
     g.open311_format = (values or {}).pop("fmt", "json")
 
 
+# The spec lets a client ask for up to 1,000 service_request_id values in one GET. As a
+# client library encodes them (seven-digit ids, commas as %2C) that is about 10 KB, past
+# gunicorn's largest request-line limit (8,190 bytes), so the server runs with
+# `--limit-request-line 0` (scripts/demo.sh) and this bound is ours: room for 1,000 ids
+# of up to 29 characters, and a clear GeoReport 400 beyond. A reverse proxy in front needs
+# buffers as large (nginx: `large_client_header_buffers 4 64k;`).
+MAX_QUERY_BYTES = 32 * 1024
+# Methods that only read: no api_key is taken by them, so one in their URL is just ignored.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@blp.before_request
+def _bound_the_query() -> None:
+    if len(request.query_string) > MAX_QUERY_BYTES:
+        raise Open311Error(400, f"the query string may have at most {MAX_QUERY_BYTES} bytes, got "
+                                f"{len(request.query_string)}; ask for fewer service_request_id values per call")
+
+
+@blp.before_request
+def _no_api_key_in_the_url() -> None:
+    """A URL is written to access logs (ours, a proxy's, the client's), so a key sent in
+    one is as good as published: writes refuse it, before anything is looked up."""
+    if request.method not in _READS and "api_key" in request.args:
+        raise Open311Error(400, "send api_key in the form body, not in the URL: URLs are written to access logs, "
+                                "so treat a key sent that way as exposed")
+
+
 @blp.before_request
 def _check_jurisdiction() -> None:
     wanted = settings().jurisdiction_id

@@ -18,3 +18,7 @@ class MeSchema(Schema):
     name = fields.String()
     role = fields.String()
     crew_code = fields.Function(lambda u: u.crew.code if u.crew else None)
+
+
+class RevokedSchema(Schema):
+    revoked = fields.Integer(metadata={"description": "how many tokens were revoked, this one included"})

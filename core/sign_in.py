@@ -1,0 +1,159 @@
+"""Signing in with limits on failures: tight per account, loose per client address.
+
+Every failed sign-in is a row of `sign_in_failures`, in PostgreSQL so that every API
+process counts the same ones. Before a password is hashed (Argon2, deliberately slow):
+
+- an account with `account_failures` failures within `account_window` is locked, from
+  every address: this is what stops guessing one person's password;
+- an address with `address_failures` failures within `address_window` is refused, for
+  every account: this is what stops trying one password on many accounts.
+
+Both answer 429 with the seconds until the oldest failure that keeps the limit ages out,
+and cost no hashing, so a locked-out burst neither guesses nor slows the service.
+
+Only failures count, so sign-ins that succeed never use up an address's allowance: a
+depot's twenty crews behind one NAT address all get in, even with a few typos each; it
+would take a hundred typos within fifteen minutes (the default) to lock the yard out.
+A success clears its account's failures, never the address's: an attacker's own login
+must not reset the count of their spray.
+
+Accounts are keyed by an HMAC of the e-mail typed (with the app's secret key), so
+unknown addresses lock exactly like known ones (nobody learns who has an account), the
+table holds no e-mail, and the log names the user id, or the key's first characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, literal, select
+from sqlalchemy.orm import Session
+
+from core.auth import authenticate, issue_token
+from core.errors import PermissionDenied
+from core.models import SignInFailure, User
+from core.settings import Settings
+
+log = logging.getLogger("streetloop.sign_in")
+
+# pg_advisory_xact_lock class of "one account's sign-in" (31100-31102 are taken elsewhere).
+_ACCOUNT_LOCK = 31103
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    account_failures: int = 5
+    account_window: timedelta = timedelta(minutes=15)
+    address_failures: int = 100
+    address_window: timedelta = timedelta(minutes=15)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SignInLimits:
+        return cls(
+            account_failures=settings.sign_in_account_failures,
+            account_window=timedelta(minutes=settings.sign_in_account_window_minutes),
+            address_failures=settings.sign_in_address_failures,
+            address_window=timedelta(minutes=settings.sign_in_address_window_minutes),
+        )
+
+
+class TooManyFailures(Exception):
+    """Refused before the password was looked at; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    token: str
+
+
+def account_key(email: str, secret: str) -> str:
+    """What the failures of an e-mail address are counted under: keyed, so the table
+    cannot be turned back into addresses by hashing a list of them."""
+    normalized = email.strip().lower()
+    return hmac.new(secret.encode(), normalized.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_in(session: Session, email: str, password: str, *, address: str, limits: SignInLimits, secret: str,
+            ttl_s: int) -> SignedIn | None:
+    """A token for the right password; None (a failure, recorded) for a wrong one.
+
+    Raises TooManyFailures while the account or the address is over its limit. The
+    caller commits in both the success and the failure case: a failure must be stored.
+    """
+    account = account_key(email, secret)
+    # One account's sign-ins queue here, across processes, from the check until the
+    # failure is committed: a burst of parallel guesses cannot all pass the check
+    # before the first failure is counted. Different accounts never wait for each other.
+    session.execute(select(func.pg_advisory_xact_lock(_ACCOUNT_LOCK, func.hashtext(account))))
+    retry = _retry_after(session, account, address, limits)
+    if retry is not None:
+        log.warning("sign-in refused, locked: %s from %s, retry in %d s", _who(session, email, account), address, retry)
+        raise TooManyFailures(retry)
+
+    user = authenticate(session, email, password)
+    if user is not None:
+        try:
+            token, _ = issue_token(session, user, ttl_s)
+        except PermissionDenied:
+            # Deactivated, or its password reset, while the password was being checked: no
+            # token, and no failure either (the password was right when it was checked);
+            # it answers as a wrong password does.
+            log.warning("sign-in refused: %s from %s was deactivated or had its password reset meanwhile",
+                        _who(session, email, account), address)
+            return None
+        session.execute(delete(SignInFailure).where(SignInFailure.account == account))
+        return SignedIn(user, token)
+
+    session.add(SignInFailure(account=account, address=address))
+    _prune(session, limits)
+    log.warning("sign-in failed: %s from %s", _who(session, email, account), address)
+    return None
+
+
+def _retry_after(session: Session, account: str, address: str, limits: SignInLimits) -> int | None:
+    """Seconds until the account and the address are both under their limits; None if
+    they are now. A limit of N holds while N failures lie in the window, so it lifts when
+    the N-th most recent one leaves it."""
+    waits = [
+        _wait(session, SignInFailure.account == account, limits.account_failures, limits.account_window),
+        _wait(session, SignInFailure.address == address, limits.address_failures, limits.address_window),
+    ]
+    found = [w for w in waits if w is not None]
+    return max(found) if found else None
+
+
+def _wait(session: Session, where: object, limit: int, window: timedelta) -> int | None:
+    nth = session.scalar(
+        select(literal(window) - (func.now() - SignInFailure.at))
+        .where(where, SignInFailure.at > func.now() - window)  # type: ignore[arg-type]
+        .order_by(SignInFailure.at.desc())
+        .offset(limit - 1)
+        .limit(1)
+    )
+    if nth is None:
+        return None
+    # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
+    return max(1, math.ceil(nth.total_seconds()))
+
+
+def _prune(session: Session, limits: SignInLimits) -> None:
+    """Forget failures no window looks at any more (an index range on `at`): the table
+    holds at most the failures of the last window, whatever is sprayed at it."""
+    horizon = max(limits.account_window, limits.address_window)
+    session.execute(delete(SignInFailure).where(SignInFailure.at < func.now() - horizon))
+
+
+def _who(session: Session, email: str, account: str) -> str:
+    """The log's name for an account: its user id, else the start of its key."""
+    user_id = session.scalar(select(User.id).where(func.lower(User.email) == email.strip().lower()))
+    return f"user {user_id}" if user_id is not None else f"unknown account {account[:12]}"
