@@ -315,6 +315,21 @@ def test_deliveries_for_a_deactivated_webhook_are_given_up_without_a_call(
     assert hooks.calls == []
 
 
+def test_deliveries_for_a_revoked_keys_webhook_are_given_up_without_a_call(
+    sessions: sessionmaker[Session], db: Session, city: Settings, hooks: HookSink
+) -> None:
+    with sessions.begin() as s:
+        key = f.api_key(s)
+        s.add(Webhook(api_key_id=key.id, url=hooks.url, secret="k"))
+    request_id, t0 = _closed_report(sessions, email_to=None, api_key_id=key.id)
+    with sessions.begin() as s:
+        s.get(ApiKey, key.id).active = False
+    assert deliver_due(sessions, city, now=t0).failed == [_row(db, request_id).id]
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, f"api key {key.id} was revoked")
+    assert hooks.calls == []
+
+
 # -- two workers, real commits, the real job queue ---------------------------------------------------
 
 
