@@ -91,6 +91,26 @@ def _storage_kind(env: dict[str, str]) -> str:
     return kind
 
 
+def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
+    """STREETLOOP_WEBHOOK_*: where webhooks may point besides public https hosts (see
+    core/webhook_targets.py), and extra CAs to verify them with."""
+    import ssl
+
+    from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, parse_hosts
+
+    ca_file = env.get("STREETLOOP_WEBHOOK_CA_FILE", "").strip()
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError):
+            raise ValueError(f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {ca_file!r}") from None
+    return {
+        "webhook_allow_hosts": parse_hosts(ALLOW_SETTING, env.get(ALLOW_SETTING, ""), networks=True),
+        "webhook_http_hosts": parse_hosts(HTTP_SETTING, env.get(HTTP_SETTING, ""), networks=False),
+        "webhook_ca_file": Path(ca_file) if ca_file else None,
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -144,6 +164,12 @@ class Settings:
     fix_max_age_minutes: int = 15
     # A resident's promised time that slips by more than this is moved, and they are told.
     promise_slip_minutes: int = 30
+    # Webhooks call public https hosts only (core/webhook_targets.py). Exceptions: hosts,
+    # addresses and networks (CIDR) they may reach although internal; hosts they may call
+    # over plain http; a PEM file of CAs trusted besides the system's.
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_http_hosts: tuple[str, ...] = ()
+    webhook_ca_file: Path | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -193,4 +219,5 @@ class Settings:
             plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
             fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
             promise_slip_minutes=_bounded(env, "STREETLOOP_PROMISE_SLIP_MINUTES", 30, 1, 24 * 60),
+            **_webhook_settings(env),
         )
