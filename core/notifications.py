@@ -39,6 +39,7 @@ from core.db import after_commit
 from core.models import (
     NOTIFICATION_CHANNELS,
     REQUEST_CLOSED_STATUSES,
+    ApiKey,
     Notification,
     ServiceRequest,
     StatusEvent,
@@ -116,8 +117,13 @@ def enqueue(session: Session, request: ServiceRequest, event: StatusEvent, *, ki
         rows.append(Notification(status_event_id=event.id, service_request_id=request.id, kind=kind,
                                  channel="email", recipient=contact.email, payload=payload))
     if request.api_key_id is not None:
+        # A revoked key's app is no longer a client of the city: it is told nothing more
+        # about the reports it submitted, although its webhooks stay registered.
         hooks = session.scalars(
-            select(Webhook).where(Webhook.api_key_id == request.api_key_id, Webhook.active).order_by(Webhook.id)
+            select(Webhook)
+            .join(ApiKey, ApiKey.id == Webhook.api_key_id)
+            .where(Webhook.api_key_id == request.api_key_id, Webhook.active, ApiKey.active)
+            .order_by(Webhook.id)
         )
         rows += [
             Notification(status_event_id=event.id, service_request_id=request.id, kind=kind, channel="webhook",
@@ -281,7 +287,8 @@ def record_failure(
 
 
 class Undeliverable(Exception):
-    """The row can never be delivered as it stands (its webhook was removed or switched off)."""
+    """The row can never be delivered as it stands (its webhook was removed or switched
+    off, or its app's key was revoked)."""
 
 
 # What a resident reads for each status (the Open311 detailed status, in words).
@@ -428,6 +435,9 @@ def webhook_request(session: Session, notification: Notification, settings: Sett
         raise Undeliverable("the webhook was deleted")
     if not hook.active:
         raise Undeliverable(f"webhook {hook.id} was deactivated")
+    if not hook.api_key.active:
+        # Queued before the key was revoked: given up rather than sent.
+        raise Undeliverable(f"api key {hook.api_key_id} was revoked")
     update_ = update_for(session, notification, settings)
     body = json.dumps(
         {

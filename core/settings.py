@@ -120,6 +120,26 @@ def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Netwo
                          f"proxy addresses/CIDRs, got {raw!r}: {exc}") from None
 
 
+def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
+    """STREETLOOP_WEBHOOK_*: where webhooks may point besides public https hosts (see
+    core/webhook_targets.py), and extra CAs to verify them with."""
+    import ssl
+
+    from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, parse_hosts
+
+    ca_file = env.get("STREETLOOP_WEBHOOK_CA_FILE", "").strip()
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError):
+            raise ValueError(f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {ca_file!r}") from None
+    return {
+        "webhook_allow_hosts": parse_hosts(ALLOW_SETTING, env.get(ALLOW_SETTING, ""), networks=True),
+        "webhook_http_hosts": parse_hosts(HTTP_SETTING, env.get(HTTP_SETTING, ""), networks=False),
+        "webhook_ca_file": Path(ca_file) if ca_file else None,
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -206,6 +226,12 @@ class Settings:
     # Who may say what the client's address is (X-Forwarded-For): 0 nobody, N hops of
     # proxies, or the proxies' networks. See api.client_address.
     trusted_proxies: int | tuple[IPv4Network | IPv6Network, ...] = 0
+    # Webhooks call public https hosts only (core/webhook_targets.py). Exceptions: hosts,
+    # addresses and networks (CIDR) they may reach although internal; hosts they may call
+    # over plain http; a PEM file of CAs trusted besides the system's.
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_http_hosts: tuple[str, ...] = ()
+    webhook_ca_file: Path | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -270,4 +296,5 @@ class Settings:
             sign_in_address_failures=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000),
             sign_in_address_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60),
             trusted_proxies=_trusted_proxies(env),
+            **_webhook_settings(env),
         )

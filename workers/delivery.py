@@ -20,20 +20,27 @@ the server accepted it.
 
 from __future__ import annotations
 
+import functools
+import http.client
+import ipaddress
 import logging
 import smtplib
+import socket
 import ssl
-import urllib.error
-import urllib.request
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import notifications as outbox
 from core.models import Notification
 from core.settings import Settings
+from core.webhook_targets import IPAddress, WebhookPolicy, literal_address
 
 log = logging.getLogger(__name__)
 
@@ -77,33 +84,153 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc!r}") from exc
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # Following a redirect would turn the POST into a body-less GET and call that delivered.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+# -- webhooks: public hosts only, at the address that was checked ------------------------
+#
+# A webhook's URL comes from outside the city, and this worker runs inside its network.
+# `core.webhook_targets` says which URLs and addresses are allowed; this part makes sure
+# the call goes exactly there: the name is resolved once, every address it gave is
+# checked, and the socket is opened to a checked address. TLS still proves the URL's host
+# name (SNI and certificate), and the Host header still names it.
+
+type Resolver = Callable[[str, int], Iterable[str]]
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+def resolve_host(host: str, port: int) -> list[str]:
+    """The system resolver's addresses for `host`, in its order of preference."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)))
 
 
-def post_webhook(request: outbox.WebhookRequest, *, timeout: float = WEBHOOK_TIMEOUT_S) -> int:
-    """POST the signed body; any 2xx is delivered, anything else raises (and is retried)."""
-    req = urllib.request.Request(request.url, data=request.body, headers=request.headers, method="POST")
-    try:
-        with _opener.open(req, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
+def _open_socket(addresses: Sequence[IPAddress], port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of `addresses` that answers. A numeric address goes
+    to connect() as it is: nothing here looks a name up."""
+    error = OSError("no address to connect to")
+    for address in addresses:
+        sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            reply = exc.read(300).decode(errors="replace").strip()
-        except (OSError, AttributeError):
-            reply = ""
-        finally:
-            exc.close()
-        raise DeliveryError(f"HTTP {exc.code} from {request.url}" + (f": {reply}" if reply else "")) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(f"{request.url}: {getattr(exc, 'reason', exc)!r}") from exc
+            sock.settimeout(timeout)
+            sock.connect((str(address), port))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection to `host` that opens its socket to addresses checked beforehand
+    instead of resolving `host` again (which could answer differently: DNS rebinding)."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[IPAddress], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._addresses = addresses
+
+    def connect(self) -> None:
+        sys.audit("http.client.connect", self, self.host, self.port)
+        self.sock = _open_socket(self._addresses, self.port, self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """The same for https: TCP to the checked address, then TLS for the URL's host name
+    (SNI, and the certificate must be valid for that name, not for the address)."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[IPAddress], timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._addresses = addresses
+        self._tls = context
+
+    def connect(self) -> None:
+        sys.audit("http.client.connect", self, self.host, self.port)
+        sock = _open_socket(self._addresses, self.port, self.timeout)
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+@functools.cache
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system's CAs (and STREETLOOP_WEBHOOK_CA_FILE's), hostname checks on. Built once
+    per CA file: loading the system's store takes a while, and a context can be shared."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+def _failure(exc: BaseException) -> str:
+    """What admins read for a failed call: our own words, never the target's or the OS's
+    (an error text may carry an internal service's banner or an address)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS error: certificate not accepted"
+    if isinstance(exc, ssl.SSLError):
+        return "TLS error"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "no reply"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "connection reset"
+    if isinstance(exc, http.client.HTTPException):
+        return "invalid HTTP reply"
+    return "connection failed"
+
+
+def post_webhook(request: outbox.WebhookRequest, settings: Settings, *, resolve: Resolver = resolve_host,
+                 timeout: float | None = None) -> int:
+    """POST the signed body; any 2xx is delivered, anything else raises (and is retried,
+    except refusals: the URL or its addresses are not allowed, and asking again will not
+    change that). Redirects are not followed: that would turn the POST into a body-less
+    GET, to a host nobody checked."""
+    timeout = WEBHOOK_TIMEOUT_S if timeout is None else timeout
+    policy = WebhookPolicy.from_settings(settings)
+    refusal = policy.check_url(request.url)
+    if refusal is not None:
+        raise DeliveryError(str(refusal), permanent=True)
+    parts = urlsplit(request.url)
+    try:
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port out of range
+        raise DeliveryError("invalid URL", permanent=True) from None
+    literal = literal_address(host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        try:
+            addresses = [ipaddress.ip_address(a) for a in resolve(host, port)]
+        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+            raise DeliveryError("host name not found") from exc
+        if not addresses:
+            raise DeliveryError("host name not found")
+    for address in addresses:
+        # Every address, not only the one used: a name that points inside the network
+        # at all is refused, whatever else it answers.
+        refusal = policy.check_address(host, address)
+        if refusal is not None:
+            raise DeliveryError(str(refusal), permanent=True)
+
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(
+            host, port, addresses, timeout, _tls_context(settings.webhook_ca_file))
+    else:
+        conn = _PinnedHTTPConnection(host, port, addresses, timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", target, body=request.body, headers=request.headers)
+        # The status is all we keep: the body is neither read nor stored.
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise DeliveryError(_failure(exc)) from exc
+    finally:
+        conn.close()
     if not 200 <= status < 300:
-        raise DeliveryError(f"HTTP {status} from {request.url}")
+        raise DeliveryError(f"HTTP {status}")
     return status
 
 
@@ -141,16 +268,17 @@ def _compose(session: Session, settings: Settings, claimed: outbox.Claim,
     return outbox.webhook_request(session, row, settings)
 
 
-def _transmit(settings: Settings, outgoing: EmailMessage | outbox.WebhookRequest) -> None:
+def _transmit(settings: Settings, outgoing: EmailMessage | outbox.WebhookRequest, resolve: Resolver) -> None:
     if isinstance(outgoing, EmailMessage):
         send_email(settings, outgoing)
     else:
-        post_webhook(outgoing)
+        post_webhook(outgoing, settings, resolve=resolve)
 
 
 def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None,
-                run: DeliveryRun | None = None) -> bool:
-    """Lease, send and record one due row; False when nothing is due."""
+                run: DeliveryRun | None = None, resolve: Resolver = resolve_host) -> bool:
+    """Lease, send and record one due row; False when nothing is due. `resolve` looks up
+    webhooks' host names (tests give the answers)."""
     run = run if run is not None else DeliveryRun()
     with sessions.begin() as session:
         claimed = outbox.claim(session, channels=_channels(session, settings, now), now=now)
@@ -162,7 +290,7 @@ def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: dat
             outgoing = _compose(session, settings, claimed, now)
         # The lease is committed and the session closed: no transaction stays open
         # while a slow mail server or app makes us wait.
-        _transmit(settings, outgoing)
+        _transmit(settings, outgoing, resolve)
     except DeliveryError as exc:
         error = exc
     except outbox.Undeliverable as exc:
@@ -170,8 +298,9 @@ def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: dat
     except Exception as exc:
         # A bug in composing one message must not stall the outbox: the row is retried
         # with backoff like any failure and ends as `failed`.
+        # Its text stays in the log: it may quote what a target sent.
         log.exception("notification %s could not be sent", claimed.notification_id)
-        error = DeliveryError(f"internal error: {exc!r}")
+        error = DeliveryError(f"internal error ({type(exc).__name__}; see the worker's log)")
     with sessions.begin() as session:
         if error is None:
             ok = outbox.record_sent(session, claimed, now=now)
@@ -184,13 +313,13 @@ def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: dat
 
 
 def deliver_due(sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None,
-                limit: int = BATCH_LIMIT) -> DeliveryRun:
+                limit: int = BATCH_LIMIT, resolve: Resolver = resolve_host) -> DeliveryRun:
     """Send due outbox rows, one lease at a time, until none is due or `limit` were tried.
 
     `now` pins the clock (tests); by default every claim uses the database's clock."""
     run = DeliveryRun()
     for _ in range(limit):
-        if not deliver_one(sessions, settings, now=now, run=run):
+        if not deliver_one(sessions, settings, now=now, run=run, resolve=resolve):
             break
     if run.sent or run.retrying or run.failed or run.lost:
         log.info("notifications: %d sent, %d to retry, %d failed, %d leases lost",

@@ -1,7 +1,9 @@
-"""Admins register client apps' webhooks; the secret is shown once; only http(s) URLs."""
+"""Admins register client apps' webhooks; the secret is shown once; only https URLs of
+public hosts, unless the settings make an exception."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,8 +13,25 @@ from sqlalchemy.orm import Session
 from core.intake import Contact
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.models import Notification, Webhook
+from core.settings import Settings
 from tests import factories as f
 from tests.api.errors import error_body
+
+PUBLIC_ONLY = "webhooks may call only public hosts, or those in STREETLOOP_WEBHOOK_ALLOW_HOSTS"
+HTTPS_ONLY = "use https; plain http is allowed only for the hosts in STREETLOOP_WEBHOOK_HTTP_HOSTS"
+
+
+@pytest.fixture
+def relay_client(settings: Settings, sessions: Any, queue: object) -> Any:
+    """An app whose settings let webhooks reach 127.0.0.1 and the city's own relay
+    (`relay.internal`, the 10.20.0.0/16 network), over plain http for 127.0.0.1."""
+    from api import create_app
+
+    relay = dataclasses.replace(settings, webhook_allow_hosts=("127.0.0.1", "relay.internal", "10.20.0.0/16"),
+                                webhook_http_hosts=("127.0.0.1",))
+    app = create_app(relay, sessions=sessions, queue=queue)
+    app.config["TESTING"] = True
+    return app.test_client()
 
 
 def test_register_list_and_deactivate_a_webhook(client: Any, db: Session, admin: dict[str, str]) -> None:
@@ -51,7 +70,7 @@ def test_register_list_and_deactivate_a_webhook(client: Any, db: Session, admin:
 
 def test_the_same_url_twice_is_a_conflict(client: Any, db: Session, admin: dict[str, str]) -> None:
     key = f.api_key(db)
-    url = "http://127.0.0.1:8080/hook"
+    url = "https://app.example.org:8443/hook"
     first = client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin)
     assert first.status_code == 201
     body = error_body(client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin), 409)
@@ -74,6 +93,82 @@ def test_only_plain_http_urls_are_accepted(client: Any, db: Session, admin: dict
     body = error_body(client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin), 422)
     assert body["errors"] == {"url": [message]}
     assert db.scalars(select(Webhook)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # The cloud's metadata service, the city's networks, this machine, in every spelling
+        # a resolver reads as an address.
+        ("https://169.254.169.254/latest/meta-data/", f"169.254.169.254 is a link-local address; {PUBLIC_ONLY}"),
+        ("https://10.0.0.1/hook", f"10.0.0.1 is a private address; {PUBLIC_ONLY}"),
+        ("https://192.168.1.20:8443/hook", f"192.168.1.20 is a private address; {PUBLIC_ONLY}"),
+        ("https://100.64.0.1/hook", f"100.64.0.1 is a reserved address; {PUBLIC_ONLY}"),
+        ("https://127.0.0.1:5432/", f"127.0.0.1 is a loopback address; {PUBLIC_ONLY}"),
+        ("https://[::1]/hook", f"::1 is a loopback address; {PUBLIC_ONLY}"),
+        ("https://0.0.0.0/", f"0.0.0.0 is an unspecified address; {PUBLIC_ONLY}"),
+        ("https://0/", f"0 (0.0.0.0) is an unspecified address; {PUBLIC_ONLY}"),
+        ("https://224.0.0.1/", f"224.0.0.1 is a multicast address; {PUBLIC_ONLY}"),
+        ("https://2130706433/", f"2130706433 (127.0.0.1) is a loopback address; {PUBLIC_ONLY}"),
+        ("https://017700000001/", f"017700000001 (127.0.0.1) is a loopback address; {PUBLIC_ONLY}"),
+        ("https://127.000.000.001/", f"127.000.000.001 (127.0.0.1) is a loopback address; {PUBLIC_ONLY}"),
+        ("https://0x7f.1/", "Not a valid URL."),
+        ("https://[fe80::1]/", f"fe80::1 is a link-local address; {PUBLIC_ONLY}"),
+        ("https://[::ffff:7f00:1]/", f"::ffff:7f00:1 (127.0.0.1) is a loopback address; {PUBLIC_ONLY}"),
+        ("https://[64:ff9b::a00:1]/", f"64:ff9b::a00:1 (10.0.0.1) is a private address; {PUBLIC_ONLY}"),
+        ("https://[2002:a9fe:a9fe::]/", f"2002:a9fe:a9fe:: (169.254.169.254) is a link-local address; {PUBLIC_ONLY}"),
+        # Names that lead inside a network by definition.
+        ("https://localhost:8080/", f"localhost is an internal host name; {PUBLIC_ONLY}"),
+        ("https://db.localhost/", f"db.localhost is an internal host name; {PUBLIC_ONLY}"),
+        ("https://metadata/computeMetadata/v1/", f"metadata is an internal host name; {PUBLIC_ONLY}"),
+        ("https://billing.internal/", f"billing.internal is an internal host name; {PUBLIC_ONLY}"),
+        ("https://printer.local/", f"printer.local is an internal host name; {PUBLIC_ONLY}"),
+        # And plain http anywhere.
+        ("http://app.example.org/hook", HTTPS_ONLY),
+        ("http://127.0.0.1:8080/hook", HTTPS_ONLY),
+    ],
+)
+def test_urls_into_the_citys_network_are_refused(client: Any, db: Session, admin: dict[str, str], url: str,
+                                                 message: str) -> None:
+    key = f.api_key(db)
+    body = error_body(client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin), 422)
+    assert body["errors"] == {"url": [message]}
+    assert db.scalars(select(Webhook)).all() == []
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.org/x?y=1", "https://8.8.8.8/hook", "https://[2001:4860:4860::8888]/"])
+def test_public_hosts_are_accepted_without_any_setting(client: Any, db: Session, admin: dict[str, str], url: str) -> None:
+    key = f.api_key(db)
+    r = client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin)
+    assert r.status_code == 201, r.get_json()
+    assert db.scalars(select(Webhook.url)).all() == [url]
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "message"),
+    [
+        ("http://127.0.0.1:8080/hook", 201, None),
+        ("https://2130706433:8443/hook", 201, None),  # 127.0.0.1 too
+        ("https://relay.internal/hook", 201, None),
+        ("https://10.20.3.4/hook", 201, None),
+        ("https://[::ffff:a14:304]/hook", 201, None),  # 10.20.3.4
+        # What the settings do not name stays refused.
+        ("http://relay.internal/hook", 422, HTTPS_ONLY),
+        ("https://10.21.0.1/hook", 422, f"10.21.0.1 is a private address; {PUBLIC_ONLY}"),
+        ("https://[::1]/hook", 422, f"::1 is a loopback address; {PUBLIC_ONLY}"),
+        ("https://localhost/hook", 422, f"localhost is an internal host name; {PUBLIC_ONLY}"),
+    ],
+)
+def test_the_settings_allow_named_internal_hosts_and_plain_http(relay_client: Any, db: Session, admin: dict[str, str],
+                                                                url: str, status: int, message: str | None) -> None:
+    key = f.api_key(db)
+    r = relay_client.post(f"/api/v1/api-keys/{key.id}/webhooks", json={"url": url}, headers=admin)
+    if status == 201:
+        assert r.status_code == 201, r.get_json()
+        assert db.scalars(select(Webhook.url)).all() == [url]
+    else:
+        assert error_body(r, status)["errors"] == {"url": [message]}
+        assert db.scalars(select(Webhook)).all() == []
 
 
 def test_bad_bodies_and_unknown_ids(client: Any, db: Session, admin: dict[str, str]) -> None:

@@ -87,3 +87,37 @@ def test_closing_the_loop_upgrade_counts_old_reopens_and_refuses_fixed_without_e
         with eng.connect() as conn:
             assert conn.scalar(text("SELECT reopen_count FROM service_requests WHERE public_id = 'R0'")) == 2
         eng.dispose()
+
+
+def test_webhook_errors_that_quote_a_target_are_rewritten_in_our_words(database_url: str) -> None:
+    with scratch_database(database_url) as url:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "0009")
+        eng = make_engine(url)
+        old = {
+            "HTTP 500 from http://10.0.0.5:8080/hook: <html>Jenkins 2.4 internal</html>": "HTTP 500",
+            "HTTP 302 from https://app.example.org/hook": "HTTP 302",
+            "http://10.0.0.5:5432/: ConnectionResetError(104, 'Connection reset by peer')": "connection failed",
+            "internal error: BadStatusLine('SSH-2.0-OpenSSH_9.6 internal-db-01')": "internal error (see the worker's log)",
+            "the worker stopped during attempt 3; before that: HTTP 503 from https://a.example.org/: busy":
+                "the worker stopped during attempt 3",
+            "webhook 7 was deactivated": "webhook 7 was deactivated",
+        }
+        with eng.begin() as conn:
+            st = conn.scalar(text("INSERT INTO service_types (code, name, agency, sla_hours, skill, minutes_on_site) "
+                                  "VALUES ('pothole', 'Pothole', 'Roads', 72, 'asphalt', 30) RETURNING id"))
+            rid = conn.scalar(text("INSERT INTO service_requests (public_id, token, service_type_id) "
+                                   "VALUES ('R1', 't1', :st) RETURNING id"), {"st": st})
+            for i, error in enumerate([*old, "SMTP 127.0.0.1:25: ConnectionRefusedError(111, 'Connection refused')"]):
+                event = conn.scalar(text("INSERT INTO status_events (entity, entity_id, to_status, actor) "
+                                         "VALUES ('service_request', :id, 'scheduled', 'test') RETURNING id"), {"id": rid})
+                conn.execute(text("INSERT INTO notifications (status_event_id, service_request_id, kind, channel, recipient, "
+                                  "state, last_error) VALUES (:e, :r, 'scheduled', :c, :to, 'failed', :err)"),
+                             {"e": event, "r": rid, "c": "webhook" if i < len(old) else "email",
+                              "to": f"https://a{i}.example.org/" if i < len(old) else "ana@example.org", "err": error})
+        command.upgrade(cfg, "head")
+        with eng.connect() as conn:
+            rows = conn.execute(text("SELECT channel, last_error FROM notifications ORDER BY id")).all()
+        eng.dispose()
+        assert rows == [*(("webhook", new) for new in old.values()),
+                        ("email", "SMTP 127.0.0.1:25: ConnectionRefusedError(111, 'Connection refused')")]

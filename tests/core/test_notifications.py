@@ -108,6 +108,18 @@ def test_no_rows_without_an_address_or_an_active_webhook_of_the_submitting_app(d
     assert _rows(db, from_my_app.id) == []
 
 
+def test_a_revoked_keys_webhooks_are_not_queued(db: Session) -> None:
+    f.service_type(db)
+    key = f.api_key(db)
+    _webhook(db, key.id)
+    req = _request(db, api_key_id=key.id)
+    # The app submitted the report while its key was valid; the city revoked it since.
+    key.active = False
+    ServiceRequestLifecycle.transition(db, req, "scheduled", actor=ACTOR, at=AT)
+    db.flush()
+    assert _rows(db, req.id) == [("scheduled", "email", "ana@example.org")]
+
+
 def test_scheduled_is_told_once_per_opening_and_every_closing_and_reopening(db: Session) -> None:
     f.service_type(db)
     req = _request(db)
@@ -236,6 +248,19 @@ def test_webhook_body_is_signed_with_the_hooks_secret(db: Session, city: Setting
 
     hook.active = False
     with pytest.raises(outbox.Undeliverable, match=f"webhook {hook.id} was deactivated"):
+        outbox.webhook_request(db, row, city)
+
+
+def test_a_revoked_keys_waiting_webhook_calls_are_undeliverable(db: Session, city: Settings) -> None:
+    f.service_type(db)
+    key = f.api_key(db)
+    _webhook(db, key.id)
+    req = _request(db, email=None, api_key_id=key.id)
+    ServiceRequestLifecycle.transition(db, req, "scheduled", actor=ACTOR, at=AT)
+    db.flush()
+    (row,) = db.scalars(select(Notification).where(Notification.service_request_id == req.id)).all()
+    key.active = False
+    with pytest.raises(outbox.Undeliverable, match=f"^api key {key.id} was revoked$"):
         outbox.webhook_request(db, row, city)
 
 

@@ -7,17 +7,21 @@ import dataclasses
 import email
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +46,47 @@ from tests import factories as f
 from workers.delivery import deliver_due
 
 ACTOR = f.SYSTEM
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+class Connections:
+    """Every TCP connection this process tries, and every name it asks the system
+    resolver for. A connection outside 127.0.0.0/8 is refused before it is made: tests
+    inject the resolver's answer instead of ever reaching another address."""
+
+    def __init__(self) -> None:
+        self.to: list[tuple[str, int]] = []
+        self.looked_up: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def connections(monkeypatch: pytest.MonkeyPatch) -> Connections:
+    seen = Connections()
+    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def guard(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = address[0], address[1]
+            seen.to.append((host, port))
+            if ipaddress.ip_address(host) not in LOOPBACK:
+                raise OSError(f"test guard: no connection to {host} (outside 127.0.0.0/8)")
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        guard(sock, address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        guard(sock, address)
+        return real_connect_ex(sock, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return seen
 
 
 def _free_port() -> int:
@@ -92,12 +137,15 @@ def smtp() -> Iterator[SmtpSink]:
 
 
 class HookSink:
-    """A client app's endpoint: answers with the next status of `statuses` (the last one repeats)."""
+    """A client app's endpoint: answers with the next status of `statuses` (the last one
+    repeats). With `tls`, it speaks https with that context and records the names the
+    clients asked for in their TLS handshake (SNI)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         # Headers as received (case-insensitive lookups, as HTTP has them).
         self.calls: list[tuple[str, Message, bytes]] = []
         self.statuses = [204]
+        self.sni: list[str | None] = []
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -116,7 +164,11 @@ class HookSink:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/streetloop"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/streetloop"
+        if tls is not None:
+            tls.sni_callback = lambda _sock, name, _ctx: sink.sni.append(name)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -133,10 +185,15 @@ def hooks() -> Iterator[HookSink]:
     sink.close()
 
 
+def _local_hooks(settings: Settings) -> Settings:
+    """The test endpoints listen on 127.0.0.1 over plain http: the settings must say so."""
+    return dataclasses.replace(settings, webhook_allow_hosts=("127.0.0.1",), webhook_http_hosts=("127.0.0.1",))
+
+
 @pytest.fixture
 def city(settings: Settings, smtp: SmtpSink) -> Settings:
-    return dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=smtp.port, mail_from="311@example.ad",
-                               public_base_url="https://311.example.ad")
+    return dataclasses.replace(_local_hooks(settings), smtp_host="127.0.0.1", smtp_port=smtp.port,
+                               mail_from="311@example.ad", public_base_url="https://311.example.ad")
 
 
 def _report(db: Session, email_to: str | None = "ana@example.org", *, api_key_id: int | None = None,
@@ -254,8 +311,8 @@ def test_without_a_mail_server_emails_wait_and_webhooks_still_go(
     request_id, t0 = _closed_report(sessions, api_key_id=key.id)
     workers.delivery._warned_no_smtp = False
     with caplog.at_level(logging.WARNING, logger="workers.delivery"):
-        deliver_due(sessions, settings, now=t0)
-        deliver_due(sessions, settings, now=t0 + timedelta(hours=1))
+        deliver_due(sessions, _local_hooks(settings), now=t0)
+        deliver_due(sessions, _local_hooks(settings), now=t0 + timedelta(hours=1))
     rows = {n.channel: n for n in db.scalars(select(Notification).where(Notification.service_request_id == request_id))}
     assert (rows["email"].state, rows["email"].attempts, rows["email"].last_error) == ("pending", 0, None)
     assert (rows["webhook"].state, rows["webhook"].attempts) == ("sent", 1)
@@ -278,11 +335,13 @@ def test_webhook_is_signed_and_a_500_is_retried_with_the_same_delivery_id(
 
     deliver_due(sessions, city, now=t0)
     row = _row(db, request_id)
-    assert (row.state, row.attempts, row.last_error) == ("pending", 1, f"HTTP 500 from {hooks.url}: oops!")
+    # The status only: what the target answered ("oops!") is not kept, so last_error
+    # cannot be used to read what answers on an address.
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "HTTP 500")
     deliver_due(sessions, city, now=row.next_attempt_at)
     db.refresh(row)
     # A redirect would turn the POST into a GET: not followed, not delivered.
-    assert (row.state, row.attempts, row.last_error) == ("pending", 2, f"HTTP 302 from {hooks.url}: oops!")
+    assert (row.state, row.attempts, row.last_error) == ("pending", 2, "HTTP 302")
     assert deliver_due(sessions, city, now=row.next_attempt_at).sent == [row.id]
 
     assert len(hooks.calls) == 3
@@ -313,6 +372,297 @@ def test_deliveries_for_a_deactivated_webhook_are_given_up_without_a_call(
     row = _row(db, request_id)
     assert (row.state, row.last_error) == ("failed", f"webhook {hook.id} was deactivated")
     assert hooks.calls == []
+
+
+def test_deliveries_for_a_revoked_keys_webhook_are_given_up_without_a_call(
+    sessions: sessionmaker[Session], db: Session, city: Settings, hooks: HookSink
+) -> None:
+    with sessions.begin() as s:
+        key = f.api_key(s)
+        s.add(Webhook(api_key_id=key.id, url=hooks.url, secret="k"))
+    request_id, t0 = _closed_report(sessions, email_to=None, api_key_id=key.id)
+    with sessions.begin() as s:
+        s.get(ApiKey, key.id).active = False
+    assert deliver_due(sessions, city, now=t0).failed == [_row(db, request_id).id]
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, f"api key {key.id} was revoked")
+    assert hooks.calls == []
+
+
+# -- webhooks only reach public hosts (SSRF) -----------------------------------------------------
+
+
+@pytest.fixture
+def local(settings: Settings) -> Settings:
+    """Webhooks may call the test endpoints on 127.0.0.1; no mail server (whose start-up
+    connects to itself), so `connections` sees the webhook calls only."""
+    return _local_hooks(settings)
+
+
+class Resolver:
+    """The DNS, as a test tells it: `answers` for each successive lookup (the last repeats)."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append((host, port))
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def _hooked_report(sessions: sessionmaker[Session], url: str) -> tuple[int, datetime]:
+    """A closed report of an app whose webhook is `url`, written as a registration made
+    before URLs were checked would be (or as one whose name now resolves elsewhere)."""
+    with sessions.begin() as s:
+        key = f.api_key(s)
+        s.add(Webhook(api_key_id=key.id, url=url, secret="k"))
+    return _closed_report(sessions, email_to=None, api_key_id=key.id)
+
+
+def test_without_the_allow_list_a_local_endpoint_is_not_called(
+    sessions: sessionmaker[Session], db: Session, settings: Settings, hooks: HookSink, connections: Connections
+) -> None:
+    request_id, t0 = _hooked_report(sessions, hooks.url.replace("http://", "https://"))
+    run = deliver_due(sessions, settings, now=t0)
+    row = _row(db, request_id)
+    assert run.failed == [row.id]
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, "refused: loopback address")
+    assert hooks.calls == [] and connections.to == []
+
+
+def test_plain_http_is_refused_unless_the_settings_allow_it_for_the_host(
+    sessions: sessionmaker[Session], db: Session, settings: Settings, hooks: HookSink, connections: Connections
+) -> None:
+    request_id, t0 = _hooked_report(sessions, hooks.url)
+    only_private_allowed = dataclasses.replace(settings, webhook_allow_hosts=("127.0.0.1",))
+    deliver_due(sessions, only_private_allowed, now=t0)
+    row = _row(db, request_id)
+    assert (row.state, row.last_error) == ("failed", "refused: plain http")
+    assert hooks.calls == [] and connections.to == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (["10.0.0.1"], "refused: private address"),
+        (["192.168.4.4"], "refused: private address"),
+        (["169.254.169.254"], "refused: link-local address"),
+        (["127.0.0.1"], "refused: loopback address"),
+        (["::1"], "refused: loopback address"),
+        (["0.0.0.0"], "refused: unspecified address"),
+        (["fd12:3456::1"], "refused: private address"),
+        (["fe80::1"], "refused: link-local address"),
+        (["239.1.1.1"], "refused: multicast address"),
+        (["100.64.1.1"], "refused: reserved address"),
+        (["::ffff:10.0.0.1"], "refused: private address"),
+        (["64:ff9b::a9fe:a9fe"], "refused: link-local address"),
+        (["2002:7f00:1::"], "refused: loopback address"),
+        # One internal address among public ones is enough to refuse the name.
+        (["93.184.215.14", "10.0.0.1"], "refused: private address"),
+    ],
+)
+def test_a_name_that_resolves_into_the_citys_network_is_refused_without_a_connection(
+    sessions: sessionmaker[Session], db: Session, local: Settings, connections: Connections, answer: list[str], error: str
+) -> None:
+    request_id, t0 = _hooked_report(sessions, "https://hooks.example.org/streetloop")
+    dns = Resolver(answer)
+    strict = dataclasses.replace(local, webhook_allow_hosts=())
+    run = deliver_due(sessions, strict, now=t0, resolve=dns)
+    row = _row(db, request_id)
+    assert run.failed == [row.id]
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, error)
+    assert dns.asked == [("hooks.example.org", 443)]
+    # Nothing was connected to, not even the public address of the mixed answer, and the
+    # system resolver was not asked either.
+    assert connections.to == [] and "hooks.example.org" not in connections.looked_up
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("https://169.254.169.254/latest/meta-data/", "refused: link-local address"),
+        ("https://2130706433/", "refused: loopback address"),
+        ("https://[::ffff:a00:1]/", "refused: private address"),
+        ("https://metadata/computeMetadata/v1/", "refused: internal host name"),
+        ("http://93.184.215.14/", "refused: plain http"),
+    ],
+)
+def test_a_url_registered_before_the_checks_is_refused_without_a_lookup(
+    sessions: sessionmaker[Session], db: Session, settings: Settings, connections: Connections, url: str, error: str
+) -> None:
+    request_id, t0 = _hooked_report(sessions, url)
+    dns = Resolver(["93.184.215.14"])
+    deliver_due(sessions, settings, now=t0, resolve=dns)
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, error)
+    assert dns.asked == [] and connections.to == []
+
+
+def test_the_worker_connects_to_the_address_it_checked_and_resolves_once(
+    sessions: sessionmaker[Session], db: Session, local: Settings, hooks: HookSink, connections: Connections
+) -> None:
+    # DNS rebinding: the name answers 127.0.0.1 (allowed) to the check, and 10.0.0.1 to
+    # any later lookup. The call must go where the check said, with the name's Host header.
+    url = f"http://hooks.example.test:{hooks.port}/streetloop"
+    request_id, t0 = _hooked_report(sessions, url)
+    dns = Resolver(["127.0.0.1"], ["10.0.0.1"])
+    named_http = dataclasses.replace(local, webhook_http_hosts=("hooks.example.test",))
+    assert deliver_due(sessions, named_http, now=t0, resolve=dns).sent == [_row(db, request_id).id]
+    assert dns.asked == [("hooks.example.test", hooks.port)]
+    assert connections.to == [("127.0.0.1", hooks.port)]
+    assert "hooks.example.test" not in connections.looked_up
+    ((path, headers, _),) = hooks.calls
+    assert (path, headers["Host"]) == ("/streetloop", f"hooks.example.test:{hooks.port}")
+
+
+def test_an_unknown_name_is_retried(sessions: sessionmaker[Session], db: Session, local: Settings,
+                                    connections: Connections) -> None:
+    request_id, t0 = _hooked_report(sessions, "https://gone.example.org/hook")
+
+    def nxdomain(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    deliver_due(sessions, local, now=t0, resolve=nxdomain)
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "host name not found")
+    assert connections.to == []
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that reads each request and then does one thing: `mode`
+    is "close" (hang up), "garbage" (answer something that is not HTTP) or "silent"
+    (read, never answer)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        # accept() wakes up now and then to see whether the test is over.
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            conn.recv(65536)  # the whole request: http.client sends a small one at once
+            if self.mode == "garbage":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6 internal-db-01\r\n")
+            if self.mode == "silent":
+                self._held.append(conn)
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("refused", "connection refused"), ("close", "no reply"), ("garbage", "invalid HTTP reply"), ("silent", "timeout")],
+)
+def test_connection_failures_are_told_in_our_own_words(
+    sessions: sessionmaker[Session], db: Session, local: Settings, monkeypatch: pytest.MonkeyPatch, mode: str, error: str
+) -> None:
+    import workers.delivery
+
+    monkeypatch.setattr(workers.delivery, "WEBHOOK_TIMEOUT_S", 0.3)
+    server = None if mode == "refused" else RawServer(mode)
+    try:
+        port = server.port if server else _free_port()
+        request_id, t0 = _hooked_report(sessions, f"http://127.0.0.1:{port}/hook")
+        deliver_due(sessions, local, now=t0)
+    finally:
+        if server:
+            server.close()
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, error)
+
+
+def test_an_unexpected_error_is_named_not_quoted(sessions: sessionmaker[Session], db: Session, local: Settings,
+                                                hooks: HookSink, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    request_id, t0 = _hooked_report(sessions, hooks.url)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("reply from 10.0.0.5:5432: FATAL password authentication failed")
+
+    monkeypatch.setattr(outbox, "webhook_request", broken)
+    with caplog.at_level(logging.ERROR, logger="workers.delivery"):
+        deliver_due(sessions, local, now=t0)
+    row = _row(db, request_id)
+    assert (row.state, row.last_error) == ("pending", "internal error (RuntimeError; see the worker's log)")
+    # The operators' log keeps the whole story.
+    assert "FATAL password authentication failed" in caplog.text
+
+
+# -- https: the checked address, the host's name for TLS ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_hooks(ca: trustme.CA) -> Iterator[HookSink]:
+    """An https endpoint on 127.0.0.1 whose certificate names hooks.example.org, and
+    127.0.0.1 too: a client that checked it against the address would accept it for any name."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.example.org", "127.0.0.1").configure_cert(context)
+    sink = HookSink(tls=context)
+    yield sink
+    sink.close()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "webhook-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_hosts_name(
+    sessions: sessionmaker[Session], db: Session, local: Settings, tls_hooks: HookSink, ca_file: Path,
+    connections: Connections
+) -> None:
+    url = f"https://hooks.example.org:{tls_hooks.port}/streetloop"
+    request_id, t0 = _hooked_report(sessions, url)
+    dns = Resolver(["127.0.0.1"])
+    trusted = dataclasses.replace(local, webhook_ca_file=ca_file)
+    assert deliver_due(sessions, trusted, now=t0, resolve=dns).sent == [_row(db, request_id).id]
+    assert dns.asked == [("hooks.example.org", tls_hooks.port)]
+    assert connections.to == [("127.0.0.1", tls_hooks.port)]
+    assert tls_hooks.sni == ["hooks.example.org"]
+    ((path, headers, body),) = tls_hooks.calls
+    assert (path, headers["Host"]) == ("/streetloop", f"hooks.example.org:{tls_hooks.port}")
+    assert headers["X-StreetLoop-Signature"] == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("case", ["untrusted CA", "another name"])
+def test_a_certificate_that_does_not_prove_the_hosts_name_is_a_tls_error(
+    sessions: sessionmaker[Session], db: Session, local: Settings, tls_hooks: HookSink, ca_file: Path, case: str
+) -> None:
+    # "another name": the certificate is valid for 127.0.0.1, where the call goes, but
+    # not for the URL's host, which is what it must prove.
+    host = "hooks.example.org" if case == "untrusted CA" else "other.example.org"
+    request_id, t0 = _hooked_report(sessions, f"https://{host}:{tls_hooks.port}/streetloop")
+    settings = local if case == "untrusted CA" else dataclasses.replace(local, webhook_ca_file=ca_file)
+    deliver_due(sessions, settings, now=t0, resolve=Resolver(["127.0.0.1"]))
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "TLS error: certificate not accepted")
+    assert tls_hooks.calls == []
 
 
 # -- two workers, real commits, the real job queue ---------------------------------------------------

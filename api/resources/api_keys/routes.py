@@ -47,6 +47,8 @@ def create_key(data: dict[str, Any]) -> Any:
 @require("admin")
 @blp.response(204)
 def revoke_key(key_id: int) -> None:
+    """The app can no longer submit reports, and its webhooks are not called any more:
+    calls still waiting in the outbox are given up, not sent."""
     s = session()
     row = s.get(ApiKey, key_id)
     if row is None:

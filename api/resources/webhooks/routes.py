@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import require
-from api.db import session
+from api.db import session, settings
 from core.models import ApiKey, Webhook
+from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, PLAIN_HTTP, WebhookPolicy
 
 blp = Blueprint(
     "webhooks", __name__,
@@ -30,7 +31,8 @@ class WebhookSchema(Schema):
     id = fields.Integer(dump_only=True)
     api_key_id = fields.Integer(dump_only=True)
     url = fields.URL(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048),
-                     metadata={"description": "http(s) URL that receives the POSTs"})
+                     metadata={"description": "https URL of a public host that receives the POSTs (plain http and "
+                                              "internal hosts only where the city's settings allow them)"})
     active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -39,6 +41,22 @@ class WebhookSchema(Schema):
         # The URL is listed to every admin and written to the outbox: no passwords in it.
         if urlsplit(value).password is not None or "@" in urlsplit(value).netloc:
             raise ValidationError("put no credentials in the URL; verify deliveries with the signature instead")
+
+    @validates("url")
+    def _public_https_only(self, value: str, **kwargs: Any) -> None:
+        # The worker calls it from inside the city's network: see core/webhook_targets.py.
+        # Names are resolved, and checked again, at each delivery; here nothing is looked up.
+        refusal = WebhookPolicy.from_settings(settings()).check_url(value)
+        if refusal is None:
+            return
+        if refusal == PLAIN_HTTP:
+            raise ValidationError(f"use https; plain http is allowed only for the hosts in {HTTP_SETTING}")
+        host = urlsplit(value).hostname or ""
+        if refusal.address is not None and str(refusal.address) != host:
+            host += f" ({refusal.address})"  # 2130706433 (127.0.0.1)
+        article = "an" if refusal.reason[0] in "aeiou" else "a"
+        raise ValidationError(f"{host} is {article} {refusal.reason}; webhooks may call only public hosts, "
+                              f"or those in {ALLOW_SETTING}")
 
 
 class NewWebhookSchema(WebhookSchema):
