@@ -3,7 +3,9 @@ transaction that is rolled back (views' commits become savepoint releases)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,47 @@ from core.settings import Settings, libpq_url, normalize_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 ANDORRA_PBF = ROOT / "data" / "osm" / "andorra.osm.pbf"
+
+
+# Tests talk to this machine only. Every connection a test's Python code opens is checked
+# here, suite-wide, so that no test can reach another address by mistake (a webhook, an
+# SMTP host, a geocoder, a tile server): it fails loudly instead. libpq's own connections
+# (made in C) are not seen, and point at DATABASE_URL. Tests of code that would go out
+# inject the resolver's answer instead (see tests/workers/test_notify.py).
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def _loopback_only(address: object) -> None:
+    host = address[0] if isinstance(address, tuple) else address
+    try:
+        ip = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        raise OSError(f"test guard: connect() to a name ({host!r}); tests connect to 127.0.0.1 only") from None
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    if not any(ip in net for net in _LOOPBACK):
+        raise OSError(f"test guard: no connection to {host} (tests talk to 127.0.0.0/8 only)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_traffic_beyond_loopback() -> Iterator[None]:
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(sock: socket.socket, address: object) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            _loopback_only(address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: object) -> int:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            _loopback_only(address)
+        return real_connect_ex(sock, address)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
 
 
 def _admin_url() -> str:
