@@ -107,6 +107,7 @@ def seed_reference(url: str) -> None:
     """Service types + attributes and an API key, through the project's own models."""
     from core.auth import create_api_key
     from core.db import make_engine, make_sessionmaker
+    from core.lifecycle import Actor
     from core.models import ServiceAttribute, ServiceType
 
     engine = make_engine(url)
@@ -126,7 +127,7 @@ def seed_reference(url: str) -> None:
                         ],
                     )
                 )
-            create_api_key(s, "bench client", key="bench-api-key")
+            create_api_key(s, "bench client", key="bench-api-key", actor=Actor.cli("bench"))
     finally:
         engine.dispose()
 

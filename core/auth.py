@@ -12,7 +12,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import PermissionDenied
-from core.models import AccessToken, ApiKey, User
+from core.lifecycle.base import Actor
+from core.models import AccessToken, ApiKey, User, Webhook
 
 _hasher = PasswordHasher()
 # Verifying against this when the e-mail is unknown keeps login timing uniform.
@@ -86,11 +87,34 @@ def revoke_token(session: Session, user: User, token: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def create_api_key(session: Session, name: str, key: str | None = None) -> tuple[ApiKey, str]:
+def create_api_key(session: Session, name: str, key: str | None = None, *, actor: Actor) -> tuple[ApiKey, str]:
+    """A new Open311 client app's key, on the audit trail; the key itself is shown once
+    (only its hash is stored, and the trail names the app, never the key)."""
+    from core.lifecycle.client_app import ApiKeyLifecycle
+
     key = key or secrets.token_urlsafe(24)
-    row = ApiKey(key_hash=_sha256(key), name=name)
+    row = ApiKey(key_hash=_sha256(key), name=name, active=True)
     session.add(row)
+    session.flush()
+    ApiKeyLifecycle.record_creation(session, row, actor=actor, note=f"created: {name}")
     return row, key
+
+
+def revoke_api_key(session: Session, row: ApiKey, *, actor: Actor) -> None:
+    """Revoke a client app's key for good, and switch its webhooks off with it: the
+    outbox calls no webhook of a revoked key, and the list must not say otherwise.
+    Revoking a revoked key changes nothing."""
+    from core.lifecycle.client_app import ApiKeyLifecycle, WebhookLifecycle
+
+    row = session.scalar(select(ApiKey).where(ApiKey.id == row.id).with_for_update().execution_options(populate_existing=True))
+    if not row.active:
+        return
+    hooks = session.scalars(select(Webhook).where(Webhook.api_key_id == row.id, Webhook.active.is_(True))
+                            .order_by(Webhook.id).with_for_update()).all()
+    for hook in hooks:
+        WebhookLifecycle.transition(session, hook, "inactive", actor=actor, note="api key revoked")
+    ApiKeyLifecycle.transition(session, row, "revoked", actor=actor,
+                               note=f"revoked; {len(hooks)} webhook{'s' if len(hooks) != 1 else ''} switched off")
 
 
 def api_key_for(session: Session, key: str) -> ApiKey | None:

@@ -46,6 +46,8 @@ def _point(nullable: bool = False) -> Any:
 ROLES = ("crew", "dispatcher", "supervisor", "admin")
 # A user's state in the audit trail; the column is `users.active`.
 USER_STATUSES = ("active", "inactive")
+API_KEY_STATUSES = ("active", "revoked")
+WEBHOOK_STATUSES = ("active", "inactive")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 
 REQUEST_OPEN_STATUSES = ("received", "acknowledged", "scheduled", "in_progress", "reopened")
@@ -65,6 +67,8 @@ STATUS_EVENT_ENTITIES = (
     "service_request", "work_order", "route_plan", "completion", "user", "shift", "shift_pattern", "service_area",
     # Privacy (retention): a crew's GPS fixes deleted after STREETLOOP_RETAIN_TRACKS_DAYS.
     "crew",
+    # Open311 client apps' keys and webhooks (core.client_apps).
+    "api_key", "webhook",
 )
 
 WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
@@ -271,6 +275,18 @@ class ApiKey(Base):
     name: Mapped[str]
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[created_at]
+
+    # States for the lifecycle (core.lifecycle.client_app); the table keeps the boolean
+    # that every Open311 write and the outbox already read.
+    @property
+    def status(self) -> str:
+        return "active" if self.active else "revoked"
+
+    @status.setter
+    def status(self, value: str) -> None:
+        if value not in API_KEY_STATUSES:
+            raise ValueError(f"an api key is one of {API_KEY_STATUSES}, not {value!r}")
+        self.active = value == "active"
 
 
 # -- what residents can report -------------------------------------------------
@@ -846,6 +862,16 @@ class Webhook(Base):
     created_at: Mapped[created_at]
 
     api_key: Mapped[ApiKey] = relationship()
+
+    @property
+    def status(self) -> str:
+        return "active" if self.active else "inactive"
+
+    @status.setter
+    def status(self, value: str) -> None:
+        if value not in WEBHOOK_STATUSES:
+            raise ValueError(f"a webhook is one of {WEBHOOK_STATUSES}, not {value!r}")
+        self.active = value == "active"
 
 
 class Notification(Base):

@@ -182,7 +182,7 @@ def seed_demo_city(session: Session, *, pbf: Path, n_requests: int = 300, rng_se
                            now=datetime.combine(start, time(0), DEMO_TZ), actor=SEED)
     for email, name, role in STAFF:
         session.add(User(email=email, name=name, password_hash=password, role=role))
-    create_api_key(session, "Demo resident app", DEMO_API_KEY)
+    create_api_key(session, "Demo resident app", DEMO_API_KEY, actor=SEED)
     session.flush()
     n_addresses = build_address_index(session, pbf)
 

@@ -51,7 +51,7 @@ def full_attributes() -> list[dict[str, Any]]:
 
 
 def api_key(db: Session, key: str = API_KEY, name: str = "Test client") -> ApiKey:
-    row, _ = create_api_key(db, name, key)
+    row, _ = create_api_key(db, name, key, actor=Actor.cli("tests"))
     db.flush()
     return row
 

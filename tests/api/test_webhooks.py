@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.intake import Contact
 from core.lifecycle.service_request import ServiceRequestLifecycle
-from core.models import Notification, Webhook
+from core.models import Notification, User, Webhook
 from core.settings import Settings
 from tests import factories as f
 from tests.api.errors import error_body
@@ -208,3 +208,42 @@ def test_only_admins_manage_webhooks(client: Any, db: Session, role: str) -> Non
     assert error_body(client.get(f"/api/v1/api-keys/{key.id}/webhooks"), 401)["code"] == 401
     db.refresh(hook)
     assert hook.active is True
+
+
+def _trail(db: Session, entity: str, entity_id: int) -> list[tuple[str | None, str, str | None, str]]:
+    from core.models import StatusEvent
+
+    rows = db.scalars(select(StatusEvent).where(StatusEvent.entity == entity, StatusEvent.entity_id == entity_id)
+                      .order_by(StatusEvent.id)).all()
+    return [(e.from_status, e.to_status, e.note, e.actor) for e in rows]
+
+
+def test_client_apps_keys_and_webhooks_are_on_the_audit_trail(client: Any, db: Session, admin: dict[str, str]) -> None:
+    """Who let an app in, pointed it at which URL, and who cut it off: each a state
+    change written with its event, and revoking a key switches its webhooks off too,
+    so the list no longer says they are called."""
+    me = db.scalar(select(User).where(User.role == "admin"))
+    actor = f"user:{me.email}"
+    key_id = client.post("/api/v1/api-keys", json={"name": "Kiosk"}, headers=admin).get_json()["id"]
+    hook = client.post(f"/api/v1/api-keys/{key_id}/webhooks", json={"url": "https://a.example.org/hook"}, headers=admin)
+    assert hook.status_code == 201, hook.get_json()
+    hook_id = hook.get_json()["id"]
+    assert client.delete(f"/api/v1/webhooks/{hook_id}", headers=admin).status_code == 204
+    again = client.post(f"/api/v1/api-keys/{key_id}/webhooks", json={"url": "https://a.example.org/hook"}, headers=admin)
+    assert again.get_json()["id"] == hook_id
+    assert client.delete(f"/api/v1/api-keys/{key_id}", headers=admin).status_code == 204
+    # Revoking again changes nothing and writes nothing.
+    assert client.delete(f"/api/v1/api-keys/{key_id}", headers=admin).status_code == 204
+
+    assert _trail(db, "api_key", key_id) == [
+        (None, "active", "created: Kiosk", actor),
+        ("active", "revoked", "revoked; 1 webhook switched off", actor),
+    ]
+    assert _trail(db, "webhook", hook_id) == [
+        (None, "active", "registered: https://a.example.org/hook", actor),
+        ("active", "inactive", "switched off", actor),
+        ("inactive", "active", "registered again, with a new secret", actor),
+        ("active", "inactive", "api key revoked", actor),
+    ]
+    listed = client.get(f"/api/v1/api-keys/{key_id}/webhooks", headers=admin).get_json()
+    assert [(h["id"], h["active"]) for h in listed] == [(hook_id, False)]

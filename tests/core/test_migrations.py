@@ -121,3 +121,22 @@ def test_webhook_errors_that_quote_a_target_are_rewritten_in_our_words(database_
         eng.dispose()
         assert rows == [*(("webhook", new) for new in old.values()),
                         ("email", "SMTP 127.0.0.1:25: ConnectionRefusedError(111, 'Connection refused')")]
+
+
+def test_webhooks_of_keys_revoked_before_the_audit_are_switched_off_with_their_event(database_url: str) -> None:
+    with scratch_database(database_url) as url:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "0013")
+        eng = make_engine(url)
+        with eng.begin() as conn:
+            live = conn.scalar(text("INSERT INTO api_keys (key_hash, name) VALUES ('h1', 'App') RETURNING id"))
+            dead = conn.scalar(text("INSERT INTO api_keys (key_hash, name, active) VALUES ('h2', 'Old app', false) RETURNING id"))
+            hooks = [conn.scalar(text("INSERT INTO webhooks (api_key_id, url, secret) VALUES (:k, :u, 's') RETURNING id"),
+                                 {"k": k, "u": f"https://{n}.example.org/"}) for n, k in (("a", live), ("b", dead))]
+        command.upgrade(cfg, "head")
+        with eng.connect() as conn:
+            active = conn.execute(text("SELECT id, active FROM webhooks ORDER BY id")).all()
+            events = conn.execute(text("SELECT entity, entity_id, from_status, to_status, actor FROM status_events")).all()
+        eng.dispose()
+        assert active == [(hooks[0], True), (hooks[1], False)]
+        assert events == [("webhook", hooks[1], "active", "inactive", "system")]

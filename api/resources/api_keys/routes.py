@@ -6,9 +6,9 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from api.auth import require
+from api.auth import current_actor, require
 from api.db import session
-from core.auth import create_api_key
+from core.auth import create_api_key, revoke_api_key
 from core.models import ApiKey
 
 blp = Blueprint("api_keys", __name__, url_prefix="/api-keys", description="Open311 client applications and their keys.")
@@ -38,7 +38,7 @@ def list_keys() -> Any:
 @blp.response(201, NewApiKeySchema)
 def create_key(data: dict[str, Any]) -> Any:
     s = session()
-    row, key = create_api_key(s, data["name"])
+    row, key = create_api_key(s, data["name"], actor=current_actor())
     s.commit()
     return {"id": row.id, "name": row.name, "active": row.active, "created_at": row.created_at, "api_key": key}
 
@@ -47,11 +47,11 @@ def create_key(data: dict[str, Any]) -> Any:
 @require("admin")
 @blp.response(204)
 def revoke_key(key_id: int) -> None:
-    """The app can no longer submit reports, and its webhooks are not called any more:
-    calls still waiting in the outbox are given up, not sent."""
+    """The app can no longer submit reports, and its webhooks are switched off: calls
+    still waiting in the outbox are given up, not sent. Revoking again changes nothing."""
     s = session()
     row = s.get(ApiKey, key_id)
     if row is None:
         abort(404, message=f"api key {key_id} not found")
-    row.active = False
+    revoke_api_key(s, row, actor=current_actor())
     s.commit()

@@ -11,8 +11,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.auth import require
+from api.auth import current_actor, require
 from api.db import session, settings
+from core.lifecycle.client_app import WebhookLifecycle
 from core.models import ApiKey, Webhook
 from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, PLAIN_HTTP, WebhookPolicy
 
@@ -92,19 +93,24 @@ def create_webhook(data: dict[str, Any], key_id: int) -> Any:
     if hook is not None and hook.active:
         abort(409, message=f"{data['url']} is already registered for api key {key_id} (webhook {hook.id})")
     secret = secrets.token_hex(32)
+    actor = current_actor()
     if hook is None:
-        hook = Webhook(api_key_id=key_id, url=data["url"], secret=secret)
+        hook = Webhook(api_key_id=key_id, url=data["url"], secret=secret, active=True)
         s.add(hook)
+        try:
+            # A savepoint: losing the race for the URL leaves nothing half-written.
+            with s.begin_nested():
+                s.flush()
+        except IntegrityError:
+            # Another admin registered the same URL a moment ago.
+            abort(409, message=f"{data['url']} is already registered for api key {key_id}")
+        WebhookLifecycle.record_creation(s, hook, actor=actor, note=f"registered: {hook.url}")
     else:
         # Registering a deactivated URL again switches it back on with a fresh secret
         # (the old one may be why it was switched off).
-        hook.secret, hook.active = secret, True
-    try:
-        s.commit()
-    except IntegrityError:
-        # Another admin registered the same URL a moment ago.
-        s.rollback()
-        abort(409, message=f"{data['url']} is already registered for api key {key_id}")
+        hook.secret = secret
+        WebhookLifecycle.transition(s, hook, "active", actor=actor, note="registered again, with a new secret")
+    s.commit()
     return {"id": hook.id, "api_key_id": key_id, "url": hook.url, "active": hook.active,
             "created_at": hook.created_at, "secret": secret}
 
@@ -118,5 +124,6 @@ def deactivate_webhook(webhook_id: int) -> None:
     hook = s.get(Webhook, webhook_id)
     if hook is None:
         abort(404, message=f"webhook {webhook_id} not found")
-    hook.active = False
+    if hook.active:
+        WebhookLifecycle.transition(s, hook, "inactive", actor=current_actor(), note="switched off")
     s.commit()
