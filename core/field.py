@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import StatusEvent, WorkOrder
+from core.models import CLIENT_TIME_FLOOR, StatusEvent, WorkOrder
 from core.spatial import point
 from core.workorders import change_status
 
@@ -24,9 +24,9 @@ MAX_PINGS_PER_BATCH = 5000
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 # No time a client sends is believed before this: a phone whose clock was reset says
 # 1970 or 2000-01-01, a buggy one year 1 (which PostgreSQL stores as a BC date that no
-# read can turn back into a Python datetime). The CHECK constraints of migration 0010
-# hold the same floor, so no such row can exist whatever writes it.
-SANE_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+# read can turn back into a Python datetime). The columns' CHECK constraints hold the
+# same floor (see core.models), so no such row can exist whatever writes it.
+SANE_FLOOR = CLIENT_TIME_FLOOR
 # How long before its work order existed a crew's report may say it happened: a phone
 # that synced late, or a crew told by radio before the office typed the order in.
 BEFORE_ORDER_TOLERANCE = timedelta(hours=24)
