@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import citistat_page, db, docs, errors, media, status_page
+    from api import citistat_page, db, docs, errors, inputs, media, status_page
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
     from api.spec import make_api
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.extensions["streetloop.queue"] = queue
 
     db.init_app(app)
+    inputs.init_app(app)
     register_resources(make_api(app))
     app.register_blueprint(open311_blp)
     app.register_blueprint(docs.blp)
