@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,27 +31,34 @@ ROLES = ("crew", "dispatcher", "supervisor", "admin")
 class FuzzStats:
     """Filled by the fuzz tests, printed at the end of the session."""
 
-    started: float | None = None
+    # Summed over the stage's own fixtures and tests: other tests may run in between.
+    seconds: float = 0.0
+    ran: bool = False
     cases: Counter = field(default_factory=Counter)  # (suite, role) -> requests sent
     operations: Counter = field(default_factory=Counter)  # (suite, role) -> operations fuzzed
 
-    def start(self) -> None:
-        if self.started is None:
-            self.started = time.monotonic()
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        self.ran = True
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds += time.monotonic() - started
 
 
 STATS = FuzzStats()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001, ARG001
-    if STATS.started is None:
+    if not STATS.ran:
         return
     tr = terminalreporter
     tr.section("fuzz stage")
     for (suite, role), n in sorted(STATS.cases.items()):
         ops = STATS.operations[(suite, role)]
         tr.write_line(f"{suite:<12} {role:<11} {ops:>3} operations {n:>6} cases")
-    tr.write_line(f"fuzz total: {sum(STATS.cases.values())} cases in {time.monotonic() - STATS.started:.1f} s")
+    tr.write_line(f"fuzz total: {sum(STATS.cases.values())} cases in {STATS.seconds:.1f} s (setup included)")
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +68,6 @@ def fuzz_database_url(database_url: str) -> Iterator[str]:
 
     from api.cli import alembic_config
 
-    STATS.start()
     admin = make_url(database_url).set(database="postgres")
     admin_dsn = libpq_url(admin.render_as_string(hide_password=False))
     name = f"streetloop_fuzz_{uuid.uuid4().hex[:10]}"
@@ -68,7 +75,8 @@ def fuzz_database_url(database_url: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.set(database=name).render_as_string(hide_password=False)
     try:
-        command.upgrade(alembic_config(url), "head")
+        with STATS.timed():
+            command.upgrade(alembic_config(url), "head")
         yield url
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -104,6 +112,23 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def _seed(sessions) -> dict[str, int]:  # noqa: ANN001
+    """A small city, so ids and codes the fuzzers guess sometimes hit real rows; the
+    ids of one user per role."""
+    with sessions() as s:
+        f.service_type(s, attributes=f.full_attributes())
+        f.service_type(s, "graffiti", skill="paint")
+        f.district(s)
+        f.depot(s)
+        crew = f.crew(s)
+        f.api_key(s)
+        for k in range(3):
+            f.report(s, "graffiti", lon=f.offset(f.LON, f.LAT, 200 * k)[0])
+        users = {role: f.user(s, f"fuzz-{role}@example.org", role, crew=crew if role == "crew" else None) for role in ROLES}
+        s.commit()
+        return {role: u.id for role, u in users.items()}
+
+
 @pytest.fixture(scope="session")
 def live_server(fuzz_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """create_app on a real threaded HTTP server bound to 127.0.0.1 (an OS-chosen port)."""
@@ -116,22 +141,11 @@ def live_server(fuzz_database_url: str, tmp_path_factory: pytest.TempPathFactory
     app = create_app(settings, queue=queue)
     sessions = app.extensions["streetloop.sessions"]
     try:
-        with sessions() as s:
-            # A small city, so ids and codes the fuzzers guess sometimes hit real rows.
-            f.service_type(s, attributes=f.full_attributes())
-            f.service_type(s, "graffiti", skill="paint")
-            f.district(s)
-            f.depot(s)
-            crew = f.crew(s)
-            f.api_key(s)
-            for k in range(3):
-                f.report(s, "graffiti", lon=f.offset(f.LON, f.LAT, 200 * k)[0])
-            users = {role: f.user(s, f"fuzz-{role}@example.org", role, crew=crew if role == "crew" else None) for role in ROLES}
-            s.commit()
-            user_ids = {role: u.id for role, u in users.items()}
-        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever, name="fuzz-server", daemon=True)
-        thread.start()
+        with STATS.timed():
+            user_ids = _seed(sessions)
+            server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+            thread = threading.Thread(target=server.serve_forever, name="fuzz-server", daemon=True)
+            thread.start()
         try:
             yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, sessions, user_ids)
         finally:

@@ -119,7 +119,8 @@ def test_open311_never_5xx_and_errors_in_the_georeport_shape(live_server: LiveSe
         check_answer(r, fmt)
 
     try:
-        fuzz()
+        with STATS.timed():
+            fuzz()
     finally:
         STATS.cases[("open311", "public")] += sent
         STATS.operations[("open311", "public")] += 1
