@@ -28,6 +28,10 @@ MIN_YEAR, MAX_YEAR = 1900, 2199
 
 # A NUL, or a UTF-16 surrogate on its own (json.loads accepts "\ud800" escapes).
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+# A JSON body can only carry one as a \u escape, a NUL byte (UTF-16/32 bodies) or the
+# bytes of a UTF-8-encoded surrogate (0xED..., which json.loads lets through): a body
+# with none of these is not walked at all, which spares a phone's 5,000 pings ~10 ms.
+_MAYBE_BAD_JSON = re.compile(rb"\\u|[\x00\xed]")
 
 
 def bigint_range(low: int = 1) -> validate.Range:
@@ -112,7 +116,7 @@ def _bad_field() -> tuple[str, str] | None:
     for key, value in request.headers.items():
         if "\x00" in value:
             return "headers", key
-    if request.is_json:
+    if request.is_json and _MAYBE_BAD_JSON.search(request.get_data(cache=True)):
         found = _first_bad(request.get_json(silent=True))
         if found:
             return "json", found

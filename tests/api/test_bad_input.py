@@ -51,6 +51,12 @@ def test_unusable_text_in_the_unauthenticated_sign_in_is_422(client, body: str) 
     assert error_body(r, 422)["errors"]
 
 
+def test_a_surrogate_sent_as_raw_utf8_bytes_is_422_too(client) -> None:  # noqa: ANN001
+    # json.loads decodes a bytes body with 'surrogatepass': ED A0 80 becomes "\ud800".
+    r = client.post("/api/v1/auth/token", data=b'{"email": "\xed\xa0\x80@example.org", "password": "p"}', content_type="application/json")
+    assert "email" in error_body(r, 422)["errors"]
+
+
 def test_unusable_text_in_queries_and_nested_json_is_422_naming_the_field(client, admin) -> None:  # noqa: ANN001
     assert "q" in error_body(client.get("/api/v1/requests?q=a%00b", headers=admin), 422)["errors"]
     r = client.post("/api/v1/crews", headers=admin, json={"code": "c1", "name": "n", "agency": "a", "skills": ["ok", "b\x00d"]})
