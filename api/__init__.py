@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import citistat_page, db, docs, errors, health, media, status_page
+    from api import citistat_page, db, docs, errors, health, inputs, media, status_page
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
     from api.spec import make_api
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.extensions["streetloop.queue"] = queue
 
     db.init_app(app)
+    # Before any view: NUL characters and lone surrogates are refused before they reach one.
+    inputs.init_app(app)
     api = make_api(app)
     register_resources(api)
     # At the root, outside /api/v1: probes are configured once, by path, for every version.

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, make_response, render_template, request, 
 from markupsafe import Markup, escape
 
 from api.db import session, settings
+from api.inputs import year_problem
 from core import citistat
 from core.errors import ValidationFailed
 
@@ -38,9 +39,13 @@ def _date(name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         raise BadPeriod(name, f"'{name}' must be a date like 2026-03-31, got {raw[:40]!r}") from None
+    problem = year_problem(value)
+    if problem:
+        raise BadPeriod(name, f"'{name}': {problem}")
+    return value
 
 
 def _period(max_days: int | None) -> citistat.Period:

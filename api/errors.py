@@ -67,8 +67,11 @@ def init_app(app: Flask) -> None:
         messages = data.get("messages")
         errors = None
         if isinstance(messages, dict):
-            # One location ("json", "query", "form"): flatten it for clients.
-            errors = messages[next(iter(messages))] if len(messages) == 1 else messages
+            # One location ("json", "query", "form"): flatten it for clients, unless its
+            # messages are a bare list (a body that is not JSON at all): `errors` is
+            # always an object of field -> messages, as documented.
+            location = next(iter(messages), None)
+            errors = messages[location] if len(messages) == 1 and isinstance(messages[location], dict) else messages
         elif isinstance(data.get("errors"), dict):
             # abort(..., errors={...}) from a view.
             errors = data["errors"]

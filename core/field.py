@@ -15,13 +15,21 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import StatusEvent, WorkOrder
+from core.models import CLIENT_TIME_FLOOR, StatusEvent, WorkOrder
 from core.spatial import point
 from core.workorders import change_status
 
 MAX_PINGS_PER_BATCH = 5000
 # A device clock may run a little fast; beyond this a timestamp is not believable.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# No time a client sends is believed before this: a phone whose clock was reset says
+# 1970 or 2000-01-01, a buggy one year 1 (which PostgreSQL stores as a BC date that no
+# read can turn back into a Python datetime). The columns' CHECK constraints hold the
+# same floor (see core.models), so no such row can exist whatever writes it.
+SANE_FLOOR = CLIENT_TIME_FLOOR
+# How long before its work order existed a crew's report may say it happened: a phone
+# that synced late, or a crew told by radio before the office typed the order in.
+BEFORE_ORDER_TOLERANCE = timedelta(hours=24)
 
 _INSERT_PINGS = text("""
     WITH batch AS (
@@ -56,6 +64,23 @@ _NOTE_FIX = text("""
 """)
 
 
+def check_client_time(name: str, value: datetime, *, now: datetime, earliest: datetime | None = None) -> None:
+    """Refuse (422 on `name`) a client's time outside [earliest, now + skew], earliest
+    never before SANE_FLOOR. Only comparisons here: converting such a value (astimezone)
+    could itself overflow."""
+    floor = max(SANE_FLOOR, earliest) if earliest is not None else SANE_FLOOR
+    if value < floor:
+        raise ValidationFailed(f"{name} {value.isoformat()} is before {floor.isoformat(timespec='seconds')}; check the device's clock",
+                               field=name)
+    if value > now + MAX_CLOCK_SKEW:
+        raise ValidationFailed(f"{name} is in the future; check the device's clock", field=name)
+
+
+def order_earliest(wo: WorkOrder) -> datetime:
+    """The earliest believable time of a crew's report on `wo`."""
+    return wo.created_at - BEFORE_ORDER_TOLERANCE
+
+
 def note_fix(session: Session, crew_id: int, *, at: datetime, lon: float, lat: float, accuracy_m: float | None = None) -> None:
     """A GPS fix that came with a progress event or a completion is the crew's latest
     position too, if nothing newer is known: plans and arrival projections start there."""
@@ -75,13 +100,14 @@ class Ping:
 def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None) -> tuple[int, int, int]:
     """Store a batch in one statement; returns (stored, already known, rejected).
 
-    Resent pings are skipped. Pings dated in the future are dropped, not the batch:
-    a phone with a fast clock would otherwise resend the same refused batch forever."""
+    Resent pings are skipped. Pings dated in the future or before SANE_FLOOR are dropped,
+    not the batch: a phone with a wrong clock would otherwise resend the same refused
+    batch forever. (A track belongs to no one order, so the floor is not an order's.)"""
     if len(pings) > MAX_PINGS_PER_BATCH:
         raise ValidationFailed(f"at most {MAX_PINGS_PER_BATCH} pings per request", field="pings")
     limit = (now or datetime.now(UTC)) + MAX_CLOCK_SKEW
     sent = len(pings)
-    pings = [p for p in pings if p.at <= limit]
+    pings = [p for p in pings if SANE_FLOOR <= p.at <= limit]
     rejected = sent - len(pings)
     if not pings:
         return 0, 0, rejected
@@ -130,8 +156,7 @@ def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Ac
     reassigned, or a later event has already moved it on."""
     if event.type not in EVENT_TYPES:
         raise ValidationFailed(f"type must be one of {', '.join(EVENT_TYPES)}", field="type")
-    if event.device_time > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
-        raise ValidationFailed("device_time is in the future", field="device_time")
+    check_client_time("device_time", event.device_time, now=now or datetime.now(UTC), earliest=order_earliest(wo))
     resent = session.scalar(
         select(StatusEvent.id).where(
             StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,

@@ -7,7 +7,7 @@ is an index scan, not a sequential scan over every request in the city.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
@@ -35,6 +35,20 @@ from core.db import Base, bigint, created_at, intpk
 def _check_in(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
     quoted = ", ".join(f"'{v}'" for v in values)
     return CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+# -- sane client times (issue 11) ---------------------------------------------------
+# Columns that hold a time a client's clock chose (directly, or copied from a crew's
+# event) stay inside this window, so no stored value can make a read fail: PostgreSQL
+# holds 4713 BC to 294276 AD, a Python datetime only years 1 to 9999. The API refuses
+# such times first (`core.field.check_client_time`); migration 0010 repaired old rows.
+CLIENT_TIME_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+CLIENT_TIME_CEILING = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _sane_time(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= '{CLIENT_TIME_FLOOR.isoformat()}' AND {column} < '{CLIENT_TIME_CEILING.isoformat()}'",
+                           name=f"{column}_sane")
 
 
 def _point(nullable: bool = False) -> Any:
@@ -366,6 +380,7 @@ class WorkOrder(Base):
         Index("ix_work_orders_location", "location", postgresql_using="gist"),
         Index("ix_work_orders_location_geog", func.geography(text("location")), postgresql_using="gist"),
         Index("ix_work_orders_status_due_at", "status", "due_at"),
+        _sane_time("updated_at"),
     )
 
     id: Mapped[intpk]
@@ -417,6 +432,7 @@ class ServiceRequest(Base):
         CheckConstraint("detailed_status <> 'fixed' OR completion_id IS NOT NULL", name="fixed_has_completion"),
         CheckConstraint("reopen_count >= 0", name="reopen_count"),
         Index("ix_service_requests_closed_at", "closed_at"),
+        _sane_time("updated_at"),
     )
 
     id: Mapped[intpk]
@@ -540,6 +556,7 @@ class StatusEvent(Base):
             "id",
             postgresql_where=text("entity = 'service_request' AND public"),
         ),
+        _sane_time("at"),
     )
 
     id: Mapped[intpk]
@@ -697,6 +714,7 @@ class CrewChange(Base):
         UniqueConstraint("crew_id", "seq", name="uq_crew_changes_crew_seq"),
         # Rows of transactions not yet committed: the commit hook numbers them.
         Index("ix_crew_changes_pending", "id", postgresql_where=text("seq IS NULL")),
+        _sane_time("at"),
     )
 
     id: Mapped[intpk]
@@ -721,6 +739,7 @@ class PositionPing(Base):
     __tablename__ = "position_pings"
     __table_args__ = (
         UniqueConstraint("crew_id", "at", name="uq_position_pings_crew_at"),
+        _sane_time("at"),
         # Privacy: the retention purge reads the oldest fixes of every crew by time.
         Index("ix_position_pings_at", "at"),
     )
@@ -739,6 +758,7 @@ class CrewPosition(Base):
     """The latest fix per crew, kept current by ingest so dispatchers never scan the track."""
 
     __tablename__ = "crew_positions"
+    __table_args__ = (_sane_time("at"),)
 
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), primary_key=True)
     at: Mapped[datetime]
@@ -762,6 +782,8 @@ class Completion(Base):
         # The few completions that are not proof (waiting, or rejected): CitiStat checks
         # every `fixed` request against them, the review queue reads them.
         Index("ix_completions_unproven", "id", postgresql_where=text("verdict IN ('needs_review', 'rejected')")),
+        _sane_time("fix_time"),
+        _sane_time("captured_at"),
     )
 
     id: Mapped[intpk]

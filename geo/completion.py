@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import closing
 from core.errors import Conflict, ValidationFailed
-from core.field import last_event_at, note_fix
+from core.field import check_client_time, last_event_at, note_fix, order_earliest
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
@@ -44,7 +44,7 @@ class CompletionInput:
     notes: str | None = None
 
 
-def validate_input(data: CompletionInput, *, now: datetime) -> None:
+def validate_input(data: CompletionInput, *, now: datetime, earliest: datetime | None = None) -> None:
     if data.outcome not in COMPLETION_OUTCOMES:
         raise ValidationFailed(f"outcome must be one of {', '.join(COMPLETION_OUTCOMES)}", field="outcome")
     if len(data.photos) + len(data.before_photos) > MAX_PHOTOS:
@@ -58,6 +58,8 @@ def validate_input(data: CompletionInput, *, now: datetime) -> None:
         value = getattr(data, name)
         if value is not None and value.tzinfo is None:
             raise ValidationFailed(f"{name} needs a UTC offset", field=name)
+        if value is not None:
+            check_client_time(name, value, now=now, earliest=earliest)
     if data.notes is not None and len(data.notes) > 4000:
         raise ValidationFailed("notes are limited to 4000 characters", field="notes")
 
@@ -97,7 +99,7 @@ def complete_work_order(
     Proof the checks accept closes the order and its requests at once (unless drawn for
     an audit at `sample_rate`); the rest waits in the supervisors' review queue."""
     now = now or datetime.now(UTC)
-    validate_input(data, now=now)
+    validate_input(data, now=now, earliest=order_earliest(wo))
     # After and before photos together: the request's total pixels are bounded, from the
     # headers, before any photo is decoded.
     inspected = inspect_photos([*data.photos, *data.before_photos], limits)

@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, ColumnElement, Select, and_, any_, bindparam,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
+from api.inputs import year_problem
 from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
 from api.open311.formats import render
 from core.auth import api_key_for
@@ -123,6 +124,9 @@ def _parse_datetime(name: str) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise Open311Error(400, f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {raw!r}") from None
+    problem = year_problem(value)
+    if problem:
+        raise Open311Error(400, f"{name}: {problem}, got {raw!r}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=settings().tz)
     return value

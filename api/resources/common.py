@@ -14,6 +14,9 @@ from core.models import StatusEvent
 from core.spatial import lon_lat, multipolygon_from_geojson
 
 MAX_PAGE_SIZE = 500
+# Any page beyond this is empty for any city (a billion rows at the largest page size),
+# and keeps (page - 1) * page_size inside the bigint an OFFSET takes.
+MAX_PAGE = 2_000_000
 
 
 class PointSchema(Schema):
@@ -41,7 +44,7 @@ def patch_schema(schema_cls: type[Schema]) -> Schema:
 
 
 class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
 

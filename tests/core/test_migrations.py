@@ -140,3 +140,48 @@ def test_webhooks_of_keys_revoked_before_the_audit_are_switched_off_with_their_e
         eng.dispose()
         assert active == [(hooks[0], True), (hooks[1], False)]
         assert events == [("webhook", hooks[1], "active", "inactive", "system")]
+
+
+def test_sane_times_upgrade_repairs_impossible_client_times_then_refuses_them(database_url: str) -> None:
+    """0010: rows a bad phone clock wrote before (a BC date) are repaired, the audit keeps
+    the original value, and the CHECK constraints refuse such values from then on."""
+    import psycopg.errors
+    from sqlalchemy.exc import IntegrityError
+
+    bc = "0001-01-01 00:00:00+14"  # stored by PostgreSQL as 0001-12-31 10:00 BC
+    with scratch_database(database_url) as url:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "0009")
+        eng = make_engine(url)
+        with eng.begin() as conn:
+            st = conn.scalar(text("INSERT INTO service_types (code, name, agency, sla_hours, skill, minutes_on_site) "
+                                  "VALUES ('pothole', 'Pothole', 'Roads', 72, 'asphalt', 30) RETURNING id"))
+            wo = conn.scalar(text("INSERT INTO work_orders (service_type_id, priority, due_at, skill, minutes_on_site, updated_at) "
+                                  "VALUES (:st, 3, now(), 'asphalt', 30, :bc) RETURNING id"), {"st": st, "bc": bc})
+            crew = conn.scalar(text("INSERT INTO crews (code, name, agency) VALUES ('c1', 'C1', 'Roads') RETURNING id"))
+            conn.execute(text("INSERT INTO status_events (entity, entity_id, to_status, actor, at, note) "
+                              "VALUES ('work_order', :wo, 'en_route', 'user:1', :bc, NULL), "
+                              "('work_order', :wo, 'new', 'system', now(), 'created')"), {"wo": wo, "bc": bc})
+            conn.execute(text("INSERT INTO position_pings (crew_id, at, location) VALUES "
+                              "(:c, :bc, ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326)), (:c, now(), ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"),
+                         {"c": crew, "bc": bc})
+            conn.execute(text("INSERT INTO crew_positions (crew_id, at, location) VALUES (:c, 'infinity', ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"),
+                         {"c": crew})
+            conn.execute(text("INSERT INTO crew_changes (crew_id, change, work_order_id, at) VALUES (:c, 'assigned', :wo, :bc)"),
+                         {"c": crew, "wo": wo, "bc": bc})
+        command.upgrade(cfg, "head")
+        with eng.connect() as conn:
+            created = conn.scalar(text("SELECT created_at FROM work_orders"))
+            en_route = conn.execute(text("SELECT at, note FROM status_events WHERE to_status = 'en_route'")).one()
+            assert en_route.at == created and en_route.note == "[device time 0001-12-31 10:00:00+00 BC out of range]"
+            assert conn.scalar(text("SELECT count(*) FROM position_pings")) == 1
+            assert conn.scalar(text("SELECT count(*) FROM crew_positions")) == 0
+            assert conn.scalar(text("SELECT at = created_at FROM crew_changes")) is True
+            # Every repaired value reads back into Python.
+            assert conn.scalar(text("SELECT updated_at FROM work_orders")) >= created
+        for sql in ("UPDATE status_events SET at = :bc", "UPDATE position_pings SET at = :bc",
+                    "UPDATE work_orders SET updated_at = 'infinity'", "UPDATE crew_changes SET at = :bc"):
+            with pytest.raises(IntegrityError) as caught, eng.begin() as conn:
+                conn.execute(text(sql), {"bc": bc})
+            assert isinstance(caught.value.orig, psycopg.errors.CheckViolation)
+        eng.dispose()

@@ -11,6 +11,7 @@ from flask import Response, request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
+from api import inputs
 from api.auth import require
 from api.db import session, settings
 from core import citistat
@@ -22,8 +23,8 @@ DEFAULT_DAYS = 30
 
 
 class CitiStatArgs(Schema):
-    from_ = fields.Date(data_key="from", metadata={"description": f"first day (city time zone); default: {DEFAULT_DAYS} days before `to`"})
-    to = fields.Date(metadata={"description": "last day, inclusive (city time zone); default: today"})
+    from_ = inputs.Date(data_key="from", metadata={"description": f"first day (city time zone); default: {DEFAULT_DAYS} days before `to`"})
+    to = inputs.Date(metadata={"description": "last day, inclusive (city time zone); default: today"})
     group_by = fields.String(load_default="service_type", validate=validate.OneOf(citistat.GROUP_BYS))
     format = fields.String(load_default=None, validate=validate.OneOf(("json", "csv")),
                            metadata={"description": "json (default) or csv; `Accept: text/csv` also gives CSV"})

@@ -12,6 +12,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
+from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
@@ -42,19 +43,19 @@ def _crew(code: str | None = None) -> Crew:
 
 
 class RouteArgs(Schema):
-    date = fields.Date(load_default=None, metadata={"description": "default: today in the city's time zone"})
+    date = inputs.Date(load_default=None, metadata={"description": "default: today in the city's time zone"})
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
 class ChangesArgs(Schema):
-    since = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={
+    since = inputs.Id(low=0, load_default=0, metadata={
         "description": "cursor from the last sync (or the route's changes_cursor); 0 reads the crew's whole feed"})
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
 class FieldEventSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
-    device_time = fields.AwareDateTime(required=True)
+    device_time = inputs.AwareDateTime(required=True)
     lat = fields.Float(load_default=None, validate=validate.Range(-90, 90))
     lon = fields.Float(load_default=None, validate=validate.Range(-180, 180))
     accuracy_m = fields.Float(load_default=None, validate=validate.Range(0, 100_000))

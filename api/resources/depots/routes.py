@@ -59,6 +59,8 @@ def update_depot(data: dict[str, Any], code: str) -> Any:
     depot = s.scalar(select(Depot).where(Depot.code == code))
     if depot is None:
         abort(404, message=f"depot {code!r} not found")
+    if data.get("code", code) != code and s.scalar(select(Depot.id).where(Depot.code == data["code"])):
+        abort(409, message=f"depot {data['code']!r} exists")
     if "location" in data:
         loc = data.pop("location")
         depot.location = point(loc["lon"], loc["lat"])

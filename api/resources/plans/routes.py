@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from api import inputs
 from api.auth import current_actor, require
 from api.db import day_rules, defer_after_commit, session, settings, travel
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
@@ -28,7 +29,7 @@ class ScopeSchema(Schema):
 
 
 class PlanRequestSchema(Schema):
-    date = fields.Date(required=True)
+    date = inputs.Date(required=True)
     scope = fields.Nested(ScopeSchema, load_default=dict)
     time_limit_s = fields.Integer(load_default=30, validate=validate.Range(1, MAX_TIME_LIMIT_S))
 
@@ -38,9 +39,9 @@ class ReplanSchema(Schema):
 
 
 class MoveSchema(Schema):
-    work_order_id = fields.Integer(required=True)
+    work_order_id = inputs.Id(required=True)
     crew = fields.String(required=True, metadata={"description": "crew code"})
-    position = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "1-based among the route's jobs"})
+    position = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000), metadata={"description": "1-based among the route's jobs"})
     make_room = fields.Boolean(load_default=False, metadata={
         "description": "when the crew's day cannot hold it, take its least urgent unlocked stops off until it fits"})
 
@@ -119,7 +120,7 @@ class PlanDetailSchema(PlanSchema):
 
 
 class PlanListArgs(Schema):
-    date = fields.Date(load_default=None)
+    date = inputs.Date(load_default=None)
     status = fields.String(load_default=None, validate=validate.OneOf(PLAN_STATUSES))
 
 
@@ -179,8 +180,8 @@ def list_plans(args: dict[str, Any]) -> Any:
 
 
 class LateArgs(Schema):
-    date = fields.Date(load_default=None, metadata={"description": "default today"})
-    min_minutes = fields.Integer(load_default=1, validate=validate.Range(min=0), metadata={"description": "late by at least this"})
+    date = inputs.Date(load_default=None, metadata={"description": "default today"})
+    min_minutes = fields.Integer(load_default=1, validate=validate.Range(min=0, max=7 * 24 * 60), metadata={"description": "late by at least this"})
 
 
 class LateStopSchema(Schema):

@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import service_area, session, settings
 from api.resources.common import (
@@ -37,8 +38,8 @@ class RequestArgs(PageArgs, BBoxArgs):
     service_code = fields.String(metadata={"description": "comma list"})
     district = fields.String(metadata={"description": "district code"})
     needs_pin = fields.Boolean(metadata={"description": "only requests with no location yet"})
-    from_ = fields.DateTime(data_key="from", metadata={"description": "received at or after"})
-    to = fields.DateTime(metadata={"description": "received before"})
+    from_ = inputs.DateTime(data_key="from", metadata={"description": "received at or after"})
+    to = inputs.DateTime(metadata={"description": "received before"})
 
 
 class RequestSchema(Schema):

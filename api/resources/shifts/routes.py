@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from api import inputs
 from api.auth import current_actor, require
 from api.db import session, settings
 from api.resources.common import EventSchema, timeline
@@ -24,8 +25,8 @@ _CODE = validate.Length(1, 64)
 
 
 class BreakWindowSchema(Schema):
-    earliest_start = fields.AwareDateTime(required=True)
-    latest_end = fields.AwareDateTime(required=True)
+    earliest_start = inputs.AwareDateTime(required=True)
+    latest_end = inputs.AwareDateTime(required=True)
     minutes = fields.Integer(required=True, validate=validate.Range(1, 8 * 60))
 
 
@@ -50,21 +51,21 @@ class ShiftDetailSchema(ShiftSchema):
 
 class NewShiftSchema(Schema):
     crew = fields.String(required=True, validate=_CODE, metadata={"description": "crew code"})
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = inputs.AwareDateTime(required=True)
+    ends_at = inputs.AwareDateTime(required=True)
     breaks = fields.List(fields.Nested(BreakWindowSchema), load_default=list)
     start_depot = fields.String(load_default=None, allow_none=True, metadata={"description": "depot code; default the crew's"})
     end_depot = fields.String(load_default=None, allow_none=True, metadata={"description": "depot code; default the crew's"})
 
 
 class ShiftChangeSchema(Schema):
-    starts_at = fields.AwareDateTime()
-    ends_at = fields.AwareDateTime()
+    starts_at = inputs.AwareDateTime()
+    ends_at = inputs.AwareDateTime()
     breaks = fields.List(fields.Nested(BreakWindowSchema))
 
 
 class EndShiftSchema(Schema):
-    at = fields.AwareDateTime(load_default=None, metadata={"description": "the new end; default now"})
+    at = inputs.AwareDateTime(load_default=None, metadata={"description": "the new end; default now"})
     reason = fields.String(required=True, validate=validate.Length(1, 500), metadata={"description": "e.g. 'went home sick'"})
 
 
@@ -74,8 +75,8 @@ class CancelShiftSchema(Schema):
 
 class ShiftListArgs(Schema):
     crew = fields.String(load_default=None, metadata={"description": "crew code"})
-    from_ = fields.Date(data_key="from", load_default=None, metadata={"description": "first day (local); default today"})
-    to = fields.Date(load_default=None, metadata={"description": "last day (local), inclusive; default a week on"})
+    from_ = inputs.Date(data_key="from", load_default=None, metadata={"description": "first day (local); default today"})
+    to = inputs.Date(load_default=None, metadata={"description": "last day (local), inclusive; default a week on"})
     include_cancelled = fields.Boolean(load_default=False)
 
 
@@ -94,8 +95,8 @@ class PatternSchema(Schema):
     ends = fields.Time(required=True, format="%H:%M", metadata={
         "description": "local time; at or before `starts` means the next day", "example": "15:30"})
     breaks = fields.List(fields.Nested(BreakRuleSchema), load_default=list)
-    valid_from = fields.Date(load_default=None, metadata={"description": "default today"})
-    valid_until = fields.Date(load_default=None, allow_none=True, metadata={"description": "last day; empty means open-ended"})
+    valid_from = inputs.Date(load_default=None, metadata={"description": "default today"})
+    valid_until = inputs.Date(load_default=None, allow_none=True, metadata={"description": "last day; empty means open-ended"})
     start_depot = fields.String(load_default=None, allow_none=True)
     end_depot = fields.String(load_default=None, allow_none=True)
 
@@ -110,7 +111,7 @@ class PatternChangeSchema(PatternSchema):
 
 
 class EndPatternSchema(Schema):
-    last_day = fields.Date(load_default=None, metadata={"description": "the pattern's last day; default today"})
+    last_day = inputs.Date(load_default=None, metadata={"description": "the pattern's last day; default today"})
 
 
 class PatternListArgs(Schema):

@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import session, settings
 from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
@@ -26,8 +27,8 @@ class WorkOrderArgs(PageArgs, BBoxArgs):
     crew = fields.String(metadata={"description": "crew code"})
     needs_location = fields.Boolean(metadata={"description": "only orders that cannot be routed until pinned"})
     overdue = fields.Boolean(metadata={"description": "only orders past their SLA due time"})
-    from_ = fields.DateTime(data_key="from", metadata={"description": "created at or after"})
-    to = fields.DateTime(metadata={"description": "created before"})
+    from_ = inputs.DateTime(data_key="from", metadata={"description": "created at or after"})
+    to = inputs.DateTime(metadata={"description": "created before"})
 
 
 class WorkOrderSchema(Schema):
@@ -194,7 +195,7 @@ def close(data: dict[str, Any], wo_id: int) -> Any:
 
 
 class MustDoSchema(Schema):
-    date = fields.Date(required=True, metadata={"description": "the day it must be done (today or later)"})
+    date = inputs.Date(required=True, metadata={"description": "the day it must be done (today or later)"})
     crew = fields.String(load_default=None, allow_none=True, metadata={"description": "crew code, if it must be that crew"})
 
 
