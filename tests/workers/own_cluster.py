@@ -59,7 +59,7 @@ class Cluster:
         return url
 
     def _pg_ctl(self, *args: str) -> None:
-        bindir = Path(subprocess.run(["bash", "-c", f"ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"],
+        bindir = Path(subprocess.run(["bash", "-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"],
                                      capture_output=True, text=True, check=True).stdout.strip())
         data = self.base / "data"
         cmd = [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.base / "log" / "postgresql.log"), *args]

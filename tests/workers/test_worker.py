@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from sqlalchemy import Engine, delete, select, text
-from sqlalchemy.orm import Session
 
 from core.db import after_commit
 from core.models import ApiKey, Photo, ServiceRequest, ServiceType, StatusEvent, WorkOrder
