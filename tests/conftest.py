@@ -162,3 +162,35 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         conn.execute(text("DELETE FROM procrastinate_jobs"))
+
+
+# -- slow stages -------------------------------------------------------------
+# A module marked `pytestmark = pytest.mark.stage("name")` is a slow stage (own clusters,
+# killed workers, live servers): its time, set-up and tear-down included, is printed at
+# the end of the run, so a stage that grows shows in every CI log.
+_STAGE_SECONDS: dict[str, float] = {}
+_STAGE_TESTS: dict[str, int] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    marker = item.get_closest_marker("stage")
+    if marker is None:
+        return (yield)
+    import time
+
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        name = marker.args[0]
+        _STAGE_SECONDS[name] = _STAGE_SECONDS.get(name, 0.0) + time.monotonic() - started
+        _STAGE_TESTS[name] = _STAGE_TESTS.get(name, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _STAGE_SECONDS:
+        return
+    terminalreporter.section("slow stages")
+    for name, seconds in sorted(_STAGE_SECONDS.items()):
+        terminalreporter.write_line(f"{name:<28} {_STAGE_TESTS[name]:>3} tests {seconds:>7.1f} s")

@@ -17,6 +17,8 @@ from PIL import Image
 
 from tests.workers.own_cluster import Cluster, defer, job_status, query, start_worker, wait_for
 
+pytestmark = pytest.mark.stage("worker: killed mid-job")
+
 STALLED = {"STREETLOOP_WORKER_STALLED_AFTER_S": "2"}
 
 

@@ -1,14 +1,18 @@
 """The worker process against a PostgreSQL of its own that is restarted under it.
 
-Slow stage (a cluster is made once per session, see conftest.py): the time each test takes is
-printed. The shared dev cluster is never restarted; everything talks to 127.0.0.1."""
+Slow stage (a cluster is made once per session, see conftest.py): its time is printed at
+the end of the run. The shared dev cluster is never restarted; everything talks to 127.0.0.1."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.workers.own_cluster import Cluster, defer, job_status as _status, query, start_worker, wait_for, workers_registered
+
+pytestmark = pytest.mark.stage("worker: database restart")
 
 
 def _registered(url: str) -> bool:
