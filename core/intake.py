@@ -22,6 +22,7 @@ from core.errors import NotFound, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
+from core.locks import AdvisoryLock
 from core.models import (
     District,
     RequestContact,
@@ -303,7 +304,7 @@ def submit_request(
     requested_at = new.requested_at or datetime.now(UTC)
     # Serialise reports of one type so two people reporting the same pothole at the
     # same moment cannot both open a work order for it.
-    session.execute(text("SELECT pg_advisory_xact_lock(31100, :k)"), {"k": int(service_type.id % 2**31)})
+    session.execute(text("SELECT pg_advisory_xact_lock(:c, :k)"), {"c": AdvisoryLock.INTAKE, "k": int(service_type.id % 2**31)})
 
     joined: WorkOrder | None = None
     reopened: ServiceRequest | None = None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.locks import AdvisoryLock
 from core.models import Photo
 from core.storage import TEMP_PREFIX, Storage
 
@@ -37,7 +38,7 @@ def after_photo_url(session: Session, completion_id: int) -> str | None:
 # whose row is about to be committed, nor deletes one a writer found (`exists`) and is
 # about to name. The grace period is a second guard, for writers that take no lock.
 
-MEDIA_WRITE_LOCK = (31111, 1)  # pg_advisory_xact_lock classes 31100-31110 are taken
+MEDIA_WRITE_LOCK = (AdvisoryLock.MEDIA_WRITE, 1)
 PHOTO_PREFIXES = ("private/photos", "public/photos")
 _ORIGINAL = re.compile(r"^private/photos/[0-9a-f]{2}/(?P<sha>[0-9a-f]{64})\.(?:jpg|png|webp|heic)$")
 _PUBLIC = re.compile(r"^public/photos/(?P<id>\d{1,18})-[0-9a-f]{16}(?:-thumb)?\.jpg$")

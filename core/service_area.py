@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import OutsideServiceArea, ServiceAreaFromSetting
 from core.lifecycle.base import Actor
+from core.locks import AdvisoryLock
 from core.models import District, ServiceArea, StatusEvent
 from core.spatial import multipolygon_from_geojson, within_metres
 
@@ -40,7 +41,7 @@ ENTITY = "service_area"
 # status_events.entity_id of the area's audit trail: the single row's id.
 ROW_ID = 1
 # Serialises admins' writes, so each audit event's from_status is what was really replaced.
-_WRITE_LOCK = (31104, ROW_ID)  # its own class: 31100-31103 are intake, plan days, completions, shifts
+_WRITE_LOCK = (AdvisoryLock.SERVICE_AREA, ROW_ID)
 
 
 @dataclass(frozen=True)

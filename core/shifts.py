@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.errors import Conflict, ValidationFailed
 from core.lifecycle.base import SYSTEM, Actor, audit
+from core.locks import AdvisoryLock
 from core.models import Crew, Depot, Shift, ShiftBreak, ShiftPattern
 
 MAX_SHIFT = timedelta(hours=24)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_LOCK = 31103
+_LOCK = AdvisoryLock.SHIFTS
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,14 @@ from sqlalchemy.orm import Session
 
 from core.auth import authenticate, issue_token
 from core.errors import PermissionDenied
+from core.locks import AdvisoryLock
 from core.models import SignInFailure, User
 from core.settings import Settings
 
 log = logging.getLogger("streetloop.sign_in")
 
-# pg_advisory_xact_lock class of "one account's sign-in" (31100-31102 are taken elsewhere).
-_ACCOUNT_LOCK = 31103
+# "One account's sign-in" (core.locks; it shared the shifts' class by mistake before).
+_ACCOUNT_LOCK = AdvisoryLock.SIGN_IN
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.field import last_event_at
+from core.locks import AdvisoryLock
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
 from core.workorders import change_status
@@ -73,7 +74,7 @@ def lock_day(session: Session, plan_date: date) -> None:
     """Serialise everything that changes one day's plans (version numbers, publishing,
     storing a solve, edits). Per day, not per scope: scopes overlap (a district and an
     agency share crews), and a crew must never be on two published plans of a day."""
-    session.execute(select(func.pg_advisory_xact_lock(31101, func.hashtext(str(plan_date)))))
+    session.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.PLAN_DAY, func.hashtext(str(plan_date)))))
 
 
 def lock_plan(session: Session, plan: RoutePlan) -> RoutePlan:

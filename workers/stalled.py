@@ -17,10 +17,11 @@ import logging
 from procrastinate import App
 from procrastinate.jobs import Job
 
+from core.locks import AdvisoryLock
+
 log = logging.getLogger("streetloop.worker")
 
-# pg_advisory_xact_lock(class, key) classes 31100-31104 are the domain's (core, dispatch).
-_LOCK = (31110, 1)
+_LOCK = (AdvisoryLock.STALLED_JOBS, 1)
 
 
 def _requeue_plan(job: Job, stalled_after_s: float) -> None:

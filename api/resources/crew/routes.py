@@ -17,6 +17,7 @@ from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
+from core.locks import AdvisoryLock
 from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
 from geo.completion import CompletionInput, complete_work_order, public_view
 from geo.photos import PhotoLimits, PhotoRejected
@@ -228,7 +229,7 @@ def complete(wo_id: int) -> Any:
     files = {name: [f.read() for f in request.files.getlist(name)] for name in ("photos", "before_photos")}
     fingerprint = _request_fingerprint(files)
     # One submission per key at a time: a retry racing the original waits for its answer.
-    s.execute(select(func.pg_advisory_xact_lock(31102, func.hashtext(f"{user.id}:{key}"))))
+    s.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))))
     seen = s.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key))
     if seen is not None:
         if seen.request_hash != fingerprint:
