@@ -38,6 +38,12 @@ CAMERA_FORMATS = frozenset({"JPEG", "HEIF"})
 # the iPhone's HDR gain maps, stereo cameras) is what Pillow calls MPO. It is a JPEG to
 # every reader, decodes its first picture (the photo), and is treated as one.
 _FORMAT_ALIASES = {"MPO": "JPEG"}
+# libheif decodes a HEIC only at full size, so the camera cap alone would let a 49 MP
+# HEIC of nothing (12 kB of black) cost a full decode, twice. Above the lower cap a HEIC
+# must carry at least this many bytes per pixel: phone photos carry 0.05-0.9 (a 48 MP
+# one several MB), an image of nothing under 0.001. (JPEG needs no such rule: it is
+# decoded at 1/8 or 1/2 scale.)
+MIN_HEIC_BYTES_PER_PIXEL = 0.005
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -128,6 +134,12 @@ def _read_header(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
                 raise PhotoRejected(
                     f"the photo is {width}x{height} pixels; the limit is {cap:,} pixels{kind}", too_large=True
                 )
+            if fmt == "HEIF" and width * height > limits.max_pixels_other \
+                    and len(data) < MIN_HEIC_BYTES_PER_PIXEL * width * height:
+                raise PhotoRejected(
+                    f"the HEIC claims {width}x{height} pixels in {len(data):,} bytes: too few bytes for its "
+                    f"size to be a photo; above {limits.max_pixels_other:,} pixels a HEIC needs "
+                    f"{MIN_HEIC_BYTES_PER_PIXEL} bytes a pixel", too_large=True)
             img.verify()
     return InspectedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),

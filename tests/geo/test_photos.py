@@ -120,6 +120,24 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
     assert not exc.value.too_large
 
 
+def test_a_heic_of_nothing_above_the_lower_cap_is_refused_from_its_size() -> None:
+    # HEIC cannot be decoded at a reduced scale, so the camera cap alone lets through a
+    # 49 MP black HEIC of 12 kB, which costs a full decode (+340 MB) twice. A photo that
+    # large compresses to far more: above the lower cap a HEIC must carry at least
+    # MIN_HEIC_BYTES_PER_PIXEL. Scaled down here (the lower cap at 1 MP).
+    limits = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=1_000_000,
+                         max_request_pixels=20_000_000)
+    empty = encode(Image.new("RGB", (2000, 1500)), "HEIF", quality=80)
+    assert len(empty) < 10_000  # 3 MP in a few kB: nothing but a bomb looks like this
+    with pytest.raises(PhotoRejected, match="too few bytes for its") as exc:
+        inspect_photo(empty, limits)
+    assert exc.value.too_large
+    # A real photo of the same size passes, and so does an empty one under the lower cap.
+    photo = encode(scene(13, (2000, 1500)), "HEIF", quality=80)
+    assert inspect_photo(photo, limits).format == "HEIF"
+    assert inspect_photo(encode(Image.new("RGB", (1000, 750)), "HEIF", quality=80), limits).format == "HEIF"
+
+
 # --------------------------------------------------------------------------- decompression bombs
 
 
