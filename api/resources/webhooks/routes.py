@@ -64,6 +64,15 @@ class NewWebhookSchema(WebhookSchema):
     secret = fields.String(dump_only=True, metadata={"description": "shown once: the key for X-StreetLoop-Signature"})
 
 
+def _without_query(url: str) -> str:
+    """The URL for the audit trail, which every admin reads: it keeps where calls go, not
+    a token a client app may have put in the query string."""
+    parts = urlsplit(url)
+    if not parts.query and not parts.fragment:
+        return url
+    return parts._replace(query="", fragment="").geturl() + " (its query left out)"
+
+
 def _key(key_id: int) -> ApiKey:
     key = session().get(ApiKey, key_id)
     if key is None:
@@ -104,7 +113,7 @@ def create_webhook(data: dict[str, Any], key_id: int) -> Any:
         except IntegrityError:
             # Another admin registered the same URL a moment ago.
             abort(409, message=f"{data['url']} is already registered for api key {key_id}")
-        WebhookLifecycle.record_creation(s, hook, actor=actor, note=f"registered: {hook.url}")
+        WebhookLifecycle.record_creation(s, hook, actor=actor, note=f"registered: {_without_query(hook.url)}")
     else:
         # Registering a deactivated URL again switches it back on with a fresh secret
         # (the old one may be why it was switched off).
