@@ -12,11 +12,20 @@ as `STREETLOOP_TRUSTED_PROXIES` says (see core/settings.py):
 When the header has fewer entries than that, or a trusted entry is not an address, the
 peer is used: a misconfigured proxy lumps its clients together (the loose per-address
 limit), it never lets a client pick its own address.
+
+A proxy that talks to us over a Unix socket has no address (REMOTE_ADDR is empty, or a
+path), so proxy-networks mode can never recognise it: the peer counts as "unknown" and the
+header is not believed. Hop-count mode is the one for Unix sockets: it trusts the header's
+last N entries whatever the peer is. Both misconfigurations (a forwarded request while no
+proxy is trusted; an address-less peer in networks mode) are logged once per process.
 """
 
 from __future__ import annotations
 
+import logging
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+
+log = logging.getLogger(__name__)
 
 Networks = tuple[IPv4Network | IPv6Network, ...]
 UNKNOWN = "unknown"
@@ -54,6 +63,9 @@ def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: 
         return _key(_parse(hops[-trusted]) or peer)
     if not trusted:
         return _key(peer)
+    if peer is None:
+        # No address to match against our proxies' networks (a Unix socket): believe no header.
+        return UNKNOWN
     current = peer
     while current is not None and any(current in net for net in trusted) and hops:
         previous = _parse(hops.pop())
@@ -72,3 +84,28 @@ def request_client_address() -> str:
 
     forwarded = ",".join(request.headers.getlist("X-Forwarded-For")) or None
     return client_address(request.remote_addr, forwarded, settings().trusted_proxies)
+
+
+def warn_of_untrusted_forwarding() -> None:
+    """A before_request hook: say once per process (the app's lifetime) when the setting
+    cannot be right for the requests we get. Behind a proxy nobody told us about, every
+    client counts as the proxy's address, and one address's failed sign-ins lock everyone
+    out; the log names the setting, never a client's address."""
+    from flask import current_app, request
+
+    from api.db import settings
+
+    warned: set[str] = current_app.extensions.setdefault("streetloop.forwarding_warned", set())
+    if len(warned) == 2 or not (request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")):
+        return
+    trusted = settings().trusted_proxies
+    if not trusted and "untrusted" not in warned:
+        warned.add("untrusted")
+        log.warning("requests arrive with X-Forwarded-For or Forwarded but STREETLOOP_TRUSTED_PROXIES is unset: every "
+                    "client counts as the proxy's address, so sign-in limits per address lump them together; set it "
+                    "to the number of proxy hops or to the proxies' networks")
+    elif isinstance(trusted, tuple) and trusted and _parse(request.remote_addr or "") is None and "unix" not in warned:
+        warned.add("unix")
+        log.warning("a forwarded request came from a peer with no IP address (a Unix socket?), which "
+                    "STREETLOOP_TRUSTED_PROXIES as networks can never trust, so its clients count as one; "
+                    "behind a Unix socket, set STREETLOOP_TRUSTED_PROXIES to the number of proxy hops instead")

@@ -6,6 +6,7 @@ details never leave the building."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,20 +87,53 @@ def _no_api_key_in_the_url() -> None:
                                 "so treat a key sent that way as exposed")
 
 
+# The one parameter a write may carry in its URL: it names the city, nothing personal, and
+# clients put it there (FixMyStreet-style clients POST everything else as a form body).
+_URL_PARAMS_OF_WRITES = frozenset({"jurisdiction_id"})
+# A parameter name that is one of ours in shape (`email`, `attribute[size]`) is named in the
+# error; any other name could itself be data (`?jane@example.org`), so it is only counted.
+_PLAIN_NAME = re.compile(r"[a-z_]{1,40}(\[[A-Za-z0-9_.-]{1,64}\])?")
+_MAX_NAMED = 10
+
+
+@blp.before_request
+def _no_fields_in_the_url_of_writes() -> None:
+    """A write's fields (the reporter's email, name and phone among them) are read from the
+    body only, and any in its URL is refused before anything is stored: a URL is written to
+    access logs. The error names the parameters, never their values."""
+    if request.method in _READS:
+        return
+    extra = sorted(set(request.args.keys()) - _URL_PARAMS_OF_WRITES)
+    if not extra:
+        return
+    named = [n for n in extra if _PLAIN_NAME.fullmatch(n)][:_MAX_NAMED]
+    others = len(extra) - len(named)
+    listed = ", ".join(named) + (f" and {others} other parameter(s)" if named and others
+                                 else f"{others} parameter(s)" if others else "")
+    raise Open311Error(400, f"send the fields of a POST in its form body, not in the URL (only jurisdiction_id may "
+                            f"be there): URLs are written to access logs; found in the URL: {listed}")
+
+
 @blp.before_request
 def _check_jurisdiction() -> None:
     wanted = settings().jurisdiction_id
-    given = arg("jurisdiction_id")
-    if wanted and given and given != wanted:
-        raise Open311Error(404, f"jurisdiction_id {given!r} not found; this endpoint serves {wanted!r}")
+    if not wanted:
+        return
+    given = [arg("jurisdiction_id")]
+    if request.method not in _READS:  # in the query (allowed there) as well as in the form body
+        given.append((request.args.get("jurisdiction_id") or "").strip() or None)
+    for value in given:
+        if value and value != wanted:
+            raise Open311Error(404, f"jurisdiction_id {value!r} not found; this endpoint serves {wanted!r}")
 
 
 # -- helpers -------------------------------------------------------------------
 
 
 def arg(name: str) -> str | None:
-    """A query or form parameter, with empty values treated as absent."""
-    value = request.values.get(name)
+    """A parameter, with empty values treated as absent: from the query string of a read, from
+    the form body of a write (never a write's URL, see _no_fields_in_the_url_of_writes)."""
+    value = (request.args if request.method in _READS else request.form).get(name)
     if value is None:
         return None
     value = value.strip()
@@ -261,7 +295,7 @@ def post_request() -> Response:
         address_string=arg("address_string"),
         address_id=arg("address_id"),
         zipcode=arg("zipcode"),
-        description=request.values.get("description", "") or "",
+        description=request.form.get("description", "") or "",
         attributes=_collect_attributes(),
         media_url=arg("media_url"),
         contact=Contact(

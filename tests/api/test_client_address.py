@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from ipaddress import ip_network
+from typing import Any
 
 import pytest
 
@@ -37,6 +40,15 @@ NETS = (ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8"))
         (0, "2001:db8:1:2:aaaa::1", None, "2001:db8:1:2::/64"),
         (1, "127.0.0.1", "[2001:db8:1:2::5]", "2001:db8:1:2::/64"),
         (0, "", None, "unknown"),
+        # A Unix socket's peer has no address ("" or a path): networks mode cannot know it is
+        # one of our proxies, so it believes no header and counts the peer as "unknown";
+        # hop-count mode (the one for Unix sockets) still reads the header.
+        (NETS, "", "198.51.100.7", "unknown"),
+        (NETS, None, "198.51.100.7", "unknown"),
+        (NETS, "unix:/run/streetloop.sock", "192.0.2.66, 198.51.100.7", "unknown"),
+        (1, "", "192.0.2.66, 198.51.100.7", "198.51.100.7"),
+        (1, "unix:/run/streetloop.sock", "198.51.100.7", "198.51.100.7"),
+        (1, "", None, "unknown"),
     ],
 )
 def test_client_address(trusted: object, remote: str, forwarded: str | None, expected: str) -> None:
@@ -71,3 +83,50 @@ def test_sign_in_limit_defaults() -> None:
     s = Settings.from_env(_env())
     assert (s.sign_in_account_failures, s.sign_in_account_window_minutes,
             s.sign_in_address_failures, s.sign_in_address_window_minutes) == (5, 15, 100, 15)
+
+
+def _app(settings: Settings, sessions: Any, queue: Any, trusted: object):  # noqa: ANN202
+    from api import create_app
+
+    return create_app(dataclasses.replace(settings, trusted_proxies=trusted), sessions=sessions, queue=queue)
+
+
+def _warnings(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "api.client_address" and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded"])
+def test_a_forwarded_request_with_no_proxy_trusted_is_warned_of_once(settings: Settings, sessions: Any, queue: Any,
+                                                                     caplog: Any, header: str) -> None:
+    """Behind a proxy that nobody told us about, every client counts as the proxy's address,
+    so one address's sign-in limit locks everyone out: the log says so, once per process."""
+    client = _app(settings, sessions, queue, 0).test_client()
+    value = "198.51.100.7" if header == "X-Forwarded-For" else "for=198.51.100.7"
+    with caplog.at_level(logging.WARNING, logger="api.client_address"):
+        assert client.get("/healthz").status_code == 200
+        assert _warnings(caplog) == []
+        for _ in range(3):
+            assert client.get("/healthz", headers={header: value}).status_code == 200
+    warned = _warnings(caplog)
+    assert len(warned) == 1, warned
+    assert "STREETLOOP_TRUSTED_PROXIES" in warned[0]
+    assert "198.51.100.7" not in warned[0]
+
+
+def test_no_warning_when_the_proxy_is_trusted(settings: Settings, sessions: Any, queue: Any, caplog: Any) -> None:
+    client = _app(settings, sessions, queue, 1).test_client()
+    with caplog.at_level(logging.WARNING, logger="api.client_address"):
+        assert client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 200
+    assert _warnings(caplog) == []
+
+
+def test_a_unix_socket_peer_in_networks_mode_is_warned_of_once(settings: Settings, sessions: Any, queue: Any,
+                                                               caplog: Any) -> None:
+    client = _app(settings, sessions, queue, NETS).test_client()
+    with caplog.at_level(logging.WARNING, logger="api.client_address"):
+        for _ in range(2):
+            r = client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7"}, environ_overrides={"REMOTE_ADDR": ""})
+            assert r.status_code == 200
+    warned = _warnings(caplog)
+    assert len(warned) == 1, warned
+    assert "STREETLOOP_TRUSTED_PROXIES" in warned[0] and "hop" in warned[0]

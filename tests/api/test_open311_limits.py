@@ -196,3 +196,59 @@ def test_reads_take_no_api_key(client: Any, city: None) -> None:
     """Reads are public and never look at api_key: a key sent with one is ignored, not checked."""
     for path in ("/services.json", "/requests.json", "/discovery.json"):
         assert client.get(f"{BASE}{path}?api_key=wrong").status_code == 200
+
+
+# -- no personal data in URLs of writes ------------------------------------------------------
+
+
+def _count(db: Session) -> int:
+    return db.scalar(select(func.count()).select_from(ServiceRequest)) or 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_fields_in_the_url_of_a_post_are_refused_by_name_without_their_values(client: Any, db: Session, city: None,
+                                                                              fmt: str) -> None:
+    """A URL goes into access logs: a write's fields (contact details above all) are read from
+    the body only, and any of them in the query string is refused, named, never echoed."""
+    before = _count(db)
+    r = client.post(f"{BASE}/requests.{fmt}?email=jane%40example.org&first_name=Jane&phone=5550199&description=hi",
+                    data={**FORM, "api_key": f.API_KEY})
+    assert r.status_code == 400, r.data
+    text = r.get_data(as_text=True)
+    assert r.content_type.startswith("application/json" if fmt == "json" else "text/xml"), r.content_type
+    for name in ("email", "first_name", "phone", "description"):
+        assert name in text
+    for value in ("jane", "Jane", "5550199", "example.org"):
+        assert value not in text
+    if fmt == "json":
+        assert [e["code"] for e in r.get_json()] == [400]
+    assert _count(db) == before
+
+
+def test_a_field_only_in_the_url_is_not_read_from_there(client: Any, db: Session, city: None) -> None:
+    # Every required field in the query, none in the body: refused, not taken from the URL.
+    r = client.post(f"{BASE}/requests.json?service_code=pothole&lat={f.LAT}&long={f.LON}", data={"api_key": f.API_KEY})
+    assert r.status_code == 400, r.data
+    assert "service_code" in r.get_data(as_text=True)
+    assert _count(db) == 0
+
+
+def test_a_name_in_the_url_that_could_hold_data_is_counted_not_echoed(client: Any, db: Session, city: None) -> None:
+    r = client.post(f"{BASE}/requests.json?jane%40example.org", data={**FORM, "api_key": f.API_KEY})
+    assert r.status_code == 400, r.data
+    assert "jane" not in r.get_data(as_text=True)
+    assert _count(db) == 0
+
+
+def test_jurisdiction_id_may_be_in_the_url_of_a_post(app: Any, client: Any, db: Session, city: None) -> None:
+    """FixMyStreet-style clients send everything in the form body; some put jurisdiction_id
+    in the query, which carries nothing personal and is still checked there."""
+    from dataclasses import replace
+
+    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], jurisdiction_id="andorra.ad")
+    body = {**FORM, "api_key": f.API_KEY, "email": "jane@example.org", "first_name": "Jane", "description": "hi"}
+    assert client.post(f"{BASE}/requests.xml?jurisdiction_id=andorra.ad", data=body).status_code == 201
+    assert client.post(f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "andorra.ad"}).status_code == 201
+    assert client.post(f"{BASE}/requests.xml?jurisdiction_id=paris.fr", data=body).status_code == 404
+    assert client.post(f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "paris.fr"}).status_code == 404
+    assert _count(db) == 2
