@@ -33,8 +33,9 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     `replacement` (default "[redacted]"), keeping the original; the caller commits.
 
     Status notes are also written into the public timeline by the change that set them
-    (a closing's note): redacting them redacts the same text there too, one redaction
-    each, or the name would still show in the timeline."""
+    (a closing's note): redacting them (or the timeline note that is the status notes)
+    redacts the same text in both, one redaction each, or the name would still show
+    there."""
     now = now or datetime.now(UTC)
     if field not in REDACTABLE_FIELDS:
         raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
@@ -48,6 +49,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
                                field="event_id")
 
+    siblings: list[ServiceRequest] = []
     event = None
     if field == "note":
         event = session.scalar(select(StatusEvent).where(
@@ -64,21 +66,43 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     if original == new:
         raise ValidationFailed("the text to show instead is the text shown now", field="text")
 
-    done = [_record(session, request, field, event, original, new, reason, actor, now)]
-    if field == "status_notes":
-        request.status_notes = new
-        for same in session.scalars(select(StatusEvent).where(
-                StatusEvent.entity == "service_request", StatusEvent.entity_id == request.id,
-                StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
-            done.append(_record(session, request, "note", same, original, new, reason, actor, now))
-    elif field == "description":
+    done: dict[int, list[Redaction]] = {request.id: []}
+    if field == "description":
+        done[request.id].append(_record(session, request, field, None, original, new, reason, actor, now))
         request.description = new
-    # Open311 clients fetch what changed since their last poll: this did.
-    request.updated_at = now
-    labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in done)
-    ServiceRequestLifecycle.annotate(session, request, actor=actor, at=now, note=f"redacted {labels}: {reason}")
+    else:
+        if event is not None:
+            done[request.id].append(_record(session, request, "note", event, original, new, reason, actor, now))
+        if field == "status_notes" or original == request.status_notes:
+            # The closing's note: the same text in the status notes and the timeline.
+            for req in [request, *siblings]:
+                rows = _redact_notes(session, req, original, new, reason, actor, now, skip=event)
+                if rows:
+                    done.setdefault(req.id, []).extend(rows)
+    by_id = {r.id: r for r in [request, *siblings]}
+    for req_id, rows in done.items():
+        req = by_id[req_id]
+        # Open311 clients fetch what changed since their last poll: this did.
+        req.updated_at = now
+        labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in rows)
+        ServiceRequestLifecycle.annotate(session, req, actor=actor, at=now, note=f"redacted {labels}: {reason}")
     session.flush()
-    return done
+    return [r for rows in done.values() for r in rows]
+
+
+def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str, reason: str, actor: Actor,
+                  now: datetime, *, skip: StatusEvent | None) -> list[Redaction]:
+    """The status notes of `req` and the notes of its public events that hold `original`."""
+    rows = []
+    if req.status_notes == original:
+        rows.append(_record(session, req, "status_notes", None, original, new, reason, actor, now))
+        req.status_notes = new
+    for same in session.scalars(select(StatusEvent).where(
+            StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id,
+            StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
+        if same is not skip:
+            rows.append(_record(session, req, "note", same, original, new, reason, actor, now))
+    return rows
 
 
 def _record(session: Session, request: ServiceRequest, field: str, event: StatusEvent | None, original: str,

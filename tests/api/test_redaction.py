@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.closing import close_work_order
-from core.models import Notification, Redaction, ServiceRequest, StatusEvent
+from core.models import Notification, Redaction, ServiceRequest, StatusEvent, WorkOrder
+from core.workorders import change_status
 from tests import factories as f
 
 NAME = "Bartholomew Quince"
@@ -26,18 +27,37 @@ def reported(client, db: Session) -> dict[str, Any]:  # noqa: ANN001
     f.service_type(db, attributes=f.full_attributes())
     f.api_key(db)
     staff = {role: f.token_for(db, f.user(db, f"{role}@example.org", role)) for role in ("supervisor", "admin", "dispatcher")}
+    crew = f.crew(db, "redact-crew")
+    staff["crew"] = f.token_for(db, f.user(db, "crew@example.org", "crew", crew=crew))
     db.commit()
-    posted = client.post("/open311/v2/requests.json", data={
-        "api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
-        "attribute[size]": "small", "description": DESCRIPTION, "email": "r@example.org"})
-    assert posted.status_code == 201, posted.get_data(as_text=True)
-    public_id = posted.get_json()[0]["service_request_id"]
+    public_id = _post(client, DESCRIPTION)
     req = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+    change_status(db, req.work_order, "dispatched", actor=f.SYSTEM, crew_id=crew.id)
     # A supervisor closes it with a public note that names someone (the closing's note is
     # the request's status notes and its timeline's note both).
     close_work_order(db, req.work_order, actor=f.SYSTEM, outcome="referred", status_notes=CLOSING)
     db.commit()
     return {"id": public_id, "request": req, **staff}
+
+
+def _post(client, description: str) -> str:  # noqa: ANN001
+    posted = client.post("/open311/v2/requests.json", data={
+        "api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
+        "attribute[size]": "small", "description": description, "email": "r@example.org"})
+    assert posted.status_code == 201, posted.get_data(as_text=True)
+    return posted.get_json()[0]["service_request_id"]
+
+
+def _everything_public(client, db: Session, public_id: str, crew: dict[str, str]) -> str:  # noqa: ANN001
+    """The public views, the crew's route and the outbox's copies (what e-mails and
+    webhooks about the request say), as one text."""
+    route = client.get("/api/v1/crew/route", headers=crew)
+    assert route.status_code == 200
+    db.expire_all()
+    payloads = db.scalars(select(Notification.payload).join(ServiceRequest, ServiceRequest.id == Notification.service_request_id)
+                          .where(ServiceRequest.public_id == public_id)).all()
+    assert payloads, "the closing wrote outbox rows"
+    return "\n".join([_public_views(client, public_id), route.get_data(as_text=True), *map(str, payloads)])
 
 
 def _public_views(client, public_id: str) -> str:  # noqa: ANN001
@@ -60,7 +80,7 @@ def _public_views(client, public_id: str) -> str:  # noqa: ANN001
 
 def test_a_redacted_description_and_closing_note_no_longer_show_anywhere_public(client, db: Session, reported) -> None:  # noqa: ANN001
     pid = reported["id"]
-    before = _public_views(client, pid)
+    before = _everything_public(client, db, pid, reported["crew"])
     assert DESCRIPTION in before and CLOSING in before
     updated_before = db.scalar(select(ServiceRequest.updated_at).where(ServiceRequest.public_id == pid))
 
@@ -76,7 +96,7 @@ def test_a_redacted_description_and_closing_note_no_longer_show_anywhere_public(
     assert [(x["field"], x["original"], x["redacted"]) for x in r.get_json()] == [
         ("status_notes", CLOSING, "[redacted]"), ("note", CLOSING, "[redacted]")]
 
-    after = _public_views(client, pid)
+    after = _everything_public(client, db, pid, reported["crew"])
     assert NAME not in after
     assert "Pothole outside number 12" in after and "[redacted]" in after
     body = client.get(f"/open311/v2/requests/{pid}.json?extensions=true").get_json()[0]
@@ -118,8 +138,15 @@ def test_redacting_one_public_note_of_the_timeline(client, db: Session, reported
     assert NAME not in str(updates)
     page = client.get(f"/status/{pid}").get_data(as_text=True)
     assert "Passed to the water company" in page
-    # Only the note was asked for: the status notes still say it (a second redaction would fix them).
-    assert db.get(ServiceRequest, reported["request"].id).status_notes == CLOSING
+    # The note is the closing's, which is also the status notes: both are redacted, or
+    # the name would still show wherever the status notes are read.
+    assert [(x["field"], x["original"], x["redacted"]) for x in r.get_json()] == [
+        ("note", CLOSING, "Passed to the water company"), ("status_notes", CLOSING, "Passed to the water company")]
+    db.expire_all()
+    assert db.get(ServiceRequest, reported["request"].id).status_notes == "Passed to the water company"
+    # The description (not redacted here) names the person too: look for the note itself.
+    everything = _everything_public(client, db, pid, reported["crew"])
+    assert CLOSING not in everything and "Passed to the water company" in everything
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -170,3 +197,4 @@ def test_the_redaction_endpoints_are_documented(client) -> None:  # noqa: ANN001
     op = paths["/api/v1/requests/{public_id}/redactions"]
     assert op["post"]["security"] == [{"bearer": []}] and op["get"]["security"] == [{"bearer": []}]
     assert {"201", "404", "409", "422"} <= set(op["post"]["responses"])
+
