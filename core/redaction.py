@@ -33,9 +33,11 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     `replacement` (default "[redacted]"), keeping the original; the caller commits.
 
     Status notes are also written into the public timeline by the change that set them
-    (a closing's note): redacting them (or the timeline note that is the status notes)
-    redacts the same text in both, one redaction each, or the name would still show
-    there."""
+    (a closing's note), and a closing writes them into every request on the work order,
+    duplicates included: redacting them (or the timeline note that is the status notes)
+    redacts the same text in the status notes and public timeline of every request on
+    the order, one redaction each and one audit event per request, or the name would
+    still show there."""
     now = now or datetime.now(UTC)
     if field not in REDACTABLE_FIELDS:
         raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
@@ -49,7 +51,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
                                field="event_id")
 
-    siblings: list[ServiceRequest] = []
+    siblings = [r for r in request.work_order.requests if r is not request] if request.work_order else []
     event = None
     if field == "note":
         event = session.scalar(select(StatusEvent).where(
@@ -74,7 +76,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         if event is not None:
             done[request.id].append(_record(session, request, "note", event, original, new, reason, actor, now))
         if field == "status_notes" or original == request.status_notes:
-            # The closing's note: the same text in the status notes and the timeline.
+            # The closing's note: the same text on every request of the order.
             for req in [request, *siblings]:
                 rows = _redact_notes(session, req, original, new, reason, actor, now, skip=event)
                 if rows:

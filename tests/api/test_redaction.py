@@ -19,6 +19,7 @@ from tests import factories as f
 NAME = "Bartholomew Quince"
 DESCRIPTION = f"Pothole outside number 12, {NAME} keeps driving into it"
 CLOSING = f"Passed to {NAME} at the water company"
+OTHER = "Philippa Marrow"
 API = "/api/v1/requests"
 
 
@@ -147,6 +148,42 @@ def test_redacting_one_public_note_of_the_timeline(client, db: Session, reported
     # The description (not redacted here) names the person too: look for the note itself.
     everything = _everything_public(client, db, pid, reported["crew"])
     assert CLOSING not in everything and "Passed to the water company" in everything
+
+
+def test_redacting_the_status_notes_redacts_them_on_the_duplicates_too(client, db: Session, reported) -> None:  # noqa: ANN001
+    """A closing writes its note into every request on the work order, duplicates
+    included: redacting it on one request redacts it on all of them."""
+    # A fresh pair at one spot: #2 joins #1's work order as a duplicate, then it closes.
+    first = _post(client, "Pothole by the bus stop")
+    second = _post(client, "Same pothole, still there")
+    one = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == first))
+    two = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == second))
+    assert two.work_order_id == one.work_order_id and two.duplicate_of_id == one.id, "not joined"
+    change_status(db, one.work_order, "dispatched", actor=f.SYSTEM,
+                  crew_id=db.get(WorkOrder, reported["request"].work_order_id).crew_id)
+    close_work_order(db, one.work_order, actor=f.SYSTEM, outcome="referred", status_notes=f"Passed to {OTHER} at the gas company")
+    db.commit()
+    assert OTHER in _everything_public(client, db, second, reported["crew"])
+
+    r = client.post(f"{API}/{first}/redactions", headers=reported["supervisor"],
+                    json={"field": "status_notes", "reason": "names a utility employee"})
+    assert r.status_code == 201, r.get_json()
+    assert [(x["request"], x["field"]) for x in r.get_json()] == [
+        (first, "status_notes"), (first, "note"), (second, "status_notes"), (second, "note")]
+    for public_id in (first, second):
+        everything = _everything_public(client, db, public_id, reported["crew"])
+        assert OTHER not in everything and "[redacted]" in everything, public_id
+    # Each request has its own redactions (the originals) and its own audit event.
+    for row in (one, two):
+        kept = client.get(f"{API}/{row.public_id}/redactions", headers=reported["supervisor"]).get_json()
+        assert [(x["field"], x["original"], x["redacted"]) for x in kept] == [
+            ("status_notes", f"Passed to {OTHER} at the gas company", "[redacted]"),
+            ("note", f"Passed to {OTHER} at the gas company", "[redacted]")], row.public_id
+        audit = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == row.id,
+                                                     StatusEvent.note.like("redacted %"))).all()
+        assert len(audit) == 1 and not audit[0].public and OTHER not in audit[0].note
+    # The description of the other request is its own: untouched.
+    assert client.get(f"/open311/v2/requests/{second}.json").get_json()[0]["description"] == "Same pothole, still there"
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
