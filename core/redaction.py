@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Text, cast, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from core import crewfeed
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
-from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent
+from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent, WorkOrder
 
 REDACTED = "[redacted]"
 # The description's own limit (the column's check); notes are shorter in practice.
@@ -72,6 +73,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     if field == "description":
         done[request.id].append(_record(session, request, field, None, original, new, reason, actor, now))
         request.description = new
+        _tell_the_crew(session, request, now)
     else:
         if event is not None:
             done[request.id].append(_record(session, request, "note", event, original, new, reason, actor, now))
@@ -105,6 +107,15 @@ def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str
         if same is not skip:
             rows.append(_record(session, req, "note", same, original, new, reason, actor, now))
     return rows
+
+
+def _tell_the_crew(session: Session, request: ServiceRequest, now: datetime) -> None:
+    """The crew's route shows the descriptions of the requests on its work order: its
+    phone hears the change through its feed (as a note on the order is heard)."""
+    wo = session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    if wo is not None and wo.crew_id is not None:
+        crewfeed.record(session, crew_id=wo.crew_id, change="updated", work_order_id=wo.id, status=wo.status,
+                        event_status=wo.status, at=now)
 
 
 def _record(session: Session, request: ServiceRequest, field: str, event: StatusEvent | None, original: str,

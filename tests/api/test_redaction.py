@@ -186,6 +186,26 @@ def test_redacting_the_status_notes_redacts_them_on_the_duplicates_too(client, d
     assert client.get(f"/open311/v2/requests/{second}.json").get_json()[0]["description"] == "Same pothole, still there"
 
 
+def test_a_redacted_description_reaches_the_crews_phone_through_its_change_feed(client, db: Session, reported) -> None:  # noqa: ANN001
+    crew = reported["crew"]
+    crew_id = db.get(WorkOrder, reported["request"].work_order_id).crew_id
+    pid = _post(client, f"Big hole, ask {NAME} at number 3")
+    wo = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == pid)).work_order
+    change_status(db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew_id)
+    db.commit()
+    route = client.get("/api/v1/crew/route", headers=crew).get_json()
+    assert NAME in str(route["stops"])
+    cursor = route["changes_cursor"]
+
+    r = client.post(f"{API}/{pid}/redactions", headers=reported["supervisor"],
+                    json={"field": "description", "text": "Big hole at number 3", "reason": "a name"})
+    assert r.status_code == 201, r.get_json()
+    changes = client.get(f"/api/v1/crew/changes?since={cursor}", headers=crew).get_json()["changes"]
+    assert [(c["work_order_id"], c["change"]) for c in changes] == [(wo.id, "updated")]
+    route = client.get("/api/v1/crew/route", headers=crew).get_json()
+    assert NAME not in str(route) and "Big hole at number 3" in str(route["stops"])
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"field": "description"}, 422, "reason"),
     ({"field": "description", "reason": "  "}, 422, "reason"),
