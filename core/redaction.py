@@ -38,7 +38,9 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     duplicates included: redacting them (or the timeline note that is the status notes)
     redacts the same text in the status notes and public timeline of every request on
     the order, one redaction each and one audit event per request, or the name would
-    still show there."""
+    still show there. The rows are locked first, as a closing locks them (the work order,
+    then its requests in id order), so a closing in progress is waited for and what it
+    wrote is what gets redacted."""
     now = now or datetime.now(UTC)
     if field not in REDACTABLE_FIELDS:
         raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
@@ -52,7 +54,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
                                field="event_id")
 
-    siblings = [r for r in request.work_order.requests if r is not request] if request.work_order else []
+    request, siblings = _lock(session, request)
     event = None
     if field == "note":
         event = session.scalar(select(StatusEvent).where(
@@ -92,6 +94,27 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         ServiceRequestLifecycle.annotate(session, req, actor=actor, at=now, note=f"redacted {labels}: {reason}")
     session.flush()
     return [r for rows in done.values() for r in rows]
+
+
+def _lock(session: Session, request: ServiceRequest) -> tuple[ServiceRequest, list[ServiceRequest]]:
+    """Lock the request's work order and then every request on it in id order (what a
+    closing locks and rewrites, in its order), reloaded as committed. Returns the request
+    and the others on its order."""
+    for _ in range(3):
+        wo_id = request.work_order_id
+        if wo_id is None:
+            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.id == request.id)
+                                     .with_for_update().execution_options(populate_existing=True)).all()
+        else:
+            session.execute(select(WorkOrder.id).where(WorkOrder.id == wo_id).with_for_update())
+            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == wo_id)
+                                     .order_by(ServiceRequest.id).with_for_update()
+                                     .execution_options(populate_existing=True)).all()
+        if request in locked and request.work_order_id == wo_id:
+            return request, [r for r in locked if r is not request]
+        # It moved to another work order before the lock was taken: lock that one.
+        session.refresh(request)
+    raise Conflict(f"request {request.public_id} is being moved between work orders; try again")
 
 
 def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str, reason: str, actor: Actor,

@@ -3,16 +3,20 @@ the original stays readable by supervisors only, and the redaction is audited.""
 
 from __future__ import annotations
 
+import threading
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.closing import close_work_order
+from core.lifecycle import Actor
 from core.models import Notification, Redaction, ServiceRequest, StatusEvent, WorkOrder
+from core.redaction import redact
 from core.workorders import change_status
 from tests import factories as f
 
@@ -255,3 +259,57 @@ def test_the_redaction_endpoints_are_documented(client) -> None:  # noqa: ANN001
     assert op["post"]["security"] == [{"bearer": []}] and op["get"]["security"] == [{"bearer": []}]
     assert {"201", "404", "409", "422"} <= set(op["post"]["responses"])
 
+
+def test_a_redaction_racing_a_closing_redacts_what_the_closing_wrote(engine: Engine, committed: sessionmaker[Session]) -> None:
+    """The redaction waits for a closing in progress on the same work order (it locks the
+    order, then the requests, as closing does) and then redacts the notes the closing
+    wrote: no redaction of stale text that leaves the closing's note public."""
+    with committed() as s:
+        f.service_type(s)
+        sup = f.user(s, "supervisor@example.org", "supervisor")
+        req = f.report(s, description="a hole").request
+        req.status_notes = "A crew is booked"
+        s.commit()
+        req_id, wo_id, actor = req.id, req.work_order_id, Actor.user(sup.id, sup.email)
+
+    closing = Session(engine)
+    errors: list[BaseException] = []
+
+    def redact_in_parallel() -> None:
+        try:
+            with Session(engine) as other:
+                mine = other.get(ServiceRequest, req_id)
+                redact(other, mine, field="status_notes", reason="a name", actor=actor)
+                other.commit()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    try:
+        wo = closing.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
+        close_work_order(closing, wo, actor=f.SYSTEM, outcome="referred", status_notes=CLOSING)
+        closing.flush()
+        worker = threading.Thread(target=redact_in_parallel)
+        worker.start()
+        with engine.connect() as watch:
+            for _ in range(100):
+                if errors or not worker.is_alive():
+                    pytest.fail(f"the redaction did not wait for the closing: {errors or 'it went ahead'}")
+                waiting = watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()")).scalar()
+                watch.rollback()  # pg_stat_activity is a snapshot taken once per transaction
+                if waiting:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the redaction did not wait for the closing")
+        closing.commit()
+        worker.join(10)
+        assert not worker.is_alive() and not errors, errors
+    finally:
+        closing.close()
+    with committed() as s:
+        assert s.get(ServiceRequest, req_id).status_notes == "[redacted]"
+        assert [r.original for r in s.scalars(select(Redaction).where(Redaction.field == "status_notes"))] == [CLOSING]
+        public = s.scalars(select(StatusEvent.note).where(StatusEvent.entity == "service_request",
+                                                          StatusEvent.entity_id == req_id, StatusEvent.public)).all()
+        assert all(NAME not in (n or "") for n in public), public
