@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Text, cast, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
+from core import crewfeed
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
-from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent
+from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent, WorkOrder
 
 REDACTED = "[redacted]"
 # The description's own limit (the column's check); notes are shorter in practice.
@@ -33,8 +34,13 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     `replacement` (default "[redacted]"), keeping the original; the caller commits.
 
     Status notes are also written into the public timeline by the change that set them
-    (a closing's note): redacting them redacts the same text there too, one redaction
-    each, or the name would still show in the timeline."""
+    (a closing's note), and a closing writes them into every request on the work order,
+    duplicates included: redacting them (or the timeline note that is the status notes)
+    redacts the same text in the status notes and public timeline of every request on
+    the order, one redaction each and one audit event per request, or the name would
+    still show there. The rows are locked first, as a closing locks them (the work order,
+    then its requests in id order), so a closing in progress is waited for and what it
+    wrote is what gets redacted."""
     now = now or datetime.now(UTC)
     if field not in REDACTABLE_FIELDS:
         raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
@@ -48,6 +54,7 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
                                field="event_id")
 
+    request, siblings = _lock(session, request)
     event = None
     if field == "note":
         event = session.scalar(select(StatusEvent).where(
@@ -64,21 +71,74 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     if original == new:
         raise ValidationFailed("the text to show instead is the text shown now", field="text")
 
-    done = [_record(session, request, field, event, original, new, reason, actor, now)]
-    if field == "status_notes":
-        request.status_notes = new
-        for same in session.scalars(select(StatusEvent).where(
-                StatusEvent.entity == "service_request", StatusEvent.entity_id == request.id,
-                StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
-            done.append(_record(session, request, "note", same, original, new, reason, actor, now))
-    elif field == "description":
+    done: dict[int, list[Redaction]] = {request.id: []}
+    if field == "description":
+        done[request.id].append(_record(session, request, field, None, original, new, reason, actor, now))
         request.description = new
-    # Open311 clients fetch what changed since their last poll: this did.
-    request.updated_at = now
-    labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in done)
-    ServiceRequestLifecycle.annotate(session, request, actor=actor, at=now, note=f"redacted {labels}: {reason}")
+        _tell_the_crew(session, request, now)
+    else:
+        if event is not None:
+            done[request.id].append(_record(session, request, "note", event, original, new, reason, actor, now))
+        if field == "status_notes" or original == request.status_notes:
+            # The closing's note: the same text on every request of the order.
+            for req in [request, *siblings]:
+                rows = _redact_notes(session, req, original, new, reason, actor, now, skip=event)
+                if rows:
+                    done.setdefault(req.id, []).extend(rows)
+    by_id = {r.id: r for r in [request, *siblings]}
+    for req_id, rows in done.items():
+        req = by_id[req_id]
+        # Open311 clients fetch what changed since their last poll: this did.
+        req.updated_at = now
+        labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in rows)
+        ServiceRequestLifecycle.annotate(session, req, actor=actor, at=now, note=f"redacted {labels}: {reason}")
     session.flush()
-    return done
+    return [r for rows in done.values() for r in rows]
+
+
+def _lock(session: Session, request: ServiceRequest) -> tuple[ServiceRequest, list[ServiceRequest]]:
+    """Lock the request's work order and then every request on it in id order (what a
+    closing locks and rewrites, in its order), reloaded as committed. Returns the request
+    and the others on its order."""
+    for _ in range(3):
+        wo_id = request.work_order_id
+        if wo_id is None:
+            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.id == request.id)
+                                     .with_for_update().execution_options(populate_existing=True)).all()
+        else:
+            session.execute(select(WorkOrder.id).where(WorkOrder.id == wo_id).with_for_update())
+            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == wo_id)
+                                     .order_by(ServiceRequest.id).with_for_update()
+                                     .execution_options(populate_existing=True)).all()
+        if request in locked and request.work_order_id == wo_id:
+            return request, [r for r in locked if r is not request]
+        # It moved to another work order before the lock was taken: lock that one.
+        session.refresh(request)
+    raise Conflict(f"request {request.public_id} is being moved between work orders; try again")
+
+
+def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str, reason: str, actor: Actor,
+                  now: datetime, *, skip: StatusEvent | None) -> list[Redaction]:
+    """The status notes of `req` and the notes of its public events that hold `original`."""
+    rows = []
+    if req.status_notes == original:
+        rows.append(_record(session, req, "status_notes", None, original, new, reason, actor, now))
+        req.status_notes = new
+    for same in session.scalars(select(StatusEvent).where(
+            StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id,
+            StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
+        if same is not skip:
+            rows.append(_record(session, req, "note", same, original, new, reason, actor, now))
+    return rows
+
+
+def _tell_the_crew(session: Session, request: ServiceRequest, now: datetime) -> None:
+    """The crew's route shows the descriptions of the requests on its work order: its
+    phone hears the change through its feed (as a note on the order is heard)."""
+    wo = session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    if wo is not None and wo.crew_id is not None:
+        crewfeed.record(session, crew_id=wo.crew_id, change="updated", work_order_id=wo.id, status=wo.status,
+                        event_status=wo.status, at=now)
 
 
 def _record(session: Session, request: ServiceRequest, field: str, event: StatusEvent | None, original: str,

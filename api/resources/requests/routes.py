@@ -262,6 +262,9 @@ class RedactionArgs(Schema):
 
 class RedactionSchema(Schema):
     id = fields.Integer()
+    request = fields.Function(lambda r: session().get(ServiceRequest, r.service_request_id).public_id, metadata={
+        "description": "the request whose text it is: redacting the status notes redacts the same text on the "
+                       "other requests of the work order (its duplicates), one redaction each"})
     field = fields.String()
     event_id = fields.Integer(attribute="status_event_id", allow_none=True)
     original = fields.String(allow_none=True, metadata={
