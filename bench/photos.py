@@ -55,6 +55,17 @@ def zero_png(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def black_heic(width: int, height: int) -> bytes:
+    """A HEIC of nothing: 49 MP in about 30 kB, under the camera cap by pixels alone."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buf, "HEIF", quality=80)
+    return buf.getvalue()
+
+
 def camera_photo(width: int, height: int, fmt: str = "JPEG", seed: int = 1) -> bytes:
     """Coarse noise blown up to size (photo-like file sizes), with a phone's EXIF."""
     import numpy as np
@@ -157,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if a.heic:
         cases.append(("12 MP HEIC 4032x3024", lambda: camera_photo(4032, 3024, "HEIF", seed=3)))
+        cases.append(("7000x7000 HEIC of black", lambda: black_heic(7000, 7000)))
     codes = [c.resolve() for c in (a.code or [ROOT])]
     for i, code in enumerate(codes):
         print(f"code {i}: {code}")
