@@ -279,6 +279,20 @@ class SignInFailure(Base):
     at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class SignInAddress(Base):
+    """Where an account last signed in successfully, and when (see core/sign_in.py): an
+    address the account used lately is exempt from the account's lock, which failures
+    from anywhere else set, and has a tight limit of its own. Keyed like the failures;
+    rows older than the setting's days no longer count and are pruned."""
+
+    __tablename__ = "sign_in_addresses"
+    __table_args__ = (Index("ix_sign_in_addresses_last_at", "last_at"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class ApiKey(Base):
     """An Open311 client application (a resident app, FixMyStreet, a kiosk)."""
 

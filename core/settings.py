@@ -223,6 +223,10 @@ class Settings:
     sign_in_account_window_minutes: int = 15
     sign_in_address_failures: int = 100
     sign_in_address_window_minutes: int = 15
+    # An address an account signed in from within this many days is exempt from the
+    # account's lock (it has a tight limit of its own): a lock set by guesses from
+    # elsewhere does not keep a crew out of its yard. 0: every address is locked alike.
+    sign_in_known_address_days: int = 30
     # Who may say what the client's address is (X-Forwarded-For): 0 nobody, N hops of
     # proxies, or the proxies' networks. See api.client_address.
     trusted_proxies: int | tuple[IPv4Network | IPv6Network, ...] = 0
@@ -295,6 +299,7 @@ class Settings:
             sign_in_account_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", 15, 1, 24 * 60),
             sign_in_address_failures=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000),
             sign_in_address_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60),
+            sign_in_known_address_days=_bounded(env, "STREETLOOP_SIGN_IN_KNOWN_ADDRESS_DAYS", 30, 0, 365),
             trusted_proxies=_trusted_proxies(env),
             **_webhook_settings(env),
         )

@@ -14,8 +14,13 @@ and cost no hashing, so a locked-out burst neither guesses nor slows the service
 Only failures count, so sign-ins that succeed never use up an address's allowance: a
 depot's twenty crews behind one NAT address all get in, even with a few typos each; it
 would take a hundred typos within fifteen minutes (the default) to lock the yard out.
-A success clears its account's failures, never the address's: an attacker's own login
-must not reset the count of their spray.
+
+The account's lock would otherwise be a weapon: five wrong guesses from anywhere, for
+each crew's e-mail, and the yard is locked out at 07:00. So an address the account
+signed in from within `known_address_days` is exempt from it, and counts only its own
+failures for the account, against the same tight limit. A success forgives the failures
+of its own address only, never others' (a guesser elsewhere gets no fresh guesses from
+the crew's sign-in) and never the address's spray count.
 
 Accounts are keyed by an HMAC of the e-mail typed (with the app's secret key), so
 unknown addresses lock exactly like known ones (nobody learns who has an account), the
@@ -32,12 +37,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, literal, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.auth import authenticate, issue_token
 from core.errors import PermissionDenied
 from core.locks import AdvisoryLock
-from core.models import SignInFailure, User
+from core.models import SignInAddress, SignInFailure, User
 from core.settings import Settings
 
 log = logging.getLogger("streetloop.sign_in")
@@ -52,6 +58,8 @@ class SignInLimits:
     account_window: timedelta = timedelta(minutes=15)
     address_failures: int = 100
     address_window: timedelta = timedelta(minutes=15)
+    # 0: no address is known, every one is held to the account's lock.
+    known_address_days: int = 30
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SignInLimits:
@@ -60,6 +68,7 @@ class SignInLimits:
             account_window=timedelta(minutes=settings.sign_in_account_window_minutes),
             address_failures=settings.sign_in_address_failures,
             address_window=timedelta(minutes=settings.sign_in_address_window_minutes),
+            known_address_days=settings.sign_in_known_address_days,
         )
 
 
@@ -112,7 +121,9 @@ def sign_in(session: Session, email: str, password: str, *, address: str, limits
             log.warning("sign-in refused: %s from %s was deactivated or had its password reset meanwhile",
                         _who(session, email, account), address)
             return None
-        session.execute(delete(SignInFailure).where(SignInFailure.account == account))
+        session.execute(delete(SignInFailure).where(SignInFailure.account == account,
+                                                    SignInFailure.address == address))
+        _remember(session, account, address, limits)
         return SignedIn(user, token)
 
     session.add(SignInFailure(account=account, address=address))
@@ -125,8 +136,12 @@ def _retry_after(session: Session, account: str, address: str, limits: SignInLim
     """Seconds until the account and the address are both under their limits; None if
     they are now. A limit of N holds while N failures lie in the window, so it lifts when
     the N-th most recent one leaves it."""
+    mine = SignInFailure.account == account
+    if _known(session, account, address, limits):
+        # Where the account signs in: only the failures from here count against it.
+        mine = mine & (SignInFailure.address == address)
     waits = [
-        _wait(session, SignInFailure.account == account, limits.account_failures, limits.account_window),
+        _wait(session, mine, limits.account_failures, limits.account_window),
         _wait(session, SignInFailure.address == address, limits.address_failures, limits.address_window),
     ]
     found = [w for w in waits if w is not None]
@@ -145,6 +160,27 @@ def _wait(session: Session, where: object, limit: int, window: timedelta) -> int
         return None
     # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
     return max(1, math.ceil(nth.total_seconds()))
+
+
+def _known(session: Session, account: str, address: str, limits: SignInLimits) -> bool:
+    if not limits.known_address_days:
+        return False
+    return session.scalar(
+        select(func.count()).select_from(SignInAddress).where(
+            SignInAddress.account == account, SignInAddress.address == address,
+            SignInAddress.last_at > func.now() - timedelta(days=limits.known_address_days))
+    ) > 0
+
+
+def _remember(session: Session, account: str, address: str, limits: SignInLimits) -> None:
+    """This address is the account's for the next `known_address_days`; addresses not
+    used that long, any account's, are forgotten (an index range on `last_at`)."""
+    if not limits.known_address_days:
+        return
+    session.execute(insert(SignInAddress).values(account=account, address=address)
+                    .on_conflict_do_update(index_elements=["account", "address"], set_={"last_at": func.now()}))
+    session.execute(delete(SignInAddress).where(
+        SignInAddress.last_at < func.now() - timedelta(days=limits.known_address_days)))
 
 
 def _prune(session: Session, limits: SignInLimits) -> None:

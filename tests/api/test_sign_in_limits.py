@@ -247,3 +247,46 @@ def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(committed: Any,
 class _NoQueue:
     def defer(self, task_name: str, **kwargs: object) -> int:
         return 0
+
+
+# -- known addresses -------------------------------------------------------------------
+
+
+def test_a_lock_made_elsewhere_does_not_keep_a_crew_out_where_it_signs_in_every_day(client: Any, db: Session) -> None:
+    """Five wrong guesses from anywhere lock an account, so someone who knows the crews'
+    e-mails could keep the whole yard out at 07:00. An address the account signed in
+    from lately is exempt from that lock (it has a tight limit of its own), so the lock
+    stops guessers without stopping the crews."""
+    for n in range(20):
+        f.user(db, f"crew-{n}@example.org", "dispatcher")
+        assert login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code == 200  # yesterday, at the yard
+    for n in range(20):
+        for guess in range(5):
+            error_body(login(client, f"crew-{n}@example.org", f"guess-{guess}", address=ELSEWHERE), 401)
+        error_body(login(client, f"crew-{n}@example.org", PASSWORD, address="192.0.2.55"), 429)  # locked
+    # 07:00 at the yard: everyone gets in.
+    assert [login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code for n in range(20)] == [200] * 20
+    # The yard's successes forgave the yard's own typos only: elsewhere the lock holds.
+    error_body(login(client, "crew-0@example.org", PASSWORD, address="192.0.2.55"), 429)
+
+
+def test_a_known_address_has_a_tight_limit_of_its_own(client: Any, db: Session) -> None:
+    f.user(db, "ana@example.org", "dispatcher")
+    assert login(client, "ana@example.org", PASSWORD, address=HERE).status_code == 200
+    for guess in range(5):
+        error_body(login(client, "ana@example.org", f"guess-{guess}", address=HERE), 401)
+    error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)
+
+
+def test_an_address_is_known_only_for_a_while(client: Any, db: Session) -> None:
+    from core.models import SignInAddress
+
+    f.user(db, "ana@example.org", "dispatcher")
+    assert login(client, "ana@example.org", PASSWORD, address=HERE).status_code == 200
+    row = db.scalars(select(SignInAddress)).one()
+    assert "ana" not in row.account and row.address == HERE  # keyed like the failures
+    db.execute(update(SignInAddress).values(last_at=SignInAddress.last_at - func.make_interval(0, 0, 0, 31)))
+    db.flush()
+    for guess in range(5):
+        error_body(login(client, "ana@example.org", f"guess-{guess}", address=ELSEWHERE), 401)
+    error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)
