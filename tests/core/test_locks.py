@@ -12,8 +12,9 @@ from core import locks
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [p for d in ("api", "core", "dispatch", "geo", "workers") for p in (ROOT / d).rglob("*.py")]
-# A call that names its class as a number instead of through AdvisoryLock.
-LITERAL = re.compile(r"pg_(try_)?advisory_(xact_)?lock(_shared)?\(\s*\d")
+# A number of the registry's range anywhere but the registry: a lock class written as a
+# literal (in a call, a constant, a tuple or a bound parameter) instead of AdvisoryLock.
+LITERAL = re.compile(r"(?<![\d.])311\d\d(?!\d)")
 
 
 def test_every_class_is_named_once() -> None:
@@ -22,7 +23,7 @@ def test_every_class_is_named_once() -> None:
 
 
 def test_no_code_takes_an_advisory_lock_by_number() -> None:
-    found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in SOURCES if p.name != "locks.py"
              for n, line in enumerate(p.read_text().splitlines(), 1) if LITERAL.search(line)]
     assert found == []
 
