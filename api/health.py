@@ -86,7 +86,8 @@ class _Readiness:
             return answer
         # Wait for a check under way rather than start a second one; bounded, since a check is.
         if not self.lock.acquire(timeout=4 * READY_TIMEOUT_S + 1):
-            return self.answer or _Answer("database", "unavailable", "another readiness check is still running")
+            # A check that hangs this long says the answer is no: never an old "ready".
+            return self.fresh() or _Answer("database", "unavailable", "another readiness check is still running")
         try:
             answer = self.fresh()
             if answer is None:

@@ -148,3 +148,23 @@ def test_readiness_is_checked_at_most_once_per_interval_and_one_at_a_time(app: A
     monkeypatch.setattr(api.health, "_clock", lambda: clock)
     assert app.test_client().get("/readyz").status_code == 200
     assert seen["calls"] == 2
+
+
+def test_a_probe_that_waits_out_a_hung_check_is_not_told_an_old_ready(app: Any, monkeypatch: Any) -> None:
+    """A check that hangs (a name lookup, an address that drops packets) holds the lock;
+    the probes waiting behind it must hear "unavailable", not the "ready" from before."""
+    import api.health
+
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200  # the answer from before the outage
+    readiness = app.extensions["streetloop.readiness"]
+    clock = [api.health._clock() + 60]  # the cached answer is long stale
+    monkeypatch.setattr(api.health, "_clock", lambda: clock[0])
+    monkeypatch.setattr(api.health, "READY_TIMEOUT_S", 0.01)  # probes give up waiting at once
+    readiness.lock.acquire()  # the hung check
+    try:
+        r = client.get("/readyz")
+    finally:
+        readiness.lock.release()
+    assert r.status_code == 503
+    assert r.get_json()["errors"] == {"database": ["unavailable"]}
