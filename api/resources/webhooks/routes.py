@@ -96,6 +96,9 @@ def list_webhooks(key_id: int) -> Any:
 def create_webhook(data: dict[str, Any], key_id: int) -> Any:
     s = session()
     key = _key(key_id)
+    # Locked as revoking locks it: a registration racing a revocation either comes first
+    # (and is switched off with the key) or sees the key revoked.
+    s.refresh(key, with_for_update={"read": True})
     if not key.active:
         abort(409, message=f"api key {key_id} is revoked")
     hook = s.scalar(select(Webhook).where(Webhook.api_key_id == key_id, Webhook.url == data["url"]).with_for_update())
