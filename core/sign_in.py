@@ -17,10 +17,12 @@ would take a hundred typos within fifteen minutes (the default) to lock the yard
 
 The account's lock would otherwise be a weapon: five wrong guesses from anywhere, for
 each crew's e-mail, and the yard is locked out at 07:00. So an address the account
-signed in from within `known_address_days` is exempt from it, and counts only its own
-failures for the account, against the same tight limit. A success forgives the failures
+signed in from within `known_address_days` is exempt from it: it counts its own failures
+for the account against the same tight limit, and everyone's against a cap ten times as
+high, so the account's guesses stay bounded however many addresses it is known at. A success forgives the failures
 of its own address only, never others' (a guesser elsewhere gets no fresh guesses from
-the crew's sign-in) and never the address's spray count.
+the crew's sign-in); the address's spray count loses only that account's own failures
+from there.
 
 Accounts are keyed by an HMAC of the e-mail typed (with the app's secret key), so
 unknown addresses lock exactly like known ones (nobody learns who has an account), the
@@ -50,6 +52,12 @@ log = logging.getLogger("streetloop.sign_in")
 
 # "One account's sign-in" (core.locks; it shared the shifts' class by mistake before).
 _ACCOUNT_LOCK = AdvisoryLock.SIGN_IN
+
+
+# At an address the account is known at, all its failures from anywhere may reach this
+# many times the account's limit before that address is locked too (5 x 10 = 50 guesses
+# a window at most, wherever they come from).
+KNOWN_ADDRESS_CAP = 10
 
 
 @dataclass(frozen=True)
@@ -136,14 +144,18 @@ def _retry_after(session: Session, account: str, address: str, limits: SignInLim
     """Seconds until the account and the address are both under their limits; None if
     they are now. A limit of N holds while N failures lie in the window, so it lifts when
     the N-th most recent one leaves it."""
-    mine = SignInFailure.account == account
+    anywhere = SignInFailure.account == account
+    waits = [_wait(session, SignInFailure.address == address, limits.address_failures, limits.address_window)]
     if _known(session, account, address, limits):
-        # Where the account signs in: only the failures from here count against it.
-        mine = mine & (SignInFailure.address == address)
-    waits = [
-        _wait(session, mine, limits.account_failures, limits.account_window),
-        _wait(session, SignInFailure.address == address, limits.address_failures, limits.address_window),
-    ]
+        # Where the account signs in: its own failures from here count against the tight
+        # limit, and everyone's against a cap KNOWN_ADDRESS_CAP times as high, so the
+        # account's guesses stay bounded however many addresses it is known at.
+        waits += [
+            _wait(session, anywhere & (SignInFailure.address == address), limits.account_failures, limits.account_window),
+            _wait(session, anywhere, KNOWN_ADDRESS_CAP * limits.account_failures, limits.account_window),
+        ]
+    else:
+        waits.append(_wait(session, anywhere, limits.account_failures, limits.account_window))
     found = [w for w in waits if w is not None]
     return max(found) if found else None
 

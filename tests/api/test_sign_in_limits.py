@@ -290,3 +290,17 @@ def test_an_address_is_known_only_for_a_while(client: Any, db: Session) -> None:
     for guess in range(5):
         error_body(login(client, "ana@example.org", f"guess-{guess}", address=ELSEWHERE), 401)
     error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)
+
+
+def test_guesses_from_everywhere_are_still_bounded_at_a_known_address(client: Any, db: Session) -> None:
+    """An account known at many addresses (a phone on mobile data collects carrier NAT
+    addresses) must not get five guesses at each: all its failures from anywhere are
+    capped at ten times the limit, then even its known addresses are locked."""
+    f.user(db, "ana@example.org", "dispatcher")
+    elsewhere = [f"192.0.2.{n + 1}" for n in range(10)]
+    for address in [HERE, *elsewhere]:
+        assert login(client, "ana@example.org", PASSWORD, address=address).status_code == 200
+    for address in elsewhere:
+        for guess in range(5):
+            error_body(login(client, "ana@example.org", f"guess-{address}-{guess}", address=address), 401)
+    error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)
