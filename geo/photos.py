@@ -10,6 +10,7 @@ import hashlib
 import io
 import math
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,21 @@ _FORMAT_ALIASES = {"MPO": "JPEG"}
 # one several MB), an image of nothing under 0.001. (JPEG needs no such rule: it is
 # decoded at 1/8 or 1/2 scale.)
 MIN_HEIC_BYTES_PER_PIXEL = 0.005
+# ... and as a padded file passes that rule, a process decodes at most one such HEIC (a
+# full-size decode above this many pixels: about 340 MB at 48 MP) at a time: four at once
+# are what took a web process from 224 to 713 MB.
+LARGE_DECODE_PIXELS = 16_000_000
+_LARGE_DECODES = threading.BoundedSemaphore(1)
+
+
+@contextmanager
+def _one_large_decode_at_a_time(img: Image.Image) -> Iterator[None]:
+    """Held around the decode of a HEIC above LARGE_DECODE_PIXELS (JPEG decodes reduced)."""
+    if img.format != "HEIF" or img.size[0] * img.size[1] <= LARGE_DECODE_PIXELS:
+        yield
+        return
+    with _LARGE_DECODES:
+        yield
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -158,7 +174,8 @@ def _check_decodes(data: bytes) -> None:
     entropy-decoded (which is what finds the damage), but 48 MP take 0.75 MP of memory."""
     with _decoding_errors(), Image.open(io.BytesIO(data)) as img:
         img.draft(None, (1, 1))  # a no-op for formats other than JPEG
-        img.load()
+        with _one_large_decode_at_a_time(img):
+            img.load()
 
 
 @contextmanager
@@ -190,7 +207,8 @@ def public_copies(data: bytes) -> tuple[bytes, bytes]:
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))  # a no-op for formats other than JPEG
-            img.load()
+            with _one_large_decode_at_a_time(img):
+                img.load()
             if img.mode not in _RESIZES_WELL:
                 # Palette and 1-bit images would be shrunk by picking pixels: colour first.
                 img = img.convert("RGB")
@@ -372,6 +390,8 @@ def perceptual_hash(data: bytes) -> int:
             with Image.open(io.BytesIO(data)) as img:
                 # JPEG can decode at 1/2..1/8 scale for free; 32x32 needs nowhere near 12 MP.
                 img.draft("L", (4 * _HASH_SIDE, 4 * _HASH_SIDE))
+                with _one_large_decode_at_a_time(img):
+                    img.load()
                 # Orientation first: the same scene shot portrait must not hash as a new one.
                 img = ImageOps.exif_transpose(img).convert("L")
                 small = img.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)

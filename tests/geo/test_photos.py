@@ -392,3 +392,49 @@ def test_hamming_and_signed_storage() -> None:
     # A hash round-tripped through a signed BIGINT compares exactly as the unsigned one.
     assert hamming(to_signed64(h), h) == 0
     assert hamming(to_signed64(h), 1) == hamming(h, 1) == 8
+
+
+def test_a_process_decodes_one_large_heic_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A padded HEIC of nothing passes the bytes rule and costs a full decode: each
+    decode of a HEIC above LARGE_DECODE_PIXELS holds the process's one slot (scaled
+    down here), and every decode of one goes through it; a JPEG never does."""
+    import threading
+
+    import geo.photos as photos
+
+    monkeypatch.setattr(photos, "LARGE_DECODE_PIXELS", 1_000_000)
+    holders, most, lock = [0], [0], threading.Lock()
+
+    class Watched:
+        def __init__(self) -> None:
+            self.real, self.used = threading.BoundedSemaphore(1), 0
+
+        def __enter__(self) -> None:
+            self.real.acquire()
+            with lock:
+                self.used += 1
+                holders[0] += 1
+                most[0] = max(most[0], holders[0])
+
+        def __exit__(self, *exc: object) -> None:
+            with lock:
+                holders[0] -= 1
+            self.real.release()
+
+    slot = Watched()
+    monkeypatch.setattr(photos, "_LARGE_DECODES", slot)
+    large = encode(scene(14, (1600, 1200)), "HEIF", quality=60)
+    limits = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=20_000_000,
+                         max_request_pixels=50_000_000)
+    workers = [threading.Thread(target=lambda: (inspect_photo(large, limits), public_copies(large), perceptual_hash(large)))
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert slot.used == 9 and most[0] == 1  # three decodes each, never two at once
+    jpeg = encode(scene(15, (1600, 1200)))
+    inspect_photo(jpeg, limits), public_copies(jpeg), perceptual_hash(jpeg)
+    small = encode(scene(16, (640, 480)), "HEIF", quality=60)
+    inspect_photo(small, limits), public_copies(small), perceptual_hash(small)
+    assert slot.used == 9
