@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import PermissionDenied
 from core.lifecycle.base import Actor
+from core.lifecycle.client_app import ApiKeyLifecycle, WebhookLifecycle
 from core.models import AccessToken, ApiKey, User, Webhook
 
 _hasher = PasswordHasher()
@@ -90,8 +91,6 @@ def revoke_token(session: Session, user: User, token: str) -> bool:
 def create_api_key(session: Session, name: str, key: str | None = None, *, actor: Actor) -> tuple[ApiKey, str]:
     """A new Open311 client app's key, on the audit trail; the key itself is shown once
     (only its hash is stored, and the trail names the app, never the key)."""
-    from core.lifecycle.client_app import ApiKeyLifecycle
-
     key = key or secrets.token_urlsafe(24)
     row = ApiKey(key_hash=_sha256(key), name=name, active=True)
     session.add(row)
@@ -104,8 +103,6 @@ def revoke_api_key(session: Session, row: ApiKey, *, actor: Actor) -> None:
     """Revoke a client app's key for good, and switch its webhooks off with it: the
     outbox calls no webhook of a revoked key, and the list must not say otherwise.
     Revoking a revoked key changes nothing."""
-    from core.lifecycle.client_app import ApiKeyLifecycle, WebhookLifecycle
-
     row = session.scalar(select(ApiKey).where(ApiKey.id == row.id).with_for_update().execution_options(populate_existing=True))
     if not row.active:
         return
