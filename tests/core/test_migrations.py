@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from api.cli import alembic_config
 from core.db import Base, make_engine
-from core.settings import libpq_url
 from migrations.schema_filter import include_object
+from tests.databases import scratch_database
 
 
 def test_migrated_schema_matches_models(engine: Engine) -> None:
@@ -33,21 +27,6 @@ def test_every_model_table_and_procrastinate_schema_exist(engine: Engine) -> Non
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert {"procrastinate_jobs", "procrastinate_events", "procrastinate_workers"} <= tables
-
-
-@contextmanager
-def scratch_database(database_url: str) -> Iterator[str]:
-    """An empty database of its own for a migration run, dropped afterwards; its URL."""
-    admin = make_url(database_url).set(database="postgres")
-    admin_dsn = libpq_url(admin.render_as_string(hide_password=False))
-    name = f"streetloop_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from core.settings import Settings, libpq_url
+from core.settings import Settings
 from tests import factories as f
+from tests.databases import scratch_database
 
 ROLES = ("crew", "dispatcher", "supervisor", "admin")
 
@@ -68,19 +66,10 @@ def fuzz_database_url(database_url: str) -> Iterator[str]:
 
     from api.cli import alembic_config
 
-    admin = make_url(database_url).set(database="postgres")
-    admin_dsn = libpq_url(admin.render_as_string(hide_password=False))
-    name = f"streetloop_fuzz_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(database_url, "streetloop_fuzz") as url:
         with STATS.timed():
             command.upgrade(alembic_config(url), "head")
         yield url
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
