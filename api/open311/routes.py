@@ -78,15 +78,6 @@ def _bound_the_query() -> None:
                                 f"{len(request.query_string)}; ask for fewer service_request_id values per call")
 
 
-@blp.before_request
-def _no_api_key_in_the_url() -> None:
-    """A URL is written to access logs (ours, a proxy's, the client's), so a key sent in
-    one is as good as published: writes refuse it, before anything is looked up."""
-    if request.method not in _READS and "api_key" in request.args:
-        raise Open311Error(400, "send api_key in the form body, not in the URL: URLs are written to access logs, "
-                                "so treat a key sent that way as exposed")
-
-
 # The one parameter a write may carry in its URL: it names the city, nothing personal, and
 # clients put it there (FixMyStreet-style clients POST everything else as a form body).
 _URL_PARAMS_OF_WRITES = frozenset({"jurisdiction_id"})
@@ -106,6 +97,11 @@ def _no_fields_in_the_url_of_writes() -> None:
     extra = sorted(set(request.args.keys()) - _URL_PARAMS_OF_WRITES)
     if not extra:
         return
+    if "api_key" in extra:
+        # A key in a URL is as good as published (ours, a proxy's, the client's logs):
+        # the client must also be told to treat it as exposed.
+        raise Open311Error(400, "send api_key in the form body, not in the URL: URLs are written to access logs, "
+                                "so treat a key sent that way as exposed")
     named = [n for n in extra if _PLAIN_NAME.fullmatch(n)][:_MAX_NAMED]
     others = len(extra) - len(named)
     listed = ", ".join(named) + (f" and {others} other parameter(s)" if named and others
