@@ -4,6 +4,7 @@
 #
 #   make venv        .venv with `pip install -e '.[dev]'` (re-run when pyproject.toml changes)
 #   make pg-install  PostgreSQL + PostGIS from apt if missing (skipped when DATABASE_URL is set)
+#   make browser-install  Debian's chromium from apt if missing (the screens' browser tests drive it)
 #   make test        run pytest against a project-local cluster (or $DATABASE_URL)
 #   make demo        migrate, seed, run worker + gunicorn on 127.0.0.1:${PORT:-5000}
 #   make db-start / db-stop / db-status / db-psql
@@ -24,7 +25,7 @@ STAMP       := $(VENV)/.installed
 PG          := scripts/pg.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv pg-install test demo db-start db-stop db-status db-psql clean distclean
+.PHONY: help venv pg-install browser-install test demo db-start db-stop db-status db-psql clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -62,7 +63,16 @@ pg-install:
 		$(PG) install
 	fi
 
-test: venv pg-install
+# The browser stage drives Debian's chromium; Playwright's own browser download is never
+# used (nor reachable from a city's network). Skipped when the run leaves the stage out.
+browser-install:
+	@if [[ "$(PYTEST_ARGS)" == *"not browser"* ]]; then
+		echo "make: the browser stage is deselected; skipping chromium"
+	else
+		scripts/browser.sh install
+	fi
+
+test: venv pg-install browser-install
 	@if [ -n "$${DATABASE_URL:-}" ]; then
 		echo "make: using DATABASE_URL from the environment"
 		exec "$(VENV_PY)" -m pytest $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     from api.spec import make_api
     from core.db import make_engine, make_sessionmaker
     from core.service_area import AreaConfig
+    from screens import blp as screens_blp
     from workers.app import Queue
 
     settings = settings or Settings.from_env()
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.register_blueprint(media.blp)
     app.register_blueprint(status_page.blp)
     app.register_blueprint(citistat_page.blp)
+    app.register_blueprint(screens_blp)
     errors.init_app(app)
     return app
 

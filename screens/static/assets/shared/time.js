@@ -1,0 +1,32 @@
+// Times as the city reads them: always in its time zone (app-config's time_zone), never in
+// the zone of the browser that shows them, so a dispatcher on a laptop set to UTC and a
+// crew's phone agree on "09:30".
+
+export function formatters(timeZone, locale = document.documentElement.lang || "en") {
+  const make = (options) => new Intl.DateTimeFormat(locale, { timeZone, ...options });
+  const time = make({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const date = make({ weekday: "short", day: "numeric", month: "short" });
+  const dateTime = make({ weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const parts = make({ year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const at = (v) => (v instanceof Date ? v : new Date(v));
+  return {
+    timeZone,
+    time: (v) => (v ? time.format(at(v)) : ""),
+    date: (v) => (v ? date.format(at(v)) : ""),
+    dateTime: (v) => (v ? dateTime.format(at(v)) : ""),
+    /** The city's calendar date of an instant, as YYYY-MM-DD (what the API's `date` takes). */
+    localDate(v = new Date()) {
+      const p = Object.fromEntries(parts.formatToParts(at(v)).map((x) => [x.type, x.value]));
+      return `${p.year}-${p.month}-${p.day}`;
+    },
+    /** Minutes since the city's midnight, for timelines. */
+    minutesOfDay(v) {
+      const p = Object.fromEntries(parts.formatToParts(at(v)).map((x) => [x.type, x.value]));
+      return Number(p.hour) * 60 + Number(p.minute) + Number(p.second) / 60;
+    },
+    duration(seconds) {
+      const m = Math.round(seconds / 60);
+      return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")}`;
+    },
+  };
+}
