@@ -12,7 +12,15 @@ import strings from "./strings.js";
 
 const STAFF = ["dispatcher", "supervisor", "admin"];
 // One line per desk: id (the hash), the roles that see it, its module.
+// Each desk's own line, with a blank line between, so desks land without touching each other.
 const DESKS = [
+  // dispatch
+
+  // rosters
+
+  // review
+
+  // intake
 ];
 
 const TOKEN_KEY = "streetloop.console.token";

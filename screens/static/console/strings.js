@@ -23,4 +23,16 @@ export default {
   "sign_in.wrong": "Wrong e-mail or password.",
   "sign_in.too_many": "Too many failed sign-ins. Wait a few minutes, then try again.",
   "sign_in.offline": "The server cannot be reached. Check the network and try again.",
+
+  // -- dispatch desk (map, plans, timeline) --
+  "dispatch.title": "Dispatch",
+
+  // -- rosters desk (shifts, breaks, weekly patterns) --
+  "rosters.title": "Rosters",
+
+  // -- review desk (supervisors verify completions) --
+  "review.title": "Review",
+
+  // -- intake desk (call-takers record residents' calls) --
+  "intake.title": "Intake",
 };
