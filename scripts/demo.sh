@@ -121,6 +121,8 @@ cat <<BANNER
 
 ==========================================================================
  StreetLoop demo: $base
+   Console (dispatch, rosters, review, intake): $base/console/
+   Crew app (open on a phone, or a 390x844 window): $base/crew/
    API docs:          $base/docs
    OpenAPI:           $base/openapi.json
    Open311 discovery: $base/open311/v2/discovery.json
