@@ -91,12 +91,17 @@ def _nice(x: float) -> int:
 
 
 def scale_for(values: list[float], rate: bool) -> Scale:
-    """Rates: five classes from the lowest value's tens of percent (at most 80 %) to 100 %,
-    so that a city whose districts are all between 70 and 95 % still sees them apart.
-    Counts: classes of a round width from 0, as many as the largest count needs."""
+    """Rates: five classes from the lowest value to the highest, both rounded out to tens
+    of percent (so a city whose districts are all between 20 and 50 % still sees them
+    apart; a week later the classes may differ, the legend says which). Counts: classes
+    of a round width from 0, as many as the largest count needs."""
     if rate:
-        low = min(math.floor(min(values, default=0) * 10) / 10, 0.8)
-        return Scale(low, (1 - low) / 5, 5, True)
+        if not values:
+            return Scale(0, 0.2, 5, True)
+        low = math.floor(min(values) * 10 + 1e-9) / 10
+        high = min(1.0, max(math.ceil(max(values) * 10 - 1e-9) / 10, low + 0.1))
+        low = min(low, high - 0.1)
+        return Scale(low, (high - low) / 5, 5, True)
     top = max(values, default=0)
     step = _nice((top + 1) / 5)
     return Scale(0, step, min(5, math.floor(top / step) + 1), False)

@@ -300,6 +300,10 @@ def test_page_scales_and_projection() -> None:
     assert [rates.label(i) for i in range(rates.count)] == ["70–76 %", "76–82 %", "82–88 %", "88–94 %", "94–100 %"]
     assert [rates.index(v) for v in (0.70, 0.76, 0.759, 1.0)] == [0, 1, 0, 4]
     assert scale_for([], rate=True).label(0) == "0–20 %"
+    low = scale_for([0.208, 0.5, 0.26], rate=True)  # the demo city's fortnight: all between 20 and 50 %
+    assert [low.label(i) for i in range(5)] == ["20–26 %", "26–32 %", "32–38 %", "38–44 %", "44–50 %"]
+    assert [low.index(v) for v in (0.208, 0.26, 0.5)] == [0, 1, 4]
+    assert [scale_for([1.0, 1.0], rate=True).label(i) for i in (0, 4)] == ["90–92 %", "98–100 %"]
     counts = scale_for([0, 3, 14], rate=False)
     assert [counts.label(i) for i in range(counts.count)] == ["0–4", "5–9", "10–14"]
     assert [counts.shade(i) for i in range(3)] == ["#eff3ff", "#6baed6", "#08519c"]
