@@ -222,7 +222,7 @@ def citistat_page() -> Response:
     by_type = citistat.compute(s, start=period.start, end=period.end, group_by="service_type", tz=period.tz, now=now)
     total = by_type.total
     backlog_labels = {"lt_1d": "under 1 day", "1_3d": "1–3 days", "3_7d": "3–7 days", "7_30d": "7–30 days", "gt_30d": "30 days or more"}
-    # The table's column heads sit under "Open, by age": the short form fits a 1280 px screen.
+    # The table's column heads sit under "Still open, by age": short, so the table fits 1280 px.
     backlog_heads = {"lt_1d": "< 1 day", "1_3d": "1–3 days", "3_7d": "3–7 days", "7_30d": "7–30 days", "gt_30d": "30+ days"}
     here = {"from": period.start.isoformat(), "to": period.end.isoformat()}
     html = render_template(

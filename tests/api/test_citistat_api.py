@@ -177,12 +177,17 @@ def test_public_page_map_shades_every_district_by_the_chosen_figure(client: Any,
     html = _page(client, **({"shade": shade} if shade else {}))
     figures = {row["group"]: row for row in get(client, dispatcher, group_by="district").get_json()["rows"]}
     north, south = figures["north"], figures["south"]
+
+    def as_pct(share: float) -> str:
+        return f"{share * 100:.1f} %"
+
+    def verified(row: dict[str, Any]) -> str:
+        return as_pct((row["completions_auto_verified"] + row["completions_verified_by_supervisor"]) / row["completions"])
+
     expected = {
-        None: ("On-time rate", "on-time rate", f"{north['on_time_rate'] * 100:.1f} %", f"{south['on_time_rate'] * 100:.1f} %"),
+        None: ("On-time rate", "on-time rate", as_pct(north["on_time_rate"]), as_pct(south["on_time_rate"])),
         "backlog": ("Backlog", "backlog", str(north["open"]), str(south["open"])),
-        "verified": ("Verified share", "verified share",
-                     f"{(north['completions_auto_verified'] + north['completions_verified_by_supervisor']) / north['completions'] * 100:.1f} %",
-                     f"{(south['completions_auto_verified'] + south['completions_verified_by_supervisor']) / south['completions'] * 100:.1f} %"),
+        "verified": ("Verified share", "verified share", verified(north), verified(south)),
     }[None if shade == "on_time" else shade]
     label, lower, north_value, south_value = expected
     assert (north["on_time_rate"], north["open"]) == (0.6, 2)  # the history's (tests/core/test_citistat.py)

@@ -18,7 +18,7 @@ import pytest
 from core.models import Completion, District, ServiceRequest, WorkOrder
 from core.spatial import point
 from tests import factories as f
-from tests.browser.conftest import SCREENSHOTS, LiveServer, accessible, shot
+from tests.browser.conftest import PHONE, SCREENSHOTS, LiveServer, accessible, shot
 
 PERIOD = "from=2025-06-02&to=2025-06-15"
 WIDE = {"width": 1280, "height": 900}
@@ -182,3 +182,16 @@ def test_citistat_prints_on_a4_and_letter_without_cut_columns(browser_context: A
     width_pt, height_pt = (float(v) for v in next(iter(boxes)).split()[2:4])
     assert len(boxes) == 1 and width_pt > height_pt, boxes  # every page landscape, of one size
     assert abs(width_pt - width_mm / 25.4 * 72) < 2, (paper, width_pt)
+
+
+def test_citistat_page_on_a_phone(browser_context: Any, quarter: dict[str, int]) -> None:
+    # Residents open it on phones too: the charts and the map shrink to the screen, the
+    # wide tables scroll sideways inside their own box (focusable, so a keyboard can too),
+    # and the page itself never does.
+    context, _watch = browser_context(PHONE)
+    page = context.new_page()
+    page.goto(f"/citistat?{PERIOD}")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    accessible(page, "CitiStat on a phone")
+    _scroll_to(page, "#map")
+    shot(page, "citistat-phone")
