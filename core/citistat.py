@@ -51,6 +51,7 @@ Rates are rounded to 4 decimals, hours to 4 decimals, kilometres to 3.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -774,3 +775,45 @@ def open_data_csv(session: Session, period: Period) -> Iterator[str]:
             yield "".join(chunk)
             chunk.clear()
     yield "".join(chunk)
+
+
+# -- district outlines, for the page's map -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistrictOutline:
+    code: str
+    name: str
+    # GeoJSON coordinates of a MultiPolygon (lon, lat), simplified: [polygon][ring][point].
+    polygons: list[list[list[tuple[float, float]]]]
+    label_at: tuple[float, float]  # a point inside the district (lon, lat)
+
+
+def district_extent(session: Session) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of all districts, or None when the city has none."""
+    row = session.execute(text("SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) "
+                               "FROM (SELECT ST_Extent(geom) AS b FROM districts) e")).one()
+    return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
+
+def district_outlines(session: Session, tolerance: float) -> list[DistrictOutline]:
+    """Every district's outline simplified to `tolerance` degrees, by code.
+
+    The map draws these at a few hundred pixels wide: a ward traced from OSM has
+    thousands of vertices, which would make the page megabytes; simplified to half a
+    pixel it keeps its shape and weighs a few kilobytes. ST_SimplifyPreserveTopology
+    (not ST_Simplify) so that no ring collapses or crosses itself. Neighbours are
+    simplified one by one, so their shared border may drift apart by up to the
+    tolerance: half a pixel, which the eye does not see."""
+    rows = session.execute(text("""
+        SELECT code, name, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tolerance), 6),
+               ST_X(p), ST_Y(p)
+        FROM districts, LATERAL (SELECT ST_PointOnSurface(geom) AS p) label
+        ORDER BY code
+    """), {"tolerance": tolerance})
+    out = []
+    for code, name, geojson, x, y in rows:
+        shape = json.loads(geojson)
+        polygons = shape["coordinates"] if shape["type"] == "MultiPolygon" else [shape["coordinates"]]
+        out.append(DistrictOutline(code, name, polygons, (x, y)))
+    return out

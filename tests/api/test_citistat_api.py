@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import citistat
@@ -146,7 +148,8 @@ def test_public_page_shows_the_numbers_without_scripts_or_people(client: Any, hi
     assert re.search(r"<td>Graffiti</td><td>4</td><td>3</td><td>0</td>", html)
     assert re.search(r"<td>\(outside districts\)</td><td>1</td><td>1</td>", html)
     # Charts are inline SVG drawn on the server; nothing is loaded from elsewhere.
-    assert html.count("<svg") == 7
+    assert html.count('<svg class="chart"') == 7
+    assert html.count('<svg class="map"') == 1
     assert "3 / 5" in html  # north: closed of received
     assert "<script" not in html
     assert not re.search(r"""(src|href)=["']?https?://""", html)
@@ -155,6 +158,171 @@ def test_public_page_shows_the_numbers_without_scripts_or_people(client: Any, hi
     for private in ("c1", "c2", "c1@example.org", "resident@example.org", "555 0101", "tok-secret"):
         assert private not in html
     assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+
+
+def _page(client: Any, **params: str) -> str:
+    r = client.get("/citistat", query_string={**PERIOD, **params})
+    assert r.status_code == 200, r.get_data(as_text=True)[:500]
+    return r.get_data(as_text=True)
+
+
+def _district_titles(html: str) -> dict[str, str]:
+    """{district code: its shape's <title>} from the map."""
+    return dict(re.findall(r'<g class="district" data-code="([^"]+)"><title>([^<]*)</title><path [^>]*d="M', html))
+
+
+@pytest.mark.parametrize("shade", ["on_time", "backlog", "verified", None])
+def test_public_page_map_shades_every_district_by_the_chosen_figure(client: Any, history: History,
+                                                                    dispatcher: dict[str, str], shade: str | None) -> None:
+    html = _page(client, **({"shade": shade} if shade else {}))
+    figures = {row["group"]: row for row in get(client, dispatcher, group_by="district").get_json()["rows"]}
+    north, south = figures["north"], figures["south"]
+
+    def as_pct(share: float) -> str:
+        return f"{share * 100:.1f} %"
+
+    def verified(row: dict[str, Any]) -> str:
+        return as_pct((row["completions_auto_verified"] + row["completions_verified_by_supervisor"]) / row["completions"])
+
+    expected = {
+        None: ("On-time rate", "on-time rate", as_pct(north["on_time_rate"]), as_pct(south["on_time_rate"])),
+        "backlog": ("Backlog", "backlog", str(north["open"]), str(south["open"])),
+        "verified": ("Verified share", "verified share", verified(north), verified(south)),
+    }[None if shade == "on_time" else shade]
+    label, lower, north_value, south_value = expected
+    assert (north["on_time_rate"], north["open"]) == (0.6, 2)  # the history's (tests/core/test_citistat.py)
+    # One shape per district of the city, each with its name and figure in its <title>.
+    assert _district_titles(html) == {"north": f"North: {lower} {north_value}", "south": f"South: {lower} {south_value}"}
+    assert f"<figcaption>Districts shaded by {lower}</figcaption>" in html
+    # The legend: the scale's classes with their numbers, under the figure's name.
+    legend = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', html, re.S)
+    assert legend
+    entries = re.findall(r"</svg>([^<]+)</li>", legend.group(1))
+    assert len(entries) >= 2
+    assert all(re.fullmatch(r"\d+(–\d+)?( %)?", e.strip()) for e in entries), entries
+    assert re.search(rf'<p class="legend-title" id="legend-title">{label}', html)
+    # Each district labelled on the map with its name and figure.
+    for name, value in (("North", north_value), ("South", south_value)):
+        assert re.search(rf'<tspan [^>]*>{name}</tspan><tspan [^>]*class="figure">{re.escape(value)}</tspan>', html)
+    # The choice is a plain link per figure (the current one marked), kept by the period form.
+    links = re.findall(r'<a href="/citistat\?from=2026-03-02&amp;to=2026-03-15&amp;shade=(\w+)#map"( aria-current="true")?>', html)
+    assert [k for k, _ in links] == ["on_time", "backlog", "verified"]
+    assert [k for k, current in links if current] == [shade or "on_time"]
+    assert f'<input type="hidden" name="shade" value="{shade or "on_time"}">' in html
+    assert "<script" not in html
+
+
+def test_public_page_map_marks_a_district_without_a_value(client: Any, db: Session, history: History) -> None:
+    f.district(db, "quiet", (1.55, 42.49, 1.60, 42.52))
+    db.commit()
+    html = _page(client)
+    # A district with no request in the period is hatched, not shaded as if it had a figure.
+    assert re.search(r'<g class="district" data-code="quiet"><title>Quiet: on-time rate nothing closed or due yet</title>'
+                     r'<path class="nodata" fill="url\(#nodata\)"', html)
+    assert "nothing closed or due yet</li>" in html  # and the legend says what the hatch means
+    backlog = _page(client, shade="backlog")
+    assert '<g class="district" data-code="quiet"><title>Quiet: backlog 0</title>' in backlog
+
+
+def test_public_page_map_escapes_district_names(client: Any, db: Session) -> None:
+    f.district(db, "odd")
+    db.execute(text("UPDATE districts SET name = 'A & <b>B</b>' WHERE code = 'odd'"))
+    db.commit()
+    html = _page(client)
+    assert "A &amp; &lt;b&gt;B&lt;/b&gt;" in html
+    assert "<b>B</b>" not in html
+
+
+def test_public_page_map_simplifies_a_detailed_ward(client: Any, db: Session) -> None:
+    # A round ward traced with 20 000 vertices, as OSM boundaries are: drawn with a few
+    # hundred points at most (half a pixel), still round and still where it is.
+    db.execute(text("""INSERT INTO districts (code, name, geom) VALUES ('round', 'Round',
+        ST_Multi(ST_Buffer(ST_SetSRID(ST_MakePoint(1.52, 42.50), 4326)::geography, 2000, 5000)::geometry))"""))
+    db.commit()
+    assert db.scalar(text("SELECT ST_NPoints(geom) FROM districts WHERE code = 'round'")) > 20_000
+    html = _page(client)
+    d = re.search(r'data-code="round"><title>[^<]*</title><path [^>]*d="M([^"]+)Z"', html)
+    assert d
+    points = [tuple(map(float, p.split(","))) for p in d.group(1).split(" ")]
+    assert 50 < len(points) < 1000
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    width, height = max(xs) - min(xs), max(ys) - min(ys)
+    # The only district: fitted to the drawing, and a circle on the ground is round on the page.
+    assert abs(width - height) < 2 and max(width, height) > 400
+    assert len(html) < 60_000
+
+
+def test_public_page_without_districts_has_no_map(client: Any, db: Session) -> None:
+    html = _page(client)
+    assert '<svg class="map"' not in html and 'id="map"' not in html
+
+
+def test_public_page_refuses_an_unknown_figure(client: Any, history: History) -> None:
+    r = client.get("/citistat", query_string={**PERIOD, "shade": "colour"})
+    assert r.status_code == 422
+    assert "must be one of on_time, backlog, verified, got &#39;colour&#39;" in r.get_data(as_text=True)
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+
+
+def test_public_page_charts_have_captions_and_axis_labels(client: Any, history: History) -> None:
+    html = _page(client)
+    figures = re.findall(r"<figure>\s*<figcaption>([^<]+)</figcaption>\s*(<svg class=\"(?:chart|map)\".*?</svg>)", html, re.S)
+    charts = [(caption, svg) for caption, svg in figures if 'class="chart"' in svg[:20]]
+    assert len(charts) == 7
+    assert "Median time to close, by district" in [c for c, _ in charts]
+    for caption, svg in charts:
+        # Named by its caption, drawn at its own size (so 13 px text stays 13 px on the page).
+        assert f"<title>{caption}</title>" in svg
+        view = re.search(r'viewBox="0 0 (\d+) (\d+)" width="(\d+)" height="(\d+)"', svg)
+        assert view and view.group(1) == view.group(3) and view.group(2) == view.group(4), caption
+        # A title for each axis, and numbers on the value axis.
+        titles = re.findall(r'<text class="axis-title"[^>]*>([^<]+)</text>', svg)
+        assert len(titles) == 2, (caption, titles)
+        assert len(re.findall(r'<text class="tick"', svg)) >= 2, caption
+    on_time = dict(charts)["On-time rate, by district"]
+    assert re.findall(r'<text class="axis-title"[^>]*>([^<]+)</text>', on_time) == ["District", "on time (% of closed and late open)"]
+    assert [t for t in re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', on_time)] == ["0", "25", "50", "75", "100"]
+    assert re.search(r"svg text \{ font: 13px", html)
+
+
+def test_public_page_tables_group_their_columns(client: Any, history: History) -> None:
+    html = _page(client)
+    # Open requests, verified share: the figures the map can show are in the district table.
+    row = re.search(r"<td>North</td>(.*?)</tr>", html, re.S)
+    assert row
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+    assert len(cells) == 16
+    assert cells[3] == "60.0 %" and cells[7] == "2"
+    for head in ("Requests", "Time", "Still open, by age", "Proof and rework"):
+        assert f'scope="colgroup"' in html and f">{head}</th>" in html
+    assert "@page { size: landscape; margin: 12mm; }" in html
+
+
+def test_page_scales_and_projection() -> None:
+    from api.citistat_map import Projection, label_lines, scale_for
+
+    rates = scale_for([0.72, 0.95, 1.0], rate=True)
+    assert [rates.label(i) for i in range(rates.count)] == ["70–76 %", "76–82 %", "82–88 %", "88–94 %", "94–100 %"]
+    assert [rates.index(v) for v in (0.70, 0.76, 0.759, 1.0)] == [0, 1, 0, 4]
+    assert scale_for([], rate=True).label(0) == "0–20 %"
+    low = scale_for([0.208, 0.5, 0.26], rate=True)  # the demo city's fortnight: all between 20 and 50 %
+    assert [low.label(i) for i in range(5)] == ["20–26 %", "26–32 %", "32–38 %", "38–44 %", "44–50 %"]
+    assert [low.index(v) for v in (0.208, 0.26, 0.5)] == [0, 1, 4]
+    assert [scale_for([1.0, 1.0], rate=True).label(i) for i in (0, 4)] == ["90–92 %", "98–100 %"]
+    counts = scale_for([0, 3, 14], rate=False)
+    assert [counts.label(i) for i in range(counts.count)] == ["0–4", "5–9", "10–14"]
+    assert [counts.shade(i) for i in range(3)] == ["#eff3ff", "#6baed6", "#08519c"]
+    assert [scale_for([0], rate=False).label(0), scale_for([2], rate=False).count] == ["0", 3]
+    # A district 1 km square at 42.5 degrees north is as wide as it is high on the page.
+    lat_km = 1 / 111.2
+    lon_km = lat_km / math.cos(math.radians(42.5))
+    p = Projection.fit(1.5, 42.5, 1.5 + lon_km, 42.5 + lat_km)
+    (x0, y0), (x1, y1) = p(1.5, 42.5), p(1.5 + lon_km, 42.5 + lat_km)
+    assert abs((x1 - x0) - (y0 - y1)) < 0.5 and y1 < y0
+    # Names wrap to the district's width on the map, two lines at most.
+    assert label_lines("Sant Julià de Lòria nord", 120) == ["Sant Julià de", "Lòria nord"]
+    assert label_lines("Sant Julià de Lòria nord", 400) == ["Sant Julià de Lòria nord"]
+    assert label_lines("Ciutat Vella de la Ribera Alta", 60) == ["Ciutat", "Vella d…"]
 
 
 def test_public_page_bad_dates(client: Any, db: Session) -> None:
