@@ -381,3 +381,9 @@ def geocoder_build(pbf: Path) -> None:
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")
+
+
+if __name__ == "__main__":
+    # `python -m api.cli worker` (the browser stage starts its worker so, with the running
+    # interpreter, without relying on the venv's console script being on PATH).
+    main()

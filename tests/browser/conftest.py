@@ -331,11 +331,22 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "t
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every test here is in the browser stage, wherever it is run from.
+    """Every test here is in the browser stage, and the stage runs last.
+
+    Last, because Playwright's sync API keeps an event loop running in the main thread
+    from the first browser test to the end of the session (the driver is session-wide,
+    started once): any `asyncio.run()` after it (the worker tests) would fail with
+    "cannot be called from a running event loop"."""
+    here = Path(__file__).parent
+    browser, others = [], []
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.stage("browser"))
+            browser.append(item)
+        else:
+            others.append(item)
+    items[:] = others + browser
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
