@@ -381,3 +381,25 @@ def geocoder_build(pbf: Path) -> None:
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")
+
+
+@main.group()
+def basemap() -> None:
+    """The offline basemap: vector tiles of the city's own OSM extract, served at /tiles/."""
+
+
+@basemap.command("build", with_appcontext=False)
+@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--force", is_flag=True, help="rebuild even if the basemap was built from this same file")
+def basemap_build(pbf: Path, force: bool) -> None:
+    """Import the streets, water, parks and buildings of an OSM extract for the maps' tiles.
+    Later runs with the same file (path, size, mtime) see it is there and return."""
+    from geo.basemap import BasemapError, build_basemap
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with _transaction() as session:
+            summary = build_basemap(session, pbf, force=force)
+    except BasemapError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary)
