@@ -51,6 +51,10 @@ EXTENT = 4096
 BUFFER = 64
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 
+# protomaps-leaflet draws a tile of zoom z over 512 screen pixels (a map at zoom 17 asks
+# for the tiles of zoom 16): simplification and the dropping of specks are sized to that.
+TILE_PIXELS = 512
+
 _EARTH_RADIUS = 6378137.0
 _WORLD = 2 * math.pi * _EARTH_RADIUS
 _MAX_LAT = 85.0511287798
@@ -305,9 +309,9 @@ def tile_in_range(z: int, x: int, y: int) -> bool:
 
 
 def _min_area(z: int) -> float:
-    # A polygon smaller than about 2 x 2 screen pixels (256-pixel tiles) at this zoom is
-    # a speck: dropped, so low zooms do not carry a whole city of houses.
-    pixel = _WORLD / (256 * 2**z)
+    # A polygon smaller than about 2 x 2 screen pixels at this zoom is a speck: dropped,
+    # so low zooms do not carry a whole city of houses.
+    pixel = _WORLD / (TILE_PIXELS * 2**z)
     return 4 * pixel * pixel
 
 
@@ -339,6 +343,6 @@ def cut_tile(session: Session, z: int, x: int, y: int) -> bytes:
         raise ValueError(f"no basemap tile {z}/{x}/{y}")
     # Simplified to half a screen pixel: the shape is unchanged on screen, while a
     # district-sized polygon at zoom 10 keeps a few hundred of its thousands of points.
-    tolerance = _WORLD / (256 * 2**z) / 2
+    tolerance = _WORLD / (TILE_PIXELS * 2**z) / 2
     data = session.scalar(_TILE_SQL, {"z": z, "x": x, "y": y, "tolerance": tolerance, "min_area": _min_area(z)})
     return bytes(data or b"")
