@@ -37,7 +37,7 @@ def tile(z: int, x: int, y: int) -> Response:
     # The tile is a function of the build and its address only: its ETag is known before
     # it is cut, so a revalidation costs one primary-key read.
     etag = f'"{build.version}"'
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     # Weak comparison, as RFC 9110 asks of If-None-Match (a proxy may have compressed it).
     if request.if_none_match.contains_weak(build.version):
         return Response(status=304, headers=headers)
