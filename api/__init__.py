@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import citistat_page, db, docs, errors, health, inputs, media, status_page
+    from api import citistat_page, db, docs, errors, health, inputs, media, status_page, tiles
     from api.client_address import warn_of_untrusted_forwarding
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.register_blueprint(media.blp)
     app.register_blueprint(status_page.blp)
     app.register_blueprint(citistat_page.blp)
+    app.register_blueprint(tiles.blp)
     app.register_blueprint(screens_blp)
     errors.init_app(app)
     return app

@@ -383,6 +383,28 @@ def geocoder_build(pbf: Path) -> None:
     click.echo(f"indexed {count} addresses and streets from {pbf}")
 
 
+@main.group()
+def basemap() -> None:
+    """The offline basemap: vector tiles of the city's own OSM extract, served at /tiles/."""
+
+
+@basemap.command("build", with_appcontext=False)
+@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--force", is_flag=True, help="rebuild even if the basemap was built from this same file")
+def basemap_build(pbf: Path, force: bool) -> None:
+    """Import the streets, water, parks and buildings of an OSM extract for the maps' tiles.
+    Later runs with the same file (path, size, mtime) see it is there and return."""
+    from geo.basemap import BasemapError, build_basemap
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with _transaction() as session:
+            summary = build_basemap(session, pbf, force=force)
+    except BasemapError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary)
+
+
 if __name__ == "__main__":
     # `python -m api.cli worker` (the browser stage starts its worker so, with the running
     # interpreter, without relying on the venv's console script being on PATH).

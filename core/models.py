@@ -19,7 +19,9 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Float,
     Integer,
+    SmallInteger,
     String,
     Time,
     UniqueConstraint,
@@ -1020,3 +1022,48 @@ class Redaction(Base):
     reason: Mapped[str]
     redacted_by_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+# -- the offline basemap (see geo/basemap.py) ------------------------------------------
+
+BASEMAP_LAYERS = ("water", "landuse", "buildings", "waterways", "railways", "roads", "places")
+
+
+class BasemapFeature(Base):
+    """One thing drawn on the offline basemap, imported from the city's OSM extract by
+    `streetloop basemap build` and cut into vector tiles by `/tiles/{z}/{x}/{y}.pbf`.
+    Stored in Web Mercator (EPSG:3857), the tiles' own projection, so cutting a tile
+    transforms nothing. `min_zoom` is the first zoom it is drawn at; `area` (square
+    mercator metres, 0 for lines and points) lets low zooms drop small polygons."""
+
+    __tablename__ = "basemap_features"
+    __table_args__ = (
+        _check_in("layer", BASEMAP_LAYERS, "layer"),
+        Index("ix_basemap_features_geom", "geom", postgresql_using="gist"),
+    )
+
+    id: Mapped[intpk]
+    layer: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None]
+    min_zoom: Mapped[int] = mapped_column(SmallInteger)
+    area: Mapped[float] = mapped_column(Float)
+    geom: Mapped[WKBElement] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=False))
+
+
+class BasemapBuild(Base):
+    """What the basemap was built from (one row at most; none: no basemap). `version`
+    changes with every build and is part of every tile's ETag."""
+
+    __tablename__ = "basemap_build"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default=text("1"))
+    version: Mapped[str] = mapped_column(String(32))
+    source: Mapped[dict[str, Any]]
+    features: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    # min_lon, min_lat, max_lon, max_lat of what was imported: the tiles are asked for
+    # inside it only.
+    bounds: Mapped[list[float]] = mapped_column(JSONB)
+    built_at: Mapped[datetime] = mapped_column(server_default=func.now())

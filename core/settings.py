@@ -140,6 +140,46 @@ def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
     }
 
 
+TILE_ATTRIBUTION = "© OpenStreetMap contributors"
+_VECTOR_SUFFIXES = (".pbf", ".mvt")
+_RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def tile_kind(url: str) -> str:
+    """'vector' or 'raster', from how a tile URL template's path ends."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path.lower()
+    return "vector" if path.endswith(_VECTOR_SUFFIXES) else "raster"
+
+
+def _tile_settings(env: dict[str, str]) -> dict[str, object]:
+    """STREETLOOP_TILE_URL: a city's own tile server, as a {z}/{x}/{y} URL template of
+    vector (.pbf, .mvt) or raster (.png, .jpg, .webp) tiles, used by the maps instead of
+    StreetLoop's own basemap; STREETLOOP_TILE_ATTRIBUTION: the credit shown on the maps;
+    STREETLOOP_TILE_MAX_ZOOM: the tile server's deepest zoom (default 19 for raster, 14
+    for vector tiles, which the maps draw larger beyond it)."""
+    from urllib.parse import urlsplit
+
+    url = env.get("STREETLOOP_TILE_URL", "").strip()
+    if url:
+        parts = urlsplit(url)
+        local = not parts.scheme and not parts.netloc and parts.path.startswith("/")
+        if not (local or (parts.scheme in ("http", "https") and parts.netloc)):
+            raise ValueError(f"STREETLOOP_TILE_URL must be an http(s) URL or a path starting with /, got {url!r}")
+        if any(slot not in url for slot in ("{z}", "{x}", "{y}")):
+            raise ValueError(f"STREETLOOP_TILE_URL must have {{z}}, {{x}} and {{y}} in it, got {url!r}")
+        if not parts.path.lower().endswith(_VECTOR_SUFFIXES + _RASTER_SUFFIXES):
+            raise ValueError("STREETLOOP_TILE_URL must end in .pbf or .mvt (vector tiles) or .png, .jpg, .jpeg "
+                             f"or .webp (raster tiles), got {url!r}")
+    default_zoom = 19 if not url or tile_kind(url) == "raster" else 14
+    return {
+        "tile_url": url or None,
+        "tile_attribution": env.get("STREETLOOP_TILE_ATTRIBUTION", "").strip() or TILE_ATTRIBUTION,
+        "tile_max_zoom": _bounded(env, "STREETLOOP_TILE_MAX_ZOOM", default_zoom, 1, 24),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -236,6 +276,13 @@ class Settings:
     webhook_allow_hosts: tuple[str, ...] = ()
     webhook_http_hosts: tuple[str, ...] = ()
     webhook_ca_file: Path | None = None
+    # -- the maps' basemap (issue 12) --
+    # A city's own tile server ({z}/{x}/{y} template of vector or raster tiles); None: the
+    # offline basemap StreetLoop builds from the city's OSM extract (`basemap build`).
+    tile_url: str | None = None
+    tile_attribution: str = TILE_ATTRIBUTION
+    # The deepest zoom of the city's tile server (the maps draw its tiles larger beyond).
+    tile_max_zoom: int = 19
 
     @property
     def tz(self) -> ZoneInfo:
@@ -302,4 +349,5 @@ class Settings:
             sign_in_known_address_days=_bounded(env, "STREETLOOP_SIGN_IN_KNOWN_ADDRESS_DAYS", 30, 0, 365),
             trusted_proxies=_trusted_proxies(env),
             **_webhook_settings(env),
+            **_tile_settings(env),
         )

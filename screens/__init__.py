@@ -59,7 +59,7 @@ def _serve(folder: Path, name: str) -> Response:
 @blp.after_request
 def _headers(response: Response) -> Response:
     settings = current_app.extensions["streetloop.settings"]
-    response.headers["Content-Security-Policy"] = content_security_policy(getattr(settings, "tile_url", None))
+    response.headers["Content-Security-Policy"] = content_security_policy(settings.tile_url)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"

@@ -97,6 +97,10 @@ say "migrating database"
 "$BIN/streetloop" db upgrade
 say "building road data"
 "$BIN/streetloop" roads build --pbf "$ROOT/data/osm/andorra.osm.pbf" --out "$STREETLOOP_ROAD_DATA"
+# The maps' offline basemap, from the same extract (about a second; later runs see it was
+# built from this same file and skip it).
+say "building the basemap"
+"$BIN/streetloop" basemap build --pbf "$ROOT/data/osm/andorra.osm.pbf"
 say "seeding demo data"
 "$BIN/streetloop" seed demo
 if ! credentials=$("$BIN/streetloop" seed credentials); then

@@ -50,6 +50,7 @@ def test_help_works_without_a_database(path: tuple[str, ...]) -> None:
 @pytest.mark.parametrize(
     "args",
     [("db", "upgrade"), ("db", "check"), ("seed", "credentials"), ("geocoder", "build", "--pbf", __file__),
+     ("basemap", "build", "--pbf", __file__),
      ("worker",), ("routes",), ("shell",), ("users", "list"), ("users", "deactivate", "--email", "a@b.org")],
     ids=lambda args: " ".join(args[:2]),
 )

@@ -24,6 +24,9 @@ export default {
   "sign_in.too_many": "Too many failed sign-ins. Wait a few minutes, then try again.",
   "sign_in.offline": "The server cannot be reached. Check the network and try again.",
 
+  // -- maps (shared/map.js, on every desk that has one) --
+  "map.no_basemap": "No street map: the basemap has not been built.",
+
   // -- dispatch desk (map, plans, timeline) --
   "dispatch.title": "Dispatch",
 
