@@ -381,3 +381,8 @@ def geocoder_build(pbf: Path) -> None:
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")
+
+
+# `python -m api.cli worker`, as the browser stage starts its worker (no console script needed).
+if __name__ == "__main__":
+    main()
