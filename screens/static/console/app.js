@@ -14,7 +14,7 @@ const STAFF = ["dispatcher", "supervisor", "admin"];
 // One line per desk: id (the hash), the roles that see it, its module.
 // Each desk's own line, with a blank line between, so desks land without touching each other.
 const DESKS = [
-  // dispatch
+  { id: "dispatch", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/dispatch.js" },
 
   // rosters
 
