@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core.models import Crew, Depot, PlanRoute, RoutePlan, RouteStop, ServiceRequest, Shift, ShiftBreak, WorkOrder
+from core.models import Crew, CrewPosition, Depot, PlanRoute, RoutePlan, RouteStop, ServiceRequest, Shift, ShiftBreak, WorkOrder
 from core.spatial import point
+from core.workorders import mark_must_do
 from tests import factories as f
 from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in, wait_for
 
@@ -30,6 +31,7 @@ def desk_day(live: LiveServer) -> dict[str, Any]:
     with live.sessions() as s:
         f.service_type(s, "desk_pothole", skill="asphalt", agency=AGENCY)
         f.service_type(s, "desk_paint", skill="paint", agency=AGENCY)
+        f.service_type(s, "desk_crane", skill="crane", agency=AGENCY)  # no crew of ours has a crane
         depot = Depot(code="desk-yard", name="Desk yard", agency=AGENCY, location=point(f.LON, f.LAT))
         s.add(depot)
         s.flush()
@@ -41,16 +43,28 @@ def desk_day(live: LiveServer) -> dict[str, Any]:
                         end_depot_id=depot.id, breaks=[ShiftBreak(earliest_start=start + timedelta(hours=2),
                                                                  latest_end=start + timedelta(hours=4), minutes=30)]))
             crews[code] = crew.id
+            # Where each crew's phone last said it was: by the yard.
+            lon, lat = f.offset(f.LON, f.LAT - 0.004, 900 * (len(crews) - 2))
+            s.add(CrewPosition(crew_id=crew.id, at=datetime.now(tz), location=point(lon, lat), accuracy_m=8.0))
         orders = []
         for i in range(10):
             east = 350 * (i // 2 + 1) * (1 if i % 2 == 0 else -1)
             lon, lat = f.offset(f.LON, f.LAT + (0.002 if i % 3 == 0 else -0.0015), east)
             code = "desk_paint" if i in (4, 7) else "desk_pothole"
             orders.append(f.report(s, code, lon=lon, lat=lat, address_string=f"Carrer de la Prova {i + 1}").work_order.id)
+        # Some work more urgent than the rest, and one overdue.
+        for wo_id, priority in ((orders[0], 5), (orders[3], 4), (orders[6], 1)):
+            s.get(WorkOrder, wo_id).priority = priority
+        s.get(WorkOrder, orders[1]).due_at = datetime.now(tz) - timedelta(hours=3)
+        lon, lat = f.offset(f.LON, f.LAT + 0.0035, 200)
+        crane = f.report(s, "desk_crane", lon=lon, lat=lat, address_string="Avinguda de la Grua 1").work_order
+        # Urgent, so the day's plans take it in whatever it needs, and must say why they cannot.
+        today = datetime.now(tz).date()
+        mark_must_do(s, crane, day=today, crew=None, actor=f.SYSTEM, today=today)
         unpinned = f.report(s, "desk_pothole", lon=None, lat=None, address_string="Plaça del Poble 3").request.public_id
         f.user(s, DISPATCHER, "dispatcher")
         s.commit()
-    return {"crews": crews, "orders": orders, "unpinned": unpinned}
+    return {"crews": crews, "orders": orders, "unpinned": unpinned, "crane": crane.id}
 
 
 def _plan(live: LiveServer) -> RoutePlan | None:
@@ -82,7 +96,11 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
 
     # The map with the open work, its key, and the report waiting for a pin.
     page.locator("#dispatch-map .work-pin").first.wait_for()
-    assert page.locator("#dispatch-map .work-pin").count() >= 10
+    assert page.locator("#dispatch-map .work-pin").count() >= 11
+    # Overdue shows by its ring and "!", not by colour alone; priorities are in the markers.
+    assert page.locator("#dispatch-map .work-pin.overdue", has_text="3!").count() >= 1
+    assert page.locator("#dispatch-map .work-pin", has_text="5").count() >= 1
+    assert page.locator("#dispatch-map .crew-pin", has_text="desk-asphalt-1").count() == 1
     page.get_by_role("region", name="Key").get_by_text("Desk Pothole").wait_for()
     page.get_by_text("Plaça del Poble 3").wait_for()
     assert page.locator("#plan-date").input_value() == datetime.now(ZoneInfo(TIME_ZONE)).date().isoformat()
@@ -119,6 +137,9 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     assert plan.status == "ready" and plan.progress["phase"] == "done"
     stops = _stops(live, plan.id)
     assert len(stops) == plan.stats["scheduled"] >= 8
+    # The work no crew can do is listed with its reason in words.
+    left_out = page.locator("#unassigned li", has_text=f"Work order {desk_day['crane']}")
+    left_out.get_by_text("must-do, but no crew on shift in this plan has the skill crane").wait_for()
     rows = page.locator(".tl-row[role=group]")
     assert {rows.nth(i).get_attribute("aria-label") for i in range(rows.count())} == {
         "Crew desk-asphalt-1", "Crew desk-asphalt-2", "Crew desk-paint-1"}
@@ -175,6 +196,21 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     page.locator(f".tl-stop.locked[data-wo='{moved}']").wait_for()
     assert _stops(live, plan.id)[moved][2] is True
 
+    # Remove a stop: it goes back to the pool, and the plan lists it with why.
+    removed = next(wo for wo, v in _stops(live, plan.id).items() if v[0] == first_crew and wo != first_wo)
+    page.locator(f".tl-stop[data-wo='{removed}']").click()
+    page.get_by_role("button", name="Remove stop").click()
+    page.get_by_text(f"Work order {removed} is back in the pool.").wait_for()
+    assert removed not in _stops(live, plan.id)
+    taken_off = page.locator("#unassigned li", has_text=f"Work order {removed}")
+    taken_off.get_by_text(f"taken off {first_crew} by hand").wait_for()
+
+    # Force it in again as must-do for the day (applied when the day is planned again).
+    taken_off.get_by_role("button", name="Force in (must-do)").click()
+    taken_off.get_by_text("must-do", exact=True).wait_for()
+    with live.sessions() as s:
+        assert s.get(WorkOrder, removed).must_do_on == plan.plan_date
+
     # Publish: the work is dispatched to the crews, the plan listed as published.
     page.get_by_role("button", name="Publish to the crews").click()
     page.locator("#plan-panel").get_by_text("published", exact=True).wait_for()
@@ -184,6 +220,6 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
             wo = s.get(WorkOrder, wo_id)
             assert wo.status == "dispatched" and wo.crew.code == crew
     assert page.locator("#plans").get_by_text("published").count() == 1
-    assert page.locator("#dispatch-map .stop-pin").count() == len(stops)
+    assert page.locator("#dispatch-map .stop-pin").count() == len(stops) - 1
     accessible(page, "dispatch desk: the published day")
     shot(page, "console-dispatch-published")

@@ -572,7 +572,7 @@ export async function mount(root, ctx) {
             draggable: editable && !stop.locked ? "true" : "false", "aria-label": label, title: label,
             dataset: { wo: stop.work_order_id, crew: route.crew, position: n },
             onclick: () => selectStop(stop.work_order_id),
-          }, String(n), stop.locked ? h("span", { class: "lock-mark", "aria-hidden": "true" }, "🔒") : null);
+          }, String(n));
           paint(block, colour);
           block.addEventListener("dragstart", (e) => {
             e.dataTransfer.setData("text/plain", String(stop.work_order_id));
@@ -600,7 +600,8 @@ export async function mount(root, ctx) {
         h("ul", { class: "tl-key", "aria-hidden": "true" },
           h("li", {}, h("span", { class: "tl-key-stop" }), t("dispatch.key_stop")),
           h("li", {}, h("span", { class: "tl-key-drive" }), t("dispatch.key_drive")),
-          h("li", {}, h("span", { class: "tl-key-break" }), t("dispatch.key_break")))),
+          h("li", {}, h("span", { class: "tl-key-break" }), t("dispatch.key_break")),
+          h("li", {}, h("span", { class: "tl-key-locked" }), t("dispatch.key_locked")))),
       h("div", { class: "tl-grid" }, h("div", { class: "tl-row tl-axis-row" }, h("div", { class: "tl-crew" }), axis), ...rows));
   }
 
