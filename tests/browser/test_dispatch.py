@@ -109,7 +109,7 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
 
     # Pin the address-only report with a click on the map.
     page.locator("#pins li", has_text="Plaça del Poble 3").get_by_role("button", name="Place on map").click()
-    page.get_by_text("Click the map where Plaça del Poble 3 is.").wait_for()
+    page.get_by_text("Click the map where Plaça del Poble 3 is (Escape to stop).").wait_for()
     box = page.locator("#dispatch-map").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
     page.get_by_text(f"Report {desk_day['unpinned']} is on the map.").wait_for()
@@ -223,3 +223,15 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     assert page.locator("#dispatch-map .stop-pin").count() == len(stops) - 1
     accessible(page, "dispatch desk: the published day")
     shot(page, "console-dispatch-published")
+
+    # Re-plan the published day from now: a new version, solved and shown as it was the first.
+    page.get_by_label("Time limit (s)").fill("3")
+    page.get_by_role("button", name="Re-plan from now").click()
+    page.locator("#plans").get_by_text("Version 2 · Agency Desk Roads").wait_for()
+    page.locator("#publish").wait_for(timeout=30_000)
+    with live.sessions() as s:
+        child = s.scalars(select(RoutePlan).where(RoutePlan.parent_id == plan.id)).one()
+        assert child.status == "ready" and child.version == 2 and child.progress["phase"] == "done"
+    # The must-do work the dispatcher forced in is on a route again.
+    assert removed in _stops(live, child.id)
+    assert page.locator("#plans li").count() == 2

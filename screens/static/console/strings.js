@@ -113,7 +113,7 @@ export default {
   "dispatch.no_pins": "Every report has its place on the map.",
   "dispatch.no_address": "(no address)",
   "dispatch.place_pin": "Place on map",
-  "dispatch.placing": "Click the map where {address} is.",
+  "dispatch.placing": "Click the map where {address} is (Escape to stop).",
   "dispatch.pinned": "Report {id} is on the map.",
   "dispatch.unreachable": "The server cannot be reached. Check the network and try again.",
 

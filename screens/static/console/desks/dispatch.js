@@ -33,8 +33,14 @@ const OPEN = ["new", "planned", "dispatched", "en_route", "on_site"];
 const POLL_MS = 700;
 const MAX_PAGE = 500;
 
-export async function mount(root, ctx) {
-  const { api, t, fmt, config } = ctx;
+export function mount(root, ctx) {
+  const { t, fmt, config } = ctx;
+  // Every request of the desk carries this signal: leaving the desk (or signing out) aborts
+  // what is still in flight, so nothing the desk asked for lands on the next screen, and no
+  // request goes out with a token that sign-out has just revoked.
+  const aborter = new AbortController();
+  const call = (method) => (path, opts = {}) => ctx.api.request(method, path, { ...opts, signal: aborter.signal });
+  const api = { get: call("GET"), post: call("POST"), put: call("PUT"), delete: call("DELETE") };
   const state = {
     date: fmt.localDate(),
     plans: [],
@@ -229,7 +235,8 @@ export async function mount(root, ctx) {
       items.length ? h("ul", { class: "pins-list" }, items.map((req) => h("li", {},
         h("span", { class: "pin-what" }, h("strong", {}, req.address || t("dispatch.no_address")), " ",
           h("span", { class: "muted" }, `${typeOf(req.service_code).name} · ${req.service_request_id}`)),
-        h("button", { type: "button", class: "small", "aria-pressed": state.placing === req.service_request_id ? "true" : "false",
+        h("button", { type: "button", class: "small", dataset: { request: req.service_request_id },
+          "aria-pressed": state.placing === req.service_request_id ? "true" : "false",
           onclick: () => startPlacing(req) }, t("dispatch.place_pin")))))
         : h("p", { class: "muted" }, t("dispatch.no_pins")));
   }
@@ -239,8 +246,17 @@ export async function mount(root, ctx) {
     mapEl.classList.add("placing");
     announce(pinStatus, t("dispatch.placing", { address: req.address || req.service_request_id }));
     for (const b of pinsPanel.querySelectorAll("button[aria-pressed]")) b.setAttribute("aria-pressed", "false");
+    pinsPanel.querySelector(`[data-request="${CSS.escape(req.service_request_id)}"]`)?.setAttribute("aria-pressed", "true");
     mapEl.focus();
   }
+
+  const cancelPlacing = (e) => {
+    if (e.key !== "Escape" || !state.placing) return;
+    state.placing = null;
+    mapEl.classList.remove("placing");
+    replace(pinStatus);
+  };
+  document.addEventListener("keydown", cancelPlacing);
 
   map.on("click", async (e) => {
     if (!state.placing) return;
@@ -253,7 +269,7 @@ export async function mount(root, ctx) {
       ctx.toast(t("dispatch.pinned", { id }), "ok");
       await Promise.all([loadPins(), loadWork()]);
     } catch (err) {
-      announce(pinStatus, refusal(err), "error");
+      if (!state.gone) announce(pinStatus, refusal(err), "error");
     }
   });
 
@@ -303,10 +319,18 @@ export async function mount(root, ctx) {
     const plan = await api.get(`/plans/${id}`);
     if (state.gone) return;
     const fresh = !state.plan || state.plan.id !== plan.id;
+    const solving = plan.status === "queued" || plan.status === "running";
     if (fresh) state.selected = null;
-    showPlan(plan);
+    // While it solves only the progress changes: the map and the lists are left as they are
+    // (a city's day is hundreds of markers, and this runs every POLL_MS).
+    if (!fresh && solving && state.plan.status === plan.status) {
+      state.plan = plan;
+      renderPlanPanel();
+    } else {
+      showPlan(plan);
+    }
     history.replaceState(null, "", `#/dispatch/${plan.id}`);
-    if (plan.status === "queued" || plan.status === "running") {
+    if (solving) {
       state.timer = setTimeout(() => openPlan(id).catch(fail), POLL_MS);
     } else if (fresh || plan.status === "ready") {
       // A plan just solved has put work in "planned": the map's work follows.
@@ -429,7 +453,7 @@ export async function mount(root, ctx) {
       await loadWork();
       renderUnassigned();
     } catch (err) {
-      ctx.toast(refusal(err), "error");
+      fail(err);
     }
   }
 
@@ -500,6 +524,7 @@ export async function mount(root, ctx) {
       showPlan(plan);
       return true;
     } catch (err) {
+      if (state.gone) return false;
       if (!(err instanceof ApiError)) throw err;
       // The stop panel was redrawn by nothing: the refusal stays where the edit was asked.
       replace(box, h("strong", {}, t("dispatch.refused")), " ", refusal(err));
@@ -639,26 +664,33 @@ export async function mount(root, ctx) {
   }
 
   function fail(err) {
-    if (state.gone) return;
+    if (state.gone || (err && err.name === "AbortError")) return;
     ctx.toast(refusal(err), "error");
   }
 
   // -- start -----------------------------------------------------------------------------------
-  await loadLists();
-  await Promise.all([loadWork(), loadCrews(), loadPins()]);
-  fitTo(layers.work);
-  const wanted = Number(ctx.params[0]) || null;
-  if (wanted) {
-    const p = await api.get(`/plans/${wanted}`).catch(() => null);
-    if (p && p.date) { state.date = p.date; dateInput.value = p.date; }
+  // The desk loads in the background: mount returns its unmount at once, so the console can
+  // take the desk down (sign-out, another desk) while it is still loading.
+  async function load() {
+    await loadLists();
+    await Promise.all([loadWork(), loadCrews(), loadPins()]);
+    fitTo(layers.work);
+    const wanted = Number(ctx.params[0]) || null;
+    if (wanted) {
+      const p = await api.get(`/plans/${wanted}`).catch((err) => { if (err.name === "AbortError") throw err; return null; });
+      if (p && p.date) { state.date = p.date; dateInput.value = p.date; }
+    }
+    await loadPlans(wanted);
   }
-  await loadPlans(wanted);
+  load().catch(fail);
   const refresh = setInterval(() => loadCrews().catch(fail), 30000);
 
   return () => {
     state.gone = true;
+    aborter.abort();
     clearTimeout(state.timer);
     clearInterval(refresh);
+    document.removeEventListener("keydown", cancelPlacing);
     map.remove();
   };
 }
