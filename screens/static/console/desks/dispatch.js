@@ -575,6 +575,7 @@ export function mount(root, ctx) {
     const rows = plan.routes.map((route) => {
       const colour = crewColour(route.crew);
       const track = h("div", { class: "tl-track", dataset: { crew: route.crew } });
+      track.style.backgroundSize = `${(60 / (to - from)) * 100}% 100%`;
       const shift = place(h("div", { class: "tl-shift", "aria-hidden": "true" }), route.start_at, route.end_at);
       track.append(shift);
       let prevEnd = route.start_at;
