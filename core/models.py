@@ -641,6 +641,9 @@ class RoutePlan(Base):
     excluded_crews: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     # A plan built during its day starts here (now plus the lead time): nothing before it.
     planned_from: Mapped[datetime | None]
+    # While it solves: {"phase", "elapsed_s", "time_limit_s", "best": {"scheduled", "unassigned",
+    # "drive_s", "distance_m"} | null, "updated_at"}, rewritten every second by the job.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None]
     requested_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     created_at: Mapped[created_at]

@@ -35,6 +35,7 @@ from core.workorders import change_status
 from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem, left_over
 from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, Result, Route, replan
+from dispatch.progress import Ticker, listening
 from dispatch.solver import SolveParams
 from dispatch.validate import check
 from dispatch.split import solve_split
@@ -226,8 +227,12 @@ def solve_with_must_do(built: Built, plan_date: date, params: SolveParams,
 
 def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTimes, tz: ZoneInfo,
              solve_fn: Callable[..., Result] = solve_split, workers: int = 1, rules: DayRules = DayRules(),
-             now: datetime | None = None) -> RoutePlan:
-    """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed."""
+             now: datetime | None = None, progress_every_s: float | None = None) -> RoutePlan:
+    """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed.
+
+    The plan's `progress` says how far the solve is: written at each phase, and with
+    `progress_every_s` also that often from a thread of its own (the worker: every second),
+    with the best day found so far (`dispatch.progress`)."""
     with sessions.begin() as s:
         plan = s.get(RoutePlan, plan_id, with_for_update=True)
         if plan is None:
@@ -235,18 +240,28 @@ def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTim
         if plan.status != "queued":
             return plan  # a retried job for a plan already handled
         RoutePlanLifecycle.transition(s, plan, "running", actor=SYSTEM)
+        time_limit_s = plan.time_limit_s
     try:
-        with sessions() as s:
-            plan = s.get(RoutePlan, plan_id)
-            built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
-            s.expunge_all()
-        started = clock.monotonic()
-        result, displaced = solve_with_must_do(built, plan.plan_date, SolveParams(time_limit_s=plan.time_limit_s, workers=workers), solve_fn)
-        solve_s = clock.monotonic() - started
+        # The ticker stops before the result is stored: its writes and the store's lock of
+        # the plan's row never wait on each other.
+        with Ticker(sessions, plan_id, time_limit_s, every_s=progress_every_s) as ticker:
+            with sessions() as s:
+                plan = s.get(RoutePlan, plan_id)
+                built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
+                s.expunge_all()
+            ticker.solving()
+            started = clock.monotonic()
+            with listening(ticker):
+                result, displaced = solve_with_must_do(built, plan.plan_date, SolveParams(time_limit_s=plan.time_limit_s, workers=workers), solve_fn)
+            solve_s = clock.monotonic() - started
         with sessions.begin() as s:
             plan = s.get(RoutePlan, plan_id)
             lock_plan(s, plan)
             _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
+            # The last word: the time the solve took, and the day as stored.
+            plan.progress = {**ticker.snapshot(), "phase": "done", "elapsed_s": round(solve_s, 1), "best": {
+                "scheduled": plan.stats["scheduled"], "unassigned": plan.stats["jobs"] - plan.stats["scheduled"],
+                "drive_s": plan.stats["drive_s"], "distance_m": plan.stats["distance_m"]}}
             RoutePlanLifecycle.transition(s, plan, "ready", actor=SYSTEM)
             return plan
     except Exception as exc:

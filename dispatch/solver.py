@@ -26,13 +26,16 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
+from dispatch import progress
 from dispatch.model import (
     COST_SCALE,
     BreakPlacement,
@@ -113,6 +116,7 @@ def solve(problem: Problem, params: SolveParams | None = None) -> Result:
         stats["vroom_seconds"] = round(time.monotonic() - tv, 3)
         if start is not None:
             stats["vroom_distance"] = _distance(problem, start.routes)
+            progress.report(problem, start.routes)
 
     if child is not None:
         child = _send(child, (problem, keep, start, deadline, params, 1))
@@ -530,6 +534,7 @@ def _vroom_lns(
             cand.iterations, cand.improvements = best.iterations, best.improvements + 1
             best = current = cand
             reward = 3.0
+            progress.report(problem, best.routes)
         elif cand.score <= best.score * (1.0 + slack):
             reward = 1.0 if cand.score < current.score else 0.3
             current = cand
@@ -726,6 +731,8 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     sp.time_limit.FromMilliseconds(int(remaining * 1000))
 
     raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements, lns_objective=lns_objective)
+    if progress.active():
+        routing.AddAtSolutionCallback(_progress_callback(problem, routing, manager, keep, lns_objective))
     sol = None
     if initial is not None:
         initial = _repair(problem, _pinned_in_order(problem, initial))
@@ -758,6 +765,30 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         _, cid, bid = e.Var().Name().split("|", 2)
         raw.breaks.setdefault(cid, []).append((bid, int(e.StartMin())))
     return raw
+
+
+def _progress_callback(problem: Problem, routing: Any, manager: Any, keep: list[str], floor: int | None) -> Callable[[], None]:
+    """OR-Tools' solutions as progress reports: only those better than what was reported
+    before (guided local search also passes through worse ones), and at most twice a
+    second, since reading a whole assignment back costs a pass over every node."""
+    last = {"cost": floor, "at": 0.0}
+
+    def at_solution() -> None:
+        cost = int(routing.CostVar().Value())
+        now = time.monotonic()
+        if (last["cost"] is not None and cost >= last["cost"]) or now - last["at"] < 0.5:
+            return
+        last.update(cost=cost, at=now)
+        routes: dict[str, list[str]] = {}
+        for v, c in enumerate(problem.crews):
+            idx = routing.NextVar(routing.Start(v)).Value()
+            seq = routes.setdefault(c.id, [])
+            while not routing.IsEnd(idx):
+                seq.append(keep[manager.IndexToNode(idx)])
+                idx = routing.NextVar(idx).Value()
+        progress.report(problem, routes)
+
+    return at_solution
 
 
 def _pinned_in_order(problem: Problem, routes: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -53,7 +53,9 @@ def optimise_plan(plan_id: int) -> None:
 
     settings, sessions, _ = _resources()
     rules = DayRules(lead=timedelta(minutes=settings.plan_lead_minutes), fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
-    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers, rules=rules)
+    # Progress every second: what the console polls while the dispatcher watches.
+    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers, rules=rules,
+             progress_every_s=1.0)
 
 
 @app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))

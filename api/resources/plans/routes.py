@@ -94,6 +94,21 @@ class RouteSchema(Schema):
     stops = fields.List(fields.Nested(StopSchema))
 
 
+class BestSoFarSchema(Schema):
+    scheduled = fields.Integer(metadata={"description": "jobs on the crews' routes"})
+    unassigned = fields.Integer(metadata={"description": "jobs of the solve left off every route"})
+    drive_s = fields.Integer(metadata={"description": "driving time of all routes, seconds"})
+    distance_m = fields.Integer()
+
+
+class ProgressSchema(Schema):
+    phase = fields.String(metadata={"description": "building (the problem and its travel matrix), solving, done"})
+    elapsed_s = fields.Float(metadata={"description": "seconds the search has used of time_limit_s"})
+    time_limit_s = fields.Integer()
+    best = fields.Nested(BestSoFarSchema, allow_none=True, metadata={"description": "the best day found so far (null until the first)"})
+    updated_at = fields.String(metadata={"format": "date-time", "description": "when the job last wrote this (every second while it solves)"})
+
+
 class PlanSchema(Schema):
     id = fields.Integer()
     date = fields.Date(attribute="plan_date")
@@ -107,6 +122,8 @@ class PlanSchema(Schema):
     planned_from = fields.DateTime(allow_none=True, metadata={"description": "a day under way: no stop starts before this"})
     stats = fields.Dict()
     error = fields.String(allow_none=True)
+    progress = fields.Nested(ProgressSchema, allow_none=True, metadata={
+        "description": "how far the solve is; null while queued. Poll GET /plans/{id} while running"})
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
     published_at = fields.DateTime(allow_none=True)

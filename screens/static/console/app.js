@@ -14,7 +14,7 @@ const STAFF = ["dispatcher", "supervisor", "admin"];
 // One line per desk: id (the hash), the roles that see it, its module.
 // Each desk's own line, with a blank line between, so desks land without touching each other.
 const DESKS = [
-  // dispatch
+  { id: "dispatch", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/dispatch.js" },
 
   // rosters
 
@@ -111,6 +111,10 @@ async function start(notice) {
 }
 
 async function signOut() {
+  // The desk goes first: what it still has in flight, or would poll next, must not go out
+  // with the token being revoked (each would be a 401, and a second start()).
+  if (unmount) { try { unmount(); } catch (err) { console.error(err); } unmount = null; }
+  window.onhashchange = null;
   try {
     await api.post("/auth/logout");
   } catch (err) {
