@@ -16,7 +16,7 @@ const STAFF = ["dispatcher", "supervisor", "admin"];
 const DESKS = [
   // dispatch
 
-  // rosters
+  { id: "rosters", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/rosters.js" },
 
   // review
 
