@@ -131,7 +131,49 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     assert _local(night.breaks[0].earliest_start) == datetime.combine(after, time(2), TZ)
     expect(_cell(page, NIGHT_CREW, tomorrow)).to_contain_text("22:00–06:00 +1")
     expect(_cell(page, NIGHT_CREW, after)).to_contain_text("Night shift until 06:00")
+
+    # Tomorrow's shift of the day crew gets a later, longer lunch: changed by hand, it
+    # leaves its pattern.
+    day_shift = shifts[tomorrow]
+    _cell(page, DAY_CREW, tomorrow).click()
+    change = page.locator(f"#rosters-change-{day_shift.id}")
+    change.get_by_label("Break 1: Earliest start").fill("12:00")
+    change.get_by_label("Break 1: Latest end").fill("14:00")
+    change.get_by_label("Break 1: Minutes").fill("45")
+    change.get_by_role("button", name="Save the changes").click()
+    expect(page.locator("#toast")).to_contain_text("Shift of roster-day on")
+    (changed,) = [s for s in _shifts(live, DAY_CREW) if s.id == day_shift.id]
+    assert changed.pattern_id is None
+    assert [(b.minutes, _local(b.earliest_start).time(), _local(b.latest_end).time()) for b in changed.breaks] == [
+        (45, time(12), time(14))]
+    expect(_cell(page, DAY_CREW, tomorrow)).to_contain_text("Break 45 min, 12:00–14:00")
+
+    # A day off three days on: the row stays, cancelled, with its reason.
+    off_day = today + timedelta(days=3)
+    off = shifts[off_day]
+    _cell(page, DAY_CREW, off_day).click()
+    cancel = page.locator(f"#rosters-cancel-{off.id}")
+    cancel.get_by_label("Why is it cancelled?").fill("annual leave")
+    cancel.get_by_role("button", name="Cancel the shift").click()
+    expect(page.locator("#toast")).to_contain_text("cancelled")
+    expect(_cell(page, DAY_CREW, off_day)).to_contain_text("Day off")
+    on_that_day = [s for s in _shifts(live, DAY_CREW) if _local(s.starts_at).date() == off_day]
+    assert [(s.id, s.end_reason) for s in on_that_day] == [(off.id, "annual leave")] and on_that_day[0].cancelled_at
     shot(page, "console-rosters-grid")
+
+    # The night crew's pattern ends tomorrow: its later shifts go, tomorrow night's stays
+    # (and still runs into the morning after).
+    _cell(page, NIGHT_CREW, tomorrow).click()
+    page.locator("#rosters-panel .pattern-card").get_by_role("button", name="Change this pattern").click()
+    page.get_by_label("Its last day").fill(tomorrow.isoformat())
+    page.get_by_role("button", name="End the pattern").click()
+    expect(page.locator("#toast")).to_contain_text("Pattern ended")
+    (night_pattern,) = _patterns(live, NIGHT_CREW)
+    assert night_pattern.valid_until == tomorrow
+    assert max(_local(s.starts_at).date() for s in _shifts(live, NIGHT_CREW)) == tomorrow
+    expect(_cell(page, NIGHT_CREW, after)).to_contain_text("Night shift until 06:00")
+    expect(_cell(page, NIGHT_CREW, after)).not_to_contain_text("22:00")
+    expect(page.locator("#rosters-grid tbody th", has_text=NIGHT_CREW)).to_contain_text(re.compile(r"Every day 22:00–06:00, until \w+, \w+ \d+"))
 
     # A one-off shift today, with a break, for a crew with no pattern.
     _cell(page, ONE_OFF_CREW, today).click()
@@ -202,3 +244,22 @@ def test_a_supervisor_reads_the_rosters_without_changing_them(
     assert page.locator("#rosters-pattern-new").count() == 0
     wait_for(lambda: live.received("GET", "/api/v1/shift-patterns"), what="the patterns read")
     accessible(page, "rosters read-only")
+
+
+def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(browser_context: Any, live: LiveServer) -> None:
+    """The desk turns a local day and clock time into an instant with the city's zone, not
+    the browser's (the context runs in UTC), on either side of a change of the clocks."""
+    context, _ = browser_context(DESKTOP)
+    page = context.new_page()
+    page.goto("/console/")
+    got = page.evaluate("""async () => {
+        const m = await import('/console/desks/rosters.js');
+        const at = (zone, day, clock) => m.instantOf(zone, day, clock).toISOString();
+        return [
+            at('Europe/Andorra', '2026-03-29', '01:30'), at('Europe/Andorra', '2026-03-29', '03:30'),
+            at('Europe/Andorra', '2026-10-25', '04:00'), at('Europe/Andorra', '2026-12-02', '07:00'),
+            at('America/New_York', '2026-03-08', '12:00'), m.addDays('2026-12-31', 1), m.addDays('2026-03-01', -1),
+        ];
+    }""")
+    assert got == ["2026-03-29T00:30:00.000Z", "2026-03-29T01:30:00.000Z", "2026-10-25T03:00:00.000Z",
+                   "2026-12-02T06:00:00.000Z", "2026-03-08T16:00:00.000Z", "2027-01-01", "2026-02-28"]

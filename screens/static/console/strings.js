@@ -52,6 +52,7 @@ export default {
   "rosters.carry": "Night shift until {time}",
   "rosters.pattern_line": "{days} {start}–{end}",
   "rosters.no_pattern": "No weekly pattern",
+  "rosters.pattern_until": "{line}, until {day}",
   "rosters.every_day": "Every day",
   "rosters.loading": "Loading the rosters…",
   "rosters.offline": "The server cannot be reached; nothing was changed. Try again when the network is back.",

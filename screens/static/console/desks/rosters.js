@@ -254,7 +254,9 @@ export async function mount(root, ctx) {
           h("span", { class: "crew-code" }, crew.code),
           crew.name && crew.name !== crew.code ? h("span", { class: "crew-name" }, crew.name) : null,
           activePatterns(crew.code).length
-            ? activePatterns(crew.code).map((p) => h("span", { class: "crew-pattern" }, patternLine(p)))
+            ? activePatterns(crew.code).map((p) => h("span", { class: "crew-pattern" }, p.valid_until
+              ? t("rosters.pattern_until", { line: patternLine(p), day: dayLabel(p.valid_until) })
+              : patternLine(p)))
             : h("span", { class: "crew-pattern none" }, t("rosters.no_pattern"))),
         list.map((day) => cell(crew, day))))));
     table.addEventListener("keydown", arrows);
@@ -341,9 +343,11 @@ export async function mount(root, ctx) {
       s.breaks.length && s.state !== "cancelled"
         ? h("ul", { class: "breaks" }, s.breaks.map((b) => h("li", {}, breakText(b))))
         : null);
-    if (canEdit && s.state === "scheduled") {
-      if (!started) card.append(shiftForm(sel, s));
+    // What the API allows: a shift not over may be changed (a break moved while the crew
+    // is out); one under way ends early; only one not yet started is cancelled.
+    if (canEdit && s.state === "scheduled" && new Date(s.ends_at) > now) {
       if (underWay) card.append(endForm(s));
+      card.append(shiftForm(sel, s));
       if (!started) card.append(cancelForm(s));
     }
     return card;
