@@ -203,6 +203,7 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     refusal = add.locator(".message")
     expect(refusal).to_contain_text(re.compile(r"Not saved: roster-oneoff already has a shift \w+ \d+ \w+ 00:00 to 23:59"))
     assert len(_shifts(live, ONE_OFF_CREW)) == 1
+    expect(_cell(page, ONE_OFF_CREW, today)).to_have_class(re.compile(r"\bclash\b"))
     accessible(page, "rosters overlap refused")
     shot(page, "console-rosters-refusal")
 
@@ -244,6 +245,10 @@ def test_a_supervisor_reads_the_rosters_without_changing_them(
     assert page.locator("#rosters-pattern-new").count() == 0
     wait_for(lambda: live.received("GET", "/api/v1/shift-patterns"), what="the patterns read")
     accessible(page, "rosters read-only")
+    # Two weeks at a time: one column per day, the grid scrolling sideways with the crews kept in view.
+    page.get_by_label("Days shown").select_option("14")
+    expect(page.locator("#rosters-grid thead th")).to_have_count(15)
+    expect(_cell(page, ONE_OFF_CREW, day + timedelta(days=10))).to_contain_text("Off")
 
 
 def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(browser_context: Any, live: LiveServer) -> None:

@@ -45,6 +45,8 @@ export default {
   "rosters.cell_prefix": "{crew}, {day}: ",
   "rosters.off": "Off",
   "rosters.next_day": "next day",
+  "rosters.plus_day": "+1",
+  "rosters.clock_placeholder": "HH:MM",
   "rosters.times": "{start}–{end}",
   "rosters.break": "Break {minutes} min, {earliest}–{latest}",
   "rosters.day_off": "Day off",

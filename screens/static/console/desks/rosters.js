@@ -75,13 +75,6 @@ function clockOf(input) {
   return m ? `${m[1].padStart(2, "0")}:${m[2]}` : null;
 }
 
-function clockInput(id, value, describedBy) {
-  return h("input", {
-    type: "text", class: "clock", id, value, required: true, inputmode: "numeric", maxlength: "5", autocomplete: "off",
-    placeholder: "HH:MM", pattern: "([01]?[0-9]|2[0-3]):?[0-5][0-9]", "aria-describedby": describedBy,
-  });
-}
-
 // -- the desk --------------------------------------------------------------------------
 
 export async function mount(root, ctx) {
@@ -90,6 +83,10 @@ export async function mount(root, ctx) {
   const canEdit = ctx.user.role === "dispatcher" || ctx.user.role === "admin";
   const local = (iso) => partsIn(zone, new Date(iso));
   const dayLabel = (day) => fmt.date(instantOf(zone, day, "12:00"));
+  const clockInput = (id, value, describedBy) => h("input", {
+    type: "text", class: "clock", id, value, required: true, inputmode: "numeric", maxlength: "5", autocomplete: "off",
+    placeholder: t("rosters.clock_placeholder"), pattern: "([01]?[0-9]|2[0-3]):?[0-5][0-9]", "aria-describedby": describedBy,
+  });
 
   const state = {
     from: fmt.localDate(),
@@ -179,7 +176,7 @@ export async function mount(root, ctx) {
     const start = local(s.starts_at);
     const end = local(s.ends_at);
     return [h("span", { class: "clock" }, t("rosters.times", { start: start.clock, end: end.clock })),
-      end.day > start.day ? [" ", h("span", { class: "next-day" }, "+1", h("span", { class: "visually-hidden" }, ` (${t("rosters.next_day")})`))] : null];
+      end.day > start.day ? [" ", h("span", { class: "next-day" }, t("rosters.plus_day"), h("span", { class: "visually-hidden" }, ` (${t("rosters.next_day")})`))] : null];
   }
 
   function breakText(b) {
@@ -221,7 +218,7 @@ export async function mount(root, ctx) {
     return h("td", { class: day === today() ? "today" : null },
       h("button", {
         type: "button", class: "cell", tabindex: "-1", "aria-pressed": selected ? "true" : "false",
-        dataset: { crew: crew.code, day },
+        dataset: { crew: crew.code, day, shifts: [...tails, ...own].map((s) => s.id).join(" ") },
         onclick: () => select(crew.code, day),
       },
       h("span", { class: "visually-hidden" }, t("rosters.cell_prefix", { crew: crew.code, day: dayLabel(day) })),
@@ -520,6 +517,10 @@ export async function mount(root, ctx) {
       if (!(err instanceof ApiError) && !(err instanceof NetworkError)) throw err;
       announce(message, describe(err), "error");
       button.disabled = false;
+      // An overlap names the shift it clashes with: point at it in the grid too.
+      const clash = err instanceof ApiError && err.status === 409 && err.errors.detail && err.errors.detail.shift_id;
+      for (const el of grid.querySelectorAll("button.cell.clash")) el.classList.remove("clash");
+      if (clash) for (const el of grid.querySelectorAll(`button.cell[data-shifts~="${Number(clash)}"]`)) el.classList.add("clash");
     }
   }
 
