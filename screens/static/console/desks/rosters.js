@@ -130,7 +130,10 @@ export async function mount(root, ctx) {
     return Array.from({ length: state.span }, (_, k) => addDays(state.from, k));
   }
 
+  let loads = 0;
   async function reload() {
+    // Only the latest reload draws: paging quickly through weeks must not end on an older answer.
+    const seq = ++loads;
     announce(status, t("rosters.loading"));
     try {
       // From the day before: a night shift that started then is still on the first day.
@@ -139,12 +142,13 @@ export async function mount(root, ctx) {
         api.get("/shifts", { query: { from: addDays(state.from, -1), to: addDays(state.from, state.span - 1), include_cancelled: true } }),
         api.get("/shift-patterns"),
       ]);
+      if (seq !== loads) return;
       state.crews = crews.filter((c) => c.active);
       state.shifts = shifts;
       state.patterns = patterns;
       replace(status);
     } catch (err) {
-      announce(status, describe(err), "error");
+      if (seq === loads) announce(status, describe(err), "error");
       return;
     }
     renderGrid();
@@ -313,8 +317,14 @@ export async function mount(root, ctx) {
       for (const s of own) parts.push(shiftCard(s, sel, false));
       if (canEdit) {
         if (!own.length || state.addAnother) parts.push(shiftForm(sel, null));
-        else parts.push(h("button", { type: "button", id: "rosters-add-another", onclick: () => { state.addAnother = true; renderPanel(); } },
-          t("rosters.add_another")));
+        else {
+          const another = () => {
+            state.addAnother = true;
+            renderPanel();
+            panel.querySelector("#rosters-add input").focus();
+          };
+          parts.push(h("button", { type: "button", id: "rosters-add-another", onclick: another }, t("rosters.add_another")));
+        }
       } else if (!own.length) {
         parts.push(h("p", {}, t("rosters.off")));
       }
