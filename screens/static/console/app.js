@@ -16,7 +16,7 @@ const STAFF = ["dispatcher", "supervisor", "admin"];
 const DESKS = [
   { id: "dispatch", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/dispatch.js" },
 
-  // rosters
+  { id: "rosters", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/rosters.js" },
 
   // review
 
