@@ -381,3 +381,8 @@ def geocoder_build(pbf: Path) -> None:
     with sessions.begin() as session:
         count = build_address_index(session, pbf)
     click.echo(f"indexed {count} addresses and streets from {pbf}")
+
+
+if __name__ == "__main__":
+    # `python -m api.cli ...` (the browser stage starts its worker so, with the venv's python).
+    main()

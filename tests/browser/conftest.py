@@ -117,9 +117,11 @@ class Worker:
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--concurrency", "2"],
-                                        cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # The child gets its own copy of the descriptor; ours is closed at once (an open
+        # file left to the garbage collector is a ResourceWarning, an error here).
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--concurrency", "2"],
+                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
