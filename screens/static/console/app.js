@@ -18,7 +18,7 @@ const DESKS = [
 
   // rosters
 
-  // review
+  { id: "review", roles: ["supervisor", "admin"], module: "./desks/review.js" },
 
   // intake
 ];
