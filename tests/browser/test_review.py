@@ -138,6 +138,9 @@ def test_supervisor_verifies_from_the_keyboard_and_the_status_page_shows_the_fix
     cells = distance.locator("td").all_inner_texts()
     assert cells[0] == "failed" and re.fullmatch(r"2[3-5]\d\.\d m", cells[1]) and cells[2] == "at most 75 m", cells
     assert page.locator('tr[data-check="reuse"] td').nth(2).inner_text() == "more than 6 bits"
+    # The server's details name instants in UTC ISO form; the desk shows them in the city's zone.
+    teleport = page.locator('tr[data-check="teleport"] td').nth(3).inner_text()
+    assert "+00:00" not in teleport and re.search(r" at \w{3}, \w{3} \d+, \d\d:\d\d\)$", teleport), teleport
     # The map: the site, the fix with its accuracy circle, the track of the 20 fixes.
     legend = page.locator("#review-legend").inner_text()
     assert "Fix accuracy, ±6 m" in legend and "Crew's track, 20 GPS fixes" in legend
@@ -204,6 +207,11 @@ def test_supervisor_verifies_from_the_keyboard_and_the_status_page_shows_the_fix
     assert "Deep hole <img src=x onerror=alert(1)> by the kiosk" in page.locator("#description").inner_text()
     accessible(page, "status page, fixed")
     shot(page, "status-page-fixed-desktop")
+
+    # A link to a decided completion says who decided it, and offers no decision.
+    page.goto(f"/console/#/review/{job.completion_id}")
+    page.get_by_text("Already decided: verified.").wait_for()
+    assert page.get_by_text(f"Verified by {SUPERVISOR}").count() == 1 and page.locator("#review-verify").count() == 0
     watch.check()
 
 
@@ -263,3 +271,27 @@ def test_supervisor_moves_in_the_queue_rejects_with_a_reason_and_closes_with_an_
         assert s.get(WorkOrder, second.work_order_id).status == "closed"
     accessible(page, "review desk, empty queue")
     shot(page, "console-review-empty-desktop")
+
+
+def test_a_decision_someone_else_took_first_is_refused_in_words(browser_context, live: LiveServer, review_city) -> None:  # noqa: ANN001
+    job = make_job(live, review_city, 4, crew_code=CREWS[0], description="Sunken drain cover", track=False)
+    context, watch = browser_context(DESKTOP)
+    watch.expect(r"status of 409 .*/api/v1/completions/\d+/review")
+    page = context.new_page()
+    page.goto(f"/console/#/review/{job.completion_id}")
+    sign_in(page, SUPERVISOR)
+    page.locator("#review-detail-title").get_by_text(job.address).wait_for()
+    # Another supervisor rejects it meanwhile, through the API.
+    with live.sessions() as s:
+        other = f.token_for(s, f.user(s, "review-sup-2@example.org", "supervisor"))
+        s.commit()
+    answer = live.app.test_client().post(f"/api/v1/completions/{job.completion_id}/review",
+                                         json={"decision": "reject", "reason": "wrong street"}, headers=other)
+    assert answer.status_code == 200, answer.data
+    page.keyboard.press("v")
+    page.keyboard.press("Enter")
+    page.get_by_text(f"Refused: completion {job.completion_id} was already decided: rejected").wait_for()
+    page.locator(f"#review-item-{job.completion_id}").wait_for(state="detached")
+    with live.sessions() as s:
+        assert [r.decision for r in s.scalars(select(Review).where(Review.completion_id == job.completion_id))] == ["reject"]
+    accessible(page, "review desk, a refused decision")

@@ -81,6 +81,10 @@ export async function mount(root, ctx) {
     if (err instanceof ApiError) return [err.message, ...err.details].join(" ");
     return String(err && err.message ? err.message : err);
   };
+  // The checks' details are the server's words, with any instant in ISO form (UTC): shown
+  // in the city's zone like every other time of the desk.
+  const localTimes = (text) => (text || "").replace(/\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)/g,
+    (iso) => fmt.dateTime(iso));
   const itemTitle = (item) => t("review.detail_title", {
     service: item.work_order.service_name || item.work_order.service_code,
     address: item.work_order.address || t("review.no_address"),
@@ -463,7 +467,7 @@ export async function mount(root, ctx) {
         h("td", {}, h("span", { class: `badge ${badge}` }, t(`review.checks.${result}`))),
         h("td", { class: "num" }, measure(ch.value, ch.unit)),
         h("td", { class: "num" }, limit),
-        h("td", { class: "review-check-detail" }, ch.detail));
+        h("td", { class: "review-check-detail" }, localTimes(ch.detail)));
     });
     return h("section", { class: "review-checks", "aria-labelledby": "review-checks-title" },
       h("h3", { id: "review-checks-title" }, t("review.checks")),
