@@ -334,10 +334,18 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "t
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Every test here is in the browser stage, wherever it is run from.
+    ours = []
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.stage("browser"))
+            ours.append(item)
+    # And it runs last: Playwright's sync API keeps an asyncio loop running in the main
+    # thread from its first test to the end of the session, and every later asyncio.run()
+    # (the worker tests') refuses to start under it.
+    if ours:
+        chosen = set(ours)
+        items[:] = [i for i in items if i not in chosen] + ours
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
