@@ -18,7 +18,7 @@ from core.errors import Conflict, ValidationFailed
 from core.field import check_client_time, last_event_at, note_fix, order_earliest
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
-from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, StatusEvent, WorkOrder
+from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, ServiceType, StatusEvent, WorkOrder
 from core.photos import hold_media_write_lock
 from core.spatial import point
 from core.storage import Storage
@@ -64,6 +64,31 @@ def validate_input(data: CompletionInput, *, now: datetime, earliest: datetime |
         raise ValidationFailed("notes are limited to 4000 characters", field="notes")
 
 
+def proof_policy(st: ServiceType) -> proof.ProofPolicy:
+    """The proof rules of a service type (its own limits, the rest the defaults)."""
+    return proof.ProofPolicy(max_distance_m=st.proof_max_distance_m, photo_required=st.photo_required, auto_verify=st.auto_verify)
+
+
+def done_time(c: Completion) -> datetime:
+    """When the crew says the work was done, as the checks judged it: the proof's capture
+    time, else its fix, else its arrival at the server."""
+    return c.captured_at or c.fix_time or c.submitted_at
+
+
+def track_pings(s: Session, crew_id: int, done_at: datetime, policy: proof.ProofPolicy) -> list[proof.Ping]:
+    """The crew's GPS fixes within the track window around `done_at`, oldest first: what
+    the track and teleport checks read, and what a supervisor sees drawn on the map."""
+    span = timedelta(seconds=policy.track_window_s)
+    return [
+        proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=acc)
+        for lat, lon, at, acc in s.execute(
+            select(func.ST_Y(PositionPing.location), func.ST_X(PositionPing.location), PositionPing.at, PositionPing.accuracy_m)
+            .where(PositionPing.crew_id == crew_id, and_(PositionPing.at >= done_at - span, PositionPing.at <= done_at + span))
+            .order_by(PositionPing.at)
+        )
+    ]
+
+
 def _earlier_photos(s: Session, wo: WorkOrder, sha256s: set[str]) -> list[tuple[int, str, int | None]]:
     """Photos from other jobs to compare with (exact matches by index; hashes of the rest).
 
@@ -107,8 +132,7 @@ def complete_work_order(
     if wo.status not in COMPLETABLE:
         raise Conflict(f"work order {wo.id} is {wo.status}; it cannot be completed now", current=wo.status, crew_id=wo.crew_id)
 
-    st = wo.service_type
-    policy = proof.ProofPolicy(max_distance_m=st.proof_max_distance_m, photo_required=st.photo_required, auto_verify=st.auto_verify)
+    policy = proof_policy(wo.service_type)
     done_at = data.captured_at or data.fix_time or now
     fix = proof.Fix(data.lat, data.lon, data.accuracy_m, data.fix_time) if data.lat is not None else None
     site = proof.Site.from_point(to_shape(wo.location)) if wo.location is not None else None
@@ -128,15 +152,7 @@ def complete_work_order(
         checks += [proof.check_distance(site, fix, policy), proof.check_fix_age(fix, min(done_at, now), policy)]
         for ev in evidence:
             checks += proof.check_exif(ev, site, fix, window, policy, tz=tz)
-        span = timedelta(seconds=policy.track_window_s)
-        pings = [
-            proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=acc)
-            for lat, lon, at, acc in s.execute(
-                select(func.ST_Y(PositionPing.location), func.ST_X(PositionPing.location), PositionPing.at, PositionPing.accuracy_m)
-                .where(PositionPing.crew_id == crew_id, and_(PositionPing.at >= done_at - span, PositionPing.at <= done_at + span))
-                .order_by(PositionPing.at)
-            )
-        ]
+        pings = track_pings(s, crew_id, done_at, policy)
         checks.append(proof.check_track(site, pings, done_at, policy))
         checks.append(proof.check_teleport([*pings, fix.as_ping()], policy))
     earlier = _earlier_photos(s, wo, {e.sha256 for e in evidence}) if evidence else []

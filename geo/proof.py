@@ -116,6 +116,23 @@ class Check:
     detail: str
 
 
+# What each check's number measures and which side of its limit passes, so a supervisor
+# reads "312 m, at most 75 m" rather than two bare numbers. `reuse` is the other way round:
+# its number is the perceptual-hash distance (bits of 64) to the closest earlier photo, and
+# a small one means the same picture again.
+AT_MOST, ABOVE = "at_most", "above"
+MEASURES: dict[str, tuple[str | None, str | None]] = {
+    "distance": ("m", AT_MOST),
+    "fix_age": ("s", AT_MOST),
+    "exif_location": ("m", AT_MOST),
+    "exif_time": ("s", AT_MOST),
+    "track": ("m", AT_MOST),
+    "teleport": ("km/h", AT_MOST),
+    "reuse": ("bits", ABOVE),
+    "photo_present": (None, None),
+}
+
+
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle (haversine) distance in metres."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -323,3 +340,13 @@ def public_summary(checks: Iterable[Check]) -> list[dict[str, Any]]:
 def full_detail(checks: Iterable[Check]) -> list[dict[str, Any]]:
     """Everything, for supervisors and storage (JSON-serialisable)."""
     return [asdict(c) for c in checks]
+
+
+def explained(stored: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored checks (`full_detail`) with the unit of their number and the side of the limit
+    that passes, for supervisors. Units are not stored: they follow from the check's name."""
+    out = []
+    for check in stored:
+        unit, pass_when = MEASURES.get(check.get("name", ""), (None, None))
+        out.append({**check, "unit": unit, "pass_when": pass_when if check.get("limit") is not None else None})
+    return out

@@ -287,3 +287,43 @@ def test_crew_is_told_when_a_supervisor_closes_its_dispatched_work(client, db: S
     assert r.status_code == 200, r.data
     changes = client.get("/api/v1/crew/changes?since=0", headers=job["headers"]).get_json()["changes"]
     assert [(c["work_order_id"], c["change"]) for c in changes if c["event"] == "closed"] == [(job["wo"].id, "cancelled")]
+
+
+def test_completion_shows_the_track_the_residents_photos_and_each_checks_unit(client, db: Session, job, supervisor) -> None:  # noqa: ANN001
+    from core.field import Ping, ingest_positions
+
+    # A fix two hours before the visit is outside the track check's window: not drawn.
+    ingest_positions(db, job["crew"].id, [Ping(at=NOW - timedelta(hours=2), lat=f.LAT - 0.01, lon=f.LON, accuracy_m=5)])
+    (req,) = job["wo"].requests
+    req.description = "Deep hole <b>by</b> the bakery"
+    db.add(Photo(kind="report", service_request_id=req.id, sha256="ab" * 32, content_type="image/jpeg", byte_size=10,
+                 width=4, height=3, original_key="private/photos/ab/report.jpg", public_key="public/photos/r.jpg",
+                 thumbnail_key="public/photos/r-thumb.jpg", state="ready"))
+    db.commit()
+    assert submit(client, job, **FAR).status_code == 201
+    c = db.scalar(select(Completion))
+
+    item = client.get(f"/api/v1/completions/{c.id}", headers=supervisor).get_json()
+    # The 20 fixes of the drive up to the site (the fixture's), oldest first, not the one from two hours before.
+    assert len(item["track"]) == 20 and item["track"][0]["lat"] == pytest.approx(f.LAT - 0.004)
+    assert [p["at"] for p in item["track"]] == sorted(p["at"] for p in item["track"])
+    (line,) = [ft for ft in item["geojson"]["features"] if ft["properties"]["role"] == "track"]
+    assert line["geometry"]["type"] == "LineString" and len(line["geometry"]["coordinates"]) == 20
+    # Every check says what its number measures and which side of the limit passes.
+    checks = {ch["name"]: ch for ch in item["checks"]}
+    assert (checks["distance"]["unit"], checks["distance"]["pass_when"], checks["distance"]["limit"]) == ("m", "at_most", 75)
+    assert (checks["fix_age"]["unit"], checks["teleport"]["unit"]) == ("s", "km/h")
+    assert (checks["reuse"]["unit"], checks["reuse"]["pass_when"]) == ("bits", "above")
+    assert checks["photo_present"]["unit"] is None and checks["photo_present"]["pass_when"] is None
+    # The resident's words (as stored, untrusted text) and photo beside the crew's.
+    (report,) = item["reports"]
+    assert report["service_request_id"] == req.public_id and report["description"] == "Deep hole <b>by</b> the bakery"
+    (rp,) = report["photos"]
+    assert (rp["kind"], rp["url"], rp["original_url"]) == ("report", "/media/public/photos/r.jpg", f"/api/v1/photos/{rp['id']}/original")
+    assert item["work_order"]["service_name"] == "Pothole"
+
+    # The queue carries the same evidence but the track, which is read one completion at a time.
+    (queued,) = client.get("/api/v1/reviews", headers=supervisor).get_json()["items"]
+    assert "track" not in queued and queued["reports"] == item["reports"]
+    assert [ch["unit"] for ch in queued["checks"]] == [ch["unit"] for ch in item["checks"]]
+    assert {ft["properties"]["role"] for ft in queued["geojson"]["features"]} == {"site", "fix"}

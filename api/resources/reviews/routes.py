@@ -15,8 +15,10 @@ from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
 from api.resources.common import EventSchema, PageArgs, page_schema, paginate, point_out, timeline
 from core import closing
-from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceType, WorkOrder
+from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceRequest, ServiceType, WorkOrder
 from core.spatial import lon_lat
+from geo import proof
+from geo.completion import done_time, proof_policy, track_pings
 
 blp = Blueprint("reviews", __name__, url_prefix="", description="Supervisors verify or reject crews' proof of work.")
 
@@ -30,13 +32,40 @@ class ReviewQueueArgs(PageArgs):
 
 class PhotoOutSchema(Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "after or before"})
+    kind = fields.String(metadata={"description": "after or before (the crew's), report (the resident's)"})
     state = fields.String(metadata={"description": "pending until the public copy is made"})
     url = fields.String(allow_none=True, metadata={"description": "public copy (EXIF removed)"})
     thumbnail_url = fields.String(allow_none=True)
     original_url = fields.String(metadata={"description": "the original as uploaded, for supervisors"})
     width = fields.Integer()
     height = fields.Integer()
+
+
+class CheckSchema(Schema):
+    name = fields.String(metadata={"description": "distance, fix_age, exif_location, exif_time, track, teleport, reuse, photo_present"})
+    passed = fields.Boolean(allow_none=True, metadata={"description": "null: not applicable or unknown (does not block)"})
+    value = fields.Float(allow_none=True, metadata={"description": "the measured number, in `unit`"})
+    limit = fields.Float(allow_none=True, metadata={"description": "the limit it was held to, in `unit`"})
+    unit = fields.String(allow_none=True, metadata={"description": "m, s, km/h, or bits (of a 64-bit perceptual hash)"})
+    pass_when = fields.String(allow_none=True, validate=validate.OneOf((proof.AT_MOST, proof.ABOVE)), metadata={
+        "description": "at_most: passes when value <= limit; above: when value > limit (reuse: a small distance is a copy)"})
+    detail = fields.String(metadata={"description": "what was measured, in words"})
+
+
+class TrackPointSchema(Schema):
+    at = fields.DateTime()
+    lat = fields.Float()
+    lon = fields.Float()
+    accuracy_m = fields.Float(allow_none=True)
+
+
+class ReportOutSchema(Schema):
+    service_request_id = fields.String(metadata={"description": "the confirmation number"})
+    requested_at = fields.DateTime()
+    detailed_status = fields.String()
+    address = fields.String(allow_none=True)
+    description = fields.String(allow_none=True, metadata={"description": "the resident's own words (untrusted text)"})
+    photos = fields.List(fields.Nested(PhotoOutSchema), metadata={"description": "the resident's photos"})
 
 
 class ReviewOutSchema(Schema):
@@ -61,10 +90,17 @@ class CompletionReviewSchema(Schema):
     submitted_at = fields.DateTime()
     captured_at = fields.DateTime(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)
-    checks = fields.List(fields.Dict(), metadata={"description": "every check with its number, limit and result"})
-    photos = fields.List(fields.Nested(PhotoOutSchema))
+    checks = fields.List(fields.Nested(CheckSchema), metadata={"description": "every check with its number, limit and result"})
+    photos = fields.List(fields.Nested(PhotoOutSchema), metadata={"description": "the crew's photos"})
+    reports = fields.List(fields.Nested(ReportOutSchema), metadata={
+        "description": "the residents' reports on the work order (duplicates included), with their photos"})
     work_order = fields.Dict()
-    geojson = fields.Dict(metadata={"description": "FeatureCollection: the site, and the crew's fix with its accuracy"})
+    track = fields.List(fields.Nested(TrackPointSchema), metadata={
+        "description": "GET /completions/{id} only: the crew's GPS fixes in the track check's window around the "
+                       "completion, oldest first (what the track and teleport checks read); empty once purged"})
+    geojson = fields.Dict(metadata={
+        "description": "FeatureCollection: the site, the crew's fix with its accuracy, and (GET /completions/{id}) "
+                       "the track as a LineString"})
     timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "the work order's audit trail"})
     reviews = fields.List(fields.Nested(ReviewOutSchema))
 
@@ -105,7 +141,7 @@ def _photo_out(p: Photo) -> dict[str, Any]:
     }
 
 
-def _geojson(c: Completion) -> dict[str, Any]:
+def _geojson(c: Completion, track: list[proof.Ping]) -> dict[str, Any]:
     features = []
     site = lon_lat(c.work_order.location)
     if site is not None:
@@ -116,6 +152,9 @@ def _geojson(c: Completion) -> dict[str, Any]:
         features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": list(fix)},
                          "properties": {"role": "fix", "accuracy_m": c.accuracy_m,
                                         "fix_time": c.fix_time.isoformat() if c.fix_time else None}})
+    if len(track) >= 2:
+        features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[p.lon, p.lat] for p in track]},
+                         "properties": {"role": "track", "from": track[0].at.isoformat(), "to": track[-1].at.isoformat()}})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -123,19 +162,35 @@ def _work_order_out(wo: WorkOrder) -> dict[str, Any]:
     return {
         "id": wo.id, "status": wo.status, "service_code": wo.service_type.code, "priority": wo.priority,
         "due_at": wo.due_at.isoformat(), "address": wo.address, "location": point_out(wo.location),
+        "service_name": wo.service_type.name,
         "district": wo.district.code if wo.district else None, "reopen_count": wo.reopen_count,
         "service_request_ids": [r.public_id for r in wo.requests],
     }
 
 
-def _detail(c: Completion) -> dict[str, Any]:
-    return {
+def _reports(wo: WorkOrder) -> list[dict[str, Any]]:
+    """The residents' side of the evidence: what each report on the order said and showed."""
+    return [{"service_request_id": r.public_id, "requested_at": r.requested_at, "detailed_status": r.detailed_status,
+             "address": r.address, "description": r.description,
+             "photos": [_photo_out(p) for p in r.photos if p.kind == "report"]}
+            for r in sorted(wo.requests, key=lambda r: r.id)]
+
+
+def _detail(c: Completion, *, with_track: bool = False) -> dict[str, Any]:
+    # The track is read for one completion at a time: a queue page of them would carry
+    # up to an hour of fixes each.
+    track = track_pings(session(), c.crew_id, done_time(c), proof_policy(c.work_order.service_type)) if with_track else []
+    out = {
         "id": c.id, "verdict": c.verdict, "auto_verdict": c.auto_verdict, "audit_sampled": c.audit_sampled,
         "reasons": list(c.reasons), "outcome": c.outcome, "notes": c.notes, "crew": c.crew.code,
         "submitted_at": c.submitted_at, "captured_at": c.captured_at, "decided_at": c.decided_at,
-        "checks": c.checks, "photos": [_photo_out(p) for p in c.photos], "work_order": _work_order_out(c.work_order),
-        "geojson": _geojson(c), "timeline": timeline(session(), "work_order", c.work_order_id), "reviews": c.reviews,
+        "checks": proof.explained(c.checks), "photos": [_photo_out(p) for p in c.photos],
+        "reports": _reports(c.work_order), "work_order": _work_order_out(c.work_order),
+        "geojson": _geojson(c, track), "timeline": timeline(session(), "work_order", c.work_order_id), "reviews": c.reviews,
     }
+    if with_track:
+        out["track"] = [{"at": p.at, "lat": p.lat, "lon": p.lon, "accuracy_m": p.accuracy_m} for p in track]
+    return out
 
 
 def _options() -> list[Any]:
@@ -145,7 +200,7 @@ def _options() -> list[Any]:
         selectinload(Completion.reviews).selectinload(Review.reviewer),
         selectinload(Completion.work_order).selectinload(WorkOrder.service_type),
         selectinload(Completion.work_order).selectinload(WorkOrder.district),
-        selectinload(Completion.work_order).selectinload(WorkOrder.requests),
+        selectinload(Completion.work_order).selectinload(WorkOrder.requests).selectinload(ServiceRequest.photos),
     ]
 
 
@@ -185,7 +240,9 @@ def review_queue(args: dict[str, Any]) -> Any:
 @require("supervisor")
 @blp.response(200, CompletionReviewSchema)
 def get_completion(completion_id: int) -> Any:
-    return _detail(_load(completion_id))
+    """One completion with all its evidence: the checks with their numbers and limits, the
+    crew's and the residents' photos, the crew's GPS track around the visit, the timeline."""
+    return _detail(_load(completion_id), with_track=True)
 
 
 @blp.route("/completions/<int:completion_id>/review", methods=["POST"])

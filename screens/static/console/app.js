@@ -18,7 +18,7 @@ const DESKS = [
 
   { id: "rosters", roles: ["dispatcher", "supervisor", "admin"], module: "./desks/rosters.js" },
 
-  // review
+  { id: "review", roles: ["supervisor", "admin"], module: "./desks/review.js" },
 
   // intake
 ];
