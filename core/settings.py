@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -120,6 +121,15 @@ def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Netwo
                          f"proxy addresses/CIDRs, got {raw!r}: {exc}") from None
 
 
+def _locale(env: dict[str, str]) -> str:
+    """STREETLOOP_LOCALE: a BCP 47 language tag (en-GB, fr-CA, ca); the screens' dates and
+    numbers follow it, the city's own words are in the apps' strings files."""
+    raw = env.get("STREETLOOP_LOCALE", "").strip() or "en-GB"
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|[0-9]{3}))?", raw):
+        raise ValueError(f"STREETLOOP_LOCALE must be a language tag such as en-GB or ca, got {raw!r}")
+    return raw
+
+
 def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
     """STREETLOOP_WEBHOOK_*: where webhooks may point besides public https hosts (see
     core/webhook_targets.py), and extra CAs to verify them with."""
@@ -187,6 +197,8 @@ class Settings:
     # When set, Open311 callers that send a different jurisdiction_id get a 404.
     jurisdiction_id: str | None = None
     timezone: str = "UTC"
+    # BCP 47 tag the screens format dates and numbers in ("en-GB": 2 Dec, 14:30).
+    locale: str = "en-GB"
     media_dir: Path = field(default=PROJECT_ROOT / "var" / "media")
     # Absolute base for links we hand to Open311 clients (media_url); empty means
     # "derive from the incoming request".
@@ -305,6 +317,7 @@ class Settings:
             secret_key=env.get("STREETLOOP_SECRET_KEY", "").strip() or cls.secret_key,
             jurisdiction_id=env.get("OPEN311_JURISDICTION_ID", "").strip() or None,
             timezone=tzname,
+            locale=_locale(env),
             media_dir=Path(env.get("STREETLOOP_MEDIA_DIR", "").strip() or PROJECT_ROOT / "var" / "media"),
             public_base_url=env.get("STREETLOOP_PUBLIC_URL", "").strip().rstrip("/"),
             token_ttl_s=_number(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),

@@ -138,9 +138,10 @@ def test_supervisor_verifies_from_the_keyboard_and_the_status_page_shows_the_fix
     cells = distance.locator("td").all_inner_texts()
     assert cells[0] == "failed" and re.fullmatch(r"2[3-5]\d\.\d m", cells[1]) and cells[2] == "at most 75 m", cells
     assert page.locator('tr[data-check="reuse"] td').nth(2).inner_text() == "more than 6 bits"
-    # The server's details name instants in UTC ISO form; the desk shows them in the city's zone.
+    # The server's details name instants in UTC ISO form; the desk shows them in the city's zone
+    # and locale (en-GB: "Wed 2 Dec, 03:19").
     teleport = page.locator('tr[data-check="teleport"] td').nth(3).inner_text()
-    assert "+00:00" not in teleport and re.search(r" at \w{3}, \w{3} \d+, \d\d:\d\d\)$", teleport), teleport
+    assert "+00:00" not in teleport and re.search(r" at \w{3} \d{1,2} \w{3}, \d\d:\d\d\)$", teleport), teleport
     # The map: the site, the fix with its accuracy circle, the track of the 20 fixes.
     legend = page.locator("#review-legend").inner_text()
     assert "Fix accuracy, ±6 m" in legend and "Crew's track, 20 GPS fixes" in legend

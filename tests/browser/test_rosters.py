@@ -173,7 +173,9 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     assert max(_local(s.starts_at).date() for s in _shifts(live, NIGHT_CREW)) == tomorrow
     expect(_cell(page, NIGHT_CREW, after)).to_contain_text("Night shift until 06:00")
     expect(_cell(page, NIGHT_CREW, after)).not_to_contain_text("22:00")
-    expect(page.locator("#rosters-grid tbody th", has_text=NIGHT_CREW)).to_contain_text(re.compile(r"Every day 22:00–06:00, until \w+, \w+ \d+"))
+    expect(page.locator("#rosters-grid tbody th", has_text=NIGHT_CREW)).to_contain_text(
+        # The city's locale (STREETLOOP_LOCALE, en-GB by default): "Thu 3 Dec".
+        f"Every day 22:00–06:00, until {tomorrow:%a} {tomorrow.day} {tomorrow:%b}")
 
     # A one-off shift today, with a break, for a crew with no pattern.
     _cell(page, ONE_OFF_CREW, today).click()

@@ -37,6 +37,7 @@ class BasemapSchema(Schema):
 
 class AppConfigSchema(Schema):
     time_zone = fields.String(metadata={"description": "IANA name; every time on the screens is shown in it"})
+    locale = fields.String(metadata={"description": "BCP 47 tag the screens format dates and numbers in (STREETLOOP_LOCALE)"})
     bounds = fields.List(fields.Float(), allow_none=True, metadata={
         "description": "min_lon, min_lat, max_lon, max_lat of the service area; null when none is set"})
     basemap = fields.Nested(BasemapSchema)
@@ -60,4 +61,4 @@ def app_config() -> dict[str, Any]:
     tiles come from."""
     area = area_in_force(session(), service_area())
     bounds = list(shapely.bounds(shapely.geometry.shape(area.geometry))) if area.geometry else None
-    return {"time_zone": settings().timezone, "bounds": bounds, "basemap": basemap()}
+    return {"time_zone": settings().timezone, "locale": settings().locale, "bounds": bounds, "basemap": basemap()}

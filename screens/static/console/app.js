@@ -84,6 +84,8 @@ async function start(notice) {
   replace(nav);
   replace(account);
   const config = await loadConfig();
+  // Dates and numbers in the city's own locale (STREETLOOP_LOCALE), whatever the browser's.
+  if (config.locale) document.documentElement.lang = config.locale;
   if (!sessionStorage.getItem(TOKEN_KEY)) {
     const wait = signIn(root, { api, t });
     if (notice) toast(notice, "error");
@@ -97,7 +99,7 @@ async function start(notice) {
     if (err.status === 401) return; // onUnauthorized has started over
     throw err;
   }
-  const fmt = formatters(config.time_zone);
+  const fmt = formatters(config.time_zone, config.locale);
   const ctx = {
     api, t, config, fmt, user, toast,
     navigate: (hash) => { location.hash = hash; },

@@ -2,12 +2,19 @@
 // translate an app by translating one file. A value is a string with {named} slots, or an
 // object of plural forms ({one, other, …}) chosen with Intl.PluralRules on `count`.
 
-export function translator(strings, locale = document.documentElement.lang || "en") {
-  const plural = new Intl.PluralRules(locale);
+// The plural rules follow the page's language (set from app-config's locale at start).
+export function translator(strings) {
+  let plural = null;
+  let pluralLang = null;
   return function t(key, params = {}) {
+    const lang = document.documentElement.lang || "en";
+    if (lang !== pluralLang) {
+      plural = new Intl.PluralRules(lang);
+      pluralLang = lang;
+    }
     let value = strings[key];
     if (value === undefined) {
-      // Visible, not silent: an untranslated key shows as itself and is logged once.
+      // Visible, not silent: an untranslated key shows as itself, with a warning.
       console.warn(`missing string: ${key}`);
       return key;
     }
