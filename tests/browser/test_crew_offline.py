@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from core.models import Completion, Photo, Shift, WorkOrder
@@ -282,14 +283,17 @@ def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, li
     page.reload()
     page.locator(".queue-item.refused").wait_for()
     page.get_by_role("button", name="Try again").click()
+    events = f"/api/v1/work-orders/{job['wo_id']}/events"
+    _until(page, lambda: len(live.received("POST", events)) == 2, "the retry to reach the server")
+    expect(page.locator(".queue-item.refused")).to_have_count(1)
     page.get_by_role("link", name="1 refused: look").wait_for()
-    assert page.locator(".queue-item.refused").count() == 1
     # Discarding asks first; "Keep it" keeps it.
     page.get_by_role("button", name="Discard…").click()
     page.get_by_role("dialog").get_by_text("Discard this action?").wait_for()
     accessible(page, "crew discard dialog")
     page.get_by_role("button", name="Keep it").click()
-    assert page.locator(".queue-item.refused").count() == 1
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.locator(".queue-item.refused")).to_have_count(1)
     page.get_by_role("button", name="Discard…").click()
     page.get_by_role("button", name="Discard it").click()
     page.get_by_text("Everything you did has been sent.").wait_for()
@@ -339,11 +343,11 @@ def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone
     page.get_by_text("Avinguda Meritxell 12 was reassigned: it is no longer on your route.").wait_for()
     page.get_by_text("New stop on your route: Carrer Major 3.").wait_for()
     page.locator(f"#stop-{added}").wait_for()
-    assert page.locator(f"#stop-{job['wo_id']}").count() == 0
+    expect(page.locator(f"#stop-{job['wo_id']}")).to_have_count(0)
     accessible(page, "crew change notices")
     shot(page, "crew-change-notices-phone")
     page.get_by_role("button", name="Dismiss").first.click()
-    assert page.locator(".notice").count() == 1
+    expect(page.locator(".notice")).to_have_count(1)
     page.reload()
     page.locator(f"#stop-{added}").wait_for()
-    assert page.locator(".notice").count() == 1  # kept on the phone until dismissed
+    expect(page.locator(".notice")).to_have_count(1)  # kept on the phone until dismissed

@@ -50,6 +50,7 @@ const state = {
   offlineReady: false,
   notices: [],
   results: {}, // work order id → the proof checks' answer
+  addresses: {}, // work order id → address, of every stop the phone has seen
   fix: null, // the phone's latest position
   items: [], // the outbox, for drawing
   map: null,
@@ -73,7 +74,7 @@ const box = new Outbox({
     if (stop && answer) {
       if (item.kind === "event" && answer.status) stop.status = answer.status;
       if (item.kind === "completion") stop.status = answer.verdict === "auto_verified" ? "verified" : "completed";
-      await kv.set("route", { route: state.route, etag: state.etag });
+      await kv.set("route", { route: state.route, etag: state.etag, addresses: state.addresses });
     }
   },
   onAuthLost: () => signedOut(),
@@ -493,7 +494,9 @@ async function loadRoute() {
   if (answer.status !== 304) {
     state.route = await answer.json();
     state.etag = answer.headers.get("ETag");
-    await kv.set("route", { route: state.route, etag: state.etag });
+    // Addresses of every stop seen, so a notice can still name a stop that has left the route.
+    for (const s of state.route.stops) state.addresses[s.work_order_id] = s.address;
+    await kv.set("route", { route: state.route, etag: state.etag, addresses: state.addresses });
     cachePhotos(state.route);
   }
   if ((await kv.get("cursor")) == null) await kv.set("cursor", state.route.changes_cursor);
@@ -526,14 +529,13 @@ async function markOfflineReady() {
   }
 }
 
-function describe(change, stop) {
-  const address = (stop && stop.address) || t("stop.no_address");
+function describe(change) {
+  const address = state.addresses[change.work_order_id] || t("stop.no_address");
   return t(`notice.${change.change}`, { address });
 }
 
 async function followChanges() {
   let cursor = (await kv.get("cursor")) ?? 0;
-  const before = state.route;
   const told = [];
   let reread = false;
   for (;;) {
@@ -549,13 +551,12 @@ async function followChanges() {
   if (reread) await loadRoute();
   // The cursor moves on only once the notices are written: a crash in between tells twice.
   if (told.length) {
-    const find = (id) => (state.route.stops.find((s) => s.work_order_id === id) || (before && before.stops.find((s) => s.work_order_id === id)));
     const known = new Set(state.notices.map((n) => n.id));
     for (const c of told) {
       const id = `change-${c.cursor}`;
       if (known.has(id)) continue;
       state.notices.push({ id, kind: ["removed", "cancelled", "rejected"].includes(c.change) ? "bad" : "info",
-        work_order_id: c.change === "route" ? null : c.work_order_id, text: describe(c, find(c.work_order_id)) });
+        work_order_id: c.change === "route" ? null : c.work_order_id, text: describe(c) });
     }
     await kv.set("notices", state.notices);
   }
@@ -663,6 +664,7 @@ async function start() {
   if (saved) {
     state.route = saved.route;
     state.etag = saved.etag;
+    state.addresses = saved.addresses || {};
   }
   state.items = await box.items();
   if (!state.token) {
