@@ -177,6 +177,11 @@ def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(playw
     page.get_by_text("Position found, within 6 m").wait_for()
     page.get_by_label("Outcome").select_option("fixed")
     page.get_by_label("Notes (optional)").fill("Filled and rolled")
+    # A sync in the background (here asked for) leaves a form being filled in alone.
+    page.get_by_role("button", name="Refresh").click()
+    page.wait_for_timeout(500)
+    assert page.get_by_label("Notes (optional)").input_value() == "Filled and rolled"
+    assert page.evaluate("document.getElementById('photos').files.length") == 1
     accessible(page, "crew completion form")
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "crew-completion-form-phone")
@@ -351,3 +356,31 @@ def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone
     page.reload()
     page.locator(f"#stop-{added}").wait_for()
     expect(page.locator(".notice")).to_have_count(1)  # kept on the phone until dismissed
+
+
+def test_the_app_is_installable_and_its_service_worker_stores_files_that_exist(live: LiveServer) -> None:
+    """A shell entry that 404s makes the worker's install fail, and the app then never opens
+    offline: every file sw.js stores must be served, with the type a browser accepts."""
+    client = live.app.test_client()
+    with client.get("/crew/manifest.webmanifest") as answer:
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/manifest+json")
+        manifest = answer.get_json(force=True)
+    assert manifest["scope"] == "/crew/" and manifest["display"] == "standalone" and manifest["start_url"].startswith("/crew/")
+    assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
+    for icon in manifest["icons"]:
+        with client.get(icon["src"]) as answer:
+            assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/png", icon
+    sw = (Path(__file__).resolve().parents[2] / "screens/static/crew/sw.js").read_text()
+    shell = re.findall(r'^\s+"(/[^"]*)",$', sw.split("const SHELL = [")[1].split("];")[0], re.M)
+    assert "/crew/" in shell and "/crew/app.js" in shell and len(shell) > 10
+    for url in shell:
+        with client.get(url) as answer:
+            assert answer.status_code == 200, url
+            if url.endswith(".js"):
+                assert answer.headers["Content-Type"].startswith("text/javascript"), url
+    # Every module the app imports is in the shell: an import missing offline stops the whole app.
+    crew = Path(__file__).resolve().parents[2] / "screens/static/crew"
+    for module in crew.glob("*.js"):
+        for imported in re.findall(r'from "([^"]+)"', module.read_text()):
+            path = imported if imported.startswith("/") else f"/crew/{imported.removeprefix('./')}"
+            assert path in shell, f"{module.name} imports {imported}, which sw.js does not store"

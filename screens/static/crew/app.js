@@ -123,8 +123,36 @@ function refusedCount() {
 async function redrawCounts() {
   state.items = await box.items();
   drawTop();
+  refresh();
+}
+
+/**
+ * Draw the screen again with what changed in the background (a sync, an action sent),
+ * where the crew keeps their place: never the completion form, whose photos and notes
+ * would be lost, and at the same scroll position.
+ */
+let drawn = "";
+
+function signature() {
+  // What the screens show: the route, the notices, the outbox, the proof results.
+  return JSON.stringify([state.etag, state.route && state.route.stops.map((st) => st.status), state.notices.map((n) => n.id),
+    state.items.map((i) => `${i.id}:${i.state}`), Object.keys(state.results)]);
+}
+
+function refresh() {
   const { name } = parseHash();
-  if (name === "queue" || name === "list" || name === "stop") render();
+  drawTop();
+  if (name === "complete" || state.signedOut || signature() === drawn) return;
+  if (name === "map") {
+    drawTop();
+    drawNotices();
+    return; // the map keeps its zoom; the next visit shows the news
+  }
+  const y = window.scrollY;
+  const focused = document.activeElement && document.activeElement.id;
+  render();
+  window.scrollTo(0, y);
+  if (focused && document.getElementById(focused)) document.getElementById(focused).focus({ preventScroll: true });
 }
 
 // -- the frame: header, notices, tabs ------------------------------------------------
@@ -183,6 +211,7 @@ function parseHash() {
 
 function render() {
   if (state.signedOut || !state.token) return;
+  drawn = signature();
   if (state.map) {
     state.map.remove();
     state.map = null;
@@ -408,7 +437,7 @@ function completeScreen(id) {
     await box.add({ kind: "completion", work_order_id: stop.work_order_id, key: idempotencyKey(), fields, photos,
       label: { type: "completion", address: stop.address } });
     location.hash = `#/result/${stop.work_order_id}`;
-    box.replay().then(() => { if (parseHash().name === "result") render(); });
+    box.replay().then(() => refresh());
   });
   replace(view,
     h("a", { href: `#/stop/${stop.work_order_id}`, class: "back" }, t("complete.back")),
@@ -582,7 +611,7 @@ function sync() {
     }
     await markOfflineReady();
     state.items = await box.items();
-    if (!state.signedOut) render();
+    refresh();
   })();
   return syncing;
 }
