@@ -330,6 +330,25 @@ def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(
     _until(page, lambda: _status(live, job["wo_id"]) == "en_route", "the kept event to arrive")
 
 
+def test_unable_asks_for_a_reason_from_the_apis_list(phone, live: LiveServer) -> None:  # noqa: ANN001
+    job = _crew(live, "crewapp-6")
+    _dispatch(live, job["wo_id"], job["crew_id"])
+    page = phone.new_page()
+    page.goto("/crew/")
+    sign_in(page, job["email"])
+    page.locator(f"#stop-{job['wo_id']}").click()
+    page.get_by_role("button", name="Unable to do it…").click()
+    page.get_by_role("button", name="Send: unable").click()
+    page.get_by_text("Choose a reason first.").wait_for()
+    page.get_by_label("Why not?").select_option(label="Blocked by a vehicle")
+    accessible(page, "crew unable")
+    page.get_by_role("button", name="Send: unable").click()
+    _until(page, lambda: _status(live, job["wo_id"]) == "unable", "unable on the server")
+    with live.sessions() as s:
+        assert s.get(WorkOrder, job["wo_id"]).unable_reason == "blocked_by_vehicle"
+    page.locator(".stop-status").get_by_text("Unable", exact=True).wait_for()
+
+
 def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone, live: LiveServer) -> None:  # noqa: ANN001
     job = _crew(live, "crewapp-4")
     other = _crew(live, "crewapp-5")

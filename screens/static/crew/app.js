@@ -158,8 +158,8 @@ function refresh() {
 // -- the frame: header, notices, tabs ------------------------------------------------
 
 function drawTop() {
-  if (!state.route && !state.token) {
-    replace(top);
+  if (!state.token || state.signedOut) {
+    replace(top, h("div", { class: "top-line" }, h("span", { class: "crew-name" }, t("app.title"))));
     return;
   }
   const waiting = waitingCount();
@@ -697,6 +697,7 @@ async function start() {
   }
   state.items = await box.items();
   if (!state.token) {
+    drawTop();
     const form = h("div", {});
     replace(view, form);
     const answer = await signIn(form, { api, t, title: t("sign_in.title") });
