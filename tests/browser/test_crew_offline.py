@@ -321,9 +321,10 @@ def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(
           s.put({access_token: 'expired-token', expires_at: 0}, 'token').onsuccess = () => ok(); }; })""")
     page.reload()
     page.get_by_role("link", name="1 waiting to send").wait_for()
-    _online(phone, cut)
-    page.get_by_role("button", name="Refresh").click()
-    page.get_by_text("Your sign-in has expired. Sign in again: the 1 action kept on this phone is sent then.").wait_for()
+    _online(phone, cut)  # the browser's "online" makes the app sync (its timer would too)
+    page.get_by_text("Your sign-in has expired. Sign in again: the 1 action kept on this phone is sent then.").wait_for(timeout=30_000)
+    accessible(page, "crew signed out with a queue")
+    shot(page, "crew-sign-in-again-phone")
     assert _status(live, job["wo_id"]) == "dispatched"
     sign_in(page, job["email"])
     page.get_by_role("link", name="All sent").wait_for(timeout=30_000)
