@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import crewfeed
+from core.lifecycle.work_order import UNABLE_REASONS
 from core.shifts import shift_on
 from core.models import (
+    COMPLETION_OUTCOMES,
     Crew,
     CrewChange,
     CrewDay,
@@ -113,6 +115,10 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
 def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -> dict[str, Any]:
     """The crew's route for a day: the published plan's, else the work assigned to it directly.
 
+    `unable_reasons` and `outcomes` are the choices the phone offers for "unable" and for a
+    completion, so a phone that read its route offline still offers exactly what the API
+    accepts (and a city that adds a reason reaches the phones with their next route).
+
     `changes_cursor` is read before the route: a change committed in between is then both
     in the route and in the feed after the cursor (told twice, never lost)."""
     cursor = crewfeed.head(s, crew.id)
@@ -163,6 +169,8 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         "stops": stops,
         "geometry": geometry,
         "changes_cursor": cursor,
+        "unable_reasons": sorted(UNABLE_REASONS),
+        "outcomes": list(COMPLETION_OUTCOMES),
     }
 
 

@@ -56,6 +56,16 @@ def test_route_feed_content_and_privacy(client, db: Session, published) -> None:
     assert "example.org" not in r.get_data(as_text=True)
 
 
+def test_route_carries_the_choices_the_phone_offers(client, db: Session, published) -> None:  # noqa: ANN001
+    # A phone offline all day offers the reasons and outcomes the API will accept on replay.
+    from core.lifecycle.work_order import UNABLE_REASONS
+    from core.models import COMPLETION_OUTCOMES
+
+    body = _route(client, published["tokens"]["pothole-1"]).get_json()
+    assert body["unable_reasons"] == sorted(UNABLE_REASONS) and "blocked_by_vehicle" in body["unable_reasons"]
+    assert body["outcomes"] == list(COMPLETION_OUTCOMES) and body["outcomes"][0] == "fixed"
+
+
 def test_etag_and_304_and_change_on_update(client, db: Session, published) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
     first = _route(client, headers)

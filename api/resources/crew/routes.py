@@ -69,6 +69,11 @@ class FieldEventSchema(Schema):
 @blp.response(200)
 @blp.alt_response(304, description="Not modified (If-None-Match matched the ETag)")
 def crew_route(args: dict[str, Any]) -> Any:
+    """The crew's route for a day, in order: each stop's place, work, time windows and ETA,
+    residents' descriptions, notes and public photos; the shift, breaks and route line; the
+    choices the phone offers (`unable_reasons`, `outcomes`); and `changes_cursor`, where to
+    follow `/crew/changes` from. Send the ETag back as If-None-Match: an unchanged route
+    answers 304 with no body."""
     crew = _crew(args.get("crew"))
     day = args.get("date") or datetime.now(settings().tz).date()
     body = route_feed(session(), crew, day, settings().tz, base_url())
