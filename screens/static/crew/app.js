@@ -13,7 +13,7 @@
 import { Api, ApiError, NetworkError, idempotencyKey, loadConfig } from "/assets/shared/api.js";
 import { announce, h, replace } from "/assets/shared/dom.js";
 import { translator } from "/assets/shared/i18n.js";
-import { PALETTE, createMap } from "/assets/shared/map.js";
+import { PALETTE, createMap, tileUrlsAround } from "/assets/shared/map.js";
 import { signIn } from "/assets/shared/signin.js";
 import { formatters } from "/assets/shared/time.js";
 import { Outbox } from "./outbox.js";
@@ -27,6 +27,7 @@ const PING_EVERY_MS = 15_000;
 const PINGS_SENT_EVERY_MS = 60_000;
 // Must match sw.js: the cache that holds residents' photos for the day.
 const MEDIA_CACHE = "streetloop-crew-media-v1";
+const TILE_CACHE = "streetloop-crew-tiles-v1";
 // Changes on /crew/changes the crew is told about, in words (the others just refresh).
 const TOLD = new Set(["removed", "cancelled", "rejected", "assigned", "urgent_stop", "route"]);
 const ACTIVE = new Set(["dispatched", "en_route", "on_site"]);
@@ -265,7 +266,7 @@ function mapScreen() {
   const r = state.route;
   const el = h("div", { id: "route-map", class: "route-map" });
   replace(view, heading(t("map.title")), el, h("ol", { class: "stops compact" }, r.stops.map(stopLine)));
-  const map = createMap(el, state.config, { label: t("map.label") });
+  const map = createMap(el, state.config, { label: t("map.label"), t });
   state.map = map;
   const points = [];
   if (r.geometry) {
@@ -526,7 +527,7 @@ async function loadRoute() {
     // Addresses of every stop seen, so a notice can still name a stop that has left the route.
     for (const s of state.route.stops) state.addresses[s.work_order_id] = s.address;
     await kv.set("route", { route: state.route, etag: state.etag, addresses: state.addresses });
-    cachePhotos(state.route);
+    cachePhotos(state.route).then(() => cacheTiles(state.route));
   }
   if ((await kv.get("cursor")) == null) await kv.set("cursor", state.route.changes_cursor);
   state.lastSync = new Date();
@@ -547,6 +548,24 @@ async function cachePhotos(route) {
     }
   }
   await markOfflineReady();
+}
+
+/** Keep the basemap tiles around the day's stops, so the map has its streets offline too
+ * (sw.js answers /tiles/ from this cache). */
+async function cacheTiles(route) {
+  if (!("caches" in window)) return;
+  const points = route.stops.filter((s) => s.lat !== null && s.lon !== null);
+  const cache = await caches.open(TILE_CACHE);
+  for (const url of tileUrlsAround(state.config, points)) {
+    if (await cache.match(url)) continue;
+    try {
+      const answer = await fetch(url, { credentials: "omit" });
+      // 204 is an empty tile (nothing mapped there): kept too, so it is not asked again.
+      if (answer.ok) await cache.put(url, answer);
+    } catch {
+      return; // offline again: the next sync carries on
+    }
+  }
 }
 
 async function markOfflineReady() {
@@ -685,7 +704,9 @@ async function start() {
       return;
     }
   }
-  state.fmt = formatters(state.config.time_zone);
+  // Dates and numbers in the city's own locale (STREETLOOP_LOCALE), whatever the phone's.
+  if (state.config.locale) document.documentElement.lang = state.config.locale;
+  state.fmt = formatters(state.config.time_zone, state.config.locale);
   const [token, saved, notices, results] = await Promise.all([kv.get("token"), kv.get("route"), kv.get("notices"), kv.get("results")]);
   state.token = token || null;
   state.notices = notices || [];

@@ -40,6 +40,7 @@ export default {
 
   "map.title": "Today's route",
   "map.label": "Map of today's stops",
+  "map.no_basemap": "No street map: the basemap has not been built.",
 
   "stop.numbered": "{n}. {address}",
   "stop.no_address": "No address (see map)",

@@ -18,6 +18,7 @@
 
 const SHELL_CACHE = "streetloop-crew-shell-v1";
 const MEDIA_CACHE = "streetloop-crew-media-v1";
+const TILE_CACHE = "streetloop-crew-tiles-v1";
 
 const SHELL = [
   "/crew/",
@@ -38,6 +39,7 @@ const SHELL = [
   "/assets/shared/base.css",
   "/assets/vendor/leaflet/leaflet.js",
   "/assets/vendor/leaflet/leaflet.css",
+  "/assets/vendor/protomaps-leaflet/protomaps-leaflet.js",
 ];
 
 self.addEventListener("install", (event) => {
@@ -48,7 +50,7 @@ self.addEventListener("install", (event) => {
 });
 
 self.addEventListener("activate", (event) => {
-  const keep = new Set([SHELL_CACHE, MEDIA_CACHE]);
+  const keep = new Set([SHELL_CACHE, MEDIA_CACHE, TILE_CACHE]);
   event.waitUntil(caches.keys()
     .then((names) => Promise.all(names.filter((n) => n.startsWith("streetloop-crew-") && !keep.has(n)).map((n) => caches.delete(n))))
     .then(() => self.clients.claim()));
@@ -69,8 +71,8 @@ async function networkFirst(request) {
   }
 }
 
-async function storedFirst(request) {
-  const cache = await caches.open(MEDIA_CACHE);
+async function storedFirst(request, name) {
+  const cache = await caches.open(name);
   const stored = await cache.match(request);
   if (stored) return stored;
   const answer = await fetch(request);
@@ -87,7 +89,13 @@ self.addEventListener("fetch", (event) => {
     return;
   }
   if (url.pathname.startsWith("/media/")) {
-    event.respondWith(storedFirst(request));
+    event.respondWith(storedFirst(request, MEDIA_CACHE));
+    return;
+  }
+  if (url.pathname.startsWith("/tiles/")) {
+    // A basemap tile changes only when the basemap is rebuilt: the phone's copy first, so
+    // the map has its streets offline (the page keeps the tiles around the day's stops).
+    event.respondWith(storedFirst(request, TILE_CACHE));
     return;
   }
   event.respondWith(networkFirst(request));

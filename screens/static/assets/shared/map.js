@@ -187,3 +187,44 @@ function labelRules(P) {
       symbolizer: new P.LineLabelSymbolizer({ fill: "#1f5f8f", stroke: STYLE.halo, width: 3, font: "italic 12px sans-serif" }) },
   ];
 }
+
+/**
+ * The URLs of StreetLoop's own basemap tiles that cover `points` ([{lat, lon}]) with a
+ * margin, at the data zooms a map from street level (data zoom 13) to the deepest uses: what a
+ * phone keeps to show its day's map offline. Empty for a city tile server on another
+ * origin (a service worker cannot keep those) or without a basemap; at most `limit`.
+ */
+export function tileUrlsAround(config, points, { marginM = 800, fromZoom = 13, limit = 600 } = {}) {
+  const basemap = config && config.basemap;
+  if (!basemap || !basemap.available || !basemap.url || !points.length) return [];
+  const template = new URL(basemap.url, location.origin);
+  if (template.origin !== location.origin) return [];
+  const toZoom = basemap.max_zoom || fromZoom;
+  const pad = marginM / 111_320;
+  const lats = points.map((p) => p.lat);
+  const lons = points.map((p) => p.lon);
+  const meanLat = lats.reduce((a, b) => a + b, 0) / lats.length;
+  const padLon = pad / Math.max(0.1, Math.cos((meanLat * Math.PI) / 180));
+  const [south, north] = [Math.min(...lats) - pad, Math.max(...lats) + pad];
+  const [west, east] = [Math.min(...lons) - padLon, Math.max(...lons) + padLon];
+  const urls = [];
+  for (let z = fromZoom; z <= toZoom; z += 1) {
+    const [x0, y0] = tileOf(north, west, z);
+    const [x1, y1] = tileOf(south, east, z);
+    for (let x = x0; x <= x1; x += 1) {
+      for (let y = y0; y <= y1; y += 1) {
+        if (urls.length >= limit) return urls;
+        urls.push(decodeURI(template.pathname).replace("{z}", z).replace("{x}", x).replace("{y}", y));
+      }
+    }
+  }
+  return urls;
+}
+
+function tileOf(lat, lon, z) {
+  const n = 2 ** z;
+  const rad = (Math.max(-85.05, Math.min(85.05, lat)) * Math.PI) / 180;
+  const x = Math.floor(((lon + 180) / 360) * n);
+  const y = Math.floor(((1 - Math.log(Math.tan(rad) + 1 / Math.cos(rad)) / Math.PI) / 2) * n);
+  return [Math.min(n - 1, Math.max(0, x)), Math.min(n - 1, Math.max(0, y))];
+}
