@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.status_page import STATUS_WORDS
+from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.models import RequestContact, ServiceRequest, WorkOrder
 from tests import factories as f
 from tests.api.errors import error_body
@@ -231,12 +232,31 @@ def test_a_lookup_answers_in_the_status_pages_words(client: Any, db: Session, ag
     assert f'id="status">{body["status_words"]}<' in page
     assert datetime.fromisoformat(body["public_expected_at"]) == soon
 
+    assert body["late_since"] is None
+
     # Closed: the page's words for the outcome, and nothing more to expect.
-    req.detailed_status, req.closed_at = "not_found", datetime.now(UTC)
+    ServiceRequestLifecycle.transition(db, req, "not_found", actor=f.SYSTEM, note="Nothing there on Tuesday.", public=True)
+    ServiceRequestLifecycle.annotate(db, req, actor=f.SYSTEM, note="crew radio: checked both sides")  # internal
+    req.closed_at = datetime.now(UTC)
     db.commit()
     body = client.get(f"{URL}/{req.public_id}", headers=agent).get_json()
     assert body["status_words"] == "Closed: the crew could not find the problem"
     assert body["public_expected_at"] is None
+    assert [(e["status_words"], e["note"]) for e in body["public_timeline"]] == [
+        ("Received", "Report received."), ("Closed: the crew could not find the problem", "Nothing there on Tuesday.")]
+    page = client.get(f"/status/{req.public_id}").get_data(as_text=True)
+    for event in body["public_timeline"]:
+        assert f"<strong>{event['status_words']}</strong>" in page and event["note"] in page
+
+
+def test_a_lookup_says_late_as_the_status_page_does(client: Any, db: Session, agent: dict[str, str], city: None) -> None:
+    made = client.post(URL, json=_call(), headers=agent).get_json()
+    wo = db.get(WorkOrder, made["work_order_id"])
+    wo.due_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    db.commit()
+    body = client.get(f"{URL}/{made['service_request_id']}", headers=agent).get_json()
+    assert (body["public_expected_at"], datetime.fromisoformat(body["late_since"])) == (None, wo.due_at)
+    assert 'id="late"' in client.get(f"/status/{made['service_request_id']}").get_data(as_text=True)
 
 
 def test_a_call_taker_sees_only_the_public_timeline(client: Any, db: Session, agent: dict[str, str],

@@ -26,7 +26,7 @@ from api.resources.common import (
     timeline,
 )
 from api.open311.routes import expected_at_expr
-from api.status_page import STATUS_WORDS
+from api.status_page import STATUS_WORDS, late_since, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
 from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType, WorkOrder
@@ -76,6 +76,13 @@ class ContactSchema(Schema):
     phone = fields.String(allow_none=True)
 
 
+class PublicEventSchema(Schema):
+    at = fields.DateTime()
+    status_words = fields.String(allow_none=True, metadata={"description": "the new status in the status page's words; "
+                                                                           "null for a note that keeps the status"})
+    note = fields.String(allow_none=True)
+
+
 class RequestDetailSchema(RequestSchema):
     status_words = fields.Function(
         lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status),
@@ -84,6 +91,11 @@ class RequestDetailSchema(RequestSchema):
     public_expected_at = fields.DateTime(allow_none=True, metadata={
         "description": "when the status page tells the resident to expect it done: the planned visit's time, else "
                        "the SLA due time; null once closed, or when late with no visit planned"})
+    late_since = fields.DateTime(allow_none=True, metadata={
+        "description": "open, with no visit planned, past the time the city aimed for: the status page says it is "
+                       "late since then"})
+    public_timeline = fields.List(fields.Nested(PublicEventSchema), metadata={
+        "description": "the timeline the resident's status page shows: public events only, status changes in its words"})
     service_notice = fields.String(
         allow_none=True, metadata={"description": "what the reporter was told: the report joined or reopened another"}
     )
@@ -240,11 +252,14 @@ def _detail(req: ServiceRequest) -> ServiceRequest:
     events = timeline(s, "service_request", req.id)
     # A call-taker answers the caller from what the resident may read: the public events.
     req.timeline = [e for e in events if e.public] if current_user().role == "call_taker" else events  # type: ignore[attr-defined]
-    # The status page's own expression, so the desk and the page promise the same time.
-    req.public_expected_at = s.scalar(  # type: ignore[attr-defined]
-        select(expected_at_expr()).select_from(ServiceRequest)
+    # The status page's own expression and rules, so the desk and the page say the same.
+    expected, due = s.execute(
+        select(expected_at_expr(), WorkOrder.due_at).select_from(ServiceRequest)
         .outerjoin(WorkOrder, WorkOrder.id == ServiceRequest.work_order_id).where(ServiceRequest.id == req.id)
-    )
+    ).one()
+    req.public_expected_at = expected  # type: ignore[attr-defined]
+    req.late_since = late_since(req.detailed_status, expected, due)  # type: ignore[attr-defined]
+    req.public_timeline = public_timeline(events)  # type: ignore[attr-defined]
     # Dispatchers route work and call-takers take calls; neither needs the reporter's
     # identity (a call-taker hears the details the caller gives, and is not shown them back).
     req.show_contact = current_user().role in {"supervisor", "admin"}  # type: ignore[attr-defined]
