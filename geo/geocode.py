@@ -130,27 +130,55 @@ def _search(session: Session, key: str, housenumber: str | None, limit: int) -> 
     street_rank = case((exact, 0), (starts, 1), else_=2)
     # Numbers in numeric order ("2" before "10"); the leading digits, then the text.
     leading = func.coalesce(func.nullif(func.substring(AddressPoint.housenumber, r"^\d+"), "").cast(Integer), 0)
-    query = select(AddressPoint.id).where(*conditions)
-    ranks = [
-        func.min(street_rank).label("rank_1_street"),
-        func.min(number_rank).label("rank_2_number"),
-        func.min(AddressPoint.street).label("rank_3_name"),
-        func.min(leading).label("rank_4_leading"),
-        func.min(AddressPoint.housenumber).label("rank_5_housenumber"),
+    ranks = {
+        "rank_1_street": street_rank,
+        "rank_2_number": number_rank,
+        "rank_3_name": AddressPoint.street,
+        "rank_4_leading": leading,
+        "rank_5_housenumber": AddressPoint.housenumber,
         # A namesake in another village comes after, in the order of the place names.
-        func.min(AddressPoint.city).label("rank_6_city"),
-    ]
-    return _ranked(session, query, ranks, limit)
+        "rank_6_city": AddressPoint.city,
+    }
+    return _ranked(session, conditions, ranks, limit)
 
 
-def _ranked(session: Session, query: Any, ranks: list[Any], limit: int) -> list[AddressHit]:
-    key = (AddressPoint.street, AddressPoint.housenumber, AddressPoint.postcode, AddressPoint.city)
-    grouped = query.with_only_columns(*key, func.min(AddressPoint.id).label("first_id"), *ranks).group_by(*key).subquery()
-    order = [grouped.c[r.name] for r in ranks]
+# The geocoder's "one place" (see _point_match): records of one address this close are one
+# building mapped twice (a node and a way, one with the postcode and one without); farther
+# apart they are namesakes in different villages.
+_SAME_PLACE_DEGREES = 0.002
+
+
+def _ranked(session: Session, conditions: list[Any], ranks: dict[str, Any], limit: int) -> list[AddressHit]:
+    """The matching records as one line per place as a person reads it, ranked (each rank
+    the best of the place's records), at the place's first-mapped point.
+
+    A house number's records within ~200 m of each other are one line (DBSCAN over the
+    matches of each street and number), named with whatever postcode and city they have. A
+    street is one line per name and city: its ways are many records, and a point on any of
+    them is only "on the street"."""
+    house = AddressPoint.housenumber.is_not(None)
+    matches = (
+        select(
+            AddressPoint.id, AddressPoint.street, AddressPoint.housenumber, AddressPoint.postcode, AddressPoint.city,
+            case((house, func.ST_ClusterDBSCAN(AddressPoint.location, _SAME_PLACE_DEGREES, 1).over(
+                partition_by=(AddressPoint.street, AddressPoint.housenumber)))).label("cluster"),
+            case((~house, AddressPoint.city)).label("street_city"),
+            *(expr.label(name) for name, expr in ranks.items()),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    m = matches.c
+    grouped = (
+        select(m.street, m.housenumber, func.max(m.postcode).label("postcode"), func.max(m.city).label("city"),
+               func.min(m.id).label("first_id"), *(func.min(m[name]).label(name) for name in ranks))
+        .group_by(m.street, m.housenumber, m.cluster, m.street_city)
+        .subquery()
+    )
     rows = session.execute(
         select(grouped, func.ST_X(AddressPoint.location).label("x"), func.ST_Y(AddressPoint.location).label("y"))
         .join(AddressPoint, AddressPoint.id == grouped.c.first_id)
-        .order_by(*order, grouped.c.first_id)
+        .order_by(*(grouped.c[name] for name in ranks), grouped.c.first_id)
         .limit(limit)
     ).all()
     return [
@@ -165,8 +193,5 @@ def nearest_addresses(session: Session, lon: float, lat: float, *, limit: int = 
                       within_m: float = NEAREST_WITHIN_M) -> list[AddressHit]:
     """The addresses nearest a point clicked on the map, nearest first, within `within_m`:
     house numbers only (a street's point is wherever its way was mapped, not near the click)."""
-    query = select(AddressPoint.id).where(
-        AddressPoint.housenumber.is_not(None), within_metres(AddressPoint.location, lon, lat, within_m)
-    )
-    ranks = [func.min(distance_metres(AddressPoint.location, lon, lat)).label("rank_distance")]
-    return _ranked(session, query, ranks, limit)
+    conditions = [AddressPoint.housenumber.is_not(None), within_metres(AddressPoint.location, lon, lat, within_m)]
+    return _ranked(session, conditions, {"rank_distance": distance_metres(AddressPoint.location, lon, lat)}, limit)

@@ -29,7 +29,7 @@ def _at(db: Session, street: str, housenumber: str | None, metres_east: float, *
 def index(db: Session) -> None:
     for i, hn in enumerate(["10", "2", "3", "1", "12", "25-27"]):
         _at(db, "Carrer Major", hn, 20 * (i + 1), osm_id=i)
-    _at(db, "Carrer Major", "3", 61, osm_id=90)  # the same building mapped twice: one line
+    _at(db, "Carrer Major", "3", 61, postcode=None, city=None, osm_id=90)  # the same building mapped twice: one line
     _at(db, "Carrer Major", None, 50, osm_id=91)  # the street itself, cut into two ways
     _at(db, "Carrer Major", None, 70, osm_id=92)
     _at(db, "Carrer Major", "3", 5000, city="Encamp", postcode="AD200", osm_id=93)  # a namesake elsewhere
@@ -135,3 +135,15 @@ def test_who_may_search(client: Any, db: Session, role: str, status: int) -> Non
     u = f.user(db, f"{role}@example.org", role, crew=f.crew(db) if role == "crew" else None)
     assert client.get(URL, query_string={"q": "major"}, headers=f.token_for(db, u)).status_code == status
     assert client.get(URL, query_string={"q": "major"}).status_code == 401
+
+
+def test_one_building_mapped_twice_is_one_line_wherever_it_lies(client: Any, db: Session, agent: dict[str, str]) -> None:
+    # 8 m apart, either side of a 0.002° line: a grid would cut them in two, the clustering does not.
+    for lon, postcode, osm_id in ((1.524 - 0.00005, "AD500", 1), (1.524 + 0.00005, None, 2)):
+        db.add(AddressPoint(street="Carrer Nou", street_key=normalize_street("Carrer Nou"), housenumber="7", postcode=postcode,
+                            city=None, location=point(lon, f.LAT), osm_type="way", osm_id=osm_id))
+    # The same number 300 m away is another building (a namesake), its own line.
+    db.add(AddressPoint(street="Carrer Nou", street_key=normalize_street("Carrer Nou"), housenumber="7", postcode="AD600",
+                        city=None, location=point(1.524 + 0.004, f.LAT), osm_type="node", osm_id=3))
+    db.commit()
+    assert _labels(client, agent, q="carrer nou 7") == ["Carrer Nou 7, AD500", "Carrer Nou 7, AD600"]
