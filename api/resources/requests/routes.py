@@ -276,19 +276,22 @@ class NearbyArgs(Schema):
 
 
 class CandidateSchema(Schema):
-    service_request_id = fields.Function(lambda c: c.request.public_id, metadata={
+    service_request_id = fields.String(attribute="request.public_id", metadata={
         "description": "the work's first report: the number the caller may have been given"})
     outcome = fields.String(metadata={"description": (
         "joins: a report here joins this work (the nearest open one); nearby: open and within the radius too, but "
         "a nearer one is joined; reopens: no open work here, and this was fixed lately, so a report reopens it")})
     distance_m = fields.Float()
-    detailed_status = fields.Function(lambda c: c.request.detailed_status)
-    status_words = fields.Function(lambda c: STATUS_WORDS.get(c.request.detailed_status, c.request.detailed_status))
-    description = fields.Function(lambda c: c.request.description)
-    address = fields.Function(lambda c: c.request.address or c.work_order.address)
+    detailed_status = fields.String(attribute="request.detailed_status")
+    status_words = fields.Function(lambda c: STATUS_WORDS.get(c.request.detailed_status, c.request.detailed_status),
+                                   metadata={"type": "string", "description": "in the status page's words"})
+    description = fields.String(attribute="request.description")
+    address = fields.Function(lambda c: c.request.address or c.work_order.address,
+                              metadata={"type": "string", "nullable": True})
     location = fields.Function(lambda c: point_out(c.work_order.location))
-    requested_at = fields.Function(lambda c: c.request.requested_at.isoformat(), metadata={"format": "date-time"})
-    report_count = fields.Function(lambda c: c.work_order.report_count, metadata={"type": "integer"})
+    requested_at = fields.DateTime(attribute="request.requested_at")
+    report_count = fields.Integer(attribute="work_order.report_count", metadata={
+        "description": "reports the work has so far (a new one joining raises its priority)"})
 
 
 class NearbySchema(Schema):
