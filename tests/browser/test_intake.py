@@ -19,6 +19,7 @@ from tests import factories as f
 from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
 
 AGENT = "intake-agent@example.org"
+TYPE = "intake-lamp"
 STREET = "Carrer Prat de la Creu"
 # A corner of the seeded district no other scenario uses, and a type of our own, so
 # nothing another test made can be (or join) what this one records.
@@ -31,7 +32,7 @@ SPACING_M = 15
 def desk_city(live: LiveServer) -> dict[str, Any]:
     with live.sessions() as s:
         f.user(s, AGENT, "call_taker")
-        f.service_type(s, "streetlight", name="Street light out", agency="Lighting", skill="electric", duplicate_radius_m=40,
+        f.service_type(s, TYPE, name="Street lamp out", agency="Lighting", skill="electric", duplicate_radius_m=40,
                        attributes=[
                            {"code": "lamps", "datatype": "singlevaluelist", "description": "Lamps out", "required": True, "order": 1,
                             "values": [{"key": "one", "name": "One lamp"}, {"key": "several", "name": "Several lamps"}]},
@@ -80,7 +81,7 @@ def test_a_call_taker_records_a_call_a_second_call_joins_it_and_a_caller_hears_t
     accessible(page, "intake desk, empty")
 
     # -- the first call: "the street light outside Prat de la Creu 10 is out" ----------------
-    page.get_by_label("Problem", exact=True).select_option(label="Street light out")
+    page.get_by_label("Problem", exact=True).select_option(value=TYPE)
     page.get_by_label("Address the caller gives").fill("prat de la creu 1")
     page.get_by_role("button", name="Carrer Prat de la Creu 10, AD500, Andorra la Vella").wait_for()
     assert page.locator("#intake-address-results button").all_inner_texts() == [
@@ -128,7 +129,7 @@ def test_a_call_taker_records_a_call_a_second_call_joins_it_and_a_caller_hears_t
     # -- the second call, about the same light: the desk shows the first report and joins it --
     page.get_by_role("button", name="Take the next call").click()
     page.get_by_role("heading", name="A caller reports a problem").wait_for()
-    page.get_by_label("Problem", exact=True).select_option(label="Street light out")
+    page.get_by_label("Problem", exact=True).select_option(value=TYPE)
     page.get_by_label("Address the caller gives").fill("Prat de la Creu, 12")
     page.get_by_role("button", name="Carrer Prat de la Creu 12, AD500, Andorra la Vella").click()
     joins = page.locator(".candidate[data-outcome='joins']")
