@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from core.models import User
 
 # core.models.ROLES, repeated so `--help` does not import the models (a test keeps them equal).
-ROLES = ("admin", "dispatcher", "supervisor", "crew")
+ROLES = ("admin", "dispatcher", "supervisor", "crew", "call_taker")
 # Where a caller (the tests) may hand the CLI its sessions, in click's ScriptInfo.data.
 SESSIONS_KEY = "streetloop.sessions"
 

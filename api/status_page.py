@@ -7,6 +7,7 @@ notes or who was on the crew."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +38,30 @@ STATUS_WORDS = {
 CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 # Confirmation numbers are stored in 32 characters; anything longer is not one.
 MAX_PUBLIC_ID = 32
+
+
+def public_timeline(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """The events a resident reads (public ones, in order), each status change in words.
+    The intake desk reads a caller the same list (GET /api/v1/requests/<id>)."""
+    return [
+        {
+            "at": ev.at,
+            # An annotation keeps the status: it is news, not a change.
+            "status_words": STATUS_WORDS.get(ev.to_status, ev.to_status) if ev.from_status != ev.to_status else None,
+            "note": ev.note,
+        }
+        for ev in events
+        if ev.public
+    ]
+
+
+def late_since(detailed_status: str, expected_at: datetime | None, due_at: datetime | None) -> datetime | None:
+    """Open, past its due time and no visit planned: the page says so (since `due_at`)
+    rather than promise a time already past."""
+    if (detailed_status not in REQUEST_CLOSED_STATUSES and expected_at is None
+            and due_at is not None and due_at < datetime.now(UTC)):
+        return due_at
+    return None
 
 
 def _when(value: datetime, tz: ZoneInfo) -> dict[str, str]:
@@ -94,17 +119,12 @@ def status(public_id: str) -> Response:
         return _page("status_404.html", 404, public_id=public_id, contact=settings().contact_email)
 
     timeline = [
-        {
-            "when": _when(ev.at, tz),
-            # An annotation keeps the status: it is news, not a change.
-            "status": STATUS_WORDS.get(ev.to_status, ev.to_status) if ev.from_status != ev.to_status else None,
-            "note": ev.note,
-        }
-        for ev in s.execute(
-            select(StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note)
+        {"when": _when(ev["at"], tz), "status": ev["status_words"], "note": ev["note"]}
+        for ev in public_timeline(s.execute(
+            select(StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note, StatusEvent.public)
             .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == row.id, StatusEvent.public)
             .order_by(StatusEvent.at, StatusEvent.id)
-        )
+        ))
     ]
     before = [
         {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}
@@ -140,9 +160,7 @@ def status(public_id: str) -> Response:
         status_words=STATUS_WORDS.get(row.detailed_status, row.detailed_status),
         reported=_when(row.requested_at, tz),
         expected=_when(row.expected_at, tz) if row.expected_at is not None else None,
-        # Open, past its due time and no visit planned: say so rather than promise a past time.
-        late=_when(row.due_at, tz) if (row.detailed_status not in REQUEST_CLOSED_STATUSES and row.expected_at is None
-                                      and row.due_at is not None and row.due_at < datetime.now(UTC)) else None,
+        late=_when(late, tz) if (late := late_since(row.detailed_status, row.expected_at, row.due_at)) else None,
         place=place,
         timeline=timeline,
         before=before,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -247,7 +247,15 @@ def find_reopenable(
     """The nearest request of this type fixed at this place within the reopen window."""
     if service_type.duplicate_radius_m <= 0 or within <= timedelta(0):
         return None
-    return session.scalar(
+    return session.scalar(reopenable_query(service_type, lon, lat, within=within, now=now).limit(1).with_for_update(of=WorkOrder))
+
+
+def reopenable_query(
+    service_type: ServiceType, lon: float, lat: float, *, within: timedelta, now: datetime
+) -> Select[tuple[ServiceRequest]]:
+    """Requests of this type fixed at this place within the reopen window, nearest first
+    (the intake desk lists what `find_reopenable` would pick, without locking it)."""
+    return (
         select(ServiceRequest)
         .join(WorkOrder, ServiceRequest.work_order_id == WorkOrder.id)
         .where(
@@ -259,8 +267,6 @@ def find_reopenable(
             within_metres(ServiceRequest.location, lon, lat, service_type.duplicate_radius_m),
         )
         .order_by(distance_metres(ServiceRequest.location, lon, lat), ServiceRequest.id)
-        .limit(1)
-        .with_for_update(of=WorkOrder)
     )
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from core.closing import find_reopenable, reopen_fixed
+from core.closing import find_reopenable, reopen_fixed, reopenable_query
 from core.errors import NotFound, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
@@ -212,11 +212,9 @@ def district_at(session: Session, lon: float, lat: float) -> int | None:
     )
 
 
-def find_joinable(session: Session, service_type: ServiceType, lon: float, lat: float) -> WorkOrder | None:
-    """The nearest open work order of this type within the type's duplicate radius."""
-    if service_type.duplicate_radius_m <= 0:
-        return None
-    return session.scalar(
+def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[tuple[WorkOrder]]:
+    """Open work orders of this type within the type's duplicate radius, nearest first."""
+    return (
         select(WorkOrder)
         .where(
             WorkOrder.service_type_id == service_type.id,
@@ -224,9 +222,58 @@ def find_joinable(session: Session, service_type: ServiceType, lon: float, lat: 
             within_metres(WorkOrder.location, lon, lat, service_type.duplicate_radius_m),
         )
         .order_by(distance_metres(WorkOrder.location, lon, lat), WorkOrder.id)
-        .limit(1)
-        .with_for_update()
     )
+
+
+def find_joinable(session: Session, service_type: ServiceType, lon: float, lat: float) -> WorkOrder | None:
+    """The nearest open work order of this type within the type's duplicate radius."""
+    if service_type.duplicate_radius_m <= 0:
+        return None
+    return session.scalar(_joinable(service_type, lon, lat).limit(1).with_for_update())
+
+
+MAX_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open (or lately fixed) report a new one at this place would join or reopen."""
+
+    request: ServiceRequest
+    work_order: WorkOrder
+    distance_m: float
+    outcome: str  # "joins", "reopens", or "nearby" (joinable, but a nearer one is joined)
+
+
+def duplicate_candidates(
+    session: Session, service_type: ServiceType, lon: float, lat: float, *,
+    reopen_within: timedelta | None = None, now: datetime | None = None,
+) -> list[Candidate]:
+    """What `submit_request` would do with a report of this type here, before it is made:
+    the work orders it could join (the same query `find_joinable` locks, nearest first,
+    the first being the one joined), or, when there are none, the fixed request it would
+    reopen. Each work order is shown by its first report, whose number the caller may have."""
+    if service_type.duplicate_radius_m <= 0:
+        return []
+    found: list[Candidate] = []
+    for wo in session.scalars(_joinable(service_type, lon, lat).limit(MAX_CANDIDATES)):
+        first = session.scalar(
+            select(ServiceRequest).where(ServiceRequest.work_order_id == wo.id)
+            .order_by(ServiceRequest.duplicate_of_id.is_not(None), ServiceRequest.id).limit(1)
+        )
+        if first is None:  # a work order made by hand, with no report to show
+            continue
+        distance = session.scalar(select(distance_metres(WorkOrder.location, lon, lat)).where(WorkOrder.id == wo.id))
+        found.append(Candidate(first, wo, round(float(distance or 0), 1), "nearby" if found else "joins"))
+    if not found and reopen_within is not None:
+        fixed = session.scalar(
+            reopenable_query(service_type, lon, lat, within=reopen_within, now=now or datetime.now(UTC)).limit(1)
+        )
+        if fixed is not None and fixed.work_order is not None:
+            distance = session.scalar(
+                select(distance_metres(ServiceRequest.location, lon, lat)).where(ServiceRequest.id == fixed.id))
+            found.append(Candidate(fixed, fixed.work_order, round(float(distance or 0), 1), "reopens"))
+    return found
 
 
 def submit_request(

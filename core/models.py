@@ -59,7 +59,8 @@ def _point(nullable: bool = False) -> Any:
     return mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=nullable)
 
 
-ROLES = ("crew", "dispatcher", "supervisor", "admin")
+# call_taker: 311 agents who take residents' calls (record, look up; no planning, contacts or admin).
+ROLES = ("crew", "dispatcher", "supervisor", "admin", "call_taker")
 # A user's state in the audit trail; the column is `users.active`.
 USER_STATUSES = ("active", "inactive")
 API_KEY_STATUSES = ("active", "revoked")

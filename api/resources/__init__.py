@@ -6,6 +6,7 @@ from flask_smorest import Api
 
 
 def register_resources(api: Api) -> None:
+    from api.resources.addresses.routes import blp as addresses
     from api.resources.api_keys.routes import blp as api_keys
     from api.resources.app_config.routes import blp as app_config
     from api.resources.auth.routes import blp as auth
@@ -25,5 +26,5 @@ def register_resources(api: Api) -> None:
     from api.resources.work_orders.routes import blp as work_orders
 
     for blp in (auth, service_types, crews, depots, districts, service_area, requests, work_orders, plans, crew_phone, api_keys,
-                users, reviews, webhooks, citistat, shifts, app_config):
+                users, reviews, webhooks, citistat, shifts, app_config, addresses):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

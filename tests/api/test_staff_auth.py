@@ -142,6 +142,26 @@ def test_staff_can_list(client: Any, db: Session, path: str, role: str) -> None:
     assert r.status_code == 200, r.get_json()
 
 
+# What a call-taker reads to take a call: the types (and their attributes) to ask about.
+CALL_TAKER_LISTS = ["/api/v1/service-types"]
+
+
+@pytest.mark.parametrize("path", [*(p for p in STAFF_LISTS if p not in CALL_TAKER_LISTS), "/api/v1/api-keys",
+                                  "/api/v1/users", "/api/v1/plans", "/api/v1/reviews"])
+def test_call_taker_gets_403_on_staff_lists(client: Any, db: Session, path: str) -> None:
+    u = f.user(db, "agent@example.org", "call_taker")
+    body = assert_error(client.get(path, headers=f.token_for(db, u)), 403)
+    assert body["message"].startswith("this needs one of the roles: ")
+    assert "call_taker" not in body["message"]
+
+
+@pytest.mark.parametrize("path", CALL_TAKER_LISTS)
+def test_call_taker_can_list_what_a_call_needs(client: Any, db: Session, path: str) -> None:
+    u = f.user(db, "agent@example.org", "call_taker")
+    r = client.get(path, headers=f.token_for(db, u))
+    assert r.status_code == 200, r.get_json()
+
+
 def _creates() -> list[tuple[str, dict[str, Any]]]:
     return [
         ("/api/v1/service-types", {"code": "graffiti", "name": "Graffiti", "agency": "Parks", "sla_hours": 24,
@@ -162,6 +182,8 @@ def test_dispatcher_cannot_create_admin_can(client: Any, db: Session, path: str,
     admin = f.token_for(db, f.user(db, "admin@example.org", "admin"))
     body = assert_error(client.post(path, json=payload, headers=dispatcher), 403)
     assert body["message"] == "this needs one of the roles: admin"
+    call_taker = f.token_for(db, f.user(db, "agent@example.org", "call_taker"))
+    assert_error(client.post(path, json=payload, headers=call_taker), 403)
     assert_error(client.post(path, json=payload, headers=supervisor), 403)
     r = client.post(path, json=payload, headers=admin)
     assert r.status_code == 201, r.get_json()

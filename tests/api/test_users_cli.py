@@ -102,6 +102,16 @@ def test_create_with_password_stdin_for_scripts(cli: Any, client: Any, db: Sessi
     assert (me["name"], me["role"], me["crew_code"]) == ("North One", "crew", "north-1")
 
 
+def test_a_call_taker_is_created_and_listed(cli: Any, client: Any, db: Session) -> None:
+    result = cli("users", "create", "--email", "agent@city.gov", "--role", "call_taker", "--name", "Agent",
+                 "--password-stdin", input=f"{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "created call_taker agent@city.gov; it signs in with POST /api/v1/auth/token\n"
+    assert client.get("/api/v1/auth/me", headers=bearer(client, "agent@city.gov", PASSWORD)).get_json()["role"] == "call_taker"
+    listed = cli("users", "list", "--role", "call_taker")
+    assert listed.exit_code == 0 and "agent@city.gov" in listed.stdout and "call_taker" in listed.stdout
+
+
 def test_there_is_no_option_that_takes_a_password() -> None:
     ctx = click.Context(main)
     group = main.get_command(ctx, "users")

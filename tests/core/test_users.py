@@ -101,7 +101,7 @@ def test_losing_the_race_for_an_address_is_a_conflict_and_the_session_goes_on(db
         ({"email": "ana@-city.example"}, "email", None),
         ({"email": ""}, "email", None),
         ({"name": "   "}, "name", "a name is needed"),
-        ({"role": "mayor"}, "role", "unknown role 'mayor'; one of: crew, dispatcher, supervisor, admin"),
+        ({"role": "mayor"}, "role", "unknown role 'mayor'; one of: crew, dispatcher, supervisor, admin, call_taker"),
         ({"role": "crew"}, "crew", "a crew login needs the code of its crew"),
         ({"role": "crew", "crew_code": "nope"}, "crew", "no crew 'nope'"),
         ({"crew_code": "north-1"}, "crew", "only crew logins belong to a crew; a dispatcher has none"),

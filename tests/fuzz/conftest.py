@@ -22,7 +22,7 @@ from core.settings import Settings
 from tests import factories as f
 from tests.databases import scratch_database
 
-ROLES = ("crew", "dispatcher", "supervisor", "admin")
+ROLES = ("crew", "dispatcher", "supervisor", "admin", "call_taker")
 
 
 @dataclass

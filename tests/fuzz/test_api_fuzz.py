@@ -1,4 +1,4 @@
-"""Schemathesis against the live server, as each of the four roles: no answer is a 5xx,
+"""Schemathesis against the live server, as each of the five roles: no answer is a 5xx,
 and every answer conforms to the OpenAPI document (/openapi.json) the server publishes.
 
 Each operation gets EXAMPLES generated requests per role. Generation is derandomised,

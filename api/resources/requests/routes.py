@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import url_for
 from flask_smorest import Blueprint, abort
+from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -24,9 +25,11 @@ from api.resources.common import (
     point_out,
     timeline,
 )
-from core.errors import OutsideServiceArea
-from core.intake import Contact, NewRequest, pin_request, submit_request
-from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType
+from api.open311.routes import expected_at_expr
+from api.status_page import STATUS_WORDS, late_since, public_timeline
+from core.errors import OutsideServiceArea, ValidationFailed
+from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
+from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType, WorkOrder
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from geo.geocode import geocode
 
@@ -73,7 +76,26 @@ class ContactSchema(Schema):
     phone = fields.String(allow_none=True)
 
 
+class PublicEventSchema(Schema):
+    at = fields.DateTime()
+    status_words = fields.String(allow_none=True, metadata={"description": "the new status in the status page's words; "
+                                                                           "null for a note that keeps the status"})
+    note = fields.String(allow_none=True)
+
+
 class RequestDetailSchema(RequestSchema):
+    status_words = fields.Function(
+        lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status),
+        metadata={"description": "the status in the words of the resident's status page, to read to a caller"},
+    )
+    public_expected_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when the status page tells the resident to expect it done: the planned visit's time, else "
+                       "the SLA due time; null once closed, or when late with no visit planned"})
+    late_since = fields.DateTime(allow_none=True, metadata={
+        "description": "open, with no visit planned, past the time the city aimed for: the status page says it is "
+                       "late since then"})
+    public_timeline = fields.List(fields.Nested(PublicEventSchema), metadata={
+        "description": "the timeline the resident's status page shows: public events only, status changes in its words"})
     service_notice = fields.String(
         allow_none=True, metadata={"description": "what the reporter was told: the report joined or reopened another"}
     )
@@ -184,7 +206,7 @@ def list_requests(args: dict[str, Any]) -> Any:
 
 
 @blp.route("", methods=["POST"])
-@require("dispatcher", "supervisor")
+@require("call_taker", "dispatcher", "supervisor")
 @blp.arguments(NewRequestSchema)
 @blp.response(201, RequestDetailSchema)
 @blp.alt_response(422, description="Invalid, or outside the service area without outside_service_area: true")
@@ -216,17 +238,85 @@ def create_request(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<public_id>")
-@require("dispatcher", "supervisor")
+@require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, RequestDetailSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="No request has this confirmation number")
 def get_request(public_id: str) -> Any:
+    """One request by its confirmation number, with its timeline and, in the status page's
+    words, its status: what a call-taker reads to a caller asking about their report."""
     return _detail(_load(public_id))
 
 
 def _detail(req: ServiceRequest) -> ServiceRequest:
-    req.timeline = timeline(session(), "service_request", req.id)  # type: ignore[attr-defined]
-    # Dispatchers route work; they have no need for the reporter's identity.
+    s = session()
+    events = timeline(s, "service_request", req.id)
+    # A call-taker answers the caller from what the resident may read: the public events.
+    req.timeline = [e for e in events if e.public] if current_user().role == "call_taker" else events  # type: ignore[attr-defined]
+    # The status page's own expression and rules, so the desk and the page say the same.
+    expected, due = s.execute(
+        select(expected_at_expr(), WorkOrder.due_at).select_from(ServiceRequest)
+        .outerjoin(WorkOrder, WorkOrder.id == ServiceRequest.work_order_id).where(ServiceRequest.id == req.id)
+    ).one()
+    req.public_expected_at = expected  # type: ignore[attr-defined]
+    req.late_since = late_since(req.detailed_status, expected, due)  # type: ignore[attr-defined]
+    req.public_timeline = public_timeline(events)  # type: ignore[attr-defined]
+    # Dispatchers route work and call-takers take calls; neither needs the reporter's
+    # identity (a call-taker hears the details the caller gives, and is not shown them back).
     req.show_contact = current_user().role in {"supervisor", "admin"}  # type: ignore[attr-defined]
     return req
+
+
+# -- before a duplicate is made: what a report here would join ----------------------------
+
+
+class NearbyArgs(Schema):
+    service_code = fields.String(required=True)
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90))
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180))
+
+
+class CandidateSchema(Schema):
+    service_request_id = fields.String(attribute="request.public_id", metadata={
+        "description": "the work's first report: the number the caller may have been given"})
+    outcome = fields.String(metadata={"description": (
+        "joins: a report here joins this work (the nearest open one); nearby: open and within the radius too, but "
+        "a nearer one is joined; reopens: no open work here, and this was fixed lately, so a report reopens it")})
+    distance_m = fields.Float()
+    detailed_status = fields.String(attribute="request.detailed_status")
+    status_words = fields.Function(lambda c: STATUS_WORDS.get(c.request.detailed_status, c.request.detailed_status),
+                                   metadata={"type": "string", "description": "in the status page's words"})
+    description = fields.String(attribute="request.description")
+    address = fields.Function(lambda c: c.request.address or c.work_order.address,
+                              metadata={"type": "string", "nullable": True})
+    location = fields.Function(lambda c: point_out(c.work_order.location))
+    requested_at = fields.DateTime(attribute="request.requested_at")
+    report_count = fields.Integer(attribute="work_order.report_count", metadata={
+        "description": "reports the work has so far (a new one joining raises its priority)"})
+
+
+class NearbySchema(Schema):
+    service_code = fields.String()
+    radius_m = fields.Integer(metadata={"description": "the type's duplicate radius: reports closer than this join"})
+    candidates = fields.List(fields.Nested(CandidateSchema))
+
+
+@blp.route("/nearby")
+@require("call_taker", "dispatcher", "supervisor")
+@blp.arguments(NearbyArgs, location="query")
+@blp.response(200, NearbySchema)
+@blp.alt_response(422, schema=ErrorSchema, description="Unknown or inactive service_code, or a bad point")
+def nearby(args: dict[str, Any]) -> Any:
+    """The open requests of this type a report at this point would join, nearest first,
+    the one it joins marked: the same rule POST /requests and Open311 apply (the type's
+    duplicate radius, work still waiting for or in a visit), or the lately fixed one it
+    would reopen. For the call-taker to ask "is it this one?" before a duplicate is made."""
+    s = session()
+    service_type = s.scalar(select(ServiceType).where(ServiceType.code == args["service_code"], ServiceType.active.is_(True)))
+    if service_type is None:
+        raise ValidationFailed(f"unknown service_code {args['service_code']!r}", field="service_code")
+    found = duplicate_candidates(s, service_type, args["lon"], args["lat"],
+                                 reopen_within=timedelta(days=settings().reopen_window_days))
+    return {"service_code": service_type.code, "radius_m": service_type.duplicate_radius_m, "candidates": found}
 
 
 @blp.route("/<public_id>/pin", methods=["POST"])

@@ -35,7 +35,7 @@ def _apply(st: ServiceType, data: dict[str, Any]) -> None:
 
 
 @blp.route("")
-@require("dispatcher", "supervisor")
+@require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, ServiceTypeSchema(many=True))
 def list_types() -> Any:
     return session().scalars(select(ServiceType).order_by(ServiceType.code)).all()
@@ -58,7 +58,7 @@ def create_type(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/<code>")
-@require("dispatcher", "supervisor")
+@require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, ServiceTypeSchema)
 def get_type(code: str) -> Any:
     return _get(code)

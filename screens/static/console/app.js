@@ -20,7 +20,7 @@ const DESKS = [
 
   { id: "review", roles: ["supervisor", "admin"], module: "./desks/review.js" },
 
-  // intake
+  { id: "intake", roles: ["call_taker", "dispatcher", "supervisor", "admin"], module: "./desks/intake.js" },
 ];
 
 const TOKEN_KEY = "streetloop.console.token";
