@@ -105,7 +105,7 @@ CREWS = [
 ]
 
 STAFF = [("dispatcher@demo", "Dana Dispatcher", "dispatcher"), ("supervisor@demo", "Sam Supervisor", "supervisor"),
-         ("admin@demo", "Alex Admin", "admin")]
+         ("admin@demo", "Alex Admin", "admin"), ("calltaker@demo", "Casey Call-taker", "call_taker")]
 
 _DESCRIPTIONS = {
     "pothole": ["Deep pothole, cars swerve around it", "Broken asphalt near the curb", "Hole keeps getting bigger after the rain"],

@@ -133,7 +133,7 @@ cat <<BANNER
    Open311 api_key:   demo-open311-key
 
  Logins (password for all: demo)
-   dispatcher@demo   supervisor@demo   admin@demo
+   dispatcher@demo   supervisor@demo   admin@demo   calltaker@demo
    crews: <crew code>@demo
 $(sed 's/^/     /' <<<"$credentials")
 

@@ -132,7 +132,8 @@ def test_without_a_basemap_tiles_are_404_and_app_config_says_unavailable(client)
 
 def test_app_config_points_the_maps_at_the_built_basemap(client, built: BasemapBuild) -> None:
     basemap = client.get("/api/v1/app-config").get_json()["basemap"]
-    assert basemap["url"] == "/tiles/{z}/{x}/{y}.pbf"
+    # The build's version is in the URL, so a rebuild is new URLs for every cache.
+    assert basemap["url"] == f"/tiles/{{z}}/{{x}}/{{y}}.pbf?v={built.version}"
     assert basemap["available"] is True and basemap["kind"] == "vector"
     assert basemap["max_zoom"] == MAX_DATA_ZOOM
     assert basemap["bounds"] == built.bounds
@@ -159,3 +160,40 @@ def test_app_config_is_documented_with_its_basemap(client) -> None:
     schema = spec["components"]["schemas"]["Basemap"]
     assert set(schema["properties"]) == {"url", "kind", "attribution", "max_zoom", "available", "bounds"}
     assert schema["properties"]["kind"]["enum"] == ["vector", "raster"]
+
+
+def test_a_tile_is_cut_once_per_build_however_often_it_is_asked_for(client, db: Session, built: BasemapBuild,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiles are public: asking for one costly tile over and over must not keep the
+    database cutting it (a rebuild is a new version, and cut afresh)."""
+    import api.tiles
+
+    cuts: list[tuple[int, int, int]] = []
+    real_cut = api.tiles.cut_tile
+
+    def counting(session, z, x, y):  # noqa: ANN001, ANN202
+        cuts.append((z, x, y))
+        return real_cut(session, z, x, y)
+
+    monkeypatch.setattr(api.tiles, "cut_tile", counting)
+    z, x, y = tile_of(*NEQUI, 12)
+    first = client.get(f"/tiles/{z}/{x}/{y}.pbf")
+    assert [client.get(f"/tiles/{z}/{x}/{y}.pbf").data for _ in range(3)] == [first.data] * 3
+    assert cuts == [(z, x, y)]
+    build_basemap(db, ANDORRA_PBF, force=True)
+    assert client.get(f"/tiles/{z}/{x}/{y}.pbf").status_code == 200
+    assert cuts == [(z, x, y)] * 2
+
+
+def test_the_tile_cache_keeps_the_recent_tiles_within_its_size() -> None:
+    from api.tiles import TileCache
+
+    cache = TileCache(max_bytes=10)
+    cache.put(("v", 1, 0, 0), b"aaaa")
+    cache.put(("v", 1, 0, 1), b"bbbb")
+    assert cache.get(("v", 1, 0, 0)) == b"aaaa"  # now the most recent
+    cache.put(("v", 1, 1, 1), b"cccc")  # 12 bytes: the least recent (0, 1) goes
+    assert cache.get(("v", 1, 0, 1)) is None
+    assert cache.get(("v", 1, 0, 0)) == b"aaaa" and cache.get(("v", 1, 1, 1)) == b"cccc"
+    cache.put(("v", 2, 0, 0), b"x" * 11)  # larger than the whole cache: not kept
+    assert cache.get(("v", 2, 0, 0)) is None

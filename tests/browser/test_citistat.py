@@ -145,7 +145,7 @@ def test_citistat_page_fits_at_1280_and_is_accessible(browser_context: Any, live
     for label, figure in (("Backlog", "backlog"), ("Verified share", "verified"), ("On-time rate", "on_time")):
         page.get_by_role("link", name=label, exact=True).click()
         page.wait_for_url(f"**shade={figure}**")
-        assert page.locator(f'nav.shade a[aria-current="true"]').inner_text() == label
+        assert page.locator('nav.shade a[aria-current="true"]').inner_text() == label
         assert page.locator("svg.map title").first.text_content()
         assert _tables_fit(page) == []
         accessible(page, f"CitiStat shaded by {figure}")

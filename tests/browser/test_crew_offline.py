@@ -17,11 +17,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.models import Completion, Photo, Shift, WorkOrder
 from core.workorders import change_status
@@ -30,7 +31,7 @@ from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
 from tests.api.test_completion import photo as exif_photo
-from tests.browser.conftest import PHONE, LiveServer, accessible, launch_persistent, shot, sign_in
+from tests.browser.conftest import PHONE, TIME_ZONE, LiveServer, accessible, launch_persistent, shot, sign_in
 
 # A failed fetch is logged by chromium as a console error: these tests cut the network
 # and provoke refusals on purpose.
@@ -47,7 +48,10 @@ def _crew(live: LiveServer, code: str, *, lon: float = f.LON, lat: float = f.LAT
         user = f.user(s, f"{code}@crew-app.test", "crew", crew=crew)
         if shift:
             now = datetime.now(UTC)
-            s.add(Shift(crew_id=crew.id, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8),
+            # Under way since an hour ago, but never since yesterday: a plan of today counts
+            # the shifts that start today (at 00:30 the shift starts at midnight).
+            midnight = datetime.now(ZoneInfo(TIME_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
+            s.add(Shift(crew_id=crew.id, starts_at=max(now - timedelta(hours=1), midnight), ends_at=now + timedelta(hours=8),
                         start_depot_id=depot.id, end_depot_id=depot.id))
         wo = f.report(s, st.code, lon=lon, lat=lat, description="Deep hole <b>by the bus stop</b>",
                       address_string="Avinguda Meritxell 12").work_order

@@ -35,7 +35,8 @@ class LatLon(fields.String):
 
 
 class AddressArgs(Schema):
-    q = fields.String(validate=validate.Length(min=1, max=MAX_QUERY), metadata={
+    # Two characters at least: one letter matches most of a city (and the desk asks from two).
+    q = fields.String(validate=validate.Length(min=2, max=MAX_QUERY), metadata={
         "description": "what the caller says, as typed so far: the street's words (or their start) and a house "
                        "number, e.g. 'carrer maj', 'Av. Meritxell 12', 'major 3'; abbreviations and accents as "
                        "the geocoder takes them"})

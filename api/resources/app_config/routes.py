@@ -49,7 +49,9 @@ def basemap() -> dict[str, Any]:
         return {"url": config.tile_url, "kind": tile_kind(config.tile_url), "attribution": config.tile_attribution,
                 "max_zoom": config.tile_max_zoom, "available": True, "bounds": None}
     build = current_build(session())
-    return {"url": OWN_TILES if build else None, "kind": "vector", "attribution": config.tile_attribution,
+    # The build's version in the URL: a rebuilt basemap is new URLs, never a mix of old
+    # tiles cached by a browser or a phone (which keeps them offline) and new ones.
+    return {"url": f"{OWN_TILES}?v={build.version}" if build else None, "kind": "vector", "attribution": config.tile_attribution,
             "max_zoom": MAX_DATA_ZOOM, "available": build is not None, "bounds": build.bounds if build else None}
 
 

@@ -39,6 +39,7 @@ const api = new Api({
 });
 
 let unmount = null;
+let showing = 0; // which call of show() may mount its desk (the latest)
 let toastTimer = null;
 
 function toast(message, kind = "info") {
@@ -68,19 +69,33 @@ async function show(ctx) {
     if (link.id === `nav-${desk.id}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  takeDown();
+  // Quick clicks may start a second desk before the first one's module has loaded: only
+  // the latest is mounted (an earlier one mounted last would cover it, and poll unseen).
+  const generation = ++showing;
+  document.title = `${t(`${desk.id}.title`)} · ${t("app.title")}`;
+  replace(root, h("p", { class: "message" }, t("app.loading")));
+  const module = await import(desk.module);
+  if (generation !== showing) return;
+  root.replaceChildren();
+  const down = (await module.mount(root, { ...ctx, params, desk: desk.id })) || null;
+  if (generation !== showing) {
+    if (down) down();
+    return;
+  }
+  unmount = down;
+}
+
+function takeDown() {
   if (unmount) {
     try { unmount(); } catch (err) { console.error(err); }
     unmount = null;
   }
-  document.title = `${t(`${desk.id}.title`)} · ${t("app.title")}`;
-  replace(root, h("p", { class: "message" }, t("app.loading")));
-  const module = await import(desk.module);
-  root.replaceChildren();
-  unmount = (await module.mount(root, { ...ctx, params, desk: desk.id })) || null;
 }
 
 async function start(notice) {
-  if (unmount) { try { unmount(); } catch (err) { console.error(err); } unmount = null; }
+  takeDown();
+  showing += 1;
   replace(nav);
   replace(account);
   const config = await loadConfig();
@@ -115,7 +130,8 @@ async function start(notice) {
 async function signOut() {
   // The desk goes first: what it still has in flight, or would poll next, must not go out
   // with the token being revoked (each would be a 401, and a second start()).
-  if (unmount) { try { unmount(); } catch (err) { console.error(err); } unmount = null; }
+  takeDown();
+  showing += 1;
   window.onhashchange = null;
   try {
     await api.post("/auth/logout");
@@ -123,7 +139,6 @@ async function signOut() {
     console.warn("sign-out", err);
   }
   sessionStorage.removeItem(TOKEN_KEY);
-  window.onhashchange = null;
   start();
 }
 

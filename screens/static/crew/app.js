@@ -171,7 +171,7 @@ function drawTop() {
   replace(top,
     h("div", { class: "top-line" },
       h("span", { class: "crew-name" }, state.route ? state.route.crew.name || state.route.crew.code : t("app.title")),
-      h("span", { class: "day" }, state.route ? state.fmt.date(`${state.route.date}T12:00:00Z`) : ""),
+      h("span", { class: "day" }, state.route ? state.fmt.day(state.route.date) : ""),
       h("button", { type: "button", class: "refresh", id: "refresh", onclick: () => sync({ force: true }) }, t("top.refresh"))),
     h("div", { class: "top-line" },
       h("a", { href: "#/queue", class: `queue-count${waiting || refused ? " pending" : ""}`, id: "queue-count" },
@@ -380,11 +380,26 @@ function fixFields() {
   return { lat: latitude, lon: longitude, accuracy_m: Math.round(accuracy * 10) / 10 };
 }
 
+// A gloved double tap is one action: while one is being queued, another tap is ignored
+// (two queued copies would have two Idempotency-Keys, and the second would be refused).
+let queuing = false;
+
+async function queueOnce(item) {
+  if (queuing) return false;
+  queuing = true;
+  try {
+    await box.add(item);
+    return true;
+  } finally {
+    queuing = false;
+  }
+}
+
 async function progress(stop, type, reason) {
   const json = { type, device_time: new Date().toISOString(), ...fixFields() };
   if (reason) json.reason = reason;
-  await box.add({ kind: "event", work_order_id: stop.work_order_id, key: idempotencyKey(), json,
-    label: { type, address: stop.address } });
+  if (!await queueOnce({ kind: "event", work_order_id: stop.work_order_id, key: idempotencyKey(), json,
+    label: { type, address: stop.address } })) return;
   announce(live, t("progress.saved", { what: label("status", type) }));
   box.replay();
 }
@@ -435,8 +450,8 @@ function completeScreen(id) {
     // The File objects themselves go to IndexedDB (a File is a Blob): the bytes the camera
     // wrote, EXIF included, are what the server gets, today or after a restart.
     const photos = [...files.files].map((file) => ({ blob: file, name: file.name || "photo.jpg", type: file.type }));
-    await box.add({ kind: "completion", work_order_id: stop.work_order_id, key: idempotencyKey(), fields, photos,
-      label: { type: "completion", address: stop.address } });
+    if (!await queueOnce({ kind: "completion", work_order_id: stop.work_order_id, key: idempotencyKey(), fields, photos,
+      label: { type: "completion", address: stop.address } })) return;
     location.hash = `#/result/${stop.work_order_id}`;
     box.replay().then(() => refresh());
   });
@@ -556,7 +571,11 @@ async function cacheTiles(route) {
   if (!("caches" in window)) return;
   const points = route.stops.filter((s) => s.lat !== null && s.lon !== null);
   const cache = await caches.open(TILE_CACHE);
-  for (const url of tileUrlsAround(state.config, points)) {
+  const wanted = tileUrlsAround(state.config, points);
+  // Tiles of an earlier basemap build (another ?v=) or of an earlier day's area go.
+  const keep = new Set(wanted.map((u) => new URL(u, location.origin).href));
+  for (const request of await cache.keys()) if (!keep.has(request.url)) await cache.delete(request);
+  for (const url of wanted) {
     if (await cache.match(url)) continue;
     try {
       const answer = await fetch(url, { credentials: "omit" });

@@ -120,7 +120,9 @@ export class Outbox {
     return "sent";
   }
 
-  /** The crew asks for a refused item to be sent again (it keeps its place in the order). */
+  /** The crew asks for a refused item to be sent again. It keeps its place among the items
+   * still waiting (they are sent oldest first); what came after it and was sent meanwhile
+   * stays sent: a refused item never holds up the rest of the day. */
   async retry(id) {
     const item = await outbox.get(id);
     if (!item) return;

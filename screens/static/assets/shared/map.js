@@ -214,7 +214,7 @@ export function tileUrlsAround(config, points, { marginM = 800, fromZoom = 13, l
     for (let x = x0; x <= x1; x += 1) {
       for (let y = y0; y <= y1; y += 1) {
         if (urls.length >= limit) return urls;
-        urls.push(decodeURI(template.pathname).replace("{z}", z).replace("{x}", x).replace("{y}", y));
+        urls.push(decodeURI(template.pathname + template.search).replace("{z}", z).replace("{x}", x).replace("{y}", y));
       }
     }
   }

@@ -6,6 +6,9 @@ export function formatters(timeZone, locale = document.documentElement.lang || "
   const make = (options) => new Intl.DateTimeFormat(locale, { timeZone, ...options });
   const time = make({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   const date = make({ weekday: "short", day: "numeric", month: "short" });
+  // A calendar day ("2026-12-02") has no zone: formatted at noon UTC in UTC it is that day
+  // everywhere (formatted in the city's zone, noon UTC is the next day east of UTC+12).
+  const calendarDay = new Intl.DateTimeFormat(locale, { timeZone: "UTC", weekday: "short", day: "numeric", month: "short" });
   const dateTime = make({ weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   const parts = make({ year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   const at = (v) => (v instanceof Date ? v : new Date(v));
@@ -14,6 +17,8 @@ export function formatters(timeZone, locale = document.documentElement.lang || "
     time: (v) => (v ? time.format(at(v)) : ""),
     date: (v) => (v ? date.format(at(v)) : ""),
     dateTime: (v) => (v ? dateTime.format(at(v)) : ""),
+    /** A calendar day as YYYY-MM-DD (a plan's or route's date), as the city reads it. */
+    day: (v) => (v ? calendarDay.format(new Date(`${v}T12:00:00Z`)) : ""),
     /** The city's calendar date of an instant, as YYYY-MM-DD (what the API's `date` takes). */
     localDate(v = new Date()) {
       const p = Object.fromEntries(parts.formatToParts(at(v)).map((x) => [x.type, x.value]));

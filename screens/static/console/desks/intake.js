@@ -182,7 +182,7 @@ function newReportDesk(body, ctx, types, cleanups) {
       return;
     }
     L.circleMarker([place.lat, place.lon], { radius: 11, weight: 4, color: "#111418", fillColor: PALETTE[0], fillOpacity: 0.9 })
-      .bindTooltip(t("intake.map_place"))
+      .bindTooltip(h("span", {}, t("intake.map_place")))
       .addTo(layers.place);
     const detail = place.clicked
       ? (place.label ? t("intake.place_clicked", { distance: place.distance, label: place.label })
@@ -229,7 +229,7 @@ function newReportDesk(body, ctx, types, cleanups) {
       .addTo(layers.nearby);
     for (const c of candidates) {
       L.circleMarker([c.location.lat, c.location.lon], { radius: 9, weight: 3, color: "#111418", fillColor: PALETTE[1], fillOpacity: 0.9 })
-        .bindTooltip(t("intake.nearby_number", { number: c.service_request_id }))
+        .bindTooltip(h("span", {}, t("intake.nearby_number", { number: c.service_request_id })))
         .addTo(layers.nearby);
     }
     replace(nearbyBox, heading,
