@@ -261,7 +261,8 @@ def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(browser_con
     page.goto("/console/")
     got = page.evaluate("""async () => {
         const m = await import('/console/desks/rosters.js');
-        const at = (zone, day, clock) => m.instantOf(zone, day, clock).toISOString();
+        const { instantOf } = await import('/assets/shared/time.js');
+        const at = (zone, day, clock) => instantOf(zone, day, clock).toISOString();
         return [
             at('Europe/Andorra', '2026-03-29', '01:30'), at('Europe/Andorra', '2026-03-29', '03:30'),
             at('Europe/Andorra', '2026-10-25', '04:00'), at('Europe/Andorra', '2026-12-02', '07:00'),

@@ -542,49 +542,42 @@ async function loadRoute() {
     // Addresses of every stop seen, so a notice can still name a stop that has left the route.
     for (const s of state.route.stops) state.addresses[s.work_order_id] = s.address;
     await kv.set("route", { route: state.route, etag: state.etag, addresses: state.addresses });
-    cachePhotos(state.route).then(() => cacheTiles(state.route));
+    keepTheDay(state.route);
   }
   if ((await kv.get("cursor")) == null) await kv.set("cursor", state.route.changes_cursor);
   state.lastSync = new Date();
 }
 
-/** Keep the day's residents' photos on the phone (sw.js answers /media/ from this cache). */
-async function cachePhotos(route) {
-  if (!("caches" in window)) return;
-  const cache = await caches.open(MEDIA_CACHE);
-  const urls = route.stops.flatMap((s) => s.photos.flatMap((p) => [p.thumbnail_url, p.url]));
-  for (const url of urls) {
-    if (await cache.match(url)) continue;
-    try {
-      const answer = await fetch(url, { credentials: "omit" });
-      if (answer.ok) await cache.put(url, answer);
-    } catch {
-      return; // offline again: the next sync carries on
-    }
-  }
-  await markOfflineReady();
-}
-
-/** Keep the basemap tiles around the day's stops, so the map has its streets offline too
- * (sw.js answers /tiles/ from this cache). */
-async function cacheTiles(route) {
-  if (!("caches" in window)) return;
-  const points = route.stops.filter((s) => s.lat !== null && s.lon !== null);
-  const cache = await caches.open(TILE_CACHE);
-  const wanted = tileUrlsAround(state.config, points);
-  // Tiles of an earlier basemap build (another ?v=) or of an earlier day's area go.
-  const keep = new Set(wanted.map((u) => new URL(u, location.origin).href));
-  for (const request of await cache.keys()) if (!keep.has(request.url)) await cache.delete(request);
+/** Keep exactly `urls` in the phone's cache `name` (sw.js answers from it offline): what
+ * is no longer wanted goes, what is missing is fetched. False when the network failed on
+ * the way (the next sync carries on). */
+async function keepOnPhone(name, urls) {
+  if (!("caches" in window)) return false;
+  const cache = await caches.open(name);
+  const wanted = new Set(urls.map((u) => new URL(u, location.origin).href));
+  for (const request of await cache.keys()) if (!wanted.has(request.url)) await cache.delete(request);
   for (const url of wanted) {
     if (await cache.match(url)) continue;
     try {
       const answer = await fetch(url, { credentials: "omit" });
-      // 204 is an empty tile (nothing mapped there): kept too, so it is not asked again.
+      // A 204 tile is an empty one (nothing mapped there): kept too, so it is not asked again.
       if (answer.ok) await cache.put(url, answer);
     } catch {
-      return; // offline again: the next sync carries on
+      return false;
     }
   }
+  return true;
+}
+
+/** The day's residents' photos (earlier days' go), then the basemap tiles around the day's
+ * stops (another basemap build's, with another ?v=, go), so the stops and the map work
+ * offline. */
+async function keepTheDay(route) {
+  const photos = route.stops.flatMap((s) => s.photos.flatMap((p) => [p.thumbnail_url, p.url]));
+  if (!await keepOnPhone(MEDIA_CACHE, photos)) return;
+  await markOfflineReady();
+  const points = route.stops.filter((s) => s.lat !== null && s.lon !== null);
+  await keepOnPhone(TILE_CACHE, tileUrlsAround(state.config, points));
 }
 
 async function markOfflineReady() {
@@ -707,6 +700,9 @@ async function saveToken(answer) {
 // -- start -----------------------------------------------------------------------------
 
 async function start() {
+  // The queue lives in IndexedDB: asked to be kept, the browser does not evict it (with
+  // the rest of the app's storage) when the phone runs short of space.
+  if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/crew/sw.js", { scope: "/crew/" }).catch((err) => console.warn("service worker", err));
     navigator.serviceWorker.addEventListener("controllerchange", () => markOfflineReady());

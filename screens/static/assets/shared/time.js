@@ -35,3 +35,27 @@ export function formatters(timeZone, locale = document.documentElement.lang || "
     },
   };
 }
+
+const zoneFormats = new Map();
+
+/** How far `timeZone`'s clocks are ahead of UTC at the instant `ms`, in ms. */
+function offsetAt(timeZone, ms) {
+  if (!zoneFormats.has(timeZone)) {
+    zoneFormats.set(timeZone, new Intl.DateTimeFormat("en-CA", {
+      timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    }));
+  }
+  const p = Object.fromEntries(zoneFormats.get(timeZone).formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
+  return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+}
+
+/** The instant at which the city's clocks read `clock` ("HH:MM") on local `day`
+ * ("YYYY-MM-DD"): what a time typed on a screen means, whatever the browser's zone. Two
+ * passes, so on a day the clocks change the offset is the one in force at that hour. */
+export function instantOf(timeZone, day, clock) {
+  const [y, m, d] = day.split("-").map(Number);
+  const [hh, mm] = clock.split(":").map(Number);
+  const wall = Date.UTC(y, m - 1, d, hh, mm);
+  const guess = wall - offsetAt(timeZone, wall);
+  return new Date(wall - offsetAt(timeZone, guess));
+}

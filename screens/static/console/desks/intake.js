@@ -11,6 +11,7 @@
 import { ApiError, NetworkError } from "/assets/shared/api.js";
 import { announce, h, replace } from "/assets/shared/dom.js";
 import { PALETTE, createMap } from "/assets/shared/map.js";
+import { instantOf } from "/assets/shared/time.js";
 
 // Wait this long after the last key before searching: a search per key would list
 // addresses for half-typed words the call-taker is already past.
@@ -339,28 +340,10 @@ function attributeValues(box, type, timeZone) {
       if (checked.length) out[code] = checked;
     } else if (el.value.trim()) {
       // A date and time the caller gives are the city's, whatever the desk computer's zone.
-      out[code] = datatype === "datetime" ? cityInstant(el.value, timeZone) : el.value.trim();
+      out[code] = datatype === "datetime" ? instantOf(timeZone, ...el.value.split("T")).toISOString() : el.value.trim();
     }
   }
   return out;
-}
-
-/** "2026-12-02T09:30" on the city's clock, as an instant (ISO 8601, UTC). */
-export function cityInstant(local, timeZone) {
-  const [date, time] = local.split("T");
-  const [y, m, d] = date.split("-").map(Number);
-  const [hh, mm] = time.split(":").map(Number);
-  const wall = Date.UTC(y, m - 1, d, hh, mm);
-  const format = new Intl.DateTimeFormat("en-US", {
-    timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
-  });
-  const offset = (ms) => {
-    const p = Object.fromEntries(format.formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
-    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - ms;
-  };
-  // Twice: the offset at the guessed instant may differ from the one at the answer (a DST change).
-  const first = wall - offset(wall);
-  return new Date(wall - offset(first)).toISOString();
 }
 
 // -- the read-back -----------------------------------------------------------------------

@@ -12,6 +12,7 @@
 // refuses them the changes anyway, so the desk does not offer them).
 import { ApiError, NetworkError } from "/assets/shared/api.js";
 import { announce, h, replace } from "/assets/shared/dom.js";
+import { instantOf } from "/assets/shared/time.js";
 
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 const SPANS = [7, 14];
@@ -32,23 +33,6 @@ function partsIn(timeZone, instant) {
   }
   const p = Object.fromEntries(zoneParts.get(timeZone).formatToParts(instant).map((x) => [x.type, x.value]));
   return { day: `${p.year}-${p.month}-${p.day}`, clock: `${p.hour}:${p.minute}`, p };
-}
-
-/** How far the city's clock is ahead of UTC at `ms`, in ms (negative west of Greenwich). */
-function offsetAt(timeZone, ms) {
-  const { p } = partsIn(timeZone, new Date(ms));
-  return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
-}
-
-/** The instant at which the city's clocks read `clock` on local `day`. Two passes, so a day
- * on which the clocks change gets the offset in force at that hour, not at midnight. */
-export function instantOf(timeZone, day, clock) {
-  const [y, m, d] = day.split("-").map(Number);
-  const [hh, mm] = clock.split(":").map(Number);
-  const wall = Date.UTC(y, m - 1, d, hh, mm);
-  let ms = wall - offsetAt(timeZone, wall);
-  ms = wall - offsetAt(timeZone, ms);
-  return new Date(ms);
 }
 
 export function addDays(day, n) {
