@@ -105,6 +105,10 @@ export class Api {
 /** The city's settings (time zone, map) from /api/v1/app-config; needs no token. */
 let configPromise = null;
 export function loadConfig() {
-  configPromise ??= new Api().get("/app-config", { token: false });
+  // A failure (offline at start) is not kept: the next call asks again.
+  configPromise ??= new Api().get("/app-config", { token: false }).catch((err) => {
+    configPromise = null;
+    throw err;
+  });
   return configPromise;
 }
