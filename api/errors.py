@@ -61,7 +61,12 @@ def init_app(app: Flask) -> None:
         if _is_open311():
             from api.open311.formats import open311_error
 
-            return open311_error(status, exc.description or HTTPStatus(status).phrase)
+            response = open311_error(status, exc.description or HTTPStatus(status).phrase)
+            # A 405 says which methods the route takes (RFC 9110), in either format.
+            for key, value in exc.get_headers() or []:
+                if key.lower() in {"allow", "retry-after"}:
+                    response.headers[key] = value
+            return response
         # webargs puts field messages on exc.data (flask-smorest's 422s).
         data = getattr(exc, "data", None) or {}
         messages = data.get("messages")

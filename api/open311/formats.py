@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import Response, g
+from flask import Response, g, request
 
 # In XML a list needs a name for its items.
 _ITEM_TAGS = {
@@ -22,7 +22,13 @@ CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "text/xml; ch
 
 
 def current_format() -> str:
-    return g.get("open311_format", "json")
+    """The format the client asked for: the view's `.json`/`.xml`, or, when no view was
+    reached (an unknown route, a method the route does not take), the URL's own ending, so
+    an XML client gets its 404 or 405 in XML too."""
+    fmt = g.get("open311_format")
+    if fmt is None:
+        fmt = "xml" if request.path.endswith(".xml") else "json"
+    return fmt
 
 
 def _text(value: Any) -> str:

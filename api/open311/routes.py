@@ -87,6 +87,22 @@ _PLAIN_NAME = re.compile(r"[a-z_]{1,40}(\[[A-Za-z0-9_.-]{1,64}\])?")
 _MAX_NAMED = 10
 
 
+# What a write's body may be: GeoReport v2 clients send forms (urlencoded, or multipart
+# with a photo). A body of any other kind would be read as no fields at all.
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+@blp.before_request
+def _writes_are_forms() -> None:
+    """A JSON (or any non-form) body is refused for what it is, before its missing fields
+    ("api_key is required") would send the client looking in the wrong place."""
+    if request.method in _READS or not request.content_length and not request.mimetype:
+        return
+    if request.mimetype not in _FORM_TYPES:
+        raise Open311Error(400, f"send the fields as a form (application/x-www-form-urlencoded, or multipart/form-data "
+                                f"with photos), as GeoReport v2 asks; got a body of type {request.mimetype or 'unknown'}")
+
+
 @blp.before_request
 def _no_fields_in_the_url_of_writes() -> None:
     """A write's fields (the reporter's email, name and phone among them) are read from the
