@@ -119,6 +119,16 @@ def _clean(value: str | None, *, field: str, limit: int = MAX_SHORT_TEXT) -> str
     return value
 
 
+# FixMyStreet sends this address_id when the resident placed no pin and gave no address
+# (perllib/Open311.pm): it means "none", and must not be stored and published back as one.
+NO_ADDRESS_ID = "#NOTPINPOINTED#"
+
+
+def _address_id(value: str | None) -> str | None:
+    cleaned = _clean(value, field="address_id")
+    return None if cleaned == NO_ADDRESS_ID else cleaned
+
+
 MAX_EXTRA_ATTRIBUTES = 50
 
 
@@ -331,7 +341,7 @@ def submit_request(
         match = geocode(session, address_string) if geocode else None
         if match is not None:
             lon, lat, source = match.lon, match.lat, "geocoded"
-    elif not _clean(new.address_id, field="address_id"):
+    elif not _address_id(new.address_id):
         raise ValidationFailed("a location is required: lat and long, or address_string", field="lat")
 
     outside_on_purpose = False
@@ -371,7 +381,7 @@ def submit_request(
         location=point(lon, lat) if lon is not None and lat is not None else None,
         location_source=source,
         address=address_label,
-        address_id=_clean(new.address_id, field="address_id"),
+        address_id=_address_id(new.address_id),
         zipcode=_clean(new.zipcode, field="zipcode", limit=32),
         media_url=media_url,
         channel=new.channel,

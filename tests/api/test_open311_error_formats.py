@@ -79,3 +79,22 @@ def test_a_form_post_is_taken_as_before(client: Any, db: Session) -> None:
                                                       "lat": f.LAT, "long": f.LON, "description": "hole"})
     assert r.status_code == 201, r.data
 
+
+def test_fixmystreet_s_no_address_marker_is_not_an_address_id(client: Any, db: Session) -> None:
+    """FixMyStreet sends address_id=#NOTPINPOINTED# for "no address": it is not stored, so
+    it is never published back as the request's address id, nor taken as a location."""
+    f.service_type(db)
+    f.api_key(db)
+    form = {"api_key": f.API_KEY, "service_code": "pothole", "description": "hole", "address_id": "#NOTPINPOINTED#"}
+    assert "location is required" in _json_error(client.post("/open311/v2/requests.json", data=form), 400)
+    r = client.post("/open311/v2/requests.json", data={**form, "lat": f.LAT, "long": f.LON})
+    assert r.status_code == 201, r.data
+    (made,) = r.get_json()
+    req = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == made["service_request_id"]))
+    assert req.address_id is None
+    (shown,) = client.get(f"/open311/v2/requests/{req.public_id}.json").get_json()
+    assert shown.get("address_id") in (None, "")
+    # A real address id is kept as it came.
+    r = client.post("/open311/v2/requests.json", data={**form, "address_id": "ad-123", "lat": f.LAT, "long": f.LON + 0.01})
+    (made,) = r.get_json()
+    assert db.scalar(select(ServiceRequest.address_id).where(ServiceRequest.public_id == made["service_request_id"])) == "ad-123"
