@@ -88,7 +88,9 @@ export function mount(root, ctx) {
   const planPanel = h("section", { class: "panel", id: "plan-panel", "aria-labelledby": "plan-title", hidden: true });
   const stopPanel = h("section", { class: "panel", id: "stop-panel", "aria-labelledby": "stop-title", hidden: true });
   const unassignedPanel = h("section", { class: "panel", id: "unassigned", "aria-labelledby": "unassigned-title", hidden: true });
-  const pinsPanel = h("section", { class: "panel", id: "pins", "aria-labelledby": "pins-title" });
+  // Hidden until its first list is drawn: a section labelled by a heading it does not have
+  // yet is a "generic" element with a label, which ARIA prohibits (axe flags it).
+  const pinsPanel = h("section", { class: "panel", id: "pins", "aria-labelledby": "pins-title", hidden: true });
   side.append(planForm, plansPanel, planPanel, stopPanel, unassignedPanel, pinsPanel);
 
   // -- loading what the desk shows ---------------------------------------------------
@@ -231,6 +233,7 @@ export function mount(root, ctx) {
   const pinStatus = h("p", { class: "pin-status", id: "pin-status", role: "status" });
 
   function renderPins(items) {
+    pinsPanel.hidden = false;
     replace(pinsPanel, h("h2", { id: "pins-title" }, t("dispatch.pins", { count: items.length })), pinStatus,
       items.length ? h("ul", { class: "pins-list" }, items.map((req) => h("li", {},
         h("span", { class: "pin-what" }, h("strong", {}, req.address || t("dispatch.no_address")), " ",
