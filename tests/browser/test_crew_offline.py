@@ -267,13 +267,20 @@ def phone(browser_context) -> Any:  # noqa: ANN001
     return context
 
 
-def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, live: LiveServer) -> None:  # noqa: ANN001
-    job = _crew(live, "crewapp-2")
+def _at_the_stop(phone: Any, live: LiveServer, code: str) -> tuple[dict[str, Any], Any]:
+    """A crew of its own with its stop dispatched to it, signed in on the phone and looking
+    at that stop."""
+    job = _crew(live, code)
     _dispatch(live, job["wo_id"], job["crew_id"])
     page = phone.new_page()
     page.goto("/crew/")
     sign_in(page, job["email"])
     page.locator(f"#stop-{job['wo_id']}").click()
+    return job, page
+
+
+def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, live: LiveServer) -> None:  # noqa: ANN001
+    job, page = _at_the_stop(phone, live, "crewapp-2")
     cut = _offline(phone)
     page.get_by_role("button", name="On site").click()
     page.get_by_role("link", name="1 waiting to send").wait_for()
@@ -310,12 +317,7 @@ def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, li
 
 
 def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(phone, live: LiveServer) -> None:  # noqa: ANN001
-    job = _crew(live, "crewapp-3")
-    _dispatch(live, job["wo_id"], job["crew_id"])
-    page = phone.new_page()
-    page.goto("/crew/")
-    sign_in(page, job["email"])
-    page.locator(f"#stop-{job['wo_id']}").click()
+    job, page = _at_the_stop(phone, live, "crewapp-3")
     cut = _offline(phone)
     page.get_by_role("button", name="On my way").click()
     page.get_by_role("link", name="1 waiting to send").wait_for()
@@ -336,12 +338,7 @@ def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(
 
 
 def test_unable_asks_for_a_reason_from_the_apis_list(phone, live: LiveServer) -> None:  # noqa: ANN001
-    job = _crew(live, "crewapp-6")
-    _dispatch(live, job["wo_id"], job["crew_id"])
-    page = phone.new_page()
-    page.goto("/crew/")
-    sign_in(page, job["email"])
-    page.locator(f"#stop-{job['wo_id']}").click()
+    job, page = _at_the_stop(phone, live, "crewapp-6")
     page.get_by_role("button", name="Unable to do it…").click()
     page.get_by_role("button", name="Send: unable").click()
     page.get_by_text("Choose a reason first.").wait_for()
