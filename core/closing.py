@@ -292,17 +292,18 @@ def _reopen(session: Session, original: ServiceRequest, *, actor: Actor, at: dat
 
 def why_a_comment_cannot_reopen(request: ServiceRequest, *, within: timedelta, now: datetime) -> str | None:
     """Why a resident's comment saying the problem is back does not reopen `request` (a
-    closed one), in words for the resident; None when it does. The rules of a new report at the place
-    (`reopenable_query`): only work fixed within the reopen window comes back; work closed
-    with another outcome, or fixed longer ago, stays closed, and a new report starts new
-    work."""
+    closed one), in words for the resident; None when it does. The rules are those of a
+    new report at the place (`reopenable_query`): only work fixed, and verified, within
+    the reopen window comes back; work closed with another outcome, or fixed longer ago,
+    stays closed, and a new report starts new work."""
+    again = "If the problem is back, please make a new report."
+    if request.detailed_status != "fixed":
+        return f"This request stays closed: it was not closed as fixed. {again}"
     wo = request.work_order
-    if request.detailed_status != "fixed" or wo is None or wo.status != "verified":
-        return ("This request stays closed: it was not closed as fixed. "
-                "If there is a problem here, please make a new report.")
-    if within <= timedelta(0) or request.closed_at is None or request.closed_at < now - within:
-        return (f"This request stays closed: it was fixed more than {within.days} days ago. "
-                "If the problem is back, please make a new report.")
+    if wo is None or wo.status != "verified" or within <= timedelta(0) or request.closed_at is None:
+        return f"This request stays closed. {again}"
+    if request.closed_at < now - within:
+        return f"This request stays closed: it was fixed more than {within.days} days ago. {again}"
     return None
 
 

@@ -27,6 +27,7 @@ from core.photos import hold_media_write_lock
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     REQUEST_OPEN_STATUSES,
+    ApiKey,
     Photo,
     RequestComment,
     ServiceAttribute,
@@ -704,7 +705,7 @@ def get_service_request_updates() -> Response:
     return render(body, root="service_request_updates", item="request_update")
 
 
-def _api_client(doing: str) -> Any:
+def _api_client(doing: str) -> ApiKey:
     """The client app of a write, from the api_key in its form body (403 without one)."""
     key = arg("api_key")
     if key is None:

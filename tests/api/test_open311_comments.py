@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -143,6 +144,8 @@ def test_the_comment_is_listed_in_updates_under_the_id_fixmystreet_was_answered(
     (the id we answered): the same id here, or it shows the resident's comment twice."""
     update_id = answered_id(post(client, fms_comment(reported.public_id,
                                                      media_url="https://fms.example.org/c/4711.0.full.jpeg")))
+    # When it reached us, in the city's time (FixMyStreet's own time is kept for staff).
+    at = db.get(StatusEvent, int(update_id)).at.astimezone(ZoneInfo("Europe/Andorra")).isoformat(timespec="seconds")
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     for fmt in ("json", "xml"):
         r = client.get(f"{BASE}/servicerequestupdates.{fmt}", query_string={"start_date": start})
@@ -152,7 +155,7 @@ def test_the_comment_is_listed_in_updates_under_the_id_fixmystreet_was_answered(
             updates = [{c.tag: c.text or "" for c in u} for u in ET.fromstring(r.data).findall("request_update")]
         (mine,) = [u for u in updates if u["update_id"] == update_id]
         assert mine == {"update_id": update_id, "service_request_id": reported.public_id, "status": "OPEN",
-                        "updated_datetime": mine["updated_datetime"], "description": TEXT,
+                        "updated_datetime": at, "description": TEXT,
                         "media_url": "https://fms.example.org/c/4711.0.full.jpeg", "external_status_code": "received"}
 
 
@@ -360,6 +363,15 @@ def test_a_comment_on_work_fixed_before_the_window_keeps_it_closed_and_says_so(c
     assert comment == ("fixed", "It is back", True, "open311:FixMyStreet")
     assert answer[0] == "fixed" and answer[2]
     assert "fixed more than 30 days ago" in answer[1] and "make a new report" in answer[1]
+
+
+def test_no_reopen_window_means_no_comment_reopens(app: Any, client: Any, db: Session, fms: Any) -> None:
+    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], reopen_window_days=0)
+    req = fixed(db, days_ago=0.1)
+    assert post(client, fms_comment(req.public_id, status="REOPEN")).status_code == 201
+    db.expire_all()
+    assert db.get(ServiceRequest, req.id).detailed_status == "fixed"
+    assert timeline(db, req)[-1][1] == "This request stays closed. If the problem is back, please make a new report."
 
 
 def test_a_comment_on_work_closed_with_another_outcome_keeps_it_closed(client: Any, db: Session, fms: Any) -> None:
