@@ -20,7 +20,7 @@ pair, and the unique constraint on it stands behind the lock."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -34,7 +34,12 @@ from core.intake import MAX_DESCRIPTION, MAX_SHORT_TEXT, Contact, validate_conta
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.locks import AdvisoryLock
-from core.models import REQUEST_CLOSED_STATUSES, RequestComment, ServiceRequest, WorkOrder
+from core.models import (
+    REQUEST_CLOSED_STATUSES,
+    RequestComment,
+    ServiceRequest,
+    WorkOrder,
+)
 
 # FixMyStreet's words for "the problem is back": REOPEN with extended statuses and
 # `mark_reopen`; in plain mode an OPEN on a report that we had closed.
@@ -54,7 +59,7 @@ class NewComment:
     status: str | None = None
     client_time: datetime | None = None
     media_url: str | None = None
-    commenter: Contact = Contact()
+    commenter: Contact = field(default_factory=Contact)
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,12 @@ class CommentResult:
         return str(self.comment.status_event_id)
 
 
-def _required(value: str | None, field: str, limit: int) -> str:
+def _required(value: str | None, name: str, limit: int) -> str:
     value = (value or "").strip()
     if not value:
-        raise ValidationFailed(f"{field} is required", field=field)
+        raise ValidationFailed(f"{name} is required", field=name)
     if len(value) > limit:
-        raise ValidationFailed(f"{field} is {len(value)} characters; the limit is {limit}", field=field)
+        raise ValidationFailed(f"{name} is {len(value)} characters; the limit is {limit}", field=name)
     return value
 
 
@@ -100,7 +105,7 @@ def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Ac
     if new.client_time is not None:
         check_client_time("updated_datetime", new.client_time, now=now)
     media_url = (new.media_url or "").strip() or None
-    if media_url is not None and (len(media_url) > MAX_MEDIA_URL or not re.match(r"^https?://", media_url, re.I)):
+    if media_url is not None and (len(media_url) > MAX_MEDIA_URL or not re.match(r"^https?://", media_url, re.IGNORECASE)):
         raise ValidationFailed(f"media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters",
                                field="media_url")
     commenter = _commenter(new.commenter)

@@ -20,8 +20,13 @@ from core.closing import close_verified, close_work_order
 from core.comments import NewComment, add_comment
 from core.intake import Contact
 from core.lifecycle import Actor
-from core.models import CrewChange, RequestComment, ServiceRequest, StatusEvent, WorkOrder
-from core.redaction import redact
+from core.models import (
+    CrewChange,
+    RequestComment,
+    ServiceRequest,
+    StatusEvent,
+    WorkOrder,
+)
 from core.retention import purge_contact_batch
 from core.workorders import change_status
 from tests import factories as f
