@@ -7,7 +7,7 @@ notes or who was on the crew."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from api.db import session, settings
 from api.open311.routes import closing_photos, expected_at_expr
-from core.models import REQUEST_CLOSED_STATUSES, Photo, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+from core.models import REQUEST_CLOSED_STATUSES, Photo, RequestComment, ServiceRequest, ServiceType, StatusEvent, WorkOrder
 
 blp = Blueprint("status_page", __name__)
 
@@ -40,15 +40,17 @@ CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri '
 MAX_PUBLIC_ID = 32
 
 
-def public_timeline(events: Iterable[Any]) -> list[dict[str, Any]]:
-    """The events a resident reads (public ones, in order), each status change in words.
-    The intake desk reads a caller the same list (GET /api/v1/requests/<id>)."""
+def public_timeline(events: Iterable[Any], comment_event_ids: Collection[int] = ()) -> list[dict[str, Any]]:
+    """The events a resident reads (public ones, in order), each status change in words;
+    the events in `comment_event_ids` are residents' comments (`core.comments`), said to
+    be so, never by whom. The intake desk reads a caller the same list (GET /api/v1/requests/<id>)."""
     return [
         {
             "at": ev.at,
             # An annotation keeps the status: it is news, not a change.
             "status_words": STATUS_WORDS.get(ev.to_status, ev.to_status) if ev.from_status != ev.to_status else None,
             "note": ev.note,
+            "resident_comment": ev.id in comment_event_ids,
         }
         for ev in events
         if ev.public
@@ -118,13 +120,15 @@ def status(public_id: str) -> Response:
     if row is None:
         return _page("status_404.html", 404, public_id=public_id, contact=settings().contact_email)
 
+    comments = set(s.scalars(select(RequestComment.status_event_id).where(RequestComment.service_request_id == row.id)))
     timeline = [
-        {"when": _when(ev["at"], tz), "status": ev["status_words"], "note": ev["note"]}
+        {"when": _when(ev["at"], tz), "status": ev["status_words"], "note": ev["note"], "comment": ev["resident_comment"]}
         for ev in public_timeline(s.execute(
-            select(StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note, StatusEvent.public)
+            select(StatusEvent.id, StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note,
+                   StatusEvent.public)
             .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == row.id, StatusEvent.public)
             .order_by(StatusEvent.at, StatusEvent.id)
-        ))
+        ), comments)
     ]
     before = [
         {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}

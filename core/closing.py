@@ -273,13 +273,42 @@ def reopenable_query(
 def reopen_fixed(session: Session, original: ServiceRequest, *, actor: Actor, at: datetime, by_report: str) -> WorkOrder:
     """A resident says the fix did not hold: the work order goes back to the pool with a new
     SLA clock and every request that closed with it reopens."""
+    return _reopen(session, original, actor=actor, at=at, staff_note=f"reopened by report {by_report}",
+                   public_note=f"Reopened: a new report ({by_report}) says the problem is back or was not fixed.")
+
+
+def _reopen(session: Session, original: ServiceRequest, *, actor: Actor, at: datetime, staff_note: str,
+            public_note: str) -> WorkOrder:
     wo = original.work_order
     assert wo is not None
-    WorkOrderLifecycle.transition(session, wo, "new", actor=actor, at=at, note=f"reopened by report {by_report}")
+    WorkOrderLifecycle.transition(session, wo, "new", actor=actor, at=at, note=staff_note)
     wo.due_at = at + timedelta(hours=wo.service_type.sla_hours)
-    note = f"Reopened: a new report ({by_report}) says the problem is back or was not fixed."
     for req in wo.requests:
         if req.detailed_status == "fixed":
-            req.status_notes = note
-            ServiceRequestLifecycle.transition(session, req, "reopened", actor=actor, note=note, public=True, at=at)
+            req.status_notes = public_note
+            ServiceRequestLifecycle.transition(session, req, "reopened", actor=actor, note=public_note, public=True, at=at)
     return wo
+
+
+def why_a_comment_cannot_reopen(request: ServiceRequest, *, within: timedelta, now: datetime) -> str | None:
+    """Why a resident's comment saying the problem is back does not reopen `request` (a
+    closed one), in words for the resident; None when it does. The rules are those of a
+    new report at the place (`reopenable_query`): only work fixed, and verified, within
+    the reopen window comes back; work closed with another outcome, or fixed longer ago,
+    stays closed, and a new report starts new work."""
+    again = "If the problem is back, please make a new report."
+    if request.detailed_status != "fixed":
+        return f"This request stays closed: it was not closed as fixed. {again}"
+    wo = request.work_order
+    if wo is None or wo.status != "verified" or within <= timedelta(0) or request.closed_at is None:
+        return f"This request stays closed. {again}"
+    if request.closed_at < now - within:
+        return f"This request stays closed: it was fixed more than {within.days} days ago. {again}"
+    return None
+
+
+def reopen_by_comment(session: Session, request: ServiceRequest, *, actor: Actor, at: datetime, comment: str) -> WorkOrder:
+    """A resident's comment on a request fixed within the window says the problem is back:
+    the same as a new report there (`reopen_fixed`). Check `why_a_comment_cannot_reopen` first."""
+    return _reopen(session, request, actor=actor, at=at, staff_note=f"reopened by a resident's comment ({comment})",
+                   public_note="Reopened: a resident's comment says the problem is back or was not fixed.")

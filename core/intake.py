@@ -202,7 +202,7 @@ def validate_attributes(service_type: ServiceType, raw: dict[str, str | list[str
     return result
 
 
-def _validate_contact(contact: Contact) -> Contact:
+def validate_contact(contact: Contact) -> Contact:
     email = _clean(contact.email, field="email", limit=320)
     if email is not None and not _EMAIL.match(email):
         raise ValidationFailed(f"email {email!r} is not an e-mail address", field="email")
@@ -321,7 +321,7 @@ def submit_request(
     address_string = _clean(new.address_string, field="address_string", limit=1000)
     attributes = validate_attributes(service_type, new.attributes)
     extra_attributes = split_extra_attributes(service_type, new.attributes)
-    contact = _validate_contact(new.contact)
+    contact = validate_contact(new.contact)
     media_url = _clean(new.media_url, field="media_url", limit=2048)
     if media_url is not None and not re.match(r"^https?://", media_url, re.I):
         raise ValidationFailed("media_url must be an http(s) URL", field="media_url")

@@ -22,6 +22,8 @@ class AdvisoryLock:
     SERVICE_AREA = 31104
     # key: hashtext(account key); one account's sign-ins, check to recorded failure
     SIGN_IN = 31105
+    # key: hashtext("<api key id>:<client's update id>"); one resident's comment at a time per id
+    COMMENT = 31106
     # key: 1; one process at a time re-queues the jobs of dead workers (tried, never waited for)
     STALLED_JOBS = 31110
     # key: 1; photo writers (shared) against the orphan-file sweep (exclusive, tried)

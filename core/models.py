@@ -1028,6 +1028,47 @@ class Redaction(Base):
     at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class RequestComment(Base):
+    """A resident's comment on a request that a client app pushed in (FixMyStreet's
+    `POST servicerequestupdates`). Its text is the note of the public status event
+    `status_event_id` (so the timeline, Open311's updates, the status page and the crew
+    read it, and a supervisor redacts it, like any public note); the commenter's details
+    here are private like a reporter's (`RequestContact`): never published, and deleted
+    with the request's contact details by retention (`core.retention`).
+
+    `client_update_id` is the client's own id of the comment: one comment per client and
+    id, so a resent comment is recognised and answered with the id it was given the
+    first time, the status event's id, which is its `update_id` in Open311's updates."""
+
+    __tablename__ = "request_comments"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "client_update_id", name="uq_request_comments_api_key_update"),
+        # Retention's candidates: the comments whose commenter's details are still kept.
+        Index("ix_request_comments_with_contact", "service_request_id",
+              postgresql_where=text("email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL "
+                                    "OR phone IS NOT NULL")),
+        _sane_time("client_time"),
+    )
+
+    id: Mapped[intpk]
+    service_request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
+    status_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("status_events.id"), unique=True)
+    api_key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id"))
+    client_update_id: Mapped[str] = mapped_column(String(255))
+    # What the client said of the problem (FixMyStreet: OPEN, CLOSED, FIXED, REOPEN...)
+    # and when the comment was made, as it said: kept for staff, never obeyed blindly.
+    client_status: Mapped[str | None] = mapped_column(String(32))
+    client_time: Mapped[datetime | None]
+    media_url: Mapped[str | None]
+    email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None]
+    last_name: Mapped[str | None]
+    phone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+
+
 # -- the offline basemap (see geo/basemap.py) ------------------------------------------
 
 BASEMAP_LAYERS = ("water", "landuse", "buildings", "waterways", "railways", "roads", "places")

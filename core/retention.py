@@ -18,8 +18,9 @@ days went: an auditor reads a crew's trail, and a run that deleted nothing write
 
 Contact details (`STREETLOOP_RETAIN_CONTACT_DAYS`, default 365 after the request closed).
 A closed request's reporter details (`request_contacts`: e-mail, names, phone, device and
-account ids), the e-mail address its outbox rows were sent to, and the originals of its
-redacted public text are deleted. A request that is open again keeps them (its reporter
+account ids), the details of the residents who commented on it (`request_comments`), the
+e-mail address its outbox rows were sent to, and the originals of its redacted public
+text are deleted. A request that is open again keeps them (its reporter
 is told of the new fix). One audit event per request, on the request's own timeline
 (staff only, not public): when a resident asks what became of their details, or an
 auditor asks why request 1234 has no reporter, the answer is where they look first.
@@ -94,8 +95,11 @@ _DELETE_FIXES_SQL = """
 """
 
 _CLOSED = ", ".join(f"'{s}'" for s in REQUEST_CLOSED_STATUSES)
-# Candidates come from the rows that hold details (contacts; originals of redactions, which
-# an anonymous report may have too), not from every request closed long ago: those only
+# The comments whose commenter's details are still kept (the partial index
+# ix_request_comments_with_contact is spelled the same).
+_COMMENTER_KEPT = "email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL OR phone IS NOT NULL"
+# Candidates come from the rows that hold details (contacts; originals of redactions and
+# residents' comments' authors, which an anonymous report may have too), not from every request closed long ago: those only
 # grow, year after year, while the rows still to purge stay about a year's worth. The
 # outbox's addresses were copied from the contact row, so they go with it.
 # SKIP LOCKED: a request being reopened right now is left for the next run; the lock
@@ -104,7 +108,8 @@ _CONTACT_CANDIDATES_SQL = f"""
     SELECT sr.id, sr.detailed_status
     FROM service_requests sr
     WHERE sr.id IN (SELECT request_id FROM request_contacts
-                    UNION SELECT service_request_id FROM redactions WHERE original IS NOT NULL)
+                    UNION SELECT service_request_id FROM redactions WHERE original IS NOT NULL
+                    UNION SELECT service_request_id FROM request_comments WHERE {_COMMENTER_KEPT})
       AND sr.closed_at < :cutoff AND sr.detailed_status IN ({_CLOSED})
     ORDER BY sr.id
     LIMIT :batch
@@ -161,7 +166,13 @@ def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: in
     """).bindparams(ids_param), params)
     session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param),
                     params)
-    note = (f"retention: the reporter's contact details (and the originals of redacted text) deleted, "
+    # The comments stay (their text is public, and a client's resend must still be
+    # recognised by its update id); who wrote them goes.
+    session.execute(text(f"""
+        UPDATE request_comments SET email = NULL, first_name = NULL, last_name = NULL, phone = NULL
+        WHERE service_request_id = ANY(:ids) AND ({_COMMENTER_KEPT})
+    """).bindparams(ids_param), params)
+    note = (f"retention: the reporter's and commenters' contact details (and the originals of redacted text) deleted, "
             f"{days} days after the request closed (STREETLOOP_RETAIN_CONTACT_DAYS)")
     # One INSERT for the batch (a first run writes hundreds of thousands of these): the
     # rows `core.lifecycle.base.audit` would write, in the same transaction.

@@ -22,6 +22,7 @@ from core.models import (
     Depot,
     Photo,
     PlanRoute,
+    RequestComment,
     RouteStop,
     StatusEvent,
     WorkOrder,
@@ -57,7 +58,7 @@ def published_route(s: Session, crew: Crew, day: date) -> PlanRoute | None:
 
 
 class _Extras:
-    """Photos and notes for every stop of a route in two queries, not two per stop."""
+    """Photos, notes and comments for every stop of a route in three queries, not three per stop."""
 
     def __init__(self, s: Session, orders: list[WorkOrder]) -> None:
         req_ids = [r.id for wo in orders for r in wo.requests]
@@ -77,6 +78,17 @@ class _Extras:
                 .order_by(StatusEvent.at, StatusEvent.id)
             ):
                 self.notes.setdefault(wid, []).append((at, note))
+        # Residents' comments (`core.comments`): the text of their public events, as
+        # redacted, never who wrote them.
+        self.comments: dict[int, list[tuple[datetime, str]]] = {}
+        if req_ids:
+            for rid, at, note in s.execute(
+                select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.note)
+                .join(RequestComment, RequestComment.status_event_id == StatusEvent.id)
+                .where(RequestComment.service_request_id.in_(req_ids))
+                .order_by(StatusEvent.at, StatusEvent.id)
+            ):
+                self.comments.setdefault(rid, []).append((at, note))
 
 
 def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str, *, eta: datetime | None = None,
@@ -85,6 +97,7 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
     first = requests[0] if requests else None
     ll = lon_lat(wo.location)
     photos = [p for r in requests for p in extras.photos.get(r.id, [])]
+    comments = sorted((c for r in requests for c in extras.comments.get(r.id, [])), key=lambda c: c[0])
     return {
         "sequence": seq,
         "work_order_id": wo.id,
@@ -107,6 +120,8 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
         "descriptions": [r.description for r in requests if r.description],
         "attributes": first.attributes if first else {},
         "notes": [{"at": _iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
+        # What residents said since they reported, on any of the stop's requests, oldest first.
+        "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [{"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"} for p, t in photos],
     }

@@ -19,14 +19,17 @@ from api.inputs import year_problem
 from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
 from api.open311.formats import render
 from core.auth import api_key_for
-from core.errors import ValidationFailed
+from core.comments import NewComment, add_comment
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
 from core.photos import hold_media_write_lock
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     REQUEST_OPEN_STATUSES,
+    ApiKey,
     Photo,
+    RequestComment,
     ServiceAttribute,
     ServiceRequest,
     ServiceType,
@@ -638,7 +641,8 @@ def _updates_window() -> tuple[datetime, datetime]:
 
 def updates_query(start: datetime, end: datetime) -> Select:
     """Public request events with at in [start, end], oldest first, with what is needed to
-    tell whether an event is the fix that closed its request."""
+    tell whether an event is the fix that closed its request, and a resident's comment's
+    photo link. (A comment is listed under the update_id its client was answered with.)"""
     return (
         select(
             StatusEvent.id,
@@ -649,8 +653,11 @@ def updates_query(start: datetime, end: datetime) -> Select:
             ServiceRequest.detailed_status,
             ServiceRequest.closed_at,
             ServiceRequest.completion_id,
+            RequestComment.media_url.label("comment_media_url"),
         )
         .join(ServiceRequest, ServiceRequest.id == StatusEvent.entity_id)
+        # A resident's comment may carry a photo (a link on the client's site).
+        .outerjoin(RequestComment, RequestComment.status_event_id == StatusEvent.id)
         # Spelled as the partial index ix_status_events_public_request_at is, so it is used.
         .where(StatusEvent.entity == "service_request", StatusEvent.public, StatusEvent.at >= start, StatusEvent.at <= end)
         .order_by(StatusEvent.at, StatusEvent.id)
@@ -691,8 +698,55 @@ def get_service_request_updates() -> Response:
                 "status": FMS_STATUS.get(r.to_status) or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
                 "updated_datetime": iso(r.at),
                 "description": r.note or "",
-                "media_url": f"{base}/media/{photos[0].public_key}" if photos else "",
+                "media_url": f"{base}/media/{photos[0].public_key}" if photos else r.comment_media_url or "",
                 "external_status_code": r.to_status,
             }
         )
     return render(body, root="service_request_updates", item="request_update")
+
+
+def _api_client(doing: str) -> ApiKey:
+    """The client app of a write, from the api_key in its form body (403 without one)."""
+    key = arg("api_key")
+    if key is None:
+        raise Open311Error(403, f"api_key is required to {doing}")
+    client = api_key_for(session(), key)
+    if client is None:
+        raise Open311Error(403, "api_key is not valid")
+    return client
+
+
+@blp.route(f"/servicerequestupdates.{FORMAT}", methods=["POST"])
+@blp.route("/servicerequestupdates", methods=["POST"])
+def post_service_request_update() -> Response:
+    """A resident's comment on a request, as FixMyStreet sends it (perllib/Open311.pm,
+    `post_service_request_update`): a form with the request's id, the comment's text and
+    FixMyStreet's own id of it. Answered with our update_id, the one Open311's updates list
+    the comment with, so FixMyStreet recognises it there as its own and does not show it
+    twice. Fields this does not use (title, email_alerts_requested, *_ext) are ignored."""
+    s = session()
+    client = _api_client("post a service request update")
+    new = NewComment(
+        service_request_id=arg("service_request_id") or "",
+        client_update_id=arg("update_id"),
+        text=request.form.get("description"),
+        status=arg("status"),
+        client_time=_parse_datetime("updated_datetime"),
+        media_url=arg("media_url"),
+        commenter=Contact(email=arg("email"), first_name=arg("first_name"), last_name=arg("last_name"),
+                          phone=arg("phone")),
+    )
+    if not new.service_request_id:
+        raise Open311Error(400, "service_request_id is required")
+    try:
+        result = add_comment(s, new, api_key_id=client.id, actor=Actor.client(client.name),
+                             reopen_within=timedelta(days=settings().reopen_window_days))
+    except ValidationFailed as exc:
+        raise Open311Error(400, exc.message) from None
+    except NotFound as exc:
+        raise Open311Error(404, exc.message) from None
+    except Conflict as exc:
+        raise Open311Error(409, exc.message) from None
+    s.commit()
+    return render([{"update_id": result.update_id}], root="service_request_updates", item="request_update",
+                  status=201 if result.created else 200)

@@ -24,6 +24,9 @@ from PIL import Image
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from core.comments import NewComment, add_comment
+from core.intake import Contact
+from core.lifecycle import Actor
 from core.models import Completion, Photo, Shift, WorkOrder
 from core.workorders import change_status
 from dispatch.build import Scope
@@ -349,6 +352,28 @@ def test_unable_asks_for_a_reason_from_the_apis_list(phone, live: LiveServer) ->
     with live.sessions() as s:
         assert s.get(WorkOrder, job["wo_id"]).unable_reason == "blocked_by_vehicle"
     page.locator(".stop-status").get_by_text("Unable", exact=True).wait_for()
+
+
+def test_the_stop_shows_residents_comments_as_text_and_never_who_wrote_them(phone, live: LiveServer) -> None:  # noqa: ANN001
+    job = _crew(live, "crewapp-7")
+    with live.sessions() as s:
+        key = f.api_key(s, "crewapp-7-key", name="FixMyStreet")
+        (req,) = s.get(WorkOrder, job["wo_id"]).requests
+        for n, text in enumerate(["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"]):
+            add_comment(s, NewComment(service_request_id=req.public_id, client_update_id=str(n), text=text,
+                                      commenter=Contact(first_name="Marta", email="marta@example.org")),
+                        api_key_id=key.id, actor=Actor.client("FixMyStreet"), reopen_within=timedelta(days=30))
+        s.commit()
+    _dispatch(live, job["wo_id"], job["crew_id"])
+    page = phone.new_page()
+    page.goto("/crew/")
+    sign_in(page, job["email"])
+    page.locator(f"#stop-{job['wo_id']}").click()
+    page.get_by_role("heading", name="Residents' comments").wait_for()
+    expect(page.locator("ul.comments li q")).to_have_text(["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"])
+    expect(page.locator("ul.comments img")).to_have_count(0)
+    assert "Marta" not in page.content() and "marta@example.org" not in page.content()
+    accessible(page, "crew stop with comments")
 
 
 def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone, live: LiveServer) -> None:  # noqa: ANN001

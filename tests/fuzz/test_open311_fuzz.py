@@ -62,6 +62,14 @@ POST = params(
     **{"attribute[size]": st.one_of(st.sampled_from(["small", "large"]), TEXT), "attribute[depth_cm]": NUMBER,
        "attribute[seen_at]": DATE, "attribute[hazards][]": st.one_of(st.just("water"), TEXT), "attribute[]": TEXT},
 )
+# A resident's comment as FixMyStreet posts it (the seeded requests' ids are small numbers).
+POST_UPDATE = params(
+    api_key=st.one_of(st.just(f.API_KEY), TEXT), service_request_id=st.one_of(st.integers(-1, 8).map(str), TEXT),
+    update_id=st.one_of(st.integers(0, 3).map(str), TEXT), description=TEXT, updated_datetime=DATE,
+    status=st.one_of(st.sampled_from(["OPEN", "CLOSED", "FIXED", "REOPEN", "IN_PROGRESS"]), TEXT),
+    first_name=TEXT, last_name=TEXT, email=st.one_of(st.emails(), TEXT), phone=TEXT,
+    media_url=st.one_of(st.just("https://example.org/c.jpg"), TEXT), jurisdiction_id=TEXT,
+)
 PATH_PART = st.one_of(TEXT.filter(lambda t: isinstance(t, str) and t and "/" not in t and t not in {".", ".."}),
                       st.sampled_from(["pothole", "graffiti", "1", "2"]))
 
@@ -75,6 +83,7 @@ ENDPOINTS = {
     "token": ("GET", "/open311/v2/tokens/{part}.{fmt}", params(jurisdiction_id=TEXT)),
     "updates": ("GET", "/open311/v2/servicerequestupdates.{fmt}", params(start_date=DATE, end_date=DATE, api_key=TEXT)),
     "post_request": ("POST", "/open311/v2/requests.{fmt}", POST),
+    "post_update": ("POST", "/open311/v2/servicerequestupdates.{fmt}", POST_UPDATE),
 }
 
 

@@ -337,6 +337,10 @@ function stopScreen(id) {
     navigateLinks(stop),
     progressButtons(stop, status),
     texts.length ? [h("h2", {}, t("stop.residents_said")), ...texts.map((d) => h("blockquote", { class: "resident-text" }, d))] : null,
+    // What residents wrote since they reported (a route read before comments existed has none).
+    stop.comments && stop.comments.length ? [h("h2", {}, t("stop.comments")), h("ul", { class: "notes comments" },
+      stop.comments.map((c) => h("li", {}, h("span", { class: "note-time" }, fmt.dateTime(c.at)), " ",
+        h("q", { class: "resident-text" }, c.text))))] : null,
     stop.notes.length ? [h("h2", {}, t("stop.notes")), h("ul", { class: "notes" },
       stop.notes.map((n) => h("li", {}, h("span", { class: "note-time" }, fmt.time(n.at)), " ", n.note)))] : null,
     stop.photos.length ? [h("h2", {}, t("stop.photos")), h("div", { class: "photos" },

@@ -56,6 +56,7 @@ export default {
   "stop.navigate": "Navigate",
   "stop.navigate_osm": "Directions (OpenStreetMap)",
   "stop.residents_said": "What residents said",
+  "stop.comments": "Residents' comments",
   "stop.notes": "Notes",
   "stop.photos": "Residents' photos",
   "stop.photo_alt": "Resident's photo {n}",
