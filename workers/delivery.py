@@ -87,7 +87,8 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
 # `core.webhook_targets` says which URLs and addresses are allowed; this part makes sure
 # the call goes exactly there: the name is resolved once, every address it gave is
 # checked, and the socket is opened to a checked address. TLS still proves the URL's host
-# name (SNI and certificate), and the Host header still names it.
+# name (SNI and certificate), and the Host header still names it (see workers/outbound.py).
+
 
 def post_webhook(request: outbox.WebhookRequest, settings: Settings, *, resolve: Resolver = resolve_host,
                  timeout: float | None = None) -> int:
