@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
-    from api import citistat_page, db, docs, errors, health, inputs, media, status_page, tiles
+    from api import citistat_page, cors, db, docs, errors, health, inputs, media, status_page, tiles
     from api.client_address import warn_of_untrusted_forwarding
     from api.open311.routes import blp as open311_blp
     from api.resources import register_resources
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     db.init_app(app)
     # Before any view: NUL characters and lone surrogates are refused before they reach one.
     inputs.init_app(app)
+    # Before any view too: a write from a web page on an origin the city did not list is refused.
+    cors.init_app(app)
     # Once per process: a forwarded request that the trusted-proxy setting cannot account for.
     app.before_request(warn_of_untrusted_forwarding)
     api = make_api(app)

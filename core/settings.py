@@ -166,6 +166,33 @@ def _media_copy_settings(env: dict[str, str]) -> dict[str, object]:
             "media_copy_allow_internal": _flag(env, COPY_INTERNAL_SETTING)}
 
 
+def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
+    """STREETLOOP_CORS_ORIGINS: the web origins (scheme://host[:port], comma-separated)
+    whose pages may write to Open311 and use the staff API from a browser (api/cors.py).
+    Open311 reads are open to every origin without it."""
+    from urllib.parse import urlsplit
+
+    origins: list[str] = []
+    for raw in env.get("STREETLOOP_CORS_ORIGINS", "").split(","):
+        value = raw.strip().lower().rstrip("/")
+        if not value:
+            continue
+        if value == "*":
+            raise ValueError("STREETLOOP_CORS_ORIGINS lists the origins allowed to write, one by one; "
+                             "'*' would let any web page use a signed-in user's API")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            raise ValueError(f"STREETLOOP_CORS_ORIGINS: {raw.strip()!r} is not an origin like https://www.city.example "
+                             "(scheme and host, an optional port, no path)")
+        origins.append(value)
+    return tuple(dict.fromkeys(origins))
+
+
 TILE_ATTRIBUTION = "© OpenStreetMap contributors"
 _VECTOR_SUFFIXES = (".pbf", ".mvt")
 _RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -323,6 +350,9 @@ class Settings:
     tile_attribution: str = TILE_ATTRIBUTION
     # The deepest zoom of the city's tile server (the maps draw its tiles larger beyond).
     tile_max_zoom: int = 19
+    # -- integrators (issue 13) --
+    # Web origins whose pages may write to Open311 and call the staff API (api/cors.py).
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -393,4 +423,5 @@ class Settings:
             **_webhook_settings(env),
             **_media_copy_settings(env),
             **_tile_settings(env),
+            cors_origins=_cors_origins(env),
         )
