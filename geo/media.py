@@ -38,8 +38,8 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
         # several the first sent, whichever is processed first. (A link the report came
         # with stays its media_url, and an after photo that replaced it stays.) The row
         # lock keeps two photos of one report processed at once from both deciding.
-        session.refresh(request, with_for_update=True)
         session.flush()
+        session.refresh(request, with_for_update=True)
         mine = {f"/media/{p.public_key}": p.id for p in request.photos if p.kind == "report" and p.public_key}
         if request.media_url is None or request.media_url in mine:
             request.media_url = min(mine.items(), key=lambda item: item[1])[0]
