@@ -23,8 +23,10 @@ from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.locks import AdvisoryLock
+from core.media_links import clean_media_links
 from core.models import (
     District,
+    MediaLink,
     RequestContact,
     ServiceAttribute,
     ServiceRequest,
@@ -65,6 +67,11 @@ class NewRequest:
     # Raw values as sent: a string, or a list for multivaluelist.
     attributes: dict[str, str | list[str]] = field(default_factory=dict)
     media_url: str | None = None
+    # More photo links (FixMyStreet's multi_photos sends several media_url values); all
+    # are kept, after media_url, in order, repeats dropped (core.media_links).
+    media_urls: tuple[str, ...] = ()
+    # How many links a report may carry (Settings.max_report_photos).
+    max_media_links: int = 10
     contact: Contact = field(default_factory=Contact)
     channel: str = "open311"
     api_key_id: int | None = None
@@ -322,9 +329,7 @@ def submit_request(
     attributes = validate_attributes(service_type, new.attributes)
     extra_attributes = split_extra_attributes(service_type, new.attributes)
     contact = validate_contact(new.contact)
-    media_url = _clean(new.media_url, field="media_url", limit=2048)
-    if media_url is not None and not re.match(r"^https?://", media_url, re.I):
-        raise ValidationFailed("media_url must be an http(s) URL", field="media_url")
+    links = clean_media_links([new.media_url, *new.media_urls], limit=new.max_media_links)
 
     has_lat = new.lat is not None and str(new.lat).strip() != ""
     has_lon = new.lon is not None and str(new.lon).strip() != ""
@@ -383,7 +388,8 @@ def submit_request(
         address=address_label,
         address_id=_address_id(new.address_id),
         zipcode=_clean(new.zipcode, field="zipcode", limit=32),
-        media_url=media_url,
+        # GeoReport v2's one media_url: the first link (every link is in media_links).
+        media_url=links[0] if links else None,
         channel=new.channel,
         api_key_id=new.api_key_id,
         detailed_status="received",
@@ -391,6 +397,7 @@ def submit_request(
         updated_at=requested_at,
         district_id=district_id,
     )
+    request.media_links = [MediaLink(position=k, url=url) for k, url in enumerate(links)]
     session.add(request)
     if any(getattr(contact, f) for f in contact.__dataclass_fields__):
         request.contact = RequestContact(**{f: getattr(contact, f) for f in contact.__dataclass_fields__})

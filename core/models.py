@@ -497,6 +497,7 @@ class ServiceRequest(Base):
     district: Mapped[District | None] = relationship()
     contact: Mapped[RequestContact | None] = relationship(back_populates="request", uselist=False)
     photos: Mapped[list[Photo]] = relationship(back_populates="service_request", order_by="Photo.id")
+    media_links: Mapped[list[MediaLink]] = relationship(order_by="MediaLink.position", cascade="all, delete-orphan")
 
     @property
     def status(self) -> str:
@@ -556,6 +557,37 @@ class Photo(Base):
     created_at: Mapped[created_at]
 
     service_request: Mapped[ServiceRequest | None] = relationship(back_populates="photos")
+
+
+# What became of a photo link (a report's media_url) in our own storage: `link` shown as a
+# link only (its host is not one STREETLOOP_MEDIA_COPY_HOSTS allows), `pending` a copy job
+# is queued, `copied` stored as `photo_id`, `failed` the one attempt did not get a photo.
+MEDIA_LINK_COPY_STATES = ("link", "pending", "copied", "failed")
+
+
+class MediaLink(Base):
+    """One photo link a report came with (Open311's media_url, several with FixMyStreet's
+    multi_photos), in the order sent. `ServiceRequest.media_url` stays GeoReport v2's one
+    link: the first of these while the report is open."""
+
+    __tablename__ = "media_links"
+    __table_args__ = (
+        UniqueConstraint("service_request_id", "position"),
+        _check_in("copy_state", MEDIA_LINK_COPY_STATES, "copy_state"),
+        CheckConstraint("char_length(url) <= 2048", name="url_length"),
+    )
+
+    id: Mapped[intpk]
+    service_request_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    url: Mapped[str]
+    copy_state: Mapped[str] = mapped_column(String(16), server_default="link")
+    # Why the copy failed, in our own words (never what the other host said).
+    copy_error: Mapped[str | None] = mapped_column(String(200))
+    photo_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("photos.id", ondelete="SET NULL"))
+    copied_at: Mapped[datetime | None]
+
+    photo: Mapped[Photo | None] = relationship()
 
 
 class StatusEvent(Base):

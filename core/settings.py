@@ -150,6 +150,22 @@ def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
     }
 
 
+def _media_copy_settings(env: dict[str, str]) -> dict[str, object]:
+    """STREETLOOP_MEDIA_COPY_*: the hosts whose photo links (a report's media_url) the
+    worker copies into our storage (see core/media_links.py); empty copies nothing."""
+    from core.media_links import COPY_HOSTS_SETTING, COPY_HTTP_HOSTS_SETTING, COPY_INTERNAL_SETTING
+    from core.webhook_targets import parse_hosts
+
+    hosts = parse_hosts(COPY_HOSTS_SETTING, env.get(COPY_HOSTS_SETTING, ""), networks=False)
+    http_hosts = parse_hosts(COPY_HTTP_HOSTS_SETTING, env.get(COPY_HTTP_HOSTS_SETTING, ""), networks=False)
+    unlisted = [h for h in http_hosts if h not in hosts]
+    if unlisted:
+        raise ValueError(f"{COPY_HTTP_HOSTS_SETTING} may only name hosts of {COPY_HOSTS_SETTING}; "
+                         f"not listed there: {', '.join(unlisted)}")
+    return {"media_copy_hosts": hosts, "media_copy_http_hosts": http_hosts,
+            "media_copy_allow_internal": _flag(env, COPY_INTERNAL_SETTING)}
+
+
 def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
     """STREETLOOP_CORS_ORIGINS: the web origins (scheme://host[:port], comma-separated)
     whose pages may write to Open311 and use the staff API from a browser (api/cors.py).
@@ -240,6 +256,10 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_image_pixels_other: int = 16_000_000
     max_request_pixels: int = 250_000_000
+    # Photos one Open311 report may carry: files (`media`, `photo1`...) and, separately,
+    # media_url links. Their bytes together are bounded by the request body's limit
+    # (four times max_upload_bytes, api/__init__.py).
+    max_report_photos: int = 10
     contact_email: str = "311@example.city"
     # Valhalla tiles built by `streetloop roads build`; None: straight-line travel times.
     road_data_dir: Path | None = None
@@ -315,6 +335,14 @@ class Settings:
     webhook_allow_hosts: tuple[str, ...] = ()
     webhook_http_hosts: tuple[str, ...] = ()
     webhook_ca_file: Path | None = None
+    # -- linked photos (issue 13) --
+    # Hosts whose photo links the worker copies into our storage (https; plain http only
+    # for the hosts also in media_copy_http_hosts); empty: links stay links. The addresses
+    # they resolve to must be public unless media_copy_allow_internal (dev, tests, a
+    # FixMyStreet on the city's own network).
+    media_copy_hosts: tuple[str, ...] = ()
+    media_copy_http_hosts: tuple[str, ...] = ()
+    media_copy_allow_internal: bool = False
     # -- the maps' basemap (issue 12) --
     # A city's own tile server ({z}/{x}/{y} template of vector or raster tiles); None: the
     # offline basemap StreetLoop builds from the city's OSM extract (`basemap build`).
@@ -353,6 +381,7 @@ class Settings:
             token_ttl_s=_number(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
             max_upload_bytes=_number(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
             **_photo_pixels(env),
+            max_report_photos=_bounded(env, "STREETLOOP_MAX_REPORT_PHOTOS", 10, 1, 50),
             contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
             road_data_dir=Path(env["STREETLOOP_ROAD_DATA"]) if env.get("STREETLOOP_ROAD_DATA", "").strip() else None,
             detour_factor=_number(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
@@ -392,6 +421,7 @@ class Settings:
             sign_in_known_address_days=_bounded(env, "STREETLOOP_SIGN_IN_KNOWN_ADDRESS_DAYS", 30, 0, 365),
             trusted_proxies=_trusted_proxies(env),
             **_webhook_settings(env),
+            **_media_copy_settings(env),
             **_tile_settings(env),
             cors_origins=_cors_origins(env),
         )

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import crewfeed
@@ -20,6 +20,7 @@ from core.models import (
     CrewChange,
     CrewDay,
     Depot,
+    MediaLink,
     Photo,
     PlanRoute,
     RequestComment,
@@ -58,7 +59,7 @@ def published_route(s: Session, crew: Crew, day: date) -> PlanRoute | None:
 
 
 class _Extras:
-    """Photos, notes and comments for every stop of a route in three queries, not three per stop."""
+    """Photos, photo links, notes and comments for every stop of a route in four queries, not four per stop."""
 
     def __init__(self, s: Session, orders: list[WorkOrder]) -> None:
         req_ids = [r.id for wo in orders for r in wo.requests]
@@ -69,6 +70,17 @@ class _Extras:
                 .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready").order_by(Photo.id)
             ):
                 self.photos.setdefault(rid, []).append((pub, thumb))
+        # Photos the report sent as links: shown as links until a copy of ours is ready
+        # (then it is among the photos above), so the crew never sees one picture twice.
+        self.links: dict[int, list[str]] = {}
+        if req_ids:
+            for rid, url in s.execute(
+                select(MediaLink.service_request_id, MediaLink.url)
+                .outerjoin(Photo, Photo.id == MediaLink.photo_id)
+                .where(MediaLink.service_request_id.in_(req_ids), or_(Photo.id.is_(None), Photo.state != "ready"))
+                .order_by(MediaLink.service_request_id, MediaLink.position)
+            ):
+                self.links.setdefault(rid, []).append(url)
         self.notes: dict[int, list[tuple[datetime, str]]] = {}
         if orders:
             for wid, at, note in s.execute(
@@ -124,6 +136,9 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
         "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [{"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"} for p, t in photos],
+        # Residents' photos that are links to another site (FixMyStreet's): opened from
+        # there, so only with network.
+        "photo_links": [{"url": url} for url in dict.fromkeys(u for r in requests for u in extras.links.get(r.id, []))],
     }
 
 

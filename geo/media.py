@@ -33,9 +33,16 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
     photo.thumbnail_key = f"{stem}-thumb.jpg"
     photo.state = "ready"
     request = photo.service_request
-    if photo.kind == "report" and request is not None and request.media_url is None:
-        # Open311's media_url: the resident's own photo, as everyone may see it.
-        request.media_url = f"/media/{photo.public_key}"
+    if photo.kind == "report" and request is not None:
+        # Open311's media_url: the resident's own photo, as everyone may see it, and of
+        # several the first sent, whichever is processed first. (A link the report came
+        # with stays its media_url, and an after photo that replaced it stays.) The row
+        # lock keeps two photos of one report processed at once from both deciding.
+        session.flush()
+        session.refresh(request, with_for_update=True)
+        mine = {f"/media/{p.public_key}": p.id for p in request.photos if p.kind == "report" and p.public_key}
+        if request.media_url is None or request.media_url in mine:
+            request.media_url = min(mine.items(), key=lambda item: item[1])[0]
     elif photo.kind == "after" and photo.completion_id is not None:
         # Work closed before its after photo was processed: show the result now.
         url = after_photo_url(session, photo.completion_id)

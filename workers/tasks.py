@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, make_sessionmaker
-from core.models import Photo
+from core.models import MediaLink, Photo, ServiceRequest
 from core.settings import Settings
 from core.storage import Storage, storage_from_settings
 from geo.media import process_photo as process_photo_in
@@ -65,18 +65,37 @@ def process_photo(photo_id: int) -> None:
         process_photo_in(session, storage, photo_id)
 
 
+@app.task(name="copy_media_link", queue="media")
+def copy_media_link(link_id: int) -> None:
+    """Copy a report's photo link from a host STREETLOOP_MEDIA_COPY_HOSTS allows. No retry:
+    a failure is recorded on the link, which stays a link (see workers.media_copy)."""
+    from workers.media_copy import copy_link
+
+    settings, sessions, storage = _resources()
+    copy_link(sessions, storage, settings, link_id)
+
+
 @app.periodic(cron="*/10 * * * *")
 @app.task(name="sweep_pending_photos", queue="media", queueing_lock="sweep_pending_photos", pass_context=True)
 async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
-    """Re-queue photos still pending after 10 minutes (a lost defer must not lose a photo)."""
+    """Re-queue photos, and photo links to copy, still pending after 10 minutes (a lost defer
+    must not lose a photo)."""
     _, sessions, _ = _resources()
     cutoff = datetime.now(UTC) - timedelta(minutes=10)
     with sessions() as session:
         ids = session.scalars(select(Photo.id).where(Photo.state == "pending", Photo.created_at < cutoff)).all()
+        # Photo links whose copy job was lost (a defer that never happened, a worker
+        # killed mid-fetch): the request's time stands for the link's.
+        links = session.scalars(
+            select(MediaLink.id).join(ServiceRequest, ServiceRequest.id == MediaLink.service_request_id)
+            .where(MediaLink.copy_state == "pending", ServiceRequest.requested_at < cutoff)
+        ).all()
     for photo_id in ids:
         await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
-    if ids:
-        log.info("re-queued %d pending photos", len(ids))
+    for link_id in links:
+        await context.app.configure_task(name="copy_media_link").defer_async(link_id=link_id)
+    if ids or links:
+        log.info("re-queued %d pending photos and %d photo links to copy", len(ids), len(links))
 
 
 @app.periodic(cron="23 * * * *")

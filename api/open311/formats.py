@@ -15,6 +15,7 @@ _ITEM_TAGS = {
     "values": "value",
     "notes": "note",
     "photos": "photo",
+    "media_urls": "media_url",
     "endpoints": "endpoint",
     "formats": "format",
 }

@@ -6,6 +6,7 @@ details never leave the building."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,11 +24,13 @@ from core.comments import NewComment, add_comment
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
+from core.media_links import CopyPolicy
 from core.photos import hold_media_write_lock
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     REQUEST_OPEN_STATUSES,
     ApiKey,
+    MediaLink,
     Photo,
     RequestComment,
     ServiceAttribute,
@@ -37,7 +40,7 @@ from core.models import (
     WorkOrder,
 )
 from geo.geocode import geocode
-from geo.photos import PhotoLimits, PhotoRejected, inspect_photo
+from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 
 blp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 FORMAT = "<any(json, xml):fmt>"
@@ -279,6 +282,72 @@ def _collect_attributes() -> dict[str, str | list[str]]:
     return attrs
 
 
+# A report's photo files: `media` (GeoReport v2; repeated for several), and FixMyStreet's
+# upload mode, which names them photo1, photo2, ...
+_PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
+
+
+def _photo_parts() -> list[Any]:
+    """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
+    numbered = sorted(((int(m.group(1)), name) for name in request.files.keys()
+                       if (m := _PHOTO_PART.fullmatch(name))))
+    return request.files.getlist("media") + [f for _, name in numbered for f in request.files.getlist(name)]
+
+
+def _report_photos() -> list[tuple[InspectedPhoto, bytes]]:
+    """Every photo file of the report, inspected, an identical file kept once. Refused as a
+    whole (413: nothing is stored) when there are more than the report may have, when one
+    is too large, or when all of them together have more pixels than one report may make
+    us decode (their bytes together are bounded by the body's limit, MAX_CONTENT_LENGTH,
+    whose 413 is answered in Open311's format too); 400 when one is not an image of an
+    accepted type."""
+    cfg = settings()
+    # The body is in already (Flask's MAX_CONTENT_LENGTH bounds it); an empty file input
+    # sends an empty part, which is no photo.
+    blobs = [data for data in (part.read() for part in _photo_parts()) if data]
+    if len(blobs) > cfg.max_report_photos:
+        raise Open311Error(413, f"media: {len(blobs)} photos sent; a report may have at most {cfg.max_report_photos}")
+    unique, seen = [], set()
+    for data in blobs:  # the same file sent twice is one photo
+        digest = hashlib.sha256(data).digest()
+        if digest not in seen:
+            seen.add(digest)
+            unique.append(data)
+    try:
+        found = inspect_photos(unique, PhotoLimits.from_settings(cfg))
+    except PhotoRejected as exc:
+        raise Open311Error(413 if exc.too_large else 400, f"media: {exc}") from None
+    return list(zip(found, unique, strict=True))
+
+
+def _store_report_photos(s: Session, req: ServiceRequest, photos: list[tuple[InspectedPhoto, bytes]]) -> None:
+    """Each photo's original, kept private, and its row; processed after the commit."""
+    if not photos:
+        return
+    storage = media_storage()
+    hold_media_write_lock(s)  # until the commit: the orphan sweep must not take the files
+    for info, data in photos:
+        original_key = f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
+        storage.put(original_key, data)
+        photo = Photo(kind="report", service_request_id=req.id, sha256=info.sha256, content_type=info.content_type,
+                      byte_size=info.byte_size, width=info.width, height=info.height, original_key=original_key)
+        s.add(photo)
+        s.flush()
+        defer_after_commit(s, "process_photo", photo_id=photo.id)
+
+
+def _queue_link_copies(s: Session, req: ServiceRequest, policy: CopyPolicy) -> None:
+    """Links from hosts an admin allowed are copied by the worker after the commit; the
+    others stay links (and are never fetched)."""
+    for link in req.media_links:
+        if policy.allows(link.url):
+            link.copy_state = "pending"
+    s.flush()
+    for link in req.media_links:
+        if link.copy_state == "pending":
+            defer_after_commit(s, "copy_media_link", link_id=link.id)
+
+
 @blp.route(f"/requests.{FORMAT}", methods=["POST"])
 @blp.route("/requests", methods=["POST"])
 def post_request() -> Response:
@@ -292,16 +361,8 @@ def post_request() -> Response:
     if request.is_json:
         raise Open311Error(400, "send the request form-encoded (application/x-www-form-urlencoded) or as multipart/form-data")
 
-    upload = request.files.get("media")
-    photo_info = None
-    photo_bytes = b""
-    if upload is not None:
-        photo_bytes = upload.read()
-    if photo_bytes:
-        try:
-            photo_info = inspect_photo(photo_bytes, PhotoLimits.from_settings(settings()))
-        except PhotoRejected as exc:
-            raise Open311Error(413 if exc.too_large else 400, f"media: {exc}") from None
+    photos = _report_photos()
+    cfg = settings()
 
     new = NewRequest(
         service_code=arg("service_code") or "",
@@ -312,7 +373,9 @@ def post_request() -> Response:
         zipcode=arg("zipcode"),
         description=request.form.get("description", "") or "",
         attributes=_collect_attributes(),
-        media_url=arg("media_url"),
+        # Each value (FixMyStreet's multi_photos repeats the field), empty ones dropped.
+        media_urls=tuple(request.form.getlist("media_url")),
+        max_media_links=cfg.max_report_photos,
         contact=Contact(
             email=arg("email"),
             first_name=arg("first_name"),
@@ -330,24 +393,8 @@ def post_request() -> Response:
     except ValidationFailed as exc:
         raise Open311Error(400, exc.message) from None
 
-    if photo_info is not None:
-        storage = media_storage()
-        original_key = f"private/photos/{photo_info.sha256[:2]}/{photo_info.sha256}.{photo_info.extension}"
-        hold_media_write_lock(s)  # until the commit: the orphan sweep must not take the file
-        storage.put(original_key, photo_bytes)
-        photo = Photo(
-            kind="report",
-            service_request_id=result.request.id,
-            sha256=photo_info.sha256,
-            content_type=photo_info.content_type,
-            byte_size=photo_info.byte_size,
-            width=photo_info.width,
-            height=photo_info.height,
-            original_key=original_key,
-        )
-        s.add(photo)
-        s.flush()
-        defer_after_commit(s, "process_photo", photo_id=photo.id)
+    _store_report_photos(s, result.request, photos)
+    _queue_link_copies(s, result.request, CopyPolicy.from_settings(cfg))
     s.commit()
 
     body = [
@@ -474,9 +521,22 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
             .order_by(StatusEvent.at, StatusEvent.id)
         ):
             notes[ev.entity_id].append({"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note})
+        # Every photo of the report (GeoReport's media_url is one): the links it was sent
+        # with, in order, then the public copies of the files uploaded with it (a link's
+        # copy is not listed again: it is in `photos`).
+        media_urls: dict[int, list[str]] = {i: [] for i in ids}
+        copies: set[int] = set()
+        for link in s.execute(
+            select(MediaLink.service_request_id, MediaLink.url, MediaLink.photo_id)
+            .where(MediaLink.service_request_id == any_(bindparam("lids", ids, type_=ARRAY(BigInteger))))
+            .order_by(MediaLink.service_request_id, MediaLink.position)
+        ):
+            media_urls[link.service_request_id].append(link.url)
+            if link.photo_id is not None:
+                copies.add(link.photo_id)
         photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for p in s.execute(
-            select(Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
+            select(Photo.id, Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
             .where(
                 Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))),
                 Photo.kind == "report",
@@ -492,6 +552,8 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                     "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
                 }
             )
+            if p.id not in copies:
+                media_urls[p.service_request_id].append(_absolute(f"/media/{p.public_key}"))
         # The proof the work was done, next to the resident's own picture of the problem.
         after = closing_photos(s, {r.completion_id for r in rows if r.completion_id is not None})
         for r in rows:
@@ -510,6 +572,7 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
             body["duplicate_of"] = dup_public.get(r.duplicate_of_id)
             body["notes"] = notes[r.id]
             body["photos"] = photos[r.id]
+            body["media_urls"] = media_urls[r.id]
     return out
 
 

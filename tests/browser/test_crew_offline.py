@@ -27,7 +27,7 @@ from sqlalchemy import select
 from core.comments import NewComment, add_comment
 from core.intake import Contact
 from core.lifecycle import Actor
-from core.models import Completion, Photo, Shift, WorkOrder
+from core.models import Completion, MediaLink, Photo, Shift, WorkOrder
 from core.workorders import change_status
 from dispatch.build import Scope
 from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
@@ -430,3 +430,28 @@ def test_the_app_is_installable_and_its_service_worker_stores_files_that_exist(l
         for imported in re.findall(r'from "([^"]+)"', module.read_text()):
             path = imported if imported.startswith("/") else f"/crew/{imported.removeprefix('./')}"
             assert path in shell, f"{module.name} imports {imported}, which sw.js does not store"
+
+
+def test_photos_sent_as_links_are_offered_as_links_that_open_on_their_site(phone, live: LiveServer) -> None:  # noqa: ANN001
+    job = _crew(live, "crewapp-8")
+    _resident_photo(live, job["wo_id"])
+    linked = "https://fixmystreet.example.ad/photo/1.full.jpeg"
+    with live.sessions() as s:
+        (req,) = s.get(WorkOrder, job["wo_id"]).requests
+        # As FixMyStreet sends them (media_url), and one no client could send any more
+        # (Open311 refuses it): the app must not offer it even so.
+        s.add_all([MediaLink(service_request_id=req.id, position=0, url=linked),
+                   MediaLink(service_request_id=req.id, position=1, url="javascript:alert(1)")])
+        s.commit()
+    _dispatch(live, job["wo_id"], job["crew_id"])
+    page = phone.new_page()
+    page.goto("/crew/")
+    sign_in(page, job["email"])
+    page.locator(f"#stop-{job['wo_id']}").click()
+    page.get_by_role("img", name="Resident's photo 1").wait_for()
+    link = page.get_by_role("link", name="Photo 2 sent as a link (needs network)")
+    expect(link).to_have_attribute("href", linked)
+    expect(link).to_have_attribute("target", "_blank")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(page.locator(".photo-links a")).to_have_count(1)
+    accessible(page, "crew photo links")

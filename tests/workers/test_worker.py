@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,103 @@ def test_after_commit_hooks_run_only_after_a_real_commit(engine: Engine) -> None
         s.execute(text("SELECT 1"))
         s.commit()
     assert ran == ["second"]
+
+
+@pytest.fixture
+def photo_server() -> Iterator[str]:
+    """A FixMyStreet's photo host on 127.0.0.1, serving one photo."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), "blue").save(buf, "JPEG")
+    body = buf.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/photo.jpeg" else 404)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_worker_copies_a_linked_photo_from_an_allowed_host_and_the_crew_gets_a_photo(
+    committed, photo_server: str, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    from workers.app import bound_to
+
+    app, sessions, _ = committed
+    # The host written as an address: nothing is looked up (tests ask no DNS server).
+    monkeypatch.setenv("STREETLOOP_MEDIA_COPY_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("STREETLOOP_MEDIA_COPY_HTTP_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("STREETLOOP_MEDIA_COPY_ALLOW_INTERNAL", "true")
+    import workers.tasks
+
+    workers.tasks.close_resources()
+    settings = Settings.from_env()
+    app.extensions["streetloop.settings"] = settings
+    resp = app.test_client().post("/open311/v2/requests.json", data={
+        "api_key": "worker-test-key", "service_code": "worker_test_type", "lat": str(f.LAT), "long": str(f.LON),
+        "media_url": [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"]})
+    assert resp.status_code == 201, resp.data
+    public_id = resp.get_json()[0]["service_request_id"]
+
+    with bound_to(settings) as worker_app:
+        worker_app.run_worker(queues=["media"], wait=False, install_signal_handlers=False, listen_notify=False)
+
+    with sessions() as s:
+        req = s.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+        copied, other = req.media_links
+        assert (copied.copy_state, other.copy_state) == ("copied", "link")
+        photo = s.get(Photo, copied.photo_id)
+        assert (photo.kind, photo.state) == ("report", "ready") and (settings.media_dir / photo.public_key).is_file()
+        jobs = s.execute(text("SELECT task_name, status::text FROM procrastinate_jobs ORDER BY id")).all()
+    assert [tuple(j) for j in jobs] == [("copy_media_link", "succeeded")]
+    body = app.test_client().get(f"/open311/v2/requests/{public_id}.json?extensions=true").get_json()[0]
+    assert body["media_urls"] == [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"]
+    assert [p["url"].rsplit("/media/", 1)[1] for p in body["photos"]] == [photo.public_key]
+
+
+def test_the_pending_sweep_queues_again_a_link_whose_copy_job_was_lost(committed) -> None:  # noqa: ANN001
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from core.models import MediaLink
+    from workers.app import bound_to
+    from workers.tasks import sweep_pending_photos
+
+    app, sessions, settings = committed
+    with sessions.begin() as s:
+        old = f.report(s, "worker_test_type", at=datetime.now(UTC) - timedelta(minutes=30),
+                       media_urls=("https://fms.example.ad/1.jpeg", "https://fms.example.ad/2.jpeg")).request
+        new = f.report(s, "worker_test_type", lon=f.offset(f.LON, f.LAT, 500)[0],
+                       media_urls=("https://fms.example.ad/3.jpeg",)).request
+        old.media_links[0].copy_state = new.media_links[0].copy_state = "pending"
+        s.flush()
+        lost = old.media_links[0].id
+
+    async def sweep() -> None:
+        with bound_to(settings) as bound:
+            async with bound.open_async():
+                # The job's context as procrastinate passes it: the sweep only defers through its app.
+                await sweep_pending_photos(SimpleNamespace(app=bound), timestamp=0)
+
+    asyncio.run(sweep())
+    with sessions() as s:
+        jobs = s.execute(text("SELECT task_name, args FROM procrastinate_jobs ORDER BY id")).all()
+        assert s.scalar(select(MediaLink.copy_state).where(MediaLink.id == lost)) == "pending"
+    # Only the old one: the new one's job may still be on its way.
+    assert [tuple(j) for j in jobs] == [("copy_media_link", {"link_id": lost})]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from api import inputs
 from api.auth import current_actor, current_user, require
-from api.db import service_area, session, settings
+from api.db import base_url, service_area, session, settings
 from api.resources.common import (
     BBoxArgs,
     EventSchema,
@@ -29,7 +29,7 @@ from api.open311.routes import expected_at_expr
 from api.status_page import STATUS_WORDS, late_since, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
-from core.models import REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType, WorkOrder
+from core.models import MEDIA_LINK_COPY_STATES, REDACTABLE_FIELDS, REQUEST_STATUSES, District, ServiceRequest, ServiceType, WorkOrder
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from geo.geocode import geocode
 
@@ -83,7 +83,26 @@ class PublicEventSchema(Schema):
     note = fields.String(allow_none=True)
 
 
+class RequestPhotoSchema(Schema):
+    kind = fields.String(validate=validate.OneOf(("report",)), metadata={"description": "the resident's photo"})
+    state = fields.String(validate=validate.OneOf(("pending", "ready", "rejected")), metadata={
+        "description": "pending until its public copy (no EXIF) is made; the URLs are null until then"})
+    url = fields.String(allow_none=True, metadata={"description": "the public copy"})
+    thumbnail_url = fields.String(allow_none=True)
+
+
+class MediaLinkSchema(Schema):
+    url = fields.String(metadata={"description": "a photo link the report was sent with (its media_url values, in order)"})
+    copy_state = fields.String(validate=validate.OneOf(MEDIA_LINK_COPY_STATES), metadata={"description": (
+        "link: kept as a link (its host is not in STREETLOOP_MEDIA_COPY_HOSTS); pending: being copied into our "
+        "storage; copied: among the photos; failed: the copy did not get a photo (copy_error says why)")})
+    copy_error = fields.String(allow_none=True)
+
+
 class RequestDetailSchema(RequestSchema):
+    photos = fields.List(fields.Nested(RequestPhotoSchema), attribute="photo_list", metadata={
+        "description": "the photos sent with the report, uploaded or copied from its links, in the order stored"})
+    media_links = fields.List(fields.Nested(MediaLinkSchema))
     status_words = fields.Function(
         lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status),
         metadata={"description": "the status in the words of the resident's status page, to read to a caller"},
@@ -263,6 +282,13 @@ def _detail(req: ServiceRequest) -> ServiceRequest:
     # Dispatchers route work and call-takers take calls; neither needs the reporter's
     # identity (a call-taker hears the details the caller gives, and is not shown them back).
     req.show_contact = current_user().role in {"supervisor", "admin"}  # type: ignore[attr-defined]
+    base = base_url()
+    req.photo_list = [  # type: ignore[attr-defined]
+        {"kind": p.kind, "state": p.state,
+         "url": f"{base}/media/{p.public_key}" if p.state == "ready" and p.public_key else None,
+         "thumbnail_url": f"{base}/media/{p.thumbnail_key}" if p.state == "ready" and p.thumbnail_key else None}
+        for p in req.photos if p.kind == "report"
+    ]
     return req
 
 

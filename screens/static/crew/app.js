@@ -343,10 +343,33 @@ function stopScreen(id) {
         h("q", { class: "resident-text" }, c.text))))] : null,
     stop.notes.length ? [h("h2", {}, t("stop.notes")), h("ul", { class: "notes" },
       stop.notes.map((n) => h("li", {}, h("span", { class: "note-time" }, fmt.time(n.at)), " ", n.note)))] : null,
-    stop.photos.length ? [h("h2", {}, t("stop.photos")), h("div", { class: "photos" },
-      stop.photos.map((p, k) => h("a", { href: p.url, target: "_blank", rel: "noopener" },
-        h("img", { src: p.thumbnail_url, alt: t("stop.photo_alt", { n: k + 1 }), loading: "lazy" }))))] : null,
+    residentsPhotos(stop),
     state.results[stop.work_order_id] ? h("a", { class: "button", href: `#/result/${stop.work_order_id}` }, t("result.see")) : null);
+}
+
+/** The residents' photos: ours (kept on the phone for the day), then the ones a report
+ * sent as links to another site (FixMyStreet's), which open there and need the network.
+ * A link is offered only as an http(s) URL: never javascript: or data:, whatever a
+ * client sent. */
+function residentsPhotos(stop) {
+  const links = (stop.photo_links || []).filter((link) => isWebUrl(link.url));
+  if (!stop.photos.length && !links.length) return null;
+  return [h("h2", {}, t("stop.photos")),
+    stop.photos.length ? h("div", { class: "photos" },
+      stop.photos.map((p, k) => h("a", { href: p.url, target: "_blank", rel: "noopener" },
+        h("img", { src: p.thumbnail_url, alt: t("stop.photo_alt", { n: k + 1 }), loading: "lazy" })))) : null,
+    links.length ? h("ul", { class: "photo-links" },
+      links.map((link, k) => h("li", {}, h("a", { href: link.url, target: "_blank", rel: "noopener noreferrer" },
+        t("stop.photo_link", { n: stop.photos.length + k + 1 }))))) : null];
+}
+
+function isWebUrl(url) {
+  try {
+    const { protocol } = new URL(url);
+    return protocol === "https:" || protocol === "http:";
+  } catch {
+    return false;
+  }
 }
 
 function progressButtons(stop, status) {

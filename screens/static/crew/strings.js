@@ -60,6 +60,7 @@ export default {
   "stop.notes": "Notes",
   "stop.photos": "Residents' photos",
   "stop.photo_alt": "Resident's photo {n}",
+  "stop.photo_link": "Photo {n} sent as a link (needs network)",
   "stop.back": "Back to the stops",
   "stop.gone_title": "Stop not on your route",
   "stop.gone": "This stop is no longer on your route.",
