@@ -45,9 +45,14 @@ class GeoJSONMultiPolygonSchema(Schema):
     coordinates = _positions(3)
 
 
+# A Feature's and a FeatureCollection's `type` is a pattern rather than a one-value enum:
+# each Feature schema would give a generated client an enum class of its own, all with the
+# same one value. Nothing needs to tell them apart by it (a review map's features differ
+# by `properties.role`).
 def feature_type() -> fields.String:
-    return _kind("Feature")
+    return fields.String(required=True, validate=validate.Regexp("^Feature$"), metadata={"description": "Feature"})
 
 
 def feature_collection_type() -> fields.String:
-    return _kind("FeatureCollection")
+    return fields.String(required=True, validate=validate.Regexp("^FeatureCollection$"),
+                         metadata={"description": "FeatureCollection"})
