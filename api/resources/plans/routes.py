@@ -119,7 +119,10 @@ class MustDoStatsSchema(Schema):
 
 
 class PlanStatsSchema(Schema):
-    """What dispatch/plans.py stores in `route_plans.stats` once the solve is done ({} before)."""
+    """What dispatch/plans.py (and dispatch/drafts.py, on an edit) store in `route_plans.stats`
+    once the solve is done; {} before. The JSON is answered as stored, so a key stored
+    there must be listed here: the schema is closed, and tests/api/test_openapi_types.py
+    checks solved and edited plans against it."""
 
     jobs = fields.Integer(metadata={"description": "work orders given to the solver"})
     crews = fields.Integer(metadata={"description": "crews given to the solver"})
