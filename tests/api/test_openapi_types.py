@@ -24,8 +24,8 @@ from core.models import Completion
 from dispatch.plans import run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
+from tests.api.test_completion import job as job  # the fixture, reused
 from tests.api.test_completion import submit
-from tests.api.test_completion import job as job  # noqa: F401 - the fixture, reused
 from tests.api.test_plans_api import TZ
 from tests.dispatch.test_plans import DAY, day  # noqa: F401 - the fixture, reused
 
@@ -213,7 +213,7 @@ def test_a_key_the_schema_does_not_list_fails_the_check(client: Any, db: Session
             assert_documented(spec, "GET", "/api/v1/plans/{plan_id}", 200, doctored)
 
 
-def test_a_completion_under_review_matches_its_schemas(client: Any, db: Session, job: dict, staff: dict) -> None:  # noqa: F811
+def test_a_completion_under_review_matches_its_schemas(client: Any, db: Session, job: dict, staff: dict) -> None:
     spec, headers = _spec(client), staff["supervisor"]
     assert submit(client, job, lon=str(f.LON + 0.003)).status_code == 201  # ~250 m off: it waits for a supervisor
     c = db.scalar(select(Completion))
@@ -229,7 +229,7 @@ def test_a_completion_under_review_matches_its_schemas(client: Any, db: Session,
     assert_documented(spec, "POST", "/api/v1/completions/{completion_id}/review", 200, decided.get_json())
 
 
-def test_the_review_work_order_reads_as_it_did(client: Any, db: Session, job: dict, staff: dict) -> None:  # noqa: F811
+def test_the_review_work_order_reads_as_it_did(client: Any, db: Session, job: dict, staff: dict) -> None:
     # Dumped through its schema now, not built as a dict: the same JSON, due_at included.
     submit(client, job, lon=str(f.LON + 0.003))
     c = db.scalar(select(Completion))
