@@ -24,7 +24,10 @@ def register_resources(api: Api) -> None:
     from api.resources.users.routes import blp as users
     from api.resources.webhooks.routes import blp as webhooks
     from api.resources.work_orders.routes import blp as work_orders
+    from api.resources.typed import install as document_typed_fields
 
+    # Before the first blueprint: apispec documents each schema as it is registered.
+    document_typed_fields(api)
     for blp in (auth, service_types, crews, depots, districts, service_area, requests, work_orders, plans, crew_phone, api_keys,
                 users, reviews, webhooks, citistat, shifts, app_config, addresses):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

@@ -10,6 +10,7 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from api.resources.typed import Computed
 from core.models import StatusEvent
 from core.spatial import lon_lat, multipolygon_from_geojson
 
@@ -101,7 +102,8 @@ class EventSchema(Schema):
     actor = fields.String()
     note = fields.String(allow_none=True)
     public = fields.Boolean()
-    location = fields.Function(lambda e: point_out(e.location))
+    # Where it happened, when the event has a place (a crew's); typed, see api/resources/typed.py.
+    location = Computed(lambda e: point_out(e.location), fields.Nested(PointSchema, allow_none=True))
 
 
 def timeline(session: Session, entity: str, entity_id: int) -> list[StatusEvent]:

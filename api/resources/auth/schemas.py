@@ -1,5 +1,7 @@
 from marshmallow import Schema, fields, validate
 
+from api.resources.typed import Computed
+
 
 class LoginSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(1, 320))
@@ -17,7 +19,8 @@ class MeSchema(Schema):
     email = fields.String()
     name = fields.String()
     role = fields.String()
-    crew_code = fields.Function(lambda u: u.crew.code if u.crew else None)
+    crew_code = Computed(lambda u: u.crew.code if u.crew else None, fields.String(allow_none=True), metadata={
+        "description": "the crew of a crew login; null for the other roles"})
 
 
 class RevokedSchema(Schema):

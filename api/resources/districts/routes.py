@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from api.auth import require
 from api.db import session
 from api.resources.common import as_multipolygon
+from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
+from api.resources.typed import JSONObject
 from core.models import District
 
 blp = Blueprint("districts", __name__, url_prefix="/districts", description="Council districts / wards as polygons.")
@@ -20,7 +22,8 @@ class DistrictSchema(Schema):
     id = fields.Integer(dump_only=True)
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
     name = fields.String(required=True, validate=validate.Length(1, 255))
-    geometry = fields.Dict(required=True, metadata={"description": "GeoJSON Polygon or MultiPolygon (lon, lat)"})
+    geometry = JSONObject(GeoJSONPolygonSchema, GeoJSONMultiPolygonSchema, required=True, metadata={
+        "description": "GeoJSON Polygon or MultiPolygon (lon, lat); answered as a MultiPolygon"})
 
     @validates("geometry")
     def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:

@@ -13,6 +13,8 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, require
 from api.db import day_rules, defer_after_commit, session, settings, travel
+from api.resources.geojson import GeoJSONLineStringSchema, feature_collection_type, feature_type
+from api.resources.typed import Computed, JSONObject
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
 from dispatch.build import Scope
 from dispatch.drafts import move_stop, remove_stop, set_lock
@@ -67,7 +69,8 @@ class StopSchema(Schema):
     locked = fields.Boolean()
     projected_start_at = fields.DateTime(allow_none=True, metadata={
         "description": "during the day: when the crew now looks like starting it, from its progress and position"})
-    late_minutes = fields.Function(late_minutes, metadata={"description": "how far the projection is behind the plan"})
+    late_minutes = Computed(late_minutes, fields.Integer(allow_none=True), metadata={
+        "description": "how far the projection is behind the plan, minutes; null with no projection"})
     projected_at = fields.DateTime(allow_none=True, metadata={"description": "when the projection was made"})
 
 
@@ -86,7 +89,7 @@ class ExcludedCrewSchema(Schema):
 
 
 class RouteSchema(Schema):
-    crew = fields.Function(lambda r: r.crew.code)
+    crew = Computed(lambda r: r.crew.code, fields.String(), metadata={"description": "crew code"})
     start_at = fields.DateTime()
     end_at = fields.DateTime()
     drive_s = fields.Integer()
@@ -109,10 +112,60 @@ class ProgressSchema(Schema):
     updated_at = fields.String(metadata={"format": "date-time", "description": "when the job last wrote this (every second while it solves)"})
 
 
+class MustDoStatsSchema(Schema):
+    work_orders = fields.List(fields.Integer(), required=True, metadata={"description": "the day's must-do work orders"})
+    scheduled = fields.List(fields.Integer(), required=True, metadata={"description": "those of them on a route"})
+    displaced = fields.List(fields.Integer(), required=True, metadata={"description": "work taken off to make room for them"})
+
+
+class PlanStatsSchema(Schema):
+    """What dispatch/plans.py (and dispatch/drafts.py, on an edit) store in `route_plans.stats`
+    once the solve is done; {} before. The JSON is answered as stored, so a key stored
+    there must be listed here: the schema is closed, and tests/api/test_openapi_types.py
+    checks solved and edited plans against it."""
+
+    jobs = fields.Integer(metadata={"description": "work orders given to the solver"})
+    crews = fields.Integer(metadata={"description": "crews given to the solver"})
+    scheduled = fields.Integer(metadata={"description": "jobs on the routes"})
+    distance_m = fields.Integer(metadata={"description": "metres driven by all routes"})
+    drive_s = fields.Integer(metadata={"description": "seconds driven by all routes"})
+    route_s = fields.Integer(metadata={"description": "seconds from the first start to the last end, summed over the routes"})
+    penalty = fields.Integer(metadata={"description": "the solver's penalty for the jobs left out"})
+    feasible = fields.Boolean(metadata={"description": "false: the validator found broken constraints (the plan cannot be published)"})
+    violations = fields.List(fields.String(), metadata={"description": "the broken constraints, in words"})
+    solve_seconds = fields.Float(metadata={"description": "the whole solve, seconds"})
+    seconds = fields.Float(metadata={"description": "the search, seconds"})
+    status = fields.String(metadata={"description": "how the search ended"})
+    start_from = fields.String(metadata={"description": "the first solution the search improved on"})
+    solver_objective = fields.Integer(metadata={"description": "the solver's own objective (scaled cost)"})
+    vroom_seconds = fields.Float(metadata={"description": "the VROOM first solution, seconds"})
+    vroom_distance = fields.Integer(metadata={"description": "metres of the VROOM first solution"})
+    split = fields.Integer(metadata={"description": "a large day solved in this many parts"})
+    must_do = fields.Nested(MustDoStatsSchema, metadata={"description": "only when the day has must-do work"})
+    edited = fields.Boolean(metadata={"description": "a dispatcher moved, removed or locked stops since the solve"})
+
+
+class RoutePropertiesSchema(Schema):
+    crew = fields.String(required=True, metadata={"description": "crew code"})
+
+
+class RouteFeatureSchema(Schema):
+    type = feature_type()
+    id = fields.Integer(required=True, metadata={"description": "the route's id"})
+    properties = fields.Nested(RoutePropertiesSchema, required=True)
+    geometry = fields.Nested(GeoJSONLineStringSchema, required=True, metadata={"description": "the road the crew drives"})
+
+
+class RouteMapSchema(Schema):
+    type = feature_collection_type()
+    features = fields.List(fields.Nested(RouteFeatureSchema), required=True, metadata={
+        "description": "one per crew route that has stops"})
+
+
 class PlanSchema(Schema):
     id = fields.Integer()
     date = fields.Date(attribute="plan_date")
-    scope = fields.Dict()
+    scope = JSONObject(ScopeSchema, metadata={"description": "the plan's agency, depot and district (null: all)"})
     version = fields.Integer()
     status = fields.String()
     provider = fields.String(allow_none=True)
@@ -120,7 +173,7 @@ class PlanSchema(Schema):
     parent_id = fields.Integer(allow_none=True)
     replan_from = fields.DateTime(allow_none=True)
     planned_from = fields.DateTime(allow_none=True, metadata={"description": "a day under way: no stop starts before this"})
-    stats = fields.Dict()
+    stats = JSONObject(PlanStatsSchema, metadata={"description": "the solve's figures; empty until it is done"})
     error = fields.String(allow_none=True)
     progress = fields.Nested(ProgressSchema, allow_none=True, metadata={
         "description": "how far the solve is; null while queued. Poll GET /plans/{id} while running"})
@@ -133,7 +186,7 @@ class PlanSchema(Schema):
 
 class PlanDetailSchema(PlanSchema):
     routes = fields.List(fields.Nested(RouteSchema))
-    geojson = fields.Dict(metadata={"description": "GeoJSON FeatureCollection: one LineString per crew route"})
+    geojson = JSONObject(RouteMapSchema, metadata={"description": "GeoJSON FeatureCollection: one LineString per crew route"})
 
 
 class PlanListArgs(Schema):

@@ -26,6 +26,7 @@ from api.resources.common import (
     timeline,
 )
 from api.open311.routes import expected_at_expr
+from api.resources.typed import Computed, JSONValue
 from api.status_page import STATUS_WORDS, late_since, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
@@ -45,21 +46,33 @@ class RequestArgs(PageArgs, BBoxArgs):
     to = inputs.DateTime(metadata={"description": "received before"})
 
 
+# An attribute's stored value: the service definition's number datatype is kept as a
+# number, a multivaluelist as a list of its keys, every other datatype as a string.
+_ATTRIBUTE_VALUE = JSONValue({"type": "string"}, {"type": "number"}, {"type": "array", "items": {"type": "string"}})
+# What a client sent beyond the definition is kept as sent: a string, or several.
+_EXTRA_VALUE = JSONValue({"type": "string"}, {"type": "array", "items": {"type": "string"}})
+
+
 class RequestSchema(Schema):
     id = fields.Integer()
     service_request_id = fields.String(attribute="public_id")
-    service_code = fields.Function(lambda r: r.service_type.code)
+    service_code = Computed(lambda r: r.service_type.code, fields.String())
     detailed_status = fields.String()
     status = fields.String()
     description = fields.String()
-    attributes = fields.Dict()
-    extra_attributes = fields.Dict(metadata={"description": "attributes the client sent beyond the service definition"})
+    attributes = fields.Dict(keys=fields.String(), values=_ATTRIBUTE_VALUE, metadata={
+        "description": "attribute code -> value, as the service definition asked for it"})
+    extra_attributes = fields.Dict(keys=fields.String(), values=_EXTRA_VALUE, metadata={
+        "description": "attributes the client sent beyond the service definition"})
     address = fields.String(allow_none=True)
-    location = fields.Function(lambda r: point_out(r.location))
+    location = Computed(lambda r: point_out(r.location), fields.Nested(PointSchema, allow_none=True), metadata={
+        "description": "null until the request has a location (see needs_pin)"})
     location_source = fields.String()
     needs_pin = fields.Boolean()
-    district = fields.Function(lambda r: r.district.code if r.district else None)
-    duplicate_of = fields.Function(lambda r: r.duplicate_of.public_id if r.duplicate_of else None)
+    district = Computed(lambda r: r.district.code if r.district else None, fields.String(allow_none=True), metadata={
+        "description": "district code"})
+    duplicate_of = Computed(lambda r: r.duplicate_of.public_id if r.duplicate_of else None, fields.String(allow_none=True),
+                            metadata={"description": "the request this one duplicates"})
     work_order_id = fields.Integer(allow_none=True)
     channel = fields.String()
     media_url = fields.String(allow_none=True)
@@ -103,8 +116,8 @@ class RequestDetailSchema(RequestSchema):
     photos = fields.List(fields.Nested(RequestPhotoSchema), attribute="photo_list", metadata={
         "description": "the photos sent with the report, uploaded or copied from its links, in the order stored"})
     media_links = fields.List(fields.Nested(MediaLinkSchema))
-    status_words = fields.Function(
-        lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status),
+    status_words = Computed(
+        lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status), fields.String(),
         metadata={"description": "the status in the words of the resident's status page, to read to a caller"},
     )
     public_expected_at = fields.DateTime(allow_none=True, metadata={
@@ -119,8 +132,9 @@ class RequestDetailSchema(RequestSchema):
         allow_none=True, metadata={"description": "what the reporter was told: the report joined or reopened another"}
     )
     timeline = fields.List(fields.Nested(EventSchema))
-    contact = fields.Function(
+    contact = Computed(
         lambda r: ContactSchema().dump(r.contact) if getattr(r, "show_contact", False) and r.contact else None,
+        fields.Nested(ContactSchema, allow_none=True),
         metadata={"description": "reporter contact; supervisors and admins only"},
     )
 
@@ -314,7 +328,7 @@ class CandidateSchema(Schema):
     description = fields.String(attribute="request.description")
     address = fields.Function(lambda c: c.request.address or c.work_order.address,
                               metadata={"type": "string", "nullable": True})
-    location = fields.Function(lambda c: point_out(c.work_order.location))
+    location = Computed(lambda c: point_out(c.work_order.location), fields.Nested(PointSchema, allow_none=True))
     requested_at = fields.DateTime(attribute="request.requested_at")
     report_count = fields.Integer(attribute="work_order.report_count", metadata={
         "description": "reports the work has so far (a new one joining raises its priority)"})
@@ -378,7 +392,7 @@ class RedactionArgs(Schema):
 
 class RedactionSchema(Schema):
     id = fields.Integer()
-    request = fields.Function(lambda r: session().get(ServiceRequest, r.service_request_id).public_id, metadata={
+    request = Computed(lambda r: session().get(ServiceRequest, r.service_request_id).public_id, fields.String(), metadata={
         "description": "the request whose text it is: redacting the status notes redacts the same text on the "
                        "other requests of the work order (its duplicates), one redaction each"})
     field = fields.String()

@@ -13,7 +13,9 @@ from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
-from api.resources.common import EventSchema, PageArgs, page_schema, paginate, point_out, timeline
+from api.resources.common import EventSchema, PageArgs, PointSchema, page_schema, paginate, point_out, timeline
+from api.resources.geojson import GeoJSONLineStringSchema, GeoJSONPointSchema, feature_collection_type, feature_type
+from api.resources.typed import Computed, JSONObject, JSONValue
 from core import closing
 from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceRequest, ServiceType, WorkOrder
 from core.spatial import lon_lat
@@ -74,8 +76,64 @@ class ReviewOutSchema(Schema):
     outcome = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
-    reviewer = fields.Function(lambda r: r.reviewer.email)
+    reviewer = Computed(lambda r: r.reviewer.email, fields.String(), metadata={"description": "the supervisor's email"})
     at = fields.DateTime()
+
+
+class ReviewWorkOrderSchema(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True)
+    service_code = fields.String(required=True)
+    service_name = fields.String(required=True)
+    priority = fields.Integer(required=True)
+    due_at = fields.DateTime(required=True)
+    address = fields.String(required=True, allow_none=True)
+    location = fields.Nested(PointSchema, required=True, allow_none=True)
+    district = fields.String(required=True, allow_none=True, metadata={"description": "district code"})
+    reopen_count = fields.Integer(required=True)
+    service_request_ids = fields.List(fields.String(), required=True)
+
+
+# The review map's features, one schema per kind: `properties.role` tells them apart.
+class SitePropertiesSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(["site"]))
+    address = fields.String(required=True, allow_none=True)
+
+
+class FixPropertiesSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(["fix"]))
+    accuracy_m = fields.Float(required=True, allow_none=True, metadata={"description": "the fix's accuracy radius"})
+    fix_time = fields.DateTime(required=True, allow_none=True, metadata={"description": "when the phone took the fix"})
+
+
+class TrackPropertiesSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(["track"]))
+    from_ = fields.DateTime(required=True, data_key="from", metadata={"description": "the first fix's time"})
+    to = fields.DateTime(required=True, metadata={"description": "the last fix's time"})
+
+
+class SiteFeatureSchema(Schema):
+    type = feature_type()
+    geometry = fields.Nested(GeoJSONPointSchema, required=True)
+    properties = fields.Nested(SitePropertiesSchema, required=True)
+
+
+class FixFeatureSchema(Schema):
+    type = feature_type()
+    geometry = fields.Nested(GeoJSONPointSchema, required=True)
+    properties = fields.Nested(FixPropertiesSchema, required=True)
+
+
+class TrackFeatureSchema(Schema):
+    type = feature_type()
+    geometry = fields.Nested(GeoJSONLineStringSchema, required=True)
+    properties = fields.Nested(TrackPropertiesSchema, required=True)
+
+
+class CompletionMapSchema(Schema):
+    type = feature_collection_type()
+    features = fields.List(JSONValue(SiteFeatureSchema, FixFeatureSchema, TrackFeatureSchema), required=True, metadata={
+        "description": "the site (where the work order is), the crew's fix (where the phone said it was), and the track"})
 
 
 class CompletionReviewSchema(Schema):
@@ -94,11 +152,11 @@ class CompletionReviewSchema(Schema):
     photos = fields.List(fields.Nested(PhotoOutSchema), metadata={"description": "the crew's photos"})
     reports = fields.List(fields.Nested(ReportOutSchema), metadata={
         "description": "the residents' reports on the work order (duplicates included), with their photos"})
-    work_order = fields.Dict()
+    work_order = fields.Nested(ReviewWorkOrderSchema)
     track = fields.List(fields.Nested(TrackPointSchema), metadata={
         "description": "GET /completions/{id} only: the crew's GPS fixes in the track check's window around the "
                        "completion, oldest first (what the track and teleport checks read); empty once purged"})
-    geojson = fields.Dict(metadata={
+    geojson = JSONObject(CompletionMapSchema, metadata={
         "description": "FeatureCollection: the site, the crew's fix with its accuracy, and (GET /completions/{id}) "
                        "the track as a LineString"})
     timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "the work order's audit trail"})
@@ -126,10 +184,16 @@ class DecisionSchema(Schema):
             raise ValidationError("an outcome is only given when closing", "outcome")
 
 
+class RequestStatusSchema(Schema):
+    service_request_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "the Open311 status: open or closed"})
+    detailed_status = fields.String(required=True)
+
+
 class DecisionResultSchema(Schema):
     completion = fields.Nested(CompletionReviewSchema)
     work_order_status = fields.String()
-    requests = fields.List(fields.Dict(), metadata={"description": "each linked request's public id and status"})
+    requests = fields.List(fields.Nested(RequestStatusSchema), metadata={"description": "each linked request's public id and status"})
 
 
 def _photo_out(p: Photo) -> dict[str, Any]:
@@ -161,7 +225,7 @@ def _geojson(c: Completion, track: list[proof.Ping]) -> dict[str, Any]:
 def _work_order_out(wo: WorkOrder) -> dict[str, Any]:
     return {
         "id": wo.id, "status": wo.status, "service_code": wo.service_type.code, "priority": wo.priority,
-        "due_at": wo.due_at.isoformat(), "address": wo.address, "location": point_out(wo.location),
+        "due_at": wo.due_at, "address": wo.address, "location": point_out(wo.location),
         "service_name": wo.service_type.name,
         "district": wo.district.code if wo.district else None, "reopen_count": wo.reopen_count,
         "service_request_ids": [r.public_id for r in wo.requests],

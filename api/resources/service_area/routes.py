@@ -10,6 +10,8 @@ from marshmallow import Schema, fields, validates
 from api.auth import current_actor, require
 from api.db import service_area, session
 from api.resources.common import EventSchema, as_multipolygon, timeline
+from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
+from api.resources.typed import JSONObject
 from core.service_area import ENTITY, ROW_ID, SETTING, area_in_force, clear_admin_area, set_admin_area
 
 blp = Blueprint(
@@ -27,12 +29,14 @@ class ServiceAreaSchema(Schema):
                        "or none (every location is accepted)",
     })
     tolerance_m = fields.Float(metadata={"description": "a location this close to the area counts as inside"})
-    geometry = fields.Dict(allow_none=True, metadata={"description": "GeoJSON MultiPolygon (lon, lat); null for none"})
+    geometry = JSONObject(GeoJSONMultiPolygonSchema, allow_none=True, metadata={
+        "description": "GeoJSON MultiPolygon (lon, lat); null for none"})
     timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "changes made through this API"})
 
 
 class ServiceAreaPolygonSchema(Schema):
-    geometry = fields.Dict(required=True, metadata={"description": "GeoJSON Polygon or MultiPolygon (lon, lat)"})
+    geometry = JSONObject(GeoJSONPolygonSchema, GeoJSONMultiPolygonSchema, required=True, metadata={
+        "description": "GeoJSON Polygon or MultiPolygon (lon, lat)"})
 
     @validates("geometry")
     def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:

@@ -1,5 +1,6 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.resources.typed import JSONValue
 from core.models import DATATYPES
 
 CODE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="use 1-64 letters, digits, '_', '-' or '.'")
@@ -50,7 +51,8 @@ class ServiceTypeSchema(Schema):
     auto_verify = fields.Boolean(load_default=True)
     demands = fields.Dict(
         keys=fields.String(validate=validate.Length(1, 64)),
-        values=fields.Raw(),
+        # Passed through as sent: _demands below checks it (a number, or "attribute:<code>").
+        values=JSONValue({"type": "number", "minimum": 0}, {"type": "string", "pattern": "^attribute:"}),
         load_default=dict,
         metadata={"description": 'capacity per job and dimension: a number, or "attribute:<code>" of a number attribute'},
     )

@@ -1,6 +1,7 @@
 from marshmallow import Schema, fields, validate
 
 from api.resources.common import EventSchema, PageArgs
+from api.resources.typed import Computed
 from core.models import ROLES
 from core.users import MAX_NAME_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
@@ -19,7 +20,8 @@ class UserSchema(Schema):
     email = fields.String()
     name = fields.String()
     role = fields.String()
-    crew = fields.Function(lambda u: u.crew.code if u.crew else None, metadata={"description": "crew code"})
+    crew = Computed(lambda u: u.crew.code if u.crew else None, fields.String(allow_none=True), metadata={
+        "description": "crew code; null for the roles other than crew"})
     active = fields.Boolean()
     created_at = fields.DateTime()
 

@@ -11,7 +11,19 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import session, settings
-from api.resources.common import BBoxArgs, EventSchema, PageArgs, bbox_filter, csv_list, page_schema, paginate, point_out, timeline
+from api.resources.common import (
+    BBoxArgs,
+    EventSchema,
+    PageArgs,
+    PointSchema,
+    bbox_filter,
+    csv_list,
+    page_schema,
+    paginate,
+    point_out,
+    timeline,
+)
+from api.resources.typed import Computed
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.closing import close_work_order
 from core.models import CLOSE_OUTCOMES, WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
@@ -34,24 +46,28 @@ class WorkOrderArgs(PageArgs, BBoxArgs):
 class WorkOrderSchema(Schema):
     id = fields.Integer()
     status = fields.String()
-    service_code = fields.Function(lambda w: w.service_type.code)
+    service_code = Computed(lambda w: w.service_type.code, fields.String())
     priority = fields.Integer()
     report_count = fields.Integer()
     due_at = fields.DateTime()
     skill = fields.String()
     minutes_on_site = fields.Integer()
-    location = fields.Function(lambda w: point_out(w.location))
+    location = Computed(lambda w: point_out(w.location), fields.Nested(PointSchema, allow_none=True), metadata={
+        "description": "null until the work has a location"})
     address = fields.String(allow_none=True)
-    district = fields.Function(lambda w: w.district.code if w.district else None)
-    crew = fields.Function(lambda w: w.crew.code if w.crew else None)
+    district = Computed(lambda w: w.district.code if w.district else None, fields.String(allow_none=True), metadata={
+        "description": "district code"})
+    crew = Computed(lambda w: w.crew.code if w.crew else None, fields.String(allow_none=True), metadata={
+        "description": "crew code, once dispatched"})
     reopen_count = fields.Integer()
     unable_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
-    service_request_ids = fields.Function(lambda w: [r.public_id for r in w.requests])
+    service_request_ids = Computed(lambda w: [r.public_id for r in w.requests], fields.List(fields.String()), metadata={
+        "description": "the reports of this work, first one first"})
     must_do_on = fields.Date(allow_none=True, metadata={"description": "a dispatcher made it must-do on this day"})
-    must_do_crew = fields.Function(lambda w: w.must_do_crew.code if w.must_do_crew else None,
-                                   metadata={"description": "and by this crew, if one was named"})
+    must_do_crew = Computed(lambda w: w.must_do_crew.code if w.must_do_crew else None, fields.String(allow_none=True),
+                            metadata={"description": "and by this crew, if one was named"})
 
 
 class WorkOrderDetailSchema(WorkOrderSchema):
