@@ -68,3 +68,17 @@ def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001, F811
     fix = (NOW - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     r = submit(client, job, key="zulu", fix_time=fix, lat=str(f.LAT))
     assert r.status_code == 201, r.data
+
+
+@pytest.mark.parametrize("part", [b'Content-Disposition: form-data\r\n\r\nx', b'Content-Disposition: form-data; filename="a.jpg"\r\n\r\nx'])
+def test_a_form_part_without_a_name_is_a_422(client, db: Session, job, part: bytes) -> None:  # noqa: ANN001, F811
+    from sqlalchemy import func, select
+
+    from core.models import Completion
+
+    body = b'--b\r\n' + part + b'\r\n--b\r\nContent-Disposition: form-data; name="outcome"\r\n\r\nfixed\r\n--b--\r\n'
+    r = client.post(f"/api/v1/work-orders/{job['wo'].id}/completion", data=body, content_type="multipart/form-data; boundary=b",
+                    headers={**job["headers"], "Idempotency-Key": "nameless"})
+    assert r.status_code == 422, r.data
+    assert r.get_json()["errors"] == {"(no name)": ["is a form part without a name"]}
+    assert db.scalar(select(func.count()).select_from(Completion)) == 0
