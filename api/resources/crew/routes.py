@@ -7,6 +7,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+import flask
 from flask import Response, request
 from flask_smorest import Blueprint, abort
 from flask_smorest.error_handler import ErrorSchema
@@ -50,14 +51,15 @@ class CrewBlueprint(Blueprint):
     If-None-Match with 304, but by raising `NotModified`, whose answer carries neither
     header: RFC 9110 (15.4.5) asks a 304 to send the ETag and Cache-Control the 200 would
     have, and a phone that keeps the tag it was last given would otherwise lose it. This
-    raises the same 304 as a ready answer with both headers (and no body) instead."""
+    answers the same 304 with both headers (and no body) instead: `flask.abort` with a
+    ready answer sends it as it is, past the error handlers that would dress it as an error."""
 
     def _check_not_modified(self, etag: str) -> None:
         if request.method in self.METHODS_CHECKING_NOT_MODIFIED and etag in request.if_none_match:
             response = Response(status=304)
             response.set_etag(etag)
             response.headers["Cache-Control"] = ROUTE_CACHE_CONTROL
-            abort(response)
+            flask.abort(response)
 
 
 blp = CrewBlueprint("crew", __name__, url_prefix="", description="What crews' phones read and send.")
@@ -102,8 +104,10 @@ class ChangesArgs(Schema):
 @blp.alt_response(422, **BAD_INPUT)
 @blp.doc(operationId="getCrewRoute")
 def crew_route(args: dict[str, Any]) -> Any:
-    """The crew's route for a day, in order: each stop's place, work, time windows and ETA,
-    residents' descriptions, notes and public photos; the shift, breaks and route line; the
+    """The crew's route for a day.
+
+    In order: each stop's place, work, time windows and ETA, residents' descriptions,
+    comments, notes and photos (stored, and linked); the shift, breaks and route line; the
     choices the phone offers (`unable_reasons`, `outcomes`); and `changes_cursor`, where to
     follow `/crew/changes` from. Send the ETag back as If-None-Match: an unchanged route
     answers 304 with no body."""
