@@ -104,23 +104,29 @@ def _first_bad(items: Any, prefix: str = "") -> str | None:
     return None
 
 
-def _bad_field() -> tuple[str, str] | None:
-    """(location, name) of the first unusable text in this request, or None."""
+BAD_TEXT = "contains a NUL character or invalid Unicode"
+# A multipart part with no name in its Content-Disposition: werkzeug files it under the
+# key None, which no field reads and which code sorting or matching keys would trip on.
+NAMELESS = "is a form part without a name"
+
+
+def _bad_field() -> tuple[str, str, str] | None:
+    """(location, name, what is wrong) of the first unusable text in this request, or None."""
     if _BAD_TEXT.search(request.path):
-        return "path", "path"
-    for location, multi in (("query", request.args), ("form", request.form)):
+        return "path", "path", BAD_TEXT
+    for location, multi in (("query", request.args), ("form", request.form), ("files", request.files)):
         for key, values in multi.lists():
-            if _BAD_TEXT.search(key):
-                return location, key
-            if any(_BAD_TEXT.search(v) for v in values):
-                return location, key
+            if key is None:
+                return location, "(no name)", NAMELESS
+            if _BAD_TEXT.search(key) or (location != "files" and any(_BAD_TEXT.search(v) for v in values)):
+                return location, key, BAD_TEXT
     for key, value in request.headers.items():
         if "\x00" in value:
-            return "headers", key
+            return "headers", key, BAD_TEXT
     if request.is_json and _MAYBE_BAD_JSON.search(request.get_data(cache=True)):
         found = _first_bad(request.get_json(silent=True))
         if found:
-            return "json", found
+            return "json", found, BAD_TEXT
     return None
 
 
@@ -128,8 +134,8 @@ def _refuse_bad_text() -> Response | None:
     bad = _bad_field()
     if bad is None:
         return None
-    location, name = bad
-    message = f"{name} ({location}) contains a NUL character or invalid Unicode"
+    location, name, problem = bad
+    message = f"{name} ({location}) {problem}"
     if request.path.startswith("/open311"):
         from api.open311.formats import open311_error
 
@@ -139,7 +145,7 @@ def _refuse_bad_text() -> Response | None:
         return open311_error(400, message)
     from api.errors import error_response
 
-    return error_response(422, message, {name: ["contains a NUL character or invalid Unicode"]})
+    return error_response(422, message, {name: [problem]})
 
 
 def init_app(app: Flask) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import date, datetime
 from typing import Any
@@ -202,13 +201,6 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         "unable_reasons": sorted(UNABLE_REASONS),
         "outcomes": list(COMPLETION_OUTCOMES),
     }
-
-
-def etag_of(body: dict[str, Any]) -> str:
-    """Strong validator: any change to the route's content (a new plan version, a work
-    order's status, a note) changes it; the same content always gives the same tag."""
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return f'"{digest[:32]}"'
 
 
 def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: int = 500) -> dict[str, Any]:

@@ -26,6 +26,7 @@ SIGNED_IN = {"schema": ErrorSchema, "description": "No token, or one that is inv
 @blp.alt_response(429, schema=ErrorSchema, headers={"Retry-After": {"description": "seconds to wait",
                                                                        "schema": {"type": "integer"}}},
                   description="Too many failed sign-ins for this account or from this address; nothing was checked")
+@blp.doc(operationId="signIn")
 def token(body: dict[str, Any]) -> dict[str, Any]:
     """Exchange e-mail and password for a bearer token.
 

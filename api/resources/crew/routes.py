@@ -7,24 +7,65 @@ import math
 from datetime import datetime
 from typing import Any
 
-from flask import request
+import flask
+from flask import Response, request
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, fields, validate
+from flask_smorest.error_handler import ErrorSchema
+from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
-from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
+from api.resources.crew.schemas import (
+    CompletionFilesSchema,
+    CompletionFormSchema,
+    CompletionSchema,
+    CompletionSubmissionSchema,
+    CrewChangesSchema,
+    CrewPositionSchema,
+    CrewRouteSchema,
+    EventAppliedSchema,
+    FieldEventSchema,
+    PositionsBatchSchema,
+    PositionsStoredSchema,
+)
+from core.field import MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.locks import AdvisoryLock
-from core.models import COMPLETION_OUTCOMES, Crew, CrewPosition, IdempotencyKey, WorkOrder
+from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
 from geo.completion import CompletionInput, complete_work_order, public_view
 from geo.photos import PhotoLimits, PhotoRejected
 from core.spatial import lon_lat
-from dispatch.feed import changes_since, etag_of, route_feed
+from dispatch.feed import changes_since, route_feed
 
-blp = Blueprint("crew", __name__, url_prefix="", description="What crews' phones read and send.")
+# The route is read again and again by a phone; an intermediary must not keep it (it is
+# one crew's), and the phone must revalidate it each time (its ETag makes that cheap).
+ROUTE_CACHE_CONTROL = "private, no-cache"
+
+
+class CrewBlueprint(Blueprint):
+    """flask-smorest's Blueprint, with a 304 that keeps the ETag and Cache-Control.
+
+    `blp.etag` computes the route's tag from the dumped answer and answers a matching
+    If-None-Match with 304, but by raising `NotModified`, whose answer carries neither
+    header: RFC 9110 (15.4.5) asks a 304 to send the ETag and Cache-Control the 200 would
+    have, and a phone that keeps the tag it was last given would otherwise lose it. This
+    answers the same 304 with both headers (and no body) instead: `flask.abort` with a
+    ready answer sends it as it is, past the error handlers that would dress it as an error."""
+
+    def _check_not_modified(self, etag: str) -> None:
+        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and etag in request.if_none_match:
+            response = Response(status=304)
+            response.set_etag(etag)
+            response.headers["Cache-Control"] = ROUTE_CACHE_CONTROL
+            flask.abort(response)
+
+
+blp = CrewBlueprint("crew", __name__, url_prefix="", description="What crews' phones read and send.")
+
+NOT_YOURS = {"schema": ErrorSchema, "description": "Not this crew's work order"}
+BAD_INPUT = {"schema": ErrorSchema, "description": "Bad input; `errors` names the fields"}
 
 
 def _crew(code: str | None = None) -> Crew:
@@ -54,50 +95,51 @@ class ChangesArgs(Schema):
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
-class FieldEventSchema(Schema):
-    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
-    device_time = inputs.AwareDateTime(required=True)
-    lat = fields.Float(load_default=None, validate=validate.Range(-90, 90))
-    lon = fields.Float(load_default=None, validate=validate.Range(-180, 180))
-    accuracy_m = fields.Float(load_default=None, validate=validate.Range(0, 100_000))
-    reason = fields.String(load_default=None, validate=validate.OneOf(sorted(UNABLE_REASONS)))
-
-
 @blp.route("/crew/route")
+@blp.etag
 @require("crew", "dispatcher", "supervisor")
 @blp.arguments(RouteArgs, location="query")
-@blp.response(200)
-@blp.alt_response(304, description="Not modified (If-None-Match matched the ETag)")
+@blp.response(200, CrewRouteSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="Another crew's route (to a crew), or no such crew")
+@blp.alt_response(422, **BAD_INPUT)
+@blp.doc(operationId="getCrewRoute")
 def crew_route(args: dict[str, Any]) -> Any:
-    """The crew's route for a day, in order: each stop's place, work, time windows and ETA,
-    residents' descriptions, notes and public photos; the shift, breaks and route line; the
+    """The crew's route for a day.
+
+    In order: each stop's place, work, time windows and ETA, residents' descriptions,
+    comments, notes and photos (stored, and linked); the shift, breaks and route line; the
     choices the phone offers (`unable_reasons`, `outcomes`); and `changes_cursor`, where to
     follow `/crew/changes` from. Send the ETag back as If-None-Match: an unchanged route
     answers 304 with no body."""
     crew = _crew(args.get("crew"))
     day = args.get("date") or datetime.now(settings().tz).date()
-    body = route_feed(session(), crew, day, settings().tz, base_url())
-    tag = etag_of(body)
-    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        return "", 304, {"ETag": tag, "Cache-Control": "private, no-cache"}
-    return body, 200, {"ETag": tag, "Cache-Control": "private, no-cache"}
+    # blp.etag tags the answer as dumped (any change to its content changes the tag) and
+    # answers 304 to a matching If-None-Match (see CrewBlueprint).
+    return route_feed(session(), crew, day, settings().tz, base_url()), {"Cache-Control": ROUTE_CACHE_CONTROL}
 
 
 @blp.route("/crew/changes")
 @require("crew", "dispatcher", "supervisor")
 @blp.arguments(ChangesArgs, location="query")
-@blp.response(200)
+@blp.response(200, CrewChangesSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="Another crew's changes (to a crew), or no such crew")
+@blp.alt_response(422, **BAD_INPUT)
+@blp.doc(operationId="getCrewChanges")
 def crew_changes(args: dict[str, Any]) -> Any:
+    """What changed for the crew after the cursor, oldest first (at most 500, then `more`)."""
     return changes_since(session(), _crew(args.get("crew")), args["since"], settings().tz)
 
 
 @blp.route("/work-orders/<int:wo_id>/events", methods=["POST"])
 @require("crew")
 @blp.arguments(FieldEventSchema)
-@blp.response(200)
-@blp.alt_response(404, description="Not this crew's work order")
-@blp.alt_response(409, description="The lifecycle no longer allows it; the body has the current state")
+@blp.response(200, EventAppliedSchema)
+@blp.alt_response(404, **NOT_YOURS)
+@blp.alt_response(409, schema=ErrorSchema, description="The lifecycle no longer allows it; `errors.detail.current` is its status now")
+@blp.alt_response(422, **BAD_INPUT)
+@blp.doc(operationId="postWorkOrderEvent")
 def work_order_event(data: dict[str, Any], wo_id: int) -> Any:
+    """The crew is on its way, on site, or unable to do it, as the phone saw it (`device_time`)."""
     s = session()
     crew = _crew()
     wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
@@ -141,12 +183,13 @@ def _pings(payload: Any) -> list[Ping]:
 
 @blp.route("/crew/positions", methods=["POST"])
 @require("crew")
-@blp.response(201)
-@blp.doc(requestBody={"content": {"application/json": {"schema": {"type": "object", "properties": {"pings": {
-    "type": "array", "maxItems": MAX_PINGS_PER_BATCH, "items": {"type": "object", "required": ["time", "lat", "lon"], "properties": {
-        "time": {"type": "string", "format": "date-time"}, "lat": {"type": "number"}, "lon": {"type": "number"},
-        "accuracy": {"type": "number"}, "speed": {"type": "number"}, "heading": {"type": "number"}}}}}}}}})
+@blp.response(201, PositionsStoredSchema)
+@blp.alt_response(422, **BAD_INPUT)
+# The body is documented by its schema but parsed by `_pings`: see PositionsBatchSchema.
+@blp.doc(operationId="postCrewPositions",
+         requestBody={"required": True, "content": {"application/json": {"schema": PositionsBatchSchema}}})
 def post_positions() -> Any:
+    """The phone's GPS fixes, a batch at a time (see `maxItems`); a resent batch stores nothing twice."""
     pings = _pings(request.get_json(silent=True))
     s = session()
     # A crew user always has its crew (a database constraint): no need to load it.
@@ -157,8 +200,10 @@ def post_positions() -> Any:
 
 @blp.route("/crews/positions")
 @require("dispatcher", "supervisor")
-@blp.response(200)
+@blp.response(200, CrewPositionSchema(many=True))
+@blp.doc(operationId="listCrewPositions")
 def latest_positions() -> Any:
+    """Every crew's latest known position."""
     rows = session().execute(select(CrewPosition, Crew.code).join(Crew, Crew.id == CrewPosition.crew_id).order_by(Crew.code)).all()
     tz = settings().tz
     out = []
@@ -184,54 +229,29 @@ def _request_fingerprint(files: dict[str, list[bytes]]) -> str:
     return h.hexdigest()
 
 
-def _form_time(name: str) -> datetime | None:
-    raw = (request.form.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        abort(422, message=f"{name} must be an ISO 8601 date-time with offset", errors={name: ["not a date-time"]})
-    if value.tzinfo is None:
-        abort(422, message=f"{name} needs a UTC offset", errors={name: ["no offset"]})
-    return value
-
-
-def _form_float(name: str) -> float | None:
-    raw = (request.form.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        abort(422, message=f"{name} must be a number", errors={name: ["not a number"]})
-    if not math.isfinite(value):
-        abort(422, message=f"{name} must be finite", errors={name: ["not finite"]})
-    return value
-
-
 @blp.route("/work-orders/<int:wo_id>/completion", methods=["POST"])
 @require("crew")
-@blp.response(201)
-@blp.alt_response(404, description="Not this crew's work order")
-@blp.alt_response(409, description="The order cannot be completed now")
-@blp.alt_response(413, description="A photo is too large or has too many pixels for its format, or the photos have too many together")
-@blp.alt_response(422, description="Bad input, or the Idempotency-Key was used for a different submission")
-@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255}}],
-         requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "required": ["outcome"], "properties": {
-             "photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
-             "before_photos": {"type": "array", "items": {"type": "string", "format": "binary"}},
-             "lat": {"type": "number"}, "lon": {"type": "number"}, "accuracy_m": {"type": "number"},
-             "fix_time": {"type": "string", "format": "date-time"}, "captured_at": {"type": "string", "format": "date-time"},
-             "outcome": {"type": "string", "enum": list(COMPLETION_OUTCOMES)}, "notes": {"type": "string"}}}}}})
-def complete(wo_id: int) -> Any:
+@blp.arguments(CompletionFormSchema, location="form", content_type="multipart/form-data")
+@blp.arguments(CompletionFilesSchema, location="files")
+@blp.response(201, CompletionSchema)
+@blp.alt_response(404, **NOT_YOURS)
+@blp.alt_response(409, schema=ErrorSchema, description="The order cannot be completed now")
+@blp.alt_response(413, schema=ErrorSchema,
+                  description="A photo is too large or has too many pixels for its format, or the photos have too many together")
+@blp.alt_response(422, schema=ErrorSchema, description="Bad input, or the Idempotency-Key was used for a different submission")
+@blp.doc(operationId="completeWorkOrder",
+         requestBody={"required": True, "content": {"multipart/form-data": {"schema": CompletionSubmissionSchema}}},
+         parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255},
+                      "description": "one per submission: a retry with the same key and content gets the first answer again"}])
+def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
+    """The work is done (or why not), with its proof: photos, the GPS fix and times."""
     s = session()
     user, crew = current_user(), _crew()
     key = (request.headers.get("Idempotency-Key") or "").strip()
     if not key or len(key) > 255:
         abort(422, message="send an Idempotency-Key header (1-255 characters) so a retry cannot store the proof twice",
               errors={"Idempotency-Key": ["required"]})
-    files = {name: [f.read() for f in request.files.getlist(name)] for name in ("photos", "before_photos")}
+    files = {name: [f.read() for f in uploads[name]] for name in ("photos", "before_photos")}
     fingerprint = _request_fingerprint(files)
     # One submission per key at a time: a retry racing the original waits for its answer.
     s.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))))
@@ -244,12 +264,11 @@ def complete(wo_id: int) -> Any:
     if wo is None or wo.crew_id != crew.id:
         abort(404, message=f"work order {wo_id} not found")
     data = CompletionInput(
-        outcome=(request.form.get("outcome") or "").strip(),
+        outcome=form["outcome"],
         photos=[b for b in files["photos"] if b],
         before_photos=[b for b in files["before_photos"] if b],
-        lat=_form_float("lat"), lon=_form_float("lon"), accuracy_m=_form_float("accuracy_m"),
-        fix_time=_form_time("fix_time"), captured_at=_form_time("captured_at"),
-        notes=(request.form.get("notes") or "").strip() or None,
+        lat=form.get("lat"), lon=form.get("lon"), accuracy_m=form.get("accuracy_m"),
+        fix_time=form.get("fix_time"), captured_at=form.get("captured_at"), notes=form.get("notes"),
     )
     cfg = settings()
     try:
