@@ -122,12 +122,10 @@ class RouteStopSchema(Schema):
         required=True, metadata={"description": "the first report's answers to the service type's questions"})
     notes = fields.List(fields.Nested(StopNoteSchema), required=True, metadata={"description": "oldest first"})
     photos = fields.List(fields.Nested(StopPhotoSchema), required=True)
-    # Always in the answer: an empty list where the feed gives none (`dispatch.feed` is
-    # where residents' comments and linked photos reach the stop).
-    comments = fields.List(fields.Nested(StopCommentSchema), required=True, dump_default=list,
-                           metadata={"description": "residents' public comments, oldest first"})
-    photo_links = fields.List(fields.Nested(StopPhotoLinkSchema), required=True, dump_default=list,
-                              metadata={"description": "photos that arrived as links"})
+    comments = fields.List(fields.Nested(StopCommentSchema), required=True, metadata={
+        "description": "residents' public comments on the stop's requests, oldest first, never who wrote them"})
+    photo_links = fields.List(fields.Nested(StopPhotoLinkSchema), required=True, metadata={
+        "description": "photos the reports sent as links and not (yet) copied into our storage: they need the network"})
 
 
 class LineStringSchema(Schema):
