@@ -1,11 +1,37 @@
-"""The OpenAPI document's schema names."""
+"""The OpenAPI document: schema names, the error shape and the shared error answers."""
 
 from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
 
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from api.errors import ERROR_DETAIL, FIELD_MESSAGES, ErrorSchema
+
+# The shared error answers operations refer to (`components/responses/<NAME>`, named as
+# flask-smorest names them, after http.HTTPStatus), with what they mean here. flask-smorest
+# registers one per status with the bare phrase; these replace the ones we use.
+ERROR_RESPONSES = {
+    401: "Not signed in: no bearer token, or one that is invalid, expired or revoked; "
+         "sign in again (POST /api/v1/auth/token)",
+    403: "Signed in, but without a role this operation needs",
+    404: "Nothing has this id or code",
+    409: "Not allowed in the state it is in now; `errors.error_code` and `errors.detail` say why",
+    413: "The body is larger than the server accepts",
+    422: "Bad input; nothing was stored. `errors` names each field with its messages",
+    429: "Too many attempts; wait for the seconds in `Retry-After`",
+    503: "Not available now; try again later",
+}
+
+
+def error_response_name(status: int) -> str:
+    """The shared answer's component name: `UNAUTHORIZED`, `NOT_FOUND`, ..."""
+    return HTTPStatus(status).name
 
 
 def schema_name(schema: object) -> str:
@@ -18,6 +44,48 @@ def schema_name(schema: object) -> str:
     return name
 
 
+def nullable_without_null_in_enum(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """apispec adds null to the enum of a field that allows None. A nullable field says
+    `nullable: true` already, and a null in the enum makes generators emit one more enum
+    class per field (and a None member): the enum lists the real values only."""
+    enum = ret.get("enum")
+    if isinstance(enum, list) and None in enum:
+        return {"enum": [value for value in enum if value is not None]}
+    return {}
+
+
+def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A nested schema that may be null: `allOf: [$ref], nullable: true`, not apispec's
+    `anyOf: [{type: object, nullable: true}, $ref]`, whose first branch is an object of
+    anything (generators make a class of it that parses any object, and a union of two)."""
+    branches = ret.get("anyOf")
+    null_branch = {"type": "object", "nullable": True}
+    if isinstance(branches, list) and len(branches) == 2 and null_branch in branches:
+        (reference,) = [b for b in branches if b != null_branch]
+        # Attribute functions may only add keys; this one must also take `anyOf` away.
+        del ret["anyOf"]
+        return {"allOf": [reference], "nullable": True}
+    return {}
+
+
+class StreetLoopApi(Api):
+    # Every error answer (the default one included) is documented with our error shape,
+    # whose `errors` is typed, instead of flask-smorest's free-form one.
+    ERROR_SCHEMA = ErrorSchema
+
+
 def make_api(app: Flask) -> Api:
     # One Api per app: flask-smorest keeps per-app state (the spec, its blueprints).
-    return Api(app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+    api = StreetLoopApi(app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+    api.ma_plugin.converter.add_attribute_function(nullable_without_null_in_enum)
+    api.ma_plugin.converter.add_attribute_function(nullable_reference)
+    components = api.spec.components
+    components.schema("FieldMessages", FIELD_MESSAGES)
+    components.schema("ErrorDetail", ERROR_DETAIL)
+    for status, description in ERROR_RESPONSES.items():
+        response = {"description": description, "schema": ErrorSchema}
+        prepare_response(response, api.spec, api.DEFAULT_RESPONSE_CONTENT_TYPE)
+        # Lazy, like flask-smorest's own (which this replaces): only the answers some
+        # operation refers to appear in the document.
+        components.response(error_response_name(status), response, lazy=True)
+    return api

@@ -6,14 +6,15 @@ import mimetypes
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
+from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
-from api.resources.common import EventSchema, PageArgs, page_schema, paginate, point_out, timeline
+from api.resources.common import Blueprint, EventSchema, SelectPage, page_schema, point_out, timeline
 from core import closing
 from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceRequest, ServiceType, WorkOrder
 from core.spatial import lon_lat
@@ -23,7 +24,7 @@ from geo.completion import done_time, proof_policy, track_pings
 blp = Blueprint("reviews", __name__, url_prefix="", description="Supervisors verify or reject crews' proof of work.")
 
 
-class ReviewQueueArgs(PageArgs):
+class ReviewQueueArgs(Schema):
     district = fields.String(metadata={"description": "district code"})
     service_code = fields.String(metadata={"description": "service type code"})
     crew = fields.String(metadata={"description": "crew code"})
@@ -215,7 +216,9 @@ def _load(completion_id: int) -> Completion:
 @require("supervisor")
 @blp.arguments(ReviewQueueArgs, location="query")
 @blp.response(200, page_schema(CompletionReviewSchema))
-def review_queue(args: dict[str, Any]) -> Any:
+@blp.paginate()
+@blp.doc(operationId="listReviews")
+def review_queue(args: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
     """Completions waiting for a supervisor, oldest first."""
     q = (
         select(Completion)
@@ -231,14 +234,16 @@ def review_queue(args: dict[str, Any]) -> Any:
         q = q.where(Completion.crew_id.in_(select(Crew.id).where(Crew.code == args["crew"])))
     if args.get("reason"):
         q = q.where(Completion.reasons.contains([args["reason"]]))
-    page = paginate(session(), q.order_by(Completion.submitted_at, Completion.id), args["page"], args["page_size"])
-    page["items"] = [_detail(c) for c in page["items"]]
-    return page
+    # Paged here rather than by the decorator: each completion of the page is detailed.
+    page = SelectPage(q.order_by(Completion.submitted_at, Completion.id), pagination_parameters)
+    return [_detail(c) for c in page.items]
 
 
 @blp.route("/completions/<int:completion_id>")
 @require("supervisor")
 @blp.response(200, CompletionReviewSchema)
+@blp.error(404)
+@blp.doc(operationId="getCompletion")
 def get_completion(completion_id: int) -> Any:
     """One completion with all its evidence: the checks with their numbers and limits, the
     crew's and the residents' photos, the crew's GPS track around the visit, the timeline."""
@@ -249,7 +254,9 @@ def get_completion(completion_id: int) -> Any:
 @require("supervisor")
 @blp.arguments(DecisionSchema)
 @blp.response(200, DecisionResultSchema)
-@blp.alt_response(409, description="Already decided, or the decision does not fit the completion")
+@blp.error(409, "Already decided, or the decision does not fit the completion")
+@blp.error(404)
+@blp.doc(operationId="reviewCompletion")
 def review(data: dict[str, Any], completion_id: int) -> Any:
     """Verify (closes the work with the crew's outcome), reject (the work goes back to the
     pool), or close with another outcome."""
@@ -274,7 +281,10 @@ def review(data: dict[str, Any], completion_id: int) -> Any:
 
 @blp.route("/photos/<int:photo_id>/original")
 @require("supervisor")
-@blp.response(200, description="The photo as uploaded, with its metadata")
+@blp.response(200, {"type": "string", "format": "binary"}, content_type="image/*",
+              description="The photo as uploaded, with its metadata")
+@blp.error(404)
+@blp.doc(operationId="getPhotoOriginal")
 def photo_original(photo_id: int) -> Any:
     """Supervisors judging proof may need what the public copy strips (EXIF place and time)."""
     photo = session().get(Photo, photo_id)
