@@ -22,10 +22,8 @@ ERROR_RESPONSES = {
     403: "Signed in, but without a role this operation needs",
     404: "Nothing has this id or code",
     409: "Not allowed in the state it is in now; `errors.error_code` and `errors.detail` say why",
-    413: "The body is larger than the server accepts",
+    413: "The body is larger than the server accepts (four times STREETLOOP_MAX_UPLOAD_BYTES); nothing was read",
     422: "Bad input; nothing was stored. `errors` names each field with its messages",
-    429: "Too many attempts; wait for the seconds in `Retry-After`",
-    503: "Not available now; try again later",
 }
 
 

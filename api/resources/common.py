@@ -25,6 +25,9 @@ MAX_PAGE_SIZE = 500
 MAX_PAGE = 2_000_000
 
 
+BODY_LOCATIONS = {"json", "form", "files", "json_or_form"}
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint with our page body and a short way to document errors.
 
@@ -35,6 +38,15 @@ class Blueprint(flask_smorest.Blueprint):
     ones flask-smorest documents for setting and documenting the metadata another way."""
 
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": MAX_PAGE_SIZE}
+
+    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Any], Any]:
+        """flask-smorest's arguments; a body (JSON, form or files) may also be answered 413:
+        the server refuses any body beyond its limit (MAX_CONTENT_LENGTH) before a view runs."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location not in BODY_LOCATIONS:
+            return parse
+        too_large = self.error(413)
+        return lambda view: too_large(parse(view))
 
     def paginate(self, pager: type[Page] | None = None, **kwargs: Any) -> Callable[[Any], Any]:
         """flask-smorest's paginate, with `page` bounded by MAX_PAGE (a 422 beyond it,

@@ -7,6 +7,7 @@ shows it is the one /openapi.json serves."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -141,6 +142,9 @@ def test_the_errors_an_operation_can_answer_are_documented(method: str, path: st
     takes_input = operation.get("requestBody") or any(resolve(p).get("in") == "query" for p in operation.get("parameters", []))
     if takes_input:
         assert "422" in statuses, "takes input, but no 422 documented"
+    if operation.get("requestBody"):
+        # Any body beyond the server's limit is refused before the view (MAX_CONTENT_LENGTH).
+        assert "413" in statuses, "takes a body, but no 413 documented"
 
 
 @per_operation
@@ -198,6 +202,17 @@ def test_error_bodies_are_what_the_error_shape_says(client: Any, db: Session, ad
     # And the description is not so loose that anything fits it.
     assert list(validator.iter_errors({"code": 422, "status": "x", "message": "m", "errors": {"f": "not a list"}}))
     assert list(validator.iter_errors({"code": 409, "status": "x", "message": "m", "errors": {"error_code": 3}}))
+
+
+def test_a_body_beyond_the_limit_is_the_documented_413(settings: Settings, sessions: sessionmaker[Session], queue: object,
+                                                        admin: dict[str, str]) -> None:
+    from api import create_app
+
+    small = create_app(dataclasses.replace(settings, max_upload_bytes=1000), sessions=sessions, queue=queue).test_client()
+    r = small.post("/api/v1/crews", headers=admin, json={"code": "C1", "name": "x" * 5000, "agency": "Roads"})
+    assert r.status_code == 413
+    assert not list(OAS30ReadValidator({**ERROR_REF, "components": SPEC["components"]}).iter_errors(r.get_json()))
+    assert "413" in SPEC["paths"]["/api/v1/crews"]["post"]["responses"]
 
 
 def test_the_document_validates_as_openapi_3_0() -> None:
