@@ -17,14 +17,32 @@ log = logging.getLogger(__name__)
 
 # How the OpenAPI document describes `errors` (components registered by api/spec.py):
 # generated clients get typed objects instead of a bag of anything.
-FIELD_MESSAGES = {
-    "description": "A field's messages; a nested field (an object, or a list's items by "
-                   "their index) has its own fields' messages, keyed the same way",
-    "anyOf": [
-        {"type": "array", "items": {"type": "string"}},
-        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/FieldMessages"}},
-    ],
-}
+#
+# A field's messages are a list of strings; a nested field's (an object's fields, a list's
+# items by index) are an object of the same, one level down. The levels are spelled out,
+# FieldMessages to FieldMessages<N>, rather than as one schema referring to itself: client
+# generators (openapi-python-client) cannot type a union that refers to itself. N covers
+# the deepest body any operation takes (tests/api/test_openapi_contract.py checks it).
+FIELD_MESSAGE_LEVELS = 6
+MESSAGES = {"type": "array", "items": {"type": "string"}}
+
+
+def field_message_level(level: int) -> str:
+    return "FieldMessages" if level == 1 else f"FieldMessages{level}"
+
+
+def field_message_schemas() -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
+    for level in range(1, FIELD_MESSAGE_LEVELS + 1):
+        if level == FIELD_MESSAGE_LEVELS:
+            schemas[field_message_level(level)] = {**MESSAGES, "description": "a field's messages"}
+            continue
+        nested = {"type": "object", "additionalProperties": {"$ref": f"#/components/schemas/{field_message_level(level + 1)}"},
+                  "description": "a nested field's messages: by field name, or by index for a list's items"}
+        schemas[field_message_level(level)] = {"anyOf": [MESSAGES, nested]}
+    return schemas
+
+
 ERROR_DETAIL = {
     "type": "object",
     "description": "What the refusal depends on, by name (a domain error's context)",

@@ -11,7 +11,7 @@ from flask import Flask
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from api.errors import ERROR_DETAIL, FIELD_MESSAGES, ErrorSchema
+from api.errors import ERROR_DETAIL, ErrorSchema, field_message_schemas
 
 # The shared error answers operations refer to (`components/responses/<NAME>`, named as
 # flask-smorest names them, after http.HTTPStatus), with what they mean here. flask-smorest
@@ -78,7 +78,8 @@ def make_api(app: Flask) -> Api:
     api.ma_plugin.converter.add_attribute_function(nullable_without_null_in_enum)
     api.ma_plugin.converter.add_attribute_function(nullable_reference)
     components = api.spec.components
-    components.schema("FieldMessages", FIELD_MESSAGES)
+    for name, schema in field_message_schemas().items():
+        components.schema(name, schema)
     components.schema("ErrorDetail", ERROR_DETAIL)
     for status, description in ERROR_RESPONSES.items():
         response = {"description": description, "schema": ErrorSchema}

@@ -18,12 +18,17 @@ from api.errors import ErrorSchema
 from api.spec import error_response_name
 from core.models import StatusEvent
 from core.spatial import lon_lat, multipolygon_from_geojson
+from geo.photos import ACCEPTED_FORMATS
 
 MAX_PAGE_SIZE = 500
 # Any page beyond this is empty for any city (a billion rows at the largest page size),
 # and keeps (page - 1) * page_size inside the bigint an OFFSET takes.
 MAX_PAGE = 2_000_000
 
+
+# A photo file as it was uploaded, in any of the formats accepted (`@blp.doc(responses=...)`).
+PHOTO_FILE = {200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}
+                                for media_type in sorted(set(ACCEPTED_FORMATS.values()))}}}
 
 BODY_LOCATIONS = {"json", "form", "files", "json_or_form"}
 

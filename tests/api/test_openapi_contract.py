@@ -176,6 +176,34 @@ def test_the_error_shape_is_typed() -> None:
     assert not [where for where, schema in schemas_in(ERROR_REF) if is_free_form_object(schema)]
 
 
+def nesting(schema: Any) -> int:
+    """How many levels of keys the messages about a body of this schema can have: one per
+    object (its field names) and one per list (its items' indexes)."""
+    schema = resolve(schema)
+    for union in ("allOf", "anyOf", "oneOf"):
+        if union in schema:
+            return max(nesting(branch) for branch in schema[union])
+    if schema.get("type") == "array":
+        return 1 + nesting(schema.get("items", {}))
+    if schema.get("type") == "object" or "properties" in schema:
+        inner = [nesting(field) for field in schema.get("properties", {}).values()]
+        if isinstance(schema.get("additionalProperties"), dict):
+            inner.append(nesting(schema["additionalProperties"]))
+        return 1 + max(inner, default=0)
+    return 0
+
+
+@per_operation
+def test_the_error_shape_reaches_as_deep_as_the_body(method: str, path: str, operation: dict[str, Any]) -> None:
+    """`errors` describes field messages level by level (FieldMessages, FieldMessages2, ...):
+    a body nested deeper than those levels would get messages the document does not allow."""
+    from api.errors import FIELD_MESSAGE_LEVELS
+
+    for media_type, media in (operation.get("requestBody") or {}).get("content", {}).items():
+        depth = nesting(media["schema"])
+        assert depth <= FIELD_MESSAGE_LEVELS, f"{media_type} is nested {depth} deep; raise FIELD_MESSAGE_LEVELS"
+
+
 def test_error_bodies_are_what_the_error_shape_says(client: Any, db: Session, admin: dict[str, str]) -> None:
     """The typed description fits the bodies as they are (which the screens read): a
     flat field message, nested ones, a domain rule's code and detail, none at all."""
@@ -197,6 +225,13 @@ def test_error_bodies_are_what_the_error_shape_says(client: Any, db: Session, ad
         problems = [e.message for e in validator.iter_errors(body)]
         assert not problems, (what, body, problems)
     assert answers["422 nested"].get_json()["errors"]["location"] == {"lat": ["Not a valid number."]}
+    # Messages as deep as the deepest body (a service type's attribute's value's key).
+    deep = client.post("/api/v1/service-types", headers=admin, json={
+        "code": "deep", "name": "Deep", "agency": "Roads", "sla_hours": 24, "skill": "roads", "minutes_on_site": 10,
+        "attributes": [{"code": "a", "datatype": "singlevaluelist", "description": "A", "values": [{"key": 5}]}]})
+    assert deep.status_code == 422, deep.get_data(as_text=True)
+    assert not [e.message for e in validator.iter_errors(deep.get_json())], deep.get_json()
+    assert isinstance(deep.get_json()["errors"]["attributes"]["0"]["values"]["0"]["key"], list)
     conflict = answers["409 with detail"].get_json()["errors"]
     assert conflict["error_code"] == "illegal_transition" and conflict["detail"]["current"] == "inactive"
     # And the description is not so loose that anything fits it.

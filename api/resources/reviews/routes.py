@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
-from api.resources.common import Blueprint, EventSchema, SelectPage, page_schema, point_out, timeline
+from api.resources.common import PHOTO_FILE, Blueprint, EventSchema, SelectPage, page_schema, point_out, timeline
 from core import closing
 from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceRequest, ServiceType, WorkOrder
 from core.spatial import lon_lat
@@ -281,10 +281,9 @@ def review(data: dict[str, Any], completion_id: int) -> Any:
 
 @blp.route("/photos/<int:photo_id>/original")
 @require("supervisor")
-@blp.response(200, {"type": "string", "format": "binary"}, content_type="image/*",
-              description="The photo as uploaded, with its metadata")
+@blp.response(200, description="The photo as uploaded, with its metadata")
 @blp.error(404)
-@blp.doc(operationId="getPhotoOriginal")
+@blp.doc(operationId="getPhotoOriginal", responses=PHOTO_FILE)
 def photo_original(photo_id: int) -> Any:
     """Supervisors judging proof may need what the public copy strips (EXIF place and time)."""
     photo = session().get(Photo, photo_id)
