@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flask_smorest
 from flask_smorest.pagination import Page, PaginationParameters
@@ -39,10 +39,11 @@ class Blueprint(flask_smorest.Blueprint):
     Lists are paged with flask-smorest's own `blp.paginate` (its `page` and `page_size`
     query parameters, parsed and documented by it), but a page is answered as the body
     `{items, page, page_size, total}` (`page_schema`), which the console screens read,
-    rather than as a bare list with an `X-Pagination` header: the two hooks below are the
-    ones flask-smorest documents for setting and documenting the metadata another way."""
+    rather than as a bare list with an `X-Pagination` header: `_set_pagination_metadata`
+    and `_document_pagination_metadata` are the hooks flask-smorest documents for setting
+    and documenting the page's metadata another way."""
 
-    DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": MAX_PAGE_SIZE}
+    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {"page": 1, "page_size": 50, "max_page_size": MAX_PAGE_SIZE}
 
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Any], Any]:
         """flask-smorest's arguments; a body (JSON, form or files) may also be answered 413:
