@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from flask import g, request
 from flask_smorest import abort
 
 from api.db import session
+from api.spec import error_response_name
 from core.auth import user_for_token
 from core.lifecycle import Actor
 from core.models import User
@@ -63,11 +65,15 @@ def require(*roles: str) -> Callable[[F], F]:
             g.current_user = user
             return view(*args, **kwargs)
 
-        # flask-smorest reads this to document the security requirement.
-        apidoc = dict(getattr(view, "_apidoc", {}))
-        manual = dict(apidoc.get("manual_doc", {}))
-        manual["security"] = [{"bearer": []}]
-        apidoc["manual_doc"] = manual
+        # flask-smorest reads this to document the security requirement and the answers
+        # this check gives: 401 always, 403 when roles are named. They refer to the shared
+        # error answers (api/spec.py) unless the view documents its own for that status.
+        apidoc = copy.deepcopy(getattr(view, "_apidoc", {}))
+        apidoc.setdefault("manual_doc", {})["security"] = [{"bearer": []}]
+        responses = apidoc.setdefault("response", {}).setdefault("responses", {})
+        for status in (401, 403) if roles else (401,):
+            if status not in responses:
+                responses[status] = [error_response_name(status)]
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

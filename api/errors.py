@@ -8,11 +8,86 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 
 log = logging.getLogger(__name__)
+
+# How the OpenAPI document describes `errors` (components registered by api/spec.py):
+# generated clients get typed objects instead of a bag of anything.
+#
+# A field's messages are a list of strings; a nested field's (an object's fields, a list's
+# items by index) are an object of the same, one level down. The levels are spelled out,
+# FieldMessages to FieldMessages<N>, rather than as one schema referring to itself: client
+# generators (openapi-python-client) cannot type a union that refers to itself. N covers
+# the deepest body any operation takes (tests/api/test_openapi_contract.py checks it).
+FIELD_MESSAGE_LEVELS = 6
+MESSAGES = {"type": "array", "items": {"type": "string"}}
+
+
+def field_message_level(level: int) -> str:
+    return "FieldMessages" if level == 1 else f"FieldMessages{level}"
+
+
+def field_message_schemas() -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
+    for level in range(1, FIELD_MESSAGE_LEVELS + 1):
+        if level == FIELD_MESSAGE_LEVELS:
+            schemas[field_message_level(level)] = {**MESSAGES, "description": "a field's messages"}
+            continue
+        nested = {"type": "object", "additionalProperties": {"$ref": f"#/components/schemas/{field_message_level(level + 1)}"},
+                  "description": "a nested field's messages: by field name, or by index for a list's items"}
+        schemas[field_message_level(level)] = {"anyOf": [MESSAGES, nested]}
+    return schemas
+
+
+ERROR_DETAIL = {
+    "type": "object",
+    "description": "What the refusal depends on, by name (a domain error's context)",
+    "properties": {
+        "current": {"type": "string", "description": "the status it is in"},
+        "target": {"type": "string", "description": "the status that was asked for"},
+        "crew_id": {"type": "integer", "nullable": True},
+        "plan_id": {"type": "integer"},
+        "shift_id": {"type": "integer", "description": "the shift it clashes with"},
+        "violations": {"type": "array", "items": {"type": "string"}, "description": "broken constraints, in words"},
+    },
+    # Other names carry one plain value each (a time is an ISO 8601 or HTTP date string).
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "nullable": True},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "array", "items": {"type": "string"}},
+        ]
+    },
+}
+
+
+class ErrorSchema(Schema):
+    """The one error body of /api/v1 (documentation only: `error_response` writes it).
+
+    Every error answer's schema is this one: `from api.errors import ErrorSchema`, never
+    flask-smorest's own (two schemas named `Error` would clash in the document)."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status code"})
+    status = fields.String(required=True, metadata={"description": "the HTTP status phrase"})
+    message = fields.String(required=True, metadata={"description": "what went wrong, for people"})
+    errors = fields.Dict(
+        metadata={
+            "description": "Field name -> its messages (`_schema` for the body as a whole); "
+                           "a refused domain rule adds `error_code` and may add `detail`",
+            "properties": {
+                "error_code": {"type": "string",
+                               "description": "stable code of a refused domain rule: not_found, conflict, "
+                                              "illegal_transition, invalid, outside_service_area, ..."},
+                "detail": {"$ref": "#/components/schemas/ErrorDetail"},
+            },
+            "additionalProperties": {"$ref": "#/components/schemas/FieldMessages"},
+        }
+    )
 
 
 def status_for(exc: DomainError) -> int:

@@ -25,7 +25,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from api.db import settings
-from api.errors import error_response
+from api.errors import ErrorSchema, error_response
 from core.settings import libpq_url
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class ReadySchema(Schema):
 
 @blp.route("/healthz")
 @blp.response(200, HealthSchema)
+@blp.doc(operationId="getHealth")
 def healthz() -> dict[str, Any]:
     """The process is up. No database access: a database outage must not get every web
     process restarted (that is what readiness is for)."""
@@ -114,10 +115,11 @@ def _readiness() -> _Readiness:
 
 @blp.route("/readyz")
 @blp.response(200, ReadySchema)
-@blp.alt_response(503, response="SERVICE_UNAVAILABLE",
+@blp.alt_response(503, schema=ErrorSchema,
                   description="Not ready: `message` says which check failed (database or queue), `errors` "
                               "gives `unavailable` or `timed out`; answered within about "
                               f"{2 * READY_TIMEOUT_S} s, and reused by this process for {READY_CACHE_S:g} s")
+@blp.doc(operationId="getReadiness")
 def readyz() -> dict[str, Any] | Response:
     """The database and the job queue are reachable: take this process out of rotation
     (not restart it) while this answers 503."""

@@ -1,13 +1,36 @@
-"""The OpenAPI document's schema names, and how it says a value may be null."""
+"""The OpenAPI document: schema names, how it says a value may be null, the error shape
+and the shared error answers."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+
+from api.errors import ERROR_DETAIL, ErrorSchema, field_message_schemas
+
+# The shared error answers operations refer to (`components/responses/<NAME>`, named as
+# flask-smorest names them, after http.HTTPStatus), with what they mean here. flask-smorest
+# registers one per status with the bare phrase; these replace the ones we use.
+ERROR_RESPONSES = {
+    401: "Not signed in: no bearer token, or one that is invalid, expired or revoked; "
+         "sign in again (POST /api/v1/auth/token)",
+    403: "Signed in, but without a role this operation needs",
+    404: "Nothing has this id or code",
+    409: "Not allowed in the state it is in now; `errors.error_code` and `errors.detail` say why",
+    413: "The body is larger than the server accepts (four times STREETLOOP_MAX_UPLOAD_BYTES); nothing was read",
+    422: "Bad input; nothing was stored. `errors` names each field with its messages",
+}
+
+
+def error_response_name(status: int) -> str:
+    """The shared answer's component name: `UNAUTHORIZED`, `NOT_FOUND`, ..."""
+    return HTTPStatus(status).name
 
 
 def schema_name(schema: object) -> str:
@@ -20,34 +43,58 @@ def schema_name(schema: object) -> str:
     return name
 
 
-def nullable_as_any_of(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401, ARG001
-    """A field that may be null (`allow_none`), when it is an enum or another schema:
-    `{"nullable": true, "anyOf": [<the enum or the $ref>]}`.
+_UNTYPED_NULL = {"type": "object", "nullable": True}
 
-    apispec (OpenAPI 3.0) writes the first as an enum with null among its values, which a
-    generated client turns into three enum classes for one field, and the second as anyOf
-    [a free-form object, the schema], which a client parses into the free-form object.
-    Null cannot just be dropped from the enum either: a generator then reads the field as
-    never null and fails on a null value. Runs after apispec's own attribute functions,
-    and rewrites `ret` in place (the others only add to it)."""
-    if not ret.get("nullable") and not any(s == {"type": "object", "nullable": True} for s in ret.get("anyOf", [])):
+
+def nullable_enum(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: ARG001
+    """An enum that may be null: `{"nullable": true, "anyOf": [<the enum>]}`.
+
+    apispec (OpenAPI 3.0) puts null among the enum's values, which a generated client turns
+    into several enum classes for one field. Null cannot just be dropped from the enum
+    either, with `nullable` beside it: openapi-python-client then reads the field as never
+    null and fails on a null value (`tests/api/test_generated_client.py` reads one). Runs
+    after apispec's own attribute functions and rewrites `ret` in place (those only add)."""
+    if not ret.get("nullable") or "enum" not in ret:
         return {}
-    if "enum" in ret:
-        inner = {"type": ret.pop("type"), "enum": [v for v in ret.pop("enum") if v is not None]}
-        if "format" in ret:
-            inner["format"] = ret.pop("format")
-        ret["anyOf"] = [inner]
-    elif "anyOf" in ret:
-        ret["anyOf"] = [s for s in ret["anyOf"] if s != {"type": "object", "nullable": True}]
-    else:
-        return {}
-    ret["nullable"] = True
+    inner = {"type": ret.pop("type"), "enum": [v for v in ret.pop("enum") if v is not None]}
+    if "format" in ret:
+        inner["format"] = ret.pop("format")
+    ret["anyOf"] = [inner]
     return {}
+
+
+def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: ARG001
+    """A nested schema that may be null: `allOf: [$ref], nullable: true`, not apispec's
+    `anyOf: [{type: object, nullable: true}, $ref]`, whose first branch is an object of
+    anything (generators make a class of it that parses any object, and a union of two)."""
+    branches = ret.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and _UNTYPED_NULL in branches:
+        (reference,) = [b for b in branches if b != _UNTYPED_NULL]
+        # Attribute functions may only add keys; this one must also take `anyOf` away.
+        del ret["anyOf"]
+        return {"allOf": [reference], "nullable": True}
+    return {}
+
+
+class StreetLoopApi(Api):
+    # Every error answer (the default one included) is documented with our error shape,
+    # whose `errors` is typed, instead of flask-smorest's free-form one.
+    ERROR_SCHEMA = ErrorSchema
 
 
 def make_api(app: Flask) -> Api:
     # One Api per app: flask-smorest keeps per-app state (the spec, its blueprints).
-    plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
-    api = Api(app, spec_kwargs={"marshmallow_plugin": plugin})
-    plugin.converter.add_attribute_function(nullable_as_any_of)
+    api = StreetLoopApi(app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+    api.ma_plugin.converter.add_attribute_function(nullable_enum)
+    api.ma_plugin.converter.add_attribute_function(nullable_reference)
+    components = api.spec.components
+    for name, schema in field_message_schemas().items():
+        components.schema(name, schema)
+    components.schema("ErrorDetail", ERROR_DETAIL)
+    for status, description in ERROR_RESPONSES.items():
+        response = {"description": description, "schema": ErrorSchema}
+        prepare_response(response, api.spec, api.DEFAULT_RESPONSE_CONTENT_TYPE)
+        # Lazy, like flask-smorest's own (which this replaces): only the answers some
+        # operation refers to appear in the document.
+        components.response(error_response_name(status), response, lazy=True)
     return api

@@ -20,11 +20,8 @@ are a `oneOf`. tests/api/test_openapi_types.py checks real answers against the s
 shape that stops matching its value fails there, and a key added to one of these values
 without its schema fails too.
 
-`install(api)` teaches apispec these fields, and one more thing: apispec documents a
-nullable Nested field as `anyOf: [{$ref}, {"type": "object", "nullable": true}]`, whose
-second branch is an untyped object (a generated client gets a class with no fields for
-it). It is documented instead as `allOf: [{$ref}], nullable: true`, the OpenAPI 3.0 way
-of saying "this schema, or null" that generators read as an optional model.
+`install(api)` teaches apispec these fields. (A nullable Nested field is documented as
+`allOf: [$ref], nullable: true` by `api.spec.nullable_reference`.)
 """
 
 from __future__ import annotations
@@ -40,7 +37,6 @@ Shape = type[Schema] | fields.Field | dict[str, Any]
 # Keys apispec sets from the field's own class (Dict: an object of anything), which the
 # documented shape replaces.
 _REPLACED = ("type", "format", "additionalProperties", "items", "anyOf", "allOf", "oneOf", "nullable", "$ref")
-_UNTYPED_NULL = {"type": "object", "nullable": True}
 
 
 class _Shaped:
@@ -99,11 +95,6 @@ def typed2properties(self: Any, field: fields.Field, ret: dict[str, Any], **kwar
         if field.allow_none:
             out["nullable"] = True
         return out
-    if isinstance(field, fields.Nested) and field.allow_none and isinstance(ret.get("anyOf"), list):
-        refs = [s for s in ret["anyOf"] if s != _UNTYPED_NULL]
-        if len(refs) == 1 and "$ref" in refs[0]:
-            del ret["anyOf"]
-            return {"allOf": refs, "nullable": True}
     return {}
 
 

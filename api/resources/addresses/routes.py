@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.auth import require
 from api.db import session
+from api.resources.common import Blueprint
 from geo.geocode import MAX_SEARCH_RESULTS, NEAREST_WITHIN_M, nearest_addresses, search_addresses
 
 blp = Blueprint(
@@ -69,6 +69,7 @@ class AddressSchema(Schema):
 @require("call_taker", "dispatcher", "supervisor")
 @blp.arguments(AddressArgs, location="query")
 @blp.response(200, AddressSchema(many=True))
+@blp.doc(operationId="searchAddresses")
 def search(args: dict[str, Any]) -> Any:
     """Addresses matching the text, ranked (the exact street first, then streets starting
     so, then streets with a word starting so; the exact number, the whole street, then

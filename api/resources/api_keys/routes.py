@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api.auth import current_actor, require
 from api.db import session
+from api.resources.common import Blueprint
 from core.auth import create_api_key, revoke_api_key
 from core.models import ApiKey
 
@@ -28,6 +29,7 @@ class NewApiKeySchema(ApiKeySchema):
 @blp.route("")
 @require("admin")
 @blp.response(200, ApiKeySchema(many=True))
+@blp.doc(operationId="listApiKeys")
 def list_keys() -> Any:
     return session().scalars(select(ApiKey).order_by(ApiKey.id)).all()
 
@@ -36,6 +38,7 @@ def list_keys() -> Any:
 @require("admin")
 @blp.arguments(ApiKeySchema)
 @blp.response(201, NewApiKeySchema)
+@blp.doc(operationId="createApiKey")
 def create_key(data: dict[str, Any]) -> Any:
     s = session()
     row, key = create_api_key(s, data["name"], actor=current_actor())
@@ -46,6 +49,8 @@ def create_key(data: dict[str, Any]) -> Any:
 @blp.route("/<int:key_id>", methods=["DELETE"])
 @require("admin")
 @blp.response(204)
+@blp.error(404)
+@blp.doc(operationId="revokeApiKey")
 def revoke_key(key_id: int) -> None:
     """The app can no longer submit reports, and its webhooks are switched off: calls
     still waiting in the outbox are given up, not sent. Revoking again changes nothing."""

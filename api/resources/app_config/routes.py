@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import shapely
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.db import service_area, session, settings
+from api.resources.common import Blueprint
 from core.service_area import area_in_force
 from core.settings import tile_kind
 from geo.basemap import MAX_DATA_ZOOM, current_build
@@ -57,6 +57,7 @@ def basemap() -> dict[str, Any]:
 
 @blp.route("")
 @blp.response(200, AppConfigSchema)
+@blp.doc(operationId="getAppConfig")
 def app_config() -> dict[str, Any]:
     """Public: the sign-in screens show times and the map before a token exists. Nothing
     here is more than the service area, which Open311 publishes too, and where the map's

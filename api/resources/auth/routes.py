@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint, abort
-from flask_smorest.error_handler import ErrorSchema
+from flask_smorest import abort
 
 from api.auth import current_actor, current_token, current_user, require
 from api.client_address import request_client_address
 from api.db import session, settings
+from api.errors import ErrorSchema
+from api.resources.common import Blueprint
 from api.resources.auth.schemas import LoginSchema, MeSchema, RevokedSchema, TokenSchema
 from core.auth import revoke_token, revoke_tokens
 from core.lifecycle.user import UserLifecycle
@@ -50,6 +51,7 @@ def token(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/me")
 @require()
 @blp.response(200, MeSchema)
+@blp.doc(operationId="getMe")
 def me() -> Any:
     return current_user()
 
@@ -58,6 +60,7 @@ def me() -> Any:
 @require()
 @blp.response(204)
 @blp.alt_response(401, **SIGNED_IN)
+@blp.doc(operationId="signOut")
 def logout() -> None:
     """Sign out this device.
 
@@ -74,6 +77,7 @@ def logout() -> None:
 @require()
 @blp.response(200, RevokedSchema)
 @blp.alt_response(401, **SIGNED_IN)
+@blp.doc(operationId="signOutEverywhere")
 def logout_everywhere() -> dict[str, int]:
     """Sign out every device.
 

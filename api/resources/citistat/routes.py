@@ -8,12 +8,13 @@ from datetime import date, datetime, timedelta
 from typing import Any, get_type_hints
 
 from flask import Response, request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from api import inputs
 from api.auth import require
 from api.db import session, settings
+from api.resources.common import Blueprint
 from core import citistat
 
 blp = Blueprint("citistat", __name__, url_prefix="/citistat",
@@ -77,6 +78,7 @@ def wants_csv(fmt: str | None) -> bool:
 @require("dispatcher", "supervisor")
 @blp.arguments(CitiStatArgs, location="query")
 @blp.response(200, CitiStatSchema)
+@blp.doc(operationId="getCitiStat")
 def get_citistat(args: dict[str, Any]) -> Any:
     """The figures per group and a total row. With `format=csv` (or `Accept: text/csv`)
     the same rows come as CSV, one column per figure (closed_<outcome>, backlog_<bucket>

@@ -9,14 +9,15 @@ from typing import Any
 
 import flask
 from flask import Response, request
-from flask_smorest import Blueprint, abort
-from flask_smorest.error_handler import ErrorSchema
+from flask_smorest import abort
+from api.errors import ErrorSchema
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
+from api.resources.common import Blueprint
 from api.resources.crew.schemas import (
     CompletionFilesSchema,
     CompletionFormSchema,
@@ -45,7 +46,7 @@ ROUTE_CACHE_CONTROL = "private, no-cache"
 
 
 class CrewBlueprint(Blueprint):
-    """flask-smorest's Blueprint, with a 304 that keeps the ETag and Cache-Control.
+    """Our Blueprint (api.resources.common), with a 304 that keeps the ETag and Cache-Control.
 
     `blp.etag` computes the route's tag from the dumped answer and answers a matching
     If-None-Match with 304, but by raising `NotModified`, whose answer carries neither

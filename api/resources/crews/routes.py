@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.auth import require
 from api.db import session
+from api.resources.common import Blueprint
 from core.models import Crew, Depot
 
 blp = Blueprint("crews", __name__, url_prefix="/crews", description="Field crews, their skills and capacities.")
@@ -44,6 +45,7 @@ def _depot_id(code: str | None) -> int | None:
 @blp.route("")
 @require("dispatcher", "supervisor")
 @blp.response(200, CrewSchema(many=True))
+@blp.doc(operationId="listCrews")
 def list_crews() -> Any:
     rows = session().scalars(select(Crew).options(selectinload(Crew.depot)).order_by(Crew.code))
     return [_dump(c) for c in rows]
@@ -53,6 +55,8 @@ def list_crews() -> Any:
 @require("admin")
 @blp.arguments(CrewSchema)
 @blp.response(201, CrewSchema)
+@blp.error(409)
+@blp.doc(operationId="createCrew")
 def create_crew(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(Crew.id).where(Crew.code == data["code"])):
@@ -68,6 +72,8 @@ def create_crew(data: dict[str, Any]) -> Any:
 @require("admin")
 @blp.arguments(CrewSchema(partial=True))
 @blp.response(200, CrewSchema)
+@blp.error(404)
+@blp.doc(operationId="updateCrew")
 def update_crew(data: dict[str, Any], code: str) -> Any:
     s = session()
     crew = s.scalar(select(Crew).where(Crew.code == code))

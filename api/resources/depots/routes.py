@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api.auth import require
 from api.db import session
-from api.resources.common import PointSchema, patch_schema, point_out
+from api.resources.common import Blueprint, PointSchema, patch_schema, point_out
 from core.models import Depot
 from core.spatial import point
 
@@ -31,6 +31,7 @@ def _dump(d: Depot) -> dict[str, Any]:
 @blp.route("")
 @require("dispatcher", "supervisor")
 @blp.response(200, DepotSchema(many=True))
+@blp.doc(operationId="listDepots")
 def list_depots() -> Any:
     return [_dump(d) for d in session().scalars(select(Depot).order_by(Depot.code))]
 
@@ -39,6 +40,8 @@ def list_depots() -> Any:
 @require("admin")
 @blp.arguments(DepotSchema)
 @blp.response(201, DepotSchema)
+@blp.error(409)
+@blp.doc(operationId="createDepot")
 def create_depot(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(Depot.id).where(Depot.code == data["code"])):
@@ -54,6 +57,9 @@ def create_depot(data: dict[str, Any]) -> Any:
 @require("admin")
 @blp.arguments(patch_schema(DepotSchema))
 @blp.response(200, DepotSchema)
+@blp.error(404)
+@blp.error(409)
+@blp.doc(operationId="updateDepot")
 def update_depot(data: dict[str, Any], code: str) -> Any:
     s = session()
     depot = s.scalar(select(Depot).where(Depot.code == code))

@@ -3,14 +3,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate, validates
 from shapely.geometry import mapping
 from sqlalchemy import func, select
 
 from api.auth import require
 from api.db import session
-from api.resources.common import as_multipolygon
+from api.resources.common import Blueprint, as_multipolygon
 from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
 from api.resources.typed import JSONObject
 from core.models import District
@@ -33,6 +33,7 @@ class DistrictSchema(Schema):
 @blp.route("")
 @require("dispatcher", "supervisor")
 @blp.response(200, DistrictSchema(many=True))
+@blp.doc(operationId="listDistricts")
 def list_districts() -> Any:
     rows = session().execute(select(District, func.ST_AsGeoJSON(District.geom, 6)).order_by(District.code)).all()
     return [{"id": d.id, "code": d.code, "name": d.name, "geometry": json.loads(g)} for d, g in rows]
@@ -42,6 +43,8 @@ def list_districts() -> Any:
 @require("admin")
 @blp.arguments(DistrictSchema)
 @blp.response(201, DistrictSchema)
+@blp.error(409)
+@blp.doc(operationId="createDistrict")
 def create_district(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(District.id).where(District.code == data["code"])):

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, require
 from api.db import day_rules, defer_after_commit, session, settings, travel
+from api.resources.common import Blueprint
 from api.resources.geojson import GeoJSONLineStringSchema, feature_collection_type, feature_type
 from api.resources.typed import Computed, JSONObject
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
@@ -227,6 +228,8 @@ def _geojson(plan: RoutePlan) -> dict[str, Any]:
 @require("dispatcher", "supervisor")
 @blp.arguments(PlanRequestSchema)
 @blp.response(202, AcceptedSchema)
+@blp.error(409, "The day already has a published plan for this scope: re-plan that one (`errors.detail.plan_id`)")
+@blp.doc(operationId="createPlan")
 def create_plan(data: dict[str, Any]) -> Any:
     s = session()
     scope = Scope(**{k: v for k, v in data["scope"].items() if v})
@@ -240,6 +243,7 @@ def create_plan(data: dict[str, Any]) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(PlanListArgs, location="query")
 @blp.response(200, PlanSchema(many=True))
+@blp.doc(operationId="listPlans")
 def list_plans(args: dict[str, Any]) -> Any:
     q = select(RoutePlan).order_by(RoutePlan.plan_date.desc(), RoutePlan.id.desc()).limit(200)
     if args.get("date"):
@@ -270,6 +274,7 @@ class LateStopSchema(Schema):
 @require("dispatcher", "supervisor")
 @blp.arguments(LateArgs, location="query")
 @blp.response(200, LateStopSchema(many=True))
+@blp.doc(operationId="listLateStops")
 def late_stops(args: dict[str, Any]) -> Any:
     """Stops of the day's published routes that the crews' progress and positions say will
     start late, most late first (projected every few minutes by the worker)."""
@@ -294,6 +299,8 @@ def late_stops(args: dict[str, Any]) -> Any:
 @blp.route("/<int:plan_id>")
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanDetailSchema)
+@blp.error(404)
+@blp.doc(operationId="getPlan")
 def get_plan(plan_id: int) -> Any:
     return _detail(plan_id)
 
@@ -301,8 +308,10 @@ def get_plan(plan_id: int) -> Any:
 @blp.route("/<int:plan_id>/publish", methods=["POST"])
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanSchema)
-@blp.alt_response(409, description="The plan is not ready or not feasible, its times have passed, or another published "
+@blp.error(409, "The plan is not ready or not feasible, its times have passed, or another published "
                                     "plan of the day holds one of its crews (the message names it)")
+@blp.error(404)
+@blp.doc(operationId="publishPlan")
 def publish(plan_id: int) -> Any:
     s = session()
     plan = _load(plan_id)
@@ -319,7 +328,9 @@ def publish(plan_id: int) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(ReplanSchema)
 @blp.response(202, AcceptedSchema)
-@blp.alt_response(409, description="Only the published plan of a day is re-planned")
+@blp.error(409, "Only the published plan of a day is re-planned")
+@blp.error(404)
+@blp.doc(operationId="replanPlan")
 def replan(data: dict[str, Any], plan_id: int) -> Any:
     """A new version of the published day from now. While one is queued or running,
     asking again answers with that one."""
@@ -339,8 +350,10 @@ def replan(data: dict[str, Any], plan_id: int) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(MoveSchema)
 @blp.response(200, PlanDetailSchema)
-@blp.alt_response(409, description="Only a draft (ready) plan is edited")
-@blp.alt_response(422, description="The edited route would break a constraint; nothing changed")
+@blp.error(409, "Only a draft (ready) plan is edited")
+@blp.error(422, "The edited route would break a constraint; nothing changed")
+@blp.error(404)
+@blp.doc(operationId="movePlanStop")
 def move(data: dict[str, Any], plan_id: int) -> Any:
     s = session()
     plan = _load(plan_id)
@@ -356,8 +369,10 @@ def move(data: dict[str, Any], plan_id: int) -> Any:
 @blp.route("/<int:plan_id>/stops/<int:work_order_id>", methods=["DELETE"])
 @require("dispatcher", "supervisor")
 @blp.response(200, PlanDetailSchema)
-@blp.alt_response(409, description="Only a draft (ready) plan is edited, and a locked stop stays")
-@blp.alt_response(422, description="That work order is not on the plan's routes")
+@blp.error(409, "Only a draft (ready) plan is edited, and a locked stop stays")
+@blp.error(422, "That work order is not on the plan's routes")
+@blp.error(404)
+@blp.doc(operationId="removePlanStop")
 def remove(plan_id: int, work_order_id: int) -> Any:
     """Take a stop off a draft: its work goes back to the pool, and the plan lists it."""
     s = session()
@@ -371,8 +386,10 @@ def remove(plan_id: int, work_order_id: int) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(LockSchema)
 @blp.response(200, PlanDetailSchema)
-@blp.alt_response(409, description="Only a draft or the published plan")
-@blp.alt_response(422, description="That work order is not on the plan's routes")
+@blp.error(409, "Only a draft or the published plan")
+@blp.error(422, "That work order is not on the plan's routes")
+@blp.error(404)
+@blp.doc(operationId="lockPlanStop")
 def lock(data: dict[str, Any], plan_id: int, work_order_id: int) -> Any:
     """Lock a stop to its crew and its place (or unlock it). Edits leave a locked stop
     alone, and a re-plan of the day keeps it on its crew, in order."""

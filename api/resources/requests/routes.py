@@ -4,8 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint, abort
-from flask_smorest.error_handler import ErrorSchema
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -13,15 +12,16 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, service_area, session, settings
+from api.errors import ErrorSchema
 from api.resources.common import (
     BBoxArgs,
+    Blueprint,
     EventSchema,
-    PageArgs,
     PointSchema,
+    SelectPage,
     bbox_filter,
     csv_list,
     page_schema,
-    paginate,
     point_out,
     timeline,
 )
@@ -37,7 +37,7 @@ from geo.geocode import geocode
 blp = Blueprint("requests", __name__, url_prefix="/requests", description="Service requests as staff see them.")
 
 
-class RequestArgs(PageArgs, BBoxArgs):
+class RequestArgs(BBoxArgs):
     status = fields.String(metadata={"description": f"comma list of: {', '.join(REQUEST_STATUSES)}"})
     service_code = fields.String(metadata={"description": "comma list"})
     district = fields.String(metadata={"description": "district code"})
@@ -213,6 +213,8 @@ def _load(public_id: str) -> ServiceRequest:
 @require("dispatcher", "supervisor")
 @blp.arguments(RequestArgs, location="query")
 @blp.response(200, page_schema(RequestSchema))
+@blp.paginate(SelectPage)
+@blp.doc(operationId="listRequests")
 def list_requests(args: dict[str, Any]) -> Any:
     q = select(ServiceRequest).options(
         selectinload(ServiceRequest.service_type), selectinload(ServiceRequest.district), selectinload(ServiceRequest.duplicate_of)
@@ -234,15 +236,15 @@ def list_requests(args: dict[str, Any]) -> Any:
         q = q.where(ServiceRequest.requested_at >= args["from_"])
     if args.get("to"):
         q = q.where(ServiceRequest.requested_at < args["to"])
-    q = q.order_by(ServiceRequest.requested_at.desc(), ServiceRequest.id.desc())
-    return paginate(session(), q, args["page"], args["page_size"])
+    return q.order_by(ServiceRequest.requested_at.desc(), ServiceRequest.id.desc())
 
 
 @blp.route("", methods=["POST"])
 @require("call_taker", "dispatcher", "supervisor")
 @blp.arguments(NewRequestSchema)
 @blp.response(201, RequestDetailSchema)
-@blp.alt_response(422, description="Invalid, or outside the service area without outside_service_area: true")
+@blp.error(422, "Invalid, or outside the service area without outside_service_area: true")
+@blp.doc(operationId="createRequest")
 def create_request(data: dict[str, Any]) -> Any:
     """Record a report taken by staff (a phone call, a walk-in); it joins or reopens
     work exactly as a resident's Open311 report would."""
@@ -274,6 +276,7 @@ def create_request(data: dict[str, Any]) -> Any:
 @require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, RequestDetailSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No request has this confirmation number")
+@blp.doc(operationId="getRequest")
 def get_request(public_id: str) -> Any:
     """One request by its confirmation number, with its timeline and, in the status page's
     words, its status: what a call-taker reads to a caller asking about their report."""
@@ -345,6 +348,7 @@ class NearbySchema(Schema):
 @blp.arguments(NearbyArgs, location="query")
 @blp.response(200, NearbySchema)
 @blp.alt_response(422, schema=ErrorSchema, description="Unknown or inactive service_code, or a bad point")
+@blp.doc(operationId="listNearbyRequests")
 def nearby(args: dict[str, Any]) -> Any:
     """The open requests of this type a report at this point would join, nearest first,
     the one it joins marked: the same rule POST /requests and Open311 apply (the type's
@@ -363,7 +367,9 @@ def nearby(args: dict[str, Any]) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(PinSchema)
 @blp.response(200, RequestDetailSchema)
-@blp.alt_response(422, description="Already placed, or outside the service area without outside_service_area: true")
+@blp.error(422, "Already placed, or outside the service area without outside_service_area: true")
+@blp.error(404)
+@blp.doc(operationId="pinRequest")
 def pin(data: dict[str, Any], public_id: str) -> Any:
     s = session()
     req = _load(public_id)
@@ -409,9 +415,10 @@ class RedactionSchema(Schema):
 @require("supervisor")
 @blp.arguments(RedactionArgs)
 @blp.response(201, RedactionSchema(many=True))
-@blp.alt_response(404, description="No such request, or no such event of it")
-@blp.alt_response(409, description="The text is empty: nothing to redact")
-@blp.alt_response(422, description="Invalid: unknown field, no reason, the event is not public, ...")
+@blp.error(404, "No such request, or no such event of it")
+@blp.error(409, "The text is empty: nothing to redact")
+@blp.error(422, "Invalid: unknown field, no reason, the event is not public, ...")
+@blp.doc(operationId="redactRequestText")
 def redact_text(data: dict[str, Any], public_id: str) -> Any:
     """Redact the request's public text (supervisors and admins). Open311 and the status
     page show the new text at once; the original is kept, readable here only, and the
@@ -427,6 +434,8 @@ def redact_text(data: dict[str, Any], public_id: str) -> Any:
 @blp.route("/<public_id>/redactions")
 @require("supervisor")
 @blp.response(200, RedactionSchema(many=True))
+@blp.error(404)
+@blp.doc(operationId="listRequestRedactions")
 def list_redactions(public_id: str) -> Any:
     """The request's redactions with the original text (supervisors and admins only)."""
     return redactions_of(session(), _load(public_id))

@@ -6,14 +6,15 @@ import mimetypes
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
+from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
-from api.resources.common import EventSchema, PageArgs, PointSchema, page_schema, paginate, point_out, timeline
+from api.resources.common import PHOTO_FILE, Blueprint, EventSchema, PointSchema, SelectPage, page_schema, point_out, timeline
 from api.resources.geojson import GeoJSONLineStringSchema, GeoJSONPointSchema, feature_collection_type, feature_type
 from api.resources.typed import Computed, JSONObject, JSONValue
 from core import closing
@@ -25,7 +26,7 @@ from geo.completion import done_time, proof_policy, track_pings
 blp = Blueprint("reviews", __name__, url_prefix="", description="Supervisors verify or reject crews' proof of work.")
 
 
-class ReviewQueueArgs(PageArgs):
+class ReviewQueueArgs(Schema):
     district = fields.String(metadata={"description": "district code"})
     service_code = fields.String(metadata={"description": "service type code"})
     crew = fields.String(metadata={"description": "crew code"})
@@ -279,7 +280,9 @@ def _load(completion_id: int) -> Completion:
 @require("supervisor")
 @blp.arguments(ReviewQueueArgs, location="query")
 @blp.response(200, page_schema(CompletionReviewSchema))
-def review_queue(args: dict[str, Any]) -> Any:
+@blp.paginate()
+@blp.doc(operationId="listReviews")
+def review_queue(args: dict[str, Any], pagination_parameters: PaginationParameters) -> Any:
     """Completions waiting for a supervisor, oldest first."""
     q = (
         select(Completion)
@@ -295,14 +298,16 @@ def review_queue(args: dict[str, Any]) -> Any:
         q = q.where(Completion.crew_id.in_(select(Crew.id).where(Crew.code == args["crew"])))
     if args.get("reason"):
         q = q.where(Completion.reasons.contains([args["reason"]]))
-    page = paginate(session(), q.order_by(Completion.submitted_at, Completion.id), args["page"], args["page_size"])
-    page["items"] = [_detail(c) for c in page["items"]]
-    return page
+    # Paged here rather than by the decorator: each completion of the page is detailed.
+    page = SelectPage(q.order_by(Completion.submitted_at, Completion.id), pagination_parameters)
+    return [_detail(c) for c in page.items]
 
 
 @blp.route("/completions/<int:completion_id>")
 @require("supervisor")
 @blp.response(200, CompletionReviewSchema)
+@blp.error(404)
+@blp.doc(operationId="getCompletion")
 def get_completion(completion_id: int) -> Any:
     """One completion with all its evidence: the checks with their numbers and limits, the
     crew's and the residents' photos, the crew's GPS track around the visit, the timeline."""
@@ -313,7 +318,9 @@ def get_completion(completion_id: int) -> Any:
 @require("supervisor")
 @blp.arguments(DecisionSchema)
 @blp.response(200, DecisionResultSchema)
-@blp.alt_response(409, description="Already decided, or the decision does not fit the completion")
+@blp.error(409, "Already decided, or the decision does not fit the completion")
+@blp.error(404)
+@blp.doc(operationId="reviewCompletion")
 def review(data: dict[str, Any], completion_id: int) -> Any:
     """Verify (closes the work with the crew's outcome), reject (the work goes back to the
     pool), or close with another outcome."""
@@ -339,6 +346,8 @@ def review(data: dict[str, Any], completion_id: int) -> Any:
 @blp.route("/photos/<int:photo_id>/original")
 @require("supervisor")
 @blp.response(200, description="The photo as uploaded, with its metadata")
+@blp.error(404)
+@blp.doc(operationId="getPhotoOriginal", responses=PHOTO_FILE)
 def photo_original(photo_id: int) -> Any:
     """Supervisors judging proof may need what the public copy strips (EXIF place and time)."""
     photo = session().get(Photo, photo_id)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validates
 
 from api.auth import current_actor, require
 from api.db import service_area, session
-from api.resources.common import EventSchema, as_multipolygon, timeline
+from api.resources.common import Blueprint, EventSchema, as_multipolygon, timeline
 from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
 from api.resources.typed import JSONObject
 from core.service_area import ENTITY, ROW_ID, SETTING, area_in_force, clear_admin_area, set_admin_area
@@ -53,6 +52,7 @@ def _answer() -> dict[str, Any]:
 @blp.route("")
 @require("dispatcher", "supervisor")
 @blp.response(200, ServiceAreaSchema)
+@blp.doc(operationId="getServiceArea")
 def get_service_area() -> Any:
     return _answer()
 
@@ -61,7 +61,8 @@ def get_service_area() -> Any:
 @require("admin")
 @blp.arguments(ServiceAreaPolygonSchema)
 @blp.response(200, ServiceAreaSchema)
-@blp.alt_response(409, description=f"{SETTING} is set: the area comes from that file")
+@blp.error(409, f"{SETTING} is set: the area comes from that file")
+@blp.doc(operationId="replaceServiceArea")
 def put_service_area(data: dict[str, Any]) -> Any:
     """Set the city's own polygon; it replaces the districts' union."""
     s = session()
@@ -73,7 +74,8 @@ def put_service_area(data: dict[str, Any]) -> Any:
 @blp.route("", methods=["DELETE"])
 @require("admin")
 @blp.response(204)
-@blp.alt_response(409, description=f"{SETTING} is set: the area comes from that file")
+@blp.error(409, f"{SETTING} is set: the area comes from that file")
+@blp.doc(operationId="deleteServiceArea")
 def delete_service_area() -> None:
     """Drop the admin's polygon: the union of the districts is the area again."""
     s = session()

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy import select
 
 from api.auth import require
 from api.db import session
-from api.resources.common import patch_schema
+from api.resources.common import Blueprint, patch_schema
 from api.resources.service_types.schemas import ServiceTypeSchema
 from core.models import ServiceAttribute, ServiceType
 
@@ -37,6 +37,7 @@ def _apply(st: ServiceType, data: dict[str, Any]) -> None:
 @blp.route("")
 @require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, ServiceTypeSchema(many=True))
+@blp.doc(operationId="listServiceTypes")
 def list_types() -> Any:
     return session().scalars(select(ServiceType).order_by(ServiceType.code)).all()
 
@@ -45,7 +46,8 @@ def list_types() -> Any:
 @require("admin")
 @blp.arguments(ServiceTypeSchema)
 @blp.response(201, ServiceTypeSchema)
-@blp.alt_response(409, description="The code is taken")
+@blp.error(409, "The code is taken")
+@blp.doc(operationId="createServiceType")
 def create_type(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(ServiceType.id).where(ServiceType.code == data["code"])):
@@ -60,6 +62,8 @@ def create_type(data: dict[str, Any]) -> Any:
 @blp.route("/<code>")
 @require("call_taker", "dispatcher", "supervisor")
 @blp.response(200, ServiceTypeSchema)
+@blp.error(404)
+@blp.doc(operationId="getServiceType")
 def get_type(code: str) -> Any:
     return _get(code)
 
@@ -68,6 +72,8 @@ def get_type(code: str) -> Any:
 @require("admin")
 @blp.arguments(patch_schema(ServiceTypeSchema))
 @blp.response(200, ServiceTypeSchema)
+@blp.error(404)
+@blp.doc(operationId="updateServiceType")
 def update_type(data: dict[str, Any], code: str) -> Any:
     st = _get(code)
     if "code" in data and data["code"] != code:

@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import g
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, require
 from api.db import session, settings
-from api.resources.common import EventSchema, timeline
+from api.resources.common import Blueprint, EventSchema, timeline
 from core import shifts as rota
 from core.models import Crew, Depot, Shift, ShiftPattern
 
@@ -185,6 +185,7 @@ def _detail(shift_id: int) -> dict[str, Any]:
 @require("dispatcher", "supervisor")
 @blp.arguments(ShiftListArgs, location="query")
 @blp.response(200, ShiftSchema(many=True))
+@blp.doc(operationId="listShifts")
 def list_shifts(args: dict[str, Any]) -> Any:
     tz = settings().tz
     first = args["from_"] or datetime.now(tz).date()
@@ -207,8 +208,9 @@ def list_shifts(args: dict[str, Any]) -> Any:
 @require("dispatcher")
 @blp.arguments(NewShiftSchema)
 @blp.response(201, ShiftDetailSchema)
-@blp.alt_response(409, description="It overlaps another of the crew's shifts")
-@blp.alt_response(422, description="Bad times, breaks, crew or depot")
+@blp.error(409, "It overlaps another of the crew's shifts")
+@blp.error(422, "Bad times, breaks, crew or depot")
+@blp.doc(operationId="createShift")
 def create_shift(data: dict[str, Any]) -> Any:
     s = session()
     shift = rota.create_shift(s, crew=_crew(data["crew"]), starts_at=data["starts_at"], ends_at=data["ends_at"],
@@ -221,6 +223,8 @@ def create_shift(data: dict[str, Any]) -> Any:
 @blp.route("/shifts/<int:shift_id>")
 @require("dispatcher", "supervisor")
 @blp.response(200, ShiftDetailSchema)
+@blp.error(404)
+@blp.doc(operationId="getShift")
 def get_shift(shift_id: int) -> Any:
     return _detail(shift_id)
 
@@ -229,7 +233,9 @@ def get_shift(shift_id: int) -> Any:
 @require("dispatcher")
 @blp.arguments(ShiftChangeSchema)
 @blp.response(200, ShiftDetailSchema)
-@blp.alt_response(409, description="Cancelled, or it would overlap another shift")
+@blp.error(409, "Cancelled, or it would overlap another shift")
+@blp.error(404)
+@blp.doc(operationId="updateShift")
 def change_shift(data: dict[str, Any], shift_id: int) -> Any:
     s = session()
     rota.update_shift(s, _shift(shift_id), starts_at=data.get("starts_at"), ends_at=data.get("ends_at"),
@@ -242,7 +248,9 @@ def change_shift(data: dict[str, Any], shift_id: int) -> Any:
 @require("dispatcher")
 @blp.arguments(EndShiftSchema)
 @blp.response(200, ShiftDetailSchema)
-@blp.alt_response(409, description="The shift was cancelled")
+@blp.error(409, "The shift was cancelled")
+@blp.error(404)
+@blp.doc(operationId="endShift")
 def end_shift(data: dict[str, Any], shift_id: int) -> Any:
     """End a shift early (a crew goes home sick). Its work is planned without it from then:
     re-plan the day to give it to other crews."""
@@ -256,7 +264,9 @@ def end_shift(data: dict[str, Any], shift_id: int) -> Any:
 @require("dispatcher")
 @blp.arguments(CancelShiftSchema)
 @blp.response(200, ShiftDetailSchema)
-@blp.alt_response(409, description="The shift has started: end it early instead")
+@blp.error(409, "The shift has started: end it early instead")
+@blp.error(404)
+@blp.doc(operationId="cancelShift")
 def cancel_shift(data: dict[str, Any], shift_id: int) -> Any:
     s = session()
     rota.cancel_shift(s, _shift(shift_id), reason=data["reason"], actor=current_actor(), tz=settings().tz)
@@ -277,6 +287,7 @@ def _spec(data: dict[str, Any]) -> rota.PatternSpec:
 @require("dispatcher", "supervisor")
 @blp.arguments(PatternListArgs, location="query")
 @blp.response(200, PatternOutSchema(many=True))
+@blp.doc(operationId="listShiftPatterns")
 def list_patterns(args: dict[str, Any]) -> Any:
     q = select(ShiftPattern).options(selectinload(ShiftPattern.crew)).order_by(ShiftPattern.crew_id, ShiftPattern.id)
     if args["crew"]:
@@ -288,7 +299,8 @@ def list_patterns(args: dict[str, Any]) -> Any:
 @require("dispatcher")
 @blp.arguments(PatternSchema)
 @blp.response(201, PatternOutSchema)
-@blp.alt_response(422, description="Bad days, times, breaks, crew or depot")
+@blp.error(422, "Bad days, times, breaks, crew or depot")
+@blp.doc(operationId="createShiftPattern")
 def create_pattern(data: dict[str, Any]) -> Any:
     """A weekly pattern, e.g. Monday-Friday 07:00-15:30 with 30 minutes of lunch within
     11:30-13:30. It makes the crew's shifts for the coming days at once, and every night."""
@@ -303,6 +315,8 @@ def create_pattern(data: dict[str, Any]) -> Any:
 @require("dispatcher")
 @blp.arguments(PatternChangeSchema)
 @blp.response(200, PatternOutSchema)
+@blp.error(404)
+@blp.doc(operationId="replaceShiftPattern")
 def change_pattern(data: dict[str, Any], pattern_id: int) -> Any:
     """Replace a pattern's rules; the coming shifts it made are made again from them
     (shifts edited by hand, ended early or cancelled stay as they are)."""
@@ -317,6 +331,8 @@ def change_pattern(data: dict[str, Any], pattern_id: int) -> Any:
 @require("dispatcher")
 @blp.arguments(EndPatternSchema)
 @blp.response(200, PatternOutSchema)
+@blp.error(404)
+@blp.doc(operationId="endShiftPattern")
 def end_pattern(data: dict[str, Any], pattern_id: int) -> Any:
     s, tz = session(), settings().tz
     pattern = _pattern(pattern_id)

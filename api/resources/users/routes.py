@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
-
 from api.auth import current_actor, require
 from api.db import session
-from api.resources.common import page_schema, paginate, timeline
+from api.errors import ErrorSchema
+from api.resources.common import Blueprint, SelectPage, page_schema, timeline
 from api.resources.users.schemas import (
     AccountNoteSchema,
     NewUserSchema,
@@ -38,9 +36,10 @@ def _detail(user: User) -> User:
 @require("admin")
 @blp.arguments(UserArgs, location="query")
 @blp.response(200, page_schema(UserSchema))
+@blp.paginate(SelectPage)
+@blp.doc(operationId="listUsers")
 def list_users(args: dict[str, Any]) -> Any:
-    query = users.users_query(role=args.get("role"), active=args.get("active"))
-    return paginate(session(), query, args["page"], args["page_size"])
+    return users.users_query(role=args.get("role"), active=args.get("active"))
 
 
 @blp.route("", methods=["POST"])
@@ -49,6 +48,7 @@ def list_users(args: dict[str, Any]) -> Any:
 @blp.response(201, UserDetailSchema)
 @blp.alt_response(409, schema=ErrorSchema, description="A user with this e-mail address (in any case) exists")
 @blp.alt_response(422, **INVALID)
+@blp.doc(operationId="createUser")
 def create_user(data: dict[str, Any]) -> Any:
     s = session()
     user = users.create_user(s, email=data["email"], name=data["name"], role=data["role"], password=data["password"],
@@ -61,6 +61,7 @@ def create_user(data: dict[str, Any]) -> Any:
 @require("admin")
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(404, **NOT_FOUND)
+@blp.doc(operationId="getUser")
 def get_user(user_id: int) -> Any:
     return _detail(users.get_user(session(), user_id))
 
@@ -72,6 +73,7 @@ def get_user(user_id: int) -> Any:
 @blp.alt_response(404, **NOT_FOUND)
 @blp.alt_response(409, schema=ErrorSchema, description="It would demote the last active admin")
 @blp.alt_response(422, **INVALID)
+@blp.doc(operationId="updateUser")
 def update_user(data: dict[str, Any], user_id: int) -> Any:
     s = session()
     user = users.get_user(s, user_id, for_update=True)
@@ -93,6 +95,7 @@ def update_user(data: dict[str, Any], user_id: int) -> Any:
 @blp.response(204)
 @blp.alt_response(404, **NOT_FOUND)
 @blp.alt_response(422, **INVALID)
+@blp.doc(operationId="resetUserPassword")
 def reset_password(data: dict[str, Any], user_id: int) -> None:
     """Set a new password and revoke the user's tokens: every device signs in again."""
     s = session()
@@ -107,6 +110,7 @@ def reset_password(data: dict[str, Any], user_id: int) -> None:
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(404, **NOT_FOUND)
 @blp.alt_response(409, schema=ErrorSchema, description="Already inactive, or the last active admin")
+@blp.doc(operationId="deactivateUser")
 def deactivate(data: dict[str, Any], user_id: int) -> Any:
     """Close the login and revoke its tokens at once. The row stays for the audit trail."""
     s = session()
@@ -122,6 +126,7 @@ def deactivate(data: dict[str, Any], user_id: int) -> Any:
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(404, **NOT_FOUND)
 @blp.alt_response(409, schema=ErrorSchema, description="Already active")
+@blp.doc(operationId="reactivateUser")
 def reactivate(data: dict[str, Any], user_id: int) -> Any:
     """Open the login again with its old password (reset it too if that may have leaked)."""
     s = session()

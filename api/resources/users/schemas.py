@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields, validate
 
-from api.resources.common import EventSchema, PageArgs
+from api.resources.common import EventSchema
 from api.resources.typed import Computed
 from core.models import ROLES
 from core.users import MAX_NAME_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -10,7 +10,7 @@ _CREW = {"description": "crew code: required for role crew, refused for the othe
 _PASSWORD = {"description": f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters, not the e-mail address; never returned"}
 
 
-class UserArgs(PageArgs):
+class UserArgs(Schema):
     role = fields.String(validate=_ROLE)
     active = fields.Boolean(metadata={"description": "only active (true) or deactivated (false) logins"})
 

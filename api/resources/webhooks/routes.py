@@ -6,13 +6,14 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import current_actor, require
 from api.db import session, settings
+from api.resources.common import Blueprint
 from core.lifecycle.client_app import WebhookLifecycle
 from core.models import ApiKey, Webhook
 from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, PLAIN_HTTP, WebhookPolicy
@@ -83,6 +84,8 @@ def _key(key_id: int) -> ApiKey:
 @blp.route("/api-keys/<int:key_id>/webhooks")
 @require("admin")
 @blp.response(200, WebhookSchema(many=True))
+@blp.error(404)
+@blp.doc(operationId="listWebhooks")
 def list_webhooks(key_id: int) -> Any:
     _key(key_id)
     return session().scalars(select(Webhook).where(Webhook.api_key_id == key_id).order_by(Webhook.id)).all()
@@ -92,7 +95,9 @@ def list_webhooks(key_id: int) -> Any:
 @require("admin")
 @blp.arguments(WebhookSchema)
 @blp.response(201, NewWebhookSchema)
-@blp.alt_response(409, description="The URL is already registered for this key, or the key is revoked")
+@blp.error(409, "The URL is already registered for this key, or the key is revoked")
+@blp.error(404)
+@blp.doc(operationId="createWebhook")
 def create_webhook(data: dict[str, Any], key_id: int) -> Any:
     s = session()
     key = _key(key_id)
@@ -130,6 +135,8 @@ def create_webhook(data: dict[str, Any], key_id: int) -> Any:
 @blp.route("/webhooks/<int:webhook_id>", methods=["DELETE"])
 @require("admin")
 @blp.response(204)
+@blp.error(404)
+@blp.doc(operationId="deactivateWebhook")
 def deactivate_webhook(webhook_id: int) -> None:
     """Stop calling it; deliveries still waiting for it are given up, not sent."""
     s = session()

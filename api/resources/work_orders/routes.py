@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -13,13 +13,12 @@ from api.auth import current_actor, current_user, require
 from api.db import session, settings
 from api.resources.common import (
     BBoxArgs,
+    Blueprint,
     EventSchema,
-    PageArgs,
-    PointSchema,
+    SelectPage,
     bbox_filter,
     csv_list,
     page_schema,
-    paginate,
     point_out,
     timeline,
 )
@@ -32,7 +31,7 @@ from core.workorders import clear_must_do, mark_must_do, staff_change_status
 blp = Blueprint("work_orders", __name__, url_prefix="/work-orders", description="Work for crews: priority, SLA due time, skill.")
 
 
-class WorkOrderArgs(PageArgs, BBoxArgs):
+class WorkOrderArgs(BBoxArgs):
     status = fields.String(metadata={"description": f"comma list of: {', '.join(WORK_ORDER_STATUSES)}"})
     service_code = fields.String(metadata={"description": "comma list"})
     district = fields.String(metadata={"description": "district code"})
@@ -124,6 +123,8 @@ def _detail(wo_id: int) -> WorkOrder:
 @require("dispatcher", "supervisor")
 @blp.arguments(WorkOrderArgs, location="query")
 @blp.response(200, page_schema(WorkOrderSchema))
+@blp.paginate(SelectPage)
+@blp.doc(operationId="listWorkOrders")
 def list_work_orders(args: dict[str, Any]) -> Any:
     q = select(WorkOrder).options(*_options())
     if statuses := csv_list(args.get("status")):
@@ -147,13 +148,14 @@ def list_work_orders(args: dict[str, Any]) -> Any:
         q = q.where(WorkOrder.created_at >= args["from_"])
     if args.get("to"):
         q = q.where(WorkOrder.created_at < args["to"])
-    q = q.order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
-    return paginate(session(), q, args["page"], args["page_size"])
+    return q.order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
 
 
 @blp.route("/<int:wo_id>")
 @require("dispatcher", "supervisor")
 @blp.response(200, WorkOrderDetailSchema)
+@blp.error(404)
+@blp.doc(operationId="getWorkOrder")
 def get_work_order(wo_id: int) -> Any:
     return _detail(wo_id)
 
@@ -162,7 +164,9 @@ def get_work_order(wo_id: int) -> Any:
 @require("dispatcher", "supervisor")
 @blp.arguments(TransitionSchema)
 @blp.response(200, WorkOrderDetailSchema)
-@blp.alt_response(409, description="Not allowed from the current status")
+@blp.error(409, "Not allowed from the current status")
+@blp.error(404)
+@blp.doc(operationId="transitionWorkOrder")
 def transition(data: dict[str, Any], wo_id: int) -> Any:
     s = session()
     wo = _locked(wo_id)
@@ -198,7 +202,9 @@ class CloseSchema(Schema):
 @require("supervisor")
 @blp.arguments(CloseSchema)
 @blp.response(200, WorkOrderDetailSchema)
-@blp.alt_response(409, description="Not closable from its status (a completed order is reviewed instead)")
+@blp.error(409, "Not closable from its status (a completed order is reviewed instead)")
+@blp.error(404)
+@blp.doc(operationId="closeWorkOrder")
 def close(data: dict[str, Any], wo_id: int) -> Any:
     """A supervisor closes work no crew completed, with an explicit outcome (a duplicate, a
     referral to another owner, nothing found); every request on it closes the same way."""
@@ -219,8 +225,10 @@ class MustDoSchema(Schema):
 @require("dispatcher", "supervisor")
 @blp.arguments(MustDoSchema)
 @blp.response(200, WorkOrderDetailSchema)
-@blp.alt_response(409, description="The work is finished or closed")
-@blp.alt_response(422, description="A day that is over, an unknown or inactive crew, or one without the skill")
+@blp.error(409, "The work is finished or closed")
+@blp.error(422, "A day that is over, an unknown or inactive crew, or one without the skill")
+@blp.error(404)
+@blp.doc(operationId="setWorkOrderMustDo")
 def must_do(data: dict[str, Any], wo_id: int) -> Any:
     """Force urgent work into a day: plans of that day include it (on that crew, if one is
     named), dropping lower-value work if they must, and list what they dropped for it.
@@ -240,6 +248,8 @@ def must_do(data: dict[str, Any], wo_id: int) -> Any:
 @blp.route("/<int:wo_id>/must-do", methods=["DELETE"])
 @require("dispatcher", "supervisor")
 @blp.response(200, WorkOrderDetailSchema)
+@blp.error(404)
+@blp.doc(operationId="clearWorkOrderMustDo")
 def clear_must_do_(wo_id: int) -> Any:
     s = session()
     wo = _locked(wo_id)
