@@ -46,7 +46,7 @@ def test_every_object_in_the_route_is_a_named_schema(spec: dict[str, Any]) -> No
             return
         seen.add(name)
         for field, prop in spec["components"]["schemas"][name].get("properties", {}).items():
-            for sub in [prop, prop.get("items", {}), *prop.get("anyOf", [])]:
+            for sub in [prop, prop.get("items", {}), *prop.get("anyOf", []), *prop.get("allOf", [])]:
                 if "$ref" in sub:
                     walk(sub["$ref"].rsplit("/", 1)[1])
                 else:
@@ -77,7 +77,7 @@ def test_null_is_said_with_nullable_never_inside_an_enum_or_as_a_free_form_objec
     assert schemas["CrewChange"]["properties"]["status"]["nullable"] is True
     assert schemas["CrewChange"]["properties"]["status"]["anyOf"][0]["enum"][0] == "new"
     assert schemas["FieldEvent"]["properties"]["reason"]["anyOf"][0]["enum"][0] == "blocked_by_vehicle"
-    assert schemas["CrewRoute"]["properties"]["depot_start"] == {"nullable": True, "anyOf": [{"$ref": "#/components/schemas/Place"}]}
+    assert schemas["CrewRoute"]["properties"]["depot_start"] == {"nullable": True, "allOf": [{"$ref": "#/components/schemas/Place"}]}
 
 
 def test_request_bodies_are_schemas(spec: dict[str, Any]) -> None:

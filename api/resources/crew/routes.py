@@ -186,6 +186,7 @@ def _pings(payload: Any) -> list[Ping]:
 @require("crew")
 @blp.response(201, PositionsStoredSchema)
 @blp.alt_response(422, **BAD_INPUT)
+@blp.error(413)  # beyond the server's body limit, as for every body
 # The body is documented by its schema but parsed by `_pings`: see PositionsBatchSchema.
 @blp.doc(operationId="postCrewPositions",
          requestBody={"required": True, "content": {"application/json": {"schema": PositionsBatchSchema}}})

@@ -15,6 +15,7 @@ from api.resources.common import (
     BBoxArgs,
     Blueprint,
     EventSchema,
+    PointSchema,
     SelectPage,
     bbox_filter,
     csv_list,
