@@ -49,7 +49,7 @@ ERROR_DETAIL = {
     "properties": {
         "current": {"type": "string", "description": "the status it is in"},
         "target": {"type": "string", "description": "the status that was asked for"},
-        "crew_id": {"type": "integer", "nullable": True},
+        "crew_id": {"type": ["integer", "null"]},
         "plan_id": {"type": "integer"},
         "shift_id": {"type": "integer", "description": "the shift it clashes with"},
         "violations": {"type": "array", "items": {"type": "string"}, "description": "broken constraints, in words"},
@@ -57,7 +57,7 @@ ERROR_DETAIL = {
     # Other names carry one plain value each (a time is an ISO 8601 or HTTP date string).
     "additionalProperties": {
         "anyOf": [
-            {"type": "string", "nullable": True},
+            {"type": ["string", "null"]},
             {"type": "number"},
             {"type": "boolean"},
             {"type": "array", "items": {"type": "string"}},

@@ -43,36 +43,30 @@ def schema_name(schema: object) -> str:
     return name
 
 
-_UNTYPED_NULL = {"type": "object", "nullable": True}
+NULL = {"type": "null"}
 
 
 def nullable_enum(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: ARG001
-    """An enum that may be null: `{"nullable": true, "anyOf": [<the enum>]}`.
+    """An enum that may be null: `anyOf: [<the enum>, {"type": "null"}]`.
 
-    apispec (OpenAPI 3.0) puts null among the enum's values, which a generated client turns
-    into several enum classes for one field. Null cannot just be dropped from the enum
-    either, with `nullable` beside it: openapi-python-client then reads the field as never
-    null and fails on a null value (`tests/api/test_generated_client.py` reads one). Runs
-    after apispec's own attribute functions and rewrites `ret` in place (those only add)."""
-    if not ret.get("nullable") or "enum" not in ret:
+    apispec writes it as `type: [<type>, "null"]` with null among the enum's values, which
+    a generated client turns into several enum classes for one field (and a None member).
+    OpenAPI 3.1 (JSON Schema) says "this enum, or null" as two alternatives instead, which
+    generators read as one enum class, optional. A nullable object is already written that
+    way by apispec (`anyOf: [$ref, {"type": "null"}]`), and a nullable plain value as
+    `type: [<type>, "null"]`. Runs after apispec's own attribute functions and rewrites
+    `ret` in place (those only add to it)."""
+    enum = ret.get("enum")
+    if not (isinstance(enum, list) and None in enum):
         return {}
-    inner = {"type": ret.pop("type"), "enum": [v for v in ret.pop("enum") if v is not None]}
+    types = ret.pop("type", None)
+    inner: dict[str, Any] = {"enum": [v for v in ret.pop("enum") if v is not None]}
+    kinds = [t for t in (types if isinstance(types, list) else [types]) if t not in (None, "null")]
+    if kinds:
+        inner["type"] = kinds[0] if len(kinds) == 1 else kinds
     if "format" in ret:
         inner["format"] = ret.pop("format")
-    ret["anyOf"] = [inner]
-    return {}
-
-
-def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: ARG001
-    """A nested schema that may be null: `allOf: [$ref], nullable: true`, not apispec's
-    `anyOf: [{type: object, nullable: true}, $ref]`, whose first branch is an object of
-    anything (generators make a class of it that parses any object, and a union of two)."""
-    branches = ret.get("anyOf")
-    if isinstance(branches, list) and len(branches) == 2 and _UNTYPED_NULL in branches:
-        (reference,) = [b for b in branches if b != _UNTYPED_NULL]
-        # Attribute functions may only add keys; this one must also take `anyOf` away.
-        del ret["anyOf"]
-        return {"allOf": [reference], "nullable": True}
+    ret["anyOf"] = [inner, NULL]
     return {}
 
 
@@ -86,7 +80,6 @@ def make_api(app: Flask) -> Api:
     # One Api per app: flask-smorest keeps per-app state (the spec, its blueprints).
     api = StreetLoopApi(app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
     api.ma_plugin.converter.add_attribute_function(nullable_enum)
-    api.ma_plugin.converter.add_attribute_function(nullable_reference)
     components = api.spec.components
     for name, schema in field_message_schemas().items():
         components.schema(name, schema)

@@ -22,6 +22,7 @@ say() { echo "vendor: $*" >&2; }
 LIBS=(
     "leaflet 1.9.4 sha512-nxS1ynzJOmOlHp+iL3FyWqK89GtNL8U8rvlMOsQdTTssxZwCXh8N2NB3GDQOL+YR3XnWyZAxwQixURb+FA74PA=="
     "protomaps-leaflet 5.1.0 sha512-N0YY1Gbw5nZ9n8VUOvwHKm/w3zhTTuaZEeMZl8doHemeM4ujGPp2otI6t4Sgqrz8iM4svx2rpG1Q17rHkOWSaA=="
+    "swagger-ui-dist 5.35.0 sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ=="
 )
 
 # Which files of each package are shipped (paths inside the tarball's package/ folder).
@@ -29,6 +30,8 @@ files_of() {
     case $1 in
         leaflet) echo "dist/leaflet.js dist/leaflet.css dist/images LICENSE" ;;
         protomaps-leaflet) echo "dist/protomaps-leaflet.js LICENSE" ;;
+        # /docs (api/docs.py): the files flask-smorest's Swagger UI page loads.
+        swagger-ui-dist) echo "swagger-ui.css swagger-ui-bundle.js swagger-ui-standalone-preset.js swagger-ui-bundle.js.LICENSE.txt LICENSE NOTICE" ;;
         *) die "no file list for $1" ;;
     esac
 }

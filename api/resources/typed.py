@@ -20,8 +20,8 @@ are a `oneOf`. tests/api/test_openapi_types.py checks real answers against the s
 shape that stops matching its value fails there, and a key added to one of these values
 without its schema fails too.
 
-`install(api)` teaches apispec these fields. (A nullable Nested field is documented as
-`allOf: [$ref], nullable: true` by `api.spec.nullable_reference`.)
+A field that may be null (`allow_none`) is one of its shapes or `{"type": "null"}`, as
+OpenAPI 3.1 says it. `install(api)` teaches apispec these fields.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from typing import Any
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
+from api.spec import NULL
+
 Shape = type[Schema] | fields.Field | dict[str, Any]
 
 # Keys apispec sets from the field's own class (Dict: an object of anything), which the
 # documented shape replaces.
-_REPLACED = ("type", "format", "additionalProperties", "items", "anyOf", "allOf", "oneOf", "nullable", "$ref")
+_REPLACED = ("type", "format", "additionalProperties", "items", "anyOf", "allOf", "oneOf", "$ref")
 
 
 class _Shaped:
@@ -88,13 +90,7 @@ def typed2properties(self: Any, field: fields.Field, ret: dict[str, Any], **kwar
             ret.pop(key, None)
         alternatives = [_shape_property(self, s) for s in shapes]
         out = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
-        # Keys beside a $ref are ignored in OpenAPI 3.0: a described or nullable reference
-        # is an allOf of that one reference.
-        if "$ref" in out and (ret or field.allow_none):
-            out = {"allOf": [out]}
-        if field.allow_none:
-            out["nullable"] = True
-        return out
+        return {"anyOf": [out, NULL]} if field.allow_none else out
     return {}
 
 

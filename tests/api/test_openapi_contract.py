@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from openapi_schema_validator import OAS30ReadValidator
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -151,7 +151,7 @@ def test_the_errors_an_operation_can_answer_are_documented(method: str, path: st
 def test_no_enum_contains_null(method: str, path: str, operation: dict[str, Any]) -> None:
     nulls = [where or "(the operation)" for where, schema in schemas_in(operation)
              if isinstance(schema.get("enum"), list) and None in schema["enum"]]
-    assert not nulls, f"null in the enum of {', '.join(nulls)}: use nullable: true"
+    assert not nulls, f"null in the enum of {', '.join(nulls)}: say null as an alternative (anyOf [..., {type: null}])"
 
 
 @per_operation
@@ -207,7 +207,7 @@ def test_the_error_shape_reaches_as_deep_as_the_body(method: str, path: str, ope
 def test_error_bodies_are_what_the_error_shape_says(client: Any, db: Session, admin: dict[str, str]) -> None:
     """The typed description fits the bodies as they are (which the screens read): a
     flat field message, nested ones, a domain rule's code and detail, none at all."""
-    validator = OAS30ReadValidator({**ERROR_REF, "components": SPEC["components"]})
+    validator = OAS31Validator({**ERROR_REF, "components": SPEC["components"]})
     clerk = f.user(db, "clerk@example.org", "call_taker")
     answers = {
         "401": client.get("/api/v1/crews"),
@@ -246,7 +246,7 @@ def test_a_body_beyond_the_limit_is_the_documented_413(settings: Settings, sessi
     small = create_app(dataclasses.replace(settings, max_upload_bytes=1000), sessions=sessions, queue=queue).test_client()
     r = small.post("/api/v1/crews", headers=admin, json={"code": "C1", "name": "x" * 5000, "agency": "Roads"})
     assert r.status_code == 413
-    assert not list(OAS30ReadValidator({**ERROR_REF, "components": SPEC["components"]}).iter_errors(r.get_json()))
+    assert not list(OAS31Validator({**ERROR_REF, "components": SPEC["components"]}).iter_errors(r.get_json()))
     assert "413" in SPEC["paths"]["/api/v1/crews"]["post"]["responses"]
 
 

@@ -96,11 +96,13 @@ def test_no_answer_of_the_staff_api_holds_an_untyped_value(client: Any) -> None:
 
 
 def test_a_nullable_object_is_that_object_or_null_not_a_second_untyped_one(client: Any) -> None:
-    # apispec's own rendering, anyOf [{$ref}, {"type": "object", "nullable": true}], made
-    # generators emit an empty model for the second branch.
-    plan = _spec(client)["components"]["schemas"]["Plan"]["properties"]
-    assert plan["progress"]["allOf"] == [{"$ref": "#/components/schemas/Progress"}]
-    assert plan["progress"]["nullable"] is True and "anyOf" not in plan["progress"]
+    # apispec's OpenAPI 3.0 rendering, anyOf [{$ref}, {"type": "object", "nullable": true}],
+    # made generators emit an empty model for the second branch; 3.1 says null as null.
+    schemas = _spec(client)["components"]["schemas"]
+    assert schemas["Plan"]["properties"]["progress"]["anyOf"] == [{"$ref": "#/components/schemas/Progress"}, {"type": "null"}]
+    # A typed field that may be null, too.
+    assert schemas["ServiceArea"]["properties"]["geometry"]["anyOf"] == [
+        {"$ref": "#/components/schemas/GeoJSONMultiPolygon"}, {"type": "null"}]
 
 
 def test_the_walk_finds_what_it_is_for() -> None:
@@ -124,10 +126,8 @@ def test_the_walk_finds_what_it_is_for() -> None:
 
 
 def _strict(node: Any) -> Any:
-    """OpenAPI 3.0 schemas in the JSON Schema 2020-12 form OAS31Validator reads: `nullable`
-    becomes a union with null (as schemathesis reads it). An object with listed properties
-    takes no others, as apispec already says for every schema of ours: kept here so the
-    check stays strict should a schema ever be left open."""
+    """An object with listed properties takes no others, as apispec already says for every
+    schema of ours: kept here so the check stays strict should a schema ever be left open."""
     if isinstance(node, list):
         return [_strict(n) for n in node]
     if not isinstance(node, dict):
@@ -135,8 +135,6 @@ def _strict(node: Any) -> Any:
     out = {k: _strict(v) for k, v in node.items()}
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
-    if out.pop("nullable", False):
-        out = {"anyOf": [out, {"type": "null"}]}
     return out
 
 

@@ -330,7 +330,7 @@ class CandidateSchema(Schema):
                                    metadata={"type": "string", "description": "in the status page's words"})
     description = fields.String(attribute="request.description")
     address = fields.Function(lambda c: c.request.address or c.work_order.address,
-                              metadata={"type": "string", "nullable": True})
+                              metadata={"type": ["string", "null"]})
     location = Computed(lambda c: point_out(c.work_order.location), fields.Nested(PointSchema, allow_none=True))
     requested_at = fields.DateTime(attribute="request.requested_at")
     report_count = fields.Integer(attribute="work_order.report_count", metadata={
