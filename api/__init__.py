@@ -72,10 +72,11 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     app.extensions["streetloop.queue"] = queue
 
     db.init_app(app)
+    # First: a write from a web page on an origin the city did not list is refused before
+    # its body is read.
+    cors.init_app(app)
     # Before any view: NUL characters and lone surrogates are refused before they reach one.
     inputs.init_app(app)
-    # Before any view too: a write from a web page on an origin the city did not list is refused.
-    cors.init_app(app)
     # Once per process: a forwarded request that the trusted-proxy setting cannot account for.
     app.before_request(warn_of_untrusted_forwarding)
     api = make_api(app)

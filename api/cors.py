@@ -20,6 +20,8 @@ no such refusal: its calls carry `Authorization`, which makes the browser ask fi
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, current_app, request
 
 from api.db import settings
@@ -41,8 +43,8 @@ def _listed(origin: str) -> bool:
 
 def _same_origin(origin: str) -> bool:
     """A page of StreetLoop itself (browsers send Origin on every POST, even same-origin)."""
-    netloc = origin.partition("://")[2].lower()
-    ours = {request.host.lower(), settings().public_base_url.partition("://")[2].lower()} - {""}
+    netloc = urlsplit(origin).netloc.lower()
+    ours = {request.host.lower(), urlsplit(settings().public_base_url).netloc.lower()} - {""}
     return netloc in ours
 
 

@@ -189,6 +189,9 @@ def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
                 or parts.username or parts.password:
             raise ValueError(f"STREETLOOP_CORS_ORIGINS: {raw.strip()!r} is not an origin like https://www.city.example "
                              "(scheme and host, an optional port, no path)")
+        # As a browser sends it: no port when it is the scheme's own.
+        if parts.port == {"http": 80, "https": 443}[parts.scheme]:
+            value = f"{parts.scheme}://{parts.hostname}"
         origins.append(value)
     return tuple(dict.fromkeys(origins))
 

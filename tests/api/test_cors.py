@@ -167,10 +167,26 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_the_setting_takes_origins_and_refuses_anything_else() -> None:
-    s = Settings.from_env(_env(STREETLOOP_CORS_ORIGINS=" https://www.City.example/ , http://127.0.0.1:8080,https://www.city.example"))
-    assert s.cors_origins == ("https://www.city.example", "http://127.0.0.1:8080")
+    s = Settings.from_env(_env(STREETLOOP_CORS_ORIGINS=" https://www.City.example/ , http://127.0.0.1:8080,https://www.city.example"
+                                                      ",https://www.city.example:443, http://intranet:80"))
+    # A browser's Origin has no port when it is the scheme's own: so is the setting's.
+    assert s.cors_origins == ("https://www.city.example", "http://127.0.0.1:8080", "http://intranet")
     assert Settings.from_env(_env()).cors_origins == ()
     for bad in ("*", "www.city.example", "https://www.city.example/report", "ftp://city.example",
                 "https://user@city.example", "https://city.example:99999"):
         with pytest.raises(ValueError, match="STREETLOOP_CORS_ORIGINS"):
             Settings.from_env(_env(STREETLOOP_CORS_ORIGINS=bad))
+
+
+def test_the_public_url_counts_as_our_own_origin_even_with_a_path(app: Any, db: Session, city: None) -> None:
+    """Behind a proxy the Host may differ; STREETLOOP_PUBLIC_URL names our origin then."""
+    app.extensions["streetloop.settings"] = dataclasses.replace(app.extensions["streetloop.settings"],
+                                                                public_base_url="https://311.city.example/streetloop")
+    assert _report(app.test_client(), "https://311.city.example").status_code == 201
+
+
+def test_a_refused_write_is_refused_before_its_body_is_read(listed: Any, db: Session, city: None) -> None:
+    # A NUL in the body would be a 400 from the input guard; the origin check comes first.
+    r = listed.post(f"{BASE}/requests.json", headers={"Origin": ELSEWHERE},
+                    data={"api_key": f.API_KEY, "service_code": "pothole", "description": "a\x00b"})
+    assert r.status_code == 403

@@ -99,3 +99,10 @@ def test_the_route_documents_its_etag_and_304(spec: dict[str, Any]) -> None:
     op = spec["paths"]["/api/v1/crew/route"]["get"]
     assert {"$ref": "#/components/parameters/IF_NONE_MATCH"} in op["parameters"]
     assert "ETag" in op["responses"]["200"]["headers"] and "304" in op["responses"]
+
+
+def test_the_completion_documents_its_own_413_not_only_the_body_limit(spec: dict[str, Any]) -> None:
+    # Every body gets the shared 413 (the server's body limit), but not over a view's own.
+    answer = spec["paths"]["/api/v1/work-orders/{wo_id}/completion"]["post"]["responses"]["413"]
+    assert "$ref" not in answer and "too many pixels" in answer["description"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}

@@ -29,8 +29,6 @@ from tests.api.test_completion import submit
 from tests.api.test_plans_api import TZ
 from tests.dispatch.test_plans import DAY, day  # noqa: F401 - the fixture, reused
 
-# Free-form objects in answers that another part of issue 13 types: drop an entry once
-# its branch is merged, so the walk covers it too.
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
 
 

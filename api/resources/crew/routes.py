@@ -239,7 +239,8 @@ def _request_fingerprint(files: dict[str, list[bytes]]) -> str:
 @blp.alt_response(404, **NOT_YOURS)
 @blp.alt_response(409, schema=ErrorSchema, description="The order cannot be completed now")
 @blp.alt_response(413, schema=ErrorSchema,
-                  description="A photo is too large or has too many pixels for its format, or the photos have too many together")
+                  description="A photo is too large or has too many pixels for its format, the photos have too many "
+                              "together, or the whole body is beyond the server's limit")
 @blp.alt_response(422, schema=ErrorSchema, description="Bad input, or the Idempotency-Key was used for a different submission")
 @blp.doc(operationId="completeWorkOrder",
          requestBody={"required": True, "content": {"multipart/form-data": {"schema": CompletionSubmissionSchema}}},
