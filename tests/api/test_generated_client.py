@@ -27,7 +27,9 @@ from openapi_spec_validator import validate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import WorkOrder
+from core.comments import NewComment, add_comment
+from core.lifecycle import Actor
+from core.models import MediaLink, WorkOrder
 from tests import factories as f
 from tests.api.test_completion import photo
 from tests.api.test_crew_phone import published  # noqa: F401  (the fixture)
@@ -101,6 +103,12 @@ def test_a_crews_day_through_the_generated_client(app, db: Session, published, g
     windowed = db.scalars(select(WorkOrder).where(WorkOrder.crew_id == crew.id).order_by(WorkOrder.id)).first()
     start = datetime.combine(DAY, time(8), TZ)
     windowed.time_windows = [{"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}]
+    # And a resident's comment and a photo sent as a link on its report, for those lists.
+    report = windowed.requests[0]
+    key = f.api_key(db)
+    add_comment(db, NewComment(service_request_id=report.public_id, client_update_id="fms-1", text="Still there, deeper"),
+                api_key_id=key.id, actor=Actor.client(key.name), reopen_within=timedelta(days=30))
+    db.add(MediaLink(service_request_id=report.id, position=0, url="https://fms.example/photo/1.jpeg"))
     db.commit()
 
     route_api = _module("api.crew.get_crew_route")
@@ -109,7 +117,10 @@ def test_a_crews_day_through_the_generated_client(app, db: Session, published, g
     assert route.crew.code == "pothole-1" and route.stops and type(route.stops[0]).__name__ == "RouteStop"
     assert type(route.depot_start).__name__ == "Place" and type(route.geometry).__name__ == "LineString"
     assert all(type(b).__name__ == "RouteBreak" for b in route.breaks) and route.breaks
-    assert route.stops[0].comments == [] and route.stops[0].photo_links == []
+    commented = next(s for s in route.stops if s.work_order_id == windowed.id)
+    assert [type(c).__name__ for c in commented.comments] == ["StopComment"]
+    assert commented.comments[0].text == "Still there, deeper" and commented.comments[0].at.tzinfo is not None
+    assert [(type(p).__name__, p.url) for p in commented.photo_links] == [("StopPhotoLink", "https://fms.example/photo/1.jpeg")]
     assert [w.start for s in route.stops for w in s.time_windows] == [start]
     tag = answer.headers["ETag"]
 
