@@ -3,9 +3,9 @@
 Open311, the status page, the crews' feed and the notifications all read the public
 columns, so the redacted text replaces the original there (every reader shows the
 redaction, none needs to know about it). A redacted note that is a resident's comment
-is published without the comment's photo link too (see `_record`). The original is kept in `redactions`, which only
-supervisors and admins can read, until the request's contact details are purged
-(`core.retention`). Each redaction is audited on the request's timeline (who and why, not
+is published without the comment's photo link too (see `_record`). The original is kept
+in `redactions`, which only supervisors and admins can read, until the request's contact
+details are purged (`core.retention`). Each redaction is audited on the request's timeline (who and why, not
 public, in the same transaction); the audit note never repeats the original."""
 
 from __future__ import annotations
