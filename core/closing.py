@@ -292,10 +292,17 @@ def _reopen(session: Session, original: ServiceRequest, *, actor: Actor, at: dat
 
 def why_a_comment_cannot_reopen(request: ServiceRequest, *, within: timedelta, now: datetime) -> str | None:
     """Why a resident's comment saying the problem is back does not reopen `request` (a
-    closed one), in words for the resident; None when it does. The rules are those of a
-    new report at the place (`reopenable_query`): only work fixed, and verified, within
-    the reopen window comes back; work closed with another outcome, or fixed longer ago,
-    stays closed, and a new report starts new work."""
+    closed one), in words for the resident; None when it does.
+
+    The request itself must have been fixed by verified work within the reopen window,
+    as `reopenable_query` asks of what a new report at the place reopens; work closed
+    with another outcome (a duplicate a supervisor closed as one included), or fixed
+    longer ago, stays closed, and a new report starts new work. Unlike that query, a
+    duplicate is not left out: a client knows its own report, which may have joined an
+    earlier one's work order here, and was fixed by the same work. Its comment reopens
+    that work order, with the original and every request fixed with it (`_reopen`), just
+    as a new report does through the original. (The query leaves duplicates out so that
+    a work order is found once, and shown by its original's number.)"""
     again = "If the problem is back, please make a new report."
     if request.detailed_status != "fixed":
         return f"This request stays closed: it was not closed as fixed. {again}"

@@ -5,12 +5,21 @@ A comment is a public note on the request's timeline, written by the client app 
 updates, the status page, the crew's route, a supervisor's redactions. Who wrote it (name,
 e-mail, phone) is kept apart, private like a reporter's details (`RequestComment`).
 
-What the comment says of the problem is heard, not obeyed. "It is back" (FixMyStreet's
-REOPEN, or OPEN on a request we closed) follows the rules of a new report at the place
-(`core.closing.why_a_comment_cannot_reopen`): work fixed within the reopen window comes
-back to the pool, anything else stays closed and the resident is told, in a public note,
-to make a new report. "Fixed" or "closed" from a resident never closes anything: only a
-crew's verified work does (Closed Means Closed).
+What the comment says of the problem is heard, not obeyed. Only "it is back"
+(FixMyStreet's REOPEN, which it sends, with extended statuses and `mark_reopen`, when a
+resident says the problem is not fixed) can reopen, under the rules of a new report at
+the place (`core.closing.why_a_comment_cannot_reopen`): work fixed within the reopen
+window comes back to the pool, anything else stays closed and the resident is told, in a
+public note, to make a new report. Any other status changes nothing but adds the note:
+FixMyStreet starts every comment at OPEN and, in plain mode, sends OPEN while its own
+copy of the report is open, which it still is between our fix and its next reading of
+our updates, so OPEN on a closed request is most often a "thank you". "Fixed" or
+"closed" from a resident never closes anything: only a crew's verified work does
+(Closed Means Closed).
+
+A comment longer than a description may be is kept shortened, with an ellipsis that
+shows it was: FixMyStreet retries a comment we refuse, without end, so a refusal would
+never get it through, and the whole text stays on the resident's FixMyStreet page.
 
 A client sends a comment again when it did not read our answer (a timeout, a crash):
 the same client's same update id is answered with the id it got the first time and
@@ -19,7 +28,6 @@ pair, and the unique constraint on it stands behind the lock."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +42,7 @@ from core.intake import MAX_DESCRIPTION, MAX_SHORT_TEXT, Contact, validate_conta
 from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.locks import AdvisoryLock
+from core.media_links import clean_media_links
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     RequestComment,
@@ -41,12 +50,11 @@ from core.models import (
     WorkOrder,
 )
 
-# FixMyStreet's words for "the problem is back": REOPEN with extended statuses and
-# `mark_reopen`; in plain mode an OPEN on a report that we had closed.
+# FixMyStreet's word for "the problem is back" (extended statuses with `mark_reopen`).
+# Its plain OPEN is not: see the module.
 REOPEN = "REOPEN"
-OPEN = "OPEN"
 MAX_STATUS = 32
-MAX_MEDIA_URL = 2048
+ELLIPSIS = "…"
 # FixMyStreet's "unknown" for a name it does not have.
 _NO_NAME = "-"
 
@@ -74,13 +82,20 @@ class CommentResult:
         return str(self.comment.status_event_id)
 
 
-def _required(value: str | None, name: str, limit: int) -> str:
+def _required(value: str | None, name: str, limit: int | None) -> str:
     value = (value or "").strip()
     if not value:
         raise ValidationFailed(f"{name} is required", field=name)
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise ValidationFailed(f"{name} is {len(value)} characters; the limit is {limit}", field=name)
     return value
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` if it fits, else its start and an ellipsis, `limit` characters in all."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
 
 
 def _commenter(contact: Contact) -> Contact:
@@ -98,16 +113,14 @@ def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Ac
     id was used for another request)."""
     now = now or datetime.now(UTC)
     update_id = _required(new.client_update_id, "update_id", MAX_SHORT_TEXT)
-    text = _required(new.text, "description", MAX_DESCRIPTION)
+    text = _shortened(_required(new.text, "description", None), MAX_DESCRIPTION)
     status = (new.status or "").strip().upper() or None
     if status is not None and len(status) > MAX_STATUS:
         raise ValidationFailed(f"status is longer than {MAX_STATUS} characters", field="status")
     if new.client_time is not None:
         check_client_time("updated_datetime", new.client_time, now=now)
-    media_url = (new.media_url or "").strip() or None
-    if media_url is not None and (len(media_url) > MAX_MEDIA_URL or not re.match(r"^https?://", media_url, re.IGNORECASE)):
-        raise ValidationFailed(f"media_url must be an http(s) URL of at most {MAX_MEDIA_URL} characters",
-                               field="media_url")
+    # Published as it is in Open311's updates: the checks of a report's links.
+    media_url = next(iter(clean_media_links([new.media_url], limit=1)), None)
     commenter = _commenter(new.commenter)
 
     session.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.COMMENT, func.hashtext(f"{api_key_id}:{update_id}"))))
@@ -138,8 +151,7 @@ def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Ac
     session.add(comment)
 
     reopened = False
-    says_back = status == REOPEN or (status == OPEN and request.detailed_status in REQUEST_CLOSED_STATUSES)
-    if says_back and request.detailed_status in REQUEST_CLOSED_STATUSES:
+    if status == REOPEN and request.detailed_status in REQUEST_CLOSED_STATUSES:
         refusal = why_a_comment_cannot_reopen(request, within=reopen_within, now=now)
         if refusal is None:
             reopen_by_comment(session, request, actor=actor, at=now, comment=f"update {event.id}")

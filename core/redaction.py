@@ -2,9 +2,10 @@
 
 Open311, the status page, the crews' feed and the notifications all read the public
 columns, so the redacted text replaces the original there (every reader shows the
-redaction, none needs to know about it). The original is kept in `redactions`, which only
-supervisors and admins can read, until the request's contact details are purged
-(`core.retention`). Each redaction is audited on the request's timeline (who and why, not
+redaction, none needs to know about it). A redacted note that is a resident's comment
+is published without the comment's photo link too (see `_record`). The original is kept
+in `redactions`, which only supervisors and admins can read, until the request's contact
+details are purged (`core.retention`). Each redaction is audited on the request's timeline (who and why, not
 public, in the same transaction); the audit note never repeats the original."""
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from core import crewfeed
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.lifecycle import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
-from core.models import REDACTABLE_FIELDS, Notification, Redaction, ServiceRequest, StatusEvent, WorkOrder
+from core.models import (
+    REDACTABLE_FIELDS,
+    Notification,
+    Redaction,
+    RequestComment,
+    ServiceRequest,
+    StatusEvent,
+    WorkOrder,
+)
 
 REDACTED = "[redacted]"
 # The description's own limit (the column's check); notes are shorter in practice.
@@ -153,6 +162,13 @@ def _record(session: Session, request: ServiceRequest, field: str, event: Status
                                            func.to_jsonb(cast(new, Text))))
             .execution_options(synchronize_session=False)
         )
+        # A resident's comment (the note is its text) may carry a photo link, which
+        # Open311's updates publish with it: the photo may show what the text named (a
+        # face, a number plate), so the link is unpublished with the text. It is not kept
+        # here: it points at the client's own public photo (FixMyStreet's), which stays
+        # there for its moderators.
+        session.execute(update(RequestComment).where(RequestComment.status_event_id == event.id)
+                        .values(media_url=None))
     row = Redaction(service_request_id=request.id, field=field, status_event_id=event.id if event else None,
                     original=original, redacted=new, reason=reason, redacted_by_id=actor.user_id, at=now)
     session.add(row)

@@ -167,7 +167,9 @@ def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: in
     session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param),
                     params)
     # The comments stay (their text is public, and a client's resend must still be
-    # recognised by its update id); who wrote them goes.
+    # recognised by its update id); who wrote them goes. A comment's media_url stays too:
+    # it names no one, it is a link to the client's own public photo (FixMyStreet's),
+    # which that site moderates and keeps; a supervisor's redaction drops it if need be.
     session.execute(text(f"""
         UPDATE request_comments SET email = NULL, first_name = NULL, last_name = NULL, phone = NULL
         WHERE service_request_id = ANY(:ids) AND ({_COMMENTER_KEPT})

@@ -352,12 +352,7 @@ def _queue_link_copies(s: Session, req: ServiceRequest, policy: CopyPolicy) -> N
 @blp.route("/requests", methods=["POST"])
 def post_request() -> Response:
     s = session()
-    key = arg("api_key")
-    if key is None:
-        raise Open311Error(403, "api_key is required to submit a service request")
-    client = api_key_for(s, key)
-    if client is None:
-        raise Open311Error(403, "api_key is not valid")
+    client = _api_client("submit a service request")
     if request.is_json:
         raise Open311Error(400, "send the request form-encoded (application/x-www-form-urlencoded) or as multipart/form-data")
 

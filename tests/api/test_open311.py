@@ -133,8 +133,8 @@ def test_multivalue_attributes_with_brackets(client, db: Session, city) -> None:
 @pytest.mark.parametrize(
     ("form", "status", "fragment"),
     [
-        ({"api_key": None}, 403, "api_key is required"),
-        ({"api_key": ""}, 403, "api_key is required"),
+        ({"api_key": None}, 403, "api_key is required to submit a service request"),
+        ({"api_key": ""}, 403, "api_key is required to submit a service request"),
         ({"api_key": "wrong"}, 403, "api_key is not valid"),
         ({"service_code": "unicorn"}, 400, "unknown service_code"),
         ({"service_code": ""}, 400, "service_code is required"),

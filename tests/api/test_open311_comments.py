@@ -22,6 +22,7 @@ from core.intake import Contact
 from core.lifecycle import Actor
 from core.models import (
     CrewChange,
+    Notification,
     RequestComment,
     ServiceRequest,
     StatusEvent,
@@ -281,12 +282,17 @@ def test_two_copies_at_once_store_one_comment(engine: Engine, committed: session
     ({"description": ""}, 400, "description is required"),
     ({"description": "   "}, 400, "description is required"),
     ({"update_id": ""}, 400, "update_id is required"),
-    ({"description": "x" * 4001}, 400, "description is 4001 characters; the limit is 4000"),
     ({"update_id": "9" * 256}, 400, "update_id is 256 characters"),
     ({"email": "not-an-address"}, 400, "is not an e-mail address"),
     ({"updated_datetime": "yesterday"}, 400, "updated_datetime must be an ISO 8601 date-time"),
     ({"updated_datetime": "2999-01-01T00:00:00Z"}, 400, "updated_datetime"),
     ({"media_url": "javascript:alert(1)"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https://fms.example.org/a photo.jpg"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https://fms.example.org\\@evil.example/p.jpg"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https://fms.example.org/p.jpg\x01"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https://fms.example.org:99999/p.jpg"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https:///p.jpg"}, 400, "media_url must be an http(s) URL"),
+    ({"media_url": "https://fms.example.org/" + "p" * 2030}, 400, "media_url is longer than 2048 characters"),
     ({"status": "S" * 33}, 400, "status is longer than 32 characters"),
     ({"description": "a\x00b"}, 400, "NUL character"),
 ])
@@ -303,6 +309,23 @@ def test_bad_comments_are_refused_in_the_open311_shape_and_store_nothing(client:
     (error,) = post(client, form, "json").get_json()
     assert error["code"] == status and fragment in error["description"]
     assert counts(db) == before
+
+
+def test_a_comment_longer_than_the_limit_is_kept_shortened_with_an_ellipsis(client: Any, db: Session,
+                                                                            reported: ServiceRequest) -> None:
+    """FixMyStreet retries a comment it could not send, without end: a 400 for a long
+    comment would never get it through. The first 3,999 characters are kept, and the
+    ellipsis shows every reader that there was more (on the resident's FixMyStreet page)."""
+    long = "word " * 1000  # 5,000 characters
+    r = post(client, fms_comment(reported.public_id, description=long))
+    assert r.status_code == 201
+    note = db.get(StatusEvent, int(answered_id(r))).note
+    assert len(note) == 4000 and note.endswith("…")
+    assert note[:-1] == long[:3999].rstrip()
+    # A comment at the limit is kept whole.
+    exact = "y" * 4000
+    r = post(client, fms_comment(reported.public_id, update_id="4712", description=exact))
+    assert db.get(StatusEvent, int(answered_id(r))).note == exact
 
 
 def test_a_comment_in_json_or_in_the_url_is_refused_before_anything(client: Any, db: Session, reported: ServiceRequest) -> None:
@@ -332,13 +355,12 @@ def test_get_and_post_are_what_the_updates_route_allows(client: Any) -> None:
 # -- what the comment says of the problem ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["REOPEN", "OPEN"])
-def test_a_comment_that_the_fix_did_not_hold_reopens_recent_work(client: Any, db: Session, fms: Any, status: str) -> None:
-    """REOPEN (extended statuses with mark_reopen), or plain mode's OPEN on a request we
-    closed: the rules of a new report at a recently fixed place."""
+def test_a_comment_that_the_fix_did_not_hold_reopens_recent_work(client: Any, db: Session, fms: Any) -> None:
+    """REOPEN (FixMyStreet's extended statuses with mark_reopen, sent when a resident says
+    it is not fixed): the rules of a new report at a recently fixed place."""
     req = fixed(db, days_ago=3, contact=Contact(email="reporter@example.org"))
     wo_id = req.work_order_id
-    update_id = answered_id(post(client, fms_comment(req.public_id, status=status, description="Not fixed at all")))
+    update_id = answered_id(post(client, fms_comment(req.public_id, status="REOPEN", description="Not fixed at all")))
     db.expire_all()
     req, wo = db.get(ServiceRequest, req.id), db.get(WorkOrder, wo_id)
     assert (req.detailed_status, req.reopen_count, req.completion_id, req.closed_at) == ("reopened", 1, None, None)
@@ -352,9 +374,32 @@ def test_a_comment_that_the_fix_did_not_hold_reopens_recent_work(client: Any, db
                          .order_by(StatusEvent.id.desc())).first()
     assert wo_note == f"reopened by a resident's comment (update {update_id})"
     # The reporter hears of the reopening as after any reopening (the outbox).
-    from core.models import Notification
     assert db.scalar(select(Notification.kind).where(Notification.service_request_id == req.id)
                      .order_by(Notification.id.desc()).limit(1)) == "reopened"
+
+
+@pytest.mark.parametrize("days_ago", [1, 40])
+def test_a_plain_open_comment_on_fixed_work_is_only_a_note(client: Any, db: Session, fms: Any, days_ago: int) -> None:
+    """FixMyStreet starts every comment at OPEN and, in plain mode, sends OPEN while its own
+    copy of the report is open: it learns of our fix only when it next reads our updates.
+    A thank-you in that window arrives as OPEN on a fixed request; it must not reopen the
+    work, restart its SLA or tell the reporter, nor get a "make a new report" answer."""
+    req = fixed(db, days_ago=days_ago, contact=Contact(email="reporter@example.org"))
+    wo = db.get(WorkOrder, req.work_order_id)
+    work_before = (wo.status, wo.reopen_count, wo.crew_id, wo.due_at, wo.updated_at)
+    fixed_before = (req.completion_id, req.closed_at, req.reopen_count, req.status_notes)
+    notifications = db.scalar(select(func.count()).select_from(Notification))
+    events = timeline(db, req)
+    r = post(client, fms_comment(req.public_id, status="OPEN", description="Thanks, crew came by!"))
+    assert r.status_code == 201
+    db.expire_all()
+    req, wo = db.get(ServiceRequest, req.id), db.get(WorkOrder, req.work_order_id)
+    assert req.detailed_status == "fixed"
+    assert (req.completion_id, req.closed_at, req.reopen_count, req.status_notes) == fixed_before
+    assert (wo.status, wo.reopen_count, wo.crew_id, wo.due_at, wo.updated_at) == work_before
+    assert db.scalar(select(func.count()).select_from(Notification)) == notifications
+    assert timeline(db, req) == [*events, ("fixed", "Thanks, crew came by!", True, "open311:FixMyStreet")]
+    assert db.scalar(select(RequestComment.client_status)) == "OPEN"  # kept for staff
 
 
 def test_a_comment_on_work_fixed_before_the_window_keeps_it_closed_and_says_so(client: Any, db: Session, fms: Any) -> None:
@@ -386,6 +431,42 @@ def test_a_comment_on_work_closed_with_another_outcome_keeps_it_closed(client: A
     assert post(client, fms_comment(req.public_id, status="REOPEN")).status_code == 201
     db.expire_all()
     assert db.get(ServiceRequest, req.id).detailed_status == "no_action_needed"
+    assert "not closed as fixed" in timeline(db, req)[-1][1]
+
+
+def test_a_comment_on_a_duplicate_fixed_with_its_original_reopens_their_work(client: Any, db: Session, fms: Any) -> None:
+    """FixMyStreet knows its own report, which may have joined an earlier one's work order
+    here (a duplicate). It was fixed by the same verified work, so the resident's REOPEN on
+    it reopens that work, with the original and every request fixed with it, as a new
+    report at the place would (which reopens through the original)."""
+    at = datetime.now(UTC) - timedelta(days=2)
+    original = f.report(db, at=at - timedelta(hours=4)).request
+    duplicate = f.report(db, lon=f.offset(f.LON, f.LAT, 10)[0], at=at - timedelta(hours=3)).request
+    wo = original.work_order
+    assert duplicate.duplicate_of_id == original.id and duplicate.work_order_id == wo.id
+    crew = f.crew(db, "dup-crew")
+    user = f.user(db, "dup-crew@example.org", "crew", crew=crew)
+    change_status(db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id, at=at - timedelta(hours=2))
+    change_status(db, wo, "on_site", actor=f.SYSTEM, at=at - timedelta(hours=1))
+    change_status(db, wo, "completed", actor=f.SYSTEM, at=at)
+    close_verified(db, f.completion(db, wo, crew, user, verdict="auto_verified", at=at), actor=f.SYSTEM, at=at)
+    db.commit()
+    assert (original.detailed_status, duplicate.detailed_status) == ("fixed", "fixed")
+    assert post(client, fms_comment(duplicate.public_id, status="REOPEN", description="Still broken")).status_code == 201
+    db.expire_all()
+    assert db.get(WorkOrder, wo.id).status == "new"
+    assert [db.get(ServiceRequest, r.id).detailed_status for r in (original, duplicate)] == ["reopened", "reopened"]
+
+
+def test_a_comment_on_a_duplicate_closed_as_one_keeps_it_closed(client: Any, db: Session, fms: Any) -> None:
+    """A request a supervisor closed as a duplicate was not fixed: its comment cannot
+    reopen anything (the original's work goes on, or was fixed, on its own)."""
+    req = f.report(db).request
+    close_work_order(db, req.work_order, actor=f.SYSTEM, outcome="duplicate")
+    db.commit()
+    assert post(client, fms_comment(req.public_id, status="REOPEN")).status_code == 201
+    db.expire_all()
+    assert db.get(ServiceRequest, req.id).detailed_status == "duplicate"
     assert "not closed as fixed" in timeline(db, req)[-1][1]
 
 
@@ -445,6 +526,30 @@ def test_a_supervisor_redacts_a_comment_like_any_public_note(client: Any, db: Se
     updates = client.get(f"{BASE}/servicerequestupdates.json", query_string={"start_date": start}).get_json()
     assert {u["update_id"]: u["description"] for u in updates}[update_id] == "[redacted]"
     assert named not in client.get(f"/status/{reported.public_id}").get_data(as_text=True)
+
+
+def test_redacting_a_comment_also_unpublishes_its_photo_link(client: Any, db: Session, reported: ServiceRequest) -> None:
+    """The photo may show what the text named (a face, a number plate): a redacted comment
+    is published without its link."""
+    link = "https://fms.example.org/c/4711.0.full.jpeg"
+    update_id = answered_id(post(client, fms_comment(reported.public_id, description="Mr Pujol's car", media_url=link)))
+    other_id = answered_id(post(client, fms_comment(reported.public_id, update_id="4712", description="deeper",
+                                                    media_url=link)))
+    headers = f.token_for(db, f.user(db, "supervisor@example.org", "supervisor"))
+    db.commit()
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+    def published() -> dict[str, str]:
+        updates = client.get(f"{BASE}/servicerequestupdates.json", query_string={"start_date": start}).get_json()
+        return {u["update_id"]: u["media_url"] for u in updates if u["update_id"] in (update_id, other_id)}
+
+    assert published() == {update_id: link, other_id: link}
+    r = client.post(f"/api/v1/requests/{reported.public_id}/redactions", headers=headers,
+                    json={"field": "note", "event_id": int(update_id), "reason": "names a person"})
+    assert r.status_code == 201, r.data
+    assert published() == {update_id: "", other_id: link}  # the other comment keeps its photo
+    xml = client.get(f"{BASE}/servicerequestupdates.xml", query_string={"start_date": start}).get_data(as_text=True)
+    assert xml.count(link) == 1
 
 
 def test_retention_erases_the_commenters_details_with_the_reporters(client: Any, db: Session, fms: Any) -> None:
