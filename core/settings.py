@@ -339,7 +339,8 @@ class Settings:
     # Hosts whose photo links the worker copies into our storage (https; plain http only
     # for the hosts also in media_copy_http_hosts); empty: links stay links. The addresses
     # they resolve to must be public unless media_copy_allow_internal (dev, tests, a
-    # FixMyStreet on the city's own network).
+    # FixMyStreet on the city's own network), which allows loopback and private ones only
+    # (never link-local, such as the cloud's metadata service at 169.254.169.254).
     media_copy_hosts: tuple[str, ...] = ()
     media_copy_http_hosts: tuple[str, ...] = ()
     media_copy_allow_internal: bool = False

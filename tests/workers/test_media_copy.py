@@ -293,6 +293,21 @@ def test_an_allowed_name_that_resolves_inside_the_network_is_refused_before_any_
     assert connections.to == [] and photo_host.paths == []
 
 
+@pytest.mark.parametrize(("answer", "error"), [
+    (["169.254.169.254"], "refused: link-local address"), (["127.0.0.1", "fe80::1"], "refused: link-local address"),
+    (["::ffff:169.254.169.254"], "refused: link-local address"), (["0.0.0.0"], "refused: unspecified address"),
+])
+def test_with_internal_addresses_allowed_a_taken_over_name_still_cannot_reach_the_metadata_service(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections,
+    answer: list[str], error: str
+) -> None:
+    assert allowed.media_copy_allow_internal
+    (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
+    assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=Resolver(answer)) == "failed"
+    assert _link(db, link_id).copy_error == error
+    assert connections.to == [] and photo_host.paths == []
+
+
 def test_an_address_written_in_the_link_is_checked_without_a_lookup(
     sessions: sessionmaker[Session], db: Session, allowed: Settings, connections: Connections
 ) -> None:
