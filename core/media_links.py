@@ -70,6 +70,12 @@ def clean_media_links(values: Iterable[str | None], *, limit: int) -> list[str]:
 _INTERNAL_REASONS = frozenset({"loopback address", "private address"})
 
 
+def copy_job_lock(link_id: int) -> str:
+    """The queueing lock of a link's copy job: one job waiting per link, however often the
+    sweep finds it pending while a slow queue has not run the first one yet."""
+    return f"copy_media_link:{link_id}"
+
+
 def _host_of(url: str) -> str:
     host = (urlsplit(url).hostname or "").removesuffix(".")
     literal = literal_address(host)
