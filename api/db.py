@@ -71,10 +71,11 @@ def travel():  # noqa: ANN201
     return current_app.extensions["streetloop.travel"]
 
 
-def defer_after_commit(s: Session, task_name: str, **kwargs: Any) -> None:
-    """Queue a job once this transaction commits, so the worker finds the rows it needs."""
+def defer_after_commit(s: Session, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any) -> None:
+    """Queue a job once this transaction commits, so the worker finds the rows it needs
+    (with `queueing_lock`: not when a job of that lock is still waiting)."""
     queue = current_app.extensions["streetloop.queue"]
-    after_commit(s, lambda: queue.defer(task_name, **kwargs))
+    after_commit(s, lambda: queue.defer(task_name, queueing_lock=queueing_lock, **kwargs))
 
 
 def _close(exc: BaseException | None) -> None:

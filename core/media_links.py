@@ -65,6 +65,17 @@ def clean_media_links(values: Iterable[str | None], *, limit: int) -> list[str]:
     return links
 
 
+# What STREETLOOP_MEDIA_COPY_ALLOW_INTERNAL allows, among `address_refusal`'s reasons
+# (which names link-local before private: 169.254.0.0/16 is both).
+_INTERNAL_REASONS = frozenset({"loopback address", "private address"})
+
+
+def copy_job_lock(link_id: int) -> str:
+    """The queueing lock of a link's copy job: one job waiting per link, however often the
+    sweep finds it pending while a slow queue has not run the first one yet."""
+    return f"copy_media_link:{link_id}"
+
+
 def _host_of(url: str) -> str:
     host = (urlsplit(url).hostname or "").removesuffix(".")
     literal = literal_address(host)
@@ -82,7 +93,9 @@ class CopyPolicy:
     - the addresses a host resolves to must be public, unless `allow_internal`
       (STREETLOOP_MEDIA_COPY_ALLOW_INTERNAL, for a FixMyStreet on the city's own network,
       and for tests): a listed name whose DNS is taken over must not lead the worker
-      into the city's network."""
+      into the city's network. That setting allows loopback and private addresses only:
+      link-local ones (169.254.169.254 is the cloud's metadata service), unspecified,
+      multicast and reserved ones stay refused, as no FixMyStreet is ever found there."""
 
     hosts: frozenset[str] = frozenset()
     http_hosts: frozenset[str] = frozenset()
@@ -115,7 +128,7 @@ class CopyPolicy:
 
     def address_refusal(self, address: IPAddress) -> str | None:
         """Whether the worker may connect to `address`, which a listed host resolved to."""
-        if self.allow_internal:
-            return None
         refusal = address_refusal(address)
-        return None if refusal is None else refusal.reason
+        if refusal is None or (self.allow_internal and refusal.reason in _INTERNAL_REASONS):
+            return None
+        return refusal.reason

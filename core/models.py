@@ -584,8 +584,14 @@ class MediaLink(Base):
     copy_state: Mapped[str] = mapped_column(String(16), server_default="link")
     # Why the copy failed, in our own words (never what the other host said).
     copy_error: Mapped[str | None] = mapped_column(String(200))
-    photo_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("photos.id", ondelete="SET NULL"))
+    # Indexed: deleting a photo looks its links up by photo_id (ON DELETE SET NULL).
+    photo_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("photos.id", ondelete="SET NULL"), index=True)
     copied_at: Mapped[datetime | None]
+    # Tries of the copy so far, each counted before its fetch, and when the last one
+    # started (see workers.media_copy): a worker killed mid-fetch, or a copy that keeps
+    # crashing, is tried a few times and then given up, never fetched forever.
+    copy_attempts: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    copy_claimed_at: Mapped[datetime | None]
 
     photo: Mapped[Photo | None] = relationship()
 

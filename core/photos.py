@@ -1,5 +1,5 @@
-"""Queries about stored photos that several domain services share, and the sweep of
-stored photo files no row names."""
+"""Queries about stored photos that several domain services share, storing a report's
+photo, and the sweep of stored photo files no row names."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.locks import AdvisoryLock
 from core.models import Photo
 from core.storage import TEMP_PREFIX, Storage
+
+if TYPE_CHECKING:
+    from geo.photos import InspectedPhoto
 
 
 def after_photo_url(session: Session, completion_id: int) -> str | None:
@@ -46,8 +50,30 @@ _BATCH = 500
 
 
 def hold_media_write_lock(session: Session) -> None:
-    """Call before writing a photo file whose row this transaction commits (see above)."""
+    """Call before writing a photo file whose row this transaction commits (see above).
+    Taking it again in the same transaction is harmless (it is held until the commit)."""
     session.execute(select(func.pg_advisory_xact_lock_shared(*MEDIA_WRITE_LOCK)))
+
+
+def original_key(info: InspectedPhoto) -> str:
+    """Where a photo's original is kept: private, named by its content (the same bytes are
+    one file), in the form the orphan sweep recognises (`_ORIGINAL`)."""
+    return f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
+
+
+def store_report_photo(session: Session, storage: Storage, request_id: int, info: InspectedPhoto,
+                       data: bytes) -> Photo:
+    """A report's photo (an upload at intake, or a copied link): its original stored, its
+    row added and flushed (state pending: processing is queued by the caller). Holds the
+    media write lock until the caller's commit, so the orphan sweep cannot take the file."""
+    key = original_key(info)
+    hold_media_write_lock(session)
+    storage.put(key, data)
+    photo = Photo(kind="report", service_request_id=request_id, sha256=info.sha256, content_type=info.content_type,
+                  byte_size=info.byte_size, width=info.width, height=info.height, original_key=key)
+    session.add(photo)
+    session.flush()
+    return photo
 
 
 @dataclass

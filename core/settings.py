@@ -132,7 +132,8 @@ def _locale(env: dict[str, str]) -> str:
 
 def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
     """STREETLOOP_WEBHOOK_*: where webhooks may point besides public https hosts (see
-    core/webhook_targets.py), and extra CAs to verify them with."""
+    core/webhook_targets.py), and extra CAs (STREETLOOP_WEBHOOK_CA_FILE, the city's CA for
+    all outgoing https: webhooks and copies of linked photos)."""
     import ssl
 
     from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, parse_hosts
@@ -334,7 +335,8 @@ class Settings:
     trusted_proxies: int | tuple[IPv4Network | IPv6Network, ...] = 0
     # Webhooks call public https hosts only (core/webhook_targets.py). Exceptions: hosts,
     # addresses and networks (CIDR) they may reach although internal; hosts they may call
-    # over plain http; a PEM file of CAs trusted besides the system's.
+    # over plain http; a PEM file of CAs trusted besides the system's, for all outgoing
+    # https (webhooks and copies of linked photos, workers/outbound.py).
     webhook_allow_hosts: tuple[str, ...] = ()
     webhook_http_hosts: tuple[str, ...] = ()
     webhook_ca_file: Path | None = None
@@ -342,7 +344,8 @@ class Settings:
     # Hosts whose photo links the worker copies into our storage (https; plain http only
     # for the hosts also in media_copy_http_hosts); empty: links stay links. The addresses
     # they resolve to must be public unless media_copy_allow_internal (dev, tests, a
-    # FixMyStreet on the city's own network).
+    # FixMyStreet on the city's own network), which allows loopback and private ones only
+    # (never link-local, such as the cloud's metadata service at 169.254.169.254).
     media_copy_hosts: tuple[str, ...] = ()
     media_copy_http_hosts: tuple[str, ...] = ()
     media_copy_allow_internal: bool = False

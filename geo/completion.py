@@ -19,7 +19,7 @@ from core.field import check_client_time, last_event_at, note_fix, order_earlies
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
 from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, ServiceType, StatusEvent, WorkOrder
-from core.photos import hold_media_write_lock
+from core.photos import hold_media_write_lock, original_key
 from core.spatial import point
 from core.storage import Storage
 from core.workorders import change_status
@@ -185,7 +185,7 @@ def complete_work_order(
         hold_media_write_lock(s)
     for kind, items, blobs in (("after", after, data.photos), ("before", before, data.before_photos)):
         for info, raw in zip(items, blobs, strict=True):
-            key = f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
+            key = original_key(info)
             if not storage.exists(key):
                 storage.put(key, raw)
             photo = Photo(kind=kind, completion_id=completion.id, sha256=info.sha256, content_type=info.content_type,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from procrastinate import App, PsycopgConnector
+from procrastinate.exceptions import AlreadyEnqueued
 
 from core.settings import Settings, libpq_url
 
@@ -45,7 +46,9 @@ class Queue:
         self._closed = False
         self._lock = threading.Lock()
 
-    def defer(self, task_name: str, **kwargs: Any) -> int:
+    def defer(self, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any) -> int | None:
+        """Queue the task with these arguments; its job id, or None when `queueing_lock`
+        names a job still waiting (which does the same work)."""
         import workers.tasks  # noqa: F401  (registers the tasks, so their queues are known)
 
         with self._lock:
@@ -59,7 +62,11 @@ class Queue:
                 self._app.open()
                 self._opened = True
         task = app.tasks[task_name]
-        return self._app.configure_task(name=task_name, queue=task.queue).defer(**kwargs)
+        try:
+            deferrer = self._app.configure_task(name=task_name, queue=task.queue, queueing_lock=queueing_lock)
+            return deferrer.defer(**kwargs)
+        except AlreadyEnqueued:
+            return None
 
     def close(self) -> None:
         """Close the pool for good; its threads end within the connect timeout."""

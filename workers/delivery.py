@@ -21,7 +21,6 @@ the server accepted it.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import logging
 import smtplib
 import ssl
@@ -35,8 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import notifications as outbox
 from core.models import Notification
 from core.settings import Settings
-from core.webhook_targets import IPAddress, WebhookPolicy, literal_address
-from workers.outbound import Resolver, pinned_connection, resolve_host
+from core.webhook_targets import IPAddress, WebhookPolicy
+from workers.outbound import Resolver, Unreachable, checked_addresses, pinned_connection, resolve_host
 from workers.outbound import failure_words as _failure
 
 log = logging.getLogger(__name__)
@@ -106,22 +105,16 @@ def post_webhook(request: outbox.WebhookRequest, settings: Settings, *, resolve:
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:  # a port out of range
         raise DeliveryError("invalid URL", permanent=True) from None
-    literal = literal_address(host)
-    if literal is not None:
-        addresses: list[IPAddress] = [literal]
-    else:
-        try:
-            addresses = [ipaddress.ip_address(a) for a in resolve(host, port)]
-        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-            raise DeliveryError("host name not found") from exc
-        if not addresses:
-            raise DeliveryError("host name not found")
-    for address in addresses:
-        # Every address, not only the one used: a name that points inside the network
-        # at all is refused, whatever else it answers.
+
+    def check(address: IPAddress) -> str | None:
         refusal = policy.check_address(host, address)
-        if refusal is not None:
-            raise DeliveryError(str(refusal), permanent=True)
+        return None if refusal is None else refusal.reason
+
+    try:
+        addresses = checked_addresses(host, port, resolve, check)
+    except Unreachable as exc:
+        # A name not found may be found later (retried); a refused address stays refused.
+        raise DeliveryError(exc.reason, permanent=exc.refused) from None
 
     conn = pinned_connection(parts.scheme, host, port, addresses, timeout, settings.webhook_ca_file)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

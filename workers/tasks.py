@@ -5,10 +5,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from procrastinate import JobContext, RetryStrategy
-from sqlalchemy import select
+from procrastinate.exceptions import AlreadyEnqueued
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, make_sessionmaker
+from core.media_links import copy_job_lock
 from core.models import MediaLink, Photo, ServiceRequest
 from core.settings import Settings
 from core.storage import Storage, storage_from_settings
@@ -67,8 +69,9 @@ def process_photo(photo_id: int) -> None:
 
 @app.task(name="copy_media_link", queue="media")
 def copy_media_link(link_id: int) -> None:
-    """Copy a report's photo link from a host STREETLOOP_MEDIA_COPY_HOSTS allows. No retry:
-    a failure is recorded on the link, which stays a link (see workers.media_copy)."""
+    """Copy a report's photo link from a host STREETLOOP_MEDIA_COPY_HOSTS allows. No retry
+    strategy: the link counts its own tries (see workers.media_copy), and the pending sweep
+    queues one that failed on our side again. Deferred with `copy_job_lock(link_id)`."""
     from workers.media_copy import copy_link
 
     settings, sessions, storage = _resources()
@@ -84,18 +87,27 @@ async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
     cutoff = datetime.now(UTC) - timedelta(minutes=10)
     with sessions() as session:
         ids = session.scalars(select(Photo.id).where(Photo.state == "pending", Photo.created_at < cutoff)).all()
-        # Photo links whose copy job was lost (a defer that never happened, a worker
-        # killed mid-fetch): the request's time stands for the link's.
+        # Photo links whose copy job was lost (a defer that never happened), whose try
+        # failed on our side, or whose worker was killed mid-fetch: the last claim's time,
+        # else the request's, stands for the link's. The job counts the tries and gives up
+        # after a few, so this never queues a link forever.
         links = session.scalars(
             select(MediaLink.id).join(ServiceRequest, ServiceRequest.id == MediaLink.service_request_id)
-            .where(MediaLink.copy_state == "pending", ServiceRequest.requested_at < cutoff)
+            .where(MediaLink.copy_state == "pending",
+                   func.coalesce(MediaLink.copy_claimed_at, ServiceRequest.requested_at) < cutoff)
         ).all()
     for photo_id in ids:
         await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
+    waiting = 0
     for link_id in links:
-        await context.app.configure_task(name="copy_media_link").defer_async(link_id=link_id)
+        try:
+            await context.app.configure_task(name="copy_media_link", queueing_lock=copy_job_lock(link_id)) \
+                .defer_async(link_id=link_id)
+        except AlreadyEnqueued:
+            waiting += 1  # its job is still in the queue: one is enough
     if ids or links:
-        log.info("re-queued %d pending photos and %d photo links to copy", len(ids), len(links))
+        log.info("re-queued %d pending photos and %d photo links to copy (%d more already waiting)", len(ids),
+                 len(links) - waiting, waiting)
 
 
 @app.periodic(cron="23 * * * *")

@@ -24,8 +24,7 @@ from core.comments import NewComment, add_comment
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
-from core.media_links import CopyPolicy
-from core.photos import hold_media_write_lock
+from core.media_links import CopyPolicy, copy_job_lock
 from core.models import (
     REQUEST_CLOSED_STATUSES,
     REQUEST_OPEN_STATUSES,
@@ -39,6 +38,7 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
+from core.photos import store_report_photo
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 
@@ -325,14 +325,8 @@ def _store_report_photos(s: Session, req: ServiceRequest, photos: list[tuple[Ins
     if not photos:
         return
     storage = media_storage()
-    hold_media_write_lock(s)  # until the commit: the orphan sweep must not take the files
     for info, data in photos:
-        original_key = f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
-        storage.put(original_key, data)
-        photo = Photo(kind="report", service_request_id=req.id, sha256=info.sha256, content_type=info.content_type,
-                      byte_size=info.byte_size, width=info.width, height=info.height, original_key=original_key)
-        s.add(photo)
-        s.flush()
+        photo = store_report_photo(s, storage, req.id, info, data)
         defer_after_commit(s, "process_photo", photo_id=photo.id)
 
 
@@ -345,7 +339,7 @@ def _queue_link_copies(s: Session, req: ServiceRequest, policy: CopyPolicy) -> N
     s.flush()
     for link in req.media_links:
         if link.copy_state == "pending":
-            defer_after_commit(s, "copy_media_link", link_id=link.id)
+            defer_after_commit(s, "copy_media_link", queueing_lock=copy_job_lock(link.id), link_id=link.id)
 
 
 @blp.route(f"/requests.{FORMAT}", methods=["POST"])

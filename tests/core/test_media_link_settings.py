@@ -66,13 +66,29 @@ def test_the_policy_allows_listed_hosts_over_https(url: str, refusal: str | None
 
 @pytest.mark.parametrize(("address", "refusal"), [
     ("93.184.216.34", None), ("127.0.0.1", "loopback address"), ("10.1.2.3", "private address"),
-    ("169.254.169.254", "link-local address"), ("::ffff:10.0.0.1", "private address"), ("fd00::1", "private address"),
-    ("100.64.0.1", "reserved address"),
+    ("::ffff:10.0.0.1", "private address"), ("fd00::1", "private address"), ("::1", "loopback address"),
 ])
-def test_addresses_inside_the_network_are_refused_unless_the_settings_allow_them(address: str, refusal: str | None) -> None:
+def test_loopback_and_private_addresses_are_refused_unless_the_settings_allow_them(address: str, refusal: str | None) -> None:
     ip = ipaddress.ip_address(address)
     assert POLICY.address_refusal(ip) == refusal
     assert CopyPolicy(hosts=POLICY.hosts, allow_internal=True).address_refusal(ip) is None
+
+
+@pytest.mark.parametrize(("address", "refusal"), [
+    # The cloud's metadata service, also in IPv6 spellings that carry it.
+    ("169.254.169.254", "link-local address"), ("::ffff:169.254.169.254", "link-local address"),
+    ("64:ff9b::a9fe:a9fe", "link-local address"), ("fe80::1", "link-local address"),
+    ("0.0.0.0", "unspecified address"), ("::", "unspecified address"), ("224.0.0.1", "multicast address"),
+    ("ff02::1", "multicast address"), ("240.0.0.1", "reserved address"), ("100.64.0.1", "reserved address"),
+])
+def test_link_local_and_other_special_addresses_are_refused_even_when_internal_ones_are_allowed(
+    address: str, refusal: str
+) -> None:
+    # STREETLOOP_MEDIA_COPY_ALLOW_INTERNAL is for a FixMyStreet on the city's network: a
+    # listed name whose DNS is taken over must still not reach the metadata service.
+    ip = ipaddress.ip_address(address)
+    assert POLICY.address_refusal(ip) == refusal
+    assert CopyPolicy(hosts=POLICY.hosts, allow_internal=True).address_refusal(ip) == refusal
 
 
 def test_links_are_kept_in_order_without_repeats_or_empties() -> None:

@@ -13,22 +13,26 @@ import io
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import trustme
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import MediaLink, Photo, ServiceRequest
 from core.settings import Settings
 from core.storage import LocalStorage
 from tests import factories as f
-from workers.media_copy import copy_link
+from workers.media_copy import MAX_ATTEMPTS, copy_link
 
 HOST = "photos.fixmystreet.test"
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -41,6 +45,7 @@ def _jpeg(colour: tuple[int, int, int] = (200, 0, 0)) -> bytes:
 
 
 PHOTO = _jpeg()
+SLOW_HEADER_LINES = 40
 
 
 class Connections:
@@ -89,9 +94,10 @@ class PhotoHost:
     """A FixMyStreet's photo server on 127.0.0.1: a photo, a 404, a redirect, a page that
     is not an image, a body larger than it says or than allowed, and slow answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.paths: list[str] = []
         self.sent = 0  # bytes of body written, all answers together
+        self.header_lines = 0  # slow header lines written before the client hung up
         host = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,6 +142,18 @@ class PhotoHost:
                 elif path == "/silent.jpeg":
                     time.sleep(1.5)
                     self._body(200, PHOTO)
+                elif path == "/slow-headers.jpeg":
+                    # Each header line well within the read timeout, all of them far beyond
+                    # the deadline (then an empty 404: no body read would notice the time).
+                    self.send_response(404)
+                    self.send_header("Content-Type", "text/plain")
+                    self.flush_headers()
+                    for k in range(SLOW_HEADER_LINES):
+                        if not self._write(f"X-Line-{k}: x\r\n".encode()):
+                            return
+                        host.header_lines += 1
+                        time.sleep(0.05)
+                    self._write(b"Content-Length: 0\r\n\r\n")
                 elif path == "/trickle.jpeg":
                     self.send_response(200)
                     self.send_header("Content-Type", "image/jpeg")
@@ -168,6 +186,8 @@ class PhotoHost:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
@@ -249,7 +269,8 @@ def test_the_same_picture_linked_twice_is_one_photo(sessions: sessionmaker[Sessi
     ("path", "error"),
     [("/missing.jpeg", "HTTP 404"), ("/moved.jpeg", "redirect not followed"),
      ("/page.jpeg", "not an image of an accepted type"), ("/declared-huge.jpeg", "too large"),
-     ("/endless.jpeg", "too large"), ("/silent.jpeg", "timeout"), ("/trickle.jpeg", "timeout")],
+     ("/endless.jpeg", "too large"), ("/silent.jpeg", "timeout"), ("/trickle.jpeg", "timeout"),
+     ("/slow-headers.jpeg", "timeout")],
 )
 def test_each_failure_is_recorded_logged_and_not_tried_again(
     sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
@@ -268,6 +289,11 @@ def test_each_failure_is_recorded_logged_and_not_tried_again(
     assert photo_host.paths == [path]
     if "huge" in path or "endless" in path:
         assert photo_host.sent < 50 * 1024 * 1024
+    if "slow-headers" in path:
+        # The deadline covers the headers too: the worker hung up while they trickled
+        # (each line came well within the read timeout).
+        time.sleep(0.2)
+        assert photo_host.header_lines < SLOW_HEADER_LINES
     # Recorded: the job run again does not fetch it again.
     assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "failed"
     assert photo_host.paths == [path]
@@ -290,6 +316,21 @@ def test_an_allowed_name_that_resolves_inside_the_network_is_refused_before_any_
     assert copy_link(sessions, LocalStorage(strict.media_dir), strict, link_id, resolve=dns) == "failed"
     assert _link(db, link_id).copy_error == error
     assert dns.asked == [(HOST, photo_host.port)]
+    assert connections.to == [] and photo_host.paths == []
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (["169.254.169.254"], "refused: link-local address"), (["127.0.0.1", "fe80::1"], "refused: link-local address"),
+    (["::ffff:169.254.169.254"], "refused: link-local address"), (["0.0.0.0"], "refused: unspecified address"),
+])
+def test_with_internal_addresses_allowed_a_taken_over_name_still_cannot_reach_the_metadata_service(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections,
+    answer: list[str], error: str
+) -> None:
+    assert allowed.media_copy_allow_internal
+    (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
+    assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=Resolver(answer)) == "failed"
+    assert _link(db, link_id).copy_error == error
     assert connections.to == [] and photo_host.paths == []
 
 
@@ -347,3 +388,119 @@ def test_the_copy_job_is_a_media_task_without_retries() -> None:
 
     task = app.tasks["copy_media_link"]
     assert task.queue == "media" and task.retry_strategy is None
+
+
+# -- the city's CA -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_photo_host(ca: trustme.CA) -> Iterator[PhotoHost]:
+    """The photo server over https, its certificate for HOST issued by a city's own CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(context)
+    server = PhotoHost(tls=context)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_an_https_link_is_verified_with_the_citys_ca_file(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, tls_photo_host: PhotoHost, ca: trustme.CA,
+    tmp_path: Path, trusted: bool
+) -> None:
+    # An internal FixMyStreet's certificate is issued by the city's CA, which
+    # STREETLOOP_WEBHOOK_CA_FILE names for all outgoing https (webhooks and these copies).
+    ca_file = tmp_path / "city-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    settings = dataclasses.replace(allowed, media_copy_http_hosts=(), webhook_ca_file=ca_file if trusted else None)
+    (link_id,) = _pending(sessions, tls_photo_host.url("/photo.jpeg", scheme="https"))
+    state = copy_link(sessions, LocalStorage(settings.media_dir), settings, link_id, resolve=Resolver(["127.0.0.1"]))
+    link = _link(db, link_id)
+    if trusted:
+        assert (state, link.copy_error) == ("copied", None) and tls_photo_host.paths == ["/photo.jpeg"]
+    else:
+        assert (state, link.copy_error) == ("failed", "TLS error: certificate not accepted")
+        assert tls_photo_host.paths == []
+
+
+# -- tried a few times, never forever ------------------------------------------------------
+
+
+class BrokenStorage(LocalStorage):
+    """Our own storage failing (a full disk, a bucket gone): a write raises."""
+
+    def put(self, key: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def _claimed(sessions: sessionmaker[Session], link_id: int, *, ago: timedelta, attempts: int) -> None:
+    """The link as a try left it that was claimed `ago` and never finished (its worker killed)."""
+    with sessions.begin() as s:
+        s.execute(update(MediaLink).where(MediaLink.id == link_id)
+                  .values(copy_claimed_at=datetime.now(UTC) - ago, copy_attempts=attempts))
+
+
+def test_a_failure_on_our_side_is_recorded_tried_again_later_and_given_up_after_a_few_attempts(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
+    storage, dns = BrokenStorage(allowed.media_dir), Resolver(["127.0.0.1"])
+    with caplog.at_level(logging.ERROR, logger="workers.media_copy"):
+        assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "pending"
+    link = _link(db, link_id)
+    assert (link.copy_state, link.copy_attempts, link.copy_error) == (
+        "pending", 1, "internal error (OSError; see the worker's log)")
+    assert link.copy_claimed_at is not None and db.scalar(select(func.count()).select_from(Photo)) == 0
+    assert "copy attempt 1 of 3 failed on our side" in caplog.text and "No space left on device" in caplog.text
+    # A job again at once (a duplicate): the claim is fresh, it fetches nothing.
+    assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "pending"
+    assert photo_host.paths == ["/photo.jpeg"] and _link(db, link_id).copy_attempts == 1
+    # The sweep's later passes, each after the claim has aged: the last try gives up.
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        _claimed(sessions, link_id, ago=timedelta(minutes=11), attempts=attempt - 1)
+        state = copy_link(sessions, storage, allowed, link_id, resolve=dns)
+        assert (state, _link(db, link_id).copy_attempts) == ("pending" if attempt < MAX_ATTEMPTS else "failed", attempt)
+    link = _link(db, link_id)
+    assert (link.copy_state, link.copy_error) == ("failed", f"gave up after {MAX_ATTEMPTS} attempts")
+    assert photo_host.paths == ["/photo.jpeg"] * MAX_ATTEMPTS
+    _claimed(sessions, link_id, ago=timedelta(hours=1), attempts=MAX_ATTEMPTS)
+    assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "failed"
+    assert len(photo_host.paths) == MAX_ATTEMPTS
+
+
+def test_a_link_claimed_by_a_worker_killed_mid_fetch_is_tried_again_once_the_claim_is_old(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost
+) -> None:
+    (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
+    storage, dns = LocalStorage(allowed.media_dir), Resolver(["127.0.0.1"])
+    # Claimed a moment ago: that fetch may still be running; this job leaves it alone.
+    _claimed(sessions, link_id, ago=timedelta(seconds=5), attempts=1)
+    assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "pending"
+    assert dns.asked == [] and photo_host.paths == [] and _link(db, link_id).copy_attempts == 1
+    # Claimed long ago and never finished: the worker died; this job tries again.
+    _claimed(sessions, link_id, ago=timedelta(minutes=11), attempts=1)
+    assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "copied"
+    link = _link(db, link_id)
+    assert (link.copy_attempts, link.copy_error, link.photo_id is not None) == (2, None, True)
+
+
+def test_a_link_whose_every_try_was_killed_is_given_up_without_fetching_again(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
+    _claimed(sessions, link_id, ago=timedelta(minutes=11), attempts=MAX_ATTEMPTS)
+    dns = Resolver(["127.0.0.1"])
+    with caplog.at_level(logging.WARNING, logger="workers.media_copy"):
+        assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=dns) == "failed"
+    link = _link(db, link_id)
+    assert (link.copy_state, link.copy_error, link.copy_attempts) == (
+        "failed", f"gave up after {MAX_ATTEMPTS} attempts", MAX_ATTEMPTS)
+    assert f"not copied: gave up after {MAX_ATTEMPTS} attempts" in caplog.text
+    assert dns.asked == [] and photo_host.paths == []

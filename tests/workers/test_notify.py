@@ -529,6 +529,17 @@ def test_an_unknown_name_is_retried(sessions: sessionmaker[Session], db: Session
     assert connections.to == []
 
 
+def test_a_resolver_answer_that_is_no_address_is_a_name_not_found(sessions: sessionmaker[Session], db: Session,
+                                                                    local: Settings, connections: Connections) -> None:
+    # The same look-up and checks as the photo copies (workers.outbound.checked_addresses):
+    # a bad answer is a name not found, retried, not an internal error.
+    request_id, t0 = _hooked_report(sessions, "https://odd.example.org/hook")
+    deliver_due(sessions, local, now=t0, resolve=Resolver(["not-an-address"]))
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "host name not found")
+    assert connections.to == []
+
+
 class RawServer:
     """A TCP server on 127.0.0.1 that reads each request and then does one thing: `mode`
     is "close" (hang up), "garbage" (answer something that is not HTTP) or "silent"

@@ -158,8 +158,9 @@ def test_the_worker_copies_a_linked_photo_from_an_allowed_host_and_the_crew_gets
         assert (copied.copy_state, other.copy_state) == ("copied", "link")
         photo = s.get(Photo, copied.photo_id)
         assert (photo.kind, photo.state) == ("report", "ready") and (settings.media_dir / photo.public_key).is_file()
-        jobs = s.execute(text("SELECT task_name, status::text FROM procrastinate_jobs ORDER BY id")).all()
-    assert [tuple(j) for j in jobs] == [("copy_media_link", "succeeded")]
+        jobs = s.execute(text("SELECT task_name, status::text, queueing_lock FROM procrastinate_jobs ORDER BY id")).all()
+    # Queued with the link's queueing lock: the sweep cannot add a second one while it waits.
+    assert [tuple(j) for j in jobs] == [("copy_media_link", "succeeded", f"copy_media_link:{copied.id}")]
     body = app.test_client().get(f"/open311/v2/requests/{public_id}.json?extensions=true").get_json()[0]
     assert body["media_urls"] == [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"]
     assert [p["url"].rsplit("/media/", 1)[1] for p in body["photos"]] == [photo.public_key]
@@ -175,14 +176,21 @@ def test_the_pending_sweep_queues_again_a_link_whose_copy_job_was_lost(committed
     from workers.tasks import sweep_pending_photos
 
     app, sessions, settings = committed
+    now = datetime.now(UTC)
     with sessions.begin() as s:
-        old = f.report(s, "worker_test_type", at=datetime.now(UTC) - timedelta(minutes=30),
-                       media_urls=("https://fms.example.ad/1.jpeg", "https://fms.example.ad/2.jpeg")).request
+        old = f.report(s, "worker_test_type", at=now - timedelta(minutes=30),
+                       media_urls=("https://fms.example.ad/1.jpeg", "https://fms.example.ad/2.jpeg",
+                                   "https://fms.example.ad/4.jpeg", "https://fms.example.ad/5.jpeg")).request
         new = f.report(s, "worker_test_type", lon=f.offset(f.LON, f.LAT, 500)[0],
                        media_urls=("https://fms.example.ad/3.jpeg",)).request
-        old.media_links[0].copy_state = new.media_links[0].copy_state = "pending"
+        lost, _, busy, killed = old.media_links
+        for link in (lost, busy, killed, new.media_links[0]):
+            link.copy_state = "pending"
+        # A try under way (claimed a minute ago), and one whose worker died 20 minutes ago.
+        busy.copy_attempts, busy.copy_claimed_at = 1, now - timedelta(minutes=1)
+        killed.copy_attempts, killed.copy_claimed_at = 1, now - timedelta(minutes=20)
         s.flush()
-        lost = old.media_links[0].id
+        lost, killed = lost.id, killed.id
 
     async def sweep() -> None:
         with bound_to(settings) as bound:
@@ -191,8 +199,11 @@ def test_the_pending_sweep_queues_again_a_link_whose_copy_job_was_lost(committed
                 await sweep_pending_photos(SimpleNamespace(app=bound), timestamp=0)
 
     asyncio.run(sweep())
+    # Again before a worker ran the jobs (a slow queue): nothing is queued twice.
+    asyncio.run(sweep())
     with sessions() as s:
-        jobs = s.execute(text("SELECT task_name, args FROM procrastinate_jobs ORDER BY id")).all()
+        jobs = s.execute(text("SELECT task_name, args, queueing_lock FROM procrastinate_jobs ORDER BY id")).all()
         assert s.scalar(select(MediaLink.copy_state).where(MediaLink.id == lost)) == "pending"
-    # Only the old one: the new one's job may still be on its way.
-    assert [tuple(j) for j in jobs] == [("copy_media_link", {"link_id": lost})]
+    # The old report's lost and killed ones, once each; not the one being tried, nor the new
+    # report's, whose job may still be on its way.
+    assert [tuple(j) for j in jobs] == [("copy_media_link", {"link_id": i}, f"copy_media_link:{i}") for i in (lost, killed)]
