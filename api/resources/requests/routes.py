@@ -109,7 +109,8 @@ class MediaLinkSchema(Schema):
     copy_state = fields.String(validate=validate.OneOf(MEDIA_LINK_COPY_STATES), metadata={"description": (
         "link: kept as a link (its host is not in STREETLOOP_MEDIA_COPY_HOSTS); pending: being copied into our "
         "storage; copied: among the photos; failed: the copy did not get a photo (copy_error says why)")})
-    copy_error = fields.String(allow_none=True)
+    copy_error = fields.String(allow_none=True, metadata={
+        "description": "why the copy failed, or (still pending) why its last try did, in our own words"})
 
 
 class RequestDetailSchema(RequestSchema):
