@@ -270,16 +270,20 @@ def phone(browser_context) -> Any:  # noqa: ANN001
     return context
 
 
-def _at_the_stop(phone: Any, live: LiveServer, code: str) -> tuple[dict[str, Any], Any]:
-    """A crew of its own with its stop dispatched to it, signed in on the phone and looking
-    at that stop."""
-    job = _crew(live, code)
+def _open_stop(phone: Any, live: LiveServer, job: dict[str, Any]) -> Any:
+    """The crew's stop dispatched to it, and the crew signed in on the phone looking at it."""
     _dispatch(live, job["wo_id"], job["crew_id"])
     page = phone.new_page()
     page.goto("/crew/")
     sign_in(page, job["email"])
     page.locator(f"#stop-{job['wo_id']}").click()
-    return job, page
+    return page
+
+
+def _at_the_stop(phone: Any, live: LiveServer, code: str) -> tuple[dict[str, Any], Any]:
+    """A crew of its own, at its stop (`_open_stop`)."""
+    job = _crew(live, code)
+    return job, _open_stop(phone, live, job)
 
 
 def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, live: LiveServer) -> None:  # noqa: ANN001
@@ -364,11 +368,7 @@ def test_the_stop_shows_residents_comments_as_text_and_never_who_wrote_them(phon
                                       commenter=Contact(first_name="Marta", email="marta@example.org")),
                         api_key_id=key.id, actor=Actor.client("FixMyStreet"), reopen_within=timedelta(days=30))
         s.commit()
-    _dispatch(live, job["wo_id"], job["crew_id"])
-    page = phone.new_page()
-    page.goto("/crew/")
-    sign_in(page, job["email"])
-    page.locator(f"#stop-{job['wo_id']}").click()
+    page = _open_stop(phone, live, job)
     page.get_by_role("heading", name="Residents' comments").wait_for()
     expect(page.locator("ul.comments li q")).to_have_text(["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"])
     expect(page.locator("ul.comments img")).to_have_count(0)
@@ -443,11 +443,7 @@ def test_photos_sent_as_links_are_offered_as_links_that_open_on_their_site(phone
         s.add_all([MediaLink(service_request_id=req.id, position=0, url=linked),
                    MediaLink(service_request_id=req.id, position=1, url="javascript:alert(1)")])
         s.commit()
-    _dispatch(live, job["wo_id"], job["crew_id"])
-    page = phone.new_page()
-    page.goto("/crew/")
-    sign_in(page, job["email"])
-    page.locator(f"#stop-{job['wo_id']}").click()
+    page = _open_stop(phone, live, job)
     page.get_by_role("img", name="Resident's photo 1").wait_for()
     link = page.get_by_role("link", name="Photo 2 sent as a link (needs network)")
     expect(link).to_have_attribute("href", linked)
