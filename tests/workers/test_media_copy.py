@@ -14,12 +14,11 @@ import ipaddress
 import logging
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from core.models import MediaLink, Photo, ServiceRequest
 from core.settings import Settings
 from core.storage import LocalStorage
 from tests import factories as f
+from tests.loopback_http import LoopbackServer
 from workers.media_copy import MAX_ATTEMPTS, copy_link
 
 HOST = "photos.fixmystreet.test"
@@ -90,7 +90,7 @@ class Resolver:
         return list(self.answer)
 
 
-class PhotoHost:
+class PhotoHost(LoopbackServer):
     """A FixMyStreet's photo server on 127.0.0.1: a photo, a 404, a redirect, a page that
     is not an image, a body larger than it says or than allowed, and slow answers."""
 
@@ -184,21 +184,10 @@ class PhotoHost:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        super().__init__(Handler, tls)
 
     def url(self, path: str, scheme: str = "http") -> str:
         return f"{scheme}://{HOST}:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
 
 
 @pytest.fixture

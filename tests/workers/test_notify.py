@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from core.models import (
 )
 from core.settings import Settings
 from tests import factories as f
+from tests.loopback_http import LoopbackServer
 from workers.delivery import deliver_due
 
 ACTOR = f.SYSTEM
@@ -136,7 +137,7 @@ def smtp() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-class HookSink:
+class HookSink(LoopbackServer):
     """A client app's endpoint: answers with the next status of `statuses` (the last one
     repeats). With `tls`, it speaks https with that context and records the names the
     clients asked for in their TLS handshake (SNI)."""
@@ -163,19 +164,10 @@ class HookSink:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/streetloop"
         if tls is not None:
             tls.sni_callback = lambda _sock, name, _ctx: sink.sni.append(name)
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        super().__init__(Handler, tls)
+        self.url = f"http://127.0.0.1:{self.port}/streetloop"
 
 
 @pytest.fixture
