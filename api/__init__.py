@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None, queue: Any = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    queue: Any = None,
+) -> Flask:
     """Build the app. Tests pass their own `sessions` (bound to a rolled-back connection)."""
     from api import citistat_page, cors, db, docs, errors, health, inputs, media, status_page, tiles
     from api.client_address import warn_of_untrusted_forwarding
@@ -54,8 +59,12 @@ def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Sessi
     )
     app.extensions["streetloop.settings"] = settings
     if sessions is None:
-        engine = make_engine(settings.database_url, connect_timeout_s=settings.db_connect_timeout_s,
-                             pool_size=10, max_overflow=10)
+        engine = make_engine(
+            settings.database_url,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            pool_size=10,
+            max_overflow=10,
+        )
         sessions = make_sessionmaker(engine)
         # Its idle connections are closed at exit rather than left to the garbage collector
         # (gunicorn workers run atexit hooks when they stop).
@@ -112,4 +121,6 @@ def _warn_without_service_area(sessions: sessionmaker[Session], area: AreaConfig
         log.info("service area not checked at start: %s", exc.__class__.__name__)
         return
     if source == "none":
-        log.warning("no service area: reports are accepted from anywhere; add districts or set STREETLOOP_SERVICE_AREA")
+        log.warning(
+            "no service area: reports are accepted from anywhere; add districts or set STREETLOOP_SERVICE_AREA"
+        )

@@ -39,12 +39,18 @@ def _authenticate() -> User:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        abort(401, message="sign in first: send 'Authorization: Bearer <token>' (POST /api/v1/auth/token)",
-              headers={"WWW-Authenticate": 'Bearer realm="streetloop"'})
+        abort(
+            401,
+            message="sign in first: send 'Authorization: Bearer <token>' (POST /api/v1/auth/token)",
+            headers={"WWW-Authenticate": 'Bearer realm="streetloop"'},
+        )
     user = user_for_token(session(), token.strip())
     if user is None:
-        abort(401, message="the token is invalid or has expired; sign in again",
-              headers={"WWW-Authenticate": 'Bearer realm="streetloop", error="invalid_token"'})
+        abort(
+            401,
+            message="the token is invalid or has expired; sign in again",
+            headers={"WWW-Authenticate": 'Bearer realm="streetloop", error="invalid_token"'},
+        )
     # Signing out revokes the very token the request came with.
     g.bearer_token = token.strip()
     return user

@@ -33,7 +33,9 @@ def verified_share(r: citistat.Figures) -> float | None:
     """Completions whose proof stands (verified automatically or by a supervisor), of all."""
     if not r.completions:
         return None
-    return round((r.completions_auto_verified + r.completions_verified_by_supervisor) / r.completions, 4)
+    return round(
+        (r.completions_auto_verified + r.completions_verified_by_supervisor) / r.completions, 4
+    )
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,15 @@ class MapFigure:
 
 
 FIGURES = {
-    f.key: f for f in (
-        MapFigure("on_time", "On-time rate", lambda r: r.on_time_rate, True, "nothing closed or due yet"),
+    f.key: f
+    for f in (
+        MapFigure(
+            "on_time", "On-time rate", lambda r: r.on_time_rate, True, "nothing closed or due yet"
+        ),
         MapFigure("backlog", "Backlog", lambda r: r.open, False, "no requests in the period"),
-        MapFigure("verified", "Verified share", verified_share, True, "no completions in the period"),
+        MapFigure(
+            "verified", "Verified share", verified_share, True, "no completions in the period"
+        ),
     )
 }
 DEFAULT_FIGURE = "on_time"
@@ -192,8 +199,12 @@ class DistrictMap:
     figure: MapFigure
 
 
-def district_map(session: Session, rows: list[citistat.Figures], figure: MapFigure,
-                 fmt: Callable[[float | None], str]) -> DistrictMap | None:
+def district_map(
+    session: Session,
+    rows: list[citistat.Figures],
+    figure: MapFigure,
+    fmt: Callable[[float | None], str],
+) -> DistrictMap | None:
     """The map of every district shaded by `figure` from the report's rows (by district
     code); None when the city has no districts."""
     extent = citistat.district_extent(session)
@@ -229,9 +240,11 @@ def district_map(session: Session, rows: list[citistat.Figures], figure: MapFigu
             fill, text = 'class="nodata" fill="url(#nodata)"', figure.no_value
         else:
             fill, text = f'fill="{scale.shade(scale.index(float(value)))}"', show(value)
-        parts.append(f'<g class="district" data-code="{escape(d.code)}"><title>{name}: '
-                     f"{escape(figure.label.lower())} {escape(text)}</title>"
-                     f'<path {fill} d="{path_data(d.polygons, project)}"/></g>')
+        parts.append(
+            f'<g class="district" data-code="{escape(d.code)}"><title>{name}: '
+            f"{escape(figure.label.lower())} {escape(text)}</title>"
+            f'<path {fill} d="{path_data(d.polygons, project)}"/></g>'
+        )
         x, y = project(*d.label_at)
         lines = label_lines(d.name, _width_px(d.polygons, project))
         value_text = escape(show(value)) if value is not None else "–"
@@ -239,10 +252,14 @@ def district_map(session: Session, rows: list[citistat.Figures], figure: MapFigu
         # keeps them legible on the darkest shade. The name's lines above the label point,
         # the figure under it.
         first_dy = -((len(lines) - 1) * 1.15 + 0.2)
-        spans = "".join(f'<tspan x="{x:.1f}" dy="{first_dy if i == 0 else 1.15:.2f}em">{escape(line)}</tspan>'
-                        for i, line in enumerate(lines))
-        labels.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{spans}'
-                      f'<tspan x="{x:.1f}" dy="1.2em" class="figure">{value_text}</tspan></text>')
+        spans = "".join(
+            f'<tspan x="{x:.1f}" dy="{first_dy if i == 0 else 1.15:.2f}em">{escape(line)}</tspan>'
+            for i, line in enumerate(lines)
+        )
+        labels.append(
+            f'<text class="label" x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{spans}'
+            f'<tspan x="{x:.1f}" dy="1.2em" class="figure">{value_text}</tspan></text>'
+        )
     parts.extend(labels)
     parts.append("</svg>")
     legend = [LegendEntry(scale.shade(i), scale.label(i)) for i in range(scale.count)]

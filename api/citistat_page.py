@@ -114,8 +114,9 @@ def _short(label: str, limit: int = 23) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-def _frame(caption: str, category: str, axis: str, rows: int, end: float,
-           ticks: list[tuple[float, str]]) -> list[str]:
+def _frame(
+    caption: str, category: str, axis: str, rows: int, end: float, ticks: list[tuple[float, str]]
+) -> list[str]:
     """The chart's frame: the category axis' title above its labels, vertical grid lines
     at the ticks, the value axis with its numbers and title under the bars."""
     base = TOP + ROW_H * max(rows, 1)
@@ -128,22 +129,37 @@ def _frame(caption: str, category: str, axis: str, rows: int, end: float,
     for value, label in ticks:
         x = LABEL_W + PLOT_W * value / end
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{TOP - 4}" x2="{x:.1f}" y2="{base}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{base + 16}" text-anchor="middle">{escape(label)}</text>')
-    parts.append(f'<line class="axis" x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + PLOT_W}" y2="{base}"/>')
-    parts.append(f'<text class="axis-title" x="{LABEL_W + PLOT_W / 2:.0f}" y="{base + 38}" '
-                 f'text-anchor="middle">{escape(axis)}</text>')
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{base + 16}" text-anchor="middle">{escape(label)}</text>'
+        )
+    parts.append(
+        f'<line class="axis" x1="{LABEL_W}" y1="{base}" x2="{LABEL_W + PLOT_W}" y2="{base}"/>'
+    )
+    parts.append(
+        f'<text class="axis-title" x="{LABEL_W + PLOT_W / 2:.0f}" y="{base + 38}" '
+        f'text-anchor="middle">{escape(axis)}</text>'
+    )
     return parts
 
 
 def _row_label(i: int, label: str) -> str:
     y = TOP + i * ROW_H
     full = escape(label)
-    return (f'<text class="lbl" x="{LABEL_W - 8}" y="{y + 16}" text-anchor="end">'
-            f"{escape(_short(label))}{f'<title>{full}</title>' if len(label) > 23 else ''}</text>")
+    return (
+        f'<text class="lbl" x="{LABEL_W - 8}" y="{y + 16}" text-anchor="end">'
+        f"{escape(_short(label))}{f'<title>{full}</title>' if len(label) > 23 else ''}</text>"
+    )
 
 
-def hbar_chart(caption: str, category: str, axis: str, items: list[tuple[str, float | None]],
-               fmt: Callable[[float | None], str], *, rate: bool = False) -> Chart:
+def hbar_chart(
+    caption: str,
+    category: str,
+    axis: str,
+    items: list[tuple[str, float | None]],
+    fmt: Callable[[float | None], str],
+    *,
+    rate: bool = False,
+) -> Chart:
     """A horizontal bar chart as inline SVG: one labelled bar per item on a value axis
     with ticks (0–100 for a rate), the value written at the end of the bar."""
     end, ticks = _ticks(max((v or 0 for _, v in items), default=0), rate)
@@ -152,8 +168,12 @@ def hbar_chart(caption: str, category: str, axis: str, items: list[tuple[str, fl
         y = TOP + i * ROW_H
         w = 0 if value is None else max(1, round(PLOT_W * value / end)) if value else 0
         parts.append(_row_label(i, label))
-        parts.append(f'<rect x="{LABEL_W}" y="{y + 4}" width="{w}" height="{ROW_H - 8}" class="bar"/>')
-        parts.append(f'<text class="val" x="{LABEL_W + w + 4}" y="{y + 16}">{escape(fmt(value))}</text>')
+        parts.append(
+            f'<rect x="{LABEL_W}" y="{y + 4}" width="{w}" height="{ROW_H - 8}" class="bar"/>'
+        )
+        parts.append(
+            f'<text class="val" x="{LABEL_W + w + 4}" y="{y + 16}">{escape(fmt(value))}</text>'
+        )
     parts.append("</svg>")
     return Chart(caption, Markup("".join(parts)))
 
@@ -163,18 +183,26 @@ def stacked_chart(caption: str, category: str, items: list[tuple[str, int, int]]
     end, ticks = _ticks(max((r for _, r, _ in items), default=0), False)
     parts = _frame(caption, category, "requests (closed / received)", len(items), end, ticks)
     # The key, right of the category title: which shade is which.
-    parts.append(f'<rect x="{LABEL_W}" y="7" width="13" height="13" class="bar"/>'
-                 f'<text class="key" x="{LABEL_W + 18}" y="18">closed</text>'
-                 f'<rect x="{LABEL_W + 80}" y="7" width="13" height="13" class="bar light"/>'
-                 f'<text class="key" x="{LABEL_W + 98}" y="18">received</text>')
+    parts.append(
+        f'<rect x="{LABEL_W}" y="7" width="13" height="13" class="bar"/>'
+        f'<text class="key" x="{LABEL_W + 18}" y="18">closed</text>'
+        f'<rect x="{LABEL_W + 80}" y="7" width="13" height="13" class="bar light"/>'
+        f'<text class="key" x="{LABEL_W + 98}" y="18">received</text>'
+    )
     for i, (label, received, closed) in enumerate(items):
         y = TOP + i * ROW_H
         w = max(1, round(PLOT_W * received / end)) if received else 0
         wc = 0 if not received else round(w * closed / received)
         parts.append(_row_label(i, label))
-        parts.append(f'<rect x="{LABEL_W}" y="{y + 4}" width="{w}" height="{ROW_H - 8}" class="bar light"/>')
-        parts.append(f'<rect x="{LABEL_W}" y="{y + 4}" width="{wc}" height="{ROW_H - 8}" class="bar"/>')
-        parts.append(f'<text class="val" x="{LABEL_W + w + 4}" y="{y + 16}">{closed} / {received}</text>')
+        parts.append(
+            f'<rect x="{LABEL_W}" y="{y + 4}" width="{w}" height="{ROW_H - 8}" class="bar light"/>'
+        )
+        parts.append(
+            f'<rect x="{LABEL_W}" y="{y + 4}" width="{wc}" height="{ROW_H - 8}" class="bar"/>'
+        )
+        parts.append(
+            f'<text class="val" x="{LABEL_W + w + 4}" y="{y + 16}">{closed} / {received}</text>'
+        )
     parts.append("</svg>")
     return Chart(caption, Markup("".join(parts)))
 
@@ -188,12 +216,26 @@ def _section(title: str, anchor: str, column: str, report: citistat.Report) -> d
         "column": column,
         "rows": rows,
         "charts": [
-            stacked_chart(f"Requests closed of received, by {what}", column,
-                          [(r.label, r.received, r.closed) for r in rows]),
-            hbar_chart(f"On-time rate, by {what}", column, "on time (% of closed and late open)",
-                       [(r.label, r.on_time_rate) for r in rows], pct, rate=True),
-            hbar_chart(f"Median time to close, by {what}", column, "hours (Kaplan–Meier median)",
-                       [(r.label, r.median_hours_to_close) for r in rows], hours),
+            stacked_chart(
+                f"Requests closed of received, by {what}",
+                column,
+                [(r.label, r.received, r.closed) for r in rows],
+            ),
+            hbar_chart(
+                f"On-time rate, by {what}",
+                column,
+                "on time (% of closed and late open)",
+                [(r.label, r.on_time_rate) for r in rows],
+                pct,
+                rate=True,
+            ),
+            hbar_chart(
+                f"Median time to close, by {what}",
+                column,
+                "hours (Kaplan–Meier median)",
+                [(r.label, r.median_hours_to_close) for r in rows],
+                hours,
+            ),
         ],
     }
 
@@ -218,25 +260,51 @@ def citistat_page() -> Response:
         return _secure(resp)
     s = session()
     now = datetime.now(period.tz)
-    by_district = citistat.compute(s, start=period.start, end=period.end, group_by="district", tz=period.tz, now=now)
-    by_type = citistat.compute(s, start=period.start, end=period.end, group_by="service_type", tz=period.tz, now=now)
+    by_district = citistat.compute(
+        s, start=period.start, end=period.end, group_by="district", tz=period.tz, now=now
+    )
+    by_type = citistat.compute(
+        s, start=period.start, end=period.end, group_by="service_type", tz=period.tz, now=now
+    )
     total = by_type.total
-    backlog_labels = {"lt_1d": "under 1 day", "1_3d": "1–3 days", "3_7d": "3–7 days", "7_30d": "7–30 days", "gt_30d": "30 days or more"}
+    backlog_labels = {
+        "lt_1d": "under 1 day",
+        "1_3d": "1–3 days",
+        "3_7d": "3–7 days",
+        "7_30d": "7–30 days",
+        "gt_30d": "30 days or more",
+    }
     # The table's column heads sit under "Still open, by age": short, so the table fits 1280 px.
-    backlog_heads = {"lt_1d": "< 1 day", "1_3d": "1–3 days", "3_7d": "3–7 days", "7_30d": "7–30 days", "gt_30d": "30+ days"}
+    backlog_heads = {
+        "lt_1d": "< 1 day",
+        "1_3d": "1–3 days",
+        "3_7d": "3–7 days",
+        "7_30d": "7–30 days",
+        "gt_30d": "30+ days",
+    }
     here = {"from": period.start.isoformat(), "to": period.end.isoformat()}
     html = render_template(
         "citistat.html",
         period=period,
         generated=now,
         total=total,
-        sections=[_section("By district", "by-district", "District", by_district),
-                  _section("By service type", "by-service-type", "Service", by_type)],
+        sections=[
+            _section("By district", "by-district", "District", by_district),
+            _section("By service type", "by-service-type", "Service", by_type),
+        ],
         district_map=district_map(s, by_district.rows, shade, pct),
         shade=shade,
-        shade_links=[(f, "/citistat?" + urlencode({**here, "shade": f.key}) + "#map") for f in FIGURES.values()],
-        backlog_chart=hbar_chart("Open requests by age", "Age", "open requests",
-                                 [(backlog_labels[k], v) for k, v in total.backlog.items()], lambda v: str(int(v or 0))),
+        shade_links=[
+            (f, "/citistat?" + urlencode({**here, "shade": f.key}) + "#map")
+            for f in FIGURES.values()
+        ],
+        backlog_chart=hbar_chart(
+            "Open requests by age",
+            "Age",
+            "open requests",
+            [(backlog_labels[k], v) for k, v in total.backlog.items()],
+            lambda v: str(int(v or 0)),
+        ),
         backlog_heads=backlog_heads,
         outcomes=citistat.OTHER_OUTCOMES,
         pct=pct,
@@ -260,6 +328,8 @@ def open_data_requests() -> Response:
     s = session()
     body = stream_with_context(citistat.open_data_csv(s, period))
     name = f"requests_{period.start}_{period.end}.csv"
-    resp = Response(body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    resp = Response(
+        body, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp

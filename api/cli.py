@@ -107,8 +107,12 @@ def seed() -> None:
 
 
 @seed.command("demo", with_appcontext=False)
-@click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=PROJECT_ROOT / "data" / "osm" / "andorra.osm.pbf", show_default=True)
+@click.option(
+    "--pbf",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=PROJECT_ROOT / "data" / "osm" / "andorra.osm.pbf",
+    show_default=True,
+)
 @click.option("--requests", "n_requests", default=300, show_default=True)
 @click.option("--seed", "rng_seed", default=311, show_default=True)
 def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
@@ -120,8 +124,14 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     settings = settings_from_env()
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions.begin() as session:
-        summary = seed_demo_city(session, pbf=pbf, n_requests=n_requests, rng_seed=rng_seed,
-                                 storage=storage_from_settings(settings), horizon_days=settings.shift_horizon_days)
+        summary = seed_demo_city(
+            session,
+            pbf=pbf,
+            n_requests=n_requests,
+            rng_seed=rng_seed,
+            storage=storage_from_settings(settings),
+            horizon_days=settings.shift_horizon_days,
+        )
     click.echo(summary)
 
 
@@ -136,7 +146,11 @@ def seed_credentials() -> None:
 
     settings = settings_from_env()
     with make_sessionmaker(make_engine(settings.database_url))() as session:
-        users = session.execute(select(User.email, User.role).where(User.email.like("%@demo")).order_by(User.role, User.email)).all()
+        users = session.execute(
+            select(User.email, User.role)
+            .where(User.email.like("%@demo"))
+            .order_by(User.role, User.email)
+        ).all()
     if not users:
         click.echo("no demo users: run `streetloop seed demo` first", err=True)
         sys.exit(1)
@@ -173,7 +187,9 @@ def _transaction() -> Iterator[Session]:
         raise click.ClickException(f"database error: {str(exc.orig).strip()}") from exc
     except ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
-            raise click.ClickException("the database has no schema yet: run `streetloop db upgrade` first") from exc
+            raise click.ClickException(
+                "the database has no schema yet: run `streetloop db upgrade` first"
+            ) from exc
         raise
 
 
@@ -221,7 +237,9 @@ def _describe(user: User) -> str:
 
 email_option = click.option("--email", required=True, help="the login's e-mail address (any case)")
 password_stdin_option = click.option(
-    "--password-stdin", is_flag=True, help="read the password from the first line of stdin instead of prompting"
+    "--password-stdin",
+    is_flag=True,
+    help="read the password from the first line of stdin instead of prompting",
 )
 
 
@@ -233,10 +251,17 @@ def users() -> None:
 @users.command("create", with_appcontext=False)
 @email_option
 @click.option("--role", required=True, type=click.Choice(ROLES))
-@click.option("--crew", "crew_code", metavar="CODE", help="the crew's code; required with --role crew, refused otherwise")
+@click.option(
+    "--crew",
+    "crew_code",
+    metavar="CODE",
+    help="the crew's code; required with --role crew, refused otherwise",
+)
 @click.option("--name", help="the name staff see", show_default="the e-mail's local part")
 @password_stdin_option
-def users_create(email: str, role: str, crew_code: str | None, name: str | None, password_stdin: bool) -> None:
+def users_create(
+    email: str, role: str, crew_code: str | None, name: str | None, password_stdin: bool
+) -> None:
     """Create a login, e.g. the city's first admin. The password is prompted for (or read
     with --password-stdin), never given as an argument."""
     from core.users import check_new_user, create_user
@@ -247,8 +272,15 @@ def users_create(email: str, role: str, crew_code: str | None, name: str | None,
         check_new_user(session, email=email, name=name, role=role, crew_code=crew_code)
     password = _read_password(email, password_stdin)
     with _transaction() as session:
-        user = create_user(session, email=email, name=name, role=role, password=password, crew_code=crew_code,
-                           actor=_cli_actor())
+        user = create_user(
+            session,
+            email=email,
+            name=name,
+            role=role,
+            password=password,
+            crew_code=crew_code,
+            actor=_cli_actor(),
+        )
     click.echo(f"created {_describe(user)}; it signs in with POST /api/v1/auth/token")
 
 
@@ -259,16 +291,22 @@ def users_list(role: str | None) -> None:
     from core.users import list_users
 
     with _transaction() as session:
-        rows = [(u.email, u.role, u.crew.code if u.crew else "-", "yes" if u.active else "no")
-                for u in list_users(session, role=role)]
+        rows = [
+            (u.email, u.role, u.crew.code if u.crew else "-", "yes" if u.active else "no")
+            for u in list_users(session, role=role)
+        ]
     if not rows:
-        click.echo("no users yet: create the first admin with `streetloop users create --email ... --role admin`",
-                   err=True)
+        click.echo(
+            "no users yet: create the first admin with `streetloop users create --email ... --role admin`",
+            err=True,
+        )
         return
     header = ("EMAIL", "ROLE", "CREW", "ACTIVE")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @users.command("set-password", with_appcontext=False)
@@ -325,12 +363,17 @@ def worker(concurrency: int, queues: str) -> None:
     from workers.runner import WorkerOptions, run_worker
     from workers.tasks import close_resources
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = settings_from_env()
-    options = WorkerOptions(concurrency=concurrency, queues=tuple(q for q in queues.split(",") if q) or None,
-                            stalled_after_s=settings.worker_stalled_after_s,
-                            reconnect_max_s=settings.worker_reconnect_max_s,
-                            connect_timeout_s=settings.db_connect_timeout_s)
+    options = WorkerOptions(
+        concurrency=concurrency,
+        queues=tuple(q for q in queues.split(",") if q) or None,
+        stalled_after_s=settings.worker_stalled_after_s,
+        reconnect_max_s=settings.worker_reconnect_max_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+    )
     try:
         with bound_to(settings) as app:
             # The runner opens (and closes) the app's async connection pool per worker run.
@@ -347,8 +390,12 @@ def roads() -> None:
 
 @roads.command("build", with_appcontext=False)
 @click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="tile folder; default $STREETLOOP_ROAD_DATA or var/roads")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="tile folder; default $STREETLOOP_ROAD_DATA or var/roads",
+)
 @click.option("--force", is_flag=True, help="rebuild even if the tiles match the extract")
 def roads_build(pbf: Path, out: Path | None, force: bool) -> None:
     """Build Valhalla tiles once; point STREETLOOP_ROAD_DATA at the folder to use them."""
@@ -356,7 +403,9 @@ def roads_build(pbf: Path, out: Path | None, force: bool) -> None:
 
     from geo.roads import RoadDataError, build_tiles
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     out = out or Path(os.environ.get("STREETLOOP_ROAD_DATA") or PROJECT_ROOT / "var" / "roads")
     try:
         config = build_tiles(pbf, out, force=force)
@@ -390,13 +439,17 @@ def basemap() -> None:
 
 @basemap.command("build", with_appcontext=False)
 @click.option("--pbf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--force", is_flag=True, help="rebuild even if the basemap was built from this same file")
+@click.option(
+    "--force", is_flag=True, help="rebuild even if the basemap was built from this same file"
+)
 def basemap_build(pbf: Path, force: bool) -> None:
     """Import the streets, water, parks and buildings of an OSM extract for the maps' tiles.
     Later runs with the same file (path, size, mtime) see it is there and return."""
     from geo.basemap import BasemapError, build_basemap
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         with _transaction() as session:
             summary = build_basemap(session, pbf, force=force)

@@ -53,7 +53,9 @@ def _key(address: IPv4Address | IPv6Address | None) -> str:
     return str(address)
 
 
-def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: int | Networks) -> str:
+def client_address(
+    remote_addr: str | None, forwarded_for: str | None, trusted: int | Networks
+) -> str:
     """The client's address (or IPv6 /64), from the peer and the X-Forwarded-For header."""
     peer = _parse(remote_addr or "")
     hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
@@ -96,16 +98,27 @@ def warn_of_untrusted_forwarding() -> None:
     from api.db import settings
 
     warned: set[str] = current_app.extensions.setdefault("streetloop.forwarding_warned", set())
-    if len(warned) == 2 or not (request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")):
+    if len(warned) == 2 or not (
+        request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")
+    ):
         return
     trusted = settings().trusted_proxies
     if not trusted and "untrusted" not in warned:
         warned.add("untrusted")
-        log.warning("requests arrive with X-Forwarded-For or Forwarded but STREETLOOP_TRUSTED_PROXIES is unset: every "
-                    "client counts as the proxy's address, so sign-in limits per address lump them together; set it "
-                    "to the number of proxy hops or to the proxies' networks")
-    elif isinstance(trusted, tuple) and trusted and _parse(request.remote_addr or "") is None and "unix" not in warned:
+        log.warning(
+            "requests arrive with X-Forwarded-For or Forwarded but STREETLOOP_TRUSTED_PROXIES is unset: every "
+            "client counts as the proxy's address, so sign-in limits per address lump them together; set it "
+            "to the number of proxy hops or to the proxies' networks"
+        )
+    elif (
+        isinstance(trusted, tuple)
+        and trusted
+        and _parse(request.remote_addr or "") is None
+        and "unix" not in warned
+    ):
         warned.add("unix")
-        log.warning("a forwarded request came from a peer with no IP address (a Unix socket?), which "
-                    "STREETLOOP_TRUSTED_PROXIES as networks can never trust, so its clients count as one; "
-                    "behind a Unix socket, set STREETLOOP_TRUSTED_PROXIES to the number of proxy hops instead")
+        log.warning(
+            "a forwarded request came from a peer with no IP address (a Unix socket?), which "
+            "STREETLOOP_TRUSTED_PROXIES as networks can never trust, so its clients count as one; "
+            "behind a Unix socket, set STREETLOOP_TRUSTED_PROXIES to the number of proxy hops instead"
+        )

@@ -29,7 +29,14 @@ from api.db import settings
 PREFLIGHT_MAX_AGE_S = 600
 # What a listed origin's page may send beyond the CORS-safelisted headers, and read back.
 ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match")
-EXPOSE_HEADERS = ("Content-Disposition", "ETag", "Idempotent-Replayed", "Location", "Retry-After", "WWW-Authenticate")
+EXPOSE_HEADERS = (
+    "Content-Disposition",
+    "ETag",
+    "Idempotent-Replayed",
+    "Location",
+    "Retry-After",
+    "WWW-Authenticate",
+)
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -55,8 +62,10 @@ def _route_methods() -> set[str]:
 
 
 def _refuse(origin: str) -> Response:
-    message = (f"requests from {origin} are not allowed: a city admin can add the origin to "
-               "STREETLOOP_CORS_ORIGINS")
+    message = (
+        f"requests from {origin} are not allowed: a city admin can add the origin to "
+        "STREETLOOP_CORS_ORIGINS"
+    )
     if request.path.startswith("/open311"):
         from api.open311.formats import open311_error
 
@@ -97,7 +106,11 @@ def _before() -> Response | None:
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return _preflight(origin)
     writes = request.method not in _READS | {"OPTIONS"}
-    if writes and request.path.startswith("/open311") and not (_listed(origin) or _same_origin(origin)):
+    if (
+        writes
+        and request.path.startswith("/open311")
+        and not (_listed(origin) or _same_origin(origin))
+    ):
         return _refuse(origin)
     return None
 

@@ -42,7 +42,10 @@ def day_rules():  # noqa: ANN201
     from dispatch.plans import DayRules
 
     cfg = settings()
-    return DayRules(lead=timedelta(minutes=cfg.plan_lead_minutes), fix_max_age=timedelta(minutes=cfg.fix_max_age_minutes))
+    return DayRules(
+        lead=timedelta(minutes=cfg.plan_lead_minutes),
+        fix_max_age=timedelta(minutes=cfg.fix_max_age_minutes),
+    )
 
 
 def base_url() -> str:
@@ -67,11 +70,15 @@ def travel():  # noqa: ANN201
         from geo.travel import provider_from_settings
 
         cfg = settings()
-        current_app.extensions["streetloop.travel"] = provider_from_settings(cfg.road_data_dir, cfg.detour_factor, cfg.speed_kmh)
+        current_app.extensions["streetloop.travel"] = provider_from_settings(
+            cfg.road_data_dir, cfg.detour_factor, cfg.speed_kmh
+        )
     return current_app.extensions["streetloop.travel"]
 
 
-def defer_after_commit(s: Session, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any) -> None:
+def defer_after_commit(
+    s: Session, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any
+) -> None:
     """Queue a job once this transaction commits, so the worker finds the rows it needs
     (with `queueing_lock`: not when a job of that lock is still waiting)."""
     queue = current_app.extensions["streetloop.queue"]

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
-SWAGGER_UI = Path(__file__).resolve().parent.parent / "screens" / "static" / "assets" / "vendor" / "swagger-ui-dist"
+SWAGGER_UI = (
+    Path(__file__).resolve().parent.parent
+    / "screens"
+    / "static"
+    / "assets"
+    / "vendor"
+    / "swagger-ui-dist"
+)
 
 blp = Blueprint("docs_assets", __name__)
 

@@ -37,8 +37,13 @@ def field_message_schemas() -> dict[str, dict[str, Any]]:
         if level == FIELD_MESSAGE_LEVELS:
             schemas[field_message_level(level)] = {**MESSAGES, "description": "a field's messages"}
             continue
-        nested = {"type": "object", "additionalProperties": {"$ref": f"#/components/schemas/{field_message_level(level + 1)}"},
-                  "description": "a nested field's messages: by field name, or by index for a list's items"}
+        nested = {
+            "type": "object",
+            "additionalProperties": {
+                "$ref": f"#/components/schemas/{field_message_level(level + 1)}"
+            },
+            "description": "a nested field's messages: by field name, or by index for a list's items",
+        }
         schemas[field_message_level(level)] = {"anyOf": [MESSAGES, nested]}
     return schemas
 
@@ -52,7 +57,11 @@ ERROR_DETAIL = {
         "crew_id": {"type": ["integer", "null"]},
         "plan_id": {"type": "integer"},
         "shift_id": {"type": "integer", "description": "the shift it clashes with"},
-        "violations": {"type": "array", "items": {"type": "string"}, "description": "broken constraints, in words"},
+        "violations": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "broken constraints, in words",
+        },
     },
     # Other names carry one plain value each (a time is an ISO 8601 or HTTP date string).
     "additionalProperties": {
@@ -78,11 +87,13 @@ class ErrorSchema(Schema):
     errors = fields.Dict(
         metadata={
             "description": "Field name -> its messages (`_schema` for the body as a whole); "
-                           "a refused domain rule adds `error_code` and may add `detail`",
+            "a refused domain rule adds `error_code` and may add `detail`",
             "properties": {
-                "error_code": {"type": "string",
-                               "description": "stable code of a refused domain rule: not_found, conflict, "
-                                              "illegal_transition, invalid, outside_service_area, ..."},
+                "error_code": {
+                    "type": "string",
+                    "description": "stable code of a refused domain rule: not_found, conflict, "
+                    "illegal_transition, invalid, outside_service_area, ...",
+                },
                 "detail": {"$ref": "#/components/schemas/ErrorDetail"},
             },
             "additionalProperties": {"$ref": "#/components/schemas/FieldMessages"},
@@ -151,7 +162,11 @@ def init_app(app: Flask) -> None:
             # messages are a bare list (a body that is not JSON at all): `errors` is
             # always an object of field -> messages, as documented.
             location = next(iter(messages), None)
-            errors = messages[location] if len(messages) == 1 and isinstance(messages[location], dict) else messages
+            errors = (
+                messages[location]
+                if len(messages) == 1 and isinstance(messages[location], dict)
+                else messages
+            )
         elif isinstance(data.get("errors"), dict):
             # abort(..., errors={...}) from a view.
             errors = data["errors"]

@@ -47,7 +47,9 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = fields.String(metadata={"description": "`ready`"})
     database = fields.String(metadata={"description": "`ok`: a connection runs `SELECT 1`"})
-    queue = fields.String(metadata={"description": "`ok`: the job queue's tables (procrastinate) answer"})
+    queue = fields.String(
+        metadata={"description": "`ok`: the job queue's tables (procrastinate) answer"}
+    )
 
 
 @blp.route("/healthz")
@@ -88,7 +90,9 @@ class _Readiness:
         # Wait for a check under way rather than start a second one; bounded, since a check is.
         if not self.lock.acquire(timeout=4 * READY_TIMEOUT_S + 1):
             # A check that hangs this long says the answer is no: never an old "ready".
-            return self.fresh() or _Answer("database", "unavailable", "another readiness check is still running")
+            return self.fresh() or _Answer(
+                "database", "unavailable", "another readiness check is still running"
+            )
         try:
             answer = self.fresh()
             if answer is None:
@@ -115,23 +119,30 @@ def _readiness() -> _Readiness:
 
 @blp.route("/readyz")
 @blp.response(200, ReadySchema)
-@blp.alt_response(503, schema=ErrorSchema,
-                  description="Not ready: `message` says which check failed (database or queue), `errors` "
-                              "gives `unavailable` or `timed out`; answered within about "
-                              f"{2 * READY_TIMEOUT_S} s, and reused by this process for {READY_CACHE_S:g} s")
+@blp.alt_response(
+    503,
+    schema=ErrorSchema,
+    description="Not ready: `message` says which check failed (database or queue), `errors` "
+    "gives `unavailable` or `timed out`; answered within about "
+    f"{2 * READY_TIMEOUT_S} s, and reused by this process for {READY_CACHE_S:g} s",
+)
 @blp.doc(operationId="getReadiness")
 def readyz() -> dict[str, Any] | Response:
     """The database and the job queue are reachable: take this process out of rotation
     (not restart it) while this answers 503."""
     answer = _readiness().get(settings().database_url)
     if answer.failed:
-        return error_response(503, f"not ready: {answer.failed} check failed", {answer.failed: [answer.reason]})
+        return error_response(
+            503, f"not ready: {answer.failed} check failed", {answer.failed: [answer.reason]}
+        )
     return {"status": "ready", "database": "ok", "queue": "ok"}
 
 
 def _check(database_url: str) -> _Answer:
     try:
-        conn = psycopg.connect(libpq_url(database_url), connect_timeout=READY_TIMEOUT_S, autocommit=True)
+        conn = psycopg.connect(
+            libpq_url(database_url), connect_timeout=READY_TIMEOUT_S, autocommit=True
+        )
     except psycopg.Error as exc:
         return _unready("database", exc)
     with conn:

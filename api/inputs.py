@@ -79,8 +79,14 @@ class IdConverter(IntegerConverter):
     a 404 like any id no row has, not a database error. (flask-smorest documents the
     maximum from `max`, being an IntegerConverter.)"""
 
-    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 - werkzeug's names
-                 max: int | None = BIGINT_MAX, signed: bool = False) -> None:  # noqa: A002
+    def __init__(
+        self,
+        map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,  # noqa: A002 - werkzeug's names
+        max: int | None = BIGINT_MAX,
+        signed: bool = False,
+    ) -> None:  # noqa: A002
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
@@ -114,11 +120,17 @@ def _bad_field() -> tuple[str, str, str] | None:
     """(location, name, what is wrong) of the first unusable text in this request, or None."""
     if _BAD_TEXT.search(request.path):
         return "path", "path", BAD_TEXT
-    for location, multi in (("query", request.args), ("form", request.form), ("files", request.files)):
+    for location, multi in (
+        ("query", request.args),
+        ("form", request.form),
+        ("files", request.files),
+    ):
         for key, values in multi.lists():
             if key is None:
                 return location, "(no name)", NAMELESS
-            if _BAD_TEXT.search(key) or (location != "files" and any(_BAD_TEXT.search(v) for v in values)):
+            if _BAD_TEXT.search(key) or (
+                location != "files" and any(_BAD_TEXT.search(v) for v in values)
+            ):
                 return location, key, BAD_TEXT
     for key, value in request.headers.items():
         if "\x00" in value:

@@ -19,7 +19,7 @@ from api.errors import ERROR_DETAIL, ErrorSchema, field_message_schemas
 # registers one per status with the bare phrase; these replace the ones we use.
 ERROR_RESPONSES = {
     401: "Not signed in: no bearer token, or one that is invalid, expired or revoked; "
-         "sign in again (POST /api/v1/auth/token)",
+    "sign in again (POST /api/v1/auth/token)",
     403: "Signed in, but without a role this operation needs",
     404: "Nothing has this id or code",
     409: "Not allowed in the state it is in now; `errors.error_code` and `errors.detail` say why",
@@ -78,7 +78,9 @@ class StreetLoopApi(Api):
 
 def make_api(app: Flask) -> Api:
     # One Api per app: flask-smorest keeps per-app state (the spec, its blueprints).
-    api = StreetLoopApi(app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+    api = StreetLoopApi(
+        app, spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
+    )
     api.ma_plugin.converter.add_attribute_function(nullable_enum)
     components = api.spec.components
     for name, schema in field_message_schemas().items():

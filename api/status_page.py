@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 
 from api.db import session, settings
 from api.open311.routes import closing_photos, expected_at_expr
-from core.models import REQUEST_CLOSED_STATUSES, Photo, RequestComment, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+from core.models import (
+    REQUEST_CLOSED_STATUSES,
+    Photo,
+    RequestComment,
+    ServiceRequest,
+    ServiceType,
+    StatusEvent,
+    WorkOrder,
+)
 
 blp = Blueprint("status_page", __name__)
 
@@ -40,7 +48,9 @@ CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri '
 MAX_PUBLIC_ID = 32
 
 
-def public_timeline(events: Iterable[Any], comment_event_ids: Collection[int] = ()) -> list[dict[str, Any]]:
+def public_timeline(
+    events: Iterable[Any], comment_event_ids: Collection[int] = ()
+) -> list[dict[str, Any]]:
     """The events a resident reads (public ones, in order), each status change in words;
     the events in `comment_event_ids` are residents' comments (`core.comments`), said to
     be so, never by whom. The intake desk reads a caller the same list (GET /api/v1/requests/<id>)."""
@@ -48,7 +58,9 @@ def public_timeline(events: Iterable[Any], comment_event_ids: Collection[int] = 
         {
             "at": ev.at,
             # An annotation keeps the status: it is news, not a change.
-            "status_words": STATUS_WORDS.get(ev.to_status, ev.to_status) if ev.from_status != ev.to_status else None,
+            "status_words": STATUS_WORDS.get(ev.to_status, ev.to_status)
+            if ev.from_status != ev.to_status
+            else None,
             "note": ev.note,
             "resident_comment": ev.id in comment_event_ids,
         }
@@ -57,11 +69,17 @@ def public_timeline(events: Iterable[Any], comment_event_ids: Collection[int] = 
     ]
 
 
-def late_since(detailed_status: str, expected_at: datetime | None, due_at: datetime | None) -> datetime | None:
+def late_since(
+    detailed_status: str, expected_at: datetime | None, due_at: datetime | None
+) -> datetime | None:
     """Open, past its due time and no visit planned: the page says so (since `due_at`)
     rather than promise a time already past."""
-    if (detailed_status not in REQUEST_CLOSED_STATUSES and expected_at is None
-            and due_at is not None and due_at < datetime.now(UTC)):
+    if (
+        detailed_status not in REQUEST_CLOSED_STATUSES
+        and expected_at is None
+        and due_at is not None
+        and due_at < datetime.now(UTC)
+    ):
         return due_at
     return None
 
@@ -120,33 +138,70 @@ def status(public_id: str) -> Response:
     if row is None:
         return _page("status_404.html", 404, public_id=public_id, contact=settings().contact_email)
 
-    comments = set(s.scalars(select(RequestComment.status_event_id).where(RequestComment.service_request_id == row.id)))
+    comments = set(
+        s.scalars(
+            select(RequestComment.status_event_id).where(
+                RequestComment.service_request_id == row.id
+            )
+        )
+    )
     timeline = [
-        {"when": _when(ev["at"], tz), "status": ev["status_words"], "note": ev["note"], "comment": ev["resident_comment"]}
-        for ev in public_timeline(s.execute(
-            select(StatusEvent.id, StatusEvent.at, StatusEvent.from_status, StatusEvent.to_status, StatusEvent.note,
-                   StatusEvent.public)
-            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == row.id, StatusEvent.public)
-            .order_by(StatusEvent.at, StatusEvent.id)
-        ), comments)
+        {
+            "when": _when(ev["at"], tz),
+            "status": ev["status_words"],
+            "note": ev["note"],
+            "comment": ev["resident_comment"],
+        }
+        for ev in public_timeline(
+            s.execute(
+                select(
+                    StatusEvent.id,
+                    StatusEvent.at,
+                    StatusEvent.from_status,
+                    StatusEvent.to_status,
+                    StatusEvent.note,
+                    StatusEvent.public,
+                )
+                .where(
+                    StatusEvent.entity == "service_request",
+                    StatusEvent.entity_id == row.id,
+                    StatusEvent.public,
+                )
+                .order_by(StatusEvent.at, StatusEvent.id)
+            ),
+            comments,
+        )
     ]
     before = [
-        {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}
+        {
+            "url": _media(p.public_key),
+            "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key),
+        }
         for p in s.execute(
             select(Photo.public_key, Photo.thumbnail_key)
-            .where(Photo.service_request_id == row.id, Photo.kind == "report", Photo.state == "ready", Photo.public_key.is_not(None))
+            .where(
+                Photo.service_request_id == row.id,
+                Photo.kind == "report",
+                Photo.state == "ready",
+                Photo.public_key.is_not(None),
+            )
             .order_by(Photo.id)
         )
     ]
     after = []
     if row.completion_id is not None:
         after = [
-            {"url": _media(p.public_key), "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key)}
+            {
+                "url": _media(p.public_key),
+                "thumbnail_url": _media(p.thumbnail_key) or _media(p.public_key),
+            }
             for p in closing_photos(s, {row.completion_id})[row.completion_id]
         ]
     original = None
     if row.duplicate_of_id is not None:
-        original = s.scalar(select(ServiceRequest.public_id).where(ServiceRequest.id == row.duplicate_of_id))
+        original = s.scalar(
+            select(ServiceRequest.public_id).where(ServiceRequest.id == row.duplicate_of_id)
+        )
 
     place = None
     if row.lat is not None and row.lon is not None:
@@ -164,7 +219,9 @@ def status(public_id: str) -> Response:
         status_words=STATUS_WORDS.get(row.detailed_status, row.detailed_status),
         reported=_when(row.requested_at, tz),
         expected=_when(row.expected_at, tz) if row.expected_at is not None else None,
-        late=_when(late, tz) if (late := late_since(row.detailed_status, row.expected_at, row.due_at)) else None,
+        late=_when(late, tz)
+        if (late := late_since(row.detailed_status, row.expected_at, row.due_at))
+        else None,
         place=place,
         timeline=timeline,
         before=before,

@@ -67,13 +67,20 @@ def tile(z: int, x: int, y: int) -> Response:
     204 where there is nothing to draw; 400 for an address outside the tile grid; 404
     above zoom 17 (maps draw the z17 tiles larger) or when no basemap has been built."""
     if not tile_in_range(z, x, y):
-        return error_response(400, f"{z}/{x}/{y} is not a tile: z goes from 0 to 30, x and y from 0 to 2^z - 1",
-                              {"tile": [f"{z}/{x}/{y}"]})
+        return error_response(
+            400,
+            f"{z}/{x}/{y} is not a tile: z goes from 0 to 30, x and y from 0 to 2^z - 1",
+            {"tile": [f"{z}/{x}/{y}"]},
+        )
     if z > MAX_DATA_ZOOM:
-        return error_response(404, f"the basemap's tiles go up to zoom {MAX_DATA_ZOOM}; maps draw those larger")
+        return error_response(
+            404, f"the basemap's tiles go up to zoom {MAX_DATA_ZOOM}; maps draw those larger"
+        )
     build = current_build(session())
     if build is None:
-        return error_response(404, "no basemap has been built: run `streetloop basemap build --pbf CITY.osm.pbf`")
+        return error_response(
+            404, "no basemap has been built: run `streetloop basemap build --pbf CITY.osm.pbf`"
+        )
     # The tile is a function of the build and its address only: its ETag is known before
     # it is cut, so a revalidation costs one primary-key read.
     etag = f'"{build.version}"'

@@ -36,14 +36,18 @@ from core.settings import Settings, normalize_database_url  # noqa: E402
 from geo.basemap import MAX_DATA_ZOOM, build_basemap  # noqa: E402
 from tests.databases import scratch_database  # noqa: E402
 
-DEFAULT_EXTRACTS = [f"andorra={ROOT / 'data/osm/andorra.osm.pbf'}",
-                    f"helsinki={ROOT.parent / 'shared/data/osm/helsinki.osm.pbf'}"]
+DEFAULT_EXTRACTS = [
+    f"andorra={ROOT / 'data/osm/andorra.osm.pbf'}",
+    f"helsinki={ROOT.parent / 'shared/data/osm/helsinki.osm.pbf'}",
+]
 ZOOMS = range(12, MAX_DATA_ZOOM + 1)
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     n = 2**z
-    return int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return int((lon + 180) / 360 * n), int(
+        (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    )
 
 
 def tiles_over(bounds: list[float], z: int) -> int:
@@ -77,14 +81,20 @@ def bench_extract(name: str, pbf: Path, admin_url: str, n_tiles: int, seed: int)
         skip_s = time.perf_counter() - t0
         with sessions() as s:
             table_bytes = s.scalar(text("SELECT pg_total_relation_size('basemap_features')"))
-            layers = dict(s.execute(text("SELECT layer, count(*) FROM basemap_features GROUP BY 1")).all())
+            layers = dict(
+                s.execute(text("SELECT layer, count(*) FROM basemap_features GROUP BY 1")).all()
+            )
             bounds = s.scalar(text("SELECT bounds FROM basemap_build"))
             # setseed takes a number in [-1, 1]: the same seed draws the same points.
             s.execute(text("SELECT setseed(:s)"), {"s": (seed % 1000) / 1000})
-            points = s.execute(text(
-                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_LineInterpolatePoint("
-                "  ST_GeometryN(geom, 1), random()), 4326) AS p FROM basemap_features"
-                "  WHERE layer = 'roads' ORDER BY random() LIMIT :n) q"), {"n": n_tiles * 4}).all()
+            points = s.execute(
+                text(
+                    "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_LineInterpolatePoint("
+                    "  ST_GeometryN(geom, 1), random()), 4326) AS p FROM basemap_features"
+                    "  WHERE layer = 'roads' ORDER BY random() LIMIT :n) q"
+                ),
+                {"n": n_tiles * 4},
+            ).all()
 
         settings = Settings(database_url=url, secret_key="bench")
         queue = Queue(settings)
@@ -92,13 +102,18 @@ def bench_extract(name: str, pbf: Path, admin_url: str, n_tiles: int, seed: int)
         client = app.test_client()
         rng = random.Random(seed)
         print(f"\n## {name}: {pbf.name} ({pbf.stat().st_size / 1e6:.2f} MB)")
-        print(f"build {build_s:.2f} s ({summary.features} features: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(layers.items())) + f"); unchanged file: skipped in {skip_s:.2f} s")
+        print(
+            f"build {build_s:.2f} s ({summary.features} features: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
+            + f"); unchanged file: skipped in {skip_s:.2f} s"
+        )
         print(f"basemap_features with its index: {table_bytes / 1e6:.1f} MB; bounds {bounds}")
         precut = sum(tiles_over(bounds, z) for z in range(0, MAX_DATA_ZOOM + 1))
         print(f"tiles a pre-cut of zooms 0-{MAX_DATA_ZOOM} over the bounds would write: {precut:,}")
         print()
-        print("| zoom | tiles | empty | p50 ms | p95 ms | max ms | 304 p50 ms | mean kB | mean kB gzip |")
+        print(
+            "| zoom | tiles | empty | p50 ms | p95 ms | max ms | 304 p50 ms | mean kB | mean kB gzip |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         every: list[float] = []
         for z in ZOOMS:
@@ -117,23 +132,38 @@ def bench_extract(name: str, pbf: Path, admin_url: str, n_tiles: int, seed: int)
                     sizes.append(len(r.data))
                     zipped.append(len(gzip.compress(r.data)))
                 t0 = time.perf_counter()
-                again = client.get(f"/tiles/{z}/{x}/{y}.pbf", headers={"If-None-Match": r.headers["ETag"]})
+                again = client.get(
+                    f"/tiles/{z}/{x}/{y}.pbf", headers={"If-None-Match": r.headers["ETag"]}
+                )
                 revalidate.append((time.perf_counter() - t0) * 1000)
                 assert again.status_code == 304
             every += times
-            print(f"| {z} | {len(wanted)} | {empty} | {statistics.median(times):.1f} | {pct(times, 0.95):.1f} | "
-                  f"{max(times):.1f} | {statistics.median(revalidate):.1f} | "
-                  f"{statistics.mean(sizes) / 1e3 if sizes else 0:.1f} | {statistics.mean(zipped) / 1e3 if zipped else 0:.1f} |")
-        print(f"| 12-{MAX_DATA_ZOOM} | {len(every)} | | {statistics.median(every):.1f} | {pct(every, 0.95):.1f} | "
-              f"{max(every):.1f} | | | |")
+            print(
+                f"| {z} | {len(wanted)} | {empty} | {statistics.median(times):.1f} | {pct(times, 0.95):.1f} | "
+                f"{max(times):.1f} | {statistics.median(revalidate):.1f} | "
+                f"{statistics.mean(sizes) / 1e3 if sizes else 0:.1f} | {statistics.mean(zipped) / 1e3 if zipped else 0:.1f} |"
+            )
+        print(
+            f"| 12-{MAX_DATA_ZOOM} | {len(every)} | | {statistics.median(every):.1f} | {pct(every, 0.95):.1f} | "
+            f"{max(every):.1f} | | | |"
+        )
         queue.close()
         engine.dispose()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="admin URL (default $DATABASE_URL)")
-    ap.add_argument("--extract", action="append", metavar="NAME=PBF", help="repeatable; default Andorra and Helsinki")
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="admin URL (default $DATABASE_URL)",
+    )
+    ap.add_argument(
+        "--extract",
+        action="append",
+        metavar="NAME=PBF",
+        help="repeatable; default Andorra and Helsinki",
+    )
     ap.add_argument("--tiles", type=int, default=100, help="tiles per zoom")
     ap.add_argument("--seed", type=int, default=12)
     args = ap.parse_args()

@@ -66,21 +66,53 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
     try:
         with make_sessionmaker(engine).begin() as s:
             for code, name, group, agency, skill, sla, _share in SERVICE_TYPES:
-                s.add(ServiceType(code=code, name=name, group=group, agency=agency, skill=skill, sla_hours=sla,
-                                  minutes_on_site=30, keywords=[code]))
+                s.add(
+                    ServiceType(
+                        code=code,
+                        name=name,
+                        group=group,
+                        agency=agency,
+                        skill=skill,
+                        sla_hours=sla,
+                        minutes_on_site=30,
+                        keywords=[code],
+                    )
+                )
             # 8 districts: a 4 x 2 grid over lon 1.42-1.78, lat 42.43-42.65.
             for k in range(8):
                 x0, y0 = 1.42 + 0.09 * (k % 4), 42.43 + 0.11 * (k // 4)
-                s.add(District(code=f"d{k + 1}", name=f"District {k + 1}",
-                               geom=f"SRID=4326;MULTIPOLYGON((({x0} {y0},{x0 + 0.09} {y0},{x0 + 0.09} {y0 + 0.11},"
-                                    f"{x0} {y0 + 0.11},{x0} {y0})))"))
+                s.add(
+                    District(
+                        code=f"d{k + 1}",
+                        name=f"District {k + 1}",
+                        geom=f"SRID=4326;MULTIPOLYGON((({x0} {y0},{x0 + 0.09} {y0},{x0 + 0.09} {y0 + 0.11},"
+                        f"{x0} {y0 + 0.11},{x0} {y0})))",
+                    )
+                )
             pw = hash_password("bench-password")
             for c in range(1, CREWS + 1):
-                crew = Crew(id=c, code=f"crew-{c}", name=f"Crew {c}", agency="Public Works", skills=[])
+                crew = Crew(
+                    id=c, code=f"crew-{c}", name=f"Crew {c}", agency="Public Works", skills=[]
+                )
                 s.add(crew)
                 s.flush()
-                s.add(User(email=f"crew{c}@bench.example", name=f"crew {c}", password_hash=pw, role="crew", crew_id=c))
-            s.add(User(email="dispatcher@bench.example", name="dispatcher", password_hash=pw, role="dispatcher"))
+                s.add(
+                    User(
+                        email=f"crew{c}@bench.example",
+                        name=f"crew {c}",
+                        password_hash=pw,
+                        role="crew",
+                        crew_id=c,
+                    )
+                )
+            s.add(
+                User(
+                    email="dispatcher@bench.example",
+                    name="dispatcher",
+                    password_hash=pw,
+                    role="dispatcher",
+                )
+            )
     finally:
         engine.dispose()
 
@@ -88,10 +120,14 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
     for code, *_rest, share in SERVICE_TYPES:
         cum += share
         bounds.append((code, cum))
-    type_case = "CASE " + " ".join(
-        f"WHEN (hashint4(i) & 1023) / 1024.0 < {b:.4f} THEN (SELECT id FROM service_types WHERE code = '{c}')"
-        for c, b in bounds[:-1]
-    ) + f" ELSE (SELECT id FROM service_types WHERE code = '{bounds[-1][0]}') END"
+    type_case = (
+        "CASE "
+        + " ".join(
+            f"WHEN (hashint4(i) & 1023) / 1024.0 < {b:.4f} THEN (SELECT id FROM service_types WHERE code = '{c}')"
+            for c, b in bounds[:-1]
+        )
+        + f" ELSE (SELECT id FROM service_types WHERE code = '{bounds[-1][0]}') END"
+    )
     start = f"'{first_day.isoformat()} 00:00+00'::timestamptz"
     days = (last_day - first_day).days + 1
     statements = [
@@ -207,18 +243,30 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
         for sql in statements:
             t0 = time.perf_counter()
             conn.execute(sql)
-            log(f"  {sql.split()[0]} {sql.split()[2] if len(sql.split()) > 2 else ''}: {time.perf_counter() - t0:.1f} s")
+            log(
+                f"  {sql.split()[0]} {sql.split()[2] if len(sql.split()) > 2 else ''}: {time.perf_counter() - t0:.1f} s"
+            )
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM (ANALYZE)")
         counts = {}
-        for table in ("service_requests", "work_orders", "completions", "status_events", "shifts", "route_plans",
-                      "plan_routes", "route_stops"):
+        for table in (
+            "service_requests",
+            "work_orders",
+            "completions",
+            "status_events",
+            "shifts",
+            "route_plans",
+            "plan_routes",
+            "route_stops",
+        ):
             counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return counts
 
 
-def time_compute(url: str, first_day: date, last_day: date, group_by: str, runs: int) -> tuple[list[float], object]:
+def time_compute(
+    url: str, first_day: date, last_day: date, group_by: str, runs: int
+) -> tuple[list[float], object]:
     from core import citistat
     from core.db import make_engine, make_sessionmaker
 
@@ -229,7 +277,9 @@ def time_compute(url: str, first_day: date, last_day: date, group_by: str, runs:
         for i in range(runs + 1):  # the first run warms the cache and is not counted
             with sessions() as s:
                 t0 = time.perf_counter()
-                report = citistat.compute(s, start=first_day, end=last_day, group_by=group_by, tz=ZoneInfo(TZ))
+                report = citistat.compute(
+                    s, start=first_day, end=last_day, group_by=group_by, tz=ZoneInfo(TZ)
+                )
                 elapsed = (time.perf_counter() - t0) * 1000
             if i:
                 times.append(elapsed)
@@ -242,22 +292,36 @@ def _statements(group_by: str, period, prefix: str):  # noqa: ANN001, ANN202
     """compute()'s statements, each with its parameters."""
     from core import citistat as cs
 
-    params = {"start": period.starts_at, "end": period.ends_at, "now": datetime.now(UTC), "tz": TZ,
-              "first_day": period.start, "last_day": period.end}
+    params = {
+        "start": period.starts_at,
+        "end": period.ends_at,
+        "now": datetime.now(UTC),
+        "tz": TZ,
+        "first_day": period.start,
+        "last_day": period.end,
+    }
     cohort, cohort_params = cs.cohort_statement(group_by, period, prefix=prefix)
     completions, week_params = cs.completion_statement(group_by, period, prefix=prefix)
     return {
         "requests (packed)": (cohort, cohort_params),
         "completions": (completions, params | week_params),
-        "shifts": (text(prefix + cs._SHIFT_SQL.format(key=cs._SHIFT_KEYS[group_by] or "NULL::text")), params),
-        "drive": (text(prefix + cs._DRIVE_SQL.format(key=cs._DRIVE_KEYS[group_by] or "NULL::text")), params),
+        "shifts": (
+            text(prefix + cs._SHIFT_SQL.format(key=cs._SHIFT_KEYS[group_by] or "NULL::text")),
+            params,
+        ),
+        "drive": (
+            text(prefix + cs._DRIVE_SQL.format(key=cs._DRIVE_KEYS[group_by] or "NULL::text")),
+            params,
+        ),
         "planned-vs-done": (text(prefix + cs._stop_sql(group_by)), params),
     }
 
 
 # As compute() sets them for its own transaction.
-_SETTINGS = ("SELECT set_config('jit', 'off', false), set_config('work_mem', '64MB', false), "
-             "set_config('parallel_setup_cost', '0', false), set_config('parallel_tuple_cost', '0', false)")
+_SETTINGS = (
+    "SELECT set_config('jit', 'off', false), set_config('work_mem', '64MB', false), "
+    "set_config('parallel_setup_cost', '0', false), set_config('parallel_tuple_cost', '0', false)"
+)
 
 
 def time_statements(url: str, first_day: date, last_day: date, group_by: str) -> dict[str, float]:
@@ -272,7 +336,9 @@ def time_statements(url: str, first_day: date, last_day: date, group_by: str) ->
     try:
         with engine.connect() as conn:
             conn.execute(text(_SETTINGS))
-            for name, (statement, params) in _statements(group_by, period, "EXPLAIN (ANALYZE, FORMAT JSON) ").items():
+            for name, (statement, params) in _statements(
+                group_by, period, "EXPLAIN (ANALYZE, FORMAT JSON) "
+            ).items():
                 plan = conn.execute(statement, params).scalar()
                 plan = json.loads(plan) if isinstance(plan, str) else plan
                 out[name] = plan[0]["Execution Time"]
@@ -291,7 +357,9 @@ def explain(url: str, first_day: date, last_day: date, group_by: str) -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text(_SETTINGS))
-            for name, (statement, params) in _statements(group_by, period, "EXPLAIN (ANALYZE, BUFFERS) ").items():
+            for name, (statement, params) in _statements(
+                group_by, period, "EXPLAIN (ANALYZE, BUFFERS) "
+            ).items():
                 if name in ("requests (packed)", "completions"):
                     rows = conn.execute(statement, params).scalars().all()
                     out.append(f"-- {name} (group_by={group_by})\n" + "\n".join(rows))
@@ -341,12 +409,22 @@ def time_http(url: str, first_day: date, last_day: date, runs: int) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="admin URL (default: $DATABASE_URL)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="admin URL (default: $DATABASE_URL)",
+    )
     p.add_argument("--requests", type=int, default=1_000_000)
-    p.add_argument("--runs", type=int, default=7, help="timed runs per grouping after one warm-up (default 7)")
+    p.add_argument(
+        "--runs", type=int, default=7, help="timed runs per grouping after one warm-up (default 7)"
+    )
     p.add_argument("--no-http", action="store_true", help="skip the gunicorn round")
     p.add_argument("--keep", action="store_true", help="keep the database (and print its URL)")
-    p.add_argument("--existing", metavar="DBNAME", help="time a database kept by an earlier --keep run (no seeding)")
+    p.add_argument(
+        "--existing",
+        metavar="DBNAME",
+        help="time a database kept by an earlier --keep run (no seeding)",
+    )
     args = p.parse_args(argv)
     admin_url = loopback_admin_url(p, args.database_url)
     if not (1000 <= args.requests <= 20_000_000 and 1 <= args.runs <= 100):
@@ -358,12 +436,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         if args.existing:
-            url = make_url(admin_url).set(database=args.existing).render_as_string(hide_password=False)
+            url = (
+                make_url(admin_url)
+                .set(database=args.existing)
+                .render_as_string(hide_password=False)
+            )
             migrate(url)
             with psycopg.connect(libpq_url(url)) as conn:
-                counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
-                          for t in ("service_requests", "completions", "status_events", "route_stops")}
-                first_day = conn.execute("SELECT min(requested_at)::date FROM service_requests").fetchone()[0]
+                counts = {
+                    t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                    for t in ("service_requests", "completions", "status_events", "route_stops")
+                }
+                first_day = conn.execute(
+                    "SELECT min(requested_at)::date FROM service_requests"
+                ).fetchone()[0]
                 last_day = first_day + timedelta(days=364)
         else:
             db_name, url = create_database(admin_url)
@@ -377,20 +463,28 @@ def main(argv: list[str] | None = None) -> int:
         for group_by in ("service_type", "week"):
             log(f"compute group_by={group_by}: 1 warm-up + {args.runs} timed")
             results[group_by] = time_compute(url, first_day, last_day, group_by, args.runs)
-        per_statement = {g: time_statements(url, first_day, last_day, g) for g in ("service_type", "week")}
+        per_statement = {
+            g: time_statements(url, first_day, last_day, g) for g in ("service_type", "week")
+        }
         http_times = {} if args.no_http else time_http(url, first_day, last_day, args.runs)
 
         print()
-        print(f"CitiStat {first_day} .. {last_day} (365 days), {counts['service_requests']:,} requests, "
-              f"{counts['completions']:,} completions, {counts['status_events']:,} status events, "
-              f"{counts['route_stops']:,} plan stops")
+        print(
+            f"CitiStat {first_day} .. {last_day} (365 days), {counts['service_requests']:,} requests, "
+            f"{counts['completions']:,} completions, {counts['status_events']:,} status events, "
+            f"{counts['route_stops']:,} plan stops"
+        )
         print(f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}")
         print()
-        print(f"{'group_by':<14} {'rows':>5} {'compute p50 ms':>15} {'min':>8} {'max':>8} {'HTTP p50 ms':>12}")
+        print(
+            f"{'group_by':<14} {'rows':>5} {'compute p50 ms':>15} {'min':>8} {'max':>8} {'HTTP p50 ms':>12}"
+        )
         for group_by, (times, report) in results.items():
             h = http_times.get(group_by)
-            print(f"{group_by:<14} {len(report.rows):>5} {statistics.median(times):>15.0f} {min(times):>8.0f} "
-                  f"{max(times):>8.0f} {statistics.median(h) if h else float('nan'):>12.0f}")
+            print(
+                f"{group_by:<14} {len(report.rows):>5} {statistics.median(times):>15.0f} {min(times):>8.0f} "
+                f"{max(times):>8.0f} {statistics.median(h) if h else float('nan'):>12.0f}"
+            )
         print()
         print("EXPLAIN ANALYZE execution time per statement (ms):")
         names = list(next(iter(per_statement.values())))
@@ -399,10 +493,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{g:<14} " + " ".join(f"{t[n]:>16.0f}" for n in names))
         total = results["service_type"][1].total
         print()
-        print(f"total: received {total.received:,}, closed {total.closed:,}, fixed verified {total.closed_fixed_verified:,}, "
-              f"on time {total.on_time_rate}, median {total.median_hours_to_close} h, p90 {total.p90_hours_to_close} h, "
-              f"reopen {total.reopen_rate}, completions {total.completions:,}, jobs/shift h {total.jobs_per_shift_hour}, "
-              f"planned done {total.planned_done_rate}")
+        print(
+            f"total: received {total.received:,}, closed {total.closed:,}, fixed verified {total.closed_fixed_verified:,}, "
+            f"on time {total.on_time_rate}, median {total.median_hours_to_close} h, p90 {total.p90_hours_to_close} h, "
+            f"reopen {total.reopen_rate}, completions {total.completions:,}, jobs/shift h {total.jobs_per_shift_hour}, "
+            f"planned done {total.planned_done_rate}"
+        )
         print()
         print(explain(url, first_day, last_day, "service_type"))
         return 0

@@ -48,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     p.add_argument("--pbf", type=Path, default=ROOT / "data" / "osm" / "andorra.osm.pbf")
-    p.add_argument("--demo", action="store_true", help="seed the whole demo city, not only its districts")
+    p.add_argument(
+        "--demo", action="store_true", help="seed the whole demo city, not only its districts"
+    )
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--screenshot", type=Path, help="folder for a chromium screenshot of the map at 1280 px")
+    p.add_argument(
+        "--screenshot", type=Path, help="folder for a chromium screenshot of the map at 1280 px"
+    )
     p.add_argument("--keep", action="store_true")
     args = p.parse_args(argv)
     admin_url = loopback_admin_url(p, args.database_url)
@@ -62,11 +66,28 @@ def main(argv: list[str] | None = None) -> int:
         migrate(url)
         t0 = time.perf_counter()
         if args.demo:
-            env = {**os.environ, "DATABASE_URL": url, "STREETLOOP_MEDIA_DIR": media, "STREETLOOP_TIMEZONE": TZ,
-                   "STREETLOOP_SECRET_KEY": "bench"}
+            env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "STREETLOOP_MEDIA_DIR": media,
+                "STREETLOOP_TIMEZONE": TZ,
+                "STREETLOOP_SECRET_KEY": "bench",
+            }
             # `streetloop seed demo` of this checkout (api.cli has no __main__ of its own).
-            subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "seed", "demo", "--pbf", str(args.pbf)],
-                           cwd=ROOT, env=env, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from api.cli import main; main()",
+                    "seed",
+                    "demo",
+                    "--pbf",
+                    str(args.pbf),
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+            )
         else:
             from core.db import make_engine, make_sessionmaker
             from core.models import District
@@ -75,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(url)
             with make_sessionmaker(engine).begin() as s:
                 for i, rec in enumerate(read_districts(args.pbf, close_gaps_m=5000)):
-                    s.add(District(code=f"d{i}", name=rec.name, geom=f"SRID=4326;{rec.geometry.wkt}"))
+                    s.add(
+                        District(code=f"d{i}", name=rec.name, geom=f"SRID=4326;{rec.geometry.wkt}")
+                    )
             engine.dispose()
         log(f"seeded from {args.pbf.name} in {time.perf_counter() - t0:.1f} s")
         measure(url, media, args)
@@ -93,7 +116,9 @@ def measure(url: str, media: str, args: argparse.Namespace) -> None:
     app = create_app(settings)
     client = app.test_client()
     with app.extensions["streetloop.sessions"]() as s:
-        districts, stored = s.execute(text("SELECT count(*), sum(ST_NPoints(geom)) FROM districts")).one()
+        districts, stored = s.execute(
+            text("SELECT count(*), sum(ST_NPoints(geom)) FROM districts")
+        ).one()
     print(f"{args.pbf.name}: {districts} districts, {stored} vertices stored")
     for key in FIGURES:
         times = []
@@ -104,9 +129,13 @@ def measure(url: str, media: str, args: argparse.Namespace) -> None:
             assert r.status_code == 200, r.status_code
         html = r.get_data(as_text=True)
         svg = re.search(r'<svg class="map".*?</svg>', html, re.S)
-        drawn = sum(len(d.split(" ")) for d in re.findall(r' d="M([^"]+)"', svg.group(0))) if svg else 0
-        print(f"  shade={key}: page {len(html) / 1024:.1f} KiB, map {len(svg.group(0)) / 1024 if svg else 0:.1f} KiB, "
-              f"{drawn} points drawn; page served in {statistics.median(times) * 1000:.0f} ms (p50 of {args.runs})")
+        drawn = (
+            sum(len(d.split(" ")) for d in re.findall(r' d="M([^"]+)"', svg.group(0))) if svg else 0
+        )
+        print(
+            f"  shade={key}: page {len(html) / 1024:.1f} KiB, map {len(svg.group(0)) / 1024 if svg else 0:.1f} KiB, "
+            f"{drawn} points drawn; page served in {statistics.median(times) * 1000:.0f} ms (p50 of {args.runs})"
+        )
     if args.screenshot:
         screenshot(app, args.screenshot, args.pbf.stem.split(".")[0])
 
@@ -124,11 +153,19 @@ def screenshot(app: object, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+            browser = pw.chromium.launch(
+                executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             # A closed network, as in production: nothing but this server.
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-                f"http://127.0.0.1:{server.server_port}/") else route.abort())
+            page.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith(f"http://127.0.0.1:{server.server_port}/")
+                    else route.abort()
+                ),
+            )
             for key in ("on_time", "backlog"):
                 page.goto(f"http://127.0.0.1:{server.server_port}/citistat?shade={key}")
                 page.locator("#by-district").evaluate("(e) => e.scrollIntoView({block: 'start'})")

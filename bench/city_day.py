@@ -46,7 +46,12 @@ TYPES = {
 }
 DIMENSIONS = ("asphalt_kg", "bulk_items")
 # crews per 12: skill -> (count, capacity)
-CREW_MIX = [("asphalt", 4, (1500, 0)), ("bulk_pickup", 4, (0, 40)), ("graffiti", 2, (0, 0)), ("electrical", 2, (0, 0))]
+CREW_MIX = [
+    ("asphalt", 4, (1500, 0)),
+    ("bulk_pickup", 4, (0, 40)),
+    ("graffiti", 2, (0, 0)),
+    ("electrical", 2, (0, 0)),
+]
 
 
 def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
@@ -55,18 +60,28 @@ def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
     points = list(DEPOTS) + [(lon, lat) for lon, lat, _ in pts]
     t = time.monotonic()
     m = ValhallaProvider(tiles).matrix(points)
-    print(f"# matrix {len(points)} points: {time.monotonic() - t:.1f} s ({m.provider}, {m.fallback_pairs} fallback pairs)")
+    print(
+        f"# matrix {len(points)} points: {time.monotonic() - t:.1f} s ({m.provider}, {m.fallback_pairs} fallback pairs)"
+    )
     scale = n_crews / 12
     crews = []
     k = 0
     for skill, count, cap in CREW_MIX:
         for _ in range(max(1, round(count * scale))):
             depot = k % 2
-            crews.append(Crew(
-                id=f"{skill}-{k}", start=depot, end=depot, shift=TimeWindow(7 * H, 15 * H + 1800),
-                breaks=(Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800)),),
-                skills=frozenset({skill}), capacity=cap, cost_per_km=1000, cost_per_hour=0,
-            ))
+            crews.append(
+                Crew(
+                    id=f"{skill}-{k}",
+                    start=depot,
+                    end=depot,
+                    shift=TimeWindow(7 * H, 15 * H + 1800),
+                    breaks=(Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800)),),
+                    skills=frozenset({skill}),
+                    capacity=cap,
+                    cost_per_km=1000,
+                    cost_per_hour=0,
+                )
+            )
             k += 1
     names, weights = list(TYPES), [v[2] for v in TYPES.values()]
     jobs = []
@@ -75,11 +90,35 @@ def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
         demand = tuple(rng.randint(lo, hi) if d == dim else 0 for d in DIMENSIONS)
         windows = ()
         if rng.random() < 1 / 3:
-            windows = (rng.choice([TimeWindow(8 * H, 12 * H), TimeWindow(12 * H, 15 * H), TimeWindow(9 * H, 11 * H)]),)
+            windows = (
+                rng.choice(
+                    [
+                        TimeWindow(8 * H, 12 * H),
+                        TimeWindow(12 * H, 15 * H),
+                        TimeWindow(9 * H, 11 * H),
+                    ]
+                ),
+            )
         due = rng.randint(-48, 72) * H  # some already overdue at the start of the day
-        jobs.append(Job(id=f"j{i}", location=i + 2, service=minutes * 60, windows=windows, skills=frozenset({skill}),
-                        demand=demand, priority=rng.randint(1, 5), due=due))
-    return Problem(matrix=Matrix(m.durations, m.distances), crews=tuple(crews), jobs=tuple(jobs), dimensions=DIMENSIONS, now=7 * H)
+        jobs.append(
+            Job(
+                id=f"j{i}",
+                location=i + 2,
+                service=minutes * 60,
+                windows=windows,
+                skills=frozenset({skill}),
+                demand=demand,
+                priority=rng.randint(1, 5),
+                due=due,
+            )
+        )
+    return Problem(
+        matrix=Matrix(m.durations, m.distances),
+        crews=tuple(crews),
+        jobs=tuple(jobs),
+        dimensions=DIMENSIONS,
+        now=7 * H,
+    )
 
 
 def evaluate(problem: Problem, routes: dict[str, list[str]]) -> tuple[int, float, bool]:
@@ -99,11 +138,17 @@ def evaluate(problem: Problem, routes: dict[str, list[str]]) -> tuple[int, float
 def run(problem: Problem, limit: float) -> None:
     overdue = {j.id for j in problem.jobs if j.due is not None and j.due < problem.now}
     print(f"# {len(overdue)} of {len(problem.jobs)} jobs are overdue at the start of the day")
-    print("solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,overdue_dropped,urgency_dropped")
+    print(
+        "solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,overdue_dropped,urgency_dropped"
+    )
 
     def urgency(served_ids: set[str]) -> int:
         # The solver's drop weights: 3^priority, x100 and more once overdue. Lower is better.
-        return sum(urgency_weight(j, problem.now, problem.horizon_end) for j in problem.jobs if j.id not in served_ids)
+        return sum(
+            urgency_weight(j, problem.now, problem.horizon_end)
+            for j in problem.jobs
+            if j.id not in served_ids
+        )
 
     t = time.monotonic()
     res = solve_split(problem, SolveParams(time_limit_s=limit, workers=2))
@@ -111,15 +156,24 @@ def run(problem: Problem, limit: float) -> None:
     served = sum(len(r.stops) for r in res.routes)
     dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
     ids = {s.job_id for r in res.routes for s in r.stops}
-    print(f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}")
+    print(
+        f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
+    )
 
     t = time.monotonic()
     keep = [j.id for j in problem.jobs if j.id not in precheck(problem)]
-    got = vroom_routes(problem, keep, set(), SolveParams(time_limit_s=limit, vroom_share=1.0, workers=2)) or {}
+    got = (
+        vroom_routes(
+            problem, keep, set(), SolveParams(time_limit_s=limit, vroom_share=1.0, workers=2)
+        )
+        or {}
+    )
     secs = time.monotonic() - t
     served, hours, feasible = evaluate(problem, got)
     in_routes = {j for seq in got.values() for j in seq}
-    print(f"vroom,{secs:.1f},{served},{len(problem.jobs)},{hours:.2f},{feasible},{len(overdue - in_routes)},{urgency(in_routes)}")
+    print(
+        f"vroom,{secs:.1f},{served},{len(problem.jobs)},{hours:.2f},{feasible},{len(overdue - in_routes)},{urgency(in_routes)}"
+    )
 
     t = time.monotonic()
     res = solve(problem, SolveParams(time_limit_s=limit, workers=1, use_vroom=False))
@@ -127,7 +181,9 @@ def run(problem: Problem, limit: float) -> None:
     served = sum(len(r.stops) for r in res.routes)
     dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
     ids = {s.job_id for r in res.routes for s in r.stops}
-    print(f"ortools,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}")
+    print(
+        f"ortools,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             served = sum(len(r.stops) for r in res.routes)
-            print("solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,peak_rss_mb_self,peak_rss_mb_child")
-            print(f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{own:.0f},{children:.0f}")
+            print(
+                "solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,peak_rss_mb_self,peak_rss_mb_child"
+            )
+            print(
+                f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{own:.0f},{children:.0f}"
+            )
     return 0
 
 

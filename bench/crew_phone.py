@@ -46,35 +46,88 @@ def seed(url: str, completions: int) -> dict[str, str]:
     try:
         with make_sessionmaker(engine).begin() as s:
             depot = Depot(code="yard", name="Yard", agency="Roads", location=point(LON, LAT))
-            st = ServiceType(code="pothole", name="Pothole", agency="Roads", sla_hours=72, skill="asphalt", minutes_on_site=10)
-            crew = Crew(code="pothole-1", name="Pothole crew", agency="Roads", skills=["asphalt"], depot=depot)
+            st = ServiceType(
+                code="pothole",
+                name="Pothole",
+                agency="Roads",
+                sla_hours=72,
+                skill="asphalt",
+                minutes_on_site=10,
+            )
+            crew = Crew(
+                code="pothole-1",
+                name="Pothole crew",
+                agency="Roads",
+                skills=["asphalt"],
+                depot=depot,
+            )
             s.add_all([depot, st, crew])
             s.flush()
-            user = User(email="pothole-1@bench", name="crew", password_hash=hash_password("x"), role="crew", crew_id=crew.id)
+            user = User(
+                email="pothole-1@bench",
+                name="crew",
+                password_hash=hash_password("x"),
+                role="crew",
+                crew_id=crew.id,
+            )
             s.add(user)
             s.flush()
             token, _ = issue_token(s, user, 3600)
             out["token"] = token
             actor = Actor(label="bench")
-            plan = RoutePlan(plan_date=datetime.now(TZ).date(), version=1, status="published", time_limit_s=30, stats={"feasible": True})
+            plan = RoutePlan(
+                plan_date=datetime.now(TZ).date(),
+                version=1,
+                status="published",
+                time_limit_s=30,
+                stats={"feasible": True},
+            )
             s.add(plan)
             s.flush()
             midnight = datetime.combine(plan.plan_date, dtime(0), TZ)
-            pr = PlanRoute(plan=plan, crew_id=crew.id, start_at=midnight + timedelta(hours=7), end_at=midnight + timedelta(hours=15),
-                           drive_s=3600, distance_m=30000, geometry="SRID=4326;LINESTRING(1.52 42.50, 1.53 42.51)")
+            pr = PlanRoute(
+                plan=plan,
+                crew_id=crew.id,
+                start_at=midnight + timedelta(hours=7),
+                end_at=midnight + timedelta(hours=15),
+                drive_s=3600,
+                distance_m=30000,
+                geometry="SRID=4326;LINESTRING(1.52 42.50, 1.53 42.51)",
+            )
             s.add(pr)
-            s.add(CrewDay(crew_id=crew.id, plan_date=plan.plan_date, plan_id=plan.id))  # the plan holds the crew's day
+            s.add(
+                CrewDay(crew_id=crew.id, plan_date=plan.plan_date, plan_id=plan.id)
+            )  # the plan holds the crew's day
             extra: list[str] = []
             for k in range(40 + completions):
-                res = submit_request(s, NewRequest(service_code="pothole", lat=LAT + k * 0.002, lon=LON, description=f"hole {k}"), actor=actor)
+                res = submit_request(
+                    s,
+                    NewRequest(
+                        service_code="pothole",
+                        lat=LAT + k * 0.002,
+                        lon=LON,
+                        description=f"hole {k}",
+                    ),
+                    actor=actor,
+                )
                 s.flush()
-                if k >= 40:  # completed later in the benchmark; dispatched after the feed is measured at 40 stops
+                if (
+                    k >= 40
+                ):  # completed later in the benchmark; dispatched after the feed is measured at 40 stops
                     extra.append(f"{res.work_order.id}:{LAT + k * 0.002}")
                     continue
                 change_status(s, res.work_order, "dispatched", actor=actor, crew_id=crew.id)
                 at = midnight + timedelta(hours=7, minutes=12 * k)
-                pr.stops.append(RouteStop(sequence=k + 1, kind="job", work_order_id=res.work_order.id, arrival_at=at, start_at=at,
-                                          end_at=at + timedelta(minutes=10)))
+                pr.stops.append(
+                    RouteStop(
+                        sequence=k + 1,
+                        kind="job",
+                        work_order_id=res.work_order.id,
+                        arrival_at=at,
+                        start_at=at,
+                        end_at=at + timedelta(minutes=10),
+                    )
+                )
             out["complete"] = ",".join(extra)
     finally:
         engine.dispose()
@@ -89,12 +142,25 @@ def ingest(port: int, token: str, batches: int, clients: int) -> tuple[float, li
     def client(c: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for b in range(c, batches, clients):
-            pings = [{"time": (base + timedelta(seconds=b * 1000 + k)).isoformat(), "lat": LAT + k * 1e-6, "lon": LON,
-                      "accuracy": 6.0, "speed": 4.2, "heading": 180.0} for k in range(1000)]
+            pings = [
+                {
+                    "time": (base + timedelta(seconds=b * 1000 + k)).isoformat(),
+                    "lat": LAT + k * 1e-6,
+                    "lon": LON,
+                    "accuracy": 6.0,
+                    "speed": 4.2,
+                    "heading": 180.0,
+                }
+                for k in range(1000)
+            ]
             body = json.dumps({"pings": pings})
             t = time.perf_counter()
-            conn.request("POST", "/api/v1/crew/positions", body=body,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/api/v1/crew/positions",
+                body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             resp = conn.getresponse()
             data = resp.read()
             dt = time.perf_counter() - t
@@ -127,7 +193,11 @@ def route_feed(port: int, token: str, iterations: int) -> tuple[list[float], int
         if resp.status != 200:
             raise RuntimeError(f"route feed: {resp.status} {data[:200]!r}")
         size, stops, etag = len(data), len(json.loads(data)["stops"]), resp.getheader("ETag")
-    conn.request("GET", "/api/v1/crew/route", headers={"Authorization": f"Bearer {token}", "If-None-Match": etag})
+    conn.request(
+        "GET",
+        "/api/v1/crew/route",
+        headers={"Authorization": f"Bearer {token}", "If-None-Match": etag},
+    )
     resp = conn.getresponse()
     resp.read()
     if resp.status != 304:
@@ -179,15 +249,35 @@ def completions(port: int, token: str, targets: list[tuple[int, float]]) -> tupl
         photo = base[:-2] + bytes([k % 256, (k // 256) % 256]) + base[-2:]  # distinct bytes per job
         boundary = uuid.uuid4().hex
         now = datetime.now(UTC)
-        fields = {"lat": str(lat), "lon": str(LON), "accuracy_m": "6", "fix_time": now.isoformat(), "outcome": "fixed"}
-        parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n".encode() for n, v in fields.items()]
-        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"p.jpg\"\r\n"
-                     f"Content-Type: image/jpeg\r\n\r\n".encode() + photo + b"\r\n")
+        fields = {
+            "lat": str(lat),
+            "lon": str(LON),
+            "accuracy_m": "6",
+            "fix_time": now.isoformat(),
+            "outcome": "fixed",
+        }
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n'.encode()
+            for n, v in fields.items()
+        ]
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photos"; filename="p.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n".encode()
+            + photo
+            + b"\r\n"
+        )
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
         t = time.perf_counter()
-        conn.request("POST", f"/api/v1/work-orders/{wo_id}/completion", body=body, headers={
-            "Authorization": f"Bearer {token}", "Idempotency-Key": f"bench-{wo_id}",
-            "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        conn.request(
+            "POST",
+            f"/api/v1/work-orders/{wo_id}/completion",
+            body=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Idempotency-Key": f"bench-{wo_id}",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
         resp = conn.getresponse()
         data = resp.read()
         times.append(time.perf_counter() - t)
@@ -206,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--completions", type=int, default=40)
     args = ap.parse_args(argv)
     if not args.database_url:
-        ap.error("--database-url or DATABASE_URL is required (the admin database of a PostGIS server)")
+        ap.error(
+            "--database-url or DATABASE_URL is required (the admin database of a PostGIS server)"
+        )
     admin = normalize_database_url(args.database_url)
     name, url = create_database(admin)
     server = None
@@ -221,16 +313,24 @@ def main(argv: list[str] | None = None) -> int:
             ingest(server.port, ids["token"], 4, 1)
             secs, lat = ingest(server.port, ids["token"], args.batches, args.clients)
             n = args.batches * 1000
-            print(f"positions: {n:,} pings in {args.batches} batches of 1,000 from {args.clients} clients: "
-                  f"{secs:.2f} s = {n / secs:,.0f} pings/s; batch p50 {pct(lat, .5) * 1000:.1f} ms, p95 {pct(lat, .95) * 1000:.1f} ms")
+            print(
+                f"positions: {n:,} pings in {args.batches} batches of 1,000 from {args.clients} clients: "
+                f"{secs:.2f} s = {n / secs:,.0f} pings/s; batch p50 {pct(lat, 0.5) * 1000:.1f} ms, p95 {pct(lat, 0.95) * 1000:.1f} ms"
+            )
             times, size, stops = route_feed(server.port, ids["token"], args.iterations)
-            print(f"route feed: {stops} stops, {size:,} bytes, n={len(times)}: p50 {pct(times, .5) * 1000:.1f} ms, "
-                  f"p95 {pct(times, .95) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms; If-None-Match -> 304 ok")
-            targets = [(int(a), float(b)) for a, b in (x.split(":") for x in ids["complete"].split(","))]
+            print(
+                f"route feed: {stops} stops, {size:,} bytes, n={len(times)}: p50 {pct(times, 0.5) * 1000:.1f} ms, "
+                f"p95 {pct(times, 0.95) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms; If-None-Match -> 304 ok"
+            )
+            targets = [
+                (int(a), float(b)) for a, b in (x.split(":") for x in ids["complete"].split(","))
+            ]
             dispatch(url, [t[0] for t in targets])
             ctimes, size = completions(server.port, ids["token"], targets)
-            print(f"completion: {len(ctimes)} submissions with one {size / 1e6:.1f} MB, 12 MP JPEG each: "
-                  f"p50 {pct(ctimes, .5) * 1000:.0f} ms, p95 {pct(ctimes, .95) * 1000:.0f} ms (API time; public copies are a job)")
+            print(
+                f"completion: {len(ctimes)} submissions with one {size / 1e6:.1f} MB, 12 MP JPEG each: "
+                f"p50 {pct(ctimes, 0.5) * 1000:.0f} ms, p95 {pct(ctimes, 0.95) * 1000:.0f} ms (API time; public copies are a job)"
+            )
             server.stop()
             server = None
     finally:

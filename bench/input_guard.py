@@ -41,27 +41,53 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     t0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
-    body = json.dumps({"pings": [{"time": (t0 + timedelta(seconds=3 * k)).isoformat(), "lat": 42.5 + k * 1e-6, "lon": 1.52,
-                                  "accuracy": 5.0, "speed": 3.2, "heading": 90.0} for k in range(args.pings)]})
+    body = json.dumps(
+        {
+            "pings": [
+                {
+                    "time": (t0 + timedelta(seconds=3 * k)).isoformat(),
+                    "lat": 42.5 + k * 1e-6,
+                    "lon": 1.52,
+                    "accuracy": 5.0,
+                    "speed": 3.2,
+                    "heading": 90.0,
+                }
+                for k in range(args.pings)
+            ]
+        }
+    )
     parsed = json.loads(body)
     app = Flask(__name__)
-    form = {"api_key": "k", "service_code": "pothole", "lat": "42.5", "long": "1.52", "description": "x" * 4000,
-            "email": "a@example.org", "attribute[size]": "small"}
+    form = {
+        "api_key": "k",
+        "service_code": "pothole",
+        "lat": "42.5",
+        "long": "1.52",
+        "description": "x" * 4000,
+        "email": "a@example.org",
+        "attribute[size]": "small",
+    }
 
     def guard_json() -> None:
         # As in a request: the guard parses (Flask caches it for the view) and walks the body.
-        with app.test_request_context("/api/v1/crew/positions", method="POST", data=body, content_type="application/json"):
+        with app.test_request_context(
+            "/api/v1/crew/positions", method="POST", data=body, content_type="application/json"
+        ):
             assert _bad_field() is None
 
     def guard_json_always_walking() -> None:
         # The guard without its raw-bytes pre-check, for comparison.
-        with app.test_request_context("/api/v1/crew/positions", method="POST", data=body, content_type="application/json"):
+        with app.test_request_context(
+            "/api/v1/crew/positions", method="POST", data=body, content_type="application/json"
+        ):
             from flask import request
 
             assert _first_bad(request.get_json()) is None
 
     def parse_only() -> None:
-        with app.test_request_context("/api/v1/crew/positions", method="POST", data=body, content_type="application/json"):
+        with app.test_request_context(
+            "/api/v1/crew/positions", method="POST", data=body, content_type="application/json"
+        ):
             from flask import request
 
             request.get_json()
@@ -76,19 +102,29 @@ def main() -> None:
 
             request.form.to_dict()
 
-    pings = _medians_ms({
-        f"{args.pings} pings ({len(body) / 1024:.0f} KiB): walk only": lambda: _first_bad(parsed),
-        f"{args.pings} pings: parse the body (what the view does anyway)": parse_only,
-        f"{args.pings} pings: parse + guard": guard_json,
-        f"{args.pings} pings: parse + walk always (no pre-check)": guard_json_always_walking,
-    }, args.repeats)
-    forms = _medians_ms({
-        "Open311 POST form (4,000-char description): parse": parse_form,
-        "Open311 POST form: parse + guard": guard_form,
-    }, args.repeats * 10)
+    pings = _medians_ms(
+        {
+            f"{args.pings} pings ({len(body) / 1024:.0f} KiB): walk only": lambda: _first_bad(
+                parsed
+            ),
+            f"{args.pings} pings: parse the body (what the view does anyway)": parse_only,
+            f"{args.pings} pings: parse + guard": guard_json,
+            f"{args.pings} pings: parse + walk always (no pre-check)": guard_json_always_walking,
+        },
+        args.repeats,
+    )
+    forms = _medians_ms(
+        {
+            "Open311 POST form (4,000-char description): parse": parse_form,
+            "Open311 POST form: parse + guard": guard_form,
+        },
+        args.repeats * 10,
+    )
     rows = [*pings.items(), *forms.items()]
     width = max(len(name) for name, _ in rows)
-    print(f"median of {args.repeats} rounds (form rows: {args.repeats * 10}), Python {sys.version.split()[0]}")
+    print(
+        f"median of {args.repeats} rounds (form rows: {args.repeats * 10}), Python {sys.version.split()[0]}"
+    )
     for name, ms in rows:
         print(f"  {name:<{width}}  {ms:8.3f} ms")
 

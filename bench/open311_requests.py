@@ -75,21 +75,27 @@ def log(msg: str) -> None:
 def create_database(admin_url: str) -> tuple[str, str]:
     admin = make_url(admin_url)
     name = f"streetloop_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+    with psycopg.connect(
+        libpq_url(admin.render_as_string(hide_password=False)), autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return name, admin.set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(admin_url: str, name: str) -> None:
     admin = make_url(admin_url)
-    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+    with psycopg.connect(
+        libpq_url(admin.render_as_string(hide_password=False)), autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def release_database(admin_url: str, name: str, keep: bool) -> None:
     """End of a run: drop the throwaway database, or (--keep) say where it stays."""
     if keep:
-        log(f"kept database {name}: {make_url(admin_url).set(database=name).render_as_string(hide_password=False)}")
+        log(
+            f"kept database {name}: {make_url(admin_url).set(database=name).render_as_string(hide_password=False)}"
+        )
     else:
         drop_database(admin_url, name)
         log(f"dropped database {name}")
@@ -116,14 +122,30 @@ def seed_reference(url: str) -> None:
             for code, name, group, agency, skill, sla, _share in SERVICE_TYPES:
                 s.add(
                     ServiceType(
-                        code=code, name=name, group=group, agency=agency, skill=skill, sla_hours=sla,
-                        minutes_on_site=30, description=f"{name} (benchmark service type).",
+                        code=code,
+                        name=name,
+                        group=group,
+                        agency=agency,
+                        skill=skill,
+                        sla_hours=sla,
+                        minutes_on_site=30,
+                        description=f"{name} (benchmark service type).",
                         keywords=[code, group],
                         attributes=[
-                            ServiceAttribute(code="size", datatype="singlevaluelist", required=True, order=1,
-                                             description="How big is it?",
-                                             values=[{"key": "small", "name": "Small"}, {"key": "large", "name": "Large"}]),
-                            ServiceAttribute(code="notes", datatype="text", order=2, description="Anything else?"),
+                            ServiceAttribute(
+                                code="size",
+                                datatype="singlevaluelist",
+                                required=True,
+                                order=1,
+                                description="How big is it?",
+                                values=[
+                                    {"key": "small", "name": "Small"},
+                                    {"key": "large", "name": "Large"},
+                                ],
+                            ),
+                            ServiceAttribute(
+                                code="notes", datatype="text", order=2, description="Anything else?"
+                            ),
                         ],
                     )
                 )
@@ -139,10 +161,14 @@ def bulk_load(url: str, n: int) -> dict[str, int]:
         cum += share
         bounds.append((code, cum))
     # service type chosen by a hash of i so `service_code=pothole` is spread over time.
-    type_case = "CASE " + " ".join(
-        f"WHEN (hashint4(i) & 1023) / 1024.0 < {b:.4f} THEN (SELECT id FROM service_types WHERE code = '{c}')"
-        for c, b in bounds[:-1]
-    ) + f" ELSE (SELECT id FROM service_types WHERE code = '{bounds[-1][0]}') END"
+    type_case = (
+        "CASE "
+        + " ".join(
+            f"WHEN (hashint4(i) & 1023) / 1024.0 < {b:.4f} THEN (SELECT id FROM service_types WHERE code = '{c}')"
+            for c, b in bounds[:-1]
+        )
+        + f" ELSE (SELECT id FROM service_types WHERE code = '{bounds[-1][0]}') END"
+    )
     statements = [
         "SELECT setseed(0.311)",
         # u: status draw, requested_at spread evenly over the last 80 days (newest = highest id).
@@ -253,8 +279,11 @@ def _main_statement(scenario: str):  # noqa: ANN202
     conditions = [ServiceRequest.requested_at >= start]
     page = 1
     if scenario == "pothole+open":
-        conditions = [ServiceType.code.in_(["pothole"]), ServiceRequest.requested_at >= start,
-                      ServiceRequest.detailed_status.in_(REQUEST_OPEN_STATUSES)]
+        conditions = [
+            ServiceType.code.in_(["pothole"]),
+            ServiceRequest.requested_at >= start,
+            ServiceRequest.detailed_status.in_(REQUEST_OPEN_STATUSES),
+        ]
     elif scenario == "page=50":
         page = 50
     return _request_query().where(and_(*conditions)).limit(1000).offset((page - 1) * 1000)
@@ -269,7 +298,9 @@ def time_sql(url: str, scenarios: list[str], repeats: int = 15) -> dict[str, Sql
         with engine.connect() as conn:
             for name in scenarios:
                 stmt = _main_statement(name)
-                compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+                compiled = stmt.compile(
+                    dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+                )
                 sql = str(compiled)
                 params = compiled.params
                 fetch = []
@@ -278,20 +309,31 @@ def time_sql(url: str, scenarios: list[str], repeats: int = 15) -> dict[str, Sql
                     rows = conn.execute(stmt).all()
                     fetch.append((time.perf_counter() - t0) * 1000)
                 if name == "default json" and len(rows) != EXPECTED_ITEMS:
-                    raise RuntimeError(f"main query returned {len(rows)} rows, expected {EXPECTED_ITEMS}")
-                plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).scalar()
+                    raise RuntimeError(
+                        f"main query returned {len(rows)} rows, expected {EXPECTED_ITEMS}"
+                    )
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params
+                ).scalar()
                 if isinstance(plan, str):
                     plan = json.loads(plan)
                 top = plan[0]
                 node = top["Plan"]
                 shape = []
                 while node is not None and len(shape) < 6:
-                    shape.append(node["Node Type"] + (f" on {node['Relation Name']}" if "Relation Name" in node else "")
-                                 + (f" using {node['Index Name']}" if "Index Name" in node else ""))
+                    shape.append(
+                        node["Node Type"]
+                        + (f" on {node['Relation Name']}" if "Relation Name" in node else "")
+                        + (f" using {node['Index Name']}" if "Index Name" in node else "")
+                    )
                     kids = node.get("Plans") or []
                     node = kids[0] if kids else None
-                out[name] = SqlTiming(top["Execution Time"], top["Planning Time"], statistics.median(fetch),
-                                      " > ".join(shape))
+                out[name] = SqlTiming(
+                    top["Execution Time"],
+                    top["Planning Time"],
+                    statistics.median(fetch),
+                    " > ".join(shape),
+                )
                 conn.rollback()
     finally:
         engine.dispose()
@@ -333,19 +375,31 @@ def start_gunicorn(url: str, workers: int, logdir: Path) -> Server:
     env = dict(os.environ, DATABASE_URL=url)
     cmd = [
         # As scripts/demo.sh runs it: 1,000 service_request_id values exceed the default request line.
-        str(gunicorn), "-w", str(workers), "--limit-request-line", "0", "-b", f"127.0.0.1:{port}",
-        "--access-logfile", str(access_log),
+        str(gunicorn),
+        "-w",
+        str(workers),
+        "--limit-request-line",
+        "0",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--access-logfile",
+        str(access_log),
         # %(D)s: microseconds the worker spent on the request (app + writing the response).
-        "--access-logformat", '%(m)s %(U)s?%(q)s %(s)s %(B)s %(D)s',
+        "--access-logformat",
+        "%(m)s %(U)s?%(q)s %(s)s %(B)s %(D)s",
         "api:create_app()",
     ]
     err = open(stderr_log, "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=err, stderr=subprocess.STDOUT, start_new_session=True
+    )
     server = Server(proc, port, access_log, stderr_log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{stderr_log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"gunicorn exited with {proc.returncode}:\n{stderr_log.read_text()[-3000:]}"
+            )
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/open311/v2/services.json")
@@ -379,7 +433,9 @@ def count_items(path: str, body: bytes) -> int:
     return len(json.loads(body))
 
 
-def run_scenario(port: int, name: str, path: str, iterations: int, warmup: int, access_log: Path) -> Result:
+def run_scenario(
+    port: int, name: str, path: str, iterations: int, warmup: int, access_log: Path
+) -> Result:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     result = Result(name, path)
     log_offset = access_log.stat().st_size if access_log.exists() else 0
@@ -462,18 +518,33 @@ def unwind_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="admin URL of the PostgreSQL server (default: $DATABASE_URL)")
-    p.add_argument("--requests", type=int, default=100_000, help="service requests to store (default 100000)")
-    p.add_argument("--iterations", type=int, default=200, help="timed requests per scenario (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed requests per scenario first (default 20)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="admin URL of the PostgreSQL server (default: $DATABASE_URL)",
+    )
+    p.add_argument(
+        "--requests", type=int, default=100_000, help="service requests to store (default 100000)"
+    )
+    p.add_argument(
+        "--iterations", type=int, default=200, help="timed requests per scenario (default 200)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=20, help="untimed requests per scenario first (default 20)"
+    )
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    p.add_argument("--keep", action="store_true", help="keep the database (and print its URL) at the end")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the database (and print its URL) at the end"
+    )
     args = p.parse_args(argv)
     admin_url = loopback_admin_url(p, args.database_url)
     if args.requests < EXPECTED_ITEMS * 50:
-        p.error(f"--requests must be at least {EXPECTED_ITEMS * 50} (the page=50 scenario needs 50,000 rows)")
-    if not (1 <= args.iterations <= 100_000 and 0 <= args.warmup <= 10_000 and 1 <= args.workers <= 64):
+        p.error(
+            f"--requests must be at least {EXPECTED_ITEMS * 50} (the page=50 scenario needs 50,000 rows)"
+        )
+    if not (
+        1 <= args.iterations <= 100_000 and 0 <= args.warmup <= 10_000 and 1 <= args.workers <= 64
+    ):
         p.error("iterations 1..100000, warmup 0..10000, workers 1..64")
     unwind_on_sigterm()
 
@@ -490,18 +561,27 @@ def main(argv: list[str] | None = None) -> int:
         counts = bulk_load(url, args.requests)
         log(f"setup done in {time.perf_counter() - t0:.1f} s: {counts}")
 
-        sql = time_sql(url, [name for name, _ in SCENARIOS if name in {"default json", "pothole+open", "page=50"}])
+        sql = time_sql(
+            url,
+            [name for name, _ in SCENARIOS if name in {"default json", "pothole+open", "page=50"}],
+        )
 
         log(f"starting gunicorn -w {args.workers}")
         server = start_gunicorn(url, args.workers, logdir)
         results = []
         for name, path in SCENARIOS:
             log(f"{name}: {args.warmup} warm-up + {args.iterations} timed")
-            results.append(run_scenario(server.port, name, path, args.iterations, args.warmup, server.access_log))
+            results.append(
+                run_scenario(
+                    server.port, name, path, args.iterations, args.warmup, server.access_log
+                )
+            )
 
         print()
-        print(f"GET /open311/v2/requests — {counts['service_requests']:,} stored, {EXPECTED_ITEMS:,} returned, "
-              f"gunicorn -w {args.workers} (sync), sequential keep-alive client on 127.0.0.1")
+        print(
+            f"GET /open311/v2/requests — {counts['service_requests']:,} stored, {EXPECTED_ITEMS:,} returned, "
+            f"gunicorn -w {args.workers} (sync), sequential keep-alive client on 127.0.0.1"
+        )
         print(f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}")
         print()
         hdr = f"{'scenario':<16} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'bytes':>9} {'srv p50':>8} {'srv share':>9}"
@@ -510,22 +590,32 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             srv50 = pct(r.server_ms, 0.5)
             share = srv50 / pct(r.client_ms, 0.5) if r.server_ms else float("nan")
-            print(f"{r.name:<16} {len(r.client_ms):>4} {pct(r.client_ms, .5):>8.1f} {pct(r.client_ms, .95):>8.1f} "
-                  f"{pct(r.client_ms, .99):>8.1f} {max(r.client_ms):>8.1f} {r.size:>9,} {srv50:>8.1f} {share:>9.0%}")
+            print(
+                f"{r.name:<16} {len(r.client_ms):>4} {pct(r.client_ms, 0.5):>8.1f} {pct(r.client_ms, 0.95):>8.1f} "
+                f"{pct(r.client_ms, 0.99):>8.1f} {max(r.client_ms):>8.1f} {r.size:>9,} {srv50:>8.1f} {share:>9.0%}"
+            )
         print()
         print("SQL alone (main query of get_requests, same statement the route builds):")
-        print(f"{'scenario':<16} {'EXPLAIN exec ms':>15} {'plan ms':>8} {'fetch p50 ms':>13} {'API p50 ms':>11} {'API/exec':>9} {'API/fetch':>10}")
+        print(
+            f"{'scenario':<16} {'EXPLAIN exec ms':>15} {'plan ms':>8} {'fetch p50 ms':>13} {'API p50 ms':>11} {'API/exec':>9} {'API/fetch':>10}"
+        )
         by_name = {r.name: r for r in results}
         for name, t in sql.items():
             api50 = pct(by_name[name].client_ms, 0.5)
-            print(f"{name:<16} {t.explain_ms:>15.2f} {t.planning_ms:>8.2f} {t.fetch_p50_ms:>13.2f} {api50:>11.1f} "
-                  f"{api50 / t.explain_ms:>8.1f}x {api50 / t.fetch_p50_ms:>9.1f}x")
+            print(
+                f"{name:<16} {t.explain_ms:>15.2f} {t.planning_ms:>8.2f} {t.fetch_p50_ms:>13.2f} {api50:>11.1f} "
+                f"{api50 / t.explain_ms:>8.1f}x {api50 / t.fetch_p50_ms:>9.1f}x"
+            )
         print()
         for name, t in sql.items():
             print(f"  plan[{name}]: {t.plan_top}")
         print()
-        print("fetch = SQLAlchemy conn.execute(stmt).all() in this process (query + transfer + Row building);")
-        print("srv = gunicorn access-log %(D)s (worker time incl. writing the body); share = srv p50 / client p50.")
+        print(
+            "fetch = SQLAlchemy conn.execute(stmt).all() in this process (query + transfer + Row building);"
+        )
+        print(
+            "srv = gunicorn access-log %(D)s (worker time incl. writing the body); share = srv p50 / client p50."
+        )
         return 0
     except KeyboardInterrupt:
         log("interrupted")

@@ -91,8 +91,11 @@ def _child(code: str, stage: str, path: str) -> None:
         def inspect(blob: bytes) -> object:
             return P.inspect_photo(blob, limits)
     else:  # main's code before the change: one cap for every format
+
         def inspect(blob: bytes) -> object:
-            return P.inspect_photo(blob, max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels)
+            return P.inspect_photo(
+                blob, max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_image_pixels
+            )
 
     base_mb = _high_water_mb()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -114,7 +117,17 @@ def _child(code: str, stage: str, path: str) -> None:
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(json.dumps({"outcome": outcome, "cpu_s": cpu, "wall_s": wall, "base_mb": base_mb, "peak_mb": _high_water_mb()}))
+    print(
+        json.dumps(
+            {
+                "outcome": outcome,
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "base_mb": base_mb,
+                "peak_mb": _high_water_mb(),
+            }
+        )
+    )
 
 
 def _high_water_mb() -> float:
@@ -129,17 +142,28 @@ def _high_water_mb() -> float:
 def run_stage(code: Path, stage: str, path: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-B", __file__, "--child", str(code), stage, str(path)],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--code", type=Path, action="append",
-                    help="checkout whose geo.photos is measured; repeat to compare (default: this one)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per case and stage; medians are shown")
-    ap.add_argument("--heic", action=argparse.BooleanOptionalAction, default=True, help="include the HEIC case")
+    ap.add_argument(
+        "--code",
+        type=Path,
+        action="append",
+        help="checkout whose geo.photos is measured; repeat to compare (default: this one)",
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per case and stage; medians are shown"
+    )
+    ap.add_argument(
+        "--heic", action=argparse.BooleanOptionalAction, default=True, help="include the HEIC case"
+    )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -164,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, code in enumerate(codes):
         print(f"code {i}: {code}")
     print(f"runs per cell: {a.repeat} (medians)   python {sys.version.split()[0]}")
-    print(f"{'case':<28} {'bytes':>10} {'stage':<12} {'code':>4} {'outcome':<34} {'cpu s':>6} {'wall s':>6} "
-          f"{'peak MB':>8} {'+MB':>7}")
+    print(
+        f"{'case':<28} {'bytes':>10} {'stage':<12} {'code':>4} {'outcome':<34} {'cpu s':>6} {'wall s':>6} "
+        f"{'peak MB':>8} {'+MB':>7}"
+    )
     with tempfile.TemporaryDirectory(prefix="streetloop-bench-photos-") as tmp:
         for name, make in cases:
             path = Path(tmp) / "photo"
@@ -176,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
                 for i, code in enumerate(codes):
                     if i in refused:
                         continue  # a refused photo never reaches the worker
-                    runs = [run_stage(code, "intake" if stage == "intake" else "public", path) for _ in range(a.repeat)]
+                    runs = [
+                        run_stage(code, "intake" if stage == "intake" else "public", path)
+                        for _ in range(a.repeat)
+                    ]
                     outcome = runs[0]["outcome"]
                     if not outcome.startswith("ok"):
                         refused.add(i)
@@ -184,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                     wall = statistics.median(r["wall_s"] for r in runs)
                     peak = statistics.median(r["peak_mb"] for r in runs)
                     grew = statistics.median(r["peak_mb"] - r["base_mb"] for r in runs)
-                    print(f"{name:<28} {size:>10,} {stage:<12} {i:>4} {outcome[:34]:<34} {cpu:>6.2f} {wall:>6.2f} "
-                          f"{peak:>8.0f} {grew:>7.0f}", flush=True)
+                    print(
+                        f"{name:<28} {size:>10,} {stage:<12} {i:>4} {outcome[:34]:<34} {cpu:>6.2f} {wall:>6.2f} "
+                        f"{peak:>8.0f} {grew:>7.0f}",
+                        flush=True,
+                    )
     print("+MB: peak resident memory minus the child's own after its imports.")
     return 0
 

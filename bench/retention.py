@@ -49,19 +49,29 @@ TZ = ZoneInfo("Europe/Andorra")
 
 def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str, int]:  # noqa: ANN001
     with engine.begin() as c:
-        c.execute(text("""INSERT INTO service_types (code, name, agency, sla_hours, skill, minutes_on_site)
-                          VALUES ('pothole', 'Pothole', 'Roads', 72, 'asphalt', 30)"""))
-        c.execute(text("INSERT INTO crews (code, name, agency) SELECT 'c' || i, 'Crew ' || i, 'Roads' FROM generate_series(1, :n) i"),
-                  {"n": crews})
+        c.execute(
+            text("""INSERT INTO service_types (code, name, agency, sla_hours, skill, minutes_on_site)
+                          VALUES ('pothole', 'Pothole', 'Roads', 72, 'asphalt', 30)""")
+        )
+        c.execute(
+            text(
+                "INSERT INTO crews (code, name, agency) SELECT 'c' || i, 'Crew ' || i, 'Roads' FROM generate_series(1, :n) i"
+            ),
+            {"n": crews},
+        )
         # A crew drives around the city centre: a random walk would do no better for timing.
-        c.execute(text("""
+        c.execute(
+            text("""
             INSERT INTO position_pings (crew_id, at, location, accuracy_m)
             SELECT cr.id, d + time '07:00' + s * interval '20 seconds',
                    ST_SetSRID(ST_MakePoint(1.52 + 0.01 * sin(s / 50.0 + cr.id), 42.50 + 0.01 * cos(s / 70.0 + cr.id)), 4326), 8
             FROM crews cr, generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') d,
                  generate_series(0, 8 * 180 - 1) s
-        """), {"first": today - timedelta(days=days), "last": today})
-        c.execute(text("""
+        """),
+            {"first": today - timedelta(days=days), "last": today},
+        )
+        c.execute(
+            text("""
             INSERT INTO service_requests (public_id, token, service_type_id, description, detailed_status,
                                           requested_at, updated_at, closed_at)
             SELECT 'B' || i, md5('tok' || i), 1, 'report ' || i, 'not_found',
@@ -75,20 +85,33 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
                    now() - interval '300 days' + i * (interval '300 days' / :n),
                    CASE WHEN i % 3 = 0 THEN NULL ELSE now() - interval '299 days' + i * (interval '299 days' / :n) END
             FROM generate_series(1, :n) i
-        """), {"n": requests})
-        c.execute(text("""INSERT INTO request_contacts (request_id, email, first_name, phone)
-                          SELECT id, 'r' || id || '@example.org', 'Name', '+376 ' || id FROM service_requests"""))
-        c.execute(text("""INSERT INTO status_events (entity, entity_id, from_status, to_status, actor, at, public)
-                          SELECT 'service_request', id, 'received', detailed_status, 'system', coalesce(closed_at, requested_at), true FROM service_requests"""))
-        c.execute(text("""INSERT INTO notifications (status_event_id, service_request_id, kind, channel, recipient, state)
+        """),
+            {"n": requests},
+        )
+        c.execute(
+            text("""INSERT INTO request_contacts (request_id, email, first_name, phone)
+                          SELECT id, 'r' || id || '@example.org', 'Name', '+376 ' || id FROM service_requests""")
+        )
+        c.execute(
+            text("""INSERT INTO status_events (entity, entity_id, from_status, to_status, actor, at, public)
+                          SELECT 'service_request', id, 'received', detailed_status, 'system', coalesce(closed_at, requested_at), true FROM service_requests""")
+        )
+        c.execute(
+            text("""INSERT INTO notifications (status_event_id, service_request_id, kind, channel, recipient, state)
                           SELECT e.id, e.entity_id, 'closed', 'email', 'r' || e.entity_id || '@example.org', 'sent'
-                          FROM status_events e"""))
+                          FROM status_events e""")
+        )
         c.execute(text("ANALYZE"))
-        return {t: c.scalar(text(f"SELECT count(*) FROM {t}")) for t in ("position_pings", "service_requests", "notifications")}
+        return {
+            t: c.scalar(text(f"SELECT count(*) FROM {t}"))
+            for t in ("position_pings", "service_requests", "notifications")
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     p.add_argument("--crews", type=int, default=12)
     p.add_argument("--days", type=int, default=120)
@@ -115,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         def gps() -> tuple[float, dict]:
             with sessions() as s:
                 t = time.perf_counter()
-                rep = citistat.compute(s, start=today - timedelta(days=args.days), end=today, group_by="crew", tz=TZ)
-                return time.perf_counter() - t, {r.group: r.gps_km for r in rep.rows} | {"total": rep.total.gps_km}
+                rep = citistat.compute(
+                    s, start=today - timedelta(days=args.days), end=today, group_by="crew", tz=TZ
+                )
+                return time.perf_counter() - t, {r.group: r.gps_km for r in rep.rows} | {
+                    "total": rep.total.gps_km
+                }
 
         before_s, before = gps()
         t = time.perf_counter()
@@ -130,16 +157,26 @@ def main(argv: list[str] | None = None) -> int:
             left = c.scalar(text("SELECT count(*) FROM position_pings"))
 
         print(f"machine: {machine()}")
-        print(f"history: {counts['position_pings']:,} GPS fixes of {args.crews} crews over {args.days + 1} days; "
-              f"{counts['service_requests']:,} requests with contact details, half closed 400-800 days ago, "
-              f"half received in the last 300 days")
-        print(f"citistat crew report, raw fixes:           {before_s * 1000:8.0f} ms  total gps_km {before['total']}")
-        print(f"first purge (everything old):              {first_s * 1000:8.0f} ms  {first.fixes_deleted:,} fixes, "
-              f"{len(first.requests):,} requests' contacts")
-        print(f"citistat crew report, after the purge:     {after_s * 1000:8.0f} ms  total gps_km {after['total']}  "
-              f"(figures equal: {before == after}); {left:,} fixes left")
-        print(f"second purge (the hourly run, no backlog): {second_s * 1000:8.0f} ms  {second.fixes_deleted} fixes, "
-              f"{len(second.requests)} requests")
+        print(
+            f"history: {counts['position_pings']:,} GPS fixes of {args.crews} crews over {args.days + 1} days; "
+            f"{counts['service_requests']:,} requests with contact details, half closed 400-800 days ago, "
+            f"half received in the last 300 days"
+        )
+        print(
+            f"citistat crew report, raw fixes:           {before_s * 1000:8.0f} ms  total gps_km {before['total']}"
+        )
+        print(
+            f"first purge (everything old):              {first_s * 1000:8.0f} ms  {first.fixes_deleted:,} fixes, "
+            f"{len(first.requests):,} requests' contacts"
+        )
+        print(
+            f"citistat crew report, after the purge:     {after_s * 1000:8.0f} ms  total gps_km {after['total']}  "
+            f"(figures equal: {before == after}); {left:,} fixes left"
+        )
+        print(
+            f"second purge (the hourly run, no backlog): {second_s * 1000:8.0f} ms  {second.fixes_deleted} fixes, "
+            f"{len(second.requests)} requests"
+        )
         return 0
     finally:
         engine.dispose()

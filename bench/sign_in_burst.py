@@ -44,7 +44,10 @@ from bench.open311_requests import (  # noqa: E402
 from core.settings import normalize_database_url  # noqa: E402
 
 EMAIL, PASSWORD = "ana@bench.example", "the-right-password"
-NO_LIMITS = {"STREETLOOP_SIGN_IN_ACCOUNT_FAILURES": "1000", "STREETLOOP_SIGN_IN_ADDRESS_FAILURES": "1000000"}
+NO_LIMITS = {
+    "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES": "1000",
+    "STREETLOOP_SIGN_IN_ADDRESS_FAILURES": "1000000",
+}
 
 
 def seed_user(url: str) -> None:
@@ -54,7 +57,9 @@ def seed_user(url: str) -> None:
 
     engine = make_engine(url)
     with make_sessionmaker(engine)() as s:
-        s.add(User(email=EMAIL, name="Ana", role="dispatcher", password_hash=hash_password(PASSWORD)))
+        s.add(
+            User(email=EMAIL, name="Ana", role="dispatcher", password_hash=hash_password(PASSWORD))
+        )
         s.commit()
     engine.dispose()
 
@@ -64,7 +69,12 @@ def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[i
     start = time.perf_counter()
     try:
         payload = json.dumps(body) if body is not None else None
-        conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+        conn.request(
+            method,
+            path,
+            body=payload,
+            headers={"Content-Type": "application/json"} if payload else {},
+        )
         resp = conn.getresponse()
         resp.read()
         return resp.status, (time.perf_counter() - start) * 1000
@@ -89,14 +99,27 @@ def run(port: int, guesses: int, threads: int) -> dict:
     prober.start()
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        answers = Counter(pool.map(lambda n: call(port, "POST", "/api/v1/auth/token",
-                                                  {"email": EMAIL, "password": f"guess-{n}"})[0], range(guesses)))
+        answers = Counter(
+            pool.map(
+                lambda n: call(
+                    port, "POST", "/api/v1/auth/token", {"email": EMAIL, "password": f"guess-{n}"}
+                )[0],
+                range(guesses),
+            )
+        )
     burst_s = time.perf_counter() - start
     stop.set()
     prober.join()
     right, _ = call(port, "POST", "/api/v1/auth/token", {"email": EMAIL, "password": PASSWORD})
-    return {"answers": dict(sorted(answers.items())), "burst_s": burst_s, "idle_p50": pct(idle, 0.5),
-            "during_p50": pct(during, 0.5), "during_p95": pct(during, 0.95), "during_n": len(during), "right": right}
+    return {
+        "answers": dict(sorted(answers.items())),
+        "burst_s": burst_s,
+        "idle_p50": pct(idle, 0.5),
+        "during_p50": pct(during, 0.5),
+        "during_p95": pct(during, 0.95),
+        "during_n": len(during),
+        "right": right,
+    }
 
 
 def main() -> None:
@@ -106,7 +129,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=4)
     args = p.parse_args()
     if not args.database_url:
-        sys.exit("give --database-url or set DATABASE_URL (an admin URL of a PostGIS server on 127.0.0.1)")
+        sys.exit(
+            "give --database-url or set DATABASE_URL (an admin URL of a PostGIS server on 127.0.0.1)"
+        )
     admin = normalize_database_url(args.database_url)
     name, url = create_database(admin)
     servers = []
@@ -129,13 +154,21 @@ def main() -> None:
                 log(f"{label}: {args.guesses} wrong passwords from {args.threads} threads")
                 results[label] = run(server.port, args.guesses, args.threads)
                 server.stop()
-        print(f"\n{args.guesses} wrong passwords for one account, {args.threads} threads, gunicorn -w 2, then the right one\n")
-        print("| server                | answers to the guesses | burst s | services.json p50 idle | p50 during | p95 during | right password |")
-        print("|-----------------------|------------------------|--------:|-----------------------:|-----------:|-----------:|---------------:|")
+        print(
+            f"\n{args.guesses} wrong passwords for one account, {args.threads} threads, gunicorn -w 2, then the right one\n"
+        )
+        print(
+            "| server                | answers to the guesses | burst s | services.json p50 idle | p50 during | p95 during | right password |"
+        )
+        print(
+            "|-----------------------|------------------------|--------:|-----------------------:|-----------:|-----------:|---------------:|"
+        )
         for label, r in results.items():
             answers = ", ".join(f"{n} × {code}" for code, n in r["answers"].items())
-            print(f"| {label:21} | {answers:22} | {r['burst_s']:7.1f} | {r['idle_p50']:19.1f} ms | {r['during_p50']:7.1f} ms "
-                  f"| {r['during_p95']:7.1f} ms | {r['right']:14} |")
+            print(
+                f"| {label:21} | {answers:22} | {r['burst_s']:7.1f} | {r['idle_p50']:19.1f} ms | {r['during_p50']:7.1f} ms "
+                f"| {r['during_p95']:7.1f} ms | {r['right']:14} |"
+            )
     finally:
         for server in servers:
             server.stop()

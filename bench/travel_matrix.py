@@ -44,7 +44,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per size; the best is shown")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--road-data", type=Path, help="folder from `streetloop roads build` (default: build to a temp dir)"
+        "--road-data",
+        type=Path,
+        help="folder from `streetloop roads build` (default: build to a temp dir)",
     )
     ap.add_argument(
         "--compare-costmatrix",
@@ -74,15 +76,21 @@ def main() -> None:
 
         t0 = time.perf_counter()
         pts = [(lon, lat) for lon, lat, _ in street_points(PBF, max(args.sizes), seed=args.seed)]
-        print(f"sampled {len(pts)} street points in {time.perf_counter() - t0:.2f} s (seed {args.seed})")
+        print(
+            f"sampled {len(pts)} street points in {time.perf_counter() - t0:.2f} s (seed {args.seed})"
+        )
         for _, p in providers:
             p.matrix(pts[:2])  # warm up: Actor creation and tile mmap are not matrix time
 
-        print(f"\n{'provider':<21} {'points':>6} {'pairs':>8} {'seconds':>9} {'pairs/s':>11} {'fallback':>8}")
+        print(
+            f"\n{'provider':<21} {'points':>6} {'pairs':>8} {'seconds':>9} {'pairs/s':>11} {'fallback':>8}"
+        )
         for n in args.sizes:
             for label, p in providers:
                 secs, fallback = best_of(p, pts[:n], args.repeat)
-                print(f"{label:<21} {n:>6} {n * n:>8} {secs:>9.3f} {n * n / secs:>11,.0f} {fallback:>8}")
+                print(
+                    f"{label:<21} {n:>6} {n * n:>8} {secs:>9.3f} {n * n / secs:>11,.0f} {fallback:>8}"
+                )
 
 
 if __name__ == "__main__":

@@ -42,14 +42,25 @@ def to_problem(inst: dict) -> tuple[Problem, list[tuple[int, int]]]:
     rows = inst["rows"]
     xy = [(r[1], r[2]) for r in rows]
     n = len(xy)
-    real = [[math.hypot(xy[a][0] - xy[b][0], xy[a][1] - xy[b][1]) for b in range(n)] for a in range(n)]
+    real = [
+        [math.hypot(xy[a][0] - xy[b][0], xy[a][1] - xy[b][1]) for b in range(n)] for a in range(n)
+    ]
     dist = [[round(d * SCALE) for d in row] for row in real]
     dur = [[math.ceil(d * SCALE - 1e-6) for d in row] for row in real]
     depot = rows[0]
     shift = TimeWindow(depot[4] * SCALE, depot[5] * SCALE)
-    crews = tuple(Crew(id=f"v{v}", start=0, end=0, shift=shift, capacity=(inst["capacity"],)) for v in range(inst["vehicles"]))
+    crews = tuple(
+        Crew(id=f"v{v}", start=0, end=0, shift=shift, capacity=(inst["capacity"],))
+        for v in range(inst["vehicles"])
+    )
     jobs = tuple(
-        Job(id=str(r[0]), location=r[0], service=r[6] * SCALE, windows=(TimeWindow(r[4] * SCALE, r[5] * SCALE),), demand=(r[3],))
+        Job(
+            id=str(r[0]),
+            location=r[0],
+            service=r[6] * SCALE,
+            windows=(TimeWindow(r[4] * SCALE, r[5] * SCALE),),
+            demand=(r[3],),
+        )
         for r in rows[1:]
     )
     return Problem(matrix=Matrix(dur, dist), crews=crews, jobs=jobs, dimensions=("load",)), xy
@@ -81,9 +92,13 @@ def exact_check(inst: dict, routes: list[list[int]]) -> tuple[float, bool]:
     return total, ok
 
 
-def run_streetloop(problem: Problem, limit: float, workers: int, use_vroom: bool, seed: int = 0) -> tuple[list[list[int]], bool, float]:
+def run_streetloop(
+    problem: Problem, limit: float, workers: int, use_vroom: bool, seed: int = 0
+) -> tuple[list[list[int]], bool, float]:
     t = time.monotonic()
-    res = solve(problem, SolveParams(time_limit_s=limit, workers=workers, use_vroom=use_vroom, seed=seed))
+    res = solve(
+        problem, SolveParams(time_limit_s=limit, workers=workers, use_vroom=use_vroom, seed=seed)
+    )
     routes = [[s.location for s in r.stops] for r in res.routes]
     return routes, res.is_feasible(), time.monotonic() - t
 
@@ -91,7 +106,12 @@ def run_streetloop(problem: Problem, limit: float, workers: int, use_vroom: bool
 def run_vroom(problem: Problem, limit: float) -> tuple[list[list[int]], bool | None, float]:
     t = time.monotonic()
     keep = [j.id for j in problem.jobs if j.id not in precheck(problem)]
-    got = vroom_routes(problem, keep, set(), SolveParams(time_limit_s=limit, vroom_share=1.0, workers=2)) or {}
+    got = (
+        vroom_routes(
+            problem, keep, set(), SolveParams(time_limit_s=limit, vroom_share=1.0, workers=2)
+        )
+        or {}
+    )
     jobs = {j.id: j.location for j in problem.jobs}
     # Not a Result, so validate.py does not apply; the exact check below still does.
     return [[jobs[j] for j in seq] for seq in got.values()], None, time.monotonic() - t
@@ -103,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bks", type=Path, default=None)
     ap.add_argument("--time-limit", type=float, default=10.0)
     # Intermediate experiments: one column only (--only streetloop), other seeds (--seed).
-    ap.add_argument("--only", action="append", choices=("streetloop", "vroom", "ortools"), default=None)
+    ap.add_argument(
+        "--only", action="append", choices=("streetloop", "vroom", "ortools"), default=None
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("instances", nargs="*")
     a = ap.parse_args(argv)
@@ -111,7 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     bks = {r["instance"]: r for r in csv.DictReader(bks_path.open())}
     names = [n.upper() for n in a.instances] or sorted(p.stem for p in a.set.glob("*.txt"))
     out = csv.writer(sys.stdout)
-    out.writerow(["instance", "solver", "vehicles", "distance", "bks_vehicles", "bks_distance", "gap_pct", "feasible", "validated", "seconds"])
+    out.writerow(
+        [
+            "instance",
+            "solver",
+            "vehicles",
+            "distance",
+            "bks_vehicles",
+            "bks_distance",
+            "gap_pct",
+            "feasible",
+            "validated",
+            "seconds",
+        ]
+    )
     gaps: dict[str, list[float]] = {"streetloop": [], "vroom": [], "ortools": []}
     for name in names:
         inst = read_solomon(a.set / f"{name}.txt")
@@ -129,14 +164,28 @@ def main(argv: list[str] | None = None) -> int:
             gap = 100 * (length / float(b["distance"]) - 1) if b else float("nan")
             if feasible:
                 gaps[solver].append(gap)
-            out.writerow([name, solver, sum(1 for r in routes if r), f"{length:.2f}", b["vehicles"] if b else "", b["distance"] if b else "",
-                          f"{gap:.2f}" if feasible else "infeasible", feasible, "n/a" if validated is None else validated, f"{secs:.1f}"])
+            out.writerow(
+                [
+                    name,
+                    solver,
+                    sum(1 for r in routes if r),
+                    f"{length:.2f}",
+                    b["vehicles"] if b else "",
+                    b["distance"] if b else "",
+                    f"{gap:.2f}" if feasible else "infeasible",
+                    feasible,
+                    "n/a" if validated is None else validated,
+                    f"{secs:.1f}",
+                ]
+            )
             sys.stdout.flush()
 
     def mean(xs: list[float]) -> str:
         return f"{sum(xs) / len(xs):.2f}" if xs else "nan"
 
-    print(f"mean_gap_pct={mean(gaps['streetloop'])} vroom={mean(gaps['vroom'])} ortools={mean(gaps['ortools'])}")
+    print(
+        f"mean_gap_pct={mean(gaps['streetloop'])} vroom={mean(gaps['vroom'])} ortools={mean(gaps['ortools'])}"
+    )
     return 0
 
 

@@ -34,7 +34,11 @@ from core.webhook_targets import WebhookPolicy  # noqa: E402
 from workers import delivery  # noqa: E402
 
 BODY = b'{"event":"closed","service_request_id":"1234","status":"closed"}'
-HEADERS = {"Content-Type": "application/json", "User-Agent": "StreetLoop-Webhook/1", "X-StreetLoop-Delivery": "1"}
+HEADERS = {
+    "Content-Type": "application/json",
+    "User-Agent": "StreetLoop-Webhook/1",
+    "X-StreetLoop-Delivery": "1",
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -109,9 +113,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ca_file = Path(tmp) / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
-        old_http, old_https = old_poster(), old_poster(ssl.create_default_context(cafile=str(ca_file)))
-        settings = Settings(database_url="postgresql+psycopg://unused/unused", webhook_allow_hosts=("127.0.0.1",),
-                            webhook_http_hosts=("127.0.0.1",), webhook_ca_file=ca_file)
+        old_http, old_https = (
+            old_poster(),
+            old_poster(ssl.create_default_context(cafile=str(ca_file))),
+        )
+        settings = Settings(
+            database_url="postgresql+psycopg://unused/unused",
+            webhook_allow_hosts=("127.0.0.1",),
+            webhook_http_hosts=("127.0.0.1",),
+            webhook_ca_file=ca_file,
+        )
         http_url = f"http://127.0.0.1:{http_port}/hook"
         # The old code resolves names itself: it gets the address (the certificate names
         # 127.0.0.1 too), the new one the name and an injected answer.
@@ -120,7 +131,9 @@ def main() -> None:
 
         def new_post(url: str) -> Callable[[], object]:
             call = outbox.WebhookRequest(url=url, body=BODY, headers=HEADERS)
-            return lambda: delivery.post_webhook(call, settings, resolve=lambda host, port: ["127.0.0.1"])
+            return lambda: delivery.post_webhook(
+                call, settings, resolve=lambda host, port: ["127.0.0.1"]
+            )
 
         policy = WebhookPolicy.from_settings(settings)
         address = ip_address("93.184.215.14")
@@ -129,27 +142,40 @@ def main() -> None:
             WebhookPolicy.from_settings(settings).check_url("https://hooks.example.org/hook")
             policy.check_address("hooks.example.org", address)
 
-        print(f"{args.iterations} calls each after {args.warmup} warm-up calls, one connection per call; ms")
+        print(
+            f"{args.iterations} calls each after {args.warmup} warm-up calls, one connection per call; ms"
+        )
         print()
         print("| what | p50 | p90 | p99 |")
         print("|---|---:|---:|---:|")
         # Interleaved in rounds, so both sides see the same machine load.
-        results: dict[str, list[float]] = {k: [] for k in ("old http", "new http", "old https", "new https", "checks", "ctx")}
+        results: dict[str, list[float]] = {
+            k: [] for k in ("old http", "new http", "old https", "new https", "checks", "ctx")
+        }
         rounds = 5
         per = max(args.iterations // rounds, 1)
         for _ in range(rounds):
             results["old http"] += timed(lambda: old_http(http_url), per, args.warmup // rounds)
             results["new http"] += timed(new_post(http_url), per, args.warmup // rounds)
-            results["old https"] += timed(lambda: old_https(https_ip_url), per, args.warmup // rounds)
+            results["old https"] += timed(
+                lambda: old_https(https_ip_url), per, args.warmup // rounds
+            )
             results["new https"] += timed(new_post(https_name_url), per, args.warmup // rounds)
             results["checks"] += timed(checks_only, per * 10, args.warmup)
-            results["ctx"] += timed(lambda: delivery._tls_context.__wrapped__(ca_file), max(per // 10, 5), 1)
+            results["ctx"] += timed(
+                lambda: delivery._tls_context.__wrapped__(ca_file), max(per // 10, 5), 1
+            )
         print(row("old: urllib POST, http, no checks", results["old http"]))
         print(row("new: checked, pinned POST, http", results["new http"]))
         print(row("old: urllib POST, https (context built once)", results["old https"]))
         print(row("new: checked, pinned POST, https (cached TLS context)", results["new https"]))
         print(row("the checks alone (URL + one address)", results["checks"]))
-        print(row("building the TLS context, system CAs + CA file (saved by the cache)", results["ctx"]))
+        print(
+            row(
+                "building the TLS context, system CAs + CA file (saved by the cache)",
+                results["ctx"],
+            )
+        )
     http_server.shutdown()
     https_server.shutdown()
 

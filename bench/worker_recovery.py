@@ -31,7 +31,13 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from tests.workers.own_cluster import (  # noqa: E402
-    Cluster, defer, job_status, own_cluster, start_worker, wait_for, workers_registered,
+    Cluster,
+    defer,
+    job_status,
+    own_cluster,
+    start_worker,
+    wait_for,
+    workers_registered,
 )
 from tests.workers.test_stalled_jobs import _photo, _running_on  # noqa: E402
 
@@ -53,7 +59,9 @@ def killed_worker(cluster: Cluster, timeout_s: int, run: int, work: Path) -> flo
             holder.execute("SELECT id FROM photos WHERE id = %s FOR UPDATE", (photo_id,))
             job = defer(url, "process_photo", photo_id=photo_id)
             wait_for(lambda: _running_on(url, job), 60, "the first worker to start the job")
-            second = start_worker(url, media / "second.log", extra_env=env, args=("--queues", "media"))
+            second = start_worker(
+                url, media / "second.log", extra_env=env, args=("--queues", "media")
+            )
             wait_for(lambda: workers_registered(url) >= 2, 60, "the second worker to register")
             first.kill()
             killed = time.monotonic()
@@ -68,15 +76,21 @@ def killed_worker(cluster: Cluster, timeout_s: int, run: int, work: Path) -> flo
 
 def database_restart(cluster: Cluster, run: int, work: Path) -> tuple[float, float]:
     url = cluster.createdb(f"restart_{run}", migrated=True, template="migrated")
-    worker = start_worker(url, work / f"restart_{run}.log", extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"},
-                          args=("--queues", "plans"))
+    worker = start_worker(
+        url,
+        work / f"restart_{run}.log",
+        extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"},
+        args=("--queues", "plans"),
+    )
     try:
         wait_for(lambda: workers_registered(url) >= 1, 60, "the worker to register")
         t0 = time.monotonic()
         cluster.restart()
         back = time.monotonic()
         job = defer(url, "fail_stale_plans", timestamp=run)
-        wait_for(lambda: job_status(url, job) == "succeeded", 120, "the job deferred after the restart")
+        wait_for(
+            lambda: job_status(url, job) == "succeeded", 120, "the job deferred after the restart"
+        )
         return back - t0, time.monotonic() - back
     finally:
         worker.stop()
@@ -84,7 +98,11 @@ def database_restart(cluster: Cluster, run: int, work: Path) -> tuple[float, flo
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--timeouts", default="2,10,60", help="heartbeat timeouts to compare, seconds (default 2,10,60)")
+    p.add_argument(
+        "--timeouts",
+        default="2,10,60",
+        help="heartbeat timeouts to compare, seconds (default 2,10,60)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="kills per timeout (default 3)")
     p.add_argument("--restarts", type=int, default=3, help="database restarts (default 3)")
     args = p.parse_args(argv)
@@ -96,17 +114,23 @@ def main(argv: list[str] | None = None) -> int:
         killed: dict[int, list[float]] = {}
         for timeout_s in timeouts:
             for run in range(args.repeats):
-                killed.setdefault(timeout_s, []).append(killed_worker(cluster, timeout_s, run, work))
+                killed.setdefault(timeout_s, []).append(
+                    killed_worker(cluster, timeout_s, run, work)
+                )
                 log(f"timeout {timeout_s} s, kill {run + 1}: {killed[timeout_s][-1]:.2f} s")
         restarts = []
         for run in range(args.restarts):
             restarts.append(database_restart(cluster, run, work))
-            log(f"restart {run + 1}: {restarts[-1][0]:.2f} s down, job done {restarts[-1][1]:.2f} s after")
+            log(
+                f"restart {run + 1}: {restarts[-1][0]:.2f} s down, job done {restarts[-1][1]:.2f} s after"
+            )
     print()
     print("Job of a worker killed with SIGKILL, taken up by a second worker (kill -> succeeded)")
     print(f"{'heartbeat timeout':>18} {'runs':>5} {'median s':>9} {'min s':>7} {'max s':>7}")
     for timeout_s, values in killed.items():
-        print(f"{timeout_s:>16} s {len(values):>5} {statistics.median(values):>9.2f} {min(values):>7.2f} {max(values):>7.2f}")
+        print(
+            f"{timeout_s:>16} s {len(values):>5} {statistics.median(values):>9.2f} {min(values):>7.2f} {max(values):>7.2f}"
+        )
     print("  (before: never; a plan was failed by fail_stale_plans after its time limit + 10 min)")
     print()
     print("Database restart (pg_ctl restart -m fast), then a job deferred")

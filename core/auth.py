@@ -62,13 +62,19 @@ def issue_token(session: Session, user: User, ttl_s: int) -> tuple[str, datetime
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     session.add(AccessToken(token_hash=_sha256(token), user_id=user.id, expires_at=expires))
     # Expired tokens are useless; clearing them here keeps the table small without a cron job.
-    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id, AccessToken.expires_at < func.now()))
+    session.execute(
+        delete(AccessToken).where(
+            AccessToken.user_id == user.id, AccessToken.expires_at < func.now()
+        )
+    )
     return token, expires
 
 
 def user_for_token(session: Session, token: str) -> User | None:
     row = session.scalar(
-        select(AccessToken).where(AccessToken.token_hash == _sha256(token), AccessToken.expires_at > func.now())
+        select(AccessToken).where(
+            AccessToken.token_hash == _sha256(token), AccessToken.expires_at > func.now()
+        )
     )
     if row is None or not row.user.active:
         return None
@@ -83,12 +89,17 @@ def revoke_tokens(session: Session, user: User) -> int:
 
 def revoke_token(session: Session, user: User, token: str) -> bool:
     """Sign out this one token of the user (the device it is on); False if it was gone."""
-    result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
-                                                       AccessToken.token_hash == _sha256(token)))
+    result = session.execute(
+        delete(AccessToken).where(
+            AccessToken.user_id == user.id, AccessToken.token_hash == _sha256(token)
+        )
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def create_api_key(session: Session, name: str, key: str | None = None, *, actor: Actor) -> tuple[ApiKey, str]:
+def create_api_key(
+    session: Session, name: str, key: str | None = None, *, actor: Actor
+) -> tuple[ApiKey, str]:
     """A new Open311 client app's key, on the audit trail; the key itself is shown once
     (only its hash is stored, and the trail names the app, never the key)."""
     key = key or secrets.token_urlsafe(24)
@@ -103,16 +114,32 @@ def revoke_api_key(session: Session, row: ApiKey, *, actor: Actor) -> None:
     """Revoke a client app's key for good, and switch its webhooks off with it: the
     outbox calls no webhook of a revoked key, and the list must not say otherwise.
     Revoking a revoked key changes nothing."""
-    row = session.scalar(select(ApiKey).where(ApiKey.id == row.id).with_for_update().execution_options(populate_existing=True))
+    row = session.scalar(
+        select(ApiKey)
+        .where(ApiKey.id == row.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if not row.active:
         return
-    hooks = session.scalars(select(Webhook).where(Webhook.api_key_id == row.id, Webhook.active.is_(True))
-                            .order_by(Webhook.id).with_for_update()).all()
+    hooks = session.scalars(
+        select(Webhook)
+        .where(Webhook.api_key_id == row.id, Webhook.active.is_(True))
+        .order_by(Webhook.id)
+        .with_for_update()
+    ).all()
     for hook in hooks:
         WebhookLifecycle.transition(session, hook, "inactive", actor=actor, note="api key revoked")
-    ApiKeyLifecycle.transition(session, row, "revoked", actor=actor,
-                               note=f"revoked; {len(hooks)} webhook{'s' if len(hooks) != 1 else ''} switched off")
+    ApiKeyLifecycle.transition(
+        session,
+        row,
+        "revoked",
+        actor=actor,
+        note=f"revoked; {len(hooks)} webhook{'s' if len(hooks) != 1 else ''} switched off",
+    )
 
 
 def api_key_for(session: Session, key: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == _sha256(key), ApiKey.active.is_(True)))
+    return session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == _sha256(key), ApiKey.active.is_(True))
+    )

@@ -72,7 +72,11 @@ GROUP_BYS = ("agency", "service_type", "district", "crew", "week")
 OTHER_OUTCOMES = ("duplicate", "not_found", "no_action_needed", "referred", "cancelled")
 # (name, lower bound in days, upper bound in days or None)
 BACKLOG_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
-    ("lt_1d", 0, 1), ("1_3d", 1, 3), ("3_7d", 3, 7), ("7_30d", 7, 30), ("gt_30d", 30, None),
+    ("lt_1d", 0, 1),
+    ("1_3d", 1, 3),
+    ("3_7d", 3, 7),
+    ("7_30d", 7, 30),
+    ("gt_30d", 30, None),
 )
 PROVEN = ("auto_verified", "verified")
 # Absorbs the rounding of exp(Σ ln(1 - d/n)) so S(t) = 0.5 exactly is seen as reached.
@@ -97,10 +101,17 @@ _COMPLETION_KEYS = {
     "week": "width_bucket(c.submitted_at, :week_starts)",
 }
 _SHIFT_KEYS: dict[str, str | None] = {
-    "agency": None, "service_type": None, "district": None, "crew": "cr.code", "week": _week("sh.starts_at"),
+    "agency": None,
+    "service_type": None,
+    "district": None,
+    "crew": "cr.code",
+    "week": _week("sh.starts_at"),
 }
 _DRIVE_KEYS: dict[str, str | None] = {
-    "agency": None, "service_type": None, "district": None, "crew": "cr.code",
+    "agency": None,
+    "service_type": None,
+    "district": None,
+    "crew": "cr.code",
     "week": "p.week",
 }
 _STOP_KEYS = {
@@ -223,8 +234,12 @@ class Report:
         }
 
     def to_csv(self) -> str:
-        table = CsvTable(FLAT_COLUMNS, numeric=[c for c in FLAT_COLUMNS if c not in FLAT_TEXT_COLUMNS])
-        rows = [[flat[c] for c in FLAT_COLUMNS] for flat in (r.flat() for r in [*self.rows, self.total])]
+        table = CsvTable(
+            FLAT_COLUMNS, numeric=[c for c in FLAT_COLUMNS if c not in FLAT_TEXT_COLUMNS]
+        )
+        rows = [
+            [flat[c] for c in FLAT_COLUMNS] for flat in (r.flat() for r in [*self.rows, self.total])
+        ]
         return table.header() + table.rows(rows)
 
 
@@ -248,7 +263,9 @@ _STOP_WORK_ORDER_JOIN = """
 
 def _stop_sql(group_by: str) -> str:
     needs_order = group_by in ("agency", "service_type", "district")
-    return _STOP_SQL.format(key=_STOP_KEYS[group_by], work_order_join=_STOP_WORK_ORDER_JOIN if needs_order else "")
+    return _STOP_SQL.format(
+        key=_STOP_KEYS[group_by], work_order_join=_STOP_WORK_ORDER_JOIN if needs_order else ""
+    )
 
 
 # -- the statements -------------------------------------------------------------------
@@ -297,7 +314,9 @@ _PLANS_CTE = """
     )
 """
 
-_DRIVE_SQL = _PLANS_CTE + """
+_DRIVE_SQL = (
+    _PLANS_CTE
+    + """
     SELECT grp, sum(drive_s) AS seconds
     FROM (
         SELECT {key} AS grp, pr.drive_s
@@ -305,10 +324,13 @@ _DRIVE_SQL = _PLANS_CTE + """
     ) x
     GROUP BY grp
 """
+)
 
 # A stop is done when its work order was completed (a completion's completed_at) on the
 # plan's day: one index probe per stop, no pass over the year's completions.
-_STOP_SQL = _PLANS_CTE + """
+_STOP_SQL = (
+    _PLANS_CTE
+    + """
     SELECT grp, count(*) AS planned, count(*) FILTER (WHERE done) AS done
     FROM (
         SELECT {key} AS grp, hit.done IS NOT NULL AS done
@@ -325,6 +347,7 @@ _STOP_SQL = _PLANS_CTE + """
     ) x
     GROUP BY grp
 """
+)
 
 # The raw fixes of the period, and for the days whose fixes the retention purge deleted
 # (`core.retention`) what it kept of them: the same legs, summed per day. A crew's raw
@@ -357,13 +380,17 @@ _GPS_SQL = """
 type _Grouped = tuple[dict[str | None, Any], Any]
 
 
-def completion_statement(group_by: str, period: Period, *, prefix: str = "") -> tuple[TextClause, dict[str, Any]]:
+def completion_statement(
+    group_by: str, period: Period, *, prefix: str = ""
+) -> tuple[TextClause, dict[str, Any]]:
     """The completions statement and its extra parameters (the weeks, when grouping by week)."""
     statement = text(prefix + _COMPLETION_SQL.format(key=_COMPLETION_KEYS[group_by]))
     if group_by != "week":
         return statement, {}
-    return (statement.bindparams(bindparam("week_starts", type_=ARRAY(DateTime(timezone=True)))),
-            {"week_starts": _week_starts(period)})
+    return (
+        statement.bindparams(bindparam("week_starts", type_=ARRAY(DateTime(timezone=True)))),
+        {"week_starts": _week_starts(period)},
+    )
 
 
 def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) -> _Grouped:
@@ -377,10 +404,11 @@ def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) ->
     if not per:
         return per, None
     columns = [k for k in next(iter(per.values())).keys() if k != "grp"]
-    total = {k: (sum(vals) if (vals := [r[k] for r in per.values() if r[k] is not None]) else None) for k in columns}
+    total = {
+        k: (sum(vals) if (vals := [r[k] for r in per.values() if r[k] is not None]) else None)
+        for k in columns
+    }
     return per, total
-
-
 
 
 # -- the request cohort: one packed scan, figures and curve in numpy ----------------------------
@@ -417,9 +445,12 @@ _COHORT_SQL = """
 """
 # Per request, 26 bytes: group << 32 | service type; status << 3 | flags (1 duplicate,
 # 2 reopened, 4 fixed without proof); requested and closed instants (-1: none).
-_COHORT_DTYPE = np.dtype([("group_type", ">i8"), ("status_flags", ">i2"), ("req_us", ">i8"), ("closed_us", ">i8")])
+_COHORT_DTYPE = np.dtype(
+    [("group_type", ">i8"), ("status_flags", ">i2"), ("req_us", ">i8"), ("closed_us", ">i8")]
+)
 _COHORT_GROUP = {
-    "service_type": "sr.service_type_id", "agency": "sr.service_type_id",
+    "service_type": "sr.service_type_id",
+    "agency": "sr.service_type_id",
     "district": "COALESCE(sr.district_id, 0)",
     # The crew a request counts for: the one whose completion closed it, else the one its
     # work order is assigned to now.
@@ -433,19 +464,31 @@ def _epoch_us(at: datetime) -> int:
     return round(at.timestamp() * _US)
 
 
-def cohort_statement(group_by: str, period: Period, *, prefix: str = "") -> tuple[TextClause, dict[str, Any]]:
+def cohort_statement(
+    group_by: str, period: Period, *, prefix: str = ""
+) -> tuple[TextClause, dict[str, Any]]:
     """The packed-cohort statement and its parameters (`prefix`, e.g. EXPLAIN, for benchmarks)."""
-    sql = _COHORT_SQL.format(group=_COHORT_GROUP[group_by], crew_join=_COHORT_CREW_JOIN if group_by == "crew" else "")
+    sql = _COHORT_SQL.format(
+        group=_COHORT_GROUP[group_by], crew_join=_COHORT_CREW_JOIN if group_by == "crew" else ""
+    )
     statement = text(prefix + sql).bindparams(bindparam("statuses", type_=ARRAY(Text)))
-    return statement, {"statuses": list(REQUEST_STATUSES), "start": period.starts_at, "end": period.ends_at}
+    return statement, {
+        "statuses": list(REQUEST_STATUSES),
+        "start": period.starts_at,
+        "end": period.ends_at,
+    }
 
 
 def _cohort(session: Session, group_by: str, period: Period) -> np.ndarray:
     """The cohort as a numpy record array, one record per request."""
     # Let the scan and join run in parallel workers: the planner's default transfer cost
     # per row keeps a million-row scan in one process.
-    session.execute(text("SELECT set_config('parallel_setup_cost', '0', true), "
-                         "set_config('parallel_tuple_cost', '0', true)"))
+    session.execute(
+        text(
+            "SELECT set_config('parallel_setup_cost', '0', true), "
+            "set_config('parallel_tuple_cost', '0', true)"
+        )
+    )
     packed = session.execute(*cohort_statement(group_by, period)).scalar()
     return np.frombuffer(packed or b"", dtype=_COHORT_DTYPE)
 
@@ -460,8 +503,9 @@ def _week_starts(period: Period) -> list[datetime]:
     return weeks
 
 
-def _group_keys(session: Session, group_by: str, ids: np.ndarray, req_us: np.ndarray,
-                period: Period) -> tuple[np.ndarray, list[str | None]]:
+def _group_keys(
+    session: Session, group_by: str, ids: np.ndarray, req_us: np.ndarray, period: Period
+) -> tuple[np.ndarray, list[str | None]]:
     """Per row, the index of its group; and each group's key (code, agency, or week date)."""
     if group_by == "week":
         starts = _week_starts(period)
@@ -470,8 +514,10 @@ def _group_keys(session: Session, group_by: str, ids: np.ndarray, req_us: np.nda
         uniq, inverse = np.unique(week, return_inverse=True)
         return inverse, [starts[int(w)].date().isoformat() for w in uniq]
     table, key_col = {
-        "service_type": ("service_types", "code"), "agency": ("service_types", "agency"),
-        "district": ("districts", "code"), "crew": ("crews", "code"),
+        "service_type": ("service_types", "code"),
+        "agency": ("service_types", "agency"),
+        "district": ("districts", "code"),
+        "crew": ("crews", "code"),
     }[group_by]
     names = dict(session.execute(text(f"SELECT id, {key_col} FROM {table}")).all())  # noqa: S608 - fixed names
     uniq, inverse = np.unique(ids, return_inverse=True)
@@ -488,15 +534,22 @@ def _run_start(first: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
 
 
-def _km_quantiles(group: np.ndarray, n_groups: int, dur: np.ndarray, event: np.ndarray,
-                  quantiles: tuple[float, ...]) -> np.ndarray:
+def _km_quantiles(
+    group: np.ndarray,
+    n_groups: int,
+    dur: np.ndarray,
+    event: np.ndarray,
+    quantiles: tuple[float, ...],
+) -> np.ndarray:
     """Kaplan-Meier quantiles per group: out[g, i] = smallest event duration t with
     S(t) <= 1 - q_i, or -1 if the curve never gets that low (see the module docstring)."""
     out = np.full((n_groups, len(quantiles)), -1, dtype=np.int64)
     if len(dur) == 0:
         return out
     # One sort of (group, duration, not-an-event) packed into one integer.
-    key = np.sort((group.astype(np.int64) << 42) | (dur.astype(np.int64) << 1) | (~event).astype(np.int64))
+    key = np.sort(
+        (group.astype(np.int64) << 42) | (dur.astype(np.int64) << 1) | (~event).astype(np.int64)
+    )
     g, t, e = key >> 42, (key >> 1) & ((1 << 41) - 1), (key & 1) == 0
     # One run per (group, duration): c requests, d of them closings.
     starts = np.flatnonzero(np.r_[True, (key[1:] >> 1) != (key[:-1] >> 1)])
@@ -531,12 +584,16 @@ def _km_quantiles(group: np.ndarray, n_groups: int, dur: np.ndarray, event: np.n
     return out
 
 
-def _cohort_figures(session: Session, group_by: str, period: Period, now: datetime,
-                    quantiles: tuple[float, ...]) -> tuple[dict[str | None, Figures], Figures]:
+def _cohort_figures(
+    session: Session, group_by: str, period: Period, now: datetime, quantiles: tuple[float, ...]
+) -> tuple[dict[str | None, Figures], Figures]:
     """The request figures of the module docstring, per group and in total."""
     rows = _cohort(session, group_by, period)
     # Native integers once: numpy is several times slower on the wire's big-endian ones.
-    group_type, status_flags = rows["group_type"].astype(np.int64), rows["status_flags"].astype(np.int64)
+    group_type, status_flags = (
+        rows["group_type"].astype(np.int64),
+        rows["status_flags"].astype(np.int64),
+    )
     req_us, closed_at = rows["req_us"].astype(np.int64), rows["closed_us"].astype(np.int64)
     st, status, flags = group_type & 0xFFFFFFFF, status_flags >> 3, status_flags & 7
     group, keys = _group_keys(session, group_by, group_type >> 32, req_us, period)
@@ -551,10 +608,14 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
     due = sla_us[st]
     # Three counts over mutually exclusive codes give every cohort figure.
     # 1. status and whether a `fixed` one lacks proof.
-    by_status = np.bincount(group * 32 + status * 2 + ((flags >> 2) & 1), minlength=n_groups * 32).reshape(n_groups, 16, 2)
+    by_status = np.bincount(
+        group * 32 + status * 2 + ((flags >> 2) & 1), minlength=n_groups * 32
+    ).reshape(n_groups, 16, 2)
     per_status = by_status.sum(axis=2)
     # 2. closed or not, and the duplicate and reopened flags.
-    by_flags = np.bincount(group * 8 + is_closed * 4 + (flags & 3), minlength=n_groups * 8).reshape(n_groups, 2, 4)
+    by_flags = np.bincount(group * 8 + is_closed * 4 + (flags & 3), minlength=n_groups * 8).reshape(
+        n_groups, 2, 4
+    )
     # 3. timing: 0 closed on time, 1 closed late or without a closing time; open ones
     # 2 + age bucket when not yet due, 8 + age bucket when past due (bucket 5: no bucket).
     bounds = np.array([lo * 86400 * _US for _, lo, _ in BACKLOG_BUCKETS], dtype=np.int64)
@@ -575,7 +636,10 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
         "reopened": by_flags[:, :, [2, 3]].sum(axis=(1, 2)),
         "ever_closed": by_flags[:, 1, :].sum(axis=1) + by_flags[:, 0, [2, 3]].sum(axis=1),
         **{f"closed_{o}": per_status[:, _STATUS_CODES[o]] for o in OTHER_OUTCOMES},
-        **{f"backlog_{name}": by_timing[:, 2 + b] + by_timing[:, 8 + b] for b, (name, _, _) in enumerate(BACKLOG_BUCKETS)},
+        **{
+            f"backlog_{name}": by_timing[:, 2 + b] + by_timing[:, 8 + b]
+            for b, (name, _, _) in enumerate(BACKLOG_BUCKETS)
+        },
     }
     # Kaplan-Meier on whole seconds: closings are events, the rest censored at now.
     event = is_closed & (closed_at >= 0)
@@ -588,7 +652,11 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
         fig.open = fig.received - fig.closed
         fig.closed_fixed_verified = v["closed_fixed_verified"]
         fig.closed_other = {o: v[f"closed_{o}"] for o in OTHER_OUTCOMES}
-        fig.on_time, fig.late_open, fig.open_not_yet_due = v["on_time"], v["late_open"], v["open_not_yet_due"]
+        fig.on_time, fig.late_open, fig.open_not_yet_due = (
+            v["on_time"],
+            v["late_open"],
+            v["open_not_yet_due"],
+        )
         fig.on_time_denominator = fig.closed + fig.late_open
         fig.on_time_rate = _rate(fig.on_time, fig.on_time_denominator)
         fig.backlog = {b[0]: v[f"backlog_{b[0]}"] for b in BACKLOG_BUCKETS}
@@ -598,7 +666,10 @@ def _cohort_figures(session: Session, group_by: str, period: Period, now: dateti
         fig.p90_hours_to_close = _hours(int(km[1])) if km[1] >= 0 else None
         return fig
 
-    per = {key: fill(Figures(group=key), {k: int(s[i]) for k, s in sums.items()}, per_km[i]) for i, key in enumerate(keys)}
+    per = {
+        key: fill(Figures(group=key), {k: int(s[i]) for k, s in sums.items()}, per_km[i])
+        for i, key in enumerate(keys)
+    }
     total = fill(Figures(label="Total"), {k: int(s.sum()) for k, s in sums.items()}, total_km)
     return per, total
 
@@ -619,13 +690,19 @@ def compute(
     period = make_period(start, end, tz)
     now = now or datetime.now(UTC)
     params = {
-        "start": period.starts_at, "end": period.ends_at, "now": now, "tz": tz.key,
-        "first_day": period.start, "last_day": period.end,
+        "start": period.starts_at,
+        "end": period.ends_at,
+        "now": now,
+        "tz": tz.key,
+        "first_day": period.start,
+        "last_day": period.end,
     }
     # For the rest of this transaction only: the statements below each aggregate up to a
     # year of rows; JIT compilation costs more than it saves on them (0.6 s per statement
     # measured), and the default work_mem sends the Kaplan–Meier sorts to disk.
-    session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)"))
+    session.execute(
+        text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
+    )
     rows: dict[str | None, Figures] = {}
     total = Figures(label="Total")
 
@@ -663,7 +740,10 @@ def compute(
 
     # Shifts and plan routes belong to crews and days only: per crew or week, else just the total.
     per_crew_or_week: dict[str, dict[str | None, float]] = {}
-    for name, keys, sql in (("shift_hours", _SHIFT_KEYS, _SHIFT_SQL), ("drive_hours", _DRIVE_KEYS, _DRIVE_SQL)):
+    for name, keys, sql in (
+        ("shift_hours", _SHIFT_KEYS, _SHIFT_SQL),
+        ("drive_hours", _DRIVE_KEYS, _DRIVE_SQL),
+    ):
         # An undefined key groups everything under NULL; only the total is kept then.
         per, tot = _grouped(session, sql.format(key=keys[group_by] or "NULL::text"), params)
         setattr(total, name, _hours(tot["seconds"]) or 0.0 if tot is not None else 0.0)
@@ -698,13 +778,18 @@ def compute(
     labels = _labels(session, group_by)
     ordered = sorted(rows.values(), key=lambda f: (f.group is None, f.group or ""))
     for fig in ordered:
-        fig.label = labels.get(fig.group, fig.group) if fig.group is not None else _NONE_LABEL[group_by]
+        fig.label = (
+            labels.get(fig.group, fig.group) if fig.group is not None else _NONE_LABEL[group_by]
+        )
     return Report(period.start, period.end, tz.key, group_by, now, ordered, total)
 
 
 _NONE_LABEL = {
-    "agency": "(no agency)", "service_type": "(no type)", "district": "(outside districts)",
-    "crew": "(no crew)", "week": "(no week)",
+    "agency": "(no agency)",
+    "service_type": "(no type)",
+    "district": "(outside districts)",
+    "crew": "(no crew)",
+    "week": "(no week)",
 }
 
 
@@ -722,8 +807,18 @@ def _labels(session: Session, group_by: str) -> dict[str | None, str]:
 # -- open data ------------------------------------------------------------------------
 
 OPEN_DATA_COLUMNS = (
-    "id", "created", "closed", "agency", "type", "type_name", "descriptor", "status", "resolution",
-    "district", "lat", "long",
+    "id",
+    "created",
+    "closed",
+    "agency",
+    "type",
+    "type_name",
+    "descriptor",
+    "status",
+    "resolution",
+    "district",
+    "lat",
+    "long",
 )
 
 _OPEN_DATA_SQL = f"""
@@ -738,21 +833,42 @@ _OPEN_DATA_SQL = f"""
 """
 
 
-def open_data_rows(session: Session, period: Period, *, batch: int = 2000) -> Iterator[tuple[Any, ...]]:
+def open_data_rows(
+    session: Session, period: Period, *, batch: int = 2000
+) -> Iterator[tuple[Any, ...]]:
     """Public rows of the requests received in `period`, streamed from a server-side
     cursor (a city has millions). Only public columns are selected: no contact details
     (they live in request_contacts, never joined here) and no token."""
     tz = period.tz
     result = session.execute(
-        text(_OPEN_DATA_SQL), {"start": period.starts_at, "end": period.ends_at},
+        text(_OPEN_DATA_SQL),
+        {"start": period.starts_at, "end": period.ends_at},
         execution_options={"yield_per": batch},
     )
-    for pid, created, closed, agency, code, name, desc, is_closed, status, district, lat, lon in result:
+    for (
+        pid,
+        created,
+        closed,
+        agency,
+        code,
+        name,
+        desc,
+        is_closed,
+        status,
+        district,
+        lat,
+        lon,
+    ) in result:
         yield (
             pid,
             created.astimezone(tz).isoformat(timespec="seconds"),
-            closed.astimezone(tz).isoformat(timespec="seconds") if closed is not None and is_closed else "",
-            agency, code, name, desc,
+            closed.astimezone(tz).isoformat(timespec="seconds")
+            if closed is not None and is_closed
+            else "",
+            agency,
+            code,
+            name,
+            desc,
             "closed" if is_closed else "open",
             status if is_closed else "",
             district or "",
@@ -791,8 +907,12 @@ class DistrictOutline:
 
 def district_extent(session: Session) -> tuple[float, float, float, float] | None:
     """(west, south, east, north) of all districts, or None when the city has none."""
-    row = session.execute(text("SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) "
-                               "FROM (SELECT ST_Extent(geom) AS b FROM districts) e")).one()
+    row = session.execute(
+        text(
+            "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) "
+            "FROM (SELECT ST_Extent(geom) AS b FROM districts) e"
+        )
+    ).one()
     return None if row[0] is None else (row[0], row[1], row[2], row[3])
 
 
@@ -805,15 +925,20 @@ def district_outlines(session: Session, tolerance: float) -> list[DistrictOutlin
     (not ST_Simplify) so that no ring collapses or crosses itself. Neighbours are
     simplified one by one, so their shared border may drift apart by up to the
     tolerance: half a pixel, which the eye does not see."""
-    rows = session.execute(text("""
+    rows = session.execute(
+        text("""
         SELECT code, name, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tolerance), 6),
                ST_X(p), ST_Y(p)
         FROM districts, LATERAL (SELECT ST_PointOnSurface(geom) AS p) label
         ORDER BY code
-    """), {"tolerance": tolerance})
+    """),
+        {"tolerance": tolerance},
+    )
     out = []
     for code, name, geojson, x, y in rows:
         shape = json.loads(geojson)
-        polygons = shape["coordinates"] if shape["type"] == "MultiPolygon" else [shape["coordinates"]]
+        polygons = (
+            shape["coordinates"] if shape["type"] == "MultiPolygon" else [shape["coordinates"]]
+        )
         out.append(DistrictOutline(code, name, polygons, (x, y)))
     return out

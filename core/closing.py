@@ -102,7 +102,11 @@ def _close_requests(
 ) -> list[ServiceRequest]:
     """Every open request on the order, duplicates included, closes with `outcome`."""
     notes = status_notes or PUBLIC_NOTES[outcome]
-    photo = after_photo_url(session, completion_id) if completion_id is not None and outcome == "fixed" else None
+    photo = (
+        after_photo_url(session, completion_id)
+        if completion_id is not None and outcome == "fixed"
+        else None
+    )
     closed = []
     for req in wo.requests:
         if req.detailed_status not in REQUEST_OPEN_STATUSES:
@@ -113,35 +117,69 @@ def _close_requests(
             # a resident checking on the report wants to see. Report photos stay listed.
             req.media_url = photo
         ServiceRequestLifecycle.transition(
-            session, req, outcome, actor=actor, note=notes, public=True, at=at, verified_completion_id=completion_id
+            session,
+            req,
+            outcome,
+            actor=actor,
+            note=notes,
+            public=True,
+            at=at,
+            verified_completion_id=completion_id,
         )
         closed.append(req)
     return closed
 
 
-def _decide(session: Session, completion: Completion, target: str, review: Review, *, actor: Actor, at: datetime) -> None:
-    CompletionLifecycle.transition(session, completion, target, actor=actor, note=review.reason or review.note, at=at)
+def _decide(
+    session: Session,
+    completion: Completion,
+    target: str,
+    review: Review,
+    *,
+    actor: Actor,
+    at: datetime,
+) -> None:
+    CompletionLifecycle.transition(
+        session, completion, target, actor=actor, note=review.reason or review.note, at=at
+    )
     completion.decided_at = at
     session.add(review)
 
 
-def close_verified(session: Session, completion: Completion, *, actor: Actor, at: datetime | None = None) -> list[ServiceRequest]:
+def close_verified(
+    session: Session, completion: Completion, *, actor: Actor, at: datetime | None = None
+) -> list[ServiceRequest]:
     """A verified completion closes its work order and the requests on it, with the crew's outcome."""
     at = at or datetime.now(UTC)
     if completion.verdict not in (AUTO_VERIFIED, "verified"):
-        raise Conflict(f"completion {completion.id} is {completion.verdict}; only verified proof closes work",
-                       current=completion.verdict)
+        raise Conflict(
+            f"completion {completion.id} is {completion.verdict}; only verified proof closes work",
+            current=completion.verdict,
+        )
     wo = completion.work_order
     WorkOrderLifecycle.transition(
-        session, wo, "verified", actor=actor, at=at,
+        session,
+        wo,
+        "verified",
+        actor=actor,
+        at=at,
         note=f"completion {completion.id} verified ({completion.verdict}); outcome {completion.outcome}",
     )
-    return _close_requests(session, wo, completion.outcome, actor=actor, completion_id=completion.id,
-                           status_notes=None, at=at)
+    return _close_requests(
+        session,
+        wo,
+        completion.outcome,
+        actor=actor,
+        completion_id=completion.id,
+        status_notes=None,
+        at=at,
+    )
 
 
 def _lock_pending(session: Session, completion_id: int) -> Completion:
-    completion = session.get(Completion, completion_id, with_for_update=True, populate_existing=True)
+    completion = session.get(
+        Completion, completion_id, with_for_update=True, populate_existing=True
+    )
     if completion is None:
         raise NotFound(f"completion {completion_id} not found")
     if completion.verdict != NEEDS_REVIEW:
@@ -153,7 +191,9 @@ def _lock_pending(session: Session, completion_id: int) -> Completion:
     return completion
 
 
-def verify(session: Session, completion_id: int, *, reviewer_id: int, actor: Actor, note: str | None = None) -> list[ServiceRequest]:
+def verify(
+    session: Session, completion_id: int, *, reviewer_id: int, actor: Actor, note: str | None = None
+) -> list[ServiceRequest]:
     """A supervisor accepts the proof: the work closes with the crew's outcome."""
     completion = _lock_pending(session, completion_id)
     if completion.outcome == "needs_other_crew":
@@ -163,12 +203,26 @@ def verify(session: Session, completion_id: int, *, reviewer_id: int, actor: Act
             current=completion.verdict,
         )
     at = datetime.now(UTC)
-    _decide(session, completion, "verified", Review(completion_id=completion.id, reviewer_id=reviewer_id,
-                                                    decision="verify", note=note), actor=actor, at=at)
+    _decide(
+        session,
+        completion,
+        "verified",
+        Review(completion_id=completion.id, reviewer_id=reviewer_id, decision="verify", note=note),
+        actor=actor,
+        at=at,
+    )
     return close_verified(session, completion, actor=actor, at=at)
 
 
-def reject(session: Session, completion_id: int, *, reviewer_id: int, actor: Actor, reason: str, note: str | None = None) -> WorkOrder:
+def reject(
+    session: Session,
+    completion_id: int,
+    *,
+    reviewer_id: int,
+    actor: Actor,
+    reason: str,
+    note: str | None = None,
+) -> WorkOrder:
     """A supervisor rejects the proof: the work order goes back to the pool (reopen counted);
     its requests stay open and the crew's route drops the job on the next sync."""
     reason = (reason or "").strip()
@@ -176,11 +230,32 @@ def reject(session: Session, completion_id: int, *, reviewer_id: int, actor: Act
         raise ValidationFailed("a rejection needs a reason the crew can act on", field="reason")
     completion = _lock_pending(session, completion_id)
     at = datetime.now(UTC)
-    _decide(session, completion, "rejected", Review(completion_id=completion.id, reviewer_id=reviewer_id,
-                                                    decision="reject", reason=reason, note=note), actor=actor, at=at)
+    _decide(
+        session,
+        completion,
+        "rejected",
+        Review(
+            completion_id=completion.id,
+            reviewer_id=reviewer_id,
+            decision="reject",
+            reason=reason,
+            note=note,
+        ),
+        actor=actor,
+        at=at,
+    )
     wo = completion.work_order
-    change_status(session, wo, "rejected", actor=actor, at=at, note=f"completion {completion.id} rejected: {reason}")
-    change_status(session, wo, "new", actor=actor, at=at, note="back in the pool after a rejected completion")
+    change_status(
+        session,
+        wo,
+        "rejected",
+        actor=actor,
+        at=at,
+        note=f"completion {completion.id} rejected: {reason}",
+    )
+    change_status(
+        session, wo, "new", actor=actor, at=at, note="back in the pool after a rejected completion"
+    )
     return wo
 
 
@@ -198,13 +273,38 @@ def close_with_outcome(
     _check_outcome(outcome)
     completion = _lock_pending(session, completion_id)
     at = datetime.now(UTC)
-    _decide(session, completion, "verified", Review(completion_id=completion.id, reviewer_id=reviewer_id,
-                                                    decision="close", outcome=outcome, note=note), actor=actor, at=at)
+    _decide(
+        session,
+        completion,
+        "verified",
+        Review(
+            completion_id=completion.id,
+            reviewer_id=reviewer_id,
+            decision="close",
+            outcome=outcome,
+            note=note,
+        ),
+        actor=actor,
+        at=at,
+    )
     wo = completion.work_order
-    WorkOrderLifecycle.transition(session, wo, "closed", actor=actor, at=at,
-                                  note=f"closed by a supervisor as {outcome} after completion {completion.id}")
-    return _close_requests(session, wo, outcome, actor=actor, completion_id=completion.id,
-                           status_notes=status_notes, at=at)
+    WorkOrderLifecycle.transition(
+        session,
+        wo,
+        "closed",
+        actor=actor,
+        at=at,
+        note=f"closed by a supervisor as {outcome} after completion {completion.id}",
+    )
+    return _close_requests(
+        session,
+        wo,
+        outcome,
+        actor=actor,
+        completion_id=completion.id,
+        status_notes=status_notes,
+        at=at,
+    )
 
 
 def close_work_order(
@@ -221,13 +321,25 @@ def close_work_order(
     if wo.status not in CLOSABLE_WITHOUT_COMPLETION:
         raise Conflict(
             f"work order {wo.id} is {wo.status}; "
-            + ("review its completion instead" if wo.status == "completed" else "it cannot be closed now"),
+            + (
+                "review its completion instead"
+                if wo.status == "completed"
+                else "it cannot be closed now"
+            ),
             current=wo.status,
         )
     at = datetime.now(UTC)
-    WorkOrderLifecycle.transition(session, wo, "closed", actor=actor, at=at,
-                                  note=f"closed by a supervisor as {outcome}" + (f": {note}" if note else ""))
-    return _close_requests(session, wo, outcome, actor=actor, completion_id=None, status_notes=status_notes, at=at)
+    WorkOrderLifecycle.transition(
+        session,
+        wo,
+        "closed",
+        actor=actor,
+        at=at,
+        note=f"closed by a supervisor as {outcome}" + (f": {note}" if note else ""),
+    )
+    return _close_requests(
+        session, wo, outcome, actor=actor, completion_id=None, status_notes=status_notes, at=at
+    )
 
 
 def _check_outcome(outcome: str) -> None:
@@ -242,12 +354,22 @@ def _check_outcome(outcome: str) -> None:
 
 
 def find_reopenable(
-    session: Session, service_type: ServiceType, lon: float, lat: float, *, within: timedelta, now: datetime
+    session: Session,
+    service_type: ServiceType,
+    lon: float,
+    lat: float,
+    *,
+    within: timedelta,
+    now: datetime,
 ) -> ServiceRequest | None:
     """The nearest request of this type fixed at this place within the reopen window."""
     if service_type.duplicate_radius_m <= 0 or within <= timedelta(0):
         return None
-    return session.scalar(reopenable_query(service_type, lon, lat, within=within, now=now).limit(1).with_for_update(of=WorkOrder))
+    return session.scalar(
+        reopenable_query(service_type, lon, lat, within=within, now=now)
+        .limit(1)
+        .with_for_update(of=WorkOrder)
+    )
 
 
 def reopenable_query(
@@ -270,15 +392,30 @@ def reopenable_query(
     )
 
 
-def reopen_fixed(session: Session, original: ServiceRequest, *, actor: Actor, at: datetime, by_report: str) -> WorkOrder:
+def reopen_fixed(
+    session: Session, original: ServiceRequest, *, actor: Actor, at: datetime, by_report: str
+) -> WorkOrder:
     """A resident says the fix did not hold: the work order goes back to the pool with a new
     SLA clock and every request that closed with it reopens."""
-    return _reopen(session, original, actor=actor, at=at, staff_note=f"reopened by report {by_report}",
-                   public_note=f"Reopened: a new report ({by_report}) says the problem is back or was not fixed.")
+    return _reopen(
+        session,
+        original,
+        actor=actor,
+        at=at,
+        staff_note=f"reopened by report {by_report}",
+        public_note=f"Reopened: a new report ({by_report}) says the problem is back or was not fixed.",
+    )
 
 
-def _reopen(session: Session, original: ServiceRequest, *, actor: Actor, at: datetime, staff_note: str,
-            public_note: str) -> WorkOrder:
+def _reopen(
+    session: Session,
+    original: ServiceRequest,
+    *,
+    actor: Actor,
+    at: datetime,
+    staff_note: str,
+    public_note: str,
+) -> WorkOrder:
     wo = original.work_order
     assert wo is not None
     WorkOrderLifecycle.transition(session, wo, "new", actor=actor, at=at, note=staff_note)
@@ -286,11 +423,15 @@ def _reopen(session: Session, original: ServiceRequest, *, actor: Actor, at: dat
     for req in wo.requests:
         if req.detailed_status == "fixed":
             req.status_notes = public_note
-            ServiceRequestLifecycle.transition(session, req, "reopened", actor=actor, note=public_note, public=True, at=at)
+            ServiceRequestLifecycle.transition(
+                session, req, "reopened", actor=actor, note=public_note, public=True, at=at
+            )
     return wo
 
 
-def why_a_comment_cannot_reopen(request: ServiceRequest, *, within: timedelta, now: datetime) -> str | None:
+def why_a_comment_cannot_reopen(
+    request: ServiceRequest, *, within: timedelta, now: datetime
+) -> str | None:
     """Why a resident's comment saying the problem is back does not reopen `request` (a
     closed one), in words for the resident; None when it does.
 
@@ -314,8 +455,16 @@ def why_a_comment_cannot_reopen(request: ServiceRequest, *, within: timedelta, n
     return None
 
 
-def reopen_by_comment(session: Session, request: ServiceRequest, *, actor: Actor, at: datetime, comment: str) -> WorkOrder:
+def reopen_by_comment(
+    session: Session, request: ServiceRequest, *, actor: Actor, at: datetime, comment: str
+) -> WorkOrder:
     """A resident's comment on a request fixed within the window says the problem is back:
     the same as a new report there (`reopen_fixed`). Check `why_a_comment_cannot_reopen` first."""
-    return _reopen(session, request, actor=actor, at=at, staff_note=f"reopened by a resident's comment ({comment})",
-                   public_note="Reopened: a resident's comment says the problem is back or was not fixed.")
+    return _reopen(
+        session,
+        request,
+        actor=actor,
+        at=at,
+        staff_note=f"reopened by a resident's comment ({comment})",
+        public_note="Reopened: a resident's comment says the problem is back or was not fixed.",
+    )

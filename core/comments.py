@@ -87,7 +87,9 @@ def _required(value: str | None, name: str, limit: int | None) -> str:
     if not value:
         raise ValidationFailed(f"{name} is required", field=name)
     if limit is not None and len(value) > limit:
-        raise ValidationFailed(f"{name} is {len(value)} characters; the limit is {limit}", field=name)
+        raise ValidationFailed(
+            f"{name} is {len(value)} characters; the limit is {limit}", field=name
+        )
     return value
 
 
@@ -102,12 +104,25 @@ def _commenter(contact: Contact) -> Contact:
     def name(value: str | None) -> str | None:
         return None if value is not None and value.strip() == _NO_NAME else value
 
-    return validate_contact(Contact(email=contact.email, first_name=name(contact.first_name),
-                                    last_name=name(contact.last_name), phone=contact.phone))
+    return validate_contact(
+        Contact(
+            email=contact.email,
+            first_name=name(contact.first_name),
+            last_name=name(contact.last_name),
+            phone=contact.phone,
+        )
+    )
 
 
-def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Actor, reopen_within: timedelta,
-                now: datetime | None = None) -> CommentResult:
+def add_comment(
+    session: Session,
+    new: NewComment,
+    *,
+    api_key_id: int,
+    actor: Actor,
+    reopen_within: timedelta,
+    now: datetime | None = None,
+) -> CommentResult:
     """Store a resident's comment (see the module); the caller commits. Raises
     ValidationFailed (nothing stored), NotFound (no such request) or Conflict (the update
     id was used for another request)."""
@@ -123,30 +138,57 @@ def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Ac
     media_url = next(iter(clean_media_links([new.media_url], limit=1)), None)
     commenter = _commenter(new.commenter)
 
-    session.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.COMMENT, func.hashtext(f"{api_key_id}:{update_id}"))))
-    request = session.scalar(select(ServiceRequest).where(ServiceRequest.public_id == new.service_request_id.strip()))
+    session.execute(
+        select(
+            func.pg_advisory_xact_lock(
+                AdvisoryLock.COMMENT, func.hashtext(f"{api_key_id}:{update_id}")
+            )
+        )
+    )
+    request = session.scalar(
+        select(ServiceRequest).where(ServiceRequest.public_id == new.service_request_id.strip())
+    )
     if request is None:
-        raise NotFound(f"service_request_id {new.service_request_id!r} not found", field="service_request_id")
-    earlier = session.scalar(select(RequestComment).where(RequestComment.api_key_id == api_key_id,
-                                                          RequestComment.client_update_id == update_id))
+        raise NotFound(
+            f"service_request_id {new.service_request_id!r} not found", field="service_request_id"
+        )
+    earlier = session.scalar(
+        select(RequestComment).where(
+            RequestComment.api_key_id == api_key_id, RequestComment.client_update_id == update_id
+        )
+    )
     if earlier is not None:
         if earlier.service_request_id != request.id:
-            raise Conflict(f"update_id {update_id!r} was already sent for another service request",
-                           field="update_id")
+            raise Conflict(
+                f"update_id {update_id!r} was already sent for another service request",
+                field="update_id",
+            )
         return CommentResult(earlier, created=False, reopened=False)
 
     # What a closing or a redaction locks, in their order (the work order, then the
     # request): a reopen decided here sees the request as it is, not as it was.
     if request.work_order_id is not None:
-        session.execute(select(WorkOrder.id).where(WorkOrder.id == request.work_order_id).with_for_update())
+        session.execute(
+            select(WorkOrder.id).where(WorkOrder.id == request.work_order_id).with_for_update()
+        )
     session.refresh(request, with_for_update=True)
 
-    event = ServiceRequestLifecycle.annotate(session, request, actor=actor, at=now, note=text, public=True)
+    event = ServiceRequestLifecycle.annotate(
+        session, request, actor=actor, at=now, note=text, public=True
+    )
     session.flush()
     comment = RequestComment(
-        service_request_id=request.id, status_event_id=event.id, api_key_id=api_key_id, client_update_id=update_id,
-        client_status=status, client_time=new.client_time, media_url=media_url, email=commenter.email,
-        first_name=commenter.first_name, last_name=commenter.last_name, phone=commenter.phone,
+        service_request_id=request.id,
+        status_event_id=event.id,
+        api_key_id=api_key_id,
+        client_update_id=update_id,
+        client_status=status,
+        client_time=new.client_time,
+        media_url=media_url,
+        email=commenter.email,
+        first_name=commenter.first_name,
+        last_name=commenter.last_name,
+        phone=commenter.phone,
     )
     session.add(comment)
 
@@ -159,7 +201,9 @@ def add_comment(session: Session, new: NewComment, *, api_key_id: int, actor: Ac
         else:
             # Said in public: the client (FixMyStreet) shows it to the resident, and takes
             # the status with it, so its report follows ours back to closed.
-            ServiceRequestLifecycle.annotate(session, request, actor=actor, at=now, note=refusal, public=True)
+            ServiceRequestLifecycle.annotate(
+                session, request, actor=actor, at=now, note=refusal, public=True
+            )
     if not reopened:
         _tell_the_crew(session, request, now)
     session.flush()
@@ -170,7 +214,16 @@ def _tell_the_crew(session: Session, request: ServiceRequest, now: datetime) -> 
     """The crew's route shows residents' comments on its stops: the phone hears of a new
     one through its feed, as of a note on the work order. (A reopen sends the work back to
     the pool, which the crew hears of by the work order's own change.)"""
-    wo = session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    wo = (
+        session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    )
     if wo is not None and wo.crew_id is not None:
-        crewfeed.record(session, crew_id=wo.crew_id, change="updated", work_order_id=wo.id, status=wo.status,
-                        event_status=wo.status, at=now)
+        crewfeed.record(
+            session,
+            crew_id=wo.crew_id,
+            change="updated",
+            work_order_id=wo.id,
+            status=wo.status,
+            event_status=wo.status,
+            at=now,
+        )

@@ -31,19 +31,40 @@ URGENT_PRIORITY = 4
 _CANCELLING = frozenset({"cancelled", "closed"})
 
 
-def record(session: Session, *, crew_id: int, change: str, work_order_id: int | None = None,
-           plan_id: int | None = None, status: str | None = None, event_status: str | None = None,
-           at: datetime | None = None) -> CrewChange:
+def record(
+    session: Session,
+    *,
+    crew_id: int,
+    change: str,
+    work_order_id: int | None = None,
+    plan_id: int | None = None,
+    status: str | None = None,
+    event_status: str | None = None,
+    at: datetime | None = None,
+) -> CrewChange:
     """Add one change to a crew's feed; it is numbered when the transaction commits."""
-    row = CrewChange(crew_id=crew_id, change=change, work_order_id=work_order_id, plan_id=plan_id,
-                     status=status, event=event_status, at=at or datetime.now(UTC))
+    row = CrewChange(
+        crew_id=crew_id,
+        change=change,
+        work_order_id=work_order_id,
+        plan_id=plan_id,
+        status=status,
+        event=event_status,
+        at=at or datetime.now(UTC),
+    )
     session.add(row)
     session.info[_PENDING] = True
     return row
 
 
-def work_order_changed(session: Session, wo: WorkOrder, ev: StatusEvent, *, before_crew: int | None,
-                       before_status: str | None) -> None:
+def work_order_changed(
+    session: Session,
+    wo: WorkOrder,
+    ev: StatusEvent,
+    *,
+    before_crew: int | None,
+    before_status: str | None,
+) -> None:
     """Tell the crews a work-order status change concerns: the crew that lost it, the one
     that got it, or the one that has it."""
     target, after = ev.to_status, wo.crew_id
@@ -55,12 +76,22 @@ def work_order_changed(session: Session, wo: WorkOrder, ev: StatusEvent, *, befo
         return  # the crew was told "rejected" a moment ago
     common = dict(work_order_id=wo.id, status=wo.status, event_status=target, at=ev.at)
     if before_crew is not None and before_crew != after:
-        lost = "cancelled" if target in _CANCELLING else "rejected" if target == "rejected" else "removed"
+        lost = (
+            "cancelled"
+            if target in _CANCELLING
+            else "rejected"
+            if target == "rejected"
+            else "removed"
+        )
         record(session, crew_id=before_crew, change=lost, **common)
     if after is None:
         return
     if after != before_crew:
-        kind = "urgent_stop" if wo.priority >= URGENT_PRIORITY or wo.must_do_on is not None else "assigned"
+        kind = (
+            "urgent_stop"
+            if wo.priority >= URGENT_PRIORITY or wo.must_do_on is not None
+            else "assigned"
+        )
     elif target in _CANCELLING:
         # Closed by a supervisor while on the route: for the crew as good as cancelled.
         kind = "cancelled"
@@ -74,8 +105,15 @@ def work_order_changed(session: Session, wo: WorkOrder, ev: StatusEvent, *, befo
 def work_order_noted(session: Session, wo: WorkOrder, ev: StatusEvent) -> None:
     """An audited change that keeps the status (a report joined, the place was pinned)."""
     if wo.crew_id is not None:
-        record(session, crew_id=wo.crew_id, change="updated", work_order_id=wo.id, status=wo.status,
-               event_status=ev.to_status, at=ev.at)
+        record(
+            session,
+            crew_id=wo.crew_id,
+            change="updated",
+            work_order_id=wo.id,
+            status=wo.status,
+            event_status=ev.to_status,
+            at=ev.at,
+        )
 
 
 def route_changed(session: Session, crew_id: int, plan_id: int, at: datetime | None = None) -> None:
@@ -111,13 +149,18 @@ def number_pending(session: Session) -> None:
     committed are invisible here. The crews' rows are locked in id order first, so two
     transactions numbering changes of the same crews queue up instead of deadlocking."""
     crews = session.scalars(
-        select(CrewChange.crew_id).where(CrewChange.seq.is_(None)).distinct().order_by(CrewChange.crew_id)
+        select(CrewChange.crew_id)
+        .where(CrewChange.seq.is_(None))
+        .distinct()
+        .order_by(CrewChange.crew_id)
     ).all()
     if not crews:
         return
     # FOR NO KEY UPDATE, the lock the UPDATE takes anyway: it does not block the key-share
     # locks of rows being inserted that refer to the crew.
-    session.execute(select(Crew.id).where(Crew.id.in_(crews)).order_by(Crew.id).with_for_update(key_share=True))
+    session.execute(
+        select(Crew.id).where(Crew.id.in_(crews)).order_by(Crew.id).with_for_update(key_share=True)
+    )
     session.execute(_NUMBER)
 
 

@@ -54,7 +54,9 @@ class CsvTable:
     def row(self, values: Sequence[object]) -> str:
         if len(values) != len(self.columns):
             raise ValueError(f"{len(values)} values for {len(self.columns)} columns")
-        return self._line([self._cell(col, num, v) for col, num, v in zip(self.columns, self._numeric, values)])
+        return self._line(
+            [self._cell(col, num, v) for col, num, v in zip(self.columns, self._numeric, values)]
+        )
 
     def rows(self, rows: Iterable[Sequence[object]]) -> str:
         return "".join(self.row(r) for r in rows)
@@ -63,7 +65,9 @@ class CsvTable:
     def _cell(column: str, numeric: bool, value: object) -> object:
         if numeric:
             # bool is an int to Python, but "True" in a numeric column is a mistake.
-            if value is None or (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)):
+            if value is None or (
+                isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+            ):
                 return value
             raise TypeError(f"column {column!r} is numeric; got {type(value).__name__} {value!r}")
         return "" if value is None else neutralise(str(value))

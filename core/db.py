@@ -6,7 +6,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, Identity, MetaData, Text, create_engine, event, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Identity,
+    MetaData,
+    Text,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -113,6 +123,8 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_after_commit(session: Session, previous: Any) -> None:
     if previous.nested:
-        session.info[_HOOKS_KEY] = [(t, fn) for t, fn in session.info.get(_HOOKS_KEY, []) if not _inside(t, previous)]
+        session.info[_HOOKS_KEY] = [
+            (t, fn) for t, fn in session.info.get(_HOOKS_KEY, []) if not _inside(t, previous)
+        ]
     else:
         session.info.pop(_HOOKS_KEY, None)

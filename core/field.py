@@ -64,14 +64,18 @@ _NOTE_FIX = text("""
 """)
 
 
-def check_client_time(name: str, value: datetime, *, now: datetime, earliest: datetime | None = None) -> None:
+def check_client_time(
+    name: str, value: datetime, *, now: datetime, earliest: datetime | None = None
+) -> None:
     """Refuse (422 on `name`) a client's time outside [earliest, now + skew], earliest
     never before SANE_FLOOR. Only comparisons here: converting such a value (astimezone)
     could itself overflow."""
     floor = max(SANE_FLOOR, earliest) if earliest is not None else SANE_FLOOR
     if value < floor:
-        raise ValidationFailed(f"{name} {value.isoformat()} is before {floor.isoformat(timespec='seconds')}; check the device's clock",
-                               field=name)
+        raise ValidationFailed(
+            f"{name} {value.isoformat()} is before {floor.isoformat(timespec='seconds')}; check the device's clock",
+            field=name,
+        )
     if value > now + MAX_CLOCK_SKEW:
         raise ValidationFailed(f"{name} is in the future; check the device's clock", field=name)
 
@@ -81,10 +85,20 @@ def order_earliest(wo: WorkOrder) -> datetime:
     return wo.created_at - BEFORE_ORDER_TOLERANCE
 
 
-def note_fix(session: Session, crew_id: int, *, at: datetime, lon: float, lat: float, accuracy_m: float | None = None) -> None:
+def note_fix(
+    session: Session,
+    crew_id: int,
+    *,
+    at: datetime,
+    lon: float,
+    lat: float,
+    accuracy_m: float | None = None,
+) -> None:
     """A GPS fix that came with a progress event or a completion is the crew's latest
     position too, if nothing newer is known: plans and arrival projections start there."""
-    session.execute(_NOTE_FIX, {"crew": crew_id, "at": at, "lon": lon, "lat": lat, "acc": accuracy_m})
+    session.execute(
+        _NOTE_FIX, {"crew": crew_id, "at": at, "lon": lon, "lat": lat, "acc": accuracy_m}
+    )
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,9 @@ class Ping:
     heading_deg: float | None = None
 
 
-def ingest_positions(session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None) -> tuple[int, int, int]:
+def ingest_positions(
+    session: Session, crew_id: int, pings: list[Ping], *, now: datetime | None = None
+) -> tuple[int, int, int]:
     """Store a batch in one statement; returns (stored, already known, rejected).
 
     Resent pings are skipped. Pings dated in the future or before SANE_FLOOR are dropped,
@@ -142,25 +158,35 @@ class FieldEvent:
     reason: str | None = None
 
 
-def last_event_at(session: Session, wo: WorkOrder, statuses: tuple[str, ...] | None = None) -> datetime | None:
+def last_event_at(
+    session: Session, wo: WorkOrder, statuses: tuple[str, ...] | None = None
+) -> datetime | None:
     """When the order last changed (to one of `statuses`, if given)."""
-    q = select(func.max(StatusEvent.at)).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id)
+    q = select(func.max(StatusEvent.at)).where(
+        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id
+    )
     if statuses is not None:
         q = q.where(StatusEvent.to_status.in_(statuses))
     return session.scalar(q)
 
 
-def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Actor, now: datetime | None = None) -> bool:
+def apply_event(
+    session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Actor, now: datetime | None = None
+) -> bool:
     """Apply a phone's event; False if it was already applied (a resend). Raises Conflict
     (with the current state) when the lifecycle no longer allows it, e.g. the order was
     reassigned, or a later event has already moved it on."""
     if event.type not in EVENT_TYPES:
         raise ValidationFailed(f"type must be one of {', '.join(EVENT_TYPES)}", field="type")
-    check_client_time("device_time", event.device_time, now=now or datetime.now(UTC), earliest=order_earliest(wo))
+    check_client_time(
+        "device_time", event.device_time, now=now or datetime.now(UTC), earliest=order_earliest(wo)
+    )
     resent = session.scalar(
         select(StatusEvent.id).where(
-            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
-            StatusEvent.to_status == event.type, StatusEvent.at == event.device_time,
+            StatusEvent.entity == "work_order",
+            StatusEvent.entity_id == wo.id,
+            StatusEvent.to_status == event.type,
+            StatusEvent.at == event.device_time,
         )
     )
     if resent is not None:
@@ -172,17 +198,39 @@ def apply_event(session: Session, wo: WorkOrder, event: FieldEvent, *, actor: Ac
         # The crew already reported something later than this (events from an offline phone).
         raise Conflict(
             f"work order {wo.id} changed after {event.device_time.isoformat()}; it is now {wo.status}",
-            current=wo.status, crew_id=wo.crew_id,
+            current=wo.status,
+            crew_id=wo.crew_id,
         )
     if wo.status == event.type:
         return False
     if not WorkOrderLifecycle.can(wo.status, event.type):
-        raise Conflict(f"work order {wo.id} is {wo.status}; '{event.type}' is not possible now",
-                       current=wo.status, crew_id=wo.crew_id)
-    location = point(event.lon, event.lat) if event.lat is not None and event.lon is not None else None
+        raise Conflict(
+            f"work order {wo.id} is {wo.status}; '{event.type}' is not possible now",
+            current=wo.status,
+            crew_id=wo.crew_id,
+        )
+    location = (
+        point(event.lon, event.lat) if event.lat is not None and event.lon is not None else None
+    )
     context: dict[str, Any] = {"reason": event.reason} if event.type == "unable" else {}
     # The audit trail records when and where it happened on the street, not when the phone got signal.
-    change_status(session, wo, event.type, actor=actor, note=event.reason, at=event.device_time, location=location, **context)
+    change_status(
+        session,
+        wo,
+        event.type,
+        actor=actor,
+        note=event.reason,
+        at=event.device_time,
+        location=location,
+        **context,
+    )
     if location is not None and wo.crew_id is not None:
-        note_fix(session, wo.crew_id, at=event.device_time, lon=event.lon, lat=event.lat, accuracy_m=event.accuracy_m)
+        note_fix(
+            session,
+            wo.crew_id,
+            at=event.device_time,
+            lon=event.lon,
+            lat=event.lat,
+            accuracy_m=event.accuracy_m,
+        )
     return True

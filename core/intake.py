@@ -40,7 +40,15 @@ MAX_DESCRIPTION = 4000
 MAX_SHORT_TEXT = 255
 MAX_PRIORITY = 5
 # Work orders still waiting for, or in, a crew visit: a new report joins these.
-JOINABLE_WORK_ORDER_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "unable", "rejected")
+JOINABLE_WORK_ORDER_STATUSES = (
+    "new",
+    "planned",
+    "dispatched",
+    "en_route",
+    "on_site",
+    "unable",
+    "rejected",
+)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -139,24 +147,35 @@ def _address_id(value: str | None) -> str | None:
 MAX_EXTRA_ATTRIBUTES = 50
 
 
-def split_extra_attributes(service_type: ServiceType, raw: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+def split_extra_attributes(
+    service_type: ServiceType, raw: dict[str, str | list[str]]
+) -> dict[str, str | list[str]]:
     """Attributes the definition does not know, kept verbatim but bounded."""
     defined = {a.code for a in service_type.attributes if a.variable}
     extra = {k: v for k, v in raw.items() if k not in defined}
     if len(extra) > MAX_EXTRA_ATTRIBUTES:
-        raise ValidationFailed(f"at most {MAX_EXTRA_ATTRIBUTES} attributes beyond the service definition", field="attribute")
+        raise ValidationFailed(
+            f"at most {MAX_EXTRA_ATTRIBUTES} attributes beyond the service definition",
+            field="attribute",
+        )
     for code, value in extra.items():
         values = value if isinstance(value, list) else [value]
         if len(code) > 64 or any(len(v or "") > MAX_DESCRIPTION for v in values):
-            raise ValidationFailed(f"attribute {code[:64]!r} is too long", field=f"attribute[{code[:64]}]")
+            raise ValidationFailed(
+                f"attribute {code[:64]!r} is too long", field=f"attribute[{code[:64]}]"
+            )
     return extra
 
 
-def validate_attributes(service_type: ServiceType, raw: dict[str, str | list[str]]) -> dict[str, Any]:
+def validate_attributes(
+    service_type: ServiceType, raw: dict[str, str | list[str]]
+) -> dict[str, Any]:
     """Check values against the service definition; returns the typed values to store.
 
     Codes the definition does not have are left out here (see split_extra_attributes)."""
-    defined: dict[str, ServiceAttribute] = {a.code: a for a in service_type.attributes if a.variable}
+    defined: dict[str, ServiceAttribute] = {
+        a.code: a for a in service_type.attributes if a.variable
+    }
     result: dict[str, Any] = {}
     for code, attr in defined.items():
         value = raw.get(code)
@@ -165,7 +184,9 @@ def validate_attributes(service_type: ServiceType, raw: dict[str, str | list[str
         name = f"attribute[{code}]"
         if not values:
             if attr.required:
-                raise ValidationFailed(f"attribute {code!r} ({attr.description}) is required", field=name)
+                raise ValidationFailed(
+                    f"attribute {code!r} ({attr.description}) is required", field=name
+                )
             continue
         if attr.datatype != "multivaluelist" and len(values) > 1:
             raise ValidationFailed(f"attribute {code!r} takes a single value", field=name)
@@ -173,38 +194,52 @@ def validate_attributes(service_type: ServiceType, raw: dict[str, str | list[str
         match attr.datatype:
             case "string":
                 if len(values[0]) > MAX_SHORT_TEXT:
-                    raise ValidationFailed(f"attribute {code!r} is longer than {MAX_SHORT_TEXT} characters", field=name)
+                    raise ValidationFailed(
+                        f"attribute {code!r} is longer than {MAX_SHORT_TEXT} characters", field=name
+                    )
                 result[code] = values[0]
             case "text":
                 if len(values[0]) > MAX_DESCRIPTION:
-                    raise ValidationFailed(f"attribute {code!r} is longer than {MAX_DESCRIPTION} characters", field=name)
+                    raise ValidationFailed(
+                        f"attribute {code!r} is longer than {MAX_DESCRIPTION} characters",
+                        field=name,
+                    )
                 result[code] = values[0]
             case "number":
                 try:
                     number = float(values[0])
                 except ValueError:
-                    raise ValidationFailed(f"attribute {code!r} must be a number, got {values[0]!r}", field=name) from None
+                    raise ValidationFailed(
+                        f"attribute {code!r} must be a number, got {values[0]!r}", field=name
+                    ) from None
                 if not math.isfinite(number):
-                    raise ValidationFailed(f"attribute {code!r} must be a finite number", field=name)
+                    raise ValidationFailed(
+                        f"attribute {code!r} must be a finite number", field=name
+                    )
                 result[code] = int(number) if number.is_integer() else number
             case "datetime":
                 try:
                     parsed = datetime.fromisoformat(values[0].replace("Z", "+00:00"))
                 except ValueError:
                     raise ValidationFailed(
-                        f"attribute {code!r} must be an ISO 8601 date-time, got {values[0]!r}", field=name
+                        f"attribute {code!r} must be an ISO 8601 date-time, got {values[0]!r}",
+                        field=name,
                     ) from None
                 result[code] = parsed.isoformat()
             case "singlevaluelist":
                 if values[0] not in keys:
                     raise ValidationFailed(
-                        f"attribute {code!r} must be one of {sorted(keys)}, got {values[0]!r}", field=name
+                        f"attribute {code!r} must be one of {sorted(keys)}, got {values[0]!r}",
+                        field=name,
                     )
                 result[code] = values[0]
             case "multivaluelist":
                 bad = [v for v in values if v not in keys]
                 if bad:
-                    raise ValidationFailed(f"attribute {code!r} values must be among {sorted(keys)}, got {bad[0]!r}", field=name)
+                    raise ValidationFailed(
+                        f"attribute {code!r} values must be among {sorted(keys)}, got {bad[0]!r}",
+                        field=name,
+                    )
                 result[code] = list(dict.fromkeys(values))
     return result
 
@@ -225,7 +260,9 @@ def validate_contact(contact: Contact) -> Contact:
 
 def district_at(session: Session, lon: float, lat: float) -> int | None:
     return session.scalar(
-        select(District.id).where(func.ST_Covers(District.geom, func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))).limit(1)
+        select(District.id)
+        .where(func.ST_Covers(District.geom, func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)))
+        .limit(1)
     )
 
 
@@ -242,7 +279,9 @@ def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[tuple
     )
 
 
-def find_joinable(session: Session, service_type: ServiceType, lon: float, lat: float) -> WorkOrder | None:
+def find_joinable(
+    session: Session, service_type: ServiceType, lon: float, lat: float
+) -> WorkOrder | None:
     """The nearest open work order of this type within the type's duplicate radius."""
     if service_type.duplicate_radius_m <= 0:
         return None
@@ -263,8 +302,13 @@ class Candidate:
 
 
 def duplicate_candidates(
-    session: Session, service_type: ServiceType, lon: float, lat: float, *,
-    reopen_within: timedelta | None = None, now: datetime | None = None,
+    session: Session,
+    service_type: ServiceType,
+    lon: float,
+    lat: float,
+    *,
+    reopen_within: timedelta | None = None,
+    now: datetime | None = None,
 ) -> list[Candidate]:
     """What `submit_request` would do with a report of this type here, before it is made:
     the work orders it could join (the same query `find_joinable` locks, nearest first,
@@ -275,21 +319,34 @@ def duplicate_candidates(
     found: list[Candidate] = []
     for wo in session.scalars(_joinable(service_type, lon, lat).limit(MAX_CANDIDATES)):
         first = session.scalar(
-            select(ServiceRequest).where(ServiceRequest.work_order_id == wo.id)
-            .order_by(ServiceRequest.duplicate_of_id.is_not(None), ServiceRequest.id).limit(1)
+            select(ServiceRequest)
+            .where(ServiceRequest.work_order_id == wo.id)
+            .order_by(ServiceRequest.duplicate_of_id.is_not(None), ServiceRequest.id)
+            .limit(1)
         )
         if first is None:  # a work order made by hand, with no report to show
             continue
-        distance = session.scalar(select(distance_metres(WorkOrder.location, lon, lat)).where(WorkOrder.id == wo.id))
-        found.append(Candidate(first, wo, round(float(distance or 0), 1), "nearby" if found else "joins"))
+        distance = session.scalar(
+            select(distance_metres(WorkOrder.location, lon, lat)).where(WorkOrder.id == wo.id)
+        )
+        found.append(
+            Candidate(first, wo, round(float(distance or 0), 1), "nearby" if found else "joins")
+        )
     if not found and reopen_within is not None:
         fixed = session.scalar(
-            reopenable_query(service_type, lon, lat, within=reopen_within, now=now or datetime.now(UTC)).limit(1)
+            reopenable_query(
+                service_type, lon, lat, within=reopen_within, now=now or datetime.now(UTC)
+            ).limit(1)
         )
         if fixed is not None and fixed.work_order is not None:
             distance = session.scalar(
-                select(distance_metres(ServiceRequest.location, lon, lat)).where(ServiceRequest.id == fixed.id))
-            found.append(Candidate(fixed, fixed.work_order, round(float(distance or 0), 1), "reopens"))
+                select(distance_metres(ServiceRequest.location, lon, lat)).where(
+                    ServiceRequest.id == fixed.id
+                )
+            )
+            found.append(
+                Candidate(fixed, fixed.work_order, round(float(distance or 0), 1), "reopens")
+            )
     return found
 
 
@@ -316,14 +373,17 @@ def submit_request(
     code = (new.service_code or "").strip()
     if not code:
         raise ValidationFailed("service_code is required", field="service_code")
-    service_type = session.scalar(select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True)))
+    service_type = session.scalar(
+        select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True))
+    )
     if service_type is None:
         raise ValidationFailed(f"unknown service_code {code!r}", field="service_code")
 
     description = (new.description or "").strip()
     if len(description) > MAX_DESCRIPTION:
         raise ValidationFailed(
-            f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION}", field="description"
+            f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION}",
+            field="description",
         )
     address_string = _clean(new.address_string, field="address_string", limit=1000)
     attributes = validate_attributes(service_type, new.attributes)
@@ -334,7 +394,9 @@ def submit_request(
     has_lat = new.lat is not None and str(new.lat).strip() != ""
     has_lon = new.lon is not None and str(new.lon).strip() != ""
     if has_lat != has_lon:
-        raise ValidationFailed("lat and long must be given together", field="lat" if not has_lat else "long")
+        raise ValidationFailed(
+            "lat and long must be given together", field="lat" if not has_lat else "long"
+        )
     lon = lat = None
     source = "none"
     address_label = address_string
@@ -347,11 +409,18 @@ def submit_request(
         if match is not None:
             lon, lat, source = match.lon, match.lat, "geocoded"
     elif not _address_id(new.address_id):
-        raise ValidationFailed("a location is required: lat and long, or address_string", field="lat")
+        raise ValidationFailed(
+            "a location is required: lat and long, or address_string", field="lat"
+        )
 
     outside_on_purpose = False
     geocoded_outside: tuple[float, float] | None = None
-    if area is not None and lon is not None and lat is not None and not inside_service_area(session, lon, lat, area=area):
+    if (
+        area is not None
+        and lon is not None
+        and lat is not None
+        and not inside_service_area(session, lon, lat, area=area)
+    ):
         if allow_outside_area:
             outside_on_purpose = True
         elif source == "geocoded":
@@ -366,14 +435,19 @@ def submit_request(
     requested_at = new.requested_at or datetime.now(UTC)
     # Serialise reports of one type so two people reporting the same pothole at the
     # same moment cannot both open a work order for it.
-    session.execute(text("SELECT pg_advisory_xact_lock(:c, :k)"), {"c": AdvisoryLock.INTAKE, "k": int(service_type.id % 2**31)})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:c, :k)"),
+        {"c": AdvisoryLock.INTAKE, "k": int(service_type.id % 2**31)},
+    )
 
     joined: WorkOrder | None = None
     reopened: ServiceRequest | None = None
     if lon is not None and lat is not None:
         joined = find_joinable(session, service_type, lon, lat)
         if joined is None and reopen_within is not None:
-            reopened = find_reopenable(session, service_type, lon, lat, within=reopen_within, now=requested_at)
+            reopened = find_reopenable(
+                session, service_type, lon, lat, within=reopen_within, now=requested_at
+            )
     district_id = district_at(session, lon, lat) if lon is not None and lat is not None else None
 
     request = ServiceRequest(
@@ -400,7 +474,9 @@ def submit_request(
     request.media_links = [MediaLink(position=k, url=url) for k, url in enumerate(links)]
     session.add(request)
     if any(getattr(contact, f) for f in contact.__dataclass_fields__):
-        request.contact = RequestContact(**{f: getattr(contact, f) for f in contact.__dataclass_fields__})
+        request.contact = RequestContact(
+            **{f: getattr(contact, f) for f in contact.__dataclass_fields__}
+        )
     session.flush()
     request.public_id = str(request.id)
 
@@ -408,11 +484,15 @@ def submit_request(
     if reopened is not None:
         # The fix did not hold (or the problem is back): the same work order comes back
         # to the pool instead of a second one starting from scratch.
-        joined = reopen_fixed(session, reopened, actor=actor, at=requested_at, by_report=request.public_id)
+        joined = reopen_fixed(
+            session, reopened, actor=actor, at=requested_at, by_report=request.public_id
+        )
     if joined is not None:
         original = session.scalar(
             select(ServiceRequest)
-            .where(ServiceRequest.work_order_id == joined.id, ServiceRequest.duplicate_of_id.is_(None))
+            .where(
+                ServiceRequest.work_order_id == joined.id, ServiceRequest.duplicate_of_id.is_(None)
+            )
             .order_by(ServiceRequest.id)
             .limit(1)
         )
@@ -425,7 +505,9 @@ def submit_request(
             )
         before = joined.priority
         joined.report_count += 1
-        joined.priority = max(joined.priority, priority_for(service_type.base_priority, joined.report_count))
+        joined.priority = max(
+            joined.priority, priority_for(service_type.base_priority, joined.report_count)
+        )
         joined.updated_at = requested_at
         WorkOrderLifecycle.annotate(
             session,
@@ -458,12 +540,18 @@ def submit_request(
         request.work_order = work_order
         session.flush()
         WorkOrderLifecycle.record_creation(
-            session, work_order, actor=actor, at=requested_at, note=f"created for request {request.public_id}"
+            session,
+            work_order,
+            actor=actor,
+            at=requested_at,
+            note=f"created for request {request.public_id}",
         )
 
     note = "Report received."
     if reopened is not None:
-        note = f"Report received; it reopens request {reopened.public_id}, which was closed as fixed."
+        note = (
+            f"Report received; it reopens request {reopened.public_id}, which was closed as fixed."
+        )
         request.service_notice = (
             f"This problem was reported as request {reopened.public_id} and closed as fixed. "
             "Your report has reopened it and you will be kept informed."
@@ -472,15 +560,24 @@ def submit_request(
         note = f"Report received; the same problem was already reported as request {original.public_id}."
     elif request.location is None:
         note = "Report received; staff will place it on the map from the address given."
-    ServiceRequestLifecycle.record_creation(session, request, actor=actor, at=requested_at, note=note, public=True)
+    ServiceRequestLifecycle.record_creation(
+        session, request, actor=actor, at=requested_at, note=note, public=True
+    )
     if outside_on_purpose:
         ServiceRequestLifecycle.annotate(
-            session, request, actor=actor, at=requested_at, location=request.location,
+            session,
+            request,
+            actor=actor,
+            at=requested_at,
+            location=request.location,
             note=f"recorded outside the service area on purpose by {actor.label}",
         )
     elif geocoded_outside is not None:
         ServiceRequestLifecycle.annotate(
-            session, request, actor=actor, at=requested_at,
+            session,
+            request,
+            actor=actor,
+            at=requested_at,
             note=(
                 f"the address matched {geocoded_outside[1]:.6f}, {geocoded_outside[0]:.6f}, outside the service area; "
                 "left for staff to pin"
@@ -519,12 +616,22 @@ def pin_request(
         wo.location = request.location
         wo.district_id = request.district_id
         wo.updated_at = request.updated_at
-    WorkOrderLifecycle.annotate(session, wo, actor=actor, note=f"request {request.public_id} pinned at {lat:.6f},{lon:.6f}")
+    WorkOrderLifecycle.annotate(
+        session, wo, actor=actor, note=f"request {request.public_id} pinned at {lat:.6f},{lon:.6f}"
+    )
     ServiceRequestLifecycle.annotate(
-        session, request, actor=actor, note="Placed on the map by staff.", public=True, location=request.location
+        session,
+        request,
+        actor=actor,
+        note="Placed on the map by staff.",
+        public=True,
+        location=request.location,
     )
     if outside:
         ServiceRequestLifecycle.annotate(
-            session, request, actor=actor, location=request.location,
+            session,
+            request,
+            actor=actor,
+            location=request.location,
             note=f"placed outside the service area on purpose by {actor.label}",
         )

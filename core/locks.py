@@ -35,7 +35,9 @@ def _check_unique() -> None:
     for name, number in vars(AdvisoryLock).items():
         if name.isupper():
             if number in seen:
-                raise RuntimeError(f"advisory lock class {number} is both {seen[number]} and {name}")
+                raise RuntimeError(
+                    f"advisory lock class {number} is both {seen[number]} and {name}"
+                )
             seen[number] = name
 
 

@@ -41,7 +41,11 @@ def _is_web_url(url: str) -> bool:
         parts.port  # noqa: B018 - raises ValueError on a port that is not one
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and not _UNSAFE.search(url)
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(parts.hostname)
+        and not _UNSAFE.search(url)
+    )
 
 
 def clean_media_links(values: Iterable[str | None], *, limit: int) -> list[str]:
@@ -54,14 +58,21 @@ def clean_media_links(values: Iterable[str | None], *, limit: int) -> list[str]:
         if not url:
             continue
         if len(url) > MAX_URL_LENGTH:
-            raise ValidationFailed(f"media_url is longer than {MAX_URL_LENGTH} characters", field="media_url")
+            raise ValidationFailed(
+                f"media_url is longer than {MAX_URL_LENGTH} characters", field="media_url"
+            )
         if not _is_web_url(url):
-            raise ValidationFailed("media_url must be an http(s) URL with a host, such as https://example.org/photo.jpg, "
-                                   "without spaces", field="media_url")
+            raise ValidationFailed(
+                "media_url must be an http(s) URL with a host, such as https://example.org/photo.jpg, "
+                "without spaces",
+                field="media_url",
+            )
         if url not in links:
             links.append(url)
     if len(links) > limit:
-        raise ValidationFailed(f"at most {limit} media_url values per report, got {len(links)}", field="media_url")
+        raise ValidationFailed(
+            f"at most {limit} media_url values per report, got {len(links)}", field="media_url"
+        )
     return links
 
 
@@ -103,8 +114,11 @@ class CopyPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CopyPolicy:
-        return cls(hosts=frozenset(settings.media_copy_hosts), http_hosts=frozenset(settings.media_copy_http_hosts),
-                   allow_internal=settings.media_copy_allow_internal)
+        return cls(
+            hosts=frozenset(settings.media_copy_hosts),
+            http_hosts=frozenset(settings.media_copy_http_hosts),
+            allow_internal=settings.media_copy_allow_internal,
+        )
 
     def allows(self, url: str) -> bool:
         """Whether the link is one to copy: its host listed, its scheme allowed for it."""

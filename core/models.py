@@ -49,8 +49,10 @@ CLIENT_TIME_CEILING = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _sane_time(column: str) -> CheckConstraint:
-    return CheckConstraint(f"{column} >= '{CLIENT_TIME_FLOOR.isoformat()}' AND {column} < '{CLIENT_TIME_CEILING.isoformat()}'",
-                           name=f"{column}_sane")
+    return CheckConstraint(
+        f"{column} >= '{CLIENT_TIME_FLOOR.isoformat()}' AND {column} < '{CLIENT_TIME_CEILING.isoformat()}'",
+        name=f"{column}_sane",
+    )
 
 
 def _point(nullable: bool = False) -> Any:
@@ -68,12 +70,28 @@ WEBHOOK_STATUSES = ("active", "inactive")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
 
 REQUEST_OPEN_STATUSES = ("received", "acknowledged", "scheduled", "in_progress", "reopened")
-REQUEST_CLOSED_STATUSES = ("fixed", "duplicate", "not_found", "no_action_needed", "referred", "cancelled")
+REQUEST_CLOSED_STATUSES = (
+    "fixed",
+    "duplicate",
+    "not_found",
+    "no_action_needed",
+    "referred",
+    "cancelled",
+)
 REQUEST_STATUSES = REQUEST_OPEN_STATUSES + REQUEST_CLOSED_STATUSES
 
 WORK_ORDER_STATUSES = (
-    "new", "planned", "dispatched", "en_route", "on_site", "completed",
-    "verified", "rejected", "unable", "closed", "cancelled",
+    "new",
+    "planned",
+    "dispatched",
+    "en_route",
+    "on_site",
+    "completed",
+    "verified",
+    "rejected",
+    "unable",
+    "closed",
+    "cancelled",
 )
 PLAN_STATUSES = ("queued", "running", "ready", "failed", "published", "superseded")
 STOP_KINDS = ("job", "break")
@@ -81,14 +99,31 @@ STOP_KINDS = ("job", "break")
 # What the audit trail records changes of. Users, shifts, shift patterns and the service
 # area are audited the same way as the work: who changed what, when.
 STATUS_EVENT_ENTITIES = (
-    "service_request", "work_order", "route_plan", "completion", "user", "shift", "shift_pattern", "service_area",
+    "service_request",
+    "work_order",
+    "route_plan",
+    "completion",
+    "user",
+    "shift",
+    "shift_pattern",
+    "service_area",
     # Privacy (retention): a crew's GPS fixes deleted after STREETLOOP_RETAIN_TRACKS_DAYS.
     "crew",
     # Open311 client apps' keys and webhooks (core.client_apps).
-    "api_key", "webhook",
+    "api_key",
+    "webhook",
 )
 
-WORK_ORDER_OPEN_STATUSES = ("new", "planned", "dispatched", "en_route", "on_site", "completed", "rejected", "unable")
+WORK_ORDER_OPEN_STATUSES = (
+    "new",
+    "planned",
+    "dispatched",
+    "en_route",
+    "on_site",
+    "completed",
+    "rejected",
+    "unable",
+)
 
 
 # -- organisation ------------------------------------------------------------
@@ -101,7 +136,9 @@ class District(Base):
     id: Mapped[intpk]
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str]
-    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
     created_at: Mapped[created_at]
 
 
@@ -147,14 +184,18 @@ class ShiftPattern(Base):
     __tablename__ = "shift_patterns"
     __table_args__ = (
         # ISO weekdays: 1 is Monday, 7 is Sunday.
-        CheckConstraint("cardinality(weekdays) > 0 AND weekdays <@ ARRAY[1, 2, 3, 4, 5, 6, 7]", name="weekdays"),
+        CheckConstraint(
+            "cardinality(weekdays) > 0 AND weekdays <@ ARRAY[1, 2, 3, 4, 5, 6, 7]", name="weekdays"
+        ),
         # An end at or before the start is the next day's (a night shift).
         CheckConstraint("starts_local <> ends_local", name="window"),
         CheckConstraint("valid_until IS NULL OR valid_until >= valid_from", name="validity"),
     )
 
     id: Mapped[intpk]
-    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), index=True)
+    crew_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), index=True
+    )
     weekdays: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     starts_local: Mapped[time] = mapped_column(Time)
     ends_local: Mapped[time] = mapped_column(Time)
@@ -185,7 +226,9 @@ class Shift(Base):
     start_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
     end_depot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("depots.id"))
     # The weekly pattern that made it; NULL once edited by hand (the pattern no longer owns it).
-    pattern_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shift_patterns.id", ondelete="SET NULL"))
+    pattern_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("shift_patterns.id", ondelete="SET NULL")
+    )
     # Ended early (a crew goes home sick): `ends_at` is then the new end.
     ended_early_at: Mapped[datetime | None]
     end_reason: Mapped[str | None]
@@ -208,7 +251,9 @@ class ShiftBreak(Base):
     )
 
     id: Mapped[intpk]
-    shift_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("shifts.id", ondelete="CASCADE"), index=True)
+    shift_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("shifts.id", ondelete="CASCADE"), index=True
+    )
     earliest_start: Mapped[datetime]
     latest_end: Mapped[datetime]
     minutes: Mapped[int] = mapped_column(Integer)
@@ -255,7 +300,9 @@ class AccessToken(Base):
 
     id: Mapped[intpk]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     expires_at: Mapped[datetime]
     created_at: Mapped[created_at]
 
@@ -355,7 +402,9 @@ class ServiceType(Base):
     created_at: Mapped[created_at]
 
     attributes: Mapped[list[ServiceAttribute]] = relationship(
-        back_populates="service_type", cascade="all, delete-orphan", order_by="ServiceAttribute.order"
+        back_populates="service_type",
+        cascade="all, delete-orphan",
+        order_by="ServiceAttribute.order",
     )
 
 
@@ -369,7 +418,9 @@ class ServiceAttribute(Base):
     )
 
     id: Mapped[intpk]
-    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id", ondelete="CASCADE"))
+    service_type_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_types.id", ondelete="CASCADE")
+    )
     code: Mapped[str] = mapped_column(String(64))
     datatype: Mapped[str] = mapped_column(String(32))
     description: Mapped[str]
@@ -395,13 +446,19 @@ class WorkOrder(Base):
         _check_in("status", WORK_ORDER_STATUSES, "status"),
         CheckConstraint("priority BETWEEN 1 AND 5", name="priority"),
         Index("ix_work_orders_location", "location", postgresql_using="gist"),
-        Index("ix_work_orders_location_geog", func.geography(text("location")), postgresql_using="gist"),
+        Index(
+            "ix_work_orders_location_geog",
+            func.geography(text("location")),
+            postgresql_using="gist",
+        ),
         Index("ix_work_orders_status_due_at", "status", "due_at"),
         _sane_time("updated_at"),
     )
 
     id: Mapped[intpk]
-    service_type_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_types.id"), index=True)
+    service_type_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_types.id"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16), server_default="new")
     priority: Mapped[int] = mapped_column(Integer)
     report_count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
@@ -411,14 +468,18 @@ class WorkOrder(Base):
     # NULL until the request behind it has a location: such orders are never routed.
     location: Mapped[WKBElement | None] = _point(nullable=True)
     address: Mapped[str | None]
-    district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
+    district_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("districts.id"), index=True
+    )
     crew_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
     reopen_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     unable_reason: Mapped[str | None]
     # Capacity used per dimension ({"bulk_items": 3}), from the service type's demands.
     demand: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     # When the crew may start work: [{"start": iso, "end": iso}, ...]; empty = any time.
-    time_windows: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    time_windows: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     # A dispatcher's "this must be done on that day" (optionally by that crew): plans of
     # the day then include it, dropping lower-value work if they must.
     must_do_on: Mapped[date | None]
@@ -430,7 +491,9 @@ class WorkOrder(Base):
     crew: Mapped[Crew | None] = relationship(foreign_keys=[crew_id])
     must_do_crew: Mapped[Crew | None] = relationship(foreign_keys=[must_do_crew_id])
     district: Mapped[District | None] = relationship()
-    requests: Mapped[list[ServiceRequest]] = relationship(back_populates="work_order", order_by="ServiceRequest.id")
+    requests: Mapped[list[ServiceRequest]] = relationship(
+        back_populates="work_order", order_by="ServiceRequest.id"
+    )
 
 
 class ServiceRequest(Base):
@@ -441,12 +504,18 @@ class ServiceRequest(Base):
         _check_in("detailed_status", REQUEST_STATUSES, "detailed_status"),
         CheckConstraint("char_length(description) <= 4000", name="description_length"),
         Index("ix_service_requests_location", "location", postgresql_using="gist"),
-        Index("ix_service_requests_location_geog", func.geography(text("location")), postgresql_using="gist"),
+        Index(
+            "ix_service_requests_location_geog",
+            func.geography(text("location")),
+            postgresql_using="gist",
+        ),
         Index("ix_service_requests_requested_at_id", "requested_at", "id"),
         Index("ix_service_requests_updated_at", "updated_at"),
         Index("ix_service_requests_type_status", "service_type_id", "detailed_status"),
         # Closed Means Closed, enforced by the database too: `fixed` carries its proof.
-        CheckConstraint("detailed_status <> 'fixed' OR completion_id IS NOT NULL", name="fixed_has_completion"),
+        CheckConstraint(
+            "detailed_status <> 'fixed' OR completion_id IS NOT NULL", name="fixed_has_completion"
+        ),
         CheckConstraint("reopen_count >= 0", name="reopen_count"),
         Index("ix_service_requests_closed_at", "closed_at"),
         _sane_time("updated_at"),
@@ -481,12 +550,20 @@ class ServiceRequest(Base):
     # arrival is told again only once it slips by more than STREETLOOP_PROMISE_SLIP_MINUTES.
     promised_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
-    district_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("districts.id"), index=True)
-    duplicate_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("service_requests.id"), index=True)
-    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    district_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("districts.id"), index=True
+    )
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id"), index=True
+    )
+    work_order_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("work_orders.id"), index=True
+    )
     # The verified completion whose proof closed this request (set while it is closed
     # by one; a reopen clears it and keeps the history in the audit trail).
-    completion_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("completions.id"), index=True)
+    completion_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("completions.id"), index=True
+    )
     # Times a resident (or a rejected completion) brought it back after it was closed.
     reopen_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
@@ -496,8 +573,12 @@ class ServiceRequest(Base):
     duplicate_of: Mapped[ServiceRequest | None] = relationship(remote_side="ServiceRequest.id")
     district: Mapped[District | None] = relationship()
     contact: Mapped[RequestContact | None] = relationship(back_populates="request", uselist=False)
-    photos: Mapped[list[Photo]] = relationship(back_populates="service_request", order_by="Photo.id")
-    media_links: Mapped[list[MediaLink]] = relationship(order_by="MediaLink.position", cascade="all, delete-orphan")
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="service_request", order_by="Photo.id"
+    )
+    media_links: Mapped[list[MediaLink]] = relationship(
+        order_by="MediaLink.position", cascade="all, delete-orphan"
+    )
 
     @property
     def status(self) -> str:
@@ -543,7 +624,9 @@ class Photo(Base):
     service_request_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
     )
-    completion_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("completions.id", ondelete="CASCADE"))
+    completion_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("completions.id", ondelete="CASCADE")
+    )
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     # 64-bit perceptual hash (signed to fit bigint), for near-duplicate detection.
     phash: Mapped[int | None] = mapped_column(BigInteger)
@@ -578,14 +661,18 @@ class MediaLink(Base):
     )
 
     id: Mapped[intpk]
-    service_request_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"))
+    service_request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE")
+    )
     position: Mapped[int] = mapped_column(SmallInteger)
     url: Mapped[str]
     copy_state: Mapped[str] = mapped_column(String(16), server_default="link")
     # Why the copy failed, in our own words (never what the other host said).
     copy_error: Mapped[str | None] = mapped_column(String(200))
     # Indexed: deleting a photo looks its links up by photo_id (ON DELETE SET NULL).
-    photo_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("photos.id", ondelete="SET NULL"), index=True)
+    photo_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("photos.id", ondelete="SET NULL"), index=True
+    )
     copied_at: Mapped[datetime | None]
     # Tries of the copy so far, each counted before its fetch, and when the last one
     # started (see workers.media_copy): a worker killed mid-fetch, or a copy that keeps
@@ -658,7 +745,9 @@ class RoutePlan(Base):
     __tablename__ = "route_plans"
     __table_args__ = (
         _check_in("status", PLAN_STATUSES, "status"),
-        UniqueConstraint("plan_date", "scope_key", "version", name="uq_route_plans_day_scope_version"),
+        UniqueConstraint(
+            "plan_date", "scope_key", "version", name="uq_route_plans_day_scope_version"
+        ),
         Index("ix_route_plans_plan_date_status", "plan_date", "status"),
     )
 
@@ -675,9 +764,13 @@ class RoutePlan(Base):
     time_limit_s: Mapped[int] = mapped_column(Integer)
     provider: Mapped[str | None]
     stats: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    unassigned: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    unassigned: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     # Crews of the scope the plan left out, with why: [{"crew": code, "reason": ..., "message": ...}].
-    excluded_crews: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    excluded_crews: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     # A plan built during its day starts here (now plus the lead time): nothing before it.
     planned_from: Mapped[datetime | None]
     # While it solves: {"phase", "elapsed_s", "time_limit_s", "best": {"scheduled", "unassigned",
@@ -702,9 +795,13 @@ class PlanRoute(Base):
     __table_args__ = (UniqueConstraint("plan_id", "crew_id", name="uq_plan_routes_plan_crew"),)
 
     id: Mapped[intpk]
-    plan_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"))
+    plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE")
+    )
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), index=True)
-    shift_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("shifts.id", ondelete="SET NULL"))
+    shift_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("shifts.id", ondelete="SET NULL")
+    )
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
     drive_s: Mapped[int] = mapped_column(Integer)
@@ -729,10 +826,14 @@ class RouteStop(Base):
     )
 
     id: Mapped[intpk]
-    route_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("plan_routes.id", ondelete="CASCADE"))
+    route_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("plan_routes.id", ondelete="CASCADE")
+    )
     sequence: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
-    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    work_order_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("work_orders.id"), index=True
+    )
     arrival_at: Mapped[datetime]
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
@@ -754,10 +855,20 @@ class CrewDay(Base):
 
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id"), primary_key=True)
     plan_date: Mapped[date] = mapped_column(primary_key=True)
-    plan_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"), index=True
+    )
 
 
-CREW_CHANGE_KINDS = ("assigned", "urgent_stop", "updated", "cancelled", "removed", "rejected", "route")
+CREW_CHANGE_KINDS = (
+    "assigned",
+    "urgent_stop",
+    "updated",
+    "cancelled",
+    "removed",
+    "rejected",
+    "route",
+)
 
 
 class CrewChange(Base):
@@ -779,8 +890,12 @@ class CrewChange(Base):
     crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"))
     seq: Mapped[int | None] = mapped_column(BigInteger)
     change: Mapped[str] = mapped_column(String(16))
-    work_order_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("work_orders.id", ondelete="CASCADE"))
-    plan_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("route_plans.id", ondelete="SET NULL"))
+    work_order_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("work_orders.id", ondelete="CASCADE")
+    )
+    plan_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("route_plans.id", ondelete="SET NULL")
+    )
     # The order's status after the change, and the status event's target.
     status: Mapped[str | None] = mapped_column(String(16))
     event: Mapped[str | None] = mapped_column(String(32))
@@ -839,7 +954,11 @@ class Completion(Base):
         _check_in("verdict", VERDICTS, "verdict"),
         # The few completions that are not proof (waiting, or rejected): CitiStat checks
         # every `fixed` request against them, the review queue reads them.
-        Index("ix_completions_unproven", "id", postgresql_where=text("verdict IN ('needs_review', 'rejected')")),
+        Index(
+            "ix_completions_unproven",
+            "id",
+            postgresql_where=text("verdict IN ('needs_review', 'rejected')"),
+        ),
         _sane_time("fix_time"),
         _sane_time("captured_at"),
     )
@@ -877,7 +996,9 @@ class Completion(Base):
 
     work_order: Mapped[WorkOrder] = relationship()
     crew: Mapped[Crew] = relationship()
-    photos: Mapped[list[Photo]] = relationship(order_by="Photo.id", foreign_keys="Photo.completion_id")
+    photos: Mapped[list[Photo]] = relationship(
+        order_by="Photo.id", foreign_keys="Photo.completion_id"
+    )
     reviews: Mapped[list[Review]] = relationship(back_populates="completion", order_by="Review.id")
 
 
@@ -885,7 +1006,9 @@ class Completion(Base):
 def _completion_work_order_facts(mapper: Any, connection: Any, target: Completion) -> None:
     if target.service_type_id is None:
         target.service_type_id, target.district_id = connection.execute(
-            select(WorkOrder.service_type_id, WorkOrder.district_id).where(WorkOrder.id == target.work_order_id)
+            select(WorkOrder.service_type_id, WorkOrder.district_id).where(
+                WorkOrder.id == target.work_order_id
+            )
         ).one()
 
 
@@ -901,14 +1024,14 @@ class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (
         _check_in("decision", REVIEW_DECISIONS, "decision"),
-        CheckConstraint(
-            "(decision = 'close') = (outcome IS NOT NULL)", name="close_has_outcome"
-        ),
+        CheckConstraint("(decision = 'close') = (outcome IS NOT NULL)", name="close_has_outcome"),
         CheckConstraint("decision <> 'reject' OR reason IS NOT NULL", name="reject_has_reason"),
     )
 
     id: Mapped[intpk]
-    completion_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("completions.id", ondelete="CASCADE"), index=True)
+    completion_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("completions.id", ondelete="CASCADE"), index=True
+    )
     reviewer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     decision: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str | None] = mapped_column(String(32))
@@ -934,7 +1057,9 @@ class Webhook(Base):
     __table_args__ = (UniqueConstraint("api_key_id", "url", name="uq_webhooks_api_key_url"),)
 
     id: Mapped[intpk]
-    api_key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
     url: Mapped[str] = mapped_column(String(2048))
     # HMAC-SHA256 key for the signature header; the client app verifies deliveries with it.
     secret: Mapped[str] = mapped_column(String(128))
@@ -963,8 +1088,17 @@ class Notification(Base):
         _check_in("kind", NOTIFICATION_KINDS, "kind"),
         _check_in("channel", NOTIFICATION_CHANNELS, "channel"),
         _check_in("state", NOTIFICATION_STATES, "state"),
-        UniqueConstraint("status_event_id", "channel", "recipient", name="uq_notifications_event_channel_recipient"),
-        Index("ix_notifications_due", "next_attempt_at", postgresql_where=text("state IN ('pending', 'sending')")),
+        UniqueConstraint(
+            "status_event_id",
+            "channel",
+            "recipient",
+            name="uq_notifications_event_channel_recipient",
+        ),
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=text("state IN ('pending', 'sending')"),
+        ),
     )
 
     id: Mapped[intpk]
@@ -976,7 +1110,9 @@ class Notification(Base):
     channel: Mapped[str] = mapped_column(String(16))
     # An email address, or the webhook's URL (webhook_id says which registration).
     recipient: Mapped[str] = mapped_column(String(2048))
-    webhook_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("webhooks.id", ondelete="SET NULL"))
+    webhook_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("webhooks.id", ondelete="SET NULL")
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     state: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -1013,7 +1149,9 @@ class ServiceArea(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default=text("1"))
-    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    geom: Mapped[WKBElement] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
 
@@ -1030,7 +1168,9 @@ class CrewTrackDay(Base):
 
     __tablename__ = "crew_track_days"
 
-    crew_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), primary_key=True)
+    crew_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("crews.id", ondelete="CASCADE"), primary_key=True
+    )
     day: Mapped[date] = mapped_column(primary_key=True)
     metres: Mapped[float]
     fixes: Mapped[int] = mapped_column(Integer)
@@ -1058,7 +1198,9 @@ class Redaction(Base):
         BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
     )
     field: Mapped[str] = mapped_column(String(16))
-    status_event_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("status_events.id", ondelete="CASCADE"))
+    status_event_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("status_events.id", ondelete="CASCADE")
+    )
     original: Mapped[str | None]
     redacted: Mapped[str]
     reason: Mapped[str]
@@ -1080,11 +1222,18 @@ class RequestComment(Base):
 
     __tablename__ = "request_comments"
     __table_args__ = (
-        UniqueConstraint("api_key_id", "client_update_id", name="uq_request_comments_api_key_update"),
+        UniqueConstraint(
+            "api_key_id", "client_update_id", name="uq_request_comments_api_key_update"
+        ),
         # Retention's candidates: the comments whose commenter's details are still kept.
-        Index("ix_request_comments_with_contact", "service_request_id",
-              postgresql_where=text("email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL "
-                                    "OR phone IS NOT NULL")),
+        Index(
+            "ix_request_comments_with_contact",
+            "service_request_id",
+            postgresql_where=text(
+                "email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL "
+                "OR phone IS NOT NULL"
+            ),
+        ),
         _sane_time("client_time"),
     )
 
@@ -1092,7 +1241,9 @@ class RequestComment(Base):
     service_request_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
     )
-    status_event_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("status_events.id"), unique=True)
+    status_event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("status_events.id"), unique=True
+    )
     api_key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.id"))
     client_update_id: Mapped[str] = mapped_column(String(255))
     # What the client said of the problem (FixMyStreet: OPEN, CLOSED, FIXED, REOPEN...)

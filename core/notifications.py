@@ -86,21 +86,32 @@ def _already_scheduled(session: Session, request_id: int) -> bool:
     once per opening (again after a reopen), not at every dispatcher's reshuffle."""
     last_reopen = (
         select(StatusEvent.id)
-        .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == request_id,
-               StatusEvent.to_status == "reopened")
+        .where(
+            StatusEvent.entity == "service_request",
+            StatusEvent.entity_id == request_id,
+            StatusEvent.to_status == "reopened",
+        )
         .order_by(StatusEvent.id.desc())
         .limit(1)
         .scalar_subquery()
     )
-    return session.scalar(
-        select(Notification.id)
-        .where(Notification.service_request_id == request_id, Notification.kind == "scheduled",
-               Notification.status_event_id > func.coalesce(last_reopen, 0))
-        .limit(1)
-    ) is not None
+    return (
+        session.scalar(
+            select(Notification.id)
+            .where(
+                Notification.service_request_id == request_id,
+                Notification.kind == "scheduled",
+                Notification.status_event_id > func.coalesce(last_reopen, 0),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
-def enqueue(session: Session, request: ServiceRequest, event: StatusEvent, *, kind: str | None = None) -> list[Notification]:
+def enqueue(
+    session: Session, request: ServiceRequest, event: StatusEvent, *, kind: str | None = None
+) -> list[Notification]:
     """Outbox rows for one status event of `request`, one per recipient; the caller commits.
     `kind` names a notification that is no status change (a promised time that slipped)."""
     kind = kind or kind_of(event.to_status)
@@ -114,8 +125,16 @@ def enqueue(session: Session, request: ServiceRequest, event: StatusEvent, *, ki
     rows: list[Notification] = []
     contact = request.contact
     if contact is not None and contact.email:
-        rows.append(Notification(status_event_id=event.id, service_request_id=request.id, kind=kind,
-                                 channel="email", recipient=contact.email, payload=payload))
+        rows.append(
+            Notification(
+                status_event_id=event.id,
+                service_request_id=request.id,
+                kind=kind,
+                channel="email",
+                recipient=contact.email,
+                payload=payload,
+            )
+        )
     if request.api_key_id is not None:
         # A revoked key's app is no longer a client of the city: it is told nothing more
         # about the reports it submitted, although its webhooks stay registered.
@@ -126,8 +145,15 @@ def enqueue(session: Session, request: ServiceRequest, event: StatusEvent, *, ki
             .order_by(Webhook.id)
         )
         rows += [
-            Notification(status_event_id=event.id, service_request_id=request.id, kind=kind, channel="webhook",
-                         recipient=hook.url, webhook_id=hook.id, payload=payload)
+            Notification(
+                status_event_id=event.id,
+                service_request_id=request.id,
+                kind=kind,
+                channel="webhook",
+                recipient=hook.url,
+                webhook_id=hook.id,
+                payload=payload,
+            )
             for hook in hooks
         ]
     session.add_all(rows)
@@ -157,7 +183,9 @@ def _defer_delivery(session: Session) -> None:
         try:
             queue.defer(DELIVERY_TASK)
         except Exception:
-            log.warning("could not queue %s; the periodic sweep will deliver", DELIVERY_TASK, exc_info=True)
+            log.warning(
+                "could not queue %s; the periodic sweep will deliver", DELIVERY_TASK, exc_info=True
+            )
 
     after_commit(session, defer)
 
@@ -200,8 +228,11 @@ def claim(
     while True:
         row = session.scalars(
             select(Notification)
-            .where(Notification.state.in_(("pending", "sending")), Notification.next_attempt_at <= now,
-                   Notification.channel.in_(tuple(channels)))
+            .where(
+                Notification.state.in_(("pending", "sending")),
+                Notification.next_attempt_at <= now,
+                Notification.channel.in_(tuple(channels)),
+            )
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -215,7 +246,8 @@ def claim(
             # worker every time must not be retried for ever).
             row.state = "failed"
             row.last_error = f"the worker stopped during attempt {row.attempts}" + (
-                f"; before that: {row.last_error}" if row.last_error else "")
+                f"; before that: {row.last_error}" if row.last_error else ""
+            )
             row.last_error = row.last_error[:_ERROR_CHARS]
             session.flush()
             continue
@@ -229,8 +261,11 @@ def claim(
 
 def due_count(session: Session, channel: str, now: datetime | None = None) -> int:
     return session.scalar(
-        select(func.count()).select_from(Notification).where(
-            Notification.state.in_(("pending", "sending")), Notification.channel == channel,
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.state.in_(("pending", "sending")),
+            Notification.channel == channel,
             Notification.next_attempt_at <= (now or func.now()),
         )
     )
@@ -368,7 +403,9 @@ def update_for(session: Session, notification: Notification, settings: Settings)
         status_notes=notes,
         media_url=media,
         after_photo_url=after,
-        status_page=f"{settings.public_base_url}/status/{request.public_id}" if settings.public_base_url else None,
+        status_page=f"{settings.public_base_url}/status/{request.public_id}"
+        if settings.public_base_url
+        else None,
     )
 
 
@@ -383,12 +420,15 @@ def message_id(notification: Notification, settings: Settings) -> str:
     return f"<notification.{notification.id}.{notification.status_event_id}@{domain}>"
 
 
-def email_message(session: Session, notification: Notification, settings: Settings, *,
-                  now: datetime | None = None) -> EmailMessage:
+def email_message(
+    session: Session, notification: Notification, settings: Settings, *, now: datetime | None = None
+) -> EmailMessage:
     """The plain-text e-mail for one outbox row, in the city's words."""
     update_ = update_for(session, notification, settings)
     request = session.get(ServiceRequest, notification.service_request_id)
-    first_name = request.contact.first_name if request is not None and request.contact is not None else None
+    first_name = (
+        request.contact.first_name if request is not None and request.contact is not None else None
+    )
     subject = f"Your report {update_.public_id} ({update_.service_name}) {_HEADLINES[update_.kind]}"
     lines = [f"Hello {first_name}," if first_name else "Hello,", "", f"{subject}.", ""]
     lines.append(f"Status: {STATUS_WORDS.get(update_.detailed_status, update_.detailed_status)}")
@@ -428,9 +468,15 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_request(session: Session, notification: Notification, settings: Settings) -> WebhookRequest:
+def webhook_request(
+    session: Session, notification: Notification, settings: Settings
+) -> WebhookRequest:
     """The signed POST for one outbox row; Undeliverable if its webhook is gone or off."""
-    hook = session.get(Webhook, notification.webhook_id) if notification.webhook_id is not None else None
+    hook = (
+        session.get(Webhook, notification.webhook_id)
+        if notification.webhook_id is not None
+        else None
+    )
     if hook is None:
         raise Undeliverable("the webhook was deleted")
     if not hook.active:

@@ -61,16 +61,25 @@ def original_key(info: InspectedPhoto) -> str:
     return f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
 
 
-def store_report_photo(session: Session, storage: Storage, request_id: int, info: InspectedPhoto,
-                       data: bytes) -> Photo:
+def store_report_photo(
+    session: Session, storage: Storage, request_id: int, info: InspectedPhoto, data: bytes
+) -> Photo:
     """A report's photo (an upload at intake, or a copied link): its original stored, its
     row added and flushed (state pending: processing is queued by the caller). Holds the
     media write lock until the caller's commit, so the orphan sweep cannot take the file."""
     key = original_key(info)
     hold_media_write_lock(session)
     storage.put(key, data)
-    photo = Photo(kind="report", service_request_id=request_id, sha256=info.sha256, content_type=info.content_type,
-                  byte_size=info.byte_size, width=info.width, height=info.height, original_key=key)
+    photo = Photo(
+        kind="report",
+        service_request_id=request_id,
+        sha256=info.sha256,
+        content_type=info.content_type,
+        byte_size=info.byte_size,
+        width=info.width,
+        height=info.height,
+        original_key=key,
+    )
     session.add(photo)
     session.flush()
     return photo
@@ -85,8 +94,14 @@ class OrphanSweep:
     busy: bool = False  # uploads held the lock all through `lock_timeout_ms`: next time
 
 
-def sweep_orphan_files(sessions: sessionmaker[Session], storage: Storage, *, grace: timedelta,
-                       now: datetime | None = None, lock_timeout_ms: int = 5000) -> OrphanSweep:
+def sweep_orphan_files(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    *,
+    grace: timedelta,
+    now: datetime | None = None,
+    lock_timeout_ms: int = 5000,
+) -> OrphanSweep:
     """Delete photo files older than `grace` that no photo row names; what it did."""
     cutoff = (now or datetime.now(UTC)) - grace
     result = OrphanSweep()
@@ -95,13 +110,16 @@ def sweep_orphan_files(sessions: sessionmaker[Session], storage: Storage, *, gra
         for stored in storage.files(prefix):
             if stored.modified >= cutoff:
                 result.young += 1
-            elif _ORIGINAL.match(stored.key) or _PUBLIC.match(stored.key) or \
-                    stored.key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            elif (
+                _ORIGINAL.match(stored.key)
+                or _PUBLIC.match(stored.key)
+                or stored.key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+            ):
                 candidates.append(stored.key)
             else:
                 result.unknown += 1
     for start in range(0, len(candidates), _BATCH):
-        batch = candidates[start:start + _BATCH]
+        batch = candidates[start : start + _BATCH]
         with sessions.begin() as s:
             if not _take_exclusively(s, lock_timeout_ms):
                 result.busy = True
@@ -133,6 +151,9 @@ def _named_keys(s: Session, keys: list[str]) -> set[str]:
     (both indexed) rather than by the key columns (not indexed)."""
     shas = [m["sha"] for k in keys if (m := _ORIGINAL.match(k))]
     ids = [int(m["id"]) for k in keys if (m := _PUBLIC.match(k))]
-    rows = s.execute(select(Photo.original_key, Photo.public_key, Photo.thumbnail_key)
-                     .where(or_(Photo.sha256.in_(shas), Photo.id.in_(ids)))).all()
+    rows = s.execute(
+        select(Photo.original_key, Photo.public_key, Photo.thumbnail_key).where(
+            or_(Photo.sha256.in_(shas), Photo.id.in_(ids))
+        )
+    ).all()
     return {key for row in rows for key in row if key}

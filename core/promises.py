@@ -27,8 +27,16 @@ def _when(eta: datetime, now: datetime, tz: ZoneInfo) -> str:
     return f"{local:%a} {local.day} {local:%b} at {local:%H:%M}"
 
 
-def keep_promise(session: Session, request: ServiceRequest, eta: datetime, *, slip: timedelta, tz: ZoneInfo,
-                 actor: Actor = SYSTEM, now: datetime | None = None) -> bool:
+def keep_promise(
+    session: Session,
+    request: ServiceRequest,
+    eta: datetime,
+    *,
+    slip: timedelta,
+    tz: ZoneInfo,
+    actor: Actor = SYSTEM,
+    now: datetime | None = None,
+) -> bool:
     """Move the request's expected time to `eta` (never before now); True if the resident
     is told because it slipped past their promise by more than `slip`."""
     now = now or datetime.now(UTC)
@@ -40,7 +48,9 @@ def keep_promise(session: Session, request: ServiceRequest, eta: datetime, *, sl
     if eta - request.promised_at <= slip:
         return False
     note = f"The work is running late: a crew is now expected by {_when(eta, now, tz)}."
-    event = ServiceRequestLifecycle.annotate(session, request, actor=actor, note=note, public=True, at=now)
+    event = ServiceRequestLifecycle.annotate(
+        session, request, actor=actor, note=note, public=True, at=now
+    )
     notifications.enqueue(session, request, event, kind="delayed")
     request.promised_at = eta
     return True

@@ -33,12 +33,24 @@ REDACTED = "[redacted]"
 # The description's own limit (the column's check); notes are shorter in practice.
 MAX_TEXT = 4000
 MAX_REASON = 1000
-_LABELS = {"description": "the description", "status_notes": "the status notes", "note": "the note of event {id}"}
+_LABELS = {
+    "description": "the description",
+    "status_notes": "the status notes",
+    "note": "the note of event {id}",
+}
 
 
-def redact(session: Session, request: ServiceRequest, *, field: str, reason: str, actor: Actor,
-           event_id: int | None = None, replacement: str | None = None,
-           now: datetime | None = None) -> list[Redaction]:
+def redact(
+    session: Session,
+    request: ServiceRequest,
+    *,
+    field: str,
+    reason: str,
+    actor: Actor,
+    event_id: int | None = None,
+    replacement: str | None = None,
+    now: datetime | None = None,
+) -> list[Redaction]:
     """Replace `field` of `request` (or the note of its public event `event_id`) with
     `replacement` (default "[redacted]"), keeping the original; the caller commits.
 
@@ -52,42 +64,61 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
     wrote is what gets redacted."""
     now = now or datetime.now(UTC)
     if field not in REDACTABLE_FIELDS:
-        raise ValidationFailed(f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field")
+        raise ValidationFailed(
+            f"field must be one of {', '.join(REDACTABLE_FIELDS)}", field="field"
+        )
     reason = (reason or "").strip()
     if not reason or len(reason) > MAX_REASON:
         raise ValidationFailed(f"say why, in 1 to {MAX_REASON} characters", field="reason")
     new = REDACTED if replacement is None else replacement.strip()
     if not new or len(new) > MAX_TEXT:
-        raise ValidationFailed(f"the text to show instead must be 1 to {MAX_TEXT} characters", field="text")
+        raise ValidationFailed(
+            f"the text to show instead must be 1 to {MAX_TEXT} characters", field="text"
+        )
     if (field == "note") != (event_id is not None):
-        raise ValidationFailed("event_id names the public event whose note is redacted, and only for field 'note'",
-                               field="event_id")
+        raise ValidationFailed(
+            "event_id names the public event whose note is redacted, and only for field 'note'",
+            field="event_id",
+        )
 
     request, siblings = _lock(session, request)
     event = None
     if field == "note":
-        event = session.scalar(select(StatusEvent).where(
-            StatusEvent.id == event_id, StatusEvent.entity == "service_request", StatusEvent.entity_id == request.id))
+        event = session.scalar(
+            select(StatusEvent).where(
+                StatusEvent.id == event_id,
+                StatusEvent.entity == "service_request",
+                StatusEvent.entity_id == request.id,
+            )
+        )
         if event is None:
             raise NotFound(f"request {request.public_id} has no event {event_id}", field="event_id")
         if not event.public:
-            raise ValidationFailed(f"event {event_id} is not public: only staff see its note", field="event_id")
+            raise ValidationFailed(
+                f"event {event_id} is not public: only staff see its note", field="event_id"
+            )
         original = event.note
     else:
         original = getattr(request, field)
     if not original:
-        raise Conflict(f"{_LABELS[field].format(id=event_id)} of request {request.public_id} is empty: nothing to redact")
+        raise Conflict(
+            f"{_LABELS[field].format(id=event_id)} of request {request.public_id} is empty: nothing to redact"
+        )
     if original == new:
         raise ValidationFailed("the text to show instead is the text shown now", field="text")
 
     done: dict[int, list[Redaction]] = {request.id: []}
     if field == "description":
-        done[request.id].append(_record(session, request, field, None, original, new, reason, actor, now))
+        done[request.id].append(
+            _record(session, request, field, None, original, new, reason, actor, now)
+        )
         request.description = new
         _tell_the_crew(session, request, now)
     else:
         if event is not None:
-            done[request.id].append(_record(session, request, "note", event, original, new, reason, actor, now))
+            done[request.id].append(
+                _record(session, request, "note", event, original, new, reason, actor, now)
+            )
         if field == "status_notes" or original == request.status_notes:
             # The closing's note: the same text on every request of the order.
             for req in [request, *siblings]:
@@ -100,7 +131,9 @@ def redact(session: Session, request: ServiceRequest, *, field: str, reason: str
         # Open311 clients fetch what changed since their last poll: this did.
         req.updated_at = now
         labels = ", ".join(_LABELS[r.field].format(id=r.status_event_id) for r in rows)
-        ServiceRequestLifecycle.annotate(session, req, actor=actor, at=now, note=f"redacted {labels}: {reason}")
+        ServiceRequestLifecycle.annotate(
+            session, req, actor=actor, at=now, note=f"redacted {labels}: {reason}"
+        )
     session.flush()
     return [r for rows in done.values() for r in rows]
 
@@ -112,13 +145,21 @@ def _lock(session: Session, request: ServiceRequest) -> tuple[ServiceRequest, li
     for _ in range(3):
         wo_id = request.work_order_id
         if wo_id is None:
-            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.id == request.id)
-                                     .with_for_update().execution_options(populate_existing=True)).all()
+            locked = session.scalars(
+                select(ServiceRequest)
+                .where(ServiceRequest.id == request.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).all()
         else:
             session.execute(select(WorkOrder.id).where(WorkOrder.id == wo_id).with_for_update())
-            locked = session.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == wo_id)
-                                     .order_by(ServiceRequest.id).with_for_update()
-                                     .execution_options(populate_existing=True)).all()
+            locked = session.scalars(
+                select(ServiceRequest)
+                .where(ServiceRequest.work_order_id == wo_id)
+                .order_by(ServiceRequest.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).all()
         if request in locked and request.work_order_id == wo_id:
             return request, [r for r in locked if r is not request]
         # It moved to another work order before the lock was taken: lock that one.
@@ -126,16 +167,32 @@ def _lock(session: Session, request: ServiceRequest) -> tuple[ServiceRequest, li
     raise Conflict(f"request {request.public_id} is being moved between work orders; try again")
 
 
-def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str, reason: str, actor: Actor,
-                  now: datetime, *, skip: StatusEvent | None) -> list[Redaction]:
+def _redact_notes(
+    session: Session,
+    req: ServiceRequest,
+    original: str,
+    new: str,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    skip: StatusEvent | None,
+) -> list[Redaction]:
     """The status notes of `req` and the notes of its public events that hold `original`."""
     rows = []
     if req.status_notes == original:
         rows.append(_record(session, req, "status_notes", None, original, new, reason, actor, now))
         req.status_notes = new
-    for same in session.scalars(select(StatusEvent).where(
-            StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id,
-            StatusEvent.public, StatusEvent.note == original).order_by(StatusEvent.id)):
+    for same in session.scalars(
+        select(StatusEvent)
+        .where(
+            StatusEvent.entity == "service_request",
+            StatusEvent.entity_id == req.id,
+            StatusEvent.public,
+            StatusEvent.note == original,
+        )
+        .order_by(StatusEvent.id)
+    ):
         if same is not skip:
             rows.append(_record(session, req, "note", same, original, new, reason, actor, now))
     return rows
@@ -144,22 +201,45 @@ def _redact_notes(session: Session, req: ServiceRequest, original: str, new: str
 def _tell_the_crew(session: Session, request: ServiceRequest, now: datetime) -> None:
     """The crew's route shows the descriptions of the requests on its work order: its
     phone hears the change through its feed (as a note on the order is heard)."""
-    wo = session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    wo = (
+        session.get(WorkOrder, request.work_order_id) if request.work_order_id is not None else None
+    )
     if wo is not None and wo.crew_id is not None:
-        crewfeed.record(session, crew_id=wo.crew_id, change="updated", work_order_id=wo.id, status=wo.status,
-                        event_status=wo.status, at=now)
+        crewfeed.record(
+            session,
+            crew_id=wo.crew_id,
+            change="updated",
+            work_order_id=wo.id,
+            status=wo.status,
+            event_status=wo.status,
+            at=now,
+        )
 
 
-def _record(session: Session, request: ServiceRequest, field: str, event: StatusEvent | None, original: str,
-            new: str, reason: str, actor: Actor, now: datetime) -> Redaction:
+def _record(
+    session: Session,
+    request: ServiceRequest,
+    field: str,
+    event: StatusEvent | None,
+    original: str,
+    new: str,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+) -> Redaction:
     if event is not None:
         event.note = new
         # The outbox's copy of the note (what a webhook was or will be sent) follows it.
         session.execute(
             update(Notification)
             .where(Notification.status_event_id == event.id, Notification.payload.has_key("note"))
-            .values(payload=func.jsonb_set(Notification.payload, literal_column("'{note}'::text[]"),
-                                           func.to_jsonb(cast(new, Text))))
+            .values(
+                payload=func.jsonb_set(
+                    Notification.payload,
+                    literal_column("'{note}'::text[]"),
+                    func.to_jsonb(cast(new, Text)),
+                )
+            )
             .execution_options(synchronize_session=False)
         )
         # A resident's comment (the note is its text) may carry a photo link, which
@@ -167,13 +247,30 @@ def _record(session: Session, request: ServiceRequest, field: str, event: Status
         # face, a number plate), so the link is unpublished with the text. It is not kept
         # here: it points at the client's own public photo (FixMyStreet's), which stays
         # there for its moderators.
-        session.execute(update(RequestComment).where(RequestComment.status_event_id == event.id)
-                        .values(media_url=None))
-    row = Redaction(service_request_id=request.id, field=field, status_event_id=event.id if event else None,
-                    original=original, redacted=new, reason=reason, redacted_by_id=actor.user_id, at=now)
+        session.execute(
+            update(RequestComment)
+            .where(RequestComment.status_event_id == event.id)
+            .values(media_url=None)
+        )
+    row = Redaction(
+        service_request_id=request.id,
+        field=field,
+        status_event_id=event.id if event else None,
+        original=original,
+        redacted=new,
+        reason=reason,
+        redacted_by_id=actor.user_id,
+        at=now,
+    )
     session.add(row)
     return row
 
 
 def redactions_of(session: Session, request: ServiceRequest) -> list[Redaction]:
-    return list(session.scalars(select(Redaction).where(Redaction.service_request_id == request.id).order_by(Redaction.id)))
+    return list(
+        session.scalars(
+            select(Redaction)
+            .where(Redaction.service_request_id == request.id)
+            .order_by(Redaction.id)
+        )
+    )

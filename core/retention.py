@@ -97,7 +97,9 @@ _DELETE_FIXES_SQL = """
 _CLOSED = ", ".join(f"'{s}'" for s in REQUEST_CLOSED_STATUSES)
 # The comments whose commenter's details are still kept (the partial index
 # ix_request_comments_with_contact is spelled the same).
-_COMMENTER_KEPT = "email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL OR phone IS NOT NULL"
+_COMMENTER_KEPT = (
+    "email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL OR phone IS NOT NULL"
+)
 # Candidates come from the rows that hold details (contacts; originals of redactions and
 # residents' comments' authors, which an anonymous report may have too), not from every request closed long ago: those only
 # grow, year after year, while the rows still to purge stay about a year's worth. The
@@ -125,17 +127,27 @@ def purge_tracks(session: Session, *, days: int, tz: ZoneInfo, now: datetime) ->
     result.tracks_before = now.astimezone(tz).date() - timedelta(days=days)
     # The day's start as the database reckons it, exactly as CitiStat's periods and the
     # days below are (a zone whose clocks change at midnight must not split a day).
-    cutoff = session.scalar(text("SELECT CAST(:day AS date)::timestamp AT TIME ZONE :tz"),
-                            {"day": result.tracks_before, "tz": tz.key})
+    cutoff = session.scalar(
+        text("SELECT CAST(:day AS date)::timestamp AT TIME ZONE :tz"),
+        {"day": result.tracks_before, "tz": tz.key},
+    )
     params = {"cutoff": cutoff, "tz": tz.key}
     session.execute(text(_ROLL_UP_SQL), params)
     for row in session.execute(text(_DELETE_FIXES_SQL), params):
         result.fixes_deleted += row.fixes
         result.crews.append(row.crew_id)
         state = "active" if row.active else "inactive"
-        audit(session, "crew", row.crew_id, from_status=state, to_status=state, actor=SYSTEM, at=now,
-              note=f"retention: {row.fixes} GPS fixes of {row.first_day} to {row.last_day} deleted, older than "
-                   f"{days} days (STREETLOOP_RETAIN_TRACKS_DAYS); CitiStat keeps their distances")
+        audit(
+            session,
+            "crew",
+            row.crew_id,
+            from_status=state,
+            to_status=state,
+            actor=SYSTEM,
+            at=now,
+            note=f"retention: {row.fixes} GPS fixes of {row.first_day} to {row.last_day} deleted, older than "
+            f"{days} days (STREETLOOP_RETAIN_TRACKS_DAYS); CitiStat keeps their distances",
+        )
     # A crew's latest position older than the tracks is no position dispatch can use.
     result.positions_deleted = session.execute(
         text("DELETE FROM crew_positions WHERE at < :cutoff"), params
@@ -143,7 +155,9 @@ def purge_tracks(session: Session, *, days: int, tz: ZoneInfo, now: datetime) ->
     return result
 
 
-def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: int = CONTACT_BATCH) -> list[int]:
+def purge_contact_batch(
+    session: Session, *, days: int, now: datetime, batch: int = CONTACT_BATCH
+) -> list[int]:
     """Delete the contact details of up to `batch` requests closed more than `days` ago;
     their ids (empty when none is left). The caller commits."""
     cutoff = now - timedelta(days=days)
@@ -153,41 +167,74 @@ def purge_contact_batch(session: Session, *, days: int, now: datetime, batch: in
     ids = [r.id for r in rows]
     params = {"ids": ids}
     ids_param = bindparam("ids", type_=ARRAY(BigInteger))
-    session.execute(text("DELETE FROM request_contacts WHERE request_id = ANY(:ids)").bindparams(ids_param), params)
+    session.execute(
+        text("DELETE FROM request_contacts WHERE request_id = ANY(:ids)").bindparams(ids_param),
+        params,
+    )
     # The outbox keeps that it told the resident and when, not whom. A message still
     # waiting after all this time will not be sent: it fails, saying why.
-    session.execute(text("""
+    session.execute(
+        text("""
         UPDATE notifications
         SET recipient = '',
             last_error = CASE WHEN state IN ('pending', 'sending') THEN 'contact details deleted (retention)'
                               ELSE replace(last_error, recipient, '[deleted]') END,
             state = CASE WHEN state IN ('pending', 'sending') THEN 'failed' ELSE state END
         WHERE service_request_id = ANY(:ids) AND channel = 'email' AND recipient <> ''
-    """).bindparams(ids_param), params)
-    session.execute(text("UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)").bindparams(ids_param),
-                    params)
+    """).bindparams(ids_param),
+        params,
+    )
+    session.execute(
+        text(
+            "UPDATE redactions SET original = NULL WHERE service_request_id = ANY(:ids)"
+        ).bindparams(ids_param),
+        params,
+    )
     # The comments stay (their text is public, and a client's resend must still be
     # recognised by its update id); who wrote them goes. A comment's media_url stays too:
     # it names no one, it is a link to the client's own public photo (FixMyStreet's),
     # which that site moderates and keeps; a supervisor's redaction drops it if need be.
-    session.execute(text(f"""
+    session.execute(
+        text(f"""
         UPDATE request_comments SET email = NULL, first_name = NULL, last_name = NULL, phone = NULL
         WHERE service_request_id = ANY(:ids) AND ({_COMMENTER_KEPT})
-    """).bindparams(ids_param), params)
-    note = (f"retention: the reporter's and commenters' contact details (and the originals of redacted text) deleted, "
-            f"{days} days after the request closed (STREETLOOP_RETAIN_CONTACT_DAYS)")
+    """).bindparams(ids_param),
+        params,
+    )
+    note = (
+        f"retention: the reporter's and commenters' contact details (and the originals of redacted text) deleted, "
+        f"{days} days after the request closed (STREETLOOP_RETAIN_CONTACT_DAYS)"
+    )
     # One INSERT for the batch (a first run writes hundreds of thousands of these): the
     # rows `core.lifecycle.base.audit` would write, in the same transaction.
-    session.execute(insert(StatusEvent), [
-        {"entity": "service_request", "entity_id": r.id, "from_status": r.detailed_status, "to_status": r.detailed_status,
-         "actor": SYSTEM.label, "actor_user_id": None, "at": now, "note": note, "public": False}
-        for r in rows
-    ])
+    session.execute(
+        insert(StatusEvent),
+        [
+            {
+                "entity": "service_request",
+                "entity_id": r.id,
+                "from_status": r.detailed_status,
+                "to_status": r.detailed_status,
+                "actor": SYSTEM.label,
+                "actor_user_id": None,
+                "at": now,
+                "note": note,
+                "public": False,
+            }
+            for r in rows
+        ],
+    )
     return ids
 
 
-def purge(sessions: sessionmaker[Session], *, tracks_days: int, contact_days: int, tz: ZoneInfo,
-          now: datetime | None = None) -> PurgeResult:
+def purge(
+    sessions: sessionmaker[Session],
+    *,
+    tracks_days: int,
+    contact_days: int,
+    tz: ZoneInfo,
+    now: datetime | None = None,
+) -> PurgeResult:
     """Both purges, each batch in its own committed transaction with its audit events."""
     now = now or datetime.now(UTC)
     with sessions.begin() as s:

@@ -54,11 +54,17 @@ class AreaConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tolerance_m) and self.tolerance_m >= 0):
-            raise ValueError(f"the service area tolerance must be a non-negative number of metres, got {self.tolerance_m}")
+            raise ValueError(
+                f"the service area tolerance must be a non-negative number of metres, got {self.tolerance_m}"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AreaConfig:
-        polygon = read_area_file(settings.service_area_file) if settings.service_area_file is not None else None
+        polygon = (
+            read_area_file(settings.service_area_file)
+            if settings.service_area_file is not None
+            else None
+        )
         return cls(tolerance_m=settings.service_area_tolerance_m, polygon=polygon)
 
     @cached_property
@@ -114,7 +120,10 @@ def _only_geometry(document: Any) -> Any:
 
 def outside_area_error(lon: float, lat: float) -> OutsideServiceArea:
     return OutsideServiceArea(
-        f"the location {lat:.6f}, {lon:.6f} is outside the city's service area", field="lat", lat=lat, lon=lon
+        f"the location {lat:.6f}, {lon:.6f} is outside the city's service area",
+        field="lat",
+        lat=lat,
+        lon=lon,
     )
 
 
@@ -124,9 +133,13 @@ def inside_service_area(session: Session, lon: float, lat: float, *, area: AreaC
     tol = area.tolerance_m
     if area.polygon is not None:
         here = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
-        polygon = func.ST_GeogFromWKB(bindparam("service_area", area._polygon_wkb, type_=LargeBinary))
+        polygon = func.ST_GeogFromWKB(
+            bindparam("service_area", area._polygon_wkb, type_=LargeBinary)
+        )
         return bool(session.scalar(select(func.ST_DWithin(polygon, here, tol))))
-    admin_near = exists(select(ServiceArea.id).where(within_metres(ServiceArea.geom, lon, lat, tol)))
+    admin_near = exists(
+        select(ServiceArea.id).where(within_metres(ServiceArea.geom, lon, lat, tol))
+    )
     # Each district is tested on its own: the same answer as against their union,
     # without building the union for every report.
     district_near = exists(select(District.id).where(within_metres(District.geom, lon, lat, tol)))
@@ -147,7 +160,9 @@ def check_location(session: Session, lon: float, lat: float, *, area: AreaConfig
 def area_source(session: Session, area: AreaConfig) -> Source:
     if area.polygon is not None:
         return "setting"
-    has_admin, has_districts = session.execute(select(exists(select(ServiceArea.id)), exists(select(District.id)))).one()
+    has_admin, has_districts = session.execute(
+        select(exists(select(ServiceArea.id)), exists(select(District.id)))
+    ).one()
     return "admin" if has_admin else "districts" if has_districts else "none"
 
 
@@ -160,7 +175,11 @@ def area_in_force(session: Session, area: AreaConfig) -> AreaInForce:
     elif source == "admin":
         geometry = json.loads(session.scalar(select(func.ST_AsGeoJSON(ServiceArea.geom, 6))))
     elif source == "districts":
-        geometry = json.loads(session.scalar(select(func.ST_AsGeoJSON(func.ST_Multi(func.ST_Union(District.geom)), 6))))
+        geometry = json.loads(
+            session.scalar(
+                select(func.ST_AsGeoJSON(func.ST_Multi(func.ST_Union(District.geom)), 6))
+            )
+        )
     return AreaInForce(source=source, tolerance_m=area.tolerance_m, geometry=geometry)
 
 
@@ -172,20 +191,32 @@ def _refuse_when_set_by_setting(area: AreaConfig) -> None:
         )
 
 
-def _audit(session: Session, *, before: Source, after: Source, actor: Actor, note: str) -> StatusEvent:
+def _audit(
+    session: Session, *, before: Source, after: Source, actor: Actor, note: str
+) -> StatusEvent:
     event = StatusEvent(
-        entity=ENTITY, entity_id=ROW_ID, from_status=before, to_status=after,
-        actor=actor.label, actor_user_id=actor.user_id, at=datetime.now(UTC), note=note,
+        entity=ENTITY,
+        entity_id=ROW_ID,
+        from_status=before,
+        to_status=after,
+        actor=actor.label,
+        actor_user_id=actor.user_id,
+        at=datetime.now(UTC),
+        note=note,
     )
     session.add(event)
     return event
 
 
-def set_admin_area(session: Session, polygon: MultiPolygon, *, area: AreaConfig, actor: Actor) -> StatusEvent:
+def set_admin_area(
+    session: Session, polygon: MultiPolygon, *, area: AreaConfig, actor: Actor
+) -> StatusEvent:
     """Make `polygon` the service area (it replaces the districts' union); audited, the
     caller commits. Refused with ServiceAreaFromSetting while the setting governs."""
     _refuse_when_set_by_setting(area)
-    session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _WRITE_LOCK[0], "b": _WRITE_LOCK[1]})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _WRITE_LOCK[0], "b": _WRITE_LOCK[1]}
+    )
     before = area_source(session, area)
     row = session.get(ServiceArea, ROW_ID)
     if row is None:
@@ -195,10 +226,15 @@ def set_admin_area(session: Session, polygon: MultiPolygon, *, area: AreaConfig,
     row.updated_at = datetime.now(UTC)
     row.updated_by_id = actor.user_id
     session.flush()
-    km2 = session.scalar(select(func.ST_Area(func.geography(ServiceArea.geom)) / 1e6).where(ServiceArea.id == ROW_ID))
+    km2 = session.scalar(
+        select(func.ST_Area(func.geography(ServiceArea.geom)) / 1e6).where(ServiceArea.id == ROW_ID)
+    )
     parts = len(polygon.geoms)
     return _audit(
-        session, before=before, after="admin", actor=actor,
+        session,
+        before=before,
+        after="admin",
+        actor=actor,
         note=f"service area set: {parts} polygon{'s' if parts != 1 else ''}, {km2:.2f} km²",
     )
 
@@ -207,7 +243,9 @@ def clear_admin_area(session: Session, *, area: AreaConfig, actor: Actor) -> Sta
     """Drop the admin's polygon, so the districts' union governs again; None when there
     was none (nothing changed, nothing audited). The caller commits."""
     _refuse_when_set_by_setting(area)
-    session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _WRITE_LOCK[0], "b": _WRITE_LOCK[1]})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _WRITE_LOCK[0], "b": _WRITE_LOCK[1]}
+    )
     row = session.get(ServiceArea, ROW_ID)
     if row is None:
         return None

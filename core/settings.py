@@ -17,7 +17,7 @@ def normalize_database_url(url: str) -> str:
     """Accept the libpq-style URLs people paste and pin the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -100,10 +100,18 @@ _PILLOW_PIXELS = 89_000_000
 
 def _photo_pixels(env: dict[str, str]) -> dict[str, int]:
     camera = _bounded(env, "STREETLOOP_MAX_IMAGE_PIXELS", 50_000_000, 1_000_000, _PILLOW_PIXELS)
-    other = _bounded(env, "STREETLOOP_MAX_IMAGE_PIXELS_OTHER", min(16_000_000, camera), 100_000, camera)
+    other = _bounded(
+        env, "STREETLOOP_MAX_IMAGE_PIXELS_OTHER", min(16_000_000, camera), 100_000, camera
+    )
     # At least one photo of the largest size, or such a photo could never be sent.
-    per_request = _bounded(env, "STREETLOOP_MAX_REQUEST_PIXELS", max(250_000_000, camera), camera, 2_000_000_000)
-    return {"max_image_pixels": camera, "max_image_pixels_other": other, "max_request_pixels": per_request}
+    per_request = _bounded(
+        env, "STREETLOOP_MAX_REQUEST_PIXELS", max(250_000_000, camera), camera, 2_000_000_000
+    )
+    return {
+        "max_image_pixels": camera,
+        "max_image_pixels_other": other,
+        "max_request_pixels": per_request,
+    }
 
 
 def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Network, ...]:
@@ -117,8 +125,10 @@ def _trusted_proxies(env: dict[str, str]) -> int | tuple[IPv4Network | IPv6Netwo
     try:
         return tuple(ip_network(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError as exc:
-        raise ValueError(f"STREETLOOP_TRUSTED_PROXIES must be a number of proxy hops or a comma list of "
-                         f"proxy addresses/CIDRs, got {raw!r}: {exc}") from None
+        raise ValueError(
+            f"STREETLOOP_TRUSTED_PROXIES must be a number of proxy hops or a comma list of "
+            f"proxy addresses/CIDRs, got {raw!r}: {exc}"
+        ) from None
 
 
 def _locale(env: dict[str, str]) -> str:
@@ -126,7 +136,9 @@ def _locale(env: dict[str, str]) -> str:
     numbers follow it, the city's own words are in the apps' strings files."""
     raw = env.get("STREETLOOP_LOCALE", "").strip() or "en-GB"
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|[0-9]{3}))?", raw):
-        raise ValueError(f"STREETLOOP_LOCALE must be a language tag such as en-GB or ca, got {raw!r}")
+        raise ValueError(
+            f"STREETLOOP_LOCALE must be a language tag such as en-GB or ca, got {raw!r}"
+        )
     return raw
 
 
@@ -143,9 +155,13 @@ def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
         try:
             ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError):
-            raise ValueError(f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {ca_file!r}") from None
+            raise ValueError(
+                f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {ca_file!r}"
+            ) from None
     return {
-        "webhook_allow_hosts": parse_hosts(ALLOW_SETTING, env.get(ALLOW_SETTING, ""), networks=True),
+        "webhook_allow_hosts": parse_hosts(
+            ALLOW_SETTING, env.get(ALLOW_SETTING, ""), networks=True
+        ),
         "webhook_http_hosts": parse_hosts(HTTP_SETTING, env.get(HTTP_SETTING, ""), networks=False),
         "webhook_ca_file": Path(ca_file) if ca_file else None,
     }
@@ -158,13 +174,20 @@ def _media_copy_settings(env: dict[str, str]) -> dict[str, object]:
     from core.webhook_targets import parse_hosts
 
     hosts = parse_hosts(COPY_HOSTS_SETTING, env.get(COPY_HOSTS_SETTING, ""), networks=False)
-    http_hosts = parse_hosts(COPY_HTTP_HOSTS_SETTING, env.get(COPY_HTTP_HOSTS_SETTING, ""), networks=False)
+    http_hosts = parse_hosts(
+        COPY_HTTP_HOSTS_SETTING, env.get(COPY_HTTP_HOSTS_SETTING, ""), networks=False
+    )
     unlisted = [h for h in http_hosts if h not in hosts]
     if unlisted:
-        raise ValueError(f"{COPY_HTTP_HOSTS_SETTING} may only name hosts of {COPY_HOSTS_SETTING}; "
-                         f"not listed there: {', '.join(unlisted)}")
-    return {"media_copy_hosts": hosts, "media_copy_http_hosts": http_hosts,
-            "media_copy_allow_internal": _flag(env, COPY_INTERNAL_SETTING)}
+        raise ValueError(
+            f"{COPY_HTTP_HOSTS_SETTING} may only name hosts of {COPY_HOSTS_SETTING}; "
+            f"not listed there: {', '.join(unlisted)}"
+        )
+    return {
+        "media_copy_hosts": hosts,
+        "media_copy_http_hosts": http_hosts,
+        "media_copy_allow_internal": _flag(env, COPY_INTERNAL_SETTING),
+    }
 
 
 def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
@@ -179,17 +202,28 @@ def _cors_origins(env: dict[str, str]) -> tuple[str, ...]:
         if not value:
             continue
         if value == "*":
-            raise ValueError("STREETLOOP_CORS_ORIGINS lists the origins allowed to write, one by one; "
-                             "'*' would let any web page use a signed-in user's API")
+            raise ValueError(
+                "STREETLOOP_CORS_ORIGINS lists the origins allowed to write, one by one; "
+                "'*' would let any web page use a signed-in user's API"
+            )
         parts = urlsplit(value)
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number in range
         except ValueError:
             parts = parts._replace(scheme="")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
-                or parts.username or parts.password:
-            raise ValueError(f"STREETLOOP_CORS_ORIGINS: {raw.strip()!r} is not an origin like https://www.city.example "
-                             "(scheme and host, an optional port, no path)")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or parts.password
+        ):
+            raise ValueError(
+                f"STREETLOOP_CORS_ORIGINS: {raw.strip()!r} is not an origin like https://www.city.example "
+                "(scheme and host, an optional port, no path)"
+            )
         # As a browser sends it: no port when it is the scheme's own.
         if parts.port == {"http": 80, "https": 443}[parts.scheme]:
             value = f"{parts.scheme}://{parts.hostname}"
@@ -223,12 +257,18 @@ def _tile_settings(env: dict[str, str]) -> dict[str, object]:
         parts = urlsplit(url)
         local = not parts.scheme and not parts.netloc and parts.path.startswith("/")
         if not (local or (parts.scheme in ("http", "https") and parts.netloc)):
-            raise ValueError(f"STREETLOOP_TILE_URL must be an http(s) URL or a path starting with /, got {url!r}")
+            raise ValueError(
+                f"STREETLOOP_TILE_URL must be an http(s) URL or a path starting with /, got {url!r}"
+            )
         if any(slot not in url for slot in ("{z}", "{x}", "{y}")):
-            raise ValueError(f"STREETLOOP_TILE_URL must have {{z}}, {{x}} and {{y}} in it, got {url!r}")
+            raise ValueError(
+                f"STREETLOOP_TILE_URL must have {{z}}, {{x}} and {{y}} in it, got {url!r}"
+            )
         if not parts.path.lower().endswith(_VECTOR_SUFFIXES + _RASTER_SUFFIXES):
-            raise ValueError("STREETLOOP_TILE_URL must end in .pbf or .mvt (vector tiles) or .png, .jpg, .jpeg "
-                             f"or .webp (raster tiles), got {url!r}")
+            raise ValueError(
+                "STREETLOOP_TILE_URL must end in .pbf or .mvt (vector tiles) or .png, .jpg, .jpeg "
+                f"or .webp (raster tiles), got {url!r}"
+            )
     default_zoom = 19 if not url or tile_kind(url) == "raster" else 14
     return {
         "tile_url": url or None,
@@ -382,14 +422,18 @@ class Settings:
             jurisdiction_id=env.get("OPEN311_JURISDICTION_ID", "").strip() or None,
             timezone=tzname,
             locale=_locale(env),
-            media_dir=Path(env.get("STREETLOOP_MEDIA_DIR", "").strip() or PROJECT_ROOT / "var" / "media"),
+            media_dir=Path(
+                env.get("STREETLOOP_MEDIA_DIR", "").strip() or PROJECT_ROOT / "var" / "media"
+            ),
             public_base_url=env.get("STREETLOOP_PUBLIC_URL", "").strip().rstrip("/"),
             token_ttl_s=_number(env, "STREETLOOP_TOKEN_TTL_S", 12 * 3600),
             max_upload_bytes=_number(env, "STREETLOOP_MAX_UPLOAD_BYTES", 15 * 1024 * 1024),
             **_photo_pixels(env),
             max_report_photos=_bounded(env, "STREETLOOP_MAX_REPORT_PHOTOS", 10, 1, 50),
             contact_email=env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
-            road_data_dir=Path(env["STREETLOOP_ROAD_DATA"]) if env.get("STREETLOOP_ROAD_DATA", "").strip() else None,
+            road_data_dir=Path(env["STREETLOOP_ROAD_DATA"])
+            if env.get("STREETLOOP_ROAD_DATA", "").strip()
+            else None,
             detour_factor=_number(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
             speed_kmh=_number(env, "STREETLOOP_SPEED_KMH", 30.0),
             solver_workers=_number(env, "STREETLOOP_SOLVER_WORKERS", 2),
@@ -406,7 +450,9 @@ class Settings:
             smtp_user=env.get("STREETLOOP_SMTP_USER", "").strip(),
             smtp_password=env.get("STREETLOOP_SMTP_PASSWORD", ""),
             smtp_starttls=_flag(env, "STREETLOOP_SMTP_STARTTLS"),
-            mail_from=env.get("STREETLOOP_MAIL_FROM", "").strip() or env.get("STREETLOOP_CONTACT_EMAIL", "").strip() or "311@example.city",
+            mail_from=env.get("STREETLOOP_MAIL_FROM", "").strip()
+            or env.get("STREETLOOP_CONTACT_EMAIL", "").strip()
+            or "311@example.city",
             shift_horizon_days=_bounded(env, "STREETLOOP_SHIFT_HORIZON_DAYS", 28, 1, 366),
             plan_lead_minutes=_bounded(env, "STREETLOOP_PLAN_LEAD_MINUTES", 15, 0, 240),
             fix_max_age_minutes=_bounded(env, "STREETLOOP_FIX_MAX_AGE_MINUTES", 15, 1, 24 * 60),
@@ -418,13 +464,25 @@ class Settings:
             # worker reliability (issue 11)
             worker_stalled_after_s=_bounded(env, "STREETLOOP_WORKER_STALLED_AFTER_S", 60, 2, 3600),
             worker_reconnect_max_s=_bounded(env, "STREETLOOP_WORKER_RECONNECT_MAX_S", 30, 1, 600),
-            orphan_file_grace_minutes=_bounded(env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60),
+            orphan_file_grace_minutes=_bounded(
+                env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60
+            ),
             db_connect_timeout_s=_bounded(env, "STREETLOOP_DB_CONNECT_TIMEOUT_S", 5, 1, 60),
-            sign_in_account_failures=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", 5, 1, 1000),
-            sign_in_account_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", 15, 1, 24 * 60),
-            sign_in_address_failures=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000),
-            sign_in_address_window_minutes=_bounded(env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60),
-            sign_in_known_address_days=_bounded(env, "STREETLOOP_SIGN_IN_KNOWN_ADDRESS_DAYS", 30, 0, 365),
+            sign_in_account_failures=_bounded(
+                env, "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", 5, 1, 1000
+            ),
+            sign_in_account_window_minutes=_bounded(
+                env, "STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", 15, 1, 24 * 60
+            ),
+            sign_in_address_failures=_bounded(
+                env, "STREETLOOP_SIGN_IN_ADDRESS_FAILURES", 100, 1, 1_000_000
+            ),
+            sign_in_address_window_minutes=_bounded(
+                env, "STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", 15, 1, 24 * 60
+            ),
+            sign_in_known_address_days=_bounded(
+                env, "STREETLOOP_SIGN_IN_KNOWN_ADDRESS_DAYS", 30, 0, 365
+            ),
             trusted_proxies=_trusted_proxies(env),
             **_webhook_settings(env),
             **_media_copy_settings(env),

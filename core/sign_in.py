@@ -101,8 +101,16 @@ def account_key(email: str, secret: str) -> str:
     return hmac.new(secret.encode(), normalized.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_in(session: Session, email: str, password: str, *, address: str, limits: SignInLimits, secret: str,
-            ttl_s: int) -> SignedIn | None:
+def sign_in(
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    address: str,
+    limits: SignInLimits,
+    secret: str,
+    ttl_s: int,
+) -> SignedIn | None:
     """A token for the right password; None (a failure, recorded) for a wrong one.
 
     Raises TooManyFailures while the account or the address is over its limit. The
@@ -115,7 +123,12 @@ def sign_in(session: Session, email: str, password: str, *, address: str, limits
     session.execute(select(func.pg_advisory_xact_lock(_ACCOUNT_LOCK, func.hashtext(account))))
     retry = _retry_after(session, account, address, limits)
     if retry is not None:
-        log.warning("sign-in refused, locked: %s from %s, retry in %d s", _who(session, email, account), address, retry)
+        log.warning(
+            "sign-in refused, locked: %s from %s, retry in %d s",
+            _who(session, email, account),
+            address,
+            retry,
+        )
         raise TooManyFailures(retry)
 
     user = authenticate(session, email, password)
@@ -126,11 +139,17 @@ def sign_in(session: Session, email: str, password: str, *, address: str, limits
             # Deactivated, or its password reset, while the password was being checked: no
             # token, and no failure either (the password was right when it was checked);
             # it answers as a wrong password does.
-            log.warning("sign-in refused: %s from %s was deactivated or had its password reset meanwhile",
-                        _who(session, email, account), address)
+            log.warning(
+                "sign-in refused: %s from %s was deactivated or had its password reset meanwhile",
+                _who(session, email, account),
+                address,
+            )
             return None
-        session.execute(delete(SignInFailure).where(SignInFailure.account == account,
-                                                    SignInFailure.address == address))
+        session.execute(
+            delete(SignInFailure).where(
+                SignInFailure.account == account, SignInFailure.address == address
+            )
+        )
         _remember(session, account, address, limits)
         return SignedIn(user, token)
 
@@ -145,14 +164,31 @@ def _retry_after(session: Session, account: str, address: str, limits: SignInLim
     they are now. A limit of N holds while N failures lie in the window, so it lifts when
     the N-th most recent one leaves it."""
     anywhere = SignInFailure.account == account
-    waits = [_wait(session, SignInFailure.address == address, limits.address_failures, limits.address_window)]
+    waits = [
+        _wait(
+            session,
+            SignInFailure.address == address,
+            limits.address_failures,
+            limits.address_window,
+        )
+    ]
     if _known(session, account, address, limits):
         # Where the account signs in: its own failures from here count against the tight
         # limit, and everyone's against a cap KNOWN_ADDRESS_CAP times as high, so the
         # account's guesses stay bounded however many addresses it is known at.
         waits += [
-            _wait(session, anywhere & (SignInFailure.address == address), limits.account_failures, limits.account_window),
-            _wait(session, anywhere, KNOWN_ADDRESS_CAP * limits.account_failures, limits.account_window),
+            _wait(
+                session,
+                anywhere & (SignInFailure.address == address),
+                limits.account_failures,
+                limits.account_window,
+            ),
+            _wait(
+                session,
+                anywhere,
+                KNOWN_ADDRESS_CAP * limits.account_failures,
+                limits.account_window,
+            ),
         ]
     else:
         waits.append(_wait(session, anywhere, limits.account_failures, limits.account_window))
@@ -177,11 +213,18 @@ def _wait(session: Session, where: object, limit: int, window: timedelta) -> int
 def _known(session: Session, account: str, address: str, limits: SignInLimits) -> bool:
     if not limits.known_address_days:
         return False
-    return session.scalar(
-        select(func.count()).select_from(SignInAddress).where(
-            SignInAddress.account == account, SignInAddress.address == address,
-            SignInAddress.last_at > func.now() - timedelta(days=limits.known_address_days))
-    ) > 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(SignInAddress)
+            .where(
+                SignInAddress.account == account,
+                SignInAddress.address == address,
+                SignInAddress.last_at > func.now() - timedelta(days=limits.known_address_days),
+            )
+        )
+        > 0
+    )
 
 
 def _remember(session: Session, account: str, address: str, limits: SignInLimits) -> None:
@@ -189,10 +232,16 @@ def _remember(session: Session, account: str, address: str, limits: SignInLimits
     used that long, any account's, are forgotten (an index range on `last_at`)."""
     if not limits.known_address_days:
         return
-    session.execute(insert(SignInAddress).values(account=account, address=address)
-                    .on_conflict_do_update(index_elements=["account", "address"], set_={"last_at": func.now()}))
-    session.execute(delete(SignInAddress).where(
-        SignInAddress.last_at < func.now() - timedelta(days=limits.known_address_days)))
+    session.execute(
+        insert(SignInAddress)
+        .values(account=account, address=address)
+        .on_conflict_do_update(index_elements=["account", "address"], set_={"last_at": func.now()})
+    )
+    session.execute(
+        delete(SignInAddress).where(
+            SignInAddress.last_at < func.now() - timedelta(days=limits.known_address_days)
+        )
+    )
 
 
 def _prune(session: Session, limits: SignInLimits) -> None:

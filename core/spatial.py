@@ -19,9 +19,13 @@ def parse_coordinate(raw: object, *, field: str, low: float, high: float) -> flo
     try:
         value = float(str(raw).strip())
     except (TypeError, ValueError):
-        raise ValidationFailed(f"{field} must be a decimal number of degrees, got {raw!r}", field=field) from None
+        raise ValidationFailed(
+            f"{field} must be a decimal number of degrees, got {raw!r}", field=field
+        ) from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise ValidationFailed(f"{field} must be between {low:g} and {high:g}, got {raw!r}", field=field)
+        raise ValidationFailed(
+            f"{field} must be between {low:g} and {high:g}, got {raw!r}", field=field
+        )
     return value
 
 
@@ -59,7 +63,9 @@ def lon_lat(element: WKBElement | None) -> tuple[float, float] | None:
     return (shape.x, shape.y)
 
 
-def within_metres(column: ColumnElement, lon: float, lat: float, metres: float) -> ColumnElement[bool]:
+def within_metres(
+    column: ColumnElement, lon: float, lat: float, metres: float
+) -> ColumnElement[bool]:
     """ST_DWithin on geography, written so the `(col::geography)` gist index applies."""
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
     return func.ST_DWithin(func.geography(column), target, metres)

@@ -76,7 +76,9 @@ class LocalStorage:
                     mtime = full.stat().st_mtime
                 except FileNotFoundError:  # renamed or removed since the listing
                     continue
-                yield StoredFile(full.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, UTC))
+                yield StoredFile(
+                    full.relative_to(self.root).as_posix(), datetime.fromtimestamp(mtime, UTC)
+                )
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -86,7 +88,14 @@ class S3Storage:
     """S3-compatible object storage (AWS S3, MinIO, Ceph RGW). Credentials come from the
     usual AWS environment variables or instance role; `endpoint_url` points elsewhere than AWS."""
 
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, client: object | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        client: object | None = None,
+    ) -> None:
         if client is None:
             import boto3  # optional dependency: pip install 'streetloop[s3]'
 
@@ -130,7 +139,9 @@ class S3Storage:
 
     def files(self, prefix: str) -> Iterator[StoredFile]:
         strip = len(self.prefix) + 1 if self.prefix else 0
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix) + "/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix) + "/"
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 yield StoredFile(obj["Key"][strip:], obj["LastModified"].astimezone(UTC))
@@ -143,5 +154,7 @@ class S3Storage:
 def storage_from_settings(settings: object) -> Storage:
     """Local disk unless STREETLOOP_STORAGE=s3."""
     if getattr(settings, "storage", "local") == "s3":
-        return S3Storage(settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url)  # type: ignore[attr-defined]
+        return S3Storage(
+            settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url
+        )  # type: ignore[attr-defined]
     return LocalStorage(settings.media_dir)  # type: ignore[attr-defined]

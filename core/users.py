@@ -39,23 +39,38 @@ def normalize_email(email: str) -> str:
     the local part is kept as typed, and uniqueness ignores its case too)."""
     local, at, domain = email.strip().rpartition("@")
     if not at or not _looks_like_email(local, domain):
-        raise ValidationFailed(f"{email.strip()!r} does not look like an e-mail address", field="email")
+        raise ValidationFailed(
+            f"{email.strip()!r} does not look like an e-mail address", field="email"
+        )
     return f"{local}@{domain.lower()}"
 
 
 def _looks_like_email(local: str, domain: str) -> bool:
-    if not _LOCAL_PART.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+    if (
+        not _LOCAL_PART.fullmatch(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+    ):
         return False
     labels = domain.split(".")
-    return len(local) + 1 + len(domain) <= 320 and len(labels) >= 2 and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+    return (
+        len(local) + 1 + len(domain) <= 320
+        and len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+    )
 
 
 def check_password(password: str, *, email: str) -> None:
     """The password policy; a ValidationFailed on `password` says what to change."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password")
+        raise ValidationFailed(
+            f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise ValidationFailed(f"the password may have at most {MAX_PASSWORD_LENGTH} characters", field="password")
+        raise ValidationFailed(
+            f"the password may have at most {MAX_PASSWORD_LENGTH} characters", field="password"
+        )
     folded = password.strip().casefold()
     address = email.strip().casefold()
     if folded in {address, address.rpartition("@")[0]}:
@@ -69,7 +84,9 @@ def _check_name(name: str) -> str:
     if not name:
         raise ValidationFailed("a name is needed", field="name")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValidationFailed(f"the name may have at most {MAX_NAME_LENGTH} characters", field="name")
+        raise ValidationFailed(
+            f"the name may have at most {MAX_NAME_LENGTH} characters", field="name"
+        )
     return name
 
 
@@ -83,7 +100,9 @@ def _crew_for(session: Session, role: str, crew_code: str | None) -> Crew | None
     """The crew a login of `role` belongs to: exactly crew logins have one."""
     if role != "crew":
         if crew_code:
-            raise ValidationFailed(f"only crew logins belong to a crew; a {role} has none", field="crew")
+            raise ValidationFailed(
+                f"only crew logins belong to a crew; a {role} has none", field="crew"
+            )
         return None
     if not crew_code:
         raise ValidationFailed("a crew login needs the code of its crew", field="crew")
@@ -99,9 +118,13 @@ def _keep_an_admin(session: Session, user: User, doing: str) -> None:
     other at the same moment queue here, so the second sees the first one's change."""
     if user.role != "admin" or not user.active:
         return
-    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True)).with_for_update()).all()
+    admins = session.scalars(
+        select(User.id).where(User.role == "admin", User.active.is_(True)).with_for_update()
+    ).all()
     if set(admins) <= {user.id}:
-        raise Conflict(f"cannot {doing} {user.email}: it is the last active admin; make another admin first")
+        raise Conflict(
+            f"cannot {doing} {user.email}: it is the last active admin; make another admin first"
+        )
 
 
 # -- reading ------------------------------------------------------------------------
@@ -117,7 +140,9 @@ def users_query(*, role: str | None = None, active: bool | None = None) -> Selec
     return query
 
 
-def list_users(session: Session, *, role: str | None = None, active: bool | None = None) -> list[User]:
+def list_users(
+    session: Session, *, role: str | None = None, active: bool | None = None
+) -> list[User]:
     return list(session.scalars(users_query(role=role, active=active)))
 
 
@@ -131,7 +156,11 @@ def get_user(session: Session, user_id: int, *, for_update: bool = False) -> Use
 
 def find_user(session: Session, email: str, *, for_update: bool = False) -> User:
     """The user with this e-mail address, whatever its case."""
-    query = select(User).where(func.lower(User.email) == email.strip().lower()).options(selectinload(User.crew))
+    query = (
+        select(User)
+        .where(func.lower(User.email) == email.strip().lower())
+        .options(selectinload(User.crew))
+    )
     user = session.scalar(query.with_for_update(of=User) if for_update else query)
     if user is None:
         raise NotFound(f"no user with the e-mail {email.strip()!r}")
@@ -141,14 +170,17 @@ def find_user(session: Session, email: str, *, for_update: bool = False) -> User
 # -- changes ------------------------------------------------------------------------
 
 
-def check_new_user(session: Session, *, email: str, name: str, role: str, crew_code: str | None = None) -> None:
+def check_new_user(
+    session: Session, *, email: str, name: str, role: str, crew_code: str | None = None
+) -> None:
     """Raise what `create_user` would for these fields, so the CLI can say so before it
     asks for a password."""
     _new_user_fields(session, email=email, name=name, role=role, crew_code=crew_code)
 
 
-def _new_user_fields(session: Session, *, email: str, name: str, role: str,
-                     crew_code: str | None) -> tuple[str, str, Crew | None]:
+def _new_user_fields(
+    session: Session, *, email: str, name: str, role: str, crew_code: str | None
+) -> tuple[str, str, Crew | None]:
     email = normalize_email(email)
     name = _check_name(name)
     crew = _crew_for(session, _check_role(role), crew_code)
@@ -168,9 +200,18 @@ def create_user(
     actor: Actor,
 ) -> User:
     """A new, active account; everything is checked before anything is written."""
-    email, name, crew = _new_user_fields(session, email=email, name=name, role=role, crew_code=crew_code)
+    email, name, crew = _new_user_fields(
+        session, email=email, name=name, role=role, crew_code=crew_code
+    )
     check_password(password, email=email)
-    user = User(email=email, name=name, role=role, crew=crew, password_hash=hash_password(password), active=True)
+    user = User(
+        email=email,
+        name=name,
+        role=role,
+        crew=crew,
+        password_hash=hash_password(password),
+        active=True,
+    )
     try:
         # A savepoint, so losing a race for the address leaves the caller's transaction usable.
         with session.begin_nested():
@@ -185,7 +226,9 @@ def create_user(
     return user
 
 
-def change_role(session: Session, user: User, *, role: str, crew_code: str | None = None, actor: Actor) -> bool:
+def change_role(
+    session: Session, user: User, *, role: str, crew_code: str | None = None, actor: Actor
+) -> bool:
     """Give the user a role (and, for a crew login, its crew); False if nothing changed.
 
     The caller sends the crew for a crew login even when only the role changes: a crew
@@ -199,7 +242,9 @@ def change_role(session: Session, user: User, *, role: str, crew_code: str | Non
     if role != user.role:
         changes.append(f"role {user.role} → {role}")
     if crew != user.crew:
-        changes.append(f"crew {user.crew.code if user.crew else 'none'} → {crew.code if crew else 'none'}")
+        changes.append(
+            f"crew {user.crew.code if user.crew else 'none'} → {crew.code if crew else 'none'}"
+        )
     user.role, user.crew = role, crew
     UserLifecycle.annotate(session, user, actor=actor, note="; ".join(changes))
     return True
@@ -221,7 +266,9 @@ def set_password(session: Session, user: User, *, password: str, actor: Actor) -
     check_password(password, email=user.email)
     user.password_hash = hash_password(password)
     revoked = revoke_tokens(session, user)
-    UserLifecycle.annotate(session, user, actor=actor, note=f"password reset; {_tokens(revoked)} revoked")
+    UserLifecycle.annotate(
+        session, user, actor=actor, note=f"password reset; {_tokens(revoked)} revoked"
+    )
     return revoked
 
 
@@ -229,11 +276,18 @@ def deactivate(session: Session, user: User, *, actor: Actor, note: str | None =
     """Close the account and revoke its tokens; returns how many. The row stays: the audit
     trail and the completions point at it. `note` is the reason, for the timeline."""
     if not user.active:
-        raise IllegalTransition(f"{user.email} is already inactive", current="inactive", target="inactive")
+        raise IllegalTransition(
+            f"{user.email} is already inactive", current="inactive", target="inactive"
+        )
     _keep_an_admin(session, user, "deactivate")
     revoked = revoke_tokens(session, user)
-    UserLifecycle.transition(session, user, "inactive", actor=actor,
-                             note=f"deactivated; {_tokens(revoked)} revoked" + (f": {note}" if note else ""))
+    UserLifecycle.transition(
+        session,
+        user,
+        "inactive",
+        actor=actor,
+        note=f"deactivated; {_tokens(revoked)} revoked" + (f": {note}" if note else ""),
+    )
     return revoked
 
 
@@ -244,9 +298,15 @@ def reactivate(session: Session, user: User, *, actor: Actor, note: str | None =
     account gets none (core.auth.issue_token). Any that exist anyway (the flag set by
     hand in the database, say) are deleted here, so reactivating never revives one."""
     if user.active:
-        raise IllegalTransition(f"{user.email} is already active", current="active", target="active")
+        raise IllegalTransition(
+            f"{user.email} is already active", current="active", target="active"
+        )
     stale = revoke_tokens(session, user)
-    text = "reactivated" + (f"; {_tokens(stale)} from before revoked" if stale else "") + (f": {note}" if note else "")
+    text = (
+        "reactivated"
+        + (f"; {_tokens(stale)} from before revoked" if stale else "")
+        + (f": {note}" if note else "")
+    )
     UserLifecycle.transition(session, user, "active", actor=actor, note=text)
 
 

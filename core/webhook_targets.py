@@ -172,8 +172,14 @@ def parse_hosts(setting: str, raw: str, *, networks: bool) -> tuple[str, ...]:
             literal = literal_address(item.strip("[]"))
             name = str(literal) if literal is not None else _host_name(item)
             if name is None:
-                what = "host names, IP addresses or networks (CIDR)" if networks else "host names or IP addresses"
-                raise ValueError(f"{setting} must be a comma-separated list of {what}, got {item!r}") from None
+                what = (
+                    "host names, IP addresses or networks (CIDR)"
+                    if networks
+                    else "host names or IP addresses"
+                )
+                raise ValueError(
+                    f"{setting} must be a comma-separated list of {what}, got {item!r}"
+                ) from None
             entries.append(name)
             continue
         if net.num_addresses == 1:
@@ -202,7 +208,9 @@ class WebhookPolicy:
                 nets.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 names.add(entry)
-        return cls(allow=frozenset(names), allow_networks=tuple(nets), http_hosts=frozenset(http_hosts))
+        return cls(
+            allow=frozenset(names), allow_networks=tuple(nets), http_hosts=frozenset(http_hosts)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookPolicy:
@@ -214,7 +222,9 @@ class WebhookPolicy:
         if address is None:
             return False
         candidates = {address, _destination(address)}
-        return any(a.version == net.version and a in net for a in candidates for net in self.allow_networks)
+        return any(
+            a.version == net.version and a in net for a in candidates for net in self.allow_networks
+        )
 
     def check_url(self, url: str) -> Refusal | None:
         """What can be told from the URL alone, without DNS: at registration, and again

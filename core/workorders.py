@@ -48,11 +48,25 @@ def change_status(
             continue
         if ServiceRequestLifecycle.can(req.detailed_status, request_target):
             ServiceRequestLifecycle.transition(
-                session, req, request_target, actor=actor, note=public_note, public=True, at=context.get("at")
+                session,
+                req,
+                request_target,
+                actor=actor,
+                note=public_note,
+                public=True,
+                at=context.get("at"),
             )
 
 
-def staff_change_status(session: Session, wo: WorkOrder, target: str, *, actor: Actor, note: str | None = None, **context: Any) -> None:
+def staff_change_status(
+    session: Session,
+    wo: WorkOrder,
+    target: str,
+    *,
+    actor: Actor,
+    note: str | None = None,
+    **context: Any,
+) -> None:
     if wo.status in ("verified", "closed"):
         raise IllegalTransition(
             f"work order {wo.id} is {wo.status}: its requests are closed; a resident's new report reopens it",
@@ -69,21 +83,30 @@ def staff_change_status(session: Session, wo: WorkOrder, target: str, *, actor: 
 
 
 # Work a dispatcher can still force into a day: not finished, not closed.
-_MUST_DO_OPEN = frozenset({"new", "planned", "dispatched", "en_route", "on_site", "unable", "rejected"})
+_MUST_DO_OPEN = frozenset(
+    {"new", "planned", "dispatched", "en_route", "on_site", "unable", "rejected"}
+)
 
 
-def mark_must_do(session: Session, wo: WorkOrder, *, day: date, crew: Crew | None, actor: Actor, today: date) -> None:
+def mark_must_do(
+    session: Session, wo: WorkOrder, *, day: date, crew: Crew | None, actor: Actor, today: date
+) -> None:
     """A dispatcher's "this is done on `day`" (optionally "by `crew`"): plans of that day
     include it, dropping lower-value work if they must, and say what they dropped."""
     if wo.status not in _MUST_DO_OPEN:
-        raise Conflict(f"work order {wo.id} is {wo.status}; only open work can be made must-do", current=wo.status)
+        raise Conflict(
+            f"work order {wo.id} is {wo.status}; only open work can be made must-do",
+            current=wo.status,
+        )
     if day < today:
         raise ValidationFailed(f"{day} is over; choose today or a coming day", field="date")
     if crew is not None:
         if not crew.active:
             raise ValidationFailed(f"crew {crew.code} is not active", field="crew")
         if wo.skill not in crew.skills:
-            raise ValidationFailed(f"crew {crew.code} lacks the skill {wo.skill!r} this work needs", field="crew")
+            raise ValidationFailed(
+                f"crew {crew.code} lacks the skill {wo.skill!r} this work needs", field="crew"
+            )
     wo.must_do_on, wo.must_do_crew_id = day, crew.id if crew else None
     by = f" by {crew.code}" if crew else ""
     WorkOrderLifecycle.annotate(session, wo, actor=actor, note=f"must be done on {day}{by}")

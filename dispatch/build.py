@@ -21,7 +21,18 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
-from core.models import CrewDay, CrewPosition, Depot, District, PlanRoute, RouteStop, ServiceType, Shift, StatusEvent, WorkOrder
+from core.models import (
+    CrewDay,
+    CrewPosition,
+    Depot,
+    District,
+    PlanRoute,
+    RouteStop,
+    ServiceType,
+    Shift,
+    StatusEvent,
+    WorkOrder,
+)
 from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow
 from dispatch.validate import Words
 
@@ -52,10 +63,26 @@ class Scope:
 
     @property
     def key(self) -> str:
-        return ";".join(f"{k}={v}" for k, v in (("agency", self.agency), ("depot", self.depot), ("district", self.district)) if v)
+        return ";".join(
+            f"{k}={v}"
+            for k, v in (
+                ("agency", self.agency),
+                ("depot", self.depot),
+                ("district", self.district),
+            )
+            if v
+        )
 
     def as_dict(self) -> dict[str, str]:
-        return {k: v for k, v in (("agency", self.agency), ("depot", self.depot), ("district", self.district)) if v}
+        return {
+            k: v
+            for k, v in (
+                ("agency", self.agency),
+                ("depot", self.depot),
+                ("district", self.district),
+            )
+            if v
+        }
 
 
 @dataclass(frozen=True)
@@ -78,9 +105,13 @@ class Locks:
     is on (with seconds left on site), the stop it is driving to, the stops a dispatcher
     locked to it, and the work the live plan had given out."""
 
-    in_progress: dict[int, tuple[int, int]] = field(default_factory=dict)  # crew row id -> (work order id, s left)
+    in_progress: dict[int, tuple[int, int]] = field(
+        default_factory=dict
+    )  # crew row id -> (work order id, s left)
     committed_next: dict[int, int] = field(default_factory=dict)  # crew row id -> work order id
-    pinned: dict[int, list[int]] = field(default_factory=dict)  # crew row id -> work order ids, in order
+    pinned: dict[int, list[int]] = field(
+        default_factory=dict
+    )  # crew row id -> work order ids, in order
     carried: list[WorkOrder] = field(default_factory=list)
 
 
@@ -117,8 +148,11 @@ class Built:
     @property
     def words(self) -> Words:
         """Violations as a dispatcher reads them: crew codes, work order numbers, clock times."""
-        return Words(crew=lambda cid: self.crews[cid].code if cid in self.crews else f"crew {cid}",
-                     job=lambda jid: f"work order {jid}", clock=self.clock)
+        return Words(
+            crew=lambda cid: self.crews[cid].code if cid in self.crews else f"crew {cid}",
+            job=lambda jid: f"work order {jid}",
+            clock=self.clock,
+        )
 
 
 class _Points:
@@ -147,7 +181,12 @@ def _hhmm(when: datetime, tz: ZoneInfo) -> str:
 
 def scope_crews(session: Session, scope: Scope) -> list[CrewRow]:
     """The active crews a plan of this scope may route (by agency and yard)."""
-    q = select(CrewRow).where(CrewRow.active.is_(True)).options(selectinload(CrewRow.depot)).order_by(CrewRow.code)
+    q = (
+        select(CrewRow)
+        .where(CrewRow.active.is_(True))
+        .options(selectinload(CrewRow.depot))
+        .order_by(CrewRow.code)
+    )
     if scope.agency:
         q = q.where(CrewRow.agency == scope.agency)
     if scope.depot:
@@ -155,14 +194,21 @@ def scope_crews(session: Session, scope: Scope) -> list[CrewRow]:
     return list(session.scalars(q))
 
 
-def _day_shifts(session: Session, crews: list[CrewRow], plan_date: date, tz: ZoneInfo) -> dict[int, Shift]:
+def _day_shifts(
+    session: Session, crews: list[CrewRow], plan_date: date, tz: ZoneInfo
+) -> dict[int, Shift]:
     """Each crew's shift starting on the plan day, cancelled ones included (so a day off
     can be told from no shift at all). One shift per crew and day: the first."""
     midnight = datetime.combine(plan_date, time(0), tz)
     rows = session.scalars(
-        select(Shift).where(Shift.crew_id.in_([c.id for c in crews]), Shift.starts_at >= midnight,
-                            Shift.starts_at < midnight + timedelta(days=1))
-        .options(selectinload(Shift.breaks)).order_by(Shift.crew_id, Shift.cancelled_at.is_not(None), Shift.starts_at)
+        select(Shift)
+        .where(
+            Shift.crew_id.in_([c.id for c in crews]),
+            Shift.starts_at >= midnight,
+            Shift.starts_at < midnight + timedelta(days=1),
+        )
+        .options(selectinload(Shift.breaks))
+        .order_by(Shift.crew_id, Shift.cancelled_at.is_not(None), Shift.starts_at)
     )
     out: dict[int, Shift] = {}
     for sh in rows:
@@ -170,24 +216,34 @@ def _day_shifts(session: Session, crews: list[CrewRow], plan_date: date, tz: Zon
     return out
 
 
-def _left_out(crew: CrewRow, shift: Shift | None, plan_date: date, tz: ZoneInfo, clock: Clock | None) -> dict[str, Any] | None:
+def _left_out(
+    crew: CrewRow, shift: Shift | None, plan_date: date, tz: ZoneInfo, clock: Clock | None
+) -> dict[str, Any] | None:
     """Why a crew of the scope cannot be routed on the plan day, or None."""
     day = f"{plan_date:%a} {plan_date.day} {plan_date:%b}"
     if shift is None:
         return {"crew": crew.code, "reason": "off", "message": f"{crew.code} has no shift on {day}"}
     if shift.cancelled_at is not None:
         why = f": {shift.end_reason}" if shift.end_reason else ""
-        return {"crew": crew.code, "reason": "off", "message": f"{crew.code}'s shift on {day} is cancelled{why}"}
+        return {
+            "crew": crew.code,
+            "reason": "off",
+            "message": f"{crew.code}'s shift on {day} is cancelled{why}",
+        }
     if clock is not None and shift.ends_at <= clock.earliest:
         if shift.ended_early_at is not None:
-            message = f"{crew.code}'s shift ended early at {_hhmm(shift.ends_at, tz)}: {shift.end_reason}"
+            message = (
+                f"{crew.code}'s shift ended early at {_hhmm(shift.ends_at, tz)}: {shift.end_reason}"
+            )
         else:
             message = f"{crew.code}'s shift ends at {_hhmm(shift.ends_at, tz)}, before a new route could start"
         return {"crew": crew.code, "reason": "shift_over", "message": message}
     return None
 
 
-def fresh_fix(session: Session, crew_id: int, now: datetime, max_age: timedelta) -> tuple[float, float] | None:
+def fresh_fix(
+    session: Session, crew_id: int, now: datetime, max_age: timedelta
+) -> tuple[float, float] | None:
     """Where the crew's latest GPS fix puts it, if that fix is younger than `max_age`."""
     fix = session.get(CrewPosition, crew_id)
     if fix is None or abs(now - fix.at) > max_age:
@@ -195,8 +251,16 @@ def fresh_fix(session: Session, crew_id: int, now: datetime, max_age: timedelta)
     return _lonlat(fix.location)
 
 
-def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Sequence[str] = PLANNABLE_STATUSES,
-              must_do_on: date | None = None, left_over_since: date | None = None, tz: ZoneInfo | None = None) -> list[WorkOrder]:
+def open_work(
+    session: Session,
+    scope: Scope,
+    skills: set[str],
+    *,
+    statuses: Sequence[str] = PLANNABLE_STATUSES,
+    must_do_on: date | None = None,
+    left_over_since: date | None = None,
+    tz: ZoneInfo | None = None,
+) -> list[WorkOrder]:
     """Open work in scope that the scope's crews have the skills for, and the scope's
     must-do work of the day whatever it needs (a plan must say why it cannot be done).
     With `left_over_since` (today) and `tz`, also work left over from an earlier day
@@ -214,25 +278,44 @@ def open_work(session: Session, scope: Scope, skills: set[str], *, statuses: Seq
         .order_by(WorkOrder.id)
     )
     if scope.agency:
-        q = q.where(WorkOrder.service_type_id.in_(select(ServiceType.id).where(ServiceType.agency == scope.agency)))
+        q = q.where(
+            WorkOrder.service_type_id.in_(
+                select(ServiceType.id).where(ServiceType.agency == scope.agency)
+            )
+        )
     if scope.district:
-        q = q.where(WorkOrder.district_id.in_(select(District.id).where(District.code == scope.district)))
+        q = q.where(
+            WorkOrder.district_id.in_(select(District.id).where(District.code == scope.district))
+        )
     return list(session.scalars(q))
 
 
 def left_over(today: date, tz: ZoneInfo) -> Any:
     """Ids of work still dispatched, not started, dispatched before today and on no
     published route of today or later: its day ended without it."""
-    latest = (select(StatusEvent.entity_id, func.max(StatusEvent.at).label("at"))
-              .where(StatusEvent.entity == "work_order", StatusEvent.to_status == "dispatched")
-              .group_by(StatusEvent.entity_id).subquery())
-    routed = (select(RouteStop.work_order_id)
-              .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
-              .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
-              .where(CrewDay.plan_date >= today, RouteStop.work_order_id.is_not(None)))
-    return (select(WorkOrder.id).join(latest, latest.c.entity_id == WorkOrder.id)
-            .where(WorkOrder.status == "dispatched", latest.c.at < datetime.combine(today, time(0), tz),
-                   WorkOrder.id.notin_(routed)))
+    latest = (
+        select(StatusEvent.entity_id, func.max(StatusEvent.at).label("at"))
+        .where(StatusEvent.entity == "work_order", StatusEvent.to_status == "dispatched")
+        .group_by(StatusEvent.entity_id)
+        .subquery()
+    )
+    routed = (
+        select(RouteStop.work_order_id)
+        .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
+        .join(
+            CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id)
+        )
+        .where(CrewDay.plan_date >= today, RouteStop.work_order_id.is_not(None))
+    )
+    return (
+        select(WorkOrder.id)
+        .join(latest, latest.c.entity_id == WorkOrder.id)
+        .where(
+            WorkOrder.status == "dispatched",
+            latest.c.at < datetime.combine(today, time(0), tz),
+            WorkOrder.id.notin_(routed),
+        )
+    )
 
 
 def build_problem(
@@ -272,10 +355,18 @@ def build_problem(
     under_way = clock is not None and any(clock.earliest > sh.starts_at for _, sh in routable)
 
     for crew, shift in routable:
-        start_depot = session.get(Depot, shift.start_depot_id) if shift.start_depot_id else crew.depot
+        start_depot = (
+            session.get(Depot, shift.start_depot_id) if shift.start_depot_id else crew.depot
+        )
         end_depot = session.get(Depot, shift.end_depot_id) if shift.end_depot_id else crew.depot
         if start_depot is None or end_depot is None:
-            excluded_crews.append({"crew": crew.code, "reason": "no_depot", "message": f"{crew.code} has no yard to start from"})
+            excluded_crews.append(
+                {
+                    "crew": crew.code,
+                    "reason": "no_depot",
+                    "message": f"{crew.code} has no yard to start from",
+                }
+            )
             continue
         cid = str(crew.id)
         crew_rows[cid] = crew
@@ -284,13 +375,20 @@ def build_problem(
         here = None
         if clock is not None:
             # A crew on site is working now; one that must read a new route first starts after the lead time.
-            start_at = max(shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest)
+            start_at = max(
+                shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest
+            )
             if start_at > shift.starts_at:
                 here = fresh_fix(session, crew.id, clock.now, clock.fix_max_age)
         # A break whose window has passed, or has too little of it left, is gone.
         breaks = [
-            Break(id=str(b.id), duration=b.minutes * 60, window=TimeWindow(sec(max(b.earliest_start, start_at)), sec(b.latest_end)))
-            for b in shift.breaks if b.latest_end - max(b.earliest_start, start_at) >= timedelta(minutes=b.minutes)
+            Break(
+                id=str(b.id),
+                duration=b.minutes * 60,
+                window=TimeWindow(sec(max(b.earliest_start, start_at)), sec(b.latest_end)),
+            )
+            for b in shift.breaks
+            if b.latest_end - max(b.earliest_start, start_at) >= timedelta(minutes=b.minutes)
         ]
         crews.append(
             Crew(
@@ -310,33 +408,65 @@ def build_problem(
     leftovers = {wo.id for wo in work if wo.status == "dispatched"}
     seen_ids = {wo.id for wo in work}
     work += [wo for wo in locks.carried if wo.id not in seen_ids]
-    pinned_to = {wo_id: crew_id for crew_id, ids in locks.pinned.items() for wo_id in ids if str(crew_id) in crew_rows}
+    pinned_to = {
+        wo_id: crew_id
+        for crew_id, ids in locks.pinned.items()
+        for wo_id in ids
+        if str(crew_id) in crew_rows
+    }
     # Work a crew is on, or driving to, stays its own (it is not handed to another crew
     # behind its back): with the crew off shift, it is left out with why.
-    held_by = {wo_id: (crew_id, "is on site there") for crew_id, (wo_id, _) in locks.in_progress.items()}
-    held_by |= {wo_id: (crew_id, "is on its way there") for crew_id, wo_id in locks.committed_next.items()}
+    held_by = {
+        wo_id: (crew_id, "is on site there") for crew_id, (wo_id, _) in locks.in_progress.items()
+    }
+    held_by |= {
+        wo_id: (crew_id, "is on its way there") for crew_id, wo_id in locks.committed_next.items()
+    }
     jobs: list[Job] = []
     work_orders: dict[str, WorkOrder] = {}
     excluded: list[dict[str, Any]] = []
     earliest = sec(clock.earliest) if clock is not None else None
     for wo in work:
         if wo.location is None:
-            excluded.append({"work_order_id": wo.id, "reason": "needs_pin", "message": "no place on the map yet: pin it first"})
+            excluded.append(
+                {
+                    "work_order_id": wo.id,
+                    "reason": "needs_pin",
+                    "message": "no place on the map yet: pin it first",
+                }
+            )
             continue
         windows = tuple(
-            TimeWindow(sec(datetime.fromisoformat(w["start"])), sec(datetime.fromisoformat(w["end"])))
+            TimeWindow(
+                sec(datetime.fromisoformat(w["start"])), sec(datetime.fromisoformat(w["end"]))
+            )
             for w in (wo.time_windows or [])
         )
         in_progress = wo.id in held_by
         if in_progress and str(held_by[wo.id][0]) not in crew_rows:
             crew_id, doing = held_by[wo.id]
-            excluded.append({"work_order_id": wo.id, "reason": "crew_off_shift",
-                             "message": f"{session.get(CrewRow, crew_id).code} {doing}, but its shift is over"})
+            excluded.append(
+                {
+                    "work_order_id": wo.id,
+                    "reason": "crew_off_shift",
+                    "message": f"{session.get(CrewRow, crew_id).code} {doing}, but its shift is over",
+                }
+            )
             continue
-        if windows and earliest is not None and not in_progress and max(w.end for w in windows) < earliest:
+        if (
+            windows
+            and earliest is not None
+            and not in_progress
+            and max(w.end for w in windows) < earliest
+        ):
             last = max(windows, key=lambda w: w.end)
-            excluded.append({"work_order_id": wo.id, "reason": "window_passed",
-                             "message": f"its last time window ended at {_hhmm(midnight + timedelta(seconds=last.end), tz)}"})
+            excluded.append(
+                {
+                    "work_order_id": wo.id,
+                    "reason": "window_passed",
+                    "message": f"its last time window ended at {_hhmm(midnight + timedelta(seconds=last.end), tz)}",
+                }
+            )
             continue
         must = wo.must_do_on == plan_date
         reserved: frozenset[str] = frozenset()
@@ -345,9 +475,17 @@ def build_problem(
         elif must and wo.must_do_crew_id is not None:
             if str(wo.must_do_crew_id) not in crew_rows:
                 code = wo.must_do_crew.code if wo.must_do_crew else str(wo.must_do_crew_id)
-                why = next((c["message"] for c in excluded_crews if c["crew"] == code), f"{code} is not in this plan's scope")
-                excluded.append({"work_order_id": wo.id, "reason": "must_do_crew_unavailable",
-                                 "message": f"it must be done by {code}: {why}"})
+                why = next(
+                    (c["message"] for c in excluded_crews if c["crew"] == code),
+                    f"{code} is not in this plan's scope",
+                )
+                excluded.append(
+                    {
+                        "work_order_id": wo.id,
+                        "reason": "must_do_crew_unavailable",
+                        "message": f"it must be done by {code}: {why}",
+                    }
+                )
                 continue
             reserved = frozenset({str(wo.must_do_crew_id)})
         jid = str(wo.id)
@@ -367,12 +505,17 @@ def build_problem(
             )
         )
 
-    pinned = {str(cid): tuple(str(w) for w in ids if str(w) in work_orders) for cid, ids in locks.pinned.items()}
+    pinned = {
+        str(cid): tuple(str(w) for w in ids if str(w) in work_orders)
+        for cid, ids in locks.pinned.items()
+    }
     crews = [replace(c, pinned=pinned.get(c.id, ())) for c in crews]
     matrix = travel.matrix(points.points) if points.points else None
     at_now = clock.now if clock is not None else now
     problem = Problem(
-        matrix=Matrix(matrix.durations, matrix.distances) if matrix is not None else Matrix([[0]], [[0]]),
+        matrix=Matrix(matrix.durations, matrix.distances)
+        if matrix is not None
+        else Matrix([[0]], [[0]]),
         crews=tuple(crews),
         jobs=tuple(jobs),
         dimensions=tuple(dimensions),
@@ -390,7 +533,7 @@ def build_problem(
         provider=getattr(matrix, "provider", travel.name),
         excluded=excluded,
         excluded_crews=excluded_crews,
-        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders} | {str(i) for i in leftovers if str(i) in work_orders},
+        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders}
+        | {str(i) for i in leftovers if str(i) in work_orders},
         planned_from=clock.earliest if under_way and clock is not None else None,
     )
-

@@ -28,8 +28,10 @@ from dispatch.validate import check_route
 def _draft(s: Session, plan: RoutePlan) -> RoutePlan:
     lock_plan(s, plan)
     if plan.status != "ready":
-        raise Conflict(f"plan {plan.id} is {plan.status}; only a draft (ready) plan is edited; re-plan a published day",
-                       current=plan.status)
+        raise Conflict(
+            f"plan {plan.id} is {plan.status}; only a draft (ready) plan is edited; re-plan a published day",
+            current=plan.status,
+        )
     return plan
 
 
@@ -41,26 +43,52 @@ def _orders(plan: RoutePlan, built: Built) -> dict[str, list[str]]:
 
 
 def _locked(plan: RoutePlan) -> set[str]:
-    return {str(st.work_order_id) for pr in plan.routes for st in pr.stops if st.kind == "job" and st.locked}
+    return {
+        str(st.work_order_id)
+        for pr in plan.routes
+        for st in pr.stops
+        if st.kind == "job" and st.locked
+    }
 
 
-def _rewrite(s: Session, plan: RoutePlan, built: Built, travel: TravelTimes, orders: dict[str, list[str]],
-             changed: set[str], locked: set[str]) -> None:
+def _rewrite(
+    s: Session,
+    plan: RoutePlan,
+    built: Built,
+    travel: TravelTimes,
+    orders: dict[str, list[str]],
+    changed: set[str],
+    locked: set[str],
+) -> None:
     """Re-time the changed routes, check them, and store them; ValidationFailed (nothing
     stored) with the violations in words when a route breaks a constraint."""
     problem = built.problem
     routes = {cid: time_route(problem, problem.crew(cid), orders[cid]) for cid in changed}
-    problems = [v for cid in sorted(changed) for v in check_route(problem, problem.crew(cid), routes[cid], words=built.words)]
+    problems = [
+        v
+        for cid in sorted(changed)
+        for v in check_route(problem, problem.crew(cid), routes[cid], words=built.words)
+    ]
     if problems:
-        raise ValidationFailed("the edited route breaks a constraint: " + "; ".join(problems), field="position",
-                               violations=problems)
+        raise ValidationFailed(
+            "the edited route breaks a constraint: " + "; ".join(problems),
+            field="position",
+            violations=problems,
+        )
     by_crew = {str(pr.crew_id): pr for pr in plan.routes}
     for cid in changed:
         route = routes[cid]
         pr = by_crew.get(cid)
         if pr is None:
-            pr = PlanRoute(plan=plan, crew_id=int(cid), shift_id=built.shifts[cid].id, start_at=built.at(route.depart),
-                           end_at=built.at(route.arrive), drive_s=0, distance_m=0)
+            pr = PlanRoute(
+                plan=plan,
+                crew_id=int(cid),
+                shift_id=built.shifts[cid].id,
+                start_at=built.at(route.depart),
+                end_at=built.at(route.arrive),
+                drive_s=0,
+                distance_m=0,
+            )
             s.add(pr)
         pr.stops.clear()
         s.flush()
@@ -68,21 +96,40 @@ def _rewrite(s: Session, plan: RoutePlan, built: Built, travel: TravelTimes, ord
         pr.drive_s, pr.distance_m = route.duration, route.distance
         pr.geometry = route_geometry(travel, built, route) if route.stops else None
         pr.stops.extend(route_stops(built, route, locked))
-    plan.stats = {**plan.stats, "edited": True, "scheduled": sum(1 for pr in plan.routes for st in pr.stops if st.kind == "job")}
+    plan.stats = {
+        **plan.stats,
+        "edited": True,
+        "scheduled": sum(1 for pr in plan.routes for st in pr.stops if st.kind == "job"),
+    }
 
 
-def _back_to_pool(s: Session, plan: RoutePlan, wo_ids: list[int], reason: str, message: str, actor: Actor) -> None:
+def _back_to_pool(
+    s: Session, plan: RoutePlan, wo_ids: list[int], reason: str, message: str, actor: Actor
+) -> None:
     for wo_id in sorted(wo_ids):
-        plan.unassigned = [*(u for u in plan.unassigned if u.get("work_order_id") != wo_id),
-                           {"work_order_id": wo_id, "reason": reason, "message": message}]
+        plan.unassigned = [
+            *(u for u in plan.unassigned if u.get("work_order_id") != wo_id),
+            {"work_order_id": wo_id, "reason": reason, "message": message},
+        ]
         wo = s.get(WorkOrder, wo_id, with_for_update=True)
         if wo.status == "planned":
             change_status(s, wo, "new", actor=actor, note=f"taken off draft plan {plan.id}")
 
 
-def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, position: int,
-              travel: TravelTimes, tz: ZoneInfo, actor: Actor, make_room: bool = False,
-              rules: DayRules = DayRules(), now: datetime | None = None) -> RoutePlan:
+def move_stop(
+    s: Session,
+    plan: RoutePlan,
+    *,
+    work_order_id: int,
+    crew_id: int,
+    position: int,
+    travel: TravelTimes,
+    tz: ZoneInfo,
+    actor: Actor,
+    make_room: bool = False,
+    rules: DayRules = DayRules(),
+    now: datetime | None = None,
+) -> RoutePlan:
     """Move one job to `position` (1-based among jobs) on `crew_id`'s route of a draft.
 
     With `make_room`, when the crew's day cannot hold it, the least urgent stops of that
@@ -95,17 +142,27 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
     orders = _orders(plan, built)
     jid, target = str(work_order_id), str(crew_id)
     if jid not in built.work_orders:
-        raise ValidationFailed(f"work order {work_order_id} is not open for planning on {plan.plan_date}", field="work_order_id")
+        raise ValidationFailed(
+            f"work order {work_order_id} is not open for planning on {plan.plan_date}",
+            field="work_order_id",
+        )
     if target not in built.crews:
-        raise ValidationFailed("that crew is not on shift in this plan's day and scope", field="crew")
+        raise ValidationFailed(
+            "that crew is not on shift in this plan's day and scope", field="crew"
+        )
     locked = _locked(plan)
     if jid in locked:
-        raise Conflict(f"work order {work_order_id} is locked to its crew and place; unlock it first", current="locked")
+        raise Conflict(
+            f"work order {work_order_id} is locked to its crew and place; unlock it first",
+            current="locked",
+        )
     source = next((cid for cid, seq in orders.items() if jid in seq), None)
     if source is not None:
         orders[source].remove(jid)
     if not 1 <= position <= len(orders[target]) + 1:
-        raise ValidationFailed(f"position must be between 1 and {len(orders[target]) + 1}", field="position")
+        raise ValidationFailed(
+            f"position must be between 1 and {len(orders[target]) + 1}", field="position"
+        )
     orders[target].insert(position - 1, jid)
     changed = {target} | ({source} if source else set())
     dropped: list[str] = []
@@ -117,26 +174,54 @@ def move_stop(s: Session, plan: RoutePlan, *, work_order_id: int, crew_id: int, 
             spare = [j for j in orders[target] if j not in held]
             if not spare:
                 break
-            worst = min(spare, key=lambda j: (urgency_weight(job[j], problem.now, problem.horizon_end), -orders[target].index(j)))
+            worst = min(
+                spare,
+                key=lambda j: (
+                    urgency_weight(job[j], problem.now, problem.horizon_end),
+                    -orders[target].index(j),
+                ),
+            )
             orders[target].remove(worst)
             dropped.append(worst)
     _rewrite(s, plan, built, travel, orders, changed, locked | set(problem.crew(target).held))
     who = built.crews[target].code
     if dropped:
-        _back_to_pool(s, plan, [int(j) for j in dropped], "displaced_by_move",
-                      f"taken off {who} to make room for work order {work_order_id}", actor)
+        _back_to_pool(
+            s,
+            plan,
+            [int(j) for j in dropped],
+            "displaced_by_move",
+            f"taken off {who} to make room for work order {work_order_id}",
+            actor,
+        )
     if source is None:
         plan.unassigned = [u for u in plan.unassigned if u.get("work_order_id") != work_order_id]
         wo = s.get(WorkOrder, work_order_id, with_for_update=True)
         if wo.status == "new":
-            WorkOrderLifecycle.transition(s, wo, "planned", actor=actor, note=f"added to draft plan {plan.id} by hand")
+            WorkOrderLifecycle.transition(
+                s, wo, "planned", actor=actor, note=f"added to draft plan {plan.id} by hand"
+            )
     room = f"; made room by taking off work order {', '.join(dropped)}" if dropped else ""
-    RoutePlanLifecycle.annotate(s, plan, actor=actor, note=f"moved work order {work_order_id} to {who} at position {position}{room}")
+    RoutePlanLifecycle.annotate(
+        s,
+        plan,
+        actor=actor,
+        note=f"moved work order {work_order_id} to {who} at position {position}{room}",
+    )
     return plan
 
 
-def remove_stop(s: Session, plan: RoutePlan, *, work_order_id: int, travel: TravelTimes, tz: ZoneInfo, actor: Actor,
-                rules: DayRules = DayRules(), now: datetime | None = None) -> RoutePlan:
+def remove_stop(
+    s: Session,
+    plan: RoutePlan,
+    *,
+    work_order_id: int,
+    travel: TravelTimes,
+    tz: ZoneInfo,
+    actor: Actor,
+    rules: DayRules = DayRules(),
+    now: datetime | None = None,
+) -> RoutePlan:
     """Take a stop off a draft: its work goes back to the pool, the route is re-timed."""
     _draft(s, plan)
     built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
@@ -144,34 +229,69 @@ def remove_stop(s: Session, plan: RoutePlan, *, work_order_id: int, travel: Trav
     jid = str(work_order_id)
     source = next((cid for cid, seq in orders.items() if jid in seq), None)
     if source is None:
-        raise ValidationFailed(f"work order {work_order_id} is not on this plan's routes", field="work_order_id")
+        raise ValidationFailed(
+            f"work order {work_order_id} is not on this plan's routes", field="work_order_id"
+        )
     locked = _locked(plan) | set(built.problem.crew(source).held)
     if jid in locked:
-        raise Conflict(f"work order {work_order_id} is locked (under way, committed or locked by hand); unlock it first",
-                       current="locked")
+        raise Conflict(
+            f"work order {work_order_id} is locked (under way, committed or locked by hand); unlock it first",
+            current="locked",
+        )
     orders[source].remove(jid)
     _rewrite(s, plan, built, travel, orders, {source}, locked)
-    _back_to_pool(s, plan, [work_order_id], "removed_by_dispatcher", f"taken off {built.crews[source].code} by hand", actor)
-    RoutePlanLifecycle.annotate(s, plan, actor=actor, note=f"took work order {work_order_id} off {built.crews[source].code}")
+    _back_to_pool(
+        s,
+        plan,
+        [work_order_id],
+        "removed_by_dispatcher",
+        f"taken off {built.crews[source].code} by hand",
+        actor,
+    )
+    RoutePlanLifecycle.annotate(
+        s, plan, actor=actor, note=f"took work order {work_order_id} off {built.crews[source].code}"
+    )
     return plan
 
 
-def set_lock(s: Session, plan: RoutePlan, *, work_order_id: int, locked: bool, actor: Actor) -> RoutePlan:
+def set_lock(
+    s: Session, plan: RoutePlan, *, work_order_id: int, locked: bool, actor: Actor
+) -> RoutePlan:
     """Lock a stop to its crew and its place among the crew's locked stops (or unlock it).
     Moves and removals then leave it alone, and a re-plan of the day keeps it there."""
     lock_plan(s, plan)
     if plan.status not in ("ready", "published"):
-        raise Conflict(f"plan {plan.id} is {plan.status}; stops are locked on a draft or the published plan", current=plan.status)
-    stop = next((st for pr in plan.routes for st in pr.stops if st.kind == "job" and st.work_order_id == work_order_id), None)
+        raise Conflict(
+            f"plan {plan.id} is {plan.status}; stops are locked on a draft or the published plan",
+            current=plan.status,
+        )
+    stop = next(
+        (
+            st
+            for pr in plan.routes
+            for st in pr.stops
+            if st.kind == "job" and st.work_order_id == work_order_id
+        ),
+        None,
+    )
     if stop is None:
-        raise ValidationFailed(f"work order {work_order_id} is not on this plan's routes", field="work_order_id")
+        raise ValidationFailed(
+            f"work order {work_order_id} is not on this plan's routes", field="work_order_id"
+        )
     if stop.locked == locked:
         return plan
     if not locked and stop.work_order.status in ("en_route", "on_site"):
-        raise Conflict(f"work order {work_order_id} is under way ({stop.work_order.status}); it stays first on its route",
-                       current=stop.work_order.status)
+        raise Conflict(
+            f"work order {work_order_id} is under way ({stop.work_order.status}); it stays first on its route",
+            current=stop.work_order.status,
+        )
     stop.locked = locked
     crew = stop.route.crew.code
-    RoutePlanLifecycle.annotate(s, plan, actor=actor, at=datetime.now(UTC),
-                                note=f"{'locked' if locked else 'unlocked'} work order {work_order_id} on {crew} at stop {stop.sequence}")
+    RoutePlanLifecycle.annotate(
+        s,
+        plan,
+        actor=actor,
+        at=datetime.now(UTC),
+        note=f"{'locked' if locked else 'unlocked'} work order {work_order_id} on {crew} at stop {stop.sequence}",
+    )
     return plan

@@ -27,7 +27,9 @@ def time_route(problem: Problem, crew: Crew, job_ids: Sequence[str]) -> Route:
     return _time_route(problem, crew, job_ids)
 
 
-def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_before: int | None = None) -> Route:
+def _time_route(
+    problem: Problem, crew: Crew, job_ids: Sequence[str], break_before: int | None = None
+) -> Route:
     """Earliest-start timing. `break_before` = k forces the single break on arrival at job
     k (k = len(job_ids): after the last job); None takes breaks as they fall due: on
     arrival at a job once the window is open, or when the job would overrun it."""
@@ -42,7 +44,10 @@ def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_befo
     def due(next_start: int, next_service: int) -> bool:
         if break_before is not None:
             return len(stops) == break_before
-        return next_start >= pending[0].window.start or next_start + next_service > pending[0].latest_start
+        return (
+            next_start >= pending[0].window.start
+            or next_start + next_service > pending[0].latest_start
+        )
 
     def take_breaks(ready: int, next_start: int, next_service: int) -> int:
         while pending and due(next_start, next_service):
@@ -68,7 +73,11 @@ def _time_route(problem: Problem, crew: Crew, job_ids: Sequence[str], break_befo
         distance += int(m.distances[pos, job.location])
         duration += drive
         t, pos = start + job.service, job.location
-    if stops and pending and (break_before == len(stops) or (break_before is None and t >= pending[0].window.start)):
+    if (
+        stops
+        and pending
+        and (break_before == len(stops) or (break_before is None and t >= pending[0].window.start))
+    ):
         t = take_breaks(t, t, 0)
     drive = int(m.durations[pos, crew.end]) if stops else 0
     if stops:
@@ -94,7 +103,11 @@ def refill_without(problem: Problem, result: Result, forced: set[str]) -> set[st
 
     left_out = {u.job_id for u in result.unassigned}
     jobs = {j.id: j for j in problem.jobs}
-    urgency = {jid: urgency_weight(jobs[jid], problem.now, problem.horizon_end) for jid in left_out if jid not in forced}
+    urgency = {
+        jid: urgency_weight(jobs[jid], problem.now, problem.horizon_end)
+        for jid in left_out
+        if jid not in forced
+    }
     back: set[str] = set()
     for route in result.routes:
         if not forced & {s.job_id for s in route.stops}:
@@ -108,7 +121,9 @@ def refill_without(problem: Problem, result: Result, forced: set[str]) -> set[st
             for k in range(len(seq) + 1):
                 trial = seq[:k] + [jid] + seq[k:]
                 timed = time_route(problem, crew, trial)
-                if not check_route(problem, crew, timed) and (best is None or timed.arrive < best[0]):
+                if not check_route(problem, crew, timed) and (
+                    best is None or timed.arrive < best[0]
+                ):
                     best = (timed.arrive, trial)
             if best is not None:
                 seq = best[1]

@@ -47,11 +47,17 @@ def published_route(s: Session, crew: Crew, day: date) -> PlanRoute | None:
     """The crew's route in the published plan that holds its day (`crew_days`)."""
     return s.scalar(
         select(PlanRoute)
-        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
+        .join(
+            CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id)
+        )
         .where(PlanRoute.crew_id == crew.id, CrewDay.plan_date == day)
         .options(
-            selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests),
-            selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.service_type),
+            selectinload(PlanRoute.stops)
+            .selectinload(RouteStop.work_order)
+            .selectinload(WorkOrder.requests),
+            selectinload(PlanRoute.stops)
+            .selectinload(RouteStop.work_order)
+            .selectinload(WorkOrder.service_type),
             selectinload(PlanRoute.plan),
         )
     )
@@ -66,7 +72,8 @@ class _Extras:
         if req_ids:
             for rid, pub, thumb in s.execute(
                 select(Photo.service_request_id, Photo.public_key, Photo.thumbnail_key)
-                .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready").order_by(Photo.id)
+                .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready")
+                .order_by(Photo.id)
             ):
                 self.photos.setdefault(rid, []).append((pub, thumb))
         # Photos the report sent as links: shown as links until a copy of ours is ready
@@ -76,7 +83,10 @@ class _Extras:
             for rid, url in s.execute(
                 select(MediaLink.service_request_id, MediaLink.url)
                 .outerjoin(Photo, Photo.id == MediaLink.photo_id)
-                .where(MediaLink.service_request_id.in_(req_ids), or_(Photo.id.is_(None), Photo.state != "ready"))
+                .where(
+                    MediaLink.service_request_id.in_(req_ids),
+                    or_(Photo.id.is_(None), Photo.state != "ready"),
+                )
                 .order_by(MediaLink.service_request_id, MediaLink.position)
             ):
                 self.links.setdefault(rid, []).append(url)
@@ -84,8 +94,11 @@ class _Extras:
         if orders:
             for wid, at, note in s.execute(
                 select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.note)
-                .where(StatusEvent.entity == "work_order", StatusEvent.entity_id.in_([wo.id for wo in orders]),
-                       StatusEvent.note.is_not(None))
+                .where(
+                    StatusEvent.entity == "work_order",
+                    StatusEvent.entity_id.in_([wo.id for wo in orders]),
+                    StatusEvent.note.is_not(None),
+                )
                 .order_by(StatusEvent.at, StatusEvent.id)
             ):
                 self.notes.setdefault(wid, []).append((at, note))
@@ -102,13 +115,24 @@ class _Extras:
                 self.comments.setdefault(rid, []).append((at, note))
 
 
-def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str, *, eta: datetime | None = None,
-          arrival: datetime | None = None, locked: bool = False) -> dict[str, Any]:
+def _stop(
+    extras: _Extras,
+    wo: WorkOrder,
+    seq: int,
+    tz: ZoneInfo,
+    base_url: str,
+    *,
+    eta: datetime | None = None,
+    arrival: datetime | None = None,
+    locked: bool = False,
+) -> dict[str, Any]:
     requests = sorted(wo.requests, key=lambda r: r.id)
     first = requests[0] if requests else None
     ll = lon_lat(wo.location)
     photos = [p for r in requests for p in extras.photos.get(r.id, [])]
-    comments = sorted((c for r in requests for c in extras.comments.get(r.id, [])), key=lambda c: c[0])
+    comments = sorted(
+        (c for r in requests for c in extras.comments.get(r.id, [])), key=lambda c: c[0]
+    )
     return {
         "sequence": seq,
         "work_order_id": wo.id,
@@ -134,10 +158,16 @@ def _stop(extras: _Extras, wo: WorkOrder, seq: int, tz: ZoneInfo, base_url: str,
         # What residents said since they reported, on any of the stop's requests, oldest first.
         "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
-        "photos": [{"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"} for p, t in photos],
+        "photos": [
+            {"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"}
+            for p, t in photos
+        ],
         # Residents' photos that are links to another site (FixMyStreet's): opened from
         # there, so only with network.
-        "photo_links": [{"url": url} for url in dict.fromkeys(u for r in requests for u in extras.links.get(r.id, []))],
+        "photo_links": [
+            {"url": url}
+            for url in dict.fromkeys(u for r in requests for u in extras.links.get(r.id, []))
+        ],
     }
 
 
@@ -153,7 +183,9 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     cursor = crewfeed.head(s, crew.id)
     route = published_route(s, crew, day)
     shift = shift_on(s, crew.id, day, tz)
-    depot_start = s.get(Depot, shift.start_depot_id) if shift and shift.start_depot_id else crew.depot
+    depot_start = (
+        s.get(Depot, shift.start_depot_id) if shift and shift.start_depot_id else crew.depot
+    )
     depot_end = s.get(Depot, shift.end_depot_id) if shift and shift.end_depot_id else crew.depot
     stops: list[dict[str, Any]] = []
     breaks: list[dict[str, Any]] = []
@@ -161,37 +193,75 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     load = (selectinload(WorkOrder.requests), selectinload(WorkOrder.service_type))
     if route is not None:
         # Reassigned or cancelled since the plan was published: not this crew's stop any more.
-        kept = [st for st in route.stops if st.kind == "job" and st.work_order.crew_id == crew.id
-                and st.work_order.status in ACTIVE + ("completed", "verified", "unable")]
+        kept = [
+            st
+            for st in route.stops
+            if st.kind == "job"
+            and st.work_order.crew_id == crew.id
+            and st.work_order.status in ACTIVE + ("completed", "verified", "unable")
+        ]
         planned = {st.work_order_id for st in kept}
         extra = s.scalars(
-            select(WorkOrder).where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE), WorkOrder.id.notin_(planned or {0}))
-            .options(*load).order_by(WorkOrder.priority.desc(), WorkOrder.due_at)
+            select(WorkOrder)
+            .where(
+                WorkOrder.crew_id == crew.id,
+                WorkOrder.status.in_(ACTIVE),
+                WorkOrder.id.notin_(planned or {0}),
+            )
+            .options(*load)
+            .order_by(WorkOrder.priority.desc(), WorkOrder.due_at)
         ).all()
         extras = _Extras(s, [st.work_order for st in kept] + list(extra))
-        breaks = [{"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)} for st in route.stops if st.kind == "break"]
+        breaks = [
+            {"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)}
+            for st in route.stops
+            if st.kind == "break"
+        ]
         for seq, st in enumerate(kept, start=1):
-            stops.append(_stop(extras, st.work_order, seq, tz, base_url, eta=st.start_at, arrival=st.arrival_at, locked=st.locked))
+            stops.append(
+                _stop(
+                    extras,
+                    st.work_order,
+                    seq,
+                    tz,
+                    base_url,
+                    eta=st.start_at,
+                    arrival=st.arrival_at,
+                    locked=st.locked,
+                )
+            )
         for wo in extra:  # dispatched by hand after the plan: at the end, no ETA
             stops.append(_stop(extras, wo, len(stops) + 1, tz, base_url))
-        geom = s.scalar(select(func.ST_AsGeoJSON(PlanRoute.geometry, 6)).where(PlanRoute.id == route.id))
+        geom = s.scalar(
+            select(func.ST_AsGeoJSON(PlanRoute.geometry, 6)).where(PlanRoute.id == route.id)
+        )
         geometry = json.loads(geom) if geom else None
     else:
         direct = s.scalars(
-            select(WorkOrder).where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE))
-            .options(*load).order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
+            select(WorkOrder)
+            .where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE))
+            .options(*load)
+            .order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
         ).all()
         extras = _Extras(s, list(direct))
         stops = [_stop(extras, wo, k, tz, base_url) for k, wo in enumerate(direct, start=1)]
     if not breaks and shift is not None:
-        breaks = [{"window_start": _iso(b.earliest_start, tz), "window_end": _iso(b.latest_end, tz), "minutes": b.minutes}
-                  for b in shift.breaks]
+        breaks = [
+            {
+                "window_start": _iso(b.earliest_start, tz),
+                "window_end": _iso(b.latest_end, tz),
+                "minutes": b.minutes,
+            }
+            for b in shift.breaks
+        ]
     return {
         "date": day.isoformat(),
         "crew": {"code": crew.code, "name": crew.name},
         "plan_id": route.plan_id if route else None,
         "plan_version": route.plan.version if route else None,
-        "shift": {"start": _iso(shift.starts_at, tz), "end": _iso(shift.ends_at, tz)} if shift else None,
+        "shift": {"start": _iso(shift.starts_at, tz), "end": _iso(shift.ends_at, tz)}
+        if shift
+        else None,
         "depot_start": _place(depot_start),
         "depot_end": _place(depot_end),
         "breaks": breaks,
@@ -203,7 +273,9 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     }
 
 
-def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: int = 500) -> dict[str, Any]:
+def changes_since(
+    s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: int = 500
+) -> dict[str, Any]:
     """The crew's changes after cursor `since`, oldest first, at most `limit` (then `more`).
 
     The cursor is the crew's feed sequence number (`core.crewfeed`), which follows commit
@@ -214,12 +286,26 @@ def changes_since(s: Session, crew: Crew, since: int, tz: ZoneInfo, *, limit: in
     if since > top:
         return {"changes": [], "cursor": top, "more": False, "reset": True}
     rows = s.scalars(
-        select(CrewChange).where(CrewChange.crew_id == crew.id, CrewChange.seq > since, CrewChange.seq <= top)
-        .order_by(CrewChange.seq).limit(limit)
+        select(CrewChange)
+        .where(CrewChange.crew_id == crew.id, CrewChange.seq > since, CrewChange.seq <= top)
+        .order_by(CrewChange.seq)
+        .limit(limit)
     ).all()
     changes = [
-        {"cursor": c.seq, "work_order_id": c.work_order_id, "plan_id": c.plan_id, "change": c.change,
-         "status": c.status, "event": c.event, "at": _iso(c.at, tz)}
+        {
+            "cursor": c.seq,
+            "work_order_id": c.work_order_id,
+            "plan_id": c.plan_id,
+            "change": c.change,
+            "status": c.status,
+            "event": c.event,
+            "at": _iso(c.at, tz),
+        }
         for c in rows
     ]
-    return {"changes": changes, "cursor": rows[-1].seq if rows else since, "more": len(rows) == limit, "reset": False}
+    return {
+        "changes": changes,
+        "cursor": rows[-1].seq if rows else since,
+        "more": len(rows) == limit,
+        "reset": False,
+    }

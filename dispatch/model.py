@@ -100,7 +100,9 @@ class Crew:
         for b in self.breaks:
             if b.window.start < self.shift.start or b.window.end > self.shift.end:
                 raise ProblemError(f"crew {self.id!r}: break {b.id!r} window outside the shift")
-        if len(set(self.locked_first) | set(self.pinned)) != len(self.locked_first) + len(self.pinned):
+        if len(set(self.locked_first) | set(self.pinned)) != len(self.locked_first) + len(
+            self.pinned
+        ):
             raise ProblemError(f"crew {self.id!r}: a job is locked twice")
 
     @property
@@ -132,7 +134,9 @@ class Job:
     crews: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "windows", tuple(sorted(self.windows, key=lambda w: (w.start, w.end))))
+        object.__setattr__(
+            self, "windows", tuple(sorted(self.windows, key=lambda w: (w.start, w.end)))
+        )
         object.__setattr__(self, "skills", frozenset(self.skills))
         object.__setattr__(self, "crews", frozenset(self.crews))
         object.__setattr__(self, "demand", tuple(int(d) for d in self.demand))
@@ -141,7 +145,9 @@ class Job:
         if any(d < 0 for d in self.demand):
             raise ProblemError(f"job {self.id!r}: negative demand")
         if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
-            raise ProblemError(f"job {self.id!r}: priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}")
+            raise ProblemError(
+                f"job {self.id!r}: priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}"
+            )
         for a, b in zip(self.windows, self.windows[1:]):
             if b.start <= a.end:
                 raise ProblemError(f"job {self.id!r}: time windows overlap")
@@ -154,7 +160,11 @@ class Matrix:
     durations: np.ndarray
     distances: np.ndarray
 
-    def __init__(self, durations: Sequence[Sequence[int]] | np.ndarray, distances: Sequence[Sequence[int]] | np.ndarray) -> None:
+    def __init__(
+        self,
+        durations: Sequence[Sequence[int]] | np.ndarray,
+        distances: Sequence[Sequence[int]] | np.ndarray,
+    ) -> None:
         dur = np.array(durations, dtype=np.int64)
         dist = np.array(distances, dtype=np.int64)
         if dur.ndim != 2 or dur.shape[0] != dur.shape[1] or dist.shape != dur.shape:
@@ -264,8 +274,14 @@ def default_penalties(problem: Problem) -> dict[str, int]:
     base = 1
     for c in problem.crews:
         shift = c.shift.end - c.shift.start
-        base = max(base, 2 * arc_cost(c, max_dist, max_dur) + c.cost_per_hour * 5 * (shift + 2 * max_dur))
-    weights = {j.id: urgency_weight(j, problem.now, problem.horizon_end) for j in problem.jobs if not j.required}
+        base = max(
+            base, 2 * arc_cost(c, max_dist, max_dur) + c.cost_per_hour * 5 * (shift + 2 * max_dur)
+        )
+    weights = {
+        j.id: urgency_weight(j, problem.now, problem.horizon_end)
+        for j in problem.jobs
+        if not j.required
+    }
     must = sum(weights.values()) + 1
     weights |= {j.id: must for j in problem.jobs if j.required}
     # Keep the sum of all penalties well inside int64.
@@ -314,7 +330,11 @@ def replan(
         for cid, (jid, left) in in_progress.items():
             if jid == j.id:
                 # The crew is on site: it may finish now, whatever the original window said.
-                j = replace(j, service=max(0, left), windows=(TimeWindow(now, max(now, problem.crew(cid).shift.end)),))
+                j = replace(
+                    j,
+                    service=max(0, left),
+                    windows=(TimeWindow(now, max(now, problem.crew(cid).shift.end)),),
+                )
         jobs.append(j)
     crews: list[Crew] = []
     for c in problem.crews:
@@ -336,12 +356,22 @@ def replan(
                 c,
                 start=start,
                 shift=TimeWindow(shift_start, c.shift.end),
-                breaks=tuple(replace(b, window=TimeWindow(max(b.window.start, shift_start), b.window.end)) for b in breaks),
-                locked_first=tuple(lock) + tuple(x for x in c.locked_first if x not in lock and x not in done_set),
+                breaks=tuple(
+                    replace(b, window=TimeWindow(max(b.window.start, shift_start), b.window.end))
+                    for b in breaks
+                ),
+                locked_first=tuple(lock)
+                + tuple(x for x in c.locked_first if x not in lock and x not in done_set),
                 max_duration=max_duration,
             )
         )
-    return Problem(matrix=problem.matrix, crews=tuple(crews), jobs=tuple(jobs), dimensions=problem.dimensions, now=now)
+    return Problem(
+        matrix=problem.matrix,
+        crews=tuple(crews),
+        jobs=tuple(jobs),
+        dimensions=problem.dimensions,
+        now=now,
+    )
 
 
 # --- the answer ------------------------------------------------------------------------
@@ -433,7 +463,9 @@ class Result:
         return next((u.reason for u in self.unassigned if u.job_id == job_id), None)
 
 
-def objective_of(problem: Problem, routes: Sequence[Route], unassigned: Sequence[Unassigned]) -> Objective:
+def objective_of(
+    problem: Problem, routes: Sequence[Route], unassigned: Sequence[Unassigned]
+) -> Objective:
     """Objective parts computed from the routes alone (the solver's own number is not trusted)."""
     dist = dur = span = 0
     scaled = 0

@@ -32,7 +32,17 @@ from core.locks import AdvisoryLock
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
 from core.workorders import change_status
-from dispatch.build import FRESH_FIX, PLANNABLE_STATUSES, Built, Clock, Locks, Scope, TravelTimes, build_problem, left_over
+from dispatch.build import (
+    FRESH_FIX,
+    PLANNABLE_STATUSES,
+    Built,
+    Clock,
+    Locks,
+    Scope,
+    TravelTimes,
+    build_problem,
+    left_over,
+)
 from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, Result, Route, replan
 from dispatch.progress import Ticker, listening
@@ -75,7 +85,9 @@ def lock_day(session: Session, plan_date: date) -> None:
     """Serialise everything that changes one day's plans (version numbers, publishing,
     storing a solve, edits). Per day, not per scope: scopes overlap (a district and an
     agency share crews), and a crew must never be on two published plans of a day."""
-    session.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.PLAN_DAY, func.hashtext(str(plan_date)))))
+    session.execute(
+        select(func.pg_advisory_xact_lock(AdvisoryLock.PLAN_DAY, func.hashtext(str(plan_date))))
+    )
 
 
 def lock_plan(session: Session, plan: RoutePlan) -> RoutePlan:
@@ -90,67 +102,122 @@ def _lock_work(session: Session, ids: Iterable[int]) -> dict[int, WorkOrder]:
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = session.scalars(select(WorkOrder).where(WorkOrder.id.in_(wanted)).order_by(WorkOrder.id).with_for_update()
-                           .execution_options(populate_existing=True))
+    rows = session.scalars(
+        select(WorkOrder)
+        .where(WorkOrder.id.in_(wanted))
+        .order_by(WorkOrder.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return {wo.id: wo for wo in rows}
 
 
-def request_plan(session: Session, req: PlanRequest, *, actor: Actor, parent: RoutePlan | None = None,
-                 replan_from: datetime | None = None, tz: ZoneInfo | None = None) -> RoutePlan:
+def request_plan(
+    session: Session,
+    req: PlanRequest,
+    *,
+    actor: Actor,
+    parent: RoutePlan | None = None,
+    replan_from: datetime | None = None,
+    tz: ZoneInfo | None = None,
+) -> RoutePlan:
     """A queued plan (the caller defers the solve job after commit). With `tz`, the
     crews' weekly patterns first make the day's shifts, and a day already over is refused."""
     if not 1 <= req.time_limit_s <= MAX_TIME_LIMIT_S:
-        raise ValidationFailed(f"time_limit_s must be between 1 and {MAX_TIME_LIMIT_S}", field="time_limit_s")
+        raise ValidationFailed(
+            f"time_limit_s must be between 1 and {MAX_TIME_LIMIT_S}", field="time_limit_s"
+        )
     if tz is not None and req.plan_date < datetime.now(tz).date():
         raise ValidationFailed(f"{req.plan_date} is over; plan today or a coming day", field="date")
     lock_day(session, req.plan_date)
     if parent is not None:
         session.refresh(parent, with_for_update=True)
         if parent.status != "published":
-            raise Conflict(f"plan {parent.id} is {parent.status} now; re-plan the day's published plan", current=parent.status)
-        pending = session.scalars(select(RoutePlan).where(
-            RoutePlan.parent_id == parent.id, RoutePlan.status.in_(("queued", "running"))).limit(1)).first()
+            raise Conflict(
+                f"plan {parent.id} is {parent.status} now; re-plan the day's published plan",
+                current=parent.status,
+            )
+        pending = session.scalars(
+            select(RoutePlan)
+            .where(RoutePlan.parent_id == parent.id, RoutePlan.status.in_(("queued", "running")))
+            .limit(1)
+        ).first()
         if pending is not None:
             raise ReplanPending(pending)
     else:
-        live = session.scalar(select(RoutePlan).where(
-            RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key, RoutePlan.status == "published"))
+        live = session.scalar(
+            select(RoutePlan).where(
+                RoutePlan.plan_date == req.plan_date,
+                RoutePlan.scope_key == req.scope.key,
+                RoutePlan.status == "published",
+            )
+        )
         if live is not None:
             # A fresh plan knows nothing of the work already dispatched; publishing it would
             # take every crew's route away. A day under way is re-planned from its live plan.
             raise Conflict(
                 f"plan {live.id} (version {live.version}) is published for this day and scope; "
                 f"re-plan it with POST /api/v1/plans/{live.id}/replan",
-                current="published", plan_id=live.id,
+                current="published",
+                plan_id=live.id,
             )
     if tz is not None:
         from core.shifts import materialize
 
         materialize(session, tz=tz, start=req.plan_date, days=1)
-    version = (session.scalar(
-        select(func.max(RoutePlan.version)).where(RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key)
-    ) or 0) + 1
+    version = (
+        session.scalar(
+            select(func.max(RoutePlan.version)).where(
+                RoutePlan.plan_date == req.plan_date, RoutePlan.scope_key == req.scope.key
+            )
+        )
+        or 0
+    ) + 1
     plan = RoutePlan(
-        plan_date=req.plan_date, scope=req.scope.as_dict(), scope_key=req.scope.key, version=version,
-        status="queued", time_limit_s=req.time_limit_s, parent_id=parent.id if parent else None,
-        replan_from=replan_from, requested_by_id=actor.user_id,
+        plan_date=req.plan_date,
+        scope=req.scope.as_dict(),
+        scope_key=req.scope.key,
+        version=version,
+        status="queued",
+        time_limit_s=req.time_limit_s,
+        parent_id=parent.id if parent else None,
+        replan_from=replan_from,
+        requested_by_id=actor.user_id,
     )
     session.add(plan)
     session.flush()
-    note = f"re-plan of version {parent.version} from {replan_from.isoformat()}" if parent and replan_from else None
+    note = (
+        f"re-plan of version {parent.version} from {replan_from.isoformat()}"
+        if parent and replan_from
+        else None
+    )
     RoutePlanLifecycle.record_creation(session, plan, actor=actor, note=note)
     return plan
 
 
-def replan_plan(s: Session, plan: RoutePlan, *, actor: Actor, now: datetime | None = None,
-                time_limit_s: int | None = None, tz: ZoneInfo | None = None) -> RoutePlan:
+def replan_plan(
+    s: Session,
+    plan: RoutePlan,
+    *,
+    actor: Actor,
+    now: datetime | None = None,
+    time_limit_s: int | None = None,
+    tz: ZoneInfo | None = None,
+) -> RoutePlan:
     """A new version of a published day, re-timed from `now` with what is under way kept.
     Raises ReplanPending (carrying it) while another re-plan of `plan` is queued or running."""
     if plan.status != "published":
-        raise Conflict(f"plan {plan.id} is {plan.status}; only the published plan of a day is re-planned", current=plan.status)
+        raise Conflict(
+            f"plan {plan.id} is {plan.status}; only the published plan of a day is re-planned",
+            current=plan.status,
+        )
     return request_plan(
-        s, PlanRequest(plan.plan_date, Scope(**plan.scope), time_limit_s or plan.time_limit_s),
-        actor=actor, parent=plan, replan_from=now or datetime.now(UTC), tz=tz,
+        s,
+        PlanRequest(plan.plan_date, Scope(**plan.scope), time_limit_s or plan.time_limit_s),
+        actor=actor,
+        parent=plan,
+        replan_from=now or datetime.now(UTC),
+        tz=tz,
     )
 
 
@@ -191,18 +258,36 @@ def locks_for_replan(s: Session, plan: RoutePlan, now: datetime) -> Locks:
     return locks
 
 
-def build_for(s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo, clock: Clock) -> Built:
+def build_for(
+    s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo, clock: Clock
+) -> Built:
     """The problem a plan solves: the day's open work from `clock`, and for a re-plan
     what is under way."""
     locks = locks_for_replan(s, plan, clock.now) if plan.parent_id else None
-    built = build_problem(s, plan_date=plan.plan_date, scope=Scope(**plan.scope), tz=tz, travel=travel, clock=clock, locks=locks)
+    built = build_problem(
+        s,
+        plan_date=plan.plan_date,
+        scope=Scope(**plan.scope),
+        tz=tz,
+        travel=travel,
+        clock=clock,
+        locks=locks,
+    )
     if locks is not None and (locks.in_progress or locks.committed_next):
         ours = set(built.crews)
         built.problem = replan(
             built.problem,
             now=max(0, built.seconds(clock.now)),
-            in_progress={str(c): (str(w), left) for c, (w, left) in locks.in_progress.items() if str(c) in ours and str(w) in built.work_orders},
-            committed_next={str(c): str(w) for c, w in locks.committed_next.items() if str(c) in ours and str(w) in built.work_orders},
+            in_progress={
+                str(c): (str(w), left)
+                for c, (w, left) in locks.in_progress.items()
+                if str(c) in ours and str(w) in built.work_orders
+            },
+            committed_next={
+                str(c): str(w)
+                for c, w in locks.committed_next.items()
+                if str(c) in ours and str(w) in built.work_orders
+            },
         )
     return built
 
@@ -210,11 +295,19 @@ def build_for(s: Session, plan: RoutePlan, *, travel: TravelTimes, tz: ZoneInfo,
 def _forced(built: Built, plan_date: date) -> set[str]:
     """Must-do work of the day (a dispatcher's choice; locked stops are not counted)."""
     pinned = {j for c in built.problem.crews for j in c.pinned}
-    return {jid for jid, wo in built.work_orders.items() if wo.must_do_on == plan_date and jid not in pinned}
+    return {
+        jid
+        for jid, wo in built.work_orders.items()
+        if wo.must_do_on == plan_date and jid not in pinned
+    }
 
 
-def solve_with_must_do(built: Built, plan_date: date, params: SolveParams,
-                       solve_fn: Callable[..., Result] = solve_split) -> tuple[Result, set[str]]:
+def solve_with_must_do(
+    built: Built,
+    plan_date: date,
+    params: SolveParams,
+    solve_fn: Callable[..., Result] = solve_split,
+) -> tuple[Result, set[str]]:
     """Solve; with must-do work, also say which jobs it displaced: those the plan left
     out that fit again once the must-do work is taken off its routes (`refill_without`),
     so the answer names what made room, not what another search happened to pick."""
@@ -225,9 +318,18 @@ def solve_with_must_do(built: Built, plan_date: date, params: SolveParams,
     return result, refill_without(built.problem, result, forced)
 
 
-def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTimes, tz: ZoneInfo,
-             solve_fn: Callable[..., Result] = solve_split, workers: int = 1, rules: DayRules = DayRules(),
-             now: datetime | None = None, progress_every_s: float | None = None) -> RoutePlan:
+def run_plan(
+    sessions: sessionmaker[Session],
+    plan_id: int,
+    *,
+    travel: TravelTimes,
+    tz: ZoneInfo,
+    solve_fn: Callable[..., Result] = solve_split,
+    workers: int = 1,
+    rules: DayRules = DayRules(),
+    now: datetime | None = None,
+    progress_every_s: float | None = None,
+) -> RoutePlan:
     """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed.
 
     The plan's `progress` says how far the solve is: written at each phase, and with
@@ -252,16 +354,29 @@ def run_plan(sessions: sessionmaker[Session], plan_id: int, *, travel: TravelTim
             ticker.solving()
             started = clock.monotonic()
             with listening(ticker):
-                result, displaced = solve_with_must_do(built, plan.plan_date, SolveParams(time_limit_s=plan.time_limit_s, workers=workers), solve_fn)
+                result, displaced = solve_with_must_do(
+                    built,
+                    plan.plan_date,
+                    SolveParams(time_limit_s=plan.time_limit_s, workers=workers),
+                    solve_fn,
+                )
             solve_s = clock.monotonic() - started
         with sessions.begin() as s:
             plan = s.get(RoutePlan, plan_id)
             lock_plan(s, plan)
             _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
             # The last word: the time the solve took, and the day as stored.
-            plan.progress = {**ticker.snapshot(), "phase": "done", "elapsed_s": round(solve_s, 1), "best": {
-                "scheduled": plan.stats["scheduled"], "unassigned": plan.stats["jobs"] - plan.stats["scheduled"],
-                "drive_s": plan.stats["drive_s"], "distance_m": plan.stats["distance_m"]}}
+            plan.progress = {
+                **ticker.snapshot(),
+                "phase": "done",
+                "elapsed_s": round(solve_s, 1),
+                "best": {
+                    "scheduled": plan.stats["scheduled"],
+                    "unassigned": plan.stats["jobs"] - plan.stats["scheduled"],
+                    "drive_s": plan.stats["drive_s"],
+                    "distance_m": plan.stats["distance_m"],
+                },
+            }
             RoutePlanLifecycle.transition(s, plan, "ready", actor=SYSTEM)
             return plan
     except Exception as exc:
@@ -284,25 +399,47 @@ def route_geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
     return from_shape(line, srid=4326)
 
 
-def route_stops(built: Built, route: Route, locked: set[str],
-                skip: Callable[[str], bool] = lambda job_id: False) -> list[RouteStop]:
+def route_stops(
+    built: Built, route: Route, locked: set[str], skip: Callable[[str], bool] = lambda job_id: False
+) -> list[RouteStop]:
     """A route's jobs and breaks as stop rows, in time order, numbered from 1."""
-    items = sorted([(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks], key=lambda it: it[:2])
+    items = sorted(
+        [(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks],
+        key=lambda it: it[:2],
+    )
     rows: list[RouteStop] = []
     for _, is_job, item in items:
         if is_job:
             if skip(item.job_id):
                 continue
-            row = RouteStop(kind="job", work_order_id=int(item.job_id), arrival_at=built.at(item.arrival),
-                            start_at=built.at(item.start), end_at=built.at(item.end), locked=item.job_id in locked)
+            row = RouteStop(
+                kind="job",
+                work_order_id=int(item.job_id),
+                arrival_at=built.at(item.arrival),
+                start_at=built.at(item.start),
+                end_at=built.at(item.end),
+                locked=item.job_id in locked,
+            )
         else:
-            row = RouteStop(kind="break", arrival_at=built.at(item.start), start_at=built.at(item.start), end_at=built.at(item.end))
+            row = RouteStop(
+                kind="break",
+                arrival_at=built.at(item.start),
+                start_at=built.at(item.start),
+                end_at=built.at(item.end),
+            )
         row.sequence = len(rows) + 1
         rows.append(row)
     return rows
 
 
-def unassigned_entry(built: Built, job_id: str, reason: str, *, forced: set[str], displaced_by: list[str] | None = None) -> dict[str, Any]:
+def unassigned_entry(
+    built: Built,
+    job_id: str,
+    reason: str,
+    *,
+    forced: set[str],
+    displaced_by: list[str] | None = None,
+) -> dict[str, Any]:
     """One piece of work left out of a plan, with its reason in a dispatcher's words."""
     if displaced_by:
         message = f"dropped to make room for must-do work order {', '.join(displaced_by)}"
@@ -312,47 +449,79 @@ def unassigned_entry(built: Built, job_id: str, reason: str, *, forced: set[str]
         if reason == "no_skill":
             skills = ", ".join(sorted(built.problem.job(job_id).skills))
             message = f"no crew on shift in this plan has the skill {skills}" + (
-                " or is the crew it is reserved for" if built.problem.job(job_id).crews else "")
+                " or is the crew it is reserved for" if built.problem.job(job_id).crews else ""
+            )
     if job_id in forced:
         message = f"must-do, but {message}"
     return {"work_order_id": int(job_id), "reason": reason, "message": message}
 
 
-def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel: TravelTimes, solve_s: float,
-           displaced: frozenset[str] | set[str] = frozenset()) -> None:
+def _store(
+    s: Session,
+    plan: RoutePlan,
+    built: Built,
+    result: Result,
+    *,
+    travel: TravelTimes,
+    solve_s: float,
+    displaced: frozenset[str] | set[str] = frozenset(),
+) -> None:
     forced = _forced(built, plan.plan_date)
     # Work that changed while the solver ran (dispatched by hand, cancelled) is not ours to plan.
     current = {
         str(wo_id): status
-        for wo_id, status in s.execute(select(WorkOrder.id, WorkOrder.status).where(WorkOrder.id.in_([int(j) for j in built.work_orders])))
+        for wo_id, status in s.execute(
+            select(WorkOrder.id, WorkOrder.status).where(
+                WorkOrder.id.in_([int(j) for j in built.work_orders])
+            )
+        )
     }
     locked = {jid for c in built.problem.crews for jid in c.held}
     unassigned = list(built.excluded)
-    scheduled_forced = sorted({st.job_id for r in result.routes for st in r.stops} & forced, key=int)
+    scheduled_forced = sorted(
+        {st.job_id for r in result.routes for st in r.stops} & forced, key=int
+    )
     for u in result.unassigned:
-        unassigned.append(unassigned_entry(built, u.job_id, u.reason, forced=forced,
-                                           displaced_by=scheduled_forced if u.job_id in displaced else None))
+        unassigned.append(
+            unassigned_entry(
+                built,
+                u.job_id,
+                u.reason,
+                forced=forced,
+                displaced_by=scheduled_forced if u.job_id in displaced else None,
+            )
+        )
     routes = {r.crew_id: r for r in result.routes}
     for c in built.problem.crews:
         # Every crew of the plan gets its row, idle or not: the plan holds the crew's day.
         route = routes.get(c.id) or Route(c.id, c.shift.start, (), (), c.shift.start, 0, 0)
         crew_row = built.crews[c.id]
         pr = PlanRoute(
-            plan=plan, crew_id=crew_row.id, shift_id=built.shifts[c.id].id,
-            start_at=built.at(route.depart), end_at=built.at(route.arrive),
-            drive_s=route.duration, distance_m=route.distance,
+            plan=plan,
+            crew_id=crew_row.id,
+            shift_id=built.shifts[c.id].id,
+            start_at=built.at(route.depart),
+            end_at=built.at(route.arrive),
+            drive_s=route.duration,
+            distance_m=route.distance,
             geometry=route_geometry(travel, built, route) if route.stops else None,
         )
         s.add(pr)
 
         def changed(job_id: str) -> bool:
             still_ours = current.get(job_id) in PLANNABLE_STATUSES or (
-                job_id in built.carried and current.get(job_id) in {"dispatched", "en_route", "on_site"}
+                job_id in built.carried
+                and current.get(job_id) in {"dispatched", "en_route", "on_site"}
             )
             if still_ours or job_id in locked:
                 return False
-            unassigned.append({"work_order_id": int(job_id), "reason": "changed_during_planning",
-                               "message": "it changed while the plan was being made (dispatched by hand or closed)"})
+            unassigned.append(
+                {
+                    "work_order_id": int(job_id),
+                    "reason": "changed_during_planning",
+                    "message": "it changed while the plan was being made (dispatched by hand or closed)",
+                }
+            )
             return True
 
         pr.stops.extend(route_stops(built, route, locked, skip=changed))
@@ -377,15 +546,20 @@ def _store(s: Session, plan: RoutePlan, built: Built, result: Result, *, travel:
         "violations": violations,
     }
     if forced:
-        plan.stats["must_do"] = {"work_orders": sorted(map(int, forced)), "scheduled": list(map(int, scheduled_forced)),
-                                 "displaced": sorted(map(int, displaced))}
+        plan.stats["must_do"] = {
+            "work_orders": sorted(map(int, forced)),
+            "scheduled": list(map(int, scheduled_forced)),
+            "displaced": sorted(map(int, displaced)),
+        }
     # The draft holds its work: planned, so staff see it is in a plan (it stays plannable
     # for other drafts; publishing one supersedes the rest).
     s.flush()
     ids = [st.work_order_id for pr in plan.routes for st in pr.stops if st.kind == "job"]
     for wo in _lock_work(s, ids).values():
         if wo.status == "new":
-            WorkOrderLifecycle.transition(s, wo, "planned", actor=SYSTEM, note=f"in draft plan {plan.id} v{plan.version}")
+            WorkOrderLifecycle.transition(
+                s, wo, "planned", actor=SYSTEM, note=f"in draft plan {plan.id} v{plan.version}"
+            )
 
 
 def _crews_of(s: Session, plan_id: int) -> set[int]:
@@ -393,7 +567,9 @@ def _crews_of(s: Session, plan_id: int) -> set[int]:
 
 
 def _codes(s: Session, crew_ids: Iterable[int]) -> str:
-    return ", ".join(s.scalars(select(Crew.code).where(Crew.id.in_(list(crew_ids))).order_by(Crew.code)))
+    return ", ".join(
+        s.scalars(select(Crew.code).where(Crew.id.in_(list(crew_ids))).order_by(Crew.code))
+    )
 
 
 def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo) -> None:
@@ -401,9 +577,15 @@ def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo)
     of the day has since been published for (it was built on a day that has changed),
     and one whose crews a live plan of another scope holds."""
     built_at = plan.started_at or plan.created_at
-    for other in s.scalars(select(RoutePlan).where(
-            RoutePlan.plan_date == plan.plan_date, RoutePlan.id != plan.id, RoutePlan.published_at.is_not(None))
-            .order_by(RoutePlan.published_at.desc())):
+    for other in s.scalars(
+        select(RoutePlan)
+        .where(
+            RoutePlan.plan_date == plan.plan_date,
+            RoutePlan.id != plan.id,
+            RoutePlan.published_at.is_not(None),
+        )
+        .order_by(RoutePlan.published_at.desc())
+    ):
         shared = crews & _crews_of(s, other.id)
         if not shared:
             continue
@@ -412,17 +594,30 @@ def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo)
             raise Conflict(
                 f"plan {other.id} (version {other.version}) was published for {codes} at "
                 f"{other.published_at.astimezone(tz):%H:%M}, after this draft was built; plan again or re-plan",
-                plan_id=other.id, crews=codes.split(", "), current=plan.status)
+                plan_id=other.id,
+                crews=codes.split(", "),
+                current=plan.status,
+            )
         if other.status == "published" and other.scope_key != plan.scope_key:
             raise Conflict(
                 f"plan {other.id} (version {other.version}, scope {other.scope_key or 'the whole city'}) is published "
                 f"for {codes} on {plan.plan_date}; a crew drives one published plan a day: re-plan that one",
-                plan_id=other.id, crews=codes.split(", "), current=plan.status)
+                plan_id=other.id,
+                crews=codes.split(", "),
+                current=plan.status,
+            )
 
 
-def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = ZoneInfo("UTC"),
-                 stale_after: timedelta = timedelta(minutes=15), slip: timedelta = timedelta(minutes=30),
-                 now: datetime | None = None) -> RoutePlan:
+def publish_plan(
+    s: Session,
+    plan: RoutePlan,
+    *,
+    actor: Actor,
+    tz: ZoneInfo = ZoneInfo("UTC"),
+    stale_after: timedelta = timedelta(minutes=15),
+    slip: timedelta = timedelta(minutes=30),
+    now: datetime | None = None,
+) -> RoutePlan:
     """Crews get this plan: its work is dispatched, residents see expected times, older
     versions of the day and scope step down. Refused (409) when the plan is not ready or
     not feasible, when its first stops are more than `stale_after` in the past, or when
@@ -431,34 +626,63 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
     now = now or datetime.now(UTC)
     lock_plan(s, plan)
     if plan.status != "ready":
-        raise Conflict(f"plan {plan.id} is {plan.status}; only a ready plan can be published", current=plan.status)
+        raise Conflict(
+            f"plan {plan.id} is {plan.status}; only a ready plan can be published",
+            current=plan.status,
+        )
     if not plan.stats.get("feasible", False):
-        raise Conflict(f"plan {plan.id} does not pass the feasibility check; it cannot be published: "
-                       + "; ".join(plan.stats.get("violations") or []), violations=plan.stats.get("violations") or [])
-    starts = [st.start_at for pr in plan.routes for st in pr.stops if st.kind == "job" and not st.locked]
+        raise Conflict(
+            f"plan {plan.id} does not pass the feasibility check; it cannot be published: "
+            + "; ".join(plan.stats.get("violations") or []),
+            violations=plan.stats.get("violations") or [],
+        )
+    starts = [
+        st.start_at for pr in plan.routes for st in pr.stops if st.kind == "job" and not st.locked
+    ]
     if starts and min(starts) < now - stale_after:
-        raise Conflict(f"plan {plan.id}'s first stops were due at {min(starts).astimezone(tz):%H:%M}, and it is "
-                       f"{now.astimezone(tz):%H:%M}: plan the day again (or re-plan it) so it starts now", current="ready")
+        raise Conflict(
+            f"plan {plan.id}'s first stops were due at {min(starts).astimezone(tz):%H:%M}, and it is "
+            f"{now.astimezone(tz):%H:%M}: plan the day again (or re-plan it) so it starts now",
+            current="ready",
+        )
     if plan.parent_id is not None:
         parent = s.get(RoutePlan, plan.parent_id)
         if parent.status != "published":
             # Its locks were read from a day another version has replaced since.
-            raise Conflict(f"plan {plan.id} re-plans version {parent.version}, which is {parent.status} now; "
-                           "re-plan the day's published plan", current=plan.status, plan_id=parent.id)
+            raise Conflict(
+                f"plan {plan.id} re-plans version {parent.version}, which is {parent.status} now; "
+                "re-plan the day's published plan",
+                current=plan.status,
+                plan_id=parent.id,
+            )
     crews = {pr.crew_id for pr in plan.routes}
     _refuse_overlaps(s, plan, crews, tz)
     older = s.scalars(
         select(RoutePlan)
-        .where(RoutePlan.plan_date == plan.plan_date, RoutePlan.scope_key == plan.scope_key,
-               RoutePlan.id != plan.id, RoutePlan.status.in_(("published", "ready")))
-        .order_by(RoutePlan.id).with_for_update()
+        .where(
+            RoutePlan.plan_date == plan.plan_date,
+            RoutePlan.scope_key == plan.scope_key,
+            RoutePlan.id != plan.id,
+            RoutePlan.status.in_(("published", "ready")),
+        )
+        .order_by(RoutePlan.id)
+        .with_for_update()
         .options(selectinload(RoutePlan.routes).selectinload(PlanRoute.stops))
     ).all()
     mine = [st for pr in plan.routes for st in pr.stops if st.kind == "job"]
     theirs = [(pr, st) for old in older for pr in old.routes for st in pr.stops if st.kind == "job"]
     today = now.astimezone(tz).date()
-    stale = set(s.scalars(left_over(today, tz).where(WorkOrder.id.in_([u["work_order_id"] for u in plan.unassigned]))))
-    orders = _lock_work(s, [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs] + sorted(stale))
+    stale = set(
+        s.scalars(
+            left_over(today, tz).where(
+                WorkOrder.id.in_([u["work_order_id"] for u in plan.unassigned])
+            )
+        )
+    )
+    orders = _lock_work(
+        s,
+        [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs] + sorted(stale),
+    )
     planned_here: set[int] = set()
     for pr in plan.routes:
         for stop in pr.stops:
@@ -466,13 +690,28 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
                 continue
             wo = orders[stop.work_order_id]
             planned_here.add(wo.id)
-            if wo.status in {"new", "planned"} or (wo.status == "dispatched" and wo.crew_id != pr.crew_id):
+            if wo.status in {"new", "planned"} or (
+                wo.status == "dispatched" and wo.crew_id != pr.crew_id
+            ):
                 if wo.status == "dispatched":
                     # Straight to its new crew: residents need no "back in the queue" in between.
-                    change_status(s, wo, "planned", actor=actor, note=f"moved by plan {plan.id} v{plan.version}")
+                    change_status(
+                        s,
+                        wo,
+                        "planned",
+                        actor=actor,
+                        note=f"moved by plan {plan.id} v{plan.version}",
+                    )
                 if wo.status == "new":
                     WorkOrderLifecycle.transition(s, wo, "planned", actor=actor)
-                change_status(s, wo, "dispatched", actor=actor, crew_id=pr.crew_id, note=f"plan {plan.id} v{plan.version}")
+                change_status(
+                    s,
+                    wo,
+                    "dispatched",
+                    actor=actor,
+                    crew_id=pr.crew_id,
+                    note=f"plan {plan.id} v{plan.version}",
+                )
             for req in wo.requests:
                 if req.status == "open":
                     # Never a promise in the past: a stop due a few minutes ago is expected now.
@@ -492,13 +731,21 @@ def publish_plan(s: Session, plan: RoutePlan, *, actor: Actor, tz: ZoneInfo = Zo
         if wo.status == "dispatched":
             # Dispatched for a day that ended without it, and not in this plan: back to
             # the queue, so residents are not told a crew is coming.
-            change_status(s, wo, "new", actor=actor, note=f"not done on its day, nor in plan {plan.id} v{plan.version}")
+            change_status(
+                s,
+                wo,
+                "new",
+                actor=actor,
+                note=f"not done on its day, nor in plan {plan.id} v{plan.version}",
+            )
             for req in wo.requests:
                 req.expected_at = req.promised_at = None
     dropped = set()
     for old in older:
         dropped |= {pr.crew_id for pr in old.routes}
-        RoutePlanLifecycle.transition(s, old, "superseded", actor=actor, note=f"by version {plan.version}")
+        RoutePlanLifecycle.transition(
+            s, old, "superseded", actor=actor, note=f"by version {plan.version}"
+        )
     _hold_crew_days(s, plan, crews, [old.id for old in older])
     for crew_id in sorted(crews | dropped):
         crewfeed.route_changed(s, crew_id, plan.id, at=now)
@@ -515,21 +762,35 @@ def _hold_crew_days(s: Session, plan: RoutePlan, crews: set[int], superseded: li
         return
     try:
         with s.begin_nested():
-            s.execute(insert(CrewDay), [{"crew_id": c, "plan_date": plan.plan_date, "plan_id": plan.id} for c in sorted(crews)])
+            s.execute(
+                insert(CrewDay),
+                [
+                    {"crew_id": c, "plan_date": plan.plan_date, "plan_id": plan.id}
+                    for c in sorted(crews)
+                ],
+            )
     except IntegrityError:
-        held = s.execute(select(CrewDay.plan_id, CrewDay.crew_id).where(
-            CrewDay.plan_date == plan.plan_date, CrewDay.crew_id.in_(sorted(crews)))).all()
+        held = s.execute(
+            select(CrewDay.plan_id, CrewDay.crew_id).where(
+                CrewDay.plan_date == plan.plan_date, CrewDay.crew_id.in_(sorted(crews))
+            )
+        ).all()
         other = held[0].plan_id if held else None
-        raise Conflict(f"plan {other} is published for {_codes(s, {c for _, c in held})} on {plan.plan_date}; "
-                       "a crew drives one published plan a day", plan_id=other,
-                       crews=_codes(s, {c for _, c in held}).split(", ")) from None
+        raise Conflict(
+            f"plan {other} is published for {_codes(s, {c for _, c in held})} on {plan.plan_date}; "
+            "a crew drives one published plan a day",
+            plan_id=other,
+            crews=_codes(s, {c for _, c in held}).split(", "),
+        ) from None
 
 
 def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 600) -> list[int]:
     """Plans still `running` well past their time limit lost their worker (a crash, a
     deploy): mark them failed so dispatchers see it and ask again."""
     now = now or datetime.now(UTC)
-    stale = s.scalars(select(RoutePlan).where(RoutePlan.status == "running").with_for_update(skip_locked=True)).all()
+    stale = s.scalars(
+        select(RoutePlan).where(RoutePlan.status == "running").with_for_update(skip_locked=True)
+    ).all()
     failed = []
     for plan in stale:
         started = plan.started_at or plan.created_at

@@ -64,7 +64,12 @@ def figures(problem: Problem, routes: Mapping[str, Sequence[str]]) -> dict[str, 
         for a, b in zip(path, path[1:]):
             drive += int(m.durations[a, b])
             dist += int(m.distances[a, b])
-    return {"scheduled": scheduled, "unassigned": len(problem.jobs) - scheduled, "drive_s": drive, "distance_m": dist}
+    return {
+        "scheduled": scheduled,
+        "unassigned": len(problem.jobs) - scheduled,
+        "drive_s": drive,
+        "distance_m": dist,
+    }
 
 
 def report(problem: Problem, routes: Mapping[str, Sequence[str]]) -> None:
@@ -85,15 +90,28 @@ class Ticker:
     matrix above all, is phase "building" and is not counted against the limit, as the
     solver does not count it either)."""
 
-    def __init__(self, sessions: sessionmaker[Session], plan_id: int, time_limit_s: int, every_s: float | None = 1.0) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        plan_id: int,
+        time_limit_s: int,
+        every_s: float | None = 1.0,
+    ) -> None:
         # every_s=None: no thread, the row is written at the phase changes only (tests whose
         # sessions share one connection cannot write from a second thread).
-        self.sessions, self.plan_id, self.time_limit_s, self.every_s = sessions, plan_id, time_limit_s, every_s
+        self.sessions, self.plan_id, self.time_limit_s, self.every_s = (
+            sessions,
+            plan_id,
+            time_limit_s,
+            every_s,
+        )
         self.phase = "building"
         self.best: dict[str, int] | None = None
         self._started: float | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"plan-{plan_id}-progress", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"plan-{plan_id}-progress", daemon=True
+        )
 
     def __call__(self, best: dict[str, int]) -> None:
         # Called from the solver's thread; one assignment, read whole by the ticker's thread.
@@ -108,8 +126,13 @@ class Ticker:
         return 0.0 if self._started is None else round(time.monotonic() - self._started, 1)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"phase": self.phase, "elapsed_s": self.elapsed(), "time_limit_s": self.time_limit_s,
-                "best": self.best, "updated_at": datetime.now(UTC).isoformat()}
+        return {
+            "phase": self.phase,
+            "elapsed_s": self.elapsed(),
+            "time_limit_s": self.time_limit_s,
+            "best": self.best,
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
 
     def write(self) -> None:
         """One short transaction; only while the plan is still running (a plan marked failed
@@ -121,8 +144,11 @@ class Ticker:
 
         try:
             with self.sessions.begin() as s:
-                s.execute(update(RoutePlan).where(RoutePlan.id == self.plan_id, RoutePlan.status == "running")
-                          .values(progress=self.snapshot()))
+                s.execute(
+                    update(RoutePlan)
+                    .where(RoutePlan.id == self.plan_id, RoutePlan.status == "running")
+                    .values(progress=self.snapshot())
+                )
         except Exception:
             log.exception("writing the progress of plan %s failed", self.plan_id)
 

@@ -34,7 +34,11 @@ class Refreshed:
 
 def _minute_up(t: datetime) -> datetime:
     """Projections to the minute, rounded up: a promise is not made of seconds."""
-    return t if t.second == 0 and t.microsecond == 0 else t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return (
+        t
+        if t.second == 0 and t.microsecond == 0
+        else t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    )
 
 
 def _window_start(wo: WorkOrder, arrival: datetime) -> datetime:
@@ -45,19 +49,25 @@ def _window_start(wo: WorkOrder, arrival: datetime) -> datetime:
     return arrival
 
 
-def _where_and_when(s: Session, pr: PlanRoute, mine: list[RouteStop], now: datetime,
-                    fix_max_age: timedelta) -> tuple[tuple[float, float], datetime]:
+def _where_and_when(
+    s: Session, pr: PlanRoute, mine: list[RouteStop], now: datetime, fix_max_age: timedelta
+) -> tuple[tuple[float, float], datetime]:
     """Where the crew is and when it is free to drive on: at the job it is on, else at a
     fresh fix, else where it last finished, else where its route starts."""
     on_site = next((st.work_order for st in mine if st.work_order.status == "on_site"), None)
     if on_site is not None:
         arrived = last_event_at(s, on_site, ("on_site",)) or now
-        return lon_lat(on_site.location), max(now, arrived + timedelta(minutes=on_site.minutes_on_site))
+        return lon_lat(on_site.location), max(
+            now, arrived + timedelta(minutes=on_site.minutes_on_site)
+        )
     here = fresh_fix(s, pr.crew_id, now, fix_max_age)
     if here is not None:
         return here, now
-    done = [(last_event_at(s, st.work_order, ("completed",)), st.work_order) for st in mine
-            if st.work_order.status in ("completed", "verified")]
+    done = [
+        (last_event_at(s, st.work_order, ("completed",)), st.work_order)
+        for st in mine
+        if st.work_order.status in ("completed", "verified")
+    ]
     done = [(at, wo) for at, wo in done if at is not None]
     if done:
         at, last = max(done, key=lambda d: d[0])
@@ -68,13 +78,17 @@ def _where_and_when(s: Session, pr: PlanRoute, mine: list[RouteStop], now: datet
     return lon_lat(mine[0].work_order.location), max(now, pr.start_at)
 
 
-def _project(s: Session, pr: PlanRoute, *, travel: TravelTimes, now: datetime, fix_max_age: timedelta) -> list[tuple[RouteStop, datetime]]:
+def _project(
+    s: Session, pr: PlanRoute, *, travel: TravelTimes, now: datetime, fix_max_age: timedelta
+) -> list[tuple[RouteStop, datetime]]:
     """The stops still ahead of the crew, in route order (the one it is driving to
     first), with when it will now start each."""
     stops = sorted(pr.stops, key=lambda st: st.sequence)
     mine = [st for st in stops if st.kind == "job" and st.work_order.crew_id == pr.crew_id]
-    ahead = sorted((st for st in mine if st.work_order.status in ("dispatched", "en_route")),
-                   key=lambda st: (st.work_order.status != "en_route", st.sequence))
+    ahead = sorted(
+        (st for st in mine if st.work_order.status in ("dispatched", "en_route")),
+        key=lambda st: (st.work_order.status != "en_route", st.sequence),
+    )
     if not ahead:
         return []
     here, free = _where_and_when(s, pr, mine, now, fix_max_age)
@@ -94,9 +108,16 @@ def _project(s: Session, pr: PlanRoute, *, travel: TravelTimes, now: datetime, f
     return out
 
 
-def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: timedelta,
-                     fix_max_age: timedelta = timedelta(minutes=15), now: datetime | None = None,
-                     day: date | None = None) -> Refreshed:
+def refresh_promises(
+    s: Session,
+    *,
+    travel: TravelTimes,
+    tz: ZoneInfo,
+    slip: timedelta,
+    fix_max_age: timedelta = timedelta(minutes=15),
+    now: datetime | None = None,
+    day: date | None = None,
+) -> Refreshed:
     """Project every published route of the day from where its crew is, keep the
     projection on the stops, and move the residents' expected times; the caller commits.
 
@@ -105,8 +126,17 @@ def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: tim
     now = now or datetime.now(UTC)
     day = day or now.astimezone(tz).date()
     routes = _day_routes(s, day)
-    projected = [(pr.plan_id, pr.crew_id, [(st.id, start) for st, start in _project(s, pr, travel=travel, now=now, fix_max_age=fix_max_age)])
-                 for pr in routes]
+    projected = [
+        (
+            pr.plan_id,
+            pr.crew_id,
+            [
+                (st.id, start)
+                for st, start in _project(s, pr, travel=travel, now=now, fix_max_age=fix_max_age)
+            ],
+        )
+        for pr in routes
+    ]
     lock_day(s, day)
     s.expire_all()
     live = {(pr.plan_id, pr.crew_id): {st.id: st for st in pr.stops} for pr in _day_routes(s, day)}
@@ -117,7 +147,11 @@ def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: tim
             continue  # another version took the crew's day meanwhile: its own projection comes next time
         for stop_id, start in starts:
             st = now_there.get(stop_id)
-            if st is None or st.work_order.crew_id != crew_id or st.work_order.status not in ("dispatched", "en_route"):
+            if (
+                st is None
+                or st.work_order.crew_id != crew_id
+                or st.work_order.status not in ("dispatched", "en_route")
+            ):
                 continue
             st.projected_start_at, st.projected_at = start, now
             stops += 1
@@ -129,13 +163,22 @@ def refresh_promises(s: Session, *, travel: TravelTimes, tz: ZoneInfo, slip: tim
 
 
 def _day_routes(s: Session, day: date) -> list[PlanRoute]:
-    return list(s.scalars(
-        select(PlanRoute)
-        .join(CrewDay, (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id))
-        .where(CrewDay.plan_date == day)
-        .options(selectinload(PlanRoute.stops).selectinload(RouteStop.work_order).selectinload(WorkOrder.requests))
-        .order_by(PlanRoute.crew_id)
-    ))
+    return list(
+        s.scalars(
+            select(PlanRoute)
+            .join(
+                CrewDay,
+                (CrewDay.plan_id == PlanRoute.plan_id) & (CrewDay.crew_id == PlanRoute.crew_id),
+            )
+            .where(CrewDay.plan_date == day)
+            .options(
+                selectinload(PlanRoute.stops)
+                .selectinload(RouteStop.work_order)
+                .selectinload(WorkOrder.requests)
+            )
+            .order_by(PlanRoute.crew_id)
+        )
+    )
 
 
 def late_minutes(stop: RouteStop) -> int | None:

@@ -71,7 +71,12 @@ class SolveParams:
     lns: bool = True
     ortools_share: float = 0.2
     lns_threshold: float = 0.005
-    lns_ops: tuple[str, ...] = ("pair", "split", "cluster", "string")  # ruins to pick from ("random", "route" too)
+    lns_ops: tuple[str, ...] = (
+        "pair",
+        "split",
+        "cluster",
+        "string",
+    )  # ruins to pick from ("random", "route" too)
     lns_ruin: float = 0.3  # largest ruin, as a share of the free jobs (at most 40)
 
 
@@ -102,7 +107,13 @@ def solve(problem: Problem, params: SolveParams | None = None) -> Result:
     if not problem.crews:
         # No vehicles: nothing to search (and OR-Tools' routing model needs at least one).
         unassigned = tuple(Unassigned(j.id, reasons.get(j.id, "no_skill")) for j in problem.jobs)
-        return Result(problem, (), unassigned, objective_of(problem, (), unassigned), {"seconds": 0.0, "status": "no_crews"})
+        return Result(
+            problem,
+            (),
+            unassigned,
+            objective_of(problem, (), unassigned),
+            {"seconds": 0.0, "status": "no_crews"},
+        )
     locked = {j for c in problem.crews for j in c.locked_first if j not in reasons}
     # A lock on an impossible job is void: the job is reported, the crew plans without it.
     keep = [j.id for j in problem.jobs if j.id not in reasons]
@@ -131,7 +142,15 @@ def solve(problem: Problem, params: SolveParams | None = None) -> Result:
         start_from=best.start_from,
         solver_objective=best.objective,
         workers=[
-            {"lambda": r.lam, "objective": r.objective, "start_from": r.start_from, "status": r.status, "lns_iterations": r.lns_iterations, "lns_improvements": r.lns_improvements, "lns_objective": r.lns_objective}
+            {
+                "lambda": r.lam,
+                "objective": r.objective,
+                "start_from": r.start_from,
+                "status": r.status,
+                "lns_iterations": r.lns_iterations,
+                "lns_improvements": r.lns_improvements,
+                "lns_objective": r.lns_objective,
+            }
             for r in raws
         ],
         seconds=round(time.monotonic() - t0, 3),
@@ -170,10 +189,17 @@ def precheck(problem: Problem) -> dict[str, str]:
             if broken is None:
                 load = [a + b for a, b in zip(load, j.demand)]
                 arrival = t + int(m.durations[pos, j.location])
-                start = next((max(arrival, w.start) for w in j.windows if w.end >= arrival), None) if j.windows else arrival
+                start = (
+                    next((max(arrival, w.start) for w in j.windows if w.end >= arrival), None)
+                    if j.windows
+                    else arrival
+                )
                 if any(x > cap for x, cap in zip(load, c.capacity)):
                     broken = "capacity"
-                elif start is None or start + j.service + int(m.durations[j.location, c.end]) > c.shift.end:
+                elif (
+                    start is None
+                    or start + j.service + int(m.durations[j.location, c.end]) > c.shift.end
+                ):
                     broken = "time_window"
                 else:
                     t, pos = start + j.service, j.location
@@ -249,9 +275,17 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
     free = [jid for jid in keep if jid not in locked]
     # A job reserved for some crews needs a skill only they have: one per set of crews.
     reserved = {j.id: "crews:" + ",".join(sorted(j.crews)) for j in problem.jobs if j.crews}
-    crew_skills = {c.id: set(c.skills) | {r for jid, r in reserved.items() if c.id in jobs[jid].crews} for c in problem.crews}
-    job_skills = {j.id: set(j.skills) | ({reserved[j.id]} if j.id in reserved else set()) for j in problem.jobs}
-    skill_ids = {s: i for i, s in enumerate(sorted(set().union(*crew_skills.values(), *job_skills.values())))}
+    crew_skills = {
+        c.id: set(c.skills) | {r for jid, r in reserved.items() if c.id in jobs[jid].crews}
+        for c in problem.crews
+    }
+    job_skills = {
+        j.id: set(j.skills) | ({reserved[j.id]} if j.id in reserved else set())
+        for j in problem.jobs
+    }
+    skill_ids = {
+        s: i for i, s in enumerate(sorted(set().union(*crew_skills.values(), *job_skills.values())))
+    }
     nd = len(problem.dimensions)
     vehicles: list[dict] = []
     chains: dict[str, list[str]] = {}
@@ -277,7 +311,11 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
                 capacity=[cap - u for cap, u in zip(c.capacity, used)] if nd else (),
                 skills={skill_ids[s] for s in crew_skills[c.id]},
                 time_window=(t, c.shift.end),
-                breaks=[(k, max(b.window.start, t), b.latest_start, b.duration) for k, b in enumerate(c.breaks) if b.latest_start >= t],
+                breaks=[
+                    (k, max(b.window.start, t), b.latest_start, b.duration)
+                    for k, b in enumerate(c.breaks)
+                    if b.latest_start >= t
+                ],
                 costs=(c.cost_per_hour, c.cost_per_km),
             )
         )
@@ -291,7 +329,13 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
                 default_service=j.service,
                 delivery=list(j.demand) if nd else (),
                 skills={skill_ids[s] for s in job_skills[jid]},
-                priority=100 if j.required else min(99, 10 * j.priority + (50 if j.due is not None and j.due <= problem.horizon_end else 0)),
+                priority=100
+                if j.required
+                else min(
+                    99,
+                    10 * j.priority
+                    + (50 if j.due is not None and j.due <= problem.horizon_end else 0),
+                ),
                 time_windows=[(w.start, w.end) for w in j.windows],
             )
         )
@@ -299,7 +343,12 @@ def _vroom_spec(problem: Problem, keep: list[str], locked: set[str]) -> _VroomSp
 
 
 def _vroom_run(
-    problem: Problem, spec: _VroomSpec, level: int, threads: int, timeout: float | None, steps: dict[int, list[tuple[str, int]]] | None = None
+    problem: Problem,
+    spec: _VroomSpec,
+    level: int,
+    threads: int,
+    timeout: float | None,
+    steps: dict[int, list[tuple[str, int]]] | None = None,
 ) -> _VroomStart | None:
     import vroom
 
@@ -316,9 +365,18 @@ def _vroom_run(
                 capacity=v["capacity"],
                 skills=v["skills"],
                 time_window=vroom.TimeWindow(*v["time_window"]),
-                breaks=[vroom.Break(k, time_windows=[vroom.TimeWindow(lo, hi)], service=d) for k, lo, hi, d in v["breaks"]],
+                breaks=[
+                    vroom.Break(k, time_windows=[vroom.TimeWindow(lo, hi)], service=d)
+                    for k, lo, hi, d in v["breaks"]
+                ],
                 costs=vroom.VehicleCosts(per_hour=v["costs"][0], per_km=v["costs"][1]),
-                steps=[vroom.VehicleStep("start"), *(vroom.VehicleStep(t, i) for t, i in seeded), vroom.VehicleStep("end")] if seeded else (),
+                steps=[
+                    vroom.VehicleStep("start"),
+                    *(vroom.VehicleStep(t, i) for t, i in seeded),
+                    vroom.VehicleStep("end"),
+                ]
+                if seeded
+                else (),
             )
         )
     for j in spec.jobs:
@@ -328,8 +386,14 @@ def _vroom_run(
             kw["time_windows"] = [vroom.TimeWindow(a, b) for a, b in tws]
         inp.add_job(vroom.Job(**kw))
     try:
-        sol = inp.solve(exploration_level=level, nb_threads=threads, timeout=None if timeout is None else timedelta(seconds=max(0.01, timeout))).to_dict()
-    except Exception as exc:  # VROOM's failures must not cost us the plan: OR-Tools constructs instead.
+        sol = inp.solve(
+            exploration_level=level,
+            nb_threads=threads,
+            timeout=None if timeout is None else timedelta(seconds=max(0.01, timeout)),
+        ).to_dict()
+    except (
+        Exception
+    ) as exc:  # VROOM's failures must not cost us the plan: OR-Tools constructs instead.
         # A seeded route VROOM rejects (infeasible: rounded matrices need not obey the
         # triangle inequality; over capacity; a job out of reach) is dropped from the
         # seed and the run retried: VROOM then inserts those jobs itself.
@@ -341,13 +405,25 @@ def _vroom_run(
     vsteps: dict[int, list[tuple[str, int]]] = {}
     costs: dict[int, int] = {}
     for r in sol.get("routes", []):
-        vsteps[r["vehicle"]] = [("single" if st["type"] == "job" else "break", st["id"]) for st in r["steps"] if st["type"] in ("job", "break")]
+        vsteps[r["vehicle"]] = [
+            ("single" if st["type"] == "job" else "break", st["id"])
+            for st in r["steps"]
+            if st["type"] in ("job", "break")
+        ]
         costs[r["vehicle"]] = int(r["cost"])
     unassigned = [u["id"] for u in sol.get("unassigned", [])]
-    return _VroomStart(_routes_of(problem, spec, vsteps), vsteps, _score(problem, spec, costs, unassigned), costs=costs, unassigned=unassigned)
+    return _VroomStart(
+        _routes_of(problem, spec, vsteps),
+        vsteps,
+        _score(problem, spec, costs, unassigned),
+        costs=costs,
+        unassigned=unassigned,
+    )
 
 
-def _routes_of(problem: Problem, spec: _VroomSpec, steps: dict[int, list[tuple[str, int]]]) -> dict[str, list[str]]:
+def _routes_of(
+    problem: Problem, spec: _VroomSpec, steps: dict[int, list[tuple[str, int]]]
+) -> dict[str, list[str]]:
     """Job ids per crew: its locked chain, then the jobs of its VROOM steps."""
     routes = {c.id: list(spec.chains[c.id]) for c in problem.crews}
     for v, seq in steps.items():
@@ -357,16 +433,22 @@ def _routes_of(problem: Problem, spec: _VroomSpec, steps: dict[int, list[tuple[s
 
 def _score(problem: Problem, spec: _VroomSpec, costs: dict[int, int], unassigned: list[int]) -> int:
     """Same scale as OR-Tools' objective: crew cost units x COST_SCALE, plus drop penalties."""
-    return sum(costs.values()) * COST_SCALE + sum(problem.penalties[spec.free[i]] for i in unassigned)
+    return sum(costs.values()) * COST_SCALE + sum(
+        problem.penalties[spec.free[i]] for i in unassigned
+    )
 
 
-def vroom_routes(problem: Problem, keep: list[str], locked: set[str], params: SolveParams) -> dict[str, list[str]] | None:
+def vroom_routes(
+    problem: Problem, keep: list[str], locked: set[str], params: SolveParams
+) -> dict[str, list[str]] | None:
     """VROOM's routes (job ids per crew, locked chains first) or None if it fails."""
     start = _vroom_start(problem, keep, locked, params)
     return None if start is None else start.routes
 
 
-def _vroom_start(problem: Problem, keep: list[str], locked: set[str], params: SolveParams) -> _VroomStart | None:
+def _vroom_start(
+    problem: Problem, keep: list[str], locked: set[str], params: SolveParams
+) -> _VroomStart | None:
     try:
         import vroom  # noqa: F401
     except ImportError:  # pragma: no cover - optional accelerator
@@ -376,7 +458,9 @@ def _vroom_start(problem: Problem, keep: list[str], locked: set[str], params: So
         return _VroomStart({c.id: list(spec.chains[c.id]) for c in problem.crews}, {}, 0)
     n = len(spec.free)
     level = params.vroom_level or (5 if n <= 300 else 4 if n <= 1000 else 3)
-    return _vroom_run(problem, spec, level, max(1, params.workers), params.time_limit_s * params.vroom_share)
+    return _vroom_run(
+        problem, spec, level, max(1, params.workers), params.time_limit_s * params.vroom_share
+    )
 
 
 LNS_MIN_JOBS = 15
@@ -464,10 +548,16 @@ def _vroom_lns(
                 lo = rng.randint(0, len(r) - length)
                 moved = r[lo : lo + length]
                 needs = set().union(*(spec.jobs[i]["skills"] for i in moved))
-                load = [sum(spec.jobs[i]["delivery"][d] for i in moved) for d in range(len(problem.dimensions))]
+                load = [
+                    sum(spec.jobs[i]["delivery"][d] for i in moved)
+                    for d in range(len(problem.dimensions))
+                ]
                 able = [
-                    u["id"] for u in spec.vehicles
-                    if u["id"] not in routes and needs <= u["skills"] and all(a <= c for a, c in zip(load, u["capacity"]))
+                    u["id"]
+                    for u in spec.vehicles
+                    if u["id"] not in routes
+                    and needs <= u["skills"]
+                    and all(a <= c for a, c in zip(load, u["capacity"]))
                 ]
                 if able:
                     ruined = set(moved)
@@ -481,7 +571,13 @@ def _vroom_lns(
                 if v is not None and v not in picked:
                     picked.append(v)
                     r = routes[v]
-                    ruined.update(cut(r, int(x), max(1, min(len(r), rng.randint(max(1, k // 4), max(1, k // 2))))))
+                    ruined.update(
+                        cut(
+                            r,
+                            int(x),
+                            max(1, min(len(r), rng.randint(max(1, k // 4), max(1, k // 2)))),
+                        )
+                    )
                     if len(picked) == 2:
                         break
         elif op == "string" and routes:
@@ -503,7 +599,10 @@ def _vroom_lns(
                     break
         if not ruined:
             continue
-        steps = {v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)] for v, seq in current.steps.items()}
+        steps = {
+            v: [(t, i) for t, i in seq if not (t == "single" and i in ruined)]
+            for v, seq in current.steps.items()
+        }
         if opened is not None:
             # If VROOM rejects this route (say, its windows cannot be kept in that order
             # from the vehicle's start), it drops the seed and inserts the jobs itself.
@@ -519,10 +618,22 @@ def _vroom_lns(
         # with) and the jobs now unassigned. The rest of the day stays as it is.
         part = touched | _idle_kinds(spec, routes)
         jobs_in = {i for v in touched for i in routes.get(v, ())} | ruined | set(current.unassigned)
-        sub = _VroomSpec(spec.free, [v for v in spec.vehicles if v["id"] in part], [j for j in spec.jobs if j["id"] in jobs_in], spec.chains)
+        sub = _VroomSpec(
+            spec.free,
+            [v for v in spec.vehicles if v["id"] in part],
+            [j for j in spec.jobs if j["id"] in jobs_in],
+            spec.chains,
+        )
         # Re-insertion at level 1 on a day this size takes tens of milliseconds: no timer then.
         # (A solve asked to stop within a few milliseconds once hung in VROOM for good.)
-        got = _vroom_run(problem, sub, 1, 1, None if len(sub.jobs) <= LNS_UNTIMED_JOBS else left, {v: steps[v] for v in part if v in steps})
+        got = _vroom_run(
+            problem,
+            sub,
+            1,
+            1,
+            None if len(sub.jobs) <= LNS_UNTIMED_JOBS else left,
+            {v: steps[v] for v in part if v in steps},
+        )
         if got is None:
             continue
         cand = _splice(problem, spec, current, part, got)
@@ -543,12 +654,20 @@ def _vroom_lns(
     return best
 
 
-def _splice(problem: Problem, spec: _VroomSpec, current: _VroomStart, part: set[int], got: _VroomStart) -> _VroomStart:
+def _splice(
+    problem: Problem, spec: _VroomSpec, current: _VroomStart, part: set[int], got: _VroomStart
+) -> _VroomStart:
     """The day with the vehicles in `part` replaced by VROOM's repair of them. `got` holds
     every job that was on those vehicles or unassigned, so its unassigned list is the day's."""
     steps = {v: seq for v, seq in current.steps.items() if v not in part} | got.steps
     costs = {v: c for v, c in current.costs.items() if v not in part} | got.costs
-    return _VroomStart(_routes_of(problem, spec, steps), steps, _score(problem, spec, costs, got.unassigned), costs=costs, unassigned=list(got.unassigned))
+    return _VroomStart(
+        _routes_of(problem, spec, steps),
+        steps,
+        _score(problem, spec, costs, got.unassigned),
+        costs=costs,
+        unassigned=list(got.unassigned),
+    )
 
 
 def _idle_kinds(spec: _VroomSpec, routes: dict[int, list[int]]) -> set[int]:
@@ -557,7 +676,15 @@ def _idle_kinds(spec: _VroomSpec, routes: dict[int, list[int]]) -> set[int]:
     first: dict[tuple, int] = {}
     for v in spec.vehicles:
         if v["id"] not in routes:
-            kind = (v["start"], v["end"], tuple(v["capacity"]), frozenset(v["skills"]), v["time_window"], tuple(v["breaks"]), v["costs"])
+            kind = (
+                v["start"],
+                v["end"],
+                tuple(v["capacity"]),
+                frozenset(v["skills"]),
+                v["time_window"],
+                tuple(v["breaks"]),
+                v["costs"],
+            )
             first.setdefault(kind, v["id"])
     return set(first.values())
 
@@ -569,11 +696,16 @@ def _start_child() -> subprocess.Popen[bytes] | None:
     """A second search process, started early so its imports overlap with VROOM. A plain
     subprocess rather than multiprocessing: callers need no `__main__` guard."""
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
     try:
         return subprocess.Popen(
             [sys.executable, "-c", "from dispatch.solver import _child_main; _child_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=env,
         )
     except OSError:
         return None
@@ -610,7 +742,14 @@ def _child_main() -> None:
     sys.stdout.buffer.flush()
 
 
-def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadline: float, params: SolveParams, worker: int) -> _Raw:
+def _search(
+    problem: Problem,
+    keep: list[str],
+    start: _VroomStart | None,
+    deadline: float,
+    params: SolveParams,
+    worker: int,
+) -> _Raw:
     """VROOM-driven LNS (if a VROOM start is given) until the OR-Tools share of the time
     is left, then build the OR-Tools model, read the routes and search until `deadline`."""
     t0 = time.monotonic()
@@ -621,7 +760,17 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         if params.lns:
             locked = {j for c in problem.crews for j in c.locked_first if j in set(keep)}
             lns_deadline = deadline - params.ortools_share * max(0.0, deadline - time.time())
-            start = _vroom_lns(problem, keep, locked, start, lns_deadline, params.seed * 7919 + worker, params.lns_threshold, params.lns_ops, params.lns_ruin)
+            start = _vroom_lns(
+                problem,
+                keep,
+                locked,
+                start,
+                lns_deadline,
+                params.seed * 7919 + worker,
+                params.lns_threshold,
+                params.lns_ops,
+                params.lns_ruin,
+            )
             lns_iterations, lns_improvements = start.iterations, start.improvements
         lns_objective = start.score
         initial = start.routes
@@ -631,7 +780,10 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     nj, nv = len(keep), len(crews)
     m = problem.matrix
     # Nodes: jobs, then one start and one end node per crew (positions may differ).
-    loc = np.array([jobs[j].location for j in keep] + [c.start for c in crews] + [c.end for c in crews], dtype=np.int64)
+    loc = np.array(
+        [jobs[j].location for j in keep] + [c.start for c in crews] + [c.end for c in crews],
+        dtype=np.int64,
+    )
     service = np.array([jobs[j].service for j in keep] + [0] * (2 * nv), dtype=np.int64)
     starts = [nj + v for v in range(nv)]
     ends = [nj + nv + v for v in range(nv)]
@@ -669,12 +821,19 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         if c.cost_per_hour:
             tdim.SetSpanCostCoefficientForVehicle(span_cost(c, 1), v)
         if c.breaks:
-            intervals = [solver.FixedDurationIntervalVar(b.window.start, b.latest_start, b.duration, False, f"break|{c.id}|{b.id}") for b in c.breaks]
+            intervals = [
+                solver.FixedDurationIntervalVar(
+                    b.window.start, b.latest_start, b.duration, False, f"break|{c.id}|{b.id}"
+                )
+                for b in c.breaks
+            ]
             tdim.SetBreakIntervalsOfVehicle(intervals, v, node_visit)
 
     for d, name in enumerate(problem.dimensions):
         cb = routing.RegisterUnaryTransitVector([jobs[j].demand[d] for j in keep] + [0] * (2 * nv))
-        routing.AddDimensionWithVehicleCapacity(cb, 0, [c.capacity[d] for c in crews], True, f"cap|{name}")
+        routing.AddDimensionWithVehicleCapacity(
+            cb, 0, [c.capacity[d] for c in crews], True, f"cap|{name}"
+        )
 
     locked_ids = {jid for c in crews for jid in c.locked_first}
     for k, jid in enumerate(keep):
@@ -708,7 +867,9 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         rank = routing.GetDimensionOrDie("rank")
         for chain in chains:
             for a, b in zip(chain, chain[1:]):
-                solver.Add(rank.CumulVar(manager.NodeToIndex(a)) < rank.CumulVar(manager.NodeToIndex(b)))
+                solver.Add(
+                    rank.CumulVar(manager.NodeToIndex(a)) < rank.CumulVar(manager.NodeToIndex(b))
+                )
 
     # Bind times so reported stops are concrete: finish as early as possible, then leave
     # as late as that finish allows (no idle wait on site), then serve each stop early.
@@ -720,7 +881,9 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
         routing.AddVariableMinimizedByFinalizer(tdim.CumulVar(manager.NodeToIndex(k)))
 
     sp = pywrapcp.DefaultRoutingSearchParameters()
-    sp.first_solution_strategy = getattr(routing_enums_pb2.FirstSolutionStrategy, params.first_solution)
+    sp.first_solution_strategy = getattr(
+        routing_enums_pb2.FirstSolutionStrategy, params.first_solution
+    )
     # Guided local search; the workers differ in its lambda. (OR-Tools 9.15's iterated
     # local search with SISR ruin-and-recreate stopped at the first local optimum when
     # tried through these Python bindings, so it is not offered.)
@@ -730,19 +893,31 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     remaining = max(0.05, deadline - time.time() - 0.05 * (1 + nj / 200))
     sp.time_limit.FromMilliseconds(int(remaining * 1000))
 
-    raw = _Raw(lam=lam, lns_iterations=lns_iterations, lns_improvements=lns_improvements, lns_objective=lns_objective)
+    raw = _Raw(
+        lam=lam,
+        lns_iterations=lns_iterations,
+        lns_improvements=lns_improvements,
+        lns_objective=lns_objective,
+    )
     if progress.active():
-        routing.AddAtSolutionCallback(_progress_callback(problem, routing, manager, keep, lns_objective))
+        routing.AddAtSolutionCallback(
+            _progress_callback(problem, routing, manager, keep, lns_objective)
+        )
     sol = None
     if initial is not None:
         initial = _repair(problem, _pinned_in_order(problem, initial))
-        routes = [[manager.NodeToIndex(node_of[j]) for j in initial.get(c.id, []) if j in node_of] for c in crews]
+        routes = [
+            [manager.NodeToIndex(node_of[j]) for j in initial.get(c.id, []) if j in node_of]
+            for c in crews
+        ]
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
             raw.start_from = "vroom"
             sol = routing.SolveFromAssignmentWithParameters(start, sp)
     if sol is None:
-        raw.start_from = raw.start_from + ("+" if raw.start_from else "") + params.first_solution.lower()
+        raw.start_from = (
+            raw.start_from + ("+" if raw.start_from else "") + params.first_solution.lower()
+        )
         sol = routing.SolveWithParameters(sp)
     raw.status = str(routing.status())
     raw.seconds = time.monotonic() - t0
@@ -767,7 +942,9 @@ def _search(problem: Problem, keep: list[str], start: _VroomStart | None, deadli
     return raw
 
 
-def _progress_callback(problem: Problem, routing: Any, manager: Any, keep: list[str], floor: int | None) -> Callable[[], None]:
+def _progress_callback(
+    problem: Problem, routing: Any, manager: Any, keep: list[str], floor: int | None
+) -> Callable[[], None]:
     """OR-Tools' solutions as progress reports: only those better than what was reported
     before (guided local search also passes through worse ones), and at most twice a
     second, since reading a whole assignment back costs a pass over every node."""
@@ -816,14 +993,20 @@ def _repair(problem: Problem, routes: dict[str, list[str]]) -> dict[str, list[st
             again = _asap(problem, c, seq)
             if again is not None:
                 d, starts, placed, a = again
-                if not _route_violations(problem, c, _build_route(problem, c, list(zip(seq, starts)), d, a, sorted(placed))):
+                if not _route_violations(
+                    problem,
+                    c,
+                    _build_route(problem, c, list(zip(seq, starts)), d, a, sorted(placed)),
+                ):
                     break
             seq.pop()
         out[c.id] = seq
     return out
 
 
-def _asap(problem: Problem, c: Crew, seq: list[str]) -> tuple[int, list[int], list[tuple[int, int, str]], int] | None:
+def _asap(
+    problem: Problem, c: Crew, seq: list[str]
+) -> tuple[int, list[int], list[tuple[int, int, str]], int] | None:
     """Earliest schedule for a fixed sequence: (depart, service starts, breaks, arrive).
 
     OR-Tools binds times loosely when only distance costs (a crew may idle for hours
@@ -907,13 +1090,21 @@ def _to_result(problem: Problem, raw: _Raw, reasons: dict[str, str]) -> Result:
             again = _asap(problem, c, [jid for jid, _ in seq])
             if again is not None:
                 d2, starts, placed2, a2 = again
-                cand = _build_route(problem, c, list(zip([jid for jid, _ in seq], starts)), d2, a2, sorted(placed2))
+                cand = _build_route(
+                    problem, c, list(zip([jid for jid, _ in seq], starts)), d2, a2, sorted(placed2)
+                )
                 if not _route_violations(problem, c, cand):
                     route = cand
         routed.update(s.job_id for s in route.stops)
         routes.append(route)
-    unassigned = [Unassigned(j.id, reasons.get(j.id, "dropped_for_cost")) for j in problem.jobs if j.id not in routed]
-    return Result(problem, tuple(routes), tuple(unassigned), objective_of(problem, routes, unassigned), {})
+    unassigned = [
+        Unassigned(j.id, reasons.get(j.id, "dropped_for_cost"))
+        for j in problem.jobs
+        if j.id not in routed
+    ]
+    return Result(
+        problem, tuple(routes), tuple(unassigned), objective_of(problem, routes, unassigned), {}
+    )
 
 
 def _route_violations(problem: Problem, c: Crew, route: Route) -> list[str]:
@@ -922,7 +1113,14 @@ def _route_violations(problem: Problem, c: Crew, route: Route) -> list[str]:
     return check_route(problem, c, route)
 
 
-def _build_route(problem: Problem, c: Crew, seq: list[tuple[str, int]], depart: int, arrive: int, placed: list[tuple[int, int, str]]) -> Route:
+def _build_route(
+    problem: Problem,
+    c: Crew,
+    seq: list[tuple[str, int]],
+    depart: int,
+    arrive: int,
+    placed: list[tuple[int, int, str]],
+) -> Route:
     m = problem.matrix
     jobs = {j.id: j for j in problem.jobs}
     stops: list[Stop] = []
@@ -938,7 +1136,10 @@ def _build_route(problem: Problem, c: Crew, seq: list[tuple[str, int]], depart: 
     locs = [c.start] + [s.location for s in stops] + [c.end]
     d = sum(int(m.distances[a, b]) for a, b in zip(locs, locs[1:])) if stops else 0
     t = sum(int(m.durations[a, b]) for a, b in zip(locs, locs[1:])) if stops else 0
-    bps = tuple(BreakPlacement(bid, b0, b1, sum(1 for s in stops if s.end <= b0) - 1) for b0, b1, bid in placed)
+    bps = tuple(
+        BreakPlacement(bid, b0, b1, sum(1 for s in stops if s.end <= b0) - 1)
+        for b0, b1, bid in placed
+    )
     return Route(c.id, depart, tuple(stops), bps, arrive, d, t)
 
 

@@ -30,7 +30,9 @@ def components(problem: Problem) -> list[tuple[list[int], list[int]]]:
 
     capable: list[list[int]] = []
     for job in problem.jobs:
-        crews = [i for i, c in enumerate(problem.crews) if problem.may_do(c, job) or job.id in c.held]
+        crews = [
+            i for i, c in enumerate(problem.crews) if problem.may_do(c, job) or job.id in c.held
+        ]
         capable.append(crews)
         for other in crews[1:]:
             parent[find(other)] = find(crews[0])
@@ -49,7 +51,9 @@ def components(problem: Problem) -> list[tuple[list[int], list[int]]]:
     return parts
 
 
-def subproblem(problem: Problem, crew_idx: list[int], job_idx: list[int]) -> tuple[Problem, list[int]]:
+def subproblem(
+    problem: Problem, crew_idx: list[int], job_idx: list[int]
+) -> tuple[Problem, list[int]]:
     """The part as a problem of its own, on the sub-matrix of the places it visits
     (returned too: sub-matrix index -> index in the whole problem's matrix)."""
     crews = [problem.crews[i] for i in crew_idx]
@@ -74,7 +78,9 @@ def _solve_part(args: tuple[Problem, SolveParams]) -> Result:
     return solve(part, params)
 
 
-def solve_split(problem: Problem, params: SolveParams | None = None, *, min_split_jobs: int = 150) -> Result:
+def solve_split(
+    problem: Problem, params: SolveParams | None = None, *, min_split_jobs: int = 150
+) -> Result:
     """`solve`, but part by part when the problem separates and is big enough to gain from it."""
     params = params or SolveParams()
     parts = components(problem)
@@ -83,7 +89,12 @@ def solve_split(problem: Problem, params: SolveParams | None = None, *, min_spli
     t0 = time.monotonic()
     # Work no crew can do needs no search: the pre-check says why.
     reasons = precheck(problem)
-    orphans = [Unassigned(problem.jobs[j].id, reasons.get(problem.jobs[j].id, "no_skill")) for c, js in parts if not c for j in js]
+    orphans = [
+        Unassigned(problem.jobs[j].id, reasons.get(problem.jobs[j].id, "no_skill"))
+        for c, js in parts
+        if not c
+        for j in js
+    ]
     built = [subproblem(problem, c, j) for c, j in parts if c]
     # Largest first, so the long pole starts at once; each process gets one core.
     order = sorted(range(len(built)), key=lambda k: -len(built[k][0].jobs))
@@ -92,7 +103,9 @@ def solve_split(problem: Problem, params: SolveParams | None = None, *, min_spli
     per_part = replace(params, workers=1, time_limit_s=max(1.0, params.time_limit_s / waves - 0.5))
     results: dict[int, Result] = {}
     # spawn, not fork: forking a process that holds OR-Tools' threads can crash the child.
-    with ProcessPoolExecutor(max_workers=pool_size, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=pool_size, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         futures = {k: pool.submit(_solve_part, (built[k][0], per_part)) for k in order}
         for k, fut in futures.items():
             results[k] = fut.result()
@@ -102,11 +115,21 @@ def solve_split(problem: Problem, params: SolveParams | None = None, *, min_spli
     for k, (part, places) in enumerate(built):
         res = results[k]
         for r in res.routes:
-            routes.append(replace(r, stops=tuple(replace(s, location=places[s.location]) for s in r.stops)))
+            routes.append(
+                replace(r, stops=tuple(replace(s, location=places[s.location]) for s in r.stops))
+            )
         unassigned.extend(res.unassigned)
-        stats_parts.append({"crews": len(part.crews), "jobs": len(part.jobs), **{
-            key: v for key, v in res.stats.items() if key in {"seconds", "start_from", "status", "vroom_seconds"}
-        }})
+        stats_parts.append(
+            {
+                "crews": len(part.crews),
+                "jobs": len(part.jobs),
+                **{
+                    key: v
+                    for key, v in res.stats.items()
+                    if key in {"seconds", "start_from", "status", "vroom_seconds"}
+                },
+            }
+        )
     crew_order = {c.id: i for i, c in enumerate(problem.crews)}
     routes.sort(key=lambda r: crew_order[r.crew_id])
     objective = objective_of(problem, routes, unassigned)

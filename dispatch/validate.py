@@ -53,7 +53,9 @@ def check(problem: Problem, result: Result, words: Words = RAW) -> list[str]:
             continue
         for s in r.stops:
             if s.job_id in seen:
-                out.append(f"{words.job(s.job_id)} is visited twice ({seen[s.job_id]}, {r.crew_id})")
+                out.append(
+                    f"{words.job(s.job_id)} is visited twice ({seen[s.job_id]}, {r.crew_id})"
+                )
             seen[s.job_id] = r.crew_id
         out.extend(check_route(problem, crew, r, void, words))
     for u in result.unassigned:
@@ -78,8 +80,13 @@ def check(problem: Problem, result: Result, words: Words = RAW) -> list[str]:
     return out
 
 
-def check_route(problem: Problem, crew: Crew, r: Route, void: frozenset[str] | set[str] = frozenset(),
-                words: Words = RAW) -> list[str]:
+def check_route(
+    problem: Problem,
+    crew: Crew,
+    r: Route,
+    void: frozenset[str] | set[str] = frozenset(),
+    words: Words = RAW,
+) -> list[str]:
     """Violations of one route on its own (`void`: locked jobs known to be impossible)."""
     out: list[str] = []
     m = problem.matrix
@@ -87,12 +94,16 @@ def check_route(problem: Problem, crew: Crew, r: Route, void: frozenset[str] | s
     who = words.crew(crew.id)
     locked = tuple(j for j in crew.locked_first if j not in void)
     if tuple(s.job_id for s in r.stops[: len(locked)]) != locked:
-        out.append(f"{who} must start with {', '.join(map(words.job, locked))} (under way or committed)")
+        out.append(
+            f"{who} must start with {', '.join(map(words.job, locked))} (under way or committed)"
+        )
     # A pinned stop the day cannot hold is reported unassigned; those it holds keep their order.
     on_route = {s.job_id for s in r.stops}
     pinned = [j for j in crew.pinned if j in on_route]
     if [s.job_id for s in r.stops if s.job_id in set(pinned)] != pinned:
-        out.append(f"{who} must keep its locked stops in the order {', '.join(map(words.job, pinned))}")
+        out.append(
+            f"{who} must keep its locked stops in the order {', '.join(map(words.job, pinned))}"
+        )
 
     # Breaks: each once, inside its window, never overlapping another break or a service.
     placed = {b.break_id: b for b in r.breaks}
@@ -103,35 +114,59 @@ def check_route(problem: Problem, crew: Crew, r: Route, void: frozenset[str] | s
         if p is None:
             continue
         if p.end - p.start != b.duration:
-            out.append(f"{who}'s break would last {_minutes(p.end - p.start)}, not {_minutes(b.duration)}")
+            out.append(
+                f"{who}'s break would last {_minutes(p.end - p.start)}, not {_minutes(b.duration)}"
+            )
         if not (b.window.start <= p.start and p.end <= b.window.end):
-            out.append(f"{who}'s break at {words.span(p.start, p.end)} would be outside its window {words.span(b.window.start, b.window.end)}")
-    name = {**{p.break_id: "its break" for p in r.breaks}, **{s.job_id: words.job(s.job_id) for s in r.stops}}
-    busy = sorted([(p.start, p.end, p.break_id) for p in r.breaks] + [(s.start, s.end, s.job_id) for s in r.stops])
+            out.append(
+                f"{who}'s break at {words.span(p.start, p.end)} would be outside its window {words.span(b.window.start, b.window.end)}"
+            )
+    name = {
+        **{p.break_id: "its break" for p in r.breaks},
+        **{s.job_id: words.job(s.job_id) for s in r.stops},
+    }
+    busy = sorted(
+        [(p.start, p.end, p.break_id) for p in r.breaks]
+        + [(s.start, s.end, s.job_id) for s in r.stops]
+    )
     for (a0, a1, an), (b0, b1, bn) in zip(busy, busy[1:]):
         if b0 < a1:
-            out.append(f"{who}: {name[an]} ({words.span(a0, a1)}) overlaps {name[bn]} ({words.span(b0, b1)})")
+            out.append(
+                f"{who}: {name[an]} ({words.span(a0, a1)}) overlaps {name[bn]} ({words.span(b0, b1)})"
+            )
 
     # Re-time: on each leg the crew needs the travel time plus any break taken on the way.
     if r.depart < crew.shift.start:
-        out.append(f"{who} would leave at {words.clock(r.depart)}, before its shift starts at {words.clock(crew.shift.start)}")
+        out.append(
+            f"{who} would leave at {words.clock(r.depart)}, before its shift starts at {words.clock(crew.shift.start)}"
+        )
     if not r.stops:
         return out
     for p in r.breaks:
         if p.start < r.depart < p.end or p.start < r.arrive < p.end:
-            out.append(f"{who}'s break at {words.span(p.start, p.end)} straddles the start or the end of its day")
+            out.append(
+                f"{who}'s break at {words.span(p.start, p.end)} straddles the start or the end of its day"
+            )
     pos, free_from = crew.start, r.depart
     load = [0] * len(problem.dimensions)
-    legs = [(s.location, s.arrival, s.start, words.job(s.job_id)) for s in r.stops] + [(crew.end, r.arrive, r.arrive, "its yard")]
+    legs = [(s.location, s.arrival, s.start, words.job(s.job_id)) for s in r.stops] + [
+        (crew.end, r.arrive, r.arrive, "its yard")
+    ]
     for k, (loc, arrival, start, where) in enumerate(legs):
-        breaks_on_leg = sum(p.end - p.start for p in r.breaks if free_from <= p.start and p.end <= start)
+        breaks_on_leg = sum(
+            p.end - p.start for p in r.breaks if free_from <= p.start and p.end <= start
+        )
         drive = int(m.durations[pos, loc])
         if free_from + drive + breaks_on_leg > start:
             rest = f" and {_minutes(breaks_on_leg)} of break" if breaks_on_leg else ""
-            out.append(f"{who} cannot be at {where} by {words.clock(start)}: from {words.clock(free_from)} it needs "
-                       f"{_minutes(drive)} of driving{rest} (leg {k})")
+            out.append(
+                f"{who} cannot be at {where} by {words.clock(start)}: from {words.clock(free_from)} it needs "
+                f"{_minutes(drive)} of driving{rest} (leg {k})"
+            )
         if not free_from + drive <= arrival <= start:
-            out.append(f"{who}'s arrival at {where} at {words.clock(arrival)} is impossible (leg {k})")
+            out.append(
+                f"{who}'s arrival at {where} at {words.clock(arrival)} is impossible (leg {k})"
+            )
         if k < len(r.stops):
             s = r.stops[k]
             job = jobs.get(s.job_id)
@@ -140,26 +175,40 @@ def check_route(problem: Problem, crew: Crew, r: Route, void: frozenset[str] | s
             if s.location != job.location:
                 out.append(f"{where} is at the wrong place on {who}'s route")
             if s.end - s.start != job.service:
-                out.append(f"{where} would take {_minutes(s.end - s.start)} on site, not {_minutes(job.service)}")
+                out.append(
+                    f"{where} would take {_minutes(s.end - s.start)} on site, not {_minutes(job.service)}"
+                )
             if job.windows and not any(w.contains(s.start) for w in job.windows):
                 spans = ", ".join(words.span(w.start, w.end) for w in job.windows)
-                out.append(f"{who} would start {where} at {words.clock(s.start)}, outside its time window {spans}")
+                out.append(
+                    f"{who} would start {where} at {words.clock(s.start)}, outside its time window {spans}"
+                )
             if s.start < crew.shift.start or s.end > crew.shift.end:
-                out.append(f"{who} would work on {where} at {words.span(s.start, s.end)}, outside its shift "
-                           f"{words.span(crew.shift.start, crew.shift.end)}")
+                out.append(
+                    f"{who} would work on {where} at {words.span(s.start, s.end)}, outside its shift "
+                    f"{words.span(crew.shift.start, crew.shift.end)}"
+                )
             if not job.skills <= crew.skills and job.id not in locked:
-                out.append(f"{who} lacks the skill {', '.join(sorted(job.skills - crew.skills))} for {where}")
+                out.append(
+                    f"{who} lacks the skill {', '.join(sorted(job.skills - crew.skills))} for {where}"
+                )
             if job.crews and crew.id not in job.crews and job.id not in locked:
-                out.append(f"{where} is reserved for {', '.join(map(words.crew, sorted(job.crews)))}, not {who}")
+                out.append(
+                    f"{where} is reserved for {', '.join(map(words.crew, sorted(job.crews)))}, not {who}"
+                )
             load = [a + b for a, b in zip(load, job.demand)]
             pos, free_from = loc, s.end
     for dim, used, cap in zip(problem.dimensions, load, crew.capacity):
         if used > cap:
             out.append(f"{who} would carry {used} {dim}, over its capacity of {cap}")
     if r.arrive > crew.shift.end:
-        out.append(f"{who} would be back at {words.clock(r.arrive)}, after its shift ends at {words.clock(crew.shift.end)}")
+        out.append(
+            f"{who} would be back at {words.clock(r.arrive)}, after its shift ends at {words.clock(crew.shift.end)}"
+        )
     if crew.max_duration is not None and r.arrive - r.depart > crew.max_duration:
-        out.append(f"{who}'s day would last {_minutes(r.arrive - r.depart)}, over its maximum of {_minutes(crew.max_duration)}")
+        out.append(
+            f"{who}'s day would last {_minutes(r.arrive - r.depart)}, over its maximum of {_minutes(crew.max_duration)}"
+        )
     locs = [crew.start] + [s.location for s in r.stops] + [crew.end]
     if r.distance != sum(int(m.distances[a, b]) for a, b in zip(locs, locs[1:])):
         out.append(f"{who}: reported distance {r.distance} is wrong")

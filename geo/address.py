@@ -56,7 +56,18 @@ _ABBREVIATIONS: dict[str, str] = {
 }
 
 _COUNTRIES = frozenset(
-    {"andorra", "andorre", "espanya", "espana", "spain", "france", "franca", "suomi", "finland", "finlande"}
+    {
+        "andorra",
+        "andorre",
+        "espanya",
+        "espana",
+        "spain",
+        "france",
+        "franca",
+        "suomi",
+        "finland",
+        "finlande",
+    }
 )
 # Postcodes: Andorra AD500 / AD-500, Finland/Spain/France five digits (FI-00100).
 _POSTCODE_RE = re.compile(r"\b(?:ad[- ]?(\d{3})|(?:fi-)?(\d{5}))\b")

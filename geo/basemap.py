@@ -64,45 +64,114 @@ _MAX_LAT = 85.0511287798
 
 # highway=* -> (kind, first zoom drawn). Kinds are what the paint rules style.
 _ROADS: dict[str, tuple[str, int]] = {
-    "motorway": ("motorway", 5), "motorway_link": ("motorway", 10),
-    "trunk": ("trunk", 6), "trunk_link": ("trunk", 10),
-    "primary": ("primary", 8), "primary_link": ("primary", 11),
-    "secondary": ("secondary", 9), "secondary_link": ("secondary", 12),
-    "tertiary": ("tertiary", 11), "tertiary_link": ("tertiary", 12),
-    "unclassified": ("minor", 12), "residential": ("minor", 12), "living_street": ("minor", 13),
-    "road": ("minor", 13), "pedestrian": ("pedestrian", 13), "service": ("service", 14),
-    "track": ("track", 14), "footway": ("path", 15), "path": ("path", 14), "cycleway": ("path", 14),
-    "bridleway": ("path", 15), "steps": ("path", 15),
+    "motorway": ("motorway", 5),
+    "motorway_link": ("motorway", 10),
+    "trunk": ("trunk", 6),
+    "trunk_link": ("trunk", 10),
+    "primary": ("primary", 8),
+    "primary_link": ("primary", 11),
+    "secondary": ("secondary", 9),
+    "secondary_link": ("secondary", 12),
+    "tertiary": ("tertiary", 11),
+    "tertiary_link": ("tertiary", 12),
+    "unclassified": ("minor", 12),
+    "residential": ("minor", 12),
+    "living_street": ("minor", 13),
+    "road": ("minor", 13),
+    "pedestrian": ("pedestrian", 13),
+    "service": ("service", 14),
+    "track": ("track", 14),
+    "footway": ("path", 15),
+    "path": ("path", 14),
+    "cycleway": ("path", 14),
+    "bridleway": ("path", 15),
+    "steps": ("path", 15),
 }
 _RAILWAYS: dict[str, tuple[str, int]] = {
-    "rail": ("rail", 9), "narrow_gauge": ("rail", 11), "light_rail": ("tram", 12),
-    "tram": ("tram", 13), "funicular": ("rail", 13), "monorail": ("tram", 13),
+    "rail": ("rail", 9),
+    "narrow_gauge": ("rail", 11),
+    "light_rail": ("tram", 12),
+    "tram": ("tram", 13),
+    "funicular": ("rail", 13),
+    "monorail": ("tram", 13),
 }
 _WATERWAYS: dict[str, tuple[str, int]] = {
-    "river": ("river", 8), "canal": ("canal", 10), "stream": ("stream", 13),
-    "ditch": ("stream", 15), "drain": ("stream", 15),
+    "river": ("river", 8),
+    "canal": ("canal", 10),
+    "stream": ("stream", 13),
+    "ditch": ("stream", 15),
+    "drain": ("stream", 15),
 }
 # place=* -> (kind, first zoom) for the names of towns and neighbourhoods.
 _PLACES: dict[str, tuple[str, int]] = {
-    "city": ("city", 6), "town": ("town", 9), "village": ("village", 11), "suburb": ("suburb", 12),
-    "hamlet": ("hamlet", 13), "quarter": ("suburb", 13), "neighbourhood": ("neighbourhood", 14),
+    "city": ("city", 6),
+    "town": ("town", 9),
+    "village": ("village", 11),
+    "suburb": ("suburb", 12),
+    "hamlet": ("hamlet", 13),
+    "quarter": ("suburb", 13),
+    "neighbourhood": ("neighbourhood", 14),
 }
 # (key, value) of an area -> landuse kind. Earlier keys win (a park on residential land).
 _LANDUSE: tuple[tuple[str, dict[str, str]], ...] = (
-    ("leisure", {"park": "park", "garden": "park", "playground": "park", "nature_reserve": "park",
-                 "pitch": "pitch", "golf_course": "grass", "dog_park": "park", "recreation_ground": "grass"}),
-    ("landuse", {"forest": "wood", "grass": "grass", "meadow": "grass", "village_green": "grass",
-                 "recreation_ground": "grass", "cemetery": "cemetery", "residential": "residential",
-                 "commercial": "commercial", "retail": "commercial", "industrial": "industrial",
-                 "railway": "industrial", "farmland": "farmland", "allotments": "grass", "orchard": "farmland",
-                 "vineyard": "farmland"}),
-    ("natural", {"wood": "wood", "grassland": "grass", "heath": "grass", "scrub": "scrub",
-                 "bare_rock": "rock", "scree": "rock", "glacier": "glacier", "beach": "sand", "sand": "sand",
-                 "wetland": "wetland"}),
+    (
+        "leisure",
+        {
+            "park": "park",
+            "garden": "park",
+            "playground": "park",
+            "nature_reserve": "park",
+            "pitch": "pitch",
+            "golf_course": "grass",
+            "dog_park": "park",
+            "recreation_ground": "grass",
+        },
+    ),
+    (
+        "landuse",
+        {
+            "forest": "wood",
+            "grass": "grass",
+            "meadow": "grass",
+            "village_green": "grass",
+            "recreation_ground": "grass",
+            "cemetery": "cemetery",
+            "residential": "residential",
+            "commercial": "commercial",
+            "retail": "commercial",
+            "industrial": "industrial",
+            "railway": "industrial",
+            "farmland": "farmland",
+            "allotments": "grass",
+            "orchard": "farmland",
+            "vineyard": "farmland",
+        },
+    ),
+    (
+        "natural",
+        {
+            "wood": "wood",
+            "grassland": "grass",
+            "heath": "grass",
+            "scrub": "scrub",
+            "bare_rock": "rock",
+            "scree": "rock",
+            "glacier": "glacier",
+            "beach": "sand",
+            "sand": "sand",
+            "wetland": "wetland",
+        },
+    ),
     ("amenity", {"grave_yard": "cemetery"}),
 )
-_WATER_AREAS = {("natural", "water"), ("waterway", "riverbank"), ("landuse", "reservoir"),
-                ("landuse", "basin"), ("natural", "bay"), ("waterway", "dock")}
+_WATER_AREAS = {
+    ("natural", "water"),
+    ("waterway", "riverbank"),
+    ("landuse", "reservoir"),
+    ("landuse", "basin"),
+    ("natural", "bay"),
+    ("waterway", "dock"),
+}
 _NOT_BUILT = frozenset({"proposed", "abandoned", "razed", "disused", "construction", "planned"})
 # Landuse and water polygons are drawn from zoom 6 on, as long as they are big enough
 # to see (see _min_area); buildings only from zoom 14, where a house is a few pixels.
@@ -142,7 +211,9 @@ class _Row:
 def _mercator(xy: np.ndarray) -> np.ndarray:
     lon = np.radians(xy[:, 0])
     lat = np.radians(np.clip(xy[:, 1], -_MAX_LAT, _MAX_LAT))
-    return np.column_stack((_EARTH_RADIUS * lon, _EARTH_RADIUS * np.log(np.tan(np.pi / 4 + lat / 2))))
+    return np.column_stack(
+        (_EARTH_RADIUS * lon, _EARTH_RADIUS * np.log(np.tan(np.pi / 4 + lat / 2)))
+    )
 
 
 def _line(runs: list[list[tuple[float, float]]]) -> shapely.Geometry | None:
@@ -209,7 +280,13 @@ def _way_rows(way: osmium.osm.Way) -> Iterator[_Row]:
         return
     name = tags.get("name")
     for layer, kind, min_zoom in found:
-        yield _Row(layer, kind, name if layer != "waterways" or kind != "coastline" else None, min_zoom, geom)
+        yield _Row(
+            layer,
+            kind,
+            name if layer != "waterways" or kind != "coastline" else None,
+            min_zoom,
+            geom,
+        )
 
 
 def _node_rows(node: osmium.osm.Node) -> Iterator[_Row]:
@@ -217,7 +294,9 @@ def _node_rows(node: osmium.osm.Node) -> Iterator[_Row]:
     place = tags.get("place")
     if place in _PLACES and tags.get("name") and node.location.valid():
         kind, min_zoom = _PLACES[place]
-        yield _Row("places", kind, tags["name"], min_zoom, Point(node.location.lon, node.location.lat))
+        yield _Row(
+            "places", kind, tags["name"], min_zoom, Point(node.location.lon, node.location.lat)
+        )
 
 
 def read_basemap(pbf: str | Path) -> Iterator[_Row]:
@@ -225,7 +304,9 @@ def read_basemap(pbf: str | Path) -> Iterator[_Row]:
     wkb = WKBFactory()
     # Only areas that can be drawn are assembled; assembling every closed way and
     # multipolygon (boundaries, routes' areas) would cost more than the whole import.
-    wanted = osmium.filter.KeyFilter("building", "landuse", "natural", "leisure", "waterway", "amenity")
+    wanted = osmium.filter.KeyFilter(
+        "building", "landuse", "natural", "leisure", "waterway", "amenity"
+    )
     for obj in osmium.FileProcessor(str(pbf)).with_areas(wanted):
         if isinstance(obj, osmium.osm.Area):
             yield from _area_rows(obj, wkb)
@@ -256,7 +337,9 @@ def build_basemap(session: Session, pbf: str | Path, *, force: bool = False) -> 
         raise BasemapError(f"OSM extract not found: {pbf}")
     source = _source_stamp(pbf)
     # Locked so two builds at once do not interleave their deletes and copies.
-    build = session.scalars(select(BasemapBuild).where(BasemapBuild.id == 1).with_for_update()).first()
+    build = session.scalars(
+        select(BasemapBuild).where(BasemapBuild.id == 1).with_for_update()
+    ).first()
     if build is not None and build.source == source and not force:
         log.info("basemap of %s is up to date; build skipped", pbf.name)
         return BuildSummary(build.features, build.seconds, True, build.version)
@@ -268,13 +351,20 @@ def build_basemap(session: Session, pbf: str | Path, *, force: bool = False) -> 
         raise BasemapError(f"nothing to draw in {pbf}: no roads, water, land use or buildings")
     # Fresh statistics, so the planner uses the spatial index on the new rows.
     session.execute(text("ANALYZE basemap_features"))
-    bounds = session.execute(text(
-        "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM "
-        "(SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, 3857), 4326) AS b FROM basemap_features) e"
-    )).one()
+    bounds = session.execute(
+        text(
+            "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM "
+            "(SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, 3857), 4326) AS b FROM basemap_features) e"
+        )
+    ).one()
     seconds = time.perf_counter() - started
-    values = {"version": uuid.uuid4().hex[:16], "source": source, "features": count,
-              "seconds": round(seconds, 3), "bounds": [round(v, 6) for v in bounds]}
+    values = {
+        "version": uuid.uuid4().hex[:16],
+        "source": source,
+        "features": count,
+        "seconds": round(seconds, 3),
+        "bounds": [round(v, 6) for v in bounds],
+    }
     if build is None:
         session.add(BasemapBuild(id=1, **values))
     else:
@@ -290,15 +380,26 @@ def _copy_features(session: Session, rows: Iterator[_Row]) -> int:
     """COPY the rows in (an INSERT per feature is ten times slower on a city of buildings)."""
     raw = session.connection().connection.driver_connection
     count = 0
-    with raw.cursor() as cur, cur.copy(
-        "COPY basemap_features (layer, kind, name, min_zoom, area, geom) FROM STDIN"
-    ) as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY basemap_features (layer, kind, name, min_zoom, area, geom) FROM STDIN"
+        ) as copy,
+    ):
         for row in rows:
             geom = shapely.set_srid(shapely.transform(row.geom, _mercator), 3857)
             if geom.is_empty:
                 continue
-            copy.write_row((row.layer, row.kind, row.name, row.min_zoom, float(geom.area),
-                            shapely.to_wkb(geom, hex=True, include_srid=True)))
+            copy.write_row(
+                (
+                    row.layer,
+                    row.kind,
+                    row.name,
+                    row.min_zoom,
+                    float(geom.area),
+                    shapely.to_wkb(geom, hex=True, include_srid=True),
+                )
+            )
             count += 1
     return count
 
@@ -347,5 +448,7 @@ def cut_tile(session: Session, z: int, x: int, y: int) -> bytes:
     # Simplified to half a screen pixel: the shape is unchanged on screen, while a
     # district-sized polygon at zoom 10 keeps a few hundred of its thousands of points.
     tolerance = _WORLD / (TILE_PIXELS * 2**z) / 2
-    data = session.scalar(_TILE_SQL, {"z": z, "x": x, "y": y, "tolerance": tolerance, "min_area": _min_area(z)})
+    data = session.scalar(
+        _TILE_SQL, {"z": z, "x": x, "y": y, "tolerance": tolerance, "min_area": _min_area(z)}
+    )
     return bytes(data or b"")

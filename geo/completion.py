@@ -18,7 +18,15 @@ from core.errors import Conflict, ValidationFailed
 from core.field import check_client_time, last_event_at, note_fix, order_earliest
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
-from core.models import COMPLETION_OUTCOMES, Completion, Photo, PositionPing, ServiceType, StatusEvent, WorkOrder
+from core.models import (
+    COMPLETION_OUTCOMES,
+    Completion,
+    Photo,
+    PositionPing,
+    ServiceType,
+    StatusEvent,
+    WorkOrder,
+)
 from core.photos import hold_media_write_lock, original_key
 from core.spatial import point
 from core.storage import Storage
@@ -44,15 +52,23 @@ class CompletionInput:
     notes: str | None = None
 
 
-def validate_input(data: CompletionInput, *, now: datetime, earliest: datetime | None = None) -> None:
+def validate_input(
+    data: CompletionInput, *, now: datetime, earliest: datetime | None = None
+) -> None:
     if data.outcome not in COMPLETION_OUTCOMES:
-        raise ValidationFailed(f"outcome must be one of {', '.join(COMPLETION_OUTCOMES)}", field="outcome")
+        raise ValidationFailed(
+            f"outcome must be one of {', '.join(COMPLETION_OUTCOMES)}", field="outcome"
+        )
     if len(data.photos) + len(data.before_photos) > MAX_PHOTOS:
         raise ValidationFailed(f"at most {MAX_PHOTOS} photos per completion", field="photos")
     has_fix = [v is not None for v in (data.lat, data.lon, data.accuracy_m, data.fix_time)]
     if any(has_fix) and not all(has_fix):
-        raise ValidationFailed("a GPS fix needs lat, lon, accuracy_m and fix_time together", field="lat")
-    if data.lat is not None and not (-90 <= data.lat <= 90 and -180 <= data.lon <= 180 and data.accuracy_m >= 0):
+        raise ValidationFailed(
+            "a GPS fix needs lat, lon, accuracy_m and fix_time together", field="lat"
+        )
+    if data.lat is not None and not (
+        -90 <= data.lat <= 90 and -180 <= data.lon <= 180 and data.accuracy_m >= 0
+    ):
         raise ValidationFailed("lat/lon must be valid degrees and accuracy_m >= 0", field="lat")
     for name in ("fix_time", "captured_at"):
         value = getattr(data, name)
@@ -66,7 +82,11 @@ def validate_input(data: CompletionInput, *, now: datetime, earliest: datetime |
 
 def proof_policy(st: ServiceType) -> proof.ProofPolicy:
     """The proof rules of a service type (its own limits, the rest the defaults)."""
-    return proof.ProofPolicy(max_distance_m=st.proof_max_distance_m, photo_required=st.photo_required, auto_verify=st.auto_verify)
+    return proof.ProofPolicy(
+        max_distance_m=st.proof_max_distance_m,
+        photo_required=st.photo_required,
+        auto_verify=st.auto_verify,
+    )
 
 
 def done_time(c: Completion) -> datetime:
@@ -75,21 +95,33 @@ def done_time(c: Completion) -> datetime:
     return c.captured_at or c.fix_time or c.submitted_at
 
 
-def track_pings(s: Session, crew_id: int, done_at: datetime, policy: proof.ProofPolicy) -> list[proof.Ping]:
+def track_pings(
+    s: Session, crew_id: int, done_at: datetime, policy: proof.ProofPolicy
+) -> list[proof.Ping]:
     """The crew's GPS fixes within the track window around `done_at`, oldest first: what
     the track and teleport checks read, and what a supervisor sees drawn on the map."""
     span = timedelta(seconds=policy.track_window_s)
     return [
         proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=acc)
         for lat, lon, at, acc in s.execute(
-            select(func.ST_Y(PositionPing.location), func.ST_X(PositionPing.location), PositionPing.at, PositionPing.accuracy_m)
-            .where(PositionPing.crew_id == crew_id, and_(PositionPing.at >= done_at - span, PositionPing.at <= done_at + span))
+            select(
+                func.ST_Y(PositionPing.location),
+                func.ST_X(PositionPing.location),
+                PositionPing.at,
+                PositionPing.accuracy_m,
+            )
+            .where(
+                PositionPing.crew_id == crew_id,
+                and_(PositionPing.at >= done_at - span, PositionPing.at <= done_at + span),
+            )
             .order_by(PositionPing.at)
         )
     ]
 
 
-def _earlier_photos(s: Session, wo: WorkOrder, sha256s: set[str]) -> list[tuple[int, str, int | None]]:
+def _earlier_photos(
+    s: Session, wo: WorkOrder, sha256s: set[str]
+) -> list[tuple[int, str, int | None]]:
     """Photos from other jobs to compare with (exact matches by index; hashes of the rest).
 
     Comparing every earlier hash is linear in the photo archive; a BK-tree or a
@@ -130,11 +162,19 @@ def complete_work_order(
     inspected = inspect_photos([*data.photos, *data.before_photos], limits)
     after, before = inspected[: len(data.photos)], inspected[len(data.photos) :]
     if wo.status not in COMPLETABLE:
-        raise Conflict(f"work order {wo.id} is {wo.status}; it cannot be completed now", current=wo.status, crew_id=wo.crew_id)
+        raise Conflict(
+            f"work order {wo.id} is {wo.status}; it cannot be completed now",
+            current=wo.status,
+            crew_id=wo.crew_id,
+        )
 
     policy = proof_policy(wo.service_type)
     done_at = data.captured_at or data.fix_time or now
-    fix = proof.Fix(data.lat, data.lon, data.accuracy_m, data.fix_time) if data.lat is not None else None
+    fix = (
+        proof.Fix(data.lat, data.lon, data.accuracy_m, data.fix_time)
+        if data.lat is not None
+        else None
+    )
     site = proof.Site.from_point(to_shape(wo.location)) if wo.location is not None else None
 
     evidence = [
@@ -144,12 +184,20 @@ def complete_work_order(
     checks: list[proof.Check] = [proof.check_photo(evidence[0] if evidence else None, policy)]
     if fix is not None and site is not None:
         # The job's time starts at its latest dispatch (an order re-dispatched another day).
-        start = s.scalar(select(func.max(StatusEvent.at)).where(
-            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "dispatched"))
+        start = s.scalar(
+            select(func.max(StatusEvent.at)).where(
+                StatusEvent.entity == "work_order",
+                StatusEvent.entity_id == wo.id,
+                StatusEvent.to_status == "dispatched",
+            )
+        )
         window = (start, now) if start else None
         # A phone that was offline submits late: judge the fix against when the proof was
         # captured (never later than now), not when the server received it.
-        checks += [proof.check_distance(site, fix, policy), proof.check_fix_age(fix, min(done_at, now), policy)]
+        checks += [
+            proof.check_distance(site, fix, policy),
+            proof.check_fix_age(fix, min(done_at, now), policy),
+        ]
         for ev in evidence:
             checks += proof.check_exif(ev, site, fix, window, policy, tz=tz)
         pings = track_pings(s, crew_id, done_at, policy)
@@ -159,21 +207,44 @@ def complete_work_order(
     for ev in evidence:
         checks.append(proof.check_reuse(ev, earlier, policy))
     proof_verdict, proof_reasons = proof.verdict(checks, policy)
-    initial = closing.initial_verdict(proof_verdict, proof_reasons, data.outcome, sample_rate=sample_rate, draw=draw)
+    initial = closing.initial_verdict(
+        proof_verdict, proof_reasons, data.outcome, sample_rate=sample_rate, draw=draw
+    )
     verdict, reasons = initial.verdict, initial.reasons
 
     completion = Completion(
-        work_order_id=wo.id, crew_id=crew_id, user_id=user_id, outcome=data.outcome, notes=data.notes,
-        location=point(data.lon, data.lat) if fix else None, accuracy_m=data.accuracy_m, fix_time=data.fix_time,
-        captured_at=data.captured_at, submitted_at=now, verdict=verdict, reasons=reasons, checks=proof.full_detail(checks),
-        auto_verdict=proof_verdict, audit_sampled=initial.audit_sampled,
+        work_order_id=wo.id,
+        crew_id=crew_id,
+        user_id=user_id,
+        outcome=data.outcome,
+        notes=data.notes,
+        location=point(data.lon, data.lat) if fix else None,
+        accuracy_m=data.accuracy_m,
+        fix_time=data.fix_time,
+        captured_at=data.captured_at,
+        submitted_at=now,
+        verdict=verdict,
+        reasons=reasons,
+        checks=proof.full_detail(checks),
+        auto_verdict=proof_verdict,
+        audit_sampled=initial.audit_sampled,
     )
     s.add(completion)
     s.flush()
     if fix is not None:
-        note_fix(s, crew_id, at=min(data.fix_time, now), lon=data.lon, lat=data.lat, accuracy_m=data.accuracy_m)
+        note_fix(
+            s,
+            crew_id,
+            at=min(data.fix_time, now),
+            lon=data.lon,
+            lat=data.lat,
+            accuracy_m=data.accuracy_m,
+        )
     CompletionLifecycle.record_creation(
-        s, completion, actor=actor, at=now,
+        s,
+        completion,
+        actor=actor,
+        at=now,
         note=f"outcome {data.outcome}; checks said {proof_verdict}"
         + (" (drawn for an audit)" if initial.audit_sampled else "")
         + (f": {', '.join(reasons)}" if reasons and not initial.audit_sampled else ""),
@@ -183,14 +254,25 @@ def complete_work_order(
         # Until the commit: the orphan sweep must neither take a file written here nor one
         # found (`exists`) and about to be named by these rows.
         hold_media_write_lock(s)
-    for kind, items, blobs in (("after", after, data.photos), ("before", before, data.before_photos)):
+    for kind, items, blobs in (
+        ("after", after, data.photos),
+        ("before", before, data.before_photos),
+    ):
         for info, raw in zip(items, blobs, strict=True):
             key = original_key(info)
             if not storage.exists(key):
                 storage.put(key, raw)
-            photo = Photo(kind=kind, completion_id=completion.id, sha256=info.sha256, content_type=info.content_type,
-                          byte_size=info.byte_size, width=info.width, height=info.height, original_key=key,
-                          phash=to_signed64(perceptual_hash(raw)) if kind == "before" else None)
+            photo = Photo(
+                kind=kind,
+                completion_id=completion.id,
+                sha256=info.sha256,
+                content_type=info.content_type,
+                byte_size=info.byte_size,
+                width=info.width,
+                height=info.height,
+                original_key=key,
+                phash=to_signed64(perceptual_hash(raw)) if kind == "before" else None,
+            )
             photos.append(photo)
     for photo, ev in zip([p for p in photos if p.kind == "after"], evidence, strict=True):
         photo.phash = to_signed64(ev.phash) if ev.phash is not None else None
@@ -200,15 +282,34 @@ def complete_work_order(
     if wo.status != "on_site":
         # A phone that skipped "on site" (no signal, or a quick job) was there all the same.
         completion.arrived_at = min(done_at, now)
-        change_status(s, wo, "on_site", actor=actor, note="implied by the completion", at=completion.arrived_at,
-                      location=where)
+        change_status(
+            s,
+            wo,
+            "on_site",
+            actor=actor,
+            note="implied by the completion",
+            at=completion.arrived_at,
+            location=where,
+        )
     else:
-        completion.arrived_at = s.scalar(select(func.max(StatusEvent.at)).where(
-            StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id, StatusEvent.to_status == "on_site"))
+        completion.arrived_at = s.scalar(
+            select(func.max(StatusEvent.at)).where(
+                StatusEvent.entity == "work_order",
+                StatusEvent.entity_id == wo.id,
+                StatusEvent.to_status == "on_site",
+            )
+        )
     completed_at = max(min(done_at, now), last_event_at(s, wo) or done_at)
     completion.completed_at = completed_at
-    change_status(s, wo, "completed", actor=actor, note=f"outcome {data.outcome}; proof {verdict}",
-                  at=completed_at, location=where)
+    change_status(
+        s,
+        wo,
+        "completed",
+        actor=actor,
+        note=f"outcome {data.outcome}; proof {verdict}",
+        at=completed_at,
+        location=where,
+    )
     if verdict == closing.AUTO_VERIFIED:
         # Proof the checks trust closes the loop now: the order and every request on it.
         closing.close_verified(s, completion, actor=SYSTEM, at=max(completed_at, now))
@@ -216,7 +317,9 @@ def complete_work_order(
     return completion, checks, photos
 
 
-def public_view(completion: Completion, checks: list[proof.Check], photos: list[Photo]) -> dict[str, Any]:
+def public_view(
+    completion: Completion, checks: list[proof.Check], photos: list[Photo]
+) -> dict[str, Any]:
     """What the crew's phone gets back: the verdict and which checks passed, no thresholds."""
     return {
         "id": completion.id,

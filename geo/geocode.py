@@ -46,9 +46,9 @@ def _point_match(rows: list[AddressPoint], label: str, precision: str) -> Geocod
         return None
     # Several records with one key: accept only if they are one place (the same
     # building mapped twice), not "Carrer Major" in three different villages.
-    spread = max(
-        (abs(a.x - b.x) + abs(a.y - b.y)) for a in rows for b in rows
-    ) if len(rows) > 1 else 0.0
+    spread = (
+        max((abs(a.x - b.x) + abs(a.y - b.y)) for a in rows for b in rows) if len(rows) > 1 else 0.0
+    )
     if spread > 0.002:  # ~150-200 m
         return None
     return GeocodeMatch(lon=rows[0].x, lat=rows[0].y, label=label, precision=precision)
@@ -59,11 +59,15 @@ def geocode(session: Session, address_string: str) -> GeocodeMatch | None:
     if not parsed.street_key:
         return None
     base = select(
-        AddressPoint.street, AddressPoint.housenumber,
-        func.ST_X(AddressPoint.location).label("x"), func.ST_Y(AddressPoint.location).label("y"),
+        AddressPoint.street,
+        AddressPoint.housenumber,
+        func.ST_X(AddressPoint.location).label("x"),
+        func.ST_Y(AddressPoint.location).label("y"),
     ).where(AddressPoint.street_key == parsed.street_key)
     if parsed.postcode:
-        base = base.where((AddressPoint.postcode.is_(None)) | (AddressPoint.postcode == parsed.postcode))
+        base = base.where(
+            (AddressPoint.postcode.is_(None)) | (AddressPoint.postcode == parsed.postcode)
+        )
     for candidate in parsed.housenumber_candidates:
         rows = session.execute(base.where(AddressPoint.housenumber == candidate)).all()
         if rows:
@@ -129,7 +133,9 @@ def _search(session: Session, key: str, housenumber: str | None, limit: int) -> 
         number_rank = case((AddressPoint.housenumber == hn, 0), else_=1)
     street_rank = case((exact, 0), (starts, 1), else_=2)
     # Numbers in numeric order ("2" before "10"); the leading digits, then the text.
-    leading = func.coalesce(func.nullif(func.substring(AddressPoint.housenumber, r"^\d+"), "").cast(Integer), 0)
+    leading = func.coalesce(
+        func.nullif(func.substring(AddressPoint.housenumber, r"^\d+"), "").cast(Integer), 0
+    )
     ranks = {
         "rank_1_street": street_rank,
         "rank_2_number": number_rank,
@@ -148,7 +154,9 @@ def _search(session: Session, key: str, housenumber: str | None, limit: int) -> 
 _SAME_PLACE_DEGREES = 0.002
 
 
-def _ranked(session: Session, conditions: list[Any], ranks: dict[str, Any], limit: int) -> list[AddressHit]:
+def _ranked(
+    session: Session, conditions: list[Any], ranks: dict[str, Any], limit: int
+) -> list[AddressHit]:
     """The matching records as one line per place as a person reads it, ranked (each rank
     the best of the place's records), at the place's first-mapped point.
 
@@ -159,9 +167,19 @@ def _ranked(session: Session, conditions: list[Any], ranks: dict[str, Any], limi
     house = AddressPoint.housenumber.is_not(None)
     matches = (
         select(
-            AddressPoint.id, AddressPoint.street, AddressPoint.housenumber, AddressPoint.postcode, AddressPoint.city,
-            case((house, func.ST_ClusterDBSCAN(AddressPoint.location, _SAME_PLACE_DEGREES, 1).over(
-                partition_by=(AddressPoint.street, AddressPoint.housenumber)))).label("cluster"),
+            AddressPoint.id,
+            AddressPoint.street,
+            AddressPoint.housenumber,
+            AddressPoint.postcode,
+            AddressPoint.city,
+            case(
+                (
+                    house,
+                    func.ST_ClusterDBSCAN(AddressPoint.location, _SAME_PLACE_DEGREES, 1).over(
+                        partition_by=(AddressPoint.street, AddressPoint.housenumber)
+                    ),
+                )
+            ).label("cluster"),
             case((~house, AddressPoint.city)).label("street_city"),
             *(expr.label(name) for name, expr in ranks.items()),
         )
@@ -170,28 +188,54 @@ def _ranked(session: Session, conditions: list[Any], ranks: dict[str, Any], limi
     )
     m = matches.c
     grouped = (
-        select(m.street, m.housenumber, func.max(m.postcode).label("postcode"), func.max(m.city).label("city"),
-               func.min(m.id).label("first_id"), *(func.min(m[name]).label(name) for name in ranks))
+        select(
+            m.street,
+            m.housenumber,
+            func.max(m.postcode).label("postcode"),
+            func.max(m.city).label("city"),
+            func.min(m.id).label("first_id"),
+            *(func.min(m[name]).label(name) for name in ranks),
+        )
         .group_by(m.street, m.housenumber, m.cluster, m.street_city)
         .subquery()
     )
     rows = session.execute(
-        select(grouped, func.ST_X(AddressPoint.location).label("x"), func.ST_Y(AddressPoint.location).label("y"))
+        select(
+            grouped,
+            func.ST_X(AddressPoint.location).label("x"),
+            func.ST_Y(AddressPoint.location).label("y"),
+        )
         .join(AddressPoint, AddressPoint.id == grouped.c.first_id)
         .order_by(*(grouped.c[name] for name in ranks), grouped.c.first_id)
         .limit(limit)
     ).all()
     return [
-        AddressHit(street=r.street, housenumber=r.housenumber, postcode=r.postcode, city=r.city, lon=r.x, lat=r.y,
-                   precision="address" if r.housenumber else "street",
-                   distance_m=round(r.rank_distance, 1) if "rank_distance" in r._fields else None)
+        AddressHit(
+            street=r.street,
+            housenumber=r.housenumber,
+            postcode=r.postcode,
+            city=r.city,
+            lon=r.x,
+            lat=r.y,
+            precision="address" if r.housenumber else "street",
+            distance_m=round(r.rank_distance, 1) if "rank_distance" in r._fields else None,
+        )
         for r in rows
     ]
 
 
-def nearest_addresses(session: Session, lon: float, lat: float, *, limit: int = 5,
-                      within_m: float = NEAREST_WITHIN_M) -> list[AddressHit]:
+def nearest_addresses(
+    session: Session, lon: float, lat: float, *, limit: int = 5, within_m: float = NEAREST_WITHIN_M
+) -> list[AddressHit]:
     """The addresses nearest a point clicked on the map, nearest first, within `within_m`:
     house numbers only (a street's point is wherever its way was mapped, not near the click)."""
-    conditions = [AddressPoint.housenumber.is_not(None), within_metres(AddressPoint.location, lon, lat, within_m)]
-    return _ranked(session, conditions, {"rank_distance": distance_metres(AddressPoint.location, lon, lat)}, limit)
+    conditions = [
+        AddressPoint.housenumber.is_not(None),
+        within_metres(AddressPoint.location, lon, lat, within_m),
+    ]
+    return _ranked(
+        session,
+        conditions,
+        {"rank_distance": distance_metres(AddressPoint.location, lon, lat)},
+        limit,
+    )

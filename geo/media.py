@@ -40,15 +40,21 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
         # lock keeps two photos of one report processed at once from both deciding.
         session.flush()
         session.refresh(request, with_for_update=True)
-        mine = {f"/media/{p.public_key}": p.id for p in request.photos if p.kind == "report" and p.public_key}
+        mine = {
+            f"/media/{p.public_key}": p.id
+            for p in request.photos
+            if p.kind == "report" and p.public_key
+        }
         if request.media_url is None or request.media_url in mine:
             request.media_url = min(mine.items(), key=lambda item: item[1])[0]
     elif photo.kind == "after" and photo.completion_id is not None:
         # Work closed before its after photo was processed: show the result now.
         url = after_photo_url(session, photo.completion_id)
         for req in session.scalars(
-            select(ServiceRequest).where(ServiceRequest.completion_id == photo.completion_id,
-                                         ServiceRequest.detailed_status == "fixed")
+            select(ServiceRequest).where(
+                ServiceRequest.completion_id == photo.completion_id,
+                ServiceRequest.detailed_status == "fixed",
+            )
         ):
             req.media_url = url
     return photo

@@ -144,7 +144,9 @@ def read_addresses(pbf: PathArg) -> list[AddressRecord]:
     wkb = WKBFactory()
     records: list[AddressRecord] = []
     # name -> list of (way id, node ids, coordinate runs)
-    streets: dict[str, list[tuple[int, list[int], list[list[tuple[float, float]]]]]] = defaultdict(list)
+    streets: dict[str, list[tuple[int, list[int], list[list[tuple[float, float]]]]]] = defaultdict(
+        list
+    )
 
     # Only relations with an address need assembling; closed ways are handled
     # from their own node list so a broken way polygon cannot drop an address.
@@ -247,7 +249,9 @@ def read_districts(
     wkb = WKBFactory()
     by_level: dict[int, list[DistrictRecord]] = defaultdict(list)
 
-    proc = osmium.FileProcessor(pbf).with_areas(osmium.filter.TagFilter(("boundary", "administrative")))
+    proc = osmium.FileProcessor(pbf).with_areas(
+        osmium.filter.TagFilter(("boundary", "administrative"))
+    )
     for obj in proc:
         if not isinstance(obj, osmium.osm.Area) or obj.from_way():
             continue
@@ -332,7 +336,9 @@ def _gap_closed_boundaries(
             continue
         area = unary_union([shapely.make_valid(Polygon(r)) for r in outer_rings])
         if inner_rings:
-            area = area.difference(unary_union([shapely.make_valid(Polygon(r)) for r in inner_rings]))
+            area = area.difference(
+                unary_union([shapely.make_valid(Polygon(r)) for r in inner_rings])
+            )
         geom = _as_multipolygon(area)
         if geom is None:
             continue

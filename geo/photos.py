@@ -29,7 +29,12 @@ from core.settings import Settings
 # never used, so pillow-heif is told not to parse them (less work, less attack surface).
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
+ACCEPTED_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
+}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic"}
 # What phone cameras write. A camera photo's pixels are real detail, so its file grows
 # with them; a PNG or WebP of flat colour compresses ~1000:1 (143 kB for 49 MP of zeros),
@@ -60,6 +65,8 @@ def _one_large_decode_at_a_time(img: Image.Image) -> Iterator[None]:
         return
     with _LARGE_DECODES:
         yield
+
+
 PUBLIC_MAX_SIDE = 2048
 THUMBNAIL_SIDE = 320
 
@@ -85,8 +92,12 @@ class PhotoLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PhotoLimits:
-        return cls(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
-                   max_pixels_other=settings.max_image_pixels_other, max_request_pixels=settings.max_request_pixels)
+        return cls(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_pixels_other=settings.max_image_pixels_other,
+            max_request_pixels=settings.max_request_pixels,
+        )
 
     def pixel_cap(self, fmt: str) -> int:
         return self.max_pixels if fmt in CAMERA_FORMATS else self.max_pixels_other
@@ -120,7 +131,9 @@ def inspect_photos(blobs: list[bytes], limits: PhotoLimits) -> list[InspectedPho
     if total > limits.max_request_pixels:
         raise PhotoRejected(
             f"the {len(found)} photos have {total:,} pixels together; the limit per request is "
-            f"{limits.max_request_pixels:,}", too_large=True)
+            f"{limits.max_request_pixels:,}",
+            too_large=True,
+        )
     for data in blobs:
         _check_decodes(data)
     return found
@@ -131,7 +144,9 @@ def _read_header(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
     if len(data) == 0:
         raise PhotoRejected("the uploaded file is empty")
     if len(data) > limits.max_bytes:
-        raise PhotoRejected(f"the photo is {len(data)} bytes; the limit is {limits.max_bytes}", too_large=True)
+        raise PhotoRejected(
+            f"the photo is {len(data)} bytes; the limit is {limits.max_bytes}", too_large=True
+        )
     with _decoding_errors():
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice that; we refuse outright.
@@ -141,21 +156,33 @@ def _read_header(data: bytes, limits: PhotoLimits) -> InspectedPhoto:
             fmt = _FORMAT_ALIASES.get(img.format or "", img.format or "")
             width, height = img.size
             if fmt not in ACCEPTED_FORMATS:
-                raise PhotoRejected(f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG, WebP or HEIC")
+                raise PhotoRejected(
+                    f"unsupported image type {fmt or 'unknown'}; send JPEG, PNG, WebP or HEIC"
+                )
             # Check the header's claimed size before decoding a single pixel: a tiny
             # file can claim gigapixels (a decompression bomb).
             cap = limits.pixel_cap(fmt)
             if width * height > cap:
-                kind = "" if fmt in CAMERA_FORMATS else f" for {fmt} (JPEG and HEIC may have {limits.max_pixels:,})"
-                raise PhotoRejected(
-                    f"the photo is {width}x{height} pixels; the limit is {cap:,} pixels{kind}", too_large=True
+                kind = (
+                    ""
+                    if fmt in CAMERA_FORMATS
+                    else f" for {fmt} (JPEG and HEIC may have {limits.max_pixels:,})"
                 )
-            if fmt == "HEIF" and width * height > limits.max_pixels_other \
-                    and len(data) < MIN_HEIC_BYTES_PER_PIXEL * width * height:
+                raise PhotoRejected(
+                    f"the photo is {width}x{height} pixels; the limit is {cap:,} pixels{kind}",
+                    too_large=True,
+                )
+            if (
+                fmt == "HEIF"
+                and width * height > limits.max_pixels_other
+                and len(data) < MIN_HEIC_BYTES_PER_PIXEL * width * height
+            ):
                 raise PhotoRejected(
                     f"the HEIC claims {width}x{height} pixels in {len(data):,} bytes: too few bytes for its "
                     f"size to be a photo; above {limits.max_pixels_other:,} pixels a HEIC needs "
-                    f"{MIN_HEIC_BYTES_PER_PIXEL} bytes a pixel", too_large=True)
+                    f"{MIN_HEIC_BYTES_PER_PIXEL} bytes a pixel",
+                    too_large=True,
+                )
             img.verify()
     return InspectedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -206,7 +233,9 @@ def public_copies(data: bytes) -> tuple[bytes, bytes]:
         # Pillow warns on odd EXIF; the copy drops EXIF anyway.
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as img:
-            img.draft("RGB", (PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))  # a no-op for formats other than JPEG
+            img.draft(
+                "RGB", (PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE)
+            )  # a no-op for formats other than JPEG
             with _one_large_decode_at_a_time(img):
                 img.load()
             if img.mode not in _RESIZES_WELL:
@@ -357,7 +386,9 @@ def _gps_datetime(date: object, time: object) -> datetime | None:
     hours, minutes, seconds = (_rationals(time) + [0.0, 0.0])[:3]
     if hours >= 24 or minutes >= 60 or seconds >= 61:
         return None
-    return day.replace(tzinfo=timezone.utc) + timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    return day.replace(tzinfo=timezone.utc) + timedelta(
+        hours=hours, minutes=minutes, seconds=seconds
+    )
 
 
 # --------------------------------------------------------------------------- perceptual hash

@@ -155,10 +155,14 @@ def check_distance(site: Site, fix: Fix, policy: ProofPolicy) -> Check:
     limit = policy.max_distance_m
     raw = distance_m(site.lat, site.lon, fix.lat, fix.lon)
     effective = _r(max(0.0, raw - fix.accuracy_m))
-    detail = f"{raw:.0f} m from the site, accuracy {fix.accuracy_m:.0f} m, {effective:.0f} m at best"
+    detail = (
+        f"{raw:.0f} m from the site, accuracy {fix.accuracy_m:.0f} m, {effective:.0f} m at best"
+    )
     if fix.accuracy_m > 2 * limit:
         # Subtracting a 2 km accuracy would "prove" presence anywhere in town.
-        return Check("distance", False, effective, limit, f"{detail}; accuracy too poor to prove presence")
+        return Check(
+            "distance", False, effective, limit, f"{detail}; accuracy too poor to prove presence"
+        )
     return Check("distance", effective <= limit, effective, limit, detail)
 
 
@@ -167,7 +171,9 @@ def check_fix_age(fix: Fix, submitted_at: datetime, policy: ProofPolicy) -> Chec
     age = _r((submitted_at - fix.at).total_seconds())
     limit = policy.max_fix_age_s
     if age < -CLOCK_SKEW_S:
-        return Check("fix_age", False, age, limit, f"fix is {-age:.0f} s in the future of the submission")
+        return Check(
+            "fix_age", False, age, limit, f"fix is {-age:.0f} s in the future of the submission"
+        )
     return Check("fix_age", age <= limit, age, limit, f"fix {max(age, 0):.0f} s old at submission")
 
 
@@ -202,10 +208,15 @@ def check_exif(
     if exif.lat is not None and exif.lon is not None:
         to_site = _r(distance_m(site.lat, site.lon, exif.lat, exif.lon))
         to_fix = distance_m(fix.lat, fix.lon, exif.lat, exif.lon)
-        checks.append(Check(
-            "exif_location", to_site <= policy.max_exif_distance_m, to_site, policy.max_exif_distance_m,
-            f"photo GPS {to_site:.0f} m from the site, {to_fix:.0f} m from the fix",
-        ))
+        checks.append(
+            Check(
+                "exif_location",
+                to_site <= policy.max_exif_distance_m,
+                to_site,
+                policy.max_exif_distance_m,
+                f"photo GPS {to_site:.0f} m from the site, {to_fix:.0f} m from the fix",
+            )
+        )
     else:
         checks.append(Check("exif_location", None, None, None, "photo carries no GPS"))
 
@@ -263,7 +274,13 @@ def check_reuse(
         return Check("reuse", True, None, limit, "no comparable earlier photo")
     dist, photo_id = best
     if dist <= limit:
-        return Check("reuse", False, dist, limit, f"near-duplicate of earlier photo {photo_id} (distance {dist})")
+        return Check(
+            "reuse",
+            False,
+            dist,
+            limit,
+            f"near-duplicate of earlier photo {photo_id} (distance {dist})",
+        )
     return Check("reuse", True, dist, limit, f"closest earlier photo {photo_id} at distance {dist}")
 
 
@@ -281,7 +298,9 @@ def check_track(site: Site, pings: Iterable[Ping], done_at: datetime, policy: Pr
     if nearest is None:
         return Check("track", None, None, radius, "no track pings around completion time")
     nearest = _r(nearest)
-    return Check("track", nearest <= radius, nearest, radius, f"closest ping {nearest:.0f} m from the site")
+    return Check(
+        "track", nearest <= radius, nearest, radius, f"closest ping {nearest:.0f} m from the site"
+    )
 
 
 def check_teleport(pings: Iterable[Ping], policy: ProofPolicy) -> Check:
@@ -302,7 +321,9 @@ def check_teleport(pings: Iterable[Ping], policy: ProofPolicy) -> Check:
         if speed > top:
             top, where = speed, f" ({d:.0f} m in {dt:.0f} s at {b.at.isoformat()})"
     top = _r(top)
-    return Check("teleport", top <= limit, top, limit, f"fastest implied speed {top:.0f} km/h{where}")
+    return Check(
+        "teleport", top <= limit, top, limit, f"fastest implied speed {top:.0f} km/h{where}"
+    )
 
 
 # --------------------------------------------------------------------------- verdict
@@ -325,8 +346,10 @@ def verdict(checks: Iterable[Check], policy: ProofPolicy) -> tuple[str, list[str
         reasons.append("photo_missing")
     for check in checks:
         code = f"{check.name}_failed"
-        if check.passed is False and code not in reasons and not (
-            check.name == "photo_present" and "photo_missing" in reasons
+        if (
+            check.passed is False
+            and code not in reasons
+            and not (check.name == "photo_present" and "photo_missing" in reasons)
         ):
             reasons.append(code)
     return (NEEDS_REVIEW, reasons) if reasons else (AUTO_VERIFIED, [])
@@ -348,5 +371,11 @@ def explained(stored: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for check in stored:
         unit, pass_when = MEASURES.get(check.get("name", ""), (None, None))
-        out.append({**check, "unit": unit, "pass_when": pass_when if check.get("limit") is not None else None})
+        out.append(
+            {
+                **check,
+                "unit": unit,
+                "pass_when": pass_when if check.get("limit") is not None else None,
+            }
+        )
     return out

@@ -88,7 +88,10 @@ def build_tiles(
 
     if not force and extract.is_file() and _read_manifest(manifest_path).get("source") == source:
         # Limits are config, not graph: honour new ones without a rebuild.
-        _write_json(config_path, _runtime_config(tile_dir, extract, max_matrix_location_pairs, max_route_locations))
+        _write_json(
+            config_path,
+            _runtime_config(tile_dir, extract, max_matrix_location_pairs, max_route_locations),
+        )
         log.info("road tiles for %s are up to date in %s; build skipped", pbf.name, out_dir)
         return config_path
 
@@ -100,7 +103,9 @@ def build_tiles(
         new_tiles = work / TILE_DIR_NAME
         new_tiles.mkdir()
         new_extract = work / EXTRACT_NAME
-        build_config = _runtime_config(new_tiles, new_extract, max_matrix_location_pairs, max_route_locations)
+        build_config = _runtime_config(
+            new_tiles, new_extract, max_matrix_location_pairs, max_route_locations
+        )
         # Valhalla logs through its own logger; capture it for error messages.
         build_config["logging"] = {"type": "std_out", "color": False}
         build_config_path = work / "build-config.json"
@@ -111,12 +116,21 @@ def build_tiles(
             "valhalla_build_tiles",
         )
         if not any(new_tiles.rglob("*.gph")):
-            raise RoadDataError(f"valhalla_build_tiles produced no tiles from {pbf}: no roads in the extract?")
+            raise RoadDataError(
+                f"valhalla_build_tiles produced no tiles from {pbf}: no roads in the extract?"
+            )
         tiles_done = time.perf_counter()
         # The extract tool ships as a Python module, not a binary; run it in
         # this interpreter so it is the same pyvalhalla.
         _run(
-            [sys.executable, "-m", "valhalla.valhalla_build_extract", "-c", str(build_config_path), "-O"],
+            [
+                sys.executable,
+                "-m",
+                "valhalla.valhalla_build_extract",
+                "-c",
+                str(build_config_path),
+                "-O",
+            ],
             "valhalla_build_extract",
         )
         if not new_extract.is_file():
@@ -132,7 +146,10 @@ def build_tiles(
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    _write_json(config_path, _runtime_config(tile_dir, extract, max_matrix_location_pairs, max_route_locations))
+    _write_json(
+        config_path,
+        _runtime_config(tile_dir, extract, max_matrix_location_pairs, max_route_locations),
+    )
     seconds = time.perf_counter() - started
     size = extract.stat().st_size
     _write_json(
@@ -170,7 +187,14 @@ def _runtime_config(
     mjolnir["tile_extract"] = str(extract)
     # No admin/timezone/traffic/transit databases: empty paths stop Valhalla
     # from looking for the /data/valhalla/... defaults.
-    for key in ("admin", "timezone", "landmarks", "traffic_extract", "transit_dir", "transit_feeds_dir"):
+    for key in (
+        "admin",
+        "timezone",
+        "landmarks",
+        "traffic_extract",
+        "transit_dir",
+        "transit_feeds_dir",
+    ):
         mjolnir[key] = ""
     # Measured on Andorra (500 street points): timedistancematrix (one
     # Dijkstra per source) is ~12x faster than costmatrix, matches /route to
@@ -183,7 +207,9 @@ def _runtime_config(
         limits[costing]["max_matrix_distance"] = max(
             float(limits[costing]["max_matrix_distance"]), DEFAULT_MAX_MATRIX_DISTANCE_M
         )
-        limits[costing]["max_locations"] = max(int(limits[costing]["max_locations"]), max_route_locations)
+        limits[costing]["max_locations"] = max(
+            int(limits[costing]["max_locations"]), max_route_locations
+        )
     return config
 
 

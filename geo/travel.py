@@ -65,8 +65,10 @@ class Matrix:
 
     def __post_init__(self) -> None:
         n = len(self.durations)
-        if len(self.distances) != n or any(len(r) != n for r in self.durations) or any(
-            len(r) != n for r in self.distances
+        if (
+            len(self.distances) != n
+            or any(len(r) != n for r in self.durations)
+            or any(len(r) != n for r in self.distances)
         ):
             raise ValueError("durations and distances must be square matrices of the same size")
 
@@ -100,13 +102,20 @@ def _haversine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Pairwise great-circle metres between (n, 2) and (m, 2) lon/lat arrays."""
     lon1, lat1 = np.radians(src[:, 0])[:, None], np.radians(src[:, 1])[:, None]
     lon2, lat2 = np.radians(dst[:, 0])[None, :], np.radians(dst[:, 1])[None, :]
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    h = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def _points_array(points: Sequence[Point]) -> np.ndarray:
     arr = np.asarray(points, dtype=float).reshape(-1, 2)
-    if not np.isfinite(arr).all() or (np.abs(arr[:, 0]) > 180).any() or (np.abs(arr[:, 1]) > 90).any():
+    if (
+        not np.isfinite(arr).all()
+        or (np.abs(arr[:, 0]) > 180).any()
+        or (np.abs(arr[:, 1]) > 90).any()
+    ):
         raise ValueError("points must be finite (lon, lat) pairs with |lon| <= 180 and |lat| <= 90")
     return arr
 
@@ -138,7 +147,9 @@ class StraightLineProvider:
 
     def __init__(self, detour_factor: float = 1.3, speed_kmh: float = 30.0) -> None:
         if detour_factor < 1.0:
-            raise ValueError("detour_factor must be >= 1 (roads are never shorter than the straight line)")
+            raise ValueError(
+                "detour_factor must be >= 1 (roads are never shorter than the straight line)"
+            )
         if speed_kmh <= 0:
             raise ValueError("speed_kmh must be positive")
         self.detour_factor = float(detour_factor)
@@ -203,7 +214,9 @@ class ValhallaProvider:
         mjolnir = config.get("mjolnir", {})
         extract, tile_dir = mjolnir.get("tile_extract"), mjolnir.get("tile_dir")
         if not (extract and Path(extract).is_file()) and not (tile_dir and Path(tile_dir).is_dir()):
-            raise RoadDataError(f"{self.config_path} points at tiles that do not exist ({extract}, {tile_dir})")
+            raise RoadDataError(
+                f"{self.config_path} points at tiles that do not exist ({extract}, {tile_dir})"
+            )
         limits = config.get("service_limits", {}).get(costing)
         if not limits or "max_matrix_location_pairs" not in limits:
             raise ValueError(f"costing {costing!r} has no matrix limits in {self.config_path}")
@@ -238,7 +251,11 @@ class ValhallaProvider:
         for start in range(0, len(points), self.max_locations):
             chunk = points[start : start + self.max_locations]
             res = actor.locate(
-                {"locations": [self._location(p) for p in chunk], "costing": self.costing, "verbose": False}
+                {
+                    "locations": [self._location(p) for p in chunk],
+                    "costing": self.costing,
+                    "verbose": False,
+                }
             )
             out.extend(bool(r.get("edges")) for r in res)
         return out
@@ -276,7 +293,9 @@ class ValhallaProvider:
                         # E.g. a point that locates but sits on a tiny isolated
                         # road piece: price the block by straight line (counted
                         # below) rather than fail the whole plan.
-                        log.warning("valhalla: matrix block failed (%s); straight-line estimates used", exc)
+                        log.warning(
+                            "valhalla: matrix block failed (%s); straight-line estimates used", exc
+                        )
                         continue
                     # None (no route) becomes NaN, then -1 below, then fallback.
                     dur = np.array(res["durations"], dtype=float)
@@ -302,7 +321,9 @@ class ValhallaProvider:
                 n * (n - 1),
                 len(off),
             )
-        return Matrix(_as_int_matrix(seconds), _as_int_matrix(metres), self.name, fallback_pairs, off)
+        return Matrix(
+            _as_int_matrix(seconds), _as_int_matrix(metres), self.name, fallback_pairs, off
+        )
 
     def route_geometry(self, points: Sequence[Point]) -> dict[str, Any]:
         """Road geometry through ``points`` in order; legs Valhalla cannot route are straight segments."""
@@ -323,7 +344,12 @@ class ValhallaProvider:
             return self._route_shape(pts)
         except valhalla.ValhallaError as exc:
             if len(pts) == 2:
-                log.warning("valhalla: no route %s -> %s (%s); drawing a straight segment", pts[0], pts[1], exc)
+                log.warning(
+                    "valhalla: no route %s -> %s (%s); drawing a straight segment",
+                    pts[0],
+                    pts[1],
+                    exc,
+                )
                 return list(pts)
         # One bad stop fails the whole request; retry leg by leg to keep the good legs.
         out: list[tuple[float, float]] = []
@@ -372,7 +398,10 @@ class CachedProvider:
     def key(points: Sequence[Point]) -> tuple[Point, ...]:
         """Cache key: the ordered points rounded to ~0.1 m (order matters: rows follow it)."""
         # + 0.0 folds -0.0 into 0.0 so both spell the same key.
-        return tuple((round(float(lon), _ROUND_DEG) + 0.0, round(float(lat), _ROUND_DEG) + 0.0) for lon, lat in points)
+        return tuple(
+            (round(float(lon), _ROUND_DEG) + 0.0, round(float(lat), _ROUND_DEG) + 0.0)
+            for lon, lat in points
+        )
 
     def matrix(self, points: Sequence[Point]) -> Matrix:
         """The inner provider's matrix for ``points``, computed at most once while cached."""

@@ -13,6 +13,8 @@ def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001
         return False
     if type_ in {"index", "column", "unique_constraint", "foreign_key_constraint"}:
         table = getattr(obj, "table", None)
-        if table is not None and (table.name in FOREIGN_TABLES or table.name.startswith("procrastinate_")):
+        if table is not None and (
+            table.name in FOREIGN_TABLES or table.name.startswith("procrastinate_")
+        ):
             return False
     return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)

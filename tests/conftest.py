@@ -36,7 +36,9 @@ def _loopback_only(address: object) -> None:
     try:
         ip = ipaddress.ip_address(str(host).split("%", 1)[0])
     except ValueError:
-        raise OSError(f"test guard: connect() to a name ({host!r}); tests connect to 127.0.0.1 only") from None
+        raise OSError(
+            f"test guard: connect() to a name ({host!r}); tests connect to 127.0.0.1 only"
+        ) from None
     if getattr(ip, "ipv4_mapped", None):
         ip = ip.ipv4_mapped
     if not any(ip in net for net in _LOOPBACK):
@@ -67,7 +69,10 @@ def _no_traffic_beyond_loopback() -> Iterator[None]:
 def _admin_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not url:
-        pytest.exit("DATABASE_URL is not set: run the tests with `make test`, or point DATABASE_URL at a PostGIS server", 2)
+        pytest.exit(
+            "DATABASE_URL is not set: run the tests with `make test`, or point DATABASE_URL at a PostGIS server",
+            2,
+        )
     return normalize_database_url(url)
 
 
@@ -75,7 +80,9 @@ def _admin_url() -> str:
 def database_url() -> Iterator[str]:
     admin = make_url(_admin_url())
     name = f"streetloop_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+    with psycopg.connect(
+        libpq_url(admin.render_as_string(hide_password=False)), autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.set(database=name).render_as_string(hide_password=False)
     try:
@@ -86,7 +93,9 @@ def database_url() -> Iterator[str]:
         command.upgrade(alembic_config(url), "head")
         yield url
     finally:
-        with psycopg.connect(libpq_url(admin.render_as_string(hide_password=False)), autocommit=True) as conn:
+        with psycopg.connect(
+            libpq_url(admin.render_as_string(hide_password=False)), autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -111,7 +120,9 @@ def connection(engine: Engine) -> Iterator[Connection]:
 
 @pytest.fixture
 def sessions(connection: Connection) -> sessionmaker[Session]:
-    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
 
 
 @pytest.fixture
@@ -123,8 +134,13 @@ def db(sessions: sessionmaker[Session]) -> Iterator[Session]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     # No random audit draws unless a test asks for them (tests/api/test_reviews.py does).
-    return Settings(database_url=database_url, secret_key="test", media_dir=tmp_path / "media", timezone="Europe/Andorra",
-                    audit_sample_rate=0.0)
+    return Settings(
+        database_url=database_url,
+        secret_key="test",
+        media_dir=tmp_path / "media",
+        timezone="Europe/Andorra",
+        audit_sample_rate=0.0,
+    )
 
 
 @pytest.fixture

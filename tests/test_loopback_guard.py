@@ -18,14 +18,26 @@ def test_the_guard_is_installed_on_every_socket() -> None:
     assert isinstance(socket.socket.connect_ex, types.FunctionType)
 
 
-@pytest.mark.parametrize("address", [("10.0.0.1", 80), ("169.254.169.254", 80), ("192.0.2.1", 443),
-                                     ("::ffff:10.0.0.1", 80), ("2001:db8::1", 443, 0, 0), ("example.org", 80)])
+@pytest.mark.parametrize(
+    "address",
+    [
+        ("10.0.0.1", 80),
+        ("169.254.169.254", 80),
+        ("192.0.2.1", 443),
+        ("::ffff:10.0.0.1", 80),
+        ("2001:db8::1", 443, 0, 0),
+        ("example.org", 80),
+    ],
+)
 def test_addresses_beyond_loopback_are_refused(address: tuple) -> None:
     with pytest.raises(OSError, match="test guard"):
         _loopback_only(address)
 
 
-@pytest.mark.parametrize("address", [("127.0.0.1", 80), ("127.8.9.10", 5432), ("::1", 80, 0, 0), ("::ffff:127.0.0.1", 80)])
+@pytest.mark.parametrize(
+    "address",
+    [("127.0.0.1", 80), ("127.8.9.10", 5432), ("::1", 80, 0, 0), ("::ffff:127.0.0.1", 80)],
+)
 def test_loopback_is_allowed(address: tuple) -> None:
     _loopback_only(address)
 

@@ -24,9 +24,15 @@ def connector_for(settings: Settings, *, web: bool = False) -> PsycopgConnector:
     waited 5 s for each in turn. Here every attempt gives up after the connect timeout,
     so a pool closes within that time, and a caller waits no longer for a connection."""
     timeout = settings.db_connect_timeout_s
-    sizes = {"min_size": 1, "max_size": 4, "num_workers": 1} if web else {}  # a defer is one short INSERT
-    return PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs={"connect_timeout": timeout},
-                            timeout=float(timeout), **sizes)
+    sizes = (
+        {"min_size": 1, "max_size": 4, "num_workers": 1} if web else {}
+    )  # a defer is one short INSERT
+    return PsycopgConnector(
+        conninfo=libpq_url(settings.database_url),
+        kwargs={"connect_timeout": timeout},
+        timeout=float(timeout),
+        **sizes,
+    )
 
 
 @contextlib.contextmanager
@@ -46,7 +52,9 @@ class Queue:
         self._closed = False
         self._lock = threading.Lock()
 
-    def defer(self, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any) -> int | None:
+    def defer(
+        self, task_name: str, *, queueing_lock: str | None = None, **kwargs: Any
+    ) -> int | None:
         """Queue the task with these arguments; its job id, or None when `queueing_lock`
         names a job still waiting (which does the same work)."""
         import workers.tasks  # noqa: F401  (registers the tasks, so their queues are known)
@@ -63,7 +71,9 @@ class Queue:
                 self._opened = True
         task = app.tasks[task_name]
         try:
-            deferrer = self._app.configure_task(name=task_name, queue=task.queue, queueing_lock=queueing_lock)
+            deferrer = self._app.configure_task(
+                name=task_name, queue=task.queue, queueing_lock=queueing_lock
+            )
             return deferrer.defer(**kwargs)
         except AlreadyEnqueued:
             return None

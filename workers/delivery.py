@@ -35,7 +35,13 @@ from core import notifications as outbox
 from core.models import Notification
 from core.settings import Settings
 from core.webhook_targets import IPAddress, WebhookPolicy
-from workers.outbound import Resolver, Unreachable, checked_addresses, pinned_connection, resolve_host
+from workers.outbound import (
+    Resolver,
+    Unreachable,
+    checked_addresses,
+    pinned_connection,
+    resolve_host,
+)
 from workers.outbound import failure_words as _failure
 
 log = logging.getLogger(__name__)
@@ -58,8 +64,12 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
     """Hand one message to the configured SMTP server (port 465: TLS from the start)."""
     try:
         if settings.smtp_port == 465:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=timeout,
-                                                  context=ssl.create_default_context())
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.smtp_host,
+                settings.smtp_port,
+                timeout=timeout,
+                context=ssl.create_default_context(),
+            )
         else:
             smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
         with smtp:
@@ -71,11 +81,17 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
     except smtplib.SMTPRecipientsRefused as exc:
         codes = {code for code, _ in exc.recipients.values()}
         # The address is on the row already; logs need not carry it.
-        detail = "; ".join(f"{code} {reply.decode(errors='replace')}" for code, reply in exc.recipients.values())
+        detail = "; ".join(
+            f"{code} {reply.decode(errors='replace')}" for code, reply in exc.recipients.values()
+        )
         # 5xx for the mailbox: asking again will not change the answer.
-        raise DeliveryError(f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)) from exc
+        raise DeliveryError(
+            f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)
+        ) from exc
     except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(f"SMTP {exc.smtp_code}: {exc.smtp_error.decode(errors='replace')}") from exc
+        raise DeliveryError(
+            f"SMTP {exc.smtp_code}: {exc.smtp_error.decode(errors='replace')}"
+        ) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc!r}") from exc
 
@@ -89,8 +105,13 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
 # name (SNI and certificate), and the Host header still names it (see workers/outbound.py).
 
 
-def post_webhook(request: outbox.WebhookRequest, settings: Settings, *, resolve: Resolver = resolve_host,
-                 timeout: float | None = None) -> int:
+def post_webhook(
+    request: outbox.WebhookRequest,
+    settings: Settings,
+    *,
+    resolve: Resolver = resolve_host,
+    timeout: float | None = None,
+) -> int:
     """POST the signed body; any 2xx is delivered, anything else raises (and is retried,
     except refusals: the URL or its addresses are not allowed, and asking again will not
     change that). Redirects are not followed: that would turn the POST into a body-less
@@ -152,28 +173,39 @@ def _channels(session: Session, settings: Settings, now: datetime | None) -> tup
     # Without a mail server the e-mails wait in the outbox (not `failed`: nothing was
     # tried); they go out once STREETLOOP_SMTP_HOST is set.
     if not _warned_no_smtp and outbox.due_count(session, "email", now):
-        log.warning("e-mail notifications are waiting in the outbox: STREETLOOP_SMTP_HOST is not set")
+        log.warning(
+            "e-mail notifications are waiting in the outbox: STREETLOOP_SMTP_HOST is not set"
+        )
         _warned_no_smtp = True
     return ("webhook",)
 
 
-def _compose(session: Session, settings: Settings, claimed: outbox.Claim,
-             now: datetime | None) -> EmailMessage | outbox.WebhookRequest:
+def _compose(
+    session: Session, settings: Settings, claimed: outbox.Claim, now: datetime | None
+) -> EmailMessage | outbox.WebhookRequest:
     row = session.get(Notification, claimed.notification_id)
     if claimed.channel == "email":
         return outbox.email_message(session, row, settings, now=now)
     return outbox.webhook_request(session, row, settings)
 
 
-def _transmit(settings: Settings, outgoing: EmailMessage | outbox.WebhookRequest, resolve: Resolver) -> None:
+def _transmit(
+    settings: Settings, outgoing: EmailMessage | outbox.WebhookRequest, resolve: Resolver
+) -> None:
     if isinstance(outgoing, EmailMessage):
         send_email(settings, outgoing)
     else:
         post_webhook(outgoing, settings, resolve=resolve)
 
 
-def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None,
-                run: DeliveryRun | None = None, resolve: Resolver = resolve_host) -> bool:
+def deliver_one(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    run: DeliveryRun | None = None,
+    resolve: Resolver = resolve_host,
+) -> bool:
     """Lease, send and record one due row; False when nothing is due. `resolve` looks up
     webhooks' host names (tests give the answers)."""
     run = run if run is not None else DeliveryRun()
@@ -203,14 +235,30 @@ def deliver_one(sessions: sessionmaker[Session], settings: Settings, *, now: dat
             ok = outbox.record_sent(session, claimed, now=now)
             (run.sent if ok else run.lost).append(claimed.notification_id)
             return True
-        state = outbox.record_failure(session, claimed, str(error), permanent=error.permanent, now=now)
-    log.warning("notification %s (%s) attempt %d: %s", claimed.notification_id, claimed.channel, claimed.attempt, error)
-    {"pending": run.retrying, "failed": run.failed, None: run.lost}[state].append(claimed.notification_id)
+        state = outbox.record_failure(
+            session, claimed, str(error), permanent=error.permanent, now=now
+        )
+    log.warning(
+        "notification %s (%s) attempt %d: %s",
+        claimed.notification_id,
+        claimed.channel,
+        claimed.attempt,
+        error,
+    )
+    {"pending": run.retrying, "failed": run.failed, None: run.lost}[state].append(
+        claimed.notification_id
+    )
     return True
 
 
-def deliver_due(sessions: sessionmaker[Session], settings: Settings, *, now: datetime | None = None,
-                limit: int = BATCH_LIMIT, resolve: Resolver = resolve_host) -> DeliveryRun:
+def deliver_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    limit: int = BATCH_LIMIT,
+    resolve: Resolver = resolve_host,
+) -> DeliveryRun:
     """Send due outbox rows, one lease at a time, until none is due or `limit` were tried.
 
     `now` pins the clock (tests); by default every claim uses the database's clock."""
@@ -219,6 +267,11 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, *, now: dat
         if not deliver_one(sessions, settings, now=now, run=run, resolve=resolve):
             break
     if run.sent or run.retrying or run.failed or run.lost:
-        log.info("notifications: %d sent, %d to retry, %d failed, %d leases lost",
-                 len(run.sent), len(run.retrying), len(run.failed), len(run.lost))
+        log.info(
+            "notifications: %d sent, %d to retry, %d failed, %d leases lost",
+            len(run.sent),
+            len(run.retrying),
+            len(run.failed),
+            len(run.lost),
+        )
     return run

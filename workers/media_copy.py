@@ -52,7 +52,14 @@ from core.settings import Settings
 from core.storage import Storage
 from geo.media import process_photo
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photo
-from workers.outbound import Resolver, Unreachable, checked_addresses, failure_words, pinned_connection, resolve_host
+from workers.outbound import (
+    Resolver,
+    Unreachable,
+    checked_addresses,
+    failure_words,
+    pinned_connection,
+    resolve_host,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +85,16 @@ class CopyFailed(Exception):
         self.reason = reason
 
 
-def fetch_photo(url: str, policy: CopyPolicy, *, max_bytes: int, resolve: Resolver = resolve_host,
-                timeout: float = FETCH_TIMEOUT_S, deadline_s: float = FETCH_DEADLINE_S,
-                ca_file: Path | None = None) -> bytes:
+def fetch_photo(
+    url: str,
+    policy: CopyPolicy,
+    *,
+    max_bytes: int,
+    resolve: Resolver = resolve_host,
+    timeout: float = FETCH_TIMEOUT_S,
+    deadline_s: float = FETCH_DEADLINE_S,
+    ca_file: Path | None = None,
+) -> bytes:
     """The body of a GET of `url`, at most `max_bytes`, under the guards above."""
     refusal = policy.refusal(url)
     if refusal is not None:
@@ -95,10 +109,16 @@ def fetch_photo(url: str, policy: CopyPolicy, *, max_bytes: int, resolve: Resolv
 
     # From here on every wait, the headers' included, ends by the deadline.
     deadline = time.monotonic() + deadline_s
-    conn = pinned_connection(parts.scheme.lower(), host, port, addresses, timeout, ca_file, deadline=deadline)
+    conn = pinned_connection(
+        parts.scheme.lower(), host, port, addresses, timeout, ca_file, deadline=deadline
+    )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        conn.request("GET", target, headers={"Accept": _ACCEPT, "User-Agent": "StreetLoop (copy of a report's photo)"})
+        conn.request(
+            "GET",
+            target,
+            headers={"Accept": _ACCEPT, "User-Agent": "StreetLoop (copy of a report's photo)"},
+        )
         resp = conn.getresponse()
         if 300 <= resp.status < 400:
             raise CopyFailed("redirect not followed")
@@ -128,9 +148,16 @@ class _Claim:
     attempt: int
 
 
-def copy_link(sessions: sessionmaker[Session], storage: Storage, settings: Settings, link_id: int, *,
-              resolve: Resolver = resolve_host, timeout: float = FETCH_TIMEOUT_S,
-              deadline_s: float = FETCH_DEADLINE_S) -> str | None:
+def copy_link(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    settings: Settings,
+    link_id: int,
+    *,
+    resolve: Resolver = resolve_host,
+    timeout: float = FETCH_TIMEOUT_S,
+    deadline_s: float = FETCH_DEADLINE_S,
+) -> str | None:
     """Copy one pending link; the link's state afterwards (None: no such link; pending: it
     is another job's now, or this try failed on our side and the sweep will queue it again).
 
@@ -140,22 +167,39 @@ def copy_link(sessions: sessionmaker[Session], storage: Storage, settings: Setti
     if not isinstance(claim, _Claim):
         return claim
     try:
-        return _copy(sessions, storage, settings, link_id, claim, policy, resolve=resolve, timeout=timeout,
-                     deadline_s=deadline_s)
+        return _copy(
+            sessions,
+            storage,
+            settings,
+            link_id,
+            claim,
+            policy,
+            resolve=resolve,
+            timeout=timeout,
+            deadline_s=deadline_s,
+        )
     except Exception as exc:
         # Our side failed (the storage, the database, a bug): not the link's fault, so it
         # is tried again, a few times at most. The error's text stays in the log only.
-        log.exception("photo link %s of request %s: copy attempt %d of %d failed on our side", link_id,
-                      claim.request_id, claim.attempt, MAX_ATTEMPTS)
+        log.exception(
+            "photo link %s of request %s: copy attempt %d of %d failed on our side",
+            link_id,
+            claim.request_id,
+            claim.attempt,
+            MAX_ATTEMPTS,
+        )
         return _record_crash(sessions, link_id, exc)
 
 
-def _claim(sessions: sessionmaker[Session], link_id: int, policy: CopyPolicy) -> _Claim | str | None:
+def _claim(
+    sessions: sessionmaker[Session], link_id: int, policy: CopyPolicy
+) -> _Claim | str | None:
     """This job's claim on the link, committed; else the link's state (None: no link)."""
     with sessions.begin() as s:
         row = s.execute(
             select(MediaLink, (MediaLink.copy_claimed_at > func.now() - CLAIM_FOR).label("busy"))
-            .where(MediaLink.id == link_id).with_for_update(of=MediaLink)
+            .where(MediaLink.id == link_id)
+            .with_for_update(of=MediaLink)
         ).one_or_none()
         if row is None:
             return None
@@ -177,16 +221,38 @@ def _claim(sessions: sessionmaker[Session], link_id: int, policy: CopyPolicy) ->
 
 def _give_up(link: MediaLink) -> None:
     link.copy_state, link.copy_error = "failed", f"gave up after {link.copy_attempts} attempts"
-    log.warning("photo link %s of request %s (host %s) not copied: %s", link.id, link.service_request_id,
-                urlsplit(link.url).hostname, link.copy_error)
+    log.warning(
+        "photo link %s of request %s (host %s) not copied: %s",
+        link.id,
+        link.service_request_id,
+        urlsplit(link.url).hostname,
+        link.copy_error,
+    )
 
 
-def _copy(sessions: sessionmaker[Session], storage: Storage, settings: Settings, link_id: int, claim: _Claim,
-          policy: CopyPolicy, *, resolve: Resolver, timeout: float, deadline_s: float) -> str | None:
+def _copy(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    settings: Settings,
+    link_id: int,
+    claim: _Claim,
+    policy: CopyPolicy,
+    *,
+    resolve: Resolver,
+    timeout: float,
+    deadline_s: float,
+) -> str | None:
     data, info, failure = b"", None, None
     try:
-        data = fetch_photo(claim.url, policy, max_bytes=settings.max_upload_bytes, resolve=resolve, timeout=timeout,
-                           deadline_s=deadline_s, ca_file=settings.webhook_ca_file)
+        data = fetch_photo(
+            claim.url,
+            policy,
+            max_bytes=settings.max_upload_bytes,
+            resolve=resolve,
+            timeout=timeout,
+            deadline_s=deadline_s,
+            ca_file=settings.webhook_ca_file,
+        )
         info = inspect_photo(data, PhotoLimits.from_settings(settings))
     except CopyFailed as exc:
         failure = exc.reason
@@ -199,11 +265,21 @@ def _copy(sessions: sessionmaker[Session], storage: Storage, settings: Settings,
             return None if link is None else link.copy_state
         if info is None:
             link.copy_state, link.copy_error = "failed", failure
-            log.warning("photo link %s of request %s (host %s) not copied: %s", link_id, claim.request_id,
-                        urlsplit(claim.url).hostname, failure)
+            log.warning(
+                "photo link %s of request %s (host %s) not copied: %s",
+                link_id,
+                claim.request_id,
+                urlsplit(claim.url).hostname,
+                failure,
+            )
             return link.copy_state
         photo = _store(s, storage, claim.request_id, info, data)
-        link.photo_id, link.copy_state, link.copy_error, link.copied_at = photo.id, "copied", None, datetime.now(UTC)
+        link.photo_id, link.copy_state, link.copy_error, link.copied_at = (
+            photo.id,
+            "copied",
+            None,
+            datetime.now(UTC),
+        )
         photo_id, ready = photo.id, photo.state == "ready"
     log.info("photo link %s of request %s copied as photo %s", link_id, claim.request_id, photo_id)
     if not ready:
@@ -227,11 +303,21 @@ def _record_crash(sessions: sessionmaker[Session], link_id: int, exc: Exception)
         return link.copy_state
 
 
-def _store(s: Session, storage: Storage, request_id: int, info: InspectedPhoto, data: bytes) -> Photo:
+def _store(
+    s: Session, storage: Storage, request_id: int, info: InspectedPhoto, data: bytes
+) -> Photo:
     """The report's photo with these bytes: the one it has already (the same picture
     uploaded, or linked twice), else a new one, stored like an upload."""
-    same = s.scalar(select(Photo).where(Photo.service_request_id == request_id, Photo.kind == "report",
-                                        Photo.sha256 == info.sha256).order_by(Photo.id).limit(1))
+    same = s.scalar(
+        select(Photo)
+        .where(
+            Photo.service_request_id == request_id,
+            Photo.kind == "report",
+            Photo.sha256 == info.sha256,
+        )
+        .order_by(Photo.id)
+        .limit(1)
+    )
     if same is not None:
         return same
     return store_report_photo(s, storage, request_id, info, data)

@@ -43,10 +43,16 @@ class Unreachable(Exception):
 def resolve_host(host: str, port: int) -> list[str]:
     """The system resolver's addresses for `host`, in its order of preference."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)))
+    return list(
+        dict.fromkeys(
+            str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)
+        )
+    )
 
 
-def checked_addresses(host: str, port: int, resolve: Resolver, check: AddressCheck) -> list[IPAddress]:
+def checked_addresses(
+    host: str, port: int, resolve: Resolver, check: AddressCheck
+) -> list[IPAddress]:
     """The addresses to connect to for `host`: the one it is when written as an address,
     else what `resolve` answers, asked once. Every one must pass `check`, not only the one
     used: a name that points inside the network at all is refused, whatever else it
@@ -74,7 +80,9 @@ def _open_socket(addresses: Sequence[IPAddress], port: int, timeout: float) -> s
     to connect() as it is: nothing here looks a name up."""
     error = OSError("no address to connect to")
     for address in addresses:
-        sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(
+            socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM
+        )
         try:
             sock.settimeout(timeout)
             sock.connect((str(address), port))
@@ -125,7 +133,9 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineResponse(http.client.HTTPResponse):
     """A response read under the connection's deadline (see _DeadlineReader)."""
 
-    def __init__(self, sock: socket.socket, *args: object, timeout: float, deadline: float, **kwargs: object) -> None:
+    def __init__(
+        self, sock: socket.socket, *args: object, timeout: float, deadline: float, **kwargs: object
+    ) -> None:
         super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
         plain, self.fp = self.fp, io.BufferedReader(_DeadlineReader(sock, timeout, deadline))
         plain.close()  # the file http.client made; nothing was read from it yet
@@ -135,13 +145,21 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to `host` that opens its socket to addresses checked beforehand
     instead of resolving `host` again (which could answer differently: DNS rebinding)."""
 
-    def __init__(self, host: str, port: int, addresses: Sequence[IPAddress], timeout: float,
-                 deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        addresses: Sequence[IPAddress],
+        timeout: float,
+        deadline: float | None = None,
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._addresses = addresses
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(_DeadlineResponse, timeout=timeout, deadline=deadline)
+            self.response_class = functools.partial(
+                _DeadlineResponse, timeout=timeout, deadline=deadline
+            )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
@@ -152,14 +170,23 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """The same for https: TCP to the checked address, then TLS for the URL's host name
     (SNI, and the certificate must be valid for that name, not for the address)."""
 
-    def __init__(self, host: str, port: int, addresses: Sequence[IPAddress], timeout: float,
-                 context: ssl.SSLContext, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        addresses: Sequence[IPAddress],
+        timeout: float,
+        context: ssl.SSLContext,
+        deadline: float | None = None,
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._addresses = addresses
         self._tls = context
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(_DeadlineResponse, timeout=timeout, deadline=deadline)
+            self.response_class = functools.partial(
+                _DeadlineResponse, timeout=timeout, deadline=deadline
+            )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
@@ -203,11 +230,21 @@ def failure_words(exc: BaseException) -> str:
     return "connection failed"
 
 
-def pinned_connection(scheme: str, host: str, port: int, addresses: Sequence[IPAddress], timeout: float,
-                      ca_file: Path | None = None, *, deadline: float | None = None) -> http.client.HTTPConnection:
+def pinned_connection(
+    scheme: str,
+    host: str,
+    port: int,
+    addresses: Sequence[IPAddress],
+    timeout: float,
+    ca_file: Path | None = None,
+    *,
+    deadline: float | None = None,
+) -> http.client.HTTPConnection:
     """An http or https connection to `host` that connects to `addresses` only. Each step
     waits at most `timeout`; with `deadline` (a time.monotonic() value), the exchange as a
     whole ends by then too (TimeoutError)."""
     if scheme == "https":
-        return _PinnedHTTPSConnection(host, port, addresses, timeout, tls_context(ca_file), deadline)
+        return _PinnedHTTPSConnection(
+            host, port, addresses, timeout, tls_context(ca_file), deadline
+        )
     return _PinnedHTTPConnection(host, port, addresses, timeout, deadline)

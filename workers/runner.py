@@ -77,7 +77,11 @@ class _SideTaskFailures(logging.Filter):
         self.exception: BaseException | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "action", None) == "side_task_failed" and record.exc_info and self.exception is None:
+        if (
+            getattr(record, "action", None) == "side_task_failed"
+            and record.exc_info
+            and self.exception is None
+        ):
             self.exception = record.exc_info[1]
         return True
 
@@ -95,7 +99,9 @@ class _SideTaskFailures(logging.Filter):
 async def _database_answers(conninfo: str, timeout_s: int) -> BaseException | None:
     """None when a fresh connection can run a query, else what went wrong."""
     try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=timeout_s, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            conninfo, connect_timeout=timeout_s, autocommit=True
+        )
         async with conn:
             await conn.execute("SELECT 1")
     except (psycopg.Error, OSError) as exc:
@@ -159,8 +165,11 @@ class Supervisor:
                 if loop.time() - started >= _HEALTHY_RUN_S:
                     delay = _FIRST_DELAY_S
                 self.restarts += 1
-            log.warning("worker lost the database (%s); connecting again in %.1f s",
-                        _one_line(failure), delay)
+            log.warning(
+                "worker lost the database (%s); connecting again in %.1f s",
+                _one_line(failure),
+                delay,
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, self.options.reconnect_max_s)
@@ -185,12 +194,17 @@ class Supervisor:
                 if self._stopping.is_set():  # a signal between the check and here
                     return None
                 if self.restarts:
-                    log.info("database reachable again; worker restarted (restart %d)", self.restarts)
+                    log.info(
+                        "database reachable again; worker restarted (restart %d)", self.restarts
+                    )
                 # Started with the worker, on the worker's pool: jobs of workers that died
                 # are queued again within about `stalled_after_s` (see workers.stalled).
                 reaper = asyncio.create_task(
-                    keep_retrying_stalled_jobs(self.app, opts.stalled_after_s, every_s=opts.heartbeat_s),
-                    name="retry_stalled_jobs")
+                    keep_retrying_stalled_jobs(
+                        self.app, opts.stalled_after_s, every_s=opts.heartbeat_s
+                    ),
+                    name="retry_stalled_jobs",
+                )
                 try:
                     with _SideTaskFailures.watching(worker) as watcher:
                         await worker.run()

@@ -32,8 +32,11 @@ def _requeue_plan(job: Job, stalled_after_s: float) -> None:
 
     _, sessions, _ = _resources()
     with sessions.begin() as s:
-        requeue_orphaned_plan(s, int(job.task_kwargs["plan_id"]),
-                              note=f"its worker stopped (no heartbeat for {stalled_after_s:g} s); solving it again")
+        requeue_orphaned_plan(
+            s,
+            int(job.task_kwargs["plan_id"]),
+            note=f"its worker stopped (no heartbeat for {stalled_after_s:g} s); solving it again",
+        )
 
 
 # What must happen, per task, before a job of a dead worker runs again (in a thread:
@@ -60,8 +63,14 @@ async def retry_stalled_jobs(app: App, stalled_after_s: float) -> list[int]:
                 await asyncio.to_thread(before, job, stalled_after_s)
             await app.job_manager.retry_job(job)
             retried.append(job.id)
-            log.warning("job %s %s[%s] was running on worker %s, silent for %g s or more: queued again",
-                        job.id, job.task_name, job.task_kwargs, job.worker_id, stalled_after_s)
+            log.warning(
+                "job %s %s[%s] was running on worker %s, silent for %g s or more: queued again",
+                job.id,
+                job.task_name,
+                job.task_kwargs,
+                job.worker_id,
+                stalled_after_s,
+            )
     return retried
 
 
@@ -72,4 +81,7 @@ async def keep_retrying_stalled_jobs(app: App, stalled_after_s: float, every_s: 
         try:
             await retry_stalled_jobs(app, stalled_after_s)
         except Exception as exc:  # noqa: BLE001 - the worker itself reports a lost database
-            log.warning("checking for jobs of dead workers failed: %s", " ".join(str(exc).split())[:200] or type(exc).__name__)
+            log.warning(
+                "checking for jobs of dead workers failed: %s",
+                " ".join(str(exc).split())[:200] or type(exc).__name__,
+            )

@@ -43,7 +43,9 @@ def _travel():  # noqa: ANN202
     from geo.travel import provider_from_settings
 
     settings = _resources()[0]
-    return provider_from_settings(settings.road_data_dir, settings.detour_factor, settings.speed_kmh)
+    return provider_from_settings(
+        settings.road_data_dir, settings.detour_factor, settings.speed_kmh
+    )
 
 
 @app.task(name="optimise_plan", queue="plans")
@@ -54,13 +56,25 @@ def optimise_plan(plan_id: int) -> None:
     from dispatch.plans import DayRules
 
     settings, sessions, _ = _resources()
-    rules = DayRules(lead=timedelta(minutes=settings.plan_lead_minutes), fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
+    rules = DayRules(
+        lead=timedelta(minutes=settings.plan_lead_minutes),
+        fix_max_age=timedelta(minutes=settings.fix_max_age_minutes),
+    )
     # Progress every second: what the console polls while the dispatcher watches.
-    run_plan(sessions, plan_id, travel=_travel(), tz=settings.tz, workers=settings.solver_workers, rules=rules,
-             progress_every_s=1.0)
+    run_plan(
+        sessions,
+        plan_id,
+        travel=_travel(),
+        tz=settings.tz,
+        workers=settings.solver_workers,
+        rules=rules,
+        progress_every_s=1.0,
+    )
 
 
-@app.task(name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5))
+@app.task(
+    name="process_photo", queue="media", retry=RetryStrategy(max_attempts=5, exponential_wait=5)
+)
 def process_photo(photo_id: int) -> None:
     _, sessions, storage = _resources()
     with sessions.begin() as session:
@@ -79,35 +93,50 @@ def copy_media_link(link_id: int) -> None:
 
 
 @app.periodic(cron="*/10 * * * *")
-@app.task(name="sweep_pending_photos", queue="media", queueing_lock="sweep_pending_photos", pass_context=True)
+@app.task(
+    name="sweep_pending_photos",
+    queue="media",
+    queueing_lock="sweep_pending_photos",
+    pass_context=True,
+)
 async def sweep_pending_photos(context: JobContext, timestamp: int) -> None:
     """Re-queue photos, and photo links to copy, still pending after 10 minutes (a lost defer
     must not lose a photo)."""
     _, sessions, _ = _resources()
     cutoff = datetime.now(UTC) - timedelta(minutes=10)
     with sessions() as session:
-        ids = session.scalars(select(Photo.id).where(Photo.state == "pending", Photo.created_at < cutoff)).all()
+        ids = session.scalars(
+            select(Photo.id).where(Photo.state == "pending", Photo.created_at < cutoff)
+        ).all()
         # Photo links whose copy job was lost (a defer that never happened), whose try
         # failed on our side, or whose worker was killed mid-fetch: the last claim's time,
         # else the request's, stands for the link's. The job counts the tries and gives up
         # after a few, so this never queues a link forever.
         links = session.scalars(
-            select(MediaLink.id).join(ServiceRequest, ServiceRequest.id == MediaLink.service_request_id)
-            .where(MediaLink.copy_state == "pending",
-                   func.coalesce(MediaLink.copy_claimed_at, ServiceRequest.requested_at) < cutoff)
+            select(MediaLink.id)
+            .join(ServiceRequest, ServiceRequest.id == MediaLink.service_request_id)
+            .where(
+                MediaLink.copy_state == "pending",
+                func.coalesce(MediaLink.copy_claimed_at, ServiceRequest.requested_at) < cutoff,
+            )
         ).all()
     for photo_id in ids:
         await context.app.configure_task(name="process_photo").defer_async(photo_id=photo_id)
     waiting = 0
     for link_id in links:
         try:
-            await context.app.configure_task(name="copy_media_link", queueing_lock=copy_job_lock(link_id)) \
-                .defer_async(link_id=link_id)
+            await context.app.configure_task(
+                name="copy_media_link", queueing_lock=copy_job_lock(link_id)
+            ).defer_async(link_id=link_id)
         except AlreadyEnqueued:
             waiting += 1  # its job is still in the queue: one is enough
     if ids or links:
-        log.info("re-queued %d pending photos and %d photo links to copy (%d more already waiting)", len(ids),
-                 len(links) - waiting, waiting)
+        log.info(
+            "re-queued %d pending photos and %d photo links to copy (%d more already waiting)",
+            len(ids),
+            len(links) - waiting,
+            waiting,
+        )
 
 
 @app.periodic(cron="23 * * * *")
@@ -120,13 +149,24 @@ def sweep_orphan_files(timestamp: int) -> None:
     settings, sessions, storage = _resources()
     done = sweep(sessions, storage, grace=timedelta(minutes=settings.orphan_file_grace_minutes))
     if done.removed or done.busy:
-        log.warning("orphan photo files: %d removed, %d named by a row, %d younger than %d min, %d unknown names "
-                    "left alone%s; removed: %s", len(done.removed), done.kept, done.young,
-                    settings.orphan_file_grace_minutes, done.unknown,
-                    "; stopped early, uploads held the lock" if done.busy else "", ", ".join(done.removed[:20]))
+        log.warning(
+            "orphan photo files: %d removed, %d named by a row, %d younger than %d min, %d unknown names "
+            "left alone%s; removed: %s",
+            len(done.removed),
+            done.kept,
+            done.young,
+            settings.orphan_file_grace_minutes,
+            done.unknown,
+            "; stopped early, uploads held the lock" if done.busy else "",
+            ", ".join(done.removed[:20]),
+        )
     else:
-        log.info("orphan photo files: none (%d named by a row, %d young, %d unknown names)",
-                 done.kept, done.young, done.unknown)
+        log.info(
+            "orphan photo files: none (%d named by a row, %d young, %d unknown names)",
+            done.kept,
+            done.young,
+            done.unknown,
+        )
 
 
 @app.task(name="deliver_notifications", queue="notify")
@@ -172,7 +212,12 @@ def make_shifts(timestamp: int) -> None:
 
     settings, sessions, _ = _resources()
     with sessions.begin() as s:
-        made = materialize(s, tz=settings.tz, start=datetime.now(settings.tz).date(), days=settings.shift_horizon_days)
+        made = materialize(
+            s,
+            tz=settings.tz,
+            start=datetime.now(settings.tz).date(),
+            days=settings.shift_horizon_days,
+        )
     if made:
         log.info("made %d shifts from weekly patterns", made)
 
@@ -186,16 +231,31 @@ def refresh_promises(timestamp: int) -> None:
 
     settings, sessions, _ = _resources()
     with sessions.begin() as s:
-        done = refresh(s, travel=_travel(), tz=settings.tz, slip=timedelta(minutes=settings.promise_slip_minutes),
-                       fix_max_age=timedelta(minutes=settings.fix_max_age_minutes))
+        done = refresh(
+            s,
+            travel=_travel(),
+            tz=settings.tz,
+            slip=timedelta(minutes=settings.promise_slip_minutes),
+            fix_max_age=timedelta(minutes=settings.fix_max_age_minutes),
+        )
     if done.told:
-        log.info("%d of %d stops late; %d residents told their promise slipped", done.late, done.stops, done.told)
+        log.info(
+            "%d of %d stops late; %d residents told their promise slipped",
+            done.late,
+            done.stops,
+            done.told,
+        )
 
 
 @app.periodic(cron="41 * * * *")
 # `lock`: a run that takes longer than the hour (a first run over years of history) is
 # not joined by the next one.
-@app.task(name="purge_personal_data", queue="plans", queueing_lock="purge_personal_data", lock="purge_personal_data")
+@app.task(
+    name="purge_personal_data",
+    queue="plans",
+    queueing_lock="purge_personal_data",
+    lock="purge_personal_data",
+)
 def purge_personal_data(timestamp: int) -> None:
     """Every hour (each part is idempotent, and a worker down at the one nightly run must
     not keep the data a day longer): crews' GPS fixes older than
@@ -204,7 +264,16 @@ def purge_personal_data(timestamp: int) -> None:
     from core.retention import purge
 
     settings, sessions, _ = _resources()
-    done = purge(sessions, tracks_days=settings.retain_tracks_days, contact_days=settings.retain_contact_days, tz=settings.tz)
+    done = purge(
+        sessions,
+        tracks_days=settings.retain_tracks_days,
+        contact_days=settings.retain_contact_days,
+        tz=settings.tz,
+    )
     if done.fixes_deleted or done.requests:
-        log.info("retention: %d GPS fixes of %d crews, the contact details of %d requests deleted",
-                 done.fixes_deleted, len(done.crews), len(done.requests))
+        log.info(
+            "retention: %d GPS fixes of %d crews, the contact details of %d requests deleted",
+            done.fixes_deleted,
+            len(done.crews),
+            len(done.requests),
+        )

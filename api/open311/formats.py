@@ -100,7 +100,9 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def render(body: Any, *, root: str, item: str = "request", status: int = 200, fmt: str | None = None) -> Response:
+def render(
+    body: Any, *, root: str, item: str = "request", status: int = 200, fmt: str | None = None
+) -> Response:
     fmt = fmt or current_format()
     if fmt == "xml":
         payload = to_xml(root, item, body)

@@ -12,7 +12,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, any_, bindparam, case, func, null, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    null,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
@@ -80,8 +91,11 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 @blp.before_request
 def _bound_the_query() -> None:
     if len(request.query_string) > MAX_QUERY_BYTES:
-        raise Open311Error(400, f"the query string may have at most {MAX_QUERY_BYTES} bytes, got "
-                                f"{len(request.query_string)}; ask for fewer service_request_id values per call")
+        raise Open311Error(
+            400,
+            f"the query string may have at most {MAX_QUERY_BYTES} bytes, got "
+            f"{len(request.query_string)}; ask for fewer service_request_id values per call",
+        )
 
 
 # The one parameter a write may carry in its URL: it names the city, nothing personal, and
@@ -105,8 +119,11 @@ def _writes_are_forms() -> None:
     if request.method in _READS or not request.content_length and not request.mimetype:
         return
     if request.mimetype not in _FORM_TYPES:
-        raise Open311Error(400, f"send the fields as a form (application/x-www-form-urlencoded, or multipart/form-data "
-                                f"with photos), as GeoReport v2 asks; got a body of type {request.mimetype or 'unknown'}")
+        raise Open311Error(
+            400,
+            f"send the fields as a form (application/x-www-form-urlencoded, or multipart/form-data "
+            f"with photos), as GeoReport v2 asks; got a body of type {request.mimetype or 'unknown'}",
+        )
 
 
 @blp.before_request
@@ -122,14 +139,25 @@ def _no_fields_in_the_url_of_writes() -> None:
     if "api_key" in extra:
         # A key in a URL is as good as published (ours, a proxy's, the client's logs):
         # the client must also be told to treat it as exposed.
-        raise Open311Error(400, "send api_key in the form body, not in the URL: URLs are written to access logs, "
-                                "so treat a key sent that way as exposed")
+        raise Open311Error(
+            400,
+            "send api_key in the form body, not in the URL: URLs are written to access logs, "
+            "so treat a key sent that way as exposed",
+        )
     named = [n for n in extra if _PLAIN_NAME.fullmatch(n)][:_MAX_NAMED]
     others = len(extra) - len(named)
-    listed = ", ".join(named) + (f" and {others} other parameter(s)" if named and others
-                                 else f"{others} parameter(s)" if others else "")
-    raise Open311Error(400, f"send the fields of a POST in its form body, not in the URL (only jurisdiction_id may "
-                            f"be there): URLs are written to access logs; found in the URL: {listed}")
+    listed = ", ".join(named) + (
+        f" and {others} other parameter(s)"
+        if named and others
+        else f"{others} parameter(s)"
+        if others
+        else ""
+    )
+    raise Open311Error(
+        400,
+        f"send the fields of a POST in its form body, not in the URL (only jurisdiction_id may "
+        f"be there): URLs are written to access logs; found in the URL: {listed}",
+    )
 
 
 @blp.before_request
@@ -142,7 +170,9 @@ def _check_jurisdiction() -> None:
         given.append((request.args.get("jurisdiction_id") or "").strip() or None)
     for value in given:
         if value and value != wanted:
-            raise Open311Error(404, f"jurisdiction_id {value!r} not found; this endpoint serves {wanted!r}")
+            raise Open311Error(
+                404, f"jurisdiction_id {value!r} not found; this endpoint serves {wanted!r}"
+            )
 
 
 # -- helpers -------------------------------------------------------------------
@@ -175,7 +205,9 @@ def _parse_datetime(name: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise Open311Error(400, f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {raw!r}") from None
+        raise Open311Error(
+            400, f"{name} must be an ISO 8601 date-time such as 2026-01-31T00:00:00Z, got {raw!r}"
+        ) from None
     problem = year_problem(value)
     if problem:
         raise Open311Error(400, f"{name}: {problem}, got {raw!r}")
@@ -231,15 +263,24 @@ def _service_body(st: ServiceType) -> dict[str, Any]:
 @blp.route(f"/services.{FORMAT}")
 @blp.route("/services")
 def services() -> Response:
-    rows = session().scalars(
-        select(ServiceType).where(ServiceType.active.is_(True)).options(selectinload(ServiceType.attributes)).order_by(ServiceType.group, ServiceType.name)
-    ).all()
+    rows = (
+        session()
+        .scalars(
+            select(ServiceType)
+            .where(ServiceType.active.is_(True))
+            .options(selectinload(ServiceType.attributes))
+            .order_by(ServiceType.group, ServiceType.name)
+        )
+        .all()
+    )
     return render([_service_body(st) for st in rows], root="services", item="service")
 
 
 @blp.route(f"/services/<code>.{FORMAT}")
 def service_definition(code: str) -> Response:
-    st = session().scalar(select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True)))
+    st = session().scalar(
+        select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True))
+    )
     if st is None:
         raise Open311Error(404, f"service_code {code!r} not found")
     attrs = [_attribute_body(a) for a in st.attributes]
@@ -274,7 +315,9 @@ def _collect_attributes() -> dict[str, str | list[str]]:
             raise Open311Error(400, f"malformed attribute parameter {key!r}")
         if key.endswith("[]"):
             existing = attrs.get(code)
-            values = list(existing) if isinstance(existing, list) else ([existing] if existing else [])
+            values = (
+                list(existing) if isinstance(existing, list) else ([existing] if existing else [])
+            )
             attrs[code] = values + request.form.getlist(key)
         else:
             values = request.form.getlist(key)
@@ -289,9 +332,16 @@ _PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
 
 def _photo_parts() -> list[Any]:
     """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
-    numbered = sorted(((int(m.group(1)), name) for name in request.files.keys()
-                       if (m := _PHOTO_PART.fullmatch(name))))
-    return request.files.getlist("media") + [f for _, name in numbered for f in request.files.getlist(name)]
+    numbered = sorted(
+        (
+            (int(m.group(1)), name)
+            for name in request.files.keys()
+            if (m := _PHOTO_PART.fullmatch(name))
+        )
+    )
+    return request.files.getlist("media") + [
+        f for _, name in numbered for f in request.files.getlist(name)
+    ]
 
 
 def _report_photos() -> list[tuple[InspectedPhoto, bytes]]:
@@ -306,7 +356,10 @@ def _report_photos() -> list[tuple[InspectedPhoto, bytes]]:
     # sends an empty part, which is no photo.
     blobs = [data for data in (part.read() for part in _photo_parts()) if data]
     if len(blobs) > cfg.max_report_photos:
-        raise Open311Error(413, f"media: {len(blobs)} photos sent; a report may have at most {cfg.max_report_photos}")
+        raise Open311Error(
+            413,
+            f"media: {len(blobs)} photos sent; a report may have at most {cfg.max_report_photos}",
+        )
     unique, seen = [], set()
     for data in blobs:  # the same file sent twice is one photo
         digest = hashlib.sha256(data).digest()
@@ -320,7 +373,9 @@ def _report_photos() -> list[tuple[InspectedPhoto, bytes]]:
     return list(zip(found, unique, strict=True))
 
 
-def _store_report_photos(s: Session, req: ServiceRequest, photos: list[tuple[InspectedPhoto, bytes]]) -> None:
+def _store_report_photos(
+    s: Session, req: ServiceRequest, photos: list[tuple[InspectedPhoto, bytes]]
+) -> None:
     """Each photo's original, kept private, and its row; processed after the commit."""
     if not photos:
         return
@@ -339,7 +394,9 @@ def _queue_link_copies(s: Session, req: ServiceRequest, policy: CopyPolicy) -> N
     s.flush()
     for link in req.media_links:
         if link.copy_state == "pending":
-            defer_after_commit(s, "copy_media_link", queueing_lock=copy_job_lock(link.id), link_id=link.id)
+            defer_after_commit(
+                s, "copy_media_link", queueing_lock=copy_job_lock(link.id), link_id=link.id
+            )
 
 
 @blp.route(f"/requests.{FORMAT}", methods=["POST"])
@@ -348,7 +405,10 @@ def post_request() -> Response:
     s = session()
     client = _api_client("submit a service request")
     if request.is_json:
-        raise Open311Error(400, "send the request form-encoded (application/x-www-form-urlencoded) or as multipart/form-data")
+        raise Open311Error(
+            400,
+            "send the request form-encoded (application/x-www-form-urlencoded) or as multipart/form-data",
+        )
 
     photos = _report_photos()
     cfg = settings()
@@ -377,8 +437,14 @@ def post_request() -> Response:
         api_key_id=client.id,
     )
     try:
-        result = submit_request(s, new, actor=Actor.client(client.name), geocode=geocode,
-                                reopen_within=timedelta(days=settings().reopen_window_days), area=service_area())
+        result = submit_request(
+            s,
+            new,
+            actor=Actor.client(client.name),
+            geocode=geocode,
+            reopen_within=timedelta(days=settings().reopen_window_days),
+            area=service_area(),
+        )
     except ValidationFailed as exc:
         raise Open311Error(400, exc.message) from None
 
@@ -420,7 +486,8 @@ def closing_photos(s: Session, completion_ids: set[int]) -> dict[int, list[Any]]
     for p in s.execute(
         select(Photo.completion_id, Photo.public_key, Photo.thumbnail_key)
         .where(
-            Photo.completion_id == any_(bindparam("cids", sorted(completion_ids), type_=ARRAY(BigInteger))),
+            Photo.completion_id
+            == any_(bindparam("cids", sorted(completion_ids), type_=ARRAY(BigInteger))),
             Photo.kind == "after",
             Photo.state == "ready",
             Photo.public_key.is_not(None),
@@ -506,10 +573,16 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
         notes: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for ev in s.execute(
             select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.to_status, StatusEvent.note)
-            .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))), StatusEvent.public.is_(True))
+            .where(
+                StatusEvent.entity == "service_request",
+                StatusEvent.entity_id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
+                StatusEvent.public.is_(True),
+            )
             .order_by(StatusEvent.at, StatusEvent.id)
         ):
-            notes[ev.entity_id].append({"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note})
+            notes[ev.entity_id].append(
+                {"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note}
+            )
         # Every photo of the report (GeoReport's media_url is one): the links it was sent
         # with, in order, then the public copies of the files uploaded with it (a link's
         # copy is not listed again: it is in `photos`).
@@ -517,7 +590,10 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
         copies: set[int] = set()
         for link in s.execute(
             select(MediaLink.service_request_id, MediaLink.url, MediaLink.photo_id)
-            .where(MediaLink.service_request_id == any_(bindparam("lids", ids, type_=ARRAY(BigInteger))))
+            .where(
+                MediaLink.service_request_id
+                == any_(bindparam("lids", ids, type_=ARRAY(BigInteger)))
+            )
             .order_by(MediaLink.service_request_id, MediaLink.position)
         ):
             media_urls[link.service_request_id].append(link.url)
@@ -525,7 +601,13 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                 copies.add(link.photo_id)
         photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         for p in s.execute(
-            select(Photo.id, Photo.service_request_id, Photo.kind, Photo.public_key, Photo.thumbnail_key)
+            select(
+                Photo.id,
+                Photo.service_request_id,
+                Photo.kind,
+                Photo.public_key,
+                Photo.thumbnail_key,
+            )
             .where(
                 Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))),
                 Photo.kind == "report",
@@ -555,7 +637,17 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                     }
                 )
         dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
-        dup_public = dict(s.execute(select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(dup_ids))).all()) if dup_ids else {}
+        dup_public = (
+            dict(
+                s.execute(
+                    select(ServiceRequest.id, ServiceRequest.public_id).where(
+                        ServiceRequest.id.in_(dup_ids)
+                    )
+                ).all()
+            )
+            if dup_ids
+            else {}
+        )
         for body, r in zip(out, rows, strict=True):
             body["detailed_status"] = r.detailed_status
             body["duplicate_of"] = dup_public.get(r.duplicate_of_id)
@@ -593,7 +685,9 @@ def get_requests() -> Response:
         # The spec: a list of ids overrides every other filter.
         ids = [i.strip() for i in ids_raw.split(",") if i.strip()]
         if len(ids) > cfg.open311_max_results:
-            raise Open311Error(400, f"at most {cfg.open311_max_results} service_request_id values per call")
+            raise Open311Error(
+                400, f"at most {cfg.open311_max_results} service_request_id values per call"
+            )
         rows = s.execute(query.where(ServiceRequest.public_id.in_(ids))).all()
         return render(_serialize(s, rows, _extensions()), root="service_requests")
 
@@ -623,7 +717,9 @@ def get_requests() -> Response:
             conditions.append(ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES))
     page_size = _int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results)
     page = _int_arg("page", 1, 1, 1_000_000)
-    rows = s.execute(query.where(and_(*conditions)).limit(page_size).offset((page - 1) * page_size)).all()
+    rows = s.execute(
+        query.where(and_(*conditions)).limit(page_size).offset((page - 1) * page_size)
+    ).all()
     return render(_serialize(s, rows, _extensions()), root="service_requests")
 
 
@@ -638,12 +734,20 @@ def get_request(request_id: str) -> Response:
 
 @blp.route(f"/tokens/<token>.{FORMAT}", methods=["GET"])
 def get_token(token: str) -> Response:
-    row = session().execute(
-        select(ServiceRequest.public_id, ServiceRequest.token).where(ServiceRequest.token == token)
-    ).first()
+    row = (
+        session()
+        .execute(
+            select(ServiceRequest.public_id, ServiceRequest.token).where(
+                ServiceRequest.token == token
+            )
+        )
+        .first()
+    )
     if row is None:
         raise Open311Error(404, f"token {token!r} not found")
-    return render([{"service_request_id": row.public_id, "token": row.token}], root="service_requests")
+    return render(
+        [{"service_request_id": row.public_id, "token": row.token}], root="service_requests"
+    )
 
 
 # -- service request updates (mySociety's extension, as FixMyStreet reads it) -----------------
@@ -711,7 +815,12 @@ def updates_query(start: datetime, end: datetime) -> Select:
         # A resident's comment may carry a photo (a link on the client's site).
         .outerjoin(RequestComment, RequestComment.status_event_id == StatusEvent.id)
         # Spelled as the partial index ix_status_events_public_request_at is, so it is used.
-        .where(StatusEvent.entity == "service_request", StatusEvent.public, StatusEvent.at >= start, StatusEvent.at <= end)
+        .where(
+            StatusEvent.entity == "service_request",
+            StatusEvent.public,
+            StatusEvent.at >= start,
+            StatusEvent.at <= end,
+        )
         .order_by(StatusEvent.at, StatusEvent.id)
     )
 
@@ -747,10 +856,13 @@ def get_service_request_updates() -> Response:
             {
                 "update_id": str(r.id),
                 "service_request_id": r.public_id,
-                "status": FMS_STATUS.get(r.to_status) or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
+                "status": FMS_STATUS.get(r.to_status)
+                or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
                 "updated_datetime": iso(r.at),
                 "description": r.note or "",
-                "media_url": f"{base}/media/{photos[0].public_key}" if photos else r.comment_media_url or "",
+                "media_url": f"{base}/media/{photos[0].public_key}"
+                if photos
+                else r.comment_media_url or "",
                 "external_status_code": r.to_status,
             }
         )
@@ -785,14 +897,23 @@ def post_service_request_update() -> Response:
         status=arg("status"),
         client_time=_parse_datetime("updated_datetime"),
         media_url=arg("media_url"),
-        commenter=Contact(email=arg("email"), first_name=arg("first_name"), last_name=arg("last_name"),
-                          phone=arg("phone")),
+        commenter=Contact(
+            email=arg("email"),
+            first_name=arg("first_name"),
+            last_name=arg("last_name"),
+            phone=arg("phone"),
+        ),
     )
     if not new.service_request_id:
         raise Open311Error(400, "service_request_id is required")
     try:
-        result = add_comment(s, new, api_key_id=client.id, actor=Actor.client(client.name),
-                             reopen_within=timedelta(days=settings().reopen_window_days))
+        result = add_comment(
+            s,
+            new,
+            api_key_id=client.id,
+            actor=Actor.client(client.name),
+            reopen_within=timedelta(days=settings().reopen_window_days),
+        )
     except ValidationFailed as exc:
         raise Open311Error(400, exc.message) from None
     except NotFound as exc:
@@ -800,5 +921,9 @@ def post_service_request_update() -> Response:
     except Conflict as exc:
         raise Open311Error(409, exc.message) from None
     s.commit()
-    return render([{"update_id": result.update_id}], root="service_request_updates", item="request_update",
-                  status=201 if result.created else 200)
+    return render(
+        [{"update_id": result.update_id}],
+        root="service_request_updates",
+        item="request_update",
+        status=201 if result.created else 200,
+    )

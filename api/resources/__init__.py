@@ -28,6 +28,24 @@ def register_resources(api: Api) -> None:
 
     # Before the first blueprint: apispec documents each schema as it is registered.
     document_typed_fields(api)
-    for blp in (auth, service_types, crews, depots, districts, service_area, requests, work_orders, plans, crew_phone, api_keys,
-                users, reviews, webhooks, citistat, shifts, app_config, addresses):
+    for blp in (
+        auth,
+        service_types,
+        crews,
+        depots,
+        districts,
+        service_area,
+        requests,
+        work_orders,
+        plans,
+        crew_phone,
+        api_keys,
+        users,
+        reviews,
+        webhooks,
+        citistat,
+        shifts,
+        app_config,
+        addresses,
+    ):
         api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")

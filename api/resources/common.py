@@ -28,8 +28,14 @@ MAX_PAGE = 2_000_000
 
 
 # A photo file as it was uploaded, in any of the formats accepted (`@blp.doc(responses=...)`).
-PHOTO_FILE = {200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}
-                                for media_type in sorted(set(ACCEPTED_FORMATS.values()))}}}
+PHOTO_FILE = {
+    200: {
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in sorted(set(ACCEPTED_FORMATS.values()))
+        }
+    }
+}
 
 BODY_LOCATIONS = {"json", "form", "files", "json_or_form"}
 
@@ -44,9 +50,15 @@ class Blueprint(flask_smorest.Blueprint):
     and `_document_pagination_metadata` are the hooks flask-smorest documents for setting
     and documenting the page's metadata another way."""
 
-    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {"page": 1, "page_size": 50, "max_page_size": MAX_PAGE_SIZE}
+    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
+        "page": 1,
+        "page_size": 50,
+        "max_page_size": MAX_PAGE_SIZE,
+    }
 
-    def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Callable[[Any], Any]:
+    def arguments(
+        self, schema: Any, *, location: str = "json", **kwargs: Any
+    ) -> Callable[[Any], Any]:
         """flask-smorest's arguments; a body (JSON, form or files) may also be answered 413:
         the server refuses any body beyond its limit (MAX_CONTENT_LENGTH) before a view runs."""
         parse = super().arguments(schema, location=location, **kwargs)
@@ -79,8 +91,12 @@ class Blueprint(flask_smorest.Blueprint):
     def _set_pagination_metadata(
         self, page_params: PaginationParameters, result: Any, headers: Any
     ) -> tuple[dict[str, Any], Any]:
-        page = {"items": result, "page": page_params.page, "page_size": page_params.page_size,
-                "total": page_params.item_count}
+        page = {
+            "items": result,
+            "page": page_params.page,
+            "page_size": page_params.page_size,
+            "total": page_params.item_count,
+        }
         return page, headers
 
     def _document_pagination_metadata(self, spec: Any, resp_doc: dict[str, Any]) -> None:
@@ -105,12 +121,21 @@ class SelectPage(Page):
 
     @property
     def item_count(self) -> int:
-        return session().scalar(select(func.count()).select_from(self.collection.order_by(None).subquery())) or 0
+        return (
+            session().scalar(
+                select(func.count()).select_from(self.collection.order_by(None).subquery())
+            )
+            or 0
+        )
 
     @property
     def items(self) -> list[Any]:
         params = self.page_params
-        return list(session().scalars(self.collection.limit(params.page_size).offset(params.first_item)).all())
+        return list(
+            session()
+            .scalars(self.collection.limit(params.page_size).offset(params.first_item))
+            .all()
+        )
 
 
 class PointSchema(Schema):
@@ -150,7 +175,9 @@ def parse_bbox(raw: str) -> tuple[float, float, float, float]:
     try:
         parts = [float(p) for p in raw.split(",")]
     except ValueError:
-        raise ValidationError("bbox must be four numbers: min_lon,min_lat,max_lon,max_lat", "bbox") from None
+        raise ValidationError(
+            "bbox must be four numbers: min_lon,min_lat,max_lon,max_lat", "bbox"
+        ) from None
     if len(parts) != 4:
         raise ValidationError("bbox must be four numbers: min_lon,min_lat,max_lon,max_lat", "bbox")
     min_lon, min_lat, max_lon, max_lat = parts
@@ -161,7 +188,9 @@ def parse_bbox(raw: str) -> tuple[float, float, float, float]:
 
 def bbox_filter(column: Any, raw: str) -> Any:
     min_lon, min_lat, max_lon, max_lat = parse_bbox(raw)
-    return func.ST_Intersects(column, func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, 4326))
+    return func.ST_Intersects(
+        column, func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, 4326)
+    )
 
 
 def page_schema(item: type[Schema]) -> type[Schema]:
@@ -169,16 +198,24 @@ def page_schema(item: type[Schema]) -> type[Schema]:
     return Schema.from_dict(
         {
             "items": fields.List(fields.Nested(item), required=True),
-            "page": fields.Integer(required=True, metadata={"description": "this page's number, from 1"}),
-            "page_size": fields.Integer(required=True, metadata={"description": "at most this many items a page"}),
-            "total": fields.Integer(required=True, metadata={"description": "items on all pages together"}),
+            "page": fields.Integer(
+                required=True, metadata={"description": "this page's number, from 1"}
+            ),
+            "page_size": fields.Integer(
+                required=True, metadata={"description": "at most this many items a page"}
+            ),
+            "total": fields.Integer(
+                required=True, metadata={"description": "items on all pages together"}
+            ),
         },
         name=f"{item.__name__.removesuffix('Schema')}PageSchema",
     )
 
 
 class EventSchema(Schema):
-    id = fields.Integer(metadata={"description": "names a public note to redact (POST .../redactions)"})
+    id = fields.Integer(
+        metadata={"description": "names a public note to redact (POST .../redactions)"}
+    )
     at = fields.DateTime()
     from_status = fields.String(allow_none=True)
     to_status = fields.String()
@@ -186,7 +223,9 @@ class EventSchema(Schema):
     note = fields.String(allow_none=True)
     public = fields.Boolean()
     # Where it happened, when the event has a place (a crew's); typed, see api/resources/typed.py.
-    location = Computed(lambda e: point_out(e.location), fields.Nested(PointSchema, allow_none=True))
+    location = Computed(
+        lambda e: point_out(e.location), fields.Nested(PointSchema, allow_none=True)
+    )
 
 
 def timeline(session: Session, entity: str, entity_id: int) -> list[StatusEvent]:

@@ -50,9 +50,14 @@ class GeoJSONMultiPolygonSchema(Schema):
 # same one value. Nothing needs to tell them apart by it (a review map's features differ
 # by `properties.role`).
 def feature_type() -> fields.String:
-    return fields.String(required=True, validate=validate.Regexp("^Feature$"), metadata={"description": "Feature"})
+    return fields.String(
+        required=True, validate=validate.Regexp("^Feature$"), metadata={"description": "Feature"}
+    )
 
 
 def feature_collection_type() -> fields.String:
-    return fields.String(required=True, validate=validate.Regexp("^FeatureCollection$"),
-                         metadata={"description": "FeatureCollection"})
+    return fields.String(
+        required=True,
+        validate=validate.Regexp("^FeatureCollection$"),
+        metadata={"description": "FeatureCollection"},
+    )

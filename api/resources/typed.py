@@ -82,7 +82,9 @@ def _shape_property(converter: Any, shape: Shape) -> dict[str, Any]:
     return dict(shape)
 
 
-def typed2properties(self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+def typed2properties(
+    self: Any, field: fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     """An apispec attribute function (bound to its OpenAPIConverter as `self`)."""
     shapes = getattr(field, "shapes", None) if isinstance(field, _Shaped) else None
     if shapes is not None:

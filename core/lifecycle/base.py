@@ -35,9 +35,19 @@ class Actor:
 SYSTEM = Actor(label="system")
 
 
-def audit(session: Session, entity: str, entity_id: int, *, from_status: str | None, to_status: str, actor: Actor,
-          note: str | None = None, public: bool = False, location: WKBElement | None = None,
-          at: datetime | None = None) -> StatusEvent:
+def audit(
+    session: Session,
+    entity: str,
+    entity_id: int,
+    *,
+    from_status: str | None,
+    to_status: str,
+    actor: Actor,
+    note: str | None = None,
+    public: bool = False,
+    location: WKBElement | None = None,
+    at: datetime | None = None,
+) -> StatusEvent:
     """One row of the audit trail, in the caller's transaction. The state machines write
     through this; so do records whose state is not one column (shifts, users)."""
     event = StatusEvent(
@@ -102,8 +112,18 @@ class StateMachine:
     ) -> StatusEvent:
         if obj.id is None:
             session.flush()
-        return audit(session, cls.entity, obj.id, from_status=from_status, to_status=getattr(obj, cls.state_attr),
-                     actor=actor, note=note, public=public, location=location, at=at)
+        return audit(
+            session,
+            cls.entity,
+            obj.id,
+            from_status=from_status,
+            to_status=getattr(obj, cls.state_attr),
+            actor=actor,
+            note=note,
+            public=public,
+            location=location,
+            at=at,
+        )
 
     @classmethod
     def transition(
@@ -126,7 +146,9 @@ class StateMachine:
         if hasattr(obj, "updated_at"):
             obj.updated_at = when
         cls.on_enter(obj, current, target, when, **context)
-        return cls._event(session, obj, current, actor=actor, note=note, public=public, location=location, at=when)
+        return cls._event(
+            session, obj, current, actor=actor, note=note, public=public, location=location, at=when
+        )
 
     @classmethod
     def record_creation(
@@ -141,7 +163,9 @@ class StateMachine:
         at: datetime | None = None,
     ) -> StatusEvent:
         """The first event of an entity (from_status NULL), so the timeline starts at birth."""
-        return cls._event(session, obj, None, actor=actor, note=note, public=public, location=location, at=at)
+        return cls._event(
+            session, obj, None, actor=actor, note=note, public=public, location=location, at=at
+        )
 
     @classmethod
     def annotate(
@@ -157,7 +181,9 @@ class StateMachine:
     ) -> StatusEvent:
         """An audited change that keeps the state (priority raised, location pinned)."""
         state = getattr(obj, cls.state_attr)
-        return cls._event(session, obj, state, actor=actor, note=note, public=public, location=location, at=at)
+        return cls._event(
+            session, obj, state, actor=actor, note=note, public=public, location=location, at=at
+        )
 
     @classmethod
     def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:

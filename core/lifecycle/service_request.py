@@ -59,8 +59,9 @@ class ServiceRequestLifecycle(StateMachine):
             )
 
     @classmethod
-    def transition(cls, session: Session, obj: Any, target: str, *, at: datetime | None = None,
-                   **kwargs: Any) -> StatusEvent:
+    def transition(
+        cls, session: Session, obj: Any, target: str, *, at: datetime | None = None, **kwargs: Any
+    ) -> StatusEvent:
         """Change the request's status and, in the same transaction, put the reporter's
         notification (if any) in the outbox."""
         event = super().transition(session, obj, target, at=public_time(obj, at), **kwargs)
@@ -68,8 +69,15 @@ class ServiceRequestLifecycle(StateMachine):
         return event
 
     @classmethod
-    def annotate(cls, session: Session, obj: Any, *, at: datetime | None = None, public: bool = False,
-                 **kwargs: Any) -> StatusEvent:
+    def annotate(
+        cls,
+        session: Session,
+        obj: Any,
+        *,
+        at: datetime | None = None,
+        public: bool = False,
+        **kwargs: Any,
+    ) -> StatusEvent:
         when = public_time(obj, at)
         event = super().annotate(session, obj, at=when, public=public, **kwargs)
         if public:

@@ -16,7 +16,16 @@ from core.lifecycle.base import StateMachine
 from core.models import StatusEvent
 
 UNABLE_REASONS = frozenset(
-    {"blocked_by_vehicle", "no_access", "needs_other_crew", "needs_equipment", "not_found", "unsafe", "weather", "other"}
+    {
+        "blocked_by_vehicle",
+        "no_access",
+        "needs_other_crew",
+        "needs_equipment",
+        "not_found",
+        "unsafe",
+        "weather",
+        "other",
+    }
 )
 
 
@@ -25,7 +34,9 @@ class WorkOrderLifecycle(StateMachine):
     transitions = {
         "new": frozenset({"planned", "dispatched", "cancelled", "closed"}),
         "planned": frozenset({"new", "dispatched", "cancelled", "closed"}),
-        "dispatched": frozenset({"new", "planned", "en_route", "on_site", "unable", "cancelled", "closed"}),
+        "dispatched": frozenset(
+            {"new", "planned", "en_route", "on_site", "unable", "cancelled", "closed"}
+        ),
         "en_route": frozenset({"dispatched", "on_site", "unable", "new", "cancelled", "closed"}),
         "on_site": frozenset({"completed", "unable"}),
         "completed": frozenset({"verified", "rejected", "closed"}),
@@ -42,7 +53,9 @@ class WorkOrderLifecycle(StateMachine):
         concerns through their change feed."""
         before_crew, before_status = obj.crew_id, obj.status
         event = super().transition(session, obj, target, **kwargs)
-        crewfeed.work_order_changed(session, obj, event, before_crew=before_crew, before_status=before_status)
+        crewfeed.work_order_changed(
+            session, obj, event, before_crew=before_crew, before_status=before_status
+        )
         return event
 
     @classmethod
@@ -62,7 +75,9 @@ class WorkOrderLifecycle(StateMachine):
                     field="reason",
                 )
         if target == "dispatched" and obj.crew_id is None and context.get("crew_id") is None:
-            raise ValidationFailed("a work order is dispatched to a crew; none given", field="crew_id")
+            raise ValidationFailed(
+                "a work order is dispatched to a crew; none given", field="crew_id"
+            )
         if target in {"planned", "dispatched"} and obj.location is None:
             raise ValidationFailed(
                 f"work order {obj.id} has no location yet; pin its request before routing it",

@@ -11,6 +11,7 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-25 11:15:00+00:00
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,19 +19,22 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0007'
-down_revision: str | None = '0006'
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
     op.drop_index(
-        'ix_status_events_work_order_visits', table_name='status_events',
+        "ix_status_events_work_order_visits",
+        table_name="status_events",
         postgresql_where=sa.text("entity = 'work_order' AND to_status IN ('on_site', 'completed')"),
     )
-    op.add_column('completions', sa.Column('arrived_at', sa.DateTime(timezone=True), nullable=True))
-    op.add_column('completions', sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column("completions", sa.Column("arrived_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "completions", sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.execute("""
         UPDATE completions c SET completed_at = (
             SELECT max(e.at) FROM status_events e
@@ -47,10 +51,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_column('completions', 'completed_at')
-    op.drop_column('completions', 'arrived_at')
+    op.drop_column("completions", "completed_at")
+    op.drop_column("completions", "arrived_at")
     op.create_index(
-        'ix_status_events_work_order_visits', 'status_events', ['entity_id', 'at', 'id'], unique=False,
-        postgresql_include=['to_status', 'actor_user_id'],
+        "ix_status_events_work_order_visits",
+        "status_events",
+        ["entity_id", "at", "id"],
+        unique=False,
+        postgresql_include=["to_status", "actor_user_id"],
         postgresql_where=sa.text("entity = 'work_order' AND to_status IN ('on_site', 'completed')"),
     )

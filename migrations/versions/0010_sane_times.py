@@ -28,14 +28,15 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01 22:40:00.000000+00:00
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0010'
-down_revision: str | None = '0009'
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -73,19 +74,25 @@ def upgrade() -> None:
                     WHEN 'service_request' THEN (SELECT r.requested_at FROM service_requests r WHERE r.id = e.entity_id)
                 END,
                 {FLOOR}::timestamptz)
-        WHERE {_outside('e.at')}
+        WHERE {_outside("e.at")}
     """)
     op.execute(f"UPDATE crew_changes SET at = created_at WHERE {_outside('at')}")
-    for table, entity, own in (("work_orders", "work_order", "created_at"), ("service_requests", "service_request", "requested_at")):
+    for table, entity, own in (
+        ("work_orders", "work_order", "created_at"),
+        ("service_requests", "service_request", "requested_at"),
+    ):
         op.execute(f"""
             UPDATE {table} t
             SET updated_at = greatest(t.{own}, (SELECT max(e.at) FROM status_events e
                                                 WHERE e.entity = '{entity}' AND e.entity_id = t.id))
-            WHERE {_outside('t.updated_at')}
+            WHERE {_outside("t.updated_at")}
         """)
     for table, column in COLUMNS:
         op.create_check_constraint(
-            op.f(f"ck_{table}_{column}_sane"), table, f"{column} >= {FLOOR} AND {column} < {CEILING}")
+            op.f(f"ck_{table}_{column}_sane"),
+            table,
+            f"{column} >= {FLOOR} AND {column} < {CEILING}",
+        )
 
 
 def downgrade() -> None:

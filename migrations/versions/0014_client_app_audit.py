@@ -10,29 +10,41 @@ Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-01 23:05:00+00:00
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0014'
-down_revision: str | None = '0013'
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_ENTITIES = ('service_request', 'work_order', 'route_plan', 'completion', 'user', 'shift', 'shift_pattern',
-             'service_area', 'crew')
+_ENTITIES = (
+    "service_request",
+    "work_order",
+    "route_plan",
+    "completion",
+    "user",
+    "shift",
+    "shift_pattern",
+    "service_area",
+    "crew",
+)
 
 
 def _entities(values: tuple[str, ...]) -> None:
-    name = op.f('ck_status_events_entity')
-    op.drop_constraint(name, 'status_events', type_='check')
-    op.create_check_constraint(name, 'status_events', f"entity IN ({', '.join(repr(v) for v in values)})")
+    name = op.f("ck_status_events_entity")
+    op.drop_constraint(name, "status_events", type_="check")
+    op.create_check_constraint(
+        name, "status_events", f"entity IN ({', '.join(repr(v) for v in values)})"
+    )
 
 
 def upgrade() -> None:
-    _entities(_ENTITIES + ('api_key', 'webhook'))
+    _entities(_ENTITIES + ("api_key", "webhook"))
     op.execute("""
         WITH off AS (
             UPDATE webhooks w SET active = false

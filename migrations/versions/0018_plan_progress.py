@@ -9,6 +9,7 @@ Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-02 01:20:00+00:00
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,15 +18,17 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0018'
-down_revision: str | None = '0017'
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column('route_plans', sa.Column('progress', postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column(
+        "route_plans", sa.Column("progress", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
+    )
 
 
 def downgrade() -> None:
-    op.drop_column('route_plans', 'progress')
+    op.drop_column("route_plans", "progress")

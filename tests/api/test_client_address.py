@@ -62,18 +62,26 @@ def _env(**values: str) -> dict[str, str]:
 def test_settings_read_hops_or_networks() -> None:
     assert Settings.from_env(_env()).trusted_proxies == 0
     assert Settings.from_env(_env(STREETLOOP_TRUSTED_PROXIES="2")).trusted_proxies == 2
-    assert Settings.from_env(_env(STREETLOOP_TRUSTED_PROXIES=" 127.0.0.1, 10.0.0.0/8 ")).trusted_proxies == NETS
+    assert (
+        Settings.from_env(
+            _env(STREETLOOP_TRUSTED_PROXIES=" 127.0.0.1, 10.0.0.0/8 ")
+        ).trusted_proxies
+        == NETS
+    )
 
 
-@pytest.mark.parametrize(("name", "raw"), [
-    ("STREETLOOP_TRUSTED_PROXIES", "proxy.example"),
-    ("STREETLOOP_TRUSTED_PROXIES", "-1"),
-    ("STREETLOOP_TRUSTED_PROXIES", "10.0.0.1/8"),
-    ("STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", "0"),
-    ("STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", "five"),
-    ("STREETLOOP_SIGN_IN_ADDRESS_FAILURES", "0"),
-    ("STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", "0"),
-])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("STREETLOOP_TRUSTED_PROXIES", "proxy.example"),
+        ("STREETLOOP_TRUSTED_PROXIES", "-1"),
+        ("STREETLOOP_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", "0"),
+        ("STREETLOOP_SIGN_IN_ACCOUNT_WINDOW_MINUTES", "five"),
+        ("STREETLOOP_SIGN_IN_ADDRESS_FAILURES", "0"),
+        ("STREETLOOP_SIGN_IN_ADDRESS_WINDOW_MINUTES", "0"),
+    ],
+)
 def test_a_bad_value_stops_start_up_with_its_name(name: str, raw: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env(_env(**{name: raw}))
@@ -81,23 +89,34 @@ def test_a_bad_value_stops_start_up_with_its_name(name: str, raw: str) -> None:
 
 def test_sign_in_limit_defaults() -> None:
     s = Settings.from_env(_env())
-    assert (s.sign_in_account_failures, s.sign_in_account_window_minutes,
-            s.sign_in_address_failures, s.sign_in_address_window_minutes) == (5, 15, 100, 15)
+    assert (
+        s.sign_in_account_failures,
+        s.sign_in_account_window_minutes,
+        s.sign_in_address_failures,
+        s.sign_in_address_window_minutes,
+    ) == (5, 15, 100, 15)
 
 
 def _app(settings: Settings, sessions: Any, queue: Any, trusted: object):  # noqa: ANN202
     from api import create_app
 
-    return create_app(dataclasses.replace(settings, trusted_proxies=trusted), sessions=sessions, queue=queue)
+    return create_app(
+        dataclasses.replace(settings, trusted_proxies=trusted), sessions=sessions, queue=queue
+    )
 
 
 def _warnings(caplog: Any) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "api.client_address" and r.levelno >= logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "api.client_address" and r.levelno >= logging.WARNING
+    ]
 
 
 @pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded"])
-def test_a_forwarded_request_with_no_proxy_trusted_is_warned_of_once(settings: Settings, sessions: Any, queue: Any,
-                                                                     caplog: Any, header: str) -> None:
+def test_a_forwarded_request_with_no_proxy_trusted_is_warned_of_once(
+    settings: Settings, sessions: Any, queue: Any, caplog: Any, header: str
+) -> None:
     """Behind a proxy that nobody told us about, every client counts as the proxy's address,
     so one address's sign-in limit locks everyone out: the log says so, once per process."""
     client = _app(settings, sessions, queue, 0).test_client()
@@ -113,19 +132,28 @@ def test_a_forwarded_request_with_no_proxy_trusted_is_warned_of_once(settings: S
     assert "198.51.100.7" not in warned[0]
 
 
-def test_no_warning_when_the_proxy_is_trusted(settings: Settings, sessions: Any, queue: Any, caplog: Any) -> None:
+def test_no_warning_when_the_proxy_is_trusted(
+    settings: Settings, sessions: Any, queue: Any, caplog: Any
+) -> None:
     client = _app(settings, sessions, queue, 1).test_client()
     with caplog.at_level(logging.WARNING, logger="api.client_address"):
-        assert client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 200
+        assert (
+            client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 200
+        )
     assert _warnings(caplog) == []
 
 
-def test_a_unix_socket_peer_in_networks_mode_is_warned_of_once(settings: Settings, sessions: Any, queue: Any,
-                                                               caplog: Any) -> None:
+def test_a_unix_socket_peer_in_networks_mode_is_warned_of_once(
+    settings: Settings, sessions: Any, queue: Any, caplog: Any
+) -> None:
     client = _app(settings, sessions, queue, NETS).test_client()
     with caplog.at_level(logging.WARNING, logger="api.client_address"):
         for _ in range(2):
-            r = client.get("/healthz", headers={"X-Forwarded-For": "198.51.100.7"}, environ_overrides={"REMOTE_ADDR": ""})
+            r = client.get(
+                "/healthz",
+                headers={"X-Forwarded-For": "198.51.100.7"},
+                environ_overrides={"REMOTE_ADDR": ""},
+            )
             assert r.status_code == 200
     warned = _warnings(caplog)
     assert len(warned) == 1, warned

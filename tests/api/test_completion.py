@@ -29,11 +29,23 @@ def _dms(value: float) -> tuple[float, float, float]:
     return float(d), float(m), round((value - d - m / 60) * 3600, 4)
 
 
-def photo(seed: int, *, lat: float | None = None, lon: float | None = None, taken: datetime | None = None, fmt: str = "JPEG") -> bytes:
+def photo(
+    seed: int,
+    *,
+    lat: float | None = None,
+    lon: float | None = None,
+    taken: datetime | None = None,
+    fmt: str = "JPEG",
+) -> bytes:
     exif = Image.Exif()
     if lat is not None:
         gps = exif.get_ifd(0x8825)
-        gps[1], gps[2], gps[3], gps[4] = ("N" if lat >= 0 else "S"), _dms(lat), ("E" if lon >= 0 else "W"), _dms(lon)
+        gps[1], gps[2], gps[3], gps[4] = (
+            ("N" if lat >= 0 else "S"),
+            _dms(lat),
+            ("E" if lon >= 0 else "W"),
+            _dms(lon),
+        )
     if taken is not None:
         sub = exif.get_ifd(0x8769)
         sub[0x9003] = taken.astimezone(UTC).strftime("%Y:%m:%d %H:%M:%S")
@@ -47,19 +59,53 @@ def job(db: Session) -> dict:
     crew = f.crew(db)
     other = f.crew(db, "pothole-2")
     wo = f.report(db).work_order
-    change_status(db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id, at=NOW - timedelta(hours=1))
+    change_status(
+        db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id, at=NOW - timedelta(hours=1)
+    )
     user = f.user(db, "pothole-1@test", "crew", crew=crew)
     # The crew's own track: driving up to the site over the last 20 minutes.
-    ingest_positions(db, crew.id, [Ping(at=NOW - timedelta(minutes=20 - k), lat=f.LAT - 0.0002 * (20 - k), lon=f.LON, accuracy_m=8)
-                                    for k in range(20)])
+    ingest_positions(
+        db,
+        crew.id,
+        [
+            Ping(
+                at=NOW - timedelta(minutes=20 - k),
+                lat=f.LAT - 0.0002 * (20 - k),
+                lon=f.LON,
+                accuracy_m=8,
+            )
+            for k in range(20)
+        ],
+    )
     db.commit()
-    return {"wo": wo, "crew": crew, "headers": f.token_for(db, user),
-            "other": f.token_for(db, f.user(db, "pothole-2@test", "crew", crew=other))}
+    return {
+        "wo": wo,
+        "crew": crew,
+        "headers": f.token_for(db, user),
+        "other": f.token_for(db, f.user(db, "pothole-2@test", "crew", crew=other)),
+    }
 
 
-def submit(client, job: dict, *, key: str = "k-1", photos=None, before=None, wo_id=None, headers=None, **form):  # noqa: ANN001, ANN003, ANN202
-    data = {"lat": str(f.LAT), "lon": str(f.LON + 0.0001), "accuracy_m": "6", "fix_time": (NOW - timedelta(seconds=30)).isoformat(),
-            "captured_at": (NOW - timedelta(seconds=40)).isoformat(), "outcome": "fixed", "notes": "filled and rolled"}
+def submit(
+    client,
+    job: dict,
+    *,
+    key: str = "k-1",
+    photos=None,
+    before=None,
+    wo_id=None,
+    headers=None,
+    **form,
+):  # noqa: ANN001, ANN003, ANN202
+    data = {
+        "lat": str(f.LAT),
+        "lon": str(f.LON + 0.0001),
+        "accuracy_m": "6",
+        "fix_time": (NOW - timedelta(seconds=30)).isoformat(),
+        "captured_at": (NOW - timedelta(seconds=40)).isoformat(),
+        "outcome": "fixed",
+        "notes": "filled and rolled",
+    }
     data.update({k: v for k, v in form.items() if v is not None})
     for k in [k for k, v in form.items() if v is None]:
         data.pop(k, None)
@@ -67,21 +113,34 @@ def submit(client, job: dict, *, key: str = "k-1", photos=None, before=None, wo_
         photos = [photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))]
     data["photos"] = [(io.BytesIO(p), f"p{i}.jpg") for i, p in enumerate(photos)]
     data["before_photos"] = [(io.BytesIO(p), f"b{i}.jpg") for i, p in enumerate(before or [])]
-    return client.post(f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion", **multipart(data),
-                       headers={**(headers or job["headers"]), "Idempotency-Key": key})
+    return client.post(
+        f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion",
+        **multipart(data),
+        headers={**(headers or job["headers"]), "Idempotency-Key": key},
+    )
 
 
 def _checks(body: dict) -> dict[str, bool | None]:
     return {c["name"]: c["passed"] for c in body["checks"]}
 
 
-def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(client, db: Session, job) -> None:  # noqa: ANN001
+def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(
+    client, db: Session, job
+) -> None:  # noqa: ANN001
     r = submit(client, job, before=[photo(2)])
     assert r.status_code == 201, r.data
     body = r.get_json()
     assert body["verdict"] == "auto_verified" and body["reasons"] == []
-    assert _checks(body) == {"photo_present": True, "distance": True, "fix_age": True, "exif_location": True, "exif_time": True,
-                             "track": True, "teleport": True, "reuse": True}
+    assert _checks(body) == {
+        "photo_present": True,
+        "distance": True,
+        "fix_age": True,
+        "exif_location": True,
+        "exif_time": True,
+        "track": True,
+        "teleport": True,
+        "reuse": True,
+    }
     # No numbers for the crew: thresholds stay with supervisors.
     assert set(body["checks"][0]) == {"name", "passed"}
     db.expire_all()
@@ -90,18 +149,42 @@ def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(client
     c = db.scalar(select(Completion))
     assert (c.verdict, c.auto_verdict, c.audit_sampled) == ("auto_verified", "auto_verified", False)
     (req,) = wo.requests
-    assert (req.detailed_status, req.completion_id, req.closed_at is not None) == ("fixed", c.id, True)
+    assert (req.detailed_status, req.completion_id, req.closed_at is not None) == (
+        "fixed",
+        c.id,
+        True,
+    )
     assert req.status_notes == "Fixed. The crew's work was checked and confirmed."
     assert {d["name"]: d["limit"] for d in c.checks}["distance"] == 75
-    assert [p.kind for p in db.scalars(select(Photo).where(Photo.completion_id == c.id).order_by(Photo.id))] == ["after", "before"]
-    events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id).order_by(StatusEvent.id)).all()
+    assert [
+        p.kind
+        for p in db.scalars(select(Photo).where(Photo.completion_id == c.id).order_by(Photo.id))
+    ] == ["after", "before"]
+    events = db.scalars(
+        select(StatusEvent.to_status)
+        .where(StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id)
+        .order_by(StatusEvent.id)
+    ).all()
     assert events[-3:] == ["on_site", "completed", "verified"]
     # The visit is kept on the completion: the order's on_site and completed times.
-    times = dict(db.execute(select(StatusEvent.to_status, StatusEvent.at).where(
-        StatusEvent.entity == "work_order", StatusEvent.entity_id == wo.id,
-        StatusEvent.to_status.in_(("on_site", "completed")))).all())
+    times = dict(
+        db.execute(
+            select(StatusEvent.to_status, StatusEvent.at).where(
+                StatusEvent.entity == "work_order",
+                StatusEvent.entity_id == wo.id,
+                StatusEvent.to_status.in_(("on_site", "completed")),
+            )
+        ).all()
+    )
     assert (c.arrived_at, c.completed_at) == (times["on_site"], times["completed"])
-    assert all(e.actor == "user:pothole-1@test" for e in db.scalars(select(StatusEvent).where(StatusEvent.entity_id == wo.id, StatusEvent.to_status == "completed")))
+    assert all(
+        e.actor == "user:pothole-1@test"
+        for e in db.scalars(
+            select(StatusEvent).where(
+                StatusEvent.entity_id == wo.id, StatusEvent.to_status == "completed"
+            )
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,11 +193,17 @@ def test_good_proof_is_auto_verified_and_closes_the_order_and_its_request(client
         ({"lon": str(f.LON + 0.003)}, None, "distance"),  # ~250 m east
         ({"accuracy_m": "400"}, None, "distance"),  # too vague to prove anything
         ({"fix_time": (NOW - timedelta(hours=2)).isoformat()}, None, "fix_age"),
-        ({}, lambda: [photo(3, lat=f.LAT + 0.05, lon=f.LON, taken=NOW - timedelta(minutes=1))], "exif_location"),
+        (
+            {},
+            lambda: [photo(3, lat=f.LAT + 0.05, lon=f.LON, taken=NOW - timedelta(minutes=1))],
+            "exif_location",
+        ),
         ({}, lambda: [photo(4, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(days=3))], "exif_time"),
     ],
 )
-def test_each_failing_check_sends_the_completion_to_review(client, db: Session, job, form, photos_fn, failed) -> None:  # noqa: ANN001
+def test_each_failing_check_sends_the_completion_to_review(
+    client, db: Session, job, form, photos_fn, failed
+) -> None:  # noqa: ANN001
     r = submit(client, job, photos=photos_fn() if photos_fn else None, **form)
     assert r.status_code == 201, r.data
     body = r.get_json()
@@ -141,7 +230,11 @@ def test_reused_and_near_duplicate_photos_are_caught(client, db: Session, job) -
 
 
 def test_a_teleporting_track_is_flagged(client, db: Session, job) -> None:  # noqa: ANN001
-    ingest_positions(db, job["crew"].id, [Ping(at=NOW - timedelta(seconds=90), lat=f.LAT + 0.1, lon=f.LON, accuracy_m=5)])
+    ingest_positions(
+        db,
+        job["crew"].id,
+        [Ping(at=NOW - timedelta(seconds=90), lat=f.LAT + 0.1, lon=f.LON, accuracy_m=5)],
+    )
     db.commit()
     body = submit(client, job).get_json()
     assert body["verdict"] == "needs_review" and "teleport_failed" in body["reasons"]
@@ -167,8 +260,12 @@ def test_idempotent_retry_and_key_misuse(client, db: Session, job) -> None:  # n
     change_status(db, wo2, "dispatched", actor=f.SYSTEM, crew_id=job["crew"].id)
     db.commit()
     assert submit(client, job, photos=pic, key="retry-me", wo_id=wo2.id).status_code == 422
-    missing = client.post(f"/api/v1/work-orders/{job['wo'].id}/completion", data={"outcome": "fixed"},
-                          content_type="multipart/form-data", headers=job["headers"])
+    missing = client.post(
+        f"/api/v1/work-orders/{job['wo'].id}/completion",
+        data={"outcome": "fixed"},
+        content_type="multipart/form-data",
+        headers=job["headers"],
+    )
     assert missing.status_code == 422
     # A new key on an order already completed: the lifecycle says no.
     assert submit(client, job, photos=pic, key="another").status_code == 409
@@ -195,10 +292,19 @@ def test_bomb_and_non_image_are_refused_and_nothing_is_stored(client, db: Sessio
     assert db.get(WorkOrder, job["wo"].id).status == "dispatched"
 
 
-def test_the_photos_of_one_completion_are_bounded_together(app, client, db: Session, engine, job) -> None:  # noqa: ANN001
-    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], max_request_pixels=2 * 640 * 480)
-    r = submit(client, job, photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
-               before=[photo(2), photo(3)], key="three")
+def test_the_photos_of_one_completion_are_bounded_together(
+    app, client, db: Session, engine, job
+) -> None:  # noqa: ANN001
+    app.extensions["streetloop.settings"] = replace(
+        app.extensions["streetloop.settings"], max_request_pixels=2 * 640 * 480
+    )
+    r = submit(
+        client,
+        job,
+        photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
+        before=[photo(2), photo(3)],
+        key="three",
+    )
     body = error_body(r, 413)
     assert "the 3 photos have 921,600 pixels together" in body["message"]
     assert "photos" in body["errors"]
@@ -210,8 +316,13 @@ def test_the_photos_of_one_completion_are_bounded_together(app, client, db: Sess
     db.expire_all()
     assert db.get(WorkOrder, job["wo"].id).status == "dispatched"
     # Two of them fit.
-    ok = submit(client, job, photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
-                before=[photo(2)], key="two")
+    ok = submit(
+        client,
+        job,
+        photos=[photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))],
+        before=[photo(2)],
+        key="two",
+    )
     assert ok.status_code == 201, ok.data
 
 
@@ -228,7 +339,11 @@ def test_a_48_megapixel_phone_photo_is_proof(client, db: Session, job) -> None: 
     r = submit(client, job, photos=[phone_jpeg()], key="48mp")
     assert r.status_code == 201, r.data
     checks = _checks(r.get_json())
-    assert checks["photo_present"] is True and checks["exif_location"] is False and checks["exif_time"] is False
+    assert (
+        checks["photo_present"] is True
+        and checks["exif_location"] is False
+        and checks["exif_time"] is False
+    )
     assert db.scalar(select(Photo.width)) == 8000
 
 
@@ -244,9 +359,17 @@ def test_a_track_that_never_came_near_the_site_is_flagged(client, db: Session, j
 
     db.query(PositionPing).delete()
     # Parked 2 km away the whole time, at a steady, believable position.
-    ingest_positions(db, job["crew"].id, [Ping(at=NOW - timedelta(minutes=10 - k), lat=f.LAT + 0.018, lon=f.LON, accuracy_m=5)
-                                          for k in range(10)])
+    ingest_positions(
+        db,
+        job["crew"].id,
+        [
+            Ping(at=NOW - timedelta(minutes=10 - k), lat=f.LAT + 0.018, lon=f.LON, accuracy_m=5)
+            for k in range(10)
+        ],
+    )
     db.commit()
     body = submit(client, job).get_json()
     assert body["verdict"] == "needs_review" and "track_failed" in body["reasons"]
-    assert _checks(body)["teleport"] is False  # and the fix 2 km from the last ping, 30 s later, is a jump
+    assert (
+        _checks(body)["teleport"] is False
+    )  # and the fix 2 km from the last ping, 30 s later, is a jump

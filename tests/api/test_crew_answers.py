@@ -32,16 +32,27 @@ def test_a_304_keeps_the_etag_and_cache_control_and_has_no_body(client, publishe
     for sent in (tag, f'"other", {tag}', "*"):
         again = _route(client, {**headers, "If-None-Match": sent})
         assert again.status_code == 304 and again.data == b"", sent
-        assert again.headers["ETag"] == tag and again.headers["Cache-Control"] == "private, no-cache"
+        assert (
+            again.headers["ETag"] == tag and again.headers["Cache-Control"] == "private, no-cache"
+        )
         assert "Content-Type" not in again.headers
     assert _route(client, {**headers, "If-None-Match": '"other"'}).status_code == 200
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("lat", "north"), ("lon", "nan"), ("accuracy_m", "-1"), ("fix_time", "2026-01-01T10:00:00"),
-    ("captured_at", "yesterday"), ("outcome", "magic"),
-])
-def test_a_bad_completion_part_is_a_422_that_names_it_and_stores_nothing(client, db: Session, job, field: str, value: str) -> None:  # noqa: ANN001, F811
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lat", "north"),
+        ("lon", "nan"),
+        ("accuracy_m", "-1"),
+        ("fix_time", "2026-01-01T10:00:00"),
+        ("captured_at", "yesterday"),
+        ("outcome", "magic"),
+    ],
+)
+def test_a_bad_completion_part_is_a_422_that_names_it_and_stores_nothing(
+    client, db: Session, job, field: str, value: str
+) -> None:  # noqa: ANN001, F811
     from sqlalchemy import func, select
 
     from core.models import Completion, IdempotencyKey
@@ -60,7 +71,12 @@ def test_blank_completion_parts_count_as_not_sent(client, db: Session, job) -> N
     r = submit(client, job, key="blank", lat="", lon=" ", accuracy_m="", fix_time="", notes="  ")
     assert r.status_code == 201, r.data
     stored = db.get(Completion, r.get_json()["id"])
-    assert stored.location is None and stored.fix_time is None and stored.notes is None and stored.captured_at is not None
+    assert (
+        stored.location is None
+        and stored.fix_time is None
+        and stored.notes is None
+        and stored.captured_at is not None
+    )
 
 
 def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001, F811
@@ -69,15 +85,29 @@ def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001, F811
     assert r.status_code == 201, r.data
 
 
-@pytest.mark.parametrize("part", [b'Content-Disposition: form-data\r\n\r\nx', b'Content-Disposition: form-data; filename="a.jpg"\r\n\r\nx'])
+@pytest.mark.parametrize(
+    "part",
+    [
+        b"Content-Disposition: form-data\r\n\r\nx",
+        b'Content-Disposition: form-data; filename="a.jpg"\r\n\r\nx',
+    ],
+)
 def test_a_form_part_without_a_name_is_a_422(client, db: Session, job, part: bytes) -> None:  # noqa: ANN001, F811
     from sqlalchemy import func, select
 
     from core.models import Completion
 
-    body = b'--b\r\n' + part + b'\r\n--b\r\nContent-Disposition: form-data; name="outcome"\r\n\r\nfixed\r\n--b--\r\n'
-    r = client.post(f"/api/v1/work-orders/{job['wo'].id}/completion", data=body, content_type="multipart/form-data; boundary=b",
-                    headers={**job["headers"], "Idempotency-Key": "nameless"})
+    body = (
+        b"--b\r\n"
+        + part
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="outcome"\r\n\r\nfixed\r\n--b--\r\n'
+    )
+    r = client.post(
+        f"/api/v1/work-orders/{job['wo'].id}/completion",
+        data=body,
+        content_type="multipart/form-data; boundary=b",
+        headers={**job["headers"], "Idempotency-Key": "nameless"},
+    )
     assert r.status_code == 422, r.data
     assert r.get_json()["errors"] == {"(no name)": ["is a form part without a name"]}
     assert db.scalar(select(func.count()).select_from(Completion)) == 0

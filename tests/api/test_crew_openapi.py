@@ -29,11 +29,15 @@ def test_crew_operations_are_named_and_answer_typed_schemas(spec: dict[str, Any]
     for (path, method), (operation_id, status, schema) in CREW_OPERATIONS.items():
         op = spec["paths"][path][method]
         assert op["operationId"] == operation_id
-        assert op["responses"][status]["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{schema}"}
+        assert op["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{schema}"
+        }
     listing = spec["paths"]["/api/v1/crews/positions"]["get"]
     assert listing["operationId"] == "listCrewPositions"
     assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "type": "array", "items": {"$ref": "#/components/schemas/CrewPosition"}}
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/CrewPosition"},
+    }
     assert spec["paths"]["/api/v1/auth/token"]["post"]["operationId"] == "signIn"
 
 
@@ -46,21 +50,41 @@ def test_every_object_in_the_route_is_a_named_schema(spec: dict[str, Any]) -> No
             return
         seen.add(name)
         for field, prop in spec["components"]["schemas"][name].get("properties", {}).items():
-            for sub in [prop, prop.get("items", {}), *prop.get("anyOf", []), *prop.get("allOf", [])]:
+            for sub in [
+                prop,
+                prop.get("items", {}),
+                *prop.get("anyOf", []),
+                *prop.get("allOf", []),
+            ]:
                 if "$ref" in sub:
                     walk(sub["$ref"].rsplit("/", 1)[1])
                 else:
-                    assert sub.get("type") != "object" or "additionalProperties" in sub, f"{name}.{field}"
+                    assert sub.get("type") != "object" or "additionalProperties" in sub, (
+                        f"{name}.{field}"
+                    )
 
     walk("CrewRoute")
-    assert {"RouteStop", "Place", "ShiftTimes", "RouteBreak", "TimeWindow", "StopNote", "StopPhoto",
-            "StopComment", "StopPhotoLink", "LineString", "CrewRef"} <= seen
+    assert {
+        "RouteStop",
+        "Place",
+        "ShiftTimes",
+        "RouteBreak",
+        "TimeWindow",
+        "StopNote",
+        "StopPhoto",
+        "StopComment",
+        "StopPhotoLink",
+        "LineString",
+        "CrewRef",
+    } <= seen
     stop = spec["components"]["schemas"]["RouteStop"]
     assert {"comments", "photo_links"} <= set(stop["required"])
     assert stop["properties"]["comments"]["items"] == {"$ref": "#/components/schemas/StopComment"}
 
 
-def test_null_is_an_alternative_never_inside_an_enum_or_a_free_form_object(spec: dict[str, Any]) -> None:
+def test_null_is_an_alternative_never_inside_an_enum_or_a_free_form_object(
+    spec: dict[str, Any],
+) -> None:
     def walk(node: Any, path: str) -> None:  # noqa: ANN401
         if isinstance(node, dict):
             assert None not in node.get("enum", []), path
@@ -76,20 +100,36 @@ def test_null_is_an_alternative_never_inside_an_enum_or_a_free_form_object(spec:
     schemas = spec["components"]["schemas"]
     # A nullable enum and a nullable object: the value or null, one type each for a generator.
     status = schemas["CrewChange"]["properties"]["status"]["anyOf"]
-    assert status[0]["type"] == "string" and status[0]["enum"][0] == "new" and status[1] == {"type": "null"}
-    assert schemas["FieldEvent"]["properties"]["reason"]["anyOf"][0]["enum"][0] == "blocked_by_vehicle"
-    assert schemas["CrewRoute"]["properties"]["depot_start"] == {"anyOf": [{"$ref": "#/components/schemas/Place"}, {"type": "null"}]}
+    assert (
+        status[0]["type"] == "string"
+        and status[0]["enum"][0] == "new"
+        and status[1] == {"type": "null"}
+    )
+    assert (
+        schemas["FieldEvent"]["properties"]["reason"]["anyOf"][0]["enum"][0] == "blocked_by_vehicle"
+    )
+    assert schemas["CrewRoute"]["properties"]["depot_start"] == {
+        "anyOf": [{"$ref": "#/components/schemas/Place"}, {"type": "null"}]
+    }
 
 
 def test_request_bodies_are_schemas(spec: dict[str, Any]) -> None:
     completion = spec["paths"]["/api/v1/work-orders/{wo_id}/completion"]["post"]
     body = _schema_of(spec, completion["requestBody"]["content"]["multipart/form-data"]["schema"])
     assert body["required"] == ["outcome"]
-    assert body["properties"]["photos"] == {"type": "array", "description": "after the work (the proof)",
-                                            "items": {"type": "string", "format": "binary"}}
-    assert body["properties"]["fix_time"]["format"] == "date-time" and body["properties"]["lat"]["type"] == "number"
+    assert body["properties"]["photos"] == {
+        "type": "array",
+        "description": "after the work (the proof)",
+        "items": {"type": "string", "format": "binary"},
+    }
+    assert (
+        body["properties"]["fix_time"]["format"] == "date-time"
+        and body["properties"]["lat"]["type"] == "number"
+    )
     assert {p["name"] for p in completion["parameters"]} == {"Idempotency-Key"}
-    positions = spec["paths"]["/api/v1/crew/positions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    positions = spec["paths"]["/api/v1/crew/positions"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
     batch = _schema_of(spec, positions)
     assert batch["properties"]["pings"]["items"] == {"$ref": "#/components/schemas/Ping"}
     assert set(spec["components"]["schemas"]["Ping"]["required"]) == {"time", "lat", "lon"}

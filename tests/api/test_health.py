@@ -26,7 +26,9 @@ def _closed_port() -> int:
 def _app_on(settings: Settings, database_url: str, sessions: Any, queue: Any):  # noqa: ANN202
     from api import create_app
 
-    return create_app(dataclasses.replace(settings, database_url=database_url), sessions=sessions, queue=queue)
+    return create_app(
+        dataclasses.replace(settings, database_url=database_url), sessions=sessions, queue=queue
+    )
 
 
 def test_healthz_says_the_process_is_up(client: Any) -> None:
@@ -39,13 +41,23 @@ def test_readyz_checks_the_database_and_the_queue(client: Any) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
-    assert {k: body[k] for k in ("status", "database", "queue")} == {"status": "ready", "database": "ok", "queue": "ok"}
+    assert {k: body[k] for k in ("status", "database", "queue")} == {
+        "status": "ready",
+        "database": "ok",
+        "queue": "ok",
+    }
     # How many workers are alive is nobody's business but ours: not in the public answer.
     assert "workers" not in body
 
 
-def test_readyz_is_503_when_the_database_is_down_and_healthz_still_200(settings: Settings, sessions: Any, queue: Any) -> None:
-    down = make_url(settings.database_url).set(host="127.0.0.1", port=_closed_port()).render_as_string(hide_password=False)
+def test_readyz_is_503_when_the_database_is_down_and_healthz_still_200(
+    settings: Settings, sessions: Any, queue: Any
+) -> None:
+    down = (
+        make_url(settings.database_url)
+        .set(host="127.0.0.1", port=_closed_port())
+        .render_as_string(hide_password=False)
+    )
     client = _app_on(settings, down, sessions, queue).test_client()
     r = client.get("/readyz")
     assert r.status_code == 503
@@ -57,9 +69,15 @@ def test_readyz_is_503_when_the_database_is_down_and_healthz_still_200(settings:
     assert client.get("/healthz").status_code == 200
 
 
-def test_readyz_is_503_when_the_queue_tables_are_missing(settings: Settings, sessions: Any, queue: Any) -> None:
+def test_readyz_is_503_when_the_queue_tables_are_missing(
+    settings: Settings, sessions: Any, queue: Any
+) -> None:
     # The server's maintenance database answers SELECT 1 but has no procrastinate schema.
-    bare = make_url(settings.database_url).set(database="postgres").render_as_string(hide_password=False)
+    bare = (
+        make_url(settings.database_url)
+        .set(database="postgres")
+        .render_as_string(hide_password=False)
+    )
     r = _app_on(settings, bare, sessions, queue).test_client().get("/readyz")
     assert r.status_code == 503
     assert r.get_json()["message"] == "not ready: queue check failed"
@@ -78,7 +96,9 @@ def test_readyz_does_not_hang_on_a_locked_queue(client: Any, engine: Engine) -> 
         other.rollback()
     assert r.status_code == 503
     assert r.get_json()["errors"] == {"queue": ["timed out"]}
-    assert waited < READY_TIMEOUT_S * 10  # only that it returned, not how fast (no timing assertions)
+    assert (
+        waited < READY_TIMEOUT_S * 10
+    )  # only that it returned, not how fast (no timing assertions)
 
 
 def test_probes_are_in_the_openapi_document_without_security(client: Any) -> None:
@@ -89,12 +109,17 @@ def test_probes_are_in_the_openapi_document_without_security(client: Any) -> Non
 
 
 def _down_app(settings: Settings, sessions: Any, queue: Any):  # noqa: ANN202
-    down = make_url(settings.database_url).set(host="127.0.0.1", port=_closed_port()).render_as_string(hide_password=False)
+    down = (
+        make_url(settings.database_url)
+        .set(host="127.0.0.1", port=_closed_port())
+        .render_as_string(hide_password=False)
+    )
     return _app_on(settings, down, sessions, queue)
 
 
-def test_why_the_database_is_down_goes_to_the_log_once_per_change(settings: Settings, sessions: Any, queue: Any,
-                                                                   caplog: Any, monkeypatch: Any) -> None:
+def test_why_the_database_is_down_goes_to_the_log_once_per_change(
+    settings: Settings, sessions: Any, queue: Any, caplog: Any, monkeypatch: Any
+) -> None:
     import api.health
 
     monkeypatch.setattr(api.health, "READY_CACHE_S", 0)  # every probe checks again
@@ -107,7 +132,9 @@ def test_why_the_database_is_down_goes_to_the_log_once_per_change(settings: Sett
     assert "database" in warnings[0] and ("refused" in warnings[0] or "failed" in warnings[0])
 
 
-def test_readiness_is_checked_at_most_once_per_interval_and_one_at_a_time(app: Any, monkeypatch: Any) -> None:
+def test_readiness_is_checked_at_most_once_per_interval_and_one_at_a_time(
+    app: Any, monkeypatch: Any
+) -> None:
     """Probes are public: a flood of them shares one answer per process for READY_CACHE_S
     and never holds more than one database connection at a time."""
     import api.health
@@ -129,7 +156,9 @@ def test_readiness_is_checked_at_most_once_per_interval_and_one_at_a_time(app: A
                 seen["open"] -= 1
 
     monkeypatch.setattr(api.health.psycopg, "connect", counting_connect)
-    monkeypatch.setattr(api.health, "READY_CACHE_S", 60)  # a slow machine must not see it expire mid-test
+    monkeypatch.setattr(
+        api.health, "READY_CACHE_S", 60
+    )  # a slow machine must not see it expire mid-test
     codes: list[int] = []
 
     def probe() -> None:
@@ -150,7 +179,9 @@ def test_readiness_is_checked_at_most_once_per_interval_and_one_at_a_time(app: A
     assert seen["calls"] == 2
 
 
-def test_a_probe_that_waits_out_a_hung_check_is_not_told_an_old_ready(app: Any, monkeypatch: Any) -> None:
+def test_a_probe_that_waits_out_a_hung_check_is_not_told_an_old_ready(
+    app: Any, monkeypatch: Any
+) -> None:
     """A check that hangs (a name lookup, an address that drops packets) holds the lock;
     the probes waiting behind it must hear "unavailable", not the "ready" from before."""
     import api.health

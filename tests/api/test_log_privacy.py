@@ -19,8 +19,14 @@ from tests import factories as f
 
 BASE = "/open311/v2"
 TOKEN = "tok-Zq8Lr2mWx4Yp9Kb3"
-PII = {"email": "hidden.resident@example.org", "first_name": "Evangelina", "last_name": "Quillfeather",
-       "phone": "+376 555 0199", "device_id": "device-9c1e77", "account_id": "acct-55321"}
+PII = {
+    "email": "hidden.resident@example.org",
+    "first_name": "Evangelina",
+    "last_name": "Quillfeather",
+    "phone": "+376 555 0199",
+    "device_id": "device-9c1e77",
+    "account_id": "acct-55321",
+}
 DESCRIPTION = "Pothole outside number 12, ask for Evangelina"
 
 
@@ -36,8 +42,15 @@ def city(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _post(client) -> Any:  # noqa: ANN001
-    form = {"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
-            "attribute[size]": "small", "description": DESCRIPTION, **PII}
+    form = {
+        "api_key": f.API_KEY,
+        "service_code": "pothole",
+        "lat": str(f.LAT),
+        "long": str(f.LON),
+        "attribute[size]": "small",
+        "description": DESCRIPTION,
+        **PII,
+    }
     return client.post(f"{BASE}/requests.json", data=form)
 
 
@@ -66,9 +79,12 @@ def _everything_logged(records: list[logging.LogRecord]) -> str:
         ("request_contacts", "email <> 'hidden.resident@example.org'"),
     ],
 )
-def test_a_failing_write_logs_no_personal_data(client, city, db: Session, caplog: pytest.LogCaptureFixture,
-                                               table: str, check: str) -> None:  # noqa: ANN001
-    db.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT test_refuses_row CHECK ({check}) NOT VALID"))
+def test_a_failing_write_logs_no_personal_data(
+    client, city, db: Session, caplog: pytest.LogCaptureFixture, table: str, check: str
+) -> None:  # noqa: ANN001
+    db.execute(
+        text(f"ALTER TABLE {table} ADD CONSTRAINT test_refuses_row CHECK ({check}) NOT VALID")
+    )
     with caplog.at_level(logging.DEBUG):
         resp = _post(client)
     assert resp.status_code == 500
@@ -89,7 +105,11 @@ def test_jobs_take_ids_not_personal_data() -> None:
     import workers.tasks  # noqa: F401  (registers the tasks)
     from workers.app import app
 
-    ours = {name: task for name, task in app.tasks.items() if not task.name.startswith(("builtin:", "procrastinate."))}
+    ours = {
+        name: task
+        for name, task in app.tasks.items()
+        if not task.name.startswith(("builtin:", "procrastinate."))
+    }
     assert "purge_personal_data" in ours and "process_photo" in ours
     for name, task in ours.items():
         params = [p for p in inspect.signature(task.func).parameters if p != "context"]

@@ -39,7 +39,12 @@ def test_georeport_client_reads_everything(server: str, db: Session, fmt: str) -
     assert {s["service_code"] for s in services} == {"pothole", "graffiti"}
 
     definition = client.get_service_definition("pothole")
-    codes = [a["code"] for a in (definition["attributes"] if fmt == "json" else definition["attributes"]["attribute"])]
+    codes = [
+        a["code"]
+        for a in (
+            definition["attributes"] if fmt == "json" else definition["attributes"]["attribute"]
+        )
+    ]
     assert codes[:2] == ["size", "depth_cm"]
 
     listed = client.get_service_requests(service_code="pothole", status="open")

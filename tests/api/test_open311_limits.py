@@ -52,7 +52,9 @@ def test_a_thousand_ids_are_answered(client: Any, db: Session) -> None:
     assert len(query) > 9_000  # what gunicorn's default 4,094-byte request line refused
     r = client.get(f"{BASE}/requests.json?{query}")
     assert r.status_code == 200, r.data
-    assert sorted(x["service_request_id"] for x in r.get_json()) == sorted(x.public_id for x in reports)
+    assert sorted(x["service_request_id"] for x in r.get_json()) == sorted(
+        x.public_id for x in reports
+    )
 
 
 def test_more_than_a_thousand_ids_are_a_400(client: Any) -> None:
@@ -79,11 +81,15 @@ def test_a_query_string_over_the_byte_bound_is_a_400(client: Any, fmt: str) -> N
 
 def demo_gunicorn_flags() -> list[str]:
     """The options the demo script starts gunicorn with, minus the bind address."""
-    line = next(ln for ln in (ROOT / "scripts" / "demo.sh").read_text().splitlines() if ln.startswith('"$BIN/gunicorn"'))
+    line = next(
+        ln
+        for ln in (ROOT / "scripts" / "demo.sh").read_text().splitlines()
+        if ln.startswith('"$BIN/gunicorn"')
+    )
     words = re.findall(r"'[^']*'|\"[^\"]*\"|\S+", line)
-    flags = words[1:words.index("'api:create_app()'")]
+    flags = words[1 : words.index("'api:create_app()'")]
     bind = flags.index("-b")
-    return flags[:bind] + flags[bind + 2:]
+    return flags[:bind] + flags[bind + 2 :]
 
 
 def free_port() -> int:
@@ -110,10 +116,17 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[Any]:
     def start(flags: list[str]) -> int:
         port = free_port()
         binary = Path(sys.executable).with_name("gunicorn")
-        env = dict(os.environ, DATABASE_URL=database_url, STREETLOOP_MEDIA_DIR=str(tmp_path / "media"))
+        env = dict(
+            os.environ, DATABASE_URL=database_url, STREETLOOP_MEDIA_DIR=str(tmp_path / "media")
+        )
         log = open(tmp_path / f"gunicorn-{port}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([str(binary), *flags, "-w", "1", "-b", f"127.0.0.1:{port}", "api:create_app()"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(binary), *flags, "-w", "1", "-b", f"127.0.0.1:{port}", "api:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         started.append((proc, log))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -137,7 +150,9 @@ def test_the_demo_server_lifts_gunicorns_request_line_limit() -> None:
     assert flags[flags.index("--limit-request-line") + 1] == "0"
 
 
-def test_a_thousand_ids_through_gunicorn_with_the_demos_flags(gunicorn: Any, committed: sessionmaker[Session]) -> None:
+def test_a_thousand_ids_through_gunicorn_with_the_demos_flags(
+    gunicorn: Any, committed: sessionmaker[Session]
+) -> None:
     with committed() as s:
         f.service_type(s)
         public_id = f.report(s).request.public_id
@@ -171,11 +186,18 @@ def city(db: Session) -> None:
     db.commit()
 
 
-FORM = {"service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON), "attribute[size]": "small"}
+FORM = {
+    "service_code": "pothole",
+    "lat": str(f.LAT),
+    "long": str(f.LON),
+    "attribute[size]": "small",
+}
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_an_api_key_in_the_url_of_a_post_is_refused(client: Any, db: Session, city: None, fmt: str) -> None:
+def test_an_api_key_in_the_url_of_a_post_is_refused(
+    client: Any, db: Session, city: None, fmt: str
+) -> None:
     before = db.scalar(select(func.count()).select_from(ServiceRequest))
     # Even together with a good key in the body: the one in the URL is already in a log.
     for form in (FORM, {**FORM, "api_key": f.API_KEY}):
@@ -206,16 +228,21 @@ def _count(db: Session) -> int:
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_fields_in_the_url_of_a_post_are_refused_by_name_without_their_values(client: Any, db: Session, city: None,
-                                                                              fmt: str) -> None:
+def test_fields_in_the_url_of_a_post_are_refused_by_name_without_their_values(
+    client: Any, db: Session, city: None, fmt: str
+) -> None:
     """A URL goes into access logs: a write's fields (contact details above all) are read from
     the body only, and any of them in the query string is refused, named, never echoed."""
     before = _count(db)
-    r = client.post(f"{BASE}/requests.{fmt}?email=jane%40example.org&first_name=Jane&phone=5550199&description=hi",
-                    data={**FORM, "api_key": f.API_KEY})
+    r = client.post(
+        f"{BASE}/requests.{fmt}?email=jane%40example.org&first_name=Jane&phone=5550199&description=hi",
+        data={**FORM, "api_key": f.API_KEY},
+    )
     assert r.status_code == 400, r.data
     text = r.get_data(as_text=True)
-    assert r.content_type.startswith("application/json" if fmt == "json" else "text/xml"), r.content_type
+    assert r.content_type.startswith("application/json" if fmt == "json" else "text/xml"), (
+        r.content_type
+    )
     for name in ("email", "first_name", "phone", "description"):
         assert name in text
     for value in ("jane", "Jane", "5550199", "example.org"):
@@ -225,30 +252,61 @@ def test_fields_in_the_url_of_a_post_are_refused_by_name_without_their_values(cl
     assert _count(db) == before
 
 
-def test_a_field_only_in_the_url_is_not_read_from_there(client: Any, db: Session, city: None) -> None:
+def test_a_field_only_in_the_url_is_not_read_from_there(
+    client: Any, db: Session, city: None
+) -> None:
     # Every required field in the query, none in the body: refused, not taken from the URL.
-    r = client.post(f"{BASE}/requests.json?service_code=pothole&lat={f.LAT}&long={f.LON}", data={"api_key": f.API_KEY})
+    r = client.post(
+        f"{BASE}/requests.json?service_code=pothole&lat={f.LAT}&long={f.LON}",
+        data={"api_key": f.API_KEY},
+    )
     assert r.status_code == 400, r.data
     assert "service_code" in r.get_data(as_text=True)
     assert _count(db) == 0
 
 
-def test_a_name_in_the_url_that_could_hold_data_is_counted_not_echoed(client: Any, db: Session, city: None) -> None:
+def test_a_name_in_the_url_that_could_hold_data_is_counted_not_echoed(
+    client: Any, db: Session, city: None
+) -> None:
     r = client.post(f"{BASE}/requests.json?jane%40example.org", data={**FORM, "api_key": f.API_KEY})
     assert r.status_code == 400, r.data
     assert "jane" not in r.get_data(as_text=True)
     assert _count(db) == 0
 
 
-def test_jurisdiction_id_may_be_in_the_url_of_a_post(app: Any, client: Any, db: Session, city: None) -> None:
+def test_jurisdiction_id_may_be_in_the_url_of_a_post(
+    app: Any, client: Any, db: Session, city: None
+) -> None:
     """FixMyStreet-style clients send everything in the form body; some put jurisdiction_id
     in the query, which carries nothing personal and is still checked there."""
     from dataclasses import replace
 
-    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], jurisdiction_id="andorra.ad")
-    body = {**FORM, "api_key": f.API_KEY, "email": "jane@example.org", "first_name": "Jane", "description": "hi"}
-    assert client.post(f"{BASE}/requests.xml?jurisdiction_id=andorra.ad", data=body).status_code == 201
-    assert client.post(f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "andorra.ad"}).status_code == 201
-    assert client.post(f"{BASE}/requests.xml?jurisdiction_id=paris.fr", data=body).status_code == 404
-    assert client.post(f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "paris.fr"}).status_code == 404
+    app.extensions["streetloop.settings"] = replace(
+        app.extensions["streetloop.settings"], jurisdiction_id="andorra.ad"
+    )
+    body = {
+        **FORM,
+        "api_key": f.API_KEY,
+        "email": "jane@example.org",
+        "first_name": "Jane",
+        "description": "hi",
+    }
+    assert (
+        client.post(f"{BASE}/requests.xml?jurisdiction_id=andorra.ad", data=body).status_code == 201
+    )
+    assert (
+        client.post(
+            f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "andorra.ad"}
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(f"{BASE}/requests.xml?jurisdiction_id=paris.fr", data=body).status_code == 404
+    )
+    assert (
+        client.post(
+            f"{BASE}/requests.xml", data={**body, "jurisdiction_id": "paris.fr"}
+        ).status_code
+        == 404
+    )
     assert _count(db) == 2

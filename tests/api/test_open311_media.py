@@ -36,14 +36,26 @@ def jpeg_with_exif(size: tuple[int, int] = (64, 32), orientation: int = 6) -> by
 def _post(client, media: bytes, name: str = "photo.jpg", fmt: str = "json"):  # noqa: ANN001, ANN202
     return client.post(
         f"{BASE}/requests.{fmt}",
-        **multipart({"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON),
-                     "media": (io.BytesIO(media), name, "image/jpeg")}),
+        **multipart(
+            {
+                "api_key": f.API_KEY,
+                "service_code": "pothole",
+                "lat": str(f.LAT),
+                "long": str(f.LON),
+                "media": (io.BytesIO(media), name, "image/jpeg"),
+            }
+        ),
     )
 
 
 def _jobs(engine: Engine) -> list[tuple[str, dict]]:
     with engine.connect() as conn:
-        return [(r.task_name, r.args) for r in conn.execute(text("SELECT task_name, args FROM procrastinate_jobs ORDER BY id"))]
+        return [
+            (r.task_name, r.args)
+            for r in conn.execute(
+                text("SELECT task_name, args FROM procrastinate_jobs ORDER BY id")
+            )
+        ]
 
 
 @pytest.fixture
@@ -53,13 +65,23 @@ def city(db: Session) -> None:
     db.commit()
 
 
-def test_photo_upload_is_stored_privately_and_processed_after_commit(client, db: Session, engine: Engine, settings, city) -> None:  # noqa: ANN001
+def test_photo_upload_is_stored_privately_and_processed_after_commit(
+    client, db: Session, engine: Engine, settings, city
+) -> None:  # noqa: ANN001
     data = jpeg_with_exif()
     resp = _post(client, data)
     assert resp.status_code == 201, resp.data
     public_id = resp.get_json()[0]["service_request_id"]
-    photo = db.scalar(select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id))
-    assert (photo.kind, photo.state, photo.content_type, photo.width, photo.height) == ("report", "pending", "image/jpeg", 64, 32)
+    photo = db.scalar(
+        select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id)
+    )
+    assert (photo.kind, photo.state, photo.content_type, photo.width, photo.height) == (
+        "report",
+        "pending",
+        "image/jpeg",
+        64,
+        32,
+    )
     storage = LocalStorage(settings.media_dir)
     assert storage.get(photo.original_key) == data  # the original, untouched, kept private
     assert photo.original_key.startswith("private/")
@@ -88,12 +110,17 @@ def test_photo_upload_is_stored_privately_and_processed_after_commit(client, db:
     assert thumb.status_code == 200 and thumb.content_type == "image/jpeg"
     # Originals are never reachable through the media route.
     assert client.get(f"/media/{photo.original_key}").status_code == 404
-    assert client.get("/media/public/../private/" + photo.original_key.split("/", 1)[1]).status_code == 404
+    assert (
+        client.get("/media/public/../private/" + photo.original_key.split("/", 1)[1]).status_code
+        == 404
+    )
 
 
 def test_processing_is_idempotent(db: Session, client, settings, city) -> None:  # noqa: ANN001
     public_id = _post(client, jpeg_with_exif()).get_json()[0]["service_request_id"]
-    photo = db.scalar(select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id))
+    photo = db.scalar(
+        select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id)
+    )
     storage = LocalStorage(settings.media_dir)
     process_photo(db, storage, photo.id)
     first = photo.public_key
@@ -116,7 +143,9 @@ def test_png_and_webp_are_accepted(client, city) -> None:  # noqa: ANN001
         (jpeg_with_exif()[:200], 400, "not a readable image"),
     ],
 )
-def test_non_images_are_rejected_and_nothing_stored(client, db: Session, engine: Engine, city, payload, status, fragment) -> None:  # noqa: ANN001
+def test_non_images_are_rejected_and_nothing_stored(
+    client, db: Session, engine: Engine, city, payload, status, fragment
+) -> None:  # noqa: ANN001
     resp = _post(client, payload)
     assert resp.status_code == status, resp.data
     assert fragment in resp.get_json()[0]["description"]
@@ -135,11 +164,16 @@ def test_decompression_bomb_is_413_not_a_crash(client, db: Session, city) -> Non
     assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
 
 
-def test_a_png_bomb_under_the_camera_cap_is_413_and_stores_nothing(client, db: Session, engine: Engine, city) -> None:  # noqa: ANN001
+def test_a_png_bomb_under_the_camera_cap_is_413_and_stores_nothing(
+    client, db: Session, engine: Engine, city
+) -> None:  # noqa: ANN001
     bomb = zero_png(7000, 7000)  # 143 kB, 49 MP: under the 50 MP a phone photo may have
     resp = _post(client, bomb, name="bomb.png")
     assert resp.status_code == 413, resp.data
-    assert "7000x7000 pixels; the limit is 16,000,000 pixels for PNG" in resp.get_json()[0]["description"]
+    assert (
+        "7000x7000 pixels; the limit is 16,000,000 pixels for PNG"
+        in resp.get_json()[0]["description"]
+    )
     assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
     assert db.scalar(select(func.count()).select_from(Photo)) == 0
     assert _jobs(engine) == []
@@ -157,13 +191,17 @@ def test_a_48_megapixel_phone_photo_is_accepted(client, db: Session, settings, c
 
 
 def test_oversized_upload_is_413(app, client, city) -> None:  # noqa: ANN001
-    app.extensions["streetloop.settings"] = replace(app.extensions["streetloop.settings"], max_upload_bytes=1000)
+    app.extensions["streetloop.settings"] = replace(
+        app.extensions["streetloop.settings"], max_upload_bytes=1000
+    )
     resp = _post(client, jpeg_with_exif((400, 400)))
     assert resp.status_code == 413
     assert "limit is 1000" in resp.get_json()[0]["description"]
 
 
-def test_no_job_is_queued_when_the_transaction_rolls_back(client, db: Session, engine: Engine, monkeypatch, city) -> None:  # noqa: ANN001
+def test_no_job_is_queued_when_the_transaction_rolls_back(
+    client, db: Session, engine: Engine, monkeypatch, city
+) -> None:  # noqa: ANN001
     def broken_commit(self) -> None:  # noqa: ANN001
         self.rollback()
         raise RuntimeError("database went away at commit")

@@ -43,13 +43,22 @@ def city(db: Session) -> None:
 def _post(client: Any, fmt: str = "json", **form: Any) -> Any:
     data = {"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT), "long": str(f.LON)}
     data.update(form)
-    return client.post(f"{BASE}/requests.{fmt}", data=data, content_type="multipart/form-data" if "media" in form else None)
+    return client.post(
+        f"{BASE}/requests.{fmt}",
+        data=data,
+        content_type="multipart/form-data" if "media" in form else None,
+    )
 
 
 def _stored(db: Session, engine: Engine) -> dict[str, int]:
-    counts = {t.__tablename__: db.scalar(select(func.count()).select_from(t)) for t in (ServiceRequest, WorkOrder, Photo)}
+    counts = {
+        t.__tablename__: db.scalar(select(func.count()).select_from(t))
+        for t in (ServiceRequest, WorkOrder, Photo)
+    }
     # Every event but the set-up's own (creating the client app's key is audited too).
-    counts["status_events"] = db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity != "api_key"))
+    counts["status_events"] = db.scalar(
+        select(func.count()).select_from(StatusEvent).where(StatusEvent.entity != "api_key")
+    )
     with engine.connect() as conn:
         counts["jobs"] = conn.scalar(text("SELECT count(*) FROM procrastinate_jobs"))
     return counts
@@ -62,27 +71,36 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
-def test_a_report_from_madrid_is_refused(client: Any, db: Session, engine: Engine, city: None) -> None:
-    resp = _post(client, lat=str(MADRID_LAT), long=str(MADRID_LON), description="Hole in the Puerta del Sol")
+def test_a_report_from_madrid_is_refused(
+    client: Any, db: Session, engine: Engine, city: None
+) -> None:
+    resp = _post(
+        client, lat=str(MADRID_LAT), long=str(MADRID_LON), description="Hole in the Puerta del Sol"
+    )
     assert resp.status_code == 400, resp.get_data(as_text=True)
     assert resp.content_type.startswith("application/json")
     assert resp.get_json() == [{"code": 400, "description": MADRID_REFUSED}]
     assert _stored(db, engine) == NOTHING
 
 
-def test_a_report_from_madrid_is_refused_in_xml(client: Any, db: Session, engine: Engine, city: None) -> None:
+def test_a_report_from_madrid_is_refused_in_xml(
+    client: Any, db: Session, engine: Engine, city: None
+) -> None:
     resp = _post(client, "xml", lat=str(MADRID_LAT), long=str(MADRID_LON))
     assert resp.status_code == 400
     assert resp.content_type.startswith("text/xml")
     root = ET.fromstring(resp.data)
     assert root.tag == "errors"
-    assert [(e.findtext("code"), e.findtext("description")) for e in root.findall("error")] == [("400", MADRID_REFUSED)]
+    assert [(e.findtext("code"), e.findtext("description")) for e in root.findall("error")] == [
+        ("400", MADRID_REFUSED)
+    ]
     assert _stored(db, engine) == NOTHING
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_a_photo_sent_from_madrid_is_not_kept(client: Any, db: Session, engine: Engine, settings: Settings, city: None,
-                                               fmt: str) -> None:
+def test_a_photo_sent_from_madrid_is_not_kept(
+    client: Any, db: Session, engine: Engine, settings: Settings, city: None, fmt: str
+) -> None:
     photo = (io.BytesIO(jpeg_with_exif()), "photo.jpg", "image/jpeg")
     resp = _post(client, fmt, lat=str(MADRID_LAT), long=str(MADRID_LON), media=photo)
     assert resp.status_code == 400, resp.get_data(as_text=True)
@@ -101,14 +119,17 @@ def test_border_tolerance(client: Any, db: Session, city: None, metres: float, s
     assert resp.status_code == status, resp.get_data(as_text=True)
 
 
-def test_tolerance_comes_from_the_setting(settings: Settings, sessions: sessionmaker[Session], queue: object, db: Session,
-                                          city: None) -> None:
+def test_tolerance_comes_from_the_setting(
+    settings: Settings, sessions: sessionmaker[Session], queue: object, db: Session, city: None
+) -> None:
     from api import create_app
 
     lon, lat = f.offset(EDGE_LON, EDGE_LAT, 400)
     narrow = create_app(settings, sessions=sessions, queue=queue).test_client()
     assert _post(narrow, lat=f"{lat:.7f}", long=f"{lon:.7f}").status_code == 400
-    wide = create_app(replace(settings, service_area_tolerance_m=500), sessions=sessions, queue=queue).test_client()
+    wide = create_app(
+        replace(settings, service_area_tolerance_m=500), sessions=sessions, queue=queue
+    ).test_client()
     assert _post(wide, lat=f"{lat:.7f}", long=f"{lon:.7f}").status_code == 201
 
 
@@ -119,17 +140,29 @@ def test_with_no_area_anything_is_accepted(client: Any, db: Session) -> None:
     assert _post(client, lat=str(MADRID_LAT), long=str(MADRID_LON)).status_code == 201
 
 
-def test_an_address_geocoded_outside_is_accepted_without_a_location(client: Any, db: Session, city: None) -> None:
+def test_an_address_geocoded_outside_is_accepted_without_a_location(
+    client: Any, db: Session, city: None
+) -> None:
     # The index has a Calle Mayor only in Madrid: a namesake, not a place in this city.
-    db.add(AddressPoint(street="Calle Mayor", street_key=normalize_street("Calle Mayor"), housenumber="1",
-                        location=point(MADRID_LON, MADRID_LAT), osm_type="node", osm_id=1))
+    db.add(
+        AddressPoint(
+            street="Calle Mayor",
+            street_key=normalize_street("Calle Mayor"),
+            housenumber="1",
+            location=point(MADRID_LON, MADRID_LAT),
+            osm_type="node",
+            osm_id=1,
+        )
+    )
     db.commit()
     resp = _post(client, lat="", long="", address_string="Calle Mayor, 1")
     assert resp.status_code == 201, resp.get_data(as_text=True)
     public_id = resp.get_json()[0]["service_request_id"]
     got = client.get(f"{BASE}/requests/{public_id}.json?extensions=true").get_json()[0]
     assert (got["lat"], got["long"], got["address"]) == (None, None, "Calle Mayor, 1")
-    assert [n["description"] for n in got["notes"]] == ["Report received; staff will place it on the map from the address given."]
+    assert [n["description"] for n in got["notes"]] == [
+        "Report received; staff will place it on the map from the address given."
+    ]
     req = db.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
     assert req.location_source == "none" and req.work_order.location is None
 
@@ -137,20 +170,45 @@ def test_an_address_geocoded_outside_is_accepted_without_a_location(client: Any,
 def test_the_admin_polygon_governs_open311(client: Any, db: Session, city: None) -> None:
     admin = f.user(db, "admin@example.org", "admin")
     # Only Canillo, up the valley: Andorra la Vella's district no longer counts.
-    set_admin_area(db, MultiPolygon([box(1.58, 42.55, 1.62, 42.58)]), area=AreaConfig(), actor=Actor.user(admin.id, admin.email))
+    set_admin_area(
+        db,
+        MultiPolygon([box(1.58, 42.55, 1.62, 42.58)]),
+        area=AreaConfig(),
+        actor=Actor.user(admin.id, admin.email),
+    )
     db.commit()
     assert _post(client).status_code == 400
     assert _post(client, lat="42.567", long="1.60").status_code == 201
 
 
-def test_the_setting_file_governs_open311(settings: Settings, sessions: sessionmaker[Session], queue: object, db: Session,
-                                          tmp_path: Path, city: None) -> None:
+def test_the_setting_file_governs_open311(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    queue: object,
+    db: Session,
+    tmp_path: Path,
+    city: None,
+) -> None:
     from api import create_app
 
     path = tmp_path / "madrid.geojson"
-    path.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[-3.8, 40.3], [-3.6, 40.3], [-3.6, 40.5], [-3.8, 40.5], [-3.8, 40.3]]]}}))
-    client = create_app(replace(settings, service_area_file=path), sessions=sessions, queue=queue).test_client()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[-3.8, 40.3], [-3.6, 40.3], [-3.6, 40.5], [-3.8, 40.5], [-3.8, 40.3]]
+                    ],
+                },
+            }
+        )
+    )
+    client = create_app(
+        replace(settings, service_area_file=path), sessions=sessions, queue=queue
+    ).test_client()
     assert _post(client).status_code == 400  # Andorra la Vella's district does not count
     assert _post(client, lat=str(MADRID_LAT), long=str(MADRID_LON)).status_code == 201
 
@@ -161,12 +219,19 @@ WARNING = "no service area: reports are accepted from anywhere; add districts or
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "api" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage() for r in caplog.records if r.name == "api" and r.levelno == logging.WARNING
+    ]
 
 
-def test_start_up_warns_when_reports_are_accepted_from_anywhere(settings: Settings, sessions: sessionmaker[Session],
-                                                                queue: object, db: Session, tmp_path: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_start_up_warns_when_reports_are_accepted_from_anywhere(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    queue: object,
+    db: Session,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from api import create_app
 
     with caplog.at_level(logging.WARNING, logger="api"):
@@ -181,7 +246,9 @@ def test_start_up_warns_when_reports_are_accepted_from_anywhere(settings: Settin
     assert _warnings(caplog) == []
 
 
-def test_start_up_survives_a_database_that_is_down(settings: Settings, queue: object, caplog: pytest.LogCaptureFixture) -> None:
+def test_start_up_survives_a_database_that_is_down(
+    settings: Settings, queue: object, caplog: pytest.LogCaptureFixture
+) -> None:
     from api import create_app
 
     engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")

@@ -32,7 +32,9 @@ def _day(s: Session) -> tuple[int, dict[str, str]]:
     return plan.id, headers
 
 
-def test_a_running_plan_shows_its_progress_rising_before_it_is_ready(committed: sessionmaker[Session], settings: Settings) -> None:
+def test_a_running_plan_shows_its_progress_rising_before_it_is_ready(
+    committed: sessionmaker[Session], settings: Settings
+) -> None:
     from api import create_app
 
     with committed() as s:
@@ -73,6 +75,10 @@ def test_a_running_plan_shows_its_progress_rising_before_it_is_ready(committed: 
     done = client.get(f"/api/v1/plans/{plan_id}", headers=headers).get_json()
     assert done["status"] == "ready"
     assert done["progress"]["phase"] == "done"
-    assert done["progress"]["best"] == {"scheduled": done["stats"]["scheduled"], "unassigned": 12 - done["stats"]["scheduled"],
-                                        "drive_s": done["stats"]["drive_s"], "distance_m": done["stats"]["distance_m"]}
+    assert done["progress"]["best"] == {
+        "scheduled": done["stats"]["scheduled"],
+        "unassigned": 12 - done["stats"]["scheduled"],
+        "drive_s": done["stats"]["drive_s"],
+        "distance_m": done["stats"]["distance_m"],
+    }
     assert elapsed[-1] <= done["progress"]["elapsed_s"] <= LIMIT_S + 2

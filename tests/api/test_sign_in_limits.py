@@ -28,8 +28,12 @@ ELSEWHERE = "203.0.113.9"
 
 
 def login(client: Any, email: str, password: str, address: str = HERE, **headers: str) -> Any:
-    return client.post("/api/v1/auth/token", json={"email": email, "password": password},
-                       environ_base={"REMOTE_ADDR": address}, headers=headers)
+    return client.post(
+        "/api/v1/auth/token",
+        json={"email": email, "password": password},
+        environ_base={"REMOTE_ADDR": address},
+        headers=headers,
+    )
 
 
 def failures(db: Session) -> int:
@@ -42,7 +46,9 @@ def app_with(settings: Settings, sessions: Any, queue: Any) -> Callable[..., Fla
     from api import create_app
 
     def make(**overrides: Any) -> Flask:
-        application = create_app(dataclasses.replace(settings, **overrides), sessions=sessions, queue=queue)
+        application = create_app(
+            dataclasses.replace(settings, **overrides), sessions=sessions, queue=queue
+        )
         application.config["TESTING"] = True
         return application
 
@@ -74,7 +80,9 @@ def hasher(monkeypatch: pytest.MonkeyPatch) -> CountingHasher:
 # -- per account ---------------------------------------------------------------------
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(client: Any, db: Session, hasher: CountingHasher) -> None:
+def test_five_failures_lock_the_account_even_for_the_right_password(
+    client: Any, db: Session, hasher: CountingHasher
+) -> None:
     f.user(db, "ana@example.org", "dispatcher")
     for guess in range(5):
         error_body(login(client, "ana@example.org", f"guess-{guess}"), 401)
@@ -93,19 +101,26 @@ def test_the_lock_ends_when_the_failures_leave_the_window(client: Any, db: Sessi
     for _ in range(5):
         error_body(login(client, "ana@example.org", "nope"), 401)
     error_body(login(client, "ana@example.org", PASSWORD), 429)
-    db.execute(update(SignInFailure).values(at=SignInFailure.at - func.make_interval(0, 0, 0, 0, 0, 15)))
+    db.execute(
+        update(SignInFailure).values(at=SignInFailure.at - func.make_interval(0, 0, 0, 0, 0, 15))
+    )
     db.flush()
     assert login(client, "ana@example.org", PASSWORD).status_code == 200
 
 
-def test_retry_after_counts_from_the_oldest_failure_that_keeps_the_lock(client: Any, db: Session) -> None:
+def test_retry_after_counts_from_the_oldest_failure_that_keeps_the_lock(
+    client: Any, db: Session
+) -> None:
     f.user(db, "ana@example.org", "dispatcher")
     for _ in range(5):
         error_body(login(client, "ana@example.org", "nope"), 401)
     # The first failure was ten minutes ago: the lock holds for the five minutes left of it.
     oldest = db.scalar(select(func.min(SignInFailure.id)))
-    db.execute(update(SignInFailure).where(SignInFailure.id == oldest)
-               .values(at=SignInFailure.at - func.make_interval(0, 0, 0, 0, 0, 10)))
+    db.execute(
+        update(SignInFailure)
+        .where(SignInFailure.id == oldest)
+        .values(at=SignInFailure.at - func.make_interval(0, 0, 0, 0, 0, 10))
+    )
     db.flush()
     locked = login(client, "ana@example.org", PASSWORD)
     error_body(locked, 429)
@@ -159,8 +174,9 @@ def test_a_depot_of_twenty_crews_behind_one_address_all_get_in(client: Any, db: 
     assert failures(db) == 0
 
 
-def test_a_spray_over_many_accounts_from_one_address_is_stopped(app_with: Callable[..., Flask], db: Session,
-                                                                  hasher: CountingHasher) -> None:
+def test_a_spray_over_many_accounts_from_one_address_is_stopped(
+    app_with: Callable[..., Flask], db: Session, hasher: CountingHasher
+) -> None:
     client = app_with(sign_in_address_failures=10).test_client()
     f.user(db, "ana@example.org", "dispatcher")
     for n in range(10):
@@ -174,7 +190,9 @@ def test_a_spray_over_many_accounts_from_one_address_is_stopped(app_with: Callab
     assert login(client, "ana@example.org", PASSWORD, address=ELSEWHERE).status_code == 200
 
 
-def test_failed_sign_ins_from_other_addresses_do_not_count(app_with: Callable[..., Flask], db: Session) -> None:
+def test_failed_sign_ins_from_other_addresses_do_not_count(
+    app_with: Callable[..., Flask], db: Session
+) -> None:
     client = app_with(sign_in_address_failures=3).test_client()
     f.user(db, "ana@example.org", "dispatcher")
     for n in range(3):
@@ -182,28 +200,46 @@ def test_failed_sign_ins_from_other_addresses_do_not_count(app_with: Callable[..
     assert login(client, "ana@example.org", PASSWORD).status_code == 200
 
 
-def test_a_spoofed_x_forwarded_for_does_not_change_the_counted_address(app_with: Callable[..., Flask], db: Session) -> None:
+def test_a_spoofed_x_forwarded_for_does_not_change_the_counted_address(
+    app_with: Callable[..., Flask], db: Session
+) -> None:
     client = app_with(sign_in_address_failures=3).test_client()
     for n in range(3):
-        error_body(login(client, f"guess-{n}@example.org", "nope", **{"X-Forwarded-For": f"192.0.2.{n}"}), 401)
+        error_body(
+            login(client, f"guess-{n}@example.org", "nope", **{"X-Forwarded-For": f"192.0.2.{n}"}),
+            401,
+        )
     assert set(db.scalars(select(SignInFailure.address))) == {HERE}
-    error_body(login(client, "guess-3@example.org", "nope", **{"X-Forwarded-For": "192.0.2.99"}), 429)
+    error_body(
+        login(client, "guess-3@example.org", "nope", **{"X-Forwarded-For": "192.0.2.99"}), 429
+    )
 
 
-def test_behind_a_trusted_proxy_the_address_it_saw_is_counted(app_with: Callable[..., Flask], db: Session) -> None:
+def test_behind_a_trusted_proxy_the_address_it_saw_is_counted(
+    app_with: Callable[..., Flask], db: Session
+) -> None:
     """One proxy hop: the last X-Forwarded-For entry is the one the proxy wrote; what the
     client put before it is not believed."""
     client = app_with(trusted_proxies=1).test_client()
-    error_body(login(client, "nobody@example.org", "nope", address="127.0.0.1",
-                     **{"X-Forwarded-For": f"10.6.6.6, {ELSEWHERE}"}), 401)
+    error_body(
+        login(
+            client,
+            "nobody@example.org",
+            "nope",
+            address="127.0.0.1",
+            **{"X-Forwarded-For": f"10.6.6.6, {ELSEWHERE}"},
+        ),
+        401,
+    )
     assert db.scalars(select(SignInFailure.address)).all() == [ELSEWHERE]
 
 
 # -- what is logged -------------------------------------------------------------------
 
 
-def test_failed_and_locked_sign_ins_are_logged_without_e_mail_or_password(client: Any, db: Session,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_failed_and_locked_sign_ins_are_logged_without_e_mail_or_password(
+    client: Any, db: Session, caplog: pytest.LogCaptureFixture
+) -> None:
     user = f.user(db, "ana@example.org", "dispatcher")
     caplog.set_level(logging.INFO, logger="streetloop.sign_in")
     for _ in range(5):
@@ -216,13 +252,20 @@ def test_failed_and_locked_sign_ins_are_logged_without_e_mail_or_password(client
     assert sum(f"user {user.id}" in m for m in messages) == 6
     assert "locked" in messages[-1]
     text = "\n".join(messages)
-    assert "ana@" not in text and "nobody@" not in text and "hunter2" not in text and PASSWORD not in text
+    assert (
+        "ana@" not in text
+        and "nobody@" not in text
+        and "hunter2" not in text
+        and PASSWORD not in text
+    )
 
 
 # -- across processes -------------------------------------------------------------------
 
 
-def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(committed: Any, settings: Settings) -> None:
+def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(
+    committed: Any, settings: Settings
+) -> None:
     """Guesses sent at once, each on its own connection as from several API processes:
     the limit is counted in PostgreSQL and one account's sign-ins queue for it, so no
     more than five are even checked."""
@@ -252,20 +295,31 @@ class _NoQueue:
 # -- known addresses -------------------------------------------------------------------
 
 
-def test_a_lock_made_elsewhere_does_not_keep_a_crew_out_where_it_signs_in_every_day(client: Any, db: Session) -> None:
+def test_a_lock_made_elsewhere_does_not_keep_a_crew_out_where_it_signs_in_every_day(
+    client: Any, db: Session
+) -> None:
     """Five wrong guesses from anywhere lock an account, so someone who knows the crews'
     e-mails could keep the whole yard out at 07:00. An address the account signed in
     from lately is exempt from that lock (it has a tight limit of its own), so the lock
     stops guessers without stopping the crews."""
     for n in range(20):
         f.user(db, f"crew-{n}@example.org", "dispatcher")
-        assert login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code == 200  # yesterday, at the yard
+        assert (
+            login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code == 200
+        )  # yesterday, at the yard
     for n in range(20):
         for guess in range(5):
-            error_body(login(client, f"crew-{n}@example.org", f"guess-{guess}", address=ELSEWHERE), 401)
-        error_body(login(client, f"crew-{n}@example.org", PASSWORD, address="192.0.2.55"), 429)  # locked
+            error_body(
+                login(client, f"crew-{n}@example.org", f"guess-{guess}", address=ELSEWHERE), 401
+            )
+        error_body(
+            login(client, f"crew-{n}@example.org", PASSWORD, address="192.0.2.55"), 429
+        )  # locked
     # 07:00 at the yard: everyone gets in.
-    assert [login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code for n in range(20)] == [200] * 20
+    assert [
+        login(client, f"crew-{n}@example.org", PASSWORD, address=HERE).status_code
+        for n in range(20)
+    ] == [200] * 20
     # The yard's successes forgave the yard's own typos only: elsewhere the lock holds.
     error_body(login(client, "crew-0@example.org", PASSWORD, address="192.0.2.55"), 429)
 
@@ -285,14 +339,20 @@ def test_an_address_is_known_only_for_a_while(client: Any, db: Session) -> None:
     assert login(client, "ana@example.org", PASSWORD, address=HERE).status_code == 200
     row = db.scalars(select(SignInAddress)).one()
     assert "ana" not in row.account and row.address == HERE  # keyed like the failures
-    db.execute(update(SignInAddress).values(last_at=SignInAddress.last_at - func.make_interval(0, 0, 0, 31)))
+    db.execute(
+        update(SignInAddress).values(
+            last_at=SignInAddress.last_at - func.make_interval(0, 0, 0, 31)
+        )
+    )
     db.flush()
     for guess in range(5):
         error_body(login(client, "ana@example.org", f"guess-{guess}", address=ELSEWHERE), 401)
     error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)
 
 
-def test_guesses_from_everywhere_are_still_bounded_at_a_known_address(client: Any, db: Session) -> None:
+def test_guesses_from_everywhere_are_still_bounded_at_a_known_address(
+    client: Any, db: Session
+) -> None:
     """An account known at many addresses (a phone on mobile data collects carrier NAT
     addresses) must not get five guesses at each: all its failures from anywhere are
     capped at ten times the limit, then even its known addresses are locked."""
@@ -302,5 +362,7 @@ def test_guesses_from_everywhere_are_still_bounded_at_a_known_address(client: An
         assert login(client, "ana@example.org", PASSWORD, address=address).status_code == 200
     for address in elsewhere:
         for guess in range(5):
-            error_body(login(client, "ana@example.org", f"guess-{address}-{guess}", address=address), 401)
+            error_body(
+                login(client, "ana@example.org", f"guess-{address}-{guess}", address=address), 401
+            )
     error_body(login(client, "ana@example.org", PASSWORD, address=HERE), 429)

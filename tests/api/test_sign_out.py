@@ -21,8 +21,11 @@ def me(client: Any, headers: dict[str, str]) -> int:
 
 
 def user_events(db: Session, user: User) -> list[tuple[str, str | None]]:
-    rows = db.execute(select(StatusEvent.actor, StatusEvent.note)
-                      .where(StatusEvent.entity == "user", StatusEvent.entity_id == user.id).order_by(StatusEvent.id))
+    rows = db.execute(
+        select(StatusEvent.actor, StatusEvent.note)
+        .where(StatusEvent.entity == "user", StatusEvent.entity_id == user.id)
+        .order_by(StatusEvent.id)
+    )
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
@@ -46,7 +49,9 @@ def test_logout_everywhere_revokes_every_token_and_is_audited(client: Any, db: S
     assert r.status_code == 200 and r.get_json() == {"revoked": 3}
     assert [me(client, t) for t in tokens] == [401, 401, 401]
     assert me(client, other) == 200
-    assert user_events(db, ana) == [("user:ana@example.org", "signed out everywhere: 3 tokens revoked")]
+    assert user_events(db, ana) == [
+        ("user:ana@example.org", "signed out everywhere: 3 tokens revoked")
+    ]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/logout", "/api/v1/auth/logout-everywhere"])
@@ -71,7 +76,9 @@ def test_signing_out_is_documented(client: Any) -> None:
 # -- deactivation is for good ---------------------------------------------------------
 
 
-def test_a_token_issued_while_the_account_is_deactivated_does_not_come_back(committed: sessionmaker[Session]) -> None:
+def test_a_token_issued_while_the_account_is_deactivated_does_not_come_back(
+    committed: sessionmaker[Session],
+) -> None:
     """A sign-in checks the password (slow, Argon2) while an admin deactivates the account
     in another transaction. The sign-in must not then store a token that reactivation
     would bring back to life."""
@@ -98,7 +105,9 @@ def test_a_token_issued_while_the_account_is_deactivated_does_not_come_back(comm
         assert s.scalars(select(AccessToken).where(AccessToken.user_id == ana_id)).all() == []
 
 
-def test_reactivation_revokes_tokens_left_from_before(client: Any, db: Session, admin: dict[str, str]) -> None:
+def test_reactivation_revokes_tokens_left_from_before(
+    client: Any, db: Session, admin: dict[str, str]
+) -> None:
     """However a token of an inactive account came to be, it does not come back."""
     ana = f.user(db, "ana@example.org", "dispatcher")
     headers = f.token_for(db, ana)
@@ -110,7 +119,9 @@ def test_reactivation_revokes_tokens_left_from_before(client: Any, db: Session, 
     error_body(client.get("/api/v1/auth/me", headers=headers), 401)
 
 
-def test_a_sign_in_with_the_old_password_racing_a_reset_gets_no_token(committed: sessionmaker[Session]) -> None:
+def test_a_sign_in_with_the_old_password_racing_a_reset_gets_no_token(
+    committed: sessionmaker[Session],
+) -> None:
     """A reset signs out whoever had the password: a sign-in that checked the old one
     while the reset was committed must not store a token after the reset's revocation."""
     with committed() as s:
@@ -123,8 +134,12 @@ def test_a_sign_in_with_the_old_password_racing_a_reset_gets_no_token(committed:
     with committed() as signing_in, committed() as admin_session:
         user = auth.authenticate(signing_in, "ana@example.org", "secret-pass")
         assert user is not None
-        users.set_password(admin_session, users.get_user(admin_session, ana_id, for_update=True),
-                           password="a-brand-new-one", actor=admin_actor)
+        users.set_password(
+            admin_session,
+            users.get_user(admin_session, ana_id, for_update=True),
+            password="a-brand-new-one",
+            actor=admin_actor,
+        )
         admin_session.commit()
         with pytest.raises(PermissionDenied):
             auth.issue_token(signing_in, user, 3600)

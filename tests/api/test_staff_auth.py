@@ -46,7 +46,13 @@ def test_token_then_me(client: Any, db: Session) -> None:
     assert body["expires_in"] == 12 * 3600
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
-    assert me.get_json() == {"id": u.id, "email": "Ana@Example.org", "name": "Ana", "role": "crew", "crew_code": "north-1"}
+    assert me.get_json() == {
+        "id": u.id,
+        "email": "Ana@Example.org",
+        "name": "Ana",
+        "role": "crew",
+        "crew_code": "north-1",
+    }
 
 
 def test_me_for_staff_has_no_crew(client: Any, db: Session) -> None:
@@ -69,14 +75,18 @@ def test_inactive_user_cannot_sign_in_nor_use_old_token(client: Any, db: Session
     headers = f.token_for(db, u)
     u.active = False
     db.flush()
-    assert assert_error(login(client, "gone@example.org", "secret-pass"), 401)["message"] == BAD_LOGIN
+    assert (
+        assert_error(login(client, "gone@example.org", "secret-pass"), 401)["message"] == BAD_LOGIN
+    )
     r = client.get("/api/v1/auth/me", headers=headers)
     assert_error(r, 401)
     assert "invalid_token" in r.headers["WWW-Authenticate"]
 
 
 def test_login_payload_is_validated(client: Any) -> None:
-    body = assert_error(client.post("/api/v1/auth/token", json={"email": "a@b.c"}), 422, errors=True)
+    body = assert_error(
+        client.post("/api/v1/auth/token", json={"email": "a@b.c"}), 422, errors=True
+    )
     assert body["errors"] == {"password": ["Missing data for required field."]}
 
 
@@ -106,7 +116,11 @@ def test_expired_token_is_401(client: Any, db: Session) -> None:
     u = f.user(db, "ana@example.org", "admin")
     headers = f.token_for(db, u)
     assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
-    db.execute(update(AccessToken).where(AccessToken.user_id == u.id).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    db.execute(
+        update(AccessToken)
+        .where(AccessToken.user_id == u.id)
+        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    )
     db.flush()
     r = client.get("/api/v1/auth/me", headers=headers)
     assert_error(r, 401)
@@ -146,8 +160,16 @@ def test_staff_can_list(client: Any, db: Session, path: str, role: str) -> None:
 CALL_TAKER_LISTS = ["/api/v1/service-types"]
 
 
-@pytest.mark.parametrize("path", [*(p for p in STAFF_LISTS if p not in CALL_TAKER_LISTS), "/api/v1/api-keys",
-                                  "/api/v1/users", "/api/v1/plans", "/api/v1/reviews"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        *(p for p in STAFF_LISTS if p not in CALL_TAKER_LISTS),
+        "/api/v1/api-keys",
+        "/api/v1/users",
+        "/api/v1/plans",
+        "/api/v1/reviews",
+    ],
+)
 def test_call_taker_gets_403_on_staff_lists(client: Any, db: Session, path: str) -> None:
     u = f.user(db, "agent@example.org", "call_taker")
     body = assert_error(client.get(path, headers=f.token_for(db, u)), 403)
@@ -164,19 +186,53 @@ def test_call_taker_can_list_what_a_call_needs(client: Any, db: Session, path: s
 
 def _creates() -> list[tuple[str, dict[str, Any]]]:
     return [
-        ("/api/v1/service-types", {"code": "graffiti", "name": "Graffiti", "agency": "Parks", "sla_hours": 24,
-                                   "skill": "paint", "minutes_on_site": 20}),
-        ("/api/v1/crews", {"code": "paint-1", "name": "Paint 1", "agency": "Parks", "skills": ["paint"]}),
-        ("/api/v1/depots", {"code": "yard-2", "name": "Yard 2", "agency": "Public Works",
-                            "location": {"lat": f.LAT, "lon": f.LON}}),
-        ("/api/v1/districts", {"code": "north", "name": "North", "geometry": {
-            "type": "Polygon", "coordinates": [[[1.5, 42.5], [1.6, 42.5], [1.6, 42.6], [1.5, 42.6], [1.5, 42.5]]]}}),
+        (
+            "/api/v1/service-types",
+            {
+                "code": "graffiti",
+                "name": "Graffiti",
+                "agency": "Parks",
+                "sla_hours": 24,
+                "skill": "paint",
+                "minutes_on_site": 20,
+            },
+        ),
+        (
+            "/api/v1/crews",
+            {"code": "paint-1", "name": "Paint 1", "agency": "Parks", "skills": ["paint"]},
+        ),
+        (
+            "/api/v1/depots",
+            {
+                "code": "yard-2",
+                "name": "Yard 2",
+                "agency": "Public Works",
+                "location": {"lat": f.LAT, "lon": f.LON},
+            },
+        ),
+        (
+            "/api/v1/districts",
+            {
+                "code": "north",
+                "name": "North",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[1.5, 42.5], [1.6, 42.5], [1.6, 42.6], [1.5, 42.6], [1.5, 42.5]]
+                    ],
+                },
+            },
+        ),
         ("/api/v1/api-keys", {"name": "Kiosk"}),
     ]
 
 
-@pytest.mark.parametrize(("path", "payload"), _creates(), ids=lambda v: v if isinstance(v, str) else "")
-def test_dispatcher_cannot_create_admin_can(client: Any, db: Session, path: str, payload: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("path", "payload"), _creates(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_dispatcher_cannot_create_admin_can(
+    client: Any, db: Session, path: str, payload: dict[str, Any]
+) -> None:
     dispatcher = f.token_for(db, f.user(db, "disp@example.org", "dispatcher"))
     supervisor = f.token_for(db, f.user(db, "sup@example.org", "supervisor"))
     admin = f.token_for(db, f.user(db, "admin@example.org", "admin"))
@@ -213,7 +269,9 @@ def test_unknown_api_route_and_method_use_the_json_shape(client: Any, db: Sessio
 
 def test_malformed_json_is_400_in_our_shape(client: Any, db: Session) -> None:
     headers = f.token_for(db, f.user(db, "admin@example.org", "admin"))
-    r = client.post("/api/v1/crews", data="{not json", content_type="application/json", headers=headers)
+    r = client.post(
+        "/api/v1/crews", data="{not json", content_type="application/json", headers=headers
+    )
     body = assert_error(r, 400, errors=True)
     assert "Invalid JSON body." in str(body["errors"])
 

@@ -15,8 +15,15 @@ def test_openapi_json_documents_the_staff_api(client: Any) -> None:
     assert spec["openapi"] == "3.1.0"
     assert spec["info"]["title"] == "StreetLoop" and spec["info"]["version"] == "v1"
     paths = spec["paths"]
-    for path in ("/api/v1/auth/token", "/api/v1/auth/me", "/api/v1/crews", "/api/v1/work-orders/{wo_id}/transitions",
-                 "/api/v1/requests/{public_id}/pin", "/api/v1/service-types/{code}", "/api/v1/api-keys/{key_id}"):
+    for path in (
+        "/api/v1/auth/token",
+        "/api/v1/auth/me",
+        "/api/v1/crews",
+        "/api/v1/work-orders/{wo_id}/transitions",
+        "/api/v1/requests/{public_id}/pin",
+        "/api/v1/service-types/{code}",
+        "/api/v1/api-keys/{key_id}",
+    ):
         assert path in paths, path
     assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
 
@@ -34,9 +41,18 @@ def test_schemas_are_named_and_patch_bodies_have_no_required_fields(client: Any)
     spec = client.get("/openapi.json").get_json()
     schemas = spec["components"]["schemas"]
     assert "ServiceType" in schemas and "ServiceTypePatch" in schemas
-    assert set(schemas["ServiceType"]["required"]) == {"code", "name", "agency", "sla_hours", "skill", "minutes_on_site"}
+    assert set(schemas["ServiceType"]["required"]) == {
+        "code",
+        "name",
+        "agency",
+        "sla_hours",
+        "skill",
+        "minutes_on_site",
+    }
     assert "required" not in schemas["ServiceTypePatch"]
-    patch_body = spec["paths"]["/api/v1/service-types/{code}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+    patch_body = spec["paths"]["/api/v1/service-types/{code}"]["patch"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
     assert patch_body == {"$ref": "#/components/schemas/ServiceTypePatch"}
 
 

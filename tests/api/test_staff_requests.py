@@ -29,7 +29,9 @@ def ids(r: Any) -> list[str]:
     return [item["service_request_id"] for item in r.get_json()["items"]]
 
 
-def report_at(db: Session, code: str, metres_east: float, days: float, **kwargs: Any) -> ServiceRequest:
+def report_at(
+    db: Session, code: str, metres_east: float, days: float, **kwargs: Any
+) -> ServiceRequest:
     """A report `metres_east` of the centre, `days` ago; far enough apart not to join."""
     lon, lat = f.offset(f.LON, f.LAT, metres_east)
     return f.report(db, code, lon=lon, lat=lat, at=f.days_ago(days), **kwargs).request
@@ -44,9 +46,13 @@ def move(db: Session, req: ServiceRequest, *statuses: str) -> None:
 # -- list and filters ----------------------------------------------------------------------
 
 
-def test_list_is_newest_first_and_pages(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_list_is_newest_first_and_pages(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     f.service_type(db)
-    reqs = [report_at(db, "pothole", 200 * i, days=10 - i) for i in range(5)]  # reqs[4] is the newest
+    reqs = [
+        report_at(db, "pothole", 200 * i, days=10 - i) for i in range(5)
+    ]  # reqs[4] is the newest
     newest_first = [r.public_id for r in reversed(reqs)]
 
     r = client.get("/api/v1/requests", headers=dispatcher)
@@ -54,13 +60,18 @@ def test_list_is_newest_first_and_pages(client: Any, db: Session, dispatcher: di
     assert (body["page"], body["page_size"], body["total"]) == (1, 50, 5)
     assert ids(r) == newest_first
 
-    pages = [client.get("/api/v1/requests", query_string={"page": p, "page_size": 2}, headers=dispatcher) for p in (1, 2, 3, 4)]
+    pages = [
+        client.get("/api/v1/requests", query_string={"page": p, "page_size": 2}, headers=dispatcher)
+        for p in (1, 2, 3, 4)
+    ]
     assert [ids(p) for p in pages] == [newest_first[0:2], newest_first[2:4], newest_first[4:], []]
     assert {p.get_json()["total"] for p in pages} == {5}
     assert pages[1].get_json()["page"] == 2 and pages[1].get_json()["page_size"] == 2
 
 
-def test_same_timestamp_ties_break_by_id_desc(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_same_timestamp_ties_break_by_id_desc(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     f.service_type(db)
     at = f.days_ago(1)
     a = f.report(db, at=at).request
@@ -68,10 +79,18 @@ def test_same_timestamp_ties_break_by_id_desc(client: Any, db: Session, dispatch
     assert ids(client.get("/api/v1/requests", headers=dispatcher)) == [b.public_id, a.public_id]
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"page": 0}, "page"), ({"page_size": 0}, "page_size"), ({"page_size": 501}, "page_size"), ({"page": "x"}, "page"),
-])
-def test_bad_paging_is_422(client: Any, dispatcher: dict[str, str], params: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": 0}, "page"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 501}, "page_size"),
+        ({"page": "x"}, "page"),
+    ],
+)
+def test_bad_paging_is_422(
+    client: Any, dispatcher: dict[str, str], params: dict[str, Any], field: str
+) -> None:
     r = client.get("/api/v1/requests", query_string=params, headers=dispatcher)
     assert r.status_code == 422
     assert list(r.get_json()["errors"]) == [field]
@@ -84,13 +103,25 @@ def test_list_item_shape(client: Any, db: Session, dispatcher: dict[str, str]) -
     item = client.get("/api/v1/requests", headers=dispatcher).get_json()["items"][0]
     assert item["service_request_id"] == result.request.public_id
     assert item["id"] == result.request.id
-    assert (item["service_code"], item["detailed_status"], item["status"], item["description"]) == ("pothole", "received", "open", "Deep hole")
+    assert (item["service_code"], item["detailed_status"], item["status"], item["description"]) == (
+        "pothole",
+        "received",
+        "open",
+        "Deep hole",
+    )
     assert item["location"] == {"lat": f.LAT, "lon": f.LON}
-    assert (item["location_source"], item["needs_pin"], item["district"], item["work_order_id"]) == ("device", False, "centre", result.work_order.id)
+    assert (
+        item["location_source"],
+        item["needs_pin"],
+        item["district"],
+        item["work_order_id"],
+    ) == ("device", False, "centre", result.work_order.id)
     assert "contact" not in item and "res@example.org" not in str(item)
 
 
-def test_filter_by_detailed_status_and_comma_list(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_filter_by_detailed_status_and_comma_list(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     f.service_type(db)
     received = report_at(db, "pothole", 0, days=3)
     acknowledged = report_at(db, "pothole", 500, days=2)
@@ -99,7 +130,9 @@ def test_filter_by_detailed_status_and_comma_list(client: Any, db: Session, disp
     move(db, referred, "referred")
 
     def by(status: str) -> list[str]:
-        return ids(client.get("/api/v1/requests", query_string={"status": status}, headers=dispatcher))
+        return ids(
+            client.get("/api/v1/requests", query_string={"status": status}, headers=dispatcher)
+        )
 
     assert by("received") == [received.public_id]
     assert by("acknowledged") == [acknowledged.public_id]
@@ -125,8 +158,12 @@ def test_filter_by_service_codes(client: Any, db: Session, dispatcher: dict[str,
     g = report_at(db, "graffiti", 0, days=2)
     s = report_at(db, "streetlight", 0, days=1)
     q = "/api/v1/requests"
-    assert ids(client.get(q, query_string={"service_code": "graffiti"}, headers=dispatcher)) == [g.public_id]
-    assert ids(client.get(q, query_string={"service_code": "pothole,streetlight"}, headers=dispatcher)) == [s.public_id, p.public_id]
+    assert ids(client.get(q, query_string={"service_code": "graffiti"}, headers=dispatcher)) == [
+        g.public_id
+    ]
+    assert ids(
+        client.get(q, query_string={"service_code": "pothole,streetlight"}, headers=dispatcher)
+    ) == [s.public_id, p.public_id]
     assert ids(client.get(q, query_string={"service_code": "nope"}, headers=dispatcher)) == []
 
 
@@ -137,8 +174,12 @@ def test_filter_by_district(client: Any, db: Session, dispatcher: dict[str, str]
     east = f.report(db, at=f.days_ago(2)).request  # LON 1.5243 is east of 1.52
     west = f.report(db, lon=1.51, lat=42.50, at=f.days_ago(1)).request
     q = "/api/v1/requests"
-    assert ids(client.get(q, query_string={"district": "east"}, headers=dispatcher)) == [east.public_id]
-    assert ids(client.get(q, query_string={"district": "west"}, headers=dispatcher)) == [west.public_id]
+    assert ids(client.get(q, query_string={"district": "east"}, headers=dispatcher)) == [
+        east.public_id
+    ]
+    assert ids(client.get(q, query_string={"district": "west"}, headers=dispatcher)) == [
+        west.public_id
+    ]
     assert ids(client.get(q, query_string={"district": "nowhere"}, headers=dispatcher)) == []
 
 
@@ -146,12 +187,18 @@ def test_filter_by_bbox(client: Any, db: Session, dispatcher: dict[str, str]) ->
     f.service_type(db)
     inside = f.report(db, at=f.days_ago(2)).request
     f.report(db, lon=1.60, lat=42.55, at=f.days_ago(1))
-    f.report(db, lon=None, lat=None, address_string="Carrer Major 1")  # no location: never in a bbox
-    r = client.get("/api/v1/requests", query_string={"bbox": "1.52,42.50,1.53,42.51"}, headers=dispatcher)
+    f.report(
+        db, lon=None, lat=None, address_string="Carrer Major 1"
+    )  # no location: never in a bbox
+    r = client.get(
+        "/api/v1/requests", query_string={"bbox": "1.52,42.50,1.53,42.51"}, headers=dispatcher
+    )
     assert ids(r) == [inside.public_id]
 
 
-@pytest.mark.parametrize("bbox", ["1,2,3", "a,b,c,d", "1.53,42.50,1.52,42.51", "1.52,42.50,1.53,95", "1,2,3,4,5"])
+@pytest.mark.parametrize(
+    "bbox", ["1,2,3", "a,b,c,d", "1.53,42.50,1.52,42.51", "1.52,42.50,1.53,95", "1,2,3,4,5"]
+)
 def test_malformed_bbox_is_422(client: Any, dispatcher: dict[str, str], bbox: str) -> None:
     r = client.get("/api/v1/requests", query_string={"bbox": bbox}, headers=dispatcher)
     assert r.status_code == 422, r.get_json()
@@ -161,10 +208,16 @@ def test_malformed_bbox_is_422(client: Any, dispatcher: dict[str, str], bbox: st
 def test_filter_needs_pin(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
     f.service_type(db)
     located = f.report(db, at=f.days_ago(2)).request
-    unplaced = f.report(db, lon=None, lat=None, address_string="Carrer Major 1", at=f.days_ago(1)).request
+    unplaced = f.report(
+        db, lon=None, lat=None, address_string="Carrer Major 1", at=f.days_ago(1)
+    ).request
     q = "/api/v1/requests"
-    assert ids(client.get(q, query_string={"needs_pin": "true"}, headers=dispatcher)) == [unplaced.public_id]
-    assert ids(client.get(q, query_string={"needs_pin": "false"}, headers=dispatcher)) == [located.public_id]
+    assert ids(client.get(q, query_string={"needs_pin": "true"}, headers=dispatcher)) == [
+        unplaced.public_id
+    ]
+    assert ids(client.get(q, query_string={"needs_pin": "false"}, headers=dispatcher)) == [
+        located.public_id
+    ]
     assert ids(client.get(q, headers=dispatcher)) == [unplaced.public_id, located.public_id]
 
 
@@ -176,13 +229,19 @@ def test_filter_from_to(client: Any, db: Session, dispatcher: dict[str, str]) ->
     q = "/api/v1/requests"
 
     def window(**params: Any) -> list[str]:
-        return ids(client.get(q, query_string={k: v.isoformat() for k, v in params.items()}, headers=dispatcher))
+        return ids(
+            client.get(
+                q, query_string={k: v.isoformat() for k, v in params.items()}, headers=dispatcher
+            )
+        )
 
     assert window(**{"from": f.days_ago(6)}) == [new.public_id, mid.public_id]
     assert window(to=f.days_ago(4)) == [mid.public_id, old.public_id]
     assert window(**{"from": f.days_ago(6), "to": f.days_ago(4)}) == [mid.public_id]
     # `from` is inclusive, `to` exclusive.
-    assert window(**{"from": mid.requested_at, "to": mid.requested_at + timedelta(microseconds=1)}) == [mid.public_id]
+    assert window(
+        **{"from": mid.requested_at, "to": mid.requested_at + timedelta(microseconds=1)}
+    ) == [mid.public_id]
     assert window(to=mid.requested_at) == [old.public_id]
     r = client.get(q, query_string={"from": "yesterday"}, headers=dispatcher)
     assert r.status_code == 422 and list(r.get_json()["errors"]) == ["from"]
@@ -194,7 +253,11 @@ def test_filters_combine(client: Any, db: Session, dispatcher: dict[str, str]) -
     target = report_at(db, "pothole", 0, days=1)
     report_at(db, "graffiti", 0, days=1)
     move(db, report_at(db, "pothole", 500, days=1), "acknowledged")
-    r = client.get("/api/v1/requests", query_string={"service_code": "pothole", "status": "received"}, headers=dispatcher)
+    r = client.get(
+        "/api/v1/requests",
+        query_string={"service_code": "pothole", "status": "received"},
+        headers=dispatcher,
+    )
     assert ids(r) == [target.public_id]
     assert r.get_json()["total"] == 1
 
@@ -212,7 +275,9 @@ def test_detail_has_timeline_in_order(client: Any, db: Session, dispatcher: dict
     assert body["service_request_id"] == req.public_id
     assert body["detailed_status"] == "scheduled"
     assert [(e["from_status"], e["to_status"]) for e in body["timeline"]] == [
-        (None, "received"), ("received", "acknowledged"), ("acknowledged", "scheduled"),
+        (None, "received"),
+        ("received", "acknowledged"),
+        ("acknowledged", "scheduled"),
     ]
     first = body["timeline"][0]
     assert (first["actor"], first["note"], first["public"]) == ("test", "Report received.", True)
@@ -222,24 +287,39 @@ def test_detail_has_timeline_in_order(client: Any, db: Session, dispatcher: dict
 def test_unknown_request_is_404(client: Any, dispatcher: dict[str, str]) -> None:
     r = client.get("/api/v1/requests/999999", headers=dispatcher)
     assert r.status_code == 404
-    assert r.get_json() == {"code": 404, "status": "Not Found", "message": "service request '999999' not found"}
+    assert r.get_json() == {
+        "code": 404,
+        "status": "Not Found",
+        "message": "service request '999999' not found",
+    }
 
 
-CONTACT = Contact(email="res@example.org", first_name="Rosa", last_name="Puig", phone="+376 123 456")
+CONTACT = Contact(
+    email="res@example.org", first_name="Rosa", last_name="Puig", phone="+376 123 456"
+)
 
 
-def test_contact_visible_to_supervisor_and_admin(client: Any, db: Session, supervisor: dict[str, str]) -> None:
+def test_contact_visible_to_supervisor_and_admin(
+    client: Any, db: Session, supervisor: dict[str, str]
+) -> None:
     f.service_type(db)
     req = f.report(db, contact=CONTACT).request
     admin = f.token_for(db, f.user(db, "admin@example.org", "admin"))
-    expected = {"email": "res@example.org", "first_name": "Rosa", "last_name": "Puig", "phone": "+376 123 456"}
+    expected = {
+        "email": "res@example.org",
+        "first_name": "Rosa",
+        "last_name": "Puig",
+        "phone": "+376 123 456",
+    }
     for headers in (supervisor, admin):
         r = client.get(f"/api/v1/requests/{req.public_id}", headers=headers)
         assert r.status_code == 200
         assert r.get_json()["contact"] == expected
 
 
-def test_contact_is_null_for_a_dispatcher(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_contact_is_null_for_a_dispatcher(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     f.service_type(db)
     req = f.report(db, contact=CONTACT).request
     r = client.get(f"/api/v1/requests/{req.public_id}", headers=dispatcher)
@@ -251,10 +331,15 @@ def test_contact_is_null_for_a_dispatcher(client: Any, db: Session, dispatcher: 
         assert secret not in text
 
 
-def test_contact_is_null_when_none_was_given(client: Any, db: Session, supervisor: dict[str, str]) -> None:
+def test_contact_is_null_when_none_was_given(
+    client: Any, db: Session, supervisor: dict[str, str]
+) -> None:
     f.service_type(db)
     req = f.report(db).request
-    assert client.get(f"/api/v1/requests/{req.public_id}", headers=supervisor).get_json()["contact"] is None
+    assert (
+        client.get(f"/api/v1/requests/{req.public_id}", headers=supervisor).get_json()["contact"]
+        is None
+    )
 
 
 # -- pin -----------------------------------------------------------------------------------
@@ -270,21 +355,36 @@ def test_pin_an_address_only_request(client: Any, db: Session, dispatcher: dict[
     wo_before = client.get(f"/api/v1/work-orders/{wo.id}", headers=dispatcher).get_json()
     assert wo_before["location"] is None and wo_before["district"] is None
 
-    r = client.post(f"/api/v1/requests/{req.public_id}/pin", json={"lat": f.LAT, "lon": f.LON}, headers=dispatcher)
+    r = client.post(
+        f"/api/v1/requests/{req.public_id}/pin",
+        json={"lat": f.LAT, "lon": f.LON},
+        headers=dispatcher,
+    )
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
     assert body["location"] == {"lat": f.LAT, "lon": f.LON}
-    assert (body["location_source"], body["needs_pin"], body["district"]) == ("pinned", False, "centre")
+    assert (body["location_source"], body["needs_pin"], body["district"]) == (
+        "pinned",
+        False,
+        "centre",
+    )
     assert body["detailed_status"] == "received"
     last = body["timeline"][-1]
     assert (last["from_status"], last["to_status"], last["note"], last["actor"]) == (
-        "received", "received", "Placed on the map by staff.", "user:disp@example.org")
+        "received",
+        "received",
+        "Placed on the map by staff.",
+        "user:disp@example.org",
+    )
     assert last["location"] == {"lat": f.LAT, "lon": f.LON}
 
     wo_after = client.get(f"/api/v1/work-orders/{wo.id}", headers=dispatcher).get_json()
     assert wo_after["location"] == {"lat": f.LAT, "lon": f.LON}
     assert wo_after["district"] == "centre"
-    assert wo_after["timeline"][-1]["note"] == f"request {req.public_id} pinned at {f.LAT:.6f},{f.LON:.6f}"
+    assert (
+        wo_after["timeline"][-1]["note"]
+        == f"request {req.public_id} pinned at {f.LAT:.6f},{f.LON:.6f}"
+    )
 
     listed = client.get("/api/v1/requests", query_string={"needs_pin": "true"}, headers=dispatcher)
     assert ids(listed) == []
@@ -294,7 +394,9 @@ def test_pin_twice_is_422(client: Any, db: Session, dispatcher: dict[str, str]) 
     f.service_type(db)
     req = f.report(db, lon=None, lat=None, address_string="Carrer Major 1").request
     url = f"/api/v1/requests/{req.public_id}/pin"
-    assert client.post(url, json={"lat": f.LAT, "lon": f.LON}, headers=dispatcher).status_code == 200
+    assert (
+        client.post(url, json={"lat": f.LAT, "lon": f.LON}, headers=dispatcher).status_code == 200
+    )
     r = client.post(url, json={"lat": 42.51, "lon": 1.53}, headers=dispatcher)
     assert r.status_code == 422
     body = r.get_json()
@@ -304,27 +406,47 @@ def test_pin_twice_is_422(client: Any, db: Session, dispatcher: dict[str, str]) 
     assert detail["location"] == {"lat": f.LAT, "lon": f.LON}
 
 
-def test_pin_a_device_located_request_is_422(client: Any, db: Session, dispatcher: dict[str, str]) -> None:
+def test_pin_a_device_located_request_is_422(
+    client: Any, db: Session, dispatcher: dict[str, str]
+) -> None:
     f.service_type(db)
     req = f.report(db).request
-    r = client.post(f"/api/v1/requests/{req.public_id}/pin", json={"lat": 42.51, "lon": 1.53}, headers=dispatcher)
+    r = client.post(
+        f"/api/v1/requests/{req.public_id}/pin",
+        json={"lat": 42.51, "lon": 1.53},
+        headers=dispatcher,
+    )
     assert r.status_code == 422
     assert r.get_json()["errors"]["error_code"] == "invalid"
 
 
-@pytest.mark.parametrize(("payload", "field"), [({"lat": 95, "lon": 1.5}, "lat"), ({"lat": 42.5}, "lon"),
-                                               ({"lat": "x", "lon": 1.5}, "lat"), ({"lat": 42.5, "lon": -181}, "lon")])
-def test_pin_payload_is_validated(client: Any, db: Session, dispatcher: dict[str, str], payload: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"lat": 95, "lon": 1.5}, "lat"),
+        ({"lat": 42.5}, "lon"),
+        ({"lat": "x", "lon": 1.5}, "lat"),
+        ({"lat": 42.5, "lon": -181}, "lon"),
+    ],
+)
+def test_pin_payload_is_validated(
+    client: Any, db: Session, dispatcher: dict[str, str], payload: dict[str, Any], field: str
+) -> None:
     f.service_type(db)
     req = f.report(db, lon=None, lat=None, address_string="Carrer Major 1").request
     r = client.post(f"/api/v1/requests/{req.public_id}/pin", json=payload, headers=dispatcher)
     assert r.status_code == 422
     assert list(r.get_json()["errors"]) == [field]
-    assert client.get(f"/api/v1/requests/{req.public_id}", headers=dispatcher).get_json()["needs_pin"] is True
+    assert (
+        client.get(f"/api/v1/requests/{req.public_id}", headers=dispatcher).get_json()["needs_pin"]
+        is True
+    )
 
 
 def test_pin_unknown_request_is_404(client: Any, dispatcher: dict[str, str]) -> None:
-    r = client.post("/api/v1/requests/999999/pin", json={"lat": f.LAT, "lon": f.LON}, headers=dispatcher)
+    r = client.post(
+        "/api/v1/requests/999999/pin", json={"lat": f.LAT, "lon": f.LON}, headers=dispatcher
+    )
     assert r.status_code == 404
 
 
@@ -332,5 +454,7 @@ def test_crew_cannot_pin(client: Any, db: Session) -> None:
     f.service_type(db)
     req = f.report(db, lon=None, lat=None, address_string="Carrer Major 1").request
     crew = f.token_for(db, f.user(db, "c@example.org", "crew", crew=f.crew(db)))
-    r = client.post(f"/api/v1/requests/{req.public_id}/pin", json={"lat": f.LAT, "lon": f.LON}, headers=crew)
+    r = client.post(
+        f"/api/v1/requests/{req.public_id}/pin", json={"lat": f.LAT, "lon": f.LON}, headers=crew
+    )
     assert r.status_code == 403

@@ -18,9 +18,12 @@ def multipart(fields: dict[str, Any]) -> dict[str, Any]:
 
     def part(value: Any) -> Any:  # noqa: ANN401
         if isinstance(value, tuple):
-            return FileStorage(value[0], filename=value[1], content_type=value[2] if len(value) > 2 else None)
+            return FileStorage(
+                value[0], filename=value[1], content_type=value[2] if len(value) > 2 else None
+            )
         return value
 
     boundary, body = encode_multipart(
-        {k: [part(x) for x in v] if isinstance(v, list) else part(v) for k, v in fields.items()})
+        {k: [part(x) for x in v] if isinstance(v, list) else part(v) for k, v in fields.items()}
+    )
     return {"data": body, "content_type": f"multipart/form-data; boundary={boundary}"}

@@ -42,19 +42,34 @@ DESKTOP = {"width": 1440, "height": 900}
 # Flags for chromium in a sandboxed, closed network: without the background-networking
 # ones it keeps trying (and failing) to reach Google's services at every start.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-domain-reliability", "--metrics-recording-only",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--metrics-recording-only",
 ]
 SCREENSHOTS = Path(os.environ.get("STREETLOOP_SCREENSHOTS") or ROOT / "test-results" / "screens")
 
 
 def chromium_path() -> str:
-    for candidate in (os.environ.get("STREETLOOP_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+    for candidate in (
+        os.environ.get("STREETLOOP_CHROMIUM"),
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pytest.fail("chromium not found: run `scripts/browser.sh install` (make test does), or set STREETLOOP_CHROMIUM; "
-                "`-m 'not browser'` leaves the browser stage out", pytrace=False)
+    pytest.fail(
+        "chromium not found: run `scripts/browser.sh install` (make test does), or set STREETLOOP_CHROMIUM; "
+        "`-m 'not browser'` leaves the browser stage out",
+        pytrace=False,
+    )
 
 
 # -- the live server ---------------------------------------------------------------
@@ -74,7 +89,9 @@ class LiveServer:
     app: Any
     sessions: Any
     port: int = 0
-    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) the server answered
+    requests: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (method, path) the server answered
     _server: Any = None
     _thread: threading.Thread | None = None
 
@@ -83,10 +100,18 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        server = make_server("127.0.0.1", self.port, self._recording(self.app), threaded=True, request_handler=_QuietHandler)
+        server = make_server(
+            "127.0.0.1",
+            self.port,
+            self._recording(self.app),
+            threaded=True,
+            request_handler=_QuietHandler,
+        )
         self.port = server.server_port
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="browser-live-server", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="browser-live-server", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -120,8 +145,13 @@ class Worker:
         # The child writes to its own copy of the descriptor: ours is closed at once (left
         # open, it is a ResourceWarning, an error under filterwarnings=error).
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--concurrency", "2"],
-                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "worker", "--concurrency", "2"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -169,14 +199,21 @@ def browser_database_url(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def live(browser_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(
+    browser_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """The live server (and the seeded city), shared by the stage's tests."""
     from api import create_app
     from workers.app import Queue
 
     media = tmp_path_factory.mktemp("browser-media")
-    settings = Settings(database_url=browser_database_url, secret_key="browser-stage", media_dir=media,
-                        timezone=TIME_ZONE, audit_sample_rate=0.0)
+    settings = Settings(
+        database_url=browser_database_url,
+        secret_key="browser-stage",
+        media_dir=media,
+        timezone=TIME_ZONE,
+        audit_sample_rate=0.0,
+    )
     queue = Queue(settings)
     app = create_app(settings, queue=queue)
     server = LiveServer(settings=settings, app=app, sessions=app.extensions["streetloop.sessions"])
@@ -193,8 +230,14 @@ def live(browser_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def worker(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """A job worker for the live server's database (plans, photos); started on first use."""
-    env = {**os.environ, "DATABASE_URL": live.settings.database_url, "STREETLOOP_MEDIA_DIR": str(live.settings.media_dir),
-           "STREETLOOP_TIMEZONE": TIME_ZONE, "STREETLOOP_SECRET_KEY": "browser-stage", "STREETLOOP_AUDIT_SAMPLE_RATE": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": live.settings.database_url,
+        "STREETLOOP_MEDIA_DIR": str(live.settings.media_dir),
+        "STREETLOOP_TIMEZONE": TIME_ZONE,
+        "STREETLOOP_SECRET_KEY": "browser-stage",
+        "STREETLOOP_AUDIT_SAMPLE_RATE": "0",
+    }
     env.pop("STREETLOOP_ROAD_DATA", None)
     w = Worker(env=env, log_path=tmp_path_factory.mktemp("browser-worker") / "worker.log")
     w.start()
@@ -225,7 +268,10 @@ class Watch:
         def guard(route: Any) -> None:
             url = route.request.url
             parts = urlsplit(url)
-            if parts.scheme in ("data", "blob") or f"{parts.scheme}://{parts.netloc}" == self.origin:
+            if (
+                parts.scheme in ("data", "blob")
+                or f"{parts.scheme}://{parts.netloc}" == self.origin
+            ):
                 route.fallback()
             else:
                 self.outside.append(url)
@@ -237,8 +283,14 @@ class Watch:
             self.attach_page(page)
 
     def attach_page(self, page: Any) -> None:
-        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text} ({m.location.get('url', '')})")
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console.{m.type}: {m.text} ({m.location.get('url', '')})")
+                if m.type == "error"
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
     def check(self) -> None:
@@ -257,7 +309,9 @@ def playwright_driver() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def chromium(playwright_driver: Any) -> Iterator[Any]:
-    browser = playwright_driver.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+    browser = playwright_driver.chromium.launch(
+        executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+    )
     yield browser
     browser.close()
 
@@ -269,7 +323,9 @@ def browser_context(chromium: Any, live: LiveServer) -> Iterator[Callable[..., A
     made: list[tuple[Any, Watch]] = []
 
     def new(viewport: dict[str, int] = DESKTOP, **options: Any) -> tuple[Any, Watch]:
-        context = chromium.new_context(viewport=viewport, base_url=live.url, timezone_id="UTC", locale="en-GB", **options)
+        context = chromium.new_context(
+            viewport=viewport, base_url=live.url, timezone_id="UTC", locale="en-GB", **options
+        )
         context.set_default_timeout(15_000)
         watch = Watch(origin=live.url)
         watch.attach_context(context)
@@ -282,13 +338,22 @@ def browser_context(chromium: Any, live: LiveServer) -> Iterator[Callable[..., A
         watch.check()
 
 
-def launch_persistent(playwright_driver: Any, live: LiveServer, profile: Path, **options: Any) -> tuple[Any, Watch]:
+def launch_persistent(
+    playwright_driver: Any, live: LiveServer, profile: Path, **options: Any
+) -> tuple[Any, Watch]:
     """A browser on a profile folder that outlives it: closing and launching again on the
     same folder is a phone's app being closed and opened (its IndexedDB, caches and
     service worker are kept)."""
     context = playwright_driver.chromium.launch_persistent_context(
-        str(profile), executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True, base_url=live.url,
-        timezone_id="UTC", locale="en-GB", **options)
+        str(profile),
+        executable_path=chromium_path(),
+        args=CHROMIUM_ARGS,
+        headless=True,
+        base_url=live.url,
+        timezone_id="UTC",
+        locale="en-GB",
+        **options,
+    )
     context.set_default_timeout(15_000)
     watch = Watch(origin=live.url)
     watch.attach_context(context)
@@ -314,13 +379,20 @@ def accessible(page: Any, name: str) -> None:
 
     results = Axe().run(page)
     bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
-    detail = "\n".join(f"- {v['id']} ({v['impact']}): {v['help']} — " +
-                       "; ".join(n["target"][0] if isinstance(n["target"][0], str) else str(n["target"]) for n in v["nodes"][:5])
-                       for v in bad)
+    detail = "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(
+            n["target"][0] if isinstance(n["target"][0], str) else str(n["target"])
+            for n in v["nodes"][:5]
+        )
+        for v in bad
+    )
     assert not bad, f"axe found {len(bad)} serious/critical problems on {name}:\n{detail}"
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "the condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float = 30, what: str = "the condition"
+) -> Any:
     """Poll a database-side condition (the browser side has Playwright's own waits)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -356,5 +428,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         print(f"\nbrowser stage: screenshots in {SCREENSHOTS}", file=sys.stderr)
 
 
-__all__ = ["DESKTOP", "PHONE", "PASSWORD", "LiveServer", "Watch", "accessible", "launch_persistent", "shot", "sign_in",
-           "wait_for"]
+__all__ = [
+    "DESKTOP",
+    "PHONE",
+    "PASSWORD",
+    "LiveServer",
+    "Watch",
+    "accessible",
+    "launch_persistent",
+    "shot",
+    "sign_in",
+    "wait_for",
+]

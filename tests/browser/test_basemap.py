@@ -77,7 +77,9 @@ def _console_with_a_map(browser_context: Any, live: LiveServer) -> tuple[Any, An
     return page, watch, page.evaluate(MOUNT)
 
 
-def test_the_map_draws_the_citys_streets_from_our_own_tiles(browser_context, live: LiveServer, basemap: None) -> None:  # noqa: ANN001
+def test_the_map_draws_the_citys_streets_from_our_own_tiles(
+    browser_context, live: LiveServer, basemap: None
+) -> None:  # noqa: ANN001
     before = len(live.received("GET", "/tiles/"))
     page, watch, config = _console_with_a_map(browser_context, live)
     assert config["available"] is True and config["url"].startswith("/tiles/{z}/{x}/{y}.pbf?v=")
@@ -90,7 +92,9 @@ def test_the_map_draws_the_citys_streets_from_our_own_tiles(browser_context, liv
             break
         page.wait_for_timeout(200)
     else:
-        raise AssertionError(f"no tile of zoom 16 was asked for: {live.received('GET', '/tiles/')[before:]}")
+        raise AssertionError(
+            f"no tile of zoom 16 was asked for: {live.received('GET', '/tiles/')[before:]}"
+        )
     page.wait_for_function(f"() => ({COLOURS})() > 12", timeout=20_000)
     credit = page.locator("#test-map").get_by_role("link", name="OpenStreetMap contributors")
     assert credit.is_visible()
@@ -114,7 +118,9 @@ def test_without_a_basemap_the_map_is_plain_and_says_so(browser_context, live: L
     before = len(live.received("GET", "/tiles/"))
     page, watch, config = _console_with_a_map(browser_context, live)
     assert config["available"] is False and config["url"] is None
-    page.locator("#test-map").get_by_text("No street map: the basemap has not been built.").wait_for()
+    page.locator("#test-map").get_by_text(
+        "No street map: the basemap has not been built."
+    ).wait_for()
     assert page.locator("#test-map canvas.leaflet-tile").count() == 0
     assert live.received("GET", "/tiles/")[before:] == []
     accessible(page, "map without a basemap")

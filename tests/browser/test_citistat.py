@@ -50,14 +50,23 @@ def quarter(live: LiveServer) -> dict[str, int]:
     """The districts and a fortnight of their requests and completions; {code: received}."""
     received = {}
     with live.sessions() as s:
-        st = f.service_type(s, "cs-streetlight", name="Street light out", agency="Lighting", sla_hours=48,
-                            skill="electric")
+        st = f.service_type(
+            s,
+            "cs-streetlight",
+            name="Street light out",
+            agency="Lighting",
+            sla_hours=48,
+            skill="electric",
+        )
         crew = f.crew(s, "cs-lights", skills=["electric"])
         user = f.user(s, "citistat-crew@example.org", "crew", crew=crew)
         n = 0
         for code, name, x0, y0, x1, y1 in DISTRICTS:
-            d = District(code=code, name=name,
-                         geom=f"SRID=4326;MULTIPOLYGON((({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0})))")
+            d = District(
+                code=code,
+                name=name,
+                geom=f"SRID=4326;MULTIPOLYGON((({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0})))",
+            )
             s.add(d)
             s.flush()
             if code not in WORK:
@@ -68,19 +77,51 @@ def quarter(live: LiveServer) -> dict[str, int]:
             for i, kind in enumerate(kinds):
                 n += 1
                 at = _at(2 + i % 13)
-                closed = {"open": None, "on_time": at + timedelta(hours=20), "late": at + timedelta(hours=70)}[kind]
-                s.add(ServiceRequest(public_id=f"CITISTAT-{n}", token=f"citistat-token-{n}", service_type_id=st.id,
-                                     requested_at=at, updated_at=closed or at, district_id=d.id, location=where,
-                                     description=f"light {n}", closed_at=closed,
-                                     detailed_status="acknowledged" if closed is None else "no_action_needed"))
+                closed = {
+                    "open": None,
+                    "on_time": at + timedelta(hours=20),
+                    "late": at + timedelta(hours=70),
+                }[kind]
+                s.add(
+                    ServiceRequest(
+                        public_id=f"CITISTAT-{n}",
+                        token=f"citistat-token-{n}",
+                        service_type_id=st.id,
+                        requested_at=at,
+                        updated_at=closed or at,
+                        district_id=d.id,
+                        location=where,
+                        description=f"light {n}",
+                        closed_at=closed,
+                        detailed_status="acknowledged" if closed is None else "no_action_needed",
+                    )
+                )
             received[code] = len(kinds)
             for i, verdict in enumerate(["auto_verified"] * verified + ["rejected"] * rejected):
-                wo = WorkOrder(service_type_id=st.id, priority=3, due_at=_at(20), skill="electric", minutes_on_site=20,
-                               location=where, district_id=d.id, crew_id=crew.id)
+                wo = WorkOrder(
+                    service_type_id=st.id,
+                    priority=3,
+                    due_at=_at(20),
+                    skill="electric",
+                    minutes_on_site=20,
+                    location=where,
+                    district_id=d.id,
+                    crew_id=crew.id,
+                )
                 s.add(wo)
                 s.flush()
-                s.add(Completion(work_order_id=wo.id, crew_id=crew.id, user_id=user.id, outcome="fixed", verdict=verdict,
-                                 submitted_at=_at(3 + i), arrived_at=_at(3 + i), completed_at=_at(3 + i, 10)))
+                s.add(
+                    Completion(
+                        work_order_id=wo.id,
+                        crew_id=crew.id,
+                        user_id=user.id,
+                        outcome="fixed",
+                        verdict=verdict,
+                        submitted_at=_at(3 + i),
+                        arrived_at=_at(3 + i),
+                        completed_at=_at(3 + i, 10),
+                    )
+                )
         s.commit()
     return received
 
@@ -108,8 +149,9 @@ def _small_svg_text(page: Any) -> list[str]:
     })""")
 
 
-def test_citistat_page_fits_at_1280_and_is_accessible(browser_context: Any, live: LiveServer,
-                                                      quarter: dict[str, int]) -> None:
+def test_citistat_page_fits_at_1280_and_is_accessible(
+    browser_context: Any, live: LiveServer, quarter: dict[str, int]
+) -> None:
     context, _watch = browser_context(WIDE)
     page = context.new_page()
     page.goto(f"/citistat?{PERIOD}")
@@ -126,7 +168,9 @@ def test_citistat_page_fits_at_1280_and_is_accessible(browser_context: Any, live
     received = page.evaluate("""() => Object.fromEntries([...document.querySelector('#by-district-caption')
         .closest('table').tBodies[0].rows].map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)]))""")
     names = {code: name for code, name, *_ in DISTRICTS}
-    assert {names[code]: n for code, n in quarter.items()} == {k: v for k, v in received.items() if k in names.values()}
+    assert {names[code]: n for code, n in quarter.items()} == {
+        k: v for k, v in received.items() if k in names.values()
+    }
     # Tables, charts and labels all readable at 1280 px.
     assert _tables_fit(page) == []
     assert _small_svg_text(page) == []
@@ -142,7 +186,11 @@ def test_citistat_page_fits_at_1280_and_is_accessible(browser_context: Any, live
     shot(page, "citistat-types-desktop")
 
     # Each figure is a plain link that reloads the page; the choice survives a new period.
-    for label, figure in (("Backlog", "backlog"), ("Verified share", "verified"), ("On-time rate", "on_time")):
+    for label, figure in (
+        ("Backlog", "backlog"),
+        ("Verified share", "verified"),
+        ("On-time rate", "on_time"),
+    ):
         page.get_by_role("link", name=label, exact=True).click()
         page.wait_for_url(f"**shade={figure}**")
         assert page.locator('nav.shade a[aria-current="true"]').inner_text() == label
@@ -160,8 +208,9 @@ def test_citistat_page_fits_at_1280_and_is_accessible(browser_context: Any, live
 
 
 @pytest.mark.parametrize(("paper", "width_mm"), [("A4", 297), ("Letter", 279.4)])
-def test_citistat_prints_on_a4_and_letter_without_cut_columns(browser_context: Any, quarter: dict[str, int],
-                                                              paper: str, width_mm: float) -> None:
+def test_citistat_prints_on_a4_and_letter_without_cut_columns(
+    browser_context: Any, quarter: dict[str, int], paper: str, width_mm: float
+) -> None:
     # The printable width of a landscape page (the page's @page asks for landscape and
     # 12 mm margins), in CSS pixels: print layout is a screen of that width in print media.
     printable = round((width_mm - 2 * 12) / 25.4 * 96)
@@ -191,7 +240,9 @@ def test_citistat_page_on_a_phone(browser_context: Any, quarter: dict[str, int])
     context, _watch = browser_context(PHONE)
     page = context.new_page()
     page.goto(f"/citistat?{PERIOD}")
-    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
     accessible(page, "CitiStat on a phone")
     _scroll_to(page, "#map")
     shot(page, "citistat-phone")

@@ -34,14 +34,24 @@ from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
 from tests.api.test_completion import photo as exif_photo
-from tests.browser.conftest import PHONE, TIME_ZONE, LiveServer, accessible, launch_persistent, shot, sign_in
+from tests.browser.conftest import (
+    PHONE,
+    TIME_ZONE,
+    LiveServer,
+    accessible,
+    launch_persistent,
+    shot,
+    sign_in,
+)
 
 # A failed fetch is logged by chromium as a console error: these tests cut the network
 # and provoke refusals on purpose.
 OFFLINE_NOISE = r"Failed to load resource"
 
 
-def _crew(live: LiveServer, code: str, *, lon: float = f.LON, lat: float = f.LAT, shift: bool = False) -> dict[str, Any]:
+def _crew(
+    live: LiveServer, code: str, *, lon: float = f.LON, lat: float = f.LAT, shift: bool = False
+) -> dict[str, Any]:
     """A crew of its own (own skill, depot, service type and user) with one stop for it."""
     with live.sessions() as s:
         depot = f.depot(s, f"{code}-yard")
@@ -53,13 +63,35 @@ def _crew(live: LiveServer, code: str, *, lon: float = f.LON, lat: float = f.LAT
             now = datetime.now(UTC)
             # Under way since an hour ago, but never since yesterday: a plan of today counts
             # the shifts that start today (at 00:30 the shift starts at midnight).
-            midnight = datetime.now(ZoneInfo(TIME_ZONE)).replace(hour=0, minute=0, second=0, microsecond=0)
-            s.add(Shift(crew_id=crew.id, starts_at=max(now - timedelta(hours=1), midnight), ends_at=now + timedelta(hours=8),
-                        start_depot_id=depot.id, end_depot_id=depot.id))
-        wo = f.report(s, st.code, lon=lon, lat=lat, description="Deep hole <b>by the bus stop</b>",
-                      address_string="Avinguda Meritxell 12").work_order
+            midnight = datetime.now(ZoneInfo(TIME_ZONE)).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            s.add(
+                Shift(
+                    crew_id=crew.id,
+                    starts_at=max(now - timedelta(hours=1), midnight),
+                    ends_at=now + timedelta(hours=8),
+                    start_depot_id=depot.id,
+                    end_depot_id=depot.id,
+                )
+            )
+        wo = f.report(
+            s,
+            st.code,
+            lon=lon,
+            lat=lat,
+            description="Deep hole <b>by the bus stop</b>",
+            address_string="Avinguda Meritxell 12",
+        ).work_order
         s.commit()
-        return {"code": code, "email": user.email, "crew_id": crew.id, "wo_id": wo.id, "service": st.code, "depot": depot.code}
+        return {
+            "code": code,
+            "email": user.email,
+            "crew_id": crew.id,
+            "wo_id": wo.id,
+            "service": st.code,
+            "depot": depot.code,
+        }
 
 
 def _resident_photo(live: LiveServer, wo_id: int) -> None:
@@ -75,9 +107,21 @@ def _resident_photo(live: LiveServer, wo_id: int) -> None:
             path = Path(live.settings.media_dir) / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        s.add(Photo(kind="report", state="ready", service_request_id=req.id, sha256=hashlib.sha256(data).hexdigest(),
-                    content_type="image/jpeg", byte_size=len(data), width=320, height=240, original_key=f"originals/crew-app-{wo_id}",
-                    public_key=f"{stem}.jpg", thumbnail_key=f"{stem}-thumb.jpg"))
+        s.add(
+            Photo(
+                kind="report",
+                state="ready",
+                service_request_id=req.id,
+                sha256=hashlib.sha256(data).hexdigest(),
+                content_type="image/jpeg",
+                byte_size=len(data),
+                width=320,
+                height=240,
+                original_key=f"originals/crew-app-{wo_id}",
+                public_key=f"{stem}.jpg",
+                thumbnail_key=f"{stem}-thumb.jpg",
+            )
+        )
         s.commit()
 
 
@@ -85,7 +129,9 @@ def _publish_today(live: LiveServer, depot: str) -> None:
     """Plan and publish today for the crews of `depot` only, as the dispatcher would."""
     tz = live.settings.tz
     with live.sessions() as s:
-        plan = request_plan(s, PlanRequest(datetime.now(tz).date(), Scope(depot=depot), 2), actor=f.SYSTEM, tz=tz)
+        plan = request_plan(
+            s, PlanRequest(datetime.now(tz).date(), Scope(depot=depot), 2), actor=f.SYSTEM, tz=tz
+        )
         s.commit()
         plan_id = plan.id
     run_plan(live.sessions, plan_id, travel=StraightLineProvider(), tz=tz)
@@ -96,16 +142,21 @@ def _publish_today(live: LiveServer, depot: str) -> None:
         s.commit()
 
 
-def _dispatch(live: LiveServer, wo_id: int, crew_id: int | None, target: str = "dispatched") -> None:
+def _dispatch(
+    live: LiveServer, wo_id: int, crew_id: int | None, target: str = "dispatched"
+) -> None:
     with live.sessions() as s:
         wo = s.get(WorkOrder, wo_id)
-        change_status(s, wo, target, actor=f.SYSTEM, **({"crew_id": crew_id} if crew_id is not None else {}))
+        change_status(
+            s, wo, target, actor=f.SYSTEM, **({"crew_id": crew_id} if crew_id is not None else {})
+        )
         s.commit()
 
 
 def _offline(context: Any) -> Any:
     """Every request aborted, the service worker's included (set_offline alone does not
     reach them), and the browser told it is offline."""
+
     def cut(route: Any) -> None:
         route.abort("internetdisconnected")
 
@@ -122,11 +173,15 @@ def _online(context: Any, cut: Any) -> None:
 def _photo_file(tmp_path: Path, lat: float, lon: float) -> Path:
     # Taken now, where the stop is: its EXIF place and time pass the checks.
     path = tmp_path / "after.jpg"
-    path.write_bytes(exif_photo(7, lat=lat, lon=lon, taken=datetime.now(UTC) + timedelta(seconds=2)))
+    path.write_bytes(
+        exif_photo(7, lat=lat, lon=lon, taken=datetime.now(UTC) + timedelta(seconds=2))
+    )
     return path
 
 
-def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(playwright_driver, live: LiveServer, tmp_path: Path) -> None:  # noqa: ANN001
+def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(
+    playwright_driver, live: LiveServer, tmp_path: Path
+) -> None:  # noqa: ANN001
     job = _crew(live, "crewapp-1", shift=True)
     _resident_photo(live, job["wo_id"])
     _publish_today(live, job["depot"])
@@ -145,7 +200,9 @@ def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(playw
     stop_link = page.locator(f"#stop-{job['wo_id']}")
     stop_link.wait_for()
     # Today's route from the published plan: the stop has its ETA, in the city's time.
-    assert "Expected" in stop_link.inner_text() and "Avinguda Meritxell 12" in stop_link.inner_text()
+    assert (
+        "Expected" in stop_link.inner_text() and "Avinguda Meritxell 12" in stop_link.inner_text()
+    )
     page.get_by_text("ready for offline").wait_for(timeout=30_000)
     accessible(page, "crew route list")
     shot(page, "crew-route-list-phone")
@@ -178,9 +235,13 @@ def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(playw
     page.get_by_text("Offline: showing the copy on this phone").wait_for()
     page.locator(f"#stop-{job['wo_id']}").click()
     page.get_by_role("img", name="Resident's photo 1").wait_for()
-    page.wait_for_function("document.querySelector('.photos img').naturalWidth > 0")  # the photo, from the phone
+    page.wait_for_function(
+        "document.querySelector('.photos img').naturalWidth > 0"
+    )  # the photo, from the phone
     page.get_by_role("link", name="Complete…").click()
-    page.get_by_label("Photos of the finished work").set_input_files(str(_photo_file(tmp_path, f.LAT, f.LON)))
+    page.get_by_label("Photos of the finished work").set_input_files(
+        str(_photo_file(tmp_path, f.LAT, f.LON))
+    )
     page.get_by_text("Position found, within 6 m").wait_for()
     page.get_by_label("Outcome").select_option("fixed")
     page.get_by_label("Notes (optional)").fill("Filled and rolled")
@@ -264,8 +325,11 @@ def _completions(live: LiveServer, wo_id: int) -> list[Completion]:
 
 @pytest.fixture
 def phone(browser_context) -> Any:  # noqa: ANN001
-    context, watch = browser_context(PHONE, geolocation={"latitude": f.LAT, "longitude": f.LON, "accuracy": 8},
-                                     permissions=["geolocation"])
+    context, watch = browser_context(
+        PHONE,
+        geolocation={"latitude": f.LAT, "longitude": f.LON, "accuracy": 8},
+        permissions=["geolocation"],
+    )
     watch.expect(OFFLINE_NOISE)
     return context
 
@@ -286,7 +350,9 @@ def _at_the_stop(phone: Any, live: LiveServer, code: str) -> tuple[dict[str, Any
     return job, _open_stop(phone, live, job)
 
 
-def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, live: LiveServer) -> None:  # noqa: ANN001
+def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(
+    phone, live: LiveServer
+) -> None:  # noqa: ANN001
     job, page = _at_the_stop(phone, live, "crewapp-2")
     cut = _offline(phone)
     page.get_by_role("button", name="On site").click()
@@ -323,7 +389,9 @@ def test_a_refused_replay_is_shown_and_kept_until_the_crew_discards_it(phone, li
     page.get_by_role("link", name="All sent").wait_for()
 
 
-def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(phone, live: LiveServer) -> None:  # noqa: ANN001
+def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(
+    phone, live: LiveServer
+) -> None:  # noqa: ANN001
     job, page = _at_the_stop(phone, live, "crewapp-3")
     cut = _offline(phone)
     page.get_by_role("button", name="On my way").click()
@@ -335,7 +403,9 @@ def test_an_expired_sign_in_keeps_the_queue_and_sends_it_after_signing_in_again(
     page.reload()
     page.get_by_role("link", name="1 waiting to send").wait_for()
     _online(phone, cut)  # the browser's "online" makes the app sync (its timer would too)
-    page.get_by_text("Your sign-in has expired. Sign in again: the 1 action kept on this phone is sent then.").wait_for(timeout=30_000)
+    page.get_by_text(
+        "Your sign-in has expired. Sign in again: the 1 action kept on this phone is sent then."
+    ).wait_for(timeout=30_000)
     accessible(page, "crew signed out with a queue")
     shot(page, "crew-sign-in-again-phone")
     assert _status(live, job["wo_id"]) == "dispatched"
@@ -358,30 +428,49 @@ def test_unable_asks_for_a_reason_from_the_apis_list(phone, live: LiveServer) ->
     page.locator(".stop-status").get_by_text("Unable", exact=True).wait_for()
 
 
-def test_the_stop_shows_residents_comments_as_text_and_never_who_wrote_them(phone, live: LiveServer) -> None:  # noqa: ANN001
+def test_the_stop_shows_residents_comments_as_text_and_never_who_wrote_them(
+    phone, live: LiveServer
+) -> None:  # noqa: ANN001
     job = _crew(live, "crewapp-7")
     with live.sessions() as s:
         key = f.api_key(s, "crewapp-7-key", name="FixMyStreet")
         (req,) = s.get(WorkOrder, job["wo_id"]).requests
-        for n, text in enumerate(["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"]):
-            add_comment(s, NewComment(service_request_id=req.public_id, client_update_id=str(n), text=text,
-                                      commenter=Contact(first_name="Marta", email="marta@example.org")),
-                        api_key_id=key.id, actor=Actor.client("FixMyStreet"), reopen_within=timedelta(days=30))
+        for n, text in enumerate(
+            ["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"]
+        ):
+            add_comment(
+                s,
+                NewComment(
+                    service_request_id=req.public_id,
+                    client_update_id=str(n),
+                    text=text,
+                    commenter=Contact(first_name="Marta", email="marta@example.org"),
+                ),
+                api_key_id=key.id,
+                actor=Actor.client("FixMyStreet"),
+                reopen_within=timedelta(days=30),
+            )
         s.commit()
     page = _open_stop(phone, live, job)
     page.get_by_role("heading", name="Residents' comments").wait_for()
-    expect(page.locator("ul.comments li q")).to_have_text(["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"])
+    expect(page.locator("ul.comments li q")).to_have_text(
+        ["Still there <img src=x onerror=alert(1)>", "Deeper after the rain"]
+    )
     expect(page.locator("ul.comments img")).to_have_count(0)
     assert "Marta" not in page.content() and "marta@example.org" not in page.content()
     accessible(page, "crew stop with comments")
 
 
-def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone, live: LiveServer) -> None:  # noqa: ANN001
+def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(
+    phone, live: LiveServer
+) -> None:  # noqa: ANN001
     job = _crew(live, "crewapp-4")
     other = _crew(live, "crewapp-5")
     _dispatch(live, job["wo_id"], job["crew_id"])
     with live.sessions() as s:
-        added = f.report(s, job["service"], lon=f.LON + 0.002, lat=f.LAT, address_string="Carrer Major 3").work_order.id
+        added = f.report(
+            s, job["service"], lon=f.LON + 0.002, lat=f.LAT, address_string="Carrer Major 3"
+        ).work_order.id
         s.commit()
     page = phone.new_page()
     page.goto("/crew/")
@@ -391,7 +480,9 @@ def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone
     _dispatch(live, job["wo_id"], other["crew_id"])
     _dispatch(live, added, job["crew_id"])
     page.get_by_role("button", name="Refresh").click()
-    page.get_by_text("Avinguda Meritxell 12 was reassigned: it is no longer on your route.").wait_for()
+    page.get_by_text(
+        "Avinguda Meritxell 12 was reassigned: it is no longer on your route."
+    ).wait_for()
     page.get_by_text("New stop on your route: Carrer Major 3.").wait_for()
     page.locator(f"#stop-{added}").wait_for()
     expect(page.locator(f"#stop-{job['wo_id']}")).to_have_count(0)
@@ -404,14 +495,22 @@ def test_the_changes_feed_tells_the_crew_of_a_reassigned_and_an_added_stop(phone
     expect(page.locator(".notice")).to_have_count(1)  # kept on the phone until dismissed
 
 
-def test_the_app_is_installable_and_its_service_worker_stores_files_that_exist(live: LiveServer) -> None:
+def test_the_app_is_installable_and_its_service_worker_stores_files_that_exist(
+    live: LiveServer,
+) -> None:
     """A shell entry that 404s makes the worker's install fail, and the app then never opens
     offline: every file sw.js stores must be served, with the type a browser accepts."""
     client = live.app.test_client()
     with client.get("/crew/manifest.webmanifest") as answer:
-        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/manifest+json")
+        assert answer.status_code == 200 and answer.headers["Content-Type"].startswith(
+            "application/manifest+json"
+        )
         manifest = answer.get_json(force=True)
-    assert manifest["scope"] == "/crew/" and manifest["display"] == "standalone" and manifest["start_url"].startswith("/crew/")
+    assert (
+        manifest["scope"] == "/crew/"
+        and manifest["display"] == "standalone"
+        and manifest["start_url"].startswith("/crew/")
+    )
     assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
     for icon in manifest["icons"]:
         with client.get(icon["src"]) as answer:
@@ -432,7 +531,9 @@ def test_the_app_is_installable_and_its_service_worker_stores_files_that_exist(l
             assert path in shell, f"{module.name} imports {imported}, which sw.js does not store"
 
 
-def test_photos_sent_as_links_are_offered_as_links_that_open_on_their_site(phone, live: LiveServer) -> None:  # noqa: ANN001
+def test_photos_sent_as_links_are_offered_as_links_that_open_on_their_site(
+    phone, live: LiveServer
+) -> None:  # noqa: ANN001
     job = _crew(live, "crewapp-8")
     _resident_photo(live, job["wo_id"])
     linked = "https://fixmystreet.example.ad/photo/1.full.jpeg"
@@ -440,8 +541,12 @@ def test_photos_sent_as_links_are_offered_as_links_that_open_on_their_site(phone
         (req,) = s.get(WorkOrder, job["wo_id"]).requests
         # As FixMyStreet sends them (media_url), and one no client could send any more
         # (Open311 refuses it): the app must not offer it even so.
-        s.add_all([MediaLink(service_request_id=req.id, position=0, url=linked),
-                   MediaLink(service_request_id=req.id, position=1, url="javascript:alert(1)")])
+        s.add_all(
+            [
+                MediaLink(service_request_id=req.id, position=0, url=linked),
+                MediaLink(service_request_id=req.id, position=1, url="javascript:alert(1)"),
+            ]
+        )
         s.commit()
     page = _open_stop(phone, live, job)
     page.get_by_role("img", name="Resident's photo 1").wait_for()

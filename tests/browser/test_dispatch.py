@@ -12,13 +12,26 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core.models import Crew, CrewPosition, Depot, PlanRoute, RoutePlan, RouteStop, ServiceRequest, Shift, ShiftBreak, WorkOrder
+from core.models import (
+    Crew,
+    CrewPosition,
+    Depot,
+    PlanRoute,
+    RoutePlan,
+    RouteStop,
+    ServiceRequest,
+    Shift,
+    ShiftBreak,
+    WorkOrder,
+)
 from core.spatial import point
 from core.workorders import mark_must_do
 from tests import factories as f
 from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
 
-AGENCY = "Desk Roads"  # this module's own agency: its plans' scope, apart from the other tests' crews
+AGENCY = (
+    "Desk Roads"  # this module's own agency: its plans' scope, apart from the other tests' crews
+)
 DISPATCHER = "desk-dispatcher@example.org"
 
 
@@ -32,38 +45,69 @@ def desk_day(live: LiveServer) -> dict[str, Any]:
         f.service_type(s, "desk_pothole", skill="asphalt", agency=AGENCY)
         f.service_type(s, "desk_paint", skill="paint", agency=AGENCY)
         f.service_type(s, "desk_crane", skill="crane", agency=AGENCY)  # no crew of ours has a crane
-        depot = Depot(code="desk-yard", name="Desk yard", agency=AGENCY, location=point(f.LON, f.LAT))
+        depot = Depot(
+            code="desk-yard", name="Desk yard", agency=AGENCY, location=point(f.LON, f.LAT)
+        )
         s.add(depot)
         s.flush()
         crews = {}
-        for code, skills in (("desk-asphalt-1", ["asphalt"]), ("desk-asphalt-2", ["asphalt"]), ("desk-paint-1", ["paint"])):
+        for code, skills in (
+            ("desk-asphalt-1", ["asphalt"]),
+            ("desk-asphalt-2", ["asphalt"]),
+            ("desk-paint-1", ["paint"]),
+        ):
             crew = f.crew(s, code, skills=skills)
             crew.agency, crew.depot_id = AGENCY, depot.id
-            s.add(Shift(crew_id=crew.id, starts_at=start, ends_at=start + timedelta(hours=6), start_depot_id=depot.id,
-                        end_depot_id=depot.id, breaks=[ShiftBreak(earliest_start=start + timedelta(hours=2),
-                                                                 latest_end=start + timedelta(hours=4), minutes=30)]))
+            s.add(
+                Shift(
+                    crew_id=crew.id,
+                    starts_at=start,
+                    ends_at=start + timedelta(hours=6),
+                    start_depot_id=depot.id,
+                    end_depot_id=depot.id,
+                    breaks=[
+                        ShiftBreak(
+                            earliest_start=start + timedelta(hours=2),
+                            latest_end=start + timedelta(hours=4),
+                            minutes=30,
+                        )
+                    ],
+                )
+            )
             crews[code] = crew.id
             # Where each crew's phone last said it was: by the yard.
             lon, lat = f.offset(f.LON, f.LAT - 0.004, 900 * (len(crews) - 2))
-            s.add(CrewPosition(crew_id=crew.id, at=datetime.now(tz), location=point(lon, lat), accuracy_m=8.0))
+            s.add(
+                CrewPosition(
+                    crew_id=crew.id, at=datetime.now(tz), location=point(lon, lat), accuracy_m=8.0
+                )
+            )
         orders = []
         for i in range(10):
             east = 350 * (i // 2 + 1) * (1 if i % 2 == 0 else -1)
             lon, lat = f.offset(f.LON, f.LAT + (0.002 if i % 3 == 0 else -0.0015), east)
             code = "desk_paint" if i in (4, 7) else "desk_pothole"
-            orders.append(f.report(s, code, lon=lon, lat=lat, address_string=f"Carrer de la Prova {i + 1}").work_order.id)
+            orders.append(
+                f.report(
+                    s, code, lon=lon, lat=lat, address_string=f"Carrer de la Prova {i + 1}"
+                ).work_order.id
+            )
         # Some work more urgent than the rest, and one overdue.
         for wo_id, priority in ((orders[0], 5), (orders[3], 4), (orders[6], 1)):
             s.get(WorkOrder, wo_id).priority = priority
         s.get(WorkOrder, orders[1]).due_at = datetime.now(tz) - timedelta(hours=3)
         lon, lat = f.offset(f.LON, f.LAT + 0.0035, 200)
-        crane = f.report(s, "desk_crane", lon=lon, lat=lat, address_string="Avinguda de la Grua 1").work_order
+        crane = f.report(
+            s, "desk_crane", lon=lon, lat=lat, address_string="Avinguda de la Grua 1"
+        ).work_order
         # Urgent, so the day's plans take it in whatever it needs, and must say why they cannot.
         # The day the shifts start on: today, but tomorrow in the last five minutes before
         # midnight (the test plans that day then, as a dispatcher would).
         day = start.date()
         mark_must_do(s, crane, day=day, crew=None, actor=f.SYSTEM, today=datetime.now(tz).date())
-        unpinned = f.report(s, "desk_pothole", lon=None, lat=None, address_string="Plaça del Poble 3").request.public_id
+        unpinned = f.report(
+            s, "desk_pothole", lon=None, lat=None, address_string="Plaça del Poble 3"
+        ).request.public_id
         f.user(s, DISPATCHER, "dispatcher")
         s.commit()
     return {"crews": crews, "orders": orders, "unpinned": unpinned, "crane": crane.id, "day": day}
@@ -71,15 +115,23 @@ def desk_day(live: LiveServer) -> dict[str, Any]:
 
 def _plan(live: LiveServer) -> RoutePlan | None:
     with live.sessions() as s:
-        return s.scalars(select(RoutePlan).where(RoutePlan.scope["agency"].astext == AGENCY).order_by(RoutePlan.id.desc())).first()
+        return s.scalars(
+            select(RoutePlan)
+            .where(RoutePlan.scope["agency"].astext == AGENCY)
+            .order_by(RoutePlan.id.desc())
+        ).first()
 
 
 def _stops(live: LiveServer, plan_id: int) -> dict[int, tuple[str, int, bool]]:
     """work order id → (crew code, position among the route's jobs, locked)."""
     with live.sessions() as s:
-        rows = s.execute(select(RouteStop.work_order_id, Crew.code, RouteStop.sequence, RouteStop.locked)
-                         .join(PlanRoute, PlanRoute.id == RouteStop.route_id).join(Crew, Crew.id == PlanRoute.crew_id)
-                         .where(PlanRoute.plan_id == plan_id, RouteStop.kind == "job").order_by(Crew.code, RouteStop.sequence)).all()
+        rows = s.execute(
+            select(RouteStop.work_order_id, Crew.code, RouteStop.sequence, RouteStop.locked)
+            .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
+            .join(Crew, Crew.id == PlanRoute.crew_id)
+            .where(PlanRoute.plan_id == plan_id, RouteStop.kind == "job")
+            .order_by(Crew.code, RouteStop.sequence)
+        ).all()
     out: dict[int, tuple[str, int, bool]] = {}
     count: dict[str, int] = {}
     for wo, crew, _, locked in rows:
@@ -88,7 +140,9 @@ def _stops(live: LiveServer, plan_id: int) -> dict[int, tuple[str, int, bool]]:
     return out
 
 
-def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: LiveServer, worker, desk_day) -> None:  # noqa: ANN001
+def test_a_dispatcher_plans_edits_and_publishes_a_day(
+    browser_context, live: LiveServer, worker, desk_day
+) -> None:  # noqa: ANN001
     context, watch = browser_context(DESKTOP)
     # The refused move is a 422 on purpose; chromium logs every 4xx answer to a fetch.
     watch.expect(r"status of 422 .*/api/v1/plans/\d+/moves")
@@ -105,18 +159,25 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     assert page.locator("#dispatch-map .crew-pin", has_text="desk-asphalt-1").count() == 1
     page.get_by_role("region", name="Key").get_by_text("Desk Pothole").wait_for()
     page.get_by_text("Plaça del Poble 3").wait_for()
-    assert page.locator("#plan-date").input_value() == datetime.now(ZoneInfo(TIME_ZONE)).date().isoformat()
+    assert (
+        page.locator("#plan-date").input_value()
+        == datetime.now(ZoneInfo(TIME_ZONE)).date().isoformat()
+    )
     accessible(page, "dispatch desk: the map")
     shot(page, "console-dispatch-map")
 
     # Pin the address-only report with a click on the map.
-    page.locator("#pins li", has_text="Plaça del Poble 3").get_by_role("button", name="Place on map").click()
+    page.locator("#pins li", has_text="Plaça del Poble 3").get_by_role(
+        "button", name="Place on map"
+    ).click()
     page.get_by_text("Click the map where Plaça del Poble 3 is (Escape to stop).").wait_for()
     box = page.locator("#dispatch-map").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
     page.get_by_text(f"Report {desk_day['unpinned']} is on the map.").wait_for()
     with live.sessions() as s:
-        req = s.scalar(select(ServiceRequest).where(ServiceRequest.public_id == desk_day["unpinned"]))
+        req = s.scalar(
+            select(ServiceRequest).where(ServiceRequest.public_id == desk_day["unpinned"])
+        )
         assert req.location is not None and req.work_order.location is not None
         desk_day["orders"].append(req.work_order_id)
 
@@ -143,19 +204,30 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     assert len(stops) == plan.stats["scheduled"] >= 8
     # The work no crew can do is listed with its reason in words.
     left_out = page.locator("#unassigned li", has_text=f"Work order {desk_day['crane']}")
-    left_out.get_by_text("must-do, but no crew on shift in this plan has the skill crane").wait_for()
+    left_out.get_by_text(
+        "must-do, but no crew on shift in this plan has the skill crane"
+    ).wait_for()
     rows = page.locator(".tl-row[role=group]")
     assert {rows.nth(i).get_attribute("aria-label") for i in range(rows.count())} == {
-        "Crew desk-asphalt-1", "Crew desk-asphalt-2", "Crew desk-paint-1"}
+        "Crew desk-asphalt-1",
+        "Crew desk-asphalt-2",
+        "Crew desk-paint-1",
+    }
     assert page.locator(".tl-stop").count() == len(stops)
     assert page.locator("#dispatch-map .stop-pin").count() == len(stops)
     assert page.locator("#dispatch-map path.leaflet-interactive, #dispatch-map path").count() >= 1
     assert page.locator(".tl-break").count() >= 1
     # Times in the city's zone (the browser runs in UTC).
-    first_wo, (first_crew, first_pos, _) = next((wo, v) for wo, v in stops.items() if v[0] == "desk-asphalt-1" or v[0] == "desk-asphalt-2")
+    first_wo, (first_crew, first_pos, _) = next(
+        (wo, v) for wo, v in stops.items() if v[0] == "desk-asphalt-1" or v[0] == "desk-asphalt-2"
+    )
     with live.sessions() as s:
-        start_at = s.scalar(select(RouteStop.start_at).where(RouteStop.work_order_id == first_wo)
-                            .join(PlanRoute, PlanRoute.id == RouteStop.route_id).where(PlanRoute.plan_id == plan.id))
+        start_at = s.scalar(
+            select(RouteStop.start_at)
+            .where(RouteStop.work_order_id == first_wo)
+            .join(PlanRoute, PlanRoute.id == RouteStop.route_id)
+            .where(PlanRoute.plan_id == plan.id)
+        )
     local = start_at.astimezone(ZoneInfo(TIME_ZONE)).strftime("%H:%M")
     block = page.locator(f".tl-stop[data-wo='{first_wo}']")
     assert local in block.get_attribute("aria-label")
@@ -201,7 +273,9 @@ def test_a_dispatcher_plans_edits_and_publishes_a_day(browser_context, live: Liv
     assert _stops(live, plan.id)[moved][2] is True
 
     # Remove a stop: it goes back to the pool, and the plan lists it with why.
-    removed = next(wo for wo, v in _stops(live, plan.id).items() if v[0] == first_crew and wo != first_wo)
+    removed = next(
+        wo for wo, v in _stops(live, plan.id).items() if v[0] == first_crew and wo != first_wo
+    )
     page.locator(f".tl-stop[data-wo='{removed}']").click()
     page.get_by_role("button", name="Remove stop").click()
     page.get_by_text(f"Work order {removed} is back in the pool.").wait_for()

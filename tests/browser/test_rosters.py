@@ -19,7 +19,15 @@ from sqlalchemy.orm import selectinload
 
 from core.models import Crew, Shift, ShiftPattern, StatusEvent
 from tests import factories as f
-from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in, wait_for
+from tests.browser.conftest import (
+    DESKTOP,
+    TIME_ZONE,
+    LiveServer,
+    accessible,
+    shot,
+    sign_in,
+    wait_for,
+)
 
 TZ = ZoneInfo(TIME_ZONE)
 DISPATCHER = "rosters-dispatcher@example.org"
@@ -41,8 +49,13 @@ def roster_city(live: LiveServer) -> Iterator[None]:
 
 def _shifts(live: LiveServer, crew: str) -> list[Shift]:
     with live.sessions() as s:
-        q = (select(Shift).join(Crew, Shift.crew_id == Crew.id).where(Crew.code == crew)
-             .options(selectinload(Shift.breaks)).order_by(Shift.starts_at))
+        q = (
+            select(Shift)
+            .join(Crew, Shift.crew_id == Crew.id)
+            .where(Crew.code == crew)
+            .options(selectinload(Shift.breaks))
+            .order_by(Shift.starts_at)
+        )
         shifts = list(s.scalars(q))
         s.expunge_all()
         return shifts
@@ -50,7 +63,11 @@ def _shifts(live: LiveServer, crew: str) -> list[Shift]:
 
 def _patterns(live: LiveServer, crew: str) -> list[ShiftPattern]:
     with live.sessions() as s:
-        q = select(ShiftPattern).join(Crew, ShiftPattern.crew_id == Crew.id).where(Crew.code == crew)
+        q = (
+            select(ShiftPattern)
+            .join(Crew, ShiftPattern.crew_id == Crew.id)
+            .where(Crew.code == crew)
+        )
         patterns = list(s.scalars(q))
         s.expunge_all()
         return patterns
@@ -61,14 +78,21 @@ def _local(value: datetime) -> datetime:
 
 
 def _cell(page: Any, crew: str, day: date) -> Any:
-    return page.locator(f'#rosters-grid button.cell[data-crew="{crew}"][data-day="{day.isoformat()}"]')
+    return page.locator(
+        f'#rosters-grid button.cell[data-crew="{crew}"][data-day="{day.isoformat()}"]'
+    )
 
 
-def _set_pattern(page: Any, crew: str, day: date, starts: str, ends: str, brk: tuple[str, str, str]) -> Any:
+def _set_pattern(
+    page: Any, crew: str, day: date, starts: str, ends: str, brk: tuple[str, str, str]
+) -> Any:
     _cell(page, crew, day).click()
     page.locator("#rosters-pattern-new").click()
     form = page.locator("#rosters-pattern-form")
-    for weekday in ("Saturday", "Sunday"):  # every day, so the test does not depend on today's weekday
+    for weekday in (
+        "Saturday",
+        "Sunday",
+    ):  # every day, so the test does not depend on today's weekday
         form.get_by_label(weekday).check()
     form.get_by_label("Starts", exact=True).fill(starts)
     form.get_by_label("Ends", exact=True).fill(ends)
@@ -79,7 +103,8 @@ def _set_pattern(page: Any, crew: str, day: date, starts: str, ends: str, brk: t
 
 
 def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_a_shift_early(
-        browser_context: Any, live: LiveServer, roster_city: None) -> None:
+    browser_context: Any, live: LiveServer, roster_city: None
+) -> None:
     context, watch = browser_context(DESKTOP)
     watch.expect(r"status of 409 .*/api/v1/shifts")
     watch.expect(r"status of 422 .*/api/v1/shift-patterns")
@@ -105,7 +130,9 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     accessible(page, "rosters pattern editor")
     shot(page, "console-rosters-pattern-editor")
     form.get_by_role("button", name="Save the pattern").click()
-    expect(form.locator(".message")).to_contain_text("Not saved: a 300-minute break does not fit in its window")
+    expect(form.locator(".message")).to_contain_text(
+        "Not saved: a 300-minute break does not fit in its window"
+    )
     assert _patterns(live, DAY_CREW) == []
     form.get_by_label("Break 1: Minutes").fill("30")
     form.get_by_role("button", name="Save the pattern").click()
@@ -116,11 +143,18 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     shifts = {_local(s.starts_at).date(): s for s in _shifts(live, DAY_CREW)}
     for k in range(1, 7):
         day = today + timedelta(days=k)
-        assert (_local(shifts[day].starts_at).time(), _local(shifts[day].ends_at).time()) == (time(7), time(15, 30)), day
-        assert [(b.minutes, _local(b.earliest_start).time()) for b in shifts[day].breaks] == [(30, time(11, 30))]
+        assert (_local(shifts[day].starts_at).time(), _local(shifts[day].ends_at).time()) == (
+            time(7),
+            time(15, 30),
+        ), day
+        assert [(b.minutes, _local(b.earliest_start).time()) for b in shifts[day].breaks] == [
+            (30, time(11, 30))
+        ]
         expect(_cell(page, DAY_CREW, day)).to_contain_text("07:00–15:30")
         expect(_cell(page, DAY_CREW, day)).to_contain_text("Break 30 min, 11:30–13:30")
-    expect(page.locator("#rosters-grid tbody th", has_text=DAY_CREW)).to_contain_text("Every day 07:00–15:30")
+    expect(page.locator("#rosters-grid tbody th", has_text=DAY_CREW)).to_contain_text(
+        "Every day 07:00–15:30"
+    )
 
     # A night pattern: 22:00 to 06:00 the next morning, its break after midnight.
     form = _set_pattern(page, NIGHT_CREW, tomorrow, "22:00", "06:00", ("02:00", "03:00", "30"))
@@ -144,8 +178,10 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     expect(page.locator("#toast")).to_contain_text("Shift of roster-day on")
     (changed,) = [s for s in _shifts(live, DAY_CREW) if s.id == day_shift.id]
     assert changed.pattern_id is None
-    assert [(b.minutes, _local(b.earliest_start).time(), _local(b.latest_end).time()) for b in changed.breaks] == [
-        (45, time(12), time(14))]
+    assert [
+        (b.minutes, _local(b.earliest_start).time(), _local(b.latest_end).time())
+        for b in changed.breaks
+    ] == [(45, time(12), time(14))]
     expect(_cell(page, DAY_CREW, tomorrow)).to_contain_text("Break 45 min, 12:00–14:00")
 
     # A day off three days on: the row stays, cancelled, with its reason.
@@ -158,13 +194,17 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     expect(page.locator("#toast")).to_contain_text("cancelled")
     expect(_cell(page, DAY_CREW, off_day)).to_contain_text("Day off")
     on_that_day = [s for s in _shifts(live, DAY_CREW) if _local(s.starts_at).date() == off_day]
-    assert [(s.id, s.end_reason) for s in on_that_day] == [(off.id, "annual leave")] and on_that_day[0].cancelled_at
+    assert [(s.id, s.end_reason) for s in on_that_day] == [
+        (off.id, "annual leave")
+    ] and on_that_day[0].cancelled_at
     shot(page, "console-rosters-grid")
 
     # The night crew's pattern ends tomorrow: its later shifts go, tomorrow night's stays
     # (and still runs into the morning after).
     _cell(page, NIGHT_CREW, tomorrow).click()
-    page.locator("#rosters-panel .pattern-card").get_by_role("button", name="Change this pattern").click()
+    page.locator("#rosters-panel .pattern-card").get_by_role(
+        "button", name="Change this pattern"
+    ).click()
     page.get_by_label("Its last day").fill(tomorrow.isoformat())
     page.get_by_role("button", name="End the pattern").click()
     expect(page.locator("#toast")).to_contain_text("Pattern ended")
@@ -175,7 +215,8 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     expect(_cell(page, NIGHT_CREW, after)).not_to_contain_text("22:00")
     expect(page.locator("#rosters-grid tbody th", has_text=NIGHT_CREW)).to_contain_text(
         # The city's locale (STREETLOOP_LOCALE, en-GB by default): "Thu 3 Dec".
-        f"Every day 22:00–06:00, until {tomorrow:%a} {tomorrow.day} {tomorrow:%b}")
+        f"Every day 22:00–06:00, until {tomorrow:%a} {tomorrow.day} {tomorrow:%b}"
+    )
 
     # A one-off shift today, with a break, for a crew with no pattern.
     _cell(page, ONE_OFF_CREW, today).click()
@@ -190,9 +231,13 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     expect(page.locator("#toast")).to_contain_text("Shift added for roster-oneoff")
     (one_off,) = _shifts(live, ONE_OFF_CREW)
     assert (_local(one_off.starts_at), _local(one_off.ends_at)) == (
-        datetime.combine(today, time(0), TZ), datetime.combine(today, time(23, 59), TZ))
-    assert [(b.minutes, _local(b.earliest_start).time(), _local(b.latest_end).time()) for b in one_off.breaks] == [
-        (30, time(12), time(13))]
+        datetime.combine(today, time(0), TZ),
+        datetime.combine(today, time(23, 59), TZ),
+    )
+    assert [
+        (b.minutes, _local(b.earliest_start).time(), _local(b.latest_end).time())
+        for b in one_off.breaks
+    ] == [(30, time(12), time(13))]
     assert one_off.pattern_id is None
     expect(_cell(page, ONE_OFF_CREW, today)).to_contain_text("00:00–23:59")
 
@@ -203,7 +248,9 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     add.get_by_label("Ends", exact=True).fill("14:00")
     add.get_by_role("button", name="Add the shift").click()
     refusal = add.locator(".message")
-    expect(refusal).to_contain_text(re.compile(r"Not saved: roster-oneoff already has a shift \w+ \d+ \w+ 00:00 to 23:59"))
+    expect(refusal).to_contain_text(
+        re.compile(r"Not saved: roster-oneoff already has a shift \w+ \d+ \w+ 00:00 to 23:59")
+    )
     assert len(_shifts(live, ONE_OFF_CREW)) == 1
     expect(_cell(page, ONE_OFF_CREW, today)).to_have_class(re.compile(r"\bclash\b"))
     accessible(page, "rosters overlap refused")
@@ -219,9 +266,11 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
     assert _local(ended.ends_at) == datetime.combine(today, time(23), TZ)
     assert ended.ended_early_at is not None and ended.end_reason == "went home sick"
     with live.sessions() as s:
-        events = s.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "shift",
-                                                               StatusEvent.entity_id == one_off.id)
-                           .order_by(StatusEvent.id)).all()
+        events = s.scalars(
+            select(StatusEvent.to_status)
+            .where(StatusEvent.entity == "shift", StatusEvent.entity_id == one_off.id)
+            .order_by(StatusEvent.id)
+        ).all()
     assert events == ["scheduled", "ended_early"]
     expect(_cell(page, ONE_OFF_CREW, today)).to_contain_text("Ended early at 23:00")
     accessible(page, "rosters shift ended early")
@@ -229,12 +278,19 @@ def test_a_dispatcher_sets_patterns_adds_a_shift_is_refused_an_overlap_and_ends_
 
 
 def test_a_supervisor_reads_the_rosters_without_changing_them(
-        browser_context: Any, live: LiveServer, roster_city: None) -> None:
+    browser_context: Any, live: LiveServer, roster_city: None
+) -> None:
     with live.sessions() as s:
         crew = s.scalar(select(Crew).where(Crew.code == ONE_OFF_CREW))
         assert crew is not None
         day = datetime.now(TZ).date() + timedelta(days=3)
-        s.add(Shift(crew_id=crew.id, starts_at=datetime.combine(day, time(8), TZ), ends_at=datetime.combine(day, time(16), TZ)))
+        s.add(
+            Shift(
+                crew_id=crew.id,
+                starts_at=datetime.combine(day, time(8), TZ),
+                ends_at=datetime.combine(day, time(16), TZ),
+            )
+        )
         s.commit()
     context, _ = browser_context(DESKTOP)
     page = context.new_page()
@@ -253,7 +309,9 @@ def test_a_supervisor_reads_the_rosters_without_changing_them(
     expect(_cell(page, ONE_OFF_CREW, day + timedelta(days=10))).to_contain_text("Off")
 
 
-def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(browser_context: Any, live: LiveServer) -> None:
+def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(
+    browser_context: Any, live: LiveServer
+) -> None:
     """The desk turns a local day and clock time into an instant with the city's zone, not
     the browser's (the context runs in UTC), on either side of a change of the clocks."""
     context, _ = browser_context(DESKTOP)
@@ -269,5 +327,12 @@ def test_clock_times_typed_on_a_day_the_clocks_change_are_the_city_s(browser_con
             at('America/New_York', '2026-03-08', '12:00'), m.addDays('2026-12-31', 1), m.addDays('2026-03-01', -1),
         ];
     }""")
-    assert got == ["2026-03-29T00:30:00.000Z", "2026-03-29T01:30:00.000Z", "2026-10-25T03:00:00.000Z",
-                   "2026-12-02T06:00:00.000Z", "2026-03-08T16:00:00.000Z", "2027-01-01", "2026-02-28"]
+    assert got == [
+        "2026-03-29T00:30:00.000Z",
+        "2026-03-29T01:30:00.000Z",
+        "2026-10-25T03:00:00.000Z",
+        "2026-12-02T06:00:00.000Z",
+        "2026-03-08T16:00:00.000Z",
+        "2027-01-01",
+        "2026-02-28",
+    ]

@@ -20,13 +20,29 @@ def test_no_inline_script_and_no_html_from_strings() -> None:
     assert ours
     for module in ours:
         text = module.read_text()
-        for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-            assert banned not in text, f"{module}: {banned} (build the page with dom.js's h(), as text)"
+        for banned in (
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ):
+            assert banned not in text, (
+                f"{module}: {banned} (build the page with dom.js's h(), as text)"
+            )
         # Leaflet renders a string given to these as HTML: they must be given an element.
-        for call in re.finditer(r"\.(bindTooltip|bindPopup|setContent|setTooltipContent|setPopupContent)\(\s*(?!h\()", text):
-            raise AssertionError(f"{module}: {call.group(1)}() with a string is parsed as HTML; pass h(...)")
+        for call in re.finditer(
+            r"\.(bindTooltip|bindPopup|setContent|setTooltipContent|setPopupContent)\(\s*(?!h\()",
+            text,
+        ):
+            raise AssertionError(
+                f"{module}: {call.group(1)}() with a string is parsed as HTML; pass h(...)"
+            )
         for icon in re.finditer(r"divIcon\(\{[^}]*\bhtml:\s*(['\"`])", text):
-            raise AssertionError(f"{module}: L.divIcon with an html string; pass an element built with h()")
+            raise AssertionError(
+                f"{module}: L.divIcon with an html string; pass an element built with h()"
+            )
 
 
 def test_screens_carry_a_csp_without_inline_scripts(live: LiveServer) -> None:
@@ -35,7 +51,11 @@ def test_screens_carry_a_csp_without_inline_scripts(live: LiveServer) -> None:
         with client.get(path) as answer:
             assert answer.status_code == 200, path
             csp = answer.headers["Content-Security-Policy"]
-            assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+            assert (
+                "script-src 'self'" in csp
+                and "unsafe-inline" not in csp
+                and "unsafe-eval" not in csp
+            )
             assert answer.headers["X-Content-Type-Options"] == "nosniff"
     with client.get("/assets/shared/api.js") as answer:
         assert answer.headers["Content-Type"].startswith("text/javascript")

@@ -74,51 +74,122 @@ class History:
 _seq = 0
 
 
-def _request(db: Session, st_id: int, at: datetime, *, district_id: int | None = None, **kw: Any) -> ServiceRequest:
+def _request(
+    db: Session, st_id: int, at: datetime, *, district_id: int | None = None, **kw: Any
+) -> ServiceRequest:
     global _seq
     _seq += 1
-    sr = ServiceRequest(public_id=f"CS-{_seq}", token=f"tok-secret-{_seq}", service_type_id=st_id, requested_at=at,
-                        updated_at=at, district_id=district_id, location=point(f.LON, f.LAT),
-                        description=f"report {_seq}", **kw)
+    sr = ServiceRequest(
+        public_id=f"CS-{_seq}",
+        token=f"tok-secret-{_seq}",
+        service_type_id=st_id,
+        requested_at=at,
+        updated_at=at,
+        district_id=district_id,
+        location=point(f.LON, f.LAT),
+        description=f"report {_seq}",
+        **kw,
+    )
     db.add(sr)
     db.flush()
     return sr
 
 
 def _wo(db: Session, st_id: int, district_id: int | None, crew_id: int | None) -> WorkOrder:
-    wo = WorkOrder(service_type_id=st_id, priority=3, due_at=utc(3, 20), skill="asphalt", minutes_on_site=30,
-                   location=point(f.LON, f.LAT), district_id=district_id, crew_id=crew_id)
+    wo = WorkOrder(
+        service_type_id=st_id,
+        priority=3,
+        due_at=utc(3, 20),
+        skill="asphalt",
+        minutes_on_site=30,
+        location=point(f.LON, f.LAT),
+        district_id=district_id,
+        crew_id=crew_id,
+    )
     db.add(wo)
     db.flush()
     return wo
 
 
-def _completion(db: Session, wo: WorkOrder, crew: Crew, user: User, verdict: str, at: datetime,
-                outcome: str = "fixed", audit: bool = False, visit: tuple[datetime, datetime] | None = None) -> Completion:
+def _completion(
+    db: Session,
+    wo: WorkOrder,
+    crew: Crew,
+    user: User,
+    verdict: str,
+    at: datetime,
+    outcome: str = "fixed",
+    audit: bool = False,
+    visit: tuple[datetime, datetime] | None = None,
+) -> Completion:
     arrived, done = visit or (None, None)
-    c = Completion(work_order_id=wo.id, crew_id=crew.id, user_id=user.id, outcome=outcome, verdict=verdict,
-                   submitted_at=at, audit_sampled=audit, arrived_at=arrived, completed_at=done)
+    c = Completion(
+        work_order_id=wo.id,
+        crew_id=crew.id,
+        user_id=user.id,
+        outcome=outcome,
+        verdict=verdict,
+        submitted_at=at,
+        audit_sampled=audit,
+        arrived_at=arrived,
+        completed_at=done,
+    )
     db.add(c)
     db.flush()
     return c
 
 
 def _wo_event(db: Session, wo: WorkOrder, to: str, at: datetime, user: User | None = None) -> None:
-    db.add(StatusEvent(entity="work_order", entity_id=wo.id, to_status=to, at=at, actor="test",
-                       actor_user_id=user.id if user else None))
+    db.add(
+        StatusEvent(
+            entity="work_order",
+            entity_id=wo.id,
+            to_status=to,
+            at=at,
+            actor="test",
+            actor_user_id=user.id if user else None,
+        )
+    )
 
 
-def _plan(db: Session, day: date, version: int, status: str, published: bool,
-          routes: list[tuple[Crew, int, list[WorkOrder]]]) -> RoutePlan:
-    plan = RoutePlan(plan_date=day, scope_key="", version=version, status=status, time_limit_s=10,
-                     published_at=utc(3, 1) if published else None)
+def _plan(
+    db: Session,
+    day: date,
+    version: int,
+    status: str,
+    published: bool,
+    routes: list[tuple[Crew, int, list[WorkOrder]]],
+) -> RoutePlan:
+    plan = RoutePlan(
+        plan_date=day,
+        scope_key="",
+        version=version,
+        status=status,
+        time_limit_s=10,
+        published_at=utc(3, 1) if published else None,
+    )
     start = datetime(day.year, day.month, day.day, 7, tzinfo=UTC)
     for crew, drive_s, orders in routes:
-        plan.routes.append(PlanRoute(
-            crew_id=crew.id, start_at=start, end_at=start + timedelta(hours=8), drive_s=drive_s, distance_m=1000,
-            stops=[RouteStop(sequence=i, kind="job", work_order_id=wo.id, arrival_at=start, start_at=start, end_at=start)
-                   for i, wo in enumerate(orders, 1)],
-        ))
+        plan.routes.append(
+            PlanRoute(
+                crew_id=crew.id,
+                start_at=start,
+                end_at=start + timedelta(hours=8),
+                drive_s=drive_s,
+                distance_m=1000,
+                stops=[
+                    RouteStop(
+                        sequence=i,
+                        kind="job",
+                        work_order_id=wo.id,
+                        arrival_at=start,
+                        start_at=start,
+                        end_at=start,
+                    )
+                    for i, wo in enumerate(orders, 1)
+                ],
+            )
+        )
     db.add(plan)
     db.flush()
     return plan
@@ -130,9 +201,17 @@ def build_history(db: Session) -> History:
     north = f.district(db, "north", (1.50, 42.49, 1.55, 42.52))
     south = f.district(db, "south", (1.50, 42.40, 1.55, 42.45))
     c1, c2 = f.crew(db, "c1"), f.crew(db, "c2")
-    u1, u2 = f.user(db, "c1@example.org", "crew", crew=c1), f.user(db, "c2@example.org", "crew", crew=c2)
+    u1, u2 = (
+        f.user(db, "c1@example.org", "crew", crew=c1),
+        f.user(db, "c2@example.org", "crew", crew=c2),
+    )
     # A reporter with contact details, to prove they never leave through public output.
-    f.report(db, "pothole", at=utc(2, 1), contact=f.Contact(email="resident@example.org", phone="+376 555 0101"))
+    f.report(
+        db,
+        "pothole",
+        at=utc(2, 1),
+        contact=f.Contact(email="resident@example.org", phone="+376 555 0101"),
+    )
 
     wo1 = _wo(db, pothole.id, north.id, c1.id)
     wo2 = _wo(db, pothole.id, north.id, c2.id)
@@ -141,40 +220,112 @@ def build_history(db: Session) -> History:
     wo6 = _wo(db, graffiti.id, south.id, c2.id)
 
     # Each completion with its visit (on site, finished): the on-site time.
-    comp1 = _completion(db, wo1, c1, u1, "auto_verified", utc(3, 2, 18), visit=(utc(3, 2, 16), utc(3, 2, 17, 30)))
-    comp_a = _completion(db, wo2, c2, u2, "auto_verified", utc(3, 3, 12), visit=(utc(3, 3, 11), utc(3, 3, 12)))
-    comp2 = _completion(db, wo2, c2, u2, "verified", utc(3, 4, 3), audit=True, visit=(utc(3, 4, 2), utc(3, 4, 3)))
-    comp3 = _completion(db, wo5, c1, u1, "needs_review", utc(3, 10, 13), visit=(utc(3, 10, 12), utc(3, 10, 12, 45)))
+    comp1 = _completion(
+        db, wo1, c1, u1, "auto_verified", utc(3, 2, 18), visit=(utc(3, 2, 16), utc(3, 2, 17, 30))
+    )
+    comp_a = _completion(
+        db, wo2, c2, u2, "auto_verified", utc(3, 3, 12), visit=(utc(3, 3, 11), utc(3, 3, 12))
+    )
+    comp2 = _completion(
+        db, wo2, c2, u2, "verified", utc(3, 4, 3), audit=True, visit=(utc(3, 4, 2), utc(3, 4, 3))
+    )
+    comp3 = _completion(
+        db, wo5, c1, u1, "needs_review", utc(3, 10, 13), visit=(utc(3, 10, 12), utc(3, 10, 12, 45))
+    )
     _completion(db, wo3, c2, u2, "rejected", utc(3, 6, 9), visit=(utc(3, 6, 8), utc(3, 6, 9)))
-    comp6 = _completion(db, wo6, c2, u2, "verified", utc(3, 6, 16), outcome="not_found",
-                        visit=(utc(3, 6, 15), utc(3, 6, 15, 30)))
-    _completion(db, wo3, c1, u1, "auto_verified", utc(3, 16, 2), visit=(utc(3, 16, 1), utc(3, 16, 2)))  # after the period
+    comp6 = _completion(
+        db,
+        wo6,
+        c2,
+        u2,
+        "verified",
+        utc(3, 6, 16),
+        outcome="not_found",
+        visit=(utc(3, 6, 15), utc(3, 6, 15, 30)),
+    )
+    _completion(
+        db, wo3, c1, u1, "auto_verified", utc(3, 16, 2), visit=(utc(3, 16, 1), utc(3, 16, 2))
+    )  # after the period
 
     reqs: dict[str, ServiceRequest] = {}
-    reqs["P1"] = _request(db, pothole.id, utc(3, 2, 8), district_id=north.id, work_order_id=wo1.id,
-                          detailed_status="fixed", completion_id=comp1.id, closed_at=utc(3, 2, 18))
+    reqs["P1"] = _request(
+        db,
+        pothole.id,
+        utc(3, 2, 8),
+        district_id=north.id,
+        work_order_id=wo1.id,
+        detailed_status="fixed",
+        completion_id=comp1.id,
+        closed_at=utc(3, 2, 18),
+    )
     # P2 through the lifecycle: fixed, reopened by a resident, fixed again.
-    p2 = reqs["P2"] = _request(db, pothole.id, utc(3, 3, 8), district_id=north.id, work_order_id=wo2.id)
-    for target, at, ctx in [("in_progress", utc(3, 3, 11), {}), ("fixed", utc(3, 3, 12), {"verified_completion_id": comp_a.id}),
-                            ("reopened", utc(3, 3, 15), {}), ("in_progress", utc(3, 4, 2), {}),
-                            ("fixed", utc(3, 4, 4), {"verified_completion_id": comp2.id})]:
+    p2 = reqs["P2"] = _request(
+        db, pothole.id, utc(3, 3, 8), district_id=north.id, work_order_id=wo2.id
+    )
+    for target, at, ctx in [
+        ("in_progress", utc(3, 3, 11), {}),
+        ("fixed", utc(3, 3, 12), {"verified_completion_id": comp_a.id}),
+        ("reopened", utc(3, 3, 15), {}),
+        ("in_progress", utc(3, 4, 2), {}),
+        ("fixed", utc(3, 4, 4), {"verified_completion_id": comp2.id}),
+    ]:
         ServiceRequestLifecycle.transition(db, p2, target, actor=ACTOR, at=at, **ctx)
-    p3 = reqs["P3"] = _request(db, pothole.id, utc(3, 4, 8), district_id=north.id, work_order_id=wo3.id)
+    p3 = reqs["P3"] = _request(
+        db, pothole.id, utc(3, 4, 8), district_id=north.id, work_order_id=wo3.id
+    )
     ServiceRequestLifecycle.transition(db, p3, "no_action_needed", actor=ACTOR, at=utc(3, 5, 8))
     ServiceRequestLifecycle.transition(db, p3, "reopened", actor=ACTOR, at=utc(3, 6, 8))
-    reqs["P4"] = _request(db, pothole.id, utc(3, 14, 8), district_id=north.id, duplicate_of_id=p3.id,
-                          detailed_status="acknowledged")
-    reqs["P5"] = _request(db, pothole.id, utc(3, 10, 8), district_id=north.id, work_order_id=wo5.id,
-                          detailed_status="fixed", completion_id=comp3.id, closed_at=utc(3, 10, 13))
-    reqs["G0"] = _request(db, graffiti.id, utc(3, 1, 23, 30), detailed_status="cancelled", closed_at=utc(3, 2, 0, 30))
-    g1 = reqs["G1"] = _request(db, graffiti.id, utc(3, 5, 10), district_id=south.id, work_order_id=wo6.id,
-                               detailed_status="not_found", completion_id=comp6.id, closed_at=utc(3, 6, 16))
-    reqs["G2"] = _request(db, graffiti.id, utc(3, 9, 10), district_id=south.id, duplicate_of_id=g1.id,
-                          detailed_status="duplicate", closed_at=utc(3, 9, 12))
+    reqs["P4"] = _request(
+        db,
+        pothole.id,
+        utc(3, 14, 8),
+        district_id=north.id,
+        duplicate_of_id=p3.id,
+        detailed_status="acknowledged",
+    )
+    reqs["P5"] = _request(
+        db,
+        pothole.id,
+        utc(3, 10, 8),
+        district_id=north.id,
+        work_order_id=wo5.id,
+        detailed_status="fixed",
+        completion_id=comp3.id,
+        closed_at=utc(3, 10, 13),
+    )
+    reqs["G0"] = _request(
+        db, graffiti.id, utc(3, 1, 23, 30), detailed_status="cancelled", closed_at=utc(3, 2, 0, 30)
+    )
+    g1 = reqs["G1"] = _request(
+        db,
+        graffiti.id,
+        utc(3, 5, 10),
+        district_id=south.id,
+        work_order_id=wo6.id,
+        detailed_status="not_found",
+        completion_id=comp6.id,
+        closed_at=utc(3, 6, 16),
+    )
+    reqs["G2"] = _request(
+        db,
+        graffiti.id,
+        utc(3, 9, 10),
+        district_id=south.id,
+        duplicate_of_id=g1.id,
+        detailed_status="duplicate",
+        closed_at=utc(3, 9, 12),
+    )
     reqs["G3"] = _request(db, graffiti.id, utc(3, 15, 22, 30), district_id=south.id)
     # Just outside the period, on both sides (city time).
     _request(db, pothole.id, utc(3, 1, 22, 59), district_id=north.id)
-    _request(db, graffiti.id, utc(3, 15, 23, 0), district_id=south.id, detailed_status="duplicate", closed_at=utc(3, 15, 23, 5))
+    _request(
+        db,
+        graffiti.id,
+        utc(3, 15, 23, 0),
+        district_id=south.id,
+        detailed_status="duplicate",
+        closed_at=utc(3, 15, 23, 5),
+    )
 
     # Work order timelines: on site → completed, by the crew's users (planned vs done reads them).
     for wo, on_site, done, user in [
@@ -203,14 +354,21 @@ def build_history(db: Session) -> History:
 
     east = f.offset(f.LON, f.LAT, 1000)
     for crew, at, (lon, lat) in [
-        (c1, utc(3, 2, 8), (f.LON, f.LAT)), (c1, utc(3, 2, 8, 5), east), (c1, utc(3, 2, 8, 10), (f.LON, f.LAT)),
+        (c1, utc(3, 2, 8), (f.LON, f.LAT)),
+        (c1, utc(3, 2, 8, 5), east),
+        (c1, utc(3, 2, 8, 10), (f.LON, f.LAT)),
         (c1, utc(3, 16, 8), east),  # after the period
-        (c2, utc(3, 3, 9), (f.LON, f.LAT)), (c2, utc(3, 3, 9, 5), east),
+        (c2, utc(3, 3, 9), (f.LON, f.LAT)),
+        (c2, utc(3, 3, 9, 5), east),
     ]:
         db.add(PositionPing(crew_id=crew.id, at=at, location=point(lon, lat)))
     db.flush()
-    return History({"c1": c1, "c2": c2}, {"u1": u1, "u2": u2}, reqs,
-                   {"wo1": wo1, "wo2": wo2, "wo3": wo3, "wo5": wo5, "wo6": wo6})
+    return History(
+        {"c1": c1, "c2": c2},
+        {"u1": u1, "u2": u2},
+        reqs,
+        {"wo1": wo1, "wo2": wo2, "wo3": wo3, "wo5": wo5, "wo6": wo6},
+    )
 
 
 def report(db: Session, group_by: str) -> citistat.Report:
@@ -233,14 +391,22 @@ def test_total_request_figures(db: Session, history: History) -> None:
     t = report(db, "service_type").total
     assert (t.received, t.duplicates, t.open, t.closed) == (9, 2, 3, 6)
     assert t.closed_fixed_verified == 2  # P1, P2; P5's proof still awaits review
-    assert t.closed_other == {"duplicate": 1, "not_found": 1, "no_action_needed": 0, "referred": 0, "cancelled": 1}
+    assert t.closed_other == {
+        "duplicate": 1,
+        "not_found": 1,
+        "no_action_needed": 0,
+        "referred": 0,
+        "cancelled": 1,
+    }
     assert (t.on_time, t.late_open, t.open_not_yet_due, t.on_time_denominator) == (5, 1, 2, 7)
     assert t.on_time_rate == round(5 / 7, 4)
     assert t.backlog == {"lt_1d": 1, "1_3d": 1, "3_7d": 0, "7_30d": 1, "gt_30d": 0}
     assert (t.reopened, t.ever_closed, t.reopen_rate) == (2, 7, round(2 / 7, 4))
 
 
-def test_kaplan_meier_differs_from_the_naive_median_of_closed_requests(db: Session, history: History) -> None:
+def test_kaplan_meier_differs_from_the_naive_median_of_closed_requests(
+    db: Session, history: History
+) -> None:
     rep = report(db, "service_type")
     rows = by_group(rep)
     # Naive median of closed potholes (5, 10, 20 h) is 10 h; open ones pull the estimate to 20 h.
@@ -264,8 +430,19 @@ def test_per_service_type(db: Session, history: History) -> None:
     assert p.backlog == {"lt_1d": 0, "1_3d": 1, "3_7d": 0, "7_30d": 1, "gt_30d": 0}
     assert (p.reopened, p.ever_closed, p.reopen_rate) == (2, 4, 0.5)
     assert (g.received, g.duplicates, g.closed, g.closed_fixed_verified) == (4, 1, 3, 0)
-    assert g.closed_other == {"duplicate": 1, "not_found": 1, "no_action_needed": 0, "referred": 0, "cancelled": 1}
-    assert (g.on_time, g.late_open, g.open_not_yet_due, g.on_time_rate) == (2, 0, 1, round(2 / 3, 4))
+    assert g.closed_other == {
+        "duplicate": 1,
+        "not_found": 1,
+        "no_action_needed": 0,
+        "referred": 0,
+        "cancelled": 1,
+    }
+    assert (g.on_time, g.late_open, g.open_not_yet_due, g.on_time_rate) == (
+        2,
+        0,
+        1,
+        round(2 / 3, 4),
+    )
     assert g.backlog == {"lt_1d": 1, "1_3d": 0, "3_7d": 0, "7_30d": 0, "gt_30d": 0}
     assert (g.reopened, g.ever_closed, g.reopen_rate) == (0, 3, 0.0)
 
@@ -276,7 +453,11 @@ def test_per_agency_district_and_week(db: Session, history: History) -> None:
     district = report(db, "district")
     rows = by_group(district)
     assert [r.group for r in district.rows] == ["north", "south", None]  # "outside districts" last
-    assert {k: (v.received, v.closed) for k, v in rows.items()} == {"north": (5, 3), "south": (3, 2), None: (1, 1)}
+    assert {k: (v.received, v.closed) for k, v in rows.items()} == {
+        "north": (5, 3),
+        "south": (3, 2),
+        None: (1, 1),
+    }
     assert rows[None].label == "(outside districts)" and rows["north"].label == "North"
     week = by_group(report(db, "week"))
     # G0 was received on Sunday 1 March in UTC but Monday 2 March in the city: week of 2 March.
@@ -291,13 +472,31 @@ def test_per_crew(db: Session, history: History) -> None:
     assert [r.group for r in rep.rows] == ["c1", "c2", None]
     # A request's crew is the one whose completion closed it, else its work order's crew.
     assert {k: (v.received, v.closed, v.closed_fixed_verified) for k, v in rows.items()} == {
-        "c1": (2, 2, 1), "c2": (2, 2, 1), None: (5, 2, 0)}
+        "c1": (2, 2, 1),
+        "c2": (2, 2, 1),
+        None: (5, 2, 0),
+    }
     c1, c2 = rows["c1"], rows["c2"]
-    assert (c1.completions, c1.completions_auto_verified, c1.completions_awaiting_review, c1.jobs_completed) == (2, 1, 1, 1)
-    assert (c2.completions, c2.completions_auto_verified, c2.completions_verified_by_supervisor,
-            c2.completions_rejected, c2.completions_audit_sampled, c2.jobs_completed) == (4, 1, 2, 1, 1, 3)
+    assert (
+        c1.completions,
+        c1.completions_auto_verified,
+        c1.completions_awaiting_review,
+        c1.jobs_completed,
+    ) == (2, 1, 1, 1)
+    assert (
+        c2.completions,
+        c2.completions_auto_verified,
+        c2.completions_verified_by_supervisor,
+        c2.completions_rejected,
+        c2.completions_audit_sampled,
+        c2.jobs_completed,
+    ) == (4, 1, 2, 1, 1, 3)
     assert (c1.shift_hours, c2.shift_hours, rep.total.shift_hours) == (16.0, 10.0, 26.0)
-    assert (c1.jobs_per_shift_hour, c2.jobs_per_shift_hour, rep.total.jobs_per_shift_hour) == (0.0625, 0.3, round(4 / 26, 4))
+    assert (c1.jobs_per_shift_hour, c2.jobs_per_shift_hour, rep.total.jobs_per_shift_hour) == (
+        0.0625,
+        0.3,
+        round(4 / 26, 4),
+    )
     assert (c1.drive_hours, c2.drive_hours, rep.total.drive_hours) == (1.5, 0.5, 2.0)
     assert (c1.on_site_hours, c2.on_site_hours, rep.total.on_site_hours) == (2.25, 3.5, 5.75)
     assert (c1.planned_stops, c1.planned_done, c2.planned_stops, c2.planned_done) == (2, 1, 1, 1)
@@ -306,9 +505,13 @@ def test_per_crew(db: Session, history: History) -> None:
 
 def test_gps_distance_per_crew(db: Session, history: History) -> None:
     rows = by_group(report(db, "crew"))
-    leg_m = db.scalar(text("SELECT ST_Distance(geography(ST_SetSRID(ST_MakePoint(:a, :b), 4326)), "
-                           "geography(ST_SetSRID(ST_MakePoint(:c, :b), 4326)))"),
-                      {"a": f.LON, "b": f.LAT, "c": f.offset(f.LON, f.LAT, 1000)[0]})
+    leg_m = db.scalar(
+        text(
+            "SELECT ST_Distance(geography(ST_SetSRID(ST_MakePoint(:a, :b), 4326)), "
+            "geography(ST_SetSRID(ST_MakePoint(:c, :b), 4326)))"
+        ),
+        {"a": f.LON, "b": f.LAT, "c": f.offset(f.LON, f.LAT, 1000)[0]},
+    )
     assert abs(leg_m - 1000) < 5  # the offset helper is a flat-earth approximation
     # c1: there and back inside the period (the ping after it is left out); c2: one leg.
     assert rows["c1"].gps_km == round(2 * leg_m / 1000, 3)
@@ -319,8 +522,14 @@ def test_gps_distance_per_crew(db: Session, history: History) -> None:
 def test_completion_shares_and_audit(db: Session, history: History) -> None:
     rep = report(db, "service_type")
     t = rep.total
-    assert (t.completions, t.completions_auto_verified, t.completions_verified_by_supervisor, t.completions_rejected,
-            t.completions_awaiting_review, t.completions_audit_sampled) == (6, 2, 2, 1, 1, 1)
+    assert (
+        t.completions,
+        t.completions_auto_verified,
+        t.completions_verified_by_supervisor,
+        t.completions_rejected,
+        t.completions_awaiting_review,
+        t.completions_audit_sampled,
+    ) == (6, 2, 2, 1, 1, 1)
     assert (t.share_auto_verified, t.share_reviewed, t.share_rejected) == (0.3333, 0.3333, 0.1667)
     assert t.jobs_completed == 4
     rows = by_group(rep)
@@ -337,18 +546,29 @@ def test_productivity_where_only_the_total_is_defined(db: Session, history: Hist
     assert (rep.total.shift_hours, rep.total.drive_hours, rep.total.gps_km) == (26.0, 2.0, None)
     assert (rows["pothole"].on_site_hours, rows["graffiti"].on_site_hours) == (5.25, 0.5)
     # Planned vs done: 2 March plan v2 (wo1 done that day, wo3 not) and 3 March (wo2 done).
-    assert (rows["pothole"].planned_stops, rows["pothole"].planned_done, rows["pothole"].planned_done_rate) == (3, 2, 0.6667)
+    assert (
+        rows["pothole"].planned_stops,
+        rows["pothole"].planned_done,
+        rows["pothole"].planned_done_rate,
+    ) == (3, 2, 0.6667)
     week = by_group(report(db, "week"))
     assert (week["2026-03-02"].shift_hours, week["2026-03-09"].shift_hours) == (18.0, 8.0)
     assert (week["2026-03-02"].drive_hours, week["2026-03-02"].planned_stops) == (2.0, 3)
 
 
 def test_empty_period_gives_zeros_and_nulls(db: Session, history: History) -> None:
-    rep = citistat.compute(db, start=date(2025, 1, 1), end=date(2025, 1, 7), group_by="district", tz=TZ, now=NOW)
+    rep = citistat.compute(
+        db, start=date(2025, 1, 1), end=date(2025, 1, 7), group_by="district", tz=TZ, now=NOW
+    )
     assert rep.rows == []
     t = rep.total
     assert (t.received, t.closed, t.completions, t.planned_stops) == (0, 0, 0, 0)
-    assert (t.on_time_rate, t.median_hours_to_close, t.reopen_rate, t.share_auto_verified) == (None, None, None, None)
+    assert (t.on_time_rate, t.median_hours_to_close, t.reopen_rate, t.share_auto_verified) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert (t.shift_hours, t.drive_hours, t.on_site_hours) == (0.0, 0.0, 0.0)
 
 
@@ -363,13 +583,25 @@ def test_bad_input_is_refused(db: Session) -> None:
 
 def test_km_matches_an_independent_python_estimate(db: Session, history: History) -> None:
     """The SQL curve against a plain Kaplan–Meier over the same rows, per type."""
-    rows = db.execute(select(ServiceRequest.requested_at, ServiceRequest.closed_at, ServiceRequest.detailed_status,
-                             ServiceRequest.service_type_id)
-                      .where(ServiceRequest.requested_at >= datetime(2026, 3, 2, tzinfo=TZ),
-                             ServiceRequest.requested_at < datetime(2026, 3, 16, tzinfo=TZ))).all()
+    rows = db.execute(
+        select(
+            ServiceRequest.requested_at,
+            ServiceRequest.closed_at,
+            ServiceRequest.detailed_status,
+            ServiceRequest.service_type_id,
+        ).where(
+            ServiceRequest.requested_at >= datetime(2026, 3, 2, tzinfo=TZ),
+            ServiceRequest.requested_at < datetime(2026, 3, 16, tzinfo=TZ),
+        )
+    ).all()
     assert len(rows) == 9
-    samples = [(math.floor(((closed if closed is not None else NOW) - req).total_seconds()), closed is not None)
-               for req, closed, _status, _st in rows]
+    samples = [
+        (
+            math.floor(((closed if closed is not None else NOW) - req).total_seconds()),
+            closed is not None,
+        )
+        for req, closed, _status, _st in rows
+    ]
 
     def quantile(q: float) -> float | None:
         s = 1.0

@@ -38,14 +38,19 @@ def test_a_rolled_back_transaction_runs_no_hook(db: Session) -> None:
     assert ran == []
 
 
-def test_feed_changes_are_numbered_at_the_commit_whatever_savepoints_came_between(db: Session, sessions: sessionmaker) -> None:
+def test_feed_changes_are_numbered_at_the_commit_whatever_savepoints_came_between(
+    db: Session, sessions: sessionmaker
+) -> None:
     crew = f.crew(db, "sp-1")
     db.commit()
     crewfeed.record(db, crew_id=crew.id, change="updated")
     with db.begin_nested():
         crewfeed.record(db, crew_id=crew.id, change="route")
     # Released, not committed: nothing numbered yet.
-    assert db.scalars(select(CrewChange.seq).where(CrewChange.crew_id == crew.id)).all() == [None, None]
+    assert db.scalars(select(CrewChange.seq).where(CrewChange.crew_id == crew.id)).all() == [
+        None,
+        None,
+    ]
     try:
         with db.begin_nested():
             crewfeed.record(db, crew_id=crew.id, change="assigned")
@@ -53,5 +58,9 @@ def test_feed_changes_are_numbered_at_the_commit_whatever_savepoints_came_betwee
     except RuntimeError:
         pass
     db.commit()
-    rows = db.execute(select(CrewChange.change, CrewChange.seq).where(CrewChange.crew_id == crew.id).order_by(CrewChange.seq)).all()
+    rows = db.execute(
+        select(CrewChange.change, CrewChange.seq)
+        .where(CrewChange.crew_id == crew.id)
+        .order_by(CrewChange.seq)
+    ).all()
     assert [r.change for r in rows] == ["updated", "route"] and None not in [r.seq for r in rows]

@@ -23,11 +23,15 @@ def test_other_text_is_left_as_it_is(text: str) -> None:
 
 def test_text_is_quoted_and_numbers_are_bare() -> None:
     table = CsvTable(["name", "n", "share", "lon"], numeric=["n", "share", "lon"])
-    out = table.header() + table.row(["=HYPERLINK(\"x\")", 3, None, Decimal("-3.500000")]) + table.row([None, -2, 0.25, -1.5])
-    assert out == ('"name","n","share","lon"\r\n'
-                   '"\'=HYPERLINK(""x"")",3,,-3.500000\r\n'
-                   '"",-2,0.25,-1.5\r\n')
-    assert list(csv.reader(io.StringIO(out)))[1] == ["'=HYPERLINK(\"x\")", "3", "", "-3.500000"]
+    out = (
+        table.header()
+        + table.row(['=HYPERLINK("x")', 3, None, Decimal("-3.500000")])
+        + table.row([None, -2, 0.25, -1.5])
+    )
+    assert out == (
+        '"name","n","share","lon"\r\n"\'=HYPERLINK(""x"")",3,,-3.500000\r\n"",-2,0.25,-1.5\r\n'
+    )
+    assert list(csv.reader(io.StringIO(out)))[1] == ['\'=HYPERLINK("x")', "3", "", "-3.500000"]
 
 
 @pytest.mark.parametrize("bad", ["-3.5", "=1+1", True])

@@ -47,7 +47,9 @@ def test_report_within_radius_joins_and_raises_priority(db: Session) -> None:
     assert first.work_order.report_count == 4 and first.work_order.priority == 5
     assert db.scalar(select(func.count()).select_from(WorkOrder)) == 1
     note = db.scalars(
-        select(StatusEvent.note).where(StatusEvent.entity == "work_order", StatusEvent.note.like("%joined%")).order_by(StatusEvent.id)
+        select(StatusEvent.note)
+        .where(StatusEvent.entity == "work_order", StatusEvent.note.like("%joined%"))
+        .order_by(StatusEvent.id)
     ).first()
     assert "priority 3 -> 4" in note
 
@@ -100,7 +102,9 @@ def test_district_is_found_from_the_location(db: Session) -> None:
         ({"attributes": {}}, "attribute[size]"),
     ],
 )
-def test_invalid_reports_are_rejected_and_nothing_is_stored(db: Session, kwargs: dict, field: str) -> None:
+def test_invalid_reports_are_rejected_and_nothing_is_stored(
+    db: Session, kwargs: dict, field: str
+) -> None:
     f.service_type(db, attributes=f.full_attributes())
     values = {"lat": str(f.LAT), "lon": str(f.LON), "attributes": {"size": "small"}}
     values.update(kwargs)
@@ -114,20 +118,33 @@ def test_invalid_reports_are_rejected_and_nothing_is_stored(db: Session, kwargs:
 
 def test_attribute_values_are_stored_typed(db: Session) -> None:
     f.service_type(db, attributes=f.full_attributes())
-    req = f.report(db, attributes={
-        "size": "large", "depth_cm": "7", "seen_at": "2026-11-20T18:30:00+01:00", "landmark": "bakery",
-        "details": "line one\nline two", "hazards": ["water", "dark", "water"],
-    }).request
+    req = f.report(
+        db,
+        attributes={
+            "size": "large",
+            "depth_cm": "7",
+            "seen_at": "2026-11-20T18:30:00+01:00",
+            "landmark": "bakery",
+            "details": "line one\nline two",
+            "hazards": ["water", "dark", "water"],
+        },
+    ).request
     assert req.attributes == {
-        "size": "large", "depth_cm": 7, "seen_at": "2026-11-20T18:30:00+01:00", "landmark": "bakery",
-        "details": "line one\nline two", "hazards": ["water", "dark"],
+        "size": "large",
+        "depth_cm": 7,
+        "seen_at": "2026-11-20T18:30:00+01:00",
+        "landmark": "bakery",
+        "details": "line one\nline two",
+        "hazards": ["water", "dark"],
     }
 
 
 def test_attributes_beyond_the_definition_are_kept_verbatim(db: Session) -> None:
     # FixMyStreet and other clients add attributes of their own (fixmystreet_id, easting...).
     f.service_type(db, attributes=f.full_attributes())
-    req = f.report(db, attributes={"size": "small", "fixmystreet_id": "1234", "easting": "530000"}).request
+    req = f.report(
+        db, attributes={"size": "small", "fixmystreet_id": "1234", "easting": "530000"}
+    ).request
     assert req.attributes == {"size": "small"}
     assert req.extra_attributes == {"fixmystreet_id": "1234", "easting": "530000"}
 
@@ -136,10 +153,18 @@ def test_address_only_report_is_geocoded_when_the_index_knows_it(db: Session) ->
     f.service_type(db)
 
     def geocode(session: Session, text: str) -> GeocodeMatch | None:
-        return GeocodeMatch(lon=f.LON, lat=f.LAT, label="Avinguda Meritxell 11", precision="address") if "Meritxell" in text else None
+        return (
+            GeocodeMatch(lon=f.LON, lat=f.LAT, label="Avinguda Meritxell 11", precision="address")
+            if "Meritxell" in text
+            else None
+        )
 
-    placed = f.report(db, lon=None, lat=None, address_string="Av. Meritxell 11", geocode=geocode).request
-    assert placed.location_source == "geocoded" and lon_lat(placed.location) == pytest.approx((f.LON, f.LAT))
+    placed = f.report(
+        db, lon=None, lat=None, address_string="Av. Meritxell 11", geocode=geocode
+    ).request
+    assert placed.location_source == "geocoded" and lon_lat(placed.location) == pytest.approx(
+        (f.LON, f.LAT)
+    )
     unplaced = f.report(db, lon=None, lat=None, address_string="behind the church", geocode=geocode)
     assert unplaced.request.needs_pin and unplaced.work_order.location is None
     assert unplaced.request.location_source == "none"
@@ -154,16 +179,31 @@ def test_pinning_makes_the_work_order_routable_and_is_audited(db: Session) -> No
     assert not result.request.needs_pin and result.request.location_source == "pinned"
     assert lon_lat(result.work_order.location) == pytest.approx((f.LON, f.LAT))
     assert result.work_order.district_id == centre.id == result.request.district_id
-    notes = db.scalars(select(StatusEvent.note).where(StatusEvent.entity == "work_order", StatusEvent.entity_id == result.work_order.id)).all()
+    notes = db.scalars(
+        select(StatusEvent.note).where(
+            StatusEvent.entity == "work_order", StatusEvent.entity_id == result.work_order.id
+        )
+    ).all()
     assert any("pinned" in (n or "") for n in notes)
     with pytest.raises(ValidationFailed):
         pin_request(db, result.request, f.LON, f.LAT, actor=f.SYSTEM)
 
 
 def test_work_order_demand_comes_from_the_type_rules_and_the_report(db: Session) -> None:
-    f.service_type(db, "bulk_trash", skill="bulk_pickup", demands={"bulk_items": "attribute:item_count", "truck_slots": 1},
-                   attributes=[{"code": "item_count", "datatype": "number", "description": "How many?"}])
-    assert f.report(db, "bulk_trash", attributes={"item_count": "3.2"}).work_order.demand == {"bulk_items": 4, "truck_slots": 1}
+    f.service_type(
+        db,
+        "bulk_trash",
+        skill="bulk_pickup",
+        demands={"bulk_items": "attribute:item_count", "truck_slots": 1},
+        attributes=[{"code": "item_count", "datatype": "number", "description": "How many?"}],
+    )
+    assert f.report(db, "bulk_trash", attributes={"item_count": "3.2"}).work_order.demand == {
+        "bulk_items": 4,
+        "truck_slots": 1,
+    }
     far = f.offset(f.LON, f.LAT, 500)[0]
     # No count given: room for one item is still needed.
-    assert f.report(db, "bulk_trash", lon=far).work_order.demand == {"bulk_items": 1, "truck_slots": 1}
+    assert f.report(db, "bulk_trash", lon=far).work_order.demand == {
+        "bulk_items": 1,
+        "truck_slots": 1,
+    }

@@ -19,7 +19,13 @@ ACTOR = Actor(label="user:dispatcher@test", user_id=None)
 
 
 def _events(db: Session, entity: str, entity_id: int) -> list[StatusEvent]:
-    return list(db.scalars(select(StatusEvent).where(StatusEvent.entity == entity, StatusEvent.entity_id == entity_id).order_by(StatusEvent.id)))
+    return list(
+        db.scalars(
+            select(StatusEvent)
+            .where(StatusEvent.entity == entity, StatusEvent.entity_id == entity_id)
+            .order_by(StatusEvent.id)
+        )
+    )
 
 
 def test_work_order_happy_path_writes_one_event_per_step(db: Session) -> None:
@@ -28,10 +34,14 @@ def test_work_order_happy_path_writes_one_event_per_step(db: Session) -> None:
     wo = f.report(db).work_order
     steps = ["planned", "dispatched", "en_route", "on_site", "completed", "verified"]
     for target in steps:
-        WorkOrderLifecycle.transition(db, wo, target, actor=ACTOR, crew_id=crew.id, location=point(f.LON, f.LAT))
+        WorkOrderLifecycle.transition(
+            db, wo, target, actor=ACTOR, crew_id=crew.id, location=point(f.LON, f.LAT)
+        )
     db.flush()
     events = _events(db, "work_order", wo.id)
-    assert [(e.from_status, e.to_status) for e in events] == [(None, "new")] + list(zip(["new", *steps[:-1]], steps, strict=True))
+    assert [(e.from_status, e.to_status) for e in events] == [(None, "new")] + list(
+        zip(["new", *steps[:-1]], steps, strict=True)
+    )
     assert all(e.actor == ACTOR.label for e in events[1:])
     assert events[-1].location is not None
     assert wo.status == "verified" and wo.crew_id == crew.id
@@ -47,7 +57,9 @@ def test_work_order_happy_path_writes_one_event_per_step(db: Session) -> None:
         (["cancelled"], "planned"),
     ],
 )
-def test_illegal_work_order_transition_raises_and_writes_nothing(db: Session, path: list[str], illegal: str) -> None:
+def test_illegal_work_order_transition_raises_and_writes_nothing(
+    db: Session, path: list[str], illegal: str
+) -> None:
     f.service_type(db)
     crew = f.crew(db)
     wo = f.report(db).work_order
@@ -110,8 +122,12 @@ def test_request_cannot_close_as_fixed_without_verified_evidence(db: Session) ->
     assert req.detailed_status == "scheduled" and req.closed_at is None
     assert db.scalar(select(func.count()).select_from(StatusEvent)) == before
     crew = f.crew(db)
-    proof = f.completion(db, req.work_order, crew, f.user(db, "c@test", "crew", crew=crew), verdict="auto_verified")
-    ServiceRequestLifecycle.transition(db, req, "fixed", actor=ACTOR, verified_completion_id=proof.id)
+    proof = f.completion(
+        db, req.work_order, crew, f.user(db, "c@test", "crew", crew=crew), verdict="auto_verified"
+    )
+    ServiceRequestLifecycle.transition(
+        db, req, "fixed", actor=ACTOR, verified_completion_id=proof.id
+    )
     db.flush()
     assert req.status == "closed" and req.closed_at is not None and req.completion_id == proof.id
 
@@ -123,8 +139,16 @@ def test_database_refuses_a_fixed_request_without_its_completion(db: Session) ->
 
     f.service_type(db)
     req = f.report(db).request
-    with pytest.raises(IntegrityError, match="ck_service_requests_fixed_has_completion"), db.begin_nested():
-        db.execute(text("UPDATE service_requests SET detailed_status = 'fixed', closed_at = now() WHERE id = :id"), {"id": req.id})
+    with (
+        pytest.raises(IntegrityError, match="ck_service_requests_fixed_has_completion"),
+        db.begin_nested(),
+    ):
+        db.execute(
+            text(
+                "UPDATE service_requests SET detailed_status = 'fixed', closed_at = now() WHERE id = :id"
+            ),
+            {"id": req.id},
+        )
 
 
 def test_closed_request_only_reopens(db: Session) -> None:

@@ -39,8 +39,16 @@ def named_photo(db: Session, storage: Storage, colour: str) -> Photo:
     """A processed photo whose three files exist and are named by its row."""
     data = jpeg(colour)
     sha = hashlib.sha256(data).hexdigest()
-    photo = Photo(kind="report", state="ready", sha256=sha, content_type="image/jpeg", byte_size=len(data), width=8,
-                  height=8, original_key=original_key(data))
+    photo = Photo(
+        kind="report",
+        state="ready",
+        sha256=sha,
+        content_type="image/jpeg",
+        byte_size=len(data),
+        width=8,
+        height=8,
+        original_key=original_key(data),
+    )
     db.add(photo)
     db.flush()
     photo.public_key = f"public/photos/{photo.id}-{sha[:16]}.jpg"
@@ -56,8 +64,9 @@ def age(storage: LocalStorage, key: str, by: timedelta) -> None:
     os.utime(storage.path(key), (then, then))
 
 
-def test_old_files_no_row_names_are_removed_and_the_rest_stays(db: Session, sessions: sessionmaker[Session],
-                                                               tmp_path: Path) -> None:
+def test_old_files_no_row_names_are_removed_and_the_rest_stays(
+    db: Session, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     storage = LocalStorage(tmp_path / "media")
     photo = named_photo(db, storage, "green")
     orphan = original_key(jpeg("red"))  # the upload's transaction never committed
@@ -68,8 +77,16 @@ def test_old_files_no_row_names_are_removed_and_the_rest_stays(db: Session, sess
     young = original_key(jpeg("blue"))  # perhaps still being committed
     for key in (orphan, orphan_copy, leftover, unknown, elsewhere, young):
         storage.put(key, b"x")
-    for key in (photo.original_key, photo.public_key, photo.thumbnail_key, orphan, orphan_copy, leftover, unknown,
-                elsewhere):
+    for key in (
+        photo.original_key,
+        photo.public_key,
+        photo.thumbnail_key,
+        orphan,
+        orphan_copy,
+        leftover,
+        unknown,
+        elsewhere,
+    ):
         age(storage, key, timedelta(hours=2))
     age(storage, young, timedelta(minutes=30))
 
@@ -78,14 +95,25 @@ def test_old_files_no_row_names_are_removed_and_the_rest_stays(db: Session, sess
     assert sorted(done.removed) == sorted([orphan, orphan_copy, leftover])
     for key in (orphan, orphan_copy, leftover):
         assert not storage.exists(key)
-    for key in (photo.original_key, photo.public_key, photo.thumbnail_key, unknown, elsewhere, young):
+    for key in (
+        photo.original_key,
+        photo.public_key,
+        photo.thumbnail_key,
+        unknown,
+        elsewhere,
+        young,
+    ):
         assert storage.exists(key), key
     assert (done.kept, done.young, done.unknown, done.busy) == (3, 1, 1, False)
 
 
-def test_an_upload_that_fails_after_writing_leaves_a_file_the_sweep_removes(client, db: Session,  # noqa: ANN001
-                                                                           sessions: sessionmaker[Session], settings,  # noqa: ANN001
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_upload_that_fails_after_writing_leaves_a_file_the_sweep_removes(
+    client,
+    db: Session,  # noqa: ANN001
+    sessions: sessionmaker[Session],
+    settings,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The defect: the original is written before the row commits; a process that dies
     (here: fails) in between left the file for ever."""
     import api.open311.routes
@@ -99,8 +127,17 @@ def test_an_upload_that_fails_after_writing_leaves_a_file_the_sweep_removes(clie
 
     monkeypatch.setattr(api.open311.routes, "defer_after_commit", dies)
     data = jpeg("orange")
-    r = client.post("/open311/v2/requests.json", data={"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT),
-                    "long": str(f.LON), "media": (io.BytesIO(data), "x.jpg")}, content_type="multipart/form-data")
+    r = client.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": f.API_KEY,
+            "service_code": "pothole",
+            "lat": str(f.LAT),
+            "long": str(f.LON),
+            "media": (io.BytesIO(data), "x.jpg"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 500
     assert db.scalar(select(func.count()).select_from(Photo)) == 0
     storage = LocalStorage(settings.media_dir)
@@ -108,11 +145,15 @@ def test_an_upload_that_fails_after_writing_leaves_a_file_the_sweep_removes(clie
 
     assert sweep_orphan_files(sessions, storage, grace=GRACE).removed == []  # too young yet
     later = datetime.now(UTC) + GRACE + timedelta(minutes=1)
-    assert sweep_orphan_files(sessions, storage, grace=GRACE, now=later).removed == [original_key(data)]
+    assert sweep_orphan_files(sessions, storage, grace=GRACE, now=later).removed == [
+        original_key(data)
+    ]
     assert not storage.exists(original_key(data))
 
 
-def test_an_upload_in_flight_holds_the_sweep_off(committed: sessionmaker[Session], tmp_path: Path) -> None:
+def test_an_upload_in_flight_holds_the_sweep_off(
+    committed: sessionmaker[Session], tmp_path: Path
+) -> None:
     storage = LocalStorage(tmp_path / "media")
     key = original_key(jpeg("yellow"))
     storage.put(key, b"x")

@@ -29,13 +29,20 @@ from core.spatial import point
 from tests import factories as f
 from tests.core.test_citistat import END, NOW, START, TZ, History, history, utc  # noqa: F401  (fixture)
 
-PERIODS = [(START, END), (date(2026, 3, 6), date(2026, 3, 10)), (date(2026, 3, 3), date(2026, 3, 3)),
-           (date(2026, 2, 1), date(2026, 3, 31))]
+PERIODS = [
+    (START, END),
+    (date(2026, 3, 6), date(2026, 3, 10)),
+    (date(2026, 3, 3), date(2026, 3, 3)),
+    (date(2026, 2, 1), date(2026, 3, 31)),
+]
 
 
 def _all_figures(db: Session) -> dict[tuple[str, date, date], dict]:
-    return {(g, a, b): asdict(citistat.compute(db, start=a, end=b, group_by=g, tz=TZ, now=NOW))
-            for g in citistat.GROUP_BYS for a, b in PERIODS}
+    return {
+        (g, a, b): asdict(citistat.compute(db, start=a, end=b, group_by=g, tz=TZ, now=NOW))
+        for g in citistat.GROUP_BYS
+        for a, b in PERIODS
+    }
 
 
 def _when_cutoff_is(day: date, days: int = 90) -> datetime:
@@ -44,9 +51,14 @@ def _when_cutoff_is(day: date, days: int = 90) -> datetime:
 
 
 def _closed_with_contact(db: Session, closed_at: datetime, email: str) -> ServiceRequest:
-    sr = f.report(db, at=closed_at - timedelta(days=1), contact=Contact(email=email, first_name="Ada", phone="+376 1")).request
-    event = ServiceRequestLifecycle.transition(db, sr, "cancelled", actor=f.SYSTEM, at=closed_at, public=True,
-                                               note="closed")
+    sr = f.report(
+        db,
+        at=closed_at - timedelta(days=1),
+        contact=Contact(email=email, first_name="Ada", phone="+376 1"),
+    ).request
+    event = ServiceRequestLifecycle.transition(
+        db, sr, "cancelled", actor=f.SYSTEM, at=closed_at, public=True, note="closed"
+    )
     db.flush()
     # The closing queued the resident's e-mail; it went out after a retry.
     told = db.scalars(select(Notification).where(Notification.status_event_id == event.id)).one()
@@ -63,9 +75,14 @@ def test_citistat_figures_are_the_same_after_every_purge(db: Session, history: H
     # More track: a leg from before the periods, legs across local midnight (UTC+1:
     # 22:50Z is 23:50 the same day, 23:10Z is 00:10 the next), days without fixes between.
     for crew, at, (lon, lat) in [
-        (c2, utc(2, 27, 9), far), (c2, utc(3, 5, 22, 50), (f.LON, f.LAT)), (c2, utc(3, 5, 23, 10), east),
-        (c2, utc(3, 6, 8), far), (c2, utc(3, 9, 22, 55), east), (c2, utc(3, 10, 7), (f.LON, f.LAT)),
-        (c1, utc(3, 11, 23, 30), far), (c1, utc(3, 12, 6), east),
+        (c2, utc(2, 27, 9), far),
+        (c2, utc(3, 5, 22, 50), (f.LON, f.LAT)),
+        (c2, utc(3, 5, 23, 10), east),
+        (c2, utc(3, 6, 8), far),
+        (c2, utc(3, 9, 22, 55), east),
+        (c2, utc(3, 10, 7), (f.LON, f.LAT)),
+        (c1, utc(3, 11, 23, 30), far),
+        (c1, utc(3, 12, 6), east),
     ]:
         db.add(PositionPing(crew_id=crew.id, at=at, location=point(lon, lat)))
     old = _closed_with_contact(db, utc(3, 4), "old.resident@example.org")
@@ -102,21 +119,36 @@ def test_old_fixes_go_recent_ones_stay_and_each_crew_has_its_audit_event(db: Ses
     db.flush()
 
     result = purge_tracks(db, days=90, tz=TZ, now=now)
-    kept = db.execute(select(PositionPing.crew_id, PositionPing.at).order_by(PositionPing.crew_id, PositionPing.at)).all()
+    kept = db.execute(
+        select(PositionPing.crew_id, PositionPing.at).order_by(
+            PositionPing.crew_id, PositionPing.at
+        )
+    ).all()
     # Per crew the last fix before the cutoff stays (it starts the next leg), and every recent one.
-    assert kept == [(crew.id, max(old)), *[(crew.id, at) for at in sorted(recent)], (idle.id, max(old[:2]))]
+    assert kept == [
+        (crew.id, max(old)),
+        *[(crew.id, at) for at in sorted(recent)],
+        (idle.id, max(old[:2])),
+    ]
     assert result.fixes_deleted == 3 + 1 and sorted(result.crews) == sorted([crew.id, idle.id])
     # A latest position as old as the purged track is gone; a current one stays.
     assert [p.crew_id for p in db.scalars(select(CrewPosition))] == [crew.id]
 
-    events = db.scalars(select(StatusEvent).where(StatusEvent.entity == "crew").order_by(StatusEvent.entity_id)).all()
+    events = db.scalars(
+        select(StatusEvent).where(StatusEvent.entity == "crew").order_by(StatusEvent.entity_id)
+    ).all()
     assert [(e.entity_id, e.from_status, e.to_status, e.actor, e.public) for e in events] == [
-        (crew.id, "active", "active", "system", False), (idle.id, "inactive", "inactive", "system", False)]
+        (crew.id, "active", "active", "system", False),
+        (idle.id, "inactive", "inactive", "system", False),
+    ]
     assert "3 GPS fixes" in events[0].note and "STREETLOOP_RETAIN_TRACKS_DAYS" in events[0].note
 
     # Nothing more to delete: the next run writes no event.
     assert purge_tracks(db, days=90, tz=TZ, now=now).fixes_deleted == 0
-    assert db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity == "crew")) == 2
+    assert (
+        db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity == "crew"))
+        == 2
+    )
     # 0 keeps everything.
     assert purge_tracks(db, days=0, tz=TZ, now=now + timedelta(days=3650)).fixes_deleted == 0
 
@@ -129,28 +161,64 @@ def test_contact_details_go_a_year_after_closing_audited_on_the_request(db: Sess
     # Reported long ago, open again now: its reporter will be told of the new fix.
     reopened = _closed_with_contact(db, f.days_ago(500), "reopened@example.org")
     ServiceRequestLifecycle.transition(db, reopened, "reopened", actor=f.SYSTEM)
-    waiting = Notification(status_event_id=db.scalar(select(func.max(StatusEvent.id))), service_request_id=old.id,
-                           kind="fixed", channel="email", recipient="old@example.org", state="pending")
+    waiting = Notification(
+        status_event_id=db.scalar(select(func.max(StatusEvent.id))),
+        service_request_id=old.id,
+        kind="fixed",
+        channel="email",
+        recipient="old@example.org",
+        state="pending",
+    )
     db.add(waiting)
-    db.add(Redaction(service_request_id=old.id, field="description", original="Ada from number 4", redacted="[redacted]",
-                     reason="names a neighbour", redacted_by_id=supervisor.id))
+    db.add(
+        Redaction(
+            service_request_id=old.id,
+            field="description",
+            original="Ada from number 4",
+            redacted="[redacted]",
+            reason="names a neighbour",
+            redacted_by_id=supervisor.id,
+        )
+    )
     db.flush()
 
     assert purge_contact_batch(db, days=365, now=datetime.now(UTC)) == [old.id]
     db.expire_all()
     assert db.get(RequestContact, old.id) is None
-    assert db.get(RequestContact, recent.id) is not None and db.get(RequestContact, reopened.id) is not None
-    rows = db.scalars(select(Notification).where(Notification.service_request_id == old.id).order_by(Notification.id)).all()
+    assert (
+        db.get(RequestContact, recent.id) is not None
+        and db.get(RequestContact, reopened.id) is not None
+    )
+    rows = db.scalars(
+        select(Notification)
+        .where(Notification.service_request_id == old.id)
+        .order_by(Notification.id)
+    ).all()
     assert [(n.recipient, n.state) for n in rows] == [("", "sent"), ("", "failed")]
     assert rows[0].last_error == "421 try later <[deleted]>"
     assert rows[1].last_error == "contact details deleted (retention)"
-    assert db.scalar(select(Redaction.original).where(Redaction.service_request_id == old.id)) is None
+    assert (
+        db.scalar(select(Redaction.original).where(Redaction.service_request_id == old.id)) is None
+    )
     # The others keep theirs: the recent one's closing, the reopened one's closing and reopening.
-    assert db.scalar(select(func.count()).select_from(Notification).where(Notification.recipient.like("%@%"))) == 3
+    assert (
+        db.scalar(
+            select(func.count()).select_from(Notification).where(Notification.recipient.like("%@%"))
+        )
+        == 3
+    )
 
-    event = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == old.id)
-                       .order_by(StatusEvent.id.desc())).first()
-    assert (event.from_status, event.to_status, event.actor, event.public) == ("cancelled", "cancelled", "system", False)
+    event = db.scalars(
+        select(StatusEvent)
+        .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == old.id)
+        .order_by(StatusEvent.id.desc())
+    ).first()
+    assert (event.from_status, event.to_status, event.actor, event.public) == (
+        "cancelled",
+        "cancelled",
+        "system",
+        False,
+    )
     assert "contact details" in event.note and "STREETLOOP_RETAIN_CONTACT_DAYS" in event.note
     # Done once: a second run finds nothing and writes nothing.
     count = db.scalar(select(func.count()).select_from(StatusEvent))
@@ -162,8 +230,13 @@ def test_retention_settings() -> None:
     base = {"DATABASE_URL": "postgresql://x@127.0.0.1/db"}
     cfg = Settings.from_env(base)
     assert (cfg.retain_tracks_days, cfg.retain_contact_days) == (90, 365)
-    cfg = Settings.from_env(base | {"STREETLOOP_RETAIN_TRACKS_DAYS": "0", "STREETLOOP_RETAIN_CONTACT_DAYS": " 30 "})
+    cfg = Settings.from_env(
+        base | {"STREETLOOP_RETAIN_TRACKS_DAYS": "0", "STREETLOOP_RETAIN_CONTACT_DAYS": " 30 "}
+    )
     assert (cfg.retain_tracks_days, cfg.retain_contact_days) == (0, 30)
-    for name, raw in [("STREETLOOP_RETAIN_TRACKS_DAYS", "-1"), ("STREETLOOP_RETAIN_CONTACT_DAYS", "a year")]:
+    for name, raw in [
+        ("STREETLOOP_RETAIN_TRACKS_DAYS", "-1"),
+        ("STREETLOOP_RETAIN_CONTACT_DAYS", "a year"),
+    ]:
         with pytest.raises(ValueError, match=name):
             Settings.from_env(base | {name: raw})

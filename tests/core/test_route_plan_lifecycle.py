@@ -21,11 +21,18 @@ def test_plan_runs_publishes_and_is_superseded_with_audit(db: Session) -> None:
         RoutePlanLifecycle.transition(db, plan, target, actor=f.SYSTEM)
     db.flush()
     assert plan.started_at and plan.finished_at and plan.published_at
-    events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan.id).order_by(StatusEvent.id)).all()
+    events = db.scalars(
+        select(StatusEvent.to_status)
+        .where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan.id)
+        .order_by(StatusEvent.id)
+    ).all()
     assert events == ["queued", "running", "ready", "published", "superseded"]
 
 
-@pytest.mark.parametrize(("path", "illegal"), [([], "published"), (["running", "failed"], "running"), (["running"], "published")])
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [([], "published"), (["running", "failed"], "running"), (["running"], "published")],
+)
 def test_illegal_plan_transitions(db: Session, path: list[str], illegal: str) -> None:
     plan = RoutePlan(plan_date=date(2026, 11, 26), version=1, time_limit_s=30)
     db.add(plan)

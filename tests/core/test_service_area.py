@@ -44,7 +44,10 @@ def east_of_edge(metres: float) -> tuple[float, float]:
 
 
 def rows(db: Session) -> dict[str, int]:
-    return {t.__tablename__: db.scalar(select(func.count()).select_from(t)) for t in (ServiceRequest, WorkOrder, StatusEvent)}
+    return {
+        t.__tablename__: db.scalar(select(func.count()).select_from(t))
+        for t in (ServiceRequest, WorkOrder, StatusEvent)
+    }
 
 
 # -- where the area comes from ----------------------------------------------------------
@@ -70,39 +73,70 @@ def test_the_districts_union_is_the_area(db: Session) -> None:
     assert len(union["coordinates"]) == 2  # west and east touch and merge; the island stays apart
 
 
-@pytest.mark.parametrize(("tolerance", "metres", "inside"), [
-    (100, 0, True), (100, 90, True), (100, 110, False), (0, 10, False), (500, 450, True), (500, 550, False),
-])
-def test_border_tolerance_in_metres(db: Session, tolerance: float, metres: float, inside: bool) -> None:
+@pytest.mark.parametrize(
+    ("tolerance", "metres", "inside"),
+    [
+        (100, 0, True),
+        (100, 90, True),
+        (100, 110, False),
+        (0, 10, False),
+        (500, 450, True),
+        (500, 550, False),
+    ],
+)
+def test_border_tolerance_in_metres(
+    db: Session, tolerance: float, metres: float, inside: bool
+) -> None:
     f.district(db)
-    assert inside_service_area(db, *east_of_edge(metres), area=AreaConfig(tolerance_m=tolerance)) is inside
+    assert (
+        inside_service_area(db, *east_of_edge(metres), area=AreaConfig(tolerance_m=tolerance))
+        is inside
+    )
 
 
 def test_an_admin_polygon_replaces_the_districts(db: Session) -> None:
     f.district(db)  # central Andorra la Vella
     admin = f.user(db, "admin@example.org", "admin")
     actor = Actor.user(admin.id, admin.email)
-    set_admin_area(db, square(1.40, 42.42, 1.80, 42.66), area=AREA, actor=actor)  # the whole country
+    set_admin_area(
+        db, square(1.40, 42.42, 1.80, 42.66), area=AREA, actor=actor
+    )  # the whole country
     assert area_source(db, AREA) == "admin"
-    assert inside_service_area(db, 1.70, 42.60, area=AREA)  # outside every district, inside the polygon
+    assert inside_service_area(
+        db, 1.70, 42.60, area=AREA
+    )  # outside every district, inside the polygon
     assert not inside_service_area(db, *MADRID, area=AREA)
     set_admin_area(db, square(1.70, 42.55, 1.75, 42.60), area=AREA, actor=actor)
-    assert not inside_service_area(db, f.LON, f.LAT, area=AREA)  # in a district, but the polygon governs
+    assert not inside_service_area(
+        db, f.LON, f.LAT, area=AREA
+    )  # in a district, but the polygon governs
 
     event = clear_admin_area(db, area=AREA, actor=actor)
     assert event is not None and (event.from_status, event.to_status) == ("admin", "districts")
     assert inside_service_area(db, f.LON, f.LAT, area=AREA)
-    assert clear_admin_area(db, area=AREA, actor=actor) is None  # nothing left to clear, nothing audited
+    assert (
+        clear_admin_area(db, area=AREA, actor=actor) is None
+    )  # nothing left to clear, nothing audited
 
 
 def test_admin_changes_are_audited(db: Session) -> None:
     admin = f.user(db, "admin@example.org", "admin")
     actor = Actor.user(admin.id, admin.email)
     set_admin_area(db, square(1.50, 42.49, 1.55, 42.52), area=AREA, actor=actor)
-    set_admin_area(db, MultiPolygon([box(1.50, 42.49, 1.55, 42.52), box(1.60, 42.49, 1.62, 42.52)]), area=AREA, actor=actor)
+    set_admin_area(
+        db,
+        MultiPolygon([box(1.50, 42.49, 1.55, 42.52), box(1.60, 42.49, 1.62, 42.52)]),
+        area=AREA,
+        actor=actor,
+    )
     clear_admin_area(db, area=AREA, actor=actor)
-    events = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_area").order_by(StatusEvent.id)).all()
-    assert [(e.entity_id, e.from_status, e.to_status, e.actor, e.actor_user_id, e.public) for e in events] == [
+    events = db.scalars(
+        select(StatusEvent).where(StatusEvent.entity == "service_area").order_by(StatusEvent.id)
+    ).all()
+    assert [
+        (e.entity_id, e.from_status, e.to_status, e.actor, e.actor_user_id, e.public)
+        for e in events
+    ] == [
         (1, "none", "admin", "user:admin@example.org", admin.id, False),
         (1, "admin", "admin", "user:admin@example.org", admin.id, False),
         (1, "admin", "none", "user:admin@example.org", admin.id, False),
@@ -129,13 +163,24 @@ def test_the_setting_overrides_the_admin_polygon_and_refuses_writes(db: Session)
         set_admin_area(db, square(1.5, 42.4, 1.6, 42.5), area=madrid_area, actor=actor)
     with pytest.raises(ServiceAreaFromSetting):
         clear_admin_area(db, area=madrid_area, actor=actor)
-    assert db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity == "service_area")) == 1
+    assert (
+        db.scalar(
+            select(func.count())
+            .select_from(StatusEvent)
+            .where(StatusEvent.entity == "service_area")
+        )
+        == 1
+    )
 
 
 def test_the_settings_tolerance_applies_to_its_polygon(db: Session) -> None:
     polygon = square(1.50, 42.49, EDGE_LON, 42.52)
-    assert inside_service_area(db, *east_of_edge(90), area=AreaConfig(tolerance_m=100, polygon=polygon))
-    assert not inside_service_area(db, *east_of_edge(110), area=AreaConfig(tolerance_m=100, polygon=polygon))
+    assert inside_service_area(
+        db, *east_of_edge(90), area=AreaConfig(tolerance_m=100, polygon=polygon)
+    )
+    assert not inside_service_area(
+        db, *east_of_edge(110), area=AreaConfig(tolerance_m=100, polygon=polygon)
+    )
 
 
 def test_check_location_names_the_place(db: Session) -> None:
@@ -143,7 +188,10 @@ def test_check_location_names_the_place(db: Session) -> None:
     check_location(db, f.LON, f.LAT, area=AREA)
     with pytest.raises(OutsideServiceArea) as caught:
         check_location(db, *MADRID, area=AREA)
-    assert caught.value.message == "the location 40.416800, -3.703800 is outside the city's service area"
+    assert (
+        caught.value.message
+        == "the location 40.416800, -3.703800 is outside the city's service area"
+    )
     assert caught.value.field == "lat" and caught.value.code == "outside_service_area"
 
 
@@ -154,7 +202,10 @@ def test_tolerance_must_be_non_negative() -> None:
 
 # -- settings ------------------------------------------------------------------------------
 
-POLYGON = {"type": "Polygon", "coordinates": [[[1.50, 42.49], [1.55, 42.49], [1.55, 42.52], [1.50, 42.52], [1.50, 42.49]]]}
+POLYGON = {
+    "type": "Polygon",
+    "coordinates": [[[1.50, 42.49], [1.55, 42.49], [1.55, 42.52], [1.50, 42.52], [1.50, 42.49]]],
+}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -170,7 +221,10 @@ def _write(tmp_path: Path, document: Any) -> Path:
 def test_settings_defaults() -> None:
     settings = Settings.from_env(_env())
     assert (settings.service_area_file, settings.service_area_tolerance_m) == (None, 100.0)
-    assert Settings.from_env(_env(STREETLOOP_SERVICE_AREA_TOLERANCE_M="250")).service_area_tolerance_m == 250.0
+    assert (
+        Settings.from_env(_env(STREETLOOP_SERVICE_AREA_TOLERANCE_M="250")).service_area_tolerance_m
+        == 250.0
+    )
 
 
 @pytest.mark.parametrize("raw", ["-5", "nan", "inf", "wide"])
@@ -179,14 +233,24 @@ def test_bad_tolerance_stops_start_up(raw: str) -> None:
         Settings.from_env(_env(STREETLOOP_SERVICE_AREA_TOLERANCE_M=raw))
 
 
-@pytest.mark.parametrize("document", [
-    POLYGON,
-    {"type": "MultiPolygon", "coordinates": [POLYGON["coordinates"]]},
-    {"type": "Feature", "properties": {"name": "Andorra la Vella"}, "geometry": POLYGON},
-    {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": POLYGON}]},
-    # GPS tools export heights; they are dropped.
-    {"type": "Polygon", "coordinates": [[[x, y, 1050.0] for x, y in POLYGON["coordinates"][0]]]},
-], ids=["polygon", "multipolygon", "feature", "collection", "3d"])
+@pytest.mark.parametrize(
+    "document",
+    [
+        POLYGON,
+        {"type": "MultiPolygon", "coordinates": [POLYGON["coordinates"]]},
+        {"type": "Feature", "properties": {"name": "Andorra la Vella"}, "geometry": POLYGON},
+        {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {}, "geometry": POLYGON}],
+        },
+        # GPS tools export heights; they are dropped.
+        {
+            "type": "Polygon",
+            "coordinates": [[[x, y, 1050.0] for x, y in POLYGON["coordinates"][0]]],
+        },
+    ],
+    ids=["polygon", "multipolygon", "feature", "collection", "3d"],
+)
 def test_the_setting_file_is_read_at_start_up(tmp_path: Path, document: dict[str, Any]) -> None:
     path = _write(tmp_path, document)
     settings = Settings.from_env(_env(STREETLOOP_SERVICE_AREA=str(path)))
@@ -196,17 +260,44 @@ def test_the_setting_file_is_read_at_start_up(tmp_path: Path, document: dict[str
     assert not area.polygon.has_z
 
 
-@pytest.mark.parametrize(("document", "fragment"), [
-    ("{not json", "is not JSON"),
-    ({"type": "Point", "coordinates": [1.5, 42.5]}, "the service area is a Polygon or MultiPolygon"),
-    ({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": POLYGON}] * 2}, "holds 2 features"),
-    ({"type": "Feature", "geometry": None}, "not a GeoJSON geometry"),
-    # Seattle as (lat, lon): -122 is no latitude.
-    ({"type": "Polygon", "coordinates": [[[47.60, -122.35], [47.60, -122.30], [47.65, -122.30], [47.60, -122.35]]]},
-     "longitude, latitude"),
-    ({"type": "Polygon", "coordinates": [[[1.50, 42.49], [1.55, 42.52], [1.55, 42.49], [1.50, 42.52], [1.50, 42.49]]]},
-     "self-intersecting"),
-], ids=["json", "point", "two-features", "no-geometry", "lat-lon", "bow-tie"])
+@pytest.mark.parametrize(
+    ("document", "fragment"),
+    [
+        ("{not json", "is not JSON"),
+        (
+            {"type": "Point", "coordinates": [1.5, 42.5]},
+            "the service area is a Polygon or MultiPolygon",
+        ),
+        (
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "geometry": POLYGON}] * 2,
+            },
+            "holds 2 features",
+        ),
+        ({"type": "Feature", "geometry": None}, "not a GeoJSON geometry"),
+        # Seattle as (lat, lon): -122 is no latitude.
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[47.60, -122.35], [47.60, -122.30], [47.65, -122.30], [47.60, -122.35]]
+                ],
+            },
+            "longitude, latitude",
+        ),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    [[1.50, 42.49], [1.55, 42.52], [1.55, 42.49], [1.50, 42.52], [1.50, 42.49]]
+                ],
+            },
+            "self-intersecting",
+        ),
+    ],
+    ids=["json", "point", "two-features", "no-geometry", "lat-lon", "bow-tie"],
+)
 def test_a_bad_setting_file_stops_start_up(tmp_path: Path, document: Any, fragment: str) -> None:
     path = _write(tmp_path, document)
     with pytest.raises(ValueError, match="^STREETLOOP_SERVICE_AREA: ") as caught:
@@ -225,7 +316,9 @@ def test_a_missing_setting_file_stops_start_up(tmp_path: Path) -> None:
 
 
 def _madrid_geocoder(session: Session, address: str) -> GeocodeMatch:
-    return GeocodeMatch(lon=MADRID[0], lat=MADRID[1], label="Calle Mayor, Madrid", precision="street")
+    return GeocodeMatch(
+        lon=MADRID[0], lat=MADRID[1], label="Calle Mayor, Madrid", precision="street"
+    )
 
 
 def test_intake_refuses_a_device_location_outside_and_writes_nothing(db: Session) -> None:
@@ -233,10 +326,17 @@ def test_intake_refuses_a_device_location_outside_and_writes_nothing(db: Session
     f.district(db)
     before = rows(db)
     with pytest.raises(OutsideServiceArea):
-        submit_request(db, NewRequest(service_code="pothole", lon=MADRID[0], lat=MADRID[1]), actor=f.SYSTEM, area=AREA)
+        submit_request(
+            db,
+            NewRequest(service_code="pothole", lon=MADRID[0], lat=MADRID[1]),
+            actor=f.SYSTEM,
+            area=AREA,
+        )
     db.flush()
     assert rows(db) == before
-    inside = submit_request(db, NewRequest(service_code="pothole", lon=f.LON, lat=f.LAT), actor=f.SYSTEM, area=AREA)
+    inside = submit_request(
+        db, NewRequest(service_code="pothole", lon=f.LON, lat=f.LAT), actor=f.SYSTEM, area=AREA
+    )
     assert inside.request.location_source == "device"
 
 
@@ -249,16 +349,27 @@ def test_intake_without_an_area_checks_nothing(db: Session) -> None:
 def test_an_address_geocoded_outside_waits_for_a_pin(db: Session) -> None:
     f.service_type(db)
     f.district(db)
-    result = submit_request(db, NewRequest(service_code="pothole", address_string="Calle Mayor 1"),
-                            actor=f.SYSTEM, geocode=_madrid_geocoder, area=AREA)
+    result = submit_request(
+        db,
+        NewRequest(service_code="pothole", address_string="Calle Mayor 1"),
+        actor=f.SYSTEM,
+        geocode=_madrid_geocoder,
+        area=AREA,
+    )
     req = result.request
     assert (req.location, req.location_source, req.address) == (None, "none", "Calle Mayor 1")
     assert result.work_order.location is None
-    events = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id)
-                        .order_by(StatusEvent.id)).all()
+    events = db.scalars(
+        select(StatusEvent)
+        .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id)
+        .order_by(StatusEvent.id)
+    ).all()
     assert [(e.note, e.public) for e in events] == [
         ("Report received; staff will place it on the map from the address given.", True),
-        ("the address matched 40.416800, -3.703800, outside the service area; left for staff to pin", False),
+        (
+            "the address matched 40.416800, -3.703800, outside the service area; left for staff to pin",
+            False,
+        ),
     ]
 
 
@@ -266,21 +377,47 @@ def test_staff_may_record_outside_on_purpose_and_it_is_audited(db: Session) -> N
     f.service_type(db)
     f.district(db)
     staff = Actor(label="user:disp@example.org", user_id=None)
-    result = submit_request(db, NewRequest(service_code="pothole", lon=MADRID[0], lat=MADRID[1], channel="phone"),
-                            actor=staff, area=AREA, allow_outside_area=True)
+    result = submit_request(
+        db,
+        NewRequest(service_code="pothole", lon=MADRID[0], lat=MADRID[1], channel="phone"),
+        actor=staff,
+        area=AREA,
+        allow_outside_area=True,
+    )
     assert lon_lat(result.request.location) == pytest.approx(MADRID)
-    events = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request",
-                                                  StatusEvent.entity_id == result.request.id).order_by(StatusEvent.id)).all()
+    events = db.scalars(
+        select(StatusEvent)
+        .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == result.request.id)
+        .order_by(StatusEvent.id)
+    ).all()
     assert [(e.from_status, e.to_status, e.note, e.public, e.actor) for e in events] == [
         (None, "received", "Report received.", True, "user:disp@example.org"),
-        ("received", "received", "recorded outside the service area on purpose by user:disp@example.org", False,
-         "user:disp@example.org"),
+        (
+            "received",
+            "received",
+            "recorded outside the service area on purpose by user:disp@example.org",
+            False,
+            "user:disp@example.org",
+        ),
     ]
     # Inside the area the flag overrides nothing, so nothing is recorded about it.
-    inside = submit_request(db, NewRequest(service_code="pothole", lon=f.LON, lat=f.LAT), actor=staff, area=AREA,
-                            allow_outside_area=True)
-    assert db.scalar(select(func.count()).select_from(StatusEvent).where(
-        StatusEvent.entity_id == inside.request.id, StatusEvent.entity == "service_request")) == 1
+    inside = submit_request(
+        db,
+        NewRequest(service_code="pothole", lon=f.LON, lat=f.LAT),
+        actor=staff,
+        area=AREA,
+        allow_outside_area=True,
+    )
+    assert (
+        db.scalar(
+            select(func.count())
+            .select_from(StatusEvent)
+            .where(
+                StatusEvent.entity_id == inside.request.id, StatusEvent.entity == "service_request"
+            )
+        )
+        == 1
+    )
 
 
 def test_pin_outside_the_area(db: Session) -> None:
@@ -292,6 +429,11 @@ def test_pin_outside_the_area(db: Session) -> None:
     assert req.location is None
     pin_request(db, req, *MADRID, actor=f.SYSTEM, area=AREA, allow_outside_area=True)
     db.flush()
-    notes = db.scalars(select(StatusEvent.note).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id,
-                                                      StatusEvent.public.is_(False))).all()
+    notes = db.scalars(
+        select(StatusEvent.note).where(
+            StatusEvent.entity == "service_request",
+            StatusEvent.entity_id == req.id,
+            StatusEvent.public.is_(False),
+        )
+    ).all()
     assert notes == ["placed outside the service area on purpose by test"]

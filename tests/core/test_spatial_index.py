@@ -20,17 +20,23 @@ def _explain(db: Session, stmt) -> str:  # noqa: ANN001
 
 
 def _fill(db: Session, st_id: int) -> None:
-    db.execute(text("""
+    db.execute(
+        text("""
         INSERT INTO work_orders (service_type_id, status, priority, due_at, skill, minutes_on_site, location)
         SELECT :st, 'new', 3, now(), 'asphalt', 30,
                ST_SetSRID(ST_MakePoint(1.42 + random() * 0.36, 42.43 + random() * 0.22), 4326)
         FROM generate_series(1, 20000)
-    """), {"st": st_id})
-    db.execute(text("""
+    """),
+        {"st": st_id},
+    )
+    db.execute(
+        text("""
         INSERT INTO service_requests (public_id, token, service_type_id, location, requested_at)
         SELECT 'x' || g, 't' || g, :st, ST_SetSRID(ST_MakePoint(1.42 + random() * 0.36, 42.43 + random() * 0.22), 4326), now()
         FROM generate_series(1, 20000) g
-    """), {"st": st_id})
+    """),
+        {"st": st_id},
+    )
     db.execute(text("ANALYZE work_orders"))
     db.execute(text("ANALYZE service_requests"))
 
@@ -57,6 +63,9 @@ def test_duplicate_search_uses_work_order_geography_index(db: Session) -> None:
 def test_request_radius_query_uses_request_geography_index(db: Session) -> None:
     st = f.service_type(db)
     _fill(db, st.id)
-    plan = _explain(db, select(ServiceRequest.id).where(within_metres(ServiceRequest.location, f.LON, f.LAT, 100)))
+    plan = _explain(
+        db,
+        select(ServiceRequest.id).where(within_metres(ServiceRequest.location, f.LON, f.LAT, 100)),
+    )
     assert "ix_service_requests_location_geog" in plan, plan
     assert "Seq Scan" not in plan, plan

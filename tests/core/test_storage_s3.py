@@ -35,7 +35,11 @@ def s3_endpoint() -> Iterator[str]:
 def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     import boto3
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     name = f"photos-{id(monkeypatch)}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
@@ -54,7 +58,9 @@ def test_put_get_exists_and_prefix(s3_endpoint: str, bucket: str) -> None:
         store.put("../escape.jpg", b"x")
 
 
-def test_a_report_photo_round_trip_through_s3(client, app, db: Session, settings, s3_endpoint: str, bucket: str) -> None:  # noqa: ANN001
+def test_a_report_photo_round_trip_through_s3(
+    client, app, db: Session, settings, s3_endpoint: str, bucket: str
+) -> None:  # noqa: ANN001
     s3_settings = replace(settings, storage="s3", s3_bucket=bucket, s3_endpoint_url=s3_endpoint)
     app.extensions["streetloop.settings"] = s3_settings
     f.service_type(db)
@@ -62,8 +68,17 @@ def test_a_report_photo_round_trip_through_s3(client, app, db: Session, settings
     db.commit()
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), "purple").save(buf, "JPEG")
-    r = client.post("/open311/v2/requests.json", data={"api_key": f.API_KEY, "service_code": "pothole", "lat": str(f.LAT),
-                    "long": str(f.LON), "media": (io.BytesIO(buf.getvalue()), "x.jpg")}, content_type="multipart/form-data")
+    r = client.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": f.API_KEY,
+            "service_code": "pothole",
+            "lat": str(f.LAT),
+            "long": str(f.LON),
+            "media": (io.BytesIO(buf.getvalue()), "x.jpg"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 201, r.data
     photo = db.scalar(select(Photo).join(ServiceRequest))
     store = storage_from_settings(s3_settings)
@@ -77,7 +92,9 @@ def test_a_report_photo_round_trip_through_s3(client, app, db: Session, settings
     assert client.get("/media/public/photos/nope.jpg").status_code == 404
 
 
-def test_files_delete_and_the_orphan_sweep_on_s3(db: Session, sessions, s3_endpoint: str, bucket: str) -> None:  # noqa: ANN001
+def test_files_delete_and_the_orphan_sweep_on_s3(
+    db: Session, sessions, s3_endpoint: str, bucket: str
+) -> None:  # noqa: ANN001
     from datetime import UTC, datetime, timedelta
 
     from core.photos import sweep_orphan_files
@@ -93,9 +110,15 @@ def test_files_delete_and_the_orphan_sweep_on_s3(db: Session, sessions, s3_endpo
     assert all(f.modified.tzinfo is not None for f in store.files("private/photos"))
 
     grace = timedelta(hours=1)
-    assert sweep_orphan_files(sessions, store, grace=grace).removed == []  # S3 dates them now: all young
+    assert (
+        sweep_orphan_files(sessions, store, grace=grace).removed == []
+    )  # S3 dates them now: all young
     later = datetime.now(UTC) + grace + timedelta(minutes=1)
     done = sweep_orphan_files(sessions, store, grace=grace, now=later)
     assert done.removed == [orphan] and done.kept == 3
-    assert not store.exists(orphan) and store.exists(photo.original_key) and store.exists("exports/x.csv")
+    assert (
+        not store.exists(orphan)
+        and store.exists(photo.original_key)
+        and store.exists("exports/x.csv")
+    )
     store.delete(orphan)  # already gone: no error

@@ -17,19 +17,30 @@ def test_without_a_tile_server_the_maps_use_the_offline_basemap() -> None:
 
 @pytest.mark.parametrize(
     ("url", "max_zoom"),
-    [("https://tiles.city.example/{z}/{x}/{y}.png", 19), ("http://10.1.2.3:8080/osm/{z}/{x}/{y}.jpg?v=2", 19),
-     ("https://tiles.city.example/streets/{z}/{x}/{y}.pbf", 14), ("/city-tiles/{z}/{x}/{y}.mvt", 14)],
+    [
+        ("https://tiles.city.example/{z}/{x}/{y}.png", 19),
+        ("http://10.1.2.3:8080/osm/{z}/{x}/{y}.jpg?v=2", 19),
+        ("https://tiles.city.example/streets/{z}/{x}/{y}.pbf", 14),
+        ("/city-tiles/{z}/{x}/{y}.mvt", 14),
+    ],
 )
 def test_a_tile_server_is_taken_with_its_kind_s_default_zoom(url: str, max_zoom: int) -> None:
-    s = Settings.from_env({**BASE, "STREETLOOP_TILE_URL": url, "STREETLOOP_TILE_ATTRIBUTION": "© City GIS"})
+    s = Settings.from_env(
+        {**BASE, "STREETLOOP_TILE_URL": url, "STREETLOOP_TILE_ATTRIBUTION": "© City GIS"}
+    )
     assert (s.tile_url, s.tile_attribution, s.tile_max_zoom) == (url, "© City GIS", max_zoom)
 
 
 @pytest.mark.parametrize(
     "url",
-    ["tiles.city.example/{z}/{x}/{y}.png", "ftp://tiles.city.example/{z}/{x}/{y}.png",
-     "https://tiles.city.example/{z}/{x}.png", "https://tiles.city.example/{z}/{x}/{y}", "javascript:alert(1)//{z}{x}{y}.png",
-     "https://tiles.city.example/{z}/{x}/{y}.html"],
+    [
+        "tiles.city.example/{z}/{x}/{y}.png",
+        "ftp://tiles.city.example/{z}/{x}/{y}.png",
+        "https://tiles.city.example/{z}/{x}.png",
+        "https://tiles.city.example/{z}/{x}/{y}",
+        "javascript:alert(1)//{z}{x}{y}.png",
+        "https://tiles.city.example/{z}/{x}/{y}.html",
+    ],
 )
 def test_a_bad_tile_url_stops_start_up_with_its_name(url: str) -> None:
     with pytest.raises(ValueError, match="STREETLOOP_TILE_URL"):

@@ -26,23 +26,35 @@ PASSWORD = "correct horse battery"
 
 
 def events(db: Session, user: User) -> list[StatusEvent]:
-    return list(db.scalars(select(StatusEvent).where(StatusEvent.entity == "user", StatusEvent.entity_id == user.id)
-                           .order_by(StatusEvent.id)))
+    return list(
+        db.scalars(
+            select(StatusEvent)
+            .where(StatusEvent.entity == "user", StatusEvent.entity_id == user.id)
+            .order_by(StatusEvent.id)
+        )
+    )
 
 
 def counts(db: Session) -> tuple[int, int]:
-    return (db.scalar(select(func.count()).select_from(User)) or 0,
-            db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity == "user")) or 0)
+    return (
+        db.scalar(select(func.count()).select_from(User)) or 0,
+        db.scalar(select(func.count()).select_from(StatusEvent).where(StatusEvent.entity == "user"))
+        or 0,
+    )
 
 
-def new_user(db: Session, email: str = "ana@city.example", role: str = "dispatcher", **kwargs: Any) -> User:
+def new_user(
+    db: Session, email: str = "ana@city.example", role: str = "dispatcher", **kwargs: Any
+) -> User:
     values: dict[str, Any] = {"name": "Ana", "password": PASSWORD, "actor": ADMIN} | kwargs
     return users.create_user(db, email=email, role=role, **values)
 
 
 def assert_no_secret(db: Session, user: User, password: str) -> None:
     for event in events(db, user):
-        text = " ".join(str(v) for v in (event.from_status, event.to_status, event.actor, event.note))
+        text = " ".join(
+            str(v) for v in (event.from_status, event.to_status, event.actor, event.note)
+        )
         assert password not in text and user.password_hash not in text and "$argon2" not in text
 
 
@@ -51,12 +63,23 @@ def assert_no_secret(db: Session, user: User, password: str) -> None:
 
 def test_create_user_stores_an_argon2_hash_and_audits_the_creation(db: Session) -> None:
     user = new_user(db, "Ana.Lopez@City.EXAMPLE", "admin")
-    assert (user.email, user.name, user.role, user.crew_id, user.active) == ("Ana.Lopez@city.example", "Ana", "admin", None, True)
+    assert (user.email, user.name, user.role, user.crew_id, user.active) == (
+        "Ana.Lopez@city.example",
+        "Ana",
+        "admin",
+        None,
+        True,
+    )
     assert user.password_hash.startswith("$argon2id$")
     PasswordHasher().verify(user.password_hash, PASSWORD)
     assert authenticate(db, "ana.lopez@city.example", PASSWORD) is user
     [event] = events(db, user)
-    assert (event.from_status, event.to_status, event.actor, event.note) == (None, "active", ADMIN.label, "created as admin")
+    assert (event.from_status, event.to_status, event.actor, event.note) == (
+        None,
+        "active",
+        ADMIN.label,
+        "created as admin",
+    )
     assert_no_secret(db, user, PASSWORD)
 
 
@@ -72,15 +95,22 @@ def test_the_same_address_in_another_case_is_a_conflict(db: Session) -> None:
     before = counts(db)
     with pytest.raises(Conflict) as exc:
         new_user(db, " ANA@City.Example ", "admin")
-    assert (exc.value.field, exc.value.message) == ("email", "a user with the e-mail ANA@city.example exists")
+    assert (exc.value.field, exc.value.message) == (
+        "email",
+        "a user with the e-mail ANA@city.example exists",
+    )
     assert counts(db) == before
 
 
-def test_losing_the_race_for_an_address_is_a_conflict_and_the_session_goes_on(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_losing_the_race_for_an_address_is_a_conflict_and_the_session_goes_on(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Another transaction took the address between the check and the insert: only the index sees it.
     new_user(db, "ana@city.example")
     checked = users._new_user_fields
-    monkeypatch.setattr(users, "_new_user_fields", lambda session, **kw: (kw["email"], kw["name"], None))
+    monkeypatch.setattr(
+        users, "_new_user_fields", lambda session, **kw: (kw["email"], kw["name"], None)
+    )
     with pytest.raises(Conflict) as exc:
         new_user(db, "Ana@city.example")
     assert exc.value.field == "email"
@@ -101,22 +131,60 @@ def test_losing_the_race_for_an_address_is_a_conflict_and_the_session_goes_on(db
         ({"email": "ana@-city.example"}, "email", None),
         ({"email": ""}, "email", None),
         ({"name": "   "}, "name", "a name is needed"),
-        ({"role": "mayor"}, "role", "unknown role 'mayor'; one of: crew, dispatcher, supervisor, admin, call_taker"),
+        (
+            {"role": "mayor"},
+            "role",
+            "unknown role 'mayor'; one of: crew, dispatcher, supervisor, admin, call_taker",
+        ),
         ({"role": "crew"}, "crew", "a crew login needs the code of its crew"),
         ({"role": "crew", "crew_code": "nope"}, "crew", "no crew 'nope'"),
-        ({"crew_code": "north-1"}, "crew", "only crew logins belong to a crew; a dispatcher has none"),
+        (
+            {"crew_code": "north-1"},
+            "crew",
+            "only crew logins belong to a crew; a dispatcher has none",
+        ),
         ({"password": "123456789"}, "password", "the password needs at least 10 characters"),
         ({"password": "x" * 1025}, "password", "the password may have at most 1024 characters"),
-        ({"password": "ANA@city.example"}, "password", "the password must not be the e-mail address"),
-        ({"email": "ana.lopez.garcia@city.example", "password": "Ana.Lopez.Garcia"}, "password",
-         "the password must not be the e-mail address"),
-        ({"password": "aaaaaaaaaaaa"}, "password", "the password must not be one character repeated"),
+        (
+            {"password": "ANA@city.example"},
+            "password",
+            "the password must not be the e-mail address",
+        ),
+        (
+            {"email": "ana.lopez.garcia@city.example", "password": "Ana.Lopez.Garcia"},
+            "password",
+            "the password must not be the e-mail address",
+        ),
+        (
+            {"password": "aaaaaaaaaaaa"},
+            "password",
+            "the password must not be one character repeated",
+        ),
     ],
-    ids=["no-at", "no-dot", "space", "two-ats", "empty-label", "no-local", "hyphen-label", "empty", "blank-name",
-         "bad-role", "crew-without-crew", "unknown-crew", "crew-for-dispatcher", "short-password", "long-password",
-         "password-is-email", "password-is-local-part", "one-char-password"],
+    ids=[
+        "no-at",
+        "no-dot",
+        "space",
+        "two-ats",
+        "empty-label",
+        "no-local",
+        "hyphen-label",
+        "empty",
+        "blank-name",
+        "bad-role",
+        "crew-without-crew",
+        "unknown-crew",
+        "crew-for-dispatcher",
+        "short-password",
+        "long-password",
+        "password-is-email",
+        "password-is-local-part",
+        "one-char-password",
+    ],
 )
-def test_bad_input_is_refused_and_nothing_is_stored(db: Session, kwargs: dict[str, Any], field: str, message: str | None) -> None:
+def test_bad_input_is_refused_and_nothing_is_stored(
+    db: Session, kwargs: dict[str, Any], field: str, message: str | None
+) -> None:
     f.crew(db, "north-1")
     before = counts(db)
     with pytest.raises(ValidationFailed) as exc:
@@ -156,7 +224,11 @@ def test_list_users_by_email_with_filters(db: Session) -> None:
     new_user(db, "Bea@city.example", "crew", crew_code="north-1")
     gone = new_user(db, "al@city.example", "crew", crew_code="north-1")
     users.deactivate(db, gone, actor=ADMIN)
-    assert [u.email for u in users.list_users(db)] == ["al@city.example", "Bea@city.example", "zoe@city.example"]
+    assert [u.email for u in users.list_users(db)] == [
+        "al@city.example",
+        "Bea@city.example",
+        "zoe@city.example",
+    ]
     assert [u.email for u in users.list_users(db, role="crew", active=True)] == ["Bea@city.example"]
     assert [u.email for u in users.list_users(db, active=False)] == ["al@city.example"]
     with pytest.raises(ValidationFailed):
@@ -202,14 +274,21 @@ def tokens(db: Session, user: User, n: int = 2) -> list[str]:
     return [f.token_for(db, user)["Authorization"].removeprefix("Bearer ") for _ in range(n)]
 
 
-def test_a_password_reset_revokes_every_token_and_is_audited_without_the_password(db: Session) -> None:
+def test_a_password_reset_revokes_every_token_and_is_audited_without_the_password(
+    db: Session,
+) -> None:
     user = new_user(db)
     old_hash = user.password_hash
     live = tokens(db, user)
     assert users.set_password(db, user, password="a-brand-new-one", actor=ADMIN) == 2
     db.flush()
     assert all(user_for_token(db, t) is None for t in live)
-    assert db.scalar(select(func.count()).select_from(AccessToken).where(AccessToken.user_id == user.id)) == 0
+    assert (
+        db.scalar(
+            select(func.count()).select_from(AccessToken).where(AccessToken.user_id == user.id)
+        )
+        == 0
+    )
     assert authenticate(db, user.email, PASSWORD) is None
     assert authenticate(db, user.email, "a-brand-new-one") is user
     with pytest.raises(VerifyMismatchError):
@@ -255,11 +334,15 @@ def test_deactivation_revokes_tokens_and_reactivation_restores_the_login(db: Ses
 
 @pytest.mark.parametrize(
     "remove",
-    [lambda db, u: users.deactivate(db, u, actor=ADMIN),
-     lambda db, u: users.change_role(db, u, role="supervisor", actor=ADMIN)],
+    [
+        lambda db, u: users.deactivate(db, u, actor=ADMIN),
+        lambda db, u: users.change_role(db, u, role="supervisor", actor=ADMIN),
+    ],
     ids=["deactivate", "demote"],
 )
-def test_the_last_active_admin_stays(db: Session, remove: Callable[[Session, User], object]) -> None:
+def test_the_last_active_admin_stays(
+    db: Session, remove: Callable[[Session, User], object]
+) -> None:
     admin = new_user(db, "boss@city.example", "admin")
     other = new_user(db, "old@city.example", "admin")
     users.deactivate(db, other, actor=ADMIN)  # an inactive admin does not count
@@ -279,21 +362,30 @@ def two_committed_admins(engine: Engine) -> Iterator[tuple[int, int]]:
     """Two admins committed for real (outside the test's transaction), removed afterwards."""
     sessions = make_sessionmaker(engine)
     with sessions.begin() as s:
-        ids = (new_user(s, "race-a@city.example", "admin").id, new_user(s, "race-b@city.example", "admin").id)
+        ids = (
+            new_user(s, "race-a@city.example", "admin").id,
+            new_user(s, "race-b@city.example", "admin").id,
+        )
     yield ids
     with sessions.begin() as s:
-        s.execute(delete(StatusEvent).where(StatusEvent.entity == "user", StatusEvent.entity_id.in_(ids)))
+        s.execute(
+            delete(StatusEvent).where(StatusEvent.entity == "user", StatusEvent.entity_id.in_(ids))
+        )
         s.execute(delete(User).where(User.id.in_(ids)))
 
 
-def test_two_admins_removing_each_other_at_once_leave_one(engine: Engine, two_committed_admins: tuple[int, int]) -> None:
+def test_two_admins_removing_each_other_at_once_leave_one(
+    engine: Engine, two_committed_admins: tuple[int, int]
+) -> None:
     a_id, b_id = two_committed_admins
     sessions = make_sessionmaker(engine)
     outcome: dict[str, object] = {}
     first = sessions()
     thread = threading.Thread(target=lambda: None)
     try:
-        users.deactivate(first, users.get_user(first, a_id), actor=ADMIN)  # holds the admins' row locks
+        users.deactivate(
+            first, users.get_user(first, a_id), actor=ADMIN
+        )  # holds the admins' row locks
 
         def second() -> None:
             with sessions() as s:
@@ -314,4 +406,6 @@ def test_two_admins_removing_each_other_at_once_leave_one(engine: Engine, two_co
         thread.join(10)
     assert isinstance(outcome.get("b"), Conflict)
     with sessions() as s:
-        assert s.scalars(select(User.id).where(User.id.in_((a_id, b_id)), User.active.is_(True))).all() == [b_id]
+        assert s.scalars(
+            select(User.id).where(User.id.in_((a_id, b_id)), User.active.is_(True))
+        ).all() == [b_id]

@@ -41,7 +41,9 @@ def test_addresses_are_read_the_way_the_c_resolver_reads_them(host: str, address
     assert literal_address(host) == ip_address(address)
 
 
-@pytest.mark.parametrize("host", ["example.org", "4294967296", "256.1.1.1", "1.2.3.4.5", "08", "0x", "1..2", "::g", ""])
+@pytest.mark.parametrize(
+    "host", ["example.org", "4294967296", "256.1.1.1", "1.2.3.4.5", "08", "0x", "1..2", "::g", ""]
+)
 def test_names_and_impossible_numbers_are_not_addresses(host: str) -> None:
     # "0x" alone is 0 for inet_aton; reading it as a name is the stricter choice, since
     # every name is checked after resolution anyway.
@@ -74,23 +76,40 @@ def test_names_and_impossible_numbers_are_not_addresses(host: str) -> None:
         ("::10.0.0.1", "reserved address", "::a00:1"),  # IPv4-compatible: deprecated, reserved
     ],
 )
-def test_internal_addresses_are_refused_and_say_why(address: str, reason: str, refused: str) -> None:
+def test_internal_addresses_are_refused_and_say_why(
+    address: str, reason: str, refused: str
+) -> None:
     assert address_refusal(ip_address(address)) == Refusal(reason, ip_address(refused))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.215.14", "2001:4860:4860::8888", "::ffff:8.8.8.8",
-                                     "64:ff9b::808:808", "2002:808:808::"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "8.8.8.8",
+        "93.184.215.14",
+        "2001:4860:4860::8888",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::",
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert address_refusal(ip_address(address)) is None
 
 
 def test_the_allow_list_names_hosts_addresses_and_networks() -> None:
-    policy = WebhookPolicy.of(["relay.city.example", "127.0.0.1", "10.20.0.0/16", "fd00:20::/32"], ["127.0.0.1"])
+    policy = WebhookPolicy.of(
+        ["relay.city.example", "127.0.0.1", "10.20.0.0/16", "fd00:20::/32"], ["127.0.0.1"]
+    )
     assert policy.check_address("relay.city.example", IPv4Address("10.9.9.9")) is None
     assert policy.check_address("Relay.City.Example.", IPv4Address("10.9.9.9")) is None
-    assert policy.check_address("other.city.example", IPv4Address("10.9.9.9")) == Refusal("private address", IPv4Address("10.9.9.9"))
+    assert policy.check_address("other.city.example", IPv4Address("10.9.9.9")) == Refusal(
+        "private address", IPv4Address("10.9.9.9")
+    )
     assert policy.check_address("any.example", IPv4Address("127.0.0.1")) is None
-    assert policy.check_address("any.example", IPv4Address("127.0.0.2")) == Refusal("loopback address", IPv4Address("127.0.0.2"))
+    assert policy.check_address("any.example", IPv4Address("127.0.0.2")) == Refusal(
+        "loopback address", IPv4Address("127.0.0.2")
+    )
     assert policy.check_address("any.example", IPv4Address("10.20.255.1")) is None
     assert policy.check_address("any.example", IPv6Address("::ffff:10.20.0.1")) is None
     assert policy.check_address("any.example", IPv6Address("fd00:20::5")) is None
@@ -108,17 +127,26 @@ def test_no_exceptions_without_settings() -> None:
     policy = WebhookPolicy()
     assert policy.check_url("https://app.example.org/hook") is None
     assert policy.check_url("https://APP.example.org./hook") is None
-    assert policy.check_url("https://127.0.0.1/hook") == Refusal("loopback address", IPv4Address("127.0.0.1"))
+    assert policy.check_url("https://127.0.0.1/hook") == Refusal(
+        "loopback address", IPv4Address("127.0.0.1")
+    )
     assert policy.check_url("https://localhost/hook") == INTERNAL_NAME
     assert policy.check_url("http://app.example.org/hook") == PLAIN_HTTP
 
 
 def test_the_settings_are_read_normalised_and_checked_at_start_up(tmp_path) -> None:  # noqa: ANN001
-    env = {"DATABASE_URL": "postgresql://x/y",
-           "STREETLOOP_WEBHOOK_ALLOW_HOSTS": " 127.0.0.1, 10.20.0.0/16 ,Relay.City.Example., [::1], 2130706433,",
-           "STREETLOOP_WEBHOOK_HTTP_HOSTS": "127.0.0.1,relay.city.example"}
+    env = {
+        "DATABASE_URL": "postgresql://x/y",
+        "STREETLOOP_WEBHOOK_ALLOW_HOSTS": " 127.0.0.1, 10.20.0.0/16 ,Relay.City.Example., [::1], 2130706433,",
+        "STREETLOOP_WEBHOOK_HTTP_HOSTS": "127.0.0.1,relay.city.example",
+    }
     settings = Settings.from_env(env)
-    assert settings.webhook_allow_hosts == ("127.0.0.1", "10.20.0.0/16", "relay.city.example", "::1")
+    assert settings.webhook_allow_hosts == (
+        "127.0.0.1",
+        "10.20.0.0/16",
+        "relay.city.example",
+        "::1",
+    )
     assert settings.webhook_http_hosts == ("127.0.0.1", "relay.city.example")
     assert settings.webhook_ca_file is None
     assert WebhookPolicy.from_settings(settings).check_url("http://relay.city.example/") is None
@@ -128,19 +156,38 @@ def test_the_settings_are_read_normalised_and_checked_at_start_up(tmp_path) -> N
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("not a certificate\n")
     for name, value, message in [
-        ("STREETLOOP_WEBHOOK_ALLOW_HOSTS", "https://relay.city.example",
-         "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
-         "got 'https://relay.city.example'"),
-        ("STREETLOOP_WEBHOOK_ALLOW_HOSTS", "10.0.0.0/33",
-         "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
-         "got '10.0.0.0/33'"),
-        ("STREETLOOP_WEBHOOK_HTTP_HOSTS", "10.0.0.0/8", "STREETLOOP_WEBHOOK_HTTP_HOSTS names hosts, not networks, got '10.0.0.0/8'"),
-        ("STREETLOOP_WEBHOOK_HTTP_HOSTS", "*.example.org",
-         "STREETLOOP_WEBHOOK_HTTP_HOSTS must be a comma-separated list of host names or IP addresses, got '*.example.org'"),
-        ("STREETLOOP_WEBHOOK_CA_FILE", str(tmp_path / "missing.pem"),
-         f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {str(tmp_path / 'missing.pem')!r}"),
-        ("STREETLOOP_WEBHOOK_CA_FILE", str(not_pem),
-         f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {str(not_pem)!r}"),
+        (
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS",
+            "https://relay.city.example",
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
+            "got 'https://relay.city.example'",
+        ),
+        (
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS",
+            "10.0.0.0/33",
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
+            "got '10.0.0.0/33'",
+        ),
+        (
+            "STREETLOOP_WEBHOOK_HTTP_HOSTS",
+            "10.0.0.0/8",
+            "STREETLOOP_WEBHOOK_HTTP_HOSTS names hosts, not networks, got '10.0.0.0/8'",
+        ),
+        (
+            "STREETLOOP_WEBHOOK_HTTP_HOSTS",
+            "*.example.org",
+            "STREETLOOP_WEBHOOK_HTTP_HOSTS must be a comma-separated list of host names or IP addresses, got '*.example.org'",
+        ),
+        (
+            "STREETLOOP_WEBHOOK_CA_FILE",
+            str(tmp_path / "missing.pem"),
+            f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {str(tmp_path / 'missing.pem')!r}",
+        ),
+        (
+            "STREETLOOP_WEBHOOK_CA_FILE",
+            str(not_pem),
+            f"STREETLOOP_WEBHOOK_CA_FILE: no PEM certificates could be read from {str(not_pem)!r}",
+        ),
     ]:
         with pytest.raises(ValueError) as caught:
             Settings.from_env({**env, name: value})

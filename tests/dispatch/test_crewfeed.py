@@ -46,10 +46,14 @@ def test_a_slower_transaction_is_not_skipped(engine: Engine, orders: dict) -> No
     # The slow one writes first (with status-event ids, it got the lower id) and stays open.
     slow = Session(engine)
     try:
-        WorkOrderLifecycle.annotate(slow, slow.get(WorkOrder, first), actor=f.SYSTEM, note="gate code 4411")
+        WorkOrderLifecycle.annotate(
+            slow, slow.get(WorkOrder, first), actor=f.SYSTEM, note="gate code 4411"
+        )
         slow.flush()
         with Session(engine) as fast:
-            WorkOrderLifecycle.annotate(fast, fast.get(WorkOrder, second), actor=f.SYSTEM, note="second report joined")
+            WorkOrderLifecycle.annotate(
+                fast, fast.get(WorkOrder, second), actor=f.SYSTEM, note="second report joined"
+            )
             fast.commit()
         seen = _feed(engine, crew_id, start)
         assert [c["work_order_id"] for c in seen["changes"]] == [second]
@@ -71,8 +75,11 @@ def test_numbers_follow_commit_order_and_have_no_gaps(engine: Engine, orders: di
         b.commit()
         a.commit()
     with Session(engine) as s:
-        rows = s.execute(select(CrewChange.seq, CrewChange.work_order_id).where(CrewChange.crew_id == crew_id)
-                         .order_by(CrewChange.seq)).all()
+        rows = s.execute(
+            select(CrewChange.seq, CrewChange.work_order_id)
+            .where(CrewChange.crew_id == crew_id)
+            .order_by(CrewChange.seq)
+        ).all()
         head = s.scalar(select(Crew.feed_seq).where(Crew.id == crew_id))
     seqs = [r.seq for r in rows]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[-1] == head
@@ -120,7 +127,12 @@ def test_no_longer_yours_is_said_once_across_pages(db: Session) -> None:
             break
     # The old crew hears the notes it had, then "removed", and nothing of the new crew's work.
     assert kinds == ["updated", "updated", "updated", "removed"]
-    assert [c["change"] for c in changes_since(db, other, 0, TZ)["changes"]] == ["assigned", "updated", "updated", "updated"]
+    assert [c["change"] for c in changes_since(db, other, 0, TZ)["changes"]] == [
+        "assigned",
+        "updated",
+        "updated",
+        "updated",
+    ]
 
 
 def test_a_cursor_from_elsewhere_resets(db: Session) -> None:

@@ -92,14 +92,29 @@ def test_penalty_exceeds_any_insertion_cost() -> None:
 def test_penalties_stay_inside_int64() -> None:
     far = Matrix([[0, 10**9], [10**9, 0]], [[0, 10**9], [10**9, 0]])
     jobs = tuple(Job(str(k), 1, priority=5, due=0) for k in range(2000))
-    p = Problem(far, (Crew("c", 0, 0, TimeWindow(0, 10**9), cost_per_km=10**6, cost_per_hour=10**6),), jobs, now=10**6)
+    p = Problem(
+        far,
+        (Crew("c", 0, 0, TimeWindow(0, 10**9), cost_per_km=10**6, cost_per_hour=10**6),),
+        jobs,
+        now=10**6,
+    )
     assert sum(p.penalties.values()) < 2**62
 
 
 def test_replan_drops_done_locks_in_progress_and_moves_crews() -> None:
     lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
-    base = problem([crew("c1", breaks=(lunch,), max_duration=8 * H), crew("c2")], [job("a", 1), job("b", 2), job("c", 3)])
-    p = replan(base, now=14 * H, done=["a"], positions={"c2": 4}, in_progress={"c1": ("b", 120)}, committed_next={"c1": "c"})
+    base = problem(
+        [crew("c1", breaks=(lunch,), max_duration=8 * H), crew("c2")],
+        [job("a", 1), job("b", 2), job("c", 3)],
+    )
+    p = replan(
+        base,
+        now=14 * H,
+        done=["a"],
+        positions={"c2": 4},
+        in_progress={"c1": ("b", 120)},
+        committed_next={"c1": "c"},
+    )
     c1, c2 = p.crew("c1"), p.crew("c2")
     assert [j.id for j in p.jobs] == ["b", "c"]
     assert c1.locked_first == ("b", "c") and c1.start == 2 and c1.breaks == ()  # lunch is over

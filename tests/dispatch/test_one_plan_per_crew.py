@@ -38,8 +38,16 @@ def _world(s: Session) -> None:
     for code in ("pothole-1", "pothole-2"):
         crew = f.crew(s, code)
         crew.depot_id = depot.id
-        s.add(Shift(crew_id=crew.id, starts_at=_at(7), ends_at=_at(15, 30), start_depot_id=depot.id, end_depot_id=depot.id,
-                    breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)]))
+        s.add(
+            Shift(
+                crew_id=crew.id,
+                starts_at=_at(7),
+                ends_at=_at(15, 30),
+                start_depot_id=depot.id,
+                end_depot_id=depot.id,
+                breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)],
+            )
+        )
     s.flush()
     for i in range(4):
         lon, lat = f.offset(f.LON, f.LAT, 900 * (i + 1))
@@ -54,7 +62,9 @@ def _ready(s: Session, sessions: sessionmaker, scope: Scope) -> RoutePlan:
     return s.get(RoutePlan, plan.id)
 
 
-def test_a_district_plan_and_an_agency_plan_cannot_both_publish(db: Session, sessions: sessionmaker) -> None:
+def test_a_district_plan_and_an_agency_plan_cannot_both_publish(
+    db: Session, sessions: sessionmaker
+) -> None:
     _world(db)
     db.commit()
     district = _ready(db, sessions, Scope(district="centre"))
@@ -63,8 +73,14 @@ def test_a_district_plan_and_an_agency_plan_cannot_both_publish(db: Session, ses
     db.commit()
     with pytest.raises(Conflict) as refused:
         publish_plan(db, district, actor=f.SYSTEM, tz=TZ)
-    assert f"plan {agency.id} (version 1" in refused.value.message and "pothole-1, pothole-2" in refused.value.message
-    assert refused.value.details["plan_id"] == agency.id and refused.value.details["crews"] == ["pothole-1", "pothole-2"]
+    assert (
+        f"plan {agency.id} (version 1" in refused.value.message
+        and "pothole-1, pothole-2" in refused.value.message
+    )
+    assert refused.value.details["plan_id"] == agency.id and refused.value.details["crews"] == [
+        "pothole-1",
+        "pothole-2",
+    ]
     db.rollback()
     assert db.get(RoutePlan, district.id).status == "ready"
     held = db.execute(select(CrewDay.plan_id, func.count()).group_by(CrewDay.plan_id)).all()
@@ -82,11 +98,16 @@ def test_a_draft_built_before_a_later_publish_is_stale(db: Session, sessions: se
     db.execute(text("UPDATE route_plans SET status = 'superseded' WHERE id = :id"), {"id": live.id})
     db.execute(text("DELETE FROM crew_days"))
     db.commit()
-    with pytest.raises(Conflict, match=f"plan {live.id} .* was published for pothole-1, pothole-2 at .*after this draft was built"):
+    with pytest.raises(
+        Conflict,
+        match=f"plan {live.id} .* was published for pothole-1, pothole-2 at .*after this draft was built",
+    ):
         publish_plan(db, older, actor=f.SYSTEM, tz=TZ)
 
 
-def test_the_database_holds_a_crew_to_one_published_plan_a_day(db: Session, sessions: sessionmaker) -> None:
+def test_the_database_holds_a_crew_to_one_published_plan_a_day(
+    db: Session, sessions: sessionmaker
+) -> None:
     _world(db)
     db.commit()
     plan = _ready(db, sessions, Scope())
@@ -119,7 +140,9 @@ def _threads(n: int, fn) -> list:  # noqa: ANN001
     return results
 
 
-def test_concurrent_publishes_of_two_drafts_never_deadlock(committed: sessionmaker, settings) -> None:  # noqa: ANN001
+def test_concurrent_publishes_of_two_drafts_never_deadlock(
+    committed: sessionmaker, settings
+) -> None:  # noqa: ANN001
     from api import create_app
 
     with committed() as s:
@@ -132,7 +155,9 @@ def test_concurrent_publishes_of_two_drafts_never_deadlock(committed: sessionmak
 
     def publish(k: int) -> int:
         with app.test_client() as client:
-            return client.post(f"/api/v1/plans/{drafts[k % 2]}/publish", headers=headers).status_code
+            return client.post(
+                f"/api/v1/plans/{drafts[k % 2]}/publish", headers=headers
+            ).status_code
 
     answers = Counter(_threads(10, publish))
     assert answers == {200: 1, 409: 9}, answers
@@ -156,9 +181,12 @@ def test_concurrent_replans_start_one_solve(committed: sessionmaker, settings) -
     queue = Queue(settings)
     app = create_app(settings, sessions=committed, queue=queue)
     try:
+
         def replan(k: int) -> tuple[int, int]:
             with app.test_client() as client:
-                r = client.post(f"/api/v1/plans/{live.id}/replan", json={"time_limit_s": 1}, headers=headers)
+                r = client.post(
+                    f"/api/v1/plans/{live.id}/replan", json={"time_limit_s": 1}, headers=headers
+                )
                 return r.status_code, r.get_json()["id"]
 
         answers = _threads(6, replan)
@@ -166,9 +194,18 @@ def test_concurrent_replans_start_one_solve(committed: sessionmaker, settings) -
         queue.close()
     assert {a for a in answers} == {(202, answers[0][1])}, answers
     with committed() as s:
-        jobs = s.execute(text("SELECT args FROM procrastinate_jobs WHERE task_name = 'optimise_plan'")).scalars().all()
+        jobs = (
+            s.execute(text("SELECT args FROM procrastinate_jobs WHERE task_name = 'optimise_plan'"))
+            .scalars()
+            .all()
+        )
         assert jobs == [{"plan_id": answers[0][1]}]
-        assert s.scalar(select(func.count()).select_from(RoutePlan).where(RoutePlan.parent_id == live.id)) == 1
+        assert (
+            s.scalar(
+                select(func.count()).select_from(RoutePlan).where(RoutePlan.parent_id == live.id)
+            )
+            == 1
+        )
 
 
 class _NoQueue:
@@ -176,7 +213,9 @@ class _NoQueue:
         return 0
 
 
-def test_publishes_of_two_days_sharing_crews_at_once_never_deadlock(committed: sessionmaker, monkeypatch) -> None:  # noqa: ANN001
+def test_publishes_of_two_days_sharing_crews_at_once_never_deadlock(
+    committed: sessionmaker, monkeypatch
+) -> None:  # noqa: ANN001
     """Each day has its own lock, so two days publish side by side; their crews' feed rows
     are locked once each, at commit, in id order. A pause inside the publish (after its
     savepoint) widens the window in which crews used to be taken in two orders."""
@@ -196,8 +235,15 @@ def test_publishes_of_two_days_sharing_crews_at_once_never_deadlock(committed: s
             crew = f.crew(s, code, skills=skills)
             crew.depot_id = depot.id
             for d in days:
-                s.add(Shift(crew_id=crew.id, starts_at=datetime.combine(d, time(7), TZ), ends_at=datetime.combine(d, time(15), TZ),
-                            start_depot_id=depot.id, end_depot_id=depot.id))
+                s.add(
+                    Shift(
+                        crew_id=crew.id,
+                        starts_at=datetime.combine(d, time(7), TZ),
+                        ends_at=datetime.combine(d, time(15), TZ),
+                        start_depot_id=depot.id,
+                        end_depot_id=depot.id,
+                    )
+                )
         s.flush()
         f.report(s, "graffiti", lon=1.515, lat=42.507)  # west: for the higher crew id
         f.report(s, "pothole", lon=1.525, lat=42.507)  # east: for the lower one

@@ -30,8 +30,16 @@ def _crew_on_shift(db: Session, code: str, skills: list[str], depot, agency: str
     crew = f.crew(db, code, skills=skills)
     crew.depot_id = depot.id
     crew.agency = agency
-    db.add(Shift(crew_id=crew.id, starts_at=_at(7), ends_at=_at(15, 30), start_depot_id=depot.id, end_depot_id=depot.id,
-                 breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)]))
+    db.add(
+        Shift(
+            crew_id=crew.id,
+            starts_at=_at(7),
+            ends_at=_at(15, 30),
+            start_depot_id=depot.id,
+            end_depot_id=depot.id,
+            breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)],
+        )
+    )
     db.flush()
 
 
@@ -45,7 +53,9 @@ def day(db: Session) -> dict:
     orders = []
     for i in range(6):
         lon, lat = f.offset(f.LON, f.LAT, 400 * (i + 1))
-        orders.append(f.report(db, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat).work_order)
+        orders.append(
+            f.report(db, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat).work_order
+        )
     unplaced = f.report(db, lon=None, lat=None, address_string="somewhere").work_order
     db.commit()
     return {"orders": orders, "unplaced": unplaced}
@@ -58,9 +68,22 @@ def test_build_problem_maps_rows_to_the_model(db: Session, day: dict) -> None:
     crew = next(c for c in p.crews if built.crews[c.id].code == "pothole-1")
     assert (crew.shift.start, crew.shift.end) == (7 * 3600, 15 * 3600 + 1800)
     (brk,) = crew.breaks
-    assert (brk.duration, brk.window.start, brk.window.end) == (1800, 11 * 3600 + 1800, 13 * 3600 + 1800)
-    assert len(p.jobs) == 6 and {j.skills for j in p.jobs} == {frozenset({"asphalt"}), frozenset({"graffiti"})}
-    assert built.excluded == [{"work_order_id": day["unplaced"].id, "reason": "needs_pin", "message": "no place on the map yet: pin it first"}]
+    assert (brk.duration, brk.window.start, brk.window.end) == (
+        1800,
+        11 * 3600 + 1800,
+        13 * 3600 + 1800,
+    )
+    assert len(p.jobs) == 6 and {j.skills for j in p.jobs} == {
+        frozenset({"asphalt"}),
+        frozenset({"graffiti"}),
+    }
+    assert built.excluded == [
+        {
+            "work_order_id": day["unplaced"].id,
+            "reason": "needs_pin",
+            "message": "no place on the map yet: pin it first",
+        }
+    ]
     assert built.provider == "straight_line" or built.provider.startswith("straight")
     # The depot is one matrix point shared by both crews.
     assert len(built.points) == 7
@@ -68,10 +91,14 @@ def test_build_problem_maps_rows_to_the_model(db: Session, day: dict) -> None:
 
 def test_scope_by_agency(db: Session, day: dict) -> None:
     built = build_problem(db, plan_date=DAY, scope=Scope(agency="Sanitation"), tz=TZ, travel=TRAVEL)
-    assert len(built.problem.jobs) == 3 and all(j.skills == {"graffiti"} for j in built.problem.jobs)
+    assert len(built.problem.jobs) == 3 and all(
+        j.skills == {"graffiti"} for j in built.problem.jobs
+    )
 
 
-def test_plan_solve_store_publish_and_replan(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_plan_solve_store_publish_and_replan(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM)
     db.commit()
     plan = run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ)
@@ -94,16 +121,23 @@ def test_plan_solve_store_publish_and_replan(db: Session, sessions: sessionmaker
             if s.kind == "job":
                 wo = db.get(WorkOrder, s.work_order_id)
                 assert wo.status == "dispatched" and wo.crew_id == r.crew_id
-                assert all(req.expected_at == s.start_at and req.detailed_status == "scheduled" for req in wo.requests)
+                assert all(
+                    req.expected_at == s.start_at and req.detailed_status == "scheduled"
+                    for req in wo.requests
+                )
     with pytest.raises(Conflict):
         publish_plan(db, plan, actor=f.SYSTEM)
 
     # Mid-morning: one crew is on site at its first stop; re-plan from then.
-    first = min((s for r in plan.routes for s in r.stops if s.kind == "job"), key=lambda s: s.start_at)
+    first = min(
+        (s for r in plan.routes for s in r.stops if s.kind == "job"), key=lambda s: s.start_at
+    )
     wo = db.get(WorkOrder, first.work_order_id)
     WorkOrderLifecycle.transition(db, wo, "on_site", actor=f.SYSTEM, at=first.start_at)
     db.commit()
-    child = replan_plan(db, plan, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=2)
+    child = replan_plan(
+        db, plan, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=2
+    )
     db.commit()
     child = run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
     db.expire_all()
@@ -117,11 +151,17 @@ def test_plan_solve_store_publish_and_replan(db: Session, sessions: sessionmaker
     db.commit()
     db.refresh(plan)
     assert plan.status == "superseded"
-    events = db.scalars(select(StatusEvent.to_status).where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan.id).order_by(StatusEvent.id)).all()
+    events = db.scalars(
+        select(StatusEvent.to_status)
+        .where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan.id)
+        .order_by(StatusEvent.id)
+    ).all()
     assert events == ["queued", "running", "ready", "published", "superseded"]
 
 
-def test_a_failing_solve_marks_the_plan_failed(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_a_failing_solve_marks_the_plan_failed(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=1), actor=f.SYSTEM)
     db.commit()
 
@@ -136,7 +176,9 @@ def test_a_failing_solve_marks_the_plan_failed(db: Session, sessions: sessionmak
     assert db.scalar(select(ServiceRequest.detailed_status).limit(1)) == "received"
 
 
-def test_replan_starts_a_crew_at_its_fresh_gps_fix(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_replan_starts_a_crew_at_its_fresh_gps_fix(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     from core.field import Ping, ingest_positions
 
     plan = request_plan(db, PlanRequest(DAY, Scope(agency="Roads"), time_limit_s=1), actor=f.SYSTEM)
@@ -148,7 +190,12 @@ def test_replan_starts_a_crew_at_its_fresh_gps_fix(db: Session, sessions: sessio
     (route,) = plan.routes
     now = _at(9)
     far_lon, far_lat = f.offset(f.LON, f.LAT, 8000)
-    ingest_positions(db, route.crew_id, [Ping(at=now - timedelta(minutes=2), lat=far_lat, lon=far_lon, accuracy_m=5)], now=now)
+    ingest_positions(
+        db,
+        route.crew_id,
+        [Ping(at=now - timedelta(minutes=2), lat=far_lat, lon=far_lon, accuracy_m=5)],
+        now=now,
+    )
     db.commit()
     child = replan_plan(db, plan, actor=f.SYSTEM, now=now, time_limit_s=1)
     db.commit()
@@ -168,8 +215,15 @@ def test_times_are_right_on_a_daylight_saving_day(db: Session) -> None:
     depot = f.depot(db)
     crew = f.crew(db, "dst-1")
     start = datetime.combine(spring, time(8), TZ)
-    db.add(Shift(crew_id=crew.id, starts_at=start, ends_at=datetime.combine(spring, time(16), TZ),
-                 start_depot_id=depot.id, end_depot_id=depot.id))
+    db.add(
+        Shift(
+            crew_id=crew.id,
+            starts_at=start,
+            ends_at=datetime.combine(spring, time(16), TZ),
+            start_depot_id=depot.id,
+            end_depot_id=depot.id,
+        )
+    )
     db.flush()
     built = build_problem(db, plan_date=spring, scope=Scope(), tz=TZ, travel=TRAVEL, now=start)
     (c,) = built.problem.crews
@@ -188,18 +242,32 @@ def _published(db: Session, sessions: sessionmaker) -> RoutePlan:
     return plan
 
 
-def test_a_fresh_plan_over_a_published_day_is_refused(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_a_fresh_plan_over_a_published_day_is_refused(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     live = _published(db, sessions)
     with pytest.raises(Conflict, match="replan"):
         request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=1), actor=f.SYSTEM)
-    assert all(db.get(WorkOrder, s.work_order_id).status == "dispatched" for r in live.routes for s in r.stops if s.kind == "job")
+    assert all(
+        db.get(WorkOrder, s.work_order_id).status == "dispatched"
+        for r in live.routes
+        for s in r.stops
+        if s.kind == "job"
+    )
 
 
-def test_publishing_a_replan_keeps_a_hand_dispatch_to_another_crew(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_publishing_a_replan_keeps_a_hand_dispatch_to_another_crew(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     from core.workorders import change_status
 
     live = _published(db, sessions)
-    moved = next(s.work_order for r in live.routes for s in r.stops if s.kind == "job" and r.crew.code == "pothole-1")
+    moved = next(
+        s.work_order
+        for r in live.routes
+        for s in r.stops
+        if s.kind == "job" and r.crew.code == "pothole-1"
+    )
     spare = f.crew(db, "pothole-spare")
     change_status(db, moved, "new", actor=f.SYSTEM)
     change_status(db, moved, "dispatched", actor=f.SYSTEM, crew_id=spare.id)
@@ -226,7 +294,16 @@ def test_moving_a_stop_in_a_replan_draft(db: Session, sessions: sessionmaker, da
     child = db.get(RoutePlan, child.id)
     route = next(r for r in child.routes if r.crew.code == "pothole-1")
     jobs = [s.work_order_id for s in route.stops if s.kind == "job"]
-    move_stop(db, child, work_order_id=jobs[0], crew_id=route.crew_id, position=len(jobs), travel=TRAVEL, tz=TZ, actor=f.SYSTEM)
+    move_stop(
+        db,
+        child,
+        work_order_id=jobs[0],
+        crew_id=route.crew_id,
+        position=len(jobs),
+        travel=TRAVEL,
+        tz=TZ,
+        actor=f.SYSTEM,
+    )
     db.commit()
     db.expire_all()
     route = next(r for r in db.get(RoutePlan, child.id).routes if r.crew.code == "pothole-1")
@@ -238,32 +315,66 @@ def test_a_plan_whose_worker_died_is_marked_failed(db: Session) -> None:
     from dispatch.plans import fail_stale_plans
 
     plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=30), actor=f.SYSTEM)
-    RoutePlanLifecycle.transition(db, plan, "running", actor=f.SYSTEM, at=datetime.now(ZoneInfo("UTC")) - timedelta(minutes=20))
-    fresh = request_plan(db, PlanRequest(DAY, Scope(agency="Roads"), time_limit_s=30), actor=f.SYSTEM)
+    RoutePlanLifecycle.transition(
+        db,
+        plan,
+        "running",
+        actor=f.SYSTEM,
+        at=datetime.now(ZoneInfo("UTC")) - timedelta(minutes=20),
+    )
+    fresh = request_plan(
+        db, PlanRequest(DAY, Scope(agency="Roads"), time_limit_s=30), actor=f.SYSTEM
+    )
     RoutePlanLifecycle.transition(db, fresh, "running", actor=f.SYSTEM)
     assert fail_stale_plans(db) == [plan.id]
-    assert plan.status == "failed" and "request it again" in plan.error and fresh.status == "running"
+    assert (
+        plan.status == "failed" and "request it again" in plan.error and fresh.status == "running"
+    )
 
 
-def test_an_edit_keeps_the_lock_on_the_job_under_way(db: Session, sessions: sessionmaker, day: dict) -> None:
+def test_an_edit_keeps_the_lock_on_the_job_under_way(
+    db: Session, sessions: sessionmaker, day: dict
+) -> None:
     from dispatch.drafts import move_stop
 
     live = _published(db, sessions)
     route = next(r for r in live.routes if r.crew.code == "pothole-1")
     first = next(s for s in route.stops if s.kind == "job")
-    WorkOrderLifecycle.transition(db, first.work_order, "on_site", actor=f.SYSTEM, at=first.start_at)
+    WorkOrderLifecycle.transition(
+        db, first.work_order, "on_site", actor=f.SYSTEM, at=first.start_at
+    )
     db.commit()
-    child = replan_plan(db, live, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=1)
+    child = replan_plan(
+        db, live, actor=f.SYSTEM, now=first.start_at + timedelta(minutes=5), time_limit_s=1
+    )
     db.commit()
     run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
     db.expire_all()
     child = db.get(RoutePlan, child.id)
-    jobs = [s for s in next(r for r in child.routes if r.crew.code == "pothole-1").stops if s.kind == "job"]
+    jobs = [
+        s
+        for s in next(r for r in child.routes if r.crew.code == "pothole-1").stops
+        if s.kind == "job"
+    ]
     assert jobs[0].work_order_id == first.work_order_id and jobs[0].locked
-    move_stop(db, child, work_order_id=jobs[-1].work_order_id, crew_id=route.crew_id, position=2,
-              travel=TRAVEL, tz=TZ, actor=f.SYSTEM)
+    move_stop(
+        db,
+        child,
+        work_order_id=jobs[-1].work_order_id,
+        crew_id=route.crew_id,
+        position=2,
+        travel=TRAVEL,
+        tz=TZ,
+        actor=f.SYSTEM,
+    )
     db.commit()
     db.expire_all()
-    after = [s for s in next(r for r in db.get(RoutePlan, child.id).routes if r.crew.code == "pothole-1").stops if s.kind == "job"]
+    after = [
+        s
+        for s in next(
+            r for r in db.get(RoutePlan, child.id).routes if r.crew.code == "pothole-1"
+        ).stops
+        if s.kind == "job"
+    ]
     assert after[0].work_order_id == first.work_order_id and after[0].locked
     assert not any(s.locked for s in after[1:])

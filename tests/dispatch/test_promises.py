@@ -40,7 +40,15 @@ def live(db: Session, sessions: sessionmaker) -> dict[str, Any]:
     f.service_type(db)
     crew = f.crew(db, "pothole-1")
     crew.depot_id = depot.id
-    db.add(Shift(crew_id=crew.id, starts_at=_at(7), ends_at=_at(15, 30), start_depot_id=depot.id, end_depot_id=depot.id))
+    db.add(
+        Shift(
+            crew_id=crew.id,
+            starts_at=_at(7),
+            ends_at=_at(15, 30),
+            start_depot_id=depot.id,
+            end_depot_id=depot.id,
+        )
+    )
     for i in range(3):
         lon, lat = f.offset(f.LON, f.LAT, 1000 * (i + 1))
         f.report(db, lon=lon, lat=lat, contact=Contact(email=f"resident{i}@example.org"))
@@ -58,7 +66,11 @@ def live(db: Session, sessions: sessionmaker) -> dict[str, Any]:
 
 
 def _minute_up(t: datetime) -> datetime:
-    return t if t.second == 0 and t.microsecond == 0 else t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return (
+        t
+        if t.second == 0 and t.microsecond == 0
+        else t.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    )
 
 
 def _drive(db: Session, stop: Any, frm: tuple[float, float] = (f.LON, f.LAT)) -> timedelta:
@@ -70,11 +82,17 @@ def _drive(db: Session, stop: Any, frm: tuple[float, float] = (f.LON, f.LAT)) ->
 
 
 def _request(db: Session, stop: Any) -> ServiceRequest:
-    return db.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == stop.work_order_id)).one()
+    return db.scalars(
+        select(ServiceRequest).where(ServiceRequest.work_order_id == stop.work_order_id)
+    ).one()
 
 
 def _delayed(db: Session) -> list[Notification]:
-    return list(db.scalars(select(Notification).where(Notification.kind == "delayed").order_by(Notification.id)))
+    return list(
+        db.scalars(
+            select(Notification).where(Notification.kind == "delayed").order_by(Notification.id)
+        )
+    )
 
 
 def test_publishing_promises_the_plans_times(db: Session, live: dict) -> None:
@@ -83,7 +101,9 @@ def test_publishing_promises_the_plans_times(db: Session, live: dict) -> None:
         assert req.expected_at == req.promised_at == st.start_at
 
 
-def test_a_crew_that_has_not_set_off_makes_its_day_slip_and_residents_are_told_once(db: Session, live: dict, settings) -> None:  # noqa: ANN001
+def test_a_crew_that_has_not_set_off_makes_its_day_slip_and_residents_are_told_once(
+    db: Session, live: dict, settings
+) -> None:  # noqa: ANN001
     first, second, third = live["stops"]
     assert first.start_at < _at(7, 30)
     done = refresh_promises(db, travel=TRAVEL, tz=TZ, slip=SLIP, now=_at(9))
@@ -95,17 +115,31 @@ def test_a_crew_that_has_not_set_off_makes_its_day_slip_and_residents_are_told_o
     assert second.projected_start_at > first.projected_start_at + timedelta(minutes=30)
     req = _request(db, first)
     assert req.expected_at == req.promised_at == eta
-    note = db.scalars(select(StatusEvent).where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id)
-                      .order_by(StatusEvent.id.desc())).first()
-    assert note.public and note.note == f"The work is running late: a crew is now expected by {eta.astimezone(TZ):%H:%M}."
-    assert sorted((n.recipient, n.kind) for n in _delayed(db)) == [(f"resident{i}@example.org", "delayed") for i in range(3)]
-    mail = email_message(db, next(n for n in _delayed(db) if n.service_request_id == req.id), settings)
+    note = db.scalars(
+        select(StatusEvent)
+        .where(StatusEvent.entity == "service_request", StatusEvent.entity_id == req.id)
+        .order_by(StatusEvent.id.desc())
+    ).first()
+    assert (
+        note.public
+        and note.note
+        == f"The work is running late: a crew is now expected by {eta.astimezone(TZ):%H:%M}."
+    )
+    assert sorted((n.recipient, n.kind) for n in _delayed(db)) == [
+        (f"resident{i}@example.org", "delayed") for i in range(3)
+    ]
+    mail = email_message(
+        db, next(n for n in _delayed(db) if n.service_request_id == req.id), settings
+    )
     assert mail["Subject"] == f"Your report {req.public_id} (Pothole) will be later than we said"
     assert f"Notes from the city: {note.note}" in mail.get_content()
     # Ten minutes on, still in the yard: the expected times follow, nobody is told again.
     refresh_promises(db, travel=TRAVEL, tz=TZ, slip=SLIP, now=_at(9, 10))
     db.commit()
-    assert _request(db, first).expected_at == eta + timedelta(minutes=10) and _request(db, first).promised_at == eta
+    assert (
+        _request(db, first).expected_at == eta + timedelta(minutes=10)
+        and _request(db, first).promised_at == eta
+    )
     assert len(_delayed(db)) == 3
 
 
@@ -113,11 +147,20 @@ def test_progress_and_a_fresh_fix_drive_the_projection(db: Session, live: dict) 
     first, second, _ = live["stops"]
     wo = db.get(WorkOrder, first.work_order_id)
     WorkOrderLifecycle.transition(db, wo, "on_site", actor=f.SYSTEM, at=first.start_at)
-    WorkOrderLifecycle.transition(db, wo, "completed", actor=f.SYSTEM, at=first.start_at + timedelta(minutes=30))
+    WorkOrderLifecycle.transition(
+        db, wo, "completed", actor=f.SYSTEM, at=first.start_at + timedelta(minutes=30)
+    )
     from core.spatial import lon_lat
 
-    lon, lat = lon_lat(db.get(WorkOrder, second.work_order_id).location)  # at the second stop already
-    ingest_positions(db, live["crew"].id, [Ping(at=first.end_at + timedelta(minutes=1), lat=lat, lon=lon)], now=first.end_at)
+    lon, lat = lon_lat(
+        db.get(WorkOrder, second.work_order_id).location
+    )  # at the second stop already
+    ingest_positions(
+        db,
+        live["crew"].id,
+        [Ping(at=first.end_at + timedelta(minutes=1), lat=lat, lon=lon)],
+        now=first.end_at,
+    )
     db.commit()
     refresh_promises(db, travel=TRAVEL, tz=TZ, slip=SLIP, now=first.end_at + timedelta(minutes=2))
     db.commit()
@@ -132,14 +175,26 @@ def test_dispatchers_see_the_late_stops(client: Any, db: Session, live: dict) ->
     headers = f.token_for(db, f.user(db, "d@test", "dispatcher"))
     refresh_promises(db, travel=TRAVEL, tz=TZ, slip=SLIP, now=_at(9))
     db.commit()
-    late = client.get("/api/v1/plans/late-stops", query_string={"date": DAY.isoformat(), "min_minutes": 30}, headers=headers)
+    late = client.get(
+        "/api/v1/plans/late-stops",
+        query_string={"date": DAY.isoformat(), "min_minutes": 30},
+        headers=headers,
+    )
     assert late.status_code == 200, late.data
     rows = late.get_json()
-    assert sorted(r["work_order_id"] for r in rows) == sorted(st.work_order_id for st in live["stops"])
+    assert sorted(r["work_order_id"] for r in rows) == sorted(
+        st.work_order_id for st in live["stops"]
+    )
     assert all(r["crew"] == "pothole-1" and r["late_minutes"] >= 30 for r in rows)
-    assert [r["late_minutes"] for r in rows] == sorted((r["late_minutes"] for r in rows), reverse=True)
+    assert [r["late_minutes"] for r in rows] == sorted(
+        (r["late_minutes"] for r in rows), reverse=True
+    )
     detail = client.get(f"/api/v1/plans/{live['plan'].id}", headers=headers).get_json()
-    stop = next(s for s in detail["routes"][0]["stops"] if s["work_order_id"] == live["stops"][0].work_order_id)
+    stop = next(
+        s
+        for s in detail["routes"][0]["stops"]
+        if s["work_order_id"] == live["stops"][0].work_order_id
+    )
     first = live["stops"][0]
     eta = _minute_up(_at(9) + _drive(db, first))
     assert stop["late_minutes"] == math.ceil((eta - first.start_at).total_seconds() / 60)

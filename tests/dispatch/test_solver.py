@@ -32,8 +32,15 @@ def test_single_crew_serves_all_in_road_order(fast: SolveParams) -> None:
 
 def test_skills_are_respected_and_missing_skill_is_reported(fast: SolveParams) -> None:
     p = problem(
-        [crew("trash", skills={"bulk"}, start=0, end=0), crew("paving", skills={"asphalt"}, start=0, end=0)],
-        [job("pothole", 1, skills={"asphalt"}), job("sofa", 2, skills={"bulk"}), job("tree", 3, skills={"arborist"})],
+        [
+            crew("trash", skills={"bulk"}, start=0, end=0),
+            crew("paving", skills={"asphalt"}, start=0, end=0),
+        ],
+        [
+            job("pothole", 1, skills={"asphalt"}),
+            job("sofa", 2, skills={"bulk"}),
+            job("tree", 3, skills={"arborist"}),
+        ],
     )
     r = solve(p, fast)
     assert r.is_feasible(), r.violations()
@@ -44,7 +51,12 @@ def test_skills_are_respected_and_missing_skill_is_reported(fast: SolveParams) -
 
 def test_capacity_splits_load_and_reports_oversize(fast: SolveParams) -> None:
     crews = [crew("c1", capacity=(10, 2)), crew("c2", capacity=(10, 2))]
-    jobs = [job("a", 1, demand=(6, 0)), job("b", 2, demand=(6, 0)), job("huge", 3, demand=(11, 0)), job("asphalt", 4, demand=(0, 3))]
+    jobs = [
+        job("a", 1, demand=(6, 0)),
+        job("b", 2, demand=(6, 0)),
+        job("huge", 3, demand=(11, 0)),
+        job("asphalt", 4, demand=(0, 3)),
+    ]
     r = solve(problem(crews, jobs, dimensions=("items", "tons")), fast)
     assert r.is_feasible(), r.violations()
     assert sorted(len(rt.stops) for rt in r.routes) == [1, 1]
@@ -53,7 +65,14 @@ def test_capacity_splits_load_and_reports_oversize(fast: SolveParams) -> None:
 
 
 def test_capacity_overflow_on_one_crew_is_dropped_for_cost(fast: SolveParams) -> None:
-    r = solve(problem([crew(capacity=(10,))], [job("a", 1, demand=(6,)), job("b", 2, demand=(6,))], dimensions=("items",)), fast)
+    r = solve(
+        problem(
+            [crew(capacity=(10,))],
+            [job("a", 1, demand=(6,)), job("b", 2, demand=(6,))],
+            dimensions=("items",),
+        ),
+        fast,
+    )
     assert r.is_feasible(), r.violations()
     assert len(r.route("c1").stops) == 1
     assert len(r.unassigned) == 1 and r.unassigned[0].reason == "dropped_for_cost"
@@ -85,7 +104,11 @@ def test_unreachable_window_and_shift_end_are_reported() -> None:
     late = job("late", 9, windows=(TimeWindow(17 * H, 18 * H),))  # after the shift
     tight = job("tight", 9, windows=(TimeWindow(0, 8 * H + 600),))  # 60 min drive, 10 min window
     long_ = job("long", 9, service=7 * H)  # 2 h driving + 7 h on site > 8 h shift
-    assert precheck(problem([crew()], [late, tight, long_])) == {"late": "time_window", "tight": "time_window", "long": "time_window"}
+    assert precheck(problem([crew()], [late, tight, long_])) == {
+        "late": "time_window",
+        "tight": "time_window",
+        "long": "time_window",
+    }
 
 
 def test_max_duration_limits_the_route(fast: SolveParams) -> None:
@@ -156,7 +179,10 @@ def test_locked_jobs_open_the_route_in_order(fast: SolveParams) -> None:
 
 
 def test_replan_from_gps_position_with_job_in_progress(fast: SolveParams) -> None:
-    base = problem([crew("c1"), crew("c2")], [job("done", 1), job("doing", 5), job("next", 4), job("other", 2), job("far", 8)])
+    base = problem(
+        [crew("c1"), crew("c2")],
+        [job("done", 1), job("doing", 5), job("next", 4), job("other", 2), job("far", 8)],
+    )
     p = replan(
         base,
         now=10 * H,
@@ -195,14 +221,20 @@ def test_objective_is_honest_and_costs_are_per_crew(fast: SolveParams) -> None:
 def test_hourly_cost_pays_for_waiting() -> None:
     # With a per-hour cost the crew leaves as late as it can instead of waiting on site.
     c = crew(cost_per_km=0, cost_per_hour=3600)
-    r = solve(problem([c], [job("a", 1, windows=(TimeWindow(12 * H, 12 * H + 60),))]), SolveParams(time_limit_s=0.5))
+    r = solve(
+        problem([c], [job("a", 1, windows=(TimeWindow(12 * H, 12 * H + 60),))]),
+        SolveParams(time_limit_s=0.5),
+    )
     route = r.route("c1")
     assert r.is_feasible(), r.violations()
     assert route.depart == 12 * H - 60 and route.arrive == 12 * H + 600 + 60
 
 
 def test_without_vroom_ortools_constructs_alone(fast: SolveParams) -> None:
-    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), replace(fast, use_vroom=False))
+    r = solve(
+        problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]),
+        replace(fast, use_vroom=False),
+    )
     assert r.is_feasible(), r.violations()
     assert r.stats["start_from"] == "parallel_cheapest_insertion"
     assert r.unassigned == ()
@@ -215,7 +247,10 @@ def test_vroom_start_is_read_by_ortools(fast: SolveParams) -> None:
 
 
 def test_two_workers_keep_the_better_plan() -> None:
-    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), SolveParams(time_limit_s=1.5, workers=2))
+    r = solve(
+        problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]),
+        SolveParams(time_limit_s=1.5, workers=2),
+    )
     assert r.is_feasible(), r.violations()
     assert len(r.stats["workers"]) == 2
     assert r.stats["solver_objective"] == min(w["objective"] for w in r.stats["workers"])
@@ -241,7 +276,9 @@ def test_vroom_routes_over_max_duration_are_trimmed_for_ortools(fast: SolveParam
 def test_locked_job_stays_even_without_the_skill(fast: SolveParams) -> None:
     # The crew is already on site: the lock is a fact, not a choice the skills can veto.
     c = crew(skills={"bulk"}, locked_first=("pothole",))
-    r = solve(problem([c], [job("pothole", 3, skills={"asphalt"}), job("sofa", 1, skills={"bulk"})]), fast)
+    r = solve(
+        problem([c], [job("pothole", 3, skills={"asphalt"}), job("sofa", 1, skills={"bulk"})]), fast
+    )
     assert r.is_feasible(), r.violations()
     assert [s.job_id for s in r.route("c1").stops] == ["pothole", "sofa"]
 
@@ -249,7 +286,9 @@ def test_locked_job_stays_even_without_the_skill(fast: SolveParams) -> None:
 def test_locked_chain_that_cannot_be_kept_is_reported(fast: SolveParams) -> None:
     # The committed stop's window closed before the crew can get there.
     c = crew(locked_first=("gone",))
-    r = solve(problem([c], [job("gone", 9, windows=(TimeWindow(8 * H, 8 * H + 600),)), job("a", 1)]), fast)
+    r = solve(
+        problem([c], [job("gone", 9, windows=(TimeWindow(8 * H, 8 * H + 600),)), job("a", 1)]), fast
+    )
     assert r.is_feasible(), r.violations()
     assert r.unassigned_reason("gone") == "time_window"
     assert [s.job_id for s in r.route("c1").stops] == ["a"]
@@ -264,19 +303,57 @@ def test_random_instance_with_every_feature_is_feasible(seed: int) -> None:
     dur = [[d * 36 // 300 for d in row] for row in dist]  # 30 km/h, truncated
     lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
     crews = [
-        Crew("c0", 0, 0, TimeWindow(7 * H, 15 * H), breaks=(lunch,), skills={"a"}, capacity=(10,), locked_first=("5", "9")),
-        Crew("c1", 0, 0, TimeWindow(7 * H, 15 * H), skills={"a", "b"}, capacity=(12,), cost_per_hour=3000),
-        Crew("c2", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(8,), max_duration=5 * H),
+        Crew(
+            "c0",
+            0,
+            0,
+            TimeWindow(7 * H, 15 * H),
+            breaks=(lunch,),
+            skills={"a"},
+            capacity=(10,),
+            locked_first=("5", "9"),
+        ),
+        Crew(
+            "c1",
+            0,
+            0,
+            TimeWindow(7 * H, 15 * H),
+            skills={"a", "b"},
+            capacity=(12,),
+            cost_per_hour=3000,
+        ),
+        Crew(
+            "c2",
+            3,
+            0,
+            TimeWindow(9 * H, 15 * H),
+            breaks=(lunch,),
+            skills={"b"},
+            capacity=(8,),
+            max_duration=5 * H,
+        ),
     ]
     jobs = []
     for k in range(1, n):
         w: tuple[TimeWindow, ...] = ()
         if rng.random() < 0.4:
             s = rng.randint(7, 13) * H
-            w = (TimeWindow(s, s + 2 * H),) if rng.random() < 0.7 else (TimeWindow(s, s + H), TimeWindow(s + 3 * H, s + 4 * H))
+            w = (
+                (TimeWindow(s, s + 2 * H),)
+                if rng.random() < 0.7
+                else (TimeWindow(s, s + H), TimeWindow(s + 3 * H, s + 4 * H))
+            )
         jobs.append(
-            Job(str(k), k, service=rng.choice([600, 1200, 1800]), windows=w, skills={rng.choice("ab")} if rng.random() < 0.5 else set(),
-                demand=(rng.randint(0, 3),), priority=rng.randint(0, 5), due=rng.choice([None, 5 * H, 30 * H]))
+            Job(
+                str(k),
+                k,
+                service=rng.choice([600, 1200, 1800]),
+                windows=w,
+                skills={rng.choice("ab")} if rng.random() < 0.5 else set(),
+                demand=(rng.randint(0, 3),),
+                priority=rng.randint(0, 5),
+                due=rng.choice([None, 5 * H, 30 * H]),
+            )
         )
     p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=8 * H)
     r = solve(p, SolveParams(time_limit_s=1.5))
@@ -297,7 +374,9 @@ def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
 
 
 @pytest.mark.parametrize("op", ["pair", "split", "cluster", "string", "random", "route"])
-def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lns_repairs_part_of_the_day_and_keeps_its_books(
+    op: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The LNS sends VROOM only the routes a ruin touched and splices the answer into the
     day. Every spliced day, accepted or not, must keep every job on exactly one route or
     unassigned, hold skills and capacities, and carry each route's real cost and the
@@ -312,19 +391,37 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str, monkeypatch: p
     lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
     shift = TimeWindow(7 * H, 15 * H)
     crews = [
-        Crew("c0", 0, 0, shift, breaks=(lunch,), skills={"a"}, capacity=(12,), locked_first=("5", "9")),
+        Crew(
+            "c0",
+            0,
+            0,
+            shift,
+            breaks=(lunch,),
+            skills={"a"},
+            capacity=(12,),
+            locked_first=("5", "9"),
+        ),
         Crew("c1", 0, 0, shift, skills={"a", "b"}, capacity=(12,)),
         Crew("c3", 3, 0, TimeWindow(9 * H, 15 * H), breaks=(lunch,), skills={"b"}, capacity=(8,)),
         # Too little room for every item, so that some jobs stay unassigned and move in
         # and out of the repairs; for "split", room to spare, so that crews stay idle.
-        *(Crew(f"c{k}", 0, 0, shift, skills={"a", "b"}, capacity=(40 if op == "split" else 12,)) for k in range(4, 9)),
+        *(
+            Crew(f"c{k}", 0, 0, shift, skills={"a", "b"}, capacity=(40 if op == "split" else 12,))
+            for k in range(4, 9)
+        ),
     ]
     jobs = []
     for k in range(1, n):
         s = rng.randint(7, 12) * H
         jobs.append(
-            Job(str(k), k, service=rng.choice([300, 600, 900]), skills={rng.choice("ab")} if rng.random() < 0.4 else set(),
-                windows=(TimeWindow(s, s + 3 * H),) if rng.random() < 0.3 else (), demand=(rng.randint(1, 3),))
+            Job(
+                str(k),
+                k,
+                service=rng.choice([300, 600, 900]),
+                skills={rng.choice("ab")} if rng.random() < 0.4 else set(),
+                windows=(TimeWindow(s, s + 3 * H),) if rng.random() < 0.3 else (),
+                demand=(rng.randint(1, 3),),
+            )
         )
     p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=7 * H)
     keep = [j.id for j in p.jobs if j.id not in precheck(p)]
@@ -342,13 +439,21 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(op: str, monkeypatch: p
             assert mine, "a vehicle without jobs stays out of the day"
             assert all(spec.jobs[i]["skills"] <= vehicles[v]["skills"] for i in mine)
             assert sum(spec.jobs[i]["delivery"][0] for i in mine) <= vehicles[v]["capacity"][0]
-            path = [vehicles[v]["start"], *(spec.jobs[i]["location"] for i in mine), vehicles[v]["end"]]
+            path = [
+                vehicles[v]["start"],
+                *(spec.jobs[i]["location"] for i in mine),
+                vehicles[v]["end"],
+            ]
             # 1 000 cost units per km and none per hour: a route costs its length in metres.
             assert day.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
         for v, c in enumerate(crews):
-            assert day.routes[c.id] == chains[c.id] + [spec.free[i] for t, i in day.steps.get(v, []) if t == "single"]
+            assert day.routes[c.id] == chains[c.id] + [
+                spec.free[i] for t, i in day.steps.get(v, []) if t == "single"
+            ]
         length = sum(day.costs.values())
-        assert day.score == length * COST_SCALE + sum(p.penalties[spec.free[i]] for i in day.unassigned)
+        assert day.score == length * COST_SCALE + sum(
+            p.penalties[spec.free[i]] for i in day.unassigned
+        )
 
     spliced: list[solver._VroomStart] = []
     real_splice = solver._splice
@@ -387,11 +492,20 @@ def test_a_required_job_fits_by_dropping_lower_value_work(fast: SolveParams) -> 
 
 def test_a_job_reserved_for_one_crew_goes_to_it(fast: SolveParams) -> None:
     # c2 starts 60 km away, so left free the job would go to c1 next door.
-    p = problem([crew("c1"), crew("c2", start=9, end=9)], [job("x", 1, crews={"c2"}, required=True), job("y", 2)])
+    p = problem(
+        [crew("c1"), crew("c2", start=9, end=9)],
+        [job("x", 1, crews={"c2"}, required=True), job("y", 2)],
+    )
     r = solve(p, fast)
     assert r.is_feasible(), r.violations()
     assert "x" in [s.job_id for s in r.route("c2").stops]
-    bad = replace(r, routes=(replace(r.route("c1"), stops=r.route("c2").stops), replace(r.route("c2"), stops=())))
+    bad = replace(
+        r,
+        routes=(
+            replace(r.route("c1"), stops=r.route("c2").stops),
+            replace(r.route("c2"), stops=()),
+        ),
+    )
     assert any("is reserved for crew 'c2', not crew 'c1'" in v for v in bad.violations())
 
 
@@ -410,15 +524,31 @@ def test_pinned_stops_stay_on_their_crew_in_their_order(fast: SolveParams) -> No
     jobs = [job("a", 5), job("b", 1), job("c", 3)]
     free = solve(problem([crew("c1", end=9)], jobs), fast)
     assert [s.job_id for s in free.route("c1").stops] == ["b", "c", "a"]
-    p = problem([crew("c1", end=9, pinned=("a", "b")), crew("c2")],
-                [replace(jobs[0], crews={"c1"}, required=True), replace(jobs[1], crews={"c1"}, required=True), jobs[2]])
+    p = problem(
+        [crew("c1", end=9, pinned=("a", "b")), crew("c2")],
+        [
+            replace(jobs[0], crews={"c1"}, required=True),
+            replace(jobs[1], crews={"c1"}, required=True),
+            jobs[2],
+        ],
+    )
     r = solve(p, fast)
     assert r.is_feasible(), r.violations()
     order = [s.job_id for s in r.route("c1").stops]
     assert order.index("a") < order.index("b")
-    swapped = replace(r, routes=tuple(
-        replace(rt, stops=tuple(sorted(rt.stops, key=lambda s: s.job_id != "b"))) if rt.crew_id == "c1" else rt for rt in r.routes))
-    assert any("must keep its locked stops in the order job 'a', job 'b'" in v for v in swapped.violations())
+    swapped = replace(
+        r,
+        routes=tuple(
+            replace(rt, stops=tuple(sorted(rt.stops, key=lambda s: s.job_id != "b")))
+            if rt.crew_id == "c1"
+            else rt
+            for rt in r.routes
+        ),
+    )
+    assert any(
+        "must keep its locked stops in the order job 'a', job 'b'" in v
+        for v in swapped.violations()
+    )
 
 
 def test_what_a_required_job_displaced_is_what_fits_again_without_it(fast: SolveParams) -> None:

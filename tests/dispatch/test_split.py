@@ -9,17 +9,30 @@ from tests.dispatch.conftest import H, crew, job, problem
 
 
 def _two_trades():  # noqa: ANN202
-    crews = [crew("asphalt", skills={"asphalt"}), crew("trash", skills={"bulk"}), crew("both", skills={"graffiti"})]
+    crews = [
+        crew("asphalt", skills={"asphalt"}),
+        crew("trash", skills={"bulk"}),
+        crew("both", skills={"graffiti"}),
+    ]
     jobs = [job(f"a{i}", 1 + i % 5, skills={"asphalt"}) for i in range(4)]
-    jobs += [job(f"b{i}", 6 + i % 3, skills={"bulk"}, windows=(TimeWindow(9 * H, 12 * H),)) for i in range(3)]
+    jobs += [
+        job(f"b{i}", 6 + i % 3, skills={"bulk"}, windows=(TimeWindow(9 * H, 12 * H),))
+        for i in range(3)
+    ]
     jobs += [job("nobody", 2, skills={"electrical"})]
     return problem(crews, jobs)
 
 
 def test_components_follow_skills() -> None:
     p = _two_trades()
-    parts = sorted(([p.crews[i].id for i in c], [p.jobs[j].id for j in js]) for c, js in components(p))
-    assert parts == [([], ["nobody"]), (["asphalt"], ["a0", "a1", "a2", "a3"]), (["trash"], ["b0", "b1", "b2"])]
+    parts = sorted(
+        ([p.crews[i].id for i in c], [p.jobs[j].id for j in js]) for c, js in components(p)
+    )
+    assert parts == [
+        ([], ["nobody"]),
+        (["asphalt"], ["a0", "a1", "a2", "a3"]),
+        (["trash"], ["b0", "b1", "b2"]),
+    ]
 
 
 def test_subproblem_uses_only_its_places() -> None:

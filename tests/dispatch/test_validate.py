@@ -16,7 +16,10 @@ from tests.dispatch.conftest import H, crew, job, problem
 def solved() -> Result:
     lunch = Break("lunch", 1800, TimeWindow(11 * H + 1800, 13 * H + 1800))
     p = problem(
-        [crew("c1", breaks=(lunch,), capacity=(10,), skills={"bulk"}, max_duration=7 * H), crew("c2", capacity=(10,), locked_first=("l",))],
+        [
+            crew("c1", breaks=(lunch,), capacity=(10,), skills={"bulk"}, max_duration=7 * H),
+            crew("c2", capacity=(10,), locked_first=("l",)),
+        ],
         [
             job("a", 1, service=H, demand=(4,), windows=(TimeWindow(8 * H, 10 * H),)),
             job("b", 2, service=H, demand=(4,), skills={"bulk"}),
@@ -58,7 +61,12 @@ def test_service_started_before_the_crew_can_arrive(solved: Result) -> None:
 
 def test_service_outside_every_time_window(solved: Result) -> None:
     c = "c1" if "a" in [s.job_id for s in solved.route("c1").stops] else "c2"
-    stops = [replace(s, start=s.start + 3 * H, end=s.end + 3 * H, arrival=s.arrival) if s.job_id == "a" else s for s in _stops(solved, c)]
+    stops = [
+        replace(s, start=s.start + 3 * H, end=s.end + 3 * H, arrival=s.arrival)
+        if s.job_id == "a"
+        else s
+        for s in _stops(solved, c)
+    ]
     bad = _with_route(solved, c, stops=tuple(stops))
     assert any("outside" in v for v in check(bad.problem, bad))
 
@@ -94,14 +102,21 @@ def test_missing_skill(solved: Result) -> None:
     c2 = solved.route("c2")
     last = c2.stops[-1]
     moved = Stop("b", b_stop.location, last.end + 600, last.end + 600, last.end + 600 + H)
-    routes = (replace(solved.route("c1"), stops=c1), replace(c2, stops=c2.stops + (moved,), arrive=moved.end + 600))
+    routes = (
+        replace(solved.route("c1"), stops=c1),
+        replace(c2, stops=c2.stops + (moved,), arrive=moved.end + 600),
+    )
     bad = replace(solved, routes=routes)
     assert "crew 'c2' lacks the skill bulk for job 'b'" in check(bad.problem, bad)
 
 
 def test_job_twice_missing_or_unknown(solved: Result) -> None:
     stops = _stops(solved, "c1")
-    twice = _with_route(solved, "c1", stops=tuple(stops + [replace(stops[-1], start=stops[-1].end, end=stops[-1].end + H)]))
+    twice = _with_route(
+        solved,
+        "c1",
+        stops=tuple(stops + [replace(stops[-1], start=stops[-1].end, end=stops[-1].end + H)]),
+    )
     assert any("twice" in v for v in check(twice.problem, twice))
     missing = _with_route(solved, "c1", stops=tuple(stops[:-1]))
     assert any("neither routed nor unassigned" in v for v in check(missing.problem, missing))
@@ -128,16 +143,26 @@ def test_violations_read_in_a_dispatchers_words(solved: Result) -> None:
     from dispatch.validate import Words
 
     late = _with_route(solved, "c1", arrive=16 * H + 2 * 60)
-    words = Words(crew=lambda cid: {"c1": "pothole-1", "c2": "pothole-2"}[cid], job=lambda jid: f"work order {jid}",
-                  clock=lambda s: f"{s // H:02d}:{s % H // 60:02d}")
-    assert "pothole-1 would be back at 16:02, after its shift ends at 16:00" in check(late.problem, late, words)
+    words = Words(
+        crew=lambda cid: {"c1": "pothole-1", "c2": "pothole-2"}[cid],
+        job=lambda jid: f"work order {jid}",
+        clock=lambda s: f"{s // H:02d}:{s % H // 60:02d}",
+    )
+    assert "pothole-1 would be back at 16:02, after its shift ends at 16:00" in check(
+        late.problem, late, words
+    )
 
 
 def test_misreported_objective_and_distance(solved: Result) -> None:
     lie = replace(solved, objective=replace(solved.objective, distance=1))
     assert any("objective" in v for v in check(lie.problem, lie))
     r = solved.route("c1")
-    bad = replace(solved, routes=tuple(replace(rt, distance=rt.distance - 1) if rt is r else rt for rt in solved.routes))
+    bad = replace(
+        solved,
+        routes=tuple(
+            replace(rt, distance=rt.distance - 1) if rt is r else rt for rt in solved.routes
+        ),
+    )
     assert any("distance" in v for v in check(bad.problem, bad))
 
 
@@ -158,6 +183,10 @@ def test_break_on_a_leg_too_short_for_it(solved: Result) -> None:
     from dispatch.model import BreakPlacement
 
     squeezed = replace(c2, breaks=(BreakPlacement("lunch", s0.end, s0.end + 1800, 0),))
-    bad = replace(solved, problem=p2, routes=tuple(squeezed if rt.crew_id == "c2" else rt for rt in solved.routes))
+    bad = replace(
+        solved,
+        problem=p2,
+        routes=tuple(squeezed if rt.crew_id == "c2" else rt for rt in solved.routes),
+    )
     assert s1.start - s0.end < 1800 + p.matrix.durations[s0.location, s1.location]
     assert any("overlaps" in v or "needs" in v for v in check(p2, bad))

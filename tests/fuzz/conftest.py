@@ -56,7 +56,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     for (suite, role), n in sorted(STATS.cases.items()):
         ops = STATS.operations[(suite, role)]
         tr.write_line(f"{suite:<12} {role:<11} {ops:>3} operations {n:>6} cases")
-    tr.write_line(f"fuzz total: {sum(STATS.cases.values())} cases in {STATS.seconds:.1f} s (setup included)")
+    tr.write_line(
+        f"fuzz total: {sum(STATS.cases.values())} cases in {STATS.seconds:.1f} s (setup included)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -87,8 +89,12 @@ class LiveServer:
 
         with self.sessions() as s:
             user = s.get(User, self.user_ids[role])
-            s.execute(text("UPDATE users SET active = true, role = :role, crew_id = :crew WHERE id = :id"),
-                      {"role": role, "crew": user.crew_id if role == "crew" else None, "id": user.id})
+            s.execute(
+                text(
+                    "UPDATE users SET active = true, role = :role, crew_id = :crew WHERE id = :id"
+                ),
+                {"role": role, "crew": user.crew_id if role == "crew" else None, "id": user.id},
+            )
             token, _ = issue_token(s, user, 3600)
             s.commit()
         return {"Authorization": f"Bearer {token}"}
@@ -113,19 +119,29 @@ def _seed(sessions) -> dict[str, int]:  # noqa: ANN001
         f.api_key(s)
         for k in range(3):
             f.report(s, "graffiti", lon=f.offset(f.LON, f.LAT, 200 * k)[0])
-        users = {role: f.user(s, f"fuzz-{role}@example.org", role, crew=crew if role == "crew" else None) for role in ROLES}
+        users = {
+            role: f.user(s, f"fuzz-{role}@example.org", role, crew=crew if role == "crew" else None)
+            for role in ROLES
+        }
         s.commit()
         return {role: u.id for role, u in users.items()}
 
 
 @pytest.fixture(scope="session")
-def live_server(fuzz_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    fuzz_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """create_app on a real threaded HTTP server bound to 127.0.0.1 (an OS-chosen port)."""
     from api import create_app
     from workers.app import Queue
 
-    settings = Settings(database_url=fuzz_database_url, secret_key="fuzz", media_dir=Path(tmp_path_factory.mktemp("fuzz-media")),
-                        timezone="Europe/Andorra", audit_sample_rate=0.0)
+    settings = Settings(
+        database_url=fuzz_database_url,
+        secret_key="fuzz",
+        media_dir=Path(tmp_path_factory.mktemp("fuzz-media")),
+        timezone="Europe/Andorra",
+        audit_sample_rate=0.0,
+    )
     queue = Queue(settings)
     app = create_app(settings, queue=queue)
     sessions = app.extensions["streetloop.sessions"]

@@ -28,7 +28,9 @@ def api_schema(live_server: LiveServer):  # noqa: ANN201
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_no_5xx_and_every_answer_as_documented(live_server: LiveServer, api_schema, role: str) -> None:  # noqa: ANN001
+def test_no_5xx_and_every_answer_as_documented(
+    live_server: LiveServer, api_schema, role: str
+) -> None:  # noqa: ANN001
     with STATS.timed():
         failures = _fuzz_every_operation(live_server, api_schema, role)
     assert not failures, f"{len(failures)} operations failed as {role}:\n\n" + "\n\n".join(failures)
@@ -42,13 +44,21 @@ def _fuzz_every_operation(live_server: LiveServer, api_schema, role: str) -> lis
         headers = live_server.headers(role)
         sent = 0
 
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def fuzz(case: schemathesis.Case) -> None:
             nonlocal sent
             sent += 1
-            response = case.call(base_url=live_server.base_url, session=http, headers=headers, timeout=60)
+            response = case.call(
+                base_url=live_server.base_url, session=http, headers=headers, timeout=60
+            )
             case.validate_response(response, checks=CHECKS, headers=headers)
 
         try:

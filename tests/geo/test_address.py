@@ -41,7 +41,13 @@ def test_normalize_street_only_expands_whole_tokens() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "norm"),
-    [("5 A", "5a"), ("13A", "13a"), ("25 - 27", "25-27"), ("5–7", "5-7"), ("6, 1. krs. / Floor 1", "6")],
+    [
+        ("5 A", "5a"),
+        ("13A", "13a"),
+        ("25 - 27", "25-27"),
+        ("5–7", "5-7"),
+        ("6, 1. krs. / Floor 1", "6"),
+    ],
 )
 def test_normalize_housenumber(raw: str, norm: str) -> None:
     assert normalize_housenumber(raw) == norm
@@ -57,8 +63,14 @@ def test_normalize_housenumber(raw: str, norm: str) -> None:
         ("Carrer Major 12 AD500 Andorra la Vella", ParsedAddress("carrer major", "12", "AD500")),
         ("C/ Major, nº 12", ParsedAddress("carrer major", "12", None)),
         ("Av. Meritxell 25-27", ParsedAddress("avinguda meritxell", "25-27", None)),
-        ("Avinguda del Consell General 5–7", ParsedAddress("avinguda del consell general", "5-7", None)),
-        ("Avda. Carlemany 93, Escaldes-Engordany, Andorra", ParsedAddress("avinguda carlemany", "93", None)),
+        (
+            "Avinguda del Consell General 5–7",
+            ParsedAddress("avinguda del consell general", "5-7", None),
+        ),
+        (
+            "Avda. Carlemany 93, Escaldes-Engordany, Andorra",
+            ParsedAddress("avinguda carlemany", "93", None),
+        ),
         ("Plaça Major", ParsedAddress("placa major", None, None)),
         ("Mannerheimintie 5 A", ParsedAddress("mannerheimintie", "5a", None)),
         # Finnish apartment number after the staircase letter is not part of the house.

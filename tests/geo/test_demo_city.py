@@ -21,7 +21,14 @@ def test_demo_history_closes_only_verified_work(db: Session, tmp_path) -> None: 
     assert "jobs done" not in summary  # no photo storage given: no history
     assert db.scalar(select(func.count()).select_from(Completion)) == 0
 
-    history = seed_history(db, LocalStorage(tmp_path / "media"), rng=random.Random(7), now=now, tz=DEMO_TZ, sample_rate=0.2)
+    history = seed_history(
+        db,
+        LocalStorage(tmp_path / "media"),
+        rng=random.Random(7),
+        now=now,
+        tz=DEMO_TZ,
+        sample_rate=0.2,
+    )
     db.flush()
     completions = db.scalars(select(Completion)).all()
     assert history.completed == len(completions) > 10
@@ -32,7 +39,10 @@ def test_demo_history_closes_only_verified_work(db: Session, tmp_path) -> None: 
     assert history.reviewed == by_verdict.get("verified", 0) + by_verdict.get("rejected", 0)
     # Every closed request points at verified proof, and fixed ones show the after photo.
     for req in db.scalars(select(ServiceRequest).where(ServiceRequest.closed_at.is_not(None))):
-        assert req.completion is not None and req.completion.verdict in ("auto_verified", "verified"), req.public_id
+        assert req.completion is not None and req.completion.verdict in (
+            "auto_verified",
+            "verified",
+        ), req.public_id
         if req.detailed_status == "fixed":
             assert req.media_url.startswith("/media/public/photos/")
             assert (tmp_path / "media" / req.media_url.removeprefix("/media/")).exists()
@@ -41,7 +51,9 @@ def test_demo_history_closes_only_verified_work(db: Session, tmp_path) -> None: 
         if c.verdict == "needs_review":
             assert db.get(WorkOrder, c.work_order_id).status == "completed"
             assert all(r.closed_at is None for r in db.get(WorkOrder, c.work_order_id).requests)
-    assert history.closed == db.scalar(select(func.count()).select_from(WorkOrder).where(WorkOrder.status == "verified"))
+    assert history.closed == db.scalar(
+        select(func.count()).select_from(WorkOrder).where(WorkOrder.status == "verified")
+    )
 
 
 def test_the_demo_crews_are_on_shift_on_whatever_day_it_is_started(db: Session) -> None:
@@ -58,5 +70,9 @@ def test_the_demo_crews_are_on_shift_on_whatever_day_it_is_started(db: Session) 
     # Started again a week later on a Monday morning, past the horizon it was seeded with.
     later = now + timedelta(days=7, hours=14)
     summary = seed_demo_city(db, pbf=ANDORRA_PBF, now=later, horizon_days=3)
-    assert summary == f"demo city already seeded; {3 * len(crews)} shifts made for the coming 3 days"
-    assert all(shift_on(db, c.id, later.astimezone(DEMO_TZ).date(), DEMO_TZ) is not None for c in crews)
+    assert (
+        summary == f"demo city already seeded; {3 * len(crews)} shifts made for the coming 3 days"
+    )
+    assert all(
+        shift_on(db, c.id, later.astimezone(DEMO_TZ).date(), DEMO_TZ) is not None for c in crews
+    )

@@ -182,13 +182,19 @@ def test_street_points_deterministic_per_seed() -> None:
 
 def test_street_points_spread_over_the_country(parishes: dict[str, shapely.Geometry]) -> None:
     pts = street_points(PBF, 300, seed=3)
-    hit = {name for lon, lat, _ in pts for name, g in parishes.items() if g.contains(Point(lon, lat))}
+    hit = {
+        name for lon, lat, _ in pts for name, g in parishes.items() if g.contains(Point(lon, lat))
+    }
     assert len(hit) >= 6
     assert len({name for _, _, name in pts}) > 50
 
 
 def test_street_points_respect_highway_types() -> None:
-    only_primary = {name for _, _, name in street_points(PBF, 100, seed=1, highway_types=("primary",))}
-    residential = {name for _, _, name in street_points(PBF, 100, seed=1, highway_types=("residential",))}
+    only_primary = {
+        name for _, _, name in street_points(PBF, 100, seed=1, highway_types=("primary",))
+    }
+    residential = {
+        name for _, _, name in street_points(PBF, 100, seed=1, highway_types=("residential",))
+    }
     assert "Carretera General" in only_primary
     assert not only_primary & residential

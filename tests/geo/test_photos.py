@@ -30,7 +30,12 @@ from geo.photos import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-LIMITS = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=20_000_000, max_request_pixels=20_000_000)
+LIMITS = PhotoLimits(
+    max_bytes=10_000_000,
+    max_pixels=20_000_000,
+    max_pixels_other=20_000_000,
+    max_request_pixels=20_000_000,
+)
 
 
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -40,7 +45,9 @@ def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w]
     tilt = rng.uniform(-1, 1, 2)
     base = (x * tilt[0] + y * tilt[1]) / max(w, h) * 120 + 120
-    arr = np.stack([base + rng.uniform(-40, 40) for _ in range(3)], axis=-1) + rng.normal(0, 12, (h, w, 3))
+    arr = np.stack([base + rng.uniform(-40, 40) for _ in range(3)], axis=-1) + rng.normal(
+        0, 12, (h, w, 3)
+    )
     img = Image.fromarray(np.clip(arr, 0, 255).astype("uint8"))
     draw = ImageDraw.Draw(img)
     for _ in range(12):
@@ -57,7 +64,12 @@ def encode(img: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
-def gps_exif(lat_ref: str = "N", lat: tuple = (42.0, 30.0, 29.0), lon_ref: str = "W", lon: tuple = (71.0, 3.0, 36.0)) -> Image.Exif:
+def gps_exif(
+    lat_ref: str = "N",
+    lat: tuple = (42.0, 30.0, 29.0),
+    lon_ref: str = "W",
+    lon: tuple = (71.0, 3.0, 36.0),
+) -> Image.Exif:
     exif = Image.Exif()
     exif[0x010F] = "Apple"
     exif[0x0110] = "iPhone 15"
@@ -112,7 +124,10 @@ def test_a_heic_bomb_is_refused_before_decoding() -> None:
         struct.pack_into(">II", bomb, at + 8, 30_000, 30_000)
         at = bomb.find(b"ispe", at + 4)
     with pytest.raises(PhotoRejected) as exc:
-        inspect_photo(bytes(bomb), PhotoLimits(max_bytes=10_000_000, max_pixels=10**12, max_request_pixels=10**12))
+        inspect_photo(
+            bytes(bomb),
+            PhotoLimits(max_bytes=10_000_000, max_pixels=10**12, max_request_pixels=10**12),
+        )
     assert exc.value.too_large
     # And a truncated HEIC is a 422-style rejection, not a crash.
     with pytest.raises(PhotoRejected) as exc:
@@ -125,8 +140,12 @@ def test_a_heic_of_nothing_above_the_lower_cap_is_refused_from_its_size() -> Non
     # 49 MP black HEIC of 12 kB, which costs a full decode (+340 MB) twice. A photo that
     # large compresses to far more: above the lower cap a HEIC must carry at least
     # MIN_HEIC_BYTES_PER_PIXEL. Scaled down here (the lower cap at 1 MP).
-    limits = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=1_000_000,
-                         max_request_pixels=20_000_000)
+    limits = PhotoLimits(
+        max_bytes=10_000_000,
+        max_pixels=20_000_000,
+        max_pixels_other=1_000_000,
+        max_request_pixels=20_000_000,
+    )
     empty = encode(Image.new("RGB", (2000, 1500)), "HEIF", quality=80)
     assert len(empty) < 10_000  # 3 MP in a few kB: nothing but a bomb looks like this
     with pytest.raises(PhotoRejected, match="too few bytes for its") as exc:
@@ -135,7 +154,10 @@ def test_a_heic_of_nothing_above_the_lower_cap_is_refused_from_its_size() -> Non
     # A real photo of the same size passes, and so does an empty one under the lower cap.
     photo = encode(scene(13, (2000, 1500)), "HEIF", quality=80)
     assert inspect_photo(photo, limits).format == "HEIF"
-    assert inspect_photo(encode(Image.new("RGB", (1000, 750)), "HEIF", quality=80), limits).format == "HEIF"
+    assert (
+        inspect_photo(encode(Image.new("RGB", (1000, 750)), "HEIF", quality=80), limits).format
+        == "HEIF"
+    )
 
 
 # --------------------------------------------------------------------------- decompression bombs
@@ -148,7 +170,9 @@ def zero_png(width: int, height: int) -> bytes:
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -189,15 +213,22 @@ def peak_growth(stage: str, data: bytes, tmp_path: Path) -> int:
     """How far `stage` raises the peak memory of a fresh process (so nothing else counts)."""
     path = tmp_path / "photo"
     path.write_bytes(data)
-    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, stage, str(path)], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, stage, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout)
 
 
 def test_a_png_bomb_under_the_camera_cap_is_refused_from_its_header() -> None:
     data = zero_png(7000, 7000)
     assert len(data) < 150_000  # 49 MP: under the 50 MP a phone photo may have
-    with pytest.raises(PhotoRejected, match="7000x7000 pixels; the limit is 16,000,000 pixels for PNG") as exc:
+    with pytest.raises(
+        PhotoRejected, match="7000x7000 pixels; the limit is 16,000,000 pixels for PNG"
+    ) as exc:
         inspect_photo(data, PhotoLimits())
     assert exc.value.too_large
     # Decided from the header: the same header with its pixel data cut off is refused the
@@ -232,7 +263,9 @@ def test_a_phone_jpeg_with_a_second_picture_is_a_jpeg() -> None:
     # its EXIF is the proof's, and only the first picture goes public.
     first = scene(12, (640, 480))
     buf = io.BytesIO()
-    first.save(buf, "MPO", save_all=True, append_images=[Image.new("L", (160, 120), 200)], exif=gps_exif())
+    first.save(
+        buf, "MPO", save_all=True, append_images=[Image.new("L", (160, 120), 200)], exif=gps_exif()
+    )
     data = buf.getvalue()
     info = inspect_photo(data, LIMITS)
     assert (info.format, info.content_type, info.extension) == ("JPEG", "image/jpeg", "jpg")
@@ -312,7 +345,8 @@ def test_no_exif_and_stripped_exif_give_no_facts() -> None:
         b"",
         b"not an image at all",
         b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff",  # truncated EXIF
-        b"\xff\xd8\xff\xe1\xff\xffExif\x00\x00II*\x00\xff\xff\xff\x7f" + b"\x00" * 40,  # offsets off the end
+        b"\xff\xd8\xff\xe1\xff\xffExif\x00\x00II*\x00\xff\xff\xff\x7f"
+        + b"\x00" * 40,  # offsets off the end
     ],
 )
 def test_garbage_never_raises(data: bytes) -> None:
@@ -341,7 +375,9 @@ def test_garbage_tags_cost_only_themselves() -> None:
 
 def test_rational_gps_values_as_fractions() -> None:
     exif = gps_exif(lat=(Fraction(42), Fraction(30), Fraction(2900, 100)))
-    assert exif_facts(encode(scene(7, (32, 32)), exif=exif)).lat == pytest.approx(42.508056, abs=1e-6)
+    assert exif_facts(encode(scene(7, (32, 32)), exif=exif)).lat == pytest.approx(
+        42.508056, abs=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- perceptual hash
@@ -424,10 +460,22 @@ def test_a_process_decodes_one_large_heic_at_a_time(monkeypatch: pytest.MonkeyPa
     slot = Watched()
     monkeypatch.setattr(photos, "_LARGE_DECODES", slot)
     large = encode(scene(14, (1600, 1200)), "HEIF", quality=60)
-    limits = PhotoLimits(max_bytes=10_000_000, max_pixels=20_000_000, max_pixels_other=20_000_000,
-                         max_request_pixels=50_000_000)
-    workers = [threading.Thread(target=lambda: (inspect_photo(large, limits), public_copies(large), perceptual_hash(large)))
-               for _ in range(3)]
+    limits = PhotoLimits(
+        max_bytes=10_000_000,
+        max_pixels=20_000_000,
+        max_pixels_other=20_000_000,
+        max_request_pixels=50_000_000,
+    )
+    workers = [
+        threading.Thread(
+            target=lambda: (
+                inspect_photo(large, limits),
+                public_copies(large),
+                perceptual_hash(large),
+            )
+        )
+        for _ in range(3)
+    ]
     for w in workers:
         w.start()
     for w in workers:

@@ -53,7 +53,9 @@ def fix(east_m: float = 0.0, accuracy: float = 10.0, at: datetime = T0) -> Fix:
     return Fix(lat=SITE.lat, lon=east(east_m), accuracy_m=accuracy, at=at)
 
 
-def photo(sha: str = "a" * 64, phash: int | None = 0x0123_4567_89AB_CDEF, exif: ExifFacts | None = None) -> PhotoEvidence:
+def photo(
+    sha: str = "a" * 64, phash: int | None = 0x0123_4567_89AB_CDEF, exif: ExifFacts | None = None
+) -> PhotoEvidence:
     return PhotoEvidence(sha256=sha, phash=phash, exif=exif or ExifFacts())
 
 
@@ -81,7 +83,9 @@ def test_distance_fails_when_accuracy_is_useless() -> None:
     # Right on the site but "accurate to 2 km": 2000 > 2 x 75, proves nothing.
     check = check_distance(SITE, fix(0, accuracy=2000), POLICY)
     assert check.passed is False and "accuracy" in check.detail
-    assert check_distance(SITE, fix(0, accuracy=150), POLICY).passed is True  # exactly 2x is still allowed
+    assert (
+        check_distance(SITE, fix(0, accuracy=150), POLICY).passed is True
+    )  # exactly 2x is still allowed
 
 
 def test_fix_validation() -> None:
@@ -106,7 +110,12 @@ def test_fix_age() -> None:
     future = check_fix_age(f, T0 - timedelta(seconds=600), POLICY)
     assert future.passed is False and "future" in future.detail
     # Zones do not matter, instants do.
-    assert check_fix_age(f, datetime(2026, 3, 14, 9, 5, tzinfo=timezone(timedelta(hours=-4))), POLICY).value == 300.0
+    assert (
+        check_fix_age(
+            f, datetime(2026, 3, 14, 9, 5, tzinfo=timezone(timedelta(hours=-4))), POLICY
+        ).value
+        == 300.0
+    )
 
 
 # --------------------------------------------------------------------------- EXIF
@@ -145,7 +154,10 @@ def test_exif_time_outside_the_job_window_fails_even_near_the_fix() -> None:
 def test_exif_absent_is_not_applicable() -> None:
     for p in (photo(), None):
         checks = check_exif(p, SITE, fix(), None, POLICY)
-        assert [(c.name, c.passed, c.value) for c in checks] == [("exif_location", None, None), ("exif_time", None, None)]
+        assert [(c.name, c.passed, c.value) for c in checks] == [
+            ("exif_location", None, None),
+            ("exif_time", None, None),
+        ]
 
 
 def test_exif_naive_time_uses_gps_time_or_the_city_zone() -> None:
@@ -175,7 +187,9 @@ def test_reuse_near_duplicate_by_hash() -> None:
     check = check_reuse(photo(phash=mine), [(3, "c" * 64, far), (9, "d" * 64, near)], POLICY)
     assert (check.passed, check.value, check.limit) == (False, 5, 6)
     assert "9" in check.detail
-    ok = check_reuse(photo(phash=mine), [(3, "c" * 64, far), (4, "e" * 64, mine ^ 0x7F)], POLICY)  # 7 bits
+    ok = check_reuse(
+        photo(phash=mine), [(3, "c" * 64, far), (4, "e" * 64, mine ^ 0x7F)], POLICY
+    )  # 7 bits
     assert (ok.passed, ok.value) == (True, 7)
 
 
@@ -220,11 +234,16 @@ def test_teleport_10_km_in_60_s_fails() -> None:
 
 
 def test_teleport_driving_and_jitter_pass() -> None:
-    drive = [Ping(lat=north(1000 * i), lon=SITE.lon, at=T0 + timedelta(minutes=i)) for i in range(4)]  # 60 km/h
+    drive = [
+        Ping(lat=north(1000 * i), lon=SITE.lon, at=T0 + timedelta(minutes=i)) for i in range(4)
+    ]  # 60 km/h
     check = check_teleport(drive, POLICY)
     assert (check.passed, check.value) == (True, 60.0)
     # 50 m apart within one second, but each "accurate to 30 m": could be the same spot.
-    jitter = [Ping(lat=SITE.lat, lon=SITE.lon, at=T0, accuracy_m=30), Ping(lat=north(50), lon=SITE.lon, at=T0 + timedelta(seconds=1), accuracy_m=30)]
+    jitter = [
+        Ping(lat=SITE.lat, lon=SITE.lon, at=T0, accuracy_m=30),
+        Ping(lat=north(50), lon=SITE.lon, at=T0 + timedelta(seconds=1), accuracy_m=30),
+    ]
     assert check_teleport(jitter, POLICY).value == 0.0
     assert check_teleport(drive[:1], POLICY).passed is None
     # The completion fix can join the track: here it is 10 km from a ping 2 minutes earlier.
@@ -252,7 +271,9 @@ def good_checks(policy: ProofPolicy = POLICY) -> list[Check]:
         *check_exif(p, SITE, f, (T0 - timedelta(hours=1), T0 + timedelta(minutes=1)), policy),
         check_reuse(p, [(1, "9" * 64, ~p.phash & (2**64 - 1))], policy),
         check_track(SITE, [Ping(lat=SITE.lat, lon=SITE.lon, at=T0)], T0, policy),
-        check_teleport([Ping(lat=SITE.lat, lon=SITE.lon, at=T0 - timedelta(minutes=5)), f.as_ping()], policy),
+        check_teleport(
+            [Ping(lat=SITE.lat, lon=SITE.lon, at=T0 - timedelta(minutes=5)), f.as_ping()], policy
+        ),
     ]
 
 
@@ -270,7 +291,15 @@ def test_policy_without_auto_verify_always_needs_review() -> None:
 def test_failures_become_reason_codes() -> None:
     checks = good_checks()
     checks[0] = check_distance(SITE, fix(500), POLICY)
-    checks.append(check_teleport([Ping(lat=SITE.lat, lon=SITE.lon, at=T0), Ping(lat=north(10_000), lon=SITE.lon, at=T0 + timedelta(seconds=60))], POLICY))
+    checks.append(
+        check_teleport(
+            [
+                Ping(lat=SITE.lat, lon=SITE.lon, at=T0),
+                Ping(lat=north(10_000), lon=SITE.lon, at=T0 + timedelta(seconds=60)),
+            ],
+            POLICY,
+        )
+    )
     assert verdict(checks, POLICY) == ("needs_review", ["distance_failed", "teleport_failed"])
 
 
@@ -297,7 +326,10 @@ def test_not_applicable_checks_do_not_block_but_missing_location_does() -> None:
     checks[3] = Check("exif_location", None, None, None, "stripped")
     assert verdict(checks, POLICY) == ("auto_verified", [])
     without_location = [c for c in checks if c.name not in ("distance", "fix_age")]
-    assert verdict(without_location, POLICY) == ("needs_review", ["distance_missing", "fix_age_missing"])
+    assert verdict(without_location, POLICY) == (
+        "needs_review",
+        ["distance_missing", "fix_age_missing"],
+    )
 
 
 def test_public_summary_hides_every_number() -> None:
@@ -309,5 +341,11 @@ def test_public_summary_hides_every_number() -> None:
     text = json.dumps(summary)
     assert not any(ch.isdigit() for ch in text.replace("sha256", ""))
     detail = full_detail(checks)
-    assert detail[0] == {"name": "distance", "passed": False, "value": 490.0, "limit": 75, "detail": detail[0]["detail"]}
+    assert detail[0] == {
+        "name": "distance",
+        "passed": False,
+        "value": 490.0,
+        "limit": 75,
+        "detail": detail[0]["detail"],
+    }
     json.dumps(detail, allow_nan=False)

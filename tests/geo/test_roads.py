@@ -47,7 +47,9 @@ def test_build_writes_config_tiles_extract_and_manifest(andorra_roads: Path) -> 
     assert auto["max_locations"] >= 500
 
     # Andorra fits in 7 tiles: one per level 0/1, five at level 2 (measured).
-    gph = sorted(p.relative_to(out / TILE_DIR_NAME).parts[0] for p in (out / TILE_DIR_NAME).rglob("*.gph"))
+    gph = sorted(
+        p.relative_to(out / TILE_DIR_NAME).parts[0] for p in (out / TILE_DIR_NAME).rglob("*.gph")
+    )
     assert gph == ["0", "1", "2", "2", "2", "2", "2"]
     with tarfile.open(out / EXTRACT_NAME) as tar:
         names = tar.getnames()
@@ -64,7 +66,9 @@ def test_build_writes_config_tiles_extract_and_manifest(andorra_roads: Path) -> 
 
 def test_config_loads_in_an_actor(andorra_roads: Path) -> None:
     actor = valhalla.Actor(andorra_roads)
-    res = actor.locate({"locations": [{"lon": 1.5244, "lat": 42.5080}], "costing": "auto", "verbose": False})
+    res = actor.locate(
+        {"locations": [{"lon": 1.5244, "lat": 42.5080}], "costing": "auto", "verbose": False}
+    )
     assert res[0]["edges"]
 
 
@@ -80,7 +84,10 @@ def test_rebuild_is_skipped_unless_source_changes_or_forced(tmp_path: Path) -> N
     assert time.perf_counter() - t0 < 0.5
     assert (out / EXTRACT_NAME).stat().st_mtime_ns == first
     # New limits are applied without a rebuild.
-    assert json.loads(config.read_text())["service_limits"]["auto"]["max_matrix_location_pairs"] == 1_000
+    assert (
+        json.loads(config.read_text())["service_limits"]["auto"]["max_matrix_location_pairs"]
+        == 1_000
+    )
 
     st = pbf.stat()
     os.utime(pbf, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))

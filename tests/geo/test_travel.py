@@ -52,7 +52,9 @@ def assert_square_zero_diagonal(m: Matrix, n: int) -> None:
 
 def test_haversine_one_degree_of_latitude() -> None:
     assert haversine_m((0.0, 0.0), (0.0, 1.0)) == pytest.approx(111_195.08, abs=0.01)
-    assert haversine_m((0.0, 0.0), (1.0, 0.0)) == pytest.approx(111_195.08, abs=0.01)  # on the equator
+    assert haversine_m((0.0, 0.0), (1.0, 0.0)) == pytest.approx(
+        111_195.08, abs=0.01
+    )  # on the equator
     assert haversine_m(ANDORRA_LA_VELLA, ENCAMP) == pytest.approx(5_401.7, abs=0.1)
 
 
@@ -78,7 +80,10 @@ def test_straight_line_matrix_shape_and_symmetry() -> None:
 
 def test_straight_line_geometry_is_the_stops() -> None:
     g = StraightLineProvider().route_geometry([ANDORRA_LA_VELLA, ENCAMP, ANDORRA_LA_VELLA])
-    assert g == {"type": "LineString", "coordinates": [[1.5244, 42.508], [1.5805, 42.5335], [1.5244, 42.508]]}
+    assert g == {
+        "type": "LineString",
+        "coordinates": [[1.5244, 42.508], [1.5805, 42.5335], [1.5244, 42.508]],
+    }
     single = StraightLineProvider().route_geometry([ENCAMP])
     assert single["coordinates"] == [[1.5805, 42.5335], [1.5805, 42.5335]]
 
@@ -135,7 +140,9 @@ def test_valhalla_street_sample_is_square_and_plausible(
                 # The road is never shorter than the crow flies (10 m: snapping slack).
                 assert m.distances[i][j] >= haversine_m(street_sample[i], street_sample[j]) - 10
                 # Between 5 and 120 km/h on average.
-                assert m.distances[i][j] / 33.4 <= m.durations[i][j] <= m.distances[i][j] / 1.38 + 60
+                assert (
+                    m.distances[i][j] / 33.4 <= m.durations[i][j] <= m.distances[i][j] / 1.38 + 60
+                )
 
 
 @pytest.mark.parametrize("max_pairs", [1, 10, 50])
@@ -202,7 +209,9 @@ def _near(a: Sequence[float], b: Point, metres: float) -> bool:
 
 
 def _length_m(coords: list[list[float]]) -> float:
-    return sum(haversine_m((a[0], a[1]), (b[0], b[1])) for a, b in zip(coords, coords[1:], strict=False))
+    return sum(
+        haversine_m((a[0], a[1]), (b[0], b[1])) for a, b in zip(coords, coords[1:], strict=False)
+    )
 
 
 def test_valhalla_route_geometry(valhalla_provider: ValhallaProvider) -> None:
@@ -230,14 +239,18 @@ def test_route_geometry_split_into_requests_is_the_same_line(
     assert small.route_geometry(stops) == valhalla_provider.route_geometry(stops)
 
 
-def test_route_geometry_draws_straight_legs_to_off_network_stops(valhalla_provider: ValhallaProvider) -> None:
+def test_route_geometry_draws_straight_legs_to_off_network_stops(
+    valhalla_provider: ValhallaProvider,
+) -> None:
     g = valhalla_provider.route_geometry([ANDORRA_LA_VELLA, ENCAMP, COMA_PEDROSA])
     coords = g["coordinates"]
     assert coords[-1] == [1.4446, 42.5917] and coords[-2] == [1.5805, 42.5335]
     assert len(coords) > 100  # the first leg is still on the road
 
 
-def test_one_actor_per_thread(valhalla_provider: ValhallaProvider, street_sample: list[Point]) -> None:
+def test_one_actor_per_thread(
+    valhalla_provider: ValhallaProvider, street_sample: list[Point]
+) -> None:
     expected = valhalla_provider.matrix(street_sample)
     actors: list[object] = []
     results: list[Matrix] = []

@@ -15,5 +15,7 @@ def cluster() -> Iterator[Cluster]:
     started = time.monotonic()
     with own_cluster() as c:
         c.createdb("migrated", migrated=True)
-        print(f"\n[slow stage] own PostgreSQL cluster on 127.0.0.1:{c.port}, migrated, in {time.monotonic() - started:.1f} s")
+        print(
+            f"\n[slow stage] own PostgreSQL cluster on 127.0.0.1:{c.port}, migrated, in {time.monotonic() - started:.1f} s"
+        )
         yield c

@@ -38,10 +38,16 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "STREETLOOP_PGDATA": str(self.base), "STREETLOOP_PGPORT": str(self.port)}
+        return {
+            **os.environ,
+            "STREETLOOP_PGDATA": str(self.base),
+            "STREETLOOP_PGPORT": str(self.port),
+        }
 
     def pg(self, *args: str) -> str:
-        return subprocess.run([str(PG), *args], env=self.env, check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            [str(PG), *args], env=self.env, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def url(self, db: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
@@ -54,15 +60,34 @@ class Cluster:
             self.pg("createdb", name)
         url = self.url(name)
         if migrated and not template:
-            subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "db", "upgrade"], cwd=ROOT, env={**self.env, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)},
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-c", "from api.cli import main; main()", "db", "upgrade"],
+                cwd=ROOT,
+                env={**self.env, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)},
+                check=True,
+                capture_output=True,
+            )
         return url
 
     def _pg_ctl(self, *args: str) -> None:
-        bindir = Path(subprocess.run(["bash", "-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"],
-                                     capture_output=True, text=True, check=True).stdout.strip())
+        bindir = Path(
+            subprocess.run(
+                ["bash", "-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
         data = self.base / "data"
-        cmd = [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.base / "log" / "postgresql.log"), *args]
+        cmd = [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(self.base / "log" / "postgresql.log"),
+            *args,
+        ]
         if os.geteuid() == 0:  # pg.sh runs the server as the postgres OS user
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, capture_output=True, cwd="/")
@@ -127,14 +152,27 @@ class WorkerProcess:
         self.proc.wait(10)
 
 
-def start_worker(url: str, log: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> WorkerProcess:
+def start_worker(
+    url: str, log: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> WorkerProcess:
     """`streetloop worker` of this checkout, in its own process."""
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), "STREETLOOP_MEDIA_DIR": str(log.parent / "media"),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PYTHONPATH": str(ROOT),
+        "STREETLOOP_MEDIA_DIR": str(log.parent / "media"),
+        **(extra_env or {}),
+    }
     env.pop("STREETLOOP_ROAD_DATA", None)
     fh = log.open("w")
-    proc = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "worker", *args],
-                            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     fh.close()
     return WorkerProcess(proc, log)
 

@@ -36,7 +36,11 @@ while :; do sleep 0.1; done
 
 def _stand_ins(bin_dir: Path) -> None:
     bin_dir.mkdir()
-    for name, body in (("streetloop", STREETLOOP), ("gunicorn", GUNICORN), ("python", "#!/bin/sh\nexit 0\n")):
+    for name, body in (
+        ("streetloop", STREETLOOP),
+        ("gunicorn", GUNICORN),
+        ("python", "#!/bin/sh\nexit 0\n"),
+    ):
         path = bin_dir / name
         path.write_text(textwrap.dedent(body))
         path.chmod(0o755)
@@ -47,15 +51,29 @@ def test_demo_restarts_a_crashed_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
     state = tmp_path / "state"
     state.mkdir()
     log = (tmp_path / "demo.log").open("w")
-    env = {**os.environ, "STREETLOOP_DEMO_BIN": str(tmp_path / "bin"), "STATE": str(state),
-           # Set, so the script neither starts a cluster nor writes a key into the checkout.
-           "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/unused", "STREETLOOP_SECRET_KEY": "test",
-           "STREETLOOP_ROAD_DATA": str(tmp_path / "roads")}
-    demo = subprocess.Popen(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "STREETLOOP_DEMO_BIN": str(tmp_path / "bin"),
+        "STATE": str(state),
+        # Set, so the script neither starts a cluster nor writes a key into the checkout.
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/unused",
+        "STREETLOOP_SECRET_KEY": "test",
+        "STREETLOOP_ROAD_DATA": str(tmp_path / "roads"),
+    }
+    demo = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "demo.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         runs = state / "worker_runs"
-        wait_for(lambda: runs.exists() and len(runs.read_text().split()) == 2, 20, "the worker to be started again")
+        wait_for(
+            lambda: runs.exists() and len(runs.read_text().split()) == 2,
+            20,
+            "the worker to be started again",
+        )
         assert demo.poll() is None, "the demo stopped with its worker"
         output = (tmp_path / "demo.log").read_text()
         assert "worker exited (status 1); restarting it in 1s" in output

@@ -103,7 +103,9 @@ class PhotoHost(LoopbackServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def _body(self, status: int, body: bytes, content_type: str = "image/jpeg", **headers: str) -> None:
+            def _body(
+                self, status: int, body: bytes, content_type: str = "image/jpeg", **headers: str
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -160,7 +162,7 @@ class PhotoHost(LoopbackServer):
                     self.send_header("Content-Length", str(len(PHOTO)))
                     self.end_headers()
                     for k in range(len(PHOTO)):
-                        if not self._write(PHOTO[k:k + 1]):
+                        if not self._write(PHOTO[k : k + 1]):
                             return
                         time.sleep(0.05)
                 else:
@@ -201,8 +203,13 @@ def photo_host() -> Iterator[PhotoHost]:
 def allowed(settings: Settings) -> Settings:
     """The test host is allowed, over plain http, at a loopback address: the settings for
     a FixMyStreet on the city's own network (and for this test)."""
-    return dataclasses.replace(settings, media_copy_hosts=(HOST,), media_copy_http_hosts=(HOST,),
-                               media_copy_allow_internal=True, max_upload_bytes=100_000)
+    return dataclasses.replace(
+        settings,
+        media_copy_hosts=(HOST,),
+        media_copy_http_hosts=(HOST,),
+        media_copy_allow_internal=True,
+        max_upload_bytes=100_000,
+    )
 
 
 def _pending(sessions: sessionmaker[Session], *urls: str) -> list[int]:
@@ -224,7 +231,11 @@ def _link(db: Session, link_id: int) -> MediaLink:
 
 
 def test_an_allowed_link_is_fetched_once_stored_as_a_report_photo_and_processed(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    connections: Connections,
 ) -> None:
     (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
     dns = Resolver(["127.0.0.1"])
@@ -234,45 +245,77 @@ def test_an_allowed_link_is_fetched_once_stored_as_a_report_photo_and_processed(
     photo = db.get(Photo, link.photo_id)
     assert (link.copy_state, link.copy_error, link.copied_at is not None) == ("copied", None, True)
     assert (photo.kind, photo.state, photo.service_request_id, photo.content_type) == (
-        "report", "ready", link.service_request_id, "image/jpeg")
+        "report",
+        "ready",
+        link.service_request_id,
+        "image/jpeg",
+    )
     assert storage.get(photo.original_key) == PHOTO and photo.original_key.startswith("private/")
     assert storage.get(photo.public_key)  # processed like an upload: a public copy, a thumbnail
     # Resolved once by the injected resolver, connected to the address it gave, asked once.
     assert dns.asked == [(HOST, photo_host.port)] and HOST not in connections.looked_up
-    assert connections.to == [("127.0.0.1", photo_host.port)] and photo_host.paths == ["/photo.jpeg"]
+    assert connections.to == [("127.0.0.1", photo_host.port)] and photo_host.paths == [
+        "/photo.jpeg"
+    ]
     # Done is done: the job again fetches nothing.
     assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "copied"
     assert photo_host.paths == ["/photo.jpeg"]
 
 
-def test_the_same_picture_linked_twice_is_one_photo(sessions: sessionmaker[Session], db: Session, allowed: Settings,
-                                                    photo_host: PhotoHost) -> None:
-    first, second = _pending(sessions, photo_host.url("/photo.jpeg"), photo_host.url("/photo.jpeg?size=full"))
+def test_the_same_picture_linked_twice_is_one_photo(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost
+) -> None:
+    first, second = _pending(
+        sessions, photo_host.url("/photo.jpeg"), photo_host.url("/photo.jpeg?size=full")
+    )
     for link_id in (first, second):
-        copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=Resolver(["127.0.0.1"]))
+        copy_link(
+            sessions,
+            LocalStorage(allowed.media_dir),
+            allowed,
+            link_id,
+            resolve=Resolver(["127.0.0.1"]),
+        )
     assert _link(db, first).photo_id == _link(db, second).photo_id
     assert db.scalar(select(func.count()).select_from(Photo)) == 1
 
 
 @pytest.mark.parametrize(
     ("path", "error"),
-    [("/missing.jpeg", "HTTP 404"), ("/moved.jpeg", "redirect not followed"),
-     ("/page.jpeg", "not an image of an accepted type"), ("/declared-huge.jpeg", "too large"),
-     ("/endless.jpeg", "too large"), ("/silent.jpeg", "timeout"), ("/trickle.jpeg", "timeout"),
-     ("/slow-headers.jpeg", "timeout")],
+    [
+        ("/missing.jpeg", "HTTP 404"),
+        ("/moved.jpeg", "redirect not followed"),
+        ("/page.jpeg", "not an image of an accepted type"),
+        ("/declared-huge.jpeg", "too large"),
+        ("/endless.jpeg", "too large"),
+        ("/silent.jpeg", "timeout"),
+        ("/trickle.jpeg", "timeout"),
+        ("/slow-headers.jpeg", "timeout"),
+    ],
 )
 def test_each_failure_is_recorded_logged_and_not_tried_again(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
-    caplog: pytest.LogCaptureFixture, path: str, error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    error: str,
 ) -> None:
     (link_id,) = _pending(sessions, photo_host.url(path))
     dns = Resolver(["127.0.0.1"])
     storage = LocalStorage(allowed.media_dir)
     with caplog.at_level(logging.WARNING, logger="workers.media_copy"):
-        assert copy_link(sessions, storage, allowed, link_id, resolve=dns, timeout=0.5, deadline_s=0.8) == "failed"
+        assert (
+            copy_link(sessions, storage, allowed, link_id, resolve=dns, timeout=0.5, deadline_s=0.8)
+            == "failed"
+        )
     link = _link(db, link_id)
     assert (link.copy_state, link.copy_error, link.photo_id) == ("failed", error, None)
-    assert f"photo link {link_id} of request {link.service_request_id} (host {HOST}) not copied: {error}" in caplog.text
+    assert (
+        f"photo link {link_id} of request {link.service_request_id} (host {HOST}) not copied: {error}"
+        in caplog.text
+    )
     assert db.scalar(select(func.count()).select_from(Photo)) == 0
     # A redirect's target is not fetched; a body past the limit is not read to its end.
     assert photo_host.paths == [path]
@@ -290,35 +333,62 @@ def test_each_failure_is_recorded_logged_and_not_tried_again(
 
 @pytest.mark.parametrize(
     ("answer", "error"),
-    [(["127.0.0.1"], "refused: loopback address"), (["10.20.0.5"], "refused: private address"),
-     (["169.254.169.254"], "refused: link-local address"), (["::ffff:192.168.1.10"], "refused: private address"),
-     # A public address among them does not make the private one acceptable.
-     (["93.184.216.34", "10.0.0.1"], "refused: private address")],
+    [
+        (["127.0.0.1"], "refused: loopback address"),
+        (["10.20.0.5"], "refused: private address"),
+        (["169.254.169.254"], "refused: link-local address"),
+        (["::ffff:192.168.1.10"], "refused: private address"),
+        # A public address among them does not make the private one acceptable.
+        (["93.184.216.34", "10.0.0.1"], "refused: private address"),
+    ],
 )
 def test_an_allowed_name_that_resolves_inside_the_network_is_refused_before_any_connection(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections,
-    answer: list[str], error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    connections: Connections,
+    answer: list[str],
+    error: str,
 ) -> None:
     strict = dataclasses.replace(allowed, media_copy_allow_internal=False)
     (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
     dns = Resolver(answer)
-    assert copy_link(sessions, LocalStorage(strict.media_dir), strict, link_id, resolve=dns) == "failed"
+    assert (
+        copy_link(sessions, LocalStorage(strict.media_dir), strict, link_id, resolve=dns)
+        == "failed"
+    )
     assert _link(db, link_id).copy_error == error
     assert dns.asked == [(HOST, photo_host.port)]
     assert connections.to == [] and photo_host.paths == []
 
 
-@pytest.mark.parametrize(("answer", "error"), [
-    (["169.254.169.254"], "refused: link-local address"), (["127.0.0.1", "fe80::1"], "refused: link-local address"),
-    (["::ffff:169.254.169.254"], "refused: link-local address"), (["0.0.0.0"], "refused: unspecified address"),
-])
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (["169.254.169.254"], "refused: link-local address"),
+        (["127.0.0.1", "fe80::1"], "refused: link-local address"),
+        (["::ffff:169.254.169.254"], "refused: link-local address"),
+        (["0.0.0.0"], "refused: unspecified address"),
+    ],
+)
 def test_with_internal_addresses_allowed_a_taken_over_name_still_cannot_reach_the_metadata_service(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections,
-    answer: list[str], error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    connections: Connections,
+    answer: list[str],
+    error: str,
 ) -> None:
     assert allowed.media_copy_allow_internal
     (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
-    assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=Resolver(answer)) == "failed"
+    assert (
+        copy_link(
+            sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=Resolver(answer)
+        )
+        == "failed"
+    )
     assert _link(db, link_id).copy_error == error
     assert connections.to == [] and photo_host.paths == []
 
@@ -327,46 +397,74 @@ def test_an_address_written_in_the_link_is_checked_without_a_lookup(
     sessions: sessionmaker[Session], db: Session, allowed: Settings, connections: Connections
 ) -> None:
     # The admin listed the address itself; the copy still must not go inside the network.
-    strict = dataclasses.replace(allowed, media_copy_hosts=("10.1.2.3",), media_copy_http_hosts=("10.1.2.3",),
-                                 media_copy_allow_internal=False)
+    strict = dataclasses.replace(
+        allowed,
+        media_copy_hosts=("10.1.2.3",),
+        media_copy_http_hosts=("10.1.2.3",),
+        media_copy_allow_internal=False,
+    )
     (link_id,) = _pending(sessions, "http://10.1.2.3/photo.jpeg")
     dns = Resolver(["127.0.0.1"])
-    assert copy_link(sessions, LocalStorage(strict.media_dir), strict, link_id, resolve=dns) == "failed"
+    assert (
+        copy_link(sessions, LocalStorage(strict.media_dir), strict, link_id, resolve=dns)
+        == "failed"
+    )
     assert _link(db, link_id).copy_error == "refused: private address"
     assert dns.asked == [] and connections.to == []
 
 
 @pytest.mark.parametrize(
     ("change", "url"),
-    [("host taken off the list", "http://{HOST}:{port}/photo.jpeg"),
-     ("another host", "https://elsewhere.example.org/photo.jpeg"),
-     ("plain http not allowed for it", "http://{HOST}:{port}/photo.jpeg")],
+    [
+        ("host taken off the list", "http://{HOST}:{port}/photo.jpeg"),
+        ("another host", "https://elsewhere.example.org/photo.jpeg"),
+        ("plain http not allowed for it", "http://{HOST}:{port}/photo.jpeg"),
+    ],
 )
 def test_a_link_the_policy_does_not_allow_is_never_fetched_and_stays_a_link(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost, connections: Connections,
-    change: str, url: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    connections: Connections,
+    change: str,
+    url: str,
 ) -> None:
     # Queued while it was allowed; the settings changed before the job ran.
     settings = {
-        "host taken off the list": dataclasses.replace(allowed, media_copy_hosts=(), media_copy_http_hosts=()),
+        "host taken off the list": dataclasses.replace(
+            allowed, media_copy_hosts=(), media_copy_http_hosts=()
+        ),
         "another host": allowed,
         "plain http not allowed for it": dataclasses.replace(allowed, media_copy_http_hosts=()),
     }[change]
     (link_id,) = _pending(sessions, url.format(HOST=HOST, port=photo_host.port))
     dns = Resolver(["127.0.0.1"])
-    assert copy_link(sessions, LocalStorage(settings.media_dir), settings, link_id, resolve=dns) == "link"
+    assert (
+        copy_link(sessions, LocalStorage(settings.media_dir), settings, link_id, resolve=dns)
+        == "link"
+    )
     link = _link(db, link_id)
     assert (link.copy_state, link.copy_error, link.photo_id) == ("link", None, None)
-    assert dns.asked == [] and connections.to == [] and connections.looked_up == [] and photo_host.paths == []
+    assert (
+        dns.asked == []
+        and connections.to == []
+        and connections.looked_up == []
+        and photo_host.paths == []
+    )
 
 
-def test_an_unknown_name_is_a_failure(sessions: sessionmaker[Session], db: Session, allowed: Settings,
-                                      connections: Connections) -> None:
+def test_an_unknown_name_is_a_failure(
+    sessions: sessionmaker[Session], db: Session, allowed: Settings, connections: Connections
+) -> None:
     def nxdomain(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     (link_id,) = _pending(sessions, f"http://{HOST}/photo.jpeg")
-    assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=nxdomain) == "failed"
+    assert (
+        copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=nxdomain)
+        == "failed"
+    )
     assert _link(db, link_id).copy_error == "host name not found"
     assert connections.to == []
 
@@ -399,19 +497,34 @@ def tls_photo_host(ca: trustme.CA) -> Iterator[PhotoHost]:
 
 @pytest.mark.parametrize("trusted", [True, False])
 def test_an_https_link_is_verified_with_the_citys_ca_file(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, tls_photo_host: PhotoHost, ca: trustme.CA,
-    tmp_path: Path, trusted: bool
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    tls_photo_host: PhotoHost,
+    ca: trustme.CA,
+    tmp_path: Path,
+    trusted: bool,
 ) -> None:
     # An internal FixMyStreet's certificate is issued by the city's CA, which
     # STREETLOOP_WEBHOOK_CA_FILE names for all outgoing https (webhooks and these copies).
     ca_file = tmp_path / "city-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    settings = dataclasses.replace(allowed, media_copy_http_hosts=(), webhook_ca_file=ca_file if trusted else None)
+    settings = dataclasses.replace(
+        allowed, media_copy_http_hosts=(), webhook_ca_file=ca_file if trusted else None
+    )
     (link_id,) = _pending(sessions, tls_photo_host.url("/photo.jpeg", scheme="https"))
-    state = copy_link(sessions, LocalStorage(settings.media_dir), settings, link_id, resolve=Resolver(["127.0.0.1"]))
+    state = copy_link(
+        sessions,
+        LocalStorage(settings.media_dir),
+        settings,
+        link_id,
+        resolve=Resolver(["127.0.0.1"]),
+    )
     link = _link(db, link_id)
     if trusted:
-        assert (state, link.copy_error) == ("copied", None) and tls_photo_host.paths == ["/photo.jpeg"]
+        assert (state, link.copy_error) == ("copied", None) and tls_photo_host.paths == [
+            "/photo.jpeg"
+        ]
     else:
         assert (state, link.copy_error) == ("failed", "TLS error: certificate not accepted")
         assert tls_photo_host.paths == []
@@ -427,16 +540,24 @@ class BrokenStorage(LocalStorage):
         raise OSError(28, "No space left on device")
 
 
-def _claimed(sessions: sessionmaker[Session], link_id: int, *, ago: timedelta, attempts: int) -> None:
+def _claimed(
+    sessions: sessionmaker[Session], link_id: int, *, ago: timedelta, attempts: int
+) -> None:
     """The link as a try left it that was claimed `ago` and never finished (its worker killed)."""
     with sessions.begin() as s:
-        s.execute(update(MediaLink).where(MediaLink.id == link_id)
-                  .values(copy_claimed_at=datetime.now(UTC) - ago, copy_attempts=attempts))
+        s.execute(
+            update(MediaLink)
+            .where(MediaLink.id == link_id)
+            .values(copy_claimed_at=datetime.now(UTC) - ago, copy_attempts=attempts)
+        )
 
 
 def test_a_failure_on_our_side_is_recorded_tried_again_later_and_given_up_after_a_few_attempts(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
-    caplog: pytest.LogCaptureFixture
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
     storage, dns = BrokenStorage(allowed.media_dir), Resolver(["127.0.0.1"])
@@ -444,9 +565,17 @@ def test_a_failure_on_our_side_is_recorded_tried_again_later_and_given_up_after_
         assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "pending"
     link = _link(db, link_id)
     assert (link.copy_state, link.copy_attempts, link.copy_error) == (
-        "pending", 1, "internal error (OSError; see the worker's log)")
-    assert link.copy_claimed_at is not None and db.scalar(select(func.count()).select_from(Photo)) == 0
-    assert "copy attempt 1 of 3 failed on our side" in caplog.text and "No space left on device" in caplog.text
+        "pending",
+        1,
+        "internal error (OSError; see the worker's log)",
+    )
+    assert (
+        link.copy_claimed_at is not None and db.scalar(select(func.count()).select_from(Photo)) == 0
+    )
+    assert (
+        "copy attempt 1 of 3 failed on our side" in caplog.text
+        and "No space left on device" in caplog.text
+    )
     # A job again at once (a duplicate): the claim is fresh, it fetches nothing.
     assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "pending"
     assert photo_host.paths == ["/photo.jpeg"] and _link(db, link_id).copy_attempts == 1
@@ -454,9 +583,15 @@ def test_a_failure_on_our_side_is_recorded_tried_again_later_and_given_up_after_
     for attempt in range(2, MAX_ATTEMPTS + 1):
         _claimed(sessions, link_id, ago=timedelta(minutes=11), attempts=attempt - 1)
         state = copy_link(sessions, storage, allowed, link_id, resolve=dns)
-        assert (state, _link(db, link_id).copy_attempts) == ("pending" if attempt < MAX_ATTEMPTS else "failed", attempt)
+        assert (state, _link(db, link_id).copy_attempts) == (
+            "pending" if attempt < MAX_ATTEMPTS else "failed",
+            attempt,
+        )
     link = _link(db, link_id)
-    assert (link.copy_state, link.copy_error) == ("failed", f"gave up after {MAX_ATTEMPTS} attempts")
+    assert (link.copy_state, link.copy_error) == (
+        "failed",
+        f"gave up after {MAX_ATTEMPTS} attempts",
+    )
     assert photo_host.paths == ["/photo.jpeg"] * MAX_ATTEMPTS
     _claimed(sessions, link_id, ago=timedelta(hours=1), attempts=MAX_ATTEMPTS)
     assert copy_link(sessions, storage, allowed, link_id, resolve=dns) == "failed"
@@ -480,16 +615,25 @@ def test_a_link_claimed_by_a_worker_killed_mid_fetch_is_tried_again_once_the_cla
 
 
 def test_a_link_whose_every_try_was_killed_is_given_up_without_fetching_again(
-    sessions: sessionmaker[Session], db: Session, allowed: Settings, photo_host: PhotoHost,
-    caplog: pytest.LogCaptureFixture
+    sessions: sessionmaker[Session],
+    db: Session,
+    allowed: Settings,
+    photo_host: PhotoHost,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (link_id,) = _pending(sessions, photo_host.url("/photo.jpeg"))
     _claimed(sessions, link_id, ago=timedelta(minutes=11), attempts=MAX_ATTEMPTS)
     dns = Resolver(["127.0.0.1"])
     with caplog.at_level(logging.WARNING, logger="workers.media_copy"):
-        assert copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=dns) == "failed"
+        assert (
+            copy_link(sessions, LocalStorage(allowed.media_dir), allowed, link_id, resolve=dns)
+            == "failed"
+        )
     link = _link(db, link_id)
     assert (link.copy_state, link.copy_error, link.copy_attempts) == (
-        "failed", f"gave up after {MAX_ATTEMPTS} attempts", MAX_ATTEMPTS)
+        "failed",
+        f"gave up after {MAX_ATTEMPTS} attempts",
+        MAX_ATTEMPTS,
+    )
     assert f"not copied: gave up after {MAX_ATTEMPTS} attempts" in caplog.text
     assert dns.asked == [] and photo_host.paths == []

@@ -63,7 +63,11 @@ class Connections:
 @pytest.fixture(autouse=True)
 def connections(monkeypatch: pytest.MonkeyPatch) -> Connections:
     seen = Connections()
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def guard(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -108,7 +112,9 @@ class SmtpSink:
         self.port = _free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if self.refused_rcpt:
             return self.refused_rcpt
         envelope.rcpt_tos.append(address)
@@ -179,23 +185,39 @@ def hooks() -> Iterator[HookSink]:
 
 def _local_hooks(settings: Settings) -> Settings:
     """The test endpoints listen on 127.0.0.1 over plain http: the settings must say so."""
-    return dataclasses.replace(settings, webhook_allow_hosts=("127.0.0.1",), webhook_http_hosts=("127.0.0.1",))
+    return dataclasses.replace(
+        settings, webhook_allow_hosts=("127.0.0.1",), webhook_http_hosts=("127.0.0.1",)
+    )
 
 
 @pytest.fixture
 def city(settings: Settings, smtp: SmtpSink) -> Settings:
-    return dataclasses.replace(_local_hooks(settings), smtp_host="127.0.0.1", smtp_port=smtp.port,
-                               mail_from="311@example.ad", public_base_url="https://311.example.ad")
+    return dataclasses.replace(
+        _local_hooks(settings),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        mail_from="311@example.ad",
+        public_base_url="https://311.example.ad",
+    )
 
 
-def _report(db: Session, email_to: str | None = "ana@example.org", *, api_key_id: int | None = None,
-            east_m: float = 0) -> ServiceRequest:
+def _report(
+    db: Session,
+    email_to: str | None = "ana@example.org",
+    *,
+    api_key_id: int | None = None,
+    east_m: float = 0,
+) -> ServiceRequest:
     lon, lat = f.offset(f.LON, f.LAT, east_m)
-    return f.report(db, lon=lon, lat=lat, contact=Contact(email=email_to), api_key_id=api_key_id).request
+    return f.report(
+        db, lon=lon, lat=lat, contact=Contact(email=email_to), api_key_id=api_key_id
+    ).request
 
 
 def _row(db: Session, request_id: int) -> Notification:
-    (row,) = db.scalars(select(Notification).where(Notification.service_request_id == request_id)).all()
+    (row,) = db.scalars(
+        select(Notification).where(Notification.service_request_id == request_id)
+    ).all()
     db.refresh(row)
     return row
 
@@ -206,15 +228,18 @@ def _closed_report(sessions: sessionmaker[Session], **kwargs: Any) -> tuple[int,
         if s.scalar(select(ServiceType.id).where(ServiceType.code == "pothole")) is None:
             f.service_type(s, "pothole", name="Pothole")
         req = _report(s, **kwargs)
-        ServiceRequestLifecycle.transition(s, req, "not_found", actor=ACTOR, note="Nothing there.", public=True)
+        ServiceRequestLifecycle.transition(
+            s, req, "not_found", actor=ACTOR, note="Nothing there.", public=True
+        )
         return req.id, outbox.db_now(s)
 
 
 # -- e-mail ----------------------------------------------------------------------------------
 
 
-def test_one_email_per_event_even_when_delivery_runs_twice(sessions: sessionmaker[Session], db: Session, city: Settings,
-                                                           smtp: SmtpSink) -> None:
+def test_one_email_per_event_even_when_delivery_runs_twice(
+    sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
+) -> None:
     request_id, t0 = _closed_report(sessions)
     first = deliver_due(sessions, city, now=t0)
     second = deliver_due(sessions, city, now=t0 + timedelta(hours=1))
@@ -225,7 +250,10 @@ def test_one_email_per_event_even_when_delivery_runs_twice(sessions: sessionmake
     (msg,) = smtp.messages
     assert msg["Subject"] == f"Your report {request_id} (Pothole) has been closed"
     assert msg["Message-ID"] == f"<notification.{row.id}.{row.status_event_id}@example.ad>"
-    assert f"Follow your report: https://311.example.ad/status/{request_id}" in msg.get_payload(decode=True).decode()
+    assert (
+        f"Follow your report: https://311.example.ad/status/{request_id}"
+        in msg.get_payload(decode=True).decode()
+    )
 
 
 def test_a_451_is_retried_with_backoff_and_delivered_when_the_server_recovers(
@@ -236,7 +264,12 @@ def test_a_451_is_retried_with_backoff_and_delivered_when_the_server_recovers(
     run = deliver_due(sessions, city, now=t0)
     row = _row(db, request_id)
     assert (run.sent, run.retrying) == ([], [row.id])
-    assert (row.state, row.attempts, row.next_attempt_at, row.sent_at) == ("pending", 1, t0 + timedelta(minutes=1), None)
+    assert (row.state, row.attempts, row.next_attempt_at, row.sent_at) == (
+        "pending",
+        1,
+        t0 + timedelta(minutes=1),
+        None,
+    )
     assert row.last_error == "SMTP 451: 4.3.0 Greylisted, try again later"
 
     smtp.reply = None
@@ -250,13 +283,18 @@ def test_a_451_is_retried_with_backoff_and_delivered_when_the_server_recovers(
     assert len(smtp.messages) == 1 and smtp.tries == 2
 
 
-def test_a_server_that_refuses_connections_is_retried(sessions: sessionmaker[Session], db: Session, city: Settings,
-                                                      smtp: SmtpSink) -> None:
+def test_a_server_that_refuses_connections_is_retried(
+    sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
+) -> None:
     request_id, t0 = _closed_report(sessions)
     down = dataclasses.replace(city, smtp_port=_free_port())
     deliver_due(sessions, down, now=t0)
     row = _row(db, request_id)
-    assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 1, t0 + timedelta(minutes=1))
+    assert (row.state, row.attempts, row.next_attempt_at) == (
+        "pending",
+        1,
+        t0 + timedelta(minutes=1),
+    )
     assert row.last_error.startswith(f"SMTP 127.0.0.1:{down.smtp_port}: ConnectionRefusedError(")
     deliver_due(sessions, down, now=t0 + timedelta(minutes=1))
     db.refresh(row)
@@ -265,8 +303,9 @@ def test_a_server_that_refuses_connections_is_retried(sessions: sessionmaker[Ses
     assert len(smtp.messages) == 1
 
 
-def test_delivery_gives_up_after_the_last_attempt(sessions: sessionmaker[Session], db: Session, city: Settings,
-                                                  smtp: SmtpSink) -> None:
+def test_delivery_gives_up_after_the_last_attempt(
+    sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
+) -> None:
     request_id, t0 = _closed_report(sessions)
     smtp.reply = "451 4.3.0 Still busy"
     now, waits = t0, []
@@ -276,13 +315,18 @@ def test_delivery_gives_up_after_the_last_attempt(sessions: sessionmaker[Session
         waits.append((row.next_attempt_at - now) / timedelta(minutes=1))
         now = row.next_attempt_at
     assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 240, 0]
-    assert (row.state, row.attempts, row.last_error) == ("failed", outbox.MAX_ATTEMPTS, "SMTP 451: 4.3.0 Still busy")
+    assert (row.state, row.attempts, row.last_error) == (
+        "failed",
+        outbox.MAX_ATTEMPTS,
+        "SMTP 451: 4.3.0 Still busy",
+    )
     assert deliver_due(sessions, city, now=now + timedelta(days=1)).failed == []
     assert smtp.tries == outbox.MAX_ATTEMPTS and smtp.messages == []
 
 
-def test_an_unknown_mailbox_is_given_up_at_once(sessions: sessionmaker[Session], db: Session, city: Settings,
-                                                smtp: SmtpSink) -> None:
+def test_an_unknown_mailbox_is_given_up_at_once(
+    sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
+) -> None:
     request_id, t0 = _closed_report(sessions)
     smtp.refused_rcpt = "550 5.1.1 No such mailbox"
     run = deliver_due(sessions, city, now=t0)
@@ -293,7 +337,11 @@ def test_an_unknown_mailbox_is_given_up_at_once(sessions: sessionmaker[Session],
 
 
 def test_without_a_mail_server_emails_wait_and_webhooks_still_go(
-    sessions: sessionmaker[Session], db: Session, settings: Settings, hooks: HookSink, caplog: pytest.LogCaptureFixture
+    sessions: sessionmaker[Session],
+    db: Session,
+    settings: Settings,
+    hooks: HookSink,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import workers.delivery
 
@@ -305,8 +353,17 @@ def test_without_a_mail_server_emails_wait_and_webhooks_still_go(
     with caplog.at_level(logging.WARNING, logger="workers.delivery"):
         deliver_due(sessions, _local_hooks(settings), now=t0)
         deliver_due(sessions, _local_hooks(settings), now=t0 + timedelta(hours=1))
-    rows = {n.channel: n for n in db.scalars(select(Notification).where(Notification.service_request_id == request_id))}
-    assert (rows["email"].state, rows["email"].attempts, rows["email"].last_error) == ("pending", 0, None)
+    rows = {
+        n.channel: n
+        for n in db.scalars(
+            select(Notification).where(Notification.service_request_id == request_id)
+        )
+    }
+    assert (rows["email"].state, rows["email"].attempts, rows["email"].last_error) == (
+        "pending",
+        0,
+        None,
+    )
     assert (rows["webhook"].state, rows["webhook"].attempts) == ("sent", 1)
     assert [r.getMessage() for r in caplog.records] == [
         "e-mail notifications are waiting in the outbox: STREETLOOP_SMTP_HOST is not set"
@@ -341,11 +398,19 @@ def test_webhook_is_signed_and_a_500_is_retried_with_the_same_delivery_id(
     for path, headers, body in hooks.calls:
         assert path == "/streetloop"
         assert headers["X-StreetLoop-Delivery"] == str(row.id)
-        assert headers["X-StreetLoop-Signature"] == "sha256=" + hmac.new(b"app-secret", body, hashlib.sha256).hexdigest()
+        assert (
+            headers["X-StreetLoop-Signature"]
+            == "sha256=" + hmac.new(b"app-secret", body, hashlib.sha256).hexdigest()
+        )
     event_at = db.scalar(select(StatusEvent.at).where(StatusEvent.id == row.status_event_id))
     assert json.loads(hooks.calls[0][2]) == {
-        "event": "closed", "service_request_id": str(request_id), "status": "closed", "detailed_status": "not_found",
-        "updated_datetime": event_at.isoformat(), "status_notes": "Nothing there.", "media_url": None,
+        "event": "closed",
+        "service_request_id": str(request_id),
+        "status": "closed",
+        "detailed_status": "not_found",
+        "updated_datetime": event_at.isoformat(),
+        "status_notes": "Nothing there.",
+        "media_url": None,
         "status_page": f"https://311.example.ad/status/{request_id}",
     }
 
@@ -377,7 +442,11 @@ def test_deliveries_for_a_revoked_keys_webhook_are_given_up_without_a_call(
         s.get(ApiKey, key.id).active = False
     assert deliver_due(sessions, city, now=t0).failed == [_row(db, request_id).id]
     row = _row(db, request_id)
-    assert (row.state, row.attempts, row.last_error) == ("failed", 1, f"api key {key.id} was revoked")
+    assert (row.state, row.attempts, row.last_error) == (
+        "failed",
+        1,
+        f"api key {key.id} was revoked",
+    )
     assert hooks.calls == []
 
 
@@ -413,7 +482,11 @@ def _hooked_report(sessions: sessionmaker[Session], url: str) -> tuple[int, date
 
 
 def test_without_the_allow_list_a_local_endpoint_is_not_called(
-    sessions: sessionmaker[Session], db: Session, settings: Settings, hooks: HookSink, connections: Connections
+    sessions: sessionmaker[Session],
+    db: Session,
+    settings: Settings,
+    hooks: HookSink,
+    connections: Connections,
 ) -> None:
     request_id, t0 = _hooked_report(sessions, hooks.url.replace("http://", "https://"))
     run = deliver_due(sessions, settings, now=t0)
@@ -424,7 +497,11 @@ def test_without_the_allow_list_a_local_endpoint_is_not_called(
 
 
 def test_plain_http_is_refused_unless_the_settings_allow_it_for_the_host(
-    sessions: sessionmaker[Session], db: Session, settings: Settings, hooks: HookSink, connections: Connections
+    sessions: sessionmaker[Session],
+    db: Session,
+    settings: Settings,
+    hooks: HookSink,
+    connections: Connections,
 ) -> None:
     request_id, t0 = _hooked_report(sessions, hooks.url)
     only_private_allowed = dataclasses.replace(settings, webhook_allow_hosts=("127.0.0.1",))
@@ -455,7 +532,12 @@ def test_plain_http_is_refused_unless_the_settings_allow_it_for_the_host(
     ],
 )
 def test_a_name_that_resolves_into_the_citys_network_is_refused_without_a_connection(
-    sessions: sessionmaker[Session], db: Session, local: Settings, connections: Connections, answer: list[str], error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    connections: Connections,
+    answer: list[str],
+    error: str,
 ) -> None:
     request_id, t0 = _hooked_report(sessions, "https://hooks.example.org/streetloop")
     dns = Resolver(answer)
@@ -481,7 +563,12 @@ def test_a_name_that_resolves_into_the_citys_network_is_refused_without_a_connec
     ],
 )
 def test_a_url_registered_before_the_checks_is_refused_without_a_lookup(
-    sessions: sessionmaker[Session], db: Session, settings: Settings, connections: Connections, url: str, error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    settings: Settings,
+    connections: Connections,
+    url: str,
+    error: str,
 ) -> None:
     request_id, t0 = _hooked_report(sessions, url)
     dns = Resolver(["93.184.215.14"])
@@ -492,7 +579,11 @@ def test_a_url_registered_before_the_checks_is_refused_without_a_lookup(
 
 
 def test_the_worker_connects_to_the_address_it_checked_and_resolves_once(
-    sessions: sessionmaker[Session], db: Session, local: Settings, hooks: HookSink, connections: Connections
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    hooks: HookSink,
+    connections: Connections,
 ) -> None:
     # DNS rebinding: the name answers 127.0.0.1 (allowed) to the check, and 10.0.0.1 to
     # any later lookup. The call must go where the check said, with the name's Host header.
@@ -508,8 +599,9 @@ def test_the_worker_connects_to_the_address_it_checked_and_resolves_once(
     assert (path, headers["Host"]) == ("/streetloop", f"hooks.example.test:{hooks.port}")
 
 
-def test_an_unknown_name_is_retried(sessions: sessionmaker[Session], db: Session, local: Settings,
-                                    connections: Connections) -> None:
+def test_an_unknown_name_is_retried(
+    sessions: sessionmaker[Session], db: Session, local: Settings, connections: Connections
+) -> None:
     request_id, t0 = _hooked_report(sessions, "https://gone.example.org/hook")
 
     def nxdomain(host: str, port: int) -> list[str]:
@@ -521,8 +613,9 @@ def test_an_unknown_name_is_retried(sessions: sessionmaker[Session], db: Session
     assert connections.to == []
 
 
-def test_a_resolver_answer_that_is_no_address_is_a_name_not_found(sessions: sessionmaker[Session], db: Session,
-                                                                    local: Settings, connections: Connections) -> None:
+def test_a_resolver_answer_that_is_no_address_is_a_name_not_found(
+    sessions: sessionmaker[Session], db: Session, local: Settings, connections: Connections
+) -> None:
     # The same look-up and checks as the photo copies (workers.outbound.checked_addresses):
     # a bad answer is a name not found, retried, not an internal error.
     request_id, t0 = _hooked_report(sessions, "https://odd.example.org/hook")
@@ -573,10 +666,20 @@ class RawServer:
 
 @pytest.mark.parametrize(
     ("mode", "error"),
-    [("refused", "connection refused"), ("close", "no reply"), ("garbage", "invalid HTTP reply"), ("silent", "timeout")],
+    [
+        ("refused", "connection refused"),
+        ("close", "no reply"),
+        ("garbage", "invalid HTTP reply"),
+        ("silent", "timeout"),
+    ],
 )
 def test_connection_failures_are_told_in_our_own_words(
-    sessions: sessionmaker[Session], db: Session, local: Settings, monkeypatch: pytest.MonkeyPatch, mode: str, error: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    error: str,
 ) -> None:
     import workers.delivery
 
@@ -593,9 +696,14 @@ def test_connection_failures_are_told_in_our_own_words(
     assert (row.state, row.attempts, row.last_error) == ("pending", 1, error)
 
 
-def test_an_unexpected_error_is_named_not_quoted(sessions: sessionmaker[Session], db: Session, local: Settings,
-                                                hooks: HookSink, monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unexpected_error_is_named_not_quoted(
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    hooks: HookSink,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     request_id, t0 = _hooked_report(sessions, hooks.url)
 
     def broken(*args: Any, **kwargs: Any) -> None:
@@ -605,7 +713,10 @@ def test_an_unexpected_error_is_named_not_quoted(sessions: sessionmaker[Session]
     with caplog.at_level(logging.ERROR, logger="workers.delivery"):
         deliver_due(sessions, local, now=t0)
     row = _row(db, request_id)
-    assert (row.state, row.last_error) == ("pending", "internal error (RuntimeError; see the worker's log)")
+    assert (row.state, row.last_error) == (
+        "pending",
+        "internal error (RuntimeError; see the worker's log)",
+    )
     # The operators' log keeps the whole story.
     assert "FATAL password authentication failed" in caplog.text
 
@@ -637,8 +748,12 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
 
 
 def test_https_goes_to_the_checked_address_and_verifies_the_hosts_name(
-    sessions: sessionmaker[Session], db: Session, local: Settings, tls_hooks: HookSink, ca_file: Path,
-    connections: Connections
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    tls_hooks: HookSink,
+    ca_file: Path,
+    connections: Connections,
 ) -> None:
     url = f"https://hooks.example.org:{tls_hooks.port}/streetloop"
     request_id, t0 = _hooked_report(sessions, url)
@@ -650,21 +765,35 @@ def test_https_goes_to_the_checked_address_and_verifies_the_hosts_name(
     assert tls_hooks.sni == ["hooks.example.org"]
     ((path, headers, body),) = tls_hooks.calls
     assert (path, headers["Host"]) == ("/streetloop", f"hooks.example.org:{tls_hooks.port}")
-    assert headers["X-StreetLoop-Signature"] == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert (
+        headers["X-StreetLoop-Signature"]
+        == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    )
 
 
 @pytest.mark.parametrize("case", ["untrusted CA", "another name"])
 def test_a_certificate_that_does_not_prove_the_hosts_name_is_a_tls_error(
-    sessions: sessionmaker[Session], db: Session, local: Settings, tls_hooks: HookSink, ca_file: Path, case: str
+    sessions: sessionmaker[Session],
+    db: Session,
+    local: Settings,
+    tls_hooks: HookSink,
+    ca_file: Path,
+    case: str,
 ) -> None:
     # "another name": the certificate is valid for 127.0.0.1, where the call goes, but
     # not for the URL's host, which is what it must prove.
     host = "hooks.example.org" if case == "untrusted CA" else "other.example.org"
     request_id, t0 = _hooked_report(sessions, f"https://{host}:{tls_hooks.port}/streetloop")
-    settings = local if case == "untrusted CA" else dataclasses.replace(local, webhook_ca_file=ca_file)
+    settings = (
+        local if case == "untrusted CA" else dataclasses.replace(local, webhook_ca_file=ca_file)
+    )
     deliver_due(sessions, settings, now=t0, resolve=Resolver(["127.0.0.1"]))
     row = _row(db, request_id)
-    assert (row.state, row.attempts, row.last_error) == ("pending", 1, "TLS error: certificate not accepted")
+    assert (row.state, row.attempts, row.last_error) == (
+        "pending",
+        1,
+        "TLS error: certificate not accepted",
+    )
     assert tls_hooks.calls == []
 
 
@@ -692,14 +821,20 @@ def committed(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
         req_ids = select(ServiceRequest.id).where(ServiceRequest.service_type_id == st_id)
         wo_ids = select(WorkOrder.id).where(WorkOrder.service_type_id == st_id)
         s.execute(delete(Notification).where(Notification.service_request_id.in_(req_ids)))
-        s.execute(delete(StatusEvent).where(
-            ((StatusEvent.entity == "service_request") & StatusEvent.entity_id.in_(req_ids))
-            | ((StatusEvent.entity == "work_order") & StatusEvent.entity_id.in_(wo_ids))
-        ))
+        s.execute(
+            delete(StatusEvent).where(
+                ((StatusEvent.entity == "service_request") & StatusEvent.entity_id.in_(req_ids))
+                | ((StatusEvent.entity == "work_order") & StatusEvent.entity_id.in_(wo_ids))
+            )
+        )
         s.execute(delete(ServiceRequest).where(ServiceRequest.service_type_id == st_id))
         s.execute(delete(WorkOrder).where(WorkOrder.service_type_id == st_id))
         s.execute(delete(ServiceType).where(ServiceType.id == st_id))
-        s.execute(delete(AccessToken).where(AccessToken.user_id.in_(select(User.id).where(User.email == "disp@notify.test"))))
+        s.execute(
+            delete(AccessToken).where(
+                AccessToken.user_id.in_(select(User.id).where(User.email == "disp@notify.test"))
+            )
+        )
         s.execute(delete(User).where(User.email == "disp@notify.test"))
         s.execute(delete(Crew).where(Crew.code == "notify-crew"))
         s.execute(delete(ApiKey).where(ApiKey.name == "Test client"))
@@ -709,33 +844,63 @@ def committed(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
 def test_two_workers_at_once_send_each_message_exactly_once(committed, smtp: SmtpSink) -> None:  # noqa: ANN001
     sessions, settings = committed
     with sessions.begin() as s:
-        reqs = [f.report(s, "notify_test_type", lon=f.offset(f.LON, f.LAT, 100 * i)[0],
-                         contact=Contact(email=f"resident{i}@example.org")).request for i in range(8)]
+        reqs = [
+            f.report(
+                s,
+                "notify_test_type",
+                lon=f.offset(f.LON, f.LAT, 100 * i)[0],
+                contact=Contact(email=f"resident{i}@example.org"),
+            ).request
+            for i in range(8)
+        ]
         for req in reqs:
             ServiceRequestLifecycle.transition(s, req, "not_found", actor=ACTOR)
     results = []
-    workers = [threading.Thread(target=lambda: results.append(deliver_due(sessions, settings))) for _ in range(2)]
+    workers = [
+        threading.Thread(target=lambda: results.append(deliver_due(sessions, settings)))
+        for _ in range(2)
+    ]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    assert sorted(rcpt for _, (rcpt,) in smtp.envelopes) == sorted(f"resident{i}@example.org" for i in range(8))
+    assert sorted(rcpt for _, (rcpt,) in smtp.envelopes) == sorted(
+        f"resident{i}@example.org" for i in range(8)
+    )
     assert len({m["Message-ID"] for m in smtp.messages}) == 8
-    assert len(results[0].sent) + len(results[1].sent) == 8 and not set(results[0].sent) & set(results[1].sent)
+    assert len(results[0].sent) + len(results[1].sent) == 8 and not set(results[0].sent) & set(
+        results[1].sent
+    )
     with sessions() as s:
-        rows = s.execute(select(Notification.state, Notification.attempts)
-                         .where(Notification.service_request_id.in_([r.id for r in reqs]))).all()
+        rows = s.execute(
+            select(Notification.state, Notification.attempts).where(
+                Notification.service_request_id.in_([r.id for r in reqs])
+            )
+        ).all()
     assert sorted(rows) == [("sent", 1)] * 8
 
 
 def test_a_row_being_claimed_is_skipped_by_the_other_workers(committed) -> None:  # noqa: ANN001
     sessions, _ = committed
     with sessions.begin() as s:
-        reqs = [f.report(s, "notify_test_type", lon=f.offset(f.LON, f.LAT, 100 * i)[0],
-                         contact=Contact(email=f"resident{i}@example.org")).request for i in range(2)]
+        reqs = [
+            f.report(
+                s,
+                "notify_test_type",
+                lon=f.offset(f.LON, f.LAT, 100 * i)[0],
+                contact=Contact(email=f"resident{i}@example.org"),
+            ).request
+            for i in range(2)
+        ]
         for req in reqs:
             ServiceRequestLifecycle.transition(s, req, "not_found", actor=ACTOR)
-        ids = sorted(n.id for req in reqs for n in s.scalars(select(Notification).where(Notification.service_request_id == req.id)))
+        ids = sorted(
+            n.id
+            for req in reqs
+            for n in s.scalars(
+                select(Notification).where(Notification.service_request_id == req.id)
+            )
+        )
     with sessions() as a, sessions() as b, sessions() as c:
         for s in (b, c):
             # Waiting on A's row lock would be the bug; fail fast instead of hanging.
@@ -748,7 +913,9 @@ def test_a_row_being_claimed_is_skipped_by_the_other_workers(committed) -> None:
         b.rollback()
 
 
-def test_a_dispatch_over_http_queues_one_job_and_the_worker_mails_every_reporter(committed, smtp: SmtpSink) -> None:  # noqa: ANN001
+def test_a_dispatch_over_http_queues_one_job_and_the_worker_mails_every_reporter(
+    committed, smtp: SmtpSink
+) -> None:  # noqa: ANN001
     from api import create_app
     from workers.app import Queue, bound_to
 
@@ -763,21 +930,35 @@ def test_a_dispatch_over_http_queues_one_job_and_the_worker_mails_every_reporter
     queue = Queue(settings)
     try:
         client = create_app(settings, sessions=sessions, queue=queue).test_client()
-        r = client.post(f"/api/v1/work-orders/{wo_id}/transitions", json={"to": "dispatched", "crew": crew.code},
-                        headers=headers)
+        r = client.post(
+            f"/api/v1/work-orders/{wo_id}/transitions",
+            json={"to": "dispatched", "crew": crew.code},
+            headers=headers,
+        )
         assert r.status_code == 200, r.get_json()
     finally:
         queue.close()
     with sessions() as s:
-        assert s.execute(text("SELECT task_name, args FROM procrastinate_jobs")).all() == [("deliver_notifications", {})]
+        assert s.execute(text("SELECT task_name, args FROM procrastinate_jobs")).all() == [
+            ("deliver_notifications", {})
+        ]
 
     with bound_to(settings) as worker_app:
-        worker_app.run_worker(queues=["notify"], wait=False, install_signal_handlers=False, listen_notify=False)
+        worker_app.run_worker(
+            queues=["notify"], wait=False, install_signal_handlers=False, listen_notify=False
+        )
 
     assert sorted(rcpt for _, (rcpt,) in smtp.envelopes) == ["ana@example.org", "ben@example.org"]
     assert {m["Subject"].split(" (")[1] for m in smtp.messages} == {"Streetlight out) is scheduled"}
     with sessions() as s:
-        assert s.scalar(text("SELECT status::text FROM procrastinate_jobs WHERE task_name = 'deliver_notifications'")) == "succeeded"
+        assert (
+            s.scalar(
+                text(
+                    "SELECT status::text FROM procrastinate_jobs WHERE task_name = 'deliver_notifications'"
+                )
+            )
+            == "succeeded"
+        )
 
 
 def test_the_minutely_sweep_delivers_what_no_job_was_queued_for(committed, smtp: SmtpSink) -> None:  # noqa: ANN001
@@ -794,4 +975,8 @@ def test_the_minutely_sweep_delivers_what_no_job_was_queued_for(committed, smtp:
     workers.tasks.sweep_notifications(timestamp=0)
     assert [rcpt for _, (rcpt,) in smtp.envelopes] == ["ana@example.org"]
     sweep = app.periodic_registry.periodic_tasks[("sweep_notifications", "")]
-    assert (sweep.cron, sweep.task.queue, sweep.task.queueing_lock) == ("* * * * *", "notify", "sweep_notifications")
+    assert (sweep.cron, sweep.task.queue, sweep.task.queueing_lock) == (
+        "* * * * *",
+        "notify",
+        "sweep_notifications",
+    )

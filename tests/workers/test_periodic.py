@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import shifts as rota
 from core.intake import Contact
-from core.models import CrewDay, Notification, PlanRoute, RoutePlan, RouteStop, ServiceRequest, Shift
+from core.models import (
+    CrewDay,
+    Notification,
+    PlanRoute,
+    RoutePlan,
+    RouteStop,
+    ServiceRequest,
+    Shift,
+)
 from core.workorders import change_status
 from tests import factories as f
 
@@ -20,7 +28,9 @@ TZ = ZoneInfo("Europe/Andorra")
 
 
 @pytest.fixture
-def worker_env(committed: sessionmaker, database_url: str, monkeypatch: pytest.MonkeyPatch) -> sessionmaker[Session]:
+def worker_env(
+    committed: sessionmaker, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> sessionmaker[Session]:
     """The worker's own settings and sessions, pointed at the test database."""
     import workers.tasks
 
@@ -37,8 +47,14 @@ def test_make_shifts_extends_the_weekly_patterns(worker_env: sessionmaker) -> No
 
     with worker_env() as s:
         crew = f.crew(s, "rota-worker")
-        rota.create_pattern(s, crew=crew, spec=rota.PatternSpec(weekdays=(1, 2, 3, 4, 5, 6, 7), starts=time(7), ends=time(15)),
-                            actor=f.SYSTEM, tz=TZ, horizon_days=1)
+        rota.create_pattern(
+            s,
+            crew=crew,
+            spec=rota.PatternSpec(weekdays=(1, 2, 3, 4, 5, 6, 7), starts=time(7), ends=time(15)),
+            actor=f.SYSTEM,
+            tz=TZ,
+            horizon_days=1,
+        )
         s.commit()
         before = s.scalar(select(func.count()).select_from(Shift))
     make_shifts(timestamp=0)
@@ -51,7 +67,9 @@ def test_make_shifts_extends_the_weekly_patterns(worker_env: sessionmaker) -> No
         assert s.scalar(select(func.count()).select_from(Shift)) == after
 
 
-def test_refresh_promises_moves_a_late_promise_and_tells_the_resident(worker_env: sessionmaker) -> None:
+def test_refresh_promises_moves_a_late_promise_and_tells_the_resident(
+    worker_env: sessionmaker,
+) -> None:
     from workers.tasks import refresh_promises
 
     now = datetime.now(UTC)
@@ -60,14 +78,33 @@ def test_refresh_promises_moves_a_late_promise_and_tells_the_resident(worker_env
         f.service_type(s)
         crew = f.crew(s, "late-1")
         crew.depot_id = depot.id
-        wo = f.report(s, lon=f.offset(f.LON, f.LAT, 1500)[0], contact=Contact(email="ana@example.org")).work_order
+        wo = f.report(
+            s, lon=f.offset(f.LON, f.LAT, 1500)[0], contact=Contact(email="ana@example.org")
+        ).work_order
         change_status(s, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id)
         day = now.astimezone(TZ).date()
-        plan = RoutePlan(plan_date=day, version=1, status="published", time_limit_s=1, stats={"feasible": True})
-        route = PlanRoute(plan=plan, crew_id=crew.id, start_at=now - timedelta(hours=2), end_at=now + timedelta(hours=2),
-                          drive_s=0, distance_m=0)
+        plan = RoutePlan(
+            plan_date=day, version=1, status="published", time_limit_s=1, stats={"feasible": True}
+        )
+        route = PlanRoute(
+            plan=plan,
+            crew_id=crew.id,
+            start_at=now - timedelta(hours=2),
+            end_at=now + timedelta(hours=2),
+            drive_s=0,
+            distance_m=0,
+        )
         due = now - timedelta(hours=1)  # the crew should have been there an hour ago
-        route.stops.append(RouteStop(sequence=1, kind="job", work_order_id=wo.id, arrival_at=due, start_at=due, end_at=due))
+        route.stops.append(
+            RouteStop(
+                sequence=1,
+                kind="job",
+                work_order_id=wo.id,
+                arrival_at=due,
+                start_at=due,
+                end_at=due,
+            )
+        )
         s.add_all([plan, route])
         s.flush()
         s.add(CrewDay(crew_id=crew.id, plan_date=day, plan_id=plan.id))
@@ -79,11 +116,17 @@ def test_refresh_promises_moves_a_late_promise_and_tells_the_resident(worker_env
     with worker_env() as s:
         req = s.get(ServiceRequest, request_id)
         assert req.expected_at >= now and req.promised_at == req.expected_at
-        kinds = s.scalars(select(Notification.kind).where(Notification.service_request_id == request_id).order_by(Notification.id)).all()
+        kinds = s.scalars(
+            select(Notification.kind)
+            .where(Notification.service_request_id == request_id)
+            .order_by(Notification.id)
+        ).all()
         assert kinds == ["scheduled", "delayed"]
 
 
-def test_purge_personal_data_follows_the_retention_settings(worker_env: sessionmaker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_purge_personal_data_follows_the_retention_settings(
+    worker_env: sessionmaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from core.models import PositionPing, RequestContact, StatusEvent
     from core.spatial import point
     from workers.tasks import close_resources, purge_personal_data
@@ -96,18 +139,34 @@ def test_purge_personal_data_follows_the_retention_settings(worker_env: sessionm
         f.service_type(s)
         crew = f.crew(s, "gps-1")
         for days in (20, 10, 9, 1):
-            s.add(PositionPing(crew_id=crew.id, at=now - timedelta(days=days), location=point(f.LON, f.LAT)))
-        sr = f.report(s, at=now - timedelta(days=41), contact=Contact(email="bo@example.org")).request
+            s.add(
+                PositionPing(
+                    crew_id=crew.id, at=now - timedelta(days=days), location=point(f.LON, f.LAT)
+                )
+            )
+        sr = f.report(
+            s, at=now - timedelta(days=41), contact=Contact(email="bo@example.org")
+        ).request
         from core.lifecycle.service_request import ServiceRequestLifecycle
 
-        ServiceRequestLifecycle.transition(s, sr, "cancelled", actor=f.SYSTEM, at=now - timedelta(days=40))
+        ServiceRequestLifecycle.transition(
+            s, sr, "cancelled", actor=f.SYSTEM, at=now - timedelta(days=40)
+        )
         s.commit()
         crew_id, request_id = crew.id, sr.id
     purge_personal_data(timestamp=0)
     with worker_env() as s:
-        ages = sorted(round((now - at).total_seconds() / 86400) for at in
-                      s.scalars(select(PositionPing.at).where(PositionPing.crew_id == crew_id)))
+        ages = sorted(
+            round((now - at).total_seconds() / 86400)
+            for at in s.scalars(select(PositionPing.at).where(PositionPing.crew_id == crew_id))
+        )
         assert ages == [1, 9]  # the last fix before the cutoff starts the next leg
         assert s.get(RequestContact, request_id) is None
-        assert s.scalar(select(func.count()).select_from(StatusEvent).where(
-            StatusEvent.note.like("retention:%"))) == 2  # the crew's, the request's
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(StatusEvent)
+                .where(StatusEvent.note.like("retention:%"))
+            )
+            == 2
+        )  # the crew's, the request's

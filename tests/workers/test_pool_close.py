@@ -27,10 +27,14 @@ def relay(database_url: str) -> Iterator[tuple[Relay, str]]:
 
 
 def _threads_of(pool_name: str) -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(f"{pool_name}-") and t.is_alive()]
+    return [
+        t.name for t in threading.enumerate() if t.name.startswith(f"{pool_name}-") and t.is_alive()
+    ]
 
 
-def test_the_web_queue_closes_with_its_database_gone_and_connects_no_more(relay: tuple[Relay, str]) -> None:
+def test_the_web_queue_closes_with_its_database_gone_and_connects_no_more(
+    relay: tuple[Relay, str],
+) -> None:
     from workers.app import Queue
 
     r, url = relay

@@ -41,10 +41,12 @@ def committed(engine: Engine, database_url: str, tmp_path: Path, monkeypatch: py
         st_id = s.scalar(select(ServiceType.id).where(ServiceType.code == "worker_test_type"))
         req_ids = select(ServiceRequest.id).where(ServiceRequest.service_type_id == st_id)
         wo_ids = select(WorkOrder.id).where(WorkOrder.service_type_id == st_id)
-        s.execute(delete(StatusEvent).where(
-            ((StatusEvent.entity == "service_request") & StatusEvent.entity_id.in_(req_ids))
-            | ((StatusEvent.entity == "work_order") & StatusEvent.entity_id.in_(wo_ids))
-        ))
+        s.execute(
+            delete(StatusEvent).where(
+                ((StatusEvent.entity == "service_request") & StatusEvent.entity_id.in_(req_ids))
+                | ((StatusEvent.entity == "work_order") & StatusEvent.entity_id.in_(wo_ids))
+            )
+        )
         s.execute(delete(Photo).where(Photo.service_request_id.in_(req_ids)))
         s.execute(delete(ServiceRequest).where(ServiceRequest.service_type_id == st_id))
         s.execute(delete(WorkOrder).where(WorkOrder.service_type_id == st_id))
@@ -61,22 +63,36 @@ def test_worker_processes_the_photo_of_a_committed_report(committed) -> None:  #
     Image.new("RGB", (40, 30), "green").save(buf, "JPEG")
     resp = app.test_client().post(
         "/open311/v2/requests.json",
-        data={"api_key": "worker-test-key", "service_code": "worker_test_type", "lat": str(f.LAT), "long": str(f.LON),
-              "media": (io.BytesIO(buf.getvalue()), "p.jpg")},
+        data={
+            "api_key": "worker-test-key",
+            "service_code": "worker_test_type",
+            "lat": str(f.LAT),
+            "long": str(f.LON),
+            "media": (io.BytesIO(buf.getvalue()), "p.jpg"),
+        },
         content_type="multipart/form-data",
     )
     assert resp.status_code == 201, resp.data
     public_id = resp.get_json()[0]["service_request_id"]
 
     with bound_to(settings) as worker_app:
-        worker_app.run_worker(queues=["media"], wait=False, install_signal_handlers=False, listen_notify=False)
+        worker_app.run_worker(
+            queues=["media"], wait=False, install_signal_handlers=False, listen_notify=False
+        )
 
     with sessions() as s:
-        photo = s.scalar(select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id))
+        photo = s.scalar(
+            select(Photo).join(ServiceRequest).where(ServiceRequest.public_id == public_id)
+        )
         assert photo.state == "ready"
         assert (settings.media_dir / photo.public_key).is_file()
-        assert s.scalar(select(ServiceRequest.media_url).where(ServiceRequest.public_id == public_id)) == f"/media/{photo.public_key}"
-        status = s.scalar(text("SELECT status::text FROM procrastinate_jobs WHERE task_name = 'process_photo'"))
+        assert (
+            s.scalar(select(ServiceRequest.media_url).where(ServiceRequest.public_id == public_id))
+            == f"/media/{photo.public_key}"
+        )
+        status = s.scalar(
+            text("SELECT status::text FROM procrastinate_jobs WHERE task_name = 'process_photo'")
+        )
     assert status == "succeeded"
 
 
@@ -129,7 +145,9 @@ def photo_server() -> Iterator[str]:
 
 
 def test_the_worker_copies_a_linked_photo_from_an_allowed_host_and_the_crew_gets_a_photo(
-    committed, photo_server: str, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    committed,
+    photo_server: str,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
     from workers.app import bound_to
 
@@ -143,26 +161,50 @@ def test_the_worker_copies_a_linked_photo_from_an_allowed_host_and_the_crew_gets
     workers.tasks.close_resources()
     settings = Settings.from_env()
     app.extensions["streetloop.settings"] = settings
-    resp = app.test_client().post("/open311/v2/requests.json", data={
-        "api_key": "worker-test-key", "service_code": "worker_test_type", "lat": str(f.LAT), "long": str(f.LON),
-        "media_url": [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"]})
+    resp = app.test_client().post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": "worker-test-key",
+            "service_code": "worker_test_type",
+            "lat": str(f.LAT),
+            "long": str(f.LON),
+            "media_url": [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"],
+        },
+    )
     assert resp.status_code == 201, resp.data
     public_id = resp.get_json()[0]["service_request_id"]
 
     with bound_to(settings) as worker_app:
-        worker_app.run_worker(queues=["media"], wait=False, install_signal_handlers=False, listen_notify=False)
+        worker_app.run_worker(
+            queues=["media"], wait=False, install_signal_handlers=False, listen_notify=False
+        )
 
     with sessions() as s:
         req = s.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
         copied, other = req.media_links
         assert (copied.copy_state, other.copy_state) == ("copied", "link")
         photo = s.get(Photo, copied.photo_id)
-        assert (photo.kind, photo.state) == ("report", "ready") and (settings.media_dir / photo.public_key).is_file()
-        jobs = s.execute(text("SELECT task_name, status::text, queueing_lock FROM procrastinate_jobs ORDER BY id")).all()
+        assert (photo.kind, photo.state) == ("report", "ready") and (
+            settings.media_dir / photo.public_key
+        ).is_file()
+        jobs = s.execute(
+            text(
+                "SELECT task_name, status::text, queueing_lock FROM procrastinate_jobs ORDER BY id"
+            )
+        ).all()
     # Queued with the link's queueing lock: the sweep cannot add a second one while it waits.
-    assert [tuple(j) for j in jobs] == [("copy_media_link", "succeeded", f"copy_media_link:{copied.id}")]
-    body = app.test_client().get(f"/open311/v2/requests/{public_id}.json?extensions=true").get_json()[0]
-    assert body["media_urls"] == [f"{photo_server}/photo.jpeg", "https://elsewhere.example.org/p.jpeg"]
+    assert [tuple(j) for j in jobs] == [
+        ("copy_media_link", "succeeded", f"copy_media_link:{copied.id}")
+    ]
+    body = (
+        app.test_client()
+        .get(f"/open311/v2/requests/{public_id}.json?extensions=true")
+        .get_json()[0]
+    )
+    assert body["media_urls"] == [
+        f"{photo_server}/photo.jpeg",
+        "https://elsewhere.example.org/p.jpeg",
+    ]
     assert [p["url"].rsplit("/media/", 1)[1] for p in body["photos"]] == [photo.public_key]
 
 
@@ -178,11 +220,23 @@ def test_the_pending_sweep_queues_again_a_link_whose_copy_job_was_lost(committed
     app, sessions, settings = committed
     now = datetime.now(UTC)
     with sessions.begin() as s:
-        old = f.report(s, "worker_test_type", at=now - timedelta(minutes=30),
-                       media_urls=("https://fms.example.ad/1.jpeg", "https://fms.example.ad/2.jpeg",
-                                   "https://fms.example.ad/4.jpeg", "https://fms.example.ad/5.jpeg")).request
-        new = f.report(s, "worker_test_type", lon=f.offset(f.LON, f.LAT, 500)[0],
-                       media_urls=("https://fms.example.ad/3.jpeg",)).request
+        old = f.report(
+            s,
+            "worker_test_type",
+            at=now - timedelta(minutes=30),
+            media_urls=(
+                "https://fms.example.ad/1.jpeg",
+                "https://fms.example.ad/2.jpeg",
+                "https://fms.example.ad/4.jpeg",
+                "https://fms.example.ad/5.jpeg",
+            ),
+        ).request
+        new = f.report(
+            s,
+            "worker_test_type",
+            lon=f.offset(f.LON, f.LAT, 500)[0],
+            media_urls=("https://fms.example.ad/3.jpeg",),
+        ).request
         lost, _, busy, killed = old.media_links
         for link in (lost, busy, killed, new.media_links[0]):
             link.copy_state = "pending"
@@ -202,8 +256,12 @@ def test_the_pending_sweep_queues_again_a_link_whose_copy_job_was_lost(committed
     # Again before a worker ran the jobs (a slow queue): nothing is queued twice.
     asyncio.run(sweep())
     with sessions() as s:
-        jobs = s.execute(text("SELECT task_name, args, queueing_lock FROM procrastinate_jobs ORDER BY id")).all()
+        jobs = s.execute(
+            text("SELECT task_name, args, queueing_lock FROM procrastinate_jobs ORDER BY id")
+        ).all()
         assert s.scalar(select(MediaLink.copy_state).where(MediaLink.id == lost)) == "pending"
     # The old report's lost and killed ones, once each; not the one being tried, nor the new
     # report's, whose job may still be on its way.
-    assert [tuple(j) for j in jobs] == [("copy_media_link", {"link_id": i}, f"copy_media_link:{i}") for i in (lost, killed)]
+    assert [tuple(j) for j in jobs] == [
+        ("copy_media_link", {"link_id": i}, f"copy_media_link:{i}") for i in (lost, killed)
+    ]

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.own_cluster import Cluster, defer, job_status as _status, query, start_worker, wait_for, workers_registered
+from tests.workers.own_cluster import (
+    Cluster,
+    defer,
+    job_status as _status,
+    query,
+    start_worker,
+    wait_for,
+    workers_registered,
+)
 
 pytestmark = pytest.mark.stage("worker: database restart")
 
@@ -23,12 +31,12 @@ def _defer(url: str, task: str, **kwargs: object) -> int:
     return defer(url, task, **kwargs)
 
 
-
-
 def test_worker_goes_on_after_the_database_restarts(cluster: Cluster, tmp_path: Path) -> None:
     started = time.monotonic()
     url = cluster.createdb("restart_me", migrated=True, template="migrated")
-    worker = start_worker(url, tmp_path / "worker.log", extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"})
+    worker = start_worker(
+        url, tmp_path / "worker.log", extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"}
+    )
     try:
         wait_for(lambda: _registered(url), 30, "the worker to register")
         assert _status(url, _defer(url, "fail_stale_plans", timestamp=1)) is not None
@@ -37,15 +45,21 @@ def test_worker_goes_on_after_the_database_restarts(cluster: Cluster, tmp_path: 
         back = time.monotonic()
         # Deferred after the restart: the worker must pick it up by itself.
         job = _defer(url, "fail_stale_plans", timestamp=2)
-        wait_for(lambda: _status(url, job) == "succeeded", 30, "the job deferred after the restart to run")
+        wait_for(
+            lambda: _status(url, job) == "succeeded",
+            30,
+            "the job deferred after the restart to run",
+        )
         ran = time.monotonic()
         assert worker.proc.poll() is None, worker.output()
         assert "worker lost the database" in worker.output()
         assert worker.stop() == 0, worker.output()  # SIGTERM is a clean stop
     finally:
         worker.kill()
-    print(f"\n[slow stage] restart took {back - restarted:.2f} s; the job deferred after it ran "
-          f"{ran - back:.2f} s after the database was back; test {time.monotonic() - started:.1f} s")
+    print(
+        f"\n[slow stage] restart took {back - restarted:.2f} s; the job deferred after it ran "
+        f"{ran - back:.2f} s after the database was back; test {time.monotonic() - started:.1f} s"
+    )
 
 
 def test_a_crashed_worker_exits_non_zero(cluster: Cluster, tmp_path: Path) -> None:
@@ -64,13 +78,21 @@ def test_a_crashed_worker_exits_non_zero(cluster: Cluster, tmp_path: Path) -> No
     print(f"\n[slow stage] crashed worker exited {status} after {time.monotonic() - started:.1f} s")
 
 
-def test_a_worker_waiting_for_a_database_that_is_down_stops_cleanly_on_sigterm(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_worker_waiting_for_a_database_that_is_down_stops_cleanly_on_sigterm(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     url = cluster.createdb("down_then_stop", migrated=True, template="migrated")
     cluster.stop()
     try:
-        worker = start_worker(url, tmp_path / "worker.log", extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"})
+        worker = start_worker(
+            url, tmp_path / "worker.log", extra_env={"STREETLOOP_WORKER_RECONNECT_MAX_S": "1"}
+        )
         try:
-            wait_for(lambda: "worker lost the database" in worker.output(), 30, "the worker to report the database down")
+            wait_for(
+                lambda: "worker lost the database" in worker.output(),
+                30,
+                "the worker to report the database down",
+            )
             assert worker.proc.poll() is None, worker.output()
             assert worker.stop(timeout=10) == 0, worker.output()
         finally:

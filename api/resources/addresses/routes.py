@@ -12,7 +12,9 @@ from api.resources.common import Blueprint
 from geo.geocode import MAX_SEARCH_RESULTS, NEAREST_WITHIN_M, nearest_addresses, search_addresses
 
 blp = Blueprint(
-    "addresses", __name__, url_prefix="/addresses",
+    "addresses",
+    __name__,
+    url_prefix="/addresses",
     description="Search the city's address index (built from its OSM extract) by text or by a point on the map.",
 )
 
@@ -21,9 +23,11 @@ MAX_QUERY = 200
 
 
 class LatLon(fields.String):
-    """"lat,lon" in decimal degrees, as a (lat, lon) pair."""
+    """ "lat,lon" in decimal degrees, as a (lat, lon) pair."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[float, float]:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[float, float]:
         raw = super()._deserialize(value, attr, data, **kwargs)
         try:
             lat, lon = (float(p) for p in raw.split(","))
@@ -36,33 +40,50 @@ class LatLon(fields.String):
 
 class AddressArgs(Schema):
     # Two characters at least: one letter matches most of a city (and the desk asks from two).
-    q = fields.String(validate=validate.Length(min=2, max=MAX_QUERY), metadata={
-        "description": "what the caller says, as typed so far: the street's words (or their start) and a house "
-                       "number, e.g. 'carrer maj', 'Av. Meritxell 12', 'major 3'; abbreviations and accents as "
-                       "the geocoder takes them"})
-    near = LatLon(metadata={
-        "description": f"lat,lon of a point clicked on the map: the nearest house numbers within {NEAREST_WITHIN_M} m, "
-                       "nearest first"})
+    q = fields.String(
+        validate=validate.Length(min=2, max=MAX_QUERY),
+        metadata={
+            "description": "what the caller says, as typed so far: the street's words (or their start) and a house "
+            "number, e.g. 'carrer maj', 'Av. Meritxell 12', 'major 3'; abbreviations and accents as "
+            "the geocoder takes them"
+        },
+    )
+    near = LatLon(
+        metadata={
+            "description": f"lat,lon of a point clicked on the map: the nearest house numbers within {NEAREST_WITHIN_M} m, "
+            "nearest first"
+        }
+    )
     limit = fields.Integer(load_default=10, validate=validate.Range(1, MAX_SEARCH_RESULTS))
 
     @validates_schema
     def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
         if ("q" in data) == ("near" in data):
-            raise ValidationError("give either q (text) or near (lat,lon), not both", "q" if "q" not in data else "near")
+            raise ValidationError(
+                "give either q (text) or near (lat,lon), not both",
+                "q" if "q" not in data else "near",
+            )
 
 
 class AddressSchema(Schema):
-    label = fields.String(metadata={"description": "as read back to the caller: street, number, postcode, city"})
+    label = fields.String(
+        metadata={"description": "as read back to the caller: street, number, postcode, city"}
+    )
     street = fields.String()
     housenumber = fields.String(allow_none=True)
     postcode = fields.String(allow_none=True)
     city = fields.String(allow_none=True)
     lat = fields.Float()
     lon = fields.Float()
-    precision = fields.String(metadata={
-        "description": "address: a house number; street: a point somewhere on the street, to be placed exactly "
-                       "on the map"})
-    distance_m = fields.Float(allow_none=True, metadata={"description": "from the point given in near; null for q"})
+    precision = fields.String(
+        metadata={
+            "description": "address: a house number; street: a point somewhere on the street, to be placed exactly "
+            "on the map"
+        }
+    )
+    distance_m = fields.Float(
+        allow_none=True, metadata={"description": "from the point given in near; null for q"}
+    )
 
 
 @blp.route("")

@@ -12,7 +12,12 @@ from api.resources.common import Blueprint
 from core.auth import create_api_key, revoke_api_key
 from core.models import ApiKey
 
-blp = Blueprint("api_keys", __name__, url_prefix="/api-keys", description="Open311 client applications and their keys.")
+blp = Blueprint(
+    "api_keys",
+    __name__,
+    url_prefix="/api-keys",
+    description="Open311 client applications and their keys.",
+)
 
 
 class ApiKeySchema(Schema):
@@ -23,7 +28,9 @@ class ApiKeySchema(Schema):
 
 
 class NewApiKeySchema(ApiKeySchema):
-    api_key = fields.String(dump_only=True, metadata={"description": "shown once; only its hash is stored"})
+    api_key = fields.String(
+        dump_only=True, metadata={"description": "shown once; only its hash is stored"}
+    )
 
 
 @blp.route("")
@@ -43,7 +50,13 @@ def create_key(data: dict[str, Any]) -> Any:
     s = session()
     row, key = create_api_key(s, data["name"], actor=current_actor())
     s.commit()
-    return {"id": row.id, "name": row.name, "active": row.active, "created_at": row.created_at, "api_key": key}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "active": row.active,
+        "created_at": row.created_at,
+        "api_key": key,
+    }
 
 
 @blp.route("/<int:key_id>", methods=["DELETE"])

@@ -14,8 +14,12 @@ from core.auth import revoke_token, revoke_tokens
 from core.lifecycle.user import UserLifecycle
 from core.sign_in import SignInLimits, TooManyFailures, sign_in
 
-blp = Blueprint("auth", __name__, url_prefix="/auth",
-                description="Sign in with e-mail and password; get a bearer token; sign out one or every device.")
+blp = Blueprint(
+    "auth",
+    __name__,
+    url_prefix="/auth",
+    description="Sign in with e-mail and password; get a bearer token; sign out one or every device.",
+)
 
 SIGNED_IN = {"schema": ErrorSchema, "description": "No token, or one that is invalid or expired"}
 
@@ -24,9 +28,12 @@ SIGNED_IN = {"schema": ErrorSchema, "description": "No token, or one that is inv
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, schema=ErrorSchema, description="Wrong e-mail or password")
-@blp.alt_response(429, schema=ErrorSchema, headers={"Retry-After": {"description": "seconds to wait",
-                                                                       "schema": {"type": "integer"}}},
-                  description="Too many failed sign-ins for this account or from this address; nothing was checked")
+@blp.alt_response(
+    429,
+    schema=ErrorSchema,
+    headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    description="Too many failed sign-ins for this account or from this address; nothing was checked",
+)
 @blp.doc(operationId="signIn")
 def token(body: dict[str, Any]) -> dict[str, Any]:
     """Exchange e-mail and password for a bearer token.
@@ -37,10 +44,21 @@ def token(body: dict[str, Any]) -> dict[str, Any]:
     s = session()
     cfg = settings()
     try:
-        signed_in = sign_in(s, body["email"], body["password"], address=request_client_address(),
-                            limits=SignInLimits.from_settings(cfg), secret=cfg.secret_key, ttl_s=cfg.token_ttl_s)
+        signed_in = sign_in(
+            s,
+            body["email"],
+            body["password"],
+            address=request_client_address(),
+            limits=SignInLimits.from_settings(cfg),
+            secret=cfg.secret_key,
+            ttl_s=cfg.token_ttl_s,
+        )
     except TooManyFailures as exc:
-        abort(429, message="too many failed sign-ins; try again later", headers={"Retry-After": str(exc.retry_after)})
+        abort(
+            429,
+            message="too many failed sign-ins; try again later",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     # The failure is committed too: it is what the limits count.
     s.commit()
     if signed_in is None:
@@ -86,7 +104,11 @@ def logout_everywhere() -> dict[str, int]:
     s = session()
     user = current_user()
     revoked = revoke_tokens(s, user)
-    UserLifecycle.annotate(s, user, actor=current_actor(),
-                           note=f"signed out everywhere: {revoked} token{'' if revoked == 1 else 's'} revoked")
+    UserLifecycle.annotate(
+        s,
+        user,
+        actor=current_actor(),
+        note=f"signed out everywhere: {revoked} token{'' if revoked == 1 else 's'} revoked",
+    )
     s.commit()
     return {"revoked": revoked}

@@ -19,9 +19,14 @@ class MeSchema(Schema):
     email = fields.String()
     name = fields.String()
     role = fields.String()
-    crew_code = Computed(lambda u: u.crew.code if u.crew else None, fields.String(allow_none=True), metadata={
-        "description": "the crew of a crew login; null for the other roles"})
+    crew_code = Computed(
+        lambda u: u.crew.code if u.crew else None,
+        fields.String(allow_none=True),
+        metadata={"description": "the crew of a crew login; null for the other roles"},
+    )
 
 
 class RevokedSchema(Schema):
-    revoked = fields.Integer(metadata={"description": "how many tokens were revoked, this one included"})
+    revoked = fields.Integer(
+        metadata={"description": "how many tokens were revoked, this one included"}
+    )

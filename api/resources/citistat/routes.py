@@ -17,18 +17,34 @@ from api.db import session, settings
 from api.resources.common import Blueprint
 from core import citistat
 
-blp = Blueprint("citistat", __name__, url_prefix="/citistat",
-                description="CitiStat: requests, on-time rate, time to close (Kaplan–Meier), backlog, proof, crew work.")
+blp = Blueprint(
+    "citistat",
+    __name__,
+    url_prefix="/citistat",
+    description="CitiStat: requests, on-time rate, time to close (Kaplan–Meier), backlog, proof, crew work.",
+)
 
 DEFAULT_DAYS = 30
 
 
 class CitiStatArgs(Schema):
-    from_ = inputs.Date(data_key="from", metadata={"description": f"first day (city time zone); default: {DEFAULT_DAYS} days before `to`"})
-    to = inputs.Date(metadata={"description": "last day, inclusive (city time zone); default: today"})
-    group_by = fields.String(load_default="service_type", validate=validate.OneOf(citistat.GROUP_BYS))
-    format = fields.String(load_default=None, validate=validate.OneOf(("json", "csv")),
-                           metadata={"description": "json (default) or csv; `Accept: text/csv` also gives CSV"})
+    from_ = inputs.Date(
+        data_key="from",
+        metadata={
+            "description": f"first day (city time zone); default: {DEFAULT_DAYS} days before `to`"
+        },
+    )
+    to = inputs.Date(
+        metadata={"description": "last day, inclusive (city time zone); default: today"}
+    )
+    group_by = fields.String(
+        load_default="service_type", validate=validate.OneOf(citistat.GROUP_BYS)
+    )
+    format = fields.String(
+        load_default=None,
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "json (default) or csv; `Accept: text/csv` also gives CSV"},
+    )
 
 
 def _figure_field(name: str, hint: Any) -> fields.Field:
@@ -45,7 +61,8 @@ def _figure_field(name: str, hint: Any) -> fields.Field:
 
 _hints = get_type_hints(citistat.Figures)
 FiguresSchema = Schema.from_dict(
-    {f.name: _figure_field(f.name, _hints[f.name]) for f in dc_fields(citistat.Figures)}, name="CitiStatFiguresSchema"
+    {f.name: _figure_field(f.name, _hints[f.name]) for f in dc_fields(citistat.Figures)},
+    name="CitiStatFiguresSchema",
 )
 
 
@@ -64,7 +81,11 @@ def period_args(args: dict[str, Any]) -> tuple[date, date]:
     end = args.get("to") or datetime.now(settings().tz).date()
     start = args.get("from_") or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
-        abort(422, message=f"'from' ({start}) is after 'to' ({end})", errors={"from": ["must not be after 'to'"]})
+        abort(
+            422,
+            message=f"'from' ({start}) is after 'to' ({end})",
+            errors={"from": ["must not be after 'to'"]},
+        )
     return start, end
 
 
@@ -84,10 +105,15 @@ def get_citistat(args: dict[str, Any]) -> Any:
     the same rows come as CSV, one column per figure (closed_<outcome>, backlog_<bucket>
     spread out), the total last."""
     start, end = period_args(args)
-    report = citistat.compute(session(), start=start, end=end, group_by=args["group_by"], tz=settings().tz)
+    report = citistat.compute(
+        session(), start=start, end=end, group_by=args["group_by"], tz=settings().tz
+    )
     if wants_csv(args.get("format")):
         name = f"citistat_{report.group_by}_{report.start}_{report.end}.csv"
-        return Response(report.to_csv(), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            report.to_csv(),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     body = report.as_dict()
     return {**body, "from_": body.pop("from")}

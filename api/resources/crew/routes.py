@@ -63,7 +63,9 @@ class CrewBlueprint(Blueprint):
             flask.abort(response)
 
 
-blp = CrewBlueprint("crew", __name__, url_prefix="", description="What crews' phones read and send.")
+blp = CrewBlueprint(
+    "crew", __name__, url_prefix="", description="What crews' phones read and send."
+)
 
 NOT_YOURS = {"schema": ErrorSchema, "description": "Not this crew's work order"}
 BAD_INPUT = {"schema": ErrorSchema, "description": "Bad input; `errors` names the fields"}
@@ -78,7 +80,11 @@ def _crew(code: str | None = None) -> Crew:
             abort(404, message="not found")  # another crew's route: don't reveal it exists
         return user.crew
     if not code:
-        abort(422, message="staff name the crew: ?crew=<code>", errors={"crew": ["required for staff"]})
+        abort(
+            422,
+            message="staff name the crew: ?crew=<code>",
+            errors={"crew": ["required for staff"]},
+        )
     crew = s.scalar(select(Crew).where(Crew.code == code))
     if crew is None:
         abort(404, message=f"crew {code!r} not found")
@@ -86,13 +92,20 @@ def _crew(code: str | None = None) -> Crew:
 
 
 class RouteArgs(Schema):
-    date = inputs.Date(load_default=None, metadata={"description": "default: today in the city's time zone"})
+    date = inputs.Date(
+        load_default=None, metadata={"description": "default: today in the city's time zone"}
+    )
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
 class ChangesArgs(Schema):
-    since = inputs.Id(low=0, load_default=0, metadata={
-        "description": "cursor from the last sync (or the route's changes_cursor); 0 reads the crew's whole feed"})
+    since = inputs.Id(
+        low=0,
+        load_default=0,
+        metadata={
+            "description": "cursor from the last sync (or the route's changes_cursor); 0 reads the crew's whole feed"
+        },
+    )
     crew = fields.String(load_default=None, metadata={"description": "staff only"})
 
 
@@ -101,7 +114,9 @@ class ChangesArgs(Schema):
 @require("crew", "dispatcher", "supervisor")
 @blp.arguments(RouteArgs, location="query")
 @blp.response(200, CrewRouteSchema)
-@blp.alt_response(404, schema=ErrorSchema, description="Another crew's route (to a crew), or no such crew")
+@blp.alt_response(
+    404, schema=ErrorSchema, description="Another crew's route (to a crew), or no such crew"
+)
 @blp.alt_response(422, **BAD_INPUT)
 @blp.doc(operationId="getCrewRoute")
 def crew_route(args: dict[str, Any]) -> Any:
@@ -116,14 +131,18 @@ def crew_route(args: dict[str, Any]) -> Any:
     day = args.get("date") or datetime.now(settings().tz).date()
     # blp.etag tags the answer as dumped (any change to its content changes the tag) and
     # answers 304 to a matching If-None-Match (see CrewBlueprint).
-    return route_feed(session(), crew, day, settings().tz, base_url()), {"Cache-Control": ROUTE_CACHE_CONTROL}
+    return route_feed(session(), crew, day, settings().tz, base_url()), {
+        "Cache-Control": ROUTE_CACHE_CONTROL
+    }
 
 
 @blp.route("/crew/changes")
 @require("crew", "dispatcher", "supervisor")
 @blp.arguments(ChangesArgs, location="query")
 @blp.response(200, CrewChangesSchema)
-@blp.alt_response(404, schema=ErrorSchema, description="Another crew's changes (to a crew), or no such crew")
+@blp.alt_response(
+    404, schema=ErrorSchema, description="Another crew's changes (to a crew), or no such crew"
+)
 @blp.alt_response(422, **BAD_INPUT)
 @blp.doc(operationId="getCrewChanges")
 def crew_changes(args: dict[str, Any]) -> Any:
@@ -136,7 +155,11 @@ def crew_changes(args: dict[str, Any]) -> Any:
 @blp.arguments(FieldEventSchema)
 @blp.response(200, EventAppliedSchema)
 @blp.alt_response(404, **NOT_YOURS)
-@blp.alt_response(409, schema=ErrorSchema, description="The lifecycle no longer allows it; `errors.detail.current` is its status now")
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="The lifecycle no longer allows it; `errors.detail.current` is its status now",
+)
 @blp.alt_response(422, **BAD_INPUT)
 @blp.doc(operationId="postWorkOrderEvent")
 def work_order_event(data: dict[str, Any], wo_id: int) -> Any:
@@ -147,7 +170,11 @@ def work_order_event(data: dict[str, Any], wo_id: int) -> Any:
     if wo is None or wo.crew_id != crew.id:
         abort(404, message=f"work order {wo_id} not found")
     if data["type"] == "unable" and not data.get("reason"):
-        abort(422, message="'unable' needs a reason", errors={"reason": [f"one of {', '.join(sorted(UNABLE_REASONS))}"]})
+        abort(
+            422,
+            message="'unable' needs a reason",
+            errors={"reason": [f"one of {', '.join(sorted(UNABLE_REASONS))}"]},
+        )
     if (data["lat"] is None) != (data["lon"] is None):
         abort(422, message="lat and lon go together", errors={"lat": ["lat and lon go together"]})
     applied = apply_event(s, wo, FieldEvent(**data), actor=current_actor())
@@ -159,9 +186,17 @@ def _pings(payload: Any) -> list[Ping]:
     """Hand-parsed: a phone sends thousands of pings, and a schema per ping costs more than the insert."""
     items = payload.get("pings") if isinstance(payload, dict) else None
     if not isinstance(items, list) or not items:
-        abort(422, message="send {\"pings\": [{time, lat, lon, accuracy?, speed?, heading?}, ...]}", errors={"pings": ["a non-empty list"]})
+        abort(
+            422,
+            message='send {"pings": [{time, lat, lon, accuracy?, speed?, heading?}, ...]}',
+            errors={"pings": ["a non-empty list"]},
+        )
     if len(items) > MAX_PINGS_PER_BATCH:
-        abort(422, message=f"at most {MAX_PINGS_PER_BATCH} pings per request", errors={"pings": ["too many"]})
+        abort(
+            422,
+            message=f"at most {MAX_PINGS_PER_BATCH} pings per request",
+            errors={"pings": ["too many"]},
+        )
     out: list[Ping] = []
     for k, it in enumerate(items):
         try:
@@ -171,14 +206,24 @@ def _pings(payload: Any) -> list[Ping]:
             speed = None if it.get("speed") is None else float(it["speed"])
             heading = None if it.get("heading") is None else float(it["heading"])
         except (KeyError, TypeError, ValueError):
-            abort(422, message=f"ping {k} is malformed: time (ISO 8601 with offset), lat and lon are required",
-                  errors={f"pings.{k}": ["malformed"]})
-        if at.tzinfo is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or not all(
-            v is None or math.isfinite(v) for v in (lat, lon, acc, speed, heading)
+            abort(
+                422,
+                message=f"ping {k} is malformed: time (ISO 8601 with offset), lat and lon are required",
+                errors={f"pings.{k}": ["malformed"]},
+            )
+        if (
+            at.tzinfo is None
+            or not (-90 <= lat <= 90 and -180 <= lon <= 180)
+            or not all(v is None or math.isfinite(v) for v in (lat, lon, acc, speed, heading))
         ):
-            abort(422, message=f"ping {k}: time needs an offset, and coordinates must be valid degrees",
-                  errors={f"pings.{k}": ["invalid"]})
-        out.append(Ping(at=at, lat=lat, lon=lon, accuracy_m=acc, speed_mps=speed, heading_deg=heading))
+            abort(
+                422,
+                message=f"ping {k}: time needs an offset, and coordinates must be valid degrees",
+                errors={f"pings.{k}": ["invalid"]},
+            )
+        out.append(
+            Ping(at=at, lat=lat, lon=lon, accuracy_m=acc, speed_mps=speed, heading_deg=heading)
+        )
     return out
 
 
@@ -188,8 +233,13 @@ def _pings(payload: Any) -> list[Ping]:
 @blp.alt_response(422, **BAD_INPUT)
 @blp.error(413)  # beyond the server's body limit, as for every body
 # The body is documented by its schema but parsed by `_pings`: see PositionsBatchSchema.
-@blp.doc(operationId="postCrewPositions",
-         requestBody={"required": True, "content": {"application/json": {"schema": PositionsBatchSchema}}})
+@blp.doc(
+    operationId="postCrewPositions",
+    requestBody={
+        "required": True,
+        "content": {"application/json": {"schema": PositionsBatchSchema}},
+    },
+)
 def post_positions() -> Any:
     """The phone's GPS fixes, a batch at a time (see `maxItems`); a resent batch stores nothing twice."""
     pings = _pings(request.get_json(silent=True))
@@ -206,13 +256,30 @@ def post_positions() -> Any:
 @blp.doc(operationId="listCrewPositions")
 def latest_positions() -> Any:
     """Every crew's latest known position."""
-    rows = session().execute(select(CrewPosition, Crew.code).join(Crew, Crew.id == CrewPosition.crew_id).order_by(Crew.code)).all()
+    rows = (
+        session()
+        .execute(
+            select(CrewPosition, Crew.code)
+            .join(Crew, Crew.id == CrewPosition.crew_id)
+            .order_by(Crew.code)
+        )
+        .all()
+    )
     tz = settings().tz
     out = []
     for pos, code in rows:
         lon, lat = lon_lat(pos.location)
-        out.append({"crew": code, "at": pos.at.astimezone(tz).isoformat(timespec="seconds"), "lat": lat, "lon": lon,
-                    "accuracy_m": pos.accuracy_m, "speed_mps": pos.speed_mps, "heading_deg": pos.heading_deg})
+        out.append(
+            {
+                "crew": code,
+                "at": pos.at.astimezone(tz).isoformat(timespec="seconds"),
+                "lat": lat,
+                "lon": lon,
+                "accuracy_m": pos.accuracy_m,
+                "speed_mps": pos.speed_mps,
+                "heading_deg": pos.heading_deg,
+            }
+        )
     return out
 
 
@@ -238,30 +305,62 @@ def _request_fingerprint(files: dict[str, list[bytes]]) -> str:
 @blp.response(201, CompletionSchema)
 @blp.alt_response(404, **NOT_YOURS)
 @blp.alt_response(409, schema=ErrorSchema, description="The order cannot be completed now")
-@blp.alt_response(413, schema=ErrorSchema,
-                  description="A photo is too large or has too many pixels for its format, the photos have too many "
-                              "together, or the whole body is beyond the server's limit")
-@blp.alt_response(422, schema=ErrorSchema, description="Bad input, or the Idempotency-Key was used for a different submission")
-@blp.doc(operationId="completeWorkOrder",
-         requestBody={"required": True, "content": {"multipart/form-data": {"schema": CompletionSubmissionSchema}}},
-         parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string", "maxLength": 255},
-                      "description": "one per submission: a retry with the same key and content gets the first answer again"}])
+@blp.alt_response(
+    413,
+    schema=ErrorSchema,
+    description="A photo is too large or has too many pixels for its format, the photos have too many "
+    "together, or the whole body is beyond the server's limit",
+)
+@blp.alt_response(
+    422,
+    schema=ErrorSchema,
+    description="Bad input, or the Idempotency-Key was used for a different submission",
+)
+@blp.doc(
+    operationId="completeWorkOrder",
+    requestBody={
+        "required": True,
+        "content": {"multipart/form-data": {"schema": CompletionSubmissionSchema}},
+    },
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "required": True,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "one per submission: a retry with the same key and content gets the first answer again",
+        }
+    ],
+)
 def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
     """The work is done (or why not), with its proof: photos, the GPS fix and times."""
     s = session()
     user, crew = current_user(), _crew()
     key = (request.headers.get("Idempotency-Key") or "").strip()
     if not key or len(key) > 255:
-        abort(422, message="send an Idempotency-Key header (1-255 characters) so a retry cannot store the proof twice",
-              errors={"Idempotency-Key": ["required"]})
+        abort(
+            422,
+            message="send an Idempotency-Key header (1-255 characters) so a retry cannot store the proof twice",
+            errors={"Idempotency-Key": ["required"]},
+        )
     files = {name: [f.read() for f in uploads[name]] for name in ("photos", "before_photos")}
     fingerprint = _request_fingerprint(files)
     # One submission per key at a time: a retry racing the original waits for its answer.
-    s.execute(select(func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))))
-    seen = s.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key))
+    s.execute(
+        select(
+            func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))
+        )
+    )
+    seen = s.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
+    )
     if seen is not None:
         if seen.request_hash != fingerprint:
-            abort(422, message="this Idempotency-Key was used for a different submission", errors={"Idempotency-Key": ["reused"]})
+            abort(
+                422,
+                message="this Idempotency-Key was used for a different submission",
+                errors={"Idempotency-Key": ["reused"]},
+            )
         return seen.response, seen.status_code, {"Idempotent-Replayed": "true"}
     wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
     if wo is None or wo.crew_id != crew.id:
@@ -270,19 +369,39 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
         outcome=form["outcome"],
         photos=[b for b in files["photos"] if b],
         before_photos=[b for b in files["before_photos"] if b],
-        lat=form.get("lat"), lon=form.get("lon"), accuracy_m=form.get("accuracy_m"),
-        fix_time=form.get("fix_time"), captured_at=form.get("captured_at"), notes=form.get("notes"),
+        lat=form.get("lat"),
+        lon=form.get("lon"),
+        accuracy_m=form.get("accuracy_m"),
+        fix_time=form.get("fix_time"),
+        captured_at=form.get("captured_at"),
+        notes=form.get("notes"),
     )
     cfg = settings()
     try:
         completion, checks, photos = complete_work_order(
-            s, media_storage(), wo, data, crew_id=crew.id, user_id=user.id, actor=current_actor(), tz=cfg.tz,
-            limits=PhotoLimits.from_settings(cfg), sample_rate=cfg.audit_sample_rate,
+            s,
+            media_storage(),
+            wo,
+            data,
+            crew_id=crew.id,
+            user_id=user.id,
+            actor=current_actor(),
+            tz=cfg.tz,
+            limits=PhotoLimits.from_settings(cfg),
+            sample_rate=cfg.audit_sample_rate,
         )
     except PhotoRejected as exc:
-        abort(413 if exc.too_large else 422, message=f"photo rejected: {exc}", errors={"photos": [str(exc)]})
+        abort(
+            413 if exc.too_large else 422,
+            message=f"photo rejected: {exc}",
+            errors={"photos": [str(exc)]},
+        )
     body = public_view(completion, checks, photos)
-    s.add(IdempotencyKey(user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body))
+    s.add(
+        IdempotencyKey(
+            user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body
+        )
+    )
     for photo in photos:
         defer_after_commit(s, "process_photo", photo_id=photo.id)
     s.commit()

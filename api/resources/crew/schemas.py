@@ -95,14 +95,30 @@ class StopPhotoLinkSchema(Schema):
 
 
 class RouteStopSchema(Schema):
-    sequence = fields.Integer(required=True, metadata={"description": "1, 2, ... in the order to do them"})
+    sequence = fields.Integer(
+        required=True, metadata={"description": "1, 2, ... in the order to do them"}
+    )
     work_order_id = fields.Integer(required=True)
     status = _status(required=True)
-    eta = _instant(required=True, allow_none=True, description="planned start of work; null for work dispatched after the plan")
-    arrival = _instant(required=True, allow_none=True, description="planned arrival (before any wait for a time window)")
-    locked = fields.Boolean(required=True, metadata={"description": "a dispatcher locked it to this crew: a re-plan keeps it here"})
-    time_windows = fields.List(fields.Nested(TimeWindowSchema), required=True,
-                               metadata={"description": "when the work may start; empty: any time"})
+    eta = _instant(
+        required=True,
+        allow_none=True,
+        description="planned start of work; null for work dispatched after the plan",
+    )
+    arrival = _instant(
+        required=True,
+        allow_none=True,
+        description="planned arrival (before any wait for a time window)",
+    )
+    locked = fields.Boolean(
+        required=True,
+        metadata={"description": "a dispatcher locked it to this crew: a re-plan keeps it here"},
+    )
+    time_windows = fields.List(
+        fields.Nested(TimeWindowSchema),
+        required=True,
+        metadata={"description": "when the work may start; empty: any time"},
+    )
     lat = fields.Float(required=True, allow_none=True)
     lon = fields.Float(required=True, allow_none=True)
     address = fields.String(required=True, allow_none=True)
@@ -111,21 +127,47 @@ class RouteStopSchema(Schema):
     priority = fields.Integer(required=True, metadata={"description": "1 (low) to 5 (urgent)"})
     due_at = _instant(required=True)
     minutes_on_site = fields.Integer(required=True)
-    demand = fields.Dict(keys=fields.String(), values=fields.Raw(metadata={"type": "number"}), required=True,
-                         metadata={"description": "capacity it takes per dimension, e.g. {\"bulk_items\": 3}"})
-    reports = fields.Integer(required=True, metadata={"description": "how many residents' reports it answers"})
-    description = fields.String(required=True, metadata={"description": "the first report's description"})
-    descriptions = fields.List(fields.String(), required=True, metadata={"description": "every report's, where given"})
+    demand = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(metadata={"type": "number"}),
+        required=True,
+        metadata={"description": 'capacity it takes per dimension, e.g. {"bulk_items": 3}'},
+    )
+    reports = fields.Integer(
+        required=True, metadata={"description": "how many residents' reports it answers"}
+    )
+    description = fields.String(
+        required=True, metadata={"description": "the first report's description"}
+    )
+    descriptions = fields.List(
+        fields.String(), required=True, metadata={"description": "every report's, where given"}
+    )
     attributes = fields.Dict(
         keys=fields.String(),
-        values=fields.Raw(metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
-        required=True, metadata={"description": "the first report's answers to the service type's questions"})
-    notes = fields.List(fields.Nested(StopNoteSchema), required=True, metadata={"description": "oldest first"})
+        values=fields.Raw(
+            metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        ),
+        required=True,
+        metadata={"description": "the first report's answers to the service type's questions"},
+    )
+    notes = fields.List(
+        fields.Nested(StopNoteSchema), required=True, metadata={"description": "oldest first"}
+    )
     photos = fields.List(fields.Nested(StopPhotoSchema), required=True)
-    comments = fields.List(fields.Nested(StopCommentSchema), required=True, metadata={
-        "description": "residents' public comments on the stop's requests, oldest first, never who wrote them"})
-    photo_links = fields.List(fields.Nested(StopPhotoLinkSchema), required=True, metadata={
-        "description": "photos the reports sent as links and not (yet) copied into our storage: they need the network"})
+    comments = fields.List(
+        fields.Nested(StopCommentSchema),
+        required=True,
+        metadata={
+            "description": "residents' public comments on the stop's requests, oldest first, never who wrote them"
+        },
+    )
+    photo_links = fields.List(
+        fields.Nested(StopPhotoLinkSchema),
+        required=True,
+        metadata={
+            "description": "photos the reports sent as links and not (yet) copied into our storage: they need the network"
+        },
+    )
 
 
 class LineStringSchema(Schema):
@@ -134,15 +176,24 @@ class LineStringSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(["LineString"]))
     # Raw, not a list of lists of Float: a road line has thousands of points, and dumping
     # each through a field would cost the route feed more than building it.
-    coordinates = fields.Raw(required=True, metadata={
-        "type": "array", "description": "[lon, lat] pairs",
-        "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}})
+    coordinates = fields.Raw(
+        required=True,
+        metadata={
+            "type": "array",
+            "description": "[lon, lat] pairs",
+            "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        },
+    )
 
 
 class CrewRouteSchema(Schema):
     date = fields.String(required=True, metadata={"format": "date"})
     crew = fields.Nested(CrewRefSchema, required=True)
-    plan_id = fields.Integer(required=True, allow_none=True, metadata={"description": "null: no published plan; the work assigned directly"})
+    plan_id = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: no published plan; the work assigned directly"},
+    )
     plan_version = fields.Integer(required=True, allow_none=True)
     shift = fields.Nested(ShiftTimesSchema, required=True, allow_none=True)
     depot_start = fields.Nested(PlaceSchema, required=True, allow_none=True)
@@ -150,11 +201,19 @@ class CrewRouteSchema(Schema):
     breaks = fields.List(fields.Nested(RouteBreakSchema), required=True)
     stops = fields.List(fields.Nested(RouteStopSchema), required=True)
     geometry = fields.Nested(LineStringSchema, required=True, allow_none=True)
-    changes_cursor = fields.Integer(required=True, metadata={"description": "follow /crew/changes from here"})
-    unable_reasons = fields.List(fields.String(validate=validate.OneOf(sorted(UNABLE_REASONS))), required=True,
-                                 metadata={"description": "the reasons an 'unable' event takes"})
-    outcomes = fields.List(fields.String(validate=validate.OneOf(COMPLETION_OUTCOMES)), required=True,
-                           metadata={"description": "the outcomes a completion takes"})
+    changes_cursor = fields.Integer(
+        required=True, metadata={"description": "follow /crew/changes from here"}
+    )
+    unable_reasons = fields.List(
+        fields.String(validate=validate.OneOf(sorted(UNABLE_REASONS))),
+        required=True,
+        metadata={"description": "the reasons an 'unable' event takes"},
+    )
+    outcomes = fields.List(
+        fields.String(validate=validate.OneOf(COMPLETION_OUTCOMES)),
+        required=True,
+        metadata={"description": "the outcomes a completion takes"},
+    )
 
 
 # -- changes, events, positions --------------------------------------------------------------
@@ -166,16 +225,28 @@ class CrewChangeSchema(Schema):
     plan_id = fields.Integer(required=True, allow_none=True)
     change = fields.String(required=True, validate=validate.OneOf(CREW_CHANGE_KINDS))
     status = _status(required=True, allow_none=True)
-    event = fields.String(required=True, allow_none=True, metadata={"description": "the status the change moved it to"})
+    event = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the status the change moved it to"},
+    )
     at = _instant(required=True)
 
 
 class CrewChangesSchema(Schema):
-    changes = fields.List(fields.Nested(CrewChangeSchema), required=True, metadata={"description": "oldest first"})
+    changes = fields.List(
+        fields.Nested(CrewChangeSchema), required=True, metadata={"description": "oldest first"}
+    )
     cursor = fields.Integer(required=True, metadata={"description": "ask again from here"})
-    more = fields.Boolean(required=True, metadata={"description": "more changes wait after this page"})
-    reset = fields.Boolean(required=True, metadata={
-        "description": "the cursor was beyond the feed (a phone restored from another database): read the route again"})
+    more = fields.Boolean(
+        required=True, metadata={"description": "more changes wait after this page"}
+    )
+    reset = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "the cursor was beyond the feed (a phone restored from another database): read the route again"
+        },
+    )
 
 
 class FieldEventSchema(Schema):
@@ -185,14 +256,21 @@ class FieldEventSchema(Schema):
     lon = fields.Float(load_default=None, validate=validate.Range(-180, 180))
     accuracy_m = fields.Float(load_default=None, validate=validate.Range(0, 100_000))
     # Nullable in the spec, its enum the real reasons only; required when type is 'unable'.
-    reason = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(sorted(UNABLE_REASONS)),
-                           metadata={"description": "why not: required with type 'unable'"})
+    reason = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(sorted(UNABLE_REASONS)),
+        metadata={"description": "why not: required with type 'unable'"},
+    )
 
 
 class EventAppliedSchema(Schema):
     work_order_id = fields.Integer(required=True)
     status = _status(required=True)
-    applied = fields.Boolean(required=True, metadata={"description": "false: already applied (a resend), nothing changed"})
+    applied = fields.Boolean(
+        required=True,
+        metadata={"description": "false: already applied (a resend), nothing changed"},
+    )
 
 
 class PingSchema(Schema):
@@ -208,14 +286,19 @@ class PositionsBatchSchema(Schema):
     """The body of POST /crew/positions. Documentation only: the view parses it by hand
     (`_pings`), since a schema per ping costs ten times the parse of a 1,000-ping batch."""
 
-    pings = fields.List(fields.Nested(PingSchema), required=True,
-                        validate=validate.Length(1, MAX_PINGS_PER_BATCH))
+    pings = fields.List(
+        fields.Nested(PingSchema), required=True, validate=validate.Length(1, MAX_PINGS_PER_BATCH)
+    )
 
 
 class PositionsStoredSchema(Schema):
     stored = fields.Integer(required=True)
-    duplicates = fields.Integer(required=True, metadata={"description": "already stored (a resent batch)"})
-    rejected = fields.Integer(required=True, metadata={"description": "implausible fixes, not stored"})
+    duplicates = fields.Integer(
+        required=True, metadata={"description": "already stored (a resent batch)"}
+    )
+    rejected = fields.Integer(
+        required=True, metadata={"description": "implausible fixes, not stored"}
+    )
 
 
 class CrewPositionSchema(Schema):
@@ -244,7 +327,11 @@ class CompletionFormSchema(Schema):
     outcome = fields.String(required=True, validate=validate.OneOf(COMPLETION_OUTCOMES))
     lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
     lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
-    accuracy_m = fields.Float(allow_nan=False, validate=validate.Range(min=0), metadata={"description": "of the GPS fix, metres"})
+    accuracy_m = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0),
+        metadata={"description": "of the GPS fix, metres"},
+    )
     fix_time = inputs.AwareDateTime(metadata={"description": "when the phone got its GPS fix"})
     captured_at = inputs.AwareDateTime(metadata={"description": "when the photo was taken"})
     notes = fields.String()
@@ -252,11 +339,17 @@ class CompletionFormSchema(Schema):
     @pre_load
     def _blank_is_absent(self, data: Any, **kwargs: Any) -> dict[str, str]:  # noqa: ANN401
         """A phone's form sends every field, the ones left empty as "": those are not sent."""
-        return {key: value.strip() for key in data if isinstance(value := data.get(key), str) and value.strip()}
+        return {
+            key: value.strip()
+            for key in data
+            if isinstance(value := data.get(key), str) and value.strip()
+        }
 
 
 class CompletionFilesSchema(Schema):
-    photos = fields.List(Upload(), load_default=list, metadata={"description": "after the work (the proof)"})
+    photos = fields.List(
+        Upload(), load_default=list, metadata={"description": "after the work (the proof)"}
+    )
     before_photos = fields.List(Upload(), load_default=list)
 
 
@@ -268,8 +361,12 @@ class CompletionSubmissionSchema(CompletionFormSchema, CompletionFilesSchema):
 
 
 class CheckResultSchema(Schema):
-    name = fields.String(required=True, metadata={"description": "e.g. distance, fix_age, exif_time, reuse, track"})
-    passed = fields.Boolean(required=True, allow_none=True, metadata={"description": "null: could not be checked"})
+    name = fields.String(
+        required=True, metadata={"description": "e.g. distance, fix_age, exif_time, reuse, track"}
+    )
+    passed = fields.Boolean(
+        required=True, allow_none=True, metadata={"description": "null: could not be checked"}
+    )
 
 
 class CompletionSchema(Schema):
@@ -277,7 +374,11 @@ class CompletionSchema(Schema):
     work_order_id = fields.Integer(required=True)
     outcome = fields.String(required=True, validate=validate.OneOf(COMPLETION_OUTCOMES))
     verdict = fields.String(required=True, validate=validate.OneOf(VERDICTS))
-    reasons = fields.List(fields.String(), required=True, metadata={"description": "why it needs a supervisor's review"})
+    reasons = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "why it needs a supervisor's review"},
+    )
     checks = fields.List(fields.Nested(CheckResultSchema), required=True)
     photos = fields.Integer(required=True, metadata={"description": "how many photos were stored"})
     submitted_at = _instant(required=True)

@@ -12,7 +12,9 @@ from api.db import session
 from api.resources.common import Blueprint
 from core.models import Crew, Depot
 
-blp = Blueprint("crews", __name__, url_prefix="/crews", description="Field crews, their skills and capacities.")
+blp = Blueprint(
+    "crews", __name__, url_prefix="/crews", description="Field crews, their skills and capacities."
+)
 
 
 class CrewSchema(Schema):
@@ -21,15 +23,27 @@ class CrewSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 255))
     agency = fields.String(required=True, validate=validate.Length(1, 255))
     skills = fields.List(fields.String(validate=validate.Length(1, 64)), load_default=list)
-    capacity = fields.Dict(keys=fields.String(), values=fields.Integer(validate=validate.Range(min=0)), load_default=dict)
-    depot = fields.String(load_default=None, allow_none=True, metadata={"description": "depot code"})
+    capacity = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(validate=validate.Range(min=0)),
+        load_default=dict,
+    )
+    depot = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "depot code"}
+    )
     active = fields.Boolean(load_default=True)
 
 
 def _dump(c: Crew) -> dict[str, Any]:
     return {
-        "id": c.id, "code": c.code, "name": c.name, "agency": c.agency, "skills": c.skills,
-        "capacity": c.capacity, "depot": c.depot.code if c.depot else None, "active": c.active,
+        "id": c.id,
+        "code": c.code,
+        "name": c.name,
+        "agency": c.agency,
+        "skills": c.skills,
+        "capacity": c.capacity,
+        "depot": c.depot.code if c.depot else None,
+        "active": c.active,
     }
 
 
@@ -61,7 +75,9 @@ def create_crew(data: dict[str, Any]) -> Any:
     s = session()
     if s.scalar(select(Crew.id).where(Crew.code == data["code"])):
         abort(409, message=f"crew {data['code']!r} exists")
-    crew = Crew(**{k: v for k, v in data.items() if k != "depot"}, depot_id=_depot_id(data.get("depot")))
+    crew = Crew(
+        **{k: v for k, v in data.items() if k != "depot"}, depot_id=_depot_id(data.get("depot"))
+    )
     s.add(crew)
     s.commit()
     s.refresh(crew)

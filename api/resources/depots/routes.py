@@ -12,7 +12,12 @@ from api.resources.common import Blueprint, PointSchema, patch_schema, point_out
 from core.models import Depot
 from core.spatial import point
 
-blp = Blueprint("depots", __name__, url_prefix="/depots", description="Yards where crews start and end their day.")
+blp = Blueprint(
+    "depots",
+    __name__,
+    url_prefix="/depots",
+    description="Yards where crews start and end their day.",
+)
 
 
 class DepotSchema(Schema):
@@ -25,7 +30,14 @@ class DepotSchema(Schema):
 
 
 def _dump(d: Depot) -> dict[str, Any]:
-    return {"id": d.id, "code": d.code, "name": d.name, "agency": d.agency, "address": d.address, "location": point_out(d.location)}
+    return {
+        "id": d.id,
+        "code": d.code,
+        "name": d.name,
+        "agency": d.agency,
+        "address": d.address,
+        "location": point_out(d.location),
+    }
 
 
 @blp.route("")
@@ -65,7 +77,9 @@ def update_depot(data: dict[str, Any], code: str) -> Any:
     depot = s.scalar(select(Depot).where(Depot.code == code))
     if depot is None:
         abort(404, message=f"depot {code!r} not found")
-    if data.get("code", code) != code and s.scalar(select(Depot.id).where(Depot.code == data["code"])):
+    if data.get("code", code) != code and s.scalar(
+        select(Depot.id).where(Depot.code == data["code"])
+    ):
         abort(409, message=f"depot {data['code']!r} exists")
     if "location" in data:
         loc = data.pop("location")

@@ -15,15 +15,26 @@ from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchem
 from api.resources.typed import JSONObject
 from core.models import District
 
-blp = Blueprint("districts", __name__, url_prefix="/districts", description="Council districts / wards as polygons.")
+blp = Blueprint(
+    "districts",
+    __name__,
+    url_prefix="/districts",
+    description="Council districts / wards as polygons.",
+)
 
 
 class DistrictSchema(Schema):
     id = fields.Integer(dump_only=True)
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$"))
     name = fields.String(required=True, validate=validate.Length(1, 255))
-    geometry = JSONObject(GeoJSONPolygonSchema, GeoJSONMultiPolygonSchema, required=True, metadata={
-        "description": "GeoJSON Polygon or MultiPolygon (lon, lat); answered as a MultiPolygon"})
+    geometry = JSONObject(
+        GeoJSONPolygonSchema,
+        GeoJSONMultiPolygonSchema,
+        required=True,
+        metadata={
+            "description": "GeoJSON Polygon or MultiPolygon (lon, lat); answered as a MultiPolygon"
+        },
+    )
 
     @validates("geometry")
     def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:
@@ -35,8 +46,14 @@ class DistrictSchema(Schema):
 @blp.response(200, DistrictSchema(many=True))
 @blp.doc(operationId="listDistricts")
 def list_districts() -> Any:
-    rows = session().execute(select(District, func.ST_AsGeoJSON(District.geom, 6)).order_by(District.code)).all()
-    return [{"id": d.id, "code": d.code, "name": d.name, "geometry": json.loads(g)} for d, g in rows]
+    rows = (
+        session()
+        .execute(select(District, func.ST_AsGeoJSON(District.geom, 6)).order_by(District.code))
+        .all()
+    )
+    return [
+        {"id": d.id, "code": d.code, "name": d.name, "geometry": json.loads(g)} for d, g in rows
+    ]
 
 
 @blp.route("", methods=["POST"])
@@ -53,4 +70,9 @@ def create_district(data: dict[str, Any]) -> Any:
     district = District(code=data["code"], name=data["name"], geom=f"SRID=4326;{geom.wkt}")
     s.add(district)
     s.commit()
-    return {"id": district.id, "code": district.code, "name": district.name, "geometry": mapping(geom)}
+    return {
+        "id": district.id,
+        "code": district.code,
+        "name": district.name,
+        "geometry": mapping(geom),
+    }

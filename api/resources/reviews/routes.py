@@ -14,44 +14,99 @@ from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
-from api.resources.common import PHOTO_FILE, Blueprint, EventSchema, PointSchema, SelectPage, page_schema, point_out, timeline
-from api.resources.geojson import GeoJSONLineStringSchema, GeoJSONPointSchema, feature_collection_type, feature_type
+from api.resources.common import (
+    PHOTO_FILE,
+    Blueprint,
+    EventSchema,
+    PointSchema,
+    SelectPage,
+    page_schema,
+    point_out,
+    timeline,
+)
+from api.resources.geojson import (
+    GeoJSONLineStringSchema,
+    GeoJSONPointSchema,
+    feature_collection_type,
+    feature_type,
+)
 from api.resources.typed import Computed, JSONObject, JSONValue
 from core import closing
-from core.models import CLOSE_OUTCOMES, REVIEW_DECISIONS, Completion, Crew, District, Photo, Review, ServiceRequest, ServiceType, WorkOrder
+from core.models import (
+    CLOSE_OUTCOMES,
+    REVIEW_DECISIONS,
+    Completion,
+    Crew,
+    District,
+    Photo,
+    Review,
+    ServiceRequest,
+    ServiceType,
+    WorkOrder,
+)
 from core.spatial import lon_lat
 from geo import proof
 from geo.completion import done_time, proof_policy, track_pings
 
-blp = Blueprint("reviews", __name__, url_prefix="", description="Supervisors verify or reject crews' proof of work.")
+blp = Blueprint(
+    "reviews",
+    __name__,
+    url_prefix="",
+    description="Supervisors verify or reject crews' proof of work.",
+)
 
 
 class ReviewQueueArgs(Schema):
     district = fields.String(metadata={"description": "district code"})
     service_code = fields.String(metadata={"description": "service type code"})
     crew = fields.String(metadata={"description": "crew code"})
-    reason = fields.String(metadata={"description": "a reason code, e.g. distance_failed or audit_sample"})
+    reason = fields.String(
+        metadata={"description": "a reason code, e.g. distance_failed or audit_sample"}
+    )
 
 
 class PhotoOutSchema(Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "after or before (the crew's), report (the resident's)"})
+    kind = fields.String(
+        metadata={"description": "after or before (the crew's), report (the resident's)"}
+    )
     state = fields.String(metadata={"description": "pending until the public copy is made"})
     url = fields.String(allow_none=True, metadata={"description": "public copy (EXIF removed)"})
     thumbnail_url = fields.String(allow_none=True)
-    original_url = fields.String(metadata={"description": "the original as uploaded, for supervisors"})
+    original_url = fields.String(
+        metadata={"description": "the original as uploaded, for supervisors"}
+    )
     width = fields.Integer()
     height = fields.Integer()
 
 
 class CheckSchema(Schema):
-    name = fields.String(metadata={"description": "distance, fix_age, exif_location, exif_time, track, teleport, reuse, photo_present"})
-    passed = fields.Boolean(allow_none=True, metadata={"description": "null: not applicable or unknown (does not block)"})
-    value = fields.Float(allow_none=True, metadata={"description": "the measured number, in `unit`"})
-    limit = fields.Float(allow_none=True, metadata={"description": "the limit it was held to, in `unit`"})
-    unit = fields.String(allow_none=True, metadata={"description": "m, s, km/h, or bits (of a 64-bit perceptual hash)"})
-    pass_when = fields.String(allow_none=True, validate=validate.OneOf((proof.AT_MOST, proof.ABOVE)), metadata={
-        "description": "at_most: passes when value <= limit; above: when value > limit (reuse: a small distance is a copy)"})
+    name = fields.String(
+        metadata={
+            "description": "distance, fix_age, exif_location, exif_time, track, teleport, reuse, photo_present"
+        }
+    )
+    passed = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "null: not applicable or unknown (does not block)"},
+    )
+    value = fields.Float(
+        allow_none=True, metadata={"description": "the measured number, in `unit`"}
+    )
+    limit = fields.Float(
+        allow_none=True, metadata={"description": "the limit it was held to, in `unit`"}
+    )
+    unit = fields.String(
+        allow_none=True,
+        metadata={"description": "m, s, km/h, or bits (of a 64-bit perceptual hash)"},
+    )
+    pass_when = fields.String(
+        allow_none=True,
+        validate=validate.OneOf((proof.AT_MOST, proof.ABOVE)),
+        metadata={
+            "description": "at_most: passes when value <= limit; above: when value > limit (reuse: a small distance is a copy)"
+        },
+    )
     detail = fields.String(metadata={"description": "what was measured, in words"})
 
 
@@ -67,8 +122,12 @@ class ReportOutSchema(Schema):
     requested_at = fields.DateTime()
     detailed_status = fields.String()
     address = fields.String(allow_none=True)
-    description = fields.String(allow_none=True, metadata={"description": "the resident's own words (untrusted text)"})
-    photos = fields.List(fields.Nested(PhotoOutSchema), metadata={"description": "the resident's photos"})
+    description = fields.String(
+        allow_none=True, metadata={"description": "the resident's own words (untrusted text)"}
+    )
+    photos = fields.List(
+        fields.Nested(PhotoOutSchema), metadata={"description": "the resident's photos"}
+    )
 
 
 class ReviewOutSchema(Schema):
@@ -77,7 +136,11 @@ class ReviewOutSchema(Schema):
     outcome = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
-    reviewer = Computed(lambda r: r.reviewer.email, fields.String(), metadata={"description": "the supervisor's email"})
+    reviewer = Computed(
+        lambda r: r.reviewer.email,
+        fields.String(),
+        metadata={"description": "the supervisor's email"},
+    )
     at = fields.DateTime()
 
 
@@ -90,7 +153,9 @@ class ReviewWorkOrderSchema(Schema):
     due_at = fields.DateTime(required=True)
     address = fields.String(required=True, allow_none=True)
     location = fields.Nested(PointSchema, required=True, allow_none=True)
-    district = fields.String(required=True, allow_none=True, metadata={"description": "district code"})
+    district = fields.String(
+        required=True, allow_none=True, metadata={"description": "district code"}
+    )
     reopen_count = fields.Integer(required=True)
     service_request_ids = fields.List(fields.String(), required=True)
 
@@ -103,13 +168,19 @@ class SitePropertiesSchema(Schema):
 
 class FixPropertiesSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(["fix"]))
-    accuracy_m = fields.Float(required=True, allow_none=True, metadata={"description": "the fix's accuracy radius"})
-    fix_time = fields.DateTime(required=True, allow_none=True, metadata={"description": "when the phone took the fix"})
+    accuracy_m = fields.Float(
+        required=True, allow_none=True, metadata={"description": "the fix's accuracy radius"}
+    )
+    fix_time = fields.DateTime(
+        required=True, allow_none=True, metadata={"description": "when the phone took the fix"}
+    )
 
 
 class TrackPropertiesSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(["track"]))
-    from_ = fields.DateTime(required=True, data_key="from", metadata={"description": "the first fix's time"})
+    from_ = fields.DateTime(
+        required=True, data_key="from", metadata={"description": "the first fix's time"}
+    )
     to = fields.DateTime(required=True, metadata={"description": "the last fix's time"})
 
 
@@ -133,8 +204,13 @@ class TrackFeatureSchema(Schema):
 
 class CompletionMapSchema(Schema):
     type = feature_collection_type()
-    features = fields.List(JSONValue(SiteFeatureSchema, FixFeatureSchema, TrackFeatureSchema), required=True, metadata={
-        "description": "the site (where the work order is), the crew's fix (where the phone said it was), and the track"})
+    features = fields.List(
+        JSONValue(SiteFeatureSchema, FixFeatureSchema, TrackFeatureSchema),
+        required=True,
+        metadata={
+            "description": "the site (where the work order is), the crew's fix (where the phone said it was), and the track"
+        },
+    )
 
 
 class CompletionReviewSchema(Schema):
@@ -149,30 +225,60 @@ class CompletionReviewSchema(Schema):
     submitted_at = fields.DateTime()
     captured_at = fields.DateTime(allow_none=True)
     decided_at = fields.DateTime(allow_none=True)
-    checks = fields.List(fields.Nested(CheckSchema), metadata={"description": "every check with its number, limit and result"})
-    photos = fields.List(fields.Nested(PhotoOutSchema), metadata={"description": "the crew's photos"})
-    reports = fields.List(fields.Nested(ReportOutSchema), metadata={
-        "description": "the residents' reports on the work order (duplicates included), with their photos"})
+    checks = fields.List(
+        fields.Nested(CheckSchema),
+        metadata={"description": "every check with its number, limit and result"},
+    )
+    photos = fields.List(
+        fields.Nested(PhotoOutSchema), metadata={"description": "the crew's photos"}
+    )
+    reports = fields.List(
+        fields.Nested(ReportOutSchema),
+        metadata={
+            "description": "the residents' reports on the work order (duplicates included), with their photos"
+        },
+    )
     work_order = fields.Nested(ReviewWorkOrderSchema)
-    track = fields.List(fields.Nested(TrackPointSchema), metadata={
-        "description": "GET /completions/{id} only: the crew's GPS fixes in the track check's window around the "
-                       "completion, oldest first (what the track and teleport checks read); empty once purged"})
-    geojson = JSONObject(CompletionMapSchema, metadata={
-        "description": "FeatureCollection: the site, the crew's fix with its accuracy, and (GET /completions/{id}) "
-                       "the track as a LineString"})
-    timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "the work order's audit trail"})
+    track = fields.List(
+        fields.Nested(TrackPointSchema),
+        metadata={
+            "description": "GET /completions/{id} only: the crew's GPS fixes in the track check's window around the "
+            "completion, oldest first (what the track and teleport checks read); empty once purged"
+        },
+    )
+    geojson = JSONObject(
+        CompletionMapSchema,
+        metadata={
+            "description": "FeatureCollection: the site, the crew's fix with its accuracy, and (GET /completions/{id}) "
+            "the track as a LineString"
+        },
+    )
+    timeline = fields.List(
+        fields.Nested(EventSchema), metadata={"description": "the work order's audit trail"}
+    )
     reviews = fields.List(fields.Nested(ReviewOutSchema))
 
 
 class DecisionSchema(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(REVIEW_DECISIONS))
-    reason = fields.String(load_default=None, validate=validate.Length(min=1, max=2000),
-                           metadata={"description": "required to reject: what the crew should do differently"})
-    outcome = fields.String(load_default=None, validate=validate.OneOf(CLOSE_OUTCOMES),
-                            metadata={"description": "required to close"})
-    note = fields.String(load_default=None, validate=validate.Length(max=2000), metadata={"description": "internal"})
-    status_notes = fields.String(load_default=None, validate=validate.Length(max=2000),
-                                 metadata={"description": "what residents read when closing; a standard text if omitted"})
+    reason = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=2000),
+        metadata={"description": "required to reject: what the crew should do differently"},
+    )
+    outcome = fields.String(
+        load_default=None,
+        validate=validate.OneOf(CLOSE_OUTCOMES),
+        metadata={"description": "required to close"},
+    )
+    note = fields.String(
+        load_default=None, validate=validate.Length(max=2000), metadata={"description": "internal"}
+    )
+    status_notes = fields.String(
+        load_default=None,
+        validate=validate.Length(max=2000),
+        metadata={"description": "what residents read when closing; a standard text if omitted"},
+    )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -180,26 +286,37 @@ class DecisionSchema(Schema):
         if decision == "reject" and not (data.get("reason") or "").strip():
             raise ValidationError("a rejection needs a reason the crew can act on", "reason")
         if decision == "close" and not data.get("outcome"):
-            raise ValidationError(f"closing needs an outcome, one of: {', '.join(CLOSE_OUTCOMES)}", "outcome")
+            raise ValidationError(
+                f"closing needs an outcome, one of: {', '.join(CLOSE_OUTCOMES)}", "outcome"
+            )
         if decision != "close" and data.get("outcome"):
             raise ValidationError("an outcome is only given when closing", "outcome")
 
 
 class RequestStatusSchema(Schema):
     service_request_id = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": "the Open311 status: open or closed"})
+    status = fields.String(
+        required=True, metadata={"description": "the Open311 status: open or closed"}
+    )
     detailed_status = fields.String(required=True)
 
 
 class DecisionResultSchema(Schema):
     completion = fields.Nested(CompletionReviewSchema)
     work_order_status = fields.String()
-    requests = fields.List(fields.Nested(RequestStatusSchema), metadata={"description": "each linked request's public id and status"})
+    requests = fields.List(
+        fields.Nested(RequestStatusSchema),
+        metadata={"description": "each linked request's public id and status"},
+    )
 
 
 def _photo_out(p: Photo) -> dict[str, Any]:
     return {
-        "id": p.id, "kind": p.kind, "state": p.state, "width": p.width, "height": p.height,
+        "id": p.id,
+        "kind": p.kind,
+        "state": p.state,
+        "width": p.width,
+        "height": p.height,
         "url": f"/media/{p.public_key}" if p.public_key else None,
         "thumbnail_url": f"/media/{p.thumbnail_key}" if p.thumbnail_key else None,
         "original_url": f"/api/v1/photos/{p.id}/original",
@@ -210,51 +327,104 @@ def _geojson(c: Completion, track: list[proof.Ping]) -> dict[str, Any]:
     features = []
     site = lon_lat(c.work_order.location)
     if site is not None:
-        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": list(site)},
-                         "properties": {"role": "site", "address": c.work_order.address}})
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": list(site)},
+                "properties": {"role": "site", "address": c.work_order.address},
+            }
+        )
     fix = lon_lat(c.location)
     if fix is not None:
-        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": list(fix)},
-                         "properties": {"role": "fix", "accuracy_m": c.accuracy_m,
-                                        "fix_time": c.fix_time.isoformat() if c.fix_time else None}})
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": list(fix)},
+                "properties": {
+                    "role": "fix",
+                    "accuracy_m": c.accuracy_m,
+                    "fix_time": c.fix_time.isoformat() if c.fix_time else None,
+                },
+            }
+        )
     if len(track) >= 2:
-        features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[p.lon, p.lat] for p in track]},
-                         "properties": {"role": "track", "from": track[0].at.isoformat(), "to": track[-1].at.isoformat()}})
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[p.lon, p.lat] for p in track]},
+                "properties": {
+                    "role": "track",
+                    "from": track[0].at.isoformat(),
+                    "to": track[-1].at.isoformat(),
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
 def _work_order_out(wo: WorkOrder) -> dict[str, Any]:
     return {
-        "id": wo.id, "status": wo.status, "service_code": wo.service_type.code, "priority": wo.priority,
-        "due_at": wo.due_at, "address": wo.address, "location": point_out(wo.location),
+        "id": wo.id,
+        "status": wo.status,
+        "service_code": wo.service_type.code,
+        "priority": wo.priority,
+        "due_at": wo.due_at,
+        "address": wo.address,
+        "location": point_out(wo.location),
         "service_name": wo.service_type.name,
-        "district": wo.district.code if wo.district else None, "reopen_count": wo.reopen_count,
+        "district": wo.district.code if wo.district else None,
+        "reopen_count": wo.reopen_count,
         "service_request_ids": [r.public_id for r in wo.requests],
     }
 
 
 def _reports(wo: WorkOrder) -> list[dict[str, Any]]:
     """The residents' side of the evidence: what each report on the order said and showed."""
-    return [{"service_request_id": r.public_id, "requested_at": r.requested_at, "detailed_status": r.detailed_status,
-             "address": r.address, "description": r.description,
-             "photos": [_photo_out(p) for p in r.photos if p.kind == "report"]}
-            for r in sorted(wo.requests, key=lambda r: r.id)]
+    return [
+        {
+            "service_request_id": r.public_id,
+            "requested_at": r.requested_at,
+            "detailed_status": r.detailed_status,
+            "address": r.address,
+            "description": r.description,
+            "photos": [_photo_out(p) for p in r.photos if p.kind == "report"],
+        }
+        for r in sorted(wo.requests, key=lambda r: r.id)
+    ]
 
 
 def _detail(c: Completion, *, with_track: bool = False) -> dict[str, Any]:
     # The track is read for one completion at a time: a queue page of them would carry
     # up to an hour of fixes each.
-    track = track_pings(session(), c.crew_id, done_time(c), proof_policy(c.work_order.service_type)) if with_track else []
+    track = (
+        track_pings(session(), c.crew_id, done_time(c), proof_policy(c.work_order.service_type))
+        if with_track
+        else []
+    )
     out = {
-        "id": c.id, "verdict": c.verdict, "auto_verdict": c.auto_verdict, "audit_sampled": c.audit_sampled,
-        "reasons": list(c.reasons), "outcome": c.outcome, "notes": c.notes, "crew": c.crew.code,
-        "submitted_at": c.submitted_at, "captured_at": c.captured_at, "decided_at": c.decided_at,
-        "checks": proof.explained(c.checks), "photos": [_photo_out(p) for p in c.photos],
-        "reports": _reports(c.work_order), "work_order": _work_order_out(c.work_order),
-        "geojson": _geojson(c, track), "timeline": timeline(session(), "work_order", c.work_order_id), "reviews": c.reviews,
+        "id": c.id,
+        "verdict": c.verdict,
+        "auto_verdict": c.auto_verdict,
+        "audit_sampled": c.audit_sampled,
+        "reasons": list(c.reasons),
+        "outcome": c.outcome,
+        "notes": c.notes,
+        "crew": c.crew.code,
+        "submitted_at": c.submitted_at,
+        "captured_at": c.captured_at,
+        "decided_at": c.decided_at,
+        "checks": proof.explained(c.checks),
+        "photos": [_photo_out(p) for p in c.photos],
+        "reports": _reports(c.work_order),
+        "work_order": _work_order_out(c.work_order),
+        "geojson": _geojson(c, track),
+        "timeline": timeline(session(), "work_order", c.work_order_id),
+        "reviews": c.reviews,
     }
     if with_track:
-        out["track"] = [{"at": p.at, "lat": p.lat, "lon": p.lon, "accuracy_m": p.accuracy_m} for p in track]
+        out["track"] = [
+            {"at": p.at, "lat": p.lat, "lon": p.lon, "accuracy_m": p.accuracy_m} for p in track
+        ]
     return out
 
 
@@ -265,12 +435,16 @@ def _options() -> list[Any]:
         selectinload(Completion.reviews).selectinload(Review.reviewer),
         selectinload(Completion.work_order).selectinload(WorkOrder.service_type),
         selectinload(Completion.work_order).selectinload(WorkOrder.district),
-        selectinload(Completion.work_order).selectinload(WorkOrder.requests).selectinload(ServiceRequest.photos),
+        selectinload(Completion.work_order)
+        .selectinload(WorkOrder.requests)
+        .selectinload(ServiceRequest.photos),
     ]
 
 
 def _load(completion_id: int) -> Completion:
-    c = session().scalar(select(Completion).where(Completion.id == completion_id).options(*_options()))
+    c = session().scalar(
+        select(Completion).where(Completion.id == completion_id).options(*_options())
+    )
     if c is None:
         abort(404, message=f"completion {completion_id} not found")
     return c
@@ -291,9 +465,15 @@ def review_queue(args: dict[str, Any], pagination_parameters: PaginationParamete
         .options(*_options())
     )
     if args.get("district"):
-        q = q.where(WorkOrder.district_id.in_(select(District.id).where(District.code == args["district"])))
+        q = q.where(
+            WorkOrder.district_id.in_(select(District.id).where(District.code == args["district"]))
+        )
     if args.get("service_code"):
-        q = q.where(WorkOrder.service_type_id.in_(select(ServiceType.id).where(ServiceType.code == args["service_code"])))
+        q = q.where(
+            WorkOrder.service_type_id.in_(
+                select(ServiceType.id).where(ServiceType.code == args["service_code"])
+            )
+        )
     if args.get("crew"):
         q = q.where(Completion.crew_id.in_(select(Crew.id).where(Crew.code == args["crew"])))
     if args.get("reason"):
@@ -329,17 +509,37 @@ def review(data: dict[str, Any], completion_id: int) -> Any:
     if data["decision"] == "verify":
         closing.verify(s, completion_id, reviewer_id=user.id, actor=actor, note=data.get("note"))
     elif data["decision"] == "reject":
-        closing.reject(s, completion_id, reviewer_id=user.id, actor=actor, reason=data["reason"], note=data.get("note"))
+        closing.reject(
+            s,
+            completion_id,
+            reviewer_id=user.id,
+            actor=actor,
+            reason=data["reason"],
+            note=data.get("note"),
+        )
     else:
-        closing.close_with_outcome(s, completion_id, reviewer_id=user.id, actor=actor, outcome=data["outcome"],
-                                   note=data.get("note"), status_notes=data.get("status_notes"))
+        closing.close_with_outcome(
+            s,
+            completion_id,
+            reviewer_id=user.id,
+            actor=actor,
+            outcome=data["outcome"],
+            note=data.get("note"),
+            status_notes=data.get("status_notes"),
+        )
     s.commit()
     c = _load(completion_id)
     return {
         "completion": _detail(c),
         "work_order_status": c.work_order.status,
-        "requests": [{"service_request_id": r.public_id, "status": r.status, "detailed_status": r.detailed_status}
-                     for r in c.work_order.requests],
+        "requests": [
+            {
+                "service_request_id": r.public_id,
+                "status": r.status,
+                "detailed_status": r.detailed_status,
+            }
+            for r in c.work_order.requests
+        ],
     }
 
 
@@ -357,6 +557,11 @@ def photo_original(photo_id: int) -> Any:
     ext = photo.original_key.rsplit(".", 1)[-1]
     return Response(
         data,
-        mimetype=photo.content_type or mimetypes.guess_type(photo.original_key)[0] or "application/octet-stream",
-        headers={"Cache-Control": "private, no-store", "Content-Disposition": f'inline; filename="photo-{photo.id}.{ext}"'},
+        mimetype=photo.content_type
+        or mimetypes.guess_type(photo.original_key)[0]
+        or "application/octet-stream",
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'inline; filename="photo-{photo.id}.{ext}"',
+        },
     )

@@ -11,10 +11,19 @@ from api.db import service_area, session
 from api.resources.common import Blueprint, EventSchema, as_multipolygon, timeline
 from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
 from api.resources.typed import JSONObject
-from core.service_area import ENTITY, ROW_ID, SETTING, area_in_force, clear_admin_area, set_admin_area
+from core.service_area import (
+    ENTITY,
+    ROW_ID,
+    SETTING,
+    area_in_force,
+    clear_admin_area,
+    set_admin_area,
+)
 
 blp = Blueprint(
-    "service_area", __name__, url_prefix="/service-area",
+    "service_area",
+    __name__,
+    url_prefix="/service-area",
     description="Where reports are taken: a polygon, else the union of the districts.",
 )
 
@@ -22,20 +31,33 @@ _SOURCES = ["setting", "admin", "districts", "none"]
 
 
 class ServiceAreaSchema(Schema):
-    source = fields.String(metadata={
-        "enum": _SOURCES,
-        "description": f"where the area comes from: the {SETTING} file, an admin's polygon, the union of the districts, "
-                       "or none (every location is accepted)",
-    })
-    tolerance_m = fields.Float(metadata={"description": "a location this close to the area counts as inside"})
-    geometry = JSONObject(GeoJSONMultiPolygonSchema, allow_none=True, metadata={
-        "description": "GeoJSON MultiPolygon (lon, lat); null for none"})
-    timeline = fields.List(fields.Nested(EventSchema), metadata={"description": "changes made through this API"})
+    source = fields.String(
+        metadata={
+            "enum": _SOURCES,
+            "description": f"where the area comes from: the {SETTING} file, an admin's polygon, the union of the districts, "
+            "or none (every location is accepted)",
+        }
+    )
+    tolerance_m = fields.Float(
+        metadata={"description": "a location this close to the area counts as inside"}
+    )
+    geometry = JSONObject(
+        GeoJSONMultiPolygonSchema,
+        allow_none=True,
+        metadata={"description": "GeoJSON MultiPolygon (lon, lat); null for none"},
+    )
+    timeline = fields.List(
+        fields.Nested(EventSchema), metadata={"description": "changes made through this API"}
+    )
 
 
 class ServiceAreaPolygonSchema(Schema):
-    geometry = JSONObject(GeoJSONPolygonSchema, GeoJSONMultiPolygonSchema, required=True, metadata={
-        "description": "GeoJSON Polygon or MultiPolygon (lon, lat)"})
+    geometry = JSONObject(
+        GeoJSONPolygonSchema,
+        GeoJSONMultiPolygonSchema,
+        required=True,
+        metadata={"description": "GeoJSON Polygon or MultiPolygon (lon, lat)"},
+    )
 
     @validates("geometry")
     def _geometry(self, value: dict[str, Any], **kwargs: Any) -> None:
@@ -45,8 +67,12 @@ class ServiceAreaPolygonSchema(Schema):
 def _answer() -> dict[str, Any]:
     s = session()
     now = area_in_force(s, service_area())
-    return {"source": now.source, "tolerance_m": now.tolerance_m, "geometry": now.geometry,
-            "timeline": timeline(s, ENTITY, ROW_ID)}
+    return {
+        "source": now.source,
+        "tolerance_m": now.tolerance_m,
+        "geometry": now.geometry,
+        "timeline": timeline(s, ENTITY, ROW_ID),
+    }
 
 
 @blp.route("")
@@ -66,7 +92,12 @@ def get_service_area() -> Any:
 def put_service_area(data: dict[str, Any]) -> Any:
     """Set the city's own polygon; it replaces the districts' union."""
     s = session()
-    set_admin_area(s, as_multipolygon(data["geometry"], what="the service area"), area=service_area(), actor=current_actor())
+    set_admin_area(
+        s,
+        as_multipolygon(data["geometry"], what="the service area"),
+        area=service_area(),
+        actor=current_actor(),
+    )
     s.commit()
     return _answer()
 

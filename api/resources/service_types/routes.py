@@ -11,7 +11,12 @@ from api.resources.common import Blueprint, patch_schema
 from api.resources.service_types.schemas import ServiceTypeSchema
 from core.models import ServiceAttribute, ServiceType
 
-blp = Blueprint("service_types", __name__, url_prefix="/service-types", description="What residents can report, with SLA and skill.")
+blp = Blueprint(
+    "service_types",
+    __name__,
+    url_prefix="/service-types",
+    description="What residents can report, with SLA and skill.",
+)
 
 
 def _get(code: str) -> ServiceType:

@@ -52,9 +52,13 @@ class ServiceTypeSchema(Schema):
     demands = fields.Dict(
         keys=fields.String(validate=validate.Length(1, 64)),
         # Passed through as sent: _demands below checks it (a number, or "attribute:<code>").
-        values=JSONValue({"type": "number", "minimum": 0}, {"type": "string", "pattern": "^attribute:"}),
+        values=JSONValue(
+            {"type": "number", "minimum": 0}, {"type": "string", "pattern": "^attribute:"}
+        ),
         load_default=dict,
-        metadata={"description": 'capacity per job and dimension: a number, or "attribute:<code>" of a number attribute'},
+        metadata={
+            "description": 'capacity per job and dimension: a number, or "attribute:<code>" of a number attribute'
+        },
     )
     active = fields.Boolean(load_default=True)
     attributes = fields.List(fields.Nested(AttributeSchema), load_default=list)
@@ -67,9 +71,17 @@ class ServiceTypeSchema(Schema):
                 (isinstance(rule, int | float) and rule >= 0)
                 or (isinstance(rule, str) and rule.startswith("attribute:"))
             ):
-                raise ValidationError(f"{dimension}: a number >= 0 or 'attribute:<code>'", "demands")
-            if isinstance(rule, str) and "attributes" in data and rule.removeprefix("attribute:") not in numbers:
-                raise ValidationError(f"{dimension}: {rule!r} is not a number attribute of this type", "demands")
+                raise ValidationError(
+                    f"{dimension}: a number >= 0 or 'attribute:<code>'", "demands"
+                )
+            if (
+                isinstance(rule, str)
+                and "attributes" in data
+                and rule.removeprefix("attribute:") not in numbers
+            ):
+                raise ValidationError(
+                    f"{dimension}: {rule!r} is not a number attribute of this type", "demands"
+                )
 
     @validates_schema
     def _unique_codes(self, data, **kwargs):  # noqa: ANN001, ANN003

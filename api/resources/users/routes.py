@@ -19,7 +19,9 @@ from core import users
 from core.models import User
 
 blp = Blueprint(
-    "users", __name__, url_prefix="/users",
+    "users",
+    __name__,
+    url_prefix="/users",
     description="Staff and crew logins (admins): roles, password resets, deactivation; every change is audited.",
 )
 
@@ -46,13 +48,22 @@ def list_users(args: dict[str, Any]) -> Any:
 @require("admin")
 @blp.arguments(NewUserSchema)
 @blp.response(201, UserDetailSchema)
-@blp.alt_response(409, schema=ErrorSchema, description="A user with this e-mail address (in any case) exists")
+@blp.alt_response(
+    409, schema=ErrorSchema, description="A user with this e-mail address (in any case) exists"
+)
 @blp.alt_response(422, **INVALID)
 @blp.doc(operationId="createUser")
 def create_user(data: dict[str, Any]) -> Any:
     s = session()
-    user = users.create_user(s, email=data["email"], name=data["name"], role=data["role"], password=data["password"],
-                             crew_code=data["crew"], actor=current_actor())
+    user = users.create_user(
+        s,
+        email=data["email"],
+        name=data["name"],
+        role=data["role"],
+        password=data["password"],
+        crew_code=data["crew"],
+        actor=current_actor(),
+    )
     s.commit()
     return _detail(user)
 
@@ -82,7 +93,9 @@ def update_user(data: dict[str, Any], user_id: int) -> Any:
         role = data.get("role", user.role)
         # A crew login keeps its crew when only its role or name is sent.
         kept = user.crew.code if user.crew and role == "crew" else None
-        users.change_role(s, user, role=role, crew_code=data["crew"] if "crew" in data else kept, actor=actor)
+        users.change_role(
+            s, user, role=role, crew_code=data["crew"] if "crew" in data else kept, actor=actor
+        )
     if "name" in data:
         users.rename(s, user, name=data["name"], actor=actor)
     s.commit()

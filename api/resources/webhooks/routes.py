@@ -19,7 +19,8 @@ from core.models import ApiKey, Webhook
 from core.webhook_targets import ALLOW_SETTING, HTTP_SETTING, PLAIN_HTTP, WebhookPolicy
 
 blp = Blueprint(
-    "webhooks", __name__,
+    "webhooks",
+    __name__,
     description=(
         "Webhooks of Open311 client apps. Each status change of a request the app submitted "
         "(scheduled, fixed, closed, reopened) is POSTed as JSON with the header "
@@ -32,9 +33,16 @@ blp = Blueprint(
 class WebhookSchema(Schema):
     id = fields.Integer(dump_only=True)
     api_key_id = fields.Integer(dump_only=True)
-    url = fields.URL(required=True, schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048),
-                     metadata={"description": "https URL of a public host that receives the POSTs (plain http and "
-                                              "internal hosts only where the city's settings allow them)"})
+    url = fields.URL(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=2048),
+        metadata={
+            "description": "https URL of a public host that receives the POSTs (plain http and "
+            "internal hosts only where the city's settings allow them)"
+        },
+    )
     active = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -42,7 +50,9 @@ class WebhookSchema(Schema):
     def _no_credentials(self, value: str, **kwargs: Any) -> None:
         # The URL is listed to every admin and written to the outbox: no passwords in it.
         if urlsplit(value).password is not None or "@" in urlsplit(value).netloc:
-            raise ValidationError("put no credentials in the URL; verify deliveries with the signature instead")
+            raise ValidationError(
+                "put no credentials in the URL; verify deliveries with the signature instead"
+            )
 
     @validates("url")
     def _public_https_only(self, value: str, **kwargs: Any) -> None:
@@ -52,17 +62,23 @@ class WebhookSchema(Schema):
         if refusal is None:
             return
         if refusal == PLAIN_HTTP:
-            raise ValidationError(f"use https; plain http is allowed only for the hosts in {HTTP_SETTING}")
+            raise ValidationError(
+                f"use https; plain http is allowed only for the hosts in {HTTP_SETTING}"
+            )
         host = urlsplit(value).hostname or ""
         if refusal.address is not None and str(refusal.address) != host:
             host += f" ({refusal.address})"  # 2130706433 (127.0.0.1)
         article = "an" if refusal.reason[0] in "aeiou" else "a"
-        raise ValidationError(f"{host} is {article} {refusal.reason}; webhooks may call only public hosts, "
-                              f"or those in {ALLOW_SETTING}")
+        raise ValidationError(
+            f"{host} is {article} {refusal.reason}; webhooks may call only public hosts, "
+            f"or those in {ALLOW_SETTING}"
+        )
 
 
 class NewWebhookSchema(WebhookSchema):
-    secret = fields.String(dump_only=True, metadata={"description": "shown once: the key for X-StreetLoop-Signature"})
+    secret = fields.String(
+        dump_only=True, metadata={"description": "shown once: the key for X-StreetLoop-Signature"}
+    )
 
 
 def _without_query(url: str) -> str:
@@ -88,7 +104,11 @@ def _key(key_id: int) -> ApiKey:
 @blp.doc(operationId="listWebhooks")
 def list_webhooks(key_id: int) -> Any:
     _key(key_id)
-    return session().scalars(select(Webhook).where(Webhook.api_key_id == key_id).order_by(Webhook.id)).all()
+    return (
+        session()
+        .scalars(select(Webhook).where(Webhook.api_key_id == key_id).order_by(Webhook.id))
+        .all()
+    )
 
 
 @blp.route("/api-keys/<int:key_id>/webhooks", methods=["POST"])
@@ -106,9 +126,16 @@ def create_webhook(data: dict[str, Any], key_id: int) -> Any:
     s.refresh(key, with_for_update={"read": True})
     if not key.active:
         abort(409, message=f"api key {key_id} is revoked")
-    hook = s.scalar(select(Webhook).where(Webhook.api_key_id == key_id, Webhook.url == data["url"]).with_for_update())
+    hook = s.scalar(
+        select(Webhook)
+        .where(Webhook.api_key_id == key_id, Webhook.url == data["url"])
+        .with_for_update()
+    )
     if hook is not None and hook.active:
-        abort(409, message=f"{data['url']} is already registered for api key {key_id} (webhook {hook.id})")
+        abort(
+            409,
+            message=f"{data['url']} is already registered for api key {key_id} (webhook {hook.id})",
+        )
     secret = secrets.token_hex(32)
     actor = current_actor()
     if hook is None:
@@ -121,15 +148,25 @@ def create_webhook(data: dict[str, Any], key_id: int) -> Any:
         except IntegrityError:
             # Another admin registered the same URL a moment ago.
             abort(409, message=f"{data['url']} is already registered for api key {key_id}")
-        WebhookLifecycle.record_creation(s, hook, actor=actor, note=f"registered: {_without_query(hook.url)}")
+        WebhookLifecycle.record_creation(
+            s, hook, actor=actor, note=f"registered: {_without_query(hook.url)}"
+        )
     else:
         # Registering a deactivated URL again switches it back on with a fresh secret
         # (the old one may be why it was switched off).
         hook.secret = secret
-        WebhookLifecycle.transition(s, hook, "active", actor=actor, note="registered again, with a new secret")
+        WebhookLifecycle.transition(
+            s, hook, "active", actor=actor, note="registered again, with a new secret"
+        )
     s.commit()
-    return {"id": hook.id, "api_key_id": key_id, "url": hook.url, "active": hook.active,
-            "created_at": hook.created_at, "secret": secret}
+    return {
+        "id": hook.id,
+        "api_key_id": key_id,
+        "url": hook.url,
+        "active": hook.active,
+        "created_at": hook.created_at,
+        "secret": secret,
+    }
 
 
 @blp.route("/webhooks/<int:webhook_id>", methods=["DELETE"])
