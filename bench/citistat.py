@@ -369,10 +369,11 @@ def explain(url: str, first_day: date, last_day: date, group_by: str) -> str:
 
 
 def time_http(url: str, first_day: date, last_day: date, runs: int) -> dict[str, list[float]]:
+    from sqlalchemy import select
+
     from core.auth import issue_token
     from core.db import make_engine, make_sessionmaker
     from core.models import User
-    from sqlalchemy import select
 
     engine = make_engine(url)
     try:

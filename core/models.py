@@ -13,19 +13,19 @@ from typing import Any
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
-    event,
-    select,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
-    Float,
     Integer,
     SmallInteger,
     String,
     Time,
     UniqueConstraint,
+    event,
     func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB

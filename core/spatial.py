@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import shapely
@@ -45,7 +44,7 @@ def multipolygon_from_geojson(geojson: Any, *, what: str) -> MultiPolygon:
     if geom.is_empty or not geom.is_valid:
         raise ValueError("the polygon is empty or self-intersecting")
     minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+    if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
         raise ValueError("coordinates must be longitude, latitude in degrees (EPSG:4326)")
     # Heights (from GPS tools' exports) would not fit the 2D columns.
     return shapely.force_2d(geom)

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from core import crewfeed
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.shifts import shift_on
 from core.models import (
     COMPLETION_OUTCOMES,
     Crew,
@@ -27,6 +26,7 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
+from core.shifts import shift_on
 from core.spatial import lon_lat
 
 ACTIVE = ("dispatched", "en_route", "on_site")

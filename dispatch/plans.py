@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core import crewfeed
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.field import last_event_at
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.field import last_event_at
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
@@ -47,8 +47,8 @@ from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, Result, Route, replan
 from dispatch.progress import Ticker, listening
 from dispatch.solver import SolveParams
-from dispatch.validate import check
 from dispatch.split import solve_split
+from dispatch.validate import check
 
 MAX_TIME_LIMIT_S = 600
 # Work a crew has finished: it drops out of a re-plan.

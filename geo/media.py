@@ -7,8 +7,8 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.photos import after_photo_url, hold_media_write_lock
 from core.models import Photo, ServiceRequest
+from core.photos import after_photo_url, hold_media_write_lock
 from core.storage import Storage
 from geo.photos import public_copies
 

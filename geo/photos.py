@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -386,7 +386,7 @@ def _gps_datetime(date: object, time: object) -> datetime | None:
     hours, minutes, seconds = (_rationals(time) + [0.0, 0.0])[:3]
     if hours >= 24 or minutes >= 60 or seconds >= 61:
         return None
-    return day.replace(tzinfo=timezone.utc) + timedelta(
+    return day.replace(tzinfo=UTC) + timedelta(
         hours=hours, minutes=minutes, seconds=seconds
     )
 

@@ -51,9 +51,7 @@ def _travel():  # noqa: ANN202
 @app.task(name="optimise_plan", queue="plans")
 def optimise_plan(plan_id: int) -> None:
     """Solve a queued plan. No retry: a failed plan says why, and the dispatcher asks again."""
-    from dispatch.plans import run_plan
-
-    from dispatch.plans import DayRules
+    from dispatch.plans import DayRules, run_plan
 
     settings, sessions, _ = _resources()
     rules = DayRules(

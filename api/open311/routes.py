@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
-from api.inputs import year_problem
 from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
+from api.inputs import year_problem
 from api.open311.formats import render
 from core.auth import api_key_for
 from core.comments import NewComment, add_comment
@@ -333,11 +333,11 @@ _PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
 def _photo_parts() -> list[Any]:
     """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
     numbered = sorted(
-        (
+
             (int(m.group(1)), name)
             for name in request.files.keys()
             if (m := _PHOTO_PART.fullmatch(name))
-        )
+
     )
     return request.files.getlist("media") + [
         f for _, name in numbered for f in request.files.getlist(name)

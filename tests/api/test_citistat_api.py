@@ -401,7 +401,7 @@ def test_public_page_tables_group_their_columns(client: Any, history: History) -
     assert len(cells) == 16
     assert cells[3] == "60.0 %" and cells[7] == "2"
     for head in ("Requests", "Time", "Still open, by age", "Proof and rework"):
-        assert f'scope="colgroup"' in html and f">{head}</th>" in html
+        assert 'scope="colgroup"' in html and f">{head}</th>" in html
     assert "@page { size: landscape; margin: 12mm; }" in html
 
 

@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.intake import Contact
 from core.models import CrewPosition, PositionPing, StatusEvent, WorkOrder
 from dispatch.plans import publish_plan, run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
 from tests.api.test_plans_api import TZ
 from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
-from core.intake import Contact
 
 
 @pytest.fixture

@@ -115,10 +115,9 @@ def test_the_database_holds_a_crew_to_one_published_plan_a_day(
     crew_id = plan.routes[0].crew_id
     db.add(CrewDay(crew_id=crew_id, plan_date=DAY, plan_id=plan.id))
     db.flush()
-    with pytest.raises(IntegrityError):
-        with db.begin_nested():
-            db.add(CrewDay(crew_id=crew_id, plan_date=DAY, plan_id=other.id))
-            db.flush()
+    with pytest.raises(IntegrityError), db.begin_nested():
+        db.add(CrewDay(crew_id=crew_id, plan_date=DAY, plan_id=other.id))
+        db.flush()
 
 
 def _threads(n: int, fn) -> list:  # noqa: ANN001

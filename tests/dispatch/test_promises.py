@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.field import Ping, ingest_positions
 from core.intake import Contact
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.notifications import email_message
 from core.models import Notification, RoutePlan, ServiceRequest, Shift, StatusEvent, WorkOrder
+from core.notifications import email_message
 from dispatch.build import Scope
 from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
 from dispatch.promises import refresh_promises

@@ -131,7 +131,7 @@ def test_break_is_placed_inside_its_window_and_not_during_service(fast: SolvePar
     assert len(route.stops) == 6
     (b,) = route.breaks
     assert b.break_id == "lunch" and b.end - b.start == 1800
-    assert 11 * H + 1800 <= b.start and b.end <= 13 * H + 1800
+    assert b.start >= 11 * H + 1800 and b.end <= 13 * H + 1800
     for s in route.stops:
         assert b.end <= s.start or s.end <= b.start
     assert -1 <= b.after_stop < len(route.stops)

@@ -17,8 +17,8 @@ import ssl
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -470,8 +470,8 @@ def test_an_unknown_name_is_a_failure(
 
 
 def test_the_copy_job_is_a_media_task_without_retries() -> None:
-    from workers.app import app
     import workers.tasks  # noqa: F401
+    from workers.app import app
 
     task = app.tasks["copy_media_link"]
     assert task.queue == "media" and task.retry_strategy is None

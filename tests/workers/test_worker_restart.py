@@ -13,11 +13,13 @@ import pytest
 from tests.workers.own_cluster import (
     Cluster,
     defer,
-    job_status as _status,
     query,
     start_worker,
     wait_for,
     workers_registered,
+)
+from tests.workers.own_cluster import (
+    job_status as _status,
 )
 
 pytestmark = pytest.mark.stage("worker: database restart")

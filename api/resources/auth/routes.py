@@ -8,8 +8,8 @@ from api.auth import current_actor, current_token, current_user, require
 from api.client_address import request_client_address
 from api.db import session, settings
 from api.errors import ErrorSchema
-from api.resources.common import Blueprint
 from api.resources.auth.schemas import LoginSchema, MeSchema, RevokedSchema, TokenSchema
+from api.resources.common import Blueprint
 from core.auth import revoke_token, revoke_tokens
 from core.lifecycle.user import UserLifecycle
 from core.sign_in import SignInLimits, TooManyFailures, sign_in

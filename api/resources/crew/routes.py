@@ -10,13 +10,13 @@ from typing import Any
 import flask
 from flask import Response, request
 from flask_smorest import abort
-from api.errors import ErrorSchema
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
+from api.errors import ErrorSchema
 from api.resources.common import Blueprint
 from api.resources.crew.schemas import (
     CompletionFilesSchema,
@@ -35,10 +35,10 @@ from core.field import MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, inges
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
-from geo.completion import CompletionInput, complete_work_order, public_view
-from geo.photos import PhotoLimits, PhotoRejected
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
+from geo.completion import CompletionInput, complete_work_order, public_view
+from geo.photos import PhotoLimits, PhotoRejected
 
 # The route is read again and again by a phone; an intermediary must not keep it (it is
 # one crew's), and the phone must revalidate it each time (its ETag makes that cheap).

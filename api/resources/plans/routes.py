@@ -19,7 +19,6 @@ from api.resources.typed import Computed, JSONObject
 from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
 from dispatch.build import Scope
 from dispatch.drafts import move_stop, remove_stop, set_lock
-from dispatch.promises import late_minutes
 from dispatch.plans import (
     MAX_TIME_LIMIT_S,
     PlanRequest,
@@ -28,6 +27,7 @@ from dispatch.plans import (
     replan_plan,
     request_plan,
 )
+from dispatch.promises import late_minutes
 
 blp = Blueprint(
     "plans",

@@ -13,6 +13,7 @@ from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, service_area, session, settings
 from api.errors import ErrorSchema
+from api.open311.routes import expected_at_expr
 from api.resources.common import (
     BBoxArgs,
     Blueprint,
@@ -25,7 +26,6 @@ from api.resources.common import (
     point_out,
     timeline,
 )
-from api.open311.routes import expected_at_expr
 from api.resources.typed import Computed, JSONValue
 from api.status_page import STATUS_WORDS, late_since, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
