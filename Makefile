@@ -5,7 +5,10 @@
 #   make venv        .venv with `pip install -e '.[dev]'` (re-run when pyproject.toml changes)
 #   make pg-install  PostgreSQL + PostGIS from apt if missing (skipped when DATABASE_URL is set)
 #   make browser-install  Debian's chromium from apt if missing (the screens' browser tests drive it)
-#   make test        run pytest against a project-local cluster (or $DATABASE_URL)
+#   make test        lint, typecheck, then pytest against a project-local cluster (or $DATABASE_URL)
+#   make lint        ruff check + ruff format --check (what CI enforces)
+#   make format      ruff format + the safe ruff fixes, in place
+#   make typecheck   mypy with the configuration in pyproject.toml
 #   make demo        migrate, seed, run worker + gunicorn on 127.0.0.1:${PORT:-5000}
 #   make db-start / db-stop / db-status / db-psql
 #   make clean       remove caches;  make distclean  also .venv and the local cluster
@@ -25,7 +28,7 @@ STAMP       := $(VENV)/.installed
 PG          := scripts/pg.sh
 PYTEST_ARGS ?=
 
-.PHONY: help venv pg-install browser-install test demo db-start db-stop db-status db-psql clean distclean
+.PHONY: help venv pg-install browser-install test lint format typecheck demo db-start db-stop db-status db-psql clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -91,6 +94,17 @@ test: venv pg-install browser-install
 	rc=0
 	"$(VENV_PY)" -m pytest $(PYTEST_ARGS) || rc=$$?
 	exit $$rc
+
+lint: venv
+	@"$(VENV)/bin/ruff" check .
+	"$(VENV)/bin/ruff" format --check .
+
+format: venv
+	@"$(VENV)/bin/ruff" format .
+	"$(VENV)/bin/ruff" check --fix .
+
+typecheck: venv
+	@"$(VENV)/bin/mypy"
 
 demo: venv pg-install
 	@exec scripts/demo.sh
