@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
-from core import citistat
+from reports import citistat
 
 WIDTH = 640  # the drawing's width in CSS pixels: it is shown at this size, so its labels are too
 MAX_HEIGHT = 520

@@ -21,8 +21,8 @@ from markupsafe import Markup, escape
 from api.citistat_map import DEFAULT_FIGURE, FIGURES, MapFigure, district_map, verified_share
 from api.db import session, settings
 from api.inputs import year_problem
-from core import citistat
 from core.errors import ValidationFailed
+from reports import citistat
 
 blp = Blueprint("citistat_page", __name__)
 

@@ -119,7 +119,7 @@ def seed_demo(pbf: Path, n_requests: int, rng_seed: int) -> None:
     """Seed the demo city (Andorra) once; later runs see it is there and return."""
     from core.db import make_engine, make_sessionmaker
     from core.storage import storage_from_settings
-    from geo.demo_city import seed_demo_city
+    from demo.city import seed_demo_city
 
     settings = settings_from_env()
     sessions = make_sessionmaker(make_engine(settings.database_url))
@@ -142,7 +142,7 @@ def seed_credentials() -> None:
 
     from core.db import make_engine, make_sessionmaker
     from core.models import User
-    from geo.demo_city import DEMO_API_KEY, DEMO_PASSWORD
+    from demo.city import DEMO_API_KEY, DEMO_PASSWORD
 
     settings = settings_from_env()
     with make_sessionmaker(make_engine(settings.database_url))() as session:

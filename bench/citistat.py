@@ -267,8 +267,8 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
 def time_compute(
     url: str, first_day: date, last_day: date, group_by: str, runs: int
 ) -> tuple[list[float], object]:
-    from core import citistat
     from core.db import make_engine, make_sessionmaker
+    from reports import citistat
 
     engine = make_engine(url)
     times, report = [], None
@@ -290,7 +290,7 @@ def time_compute(
 
 def _statements(group_by: str, period, prefix: str):  # noqa: ANN001, ANN202
     """compute()'s statements, each with its parameters."""
-    from core import citistat as cs
+    from reports import citistat as cs
 
     params = {
         "start": period.starts_at,
@@ -327,8 +327,8 @@ _SETTINGS = (
 def time_statements(url: str, first_day: date, last_day: date, group_by: str) -> dict[str, float]:
     """Each statement of compute() on its own (EXPLAIN ANALYZE execution time, ms). The
     rest of compute()'s time is the transfer of the packed cohort and numpy."""
-    from core import citistat as cs
     from core.db import make_engine
+    from reports import citistat as cs
 
     period = cs.make_period(first_day, last_day, ZoneInfo(TZ))
     engine = make_engine(url)
@@ -348,8 +348,8 @@ def time_statements(url: str, first_day: date, last_day: date, group_by: str) ->
 
 
 def explain(url: str, first_day: date, last_day: date, group_by: str) -> str:
-    from core import citistat as cs
     from core.db import make_engine
+    from reports import citistat as cs
 
     period = cs.make_period(first_day, last_day, ZoneInfo(TZ))
     engine = make_engine(url)

@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     admin_url = loopback_admin_url(p, args.database_url)
     unwind_on_sigterm()
 
-    from core import citistat
     from core.db import make_engine, make_sessionmaker
     from core.retention import purge
+    from reports import citistat
 
     name, url = create_database(admin_url)
     engine = make_engine(url)

@@ -386,9 +386,7 @@ def _gps_datetime(date: object, time: object) -> datetime | None:
     hours, minutes, seconds = (_rationals(time) + [0.0, 0.0])[:3]
     if hours >= 24 or minutes >= 60 or seconds >= 61:
         return None
-    return day.replace(tzinfo=UTC) + timedelta(
-        hours=hours, minutes=minutes, seconds=seconds
-    )
+    return day.replace(tzinfo=UTC) + timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 # --------------------------------------------------------------------------- perceptual hash

@@ -333,11 +333,9 @@ _PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
 def _photo_parts() -> list[Any]:
     """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
     numbered = sorted(
-
-            (int(m.group(1)), name)
-            for name in request.files.keys()
-            if (m := _PHOTO_PART.fullmatch(name))
-
+        (int(m.group(1)), name)
+        for name in request.files.keys()
+        if (m := _PHOTO_PART.fullmatch(name))
     )
     return request.files.getlist("media") + [
         f for _, name in numbered for f in request.files.getlist(name)

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import citistat
+from reports import citistat
 from tests import factories as f
-from tests.core.test_citistat import History, build_history
+from tests.reports.test_citistat import History, build_history
 
 PERIOD = {"from": "2026-03-02", "to": "2026-03-15"}
 

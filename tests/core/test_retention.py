@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import citistat
 from core.intake import Contact
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.models import (
@@ -26,8 +25,9 @@ from core.models import (
 from core.retention import purge_contact_batch, purge_tracks
 from core.settings import Settings
 from core.spatial import point
+from reports import citistat
 from tests import factories as f
-from tests.core.test_citistat import END, NOW, START, TZ, History, history, utc  # noqa: F401  (fixture)
+from tests.reports.test_citistat import END, NOW, START, TZ, History, history, utc  # noqa: F401  (fixture)
 
 PERIODS = [
     (START, END),

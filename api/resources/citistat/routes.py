@@ -15,7 +15,7 @@ from api import inputs
 from api.auth import require
 from api.db import session, settings
 from api.resources.common import Blueprint
-from core import citistat
+from reports import citistat
 
 blp = Blueprint(
     "citistat",

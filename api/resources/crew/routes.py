@@ -31,13 +31,13 @@ from api.resources.crew.schemas import (
     PositionsBatchSchema,
     PositionsStoredSchema,
 )
+from core.completion import CompletionInput, complete_work_order, public_view
 from core.field import MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
-from geo.completion import CompletionInput, complete_work_order, public_view
 from geo.photos import PhotoLimits, PhotoRejected
 
 # The route is read again and again by a phone; an intermediary must not keep it (it is

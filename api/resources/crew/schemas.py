@@ -1,7 +1,7 @@
 """What the crew phone API answers, typed: the schemas the OpenAPI document names and a
 generated client parses into objects.
 
-The answers are built as plain dicts in `dispatch.feed`, `geo.completion` and the views,
+The answers are built as plain dicts in `dispatch.feed`, `core.completion` and the views,
 with their times already formatted in the city's zone (`timespec="seconds"`); these schemas
 dump them unchanged, so the JSON is the same with or without them. That is why instants
 are strings documented as `format: date-time` here rather than `fields.DateTime`, which
@@ -315,7 +315,7 @@ class CrewPositionSchema(Schema):
 
 
 class CompletionFormSchema(Schema):
-    """The completion's text parts. Ranges are checked again by `geo.completion`, which
+    """The completion's text parts. Ranges are checked again by `core.completion`, which
     also requires a GPS fix's four parts together."""
 
     class Meta:

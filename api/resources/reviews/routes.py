@@ -32,6 +32,7 @@ from api.resources.geojson import (
 )
 from api.resources.typed import Computed, JSONObject, JSONValue
 from core import closing
+from core.completion import done_time, proof_policy, track_pings
 from core.models import (
     CLOSE_OUTCOMES,
     REVIEW_DECISIONS,
@@ -46,7 +47,6 @@ from core.models import (
 )
 from core.spatial import lon_lat
 from geo import proof
-from geo.completion import done_time, proof_policy, track_pings
 
 blp = Blueprint(
     "reviews",

@@ -1,4 +1,4 @@
-"""core.csvexport: text cells cannot become spreadsheet formulas; numbers stay numbers."""
+"""reports.csvexport: text cells cannot become spreadsheet formulas; numbers stay numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from core.csvexport import CsvTable, neutralise
+from reports.csvexport import CsvTable, neutralise
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "-3.5"])

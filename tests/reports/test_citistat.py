@@ -33,7 +33,6 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core import citistat
 from core.errors import ValidationFailed
 from core.lifecycle import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
@@ -51,6 +50,7 @@ from core.models import (
     WorkOrder,
 )
 from core.spatial import point
+from reports import citistat
 from tests import factories as f
 
 TZ = ZoneInfo("Europe/Andorra")

@@ -22,7 +22,7 @@ from core.models import ApiKey, Crew, Depot, District, ServiceAttribute, Service
 from core.shifts import BreakRule, PatternSpec, create_pattern, materialize
 from core.spatial import point
 from core.storage import Storage
-from geo.demo_history import seed_history
+from demo.history import seed_history
 from geo.geocode import build_address_index, geocode
 from geo.osm import read_districts, street_points
 
@@ -356,7 +356,7 @@ def seed_demo_city(
     shifts for the coming `horizon_days` from their weekly patterns and returns.
 
     With a photo `storage`, older reports also get two weeks of past work (see
-    `geo.demo_history`): completions with proof, closed requests, a review queue."""
+    `demo.history`): completions with proof, closed requests, a review queue."""
     now = now or datetime.now(UTC)
     if session.scalar(select(User.id).where(User.email == "admin@demo")) is not None:
         made = materialize(

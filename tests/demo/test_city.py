@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from core.models import Completion, ServiceRequest, WorkOrder
 from core.storage import LocalStorage
-from geo.demo_city import DEMO_TZ, seed_demo_city
-from geo.demo_history import seed_history
+from demo.city import DEMO_TZ, seed_demo_city
+from demo.history import seed_history
 from tests.conftest import ANDORRA_PBF
 
 

@@ -21,13 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core import closing
+from core.completion import CompletionInput, complete_work_order
 from core.field import Ping, ingest_positions
 from core.lifecycle import Actor
 from core.lifecycle.base import SYSTEM
 from core.models import Crew, User, WorkOrder
 from core.storage import Storage
 from core.workorders import change_status
-from geo.completion import CompletionInput, complete_work_order
 from geo.media import process_photo
 from geo.photos import PhotoLimits
 

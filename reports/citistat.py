@@ -64,9 +64,9 @@ from sqlalchemy import DateTime, Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from core.csvexport import CsvTable
 from core.errors import ValidationFailed
 from core.models import REQUEST_CLOSED_STATUSES, REQUEST_STATUSES
+from reports.csvexport import CsvTable
 
 GROUP_BYS = ("agency", "service_type", "district", "crew", "week")
 OTHER_OUTCOMES = ("duplicate", "not_found", "no_action_needed", "referred", "cancelled")
@@ -882,7 +882,7 @@ def open_data_csv(session: Session, period: Period) -> Iterator[str]:
     """The CSV text in chunks: header, then rows as they come off the cursor.
 
     Descriptions are what residents typed: as every text column they are neutralised
-    (core.csvexport), so `=HYPERLINK(...)` reaches the spreadsheet as text."""
+    (reports.csvexport), so `=HYPERLINK(...)` reaches the spreadsheet as text."""
     table = CsvTable(OPEN_DATA_COLUMNS, numeric=("lat", "long"))
     chunk = [table.header()]
     for i, r in enumerate(open_data_rows(session, period), 1):
