@@ -17,15 +17,8 @@ from sqlalchemy import func, select
 
 from api.db import session, settings
 from api.open311.routes import closing_photos, expected_at_expr
-from core.models import (
-    REQUEST_CLOSED_STATUSES,
-    Photo,
-    RequestComment,
-    ServiceRequest,
-    ServiceType,
-    StatusEvent,
-    WorkOrder,
-)
+from core.models import Photo, RequestComment, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+from core.status import REQUEST_CLOSED_STATUSES
 
 blp = Blueprint("status_page", __name__)
 

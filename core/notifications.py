@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from core.db import after_commit
 from core.models import (
     NOTIFICATION_CHANNELS,
-    REQUEST_CLOSED_STATUSES,
     ApiKey,
     Notification,
     ServiceRequest,
@@ -47,6 +46,7 @@ from core.models import (
 )
 from core.photos import after_photo_url
 from core.settings import Settings
+from core.status import REQUEST_CLOSED_STATUSES
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, selectinload
 from core import crewfeed
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import (
-    COMPLETION_OUTCOMES,
     Crew,
     CrewChange,
     CrewDay,
@@ -28,8 +27,10 @@ from core.models import (
 )
 from core.shifts import shift_on
 from core.spatial import lon_lat
+from core.status import COMPLETION_OUTCOMES, ON_A_ROUTE, SHOWN_ON_ROUTE
 
-ACTIVE = ("dispatched", "en_route", "on_site")
+# The crew's own work on its route (its stops' statuses, `core.status`).
+ACTIVE = ON_A_ROUTE
 
 
 def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
@@ -198,7 +199,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
             for st in route.stops
             if st.kind == "job"
             and st.work_order.crew_id == crew.id
-            and st.work_order.status in ACTIVE + ("completed", "verified", "unable")
+            and st.work_order.status in SHOWN_ON_ROUTE
         ]
         planned = {st.work_order_id for st in kept}
         extra = s.scalars(

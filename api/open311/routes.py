@@ -37,8 +37,6 @@ from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
 from core.media_links import CopyPolicy, copy_job_lock
 from core.models import (
-    REQUEST_CLOSED_STATUSES,
-    REQUEST_OPEN_STATUSES,
     ApiKey,
     MediaLink,
     Photo,
@@ -50,6 +48,7 @@ from core.models import (
     WorkOrder,
 )
 from core.photos import store_report_photo
+from core.status import REQUEST_CLOSED_STATUSES, REQUEST_OPEN_STATUSES
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 

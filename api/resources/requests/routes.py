@@ -33,13 +33,13 @@ from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, 
 from core.models import (
     MEDIA_LINK_COPY_STATES,
     REDACTABLE_FIELDS,
-    REQUEST_STATUSES,
     District,
     ServiceRequest,
     ServiceType,
     WorkOrder,
 )
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
+from core.status import REQUEST_STATUSES
 from geo.geocode import geocode
 
 blp = Blueprint(
