@@ -157,7 +157,8 @@ def test_groups_that_must_not_overlap_do_not() -> None:
 
 def test_a_member_is_its_plain_value() -> None:
     """What lets JSON, SQL and comparisons with a column's value stay as they were."""
-    assert RequestStatus.IN_PROGRESS == "in_progress"
+    stored: str = "in_progress"  # as a column's value reads
+    assert stored == RequestStatus.IN_PROGRESS and hash(stored) == hash(RequestStatus.IN_PROGRESS)
     assert f"{WorkOrderStatus.EN_ROUTE}" == str(WorkOrderStatus.EN_ROUTE) == "en_route"
     assert "on_site" in status.ON_A_ROUTE
     assert status.words_for("not_a_status") == "not_a_status"
