@@ -369,7 +369,7 @@ def find_reopenable(
 
 def reopenable_query(
     service_type: ServiceType, lon: float, lat: float, *, within: timedelta, now: datetime
-) -> Select[tuple[ServiceRequest]]:
+) -> Select[ServiceRequest]:
     """Requests of this type fixed at this place within the reopen window, nearest first
     (the intake desk lists what `find_reopenable` would pick, without locking it)."""
     return (

@@ -75,7 +75,18 @@ def work_order_changed(
         return  # in a draft: office business until a plan is published
     if target == WorkOrderStatus.NEW and before_status == WorkOrderStatus.REJECTED:
         return  # the crew was told "rejected" a moment ago
-    common = dict(work_order_id=wo.id, status=wo.status, event_status=target, at=ev.at)
+
+    def tell(crew_id: int, change: str) -> None:
+        record(
+            session,
+            crew_id=crew_id,
+            change=change,
+            work_order_id=wo.id,
+            status=wo.status,
+            event_status=target,
+            at=ev.at,
+        )
+
     if before_crew is not None and before_crew != after:
         lost = (
             "cancelled"
@@ -84,7 +95,7 @@ def work_order_changed(
             if target == WorkOrderStatus.REJECTED
             else "removed"
         )
-        record(session, crew_id=before_crew, change=lost, **common)
+        tell(before_crew, lost)
     if after is None:
         return
     if after != before_crew:
@@ -100,7 +111,7 @@ def work_order_changed(
         kind = "rejected"
     else:
         kind = "updated"
-    record(session, crew_id=after, change=kind, **common)
+    tell(after, kind)
 
 
 def work_order_noted(session: Session, wo: WorkOrder, ev: StatusEvent) -> None:
