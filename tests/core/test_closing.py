@@ -146,7 +146,8 @@ def test_a_request_closed_before_is_left_as_it_is(db: Session) -> None:
     site = Site(db)
     completion = site.completion(db, Verdict.AUTO_VERIFIED)
     closing.close_verified(db, completion, actor=ACTOR)
-    closed_at = site.original.closed_at
+    first_closed_at = site.original.closed_at
+    assert first_closed_at is not None
     # A resident's report brings the work back; the duplicate is reopened with it.
     closing.reopen_fixed(db, site.original, actor=ACTOR, at=datetime.now(UTC), by_report="SR-later")
     # The duplicate's reporter withdrew it meanwhile.
@@ -157,7 +158,7 @@ def test_a_request_closed_before_is_left_as_it_is(db: Session) -> None:
 
     assert closed == [site.original]
     assert site.duplicate.detailed_status == RequestStatus.CANCELLED
-    assert site.original.closed_at is not None and site.original.closed_at >= closed_at
+    assert site.original.closed_at is not None and site.original.closed_at >= first_closed_at
 
 
 # -- 2. a supervisor's review ----------------------------------------------------------
