@@ -3,12 +3,13 @@ and an account can be in, the named groups the code asks about, and what residen
 for each request status.
 
 Everything that compares a status imports it from here, CitiStat's SQL included
-(`sql_list`), and `core.models` builds its CHECK constraints from these enums, so a
-status added here reaches the database, the state machines (`core.lifecycle`) and the
-reports at once. A status is a `StrEnum` member, that is a plain string: the database
-stores it, JSON carries it and a comparison with a column's value needs no conversion.
+(`sql_list`), and `core.models` builds its CHECK constraints from these enums: a status
+added here needs its migration and nothing else spelled twice (tests/core/test_migrations.py
+compares the models with the migrations, tests/core/test_status.py the database with these
+enums). A status is a `StrEnum` member, that is a plain string: the database stores it,
+JSON carries it and a comparison with a column's value needs no conversion.
 
-Groups are tuples in the enum's order, because some are shown as they are (the OpenAPI
+Groups are tuples, so their order is fixed: some are shown as they are (the OpenAPI
 document's enums, the choices a crew's phone offers).
 
 `WORDING` is the one table of what a resident reads: the status page's words (written

@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from core.status import Verdict
 from geo.photos import ExifFacts, hamming
 
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius, as in geo.travel
 CLOCK_SKEW_S = 120  # phones' clocks drift; a fix this far "in the future" is still plausible
-AUTO_VERIFIED = Verdict.AUTO_VERIFIED
-NEEDS_REVIEW = Verdict.NEEDS_REVIEW
+AUTO_VERIFIED = "auto_verified"
+NEEDS_REVIEW = "needs_review"
 # Without these two there is no location evidence at all, so no automatic verification.
 REQUIRED_CHECKS = ("distance", "fix_age")
 
