@@ -83,6 +83,10 @@ COMPLETABLE = ON_A_ROUTE
 NOT_REACHED = (_W.DISPATCHED, _W.EN_ROUTE)
 # The crew has set off for it or is there: it stays first on the crew's route.
 UNDER_WAY = (_W.EN_ROUTE, _W.ON_SITE)
+# The steps a crew's phone reports on its way (a completion is reported with its proof).
+CREW_STEPS = (_W.EN_ROUTE, _W.ON_SITE, _W.UNABLE)
+# The crew has finished its visit: its proof waits for a verdict, or stands.
+VISITED = (_W.COMPLETED, _W.VERIFIED)
 # What a crew's published route still shows: what it has, and what it did today.
 SHOWN_ON_ROUTE = (*ON_A_ROUTE, _W.COMPLETED, _W.VERIFIED, _W.UNABLE)
 # Waiting for, or in, a crew visit (not completed, not closed): a new report at the place

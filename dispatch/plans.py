@@ -688,7 +688,7 @@ def publish_plan(
                 continue
             wo = orders[stop.work_order_id]
             planned_here.add(wo.id)
-            if wo.status in {"new", "planned"} or (
+            if wo.status in PLANNABLE_STATUSES or (
                 wo.status == "dispatched" and wo.crew_id != pr.crew_id
             ):
                 if wo.status == "dispatched":

@@ -20,7 +20,7 @@ from core.field import last_event_at
 from core.models import CrewDay, PlanRoute, RouteStop, WorkOrder
 from core.promises import keep_promise
 from core.spatial import lon_lat
-from core.status import NOT_REACHED
+from core.status import NOT_REACHED, VISITED
 from dispatch.build import TravelTimes, fresh_fix
 from dispatch.plans import lock_day
 
@@ -67,7 +67,7 @@ def _where_and_when(
     done = [
         (last_event_at(s, st.work_order, ("completed",)), st.work_order)
         for st in mine
-        if st.work_order.status in ("completed", "verified")
+        if st.work_order.status in VISITED
     ]
     done = [(at, wo) for at, wo in done if at is not None]
     if done:

@@ -117,6 +117,8 @@ GROUPS: dict[str, type[StrEnum]] = {
     "COMPLETABLE": WorkOrderStatus,
     "NOT_REACHED": WorkOrderStatus,
     "UNDER_WAY": WorkOrderStatus,
+    "CREW_STEPS": WorkOrderStatus,
+    "VISITED": WorkOrderStatus,
     "SHOWN_ON_ROUTE": WorkOrderStatus,
     "JOINABLE": WorkOrderStatus,
     "DONE": WorkOrderStatus,
