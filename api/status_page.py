@@ -17,31 +17,11 @@ from sqlalchemy import func, select
 
 from api.db import session, settings
 from api.open311.routes import closing_photos, expected_at_expr
-from core.models import (
-    REQUEST_CLOSED_STATUSES,
-    Photo,
-    RequestComment,
-    ServiceRequest,
-    ServiceType,
-    StatusEvent,
-    WorkOrder,
-)
+from core.models import Photo, RequestComment, ServiceRequest, ServiceType, StatusEvent, WorkOrder
+from core.status import REQUEST_CLOSED_STATUSES, words_for
 
 blp = Blueprint("status_page", __name__)
 
-STATUS_WORDS = {
-    "received": "Received",
-    "acknowledged": "Accepted, waiting to be planned",
-    "scheduled": "Scheduled",
-    "in_progress": "In progress",
-    "reopened": "Reopened",
-    "fixed": "Fixed",
-    "duplicate": "Closed: already reported",
-    "not_found": "Closed: the crew could not find the problem",
-    "no_action_needed": "Closed: no action needed",
-    "referred": "Passed to the organisation responsible",
-    "cancelled": "Cancelled",
-}
 # Nothing of the page may come from elsewhere; the inline style is the only exception.
 CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 # Confirmation numbers are stored in 32 characters; anything longer is not one.
@@ -58,9 +38,7 @@ def public_timeline(
         {
             "at": ev.at,
             # An annotation keeps the status: it is news, not a change.
-            "status_words": STATUS_WORDS.get(ev.to_status, ev.to_status)
-            if ev.from_status != ev.to_status
-            else None,
+            "status_words": words_for(ev.to_status) if ev.from_status != ev.to_status else None,
             "note": ev.note,
             "resident_comment": ev.id in comment_event_ids,
         }
@@ -216,7 +194,7 @@ def status(public_id: str) -> Response:
         200,
         request=row,
         closed=row.detailed_status in REQUEST_CLOSED_STATUSES,
-        status_words=STATUS_WORDS.get(row.detailed_status, row.detailed_status),
+        status_words=words_for(row.detailed_status),
         reported=_when(row.requested_at, tz),
         expected=_when(row.expected_at, tz) if row.expected_at is not None else None,
         late=_when(late, tz)

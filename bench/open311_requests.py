@@ -273,7 +273,8 @@ class SqlTiming:
 def _main_statement(scenario: str):  # noqa: ANN202
     """The statement get_requests() builds for a scenario (mirrors api/open311/routes.py)."""
     from api.open311.routes import _request_query
-    from core.models import REQUEST_OPEN_STATUSES, ServiceRequest, ServiceType
+    from core.models import ServiceRequest, ServiceType
+    from core.status import REQUEST_OPEN_STATUSES
 
     start = datetime.now(UTC) - timedelta(days=90)
     conditions = [ServiceRequest.requested_at >= start]

@@ -30,33 +30,27 @@ from core.lifecycle.base import Actor
 from core.lifecycle.completion import CompletionLifecycle
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import (
-    CLOSE_OUTCOMES,
-    REQUEST_OPEN_STATUSES,
-    Completion,
-    Review,
-    ServiceRequest,
-    ServiceType,
-    WorkOrder,
-)
+from core.models import Completion, Review, ServiceRequest, ServiceType, WorkOrder
 from core.photos import after_photo_url
 from core.spatial import distance_metres, within_metres
+from core.status import (
+    CLOSABLE_WITHOUT_COMPLETION,
+    CLOSE_OUTCOMES,
+    PROVEN,
+    REQUEST_OPEN_STATUSES,
+    CompletionOutcome,
+    RequestStatus,
+    Verdict,
+    WorkOrderStatus,
+    note_for,
+)
 from core.workorders import change_status
 
-AUTO_VERIFIED = "auto_verified"
-NEEDS_REVIEW = "needs_review"
+AUTO_VERIFIED = Verdict.AUTO_VERIFIED
+NEEDS_REVIEW = Verdict.NEEDS_REVIEW
+# The reason code of a completion drawn for an audit (not a status).
 AUDIT_SAMPLE = "audit_sample"
-
-# What residents read when their request closes (status_notes and the timeline).
-PUBLIC_NOTES = {
-    "fixed": "Fixed. The crew's work was checked and confirmed.",
-    "not_found": "Closed: a crew went to the location and could not find the problem.",
-    "no_action_needed": "Closed: a crew inspected the location and no action was needed.",
-    "referred": "Closed here: this is the responsibility of another agency or owner, and it has been referred to them.",
-    "duplicate": "Closed: this is the same problem as an earlier report, which is being handled.",
-}
-# Work orders a supervisor may close without a completion.
-CLOSABLE_WITHOUT_COMPLETION = ("new", "planned", "dispatched", "en_route", "unable")
+_W = WorkOrderStatus
 
 
 @dataclass(frozen=True)
@@ -81,8 +75,8 @@ def initial_verdict(
     `sample_rate` is drawn at random for an audit, so automatic verification stays
     honest: a crew cannot know which of its jobs a person will look at."""
     reasons = list(reasons)
-    if outcome == "needs_other_crew" and "needs_other_crew" not in reasons:
-        return InitialVerdict(NEEDS_REVIEW, [*reasons, "needs_other_crew"], False)
+    if outcome == CompletionOutcome.NEEDS_OTHER_CREW and outcome not in reasons:
+        return InitialVerdict(NEEDS_REVIEW, [*reasons, CompletionOutcome.NEEDS_OTHER_CREW], False)
     if proof_verdict != AUTO_VERIFIED:
         return InitialVerdict(proof_verdict, reasons, False)
     if draw() < sample_rate:
@@ -101,10 +95,11 @@ def _close_requests(
     at: datetime,
 ) -> list[ServiceRequest]:
     """Every open request on the order, duplicates included, closes with `outcome`."""
-    notes = status_notes or PUBLIC_NOTES[outcome]
+    # What residents read when their request closes (status_notes and the timeline).
+    notes = status_notes or note_for(RequestStatus(outcome))
     photo = (
         after_photo_url(session, completion_id)
-        if completion_id is not None and outcome == "fixed"
+        if completion_id is not None and outcome == RequestStatus.FIXED
         else None
     )
     closed = []
@@ -151,7 +146,7 @@ def close_verified(
 ) -> list[ServiceRequest]:
     """A verified completion closes its work order and the requests on it, with the crew's outcome."""
     at = at or datetime.now(UTC)
-    if completion.verdict not in (AUTO_VERIFIED, "verified"):
+    if completion.verdict not in PROVEN:
         raise Conflict(
             f"completion {completion.id} is {completion.verdict}; only verified proof closes work",
             current=completion.verdict,
@@ -160,7 +155,7 @@ def close_verified(
     WorkOrderLifecycle.transition(
         session,
         wo,
-        "verified",
+        _W.VERIFIED,
         actor=actor,
         at=at,
         note=f"completion {completion.id} verified ({completion.verdict}); outcome {completion.outcome}",
@@ -196,7 +191,7 @@ def verify(
 ) -> list[ServiceRequest]:
     """A supervisor accepts the proof: the work closes with the crew's outcome."""
     completion = _lock_pending(session, completion_id)
-    if completion.outcome == "needs_other_crew":
+    if completion.outcome == CompletionOutcome.NEEDS_OTHER_CREW:
         raise Conflict(
             "the crew said another crew is needed: reject it to send the work back to the pool, "
             "or close it with an outcome",
@@ -206,7 +201,7 @@ def verify(
     _decide(
         session,
         completion,
-        "verified",
+        Verdict.VERIFIED,
         Review(completion_id=completion.id, reviewer_id=reviewer_id, decision="verify", note=note),
         actor=actor,
         at=at,
@@ -233,7 +228,7 @@ def reject(
     _decide(
         session,
         completion,
-        "rejected",
+        Verdict.REJECTED,
         Review(
             completion_id=completion.id,
             reviewer_id=reviewer_id,
@@ -248,13 +243,13 @@ def reject(
     change_status(
         session,
         wo,
-        "rejected",
+        _W.REJECTED,
         actor=actor,
         at=at,
         note=f"completion {completion.id} rejected: {reason}",
     )
     change_status(
-        session, wo, "new", actor=actor, at=at, note="back in the pool after a rejected completion"
+        session, wo, _W.NEW, actor=actor, at=at, note="back in the pool after a rejected completion"
     )
     return wo
 
@@ -276,7 +271,7 @@ def close_with_outcome(
     _decide(
         session,
         completion,
-        "verified",
+        Verdict.VERIFIED,
         Review(
             completion_id=completion.id,
             reviewer_id=reviewer_id,
@@ -291,7 +286,7 @@ def close_with_outcome(
     WorkOrderLifecycle.transition(
         session,
         wo,
-        "closed",
+        _W.CLOSED,
         actor=actor,
         at=at,
         note=f"closed by a supervisor as {outcome} after completion {completion.id}",
@@ -323,7 +318,7 @@ def close_work_order(
             f"work order {wo.id} is {wo.status}; "
             + (
                 "review its completion instead"
-                if wo.status == "completed"
+                if wo.status == _W.COMPLETED
                 else "it cannot be closed now"
             ),
             current=wo.status,
@@ -332,7 +327,7 @@ def close_work_order(
     WorkOrderLifecycle.transition(
         session,
         wo,
-        "closed",
+        _W.CLOSED,
         actor=actor,
         at=at,
         note=f"closed by a supervisor as {outcome}" + (f": {note}" if note else ""),
@@ -374,7 +369,7 @@ def find_reopenable(
 
 def reopenable_query(
     service_type: ServiceType, lon: float, lat: float, *, within: timedelta, now: datetime
-) -> Select[tuple[ServiceRequest]]:
+) -> Select[ServiceRequest]:
     """Requests of this type fixed at this place within the reopen window, nearest first
     (the intake desk lists what `find_reopenable` would pick, without locking it)."""
     return (
@@ -382,10 +377,10 @@ def reopenable_query(
         .join(WorkOrder, ServiceRequest.work_order_id == WorkOrder.id)
         .where(
             ServiceRequest.service_type_id == service_type.id,
-            ServiceRequest.detailed_status == "fixed",
+            ServiceRequest.detailed_status == RequestStatus.FIXED,
             ServiceRequest.duplicate_of_id.is_(None),
             ServiceRequest.closed_at >= now - within,
-            WorkOrder.status == "verified",
+            WorkOrder.status == _W.VERIFIED,
             within_metres(ServiceRequest.location, lon, lat, service_type.duplicate_radius_m),
         )
         .order_by(distance_metres(ServiceRequest.location, lon, lat), ServiceRequest.id)
@@ -418,13 +413,19 @@ def _reopen(
 ) -> WorkOrder:
     wo = original.work_order
     assert wo is not None
-    WorkOrderLifecycle.transition(session, wo, "new", actor=actor, at=at, note=staff_note)
+    WorkOrderLifecycle.transition(session, wo, _W.NEW, actor=actor, at=at, note=staff_note)
     wo.due_at = at + timedelta(hours=wo.service_type.sla_hours)
     for req in wo.requests:
-        if req.detailed_status == "fixed":
+        if req.detailed_status == RequestStatus.FIXED:
             req.status_notes = public_note
             ServiceRequestLifecycle.transition(
-                session, req, "reopened", actor=actor, note=public_note, public=True, at=at
+                session,
+                req,
+                RequestStatus.REOPENED,
+                actor=actor,
+                note=public_note,
+                public=True,
+                at=at,
             )
     return wo
 
@@ -445,10 +446,15 @@ def why_a_comment_cannot_reopen(
     as a new report does through the original. (The query leaves duplicates out so that
     a work order is found once, and shown by its original's number.)"""
     again = "If the problem is back, please make a new report."
-    if request.detailed_status != "fixed":
+    if request.detailed_status != RequestStatus.FIXED:
         return f"This request stays closed: it was not closed as fixed. {again}"
     wo = request.work_order
-    if wo is None or wo.status != "verified" or within <= timedelta(0) or request.closed_at is None:
+    if (
+        wo is None
+        or wo.status != _W.VERIFIED
+        or within <= timedelta(0)
+        or request.closed_at is None
+    ):
         return f"This request stays closed. {again}"
     if request.closed_at < now - within:
         return f"This request stays closed: it was fixed more than {within.days} days ago. {again}"

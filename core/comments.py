@@ -43,12 +43,8 @@ from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.locks import AdvisoryLock
 from core.media_links import clean_media_links
-from core.models import (
-    REQUEST_CLOSED_STATUSES,
-    RequestComment,
-    ServiceRequest,
-    WorkOrder,
-)
+from core.models import RequestComment, ServiceRequest, WorkOrder
+from core.status import REQUEST_CLOSED_STATUSES
 
 # FixMyStreet's word for "the problem is back" (extended statuses with `mark_reopen`).
 # Its plain OPEN is not: see the module.

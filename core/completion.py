@@ -18,25 +18,16 @@ from core.errors import Conflict, ValidationFailed
 from core.field import check_client_time, last_event_at, note_fix, order_earliest
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
-from core.models import (
-    COMPLETION_OUTCOMES,
-    Completion,
-    Photo,
-    PositionPing,
-    ServiceType,
-    StatusEvent,
-    WorkOrder,
-)
+from core.models import Completion, Photo, PositionPing, ServiceType, StatusEvent, WorkOrder
 from core.photos import hold_media_write_lock, original_key
 from core.spatial import point
+from core.status import COMPLETABLE, COMPLETION_OUTCOMES
 from core.storage import Storage
 from core.workorders import change_status
 from geo import proof
 from geo.photos import PhotoLimits, exif_facts, inspect_photos, perceptual_hash, to_signed64
 
 MAX_PHOTOS = 10
-# Work an order may be completed from; dispatched/en_route imply the crew got there.
-COMPLETABLE = ("dispatched", "en_route", "on_site")
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,13 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from core.models import Crew, CrewChange, StatusEvent, WorkOrder
+from core.status import CALLED_OFF, WorkOrderStatus
 
 _PENDING = "streetloop.crew_changes_pending"
 # A stop dispatched during the day at this priority or above is news to shout about.
 URGENT_PRIORITY = 4
 # Statuses that end the work for its crew without the crew having finished it.
-_CANCELLING = frozenset({"cancelled", "closed"})
+_CANCELLING = CALLED_OFF
 
 
 def record(
@@ -70,20 +71,31 @@ def work_order_changed(
     target, after = ev.to_status, wo.crew_id
     if before_status is None:
         return  # its birth is office business
-    if target == "planned" and before_status != "planned":
+    if target == WorkOrderStatus.PLANNED and before_status != WorkOrderStatus.PLANNED:
         return  # in a draft: office business until a plan is published
-    if target == "new" and before_status == "rejected":
+    if target == WorkOrderStatus.NEW and before_status == WorkOrderStatus.REJECTED:
         return  # the crew was told "rejected" a moment ago
-    common = dict(work_order_id=wo.id, status=wo.status, event_status=target, at=ev.at)
+
+    def tell(crew_id: int, change: str) -> None:
+        record(
+            session,
+            crew_id=crew_id,
+            change=change,
+            work_order_id=wo.id,
+            status=wo.status,
+            event_status=target,
+            at=ev.at,
+        )
+
     if before_crew is not None and before_crew != after:
         lost = (
             "cancelled"
             if target in _CANCELLING
             else "rejected"
-            if target == "rejected"
+            if target == WorkOrderStatus.REJECTED
             else "removed"
         )
-        record(session, crew_id=before_crew, change=lost, **common)
+        tell(before_crew, lost)
     if after is None:
         return
     if after != before_crew:
@@ -95,11 +107,11 @@ def work_order_changed(
     elif target in _CANCELLING:
         # Closed by a supervisor while on the route: for the crew as good as cancelled.
         kind = "cancelled"
-    elif target == "rejected":
+    elif target == WorkOrderStatus.REJECTED:
         kind = "rejected"
     else:
         kind = "updated"
-    record(session, crew_id=after, change=kind, **common)
+    tell(after, kind)
 
 
 def work_order_noted(session: Session, wo: WorkOrder, ev: StatusEvent) -> None:

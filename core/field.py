@@ -17,6 +17,7 @@ from core.lifecycle.base import Actor
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import CLIENT_TIME_FLOOR, StatusEvent, WorkOrder
 from core.spatial import point
+from core.status import CREW_STEPS, WorkOrderStatus
 from core.workorders import change_status
 
 MAX_PINGS_PER_BATCH = 5000
@@ -145,7 +146,7 @@ def ingest_positions(
 
 # -- progress events ---------------------------------------------------------------
 
-EVENT_TYPES = ("en_route", "on_site", "unable")
+EVENT_TYPES = CREW_STEPS
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def apply_event(
         return False
     # Only the crew's own reports count: a phone that was offline reports work done
     # before the office's latest click.
-    last = last_event_at(session, wo, EVENT_TYPES + ("completed",))
+    last = last_event_at(session, wo, (*EVENT_TYPES, WorkOrderStatus.COMPLETED))
     if last is not None and event.device_time < last and wo.status != event.type:
         # The crew already reported something later than this (events from an offline phone).
         raise Conflict(

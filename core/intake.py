@@ -35,20 +35,13 @@ from core.models import (
 )
 from core.service_area import AreaConfig, inside_service_area, outside_area_error
 from core.spatial import distance_metres, parse_coordinate, point, within_metres
+from core.status import JOINABLE
 
 MAX_DESCRIPTION = 4000
 MAX_SHORT_TEXT = 255
 MAX_PRIORITY = 5
 # Work orders still waiting for, or in, a crew visit: a new report joins these.
-JOINABLE_WORK_ORDER_STATUSES = (
-    "new",
-    "planned",
-    "dispatched",
-    "en_route",
-    "on_site",
-    "unable",
-    "rejected",
-)
+JOINABLE_WORK_ORDER_STATUSES = JOINABLE
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

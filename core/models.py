@@ -33,6 +33,21 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, bigint, created_at, intpk
 
+# The status vocabulary lives in `core.status`; the CHECK constraints below are built from it.
+from core.status import (
+    API_KEY_STATUSES,
+    COMPLETION_OUTCOMES,
+    PLAN_STATUSES,
+    REQUEST_STATUSES,
+    UNPROVEN,
+    USER_STATUSES,
+    VERDICTS,
+    WEBHOOK_STATUSES,
+    WORK_ORDER_STATUSES,
+    open311_status,
+    sql_list,
+)
+
 
 def _check_in(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
     quoted = ", ".join(f"'{v}'" for v in values)
@@ -63,37 +78,7 @@ def _point(nullable: bool = False) -> Any:
 
 # call_taker: 311 agents who take residents' calls (record, look up; no planning, contacts or admin).
 ROLES = ("crew", "dispatcher", "supervisor", "admin", "call_taker")
-# A user's state in the audit trail; the column is `users.active`.
-USER_STATUSES = ("active", "inactive")
-API_KEY_STATUSES = ("active", "revoked")
-WEBHOOK_STATUSES = ("active", "inactive")
 DATATYPES = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
-
-REQUEST_OPEN_STATUSES = ("received", "acknowledged", "scheduled", "in_progress", "reopened")
-REQUEST_CLOSED_STATUSES = (
-    "fixed",
-    "duplicate",
-    "not_found",
-    "no_action_needed",
-    "referred",
-    "cancelled",
-)
-REQUEST_STATUSES = REQUEST_OPEN_STATUSES + REQUEST_CLOSED_STATUSES
-
-WORK_ORDER_STATUSES = (
-    "new",
-    "planned",
-    "dispatched",
-    "en_route",
-    "on_site",
-    "completed",
-    "verified",
-    "rejected",
-    "unable",
-    "closed",
-    "cancelled",
-)
-PLAN_STATUSES = ("queued", "running", "ready", "failed", "published", "superseded")
 STOP_KINDS = ("job", "break")
 
 # What the audit trail records changes of. Users, shifts, shift patterns and the service
@@ -112,17 +97,6 @@ STATUS_EVENT_ENTITIES = (
     # Open311 client apps' keys and webhooks (core.client_apps).
     "api_key",
     "webhook",
-)
-
-WORK_ORDER_OPEN_STATUSES = (
-    "new",
-    "planned",
-    "dispatched",
-    "en_route",
-    "on_site",
-    "completed",
-    "rejected",
-    "unable",
 )
 
 
@@ -583,7 +557,7 @@ class ServiceRequest(Base):
     @property
     def status(self) -> str:
         """Open311's two-valued status."""
-        return "closed" if self.detailed_status in REQUEST_CLOSED_STATUSES else "open"
+        return open311_status(self.detailed_status)
 
     @property
     def needs_pin(self) -> bool:
@@ -941,10 +915,6 @@ class CrewPosition(Base):
     heading_deg: Mapped[float | None]
 
 
-COMPLETION_OUTCOMES = ("fixed", "not_found", "no_action_needed", "referred", "needs_other_crew")
-VERDICTS = ("auto_verified", "needs_review", "verified", "rejected")
-
-
 class Completion(Base):
     """A crew's claim that the work is done, with the proof and what the checks made of it."""
 
@@ -957,7 +927,7 @@ class Completion(Base):
         Index(
             "ix_completions_unproven",
             "id",
-            postgresql_where=text("verdict IN ('needs_review', 'rejected')"),
+            postgresql_where=text(f"verdict IN ({sql_list(UNPROVEN)})"),
         ),
         _sane_time("fix_time"),
         _sane_time("captured_at"),
@@ -1013,8 +983,6 @@ def _completion_work_order_facts(mapper: Any, connection: Any, target: Completio
 
 
 REVIEW_DECISIONS = ("verify", "reject", "close")
-# A supervisor may close the work with one of these instead of `fixed`.
-CLOSE_OUTCOMES = ("not_found", "no_action_needed", "referred", "duplicate")
 
 
 class Review(Base):

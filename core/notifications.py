@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from core.db import after_commit
 from core.models import (
     NOTIFICATION_CHANNELS,
-    REQUEST_CLOSED_STATUSES,
     ApiKey,
     Notification,
     ServiceRequest,
@@ -47,6 +46,7 @@ from core.models import (
 )
 from core.photos import after_photo_url
 from core.settings import Settings
+from core.status import REQUEST_CLOSED_STATUSES, open311_status, words_for
 
 log = logging.getLogger(__name__)
 
@@ -326,20 +326,8 @@ class Undeliverable(Exception):
     off, or its app's key was revoked)."""
 
 
-# What a resident reads for each status (the Open311 detailed status, in words).
-STATUS_WORDS = {
-    "received": "Received",
-    "acknowledged": "Acknowledged",
-    "scheduled": "Scheduled: a crew has been assigned",
-    "in_progress": "In progress",
-    "fixed": "Fixed",
-    "duplicate": "Closed: a duplicate of an earlier report",
-    "not_found": "Closed: the problem could not be found",
-    "no_action_needed": "Closed: no action was needed",
-    "referred": "Closed: referred to another agency or owner",
-    "cancelled": "Closed: cancelled",
-    "reopened": "Reopened",
-}
+# The subject's end for each kind of notification; the status itself is in the residents'
+# words of the status page (`core.status.WORDING`).
 _HEADLINES = {
     "scheduled": "is scheduled",
     "fixed": "has been fixed",
@@ -398,7 +386,7 @@ def update_for(session: Session, notification: Notification, settings: Settings)
         public_id=request.public_id,
         service_name=request.service_type.name,
         detailed_status=event.to_status,
-        status="closed" if event.to_status in REQUEST_CLOSED_STATUSES else "open",
+        status=open311_status(event.to_status),
         at=event.at,
         status_notes=notes,
         media_url=media,
@@ -431,7 +419,7 @@ def email_message(
     )
     subject = f"Your report {update_.public_id} ({update_.service_name}) {_HEADLINES[update_.kind]}"
     lines = [f"Hello {first_name}," if first_name else "Hello,", "", f"{subject}.", ""]
-    lines.append(f"Status: {STATUS_WORDS.get(update_.detailed_status, update_.detailed_status)}")
+    lines.append(f"Status: {words_for(update_.detailed_status)}")
     lines.append(f"When: {_local_time(update_.at, settings)}")
     if update_.status_notes:
         lines.append(f"Notes from the city: {update_.status_notes}")

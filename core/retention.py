@@ -39,7 +39,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.lifecycle.base import SYSTEM, audit
-from core.models import REQUEST_CLOSED_STATUSES, StatusEvent
+from core.models import StatusEvent
+from core.status import REQUEST_CLOSED_STATUSES, sql_list
 
 # Requests purged per transaction: a first run over years of history neither holds one
 # huge transaction nor locks every old request at once.
@@ -94,7 +95,7 @@ _DELETE_FIXES_SQL = """
     ORDER BY gone.crew_id
 """
 
-_CLOSED = ", ".join(f"'{s}'" for s in REQUEST_CLOSED_STATUSES)
+_CLOSED = sql_list(REQUEST_CLOSED_STATUSES)
 # The comments whose commenter's details are still kept (the partial index
 # ix_request_comments_with_contact is spelled the same).
 _COMMENTER_KEPT = (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, overload
 
 import shapely
 from geoalchemy2 import WKBElement
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import MultiPolygon, Point, Polygon, shape
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, SQLColumnExpression, func
 
 from core.errors import ValidationFailed
 
@@ -55,6 +55,14 @@ def point(lon: float, lat: float) -> WKBElement:
     return from_shape(Point(lon, lat), srid=4326)
 
 
+@overload
+def lon_lat(element: WKBElement) -> tuple[float, float]: ...
+@overload
+def lon_lat(element: None) -> None: ...
+@overload
+def lon_lat(element: WKBElement | None) -> tuple[float, float] | None: ...
+
+
 def lon_lat(element: WKBElement | None) -> tuple[float, float] | None:
     if element is None:
         return None
@@ -63,13 +71,15 @@ def lon_lat(element: WKBElement | None) -> tuple[float, float] | None:
 
 
 def within_metres(
-    column: ColumnElement, lon: float, lat: float, metres: float
+    column: SQLColumnExpression[Any], lon: float, lat: float, metres: float
 ) -> ColumnElement[bool]:
     """ST_DWithin on geography, written so the `(col::geography)` gist index applies."""
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
     return func.ST_DWithin(func.geography(column), target, metres)
 
 
-def distance_metres(column: ColumnElement, lon: float, lat: float) -> ColumnElement[float]:
+def distance_metres(
+    column: SQLColumnExpression[Any], lon: float, lat: float
+) -> ColumnElement[float]:
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
     return func.ST_Distance(func.geography(column), target)

@@ -15,17 +15,26 @@ from core.lifecycle.base import Actor
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import Crew, WorkOrder
+from core.status import (
+    JOINABLE,
+    NOT_SET_BY_STAFF,
+    ON_THE_WAY_NOTE,
+    SETTLED,
+    RequestStatus,
+    WorkOrderStatus,
+    note_for,
+)
 
-# What the resident sees when the work order enters a state (None: no change).
-_REQUEST_FOLLOWS: dict[str, tuple[str, str] | None] = {
-    "dispatched": ("scheduled", "Scheduled: a crew has been assigned."),
-    "en_route": ("in_progress", "A crew is on the way."),
-    "on_site": ("in_progress", "A crew is working on it."),
-    "new": ("acknowledged", "Back in the queue to be scheduled again."),
-    "cancelled": ("cancelled", "Cancelled by the city."),
+_R, _W = RequestStatus, WorkOrderStatus
+# The status the requests take when their work order enters a state, and the public note
+# they get (`core.status.WORDING`); other states leave the requests as they are.
+_REQUEST_FOLLOWS: dict[str, tuple[RequestStatus, str]] = {
+    _W.DISPATCHED: (_R.SCHEDULED, note_for(_R.SCHEDULED)),
+    _W.EN_ROUTE: (_R.IN_PROGRESS, ON_THE_WAY_NOTE),
+    _W.ON_SITE: (_R.IN_PROGRESS, note_for(_R.IN_PROGRESS)),
+    _W.NEW: (_R.ACKNOWLEDGED, note_for(_R.ACKNOWLEDGED)),
+    _W.CANCELLED: (_R.CANCELLED, note_for(_R.CANCELLED)),
 }
-# Reached only through their own flows (completion with proof, review).
-STAFF_FORBIDDEN_TARGETS = frozenset({"completed", "verified", "rejected", "closed"})
 
 
 def change_status(
@@ -67,13 +76,13 @@ def staff_change_status(
     note: str | None = None,
     **context: Any,
 ) -> None:
-    if wo.status in ("verified", "closed"):
+    if wo.status in SETTLED:
         raise IllegalTransition(
             f"work order {wo.id} is {wo.status}: its requests are closed; a resident's new report reopens it",
             current=wo.status,
             target=target,
         )
-    if target in STAFF_FORBIDDEN_TARGETS:
+    if target in NOT_SET_BY_STAFF:
         raise IllegalTransition(
             f"work orders reach {target!r} through a crew completion or a supervisor review, not directly",
             current=wo.status,
@@ -82,18 +91,13 @@ def staff_change_status(
     change_status(session, wo, target, actor=actor, note=note, **context)
 
 
-# Work a dispatcher can still force into a day: not finished, not closed.
-_MUST_DO_OPEN = frozenset(
-    {"new", "planned", "dispatched", "en_route", "on_site", "unable", "rejected"}
-)
-
-
 def mark_must_do(
     session: Session, wo: WorkOrder, *, day: date, crew: Crew | None, actor: Actor, today: date
 ) -> None:
     """A dispatcher's "this is done on `day`" (optionally "by `crew`"): plans of that day
     include it, dropping lower-value work if they must, and say what they dropped."""
-    if wo.status not in _MUST_DO_OPEN:
+    # Work a dispatcher can still force into a day: not finished, not closed.
+    if wo.status not in JOINABLE:
         raise Conflict(
             f"work order {wo.id} is {wo.status}; only open work can be made must-do",
             current=wo.status,

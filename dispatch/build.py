@@ -33,11 +33,12 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
+from core.status import PLANNABLE
 from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow
 from dispatch.validate import Words
 
 # Work waiting for a plan: never dispatched yet, or only in an unpublished draft.
-PLANNABLE_STATUSES = ("new", "planned")
+PLANNABLE_STATUSES = PLANNABLE
 # The default age limit of a GPS fix that says where a crew is (STREETLOOP_FIX_MAX_AGE_MINUTES).
 FRESH_FIX = timedelta(minutes=15)
 

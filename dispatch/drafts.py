@@ -17,6 +17,7 @@ from core.lifecycle.base import Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import PlanRoute, RoutePlan, WorkOrder
+from core.status import PLAN_CURRENT, UNDER_WAY
 from core.workorders import change_status
 from dispatch.build import Built, TravelTimes
 from dispatch.edit import time_route
@@ -260,7 +261,7 @@ def set_lock(
     """Lock a stop to its crew and its place among the crew's locked stops (or unlock it).
     Moves and removals then leave it alone, and a re-plan of the day keeps it there."""
     lock_plan(s, plan)
-    if plan.status not in ("ready", "published"):
+    if plan.status not in PLAN_CURRENT:
         raise Conflict(
             f"plan {plan.id} is {plan.status}; stops are locked on a draft or the published plan",
             current=plan.status,
@@ -280,7 +281,7 @@ def set_lock(
         )
     if stop.locked == locked:
         return plan
-    if not locked and stop.work_order.status in ("en_route", "on_site"):
+    if not locked and stop.work_order.status in UNDER_WAY:
         raise Conflict(
             f"work order {work_order_id} is under way ({stop.work_order.status}); it stays first on its route",
             current=stop.work_order.status,

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, selectinload
 from core import crewfeed
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import (
-    COMPLETION_OUTCOMES,
     Crew,
     CrewChange,
     CrewDay,
@@ -28,8 +27,10 @@ from core.models import (
 )
 from core.shifts import shift_on
 from core.spatial import lon_lat
+from core.status import COMPLETION_OUTCOMES, ON_A_ROUTE, SHOWN_ON_ROUTE
 
-ACTIVE = ("dispatched", "en_route", "on_site")
+# The crew's own work on its route (its stops' statuses, `core.status`).
+ACTIVE = ON_A_ROUTE
 
 
 def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
@@ -39,7 +40,7 @@ def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
 def _place(depot: Depot | None) -> dict[str, Any] | None:
     if depot is None:
         return None
-    lon, lat = lon_lat(depot.location)
+    lon, lat = lon_lat(depot.location)  # a depot's location is NOT NULL
     return {"code": depot.code, "name": depot.name, "lat": lat, "lon": lon}
 
 
@@ -75,7 +76,10 @@ class _Extras:
                 .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready")
                 .order_by(Photo.id)
             ):
-                self.photos.setdefault(rid, []).append((pub, thumb))
+                # A ready photo has both copies (`geo.media.process_photo` names them
+                # together), and the request is one of ours: the query says so.
+                if rid is not None and pub is not None and thumb is not None:
+                    self.photos.setdefault(rid, []).append((pub, thumb))
         # Photos the report sent as links: shown as links until a copy of ours is ready
         # (then it is among the photos above), so the crew never sees one picture twice.
         self.links: dict[int, list[str]] = {}
@@ -101,10 +105,11 @@ class _Extras:
                 )
                 .order_by(StatusEvent.at, StatusEvent.id)
             ):
-                self.notes.setdefault(wid, []).append((at, note))
+                if note is not None:  # as the query asks
+                    self.notes.setdefault(wid, []).append((at, note))
         # Residents' comments (`core.comments`): the text of their public events, as
         # redacted, never who wrote them.
-        self.comments: dict[int, list[tuple[datetime, str]]] = {}
+        self.comments: dict[int, list[tuple[datetime, str | None]]] = {}
         if req_ids:
             for rid, at, note in s.execute(
                 select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.note)
@@ -193,14 +198,16 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     load = (selectinload(WorkOrder.requests), selectinload(WorkOrder.service_type))
     if route is not None:
         # Reassigned or cancelled since the plan was published: not this crew's stop any more.
+        # (A job stop always has its work order: the job_has_work_order constraint.)
         kept = [
-            st
+            (st, wo)
             for st in route.stops
             if st.kind == "job"
-            and st.work_order.crew_id == crew.id
-            and st.work_order.status in ACTIVE + ("completed", "verified", "unable")
+            and (wo := st.work_order) is not None
+            and wo.crew_id == crew.id
+            and wo.status in SHOWN_ON_ROUTE
         ]
-        planned = {st.work_order_id for st in kept}
+        planned = {wo.id for _, wo in kept}
         extra = s.scalars(
             select(WorkOrder)
             .where(
@@ -211,17 +218,17 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
             .options(*load)
             .order_by(WorkOrder.priority.desc(), WorkOrder.due_at)
         ).all()
-        extras = _Extras(s, [st.work_order for st in kept] + list(extra))
+        extras = _Extras(s, [wo for _, wo in kept] + list(extra))
         breaks = [
             {"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)}
             for st in route.stops
             if st.kind == "break"
         ]
-        for seq, st in enumerate(kept, start=1):
+        for seq, (st, wo) in enumerate(kept, start=1):
             stops.append(
                 _stop(
                     extras,
-                    st.work_order,
+                    wo,
                     seq,
                     tz,
                     base_url,

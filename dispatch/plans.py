@@ -31,6 +31,7 @@ from core.lifecycle.work_order import WorkOrderLifecycle
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
+from core.status import DONE, ON_A_ROUTE, PLAN_CURRENT, PLAN_SOLVING, PlanStatus, WorkOrderStatus
 from core.workorders import change_status
 from dispatch.build import (
     FRESH_FIX,
@@ -51,8 +52,6 @@ from dispatch.split import solve_split
 from dispatch.validate import check
 
 MAX_TIME_LIMIT_S = 600
-# Work a crew has finished: it drops out of a re-plan.
-DONE = frozenset({"completed", "verified", "closed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def request_plan(
             )
         pending = session.scalars(
             select(RoutePlan)
-            .where(RoutePlan.parent_id == parent.id, RoutePlan.status.in_(("queued", "running")))
+            .where(RoutePlan.parent_id == parent.id, RoutePlan.status.in_(PLAN_SOLVING))
             .limit(1)
         ).first()
         if pending is not None:
@@ -149,7 +148,7 @@ def request_plan(
             select(RoutePlan).where(
                 RoutePlan.plan_date == req.plan_date,
                 RoutePlan.scope_key == req.scope.key,
-                RoutePlan.status == "published",
+                RoutePlan.status == PlanStatus.PUBLISHED,
             )
         )
         if live is not None:
@@ -249,7 +248,7 @@ def locks_for_replan(s: Session, plan: RoutePlan, now: datetime) -> Locks:
                 locks.in_progress[pr.crew_id] = (wo.id, max(0, left))
             elif wo.status == "en_route":
                 locks.committed_next[pr.crew_id] = wo.id
-            elif wo.status in {"dispatched", "planned"}:
+            elif wo.status in (WorkOrderStatus.DISPATCHED, WorkOrderStatus.PLANNED):
                 if stop.locked:
                     locks.pinned.setdefault(pr.crew_id, []).append(wo.id)
             else:
@@ -510,8 +509,7 @@ def _store(
 
         def changed(job_id: str) -> bool:
             still_ours = current.get(job_id) in PLANNABLE_STATUSES or (
-                job_id in built.carried
-                and current.get(job_id) in {"dispatched", "en_route", "on_site"}
+                job_id in built.carried and current.get(job_id) in ON_A_ROUTE
             )
             if still_ours or job_id in locked:
                 return False
@@ -663,7 +661,7 @@ def publish_plan(
             RoutePlan.plan_date == plan.plan_date,
             RoutePlan.scope_key == plan.scope_key,
             RoutePlan.id != plan.id,
-            RoutePlan.status.in_(("published", "ready")),
+            RoutePlan.status.in_(PLAN_CURRENT),
         )
         .order_by(RoutePlan.id)
         .with_for_update()
@@ -690,7 +688,7 @@ def publish_plan(
                 continue
             wo = orders[stop.work_order_id]
             planned_here.add(wo.id)
-            if wo.status in {"new", "planned"} or (
+            if wo.status in PLANNABLE_STATUSES or (
                 wo.status == "dispatched" and wo.crew_id != pr.crew_id
             ):
                 if wo.status == "dispatched":

@@ -20,6 +20,7 @@ from core.field import last_event_at
 from core.models import CrewDay, PlanRoute, RouteStop, WorkOrder
 from core.promises import keep_promise
 from core.spatial import lon_lat
+from core.status import NOT_REACHED, VISITED
 from dispatch.build import TravelTimes, fresh_fix
 from dispatch.plans import lock_day
 
@@ -66,7 +67,7 @@ def _where_and_when(
     done = [
         (last_event_at(s, st.work_order, ("completed",)), st.work_order)
         for st in mine
-        if st.work_order.status in ("completed", "verified")
+        if st.work_order.status in VISITED
     ]
     done = [(at, wo) for at, wo in done if at is not None]
     if done:
@@ -86,7 +87,7 @@ def _project(
     stops = sorted(pr.stops, key=lambda st: st.sequence)
     mine = [st for st in stops if st.kind == "job" and st.work_order.crew_id == pr.crew_id]
     ahead = sorted(
-        (st for st in mine if st.work_order.status in ("dispatched", "en_route")),
+        (st for st in mine if st.work_order.status in NOT_REACHED),
         key=lambda st: (st.work_order.status != "en_route", st.sequence),
     )
     if not ahead:
@@ -150,7 +151,7 @@ def refresh_promises(
             if (
                 st is None
                 or st.work_order.crew_id != crew_id
-                or st.work_order.status not in ("dispatched", "en_route")
+                or st.work_order.status not in NOT_REACHED
             ):
                 continue
             st.projected_start_at, st.projected_at = start, now

@@ -65,11 +65,20 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailed
-from core.models import REQUEST_CLOSED_STATUSES, REQUEST_STATUSES
+from core.status import (
+    PLAN_PUBLISHED_OR_SUPERSEDED,
+    PROVEN,
+    REQUEST_CLOSED_STATUSES,
+    REQUEST_OTHER_OUTCOMES,
+    REQUEST_STATUSES,
+    UNPROVEN,
+    Verdict,
+    sql_list,
+)
 from reports.csvexport import CsvTable
 
 GROUP_BYS = ("agency", "service_type", "district", "crew", "week")
-OTHER_OUTCOMES = ("duplicate", "not_found", "no_action_needed", "referred", "cancelled")
+OTHER_OUTCOMES = REQUEST_OTHER_OUTCOMES
 # (name, lower bound in days, upper bound in days or None)
 BACKLOG_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("lt_1d", 0, 1),
@@ -78,12 +87,15 @@ BACKLOG_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("7_30d", 7, 30),
     ("gt_30d", 30, None),
 )
-PROVEN = ("auto_verified", "verified")
 # Absorbs the rounding of exp(Σ ln(1 - d/n)) so S(t) = 0.5 exactly is seen as reached.
 KM_TOLERANCE = 1e-9
 
-_CLOSED_SQL = ", ".join(f"'{s}'" for s in REQUEST_CLOSED_STATUSES)
-_PROVEN_SQL = ", ".join(f"'{v}'" for v in PROVEN)
+# The status lists of the statements below, spelled once from `core.status`.
+_CLOSED_SQL = sql_list(REQUEST_CLOSED_STATUSES)
+_PROVEN_SQL = sql_list(PROVEN)
+# As the partial index ix_completions_unproven is spelled, so that the join uses it.
+_UNPROVEN_SQL = sql_list(UNPROVEN)
+_PUBLISHED_SQL = sql_list(PLAN_PUBLISHED_OR_SUPERSEDED)
 
 
 def _week(ts: str) -> str:
@@ -270,17 +282,17 @@ def _stop_sql(group_by: str) -> str:
 
 # -- the statements -------------------------------------------------------------------
 
-_COMPLETION_SQL = """
+_COMPLETION_SQL = f"""
     SELECT grp,
            count(*) AS completions,
-           count(*) FILTER (WHERE verdict = 'auto_verified') AS auto_verified,
-           count(*) FILTER (WHERE verdict = 'verified') AS verified,
-           count(*) FILTER (WHERE verdict = 'rejected') AS rejected,
-           count(*) FILTER (WHERE verdict = 'needs_review') AS awaiting,
+           count(*) FILTER (WHERE verdict = '{Verdict.AUTO_VERIFIED}') AS auto_verified,
+           count(*) FILTER (WHERE verdict = '{Verdict.VERIFIED}') AS verified,
+           count(*) FILTER (WHERE verdict = '{Verdict.REJECTED}') AS rejected,
+           count(*) FILTER (WHERE verdict = '{Verdict.NEEDS_REVIEW}') AS awaiting,
            count(*) FILTER (WHERE audit_sampled) AS audit_sampled,
            sum(date_part('epoch', completed_at - arrived_at)) AS on_site_s
     FROM (
-        SELECT {key} AS grp, c.verdict, c.audit_sampled, c.arrived_at, c.completed_at
+        SELECT {{key}} AS grp, c.verdict, c.audit_sampled, c.arrived_at, c.completed_at
         FROM completions c
         JOIN service_types st ON st.id = c.service_type_id
         LEFT JOIN districts d ON d.id = c.district_id
@@ -301,7 +313,7 @@ _SHIFT_SQL = """
 """
 
 # The plan in force per day and scope: the highest version that was ever published.
-_PLANS_CTE = """
+_PLANS_CTE = f"""
     WITH p AS (
         SELECT DISTINCT ON (plan_date, scope_key) id, plan_date,
                plan_date::timestamp AT TIME ZONE :tz AS day_start,
@@ -309,7 +321,7 @@ _PLANS_CTE = """
                to_char(date_trunc('week', plan_date), 'YYYY-MM-DD') AS week
         FROM route_plans
         WHERE plan_date BETWEEN :first_day AND :last_day
-          AND published_at IS NOT NULL AND status IN ('published', 'superseded')
+          AND published_at IS NOT NULL AND status IN ({_PUBLISHED_SQL})
         ORDER BY plan_date, scope_key, version DESC
     )
 """
@@ -420,10 +432,11 @@ def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) ->
 # Kaplan-Meier curve one sort.
 
 _US = 1_000_000
-_STATUS_CODES = {s: i for i, s in enumerate(REQUEST_STATUSES, start=1)}  # array_position is 1-based
-_COHORT_SQL = """
+# 1-based, as array_position is; keyed by plain strings, as the figures look statuses up.
+_STATUS_CODES: dict[str, int] = {s: i for i, s in enumerate(REQUEST_STATUSES, start=1)}
+_COHORT_SQL = f"""
     SELECT string_agg(packed, ''::bytea) FROM (
-        SELECT int8send((({group})::int8 << 32) | sr.service_type_id)
+        SELECT int8send((({{group}})::int8 << 32) | sr.service_type_id)
                || int2send(((array_position(:statuses, sr.detailed_status::text) << 3)
                             | CASE WHEN sr.duplicate_of_id IS NOT NULL THEN 1 ELSE 0 END
                             | CASE WHEN sr.reopen_count > 0 THEN 2 ELSE 0 END
@@ -435,8 +448,8 @@ _COHORT_SQL = """
                || int8send((date_part('epoch', sr.requested_at) * 1000000)::int8)
                || int8send(COALESCE((date_part('epoch', sr.closed_at) * 1000000)::int8, -1)) AS packed
         FROM service_requests sr
-        LEFT JOIN completions u ON u.id = sr.completion_id AND u.verdict IN ('needs_review', 'rejected')
-        {crew_join}
+        LEFT JOIN completions u ON u.id = sr.completion_id AND u.verdict IN ({_UNPROVEN_SQL})
+        {{crew_join}}
         WHERE sr.requested_at >= :start AND sr.requested_at < :end
         -- A fence: without it the planner folds the packing into the aggregate, which runs
         -- in one process; with it the parallel workers pack and the leader only concatenates.

@@ -37,8 +37,6 @@ from core.intake import Contact, NewRequest, submit_request
 from core.lifecycle import Actor
 from core.media_links import CopyPolicy, copy_job_lock
 from core.models import (
-    REQUEST_CLOSED_STATUSES,
-    REQUEST_OPEN_STATUSES,
     ApiKey,
     MediaLink,
     Photo,
@@ -50,6 +48,7 @@ from core.models import (
     WorkOrder,
 )
 from core.photos import store_report_photo
+from core.status import REQUEST_CLOSED_STATUSES, REQUEST_OPEN_STATUSES, WORDING
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 
@@ -750,23 +749,8 @@ def get_token(token: str) -> Response:
 
 # -- service request updates (mySociety's extension, as FixMyStreet reads it) -----------------
 
-# Our detailed statuses in FixMyStreet's extended vocabulary (its Open311 client lowercases
-# them and maps e.g. FIXED to "fixed - council"). A plain CLOSED would not do for closings
-# that are not fixes: a FixMyStreet body without extended statuses reads CLOSED as fixed.
-FMS_STATUS = {
-    "received": "OPEN",
-    "acknowledged": "OPEN",
-    "scheduled": "ACTION_SCHEDULED",
-    "in_progress": "IN_PROGRESS",
-    "reopened": "OPEN",
-    "fixed": "FIXED",
-    "duplicate": "DUPLICATE",
-    "not_found": "NO_FURTHER_ACTION",
-    "no_action_needed": "NO_FURTHER_ACTION",
-    # Passed to the organisation that owns the asset (a utility, a private owner).
-    "referred": "NOT_COUNCILS_RESPONSIBILITY",
-    "cancelled": "NO_FURTHER_ACTION",
-}
+# Our detailed statuses in FixMyStreet's extended vocabulary (`core.status.WORDING`).
+FMS_STATUS = {status: w.fixmystreet for status, w in WORDING.items()}
 # FixMyStreet polls the last two hours by default; a client that sends no dates gets a day.
 UPDATES_DEFAULT_WINDOW = timedelta(hours=24)
 # Longer back-fills are asked for in pieces, so one call cannot read the whole history.

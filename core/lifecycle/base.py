@@ -75,6 +75,7 @@ class StateMachine:
 
     entity: ClassVar[str]
     state_attr: ClassVar[str] = "status"
+    # Keyed and valued by the entity's `core.status` enum members (plain strings).
     transitions: ClassVar[dict[str, frozenset[str]]]
 
     @classmethod
@@ -88,7 +89,7 @@ class StateMachine:
     @classmethod
     def check(cls, obj: Any, target: str, **context: Any) -> None:
         """Raise unless `obj` may move to `target`; subclasses add guards."""
-        current = getattr(obj, cls.state_attr)
+        current, target = str(getattr(obj, cls.state_attr)), str(target)
         if target not in cls.allowed(current):
             raise IllegalTransition(
                 f"{cls.entity.replace('_', ' ')} {obj.id} cannot go from {current!r} to {target!r}",
@@ -139,6 +140,9 @@ class StateMachine:
         at: datetime | None = None,
         **context: Any,
     ) -> StatusEvent:
+        # A `core.status` member is kept as its plain value, as the database gives it back:
+        # the object reads the same before and after a round trip, a message says 'new'.
+        target = str(target)
         cls.check(obj, target, **context)
         current = getattr(obj, cls.state_attr)
         when = at or datetime.now(UTC)

@@ -6,20 +6,21 @@ and who cut it off."""
 from __future__ import annotations
 
 from core.lifecycle.base import StateMachine
+from core.status import ApiKeyStatus, WebhookStatus
 
 
 class ApiKeyLifecycle(StateMachine):
     entity = "api_key"
     transitions = {
-        "active": frozenset({"revoked"}),
+        ApiKeyStatus.ACTIVE: frozenset({ApiKeyStatus.REVOKED}),
         # A leaked key stays dead: the app gets a new one.
-        "revoked": frozenset(),
+        ApiKeyStatus.REVOKED: frozenset(),
     }
 
 
 class WebhookLifecycle(StateMachine):
     entity = "webhook"
     transitions = {
-        "active": frozenset({"inactive"}),
-        "inactive": frozenset({"active"}),
+        WebhookStatus.ACTIVE: frozenset({WebhookStatus.INACTIVE}),
+        WebhookStatus.INACTIVE: frozenset({WebhookStatus.ACTIVE}),
     }

@@ -7,14 +7,15 @@ supervisor: verified (the work stands, or is closed with another outcome) or rej
 from __future__ import annotations
 
 from core.lifecycle.base import StateMachine
+from core.status import Verdict
 
 
 class CompletionLifecycle(StateMachine):
     entity = "completion"
     state_attr = "verdict"
     transitions = {
-        "needs_review": frozenset({"verified", "rejected"}),
-        "auto_verified": frozenset(),
-        "verified": frozenset(),
-        "rejected": frozenset(),
+        Verdict.NEEDS_REVIEW: frozenset({Verdict.VERIFIED, Verdict.REJECTED}),
+        Verdict.AUTO_VERIFIED: frozenset(),
+        Verdict.VERIFIED: frozenset(),
+        Verdict.REJECTED: frozenset(),
     }

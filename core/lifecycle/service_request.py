@@ -16,10 +16,17 @@ from sqlalchemy.orm import Session
 from core import notifications
 from core.errors import MissingEvidence
 from core.lifecycle.base import StateMachine
-from core.models import REQUEST_CLOSED_STATUSES, StatusEvent
+from core.models import StatusEvent
+from core.status import (
+    REQUEST_CLOSED_STATUSES,
+    REQUEST_OTHER_OUTCOMES,
+    REQUEST_WORKING,
+    RequestStatus,
+)
 
-_OUTCOMES = frozenset({"duplicate", "not_found", "no_action_needed", "referred", "cancelled"})
-_WORKING = frozenset({"acknowledged", "scheduled", "in_progress"})
+_R = RequestStatus
+_OUTCOMES = frozenset(REQUEST_OTHER_OUTCOMES)
+_WORKING = frozenset(REQUEST_WORKING)
 
 
 def public_time(request: Any, at: datetime | None) -> datetime:
@@ -39,19 +46,19 @@ class ServiceRequestLifecycle(StateMachine):
     # `fixed` is reachable from every open state (a duplicate that joined after dispatch
     # is still `received`); what guards it is the evidence check below.
     transitions = {
-        "received": _WORKING | _OUTCOMES | {"fixed"},
-        "acknowledged": frozenset({"scheduled", "in_progress", "fixed"}) | _OUTCOMES,
+        _R.RECEIVED: _WORKING | _OUTCOMES | {_R.FIXED},
+        _R.ACKNOWLEDGED: frozenset({_R.SCHEDULED, _R.IN_PROGRESS, _R.FIXED}) | _OUTCOMES,
         # A re-plan can unschedule a request; it goes back to acknowledged.
-        "scheduled": frozenset({"acknowledged", "in_progress", "fixed"}) | _OUTCOMES,
-        "in_progress": frozenset({"scheduled", "acknowledged", "fixed"}) | _OUTCOMES,
-        "reopened": _WORKING | _OUTCOMES | {"fixed"},
-        **{closed: frozenset({"reopened"}) for closed in REQUEST_CLOSED_STATUSES},
+        _R.SCHEDULED: frozenset({_R.ACKNOWLEDGED, _R.IN_PROGRESS, _R.FIXED}) | _OUTCOMES,
+        _R.IN_PROGRESS: frozenset({_R.SCHEDULED, _R.ACKNOWLEDGED, _R.FIXED}) | _OUTCOMES,
+        _R.REOPENED: _WORKING | _OUTCOMES | {_R.FIXED},
+        **{closed: frozenset({_R.REOPENED}) for closed in REQUEST_CLOSED_STATUSES},
     }
 
     @classmethod
     def check(cls, obj: Any, target: str, **context: Any) -> None:
         super().check(obj, target, **context)
-        if target == "fixed" and context.get("verified_completion_id") is None:
+        if target == _R.FIXED and context.get("verified_completion_id") is None:
             raise MissingEvidence(
                 f"service request {obj.public_id} can only be closed as fixed with a verified completion",
                 current=obj.detailed_status,
@@ -89,11 +96,11 @@ class ServiceRequestLifecycle(StateMachine):
         if target in REQUEST_CLOSED_STATUSES:
             obj.closed_at = when
             obj.completion_id = context.get("verified_completion_id")
-        elif target in ("acknowledged", "reopened"):
+        elif target in (_R.ACKNOWLEDGED, _R.REOPENED):
             # Off any crew's route: a plan's ETA no longer holds (the SLA due time does).
             obj.expected_at = None
             obj.promised_at = None
-        if target == "reopened":
+        if target == _R.REOPENED:
             obj.closed_at = None
             obj.completion_id = None
             obj.reopen_count = (obj.reopen_count or 0) + 1

@@ -6,11 +6,12 @@ account's timeline says who changed what. Notes never hold a password or its has
 from __future__ import annotations
 
 from core.lifecycle.base import StateMachine
+from core.status import UserStatus
 
 
 class UserLifecycle(StateMachine):
     entity = "user"
     transitions = {
-        "active": frozenset({"inactive"}),
-        "inactive": frozenset({"active"}),
+        UserStatus.ACTIVE: frozenset({UserStatus.INACTIVE}),
+        UserStatus.INACTIVE: frozenset({UserStatus.ACTIVE}),
     }

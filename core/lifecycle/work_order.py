@@ -14,6 +14,9 @@ from core import crewfeed
 from core.errors import ValidationFailed
 from core.lifecycle.base import StateMachine
 from core.models import StatusEvent
+from core.status import WorkOrderStatus
+
+_W = WorkOrderStatus
 
 UNABLE_REASONS = frozenset(
     {
@@ -32,19 +35,21 @@ UNABLE_REASONS = frozenset(
 class WorkOrderLifecycle(StateMachine):
     entity = "work_order"
     transitions = {
-        "new": frozenset({"planned", "dispatched", "cancelled", "closed"}),
-        "planned": frozenset({"new", "dispatched", "cancelled", "closed"}),
-        "dispatched": frozenset(
-            {"new", "planned", "en_route", "on_site", "unable", "cancelled", "closed"}
+        _W.NEW: frozenset({_W.PLANNED, _W.DISPATCHED, _W.CANCELLED, _W.CLOSED}),
+        _W.PLANNED: frozenset({_W.NEW, _W.DISPATCHED, _W.CANCELLED, _W.CLOSED}),
+        _W.DISPATCHED: frozenset(
+            {_W.NEW, _W.PLANNED, _W.EN_ROUTE, _W.ON_SITE, _W.UNABLE, _W.CANCELLED, _W.CLOSED}
         ),
-        "en_route": frozenset({"dispatched", "on_site", "unable", "new", "cancelled", "closed"}),
-        "on_site": frozenset({"completed", "unable"}),
-        "completed": frozenset({"verified", "rejected", "closed"}),
-        "rejected": frozenset({"new"}),
-        "unable": frozenset({"new", "closed", "cancelled"}),
-        "verified": frozenset({"new"}),
-        "closed": frozenset(),
-        "cancelled": frozenset(),
+        _W.EN_ROUTE: frozenset(
+            {_W.DISPATCHED, _W.ON_SITE, _W.UNABLE, _W.NEW, _W.CANCELLED, _W.CLOSED}
+        ),
+        _W.ON_SITE: frozenset({_W.COMPLETED, _W.UNABLE}),
+        _W.COMPLETED: frozenset({_W.VERIFIED, _W.REJECTED, _W.CLOSED}),
+        _W.REJECTED: frozenset({_W.NEW}),
+        _W.UNABLE: frozenset({_W.NEW, _W.CLOSED, _W.CANCELLED}),
+        _W.VERIFIED: frozenset({_W.NEW}),
+        _W.CLOSED: frozenset(),
+        _W.CANCELLED: frozenset(),
     }
 
     @classmethod
@@ -67,18 +72,18 @@ class WorkOrderLifecycle(StateMachine):
     @classmethod
     def check(cls, obj: Any, target: str, **context: Any) -> None:
         super().check(obj, target, **context)
-        if target == "unable":
+        if target == _W.UNABLE:
             reason = context.get("reason")
             if reason not in UNABLE_REASONS:
                 raise ValidationFailed(
                     f"'unable' needs a reason, one of: {', '.join(sorted(UNABLE_REASONS))}",
                     field="reason",
                 )
-        if target == "dispatched" and obj.crew_id is None and context.get("crew_id") is None:
+        if target == _W.DISPATCHED and obj.crew_id is None and context.get("crew_id") is None:
             raise ValidationFailed(
                 "a work order is dispatched to a crew; none given", field="crew_id"
             )
-        if target in {"planned", "dispatched"} and obj.location is None:
+        if target in (_W.PLANNED, _W.DISPATCHED) and obj.location is None:
             raise ValidationFailed(
                 f"work order {obj.id} has no location yet; pin its request before routing it",
                 field="location",
@@ -86,12 +91,12 @@ class WorkOrderLifecycle(StateMachine):
 
     @classmethod
     def on_enter(cls, obj: Any, previous: str, target: str, when: datetime, **context: Any) -> None:
-        if target == "unable":
+        if target == _W.UNABLE:
             obj.unable_reason = context["reason"]
-        elif target == "dispatched" and context.get("crew_id") is not None:
+        elif target == _W.DISPATCHED and context.get("crew_id") is not None:
             obj.crew_id = context["crew_id"]
-        elif target == "new":
+        elif target == _W.NEW:
             # Back in the pool: no crew owns it until it is planned again.
             obj.crew_id = None
-            if previous in ("rejected", "verified"):
+            if previous in (_W.REJECTED, _W.VERIFIED):
                 obj.reopen_count += 1

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.status_page import STATUS_WORDS
 from core.lifecycle.service_request import ServiceRequestLifecycle
 from core.models import RequestContact, ServiceRequest, WorkOrder
+from core.status import STATUS_WORDS
 from tests import factories as f
 from tests.api.errors import error_body
 

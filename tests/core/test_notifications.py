@@ -324,7 +324,7 @@ def test_a_message_tells_its_own_event_even_after_the_request_moved_on(
         "",
         f"Your report {req.public_id} (Pothole) has been closed.",
         "",
-        "Status: Closed: the problem could not be found",
+        "Status: Closed: the crew could not find the problem",
         "When: 12 March 2025, 14:05 (CET)",
     ]
     assert "Notes from the city: A crew could not find it." in body

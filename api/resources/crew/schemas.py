@@ -17,7 +17,8 @@ from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 from api import inputs
 from core.field import EVENT_TYPES, MAX_PINGS_PER_BATCH
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.models import COMPLETION_OUTCOMES, CREW_CHANGE_KINDS, VERDICTS, WORK_ORDER_STATUSES
+from core.models import CREW_CHANGE_KINDS
+from core.status import COMPLETION_OUTCOMES, VERDICTS, WORK_ORDER_STATUSES
 
 
 def _instant(description: str | None = None, **kwargs: Any) -> fields.String:  # noqa: ANN401

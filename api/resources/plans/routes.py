@@ -16,7 +16,8 @@ from api.db import day_rules, defer_after_commit, session, settings, travel
 from api.resources.common import Blueprint
 from api.resources.geojson import GeoJSONLineStringSchema, feature_collection_type, feature_type
 from api.resources.typed import Computed, JSONObject
-from core.models import PLAN_STATUSES, Crew, PlanRoute, RoutePlan
+from core.models import Crew, PlanRoute, RoutePlan
+from core.status import NOT_REACHED, PLAN_STATUSES
 from dispatch.build import Scope
 from dispatch.drafts import move_stop, remove_stop, set_lock
 from dispatch.plans import (
@@ -423,7 +424,7 @@ def late_stops(args: dict[str, Any]) -> Any:
             .where(
                 CrewDay.plan_date == day,
                 RouteStop.projected_start_at.is_not(None),
-                WorkOrder.status.in_(("dispatched", "en_route")),
+                WorkOrder.status.in_(NOT_REACHED),
                 WorkOrder.crew_id == PlanRoute.crew_id,
             )
         )

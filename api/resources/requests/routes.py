@@ -27,19 +27,19 @@ from api.resources.common import (
     timeline,
 )
 from api.resources.typed import Computed, JSONValue
-from api.status_page import STATUS_WORDS, late_since, public_timeline
+from api.status_page import late_since, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
 from core.models import (
     MEDIA_LINK_COPY_STATES,
     REDACTABLE_FIELDS,
-    REQUEST_STATUSES,
     District,
     ServiceRequest,
     ServiceType,
     WorkOrder,
 )
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
+from core.status import REQUEST_STATUSES, words_for
 from geo.geocode import geocode
 
 blp = Blueprint(
@@ -177,7 +177,7 @@ class RequestDetailSchema(RequestSchema):
     )
     media_links = fields.List(fields.Nested(MediaLinkSchema))
     status_words = Computed(
-        lambda r: STATUS_WORDS.get(r.detailed_status, r.detailed_status),
+        lambda r: words_for(r.detailed_status),
         fields.String(),
         metadata={
             "description": "the status in the words of the resident's status page, to read to a caller"
@@ -465,7 +465,7 @@ class CandidateSchema(Schema):
     distance_m = fields.Float()
     detailed_status = fields.String(attribute="request.detailed_status")
     status_words = fields.Function(
-        lambda c: STATUS_WORDS.get(c.request.detailed_status, c.request.detailed_status),
+        lambda c: words_for(c.request.detailed_status),
         metadata={"type": "string", "description": "in the status page's words"},
     )
     description = fields.String(attribute="request.description")

@@ -34,7 +34,6 @@ from api.resources.typed import Computed, JSONObject, JSONValue
 from core import closing
 from core.completion import done_time, proof_policy, track_pings
 from core.models import (
-    CLOSE_OUTCOMES,
     REVIEW_DECISIONS,
     Completion,
     Crew,
@@ -46,6 +45,7 @@ from core.models import (
     WorkOrder,
 )
 from core.spatial import lon_lat
+from core.status import CLOSE_OUTCOMES
 from geo import proof
 
 blp = Blueprint(

@@ -26,7 +26,8 @@ from api.resources.common import (
 from api.resources.typed import Computed
 from core.closing import close_work_order
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.models import CLOSE_OUTCOMES, WORK_ORDER_STATUSES, Crew, District, ServiceType, WorkOrder
+from core.models import Crew, District, ServiceType, WorkOrder
+from core.status import CLOSE_OUTCOMES, WORK_ORDER_STATUSES
 from core.workorders import clear_must_do, mark_must_do, staff_change_status
 
 blp = Blueprint(
