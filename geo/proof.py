@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from geo.earth import EARTH_RADIUS_M
 from geo.photos import ExifFacts, hamming
 
-EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius, as in geo.travel
 CLOCK_SKEW_S = 120  # phones' clocks drift; a fix this far "in the future" is still plausible
 AUTO_VERIFIED = "auto_verified"
 NEEDS_REVIEW = "needs_review"
