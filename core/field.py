@@ -18,6 +18,7 @@ from core.lifecycle.work_order import WorkOrderLifecycle
 from core.models import CLIENT_TIME_FLOOR, StatusEvent, WorkOrder
 from core.spatial import point
 from core.workorders import change_status
+from geo.proof import Ping
 
 MAX_PINGS_PER_BATCH = 5000
 # A device clock may run a little fast; beyond this a timestamp is not believable.
@@ -99,16 +100,6 @@ def note_fix(
     session.execute(
         _NOTE_FIX, {"crew": crew_id, "at": at, "lon": lon, "lat": lat, "acc": accuracy_m}
     )
-
-
-@dataclass(frozen=True)
-class Ping:
-    at: datetime
-    lat: float
-    lon: float
-    accuracy_m: float | None = None
-    speed_mps: float | None = None
-    heading_deg: float | None = None
 
 
 def ingest_positions(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from core import closing
 from core.completion import CompletionInput, complete_work_order
-from core.field import Ping, ingest_positions
+from core.field import ingest_positions
 from core.lifecycle import Actor
 from core.lifecycle.base import SYSTEM
 from core.models import Crew, User, WorkOrder
@@ -30,6 +30,7 @@ from core.storage import Storage
 from core.workorders import change_status
 from geo.media import process_photo
 from geo.photos import PhotoLimits
+from geo.proof import Ping
 
 METRES_PER_DEG_LAT = 111_320.0
 

@@ -85,12 +85,17 @@ class Fix:
 
 @dataclass(frozen=True)
 class Ping:
-    """One point of the crew's background GPS track."""
+    """One point of the crew's background GPS track, as the phone sends it (core.field
+    stores it) and as the track and teleport checks read it. A position that cannot be
+    on Earth, or a time without a zone, is refused here, so no stored ping can break a
+    check later. Speed and heading are kept for the map; no check reads them."""
 
     lat: float
     lon: float
     at: datetime
     accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self.lat, self.lon, self.at, self.accuracy_m)

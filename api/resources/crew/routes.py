@@ -32,13 +32,14 @@ from api.resources.crew.schemas import (
     PositionsStoredSchema,
 )
 from core.completion import CompletionInput, complete_work_order, public_view
-from core.field import MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
+from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
 from geo.photos import PhotoLimits, PhotoRejected
+from geo.proof import Ping
 
 # The route is read again and again by a phone; an intermediary must not keep it (it is
 # one crew's), and the phone must revalidate it each time (its ETag makes that cheap).
@@ -211,14 +212,18 @@ def _pings(payload: Any) -> list[Ping]:
                 message=f"ping {k} is malformed: time (ISO 8601 with offset), lat and lon are required",
                 errors={f"pings.{k}": ["malformed"]},
             )
+        # What `Ping` itself refuses, refused here as the phone's mistake (a 422 naming the
+        # ping), not as an error of ours.
         if (
             at.tzinfo is None
             or not (-90 <= lat <= 90 and -180 <= lon <= 180)
             or not all(v is None or math.isfinite(v) for v in (lat, lon, acc, speed, heading))
+            or (acc is not None and acc < 0)
         ):
             abort(
                 422,
-                message=f"ping {k}: time needs an offset, and coordinates must be valid degrees",
+                message=f"ping {k}: time needs an offset, coordinates must be valid degrees "
+                "and accuracy not negative",
                 errors={f"pings.{k}": ["invalid"]},
             )
         out.append(
