@@ -27,12 +27,12 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
-from core.photos import hold_media_write_lock, original_key
+from core.photos import store_photo
 from core.spatial import point
 from core.storage import Storage
 from core.workorders import change_status
 from geo import proof
-from geo.photos import PhotoLimits, exif_facts, inspect_photos, perceptual_hash, to_signed64
+from geo.photos import PhotoLimits, exif_facts, inspect_photos, perceptual_hash
 
 MAX_PHOTOS = 10
 # Work an order may be completed from; dispatched/en_route imply the crew got there.
@@ -249,34 +249,25 @@ def complete_work_order(
         + (" (drawn for an audit)" if initial.audit_sampled else "")
         + (f": {', '.join(reasons)}" if reasons and not initial.audit_sampled else ""),
     )
-    photos: list[Photo] = []
-    if after or before:
-        # Until the commit: the orphan sweep must neither take a file written here nor one
-        # found (`exists`) and about to be named by these rows.
-        hold_media_write_lock(s)
-    for kind, items, blobs in (
-        ("after", after, data.photos),
-        ("before", before, data.before_photos),
-    ):
-        for info, raw in zip(items, blobs, strict=True):
-            key = original_key(info)
-            if not storage.exists(key):
-                storage.put(key, raw)
-            photo = Photo(
-                kind=kind,
-                completion_id=completion.id,
-                sha256=info.sha256,
-                content_type=info.content_type,
-                byte_size=info.byte_size,
-                width=info.width,
-                height=info.height,
-                original_key=key,
-                phash=to_signed64(perceptual_hash(raw)) if kind == "before" else None,
-            )
-            photos.append(photo)
-    for photo, ev in zip([p for p in photos if p.kind == "after"], evidence, strict=True):
-        photo.phash = to_signed64(ev.phash) if ev.phash is not None else None
-    s.add_all(photos)
+    # After photos carry the hash their reuse check compared; before photos get theirs
+    # here, so a later job's check can find them.
+    photos = [
+        store_photo(
+            s, storage, info, raw, kind="after", completion_id=completion.id, phash=ev.phash
+        )
+        for info, raw, ev in zip(after, data.photos, evidence, strict=True)
+    ] + [
+        store_photo(
+            s,
+            storage,
+            info,
+            raw,
+            kind="before",
+            completion_id=completion.id,
+            phash=perceptual_hash(raw),
+        )
+        for info, raw in zip(before, data.before_photos, strict=True)
+    ]
 
     where = completion.location
     if wo.status != "on_site":
