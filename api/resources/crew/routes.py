@@ -31,14 +31,20 @@ from api.resources.crew.schemas import (
     PositionsBatchSchema,
     PositionsStoredSchema,
 )
-from core.completion import CompletionInput, complete_work_order, public_view
+from core.completion import (
+    Completer,
+    CompletionInput,
+    CompletionSettings,
+    complete_work_order,
+    public_view,
+)
 from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
-from geo.photos import PhotoLimits, PhotoRejected
+from geo.photos import PhotoRejected
 from geo.proof import Ping
 
 # The route is read again and again by a phone; an intermediary must not keep it (it is
@@ -381,19 +387,10 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
         captured_at=form.get("captured_at"),
         notes=form.get("notes"),
     )
-    cfg = settings()
+    by = Completer(crew_id=crew.id, user_id=user.id, actor=current_actor())
     try:
-        completion, checks, photos = complete_work_order(
-            s,
-            media_storage(),
-            wo,
-            data,
-            crew_id=crew.id,
-            user_id=user.id,
-            actor=current_actor(),
-            tz=cfg.tz,
-            limits=PhotoLimits.from_settings(cfg),
-            sample_rate=cfg.audit_sample_rate,
+        result = complete_work_order(
+            s, wo, data, by, CompletionSettings.from_settings(settings(), media_storage())
         )
     except PhotoRejected as exc:
         abort(
@@ -401,13 +398,13 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
             message=f"photo rejected: {exc}",
             errors={"photos": [str(exc)]},
         )
-    body = public_view(completion, checks, photos)
+    body = public_view(result)
     s.add(
         IdempotencyKey(
             user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body
         )
     )
-    for photo in photos:
+    for photo in result.photos:
         defer_after_commit(s, "process_photo", photo_id=photo.id)
     s.commit()
     return body, 201
