@@ -105,11 +105,10 @@ class CompletionInput:
 
     def gps_fix(self) -> proof.Fix | None:
         """The fix, when all its parts were sent (`validate_input` refuses some of them)."""
-        if self.lat is None or self.lon is None or self.accuracy_m is None:
+        lat, lon, accuracy_m, at = self.lat, self.lon, self.accuracy_m, self.fix_time
+        if lat is None or lon is None or accuracy_m is None or at is None:
             return None
-        if self.fix_time is None:
-            return None
-        return proof.Fix(self.lat, self.lon, self.accuracy_m, self.fix_time)
+        return proof.Fix(lat, lon, accuracy_m, at)
 
     def done_at(self, now: datetime) -> datetime:
         """When the crew says the work was done: the proof's capture time, else its fix,
