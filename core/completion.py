@@ -25,9 +25,11 @@ from core.errors import Conflict, ValidationFailed
 from core.field import check_client_time, last_event_at, note_fix, order_earliest
 from core.lifecycle.base import SYSTEM, Actor
 from core.lifecycle.completion import CompletionLifecycle
+from core.locks import AdvisoryLock
 from core.models import (
     COMPLETION_OUTCOMES,
     Completion,
+    IdempotencyKey,
     Photo,
     PositionPing,
     ServiceType,
@@ -443,6 +445,64 @@ def _complete_order(
     )
     if completion.verdict == closing.AUTO_VERIFIED:
         closing.close_verified(s, completion, actor=SYSTEM, at=max(completed_at, now))
+
+
+# -- a phone's resend -----------------------------------------------------------------
+# A phone that lost the answer (no signal as it came) sends the same proof again, under
+# the same Idempotency-Key: it gets the first answer back, and nothing is stored twice.
+
+
+class KeyReused(ValidationFailed):
+    """The key came before with other content: a phone bug, never a retry."""
+
+
+@dataclass(frozen=True)
+class SubmissionKey:
+    """How a phone names one submission: its member, the key it chose, and a fingerprint
+    of everything it sent (the caller's: what makes two submissions the same is the
+    protocol's to say)."""
+
+    user_id: int
+    key: str
+    fingerprint: str
+
+
+def earlier_answer(s: Session, sub: SubmissionKey) -> IdempotencyKey | None:
+    """The answer a submission under this key got already, or None for a new one. Holds
+    the key's lock until the caller's commit: a retry racing the original waits for its
+    answer. Raises KeyReused for the key with other content."""
+    s.execute(
+        select(
+            func.pg_advisory_xact_lock(
+                AdvisoryLock.COMPLETION, func.hashtext(f"{sub.user_id}:{sub.key}")
+            )
+        )
+    )
+    seen = s.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.user_id == sub.user_id, IdempotencyKey.key == sub.key
+        )
+    )
+    if seen is not None and seen.request_hash != sub.fingerprint:
+        raise KeyReused(
+            "this Idempotency-Key was used for a different submission", field="Idempotency-Key"
+        )
+    return seen
+
+
+def remember_answer(
+    s: Session, sub: SubmissionKey, answer: dict[str, Any], *, status_code: int
+) -> None:
+    """Keep the answer given to `sub`, in the transaction that stored its proof."""
+    s.add(
+        IdempotencyKey(
+            user_id=sub.user_id,
+            key=sub.key,
+            request_hash=sub.fingerprint,
+            status_code=status_code,
+            response=answer,
+        )
+    )
 
 
 def public_view(result: CompletionResult) -> dict[str, Any]:

@@ -25,9 +25,13 @@ from core.completion import (
     Completer,
     CompletionInput,
     CompletionSettings,
+    KeyReused,
+    SubmissionKey,
     complete_work_order,
+    earlier_answer,
     fixed_clock,
     public_view,
+    remember_answer,
 )
 from core.errors import Conflict, ValidationFailed
 from core.field import ingest_positions, last_event_at
@@ -326,6 +330,29 @@ def test_proof_sent_again_after_it_was_accepted_is_refused_and_stores_nothing_tw
     assert db.scalars(select(Completion.id)).all() == [first.completion.id]
     assert db.scalar(select(func.count()).select_from(Photo)) == 1
     assert events(db, "work_order", job.wo.id) == trail
+
+
+def test_a_resend_under_the_same_key_gets_the_first_answer_and_stores_nothing_twice(
+    db: Session, tmp_path: Path
+) -> None:
+    job = make_job(db, tmp_path)
+    sub = SubmissionKey(job.by.user_id, "k-1", "fingerprint of the first submission")
+    assert earlier_answer(db, sub) is None
+    first = complete_work_order(db, job.wo, good_proof(), job.by, job.settings)
+    remember_answer(db, sub, public_view(first), status_code=201)
+    db.flush()
+    db.expire_all()
+    # The resend: the answer as it was given, read back from the database.
+    seen = earlier_answer(db, sub)
+    assert seen is not None and (seen.response, seen.status_code) == (public_view(first), 201)
+    assert db.scalar(select(func.count()).select_from(Completion)) == 1
+    # The same key with other content is a mistake, not a retry.
+    with pytest.raises(KeyReused) as refused:
+        earlier_answer(db, replace(sub, fingerprint="other content"))
+    assert refused.value.field == "Idempotency-Key"
+    # Keys are each member's own: another's key of the same name is a new submission.
+    other = f.user(db, "pothole-2@test", "crew", crew=f.crew(db, "pothole-2"))
+    assert earlier_answer(db, replace(sub, user_id=other.id)) is None
 
 
 def test_bad_input_is_refused_before_anything_is_stored(db: Session, tmp_path: Path) -> None:

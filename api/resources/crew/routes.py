@@ -11,7 +11,7 @@ import flask
 from flask import Response, request
 from flask_smorest import abort
 from marshmallow import Schema, fields
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
@@ -35,13 +35,16 @@ from core.completion import (
     Completer,
     CompletionInput,
     CompletionSettings,
+    KeyReused,
+    SubmissionKey,
     complete_work_order,
+    earlier_answer,
     public_view,
+    remember_answer,
 )
 from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.locks import AdvisoryLock
-from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
+from core.models import Crew, CrewPosition, WorkOrder
 from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
 from geo.photos import PhotoRejected
@@ -355,23 +358,12 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
             errors={"Idempotency-Key": ["required"]},
         )
     files = {name: [f.read() for f in uploads[name]] for name in ("photos", "before_photos")}
-    fingerprint = _request_fingerprint(files)
-    # One submission per key at a time: a retry racing the original waits for its answer.
-    s.execute(
-        select(
-            func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))
-        )
-    )
-    seen = s.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
-    )
+    submission = SubmissionKey(user.id, key, _request_fingerprint(files))
+    try:
+        seen = earlier_answer(s, submission)
+    except KeyReused as exc:
+        abort(422, message=exc.message, errors={"Idempotency-Key": ["reused"]})
     if seen is not None:
-        if seen.request_hash != fingerprint:
-            abort(
-                422,
-                message="this Idempotency-Key was used for a different submission",
-                errors={"Idempotency-Key": ["reused"]},
-            )
         return seen.response, seen.status_code, {"Idempotent-Replayed": "true"}
     wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
     if wo is None or wo.crew_id != crew.id:
@@ -399,11 +391,7 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
             errors={"photos": [str(exc)]},
         )
     body = public_view(result)
-    s.add(
-        IdempotencyKey(
-            user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body
-        )
-    )
+    remember_answer(s, submission, body, status_code=201)
     for photo in result.photos:
         defer_after_commit(s, "process_photo", photo_id=photo.id)
     s.commit()
