@@ -9,14 +9,14 @@ from typing import Any
 
 import flask
 from flask import Response, request
-from flask_smorest import abort
+from geoalchemy2.shape import to_shape
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
-from api.errors import ErrorSchema
+from api.errors import ErrorSchema, abort
 from api.resources.common import Blueprint
 from api.resources.crew.schemas import (
     CompletionFilesSchema,
@@ -45,7 +45,6 @@ from core.completion import (
 from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import Crew, CrewPosition, WorkOrder
-from core.spatial import lon_lat
 from dispatch.feed import changes_since, route_feed
 from geo.photos import PhotoRejected
 from geo.proof import Ping
@@ -86,9 +85,12 @@ def _crew(code: str | None = None) -> Crew:
     user = current_user()
     s = session()
     if user.role == "crew":
-        if code and code != user.crew.code:
+        mine = user.crew
+        if mine is None:
+            raise LookupError(f"crew member {user.id} has no crew, which crew_has_crew forbids")
+        if code and code != mine.code:
             abort(404, message="not found")  # another crew's route: don't reveal it exists
-        return user.crew
+        return mine
     if not code:
         abort(
             422,
@@ -258,8 +260,11 @@ def post_positions() -> Any:
     """The phone's GPS fixes, a batch at a time (see `maxItems`); a resent batch stores nothing twice."""
     pings = _pings(request.get_json(silent=True))
     s = session()
-    # A crew user always has its crew (a database constraint): no need to load it.
-    stored, duplicates, rejected = ingest_positions(s, current_user().crew_id, pings)
+    # A crew user always has its crew (the constraint crew_has_crew): no need to load it.
+    crew_id = current_user().crew_id
+    if crew_id is None:
+        raise LookupError("a crew member without a crew, which crew_has_crew forbids")
+    stored, duplicates, rejected = ingest_positions(s, crew_id, pings)
     s.commit()
     return {"stored": stored, "duplicates": duplicates, "rejected": rejected}
 
@@ -282,7 +287,8 @@ def latest_positions() -> Any:
     tz = settings().tz
     out = []
     for pos, code in rows:
-        lon, lat = lon_lat(pos.location)
+        point = to_shape(pos.location)  # a crew's position always has its point
+        lon, lat = point.x, point.y
         out.append(
             {
                 "crew": code,
