@@ -13,7 +13,7 @@ blp = Blueprint("media", __name__)
 
 
 @blp.route(f"{MEDIA_PATH}/public/<path:key>")
-def public_media(key: str):  # noqa: ANN201
+def public_media(key: str) -> Response:
     storage = media_storage()
     if storage.path("public/x") is not None:
         root = settings().media_dir / "public"

@@ -200,9 +200,8 @@ def apply_event(
             current=wo.status,
             crew_id=wo.crew_id,
         )
-    location = (
-        point(event.lon, event.lat) if event.lat is not None and event.lon is not None else None
-    )
+    fix = (event.lon, event.lat) if event.lat is not None and event.lon is not None else None
+    location = point(*fix) if fix is not None else None
     context: dict[str, Any] = {"reason": event.reason} if event.type == "unable" else {}
     # The audit trail records when and where it happened on the street, not when the phone got signal.
     change_status(
@@ -215,13 +214,9 @@ def apply_event(
         location=location,
         **context,
     )
-    if location is not None and wo.crew_id is not None:
+    if fix is not None and wo.crew_id is not None:
+        lon, lat = fix
         note_fix(
-            session,
-            wo.crew_id,
-            at=event.device_time,
-            lon=event.lon,
-            lat=event.lat,
-            accuracy_m=event.accuracy_m,
+            session, wo.crew_id, at=event.device_time, lon=lon, lat=lat, accuracy_m=event.accuracy_m
         )
     return True
