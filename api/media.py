@@ -7,12 +7,13 @@ import mimetypes
 from flask import Blueprint, Response, abort, send_from_directory
 
 from api.db import media_storage, settings
+from core.photos import MEDIA_PATH
 
 blp = Blueprint("media", __name__)
 
 
-@blp.route("/media/public/<path:key>")
-def public_media(key: str):  # noqa: ANN201
+@blp.route(f"{MEDIA_PATH}/public/<path:key>")
+def public_media(key: str) -> Response:
     storage = media_storage()
     if storage.path("public/x") is not None:
         root = settings().media_dir / "public"

@@ -19,6 +19,7 @@ from core.models import CLIENT_TIME_FLOOR, StatusEvent, WorkOrder
 from core.spatial import point
 from core.status import CREW_STEPS, WorkOrderStatus
 from core.workorders import change_status
+from geo.proof import Ping
 
 MAX_PINGS_PER_BATCH = 5000
 # A device clock may run a little fast; beyond this a timestamp is not believable.
@@ -100,16 +101,6 @@ def note_fix(
     session.execute(
         _NOTE_FIX, {"crew": crew_id, "at": at, "lon": lon, "lat": lat, "acc": accuracy_m}
     )
-
-
-@dataclass(frozen=True)
-class Ping:
-    at: datetime
-    lat: float
-    lon: float
-    accuracy_m: float | None = None
-    speed_mps: float | None = None
-    heading_deg: float | None = None
 
 
 def ingest_positions(
@@ -210,9 +201,8 @@ def apply_event(
             current=wo.status,
             crew_id=wo.crew_id,
         )
-    location = (
-        point(event.lon, event.lat) if event.lat is not None and event.lon is not None else None
-    )
+    fix = (event.lon, event.lat) if event.lat is not None and event.lon is not None else None
+    location = point(*fix) if fix is not None else None
     context: dict[str, Any] = {"reason": event.reason} if event.type == "unable" else {}
     # The audit trail records when and where it happened on the street, not when the phone got signal.
     change_status(
@@ -225,13 +215,9 @@ def apply_event(
         location=location,
         **context,
     )
-    if location is not None and wo.crew_id is not None:
+    if fix is not None and wo.crew_id is not None:
+        lon, lat = fix
         note_fix(
-            session,
-            wo.crew_id,
-            at=event.device_time,
-            lon=event.lon,
-            lat=event.lat,
-            accuracy_m=event.accuracy_m,
+            session, wo.crew_id, at=event.device_time, lon=lon, lat=lat, accuracy_m=event.accuracy_m
         )
     return True

@@ -1,5 +1,7 @@
-"""Queries about stored photos that several domain services share, storing a report's
-photo, and the sweep of stored photo files no row names."""
+"""Where photos are kept and how they are named: storing a photo (a resident's report
+photo or a crew's proof) with its row, the names of its files and its public address,
+queries about stored photos that several domain services share, and the sweep of stored
+photo files no row names."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,9 +17,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.locks import AdvisoryLock
 from core.models import Photo
 from core.storage import TEMP_PREFIX, Storage
+from geo.photos import InspectedPhoto, to_signed64
 
-if TYPE_CHECKING:
-    from geo.photos import InspectedPhoto
+# A resident's photo of a report; a crew's of the site before and after the work.
+type PhotoKind = Literal["report", "before", "after"]
+
+# api.media serves the public copies under this path, by their storage key (which starts
+# with `public/`): the route and every link to a photo are built from it.
+MEDIA_PATH = "/media"
+
+
+def public_url(key: str) -> str:
+    """The address of a public copy (`Photo.public_key`, `thumbnail_key`), from the site's
+    root; callers that hand it to another system put the site's base in front."""
+    return f"{MEDIA_PATH}/{key}"
 
 
 def after_photo_url(session: Session, completion_id: int) -> str | None:
@@ -29,7 +42,7 @@ def after_photo_url(session: Session, completion_id: int) -> str | None:
         .order_by(Photo.id)
         .limit(1)
     )
-    return f"/media/{key}" if key else None
+    return public_url(key) if key else None
 
 
 # -- stored files without a row ------------------------------------------------------
@@ -61,24 +74,56 @@ def original_key(info: InspectedPhoto) -> str:
     return f"private/photos/{info.sha256[:2]}/{info.sha256}.{info.extension}"
 
 
-def store_report_photo(
-    session: Session, storage: Storage, request_id: int, info: InspectedPhoto, data: bytes
+def public_keys(photo: Photo) -> tuple[str, str]:
+    """Where a photo's public copy and its thumbnail are kept, in the form the orphan sweep
+    recognises (`_PUBLIC`). Unguessable: the id alone would let anyone walk every photo."""
+    stem = f"public/photos/{photo.id}-{photo.sha256[:16]}"
+    return f"{stem}.jpg", f"{stem}-thumb.jpg"
+
+
+def store_photo(
+    session: Session,
+    storage: Storage,
+    info: InspectedPhoto,
+    data: bytes,
+    *,
+    kind: PhotoKind,
+    request_id: int | None = None,
+    completion_id: int | None = None,
+    phash: int | None = None,
 ) -> Photo:
-    """A report's photo (an upload at intake, or a copied link): its original stored, its
-    row added and flushed (state pending: processing is queued by the caller). Holds the
-    media write lock until the caller's commit, so the orphan sweep cannot take the file."""
+    """Keep a photo: its original, private and named by its content, and its row, added and
+    flushed (state pending: the caller queues its processing after the commit).
+
+    A report's photo (`kind` "report", an upload at intake or a copied link) belongs to
+    its request; a crew's (`kind` "before" or "after") to its completion. `phash` is the
+    perceptual hash (geo.photos.perceptual_hash) the reuse check compares, when known.
+
+    The file is written unless it is there already: the same bytes are the same file,
+    whoever sent them first. Holds the media write lock until the caller's commit, taken
+    before the look, so the orphan sweep can neither take the file written here nor one
+    found here and about to be named by this row."""
+    if kind == "report":
+        owned = request_id is not None and completion_id is None
+    else:
+        owned = completion_id is not None and request_id is None
+    if not owned:
+        raise ValueError("a report's photo belongs to its request, a crew's to its completion")
     key = original_key(info)
     hold_media_write_lock(session)
-    storage.put(key, data)
+    if not storage.exists(key):
+        storage.put(key, data)
     photo = Photo(
-        kind="report",
+        kind=kind,
         service_request_id=request_id,
+        completion_id=completion_id,
         sha256=info.sha256,
         content_type=info.content_type,
         byte_size=info.byte_size,
         width=info.width,
         height=info.height,
         original_key=key,
+        phash=to_signed64(phash) if phash is not None else None,
     )
     session.add(photo)
     session.flush()

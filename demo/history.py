@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
@@ -21,15 +21,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core import closing
-from core.completion import CompletionInput, complete_work_order
-from core.field import Ping, ingest_positions
+from core.completion import (
+    Completer,
+    CompletionInput,
+    CompletionSettings,
+    complete_work_order,
+    fixed_clock,
+)
+from core.field import ingest_positions
 from core.lifecycle import Actor
 from core.lifecycle.base import SYSTEM
 from core.models import Crew, User, WorkOrder
 from core.storage import Storage
 from core.workorders import change_status
 from geo.media import process_photo
-from geo.photos import PhotoLimits
+from geo.proof import Ping
 
 METRES_PER_DEG_LAT = 111_320.0
 
@@ -124,6 +130,11 @@ def seed_history(
     ).all()
     completed = verified = reviewed = 0
     doubtful: list[int] = []
+    # The demo's photos are small: the product's default limits. The audit draw is the
+    # demo's seeded one, so one seed makes one history.
+    settings = CompletionSettings(
+        storage=storage, tz=tz, audit_sample_rate=sample_rate, draw=rng.random
+    )
     for k, wo in enumerate(orders):
         if rng.random() > share:
             continue
@@ -190,22 +201,17 @@ def seed_history(
             captured_at=done,
             notes=None if outcome == "fixed" else "Nothing to do on arrival.",
         )
-        completion, _checks, photos = complete_work_order(
+        result = complete_work_order(
             session,
-            storage,
             wo,
             data,
-            crew_id=crew.id,
-            user_id=user.id,
-            actor=actor,
-            tz=tz,
-            limits=PhotoLimits(),
-            sample_rate=sample_rate,
-            draw=rng.random,
-            now=done + timedelta(minutes=1),
+            Completer(crew_id=crew.id, user_id=user.id, actor=actor),
+            # Sent a minute after the work was done, on the day it was done.
+            replace(settings, clock=fixed_clock(done + timedelta(minutes=1))),
         )
+        completion = result.completion
         session.flush()
-        for photo in photos:
+        for photo in result.photos:
             process_photo(session, storage, photo.id)
         completed += 1
         if completion.verdict == closing.NEEDS_REVIEW:

@@ -25,6 +25,7 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
+from core.photos import public_url
 from core.shifts import shift_on
 from core.spatial import lon_lat
 from core.status import COMPLETION_OUTCOMES, ON_A_ROUTE, SHOWN_ON_ROUTE
@@ -164,7 +165,7 @@ def _stop(
         "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [
-            {"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"}
+            {"url": base_url + public_url(p), "thumbnail_url": base_url + public_url(t)}
             for p, t in photos
         ],
         # Residents' photos that are links to another site (FixMyStreet's): opened from

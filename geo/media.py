@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Photo, ServiceRequest
-from core.photos import after_photo_url, hold_media_write_lock
+from core.photos import after_photo_url, hold_media_write_lock, public_keys, public_url
 from core.storage import Storage
 from geo.photos import public_copies
 
@@ -24,13 +24,11 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
     if photo.state == "ready":
         return photo
     full, thumb = public_copies(storage.get(photo.original_key))
-    # Unguessable public names: the id alone would let anyone walk every photo.
-    stem = f"public/photos/{photo.id}-{photo.sha256[:16]}"
+    full_key, thumb_key = public_keys(photo)
     hold_media_write_lock(session)  # until the caller's commit names the copies
-    storage.put(f"{stem}.jpg", full)
-    storage.put(f"{stem}-thumb.jpg", thumb)
-    photo.public_key = f"{stem}.jpg"
-    photo.thumbnail_key = f"{stem}-thumb.jpg"
+    storage.put(full_key, full)
+    storage.put(thumb_key, thumb)
+    photo.public_key, photo.thumbnail_key = full_key, thumb_key
     photo.state = "ready"
     request = photo.service_request
     if photo.kind == "report" and request is not None:
@@ -41,7 +39,7 @@ def process_photo(session: Session, storage: Storage, photo_id: int) -> Photo | 
         session.flush()
         session.refresh(request, with_for_update=True)
         mine = {
-            f"/media/{p.public_key}": p.id
+            public_url(p.public_key): p.id
             for p in request.photos
             if p.kind == "report" and p.public_key
         }

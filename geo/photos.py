@@ -238,16 +238,17 @@ def public_copies(data: bytes) -> tuple[bytes, bytes]:
             )  # a no-op for formats other than JPEG
             with _one_large_decode_at_a_time(img):
                 img.load()
+            picture: Image.Image = img
             if img.mode not in _RESIZES_WELL:
                 # Palette and 1-bit images would be shrunk by picking pixels: colour first.
-                img = img.convert("RGB")
+                picture = img.convert("RGB")
             # The box is square, so shrinking before turning upright gives the same picture;
             # the EXIF orientation stays in `info`, which the in-place resize keeps.
-            img.thumbnail((PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))
-            ImageOps.exif_transpose(img, in_place=True)
+            picture.thumbnail((PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE))
+            ImageOps.exif_transpose(picture, in_place=True)
             # A fresh image carries pixels only: no EXIF, XMP, ICC-embedded GPS or comments.
-            clean = Image.new("RGB", img.size)
-            clean.paste(img if img.mode == "RGB" else img.convert("RGB"))
+            clean = Image.new("RGB", picture.size)
+            clean.paste(picture if picture.mode == "RGB" else picture.convert("RGB"))
         full = io.BytesIO()
         clean.save(full, "JPEG", quality=85, optimize=True)
         clean.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
@@ -422,8 +423,8 @@ def perceptual_hash(data: bytes) -> int:
                 with _one_large_decode_at_a_time(img):
                     img.load()
                 # Orientation first: the same scene shot portrait must not hash as a new one.
-                img = ImageOps.exif_transpose(img).convert("L")
-                small = img.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
+                gray = ImageOps.exif_transpose(img).convert("L")
+                small = gray.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
         raise PhotoRejected(f"the photo has too many pixels: {exc}", too_large=True) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, RuntimeError) as exc:

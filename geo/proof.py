@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from geo.earth import EARTH_RADIUS_M
 from geo.photos import ExifFacts, hamming
 
-EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius, as in geo.travel
 CLOCK_SKEW_S = 120  # phones' clocks drift; a fix this far "in the future" is still plausible
 AUTO_VERIFIED = "auto_verified"
 NEEDS_REVIEW = "needs_review"
@@ -85,12 +85,17 @@ class Fix:
 
 @dataclass(frozen=True)
 class Ping:
-    """One point of the crew's background GPS track."""
+    """One point of the crew's background GPS track, as the phone sends it (core.field
+    stores it) and as the track and teleport checks read it. A position that cannot be
+    on Earth, or a time without a zone, is refused here, so no stored ping can break a
+    check later. Speed and heading are kept for the map; no check reads them."""
 
     lat: float
     lon: float
     at: datetime
     accuracy_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self.lat, self.lon, self.at, self.accuracy_m)

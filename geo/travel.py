@@ -28,6 +28,7 @@ import numpy as np
 import valhalla
 from valhalla.midgard.utils import decode_polyline
 
+from geo.earth import EARTH_RADIUS_M
 from geo.roads import CONFIG_NAME, RoadDataError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ Point = tuple[float, float]
 
 IntMatrix = tuple[tuple[int, ...], ...]
 
-EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius
 _ROUND_DEG = 6  # 1e-6 deg is ~0.1 m: finer than any GPS fix, coarser than float noise
 
 

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.media_links import CopyPolicy
 from core.models import MediaLink, Photo
-from core.photos import store_report_photo
+from core.photos import store_photo
 from core.settings import Settings
 from core.storage import Storage
 from geo.media import process_photo
@@ -320,4 +320,4 @@ def _store(
     )
     if same is not None:
         return same
-    return store_report_photo(s, storage, request_id, info, data)
+    return store_photo(s, storage, info, data, kind="report", request_id=request_id)

@@ -47,7 +47,7 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
-from core.photos import store_report_photo
+from core.photos import store_photo
 from core.status import REQUEST_CLOSED_STATUSES, REQUEST_OPEN_STATUSES, WORDING
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
@@ -378,7 +378,7 @@ def _store_report_photos(
         return
     storage = media_storage()
     for info, data in photos:
-        photo = store_report_photo(s, storage, req.id, info, data)
+        photo = store_photo(s, storage, info, data, kind="report", request_id=req.id)
         defer_after_commit(s, "process_photo", photo_id=photo.id)
 
 

@@ -291,6 +291,8 @@ def test_positions_bulk_ingest_idempotent_and_latest(client, db: Session, publis
         {"pings": [{"time": "yesterday", "lat": 1, "lon": 1}]},
         {"pings": [{"time": t0.isoformat(), "lat": 91, "lon": 1}]},
         {"pings": [{"time": "2026-01-01T00:00:00", "lat": 1, "lon": 1}]},
+        # Stored, a negative accuracy would break every later check of the track.
+        {"pings": [{"time": t0.isoformat(), "lat": 1, "lon": 1, "accuracy": -1}]},
         {"nope": 1},
     ):
         assert client.post("/api/v1/crew/positions", json=bad, headers=headers).status_code == 422

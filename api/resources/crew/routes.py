@@ -9,14 +9,14 @@ from typing import Any
 
 import flask
 from flask import Response, request
-from flask_smorest import abort
+from geoalchemy2.shape import to_shape
 from marshmallow import Schema, fields
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, defer_after_commit, media_storage, session, settings
-from api.errors import ErrorSchema
+from api.errors import ErrorSchema, abort
 from api.resources.common import Blueprint
 from api.resources.crew.schemas import (
     CompletionFilesSchema,
@@ -31,14 +31,23 @@ from api.resources.crew.schemas import (
     PositionsBatchSchema,
     PositionsStoredSchema,
 )
-from core.completion import CompletionInput, complete_work_order, public_view
-from core.field import MAX_PINGS_PER_BATCH, FieldEvent, Ping, apply_event, ingest_positions
+from core.completion import (
+    Completer,
+    CompletionInput,
+    CompletionSettings,
+    KeyReused,
+    SubmissionKey,
+    complete_work_order,
+    earlier_answer,
+    public_view,
+    remember_answer,
+)
+from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
-from core.locks import AdvisoryLock
-from core.models import Crew, CrewPosition, IdempotencyKey, WorkOrder
-from core.spatial import lon_lat
+from core.models import Crew, CrewPosition, WorkOrder
 from dispatch.feed import changes_since, route_feed
-from geo.photos import PhotoLimits, PhotoRejected
+from geo.photos import PhotoRejected
+from geo.proof import Ping
 
 # The route is read again and again by a phone; an intermediary must not keep it (it is
 # one crew's), and the phone must revalidate it each time (its ETag makes that cheap).
@@ -76,9 +85,12 @@ def _crew(code: str | None = None) -> Crew:
     user = current_user()
     s = session()
     if user.role == "crew":
-        if code and code != user.crew.code:
+        mine = user.crew
+        if mine is None:
+            raise LookupError(f"crew member {user.id} has no crew, which crew_has_crew forbids")
+        if code and code != mine.code:
             abort(404, message="not found")  # another crew's route: don't reveal it exists
-        return user.crew
+        return mine
     if not code:
         abort(
             422,
@@ -211,14 +223,18 @@ def _pings(payload: Any) -> list[Ping]:
                 message=f"ping {k} is malformed: time (ISO 8601 with offset), lat and lon are required",
                 errors={f"pings.{k}": ["malformed"]},
             )
+        # What `Ping` itself refuses, refused here as the phone's mistake (a 422 naming the
+        # ping), not as an error of ours.
         if (
             at.tzinfo is None
             or not (-90 <= lat <= 90 and -180 <= lon <= 180)
             or not all(v is None or math.isfinite(v) for v in (lat, lon, acc, speed, heading))
+            or (acc is not None and acc < 0)
         ):
             abort(
                 422,
-                message=f"ping {k}: time needs an offset, and coordinates must be valid degrees",
+                message=f"ping {k}: time needs an offset, coordinates must be valid degrees "
+                "and accuracy not negative",
                 errors={f"pings.{k}": ["invalid"]},
             )
         out.append(
@@ -244,8 +260,11 @@ def post_positions() -> Any:
     """The phone's GPS fixes, a batch at a time (see `maxItems`); a resent batch stores nothing twice."""
     pings = _pings(request.get_json(silent=True))
     s = session()
-    # A crew user always has its crew (a database constraint): no need to load it.
-    stored, duplicates, rejected = ingest_positions(s, current_user().crew_id, pings)
+    # A crew user always has its crew (the constraint crew_has_crew): no need to load it.
+    crew_id = current_user().crew_id
+    if crew_id is None:
+        raise LookupError("a crew member without a crew, which crew_has_crew forbids")
+    stored, duplicates, rejected = ingest_positions(s, crew_id, pings)
     s.commit()
     return {"stored": stored, "duplicates": duplicates, "rejected": rejected}
 
@@ -268,7 +287,8 @@ def latest_positions() -> Any:
     tz = settings().tz
     out = []
     for pos, code in rows:
-        lon, lat = lon_lat(pos.location)
+        point = to_shape(pos.location)  # a crew's position always has its point
+        lon, lat = point.x, point.y
         out.append(
             {
                 "crew": code,
@@ -344,23 +364,12 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
             errors={"Idempotency-Key": ["required"]},
         )
     files = {name: [f.read() for f in uploads[name]] for name in ("photos", "before_photos")}
-    fingerprint = _request_fingerprint(files)
-    # One submission per key at a time: a retry racing the original waits for its answer.
-    s.execute(
-        select(
-            func.pg_advisory_xact_lock(AdvisoryLock.COMPLETION, func.hashtext(f"{user.id}:{key}"))
-        )
-    )
-    seen = s.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user.id, IdempotencyKey.key == key)
-    )
+    submission = SubmissionKey(user.id, key, _request_fingerprint(files))
+    try:
+        seen = earlier_answer(s, submission)
+    except KeyReused as exc:
+        abort(422, message=exc.message, errors={"Idempotency-Key": ["reused"]})
     if seen is not None:
-        if seen.request_hash != fingerprint:
-            abort(
-                422,
-                message="this Idempotency-Key was used for a different submission",
-                errors={"Idempotency-Key": ["reused"]},
-            )
         return seen.response, seen.status_code, {"Idempotent-Replayed": "true"}
     wo = s.scalar(select(WorkOrder).where(WorkOrder.id == wo_id).with_for_update())
     if wo is None or wo.crew_id != crew.id:
@@ -376,19 +385,10 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
         captured_at=form.get("captured_at"),
         notes=form.get("notes"),
     )
-    cfg = settings()
+    by = Completer(crew_id=crew.id, user_id=user.id, actor=current_actor())
     try:
-        completion, checks, photos = complete_work_order(
-            s,
-            media_storage(),
-            wo,
-            data,
-            crew_id=crew.id,
-            user_id=user.id,
-            actor=current_actor(),
-            tz=cfg.tz,
-            limits=PhotoLimits.from_settings(cfg),
-            sample_rate=cfg.audit_sample_rate,
+        result = complete_work_order(
+            s, wo, data, by, CompletionSettings.from_settings(settings(), media_storage())
         )
     except PhotoRejected as exc:
         abort(
@@ -396,13 +396,9 @@ def complete(form: dict[str, Any], uploads: dict[str, Any], wo_id: int) -> Any:
             message=f"photo rejected: {exc}",
             errors={"photos": [str(exc)]},
         )
-    body = public_view(completion, checks, photos)
-    s.add(
-        IdempotencyKey(
-            user_id=user.id, key=key, request_hash=fingerprint, status_code=201, response=body
-        )
-    )
-    for photo in photos:
+    body = public_view(result)
+    remember_answer(s, submission, body, status_code=201)
+    for photo in result.photos:
         defer_after_commit(s, "process_photo", photo_id=photo.id)
     s.commit()
     return body, 201

@@ -38,6 +38,7 @@ from core.models import (
     ServiceType,
     WorkOrder,
 )
+from core.photos import public_url
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from core.status import REQUEST_STATUSES, words_for
 from geo.geocode import geocode
@@ -427,8 +428,8 @@ def _detail(req: ServiceRequest) -> ServiceRequest:
         {
             "kind": p.kind,
             "state": p.state,
-            "url": f"{base}/media/{p.public_key}" if p.state == "ready" and p.public_key else None,
-            "thumbnail_url": f"{base}/media/{p.thumbnail_key}"
+            "url": base + public_url(p.public_key) if p.state == "ready" and p.public_key else None,
+            "thumbnail_url": base + public_url(p.thumbnail_key)
             if p.state == "ready" and p.thumbnail_key
             else None,
         }

@@ -44,6 +44,7 @@ from core.models import (
     ServiceType,
     WorkOrder,
 )
+from core.photos import public_url
 from core.spatial import lon_lat
 from core.status import CLOSE_OUTCOMES
 from geo import proof
@@ -317,8 +318,8 @@ def _photo_out(p: Photo) -> dict[str, Any]:
         "state": p.state,
         "width": p.width,
         "height": p.height,
-        "url": f"/media/{p.public_key}" if p.public_key else None,
-        "thumbnail_url": f"/media/{p.thumbnail_key}" if p.thumbnail_key else None,
+        "url": public_url(p.public_key) if p.public_key else None,
+        "thumbnail_url": public_url(p.thumbnail_key) if p.thumbnail_key else None,
         "original_url": f"/api/v1/photos/{p.id}/original",
     }
 
