@@ -180,7 +180,8 @@ def validate_attributes(
     for code, attr in defined.items():
         value = raw.get(code)
         values = value if isinstance(value, list) else ([value] if value is not None else [])
-        values = [v.strip() for v in values if v is not None and v.strip()]
+        # `v and`: a None inside a list (a lenient client's null) is skipped like a blank.
+        values = [v.strip() for v in values if v and v.strip()]
         name = f"attribute[{code}]"
         if not values:
             if attr.required:
@@ -266,7 +267,7 @@ def district_at(session: Session, lon: float, lat: float) -> int | None:
     )
 
 
-def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[tuple[WorkOrder]]:
+def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[WorkOrder]:
     """Open work orders of this type within the type's duplicate radius, nearest first."""
     return (
         select(WorkOrder)
