@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
@@ -265,10 +265,10 @@ def open_work(
     must-do work of the day whatever it needs (a plan must say why it cannot be done).
     With `left_over_since` (today) and `tz`, also work left over from an earlier day
     (see `left_over`): a day that ended without it hands it to the next plans."""
-    wanted = WorkOrder.skill.in_(sorted(skills))
+    wanted: ColumnElement[bool] = WorkOrder.skill.in_(sorted(skills))
     if must_do_on is not None:
         wanted = or_(wanted, WorkOrder.must_do_on == must_do_on)
-    status = WorkOrder.status.in_(statuses)
+    status: ColumnElement[bool] = WorkOrder.status.in_(statuses)
     if left_over_since is not None and tz is not None:
         status = or_(status, WorkOrder.id.in_(left_over(left_over_since, tz)))
     q = (
