@@ -52,7 +52,7 @@ Rates are rounded to 4 decimals, hours to 4 decimals, kilometres to 3.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -674,6 +674,25 @@ def _cohort_figures(
     return per, total
 
 
+@dataclass
+class _Table:
+    """The report's rows by group key, each made when a family of figures first has it,
+    and the total row."""
+
+    rows: dict[str | None, Figures]
+    total: Figures
+
+    def row(self, key: str | None) -> Figures:
+        if key not in self.rows:
+            self.rows[key] = Figures(group=key)
+        return self.rows[key]
+
+    @property
+    def every(self) -> list[Figures]:
+        """The rows made so far and the total."""
+        return [*self.rows.values(), self.total]
+
+
 def compute(
     session: Session,
     *,
@@ -684,7 +703,10 @@ def compute(
     now: datetime | None = None,
     quantiles: tuple[float, float] = (0.5, 0.9),
 ) -> Report:
-    """The CitiStat report for [start, end] (dates in `tz`) grouped by `group_by`."""
+    """The CitiStat report for [start, end] (dates in `tz`) grouped by `group_by`.
+
+    Each family of figures is its own statement (see the module docstring); the families
+    that are undefined for a grouping fill the total only."""
     if group_by not in GROUP_BYS:
         raise ValidationFailed(f"group_by must be one of {', '.join(GROUP_BYS)}", field="group_by")
     period = make_period(start, end, tz)
@@ -703,42 +725,60 @@ def compute(
     session.execute(
         text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
     )
-    rows: dict[str | None, Figures] = {}
-    total = Figures(label="Total")
-
-    def row(key: str | None) -> Figures:
-        if key not in rows:
-            rows[key] = Figures(group=key)
-        return rows[key]
-
     # Requests: the cohort figures, Kaplan-Meier included.
-    per_cohort, cohort_total = _cohort_figures(session, group_by, period, now, quantiles)
-    rows.update(per_cohort)
-    total = cohort_total
+    table = _Table(*_cohort_figures(session, group_by, period, now, quantiles))
+    _add_completions(session, table, group_by, period, params)
+    crew_hours = _add_crew_hours(session, table, group_by, params)
+    _add_planned_stops(session, table, group_by, params)
+    if group_by == "crew":
+        _add_gps(session, table, params)
+    # The hours per crew or week go to every row only now that every row is made.
+    for name, values in crew_hours.items():
+        for key, fig in table.rows.items():
+            setattr(fig, name, values.get(key, 0.0))
+    for fig in table.every:
+        fig.jobs_per_shift_hour = _rate(fig.jobs_completed, fig.shift_hours)
+        fig.planned_done_rate = _rate(fig.planned_done, fig.planned_stops)
+    rows = _labelled(session, table, group_by)
+    return Report(period.start, period.end, tz.key, group_by, now, rows, table.total)
 
-    # Completions and the work they stand for.
+
+def _add_completions(
+    session: Session, table: _Table, group_by: str, period: Period, params: dict[str, Any]
+) -> None:
+    """Completions and the work they stand for: counts by verdict, shares, jobs completed
+    and the hours on site."""
     completions_sql, week_params = completion_statement(group_by, period)
     per, tot = _grouped(session, completions_sql, params | week_params)
     if group_by == "week":  # width_bucket's 1-based week number -> the week's first day
         weeks = week_params["week_starts"]
         per = {weeks[k - 1].date().isoformat(): r for k, r in per.items()}
-    for key, r in [*per.items(), (None, tot)]:
-        if r is None:
-            continue
-        fig = total if r is tot else row(key)
-        fig.completions = r["completions"]
-        fig.completions_auto_verified = r["auto_verified"]
-        fig.completions_verified_by_supervisor = r["verified"]
-        fig.completions_rejected = r["rejected"]
-        fig.completions_awaiting_review = r["awaiting"]
-        fig.completions_audit_sampled = r["audit_sampled"]
-        fig.share_auto_verified = _rate(r["auto_verified"], r["completions"])
-        fig.share_reviewed = _rate(r["verified"], r["completions"])
-        fig.share_rejected = _rate(r["rejected"], r["completions"])
-        fig.jobs_completed = r["auto_verified"] + r["verified"]
-        fig.on_site_hours = _hours(r["on_site_s"]) or 0.0
+    for key, r in per.items():
+        _set_completions(table.row(key), r)
+    if tot is not None:
+        _set_completions(table.total, tot)
 
-    # Shifts and plan routes belong to crews and days only: per crew or week, else just the total.
+
+def _set_completions(fig: Figures, r: Mapping[str, Any]) -> None:
+    fig.completions = r["completions"]
+    fig.completions_auto_verified = r["auto_verified"]
+    fig.completions_verified_by_supervisor = r["verified"]
+    fig.completions_rejected = r["rejected"]
+    fig.completions_awaiting_review = r["awaiting"]
+    fig.completions_audit_sampled = r["audit_sampled"]
+    fig.share_auto_verified = _rate(r["auto_verified"], r["completions"])
+    fig.share_reviewed = _rate(r["verified"], r["completions"])
+    fig.share_rejected = _rate(r["rejected"], r["completions"])
+    fig.jobs_completed = r["auto_verified"] + r["verified"]
+    fig.on_site_hours = _hours(r["on_site_s"]) or 0.0
+
+
+def _add_crew_hours(
+    session: Session, table: _Table, group_by: str, params: dict[str, Any]
+) -> dict[str, dict[str | None, float]]:
+    """Shift and drive hours: they belong to crews and days only, so they are figures per
+    crew or per week, and for any other grouping only the total's. Sets the total and makes
+    the rows; returns each figure's hours by group key, for every row once all are made."""
     per_crew_or_week: dict[str, dict[str | None, float]] = {}
     for name, keys, sql in (
         ("shift_hours", _SHIFT_KEYS, _SHIFT_SQL),
@@ -746,42 +786,47 @@ def compute(
     ):
         # An undefined key groups everything under NULL; only the total is kept then.
         per, tot = _grouped(session, sql.format(key=keys[group_by] or "NULL::text"), params)
-        setattr(total, name, _hours(tot["seconds"]) or 0.0 if tot is not None else 0.0)
+        setattr(table.total, name, (_hours(tot["seconds"]) or 0.0) if tot is not None else 0.0)
         if keys[group_by] is not None:
             per_crew_or_week[name] = {k: _hours(r["seconds"]) or 0.0 for k, r in per.items()}
             for k in per:
-                row(k)
+                table.row(k)
+    return per_crew_or_week
 
+
+def _add_planned_stops(
+    session: Session, table: _Table, group_by: str, params: dict[str, Any]
+) -> None:
+    """The stops of the plans in force, and how many of them were done on their day."""
     per, tot = _grouped(session, _stop_sql(group_by), params)
     for k, r in per.items():
-        fig = row(k)
+        fig = table.row(k)
         fig.planned_stops, fig.planned_done = r["planned"], r["done"]
     if tot is not None:
-        total.planned_stops, total.planned_done = tot["planned"], tot["done"]
+        table.total.planned_stops, table.total.planned_done = tot["planned"], tot["done"]
 
-    if group_by == "crew":
-        per, tot = _grouped(session, _GPS_SQL, params)
-        for fig in [*rows.values(), total]:
-            fig.gps_km = 0.0
-        for k, r in per.items():
-            row(k).gps_km = round(float(r["metres"] or 0) / 1000, 3)
-        if tot is not None:
-            total.gps_km = round(float(tot["metres"] or 0) / 1000, 3)
 
-    for name, values in per_crew_or_week.items():
-        for k, fig in rows.items():
-            setattr(fig, name, values.get(k, 0.0))
-    for fig in [*rows.values(), total]:
-        fig.jobs_per_shift_hour = _rate(fig.jobs_completed, fig.shift_hours)
-        fig.planned_done_rate = _rate(fig.planned_done, fig.planned_stops)
+def _add_gps(session: Session, table: _Table, params: dict[str, Any]) -> None:
+    """The kilometres of each crew's GPS track (grouped by crew only): 0 for a crew
+    without one."""
+    per, tot = _grouped(session, _GPS_SQL, params)
+    for fig in table.every:
+        fig.gps_km = 0.0
+    for k, r in per.items():
+        table.row(k).gps_km = round(float(r["metres"] or 0) / 1000, 3)
+    if tot is not None:
+        table.total.gps_km = round(float(tot["metres"] or 0) / 1000, 3)
 
+
+def _labelled(session: Session, table: _Table, group_by: str) -> list[Figures]:
+    """The rows in key order (the row without a key last), each labelled with its name."""
     labels = _labels(session, group_by)
-    ordered = sorted(rows.values(), key=lambda f: (f.group is None, f.group or ""))
+    ordered = sorted(table.rows.values(), key=lambda f: (f.group is None, f.group or ""))
     for fig in ordered:
         fig.label = (
             labels.get(fig.group, fig.group) if fig.group is not None else _NONE_LABEL[group_by]
         )
-    return Report(period.start, period.end, tz.key, group_by, now, ordered, total)
+    return ordered
 
 
 _NONE_LABEL = {
