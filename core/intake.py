@@ -10,7 +10,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -173,7 +173,8 @@ def validate_attributes(
     for code, attr in defined.items():
         value = raw.get(code)
         values = value if isinstance(value, list) else ([value] if value is not None else [])
-        values = [v.strip() for v in values if v is not None and v.strip()]
+        # `v and`: a None inside a list (a lenient client's null) is skipped like a blank.
+        values = [v.strip() for v in values if v and v.strip()]
         name = f"attribute[{code}]"
         if not values:
             if attr.required:
@@ -259,7 +260,7 @@ def district_at(session: Session, lon: float, lat: float) -> int | None:
     )
 
 
-def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[tuple[WorkOrder]]:
+def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[WorkOrder]:
     """Open work orders of this type within the type's duplicate radius, nearest first."""
     return (
         select(WorkOrder)
@@ -343,6 +344,334 @@ def duplicate_candidates(
     return found
 
 
+# -- submitting a report: validate, locate, join or reopen, create ----------------------------
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A report's own fields, checked against its service type and cleaned: what is stored."""
+
+    service_type: ServiceType
+    description: str
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    attributes: dict[str, Any]
+    extra_attributes: dict[str, str | list[str]]
+    contact: Contact
+    media_links: list[str]
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a report is, once located: `lon`/`lat` None when it has no usable location yet
+    (staff pin it). `source` is how the location was found: device, geocoded or none."""
+
+    lon: float | None
+    lat: float | None
+    source: str
+    # Staff recorded a location outside the service area on purpose (audited).
+    outside_on_purpose: bool = False
+    # The address geocoded to this (lon, lat) outside the service area, so it was dropped.
+    geocoded_outside: tuple[float, float] | None = None
+
+    @property
+    def lon_lat(self) -> tuple[float, float] | None:
+        return (self.lon, self.lat) if self.lon is not None and self.lat is not None else None
+
+
+@dataclass(frozen=True)
+class _Match:
+    """What a new report meets at its place: an open work order to join, or else a request
+    fixed lately whose work it reopens; neither means it starts a work order of its own."""
+
+    joins: WorkOrder | None = None
+    reopens: ServiceRequest | None = None
+
+
+def _validated(session: Session, new: NewRequest) -> _Checked:
+    """The report's fields checked and cleaned, before its location and before anything
+    is written; raises ValidationFailed naming the first field that is wrong."""
+    code = (new.service_code or "").strip()
+    if not code:
+        raise ValidationFailed("service_code is required", field="service_code")
+    service_type = session.scalar(
+        select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True))
+    )
+    if service_type is None:
+        raise ValidationFailed(f"unknown service_code {code!r}", field="service_code")
+    description = (new.description or "").strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise ValidationFailed(
+            f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION}",
+            field="description",
+        )
+    return _Checked(
+        service_type=service_type,
+        description=description,
+        address=_clean(new.address_string, field="address_string", limit=1000),
+        attributes=validate_attributes(service_type, new.attributes),
+        extra_attributes=split_extra_attributes(service_type, new.attributes),
+        contact=validate_contact(new.contact),
+        media_links=clean_media_links([new.media_url, *new.media_urls], limit=new.max_media_links),
+        address_id=_address_id(new.address_id),
+        zipcode=_clean(new.zipcode, field="zipcode", limit=32),
+    )
+
+
+def _located(
+    session: Session,
+    new: NewRequest,
+    checked: _Checked,
+    *,
+    geocode: Geocoder | None,
+    area: AreaConfig | None,
+    allow_outside_area: bool,
+) -> _Place:
+    """Where the report is: the device's coordinates, else its address geocoded, else
+    nowhere yet (an address the index does not know, or FixMyStreet's address_id alone).
+    Raises ValidationFailed without any of them, and OutsideServiceArea for a device
+    location outside `area` unless `allow_outside_area`."""
+    has_lat = new.lat is not None and str(new.lat).strip() != ""
+    has_lon = new.lon is not None and str(new.lon).strip() != ""
+    if has_lat != has_lon:
+        raise ValidationFailed(
+            "lat and long must be given together", field="lat" if not has_lat else "long"
+        )
+    if has_lat:
+        # lat first: a report with both wrong is told about lat, as it always was.
+        lat = parse_coordinate(new.lat, field="lat", low=-90, high=90)
+        lon = parse_coordinate(new.lon, field="long", low=-180, high=180)
+        place = _Place(lon, lat, "device")
+    elif checked.address:
+        match = geocode(session, checked.address) if geocode else None
+        place = (
+            _Place(match.lon, match.lat, "geocoded")
+            if match is not None
+            else _Place(None, None, "none")
+        )
+    elif checked.address_id:
+        place = _Place(None, None, "none")
+    else:
+        raise ValidationFailed(
+            "a location is required: lat and long, or address_string", field="lat"
+        )
+    return _checked_against_area(session, place, area=area, allow_outside_area=allow_outside_area)
+
+
+def _checked_against_area(
+    session: Session, place: _Place, *, area: AreaConfig | None, allow_outside_area: bool
+) -> _Place:
+    """The place as the service area allows it (no `area`: as it is)."""
+    at = place.lon_lat
+    if area is None or at is None or inside_service_area(session, *at, area=area):
+        return place
+    if allow_outside_area:
+        return replace(place, outside_on_purpose=True)
+    if place.source == "geocoded":
+        # The resident gave an address, not coordinates: a match beyond the city is a
+        # namesake elsewhere or a gap in the index, so the report waits for a pin.
+        return _Place(None, None, "none", geocoded_outside=at)
+    raise outside_area_error(*at)
+
+
+def _serialise_intake(session: Session, service_type: ServiceType) -> None:
+    """Serialise reports of one type (until the transaction ends) so two people reporting
+    the same pothole at the same moment cannot both open a work order for it."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:c, :k)"),
+        {"c": AdvisoryLock.INTAKE, "k": int(service_type.id % 2**31)},
+    )
+
+
+def _match_at(
+    session: Session,
+    service_type: ServiceType,
+    place: _Place,
+    *,
+    reopen_within: timedelta | None,
+    at: datetime,
+) -> _Match:
+    """The open work order a report here joins (locked), or else the fixed request it reopens."""
+    if place.lon_lat is None:
+        return _Match()
+    lon, lat = place.lon_lat
+    joins = find_joinable(session, service_type, lon, lat)
+    if joins is not None or reopen_within is None:
+        return _Match(joins=joins)
+    return _Match(
+        reopens=find_reopenable(session, service_type, lon, lat, within=reopen_within, now=at)
+    )
+
+
+def _new_request(
+    session: Session, new: NewRequest, checked: _Checked, place: _Place, *, at: datetime
+) -> ServiceRequest:
+    """The request row, flushed so that it has its number (its id); not yet on a work order."""
+    at_lon_lat = place.lon_lat
+    links = checked.media_links
+    request = ServiceRequest(
+        public_id=secrets.token_hex(8),  # replaced by the confirmation number after flush
+        token=secrets.token_urlsafe(16),
+        service_type=checked.service_type,
+        description=checked.description,
+        attributes=checked.attributes,
+        extra_attributes=checked.extra_attributes,
+        location=point(*at_lon_lat) if at_lon_lat is not None else None,
+        location_source=place.source,
+        address=checked.address,
+        address_id=checked.address_id,
+        zipcode=checked.zipcode,
+        # GeoReport v2's one media_url: the first link (every link is in media_links).
+        media_url=links[0] if links else None,
+        channel=new.channel,
+        api_key_id=new.api_key_id,
+        detailed_status="received",
+        requested_at=at,
+        updated_at=at,
+        district_id=district_at(session, *at_lon_lat) if at_lon_lat is not None else None,
+    )
+    request.media_links = [MediaLink(position=k, url=url) for k, url in enumerate(links)]
+    session.add(request)
+    contact = checked.contact
+    if any(getattr(contact, f) for f in contact.__dataclass_fields__):
+        request.contact = RequestContact(
+            **{f: getattr(contact, f) for f in contact.__dataclass_fields__}
+        )
+    session.flush()
+    request.public_id = str(request.id)
+    return request
+
+
+def _join_or_reopen(
+    session: Session, request: ServiceRequest, match: _Match, *, actor: Actor, at: datetime
+) -> tuple[WorkOrder | None, ServiceRequest | None]:
+    """Put the new request on the work order it joins or reopens: that work order (None when
+    there is none) and its original request, whose number the resident is told."""
+    joined = match.joins
+    if match.reopens is not None:
+        # The fix did not hold (or the problem is back): the same work order comes back
+        # to the pool instead of a second one starting from scratch.
+        joined = reopen_fixed(
+            session, match.reopens, actor=actor, at=at, by_report=request.public_id
+        )
+    if joined is None:
+        return None, None
+    original = session.scalar(
+        select(ServiceRequest)
+        .where(ServiceRequest.work_order_id == joined.id, ServiceRequest.duplicate_of_id.is_(None))
+        .order_by(ServiceRequest.id)
+        .limit(1)
+    )
+    request.work_order = joined
+    request.duplicate_of = original
+    # One more report about the problem: its priority may rise (priority_for).
+    before = joined.priority
+    joined.report_count += 1
+    joined.priority = max(
+        joined.priority, priority_for(request.service_type.base_priority, joined.report_count)
+    )
+    joined.updated_at = at
+    WorkOrderLifecycle.annotate(
+        session,
+        joined,
+        actor=actor,
+        at=at,
+        note=(
+            f"report {request.public_id} joined ({joined.report_count} reports); "
+            f"priority {before} -> {joined.priority}"
+        ),
+    )
+    return joined, original
+
+
+def _new_work_order(
+    session: Session, request: ServiceRequest, *, actor: Actor, at: datetime
+) -> WorkOrder:
+    """A work order of its own for a report that joins none, with its creation event."""
+    service_type = request.service_type
+    work_order = WorkOrder(
+        service_type=service_type,
+        status="new",
+        priority=priority_for(service_type.base_priority, 1),
+        report_count=1,
+        due_at=at + timedelta(hours=service_type.sla_hours),
+        skill=service_type.skill,
+        minutes_on_site=service_type.minutes_on_site,
+        demand=demand_for(service_type, request.attributes),
+        location=request.location,
+        address=request.address,
+        district_id=request.district_id,
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(work_order)
+    request.work_order = work_order
+    session.flush()
+    WorkOrderLifecycle.record_creation(
+        session, work_order, actor=actor, at=at, note=f"created for request {request.public_id}"
+    )
+    return work_order
+
+
+def _record_received(
+    session: Session,
+    request: ServiceRequest,
+    place: _Place,
+    *,
+    reopened: ServiceRequest | None,
+    original: ServiceRequest | None,
+    actor: Actor,
+    at: datetime,
+) -> None:
+    """The request's creation event, with the public note the resident reads, the notice
+    of the report it was added to, and the audit of a location outside the service area."""
+    note = "Report received."
+    if reopened is not None:
+        note = (
+            f"Report received; it reopens request {reopened.public_id}, which was closed as fixed."
+        )
+        request.service_notice = (
+            f"This problem was reported as request {reopened.public_id} and closed as fixed. "
+            "Your report has reopened it and you will be kept informed."
+        )
+    elif original is not None:
+        note = (
+            "Report received; the same problem was already reported as request "
+            f"{original.public_id}."
+        )
+        request.service_notice = (
+            f"This problem was already reported as request {original.public_id}. "
+            "Your report has been added to it and you will be kept informed."
+        )
+    elif request.location is None:
+        note = "Report received; staff will place it on the map from the address given."
+    ServiceRequestLifecycle.record_creation(
+        session, request, actor=actor, at=at, note=note, public=True
+    )
+    if place.outside_on_purpose:
+        ServiceRequestLifecycle.annotate(
+            session,
+            request,
+            actor=actor,
+            at=at,
+            location=request.location,
+            note=f"recorded outside the service area on purpose by {actor.label}",
+        )
+    elif place.geocoded_outside is not None:
+        lon, lat = place.geocoded_outside
+        ServiceRequestLifecycle.annotate(
+            session,
+            request,
+            actor=actor,
+            at=at,
+            note=(
+                f"the address matched {lat:.6f}, {lon:.6f}, outside the service area; "
+                "left for staff to pin"
+            ),
+        )
+
+
 def submit_request(
     session: Session,
     new: NewRequest,
@@ -362,220 +691,23 @@ def submit_request(
     (OutsideServiceArea, before anything is written), and an address that geocodes
     outside it is kept without a location, for staff to pin. `allow_outside_area` is
     staff recording such a report on purpose; that override is audited. Without
-    `area` nothing is checked (the demo seed, tests)."""
-    code = (new.service_code or "").strip()
-    if not code:
-        raise ValidationFailed("service_code is required", field="service_code")
-    service_type = session.scalar(
-        select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True))
+    `area` nothing is checked (the demo seed, tests).
+
+    Every field is checked, and the report located, before anything is written or
+    locked; the rest happens in the caller's transaction, each change with its event."""
+    checked = _validated(session, new)
+    place = _located(
+        session, new, checked, geocode=geocode, area=area, allow_outside_area=allow_outside_area
     )
-    if service_type is None:
-        raise ValidationFailed(f"unknown service_code {code!r}", field="service_code")
-
-    description = (new.description or "").strip()
-    if len(description) > MAX_DESCRIPTION:
-        raise ValidationFailed(
-            f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION}",
-            field="description",
-        )
-    address_string = _clean(new.address_string, field="address_string", limit=1000)
-    attributes = validate_attributes(service_type, new.attributes)
-    extra_attributes = split_extra_attributes(service_type, new.attributes)
-    contact = validate_contact(new.contact)
-    links = clean_media_links([new.media_url, *new.media_urls], limit=new.max_media_links)
-
-    has_lat = new.lat is not None and str(new.lat).strip() != ""
-    has_lon = new.lon is not None and str(new.lon).strip() != ""
-    if has_lat != has_lon:
-        raise ValidationFailed(
-            "lat and long must be given together", field="lat" if not has_lat else "long"
-        )
-    lon = lat = None
-    source = "none"
-    address_label = address_string
-    if has_lat:
-        lat = parse_coordinate(new.lat, field="lat", low=-90, high=90)
-        lon = parse_coordinate(new.lon, field="long", low=-180, high=180)
-        source = "device"
-    elif address_string:
-        match = geocode(session, address_string) if geocode else None
-        if match is not None:
-            lon, lat, source = match.lon, match.lat, "geocoded"
-    elif not _address_id(new.address_id):
-        raise ValidationFailed(
-            "a location is required: lat and long, or address_string", field="lat"
-        )
-
-    outside_on_purpose = False
-    geocoded_outside: tuple[float, float] | None = None
-    if (
-        area is not None
-        and lon is not None
-        and lat is not None
-        and not inside_service_area(session, lon, lat, area=area)
-    ):
-        if allow_outside_area:
-            outside_on_purpose = True
-        elif source == "geocoded":
-            # The resident gave an address, not coordinates: a match beyond the city is a
-            # namesake elsewhere or a gap in the index, so the report waits for a pin.
-            geocoded_outside = (lon, lat)
-            lon = lat = None
-            source = "none"
-        else:
-            raise outside_area_error(lon, lat)
-
-    requested_at = new.requested_at or datetime.now(UTC)
-    # Serialise reports of one type so two people reporting the same pothole at the
-    # same moment cannot both open a work order for it.
-    session.execute(
-        text("SELECT pg_advisory_xact_lock(:c, :k)"),
-        {"c": AdvisoryLock.INTAKE, "k": int(service_type.id % 2**31)},
+    at = new.requested_at or datetime.now(UTC)
+    _serialise_intake(session, checked.service_type)
+    match = _match_at(session, checked.service_type, place, reopen_within=reopen_within, at=at)
+    request = _new_request(session, new, checked, place, at=at)
+    joined, original = _join_or_reopen(session, request, match, actor=actor, at=at)
+    work_order = joined or _new_work_order(session, request, actor=actor, at=at)
+    _record_received(
+        session, request, place, reopened=match.reopens, original=original, actor=actor, at=at
     )
-
-    joined: WorkOrder | None = None
-    reopened: ServiceRequest | None = None
-    if lon is not None and lat is not None:
-        joined = find_joinable(session, service_type, lon, lat)
-        if joined is None and reopen_within is not None:
-            reopened = find_reopenable(
-                session, service_type, lon, lat, within=reopen_within, now=requested_at
-            )
-    district_id = district_at(session, lon, lat) if lon is not None and lat is not None else None
-
-    request = ServiceRequest(
-        public_id=secrets.token_hex(8),  # replaced by the confirmation number after flush
-        token=secrets.token_urlsafe(16),
-        service_type=service_type,
-        description=description,
-        attributes=attributes,
-        extra_attributes=extra_attributes,
-        location=point(lon, lat) if lon is not None and lat is not None else None,
-        location_source=source,
-        address=address_label,
-        address_id=_address_id(new.address_id),
-        zipcode=_clean(new.zipcode, field="zipcode", limit=32),
-        # GeoReport v2's one media_url: the first link (every link is in media_links).
-        media_url=links[0] if links else None,
-        channel=new.channel,
-        api_key_id=new.api_key_id,
-        detailed_status="received",
-        requested_at=requested_at,
-        updated_at=requested_at,
-        district_id=district_id,
-    )
-    request.media_links = [MediaLink(position=k, url=url) for k, url in enumerate(links)]
-    session.add(request)
-    if any(getattr(contact, f) for f in contact.__dataclass_fields__):
-        request.contact = RequestContact(
-            **{f: getattr(contact, f) for f in contact.__dataclass_fields__}
-        )
-    session.flush()
-    request.public_id = str(request.id)
-
-    original: ServiceRequest | None = None
-    if reopened is not None:
-        # The fix did not hold (or the problem is back): the same work order comes back
-        # to the pool instead of a second one starting from scratch.
-        joined = reopen_fixed(
-            session, reopened, actor=actor, at=requested_at, by_report=request.public_id
-        )
-    if joined is not None:
-        original = session.scalar(
-            select(ServiceRequest)
-            .where(
-                ServiceRequest.work_order_id == joined.id, ServiceRequest.duplicate_of_id.is_(None)
-            )
-            .order_by(ServiceRequest.id)
-            .limit(1)
-        )
-        request.work_order = joined
-        request.duplicate_of = original
-        if original is not None:
-            request.service_notice = (
-                f"This problem was already reported as request {original.public_id}. "
-                "Your report has been added to it and you will be kept informed."
-            )
-        before = joined.priority
-        joined.report_count += 1
-        joined.priority = max(
-            joined.priority, priority_for(service_type.base_priority, joined.report_count)
-        )
-        joined.updated_at = requested_at
-        WorkOrderLifecycle.annotate(
-            session,
-            joined,
-            actor=actor,
-            at=requested_at,
-            note=(
-                f"report {request.public_id} joined ({joined.report_count} reports); "
-                f"priority {before} -> {joined.priority}"
-            ),
-        )
-        work_order = joined
-    else:
-        work_order = WorkOrder(
-            service_type=service_type,
-            status="new",
-            priority=priority_for(service_type.base_priority, 1),
-            report_count=1,
-            due_at=requested_at + timedelta(hours=service_type.sla_hours),
-            skill=service_type.skill,
-            minutes_on_site=service_type.minutes_on_site,
-            demand=demand_for(service_type, attributes),
-            location=request.location,
-            address=address_label,
-            district_id=district_id,
-            created_at=requested_at,
-            updated_at=requested_at,
-        )
-        session.add(work_order)
-        request.work_order = work_order
-        session.flush()
-        WorkOrderLifecycle.record_creation(
-            session,
-            work_order,
-            actor=actor,
-            at=requested_at,
-            note=f"created for request {request.public_id}",
-        )
-
-    note = "Report received."
-    if reopened is not None:
-        note = (
-            f"Report received; it reopens request {reopened.public_id}, which was closed as fixed."
-        )
-        request.service_notice = (
-            f"This problem was reported as request {reopened.public_id} and closed as fixed. "
-            "Your report has reopened it and you will be kept informed."
-        )
-    elif original is not None:
-        note = f"Report received; the same problem was already reported as request {original.public_id}."
-    elif request.location is None:
-        note = "Report received; staff will place it on the map from the address given."
-    ServiceRequestLifecycle.record_creation(
-        session, request, actor=actor, at=requested_at, note=note, public=True
-    )
-    if outside_on_purpose:
-        ServiceRequestLifecycle.annotate(
-            session,
-            request,
-            actor=actor,
-            at=requested_at,
-            location=request.location,
-            note=f"recorded outside the service area on purpose by {actor.label}",
-        )
-    elif geocoded_outside is not None:
-        ServiceRequestLifecycle.annotate(
-            session,
-            request,
-            actor=actor,
-            at=requested_at,
-            note=(
-                f"the address matched {geocoded_outside[1]:.6f}, {geocoded_outside[0]:.6f}, outside the service area; "
-                "left for staff to pin"
-            ),
-        )
     return IntakeResult(request=request, work_order=work_order, duplicate_of=original)
 
 

@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -32,7 +33,8 @@ DEMO_TZ = ZoneInfo("Europe/Andorra")
 SEED = Actor(label="seed:demo")
 
 _LIST = "singlevaluelist"
-SERVICE_TYPES = [
+# Keyword arguments of ServiceType (its "attributes" those of ServiceAttribute), as written.
+SERVICE_TYPES: list[dict[str, Any]] = [
     {
         "code": "pothole",
         "name": "Pothole",
@@ -205,7 +207,25 @@ SERVICE_TYPES = [
     },
 ]
 
-DEPOTS = [
+
+class DepotSpec(TypedDict):
+    code: str
+    name: str
+    agency: str
+    lon: float
+    lat: float
+
+
+class CrewSpec(TypedDict):
+    code: str
+    name: str
+    agency: str
+    skills: list[str]
+    capacity: dict[str, int]
+    depot: str  # a DEPOTS code
+
+
+DEPOTS: list[DepotSpec] = [
     {
         "code": "yard-alv",
         "name": "Andorra la Vella yard",
@@ -222,7 +242,7 @@ DEPOTS = [
     },
 ]
 
-CREWS = [
+CREWS: list[CrewSpec] = [
     {
         "code": "pothole-1",
         "name": "Pothole crew 1",
@@ -370,10 +390,10 @@ def seed_demo_city(
             District(code=_slug(rec.name), name=rec.name, geom=f"SRID=4326;{rec.geometry.wkt}")
         )
     types: dict[str, ServiceType] = {}
-    for spec in SERVICE_TYPES:
-        spec = dict(spec)
-        attrs = [ServiceAttribute(**a) for a in spec.pop("attributes")]
-        st = ServiceType(**spec, attributes=attrs)
+    for type_spec in SERVICE_TYPES:
+        columns = dict(type_spec)
+        attrs = [ServiceAttribute(**a) for a in columns.pop("attributes")]
+        st = ServiceType(**columns, attributes=attrs)
         session.add(st)
         types[st.code] = st
     depots: dict[str, Depot] = {}
@@ -406,9 +426,9 @@ def seed_demo_city(
                 crew_id=crew.id,
             )
         )
-        spec = replace(DEMO_ROTA, valid_from=today - timedelta(days=HISTORY_DAYS))
+        rota = replace(DEMO_ROTA, valid_from=today - timedelta(days=HISTORY_DAYS))
         create_pattern(
-            session, crew=crew, spec=spec, actor=SEED, tz=DEMO_TZ, horizon_days=0, now=now
+            session, crew=crew, spec=rota, actor=SEED, tz=DEMO_TZ, horizon_days=0, now=now
         )
     # The past two weeks too (their history needs the shifts), then the coming days.
     start = today - timedelta(days=HISTORY_DAYS)
@@ -484,6 +504,7 @@ def seed_demo_city(
         session.flush()
         history = "; " + str(seed_history(session, storage, rng=rng, now=now, tz=DEMO_TZ))
     return (
-        f"seeded demo city: {len(DEPOTS)} depots, {len(CREWS)} crews ({n_shifts} shifts), {len(SERVICE_TYPES)} service types, "
-        f"{n_addresses} address points, {len(points) + 4} requests ({joined} joined an earlier report){history}"
+        f"seeded demo city: {len(DEPOTS)} depots, {len(CREWS)} crews ({n_shifts} shifts), "
+        f"{len(SERVICE_TYPES)} service types, {n_addresses} address points, "
+        f"{len(points) + 4} requests ({joined} joined an earlier report){history}"
     )

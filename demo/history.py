@@ -144,6 +144,8 @@ def seed_history(
         crew = rng.choice(able)
         user = users[crew.id]
         actor = Actor.user(user.id, user.email)
+        if wo.location is None:  # the query above takes placed work only
+            continue
         site = to_shape(wo.location)
         # The next working morning after the report, somewhere between 8:00 and 14:00 UTC.
         day = (wo.created_at + timedelta(days=rng.choice([1, 1, 2]))).replace(

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from geoalchemy2.shape import to_shape
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import Crew as CrewRow
@@ -266,10 +266,10 @@ def open_work(
     must-do work of the day whatever it needs (a plan must say why it cannot be done).
     With `left_over_since` (today) and `tz`, also work left over from an earlier day
     (see `left_over`): a day that ended without it hands it to the next plans."""
-    wanted = WorkOrder.skill.in_(sorted(skills))
+    wanted: ColumnElement[bool] = WorkOrder.skill.in_(sorted(skills))
     if must_do_on is not None:
         wanted = or_(wanted, WorkOrder.must_do_on == must_do_on)
-    status = WorkOrder.status.in_(statuses)
+    status: ColumnElement[bool] = WorkOrder.status.in_(statuses)
     if left_over_since is not None and tz is not None:
         status = or_(status, WorkOrder.id.in_(left_over(left_over_since, tz)))
     q = (
@@ -319,6 +319,331 @@ def left_over(today: date, tz: ZoneInfo) -> Any:
     )
 
 
+# -- the problem, step by step: the day, the crews, the work, the matrix -----------------
+
+
+@dataclass(frozen=True)
+class _PlanDay:
+    """The plan day and its clock: the solver's times are seconds since local midnight."""
+
+    plan_date: date
+    tz: ZoneInfo
+    midnight: datetime  # local midnight of the plan day, as a UTC instant
+
+    @classmethod
+    def of(cls, plan_date: date, tz: ZoneInfo) -> _PlanDay:
+        # Seconds are real elapsed time from local midnight, counted in UTC: on the two
+        # daylight-saving days a local-time sum would put every stop an hour off.
+        return cls(plan_date, tz, datetime.combine(plan_date, time(0), tz).astimezone(UTC))
+
+    def sec(self, when: datetime) -> int:
+        return int((when - self.midnight).total_seconds())
+
+
+@dataclass
+class _Vehicles:
+    """The scope's crews as the solver's vehicles, and the crews left out with why."""
+
+    dimensions: list[str]  # capacity dimensions, in the order of every capacity and demand
+    skills: set[str]  # of every crew in scope, routable or not: the work to look at
+    under_way: bool  # some crew's shift began before the plan can start
+    excluded: list[dict[str, Any]]
+    crews: list[Crew] = field(default_factory=list)
+    rows: dict[str, CrewRow] = field(default_factory=dict)
+    shifts: dict[str, Shift] = field(default_factory=dict)
+
+
+@dataclass
+class _Jobs:
+    """Open work as the solver's jobs, and the work left out with why."""
+
+    jobs: list[Job] = field(default_factory=list)
+    work_orders: dict[str, WorkOrder] = field(default_factory=dict)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _vehicles(
+    session: Session,
+    scope: Scope,
+    day: _PlanDay,
+    clock: Clock | None,
+    locks: Locks,
+    points: _Points,
+) -> _Vehicles:
+    """The crews of the scope that can be routed on the day, each with its shift, yards,
+    breaks, skills and capacity; the others are left out with why."""
+    in_scope = scope_crews(session, scope)
+    day_shifts = _day_shifts(session, in_scope, day.plan_date, day.tz)
+    excluded: list[dict[str, Any]] = []
+    routable: list[tuple[CrewRow, Shift]] = []
+    for crew in in_scope:
+        why = _left_out(crew, day_shifts.get(crew.id), day.plan_date, day.tz, clock)
+        if why is not None:
+            excluded.append(why)
+        else:
+            routable.append((crew, day_shifts[crew.id]))
+    out = _Vehicles(
+        dimensions=sorted({dim for crew, _ in routable for dim in (crew.capacity or {})}),
+        skills={s for c in in_scope for s in c.skills},
+        under_way=clock is not None and any(clock.earliest > sh.starts_at for _, sh in routable),
+        excluded=excluded,
+    )
+    for crew, shift in routable:
+        yards = _yards(session, crew, shift)
+        if yards is None:
+            out.excluded.append(
+                {
+                    "crew": crew.code,
+                    "reason": "no_depot",
+                    "message": f"{crew.code} has no yard to start from",
+                }
+            )
+            continue
+        cid = str(crew.id)
+        out.rows[cid] = crew
+        out.shifts[cid] = shift
+        out.crews.append(
+            _vehicle(
+                session,
+                crew,
+                shift,
+                yards,
+                day=day,
+                clock=clock,
+                locks=locks,
+                points=points,
+                dimensions=out.dimensions,
+            )
+        )
+    return out
+
+
+def _yards(session: Session, crew: CrewRow, shift: Shift) -> tuple[Depot, Depot] | None:
+    """The yards the crew starts and ends its shift at (the shift's, else the crew's own),
+    or None when it has none to start or end at."""
+    start = session.get(Depot, shift.start_depot_id) if shift.start_depot_id else crew.depot
+    end = session.get(Depot, shift.end_depot_id) if shift.end_depot_id else crew.depot
+    return None if start is None or end is None else (start, end)
+
+
+def _vehicle(
+    session: Session,
+    crew: CrewRow,
+    shift: Shift,
+    yards: tuple[Depot, Depot],
+    *,
+    day: _PlanDay,
+    clock: Clock | None,
+    locks: Locks,
+    points: _Points,
+    dimensions: list[str],
+) -> Crew:
+    """One crew on its shift: from its yard (or, on a day under way, from where its fresh
+    GPS fix puts it), no earlier than the plan can start, with the breaks still to take."""
+    start_at = shift.starts_at
+    here = None
+    if clock is not None:
+        # A crew on site is working now; one that must read a new route first starts after
+        # the lead time.
+        start_at = max(
+            shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest
+        )
+        if start_at > shift.starts_at:
+            here = fresh_fix(session, crew.id, clock.now, clock.fix_max_age)
+    # A break whose window has passed, or has too little of it left, is gone.
+    breaks = [
+        Break(
+            id=str(b.id),
+            duration=b.minutes * 60,
+            window=TimeWindow(day.sec(max(b.earliest_start, start_at)), day.sec(b.latest_end)),
+        )
+        for b in shift.breaks
+        if b.latest_end - max(b.earliest_start, start_at) >= timedelta(minutes=b.minutes)
+    ]
+    start_yard, end_yard = yards
+    return Crew(
+        id=str(crew.id),
+        start=points.add(*here) if here else points.add(*_lonlat(start_yard.location)),
+        end=points.add(*_lonlat(end_yard.location)),
+        shift=TimeWindow(day.sec(start_at), day.sec(shift.ends_at)),
+        breaks=tuple(breaks),
+        skills=frozenset(crew.skills),
+        capacity=tuple(int((crew.capacity or {}).get(d, 0)) for d in dimensions),
+    )
+
+
+def _work(
+    session: Session,
+    scope: Scope,
+    day: _PlanDay,
+    clock: Clock | None,
+    locks: Locks,
+    vehicles: _Vehicles,
+) -> tuple[list[WorkOrder], set[int]]:
+    """The work the plan looks at: open work in scope, left-over work of earlier days and
+    the work a re-plan carries; and the ids of the left-over work among it."""
+    today = clock.now.astimezone(day.tz).date() if clock is not None else None
+    work = open_work(
+        session, scope, vehicles.skills, must_do_on=day.plan_date, left_over_since=today, tz=day.tz
+    )
+    leftovers = {wo.id for wo in work if wo.status == "dispatched"}
+    seen_ids = {wo.id for wo in work}
+    work += [wo for wo in locks.carried if wo.id not in seen_ids]
+    return work, leftovers
+
+
+def _jobs(
+    session: Session,
+    work: list[WorkOrder],
+    day: _PlanDay,
+    clock: Clock | None,
+    locks: Locks,
+    vehicles: _Vehicles,
+    points: _Points,
+) -> _Jobs:
+    """Each piece of work as a job with its windows, priority, due time and the crew it is
+    reserved for, or left out with why."""
+    pinned_to = {
+        wo_id: crew_id
+        for crew_id, ids in locks.pinned.items()
+        for wo_id in ids
+        if str(crew_id) in vehicles.rows
+    }
+    # Work a crew is on, or driving to, stays its own (it is not handed to another crew
+    # behind its back): with the crew off shift, it is left out with why.
+    held_by = {
+        wo_id: (crew_id, "is on site there") for crew_id, (wo_id, _) in locks.in_progress.items()
+    }
+    held_by |= {
+        wo_id: (crew_id, "is on its way there") for crew_id, wo_id in locks.committed_next.items()
+    }
+    earliest = day.sec(clock.earliest) if clock is not None else None
+    out = _Jobs()
+    for wo in work:
+        if wo.location is None:
+            out.excluded.append(
+                {
+                    "work_order_id": wo.id,
+                    "reason": "needs_pin",
+                    "message": "no place on the map yet: pin it first",
+                }
+            )
+            continue
+        windows = _windows(wo, day)
+        why = _work_left_out(
+            session,
+            wo,
+            windows,
+            day,
+            held=held_by.get(wo.id),
+            pinned=wo.id in pinned_to,
+            earliest=earliest,
+            vehicles=vehicles,
+        )
+        if why is not None:
+            out.excluded.append(why)
+            continue
+        required, reserved = _reserved(wo, day, pinned_to)
+        jid = str(wo.id)
+        out.work_orders[jid] = wo
+        out.jobs.append(
+            Job(
+                id=jid,
+                location=points.add(*_lonlat(wo.location)),
+                service=wo.minutes_on_site * 60,
+                windows=windows,
+                skills=frozenset({wo.skill}),
+                demand=tuple(int((wo.demand or {}).get(d, 0)) for d in vehicles.dimensions),
+                priority=max(0, min(5, wo.priority)),
+                due=day.sec(wo.due_at),
+                required=required,
+                crews=reserved,
+            )
+        )
+    return out
+
+
+def _windows(wo: WorkOrder, day: _PlanDay) -> tuple[TimeWindow, ...]:
+    """The work order's time windows, as stored (ISO instants), in seconds of the day."""
+    return tuple(
+        TimeWindow(
+            day.sec(datetime.fromisoformat(w["start"])), day.sec(datetime.fromisoformat(w["end"]))
+        )
+        for w in (wo.time_windows or [])
+    )
+
+
+def _work_left_out(
+    session: Session,
+    wo: WorkOrder,
+    windows: tuple[TimeWindow, ...],
+    day: _PlanDay,
+    *,
+    held: tuple[int, str] | None,
+    pinned: bool,
+    earliest: int | None,
+    vehicles: _Vehicles,
+) -> dict[str, Any] | None:
+    """Why placed work cannot be in the plan, or None: the crew that holds it is off shift,
+    its last window has passed, or the crew it must be done by is not routed."""
+    if held is not None and str(held[0]) not in vehicles.rows:
+        crew_id, doing = held
+        # Crews are deactivated, never deleted: the row is there; the fallback only keeps
+        # the message readable.
+        holder = session.get(CrewRow, crew_id)
+        code = holder.code if holder is not None else f"crew {crew_id}"
+        return {
+            "work_order_id": wo.id,
+            "reason": "crew_off_shift",
+            "message": f"{code} {doing}, but its shift is over",
+        }
+    if windows and earliest is not None and held is None and max(w.end for w in windows) < earliest:
+        last = day.midnight + timedelta(seconds=max(w.end for w in windows))
+        return {
+            "work_order_id": wo.id,
+            "reason": "window_passed",
+            "message": f"its last time window ended at {_hhmm(last, day.tz)}",
+        }
+    if (
+        not pinned
+        and wo.must_do_on == day.plan_date
+        and wo.must_do_crew_id is not None
+        and str(wo.must_do_crew_id) not in vehicles.rows
+    ):
+        code = wo.must_do_crew.code if wo.must_do_crew else str(wo.must_do_crew_id)
+        crew_why = next(
+            (c["message"] for c in vehicles.excluded if c["crew"] == code),
+            f"{code} is not in this plan's scope",
+        )
+        return {
+            "work_order_id": wo.id,
+            "reason": "must_do_crew_unavailable",
+            "message": f"it must be done by {code}: {crew_why}",
+        }
+    return None
+
+
+def _reserved(
+    wo: WorkOrder, day: _PlanDay, pinned_to: dict[int, int]
+) -> tuple[bool, frozenset[str]]:
+    """Whether the job must be done, and the crews it is reserved for (empty: any crew):
+    the crew a dispatcher pinned it to, else the crew it must be done by today."""
+    if wo.id in pinned_to:
+        return True, frozenset({str(pinned_to[wo.id])})
+    must = wo.must_do_on == day.plan_date
+    if must and wo.must_do_crew_id is not None:
+        return True, frozenset({str(wo.must_do_crew_id)})
+    return must, frozenset()
+
+
+def _matrix(travel: TravelTimes, points: _Points) -> tuple[Matrix, str]:
+    """Travel between every point of the plan, computed once, and the provider's name."""
+    if not points.points:
+        return Matrix([[0]], [[0]]), travel.name
+    times = travel.matrix(points.points)
+    return Matrix(times.durations, times.distances), getattr(times, "provider", travel.name)
+
+
 def build_problem(
     session: Session,
     *,
@@ -333,208 +658,39 @@ def build_problem(
     """The day's routing problem. `clock` (a plan built during its day) starts the day
     from then; without it (`now` alone, or nothing) only overdue-ness is measured at
     `now`. `locks` is what a re-plan keeps of the day under way."""
-    # Seconds are real elapsed time from local midnight, counted in UTC: on the two
-    # daylight-saving days a local-time sum would put every stop an hour off.
-    midnight = datetime.combine(plan_date, time(0), tz).astimezone(UTC)
-    sec = lambda when: int((when - midnight).total_seconds())  # noqa: E731
+    day = _PlanDay.of(plan_date, tz)
     locks = locks or Locks()
-    points = _Points()
-    crews: list[Crew] = []
-    crew_rows: dict[str, CrewRow] = {}
-    shifts: dict[str, Shift] = {}
-    excluded_crews: list[dict[str, Any]] = []
-    in_scope = scope_crews(session, scope)
-    day_shifts = _day_shifts(session, in_scope, plan_date, tz)
-    routable: list[tuple[CrewRow, Shift]] = []
-    for crew in in_scope:
-        why = _left_out(crew, day_shifts.get(crew.id), plan_date, tz, clock)
-        if why is not None:
-            excluded_crews.append(why)
-        else:
-            routable.append((crew, day_shifts[crew.id]))
-    dimensions = sorted({dim for crew, _ in routable for dim in (crew.capacity or {})})
-    under_way = clock is not None and any(clock.earliest > sh.starts_at for _, sh in routable)
-
-    for crew, shift in routable:
-        start_depot = (
-            session.get(Depot, shift.start_depot_id) if shift.start_depot_id else crew.depot
-        )
-        end_depot = session.get(Depot, shift.end_depot_id) if shift.end_depot_id else crew.depot
-        if start_depot is None or end_depot is None:
-            excluded_crews.append(
-                {
-                    "crew": crew.code,
-                    "reason": "no_depot",
-                    "message": f"{crew.code} has no yard to start from",
-                }
-            )
-            continue
-        cid = str(crew.id)
-        crew_rows[cid] = crew
-        shifts[cid] = shift
-        start_at = shift.starts_at
-        here = None
-        if clock is not None:
-            # A crew on site is working now; one that must read a new route first starts after the lead time.
-            start_at = max(
-                shift.starts_at, clock.now if crew.id in locks.in_progress else clock.earliest
-            )
-            if start_at > shift.starts_at:
-                here = fresh_fix(session, crew.id, clock.now, clock.fix_max_age)
-        # A break whose window has passed, or has too little of it left, is gone.
-        breaks = [
-            Break(
-                id=str(b.id),
-                duration=b.minutes * 60,
-                window=TimeWindow(sec(max(b.earliest_start, start_at)), sec(b.latest_end)),
-            )
-            for b in shift.breaks
-            if b.latest_end - max(b.earliest_start, start_at) >= timedelta(minutes=b.minutes)
-        ]
-        crews.append(
-            Crew(
-                id=cid,
-                start=points.add(*here) if here else points.add(*_lonlat(start_depot.location)),
-                end=points.add(*_lonlat(end_depot.location)),
-                shift=TimeWindow(sec(start_at), sec(shift.ends_at)),
-                breaks=tuple(breaks),
-                skills=frozenset(crew.skills),
-                capacity=tuple(int((crew.capacity or {}).get(d, 0)) for d in dimensions),
-            )
-        )
-
-    skills = {s for c in in_scope for s in c.skills}
-    today = clock.now.astimezone(tz).date() if clock is not None else None
-    work = open_work(session, scope, skills, must_do_on=plan_date, left_over_since=today, tz=tz)
-    leftovers = {wo.id for wo in work if wo.status == "dispatched"}
-    seen_ids = {wo.id for wo in work}
-    work += [wo for wo in locks.carried if wo.id not in seen_ids]
-    pinned_to = {
-        wo_id: crew_id
-        for crew_id, ids in locks.pinned.items()
-        for wo_id in ids
-        if str(crew_id) in crew_rows
-    }
-    # Work a crew is on, or driving to, stays its own (it is not handed to another crew
-    # behind its back): with the crew off shift, it is left out with why.
-    held_by = {
-        wo_id: (crew_id, "is on site there") for crew_id, (wo_id, _) in locks.in_progress.items()
-    }
-    held_by |= {
-        wo_id: (crew_id, "is on its way there") for crew_id, wo_id in locks.committed_next.items()
-    }
-    jobs: list[Job] = []
-    work_orders: dict[str, WorkOrder] = {}
-    excluded: list[dict[str, Any]] = []
-    earliest = sec(clock.earliest) if clock is not None else None
-    for wo in work:
-        if wo.location is None:
-            excluded.append(
-                {
-                    "work_order_id": wo.id,
-                    "reason": "needs_pin",
-                    "message": "no place on the map yet: pin it first",
-                }
-            )
-            continue
-        windows = tuple(
-            TimeWindow(
-                sec(datetime.fromisoformat(w["start"])), sec(datetime.fromisoformat(w["end"]))
-            )
-            for w in (wo.time_windows or [])
-        )
-        in_progress = wo.id in held_by
-        if in_progress and str(held_by[wo.id][0]) not in crew_rows:
-            crew_id, doing = held_by[wo.id]
-            excluded.append(
-                {
-                    "work_order_id": wo.id,
-                    "reason": "crew_off_shift",
-                    "message": f"{session.get(CrewRow, crew_id).code} {doing}, but its shift is over",
-                }
-            )
-            continue
-        if (
-            windows
-            and earliest is not None
-            and not in_progress
-            and max(w.end for w in windows) < earliest
-        ):
-            last = max(windows, key=lambda w: w.end)
-            excluded.append(
-                {
-                    "work_order_id": wo.id,
-                    "reason": "window_passed",
-                    "message": f"its last time window ended at {_hhmm(midnight + timedelta(seconds=last.end), tz)}",
-                }
-            )
-            continue
-        must = wo.must_do_on == plan_date
-        reserved: frozenset[str] = frozenset()
-        if wo.id in pinned_to:
-            must, reserved = True, frozenset({str(pinned_to[wo.id])})
-        elif must and wo.must_do_crew_id is not None:
-            if str(wo.must_do_crew_id) not in crew_rows:
-                code = wo.must_do_crew.code if wo.must_do_crew else str(wo.must_do_crew_id)
-                why = next(
-                    (c["message"] for c in excluded_crews if c["crew"] == code),
-                    f"{code} is not in this plan's scope",
-                )
-                excluded.append(
-                    {
-                        "work_order_id": wo.id,
-                        "reason": "must_do_crew_unavailable",
-                        "message": f"it must be done by {code}: {why}",
-                    }
-                )
-                continue
-            reserved = frozenset({str(wo.must_do_crew_id)})
-        jid = str(wo.id)
-        work_orders[jid] = wo
-        jobs.append(
-            Job(
-                id=jid,
-                location=points.add(*_lonlat(wo.location)),
-                service=wo.minutes_on_site * 60,
-                windows=windows,
-                skills=frozenset({wo.skill}),
-                demand=tuple(int((wo.demand or {}).get(d, 0)) for d in dimensions),
-                priority=max(0, min(5, wo.priority)),
-                due=sec(wo.due_at),
-                required=must,
-                crews=reserved,
-            )
-        )
-
+    points = _Points()  # crews' starts and ends first, then the jobs', in that order
+    vehicles = _vehicles(session, scope, day, clock, locks, points)
+    work, leftovers = _work(session, scope, day, clock, locks, vehicles)
+    jobs = _jobs(session, work, day, clock, locks, vehicles, points)
     pinned = {
-        str(cid): tuple(str(w) for w in ids if str(w) in work_orders)
+        str(cid): tuple(str(w) for w in ids if str(w) in jobs.work_orders)
         for cid, ids in locks.pinned.items()
     }
-    crews = [replace(c, pinned=pinned.get(c.id, ())) for c in crews]
-    matrix = travel.matrix(points.points) if points.points else None
+    crews = [replace(c, pinned=pinned.get(c.id, ())) for c in vehicles.crews]
+    matrix, provider = _matrix(travel, points)
     at_now = clock.now if clock is not None else now
     problem = Problem(
-        matrix=Matrix(matrix.durations, matrix.distances)
-        if matrix is not None
-        else Matrix([[0]], [[0]]),
+        matrix=matrix,
         crews=tuple(crews),
-        jobs=tuple(jobs),
-        dimensions=tuple(dimensions),
+        jobs=tuple(jobs.jobs),
+        dimensions=tuple(vehicles.dimensions),
         # Overdue-ness is judged at the start of the plan day, or now for a day under way.
-        now=max(0, sec(at_now or datetime.now(tz))),
+        now=max(0, day.sec(at_now or datetime.now(tz))),
     )
     return Built(
         problem=problem,
-        midnight=midnight,
+        midnight=day.midnight,
         tz=tz,
         points=points.points,
-        crews=crew_rows,
-        shifts=shifts,
-        work_orders=work_orders,
-        provider=getattr(matrix, "provider", travel.name),
-        excluded=excluded,
-        excluded_crews=excluded_crews,
-        carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders}
-        | {str(i) for i in leftovers if str(i) in work_orders},
-        planned_from=clock.earliest if under_way and clock is not None else None,
+        crews=vehicles.rows,
+        shifts=vehicles.shifts,
+        work_orders=jobs.work_orders,
+        provider=provider,
+        excluded=jobs.excluded,
+        excluded_crews=vehicles.excluded,
+        carried={str(wo.id) for wo in locks.carried if str(wo.id) in jobs.work_orders}
+        | {str(i) for i in leftovers if str(i) in jobs.work_orders},
+        planned_from=clock.earliest if vehicles.under_way and clock is not None else None,
     )

@@ -14,37 +14,87 @@ The period is a range of dates in the city's time zone: `start` 00:00 to `end + 
 Definitions (every figure, one place; "the cohort" = requests with `requested_at` in
 the period, duplicates included: they are real reports that get closed like any other)
 
-| figure | definition |
-|---|---|
-| received | requests in the cohort |
-| duplicates | cohort requests with `duplicate_of_id` set |
-| open / closed | cohort requests whose `detailed_status` is now open / closed (`REQUEST_CLOSED_STATUSES`) |
-| closed_fixed_verified | cohort requests now `fixed` whose completion (`completion_id`) has verdict `auto_verified` or `verified`; a `fixed` request without such proof is in `closed` only |
-| closed_other[outcome] | cohort requests now closed with that outcome: duplicate, not_found, no_action_needed, referred, cancelled |
-| due | `requested_at + service_types.sla_hours` |
-| on_time | closed requests with `closed_at <= due` |
-| late_open | open requests with `due <= now` (late work still waiting: never hidden) |
-| open_not_yet_due | open requests with `due > now`: undetermined, outside the on-time rate |
-| on_time_denominator | closed + late_open |
-| on_time_rate | on_time / on_time_denominator (null when 0) |
-| median / p90_hours_to_close | Kaplan–Meier estimate of the time from `requested_at` to `closed_at` (see `_km_quantiles`): closed requests are events at `closed_at - requested_at`, open ones are right-censored at `now - requested_at`. S(t) = Π over event times t_i <= t of (1 - d_i / n_i), d_i = closings at t_i, n_i = requests still open just before t_i (censored at t_i count as at risk). The q-quantile is the smallest event time t with S(t) <= 1 - q (a 1e-9 tolerance absorbs the floating-point product); null ("not reached") if the curve never gets that low. Durations are whole seconds (truncated), reported in hours. Unlike the median of closed requests only, slow work that is still open pulls it up |
-| backlog[bucket] | open cohort requests by age `now - requested_at`: lt_1d [0, 1 d), 1_3d [1, 3 d), 3_7d [3, 7 d), 7_30d [7, 30 d), gt_30d [30 d, ∞) |
-| reopened | cohort requests with `reopen_count > 0` |
-| ever_closed | cohort requests closed now or with `reopen_count > 0` |
-| reopen_rate | reopened / ever_closed (null when 0) |
-| completions | completions with `submitted_at` in the period; grouped by their work order's service type / agency / district, by `completions.crew_id`, or by the week of `submitted_at` |
-| completions_auto_verified / _verified_by_supervisor / _rejected / _awaiting_review | those completions by verdict: auto_verified / verified (a supervisor accepted the visit, whether the work closed with the crew's outcome or another one) / rejected / needs_review |
-| completions_audit_sampled | those completions with `audit_sampled` |
-| share_auto_verified / share_reviewed / share_rejected | the three counts above / completions (null when 0); reviewed = accepted by a supervisor |
-| jobs_completed | completions in the period with verdict auto_verified or verified: visits whose proof stands, whatever their outcome (a pothole fixed, or nothing found at the place) |
-| shift_hours | Σ (ends_at - starts_at) of shifts starting in the period (breaks included; cancelled shifts left out, shifts ended early counted to their new end); by crew or by week of `starts_at`; null for the other groupings (a shift has no service type or district) |
-| jobs_per_shift_hour | jobs_completed / shift_hours (null when either is null or 0) |
-| drive_hours | Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date, scope_key) the highest version that was published (`published_at` set, status published or superseded); by crew or by week of plan_date; null for other groupings |
-| on_site_hours | Σ (`completed_at` - `arrived_at`) of the completions above (the visit behind each: when the crew was on site and when it finished, recorded with the completion), grouped like them |
-| gps_km | only for group_by=crew (null otherwise, also in the total): Σ great-circle distance between consecutive `position_pings` of the crew inside the period. Raw fixes, so GPS jitter while standing still adds a little. For days whose fixes the retention purge deleted, the same legs as summed per crew and day before it did (`crew_track_days`) |
-| planned_stops | job stops in the plans in force (as for drive_hours) for the days of the period; grouped by the stop's crew, its work order (type, agency, district) or the week of plan_date |
-| planned_done | those stops whose work order has a `completed` status event on the plan's day (city time zone) |
-| planned_done_rate | planned_done / planned_stops (null when 0) |
+received
+    requests in the cohort
+duplicates
+    cohort requests with `duplicate_of_id` set
+open / closed
+    cohort requests whose `detailed_status` is now open / closed (`REQUEST_CLOSED_STATUSES`)
+closed_fixed_verified
+    cohort requests now `fixed` whose completion (`completion_id`) has verdict `auto_verified`
+    or `verified`; a `fixed` request without such proof is in `closed` only
+closed_other[outcome]
+    cohort requests now closed with that outcome: duplicate, not_found, no_action_needed,
+    referred, cancelled
+due
+    `requested_at + service_types.sla_hours`
+on_time
+    closed requests with `closed_at <= due`
+late_open
+    open requests with `due <= now` (late work still waiting: never hidden)
+open_not_yet_due
+    open requests with `due > now`: undetermined, outside the on-time rate
+on_time_denominator
+    closed + late_open
+on_time_rate
+    on_time / on_time_denominator (null when 0)
+median / p90_hours_to_close
+    Kaplan–Meier estimate of the time from `requested_at` to `closed_at` (see `_km_quantiles`):
+    closed requests are events at `closed_at - requested_at`, open ones are right-censored at
+    `now - requested_at`. S(t) = Π over event times t_i <= t of (1 - d_i / n_i), d_i = closings
+    at t_i, n_i = requests still open just before t_i (censored at t_i count as at risk). The
+    q-quantile is the smallest event time t with S(t) <= 1 - q (a 1e-9 tolerance absorbs the
+    floating-point product); null ("not reached") if the curve never gets that low. Durations
+    are whole seconds (truncated), reported in hours. Unlike the median of closed requests only,
+    slow work that is still open pulls it up
+backlog[bucket]
+    open cohort requests by age `now - requested_at`: lt_1d [0, 1 d), 1_3d [1, 3 d),
+    3_7d [3, 7 d), 7_30d [7, 30 d), gt_30d [30 d, ∞)
+reopened
+    cohort requests with `reopen_count > 0`
+ever_closed
+    cohort requests closed now or with `reopen_count > 0`
+reopen_rate
+    reopened / ever_closed (null when 0)
+completions
+    completions with `submitted_at` in the period; grouped by their work order's service type /
+    agency / district, by `completions.crew_id`, or by the week of `submitted_at`
+completions_auto_verified / _verified_by_supervisor / _rejected / _awaiting_review
+    those completions by verdict: auto_verified / verified (a supervisor accepted the visit,
+    whether the work closed with the crew's outcome or another one) / rejected / needs_review
+completions_audit_sampled
+    those completions with `audit_sampled`
+share_auto_verified / share_reviewed / share_rejected
+    the three counts above / completions (null when 0); reviewed = accepted by a supervisor
+jobs_completed
+    completions in the period with verdict auto_verified or verified: visits whose proof stands,
+    whatever their outcome (a pothole fixed, or nothing found at the place)
+shift_hours
+    Σ (ends_at - starts_at) of shifts starting in the period (breaks included; cancelled shifts
+    left out, shifts ended early counted to their new end); by crew or by week of `starts_at`;
+    null for the other groupings (a shift has no service type or district)
+jobs_per_shift_hour
+    jobs_completed / shift_hours (null when either is null or 0)
+drive_hours
+    Σ `plan_routes.drive_s` of the plan in force for each day of the period: per (plan_date,
+    scope_key) the highest version that was published (`published_at` set, status published or
+    superseded); by crew or by week of plan_date; null for other groupings
+on_site_hours
+    Σ (`completed_at` - `arrived_at`) of the completions above (the visit behind each: when the
+    crew was on site and when it finished, recorded with the completion), grouped like them
+gps_km
+    only for group_by=crew (null otherwise, also in the total): Σ great-circle distance between
+    consecutive `position_pings` of the crew inside the period. Raw fixes, so GPS jitter while
+    standing still adds a little. For days whose fixes the retention purge deleted, the same
+    legs as summed per crew and day before it did (`crew_track_days`)
+planned_stops
+    job stops in the plans in force (as for drive_hours) for the days of the period; grouped by
+    the stop's crew, its work order (type, agency, district) or the week of plan_date
+planned_done
+    those stops whose work order has a `completed` status event on the plan's day (city time
+    zone)
+planned_done_rate
+    planned_done / planned_stops (null when 0)
 
 Rates are rounded to 4 decimals, hours to 4 decimals, kilometres to 3.
 """
@@ -52,7 +102,7 @@ Rates are rounded to 4 decimals, hours to 4 decimals, kilometres to 3.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -389,7 +439,9 @@ _GPS_SQL = """
     GROUP BY grp
 """
 
-type _Grouped = tuple[dict[str | None, Any], Any]
+# {group key: row} and the total row. The key is the statement's `grp`: text or NULL, except
+# width_bucket's week number when grouping completions by week (relabelled by the caller).
+type _Grouped = tuple[dict[Any, Any], Any]
 
 
 def completion_statement(
@@ -409,13 +461,13 @@ def _grouped(session: Session, sql: str | TextClause, params: dict[str, Any]) ->
     """Rows of a `GROUP BY grp` statement of additive figures: {group key: row}, and the
     total row as their sums (None if there are no rows). A plain GROUP BY, unlike GROUPING
     SETS with the grand total, is aggregated in parallel workers: twice as fast on a year."""
-    per: dict[str | None, Any] = {}
+    per: dict[Any, Any] = {}
     statement = text(sql) if isinstance(sql, str) else sql
     for row in session.execute(statement, params).mappings():
         per[row["grp"]] = row
     if not per:
         return per, None
-    columns = [k for k in next(iter(per.values())).keys() if k != "grp"]
+    columns = [k for k in next(iter(per.values())) if k != "grp"]
     total = {
         k: (sum(vals) if (vals := [r[k] for r in per.values() if r[k] is not None]) else None)
         for k in columns
@@ -470,7 +522,10 @@ _COHORT_GROUP = {
     "crew": "COALESCE(c.crew_id, wo.crew_id, 0)",
     "week": "0",  # from the requested instant, in numpy
 }
-_COHORT_CREW_JOIN = "LEFT JOIN completions c ON c.id = sr.completion_id LEFT JOIN work_orders wo ON wo.id = sr.work_order_id"
+_COHORT_CREW_JOIN = (
+    "LEFT JOIN completions c ON c.id = sr.completion_id "
+    "LEFT JOIN work_orders wo ON wo.id = sr.work_order_id"
+)
 
 
 def _epoch_us(at: datetime) -> int:
@@ -532,7 +587,9 @@ def _group_keys(
         "district": ("districts", "code"),
         "crew": ("crews", "code"),
     }[group_by]
-    names = dict(session.execute(text(f"SELECT id, {key_col} FROM {table}")).all())  # noqa: S608 - fixed names
+    # The table and column come from the fixed map above, never from the request.
+    rows = session.execute(text(f"SELECT id, {key_col} FROM {table}"))
+    names: dict[int, str | None] = {row_id: name for row_id, name in rows}
     uniq, inverse = np.unique(ids, return_inverse=True)
     keys = [names.get(int(i)) for i in uniq]  # id 0 (no district / crew) has no name: None
     # Several types share an agency: merge their groups.
@@ -611,7 +668,10 @@ def _cohort_figures(
     st, status, flags = group_type & 0xFFFFFFFF, status_flags >> 3, status_flags & 7
     group, keys = _group_keys(session, group_by, group_type >> 32, req_us, period)
     n_groups = len(keys)
-    sla_h = dict(session.execute(text("SELECT id, sla_hours FROM service_types")).all())
+    sla_h: dict[int, int] = {
+        type_id: hours
+        for type_id, hours in session.execute(text("SELECT id, sla_hours FROM service_types"))
+    }
     sla_us = np.zeros(max(sla_h, default=0) + 1, dtype=np.int64)
     sla_us[list(sla_h)] = np.array(list(sla_h.values()), dtype=np.int64) * 3600 * _US
     is_closed = np.isin(status, [_STATUS_CODES[s] for s in REQUEST_CLOSED_STATUSES])
@@ -687,6 +747,25 @@ def _cohort_figures(
     return per, total
 
 
+@dataclass
+class _Table:
+    """The report's rows by group key, each made when a family of figures first has it,
+    and the total row."""
+
+    rows: dict[str | None, Figures]
+    total: Figures
+
+    def row(self, key: str | None) -> Figures:
+        if key not in self.rows:
+            self.rows[key] = Figures(group=key)
+        return self.rows[key]
+
+    @property
+    def every(self) -> list[Figures]:
+        """The rows made so far and the total."""
+        return [*self.rows.values(), self.total]
+
+
 def compute(
     session: Session,
     *,
@@ -697,7 +776,10 @@ def compute(
     now: datetime | None = None,
     quantiles: tuple[float, float] = (0.5, 0.9),
 ) -> Report:
-    """The CitiStat report for [start, end] (dates in `tz`) grouped by `group_by`."""
+    """The CitiStat report for [start, end] (dates in `tz`) grouped by `group_by`.
+
+    Each family of figures is its own statement (see the module docstring); the families
+    that are undefined for a grouping fill the total only."""
     if group_by not in GROUP_BYS:
         raise ValidationFailed(f"group_by must be one of {', '.join(GROUP_BYS)}", field="group_by")
     period = make_period(start, end, tz)
@@ -716,42 +798,60 @@ def compute(
     session.execute(
         text("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
     )
-    rows: dict[str | None, Figures] = {}
-    total = Figures(label="Total")
-
-    def row(key: str | None) -> Figures:
-        if key not in rows:
-            rows[key] = Figures(group=key)
-        return rows[key]
-
     # Requests: the cohort figures, Kaplan-Meier included.
-    per_cohort, cohort_total = _cohort_figures(session, group_by, period, now, quantiles)
-    rows.update(per_cohort)
-    total = cohort_total
+    table = _Table(*_cohort_figures(session, group_by, period, now, quantiles))
+    _add_completions(session, table, group_by, period, params)
+    crew_hours = _add_crew_hours(session, table, group_by, params)
+    _add_planned_stops(session, table, group_by, params)
+    if group_by == "crew":
+        _add_gps(session, table, params)
+    # The hours per crew or week go to every row only now that every row is made.
+    for name, values in crew_hours.items():
+        for key, fig in table.rows.items():
+            setattr(fig, name, values.get(key, 0.0))
+    for fig in table.every:
+        fig.jobs_per_shift_hour = _rate(fig.jobs_completed, fig.shift_hours)
+        fig.planned_done_rate = _rate(fig.planned_done, fig.planned_stops)
+    rows = _labelled(session, table, group_by)
+    return Report(period.start, period.end, tz.key, group_by, now, rows, table.total)
 
-    # Completions and the work they stand for.
+
+def _add_completions(
+    session: Session, table: _Table, group_by: str, period: Period, params: dict[str, Any]
+) -> None:
+    """Completions and the work they stand for: counts by verdict, shares, jobs completed
+    and the hours on site."""
     completions_sql, week_params = completion_statement(group_by, period)
     per, tot = _grouped(session, completions_sql, params | week_params)
     if group_by == "week":  # width_bucket's 1-based week number -> the week's first day
         weeks = week_params["week_starts"]
         per = {weeks[k - 1].date().isoformat(): r for k, r in per.items()}
-    for key, r in [*per.items(), (None, tot)]:
-        if r is None:
-            continue
-        fig = total if r is tot else row(key)
-        fig.completions = r["completions"]
-        fig.completions_auto_verified = r["auto_verified"]
-        fig.completions_verified_by_supervisor = r["verified"]
-        fig.completions_rejected = r["rejected"]
-        fig.completions_awaiting_review = r["awaiting"]
-        fig.completions_audit_sampled = r["audit_sampled"]
-        fig.share_auto_verified = _rate(r["auto_verified"], r["completions"])
-        fig.share_reviewed = _rate(r["verified"], r["completions"])
-        fig.share_rejected = _rate(r["rejected"], r["completions"])
-        fig.jobs_completed = r["auto_verified"] + r["verified"]
-        fig.on_site_hours = _hours(r["on_site_s"]) or 0.0
+    for key, r in per.items():
+        _set_completions(table.row(key), r)
+    if tot is not None:
+        _set_completions(table.total, tot)
 
-    # Shifts and plan routes belong to crews and days only: per crew or week, else just the total.
+
+def _set_completions(fig: Figures, r: Mapping[str, Any]) -> None:
+    fig.completions = r["completions"]
+    fig.completions_auto_verified = r["auto_verified"]
+    fig.completions_verified_by_supervisor = r["verified"]
+    fig.completions_rejected = r["rejected"]
+    fig.completions_awaiting_review = r["awaiting"]
+    fig.completions_audit_sampled = r["audit_sampled"]
+    fig.share_auto_verified = _rate(r["auto_verified"], r["completions"])
+    fig.share_reviewed = _rate(r["verified"], r["completions"])
+    fig.share_rejected = _rate(r["rejected"], r["completions"])
+    fig.jobs_completed = r["auto_verified"] + r["verified"]
+    fig.on_site_hours = _hours(r["on_site_s"]) or 0.0
+
+
+def _add_crew_hours(
+    session: Session, table: _Table, group_by: str, params: dict[str, Any]
+) -> dict[str, dict[str | None, float]]:
+    """Shift and drive hours: they belong to crews and days only, so they are figures per
+    crew or per week, and for any other grouping only the total's. Sets the total and makes
+    the rows; returns each figure's hours by group key, for every row once all are made."""
     per_crew_or_week: dict[str, dict[str | None, float]] = {}
     for name, keys, sql in (
         ("shift_hours", _SHIFT_KEYS, _SHIFT_SQL),
@@ -759,42 +859,47 @@ def compute(
     ):
         # An undefined key groups everything under NULL; only the total is kept then.
         per, tot = _grouped(session, sql.format(key=keys[group_by] or "NULL::text"), params)
-        setattr(total, name, _hours(tot["seconds"]) or 0.0 if tot is not None else 0.0)
+        setattr(table.total, name, (_hours(tot["seconds"]) or 0.0) if tot is not None else 0.0)
         if keys[group_by] is not None:
             per_crew_or_week[name] = {k: _hours(r["seconds"]) or 0.0 for k, r in per.items()}
             for k in per:
-                row(k)
+                table.row(k)
+    return per_crew_or_week
 
+
+def _add_planned_stops(
+    session: Session, table: _Table, group_by: str, params: dict[str, Any]
+) -> None:
+    """The stops of the plans in force, and how many of them were done on their day."""
     per, tot = _grouped(session, _stop_sql(group_by), params)
     for k, r in per.items():
-        fig = row(k)
+        fig = table.row(k)
         fig.planned_stops, fig.planned_done = r["planned"], r["done"]
     if tot is not None:
-        total.planned_stops, total.planned_done = tot["planned"], tot["done"]
+        table.total.planned_stops, table.total.planned_done = tot["planned"], tot["done"]
 
-    if group_by == "crew":
-        per, tot = _grouped(session, _GPS_SQL, params)
-        for fig in [*rows.values(), total]:
-            fig.gps_km = 0.0
-        for k, r in per.items():
-            row(k).gps_km = round(float(r["metres"] or 0) / 1000, 3)
-        if tot is not None:
-            total.gps_km = round(float(tot["metres"] or 0) / 1000, 3)
 
-    for name, values in per_crew_or_week.items():
-        for k, fig in rows.items():
-            setattr(fig, name, values.get(k, 0.0))
-    for fig in [*rows.values(), total]:
-        fig.jobs_per_shift_hour = _rate(fig.jobs_completed, fig.shift_hours)
-        fig.planned_done_rate = _rate(fig.planned_done, fig.planned_stops)
+def _add_gps(session: Session, table: _Table, params: dict[str, Any]) -> None:
+    """The kilometres of each crew's GPS track (grouped by crew only): 0 for a crew
+    without one."""
+    per, tot = _grouped(session, _GPS_SQL, params)
+    for fig in table.every:
+        fig.gps_km = 0.0
+    for k, r in per.items():
+        table.row(k).gps_km = round(float(r["metres"] or 0) / 1000, 3)
+    if tot is not None:
+        table.total.gps_km = round(float(tot["metres"] or 0) / 1000, 3)
 
+
+def _labelled(session: Session, table: _Table, group_by: str) -> list[Figures]:
+    """The rows in key order (the row without a key last), each labelled with its name."""
     labels = _labels(session, group_by)
-    ordered = sorted(rows.values(), key=lambda f: (f.group is None, f.group or ""))
+    ordered = sorted(table.rows.values(), key=lambda f: (f.group is None, f.group or ""))
     for fig in ordered:
         fig.label = (
             labels.get(fig.group, fig.group) if fig.group is not None else _NONE_LABEL[group_by]
         )
-    return Report(period.start, period.end, tz.key, group_by, now, ordered, total)
+    return ordered
 
 
 _NONE_LABEL = {

@@ -55,7 +55,10 @@ class CsvTable:
         if len(values) != len(self.columns):
             raise ValueError(f"{len(values)} values for {len(self.columns)} columns")
         return self._line(
-            [self._cell(col, num, v) for col, num, v in zip(self.columns, self._numeric, values)]
+            [
+                self._cell(col, num, v)
+                for col, num, v in zip(self.columns, self._numeric, values, strict=True)
+            ]
         )
 
     def rows(self, rows: Iterable[Sequence[object]]) -> str:

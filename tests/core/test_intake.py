@@ -91,6 +91,10 @@ def test_district_is_found_from_the_location(db: Session) -> None:
         ({"lat": "nan", "lon": "1.5"}, "lat"),
         ({"lat": "42.5", "lon": None}, "long"),
         ({"lat": None, "lon": None}, "lat"),
+        # Both wrong: the first checked is named.
+        ({"lat": "95", "lon": "181"}, "lat"),
+        ({"zipcode": "1" * 33}, "zipcode"),
+        ({"address_id": "x" * 256}, "address_id"),
         ({"description": "x" * 4001}, "description"),
         ({"attributes": {"size": "huge"}}, "attribute[size]"),
         ({"attributes": {"size": "small", "depth_cm": "deep"}}, "attribute[depth_cm]"),
@@ -114,6 +118,36 @@ def test_invalid_reports_are_rejected_and_nothing_is_stored(
     assert err.value.field == field
     assert db.scalar(select(func.count()).select_from(ServiceRequest)) == 0
     assert db.scalar(select(func.count()).select_from(WorkOrder)) == 0
+
+
+def test_each_step_of_a_report_is_written_with_its_event_in_order(db: Session) -> None:
+    # A new report: its work order is created, then the request, each with its event;
+    # a second report here joins: the work order's note, then the request's, naming the first.
+    f.service_type(db, duplicate_radius_m=50, base_priority=3)
+    first = f.report(db)
+    second = f.report(db, lon=f.offset(f.LON, f.LAT, 20)[0])
+    events = db.execute(
+        select(StatusEvent.entity, StatusEvent.entity_id, StatusEvent.to_status, StatusEvent.note)
+        .where(StatusEvent.entity.in_(("work_order", "service_request")))
+        .order_by(StatusEvent.id)
+    ).all()
+    wo, one, two = first.work_order.id, first.request.id, second.request.id
+    assert [tuple(e) for e in events] == [
+        ("work_order", wo, "new", f"created for request {one}"),
+        ("service_request", one, "received", "Report received."),
+        ("work_order", wo, "new", f"report {two} joined (2 reports); priority 3 -> 4"),
+        (
+            "service_request",
+            two,
+            "received",
+            f"Report received; the same problem was already reported as request {one}.",
+        ),
+    ]
+    assert second.request.service_notice == (
+        f"This problem was already reported as request {one}. "
+        "Your report has been added to it and you will be kept informed."
+    )
+    assert first.request.service_notice is None
 
 
 def test_attribute_values_are_stored_typed(db: Session) -> None:
