@@ -1,14 +1,16 @@
-"""Alembic environment: our models' metadata, GeoAlchemy2's helpers, and safe locks."""
+"""Alembic environment: our models' metadata, GeoAlchemy2's helpers, one run at a time
+and the timeouts of each run (migrations/guard.py)."""
 
 from __future__ import annotations
 
 from alembic import context
 from geoalchemy2 import alembic_helpers
-from sqlalchemy import text
+from sqlalchemy import Connection
 
 import core.models  # noqa: F401  (registers every table on Base.metadata)
 from core.db import Base, make_engine
 from core.settings import Settings
+from migrations.guard import Limits, release_migration_lock, take_migration_lock
 from migrations.schema_filter import include_object
 
 config = context.config
@@ -48,21 +50,36 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
-def _run(connection) -> None:  # noqa: ANN001
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        include_object=include_object,
-        render_item=alembic_helpers.render_item,
-        process_revision_directives=alembic_helpers.writer,
-        compare_type=True,
-        compare_server_default=False,
-        transaction_per_migration=True,
-    )
-    with context.begin_transaction():
-        # Fail fast instead of queueing behind a long transaction on a live database.
-        connection.execute(text("SET lock_timeout = '10s'"))
-        context.run_migrations()
+def _run(connection: Connection) -> None:
+    # A caller's connection that is already in a transaction keeps it: alembic then runs
+    # every migration inside it, the lock is the transaction's, and the caller commits.
+    external = connection.in_transaction()
+    take_migration_lock(connection, Limits.from_env(), for_transaction=external)
+    if not external:
+        # The lock and the timeouts are the session's: ending this transaction keeps them
+        # and lets alembic open one transaction per migration, as configured below.
+        connection.commit()
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            include_object=include_object,
+            render_item=alembic_helpers.render_item,
+            process_revision_directives=alembic_helpers.writer,
+            compare_type=True,
+            compare_server_default=True,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if not external:
+            # A failed migration's transaction was rolled back by alembic; the lock is
+            # released here rather than with the connection, which a caller may keep.
+            if connection.in_transaction():
+                connection.rollback()
+            release_migration_lock(connection)
+            connection.commit()
 
 
 if context.is_offline_mode():
