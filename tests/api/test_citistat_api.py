@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from reports import citistat
 from tests import factories as f
-from tests.reports.test_citistat import History, build_history
+from tests.factories.citistat_history import History, build_citistat_history
 
 PERIOD = {"from": "2026-03-02", "to": "2026-03-15"}
 
 
 @pytest.fixture
 def history(db: Session) -> History:
-    return build_history(db)
+    return build_citistat_history(db)
 
 
 @pytest.fixture

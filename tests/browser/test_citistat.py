@@ -18,7 +18,7 @@ import pytest
 from core.models import Completion, District, ServiceRequest, WorkOrder
 from core.spatial import point
 from tests import factories as f
-from tests.browser.conftest import PHONE, SCREENSHOTS, LiveServer, accessible, shot
+from tests.browser.pages import PHONE, SCREENSHOTS, LiveServer, accessible, shot
 
 PERIOD = "from=2025-06-02&to=2025-06-15"
 WIDE = {"width": 1280, "height": 900}

@@ -33,8 +33,7 @@ from dispatch.build import Scope
 from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
-from tests.api.test_completion import photo as exif_photo
-from tests.browser.conftest import (
+from tests.browser.pages import (
     PHONE,
     TIME_ZONE,
     LiveServer,
@@ -43,6 +42,7 @@ from tests.browser.conftest import (
     shot,
     sign_in,
 )
+from tests.factories.photos import photo as exif_photo
 
 # A failed fetch is logged by chromium as a console error: these tests cut the network
 # and provoke refusals on purpose.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from screens import STATIC
-from tests.browser.conftest import DESKTOP, LiveServer, accessible, shot, sign_in
+from tests.browser.pages import DESKTOP, LiveServer, accessible, shot, sign_in
 
 
 def test_no_inline_script_and_no_html_from_strings() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from dispatch.model import COST_SCALE, Break, Crew, Job, Matrix, Problem, TimeWindow, replan
 from dispatch.solver import SolveParams, precheck, solve
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 def test_single_crew_serves_all_in_road_order(fast: SolveParams) -> None:
@@ -368,7 +368,7 @@ def test_random_instance_with_every_feature_is_feasible(seed: int) -> None:
 def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
     # OR-Tools cannot build a routing model without vehicles; the solver must not try.
     from dispatch.solver import SolveParams, solve
-    from tests.dispatch.conftest import job, problem
+    from tests.factories.problems import job, problem
 
     res = solve(problem([], [job("x", 1)]), SolveParams(time_limit_s=1))
     assert res.routes == () and res.unassigned_reason("x") == "no_skill" and res.is_feasible()

@@ -9,7 +9,7 @@ import pytest
 from dispatch.model import Break, Result, Route, Stop, TimeWindow, Unassigned, objective_of
 from dispatch.solver import SolveParams, solve
 from dispatch.validate import check
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 @pytest.fixture(scope="module")

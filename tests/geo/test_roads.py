@@ -25,15 +25,6 @@ from geo.roads import (
 PBF = Path(__file__).resolve().parents[2] / "data/osm/andorra.osm.pbf"
 
 
-@pytest.fixture(scope="session")
-def andorra_roads(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Config path of Andorra tiles built once per session (about 1 s on 2 cores)."""
-    # A fixed folder under the session's base temp: if this fixture is set
-    # up again (it is imported by test_travel too), build_tiles sees the
-    # finished build and skips it.
-    return build_tiles(PBF, tmp_path_factory.getbasetemp() / "andorra-roads")
-
-
 def test_build_writes_config_tiles_extract_and_manifest(andorra_roads: Path) -> None:
     out = andorra_roads.parent
     assert andorra_roads == out / CONFIG_NAME
