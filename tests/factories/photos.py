@@ -134,9 +134,10 @@ def jpeg_with_exif(size: tuple[int, int] = (64, 32), orientation: int = 6) -> by
     return buf.getvalue()
 
 
-def jpeg(colour: str) -> bytes:
+def jpeg(colour: str | tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    """A plain picture of one colour: different colours are different photos."""
     buf = io.BytesIO()
-    Image.new("RGB", (8, 8), colour).save(buf, "JPEG")
+    Image.new("RGB", size, colour).save(buf, "JPEG")
     return buf.getvalue()
 
 
@@ -147,7 +148,7 @@ def original_key(data: bytes) -> str:
 
 def named_photo(db: Session, storage: Storage, colour: str) -> Photo:
     """A processed photo whose three files exist and are named by its row."""
-    data = jpeg(colour)
+    data = jpeg(colour, (8, 8))
     sha = hashlib.sha256(data).hexdigest()
     photo = Photo(
         kind="report",
