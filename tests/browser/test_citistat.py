@@ -133,7 +133,8 @@ def _tables_fit(page: Any) -> list[str]:
         const wrap = t.parentElement;
         const cut = wrap.scrollWidth > wrap.clientWidth + 1 || r.right > box.right + 1
                     || r.right > document.documentElement.clientWidth + 1;
-        return cut ? [`${t.querySelector('caption, th')?.textContent.trim()}: ${Math.round(r.width)} px in ${Math.round(box.width)} px`] : [];
+        const name = t.querySelector('caption, th')?.textContent.trim();
+        return cut ? [`${name}: ${Math.round(r.width)} px in ${Math.round(box.width)} px`] : [];
     })""")
 
 

@@ -3,6 +3,7 @@ is XS[i] km down a straight road, 1 km = 60 s)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -446,7 +447,7 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
                 vehicles[v]["end"],
             ]
             # 1 000 cost units per km and none per hour: a route costs its length in metres.
-            assert day.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
+            assert day.costs[v] == sum(dist[a][b] for a, b in itertools.pairwise(path))
         for v, c in enumerate(crews):
             assert day.routes[c.id] == chains[c.id] + [
                 spec.free[i] for t, i in day.steps.get(v, []) if t == "single"

@@ -8,7 +8,7 @@ Mon 2 March to Sun 15 March local = [2026-03-01T23:00Z, 2026-03-15T23:00Z); now 
 |---|---|---|---|---|---|---|
 | P1 | pothole 72 h | north | 03-02 08:00 | fixed, auto_verified (crew c1) | 10 h | on time |
 | P2 | pothole | north | 03-03 08:00 | fixed, reopened once, fixed again, supervisor-verified (c2) | 20 h | lifecycle |
-| P3 | pothole | north | 03-04 08:00 | closed no_action_needed then reopened: open | censored 292 h | late open, lifecycle |
+| P3 | pothole | north | 03-04 08:00 | no_action_needed, then reopened: open | censored 292 h | late open, lifecycle |
 | P4 | pothole | north | 03-14 08:00 | open, duplicate of P3 | censored 52 h | not yet due |
 | P5 | pothole | north | 03-10 08:00 | fixed but its completion awaits review (c1) | 5 h | not "fixed verified" |
 | G0 | graffiti 24 h | none | 03-01 23:30 (= 03-02 00:30 local) | cancelled | 1 h | in the period only in city time |
