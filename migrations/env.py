@@ -3,6 +3,8 @@ and the timeouts of each run (migrations/guard.py)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import Connection
@@ -72,14 +74,22 @@ def _run(connection: Connection) -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
-    finally:
+    except BaseException:
         if not external:
-            # A failed migration's transaction was rolled back by alembic; the lock is
-            # released here rather than with the connection, which a caller may keep.
-            if connection.in_transaction():
+            # The failed migration's transaction is rolled back already. If the connection
+            # itself is gone, so is the lock: nothing here may hide the migration's error.
+            with contextlib.suppress(Exception):
                 connection.rollback()
-            release_migration_lock(connection)
-            connection.commit()
+                _release(connection)
+        raise
+    if not external:
+        _release(connection)
+
+
+def _release(connection: Connection) -> None:
+    # Released here rather than with the connection, which a caller may keep.
+    release_migration_lock(connection)
+    connection.commit()
 
 
 if context.is_offline_mode():
