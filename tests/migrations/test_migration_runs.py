@@ -119,9 +119,7 @@ def test_two_runs_at_once_migrate_once_the_second_after_the_first(url: str) -> N
         ).fetchone() == (True,)
 
 
-def test_a_run_that_waits_too_long_for_the_lock_says_who_holds_it(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_run_that_waits_too_long_for_the_lock_says_who_holds_it(url: str) -> None:
     holder = _hold_lock(url)
     pid = holder.info.backend_pid
     runner = CliRunner(
@@ -211,7 +209,7 @@ def test_the_limits_default_to_warehouse_like_values_and_take_each_variable() ->
     ) == Limits(lock_timeout_ms=4000, statement_timeout_ms=5000, wait_s=0)
 
 
-def test_config_with_later_sees_the_extra_revision(url: str, tmp_path: Path) -> None:
+def test_config_with_later_sees_the_extra_revision(database_url: str, tmp_path: Path) -> None:
     write_migration(tmp_path, "pass")
-    cfg: Config = config_with_later(url, tmp_path)
+    cfg: Config = config_with_later(database_url, tmp_path)
     assert ScriptDirectory.from_config(cfg).get_current_head() == "9001"
