@@ -213,3 +213,31 @@ def test_config_with_later_sees_the_extra_revision(database_url: str, tmp_path: 
     write_migration(tmp_path, "pass")
     cfg: Config = config_with_later(database_url, tmp_path)
     assert ScriptDirectory.from_config(cfg).get_current_head() == "9001"
+
+
+def test_a_callers_connection_in_a_transaction_holds_the_lock_until_it_commits(url: str) -> None:
+    """alembic's shared-connection recipe (`cfg.attributes["connection"]`): all the
+    migrations run in the caller's transaction, under a lock that its commit releases."""
+    eng = make_engine(url)
+    try:
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))  # the caller's transaction is open
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            assert _version(url) is None  # not committed yet
+            assert _waiting_on_the_lock(url) == 0
+            with psycopg.connect(_dsn(url), autocommit=True) as other:
+                taken = other.execute(
+                    "SELECT pg_try_advisory_lock(%s, 1)", (AdvisoryLock.MIGRATIONS,)
+                ).fetchone()
+            assert taken == (False,)
+            conn.commit()
+    finally:
+        eng.dispose()
+    assert _version(url) == HEAD
+    with psycopg.connect(_dsn(url), autocommit=True) as other:
+        taken = other.execute(
+            "SELECT pg_try_advisory_lock(%s, 1)", (AdvisoryLock.MIGRATIONS,)
+        ).fetchone()
+    assert taken == (True,)
