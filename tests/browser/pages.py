@@ -20,20 +20,10 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
 TIME_ZONE = "Europe/Andorra"
-
-
 PASSWORD = "secret-pass"
-
-
 PHONE = {"width": 390, "height": 844}
-
-
 DESKTOP = {"width": 1440, "height": 900}
-
-
 # Flags for chromium in a sandboxed, closed network: without the background-networking
 # ones it keeps trying (and failing) to reach Google's services at every start.
 CHROMIUM_ARGS = [
@@ -49,8 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-domain-reliability",
     "--metrics-recording-only",
 ]
-
-
 SCREENSHOTS = Path(os.environ.get("STREETLOOP_SCREENSHOTS") or ROOT / "test-results" / "screens")
 
 

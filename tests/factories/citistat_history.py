@@ -31,14 +31,8 @@ from core.spatial import point
 from tests import factories as f
 
 TZ = ZoneInfo("Europe/Andorra")
-
-
 START, END = date(2026, 3, 2), date(2026, 3, 15)
-
-
 NOW = datetime(2026, 3, 16, 12, 0, tzinfo=UTC)
-
-
 ACTOR = Actor(label="test")
 
 

@@ -13,11 +13,7 @@ from geo.travel import StraightLineProvider
 from tests import factories as f
 
 TZ = ZoneInfo("Europe/Andorra")
-
-
 DAY = date.today() + timedelta(days=1)
-
-
 TRAVEL = StraightLineProvider(detour_factor=1.3, speed_kmh=30)
 
 

@@ -18,8 +18,6 @@ from tests import factories as f
 
 # Monday 2 March 2026, 08:00 UTC: 09:00 CET in the test settings' Europe/Andorra.
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-
 PII = {
     "email": "jane.resident@example.org",
     "first_name": "Janet",
@@ -28,15 +26,11 @@ PII = {
     "device_id": "device-7f3a",
     "account_id": "acct-991",
 }
-
-
 PRIVATE_NOTES = (
     "internal triage: caller was rude",
     "crew lead Bob Smith phoned",
     "crew: used 40 kg of cold mix",
 )
-
-
 CREW_EMAIL = "crew-a@test"
 
 
