@@ -82,7 +82,8 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations (PostGIS extension, tables, procrastinate's job schema)."""
     from alembic import command
 
-    command.upgrade(alembic_config(settings_from_env().database_url), revision)
+    with _one_line_errors():
+        command.upgrade(alembic_config(settings_from_env().database_url), revision)
 
 
 @db.command("downgrade", with_appcontext=False)
@@ -90,7 +91,20 @@ def db_upgrade(revision: str) -> None:
 def db_downgrade(revision: str) -> None:
     from alembic import command
 
-    command.downgrade(alembic_config(settings_from_env().database_url), revision)
+    with _one_line_errors():
+        command.downgrade(alembic_config(settings_from_env().database_url), revision)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A migration setting that is wrong, or another run that keeps the migration lock,
+    is a one-line error (exit code 1), like a bad setting of the app's own."""
+    from migrations.guard import MigrationLockTimeout, MigrationSettingError
+
+    try:
+        yield
+    except (MigrationLockTimeout, MigrationSettingError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @db.command("check", with_appcontext=False)

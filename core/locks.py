@@ -28,6 +28,9 @@ class AdvisoryLock:
     STALLED_JOBS = 31110
     # key: 1; photo writers (shared) against the orphan-file sweep (exclusive, tried)
     MEDIA_WRITE = 31111
+    # key: 1; one migration run at a time (session-level, held for the whole run; see
+    # migrations/guard.py)
+    MIGRATIONS = 31112
 
 
 def _check_unique() -> None:

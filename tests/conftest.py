@@ -18,10 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine
 from core.settings import Settings, libpq_url, normalize_database_url
-
-ROOT = Path(__file__).resolve().parents[1]
-ANDORRA_PBF = ROOT / "data" / "osm" / "andorra.osm.pbf"
-
+from tests import factories as f
+from tests.factories.plans import crew_on_shift
 
 # Tests talk to this machine only. Every connection a test's Python code opens is checked
 # here, suite-wide, so that no test can reach another address by mistake (a webhook, an
@@ -178,6 +176,26 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         conn.execute(text("DELETE FROM procrastinate_jobs"))
+
+
+@pytest.fixture
+def day(db: Session) -> dict:
+    """Tomorrow's work for the plan tests: two crews on shift from one depot, six located
+    work orders of two types and one without a place."""
+    depot = f.depot(db)
+    f.service_type(db)
+    f.service_type(db, "graffiti", skill="graffiti", agency="Sanitation")
+    crew_on_shift(db, "pothole-1", ["asphalt"], depot)
+    crew_on_shift(db, "graffiti-1", ["graffiti"], depot, agency="Sanitation")
+    orders = []
+    for i in range(6):
+        lon, lat = f.offset(f.LON, f.LAT, 400 * (i + 1))
+        orders.append(
+            f.report(db, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat).work_order
+        )
+    unplaced = f.report(db, lon=None, lat=None, address_string="somewhere").work_order
+    db.commit()
+    return {"orders": orders, "unplaced": unplaced}
 
 
 # -- slow stages -------------------------------------------------------------

@@ -14,6 +14,8 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
+from migrations.ops import create_geospatial_table, drop_geospatial_table
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -80,7 +82,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_route_plans_plan_date_status", "route_plans", ["plan_date", "status"], unique=False
     )
-    op.create_geospatial_table(
+    create_geospatial_table(
         "plan_routes",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("plan_id", sa.BigInteger(), nullable=False),
@@ -169,7 +171,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_route_stops_work_order_id"), table_name="route_stops")
     op.drop_table("route_stops")
     op.drop_index(op.f("ix_plan_routes_crew_id"), table_name="plan_routes")
-    op.drop_geospatial_table("plan_routes")
+    drop_geospatial_table("plan_routes")
     op.drop_index("ix_route_plans_plan_date_status", table_name="route_plans")
     op.drop_table("route_plans")
     # ### end Alembic commands ###

@@ -216,7 +216,8 @@ def upgrade() -> None:
         raise RuntimeError(
             f"{unproven} service requests are 'fixed' without a verified completion behind them; "
             "StreetLoop cannot invent that evidence. Reopen them or close them with an explicit outcome "
-            "(e.g. UPDATE service_requests SET detailed_status = 'no_action_needed' WHERE ...) and run the upgrade again."
+            "(e.g. UPDATE service_requests SET detailed_status = 'no_action_needed' WHERE ...) "
+            "and run the upgrade again."
         )
     op.create_check_constraint(
         op.f("ck_service_requests_fixed_has_completion"),

@@ -26,6 +26,13 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
+from migrations.ops import (
+    create_geospatial_index,
+    create_geospatial_table,
+    drop_geospatial_index,
+    drop_geospatial_table,
+)
+
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
@@ -81,7 +88,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shift_patterns")),
     )
     op.create_index(op.f("ix_shift_patterns_crew_id"), "shift_patterns", ["crew_id"], unique=False)
-    op.create_geospatial_table(
+    create_geospatial_table(
         "service_area",
         sa.Column("id", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column(
@@ -110,7 +117,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_service_area")),
     )
-    op.create_geospatial_index(
+    create_geospatial_index(
         "ix_service_area_geom",
         "service_area",
         ["geom"],
@@ -304,13 +311,13 @@ def downgrade() -> None:
         postgresql_where=sa.text("seq IS NULL"),
     )
     op.drop_table("crew_changes")
-    op.drop_geospatial_index(
+    drop_geospatial_index(
         "ix_service_area_geom",
         table_name="service_area",
         postgresql_using="gist",
         column_name="geom",
     )
-    op.drop_geospatial_table("service_area")
+    drop_geospatial_table("service_area")
     op.drop_index(op.f("ix_shift_patterns_crew_id"), table_name="shift_patterns")
     op.drop_table("shift_patterns")
     # ### end Alembic commands ###

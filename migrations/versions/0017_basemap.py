@@ -21,6 +21,13 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql
 
+from migrations.ops import (
+    create_geospatial_index,
+    create_geospatial_table,
+    drop_geospatial_index,
+    drop_geospatial_table,
+)
+
 revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
@@ -30,7 +37,7 @@ LAYERS = ("water", "landuse", "buildings", "waterways", "railways", "roads", "pl
 
 
 def upgrade() -> None:
-    op.create_geospatial_table(
+    create_geospatial_table(
         "basemap_features",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("layer", sa.String(length=16), nullable=False),
@@ -57,7 +64,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_basemap_features")),
     )
-    op.create_geospatial_index(
+    create_geospatial_index(
         "ix_basemap_features_geom",
         "basemap_features",
         ["geom"],
@@ -83,10 +90,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("basemap_build")
-    op.drop_geospatial_index(
+    drop_geospatial_index(
         "ix_basemap_features_geom",
         table_name="basemap_features",
         postgresql_using="gist",
         column_name="geom",
     )
-    op.drop_geospatial_table("basemap_features")
+    drop_geospatial_table("basemap_features")

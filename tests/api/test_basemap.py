@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.models import BasemapBuild, BasemapFeature
 from core.settings import Settings
 from geo.basemap import MAX_DATA_ZOOM, build_basemap
-from tests.conftest import ANDORRA_PBF
+from tests.factories import ANDORRA_PBF
 
 # A point on Carrer Doctor Nequí, a residential street of Andorra la Vella.
 NEQUI = (1.5210114, 42.5077514)

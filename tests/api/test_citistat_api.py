@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from reports import citistat
 from tests import factories as f
-from tests.reports.test_citistat import History, build_history
+from tests.factories.citistat_history import History, build_citistat_history
 
 PERIOD = {"from": "2026-03-02", "to": "2026-03-15"}
 
 
 @pytest.fixture
 def history(db: Session) -> History:
-    return build_history(db)
+    return build_citistat_history(db)
 
 
 @pytest.fixture
@@ -541,7 +541,7 @@ def test_open_data_csv_turns_residents_formulas_into_text(client: Any, db: Sessi
     # Through the public Open311 intake, as a resident would send them; one report west of
     # Greenwich, whose negative longitude must stay a number.
     sent = []
-    for i, text in enumerate([*FORMULAS, "A plain pothole, 30 cm"]):
+    for i, description in enumerate([*FORMULAS, "A plain pothole, 30 cm"]):
         lon = "-3.5" if i == 0 else str(f.LON)
         r = client.post(
             "/open311/v2/requests.json",
@@ -550,11 +550,11 @@ def test_open_data_csv_turns_residents_formulas_into_text(client: Any, db: Sessi
                 "service_code": "litter" if i == 1 else "pothole",
                 "lat": str(f.LAT),
                 "long": lon,
-                "description": text,
+                "description": description,
             },
         )
         assert r.status_code == 201, r.data
-        sent.append(text.strip())  # intake trims what a resident typed
+        sent.append(description.strip())  # intake trims what a resident typed
     r = client.get(
         "/open-data/requests.csv", query_string={"from": _today(client), "to": _today(client)}
     )

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 from core.models import Completion, ServiceRequest
 from tests import factories as f
 from tests.api.errors import error_body
-from tests.api.test_completion import job, submit  # noqa: F401  (the fixture)
-from tests.api.test_crew_phone import _route, published  # noqa: F401  (the fixture)
-from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
+from tests.factories.completions import submit
+from tests.factories.plans import DAY, crew_route
 
 
 def _reads(client, db: Session, headers: dict, wo_id: int) -> dict[str, int]:  # noqa: ANN001
@@ -43,9 +42,9 @@ def _reads(client, db: Session, headers: dict, wo_id: int) -> dict[str, int]:  #
 )
 def test_an_event_dated_before_the_order_is_refused_and_reads_keep_working(
     client, db: Session, published, device_time: str
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     r = client.post(
         f"/api/v1/work-orders/{wo_id}/events",
         json={"type": "en_route", "device_time": device_time},
@@ -62,18 +61,18 @@ def test_an_event_dated_before_the_order_is_refused_and_reads_keep_working(
 )
 def test_a_completion_timed_outside_the_window_is_refused_and_stores_nothing(
     client, db: Session, job, name: str, value: str
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     r = submit(client, job, **{name: value})
     body = error_body(r, 422)
     assert name in body["errors"]
     assert db.scalar(select(func.count()).select_from(Completion)) == 0
 
 
-def test_a_report_a_day_older_than_its_order_is_refused(client, db: Session, published) -> None:  # noqa: ANN001, F811
+def test_a_report_a_day_older_than_its_order_is_refused(client, db: Session, published) -> None:  # noqa: ANN001
     from core.models import WorkOrder
 
     headers = published["tokens"]["pothole-1"]
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     created = db.get(WorkOrder, wo_id).created_at
     url = f"/api/v1/work-orders/{wo_id}/events"
     too_early = client.post(
@@ -93,7 +92,7 @@ def test_a_report_a_day_older_than_its_order_is_refused(client, db: Session, pub
 
 def test_pings_dated_before_the_floor_are_dropped_not_stored(
     client, db: Session, published
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     from core.models import PositionPing
 
     headers = published["tokens"]["pothole-1"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from PIL import Image
@@ -16,108 +16,8 @@ from core.models import Completion, IdempotencyKey, Photo, StatusEvent, WorkOrde
 from core.workorders import change_status
 from tests import factories as f
 from tests.api.errors import error_body
-from tests.api.uploads import multipart
-from tests.geo.test_photos import encode, phone_jpeg, scene, zero_png
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def _dms(value: float) -> tuple[float, float, float]:
-    value = abs(value)
-    d = int(value)
-    m = int((value - d) * 60)
-    return float(d), float(m), round((value - d - m / 60) * 3600, 4)
-
-
-def photo(
-    seed: int,
-    *,
-    lat: float | None = None,
-    lon: float | None = None,
-    taken: datetime | None = None,
-    fmt: str = "JPEG",
-) -> bytes:
-    exif = Image.Exif()
-    if lat is not None:
-        gps = exif.get_ifd(0x8825)
-        gps[1], gps[2], gps[3], gps[4] = (
-            ("N" if lat >= 0 else "S"),
-            _dms(lat),
-            ("E" if lon >= 0 else "W"),
-            _dms(lon),
-        )
-    if taken is not None:
-        sub = exif.get_ifd(0x8769)
-        sub[0x9003] = taken.astimezone(UTC).strftime("%Y:%m:%d %H:%M:%S")
-        sub[0x9011] = "+00:00"
-    return encode(scene(seed), fmt, exif=exif) if fmt == "JPEG" else encode(scene(seed), fmt)
-
-
-@pytest.fixture
-def job(db: Session) -> dict:
-    f.service_type(db, proof_max_distance_m=75)
-    crew = f.crew(db)
-    other = f.crew(db, "pothole-2")
-    wo = f.report(db).work_order
-    change_status(
-        db, wo, "dispatched", actor=f.SYSTEM, crew_id=crew.id, at=NOW - timedelta(hours=1)
-    )
-    user = f.user(db, "pothole-1@test", "crew", crew=crew)
-    # The crew's own track: driving up to the site over the last 20 minutes.
-    ingest_positions(
-        db,
-        crew.id,
-        [
-            Ping(
-                at=NOW - timedelta(minutes=20 - k),
-                lat=f.LAT - 0.0002 * (20 - k),
-                lon=f.LON,
-                accuracy_m=8,
-            )
-            for k in range(20)
-        ],
-    )
-    db.commit()
-    return {
-        "wo": wo,
-        "crew": crew,
-        "headers": f.token_for(db, user),
-        "other": f.token_for(db, f.user(db, "pothole-2@test", "crew", crew=other)),
-    }
-
-
-def submit(
-    client,
-    job: dict,
-    *,
-    key: str = "k-1",
-    photos=None,
-    before=None,
-    wo_id=None,
-    headers=None,
-    **form,
-):  # noqa: ANN001, ANN003, ANN202
-    data = {
-        "lat": str(f.LAT),
-        "lon": str(f.LON + 0.0001),
-        "accuracy_m": "6",
-        "fix_time": (NOW - timedelta(seconds=30)).isoformat(),
-        "captured_at": (NOW - timedelta(seconds=40)).isoformat(),
-        "outcome": "fixed",
-        "notes": "filled and rolled",
-    }
-    data.update({k: v for k, v in form.items() if v is not None})
-    for k in [k for k, v in form.items() if v is None]:
-        data.pop(k, None)
-    if photos is None:
-        photos = [photo(1, lat=f.LAT, lon=f.LON, taken=NOW - timedelta(minutes=1))]
-    data["photos"] = [(io.BytesIO(p), f"p{i}.jpg") for i, p in enumerate(photos)]
-    data["before_photos"] = [(io.BytesIO(p), f"b{i}.jpg") for i, p in enumerate(before or [])]
-    return client.post(
-        f"/api/v1/work-orders/{wo_id or job['wo'].id}/completion",
-        **multipart(data),
-        headers={**(headers or job["headers"]), "Idempotency-Key": key},
-    )
+from tests.factories.completions import NOW, submit
+from tests.factories.photos import encode, phone_jpeg, photo, zero_png
 
 
 def _checks(body: dict) -> dict[str, bool | None]:

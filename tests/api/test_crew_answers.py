@@ -10,33 +10,31 @@ from sqlalchemy.orm import Session
 
 from dispatch.feed import route_feed
 from tests import factories as f
-from tests.api.test_completion import NOW, job, submit  # noqa: F401  (the fixture)
-from tests.api.test_crew_phone import _route, published  # noqa: F401  (the fixture)
-from tests.api.test_plans_api import TZ
-from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
+from tests.factories.completions import NOW, submit
+from tests.factories.plans import DAY, TZ, crew_route
 
 
-def test_the_route_answer_is_the_feed_as_built(client, db: Session, published) -> None:  # noqa: ANN001, F811
+def test_the_route_answer_is_the_feed_as_built(client, db: Session, published) -> None:  # noqa: ANN001
     """The schema documents the answer without changing it: not a key, not a value."""
-    body = _route(client, published["tokens"]["pothole-1"]).get_json()
+    body = crew_route(client, published["tokens"]["pothole-1"]).get_json()
     built = route_feed(db, published["crews"]["pothole-1"], DAY, TZ, "http://localhost")
     assert built["stops"] and all({"comments", "photo_links"} <= set(s) for s in built["stops"])
     assert body == built
 
 
-def test_a_304_keeps_the_etag_and_cache_control_and_has_no_body(client, published) -> None:  # noqa: ANN001, F811
+def test_a_304_keeps_the_etag_and_cache_control_and_has_no_body(client, published) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
-    first = _route(client, headers)
+    first = crew_route(client, headers)
     tag = first.headers["ETag"]
     assert first.headers["Cache-Control"] == "private, no-cache"
     for sent in (tag, f'"other", {tag}', "*"):
-        again = _route(client, {**headers, "If-None-Match": sent})
+        again = crew_route(client, {**headers, "If-None-Match": sent})
         assert again.status_code == 304 and again.data == b"", sent
         assert (
             again.headers["ETag"] == tag and again.headers["Cache-Control"] == "private, no-cache"
         )
         assert "Content-Type" not in again.headers
-    assert _route(client, {**headers, "If-None-Match": '"other"'}).status_code == 200
+    assert crew_route(client, {**headers, "If-None-Match": '"other"'}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -52,7 +50,7 @@ def test_a_304_keeps_the_etag_and_cache_control_and_has_no_body(client, publishe
 )
 def test_a_bad_completion_part_is_a_422_that_names_it_and_stores_nothing(
     client, db: Session, job, field: str, value: str
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     from sqlalchemy import func, select
 
     from core.models import Completion, IdempotencyKey
@@ -64,7 +62,7 @@ def test_a_bad_completion_part_is_a_422_that_names_it_and_stores_nothing(
     assert db.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
 
 
-def test_blank_completion_parts_count_as_not_sent(client, db: Session, job) -> None:  # noqa: ANN001, F811
+def test_blank_completion_parts_count_as_not_sent(client, db: Session, job) -> None:  # noqa: ANN001
     from core.models import Completion
 
     # A phone's form sends every field; without a GPS fix they arrive empty.
@@ -79,7 +77,7 @@ def test_blank_completion_parts_count_as_not_sent(client, db: Session, job) -> N
     )
 
 
-def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001, F811
+def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001
     fix = (NOW - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     r = submit(client, job, key="zulu", fix_time=fix, lat=str(f.LAT))
     assert r.status_code == 201, r.data
@@ -92,7 +90,7 @@ def test_a_utc_z_time_is_accepted(client, job) -> None:  # noqa: ANN001, F811
         b'Content-Disposition: form-data; filename="a.jpg"\r\n\r\nx',
     ],
 )
-def test_a_form_part_without_a_name_is_a_422(client, db: Session, job, part: bytes) -> None:  # noqa: ANN001, F811
+def test_a_form_part_without_a_name_is_a_422(client, db: Session, job, part: bytes) -> None:  # noqa: ANN001
     from sqlalchemy import func, select
 
     from core.models import Completion

@@ -4,48 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.intake import Contact
 from core.models import CrewPosition, PositionPing, StatusEvent, WorkOrder
-from dispatch.plans import publish_plan, run_plan
-from geo.travel import StraightLineProvider
 from tests import factories as f
-from tests.api.test_plans_api import TZ
-from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
-
-
-@pytest.fixture
-def published(db: Session, sessions: sessionmaker, day) -> dict:  # noqa: ANN001, F811
-    from dispatch.build import Scope
-    from dispatch.plans import PlanRequest, request_plan
-
-    plan = request_plan(db, PlanRequest(DAY, Scope(), 2), actor=f.SYSTEM)
-    db.commit()
-    run_plan(sessions, plan.id, travel=StraightLineProvider(), tz=TZ)
-    db.expire_all()
-    plan = db.get(type(plan), plan.id)
-    publish_plan(db, plan, actor=f.SYSTEM)
-    db.commit()
-    crews = {pr.crew.code: pr.crew for pr in plan.routes}
-    tokens = {
-        code: f.token_for(db, f.user(db, f"{code}@test", "crew", crew=c))
-        for code, c in crews.items()
-    }
-    db.commit()
-    return {"plan": plan, "crews": crews, "tokens": tokens}
-
-
-def _route(client, headers, **q):  # noqa: ANN001, ANN003, ANN202
-    return client.get(
-        "/api/v1/crew/route", query_string={"date": DAY.isoformat(), **q}, headers=headers
-    )
+from tests.factories.plans import DAY, crew_route
 
 
 def test_route_feed_content_and_privacy(client, db: Session, published) -> None:  # noqa: ANN001
-    r = _route(client, published["tokens"]["pothole-1"])
+    r = crew_route(client, published["tokens"]["pothole-1"])
     assert r.status_code == 200, r.data
     body = r.get_json()
     assert body["crew"]["code"] == "pothole-1" and body["plan_version"] == 1
@@ -66,7 +35,7 @@ def test_route_carries_the_choices_the_phone_offers(client, db: Session, publish
     from core.lifecycle.work_order import UNABLE_REASONS
     from core.models import COMPLETION_OUTCOMES
 
-    body = _route(client, published["tokens"]["pothole-1"]).get_json()
+    body = crew_route(client, published["tokens"]["pothole-1"]).get_json()
     assert (
         body["unable_reasons"] == sorted(UNABLE_REASONS)
         and "blocked_by_vehicle" in body["unable_reasons"]
@@ -76,9 +45,9 @@ def test_route_carries_the_choices_the_phone_offers(client, db: Session, publish
 
 def test_etag_and_304_and_change_on_update(client, db: Session, published) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
-    first = _route(client, headers)
+    first = crew_route(client, headers)
     tag = first.headers["ETag"]
-    assert tag.startswith('"') and _route(client, headers).headers["ETag"] == tag
+    assert tag.startswith('"') and crew_route(client, headers).headers["ETag"] == tag
     not_modified = client.get(
         "/api/v1/crew/route",
         query_string={"date": DAY.isoformat()},
@@ -100,17 +69,19 @@ def test_etag_and_304_and_change_on_update(client, db: Session, published) -> No
 
 
 def test_other_crews_route_is_404_and_staff_can_read_any(client, db: Session, published) -> None:  # noqa: ANN001
-    assert _route(client, published["tokens"]["pothole-1"], crew="graffiti-1").status_code == 404
+    assert (
+        crew_route(client, published["tokens"]["pothole-1"], crew="graffiti-1").status_code == 404
+    )
     staff = f.token_for(db, f.user(db, "disp@test", "dispatcher"))
-    assert _route(client, staff, crew="graffiti-1").get_json()["crew"]["code"] == "graffiti-1"
-    assert _route(client, staff).status_code == 422
+    assert crew_route(client, staff, crew="graffiti-1").get_json()["crew"]["code"] == "graffiti-1"
+    assert crew_route(client, staff).status_code == 422
 
 
 def test_events_apply_by_device_time_and_409_when_not_possible(
     client, db: Session, published
 ) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     t0 = datetime.now(UTC) - timedelta(minutes=30)
     url = f"/api/v1/work-orders/{wo_id}/events"
     ok = client.post(
@@ -189,7 +160,7 @@ def test_reassigned_order_is_404_to_the_old_crew_and_shows_in_changes(
 
     headers = published["tokens"]["pothole-1"]
     start = client.get("/api/v1/crew/changes", headers=headers).get_json()
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     wo = db.get(WorkOrder, wo_id)
     other = f.crew(db, "pothole-9")
     change_status(db, wo, "new", actor=f.SYSTEM)
@@ -214,7 +185,9 @@ def test_reassigned_order_is_404_to_the_old_crew_and_shows_in_changes(
         ).get_json()["changes"]
         == []
     )
-    assert wo_id not in [s["work_order_id"] for s in _route(client, headers).get_json()["stops"]]
+    assert wo_id not in [
+        s["work_order_id"] for s in crew_route(client, headers).get_json()["stops"]
+    ]
 
 
 def test_urgent_stop_assigned_directly_appears_in_changes_and_route(
@@ -236,7 +209,7 @@ def test_urgent_stop_assigned_directly_appears_in_changes_and_route(
         "/api/v1/crew/changes", query_string={"since": cursor}, headers=headers
     ).get_json()["changes"]
     assert [(c["work_order_id"], c["change"]) for c in changes] == [(urgent.id, "urgent_stop")]
-    stops = _route(client, headers).get_json()["stops"]
+    stops = crew_route(client, headers).get_json()["stops"]
     assert stops[-1]["work_order_id"] == urgent.id and stops[-1]["eta"] is None
 
 
@@ -308,7 +281,7 @@ def test_device_time_stays_in_the_audit_but_the_public_record_never_goes_back(
     from core.models import ServiceRequest
 
     headers = published["tokens"]["pothole-1"]
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     req = db.scalars(select(ServiceRequest).where(ServiceRequest.work_order_id == wo_id)).first()
     before = client.get(f"/open311/v2/requests/{req.public_id}.json").get_json()[0][
         "updated_datetime"
@@ -362,7 +335,7 @@ def test_a_progress_event_with_a_fix_is_the_crews_latest_position(
 ) -> None:  # noqa: ANN001
     headers = published["tokens"]["pothole-1"]
     crew_id = published["crews"]["pothole-1"].id
-    wo_id = _route(client, headers).get_json()["stops"][0]["work_order_id"]
+    wo_id = crew_route(client, headers).get_json()["stops"][0]["work_order_id"]
     t0 = datetime.now(UTC) - timedelta(minutes=10)
     r = client.post(
         f"/api/v1/work-orders/{wo_id}/events",

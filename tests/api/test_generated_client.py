@@ -31,10 +31,8 @@ from core.comments import NewComment, add_comment
 from core.lifecycle import Actor
 from core.models import MediaLink, WorkOrder
 from tests import factories as f
-from tests.api.test_completion import photo
-from tests.api.test_crew_phone import published  # noqa: F401  (the fixture)
-from tests.api.test_plans_api import TZ
-from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
+from tests.factories.photos import photo
+from tests.factories.plans import DAY, TZ
 
 PACKAGE = "streetloop_client"
 # The generator's defaults run ruff over the output: not needed to import it, and it
@@ -101,7 +99,7 @@ def test_the_served_spec_is_valid_openapi(client: Any) -> None:  # noqa: ANN401
     validate(_served_spec(client))
 
 
-def test_a_crews_day_through_the_generated_client(app, db: Session, published, generated) -> None:  # noqa: ANN001, F811
+def test_a_crews_day_through_the_generated_client(app, db: Session, published, generated) -> None:  # noqa: ANN001
     crew = published["crews"]["pothole-1"]
     # The generated clients build their own httpx client (with the bearer token): only its
     # transport is the app's, in-process.

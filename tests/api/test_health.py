@@ -85,20 +85,14 @@ def test_readyz_is_503_when_the_queue_tables_are_missing(
 
 
 def test_readyz_does_not_hang_on_a_locked_queue(client: Any, engine: Engine) -> None:
-    """A query that would wait for ever (here behind a lock) is cut by the statement timeout."""
-    from api.health import READY_TIMEOUT_S
-
+    """A query that would wait for ever (here behind a lock this test holds until the
+    answer is in) is cut by the statement timeout: the answer says so."""
     with engine.connect() as other:
         other.execute(text("LOCK TABLE procrastinate_jobs IN ACCESS EXCLUSIVE MODE"))
-        started = time.monotonic()
         r = client.get("/readyz")
-        waited = time.monotonic() - started
         other.rollback()
     assert r.status_code == 503
     assert r.get_json()["errors"] == {"queue": ["timed out"]}
-    assert (
-        waited < READY_TIMEOUT_S * 10
-    )  # only that it returned, not how fast (no timing assertions)
 
 
 def test_probes_are_in_the_openapi_document_without_security(client: Any) -> None:

@@ -286,7 +286,7 @@ def test_duplicate_report_joins_with_its_own_id_and_a_notice(client, db: Session
 
 def test_address_only_report_is_geocoded_or_accepted_for_a_pin(client, db: Session, city) -> None:  # noqa: ANN001
     from geo.geocode import build_address_index
-    from tests.conftest import ANDORRA_PBF
+    from tests.factories import ANDORRA_PBF
 
     build_address_index(db, ANDORRA_PBF)
     db.commit()

@@ -15,22 +15,9 @@ from core.storage import LocalStorage
 from geo.media import process_photo
 from tests import factories as f
 from tests.api.uploads import multipart
-from tests.geo.test_photos import phone_jpeg, zero_png
+from tests.factories.photos import jpeg_with_exif, phone_jpeg, zero_png
 
 BASE = "/open311/v2"
-
-
-def jpeg_with_exif(size: tuple[int, int] = (64, 32), orientation: int = 6) -> bytes:
-    img = Image.new("RGB", size, (200, 30, 30))
-    exif = Image.Exif()
-    exif[0x0112] = orientation  # rotate 90° on display
-    exif[0x010F] = "PhoneMaker"  # Make
-    exif[0x0131] = "secret-app 1.0"  # Software
-    gps = exif.get_ifd(0x8825)
-    gps[1], gps[2], gps[3], gps[4] = "N", (42.0, 30.0, 29.0), "E", (1.0, 31.0, 27.0)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif)
-    return buf.getvalue()
 
 
 def _post(client, media: bytes, name: str = "photo.jpg", fmt: str = "json"):  # noqa: ANN001, ANN202

@@ -11,7 +11,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-from PIL import Image
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
@@ -20,15 +19,10 @@ from core.storage import LocalStorage
 from geo.media import process_photo
 from tests import factories as f
 from tests.api.uploads import multipart
+from tests.factories.photos import jpeg
 
 BASE = "/open311/v2"
 FMS = "https://fixmystreet.example.ad/photo"
-
-
-def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 RED, GREEN, BLUE = jpeg((200, 0, 0)), jpeg((0, 200, 0)), jpeg((0, 0, 200))

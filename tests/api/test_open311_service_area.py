@@ -23,7 +23,7 @@ from core.settings import Settings
 from core.spatial import point
 from geo.address import normalize_street
 from tests import factories as f
-from tests.api.test_open311_media import jpeg_with_exif
+from tests.factories.photos import jpeg_with_exif
 
 BASE = "/open311/v2"
 MADRID_LAT, MADRID_LON = 40.4168, -3.7038

@@ -24,10 +24,8 @@ from core.models import Completion
 from dispatch.plans import run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
-from tests.api.test_completion import job as job  # the fixture, reused
-from tests.api.test_completion import submit
-from tests.api.test_plans_api import TZ
-from tests.dispatch.test_plans import DAY, day  # noqa: F401 - the fixture, reused
+from tests.factories.completions import submit
+from tests.factories.plans import DAY, TZ
 
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
 
@@ -192,7 +190,7 @@ def staff(db: Session) -> dict[str, dict[str, str]]:
 
 def test_a_planned_day_matches_its_schemas(
     client: Any, db: Session, sessions: sessionmaker, day: dict, staff: dict
-) -> None:  # noqa: F811
+) -> None:
     spec, headers = _spec(client), staff["dispatcher"]
     r = client.post(
         "/api/v1/plans",
@@ -248,7 +246,7 @@ def test_a_key_the_schema_does_not_list_fails_the_check(
     client: Any,
     db: Session,
     sessions: sessionmaker,
-    day: dict,  # noqa: F811
+    day: dict,
     staff: dict,
 ) -> None:
     spec, headers = _spec(client), staff["dispatcher"]

@@ -13,7 +13,7 @@ from core.settings import Settings
 from dispatch.build import Scope
 from dispatch.plans import PlanRequest, request_plan, run_plan
 from tests import factories as f
-from tests.dispatch.test_plans import DAY, TRAVEL, TZ, _crew_on_shift
+from tests.factories.plans import DAY, TRAVEL, TZ, crew_on_shift
 
 LIMIT_S = 3
 
@@ -21,8 +21,8 @@ LIMIT_S = 3
 def _day(s: Session) -> tuple[int, dict[str, str]]:
     depot = f.depot(s)
     f.service_type(s)
-    _crew_on_shift(s, "pothole-1", ["asphalt"], depot)
-    _crew_on_shift(s, "pothole-2", ["asphalt"], depot)
+    crew_on_shift(s, "pothole-1", ["asphalt"], depot)
+    crew_on_shift(s, "pothole-2", ["asphalt"], depot)
     for i in range(12):
         lon, lat = f.offset(f.LON, f.LAT, 300 * (i + 1) * (-1) ** i)
         f.report(s, "pothole", lon=lon, lat=lat)

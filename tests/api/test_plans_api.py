@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -12,9 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dispatch.plans import run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
-from tests.dispatch.test_plans import DAY, day  # noqa: F401  (the fixture)
-
-TZ = ZoneInfo("Europe/Andorra")
+from tests.factories.plans import DAY, TZ
 
 
 @pytest.fixture
@@ -34,7 +31,7 @@ def _jobs(engine: Engine) -> list[tuple[str, dict]]:
 
 def test_plan_lifecycle_over_http(
     client, db: Session, sessions: sessionmaker, engine: Engine, day, dispatcher
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     r = client.post(
         "/api/v1/plans", json={"date": DAY.isoformat(), "time_limit_s": 2}, headers=dispatcher
     )
@@ -88,7 +85,7 @@ def test_plan_lifecycle_over_http(
     assert [p["version"] for p in listed] == [2, 1]
 
 
-def test_plan_request_errors_and_roles(client, db: Session, day, dispatcher) -> None:  # noqa: ANN001, F811
+def test_plan_request_errors_and_roles(client, db: Session, day, dispatcher) -> None:  # noqa: ANN001
     crew = f.crew(db, "c-x")
     crew_token = f.token_for(db, f.user(db, "crew@test", "crew", crew=crew))
     assert (
@@ -109,7 +106,7 @@ def test_plan_request_errors_and_roles(client, db: Session, day, dispatcher) -> 
     assert client.post(f"{queued['url']}/replan", json={}, headers=dispatcher).status_code == 409
 
 
-def test_scope_is_kept_and_versions_count_per_scope(client, db: Session, day, dispatcher) -> None:  # noqa: ANN001, F811
+def test_scope_is_kept_and_versions_count_per_scope(client, db: Session, day, dispatcher) -> None:  # noqa: ANN001
     one = client.post(
         "/api/v1/plans",
         json={"date": DAY.isoformat(), "scope": {"agency": "Sanitation"}},
@@ -134,7 +131,7 @@ def test_scope_is_kept_and_versions_count_per_scope(client, db: Session, day, di
 
 def test_manual_move_is_validated_before_it_is_saved(
     client, db: Session, sessions: sessionmaker, day, dispatcher
-) -> None:  # noqa: ANN001, F811
+) -> None:  # noqa: ANN001
     plan = client.post(
         "/api/v1/plans", json={"date": DAY.isoformat(), "time_limit_s": 2}, headers=dispatcher
     ).get_json()

@@ -25,8 +25,8 @@ from core.models import (
 from core.storage import LocalStorage
 from geo.media import process_photo
 from tests import factories as f
-from tests.api.test_completion import NOW, photo, submit
-from tests.api.test_completion import job as job  # noqa: F401 - the fixture, reused
+from tests.factories.completions import NOW, submit
+from tests.factories.photos import photo
 
 FAR = {"lon": str(f.LON + 0.003)}  # ~250 m from the site: the distance check fails
 

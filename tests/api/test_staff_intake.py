@@ -204,7 +204,10 @@ def test_outside_the_area_needs_the_flag(
     before = _counts(db)
     r = client.post(URL, json=_body(**MADRID), headers=dispatcher)
     body = error_body(r, 422)
-    message = 'the location 40.416800, -3.703800 is outside the city\'s service area; to record it anyway, send "outside_service_area": true'
+    message = (
+        "the location 40.416800, -3.703800 is outside the city's service area; "
+        'to record it anyway, send "outside_service_area": true'
+    )
     assert body["message"] == message
     assert body["errors"]["lat"] == [message]
     assert body["errors"]["error_code"] == "outside_service_area"

@@ -12,19 +12,19 @@ from sqlalchemy.orm import Session
 
 from core.models import ServiceRequest
 from tests import factories as f
-from tests.api.test_open311_updates import (
+from tests.factories.updates_history import (
     CREW_EMAIL,
     PII,
     PRIVATE_NOTES,
     T0,
     History,
-    build_history,
+    build_updates_history,
 )
 
 
 @pytest.fixture
 def history(db: Session) -> History:
-    return build_history(db)
+    return build_updates_history(db)
 
 
 def _page(client, public_id: str) -> str:  # noqa: ANN001

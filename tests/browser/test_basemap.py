@@ -13,8 +13,8 @@ from sqlalchemy import delete
 
 from core.models import BasemapBuild, BasemapFeature
 from geo.basemap import build_basemap
-from tests.browser.conftest import DESKTOP, LiveServer, accessible, shot, sign_in
-from tests.conftest import ANDORRA_PBF
+from tests.browser.pages import DESKTOP, LiveServer, accessible, shot, sign_in
+from tests.factories import ANDORRA_PBF
 
 # A map over the whole window, added to the signed-in console by the page's own modules
 # (the same ones every desk imports), as a desk would make one.

@@ -18,7 +18,7 @@ import pytest
 from core.models import Completion, District, ServiceRequest, WorkOrder
 from core.spatial import point
 from tests import factories as f
-from tests.browser.conftest import PHONE, SCREENSHOTS, LiveServer, accessible, shot
+from tests.browser.pages import PHONE, SCREENSHOTS, LiveServer, accessible, shot
 
 PERIOD = "from=2025-06-02&to=2025-06-15"
 WIDE = {"width": 1280, "height": 900}
@@ -133,7 +133,8 @@ def _tables_fit(page: Any) -> list[str]:
         const wrap = t.parentElement;
         const cut = wrap.scrollWidth > wrap.clientWidth + 1 || r.right > box.right + 1
                     || r.right > document.documentElement.clientWidth + 1;
-        return cut ? [`${t.querySelector('caption, th')?.textContent.trim()}: ${Math.round(r.width)} px in ${Math.round(box.width)} px`] : [];
+        const name = t.querySelector('caption, th')?.textContent.trim();
+        return cut ? [`${name}: ${Math.round(r.width)} px in ${Math.round(box.width)} px`] : [];
     })""")
 
 

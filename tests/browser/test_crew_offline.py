@@ -33,8 +33,7 @@ from dispatch.build import Scope
 from dispatch.plans import PlanRequest, publish_plan, request_plan, run_plan
 from geo.travel import StraightLineProvider
 from tests import factories as f
-from tests.api.test_completion import photo as exif_photo
-from tests.browser.conftest import (
+from tests.browser.pages import (
     PHONE,
     TIME_ZONE,
     LiveServer,
@@ -43,6 +42,7 @@ from tests.browser.conftest import (
     shot,
     sign_in,
 )
+from tests.factories.photos import photo as exif_photo
 
 # A failed fetch is logged by chromium as a console error: these tests cut the network
 # and provoke refusals on purpose.
@@ -292,7 +292,10 @@ def test_crew_completes_a_stop_offline_and_it_arrives_once_after_a_restart(
     assert len(_completions(live, job["wo_id"])) == 1
     assert len(live.received("POST", f"/api/v1/work-orders/{job['wo_id']}/completion")) == 1
     token = page.evaluate("""() => new Promise((ok) => { const r = indexedDB.open('streetloop-crew');
-        r.onsuccess = () => { const g = r.result.transaction('kv').objectStore('kv').get('token'); g.onsuccess = () => ok(g.result.access_token); }; })""")
+        r.onsuccess = () => {
+            const g = r.result.transaction('kv').objectStore('kv').get('token');
+            g.onsuccess = () => ok(g.result.access_token);
+        }; })""")
     assert token and token not in page.url and all(token not in p for _, p in live.requests)
     context.close()
     watch.check()

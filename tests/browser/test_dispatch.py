@@ -27,7 +27,7 @@ from core.models import (
 from core.spatial import point
 from core.workorders import mark_must_do
 from tests import factories as f
-from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
+from tests.browser.pages import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
 
 AGENCY = (
     "Desk Roads"  # this module's own agency: its plans' scope, apart from the other tests' crews

@@ -16,7 +16,7 @@ from core.models import AddressPoint, RequestContact, ServiceRequest
 from core.spatial import point
 from geo.address import normalize_housenumber, normalize_street
 from tests import factories as f
-from tests.browser.conftest import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
+from tests.browser.pages import DESKTOP, TIME_ZONE, LiveServer, accessible, shot, sign_in
 
 AGENT = "intake-agent@example.org"
 TYPE = "intake-lamp"

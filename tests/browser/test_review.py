@@ -24,9 +24,8 @@ from core.field import Ping, ingest_positions
 from core.models import Completion, Crew, Photo, Review, ServiceRequest, StatusEvent, WorkOrder
 from core.workorders import change_status
 from tests import factories as f
-from tests.api.test_completion import photo
 from tests.api.uploads import multipart
-from tests.browser.conftest import (
+from tests.browser.pages import (
     DESKTOP,
     TIME_ZONE,
     LiveServer,
@@ -35,6 +34,7 @@ from tests.browser.conftest import (
     sign_in,
     wait_for,
 )
+from tests.factories.photos import photo
 
 TYPE = "review-pothole"
 # One crew per test: a crew's GPS track is its own, whatever job it is read for.

@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from core.models import Crew, Shift, ShiftPattern, StatusEvent
 from tests import factories as f
-from tests.browser.conftest import (
+from tests.browser.pages import (
     DESKTOP,
     TIME_ZONE,
     LiveServer,

@@ -52,7 +52,8 @@ def test_hosts_from_the_environment_normalised() -> None:
                 "STREETLOOP_MEDIA_COPY_HOSTS": "fms.example.ad",
                 "STREETLOOP_MEDIA_COPY_HTTP_HOSTS": "other.example.ad",
             },
-            "STREETLOOP_MEDIA_COPY_HTTP_HOSTS may only name hosts of STREETLOOP_MEDIA_COPY_HOSTS; not listed there: other",
+            "STREETLOOP_MEDIA_COPY_HTTP_HOSTS may only name hosts of STREETLOOP_MEDIA_COPY_HOSTS; "
+            "not listed there: other",
         ),
         (
             {"STREETLOOP_MEDIA_COPY_HOSTS": "10.0.0.0/8"},

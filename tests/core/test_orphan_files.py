@@ -4,7 +4,6 @@ upload in flight holds the sweep off. (S3: tests/core/test_storage_s3.py.)"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import time
@@ -12,51 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import Photo
 from core.photos import hold_media_write_lock, sweep_orphan_files
-from core.storage import LocalStorage, Storage
+from core.storage import LocalStorage
 from tests import factories as f
+from tests.factories.photos import jpeg, named_photo, original_key
 
 GRACE = timedelta(hours=1)
-
-
-def jpeg(colour: str) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), colour).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-def original_key(data: bytes) -> str:
-    sha = hashlib.sha256(data).hexdigest()
-    return f"private/photos/{sha[:2]}/{sha}.jpg"
-
-
-def named_photo(db: Session, storage: Storage, colour: str) -> Photo:
-    """A processed photo whose three files exist and are named by its row."""
-    data = jpeg(colour)
-    sha = hashlib.sha256(data).hexdigest()
-    photo = Photo(
-        kind="report",
-        state="ready",
-        sha256=sha,
-        content_type="image/jpeg",
-        byte_size=len(data),
-        width=8,
-        height=8,
-        original_key=original_key(data),
-    )
-    db.add(photo)
-    db.flush()
-    photo.public_key = f"public/photos/{photo.id}-{sha[:16]}.jpg"
-    photo.thumbnail_key = f"public/photos/{photo.id}-{sha[:16]}-thumb.jpg"
-    db.flush()
-    for key in (photo.original_key, photo.public_key, photo.thumbnail_key):
-        storage.put(key, data)
-    return photo
 
 
 def age(storage: LocalStorage, key: str, by: timedelta) -> None:

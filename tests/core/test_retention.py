@@ -27,7 +27,21 @@ from core.settings import Settings
 from core.spatial import point
 from reports import citistat
 from tests import factories as f
-from tests.reports.test_citistat import END, NOW, START, TZ, History, history, utc  # noqa: F401  (fixture)
+from tests.factories.citistat_history import (
+    END,
+    NOW,
+    START,
+    TZ,
+    History,
+    build_citistat_history,
+    utc,
+)
+
+
+@pytest.fixture
+def history(db: Session) -> History:
+    return build_citistat_history(db)
+
 
 PERIODS = [
     (START, END),
@@ -68,7 +82,7 @@ def _closed_with_contact(db: Session, closed_at: datetime, email: str) -> Servic
     return sr
 
 
-def test_citistat_figures_are_the_same_after_every_purge(db: Session, history: History) -> None:  # noqa: F811
+def test_citistat_figures_are_the_same_after_every_purge(db: Session, history: History) -> None:
     c1, c2 = history.crews["c1"], history.crews["c2"]
     east = f.offset(f.LON, f.LAT, 1000)
     far = f.offset(f.LON, f.LAT, 2500)

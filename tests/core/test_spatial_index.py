@@ -32,7 +32,9 @@ def _fill(db: Session, st_id: int) -> None:
     db.execute(
         text("""
         INSERT INTO service_requests (public_id, token, service_type_id, location, requested_at)
-        SELECT 'x' || g, 't' || g, :st, ST_SetSRID(ST_MakePoint(1.42 + random() * 0.36, 42.43 + random() * 0.22), 4326), now()
+        SELECT 'x' || g, 't' || g, :st,
+               ST_SetSRID(ST_MakePoint(1.42 + random() * 0.36, 42.43 + random() * 0.22), 4326),
+               now()
         FROM generate_series(1, 20000) g
     """),
         {"st": st_id},

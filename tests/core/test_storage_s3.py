@@ -98,7 +98,7 @@ def test_files_delete_and_the_orphan_sweep_on_s3(
     from datetime import UTC, datetime, timedelta
 
     from core.photos import sweep_orphan_files
-    from tests.core.test_orphan_files import jpeg, named_photo, original_key
+    from tests.factories.photos import jpeg, named_photo, original_key
 
     store = S3Storage(bucket, prefix="city", endpoint_url=s3_endpoint)
     photo = named_photo(db, store, "green")

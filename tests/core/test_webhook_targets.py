@@ -159,13 +159,15 @@ def test_the_settings_are_read_normalised_and_checked_at_start_up(tmp_path) -> N
         (
             "STREETLOOP_WEBHOOK_ALLOW_HOSTS",
             "https://relay.city.example",
-            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, "
+            "IP addresses or networks (CIDR), "
             "got 'https://relay.city.example'",
         ),
         (
             "STREETLOOP_WEBHOOK_ALLOW_HOSTS",
             "10.0.0.0/33",
-            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, IP addresses or networks (CIDR), "
+            "STREETLOOP_WEBHOOK_ALLOW_HOSTS must be a comma-separated list of host names, "
+            "IP addresses or networks (CIDR), "
             "got '10.0.0.0/33'",
         ),
         (
@@ -176,7 +178,8 @@ def test_the_settings_are_read_normalised_and_checked_at_start_up(tmp_path) -> N
         (
             "STREETLOOP_WEBHOOK_HTTP_HOSTS",
             "*.example.org",
-            "STREETLOOP_WEBHOOK_HTTP_HOSTS must be a comma-separated list of host names or IP addresses, got '*.example.org'",
+            "STREETLOOP_WEBHOOK_HTTP_HOSTS must be a comma-separated list of host names or "
+            "IP addresses, got '*.example.org'",
         ),
         (
             "STREETLOOP_WEBHOOK_CA_FILE",

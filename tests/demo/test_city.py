@@ -12,7 +12,7 @@ from core.models import Completion, ServiceRequest, WorkOrder
 from core.storage import LocalStorage
 from demo.city import DEMO_TZ, seed_demo_city
 from demo.history import seed_history
-from tests.conftest import ANDORRA_PBF
+from tests.factories import ANDORRA_PBF
 
 
 def test_demo_history_closes_only_verified_work(db: Session, tmp_path) -> None:  # noqa: ANN001

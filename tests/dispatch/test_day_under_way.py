@@ -60,8 +60,10 @@ def city(db: Session) -> dict:
     return {"depot": depot, "crews": crews, "orders": orders}
 
 
-def _solve(db: Session, sessions: sessionmaker, now: datetime, scope: Scope = Scope()) -> RoutePlan:
-    plan = request_plan(db, PlanRequest(DAY, scope, 1), actor=f.SYSTEM)
+def _solve(
+    db: Session, sessions: sessionmaker, now: datetime, scope: Scope | None = None
+) -> RoutePlan:
+    plan = request_plan(db, PlanRequest(DAY, scope or Scope(), 1), actor=f.SYSTEM)
     db.commit()
     run_plan(sessions, plan.id, travel=TRAVEL, tz=TZ, rules=LEAD, now=now)
     db.expire_all()

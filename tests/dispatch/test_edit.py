@@ -5,7 +5,7 @@ from __future__ import annotations
 from dispatch.edit import time_route
 from dispatch.model import Break, TimeWindow
 from dispatch.validate import check_route
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 def test_times_and_lunch_land_where_a_dispatcher_expects() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dispatch.model import Break, Crew, Job, Matrix, Problem, ProblemError, TimeWindow, replan
-from tests.dispatch.conftest import H, crew, job, line_matrix, problem
+from tests.factories.problems import H, crew, job, line_matrix, problem
 
 
 def test_time_window_and_break_validation() -> None:

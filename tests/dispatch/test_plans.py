@@ -11,54 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import Conflict
 from core.lifecycle.work_order import WorkOrderLifecycle
-from core.models import RoutePlan, ServiceRequest, Shift, ShiftBreak, StatusEvent, WorkOrder
+from core.models import RoutePlan, ServiceRequest, Shift, StatusEvent, WorkOrder
 from dispatch.build import Scope, build_problem
 from dispatch.plans import PlanRequest, publish_plan, replan_plan, request_plan, run_plan
-from geo.travel import StraightLineProvider
 from tests import factories as f
-
-TZ = ZoneInfo("Europe/Andorra")
-DAY = date.today() + timedelta(days=1)
-TRAVEL = StraightLineProvider(detour_factor=1.3, speed_kmh=30)
-
-
-def _at(h: int, m: int = 0) -> datetime:
-    return datetime.combine(DAY, time(h, m), TZ)
-
-
-def _crew_on_shift(db: Session, code: str, skills: list[str], depot, agency: str = "Roads") -> None:  # noqa: ANN001
-    crew = f.crew(db, code, skills=skills)
-    crew.depot_id = depot.id
-    crew.agency = agency
-    db.add(
-        Shift(
-            crew_id=crew.id,
-            starts_at=_at(7),
-            ends_at=_at(15, 30),
-            start_depot_id=depot.id,
-            end_depot_id=depot.id,
-            breaks=[ShiftBreak(earliest_start=_at(11, 30), latest_end=_at(13, 30), minutes=30)],
-        )
-    )
-    db.flush()
-
-
-@pytest.fixture
-def day(db: Session) -> dict:
-    depot = f.depot(db)
-    f.service_type(db)
-    f.service_type(db, "graffiti", skill="graffiti", agency="Sanitation")
-    _crew_on_shift(db, "pothole-1", ["asphalt"], depot)
-    _crew_on_shift(db, "graffiti-1", ["graffiti"], depot, agency="Sanitation")
-    orders = []
-    for i in range(6):
-        lon, lat = f.offset(f.LON, f.LAT, 400 * (i + 1))
-        orders.append(
-            f.report(db, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat).work_order
-        )
-    unplaced = f.report(db, lon=None, lat=None, address_string="somewhere").work_order
-    db.commit()
-    return {"orders": orders, "unplaced": unplaced}
+from tests.factories.plans import DAY, TRAVEL, TZ, day_at
 
 
 def test_build_problem_maps_rows_to_the_model(db: Session, day: dict) -> None:
@@ -110,7 +67,7 @@ def test_plan_solve_store_publish_and_replan(
     stops = [s for r in plan.routes for s in r.stops if s.kind == "job"]
     assert len(stops) == 6
     breaks = [s for r in plan.routes for s in r.stops if s.kind == "break"]
-    assert all(_at(11, 30) <= b.start_at and b.end_at <= _at(13, 30) for b in breaks)
+    assert all(day_at(11, 30) <= b.start_at and b.end_at <= day_at(13, 30) for b in breaks)
     assert all(r.geometry is not None for r in plan.routes if any(s.kind == "job" for s in r.stops))
     assert {db.get(WorkOrder, s.work_order_id).status for s in stops} == {"planned"}
 
@@ -188,7 +145,7 @@ def test_replan_starts_a_crew_at_its_fresh_gps_fix(
     plan = db.get(RoutePlan, plan.id)
     publish_plan(db, plan, actor=f.SYSTEM)
     (route,) = plan.routes
-    now = _at(9)
+    now = day_at(9)
     far_lon, far_lat = f.offset(f.LON, f.LAT, 8000)
     ingest_positions(
         db,
@@ -272,7 +229,7 @@ def test_publishing_a_replan_keeps_a_hand_dispatch_to_another_crew(
     change_status(db, moved, "new", actor=f.SYSTEM)
     change_status(db, moved, "dispatched", actor=f.SYSTEM, crew_id=spare.id)
     db.commit()
-    child = replan_plan(db, live, actor=f.SYSTEM, now=_at(7), time_limit_s=1)
+    child = replan_plan(db, live, actor=f.SYSTEM, now=day_at(7), time_limit_s=1)
     db.commit()
     run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
     db.expire_all()
@@ -287,7 +244,7 @@ def test_moving_a_stop_in_a_replan_draft(db: Session, sessions: sessionmaker, da
     from dispatch.drafts import move_stop
 
     live = _published(db, sessions)
-    child = replan_plan(db, live, actor=f.SYSTEM, now=_at(7), time_limit_s=1)
+    child = replan_plan(db, live, actor=f.SYSTEM, now=day_at(7), time_limit_s=1)
     db.commit()
     run_plan(sessions, child.id, travel=TRAVEL, tz=TZ)
     db.expire_all()

@@ -3,16 +3,18 @@ is XS[i] km down a straight road, 1 km = 60 s)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from dispatch.model import COST_SCALE, Break, Crew, Job, Matrix, Problem, TimeWindow, replan
 from dispatch.solver import SolveParams, precheck, solve
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 def test_single_crew_serves_all_in_road_order(fast: SolveParams) -> None:
@@ -367,7 +369,7 @@ def test_random_instance_with_every_feature_is_feasible(seed: int) -> None:
 def test_a_day_with_no_crews_leaves_every_job_unassigned() -> None:
     # OR-Tools cannot build a routing model without vehicles; the solver must not try.
     from dispatch.solver import SolveParams, solve
-    from tests.dispatch.conftest import job, problem
+    from tests.factories.problems import job, problem
 
     res = solve(problem([], [job("x", 1)]), SolveParams(time_limit_s=1))
     assert res.routes == () and res.unassigned_reason("x") == "no_skill" and res.is_feasible()
@@ -445,7 +447,7 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
                 vehicles[v]["end"],
             ]
             # 1 000 cost units per km and none per hour: a route costs its length in metres.
-            assert day.costs[v] == sum(dist[a][b] for a, b in zip(path, path[1:]))
+            assert day.costs[v] == sum(dist[a][b] for a, b in itertools.pairwise(path))
         for v, c in enumerate(crews):
             assert day.routes[c.id] == chains[c.id] + [
                 spec.free[i] for t, i in day.steps.get(v, []) if t == "single"
@@ -468,8 +470,17 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
     assert start is not None
     assert len(start.steps) < len(crews) if op == "split" else start.unassigned
     check(start)
-    best = solver._vroom_lns(p, keep, locked, start, time.time() + 1.0, seed=3, ops=(op,))
-    assert len(spliced) >= 5
+    # The walk runs until its deadline; it is made to end after a number of repairs
+    # rather than of seconds, so that a slow machine tests as many as a fast one. The
+    # deadline itself only bounds a walk that never repairs.
+    deadline = time.time() + 300
+
+    def clock() -> float:
+        return deadline if len(spliced) >= 8 else time.time()
+
+    monkeypatch.setattr(solver, "time", SimpleNamespace(time=clock))
+    best = solver._vroom_lns(p, keep, locked, start, deadline, seed=3, ops=(op,))
+    assert len(spliced) == 8
     for day in spliced:
         check(day)
     check(best)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dispatch.model import TimeWindow
 from dispatch.solver import SolveParams
 from dispatch.split import components, solve_split, subproblem
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 def _two_trades():  # noqa: ANN202

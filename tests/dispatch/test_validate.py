@@ -9,7 +9,7 @@ import pytest
 from dispatch.model import Break, Result, Route, Stop, TimeWindow, Unassigned, objective_of
 from dispatch.solver import SolveParams, solve
 from dispatch.validate import check
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,6 @@ def test_lock_broken(solved: Result) -> None:
 
 
 def test_shift_end_and_max_duration(solved: Result) -> None:
-    r = solved.route("c1")
     late = _with_route(solved, "c1", arrive=17 * H)
     vs = check(late.problem, late)
     assert any("after its shift ends" in v for v in vs) and any("over its maximum" in v for v in vs)

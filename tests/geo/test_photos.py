@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import subprocess
 import sys
-import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw, TiffImagePlugin
+from PIL import Image, TiffImagePlugin
 
 from geo.photos import (
     ExifFacts,
@@ -28,6 +25,7 @@ from geo.photos import (
     public_copies,
     to_signed64,
 )
+from tests.factories.photos import encode, gps_exif, phone_jpeg, scene, zero_png
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = PhotoLimits(
@@ -36,51 +34,6 @@ LIMITS = PhotoLimits(
     max_pixels_other=20_000_000,
     max_request_pixels=20_000_000,
 )
-
-
-def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
-    """A photo-like picture: a tilted gradient, sensor noise and a dozen random shapes."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w]
-    tilt = rng.uniform(-1, 1, 2)
-    base = (x * tilt[0] + y * tilt[1]) / max(w, h) * 120 + 120
-    arr = np.stack([base + rng.uniform(-40, 40) for _ in range(3)], axis=-1) + rng.normal(
-        0, 12, (h, w, 3)
-    )
-    img = Image.fromarray(np.clip(arr, 0, 255).astype("uint8"))
-    draw = ImageDraw.Draw(img)
-    for _ in range(12):
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        box = (x0, y0, x0 + int(rng.integers(30, 250)), y0 + int(rng.integers(30, 250)))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    return img
-
-
-def encode(img: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
-
-
-def gps_exif(
-    lat_ref: str = "N",
-    lat: tuple = (42.0, 30.0, 29.0),
-    lon_ref: str = "W",
-    lon: tuple = (71.0, 3.0, 36.0),
-) -> Image.Exif:
-    exif = Image.Exif()
-    exif[0x010F] = "Apple"
-    exif[0x0110] = "iPhone 15"
-    gps = exif.get_ifd(0x8825)
-    gps[1], gps[2], gps[3], gps[4] = lat_ref, lat, lon_ref, lon
-    gps[29] = "2026:03:14"
-    gps[7] = (13.0, 5.0, 9.0)
-    sub = exif.get_ifd(0x8769)
-    sub[0x9003] = "2026:03:14 09:05:07"
-    sub[0x9011] = "-04:00"
-    return exif
 
 
 # --------------------------------------------------------------------------- HEIC
@@ -161,33 +114,6 @@ def test_a_heic_of_nothing_above_the_lower_cap_is_refused_from_its_size() -> Non
 
 
 # --------------------------------------------------------------------------- decompression bombs
-
-
-def zero_png(width: int, height: int) -> bytes:
-    """An RGB PNG of zeros (7000x7000: 143 kB), compressed row by row: never held decoded."""
-    row = b"\0" * (1 + 3 * width)  # filter byte + pixels
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-@functools.cache
-def phone_jpeg(width: int = 8000, height: int = 6000) -> bytes:
-    """A 48 MP phone photo (~10 MB, under the 15 MB upload cap): coarse noise blown up,
-    with the phone's GPS and an orientation of 6 (shot in portrait)."""
-    rng = np.random.default_rng(48)
-    small = rng.integers(0, 256, (height // 10, width // 10, 3), dtype=np.uint8)
-    img = Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR)
-    exif = gps_exif()
-    exif[0x0112] = 6
-    return encode(img, quality=85, exif=exif)
 
 
 _PEAK_CHILD = """

@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 import valhalla
 
+from geo import roads
 from geo.roads import (
     CONFIG_NAME,
     EXTRACT_NAME,
@@ -23,15 +23,6 @@ from geo.roads import (
 )
 
 PBF = Path(__file__).resolve().parents[2] / "data/osm/andorra.osm.pbf"
-
-
-@pytest.fixture(scope="session")
-def andorra_roads(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Config path of Andorra tiles built once per session (about 1 s on 2 cores)."""
-    # A fixed folder under the session's base temp: if this fixture is set
-    # up again (it is imported by test_travel too), build_tiles sees the
-    # finished build and skips it.
-    return build_tiles(PBF, tmp_path_factory.getbasetemp() / "andorra-roads")
 
 
 def test_build_writes_config_tiles_extract_and_manifest(andorra_roads: Path) -> None:
@@ -60,7 +51,8 @@ def test_build_writes_config_tiles_extract_and_manifest(andorra_roads: Path) -> 
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["source"]["pbf"] == str(PBF)
     assert manifest["valhalla_version"] == valhalla.__version__
-    assert manifest["seconds"] < 60
+    # How long a build takes is bench/travel_matrix.py's to measure ("tile build: ... s").
+    assert manifest["seconds"] > 0
     assert not list(out.glob(".build-*"))  # work folder cleaned up
 
 
@@ -72,16 +64,21 @@ def test_config_loads_in_an_actor(andorra_roads: Path) -> None:
     assert res[0]["edges"]
 
 
-def test_rebuild_is_skipped_unless_source_changes_or_forced(tmp_path: Path) -> None:
+def test_rebuild_is_skipped_unless_source_changes_or_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pbf = tmp_path / "andorra.osm.pbf"
     shutil.copy(PBF, pbf)
     out = tmp_path / "roads"
     config = build_tiles(pbf, out)
     first = (out / EXTRACT_NAME).stat().st_mtime_ns
 
-    t0 = time.perf_counter()
-    assert build_tiles(pbf, out, max_matrix_location_pairs=1_000) == config
-    assert time.perf_counter() - t0 < 0.5
+    def no_valhalla_tool(cmd: list[str], what: str) -> None:
+        raise AssertionError(f"{what} was run: the build was not skipped")
+
+    with monkeypatch.context() as m:
+        m.setattr(roads, "_run", no_valhalla_tool)
+        assert build_tiles(pbf, out, max_matrix_location_pairs=1_000) == config
     assert (out / EXTRACT_NAME).stat().st_mtime_ns == first
     # New limits are applied without a rebuild.
     assert (

@@ -21,7 +21,7 @@ from geo.travel import (
     haversine_m,
     provider_from_settings,
 )
-from tests.geo.test_roads import PBF, andorra_roads  # noqa: F401  (session fixture)
+from tests.factories import ANDORRA_PBF
 
 ANDORRA_LA_VELLA: Point = (1.5244, 42.5080)  # Plaça del Poble area, on Avinguda Meritxell
 ENCAMP: Point = (1.5805, 42.5335)
@@ -30,13 +30,13 @@ SPAIN: Point = (1.0, 42.0)  # outside the extract
 
 
 @pytest.fixture(scope="module")
-def valhalla_provider(andorra_roads: Path) -> ValhallaProvider:  # noqa: F811
+def valhalla_provider(andorra_roads: Path) -> ValhallaProvider:
     return ValhallaProvider(andorra_roads.parent)
 
 
 @pytest.fixture(scope="module")
 def street_sample() -> list[Point]:
-    return [(lon, lat) for lon, lat, _ in street_points(PBF, 12, seed=7)]
+    return [(lon, lat) for lon, lat, _ in street_points(ANDORRA_PBF, 12, seed=7)]
 
 
 def assert_square_zero_diagonal(m: Matrix, n: int) -> None:
@@ -147,7 +147,7 @@ def test_valhalla_street_sample_is_square_and_plausible(
 
 @pytest.mark.parametrize("max_pairs", [1, 10, 50])
 def test_chunked_matrix_equals_one_call(
-    andorra_roads: Path,  # noqa: F811
+    andorra_roads: Path,
     valhalla_provider: ValhallaProvider,
     street_sample: list[Point],
     max_pairs: int,
@@ -175,7 +175,7 @@ def test_off_network_point_falls_back_to_straight_line(valhalla_provider: Valhal
     assert m.durations[0][1] == valhalla_provider.matrix([ANDORRA_LA_VELLA, ENCAMP]).durations[0][1]
 
 
-def test_snap_radius_decides_what_is_off_network(andorra_roads: Path) -> None:  # noqa: F811
+def test_snap_radius_decides_what_is_off_network(andorra_roads: Path) -> None:
     wide = ValhallaProvider(andorra_roads.parent, snap_radius_m=5_000)
     assert wide.snappable([COMA_PEDROSA, SPAIN]) == [True, False]
     m = wide.matrix([ANDORRA_LA_VELLA, COMA_PEDROSA])
@@ -184,7 +184,7 @@ def test_snap_radius_decides_what_is_off_network(andorra_roads: Path) -> None:  
     assert m.distances[0][1] > haversine_m(ANDORRA_LA_VELLA, COMA_PEDROSA)
 
 
-def test_failed_valhalla_request_is_priced_by_straight_line(andorra_roads: Path) -> None:  # noqa: F811
+def test_failed_valhalla_request_is_priced_by_straight_line(andorra_roads: Path) -> None:
     provider = ValhallaProvider(andorra_roads.parent)
     real = provider._actor()
 
@@ -229,7 +229,7 @@ def test_valhalla_route_geometry(valhalla_provider: ValhallaProvider) -> None:
 
 
 def test_route_geometry_split_into_requests_is_the_same_line(
-    andorra_roads: Path,  # noqa: F811
+    andorra_roads: Path,
     valhalla_provider: ValhallaProvider,
     street_sample: list[Point],
 ) -> None:
@@ -323,7 +323,7 @@ def test_cache_evicts_least_recently_used() -> None:
     assert inner.calls == 4
 
 
-def test_provider_from_settings(andorra_roads: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_provider_from_settings(andorra_roads: Path, tmp_path: Path) -> None:
     straight = provider_from_settings(None, detour_factor=1.5, speed_kmh=20)
     assert isinstance(straight, CachedProvider) and straight.name == "straight_line"
     assert isinstance(straight.inner, StraightLineProvider)

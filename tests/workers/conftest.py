@@ -15,7 +15,8 @@ def cluster() -> Iterator[Cluster]:
     started = time.monotonic()
     with own_cluster() as c:
         c.createdb("migrated", migrated=True)
+        took = time.monotonic() - started
         print(
-            f"\n[slow stage] own PostgreSQL cluster on 127.0.0.1:{c.port}, migrated, in {time.monotonic() - started:.1f} s"
+            f"\n[slow stage] own PostgreSQL cluster on 127.0.0.1:{c.port}, migrated, in {took:.1f} s"
         )
         yield c

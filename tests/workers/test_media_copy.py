@@ -9,7 +9,6 @@ must not reach, and the test checks that no connection was even tried."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import ipaddress
 import logging
 import socket
@@ -23,7 +22,6 @@ from typing import Any
 
 import pytest
 import trustme
-from PIL import Image
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +29,7 @@ from core.models import MediaLink, Photo, ServiceRequest
 from core.settings import Settings
 from core.storage import LocalStorage
 from tests import factories as f
+from tests.factories.photos import jpeg
 from tests.loopback_http import LoopbackServer
 from workers.media_copy import MAX_ATTEMPTS, copy_link
 
@@ -38,13 +37,7 @@ HOST = "photos.fixmystreet.test"
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
-def _jpeg(colour: tuple[int, int, int] = (200, 0, 0)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 30), colour).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-PHOTO = _jpeg()
+PHOTO = jpeg((200, 0, 0))
 SLOW_HEADER_LINES = 40
 
 
@@ -121,7 +114,7 @@ class PhotoHost(LoopbackServer):
                 if path == "/photo.jpeg":
                     self._body(200, PHOTO)
                 elif path == "/other.jpeg":
-                    self._body(200, _jpeg((0, 0, 200)))
+                    self._body(200, jpeg((0, 0, 200)))
                 elif path == "/missing.jpeg":
                     self._body(404, b"not here", "text/plain")
                 elif path == "/moved.jpeg":

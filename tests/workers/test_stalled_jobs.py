@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from PIL import Image
 
+from tests.factories.photos import jpeg, original_key
 from tests.workers.own_cluster import Cluster, defer, job_status, query, start_worker, wait_for
 
 pytestmark = pytest.mark.stage("worker: killed mid-job")
@@ -23,11 +22,9 @@ STALLED = {"STREETLOOP_WORKER_STALLED_AFTER_S": "2"}
 
 
 def _photo(url: str, media: Path) -> int:
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 30), "red").save(buf, "JPEG")
-    data = buf.getvalue()
+    data = jpeg("red")
     sha = hashlib.sha256(data).hexdigest()
-    key = f"private/photos/{sha[:2]}/{sha}.jpg"
+    key = original_key(data)
     (media / key).parent.mkdir(parents=True)
     (media / key).write_bytes(data)
     return query(

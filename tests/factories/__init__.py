@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,6 +24,8 @@ from core.models import (
 )
 from core.spatial import point
 
+# The demo city's OpenStreetMap extract, committed with the code.
+ANDORRA_PBF = Path(__file__).resolve().parents[2] / "data" / "osm" / "andorra.osm.pbf"
 # Central Andorra la Vella, on Avinguda Meritxell.
 LON, LAT = 1.5243707, 42.5080426
 API_KEY = "test-open311-key"

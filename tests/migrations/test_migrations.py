@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from api.cli import alembic_config
 from core.db import Base, make_engine
@@ -14,18 +16,30 @@ from migrations.schema_filter import include_object
 from tests.databases import scratch_database
 
 
+def _drift(conn: Connection) -> list[Any]:
+    """What autogenerate would write to make the schema match the models: the same
+    comparison as migrations/env.py's (`streetloop db check`), server defaults included."""
+    ctx = MigrationContext.configure(
+        conn,
+        opts={
+            "include_object": include_object,
+            "compare_type": True,
+            "compare_server_default": True,
+            "target_metadata": Base.metadata,
+        },
+    )
+    return list(compare_metadata(ctx, Base.metadata))
+
+
 def test_migrated_schema_matches_models(engine: Engine) -> None:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(
-            conn,
-            opts={
-                "include_object": include_object,
-                "compare_type": True,
-                "target_metadata": Base.metadata,
-            },
-        )
-        diff = compare_metadata(ctx, Base.metadata)
-    assert diff == []
+        assert _drift(conn) == []
+
+
+def test_a_server_default_the_models_do_not_have_is_drift(connection: Connection) -> None:
+    connection.execute(text("ALTER TABLE crews ALTER COLUMN active SET DEFAULT false"))
+    [[change]] = _drift(connection)
+    assert change[:4] == ("modify_default", None, "crews", "active")
 
 
 def test_every_model_table_and_procrastinate_schema_exist(engine: Engine) -> None:
@@ -111,8 +125,13 @@ def test_webhook_errors_that_quote_a_target_are_rewritten_in_our_words(database_
             "HTTP 500 from http://10.0.0.5:8080/hook: <html>Jenkins 2.4 internal</html>": "HTTP 500",
             "HTTP 302 from https://app.example.org/hook": "HTTP 302",
             "http://10.0.0.5:5432/: ConnectionResetError(104, 'Connection reset by peer')": "connection failed",
-            "internal error: BadStatusLine('SSH-2.0-OpenSSH_9.6 internal-db-01')": "internal error (see the worker's log)",
-            "the worker stopped during attempt 3; before that: HTTP 503 from https://a.example.org/: busy": "the worker stopped during attempt 3",
+            "internal error: BadStatusLine('SSH-2.0-OpenSSH_9.6 internal-db-01')": (
+                "internal error (see the worker's log)"
+            ),
+            (
+                "the worker stopped during attempt 3; before that: "
+                "HTTP 503 from https://a.example.org/: busy"
+            ): "the worker stopped during attempt 3",
             "webhook 7 was deactivated": "webhook 7 was deactivated",
         }
         with eng.begin() as conn:
@@ -243,13 +262,15 @@ def test_sane_times_upgrade_repairs_impossible_client_times_then_refuses_them(
             conn.execute(
                 text(
                     "INSERT INTO position_pings (crew_id, at, location) VALUES "
-                    "(:c, :bc, ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326)), (:c, now(), ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"
+                    "(:c, :bc, ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326)), "
+                    "(:c, now(), ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"
                 ),
                 {"c": crew, "bc": bc},
             )
             conn.execute(
                 text(
-                    "INSERT INTO crew_positions (crew_id, at, location) VALUES (:c, 'infinity', ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"
+                    "INSERT INTO crew_positions (crew_id, at, location) "
+                    "VALUES (:c, 'infinity', ST_SetSRID(ST_MakePoint(1.5, 42.5), 4326))"
                 ),
                 {"c": crew},
             )
