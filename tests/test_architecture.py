@@ -27,11 +27,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "demo": {"core", "geo", "dispatch"},
     "migrations": {"core"},
     "screens": set(),
-    "api": {"core", "geo", "dispatch", "workers", "reports", "demo", "screens"},
+    # The CLI runs migrations (`streetloop db upgrade`) under their lock.
+    "api": {"core", "geo", "dispatch", "workers", "reports", "demo", "screens", "migrations"},
 }
 
 # geo computes; it may read core's types and settings, never run a workflow.
 GEO_MAY_USE = {
+    "core.status",
     "core.models",
     "core.settings",
     "core.spatial",
