@@ -20,6 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
+from core.errors import NotFound
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -86,6 +88,34 @@ def _errors_without_values(context: Any) -> None:
 def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
     kwargs.setdefault("expire_on_commit", False)
     return sessionmaker(bind=bind, **kwargs)
+
+
+# -- rows by primary key --------------------------------------------------------
+# `session.get()` answers None for a key with no row. Where the key comes from a caller,
+# that is the caller's mistake (`found`: the domain's NotFound, a 404 through the API);
+# where the code knows the row is there (a foreign key, a row it locked or wrote a moment
+# ago, a table nothing deletes from), a missing row is a broken invariant (`existing`):
+# a bug to fail on loudly, not an answer to give.
+
+
+def found[R: Base](
+    session: Session, model: type[R], key: Any, message: str, *, with_for_update: bool = False
+) -> R:
+    """The row with this primary key, or `NotFound(message)`."""
+    row = session.get(model, key, with_for_update=with_for_update)
+    if row is None:
+        raise NotFound(message)
+    return row
+
+
+def existing[R: Base](
+    session: Session, model: type[R], key: Any, *, with_for_update: bool = False
+) -> R:
+    """The row with this primary key, which the caller knows exists (say why at the call)."""
+    row = session.get(model, key, with_for_update=with_for_update)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key!r} is gone, though it cannot be")
+    return row
 
 
 # -- after-commit hooks ------------------------------------------------------
