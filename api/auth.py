@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import g, request
-from flask_smorest import abort
 
 from api.db import session
+from api.errors import abort
 from api.spec import error_response_name
 from core.auth import user_for_token
 from core.lifecycle import Actor

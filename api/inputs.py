@@ -128,8 +128,9 @@ def _bad_field() -> tuple[str, str, str] | None:
         for key, values in multi.lists():
             if key is None:
                 return location, "(no name)", NAMELESS
-            if _BAD_TEXT.search(key) or (
-                location != "files" and any(_BAD_TEXT.search(v) for v in values)
+            # A file's values are its uploads, not text: only its field name is checked.
+            if _BAD_TEXT.search(key) or any(
+                isinstance(v, str) and _BAD_TEXT.search(v) for v in values
             ):
                 return location, key, BAD_TEXT
     for key, value in request.headers.items():
