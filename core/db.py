@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     BigInteger,
+    CursorResult,
     DateTime,
     Engine,
     Identity,
     MetaData,
+    Result,
     Text,
     create_engine,
     event,
@@ -116,6 +118,14 @@ def existing[R: Base](
     if row is None:
         raise LookupError(f"{model.__name__} {key!r} is gone, though it cannot be")
     return row
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed. `Session.execute` is typed as answering a plain
+    Result, which counts nothing; for such a statement it is a CursorResult, which does."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"a {type(result).__name__} has no row count: not an UPDATE or DELETE")
+    return result.rowcount
 
 
 # -- after-commit hooks ------------------------------------------------------

@@ -214,7 +214,7 @@ def _known(session: Session, account: str, address: str, limits: SignInLimits) -
     if not limits.known_address_days:
         return False
     return (
-        session.scalar(
+        session.execute(
             select(func.count())
             .select_from(SignInAddress)
             .where(
@@ -222,7 +222,7 @@ def _known(session: Session, account: str, address: str, limits: SignInLimits) -
                 SignInAddress.address == address,
                 SignInAddress.last_at > func.now() - timedelta(days=limits.known_address_days),
             )
-        )
+        ).scalar_one()
         > 0
     )
 
