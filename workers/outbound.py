@@ -43,9 +43,13 @@ class Unreachable(Exception):
 def resolve_host(host: str, port: int) -> list[str]:
     """The system resolver's addresses for `host`, in its order of preference."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    # typeshed promises IPv4 and IPv6 answers only, so mypy finds the filter always true;
+    # it keeps that so whatever the platform's resolver answers.
     return list(
         dict.fromkeys(
-            str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)
+            str(info[4][0])
+            for info in infos
+            if info[0] in (socket.AF_INET, socket.AF_INET6)  # type: ignore[redundant-expr]
         )
     )
 
@@ -155,15 +159,19 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._addresses = addresses
+        # http.client's own `timeout` may be None (wait for ever); ours never is.
+        self._timeout = timeout
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(
+            # http.client only calls response_class(sock, method=...): a callable that makes
+            # an HTTPResponse serves, though typeshed asks for the class itself.
+            self.response_class = functools.partial(  # type: ignore[assignment]
                 _DeadlineResponse, timeout=timeout, deadline=deadline
             )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
-        self.sock = _open_socket(self._addresses, self.port, _wait(self.timeout, self._deadline))
+        self.sock = _open_socket(self._addresses, self.port, _wait(self._timeout, self._deadline))
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -182,17 +190,18 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=timeout, context=context)
         self._addresses = addresses
         self._tls = context
+        self._timeout = timeout  # as above
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(
+            self.response_class = functools.partial(  # type: ignore[assignment]  # as above
                 _DeadlineResponse, timeout=timeout, deadline=deadline
             )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
-        sock = _open_socket(self._addresses, self.port, _wait(self.timeout, self._deadline))
+        sock = _open_socket(self._addresses, self.port, _wait(self._timeout, self._deadline))
         try:
-            sock.settimeout(_wait(self.timeout, self._deadline))  # the handshake's share
+            sock.settimeout(_wait(self._timeout, self._deadline))  # the handshake's share
             self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()

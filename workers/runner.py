@@ -17,6 +17,7 @@ import logging
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import psycopg
 from procrastinate import App
@@ -49,7 +50,7 @@ class WorkerOptions:
         return max(self.stalled_after_s / 4, 0.5)
 
 
-def lost_database(exc: BaseException | None) -> bool:
+def lost_database(exc: BaseException | None) -> TypeGuard[BaseException]:
     """Whether `exc` (or what caused it) says the database went away, rather than a bug.
 
     procrastinate wraps every driver error in ConnectorException; the connection problems
