@@ -1,4 +1,5 @@
-"""Engine, sessions, the declarative base, and after-commit hooks."""
+"""Engine, sessions, the declarative base, rows the code knows are there, and after-commit
+hooks."""
 
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
-
-from core.errors import NotFound
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -94,20 +93,10 @@ def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
 
 # -- rows by primary key --------------------------------------------------------
 # `session.get()` answers None for a key with no row. Where the key comes from a caller,
-# that is the caller's mistake (`found`: the domain's NotFound, a 404 through the API);
-# where the code knows the row is there (a foreign key, a row it locked or wrote a moment
-# ago, a table nothing deletes from), a missing row is a broken invariant (`existing`):
-# a bug to fail on loudly, not an answer to give.
-
-
-def found[R: Base](
-    session: Session, model: type[R], key: Any, message: str, *, with_for_update: bool = False
-) -> R:
-    """The row with this primary key, or `NotFound(message)`."""
-    row = session.get(model, key, with_for_update=with_for_update)
-    if row is None:
-        raise NotFound(message)
-    return row
+# that is the caller's mistake: the caller's own NotFound, or a view's 404. Where the code
+# knows the row is there (a foreign key, a row it locked or wrote a moment ago, a table
+# nothing deletes from), a missing row is a broken invariant: a bug to fail on loudly,
+# not an answer to give.
 
 
 def existing[R: Base](
