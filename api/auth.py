@@ -80,6 +80,9 @@ def require(*roles: str) -> Callable[[F], F]:
         for status in (401, 403) if roles else (401,):
             if status not in responses:
                 responses[status] = [error_response_name(status)]
+        # flask-smorest keeps a view's documentation as an attribute of the function, which
+        # mypy cannot know; and functools.wraps is typed as making a new kind of callable,
+        # though the wrapper takes and answers what the view does.
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

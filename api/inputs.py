@@ -55,6 +55,7 @@ class _YearBounded:
     """Mixin for marshmallow's date fields: refuses years outside [MIN_YEAR, MAX_YEAR]."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        # A mixin: the date field it is mixed into has _deserialize, which mypy cannot see here.
         result = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = year_problem(result)
         if problem:

@@ -19,8 +19,9 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Buffer, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.webhook_targets import IPAddress, literal_address
 
@@ -125,7 +126,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
+    def readinto(self, buffer: Buffer) -> int | None:
         self._sock.settimeout(_wait(self._timeout, self._deadline))
         return self._raw.readinto(buffer)
 
@@ -138,9 +139,10 @@ class _DeadlineResponse(http.client.HTTPResponse):
     """A response read under the connection's deadline (see _DeadlineReader)."""
 
     def __init__(
-        self, sock: socket.socket, *args: object, timeout: float, deadline: float, **kwargs: object
+        self, sock: socket.socket, *args: Any, timeout: float, deadline: float, **kwargs: Any
     ) -> None:
-        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        # Whatever http.client passes on (method=...), as it would to HTTPResponse itself.
+        super().__init__(sock, *args, **kwargs)
         plain, self.fp = self.fp, io.BufferedReader(_DeadlineReader(sock, timeout, deadline))
         plain.close()  # the file http.client made; nothing was read from it yet
 

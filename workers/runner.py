@@ -217,6 +217,8 @@ class Supervisor:
                     # waits 5 s for each pool task, and with the database gone each is stuck
                     # in a connection attempt. Those attempts end by their connect timeout,
                     # or are cancelled with the event loop when the process stops.
+                    # App.connector is typed as any connector; ours is the PsycopgConnector
+                    # of workers.app, which has a pool.
                     await self.app.connector.pool.close(timeout=_POOL_CLOSE_S)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - classified by the caller: lost database or crash
             return exc

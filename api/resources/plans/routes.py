@@ -590,5 +590,6 @@ def lock(data: dict[str, Any], plan_id: int, work_order_id: int) -> Any:
 def _detail(plan_id: int) -> RoutePlan:
     session().expire_all()
     plan = _load(plan_id)
+    # Read by the answer's schema; no column, hence the ignore.
     plan.geojson = _geojson(plan)  # type: ignore[attr-defined]
     return plan

@@ -30,6 +30,7 @@ INVALID = {"schema": ErrorSchema, "description": "Bad input; nothing was stored"
 
 
 def _detail(user: User) -> User:
+    # Read by the answer's schema; no column, hence the ignore.
     user.timeline = timeline(session(), "user", user.id)  # type: ignore[attr-defined]
     return user
 
