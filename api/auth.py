@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import g, request
-from flask_smorest import abort
 
 from api.db import session
+from api.errors import abort
 from api.spec import error_response_name
 from core.auth import user_for_token
 from core.lifecycle import Actor
@@ -80,6 +80,9 @@ def require(*roles: str) -> Callable[[F], F]:
         for status in (401, 403) if roles else (401,):
             if status not in responses:
                 responses[status] = [error_response_name(status)]
+        # flask-smorest keeps a view's documentation as an attribute of the function, which
+        # mypy cannot know; and functools.wraps is typed as making a new kind of callable,
+        # though the wrapper takes and answers what the view does.
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

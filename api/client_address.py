@@ -69,13 +69,13 @@ def client_address(
         # No address to match against our proxies' networks (a Unix socket): believe no header.
         return UNKNOWN
     current = peer
-    while current is not None and any(current in net for net in trusted) and hops:
+    while any(current in net for net in trusted) and hops:
         previous = _parse(hops.pop())
         if previous is None:
             # One of our proxies wrote something that is not an address: stop at that proxy.
             break
         current = previous
-    return _key(current or peer)
+    return _key(current)
 
 
 def request_client_address() -> str:

@@ -55,6 +55,7 @@ class _YearBounded:
     """Mixin for marshmallow's date fields: refuses years outside [MIN_YEAR, MAX_YEAR]."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        # A mixin: the date field it is mixed into has _deserialize, which mypy cannot see here.
         result = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = year_problem(result)
         if problem:
@@ -128,8 +129,9 @@ def _bad_field() -> tuple[str, str, str] | None:
         for key, values in multi.lists():
             if key is None:
                 return location, "(no name)", NAMELESS
-            if _BAD_TEXT.search(key) or (
-                location != "files" and any(_BAD_TEXT.search(v) for v in values)
+            # A file's values are its uploads, not text: only its field name is checked.
+            if _BAD_TEXT.search(key) or any(
+                isinstance(v, str) and _BAD_TEXT.search(v) for v in values
             ):
                 return location, key, BAD_TEXT
     for key, value in request.headers.items():

@@ -11,6 +11,7 @@ from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from marshmallow import Schema
 
 from api.errors import ERROR_DETAIL, ErrorSchema, field_message_schemas
 
@@ -33,7 +34,7 @@ def error_response_name(status: int) -> str:
     return HTTPStatus(status).name
 
 
-def schema_name(schema: object) -> str:
+def schema_name(schema: type[Schema] | str | Schema) -> str:
     """`FooSchema` is `Foo`; a partial (PATCH) instance of it is `FooPatch`."""
     resolved = resolve_schema_cls(schema)
     cls = resolved[0] if isinstance(resolved, list) else resolved

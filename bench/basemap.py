@@ -141,7 +141,8 @@ def bench_extract(name: str, pbf: Path, admin_url: str, n_tiles: int, seed: int)
             print(
                 f"| {z} | {len(wanted)} | {empty} | {statistics.median(times):.1f} | {pct(times, 0.95):.1f} | "
                 f"{max(times):.1f} | {statistics.median(revalidate):.1f} | "
-                f"{statistics.mean(sizes) / 1e3 if sizes else 0:.1f} | {statistics.mean(zipped) / 1e3 if zipped else 0:.1f} |"
+                f"{statistics.mean(sizes) / 1e3 if sizes else 0:.1f} | "
+                f"{statistics.mean(zipped) / 1e3 if zipped else 0:.1f} |"
             )
         print(
             f"| 12-{MAX_DATA_ZOOM} | {len(every)} | | {statistics.median(every):.1f} | {pct(every, 0.95):.1f} | "

@@ -155,13 +155,15 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
                     WHEN u_status < 0.93 THEN 'not_found' WHEN u_status < 0.97 THEN 'no_action_needed'
                     WHEN u_status < 0.99 THEN 'referred' ELSE 'cancelled' END
                 ELSE CASE WHEN u_open < 0.40 THEN 'received' WHEN u_open < 0.70 THEN 'acknowledged'
-                    WHEN u_open < 0.85 THEN 'scheduled' WHEN u_open < 0.95 THEN 'in_progress' ELSE 'reopened' END END""",
+                    WHEN u_open < 0.85 THEN 'scheduled' WHEN u_open < 0.95 THEN 'in_progress'
+                    ELSE 'reopened' END END""",
         """INSERT INTO work_orders (id, service_type_id, status, priority, due_at, skill, minutes_on_site, location,
                                    district_id, crew_id, created_at, updated_at)
            SELECT i, service_type_id,
                   CASE WHEN status IN ('fixed', 'not_found', 'no_action_needed') THEN 'verified'
                        WHEN status IN ('duplicate', 'referred', 'cancelled') THEN 'closed'
-                       WHEN status = 'scheduled' THEN 'planned' WHEN status = 'in_progress' THEN 'on_site' ELSE 'new' END,
+                       WHEN status = 'scheduled' THEN 'planned'
+                       WHEN status = 'in_progress' THEN 'on_site' ELSE 'new' END,
                   3, requested_at + make_interval(hours => sla), 'any', 30,
                   ST_SetSRID(ST_MakePoint(1.42 + 0.36 * ux, 42.43 + 0.22 * uy), 4326), district_id,
                   CASE WHEN status IN ('fixed', 'not_found', 'no_action_needed', 'in_progress') THEN crew_id END,
@@ -172,18 +174,21 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
         # those audit samples); rejected earlier tries for 2 %; awaiting review for in_progress.
         """INSERT INTO completions (id, work_order_id, service_type_id, district_id, crew_id, user_id, outcome, verdict,
                                    auto_verdict, audit_sampled, submitted_at, decided_at)
-           SELECT i, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), status,
+           SELECT i, i, service_type_id, district_id, crew_id,
+                  (SELECT id FROM users WHERE crew_id = src.crew_id), status,
                   CASE WHEN u_verdict < 0.85 THEN 'auto_verified' ELSE 'verified' END,
                   CASE WHEN u_verdict < 0.95 THEN 'auto_verified' ELSE 'needs_review' END,
                   u_verdict >= 0.85 AND u_verdict < 0.90,
                   closes_at - interval '15 minutes', closes_at
            FROM src WHERE status IN ('fixed', 'not_found', 'no_action_needed')
            UNION ALL
-           SELECT i + 2000000000, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'rejected',
+           SELECT i + 2000000000, i, service_type_id, district_id, crew_id,
+                  (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'rejected',
                   'needs_review', false, closes_at - interval '1 day', closes_at - interval '20 hours'
            FROM src WHERE status = 'fixed' AND u_verdict > 0.98 AND closes_at - interval '1 day' > requested_at
            UNION ALL
-           SELECT i, i, service_type_id, district_id, crew_id, (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'needs_review',
+           SELECT i, i, service_type_id, district_id, crew_id,
+                  (SELECT id FROM users WHERE crew_id = src.crew_id), 'fixed', 'needs_review',
                   'needs_review', false, now() - interval '1 hour', NULL
            FROM src WHERE status = 'in_progress' AND u_verdict < 0.3""",
         # The visit behind each completion: on site 10-60 minutes before it was submitted.
@@ -215,12 +220,14 @@ def seed(url: str, n: int, first_day: date, last_day: date) -> dict[str, int]:
            FROM completions c""",
         f"""INSERT INTO shifts (crew_id, starts_at, ends_at)
             SELECT c, d + time '07:00', d + time '15:30'
-            FROM generate_series(1, {CREWS}) c, generate_series(date '{first_day}', date '{last_day}', interval '1 day') d""",
+            FROM generate_series(1, {CREWS}) c,
+                 generate_series(date '{first_day}', date '{last_day}', interval '1 day') d""",
         f"""INSERT INTO route_plans (plan_date, scope_key, version, status, time_limit_s, published_at)
             SELECT d::date, '', 1, 'published', 30, d + time '06:00'
             FROM generate_series(date '{first_day}', date '{last_day}', interval '1 day') d""",
         """INSERT INTO plan_routes (plan_id, crew_id, start_at, end_at, drive_s, distance_m)
-           SELECT p.id, c, p.plan_date + time '07:00', p.plan_date + time '15:30', 3600 + (hashint4((p.id * 100 + c)::int) & 8191),
+           SELECT p.id, c, p.plan_date + time '07:00', p.plan_date + time '15:30',
+                  3600 + (hashint4((p.id * 100 + c)::int) & 8191),
                   40000
            FROM route_plans p, generate_series(1, 12) c""",
         # The stops: what each crew completed that day (up to 15), plus 2 orders it did not reach.
@@ -495,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         total = results["service_type"][1].total
         print()
         print(
-            f"total: received {total.received:,}, closed {total.closed:,}, fixed verified {total.closed_fixed_verified:,}, "
+            f"total: received {total.received:,}, closed {total.closed:,}, "
+            f"fixed verified {total.closed_fixed_verified:,}, "
             f"on time {total.on_time_rate}, median {total.median_hours_to_close} h, p90 {total.p90_hours_to_close} h, "
             f"reopen {total.reopen_rate}, completions {total.completions:,}, jobs/shift h {total.jobs_per_shift_hour}, "
             f"planned done {total.planned_done_rate}"

@@ -157,7 +157,8 @@ def run(problem: Problem, limit: float) -> None:
     dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
     ids = {s.job_id for r in res.routes for s in r.stops}
     print(
-        f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
+        f"streetloop,{secs:.1f},{served},{len(problem.jobs)},"
+        f"{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
     )
 
     t = time.monotonic()
@@ -172,7 +173,8 @@ def run(problem: Problem, limit: float) -> None:
     served, hours, feasible = evaluate(problem, got)
     in_routes = {j for seq in got.values() for j in seq}
     print(
-        f"vroom,{secs:.1f},{served},{len(problem.jobs)},{hours:.2f},{feasible},{len(overdue - in_routes)},{urgency(in_routes)}"
+        f"vroom,{secs:.1f},{served},{len(problem.jobs)},{hours:.2f},{feasible},"
+        f"{len(overdue - in_routes)},{urgency(in_routes)}"
     )
 
     t = time.monotonic()
@@ -182,7 +184,8 @@ def run(problem: Problem, limit: float) -> None:
     dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
     ids = {s.job_id for r in res.routes for s in r.stops}
     print(
-        f"ortools,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
+        f"ortools,{secs:.1f},{served},{len(problem.jobs)},"
+        f"{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
     )
 
 
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 "solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,peak_rss_mb_self,peak_rss_mb_child"
             )
             print(
-                f"streetloop,{secs:.1f},{served},{len(problem.jobs)},{res.objective.drive_time / H:.2f},{res.is_feasible()},{own:.0f},{children:.0f}"
+                f"streetloop,{secs:.1f},{served},{len(problem.jobs)},"
+                f"{res.objective.drive_time / H:.2f},{res.is_feasible()},{own:.0f},{children:.0f}"
             )
     return 0
 

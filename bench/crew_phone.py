@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             n = args.batches * 1000
             print(
                 f"positions: {n:,} pings in {args.batches} batches of 1,000 from {args.clients} clients: "
-                f"{secs:.2f} s = {n / secs:,.0f} pings/s; batch p50 {pct(lat, 0.5) * 1000:.1f} ms, p95 {pct(lat, 0.95) * 1000:.1f} ms"
+                f"{secs:.2f} s = {n / secs:,.0f} pings/s; "
+                f"batch p50 {pct(lat, 0.5) * 1000:.1f} ms, p95 {pct(lat, 0.95) * 1000:.1f} ms"
             )
             times, size, stops = route_feed(server.port, ids["token"], args.iterations)
             print(
@@ -330,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             ctimes, size = completions(server.port, ids["token"], targets)
             print(
                 f"completion: {len(ctimes)} submissions with one {size / 1e6:.1f} MB, 12 MP JPEG each: "
-                f"p50 {pct(ctimes, 0.5) * 1000:.0f} ms, p95 {pct(ctimes, 0.95) * 1000:.0f} ms (API time; public copies are a job)"
+                f"p50 {pct(ctimes, 0.5) * 1000:.0f} ms, p95 {pct(ctimes, 0.95) * 1000:.0f} ms "
+                "(API time; public copies are a job)"
             )
             server.stop()
             server = None

@@ -197,18 +197,22 @@ def bulk_load(url: str, n: int) -> dict[str, int]:
         """INSERT INTO crews (code, name, agency) VALUES ('bench-crew', 'Bench crew', 'Public Works')""",
         """INSERT INTO users (email, name, password_hash, role, crew_id)
            SELECT 'bench-crew@bench', 'Bench crew', 'x', 'crew', id FROM crews WHERE code = 'bench-crew'""",
-        """UPDATE work_orders w SET status = 'verified' FROM bench_src b WHERE b.i = w.id AND b.detailed_status = 'fixed'""",
-        """INSERT INTO completions (id, work_order_id, service_type_id, crew_id, user_id, outcome, verdict, auto_verdict,
-                                   submitted_at)
-           SELECT b.i, b.i, b.service_type_id, u.crew_id, u.id, 'fixed', 'auto_verified', 'auto_verified', b.requested_at + interval '19 hours'
+        """UPDATE work_orders w SET status = 'verified' FROM bench_src b
+           WHERE b.i = w.id AND b.detailed_status = 'fixed'""",
+        """INSERT INTO completions (id, work_order_id, service_type_id, crew_id, user_id, outcome,
+                                   verdict, auto_verdict, submitted_at)
+           SELECT b.i, b.i, b.service_type_id, u.crew_id, u.id, 'fixed', 'auto_verified',
+                  'auto_verified', b.requested_at + interval '19 hours'
            FROM bench_src b CROSS JOIN users u WHERE u.email = 'bench-crew@bench' AND b.detailed_status = 'fixed'""",
-        """SELECT setval(pg_get_serial_sequence('completions', 'id'), (SELECT coalesce(max(id), 1) FROM completions))""",
+        """SELECT setval(pg_get_serial_sequence('completions', 'id'),
+                         (SELECT coalesce(max(id), 1) FROM completions))""",
         """INSERT INTO service_requests (id, public_id, token, service_type_id, description, attributes, location,
                                         address, zipcode, media_url, channel, api_key_id, detailed_status,
                                         status_notes, requested_at, updated_at, expected_at, closed_at,
                                         duplicate_of_id, work_order_id, completion_id)
            SELECT b.i, b.i::text, md5('bench-token-' || b.i), b.service_type_id,
-                  'Reported via the benchmark, item ' || b.i || '. ' || repeat('Details about the problem. ', 1 + b.i % 4),
+                  'Reported via the benchmark, item ' || b.i || '. ' ||
+                  repeat('Details about the problem. ', 1 + b.i % 4),
                   '{"size": "small"}'::jsonb,
                   ST_SetSRID(ST_MakePoint(1.42 + 0.36 * b.ux, 42.43 + 0.22 * b.uy), 4326),
                   'Carrer ' || (b.i % 350) || ', ' || (1 + b.i % 120),
@@ -493,7 +497,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def loopback_admin_url(p: argparse.ArgumentParser, raw: str | None) -> str:
@@ -585,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}")
         print()
-        hdr = f"{'scenario':<16} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'bytes':>9} {'srv p50':>8} {'srv share':>9}"
+        hdr = (
+            f"{'scenario':<16} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'bytes':>9} {'srv p50':>8} {'srv share':>9}"
+        )
         print(hdr)
         print("-" * len(hdr))
         for r in results:
@@ -598,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("SQL alone (main query of get_requests, same statement the route builds):")
         print(
-            f"{'scenario':<16} {'EXPLAIN exec ms':>15} {'plan ms':>8} {'fetch p50 ms':>13} {'API p50 ms':>11} {'API/exec':>9} {'API/fetch':>10}"
+            f"{'scenario':<16} {'EXPLAIN exec ms':>15} {'plan ms':>8} {'fetch p50 ms':>13} "
+            f"{'API p50 ms':>11} {'API/exec':>9} {'API/fetch':>10}"
         )
         by_name = {r.name: r for r in results}
         for name, t in sql.items():

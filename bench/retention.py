@@ -55,7 +55,8 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
         )
         c.execute(
             text(
-                "INSERT INTO crews (code, name, agency) SELECT 'c' || i, 'Crew ' || i, 'Roads' FROM generate_series(1, :n) i"
+                "INSERT INTO crews (code, name, agency) SELECT 'c' || i, 'Crew ' || i, 'Roads' "
+                "FROM generate_series(1, :n) i"
             ),
             {"n": crews},
         )
@@ -64,7 +65,8 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
             text("""
             INSERT INTO position_pings (crew_id, at, location, accuracy_m)
             SELECT cr.id, d + time '07:00' + s * interval '20 seconds',
-                   ST_SetSRID(ST_MakePoint(1.52 + 0.01 * sin(s / 50.0 + cr.id), 42.50 + 0.01 * cos(s / 70.0 + cr.id)), 4326), 8
+                   ST_SetSRID(ST_MakePoint(1.52 + 0.01 * sin(s / 50.0 + cr.id),
+                                           42.50 + 0.01 * cos(s / 70.0 + cr.id)), 4326), 8
             FROM crews cr, generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') d,
                  generate_series(0, 8 * 180 - 1) s
         """),
@@ -80,7 +82,8 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
                    now() - interval '799 days' + (i % 100000) * interval '5 minutes'
             FROM generate_series(1, :n) i
             UNION ALL
-            SELECT 'N' || i, md5('new' || i), 1, 'report ' || i, CASE WHEN i % 3 = 0 THEN 'received' ELSE 'not_found' END,
+            SELECT 'N' || i, md5('new' || i), 1, 'report ' || i,
+                   CASE WHEN i % 3 = 0 THEN 'received' ELSE 'not_found' END,
                    now() - interval '300 days' + i * (interval '300 days' / :n),
                    now() - interval '300 days' + i * (interval '300 days' / :n),
                    CASE WHEN i % 3 = 0 THEN NULL ELSE now() - interval '299 days' + i * (interval '299 days' / :n) END
@@ -94,7 +97,8 @@ def seed(engine, crews: int, days: int, requests: int, today: date) -> dict[str,
         )
         c.execute(
             text("""INSERT INTO status_events (entity, entity_id, from_status, to_status, actor, at, public)
-                          SELECT 'service_request', id, 'received', detailed_status, 'system', coalesce(closed_at, requested_at), true FROM service_requests""")
+                          SELECT 'service_request', id, 'received', detailed_status, 'system',
+                                 coalesce(closed_at, requested_at), true FROM service_requests""")
         )
         c.execute(
             text("""INSERT INTO notifications (status_event_id, service_request_id, kind, channel, recipient, state)

@@ -155,10 +155,12 @@ def main() -> None:
                 results[label] = run(server.port, args.guesses, args.threads)
                 server.stop()
         print(
-            f"\n{args.guesses} wrong passwords for one account, {args.threads} threads, gunicorn -w 2, then the right one\n"
+            f"\n{args.guesses} wrong passwords for one account, {args.threads} threads, "
+            "gunicorn -w 2, then the right one\n"
         )
         print(
-            "| server                | answers to the guesses | burst s | services.json p50 idle | p50 during | p95 during | right password |"
+            "| server                | answers to the guesses | burst s | services.json p50 idle "
+            "| p50 during | p95 during | right password |"
         )
         print(
             "|-----------------------|------------------------|--------:|-----------------------:|-----------:|-----------:|---------------:|"
@@ -166,7 +168,8 @@ def main() -> None:
         for label, r in results.items():
             answers = ", ".join(f"{n} × {code}" for code, n in r["answers"].items())
             print(
-                f"| {label:21} | {answers:22} | {r['burst_s']:7.1f} | {r['idle_p50']:19.1f} ms | {r['during_p50']:7.1f} ms "
+                f"| {label:21} | {answers:22} | {r['burst_s']:7.1f} | {r['idle_p50']:19.1f} ms "
+                f"| {r['during_p50']:7.1f} ms "
                 f"| {r['during_p95']:7.1f} ms | {r['right']:14} |"
             )
     finally:

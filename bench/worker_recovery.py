@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'heartbeat timeout':>18} {'runs':>5} {'median s':>9} {'min s':>7} {'max s':>7}")
     for timeout_s, values in killed.items():
         print(
-            f"{timeout_s:>16} s {len(values):>5} {statistics.median(values):>9.2f} {min(values):>7.2f} {max(values):>7.2f}"
+            f"{timeout_s:>16} s {len(values):>5} {statistics.median(values):>9.2f} "
+            f"{min(values):>7.2f} {max(values):>7.2f}"
         )
     print("  (before: never; a plan was failed by fail_stale_plans after its time limit + 10 min)")
     print()

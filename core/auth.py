@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from core.db import rowcount
 from core.errors import PermissionDenied
 from core.lifecycle.base import Actor
 from core.lifecycle.client_app import ApiKeyLifecycle, WebhookLifecycle
@@ -84,7 +85,7 @@ def user_for_token(session: Session, token: str) -> User | None:
 def revoke_tokens(session: Session, user: User) -> int:
     """Sign the user out everywhere; returns how many tokens were deleted."""
     result = session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
-    return result.rowcount  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 def revoke_token(session: Session, user: User, token: str) -> bool:
@@ -94,7 +95,7 @@ def revoke_token(session: Session, user: User, token: str) -> bool:
             AccessToken.user_id == user.id, AccessToken.token_hash == _sha256(token)
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 def create_api_key(
@@ -114,12 +115,12 @@ def revoke_api_key(session: Session, row: ApiKey, *, actor: Actor) -> None:
     """Revoke a client app's key for good, and switch its webhooks off with it: the
     outbox calls no webhook of a revoked key, and the list must not say otherwise.
     Revoking a revoked key changes nothing."""
-    row = session.scalar(
+    row = session.scalars(
         select(ApiKey)
         .where(ApiKey.id == row.id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    )
+    ).one()
     if not row.active:
         return
     hooks = session.scalars(

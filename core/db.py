@@ -1,4 +1,5 @@
-"""Engine, sessions, the declarative base, and after-commit hooks."""
+"""Engine, sessions, the declarative base, rows the code knows are there, and after-commit
+hooks."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     BigInteger,
+    CursorResult,
     DateTime,
     Engine,
     Identity,
     MetaData,
+    Result,
     Text,
     create_engine,
     event,
@@ -86,6 +89,32 @@ def _errors_without_values(context: Any) -> None:
 def make_sessionmaker(bind: Any, **kwargs: Any) -> sessionmaker[Session]:
     kwargs.setdefault("expire_on_commit", False)
     return sessionmaker(bind=bind, **kwargs)
+
+
+# -- rows by primary key --------------------------------------------------------
+# `session.get()` answers None for a key with no row. Where the key comes from a caller,
+# that is the caller's mistake: the caller's own NotFound, or a view's 404. Where the code
+# knows the row is there (a foreign key, a row it locked or wrote a moment ago, a table
+# nothing deletes from), a missing row is a broken invariant: a bug to fail on loudly,
+# not an answer to give.
+
+
+def existing[R: Base](
+    session: Session, model: type[R], key: Any, *, with_for_update: bool = False
+) -> R:
+    """The row with this primary key, which the caller knows exists (say why at the call)."""
+    row = session.get(model, key, with_for_update=with_for_update)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key!r} is gone, though it cannot be")
+    return row
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed. `Session.execute` is typed as answering a plain
+    Result, which counts nothing; for such a statement it is a CursorResult, which does."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"a {type(result).__name__} has no row count: not an UPDATE or DELETE")
+    return result.rowcount
 
 
 # -- after-commit hooks ------------------------------------------------------

@@ -820,6 +820,20 @@ class RouteStop(Base):
     route: Mapped[PlanRoute] = relationship(back_populates="stops")
     work_order: Mapped[WorkOrder | None] = relationship()
 
+    @property
+    def job_order_id(self) -> int:
+        """A job stop's work order: `job_has_work_order` gives every job one, a break none."""
+        if self.work_order_id is None:
+            raise ValueError(f"stop {self.id} is a {self.kind}, not a job: it has no work order")
+        return self.work_order_id
+
+    @property
+    def job_order(self) -> WorkOrder:
+        """A job stop's work order (see `job_order_id`)."""
+        if self.work_order is None:
+            raise ValueError(f"stop {self.id} is a {self.kind}, not a job: it has no work order")
+        return self.work_order
+
 
 class CrewDay(Base):
     """The published plan a crew drives on a day. The primary key allows one: however two

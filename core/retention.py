@@ -10,11 +10,12 @@ CitiStat reads those rows for the purged days: its figures are the same after a 
 before. One fix per crew stays behind: its last one before the cutoff, so that the leg
 from it to the crew's next fix can still be measured; it goes with the next run that
 purges a later fix of the crew. A crew's latest position (`crew_positions`) as old as the
-purged fixes goes too: dispatch has no use for it. The proof of a completion does not need the track: the proof checks read the fixes
-around the visit when the completion is submitted, and the completion keeps what the
-verification stands on (its own fix, accuracy and time, and every check with its numbers,
-`completions.checks`). One audit event per crew and run says how many fixes of which
-days went: an auditor reads a crew's trail, and a run that deleted nothing writes nothing.
+purged fixes goes too: dispatch has no use for it. The proof of a completion does not
+need the track: the proof checks read the fixes around the visit when the completion is
+submitted, and the completion keeps what the verification stands on (its own fix,
+accuracy and time, and every check with its numbers, `completions.checks`). One audit
+event per crew and run says how many fixes of which days went: an auditor reads a crew's
+trail, and a run that deleted nothing writes nothing.
 
 Contact details (`STREETLOOP_RETAIN_CONTACT_DAYS`, default 365 after the request closed).
 A closed request's reporter details (`request_contacts`: e-mail, names, phone, device and
@@ -38,6 +39,7 @@ from sqlalchemy import BigInteger, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import rowcount
 from core.lifecycle.base import SYSTEM, audit
 from core.models import StatusEvent
 from core.status import REQUEST_CLOSED_STATUSES, sql_list
@@ -102,9 +104,10 @@ _COMMENTER_KEPT = (
     "email IS NOT NULL OR first_name IS NOT NULL OR last_name IS NOT NULL OR phone IS NOT NULL"
 )
 # Candidates come from the rows that hold details (contacts; originals of redactions and
-# residents' comments' authors, which an anonymous report may have too), not from every request closed long ago: those only
-# grow, year after year, while the rows still to purge stay about a year's worth. The
-# outbox's addresses were copied from the contact row, so they go with it.
+# residents' comments' authors, which an anonymous report may have too), not from every
+# request closed long ago: those only grow, year after year, while the rows still to purge
+# stay about a year's worth. The outbox's addresses were copied from the contact row, so
+# they go with it.
 # SKIP LOCKED: a request being reopened right now is left for the next run; the lock
 # keeps it closed while its details go.
 _CONTACT_CANDIDATES_SQL = f"""
@@ -150,9 +153,9 @@ def purge_tracks(session: Session, *, days: int, tz: ZoneInfo, now: datetime) ->
             f"{days} days (STREETLOOP_RETAIN_TRACKS_DAYS); CitiStat keeps their distances",
         )
     # A crew's latest position older than the tracks is no position dispatch can use.
-    result.positions_deleted = session.execute(
-        text("DELETE FROM crew_positions WHERE at < :cutoff"), params
-    ).rowcount
+    result.positions_deleted = rowcount(
+        session.execute(text("DELETE FROM crew_positions WHERE at < :cutoff"), params)
+    )
     return result
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import shapely
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon
-from sqlalchemy import LargeBinary, bindparam, case, exists, func, select, text, true
+from sqlalchemy import ColumnElement, LargeBinary, bindparam, case, exists, func, select, text, true
 from sqlalchemy.orm import Session
 
 from core.errors import OutsideServiceArea, ServiceAreaFromSetting
@@ -166,6 +166,12 @@ def area_source(session: Session, area: AreaConfig) -> Source:
     return "admin" if has_admin else "districts" if has_districts else "none"
 
 
+def _geojson(session: Session, expression: ColumnElement[str]) -> dict[str, Any] | None:
+    document = session.scalar(select(expression))
+    # None: the area was deleted after area_source looked (another transaction's commit).
+    return json.loads(document) if document is not None else None
+
+
 def area_in_force(session: Session, area: AreaConfig) -> AreaInForce:
     source = area_source(session, area)
     geometry: dict[str, Any] | None = None
@@ -173,12 +179,10 @@ def area_in_force(session: Session, area: AreaConfig) -> AreaInForce:
         assert area.polygon is not None
         geometry = json.loads(shapely.to_geojson(area.polygon))
     elif source == "admin":
-        geometry = json.loads(session.scalar(select(func.ST_AsGeoJSON(ServiceArea.geom, 6))))
+        geometry = _geojson(session, func.ST_AsGeoJSON(ServiceArea.geom, 6))
     elif source == "districts":
-        geometry = json.loads(
-            session.scalar(
-                select(func.ST_AsGeoJSON(func.ST_Multi(func.ST_Union(District.geom)), 6))
-            )
+        geometry = _geojson(
+            session, func.ST_AsGeoJSON(func.ST_Multi(func.ST_Union(District.geom)), 6)
         )
     return AreaInForce(source=source, tolerance_m=area.tolerance_m, geometry=geometry)
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def _number[T: (int, float)](env: dict[str, str], name: str, default: T) -> T:
     try:
         return type(default)(raw)
     except ValueError as exc:
-        kind = "an integer" if isinstance(default, int) else "a number"
+        kind = "an integer" if type(default) is int else "a number"
         raise ValueError(f"{name} must be {kind}, got {raw!r}") from exc
 
 
@@ -98,7 +99,32 @@ def _storage_kind(env: dict[str, str]) -> str:
 _PILLOW_PIXELS = 89_000_000
 
 
-def _photo_pixels(env: dict[str, str]) -> dict[str, int]:
+# The groups of settings read together, as the keyword arguments of Settings they become.
+class _PhotoPixels(TypedDict):
+    max_image_pixels: int
+    max_image_pixels_other: int
+    max_request_pixels: int
+
+
+class _WebhookSettings(TypedDict):
+    webhook_allow_hosts: tuple[str, ...]
+    webhook_http_hosts: tuple[str, ...]
+    webhook_ca_file: Path | None
+
+
+class _MediaCopySettings(TypedDict):
+    media_copy_hosts: tuple[str, ...]
+    media_copy_http_hosts: tuple[str, ...]
+    media_copy_allow_internal: bool
+
+
+class _TileSettings(TypedDict):
+    tile_url: str | None
+    tile_attribution: str
+    tile_max_zoom: int
+
+
+def _photo_pixels(env: dict[str, str]) -> _PhotoPixels:
     camera = _bounded(env, "STREETLOOP_MAX_IMAGE_PIXELS", 50_000_000, 1_000_000, _PILLOW_PIXELS)
     other = _bounded(
         env, "STREETLOOP_MAX_IMAGE_PIXELS_OTHER", min(16_000_000, camera), 100_000, camera
@@ -142,7 +168,7 @@ def _locale(env: dict[str, str]) -> str:
     return raw
 
 
-def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
+def _webhook_settings(env: dict[str, str]) -> _WebhookSettings:
     """STREETLOOP_WEBHOOK_*: where webhooks may point besides public https hosts (see
     core/webhook_targets.py), and extra CAs (STREETLOOP_WEBHOOK_CA_FILE, the city's CA for
     all outgoing https: webhooks and copies of linked photos)."""
@@ -167,7 +193,7 @@ def _webhook_settings(env: dict[str, str]) -> dict[str, object]:
     }
 
 
-def _media_copy_settings(env: dict[str, str]) -> dict[str, object]:
+def _media_copy_settings(env: dict[str, str]) -> _MediaCopySettings:
     """STREETLOOP_MEDIA_COPY_*: the hosts whose photo links (a report's media_url) the
     worker copies into our storage (see core/media_links.py); empty copies nothing."""
     from core.media_links import COPY_HOSTS_SETTING, COPY_HTTP_HOSTS_SETTING, COPY_INTERNAL_SETTING
@@ -244,7 +270,7 @@ def tile_kind(url: str) -> str:
     return "vector" if path.endswith(_VECTOR_SUFFIXES) else "raster"
 
 
-def _tile_settings(env: dict[str, str]) -> dict[str, object]:
+def _tile_settings(env: dict[str, str]) -> _TileSettings:
     """STREETLOOP_TILE_URL: a city's own tile server, as a {z}/{x}/{y} URL template of
     vector (.pbf, .mvt) or raster (.png, .jpg, .webp) tiles, used by the maps instead of
     StreetLoop's own basemap; STREETLOOP_TILE_ATTRIBUTION: the credit shown on the maps;

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
@@ -57,7 +58,7 @@ class BreakRule:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, object]) -> BreakRule:
+    def from_json(cls, raw: dict[str, Any]) -> BreakRule:
         return cls(
             time.fromisoformat(str(raw["earliest"])),
             time.fromisoformat(str(raw["latest"])),
@@ -286,7 +287,8 @@ def end_shift(
         from_status="scheduled",
         to_status="ended_early",
         actor=actor,
-        note=f"{shift.crew.code} ends at {at.astimezone(tz):%H:%M} instead of {planned_end.astimezone(tz):%H:%M}: {shift.end_reason}",
+        note=f"{shift.crew.code} ends at {at.astimezone(tz):%H:%M} instead of "
+        f"{planned_end.astimezone(tz):%H:%M}: {shift.end_reason}",
     )
     return shift
 

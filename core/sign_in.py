@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, literal, select
+from sqlalchemy import ColumnElement, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -196,10 +196,12 @@ def _retry_after(session: Session, account: str, address: str, limits: SignInLim
     return max(found) if found else None
 
 
-def _wait(session: Session, where: object, limit: int, window: timedelta) -> int | None:
+def _wait(
+    session: Session, where: ColumnElement[bool], limit: int, window: timedelta
+) -> int | None:
     nth = session.scalar(
         select(literal(window) - (func.now() - SignInFailure.at))
-        .where(where, SignInFailure.at > func.now() - window)  # type: ignore[arg-type]
+        .where(where, SignInFailure.at > func.now() - window)
         .order_by(SignInFailure.at.desc())
         .offset(limit - 1)
         .limit(1)
@@ -214,7 +216,7 @@ def _known(session: Session, account: str, address: str, limits: SignInLimits) -
     if not limits.known_address_days:
         return False
     return (
-        session.scalar(
+        session.execute(
             select(func.count())
             .select_from(SignInAddress)
             .where(
@@ -222,7 +224,7 @@ def _known(session: Session, account: str, address: str, limits: SignInLimits) -
                 SignInAddress.address == address,
                 SignInAddress.last_at > func.now() - timedelta(days=limits.known_address_days),
             )
-        )
+        ).scalar_one()
         > 0
     )
 

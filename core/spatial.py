@@ -9,7 +9,7 @@ import shapely
 from geoalchemy2 import WKBElement
 from geoalchemy2.shape import from_shape, to_shape
 from shapely.geometry import MultiPolygon, Point, Polygon, shape
-from sqlalchemy import ColumnElement, SQLColumnExpression, func
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, func
 
 from core.errors import ValidationFailed
 
@@ -71,7 +71,7 @@ def lon_lat(element: WKBElement | None) -> tuple[float, float] | None:
 
 
 def within_metres(
-    column: SQLColumnExpression[Any], lon: float, lat: float, metres: float
+    column: ColumnExpressionArgument[Any], lon: float, lat: float, metres: float
 ) -> ColumnElement[bool]:
     """ST_DWithin on geography, written so the `(col::geography)` gist index applies."""
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
@@ -79,7 +79,7 @@ def within_metres(
 
 
 def distance_metres(
-    column: SQLColumnExpression[Any], lon: float, lat: float
+    column: ColumnExpressionArgument[Any], lon: float, lat: float
 ) -> ColumnElement[float]:
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
     return func.ST_Distance(func.geography(column), target)

@@ -130,7 +130,7 @@ def _keep_an_admin(session: Session, user: User, doing: str) -> None:
 # -- reading ------------------------------------------------------------------------
 
 
-def users_query(*, role: str | None = None, active: bool | None = None) -> Select[tuple[User]]:
+def users_query(*, role: str | None = None, active: bool | None = None) -> Select[User]:
     """Users by e-mail, optionally of one role or only (in)active ones; for paging."""
     query = select(User).options(selectinload(User.crew)).order_by(func.lower(User.email), User.id)
     if role is not None:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from core.db import existing
 from core.errors import Conflict, ValidationFailed
 from core.lifecycle.base import Actor
 from core.lifecycle.route_plan import RoutePlanLifecycle
@@ -22,7 +23,15 @@ from core.workorders import change_status
 from dispatch.build import Built, TravelTimes
 from dispatch.edit import time_route
 from dispatch.model import urgency_weight
-from dispatch.plans import DayRules, build_for, clock_for, lock_plan, route_geometry, route_stops
+from dispatch.plans import (
+    DEFAULT_DAY_RULES,
+    DayRules,
+    build_for,
+    clock_for,
+    lock_plan,
+    route_geometry,
+    route_stops,
+)
 from dispatch.validate import check_route
 
 
@@ -112,7 +121,8 @@ def _back_to_pool(
             *(u for u in plan.unassigned if u.get("work_order_id") != wo_id),
             {"work_order_id": wo_id, "reason": reason, "message": message},
         ]
-        wo = s.get(WorkOrder, wo_id, with_for_update=True)
+        # Work orders are never deleted, and these were on the plan's routes.
+        wo = existing(s, WorkOrder, wo_id, with_for_update=True)
         if wo.status == "planned":
             change_status(s, wo, "new", actor=actor, note=f"taken off draft plan {plan.id}")
 
@@ -128,7 +138,7 @@ def move_stop(
     tz: ZoneInfo,
     actor: Actor,
     make_room: bool = False,
-    rules: DayRules = DayRules(),
+    rules: DayRules = DEFAULT_DAY_RULES,
     now: datetime | None = None,
 ) -> RoutePlan:
     """Move one job to `position` (1-based among jobs) on `crew_id`'s route of a draft.
@@ -197,7 +207,8 @@ def move_stop(
         )
     if source is None:
         plan.unassigned = [u for u in plan.unassigned if u.get("work_order_id") != work_order_id]
-        wo = s.get(WorkOrder, work_order_id, with_for_update=True)
+        # Open for planning (checked above), and work orders are never deleted.
+        wo = existing(s, WorkOrder, work_order_id, with_for_update=True)
         if wo.status == "new":
             WorkOrderLifecycle.transition(
                 s, wo, "planned", actor=actor, note=f"added to draft plan {plan.id} by hand"
@@ -220,7 +231,7 @@ def remove_stop(
     travel: TravelTimes,
     tz: ZoneInfo,
     actor: Actor,
-    rules: DayRules = DayRules(),
+    rules: DayRules = DEFAULT_DAY_RULES,
     now: datetime | None = None,
 ) -> RoutePlan:
     """Take a stop off a draft: its work goes back to the pool, the route is re-timed."""
@@ -281,10 +292,11 @@ def set_lock(
         )
     if stop.locked == locked:
         return plan
-    if not locked and stop.work_order.status in UNDER_WAY:
+    status = stop.job_order.status
+    if not locked and status in UNDER_WAY:
         raise Conflict(
-            f"work order {work_order_id} is under way ({stop.work_order.status}); it stays first on its route",
-            current=stop.work_order.status,
+            f"work order {work_order_id} is under way ({status}); it stays first on its route",
+            current=status,
         )
     stop.locked = locked
     crew = stop.route.crew.code

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core import crewfeed
+from core.db import existing
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.field import last_event_at
 from core.lifecycle.base import SYSTEM, Actor
@@ -45,7 +46,7 @@ from dispatch.build import (
     left_over,
 )
 from dispatch.edit import refill_without
-from dispatch.model import REASON_WORDS, Result, Route, replan
+from dispatch.model import REASON_WORDS, BreakPlacement, Result, Route, Stop, replan
 from dispatch.progress import Ticker, listening
 from dispatch.solver import SolveParams
 from dispatch.split import solve_split
@@ -68,6 +69,12 @@ class DayRules:
 
     lead: timedelta = timedelta(0)
     fix_max_age: timedelta = FRESH_FIX
+
+
+# Default arguments here and in dispatch.drafts: both are immutable, so one value serves
+# every call.
+DEFAULT_DAY_RULES = DayRules()
+UTC_ZONE = ZoneInfo("UTC")
 
 
 class ReplanPending(Conflict):
@@ -233,13 +240,14 @@ def locks_for_replan(s: Session, plan: RoutePlan, now: datetime) -> Locks:
     driving to, the stops a dispatcher locked to it, and the rest of the dispatched work
     (which may move). Finished work drops out; work moved to another crew by hand since
     is not the parent's to give."""
-    parent = s.get(RoutePlan, plan.parent_id)
+    # Plans are never deleted, and a re-plan's parent is set when it is asked for.
+    parent = existing(s, RoutePlan, plan.parent_id)
     locks = Locks()
     for pr in parent.routes:
         for stop in pr.stops:
-            if stop.kind != "job":
-                continue
             wo = stop.work_order
+            if wo is None:  # a break (only job stops have work: job_has_work_order)
+                continue
             if wo.crew_id != pr.crew_id or wo.status in DONE:
                 continue
             if wo.status == "on_site":
@@ -325,7 +333,7 @@ def run_plan(
     tz: ZoneInfo,
     solve_fn: Callable[..., Result] = solve_split,
     workers: int = 1,
-    rules: DayRules = DayRules(),
+    rules: DayRules = DEFAULT_DAY_RULES,
     now: datetime | None = None,
     progress_every_s: float | None = None,
 ) -> RoutePlan:
@@ -346,8 +354,9 @@ def run_plan(
         # The ticker stops before the result is stored: its writes and the store's lock of
         # the plan's row never wait on each other.
         with Ticker(sessions, plan_id, time_limit_s, every_s=progress_every_s) as ticker:
+            # The plan is there: it was found above, and plans are never deleted.
             with sessions() as s:
-                plan = s.get(RoutePlan, plan_id)
+                plan = existing(s, RoutePlan, plan_id)
                 built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
                 s.expunge_all()
             ticker.solving()
@@ -361,7 +370,7 @@ def run_plan(
                 )
             solve_s = clock.monotonic() - started
         with sessions.begin() as s:
-            plan = s.get(RoutePlan, plan_id)
+            plan = existing(s, RoutePlan, plan_id)
             lock_plan(s, plan)
             _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
             # The last word: the time the solve took, and the day as stored.
@@ -380,7 +389,7 @@ def run_plan(
             return plan
     except Exception as exc:
         with sessions.begin() as s:
-            plan = s.get(RoutePlan, plan_id, with_for_update=True)
+            plan = existing(s, RoutePlan, plan_id, with_for_update=True)
             plan.error = f"{type(exc).__name__}: {exc}"[:2000]
             if RoutePlanLifecycle.can(plan.status, "failed"):
                 RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
@@ -402,13 +411,14 @@ def route_stops(
     built: Built, route: Route, locked: set[str], skip: Callable[[str], bool] = lambda job_id: False
 ) -> list[RouteStop]:
     """A route's jobs and breaks as stop rows, in time order, numbered from 1."""
-    items = sorted(
+    # A break that starts when a job does comes first (0 before 1).
+    items: list[tuple[int, int, Stop | BreakPlacement]] = sorted(
         [(st.start, 1, st) for st in route.stops] + [(b.start, 0, b) for b in route.breaks],
         key=lambda it: it[:2],
     )
     rows: list[RouteStop] = []
-    for _, is_job, item in items:
-        if is_job:
+    for _, _, item in items:
+        if isinstance(item, Stop):
             if skip(item.job_id):
                 continue
             row = RouteStop(
@@ -552,7 +562,7 @@ def _store(
     # The draft holds its work: planned, so staff see it is in a plan (it stays plannable
     # for other drafts; publishing one supersedes the rest).
     s.flush()
-    ids = [st.work_order_id for pr in plan.routes for st in pr.stops if st.kind == "job"]
+    ids = [st.job_order_id for pr in plan.routes for st in pr.stops if st.kind == "job"]
     for wo in _lock_work(s, ids).values():
         if wo.status == "new":
             WorkOrderLifecycle.transition(
@@ -588,10 +598,12 @@ def _refuse_overlaps(s: Session, plan: RoutePlan, crews: set[int], tz: ZoneInfo)
         if not shared:
             continue
         codes = _codes(s, shared)
-        if other.published_at > built_at:
+        published_at = other.published_at
+        assert published_at is not None  # the query asks for published plans only
+        if published_at > built_at:
             raise Conflict(
                 f"plan {other.id} (version {other.version}) was published for {codes} at "
-                f"{other.published_at.astimezone(tz):%H:%M}, after this draft was built; plan again or re-plan",
+                f"{published_at.astimezone(tz):%H:%M}, after this draft was built; plan again or re-plan",
                 plan_id=other.id,
                 crews=codes.split(", "),
                 current=plan.status,
@@ -611,7 +623,7 @@ def publish_plan(
     plan: RoutePlan,
     *,
     actor: Actor,
-    tz: ZoneInfo = ZoneInfo("UTC"),
+    tz: ZoneInfo = UTC_ZONE,
     stale_after: timedelta = timedelta(minutes=15),
     slip: timedelta = timedelta(minutes=30),
     now: datetime | None = None,
@@ -644,7 +656,7 @@ def publish_plan(
             current="ready",
         )
     if plan.parent_id is not None:
-        parent = s.get(RoutePlan, plan.parent_id)
+        parent = existing(s, RoutePlan, plan.parent_id)  # plans are never deleted
         if parent.status != "published":
             # Its locks were read from a day another version has replaced since.
             raise Conflict(
@@ -679,14 +691,14 @@ def publish_plan(
     )
     orders = _lock_work(
         s,
-        [st.work_order_id for st in mine] + [st.work_order_id for _, st in theirs] + sorted(stale),
+        [st.job_order_id for st in mine] + [st.job_order_id for _, st in theirs] + sorted(stale),
     )
     planned_here: set[int] = set()
     for pr in plan.routes:
         for stop in pr.stops:
             if stop.kind != "job":
                 continue
-            wo = orders[stop.work_order_id]
+            wo = orders[stop.job_order_id]
             planned_here.add(wo.id)
             if wo.status in PLANNABLE_STATUSES or (
                 wo.status == "dispatched" and wo.crew_id != pr.crew_id
@@ -715,9 +727,9 @@ def publish_plan(
                     # Never a promise in the past: a stop due a few minutes ago is expected now.
                     keep_promise(s, req, stop.start_at, slip=slip, tz=tz, actor=actor, now=now)
     for pr, stop in theirs:
-        if stop.work_order_id in planned_here:
+        if stop.job_order_id in planned_here:
             continue
-        wo = orders[stop.work_order_id]
+        wo = orders[stop.job_order_id]
         # Dropped by the newer version: back to the queue for another day. Work a
         # dispatcher has since given to another crew by hand stays where it is.
         if wo.status == "planned" or (wo.status == "dispatched" and wo.crew_id == pr.crew_id):

@@ -15,6 +15,7 @@ holds no transaction, and a slow database must never slow the search."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -61,7 +62,7 @@ def figures(problem: Problem, routes: Mapping[str, Sequence[str]]) -> dict[str, 
             continue
         scheduled += len(seq)
         path = [c.start, *seq, c.end]
-        for a, b in zip(path, path[1:]):
+        for a, b in itertools.pairwise(path):
             drive += int(m.durations[a, b])
             dist += int(m.distances[a, b])
     return {

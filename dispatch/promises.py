@@ -50,33 +50,35 @@ def _window_start(wo: WorkOrder, arrival: datetime) -> datetime:
     return arrival
 
 
+def _site(wo: WorkOrder) -> tuple[float, float]:
+    """Where routed work is: work with no place on the map is never routed (dispatch.build)."""
+    site = lon_lat(wo.location)
+    if site is None:
+        raise ValueError(f"work order {wo.id} is on a route but has no location")
+    return site
+
+
 def _where_and_when(
     s: Session, pr: PlanRoute, mine: list[RouteStop], now: datetime, fix_max_age: timedelta
 ) -> tuple[tuple[float, float], datetime]:
     """Where the crew is and when it is free to drive on: at the job it is on, else at a
     fresh fix, else where it last finished, else where its route starts."""
-    on_site = next((st.work_order for st in mine if st.work_order.status == "on_site"), None)
+    on_site = next((st.job_order for st in mine if st.job_order.status == "on_site"), None)
     if on_site is not None:
         arrived = last_event_at(s, on_site, ("on_site",)) or now
-        return lon_lat(on_site.location), max(
-            now, arrived + timedelta(minutes=on_site.minutes_on_site)
-        )
+        return _site(on_site), max(now, arrived + timedelta(minutes=on_site.minutes_on_site))
     here = fresh_fix(s, pr.crew_id, now, fix_max_age)
     if here is not None:
         return here, now
-    done = [
-        (last_event_at(s, st.work_order, ("completed",)), st.work_order)
-        for st in mine
-        if st.work_order.status in VISITED
-    ]
-    done = [(at, wo) for at, wo in done if at is not None]
+    finished = [st.job_order for st in mine if st.job_order.status in VISITED]
+    done = [(at, wo) for wo in finished if (at := last_event_at(s, wo, ("completed",))) is not None]
     if done:
         at, last = max(done, key=lambda d: d[0])
-        return lon_lat(last.location), max(now, at)
+        return _site(last), max(now, at)
     if pr.geometry is not None:
         x, y = to_shape(pr.geometry).coords[0][:2]
         return (x, y), max(now, pr.start_at)
-    return lon_lat(mine[0].work_order.location), max(now, pr.start_at)
+    return _site(mine[0].job_order), max(now, pr.start_at)
 
 
 def _project(
@@ -85,15 +87,15 @@ def _project(
     """The stops still ahead of the crew, in route order (the one it is driving to
     first), with when it will now start each."""
     stops = sorted(pr.stops, key=lambda st: st.sequence)
-    mine = [st for st in stops if st.kind == "job" and st.work_order.crew_id == pr.crew_id]
+    mine = [st for st in stops if st.kind == "job" and st.job_order.crew_id == pr.crew_id]
     ahead = sorted(
-        (st for st in mine if st.work_order.status in NOT_REACHED),
-        key=lambda st: (st.work_order.status != "en_route", st.sequence),
+        (st for st in mine if st.job_order.status in NOT_REACHED),
+        key=lambda st: (st.job_order.status != "en_route", st.sequence),
     )
     if not ahead:
         return []
     here, free = _where_and_when(s, pr, mine, now, fix_max_age)
-    durations = travel.matrix([here] + [lon_lat(st.work_order.location) for st in ahead]).durations
+    durations = travel.matrix([here] + [_site(st.job_order) for st in ahead]).durations
     out: list[tuple[RouteStop, datetime]] = []
     breaks = [st for st in stops if st.kind == "break" and st.end_at > now]
     position = 0
@@ -103,9 +105,9 @@ def _project(
             free = max(free, b.start_at) + (b.end_at - b.start_at)
             breaks.remove(b)
         arrival = free + timedelta(seconds=int(durations[position][k + 1]))
-        start = _minute_up(_window_start(st.work_order, arrival))
+        start = _minute_up(_window_start(st.job_order, arrival))
         out.append((st, start))
-        free, position = start + timedelta(minutes=st.work_order.minutes_on_site), k + 1
+        free, position = start + timedelta(minutes=st.job_order.minutes_on_site), k + 1
     return out
 
 
@@ -147,17 +149,18 @@ def refresh_promises(
         if now_there is None:
             continue  # another version took the crew's day meanwhile: its own projection comes next time
         for stop_id, start in starts:
+            # Projected stops are jobs: a stop of that id is one still.
             st = now_there.get(stop_id)
             if (
                 st is None
-                or st.work_order.crew_id != crew_id
-                or st.work_order.status not in NOT_REACHED
+                or st.job_order.crew_id != crew_id
+                or st.job_order.status not in NOT_REACHED
             ):
                 continue
             st.projected_start_at, st.projected_at = start, now
             stops += 1
             late += start - st.start_at > slip
-            for req in st.work_order.requests:
+            for req in st.job_order.requests:
                 if req.status == "open":
                     told += keep_promise(s, req, start, slip=slip, tz=tz, now=now)
     return Refreshed(routes=len(routes), stops=stops, late=late, told=told)

@@ -224,7 +224,7 @@ def _line(runs: list[list[tuple[float, float]]]) -> shapely.Geometry | None:
 
 def _landuse_kind(tags: osmium.osm.TagList) -> str | None:
     for key, kinds in _LANDUSE:
-        kind = kinds.get(tags.get(key, ""))
+        kind = kinds.get(tags[key]) if key in tags else None
         if kind:
             return kind
     return None
@@ -310,9 +310,9 @@ def read_basemap(pbf: str | Path) -> Iterator[_Row]:
     for obj in osmium.FileProcessor(str(pbf)).with_areas(wanted):
         if isinstance(obj, osmium.osm.Area):
             yield from _area_rows(obj, wkb)
-        elif obj.is_way():
+        elif isinstance(obj, osmium.osm.Way):
             yield from _way_rows(obj)
-        elif obj.is_node():
+        elif isinstance(obj, osmium.osm.Node):
             yield from _node_rows(obj)
 
 
@@ -358,8 +358,9 @@ def build_basemap(session: Session, pbf: str | Path, *, force: bool = False) -> 
         )
     ).one()
     seconds = time.perf_counter() - started
+    version = uuid.uuid4().hex[:16]
     values = {
-        "version": uuid.uuid4().hex[:16],
+        "version": version,
         "source": source,
         "features": count,
         "seconds": round(seconds, 3),
@@ -373,12 +374,15 @@ def build_basemap(session: Session, pbf: str | Path, *, force: bool = False) -> 
         build.built_at = session.scalar(text("SELECT now()"))
     session.flush()
     log.info("built the basemap of %s: %d features in %.1f s", pbf.name, count, seconds)
-    return BuildSummary(count, seconds, False, values["version"])
+    return BuildSummary(count, seconds, False, version)
 
 
 def _copy_features(session: Session, rows: Iterator[_Row]) -> int:
     """COPY the rows in (an INSERT per feature is ten times slower on a city of buildings)."""
     raw = session.connection().connection.driver_connection
+    # Only a connection returned to the pool has no driver connection; this one is checked
+    # out, and its transaction has just run the DELETE.
+    assert raw is not None
     count = 0
     with (
         raw.cursor() as cur,

@@ -5,11 +5,12 @@ so an ambiguous or unknown address stays unplaced for a dispatcher to pin."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Integer, case, delete, func, insert, select
+from sqlalchemy import ColumnElement, Integer, Row, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.intake import GeocodeMatch
@@ -41,7 +42,7 @@ def build_address_index(session: Session, pbf: str | Path) -> int:
     return len(rows)
 
 
-def _point_match(rows: list[AddressPoint], label: str, precision: str) -> GeocodeMatch | None:
+def _point_match(rows: Sequence[Row[Any]], label: str, precision: str) -> GeocodeMatch | None:
     if not rows:
         return None
     # Several records with one key: accept only if they are one place (the same
@@ -125,7 +126,7 @@ def _search(session: Session, key: str, housenumber: str | None, limit: int) -> 
     exact = AddressPoint.street_key == key
     starts = AddressPoint.street_key.startswith(key, autoescape=True)
     word = AddressPoint.street_key.contains(f" {key}", autoescape=True)
-    conditions = [starts | word]
+    conditions: list[ColumnElement[bool]] = [starts | word]
     number_rank: Any = case((AddressPoint.housenumber.is_(None), 0), else_=1)
     if housenumber:
         hn = housenumber

@@ -164,11 +164,11 @@ def read_addresses(pbf: PathArg) -> list[AddressRecord]:
             if not geom.is_valid:
                 geom = shapely.make_valid(geom)
             records.append(_record(tags, geom.centroid, "relation", obj.orig_id()))
-        elif obj.is_node():
+        elif isinstance(obj, osmium.osm.Node):
             if has_addr and obj.location.valid():
                 loc = obj.location
                 records.append(_record(tags, Point(loc.lon, loc.lat), "node", obj.id))
-        elif obj.is_way():
+        elif isinstance(obj, osmium.osm.Way):
             is_street = "name" in tags and tags.get("highway", "") not in ("", *_NOT_STREETS)
             if not (has_addr or is_street):
                 continue
@@ -285,8 +285,8 @@ def _admin_level(tags: osmium.osm.TagList) -> int | None:
     if tags.get("boundary") != "administrative" or not tags.get("name"):
         return None
     try:
-        return int(tags.get("admin_level", ""))
-    except ValueError:
+        return int(tags["admin_level"])
+    except (KeyError, ValueError):  # no admin_level, or one that is not a number
         return None
 
 
@@ -309,7 +309,11 @@ def _gap_closed_boundaries(
     """Rebuild boundaries with missing member ways by bridging chain ends."""
     relations: dict[int, tuple[str, int, list[tuple[int, str]]]] = {}
     for rel in osmium.FileProcessor(pbf, osmium.osm.RELATION):
-        if _admin_level(rel.tags) != level or rel.id in skip:
+        if (
+            not isinstance(rel, osmium.osm.Relation)
+            or _admin_level(rel.tags) != level
+            or rel.id in skip
+        ):
             continue
         members = [(m.ref, m.role) for m in rel.members if m.type == "w"]
         relations[rel.id] = (rel.tags["name"], level, members)
@@ -318,7 +322,7 @@ def _gap_closed_boundaries(
     wanted = {ref for _, _, ms in relations.values() for ref, _ in ms}
     lines: dict[int, list[tuple[float, float]]] = {}
     for way in osmium.FileProcessor(pbf, osmium.osm.NODE | osmium.osm.WAY).with_locations():
-        if way.is_way() and way.id in wanted:
+        if isinstance(way, osmium.osm.Way) and way.id in wanted:
             runs = _way_coords(way)
             if len(runs) == 1:
                 lines[way.id] = runs[0]
@@ -395,7 +399,11 @@ def street_points(
     wanted = frozenset(highway_types)
     ways: list[tuple[int, str, list[list[tuple[float, float]]]]] = []
     for way in osmium.FileProcessor(pbf, osmium.osm.NODE | osmium.osm.WAY).with_locations():
-        if way.is_way() and way.tags.get("highway") in wanted and way.tags.get("name"):
+        if (
+            isinstance(way, osmium.osm.Way)
+            and way.tags.get("highway") in wanted
+            and way.tags.get("name")
+        ):
             runs = _way_coords(way)
             if runs:
                 ways.append((way.id, way.tags["name"], runs))

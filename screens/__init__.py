@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, send_from_directory
+from werkzeug.wrappers import Response as BaseResponse
 
 STATIC = Path(__file__).parent / "static"
 
@@ -73,7 +74,7 @@ def _headers(response: Response) -> Response:
 
 @blp.route("/crew")
 @blp.route("/console")
-def _without_slash() -> Response:
+def _without_slash() -> BaseResponse:  # what flask.redirect makes
     return redirect(request.path + "/", code=308)
 
 

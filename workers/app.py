@@ -24,9 +24,8 @@ def connector_for(settings: Settings, *, web: bool = False) -> PsycopgConnector:
     waited 5 s for each in turn. Here every attempt gives up after the connect timeout,
     so a pool closes within that time, and a caller waits no longer for a connection."""
     timeout = settings.db_connect_timeout_s
-    sizes = (
-        {"min_size": 1, "max_size": 4, "num_workers": 1} if web else {}
-    )  # a defer is one short INSERT
+    # psycopg_pool's keyword arguments; the web app's defers are one short INSERT each.
+    sizes: dict[str, Any] = {"min_size": 1, "max_size": 4, "num_workers": 1} if web else {}
     return PsycopgConnector(
         conninfo=libpq_url(settings.database_url),
         kwargs={"connect_timeout": timeout},

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import notifications as outbox
+from core.db import existing
 from core.models import Notification
 from core.settings import Settings
 from core.webhook_targets import IPAddress, WebhookPolicy
@@ -89,9 +90,10 @@ def send_email(settings: Settings, msg: EmailMessage, *, timeout: float = SMTP_T
             f"recipient refused: {detail}", permanent=all(c >= 500 for c in codes)
         ) from exc
     except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(
-            f"SMTP {exc.smtp_code}: {exc.smtp_error.decode(errors='replace')}"
-        ) from exc
+        # A server's reply is bytes; smtplib's own refusals (a reply line over its limit) are text.
+        reason = exc.smtp_error
+        text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
+        raise DeliveryError(f"SMTP {exc.smtp_code}: {text}") from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc!r}") from exc
 
@@ -183,7 +185,8 @@ def _channels(session: Session, settings: Settings, now: datetime | None) -> tup
 def _compose(
     session: Session, settings: Settings, claimed: outbox.Claim, now: datetime | None
 ) -> EmailMessage | outbox.WebhookRequest:
-    row = session.get(Notification, claimed.notification_id)
+    # Claimed a moment ago, and outbox rows are never deleted.
+    row = existing(session, Notification, claimed.notification_id)
     if claimed.channel == "email":
         return outbox.email_message(session, row, settings, now=now)
     return outbox.webhook_request(session, row, settings)

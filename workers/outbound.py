@@ -19,8 +19,9 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Buffer, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.webhook_targets import IPAddress, literal_address
 
@@ -43,9 +44,13 @@ class Unreachable(Exception):
 def resolve_host(host: str, port: int) -> list[str]:
     """The system resolver's addresses for `host`, in its order of preference."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    # typeshed promises IPv4 and IPv6 answers only, so mypy finds the filter always true;
+    # it keeps that so whatever the platform's resolver answers.
     return list(
         dict.fromkeys(
-            str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)
+            str(info[4][0])
+            for info in infos
+            if info[0] in (socket.AF_INET, socket.AF_INET6)  # type: ignore[redundant-expr]
         )
     )
 
@@ -121,7 +126,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
+    def readinto(self, buffer: Buffer) -> int | None:
         self._sock.settimeout(_wait(self._timeout, self._deadline))
         return self._raw.readinto(buffer)
 
@@ -134,9 +139,10 @@ class _DeadlineResponse(http.client.HTTPResponse):
     """A response read under the connection's deadline (see _DeadlineReader)."""
 
     def __init__(
-        self, sock: socket.socket, *args: object, timeout: float, deadline: float, **kwargs: object
+        self, sock: socket.socket, *args: Any, timeout: float, deadline: float, **kwargs: Any
     ) -> None:
-        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        # Whatever http.client passes on (method=...), as it would to HTTPResponse itself.
+        super().__init__(sock, *args, **kwargs)
         plain, self.fp = self.fp, io.BufferedReader(_DeadlineReader(sock, timeout, deadline))
         plain.close()  # the file http.client made; nothing was read from it yet
 
@@ -155,15 +161,19 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._addresses = addresses
+        # http.client's own `timeout` may be None (wait for ever); ours never is.
+        self._timeout = timeout
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(
+            # http.client only calls response_class(sock, method=...): a callable that makes
+            # an HTTPResponse serves, though typeshed asks for the class itself.
+            self.response_class = functools.partial(  # type: ignore[assignment]
                 _DeadlineResponse, timeout=timeout, deadline=deadline
             )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
-        self.sock = _open_socket(self._addresses, self.port, _wait(self.timeout, self._deadline))
+        self.sock = _open_socket(self._addresses, self.port, _wait(self._timeout, self._deadline))
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -182,17 +192,18 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=timeout, context=context)
         self._addresses = addresses
         self._tls = context
+        self._timeout = timeout  # as above
         self._deadline = deadline
         if deadline is not None:
-            self.response_class = functools.partial(
+            self.response_class = functools.partial(  # type: ignore[assignment]  # as above
                 _DeadlineResponse, timeout=timeout, deadline=deadline
             )
 
     def connect(self) -> None:
         sys.audit("http.client.connect", self, self.host, self.port)
-        sock = _open_socket(self._addresses, self.port, _wait(self.timeout, self._deadline))
+        sock = _open_socket(self._addresses, self.port, _wait(self._timeout, self._deadline))
         try:
-            sock.settimeout(_wait(self.timeout, self._deadline))  # the handshake's share
+            sock.settimeout(_wait(self._timeout, self._deadline))  # the handshake's share
             self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()

@@ -17,6 +17,7 @@ import logging
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import psycopg
 from procrastinate import App
@@ -49,7 +50,7 @@ class WorkerOptions:
         return max(self.stalled_after_s / 4, 0.5)
 
 
-def lost_database(exc: BaseException | None) -> bool:
+def lost_database(exc: BaseException | None) -> TypeGuard[BaseException]:
     """Whether `exc` (or what caused it) says the database went away, rather than a bug.
 
     procrastinate wraps every driver error in ConnectorException; the connection problems
@@ -216,6 +217,8 @@ class Supervisor:
                     # waits 5 s for each pool task, and with the database gone each is stuck
                     # in a connection attempt. Those attempts end by their connect timeout,
                     # or are cancelled with the event loop when the process stops.
+                    # App.connector is typed as any connector; ours is the PsycopgConnector
+                    # of workers.app, which has a pool.
                     await self.app.connector.pool.close(timeout=_POOL_CLOSE_S)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - classified by the caller: lost database or crash
             return exc

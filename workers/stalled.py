@@ -30,11 +30,14 @@ def _requeue_plan(job: Job, stalled_after_s: float) -> None:
     from dispatch.plans import requeue_orphaned_plan
     from workers.tasks import _resources
 
+    plan_id = job.task_kwargs["plan_id"]
+    if not isinstance(plan_id, int):  # the API defers it with the plan's id, an integer
+        raise TypeError(f"optimise_plan job {job.id} has plan_id {plan_id!r}, not a plan's id")
     _, sessions, _ = _resources()
     with sessions.begin() as s:
         requeue_orphaned_plan(
             s,
-            int(job.task_kwargs["plan_id"]),
+            plan_id,
             note=f"its worker stopped (no heartbeat for {stalled_after_s:g} s); solving it again",
         )
 

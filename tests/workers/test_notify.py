@@ -303,6 +303,36 @@ def test_a_server_that_refuses_connections_is_retried(
     assert len(smtp.messages) == 1
 
 
+def test_a_server_whose_reply_line_is_too_long_is_retried_with_smtplibs_reason(
+    sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
+) -> None:
+    """smtplib refuses a reply line over its limit with a reason that is text, not bytes as
+    from a server: the attempt is still a failed one, recorded and retried."""
+    request_id, t0 = _closed_report(sessions)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def greet_too_long() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"220 " + b"x" * 10_000 + b"\r\n")
+
+    server = threading.Thread(target=greet_too_long, daemon=True)
+    server.start()
+    deliver_due(sessions, dataclasses.replace(city, smtp_port=port), now=t0)
+    server.join(timeout=10)
+    row = _row(db, request_id)
+    assert (row.state, row.attempts, row.next_attempt_at) == (
+        "pending",
+        1,
+        t0 + timedelta(minutes=1),
+    )
+    assert row.last_error == "SMTP 500: Line too long."
+    assert deliver_due(sessions, city, now=t0 + timedelta(minutes=1)).sent == [row.id]
+    assert len(smtp.messages) == 1
+
+
 def test_delivery_gives_up_after_the_last_attempt(
     sessions: sessionmaker[Session], db: Session, city: Settings, smtp: SmtpSink
 ) -> None:

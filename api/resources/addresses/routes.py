@@ -25,7 +25,9 @@ MAX_QUERY = 200
 class LatLon(fields.String):
     """ "lat,lon" in decimal degrees, as a (lat, lon) pair."""
 
-    def _deserialize(
+    # A string on the wire (so the OpenAPI document says so), a pair once read: the override
+    # returns another type than String's on purpose.
+    def _deserialize(  # type: ignore[override]
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> tuple[float, float]:
         raw = super()._deserialize(value, attr, data, **kwargs)
@@ -50,8 +52,8 @@ class AddressArgs(Schema):
     )
     near = LatLon(
         metadata={
-            "description": f"lat,lon of a point clicked on the map: the nearest house numbers within {NEAREST_WITHIN_M} m, "
-            "nearest first"
+            "description": "lat,lon of a point clicked on the map: the nearest house numbers "
+            f"within {NEAREST_WITHIN_M} m, nearest first"
         }
     )
     limit = fields.Integer(load_default=10, validate=validate.Range(1, MAX_SEARCH_RESULTS))

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api.auth import current_actor, require
 from api.db import session
+from api.errors import abort
 from api.resources.common import Blueprint
 from core.auth import create_api_key, revoke_api_key
 from core.models import ApiKey

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import abort
-
 from api.auth import current_actor, current_token, current_user, require
 from api.client_address import request_client_address
 from api.db import session, settings
-from api.errors import ErrorSchema
+from api.errors import ErrorSchema, abort
 from api.resources.auth.schemas import LoginSchema, MeSchema, RevokedSchema, TokenSchema
 from api.resources.common import Blueprint
 from core.auth import revoke_token, revoke_tokens

@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, get_type_hints
 
 from flask import Response, request
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from api import inputs
 from api.auth import require
 from api.db import session, settings
+from api.errors import abort
 from api.resources.common import Blueprint
 from reports import citistat
 

@@ -166,7 +166,8 @@ class RouteStopSchema(Schema):
         fields.Nested(StopPhotoLinkSchema),
         required=True,
         metadata={
-            "description": "photos the reports sent as links and not (yet) copied into our storage: they need the network"
+            "description": "photos the reports sent as links and not (yet) copied into our "
+            "storage: they need the network"
         },
     )
 
@@ -245,7 +246,8 @@ class CrewChangesSchema(Schema):
     reset = fields.Boolean(
         required=True,
         metadata={
-            "description": "the cursor was beyond the feed (a phone restored from another database): read the route again"
+            "description": "the cursor was beyond the feed (a phone restored from another "
+            "database): read the route again"
         },
     )
 

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from api.auth import require
 from api.db import session
+from api.errors import abort
 from api.resources.common import Blueprint
 from core.models import Crew, Depot
 

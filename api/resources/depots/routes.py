@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from api.auth import require
 from api.db import session
+from api.errors import abort
 from api.resources.common import Blueprint, PointSchema, patch_schema, point_out
 from core.models import Depot
 from core.spatial import point

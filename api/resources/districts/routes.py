@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate, validates
 from shapely.geometry import mapping
 from sqlalchemy import func, select
 
 from api.auth import require
 from api.db import session
+from api.errors import abort
 from api.resources.common import Blueprint, as_multipolygon
 from api.resources.geojson import GeoJSONMultiPolygonSchema, GeoJSONPolygonSchema
 from api.resources.typed import JSONObject

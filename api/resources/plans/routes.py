@@ -5,7 +5,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import url_for
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -13,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, require
 from api.db import day_rules, defer_after_commit, session, settings, travel
+from api.errors import abort
 from api.resources.common import Blueprint
 from api.resources.geojson import GeoJSONLineStringSchema, feature_collection_type, feature_type
 from api.resources.typed import Computed, JSONObject
@@ -78,7 +78,8 @@ class LockSchema(Schema):
     locked = fields.Boolean(
         required=True,
         metadata={
-            "description": "true: the stop stays with its crew, in its place among the crew's locked stops, through edits and re-plans"
+            "description": "true: the stop stays with its crew, in its place among the crew's "
+            "locked stops, through edits and re-plans"
         },
     )
 
@@ -590,5 +591,6 @@ def lock(data: dict[str, Any], plan_id: int, work_order_id: int) -> Any:
 def _detail(plan_id: int) -> RoutePlan:
     session().expire_all()
     plan = _load(plan_id)
+    # Read by the answer's schema; no column, hence the ignore.
     plan.geojson = _geojson(plan)  # type: ignore[attr-defined]
     return plan

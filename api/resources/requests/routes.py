@@ -4,7 +4,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import url_for
-from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -12,7 +11,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, service_area, session, settings
-from api.errors import ErrorSchema
+from api.errors import ErrorSchema, abort
 from api.open311.routes import expected_at_expr
 from api.resources.common import (
     BBoxArgs,
@@ -28,6 +27,7 @@ from api.resources.common import (
 )
 from api.resources.typed import Computed, JSONValue
 from api.status_page import late_since, public_timeline
+from core.db import existing
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
 from core.models import (
@@ -201,7 +201,8 @@ class RequestDetailSchema(RequestSchema):
     public_timeline = fields.List(
         fields.Nested(PublicEventSchema),
         metadata={
-            "description": "the timeline the resident's status page shows: public events only, status changes in its words"
+            "description": "the timeline the resident's status page shows: public events only, "
+            "status changes in its words"
         },
     )
     service_notice = fields.String(
@@ -406,10 +407,11 @@ def get_request(public_id: str) -> Any:
 def _detail(req: ServiceRequest) -> ServiceRequest:
     s = session()
     events = timeline(s, "service_request", req.id)
+    # The answer's extra fields ride on the request for RequestDetailSchema to read; none of
+    # them is a column, hence the attr-defined ignores.
     # A call-taker answers the caller from what the resident may read: the public events.
-    req.timeline = (
-        [e for e in events if e.public] if current_user().role == "call_taker" else events
-    )  # type: ignore[attr-defined]
+    shown = [e for e in events if e.public] if current_user().role == "call_taker" else events
+    req.timeline = shown  # type: ignore[attr-defined]
     # The status page's own expression and rules, so the desk and the page say the same.
     expected, due = s.execute(
         select(expected_at_expr(), WorkOrder.due_at)
@@ -458,8 +460,9 @@ class CandidateSchema(Schema):
     outcome = fields.String(
         metadata={
             "description": (
-                "joins: a report here joins this work (the nearest open one); nearby: open and within the radius too, but "
-                "a nearer one is joined; reopens: no open work here, and this was fixed lately, so a report reopens it"
+                "joins: a report here joins this work (the nearest open one); nearby: open and "
+                "within the radius too, but a nearer one is joined; reopens: no open work here, "
+                "and this was fixed lately, so a report reopens it"
             )
         }
     )
@@ -586,8 +589,9 @@ class RedactionArgs(Schema):
 
 class RedactionSchema(Schema):
     id = fields.Integer()
+    # The redaction's own request: a foreign key, and deleting a request deletes its redactions.
     request = Computed(
-        lambda r: session().get(ServiceRequest, r.service_request_id).public_id,
+        lambda r: existing(session(), ServiceRequest, r.service_request_id).public_id,
         fields.String(),
         metadata={
             "description": "the request whose text it is: redacting the status notes redacts the same text on the "
@@ -599,7 +603,8 @@ class RedactionSchema(Schema):
     original = fields.String(
         allow_none=True,
         metadata={
-            "description": "the text before the redaction; null once the retention purge removed it with the contact details"
+            "description": "the text before the redaction; null once the retention purge "
+            "removed it with the contact details"
         },
     )
     redacted = fields.String(metadata={"description": "the text the public sees"})

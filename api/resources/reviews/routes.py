@@ -6,7 +6,6 @@ import mimetypes
 from typing import Any
 
 from flask import Response
-from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from api.auth import current_actor, current_user, require
 from api.db import media_storage, session
+from api.errors import abort
 from api.resources.common import (
     PHOTO_FILE,
     Blueprint,
@@ -105,7 +105,8 @@ class CheckSchema(Schema):
         allow_none=True,
         validate=validate.OneOf((proof.AT_MOST, proof.ABOVE)),
         metadata={
-            "description": "at_most: passes when value <= limit; above: when value > limit (reuse: a small distance is a copy)"
+            "description": "at_most: passes when value <= limit; above: when value > limit "
+            "(reuse: a small distance is a copy)"
         },
     )
     detail = fields.String(metadata={"description": "what was measured, in words"})
@@ -209,7 +210,8 @@ class CompletionMapSchema(Schema):
         JSONValue(SiteFeatureSchema, FixFeatureSchema, TrackFeatureSchema),
         required=True,
         metadata={
-            "description": "the site (where the work order is), the crew's fix (where the phone said it was), and the track"
+            "description": "the site (where the work order is), the crew's fix (where the phone "
+            "said it was), and the track"
         },
     )
 

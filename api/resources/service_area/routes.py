@@ -34,8 +34,8 @@ class ServiceAreaSchema(Schema):
     source = fields.String(
         metadata={
             "enum": _SOURCES,
-            "description": f"where the area comes from: the {SETTING} file, an admin's polygon, the union of the districts, "
-            "or none (every location is accepted)",
+            "description": f"where the area comes from: the {SETTING} file, an admin's polygon, "
+            "the union of the districts, or none (every location is accepted)",
         }
     )
     tolerance_m = fields.Float(

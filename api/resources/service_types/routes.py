@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from api.auth import require
 from api.db import session
+from api.errors import abort
 from api.resources.common import Blueprint, patch_schema
 from api.resources.service_types.schemas import ServiceTypeSchema
 from core.models import ServiceAttribute, ServiceType
@@ -31,7 +31,7 @@ def _apply(st: ServiceType, data: dict[str, Any]) -> None:
     for key, value in data.items():
         setattr(st, key, value)
     if attrs is not None:
-        if st.id is not None and st.attributes:
+        if inspect(st).persistent and st.attributes:
             # Delete the old rows first: (service_type_id, code) is unique, and the
             # unit of work would insert the replacements before deleting the orphans.
             st.attributes = []

@@ -7,7 +7,6 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import g
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -15,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, require
 from api.db import session, settings
+from api.errors import abort
 from api.resources.common import Blueprint, EventSchema, timeline
 from core import shifts as rota
 from core.models import Crew, Depot, Shift, ShiftPattern

@@ -6,13 +6,13 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import current_actor, require
 from api.db import session, settings
+from api.errors import abort
 from api.resources.common import Blueprint
 from core.lifecycle.client_app import WebhookLifecycle
 from core.models import ApiKey, Webhook

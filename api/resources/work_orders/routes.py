@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -11,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import session, settings
+from api.errors import abort
 from api.resources.common import (
     BBoxArgs,
     Blueprint,
@@ -147,6 +147,7 @@ def _detail(wo_id: int) -> WorkOrder:
     """The order as it now is, with its timeline."""
     session().expire_all()
     wo = _load(wo_id)
+    # Read by the answer's schema; no column, hence the ignore.
     wo.timeline = timeline(session(), "work_order", wo.id)  # type: ignore[attr-defined]
     return wo
 
