@@ -10,6 +10,7 @@ and who sends it, its `Completer`.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,6 +174,14 @@ def done_time(c: Completion) -> datetime:
     return c.captured_at or c.fix_time or c.submitted_at
 
 
+def _known_accuracy(accuracy_m: float | None) -> float | None:
+    """A stored accuracy the track checks can use, else None (unknown, so no credit). Rows
+    from before the positions endpoint refused them may hold a negative or NaN accuracy."""
+    if accuracy_m is None or not math.isfinite(accuracy_m) or accuracy_m < 0:
+        return None
+    return accuracy_m
+
+
 def track_pings(
     s: Session, crew_id: int, done_at: datetime, policy: proof.ProofPolicy
 ) -> list[proof.Ping]:
@@ -180,7 +189,7 @@ def track_pings(
     the track and teleport checks read, and what a supervisor sees drawn on the map."""
     span = timedelta(seconds=policy.track_window_s)
     return [
-        proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=acc)
+        proof.Ping(lat=lat, lon=lon, at=at, accuracy_m=_known_accuracy(acc))
         for lat, lon, at, acc in s.execute(
             select(
                 func.ST_Y(PositionPing.location),

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import closing
@@ -32,16 +32,17 @@ from core.completion import (
     fixed_clock,
     public_view,
     remember_answer,
+    track_pings,
 )
 from core.errors import Conflict, ValidationFailed
 from core.field import ingest_positions, last_event_at
 from core.lifecycle import Actor
-from core.models import Completion, CrewPosition, Photo, StatusEvent, WorkOrder
+from core.models import Completion, CrewPosition, Photo, PositionPing, StatusEvent, WorkOrder
 from core.photos import original_key, store_photo
 from core.storage import LocalStorage
 from core.workorders import change_status
 from geo.photos import PhotoLimits, inspect_photos
-from geo.proof import Ping
+from geo.proof import Ping, ProofPolicy
 from tests import factories as f
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -431,3 +432,20 @@ def test_a_photo_belongs_to_a_request_or_a_completion(db: Session, tmp_path: Pat
         with pytest.raises(ValueError, match="belongs to"):
             store_photo(db, storage, info, photo(1), **owner)
     assert not any(tmp_path.rglob("*.jpg"))
+
+
+def test_a_stored_ping_with_a_nonsense_accuracy_counts_as_one_of_unknown_accuracy(
+    db: Session, tmp_path: Path
+) -> None:
+    # Before the positions endpoint refused them, a negative accuracy was stored as sent.
+    # Such an old row must not break every later completion of that crew with a 500: the
+    # track check reads it as a fix of unknown accuracy, which earns no credit.
+    job = make_job(db, tmp_path)
+    db.execute(
+        update(PositionPing).where(PositionPing.crew_id == job.by.crew_id).values(accuracy_m=-5.0)
+    )
+    policy = ProofPolicy(max_distance_m=75, photo_required=True, auto_verify=True)
+    pings = track_pings(db, job.by.crew_id, NOW, policy)
+    assert pings and {p.accuracy_m for p in pings} == {None}
+    result = complete_work_order(db, job.wo, good_proof(), job.by, job.settings)
+    assert result.completion.verdict == closing.AUTO_VERIFIED
