@@ -47,6 +47,7 @@ from core.models import (
 )
 from core.photos import after_photo_url
 from core.settings import Settings
+from core.urls import absolute_url
 
 log = logging.getLogger(__name__)
 
@@ -367,16 +368,6 @@ class Update:
     status_page: str | None
 
 
-def _absolute(settings: Settings, url: str | None) -> str | None:
-    if not url:
-        return None
-    if url.startswith(("http://", "https://")):
-        return url
-    if url.startswith("/") and settings.public_base_url:
-        return settings.public_base_url + url
-    return None
-
-
 def update_for(session: Session, notification: Notification, settings: Settings) -> Update:
     """The event as it reads now. The status and time are the event's own (a request
     fixed and then reopened before the mail went out gets two true messages, in order);
@@ -385,14 +376,15 @@ def update_for(session: Session, notification: Notification, settings: Settings)
     request = session.get(ServiceRequest, notification.service_request_id)
     if event is None or request is None:
         raise Undeliverable(f"notification {notification.id}: its request or event is gone")
+    base = settings.public_base_url
     current = request.detailed_status == event.to_status
     notes = event.note if event.public and event.note else None
     if notes is None and current:
         notes = request.status_notes
     after = None
     if event.to_status == "fixed" and current and request.completion_id is not None:
-        after = _absolute(settings, after_photo_url(session, request.completion_id))
-    media = after or (_absolute(settings, request.media_url) if current else None)
+        after = absolute_url(after_photo_url(session, request.completion_id), base)
+    media = after or (absolute_url(request.media_url, base) if current else None)
     return Update(
         kind=notification.kind,
         public_id=request.public_id,
@@ -403,9 +395,7 @@ def update_for(session: Session, notification: Notification, settings: Settings)
         status_notes=notes,
         media_url=media,
         after_photo_url=after,
-        status_page=f"{settings.public_base_url}/status/{request.public_id}"
-        if settings.public_base_url
-        else None,
+        status_page=f"{base}/status/{request.public_id}" if base else None,
     )
 
 

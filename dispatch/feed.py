@@ -28,12 +28,9 @@ from core.models import (
 )
 from core.shifts import shift_on
 from core.spatial import lon_lat
+from core.timefmt import iso
 
 ACTIVE = ("dispatched", "en_route", "on_site")
-
-
-def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
-    return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
 
 
 def _place(depot: Depot | None) -> dict[str, Any] | None:
@@ -137,8 +134,8 @@ def _stop(
         "sequence": seq,
         "work_order_id": wo.id,
         "status": wo.status,
-        "eta": _iso(eta, tz),
-        "arrival": _iso(arrival, tz),
+        "eta": iso(eta, tz),
+        "arrival": iso(arrival, tz),
         "locked": locked,
         "time_windows": wo.time_windows or [],
         "lat": ll[1] if ll else None,
@@ -147,16 +144,16 @@ def _stop(
         "service_code": wo.service_type.code,
         "service_name": wo.service_type.name,
         "priority": wo.priority,
-        "due_at": _iso(wo.due_at, tz),
+        "due_at": iso(wo.due_at, tz),
         "minutes_on_site": wo.minutes_on_site,
         "demand": wo.demand or {},
         "reports": len(requests),
         "description": first.description if first else "",
         "descriptions": [r.description for r in requests if r.description],
         "attributes": first.attributes if first else {},
-        "notes": [{"at": _iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
+        "notes": [{"at": iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
         # What residents said since they reported, on any of the stop's requests, oldest first.
-        "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
+        "comments": [{"at": iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [
             {"url": f"{base_url}/media/{p}", "thumbnail_url": f"{base_url}/media/{t}"}
@@ -213,7 +210,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         ).all()
         extras = _Extras(s, [st.work_order for st in kept] + list(extra))
         breaks = [
-            {"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)}
+            {"start": iso(st.start_at, tz), "end": iso(st.end_at, tz)}
             for st in route.stops
             if st.kind == "break"
         ]
@@ -248,8 +245,8 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     if not breaks and shift is not None:
         breaks = [
             {
-                "window_start": _iso(b.earliest_start, tz),
-                "window_end": _iso(b.latest_end, tz),
+                "window_start": iso(b.earliest_start, tz),
+                "window_end": iso(b.latest_end, tz),
                 "minutes": b.minutes,
             }
             for b in shift.breaks
@@ -259,7 +256,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         "crew": {"code": crew.code, "name": crew.name},
         "plan_id": route.plan_id if route else None,
         "plan_version": route.plan.version if route else None,
-        "shift": {"start": _iso(shift.starts_at, tz), "end": _iso(shift.ends_at, tz)}
+        "shift": {"start": iso(shift.starts_at, tz), "end": iso(shift.ends_at, tz)}
         if shift
         else None,
         "depot_start": _place(depot_start),
@@ -299,7 +296,7 @@ def changes_since(
             "change": c.change,
             "status": c.status,
             "event": c.event,
-            "at": _iso(c.at, tz),
+            "at": iso(c.at, tz),
         }
         for c in rows
     ]

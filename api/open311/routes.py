@@ -50,6 +50,8 @@ from core.models import (
     WorkOrder,
 )
 from core.photos import store_report_photo
+from core.timefmt import iso
+from core.urls import absolute_url
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 
@@ -188,12 +190,6 @@ def arg(name: str) -> str | None:
     return value or None
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(settings().tz).isoformat(timespec="seconds")
-
-
 def _parse_datetime(name: str) -> datetime | None:
     raw = arg(name)
     if raw is None:
@@ -216,12 +212,6 @@ def _parse_datetime(name: str) -> datetime | None:
     return value
 
 
-def _absolute(url: str | None) -> str | None:
-    if url and url.startswith("/"):
-        return base_url() + url
-    return url
-
-
 # -- discovery and services ----------------------------------------------------------
 
 
@@ -230,16 +220,17 @@ def _absolute(url: str | None) -> str | None:
 def discovery() -> Response:
     s = session()
     changed = s.scalar(select(func.max(ServiceType.created_at))) or datetime(2026, 1, 1, tzinfo=UTC)
+    changeset = iso(changed, settings().tz)
     endpoint_url = f"{base_url()}/open311/v2"
     body = {
-        "changeset": _iso(changed),
+        "changeset": changeset,
         "contact": settings().contact_email,
         "key_service": f"Ask {settings().contact_email} for an api_key",
         "endpoints": [
             {
                 "specification": SPEC_URL,
                 "url": endpoint_url,
-                "changeset": _iso(changed),
+                "changeset": changeset,
                 "type": "production",
                 "formats": ["application/json", "text/xml"],
             }
@@ -526,22 +517,10 @@ def _request_query() -> Select:
     )
 
 
-def _iso_in(tz: Any) -> Any:
-    """_iso with the zone looked up once per response instead of once per value."""
-
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
-
-    return iso
-
-
 def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, Any]]:
     closed = set(REQUEST_CLOSED_STATUSES)
-    _iso = _iso_in(settings().tz)
+    tz = settings().tz
     base = base_url()
-
-    def _absolute(url: str | None) -> str | None:
-        return base + url if url and url.startswith("/") else url
 
     out: list[dict[str, Any]] = []
     for r in rows:
@@ -555,15 +534,15 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                 "description": r.description,
                 "agency_responsible": r.agency,
                 "service_notice": r.service_notice,
-                "requested_datetime": _iso(r.requested_at),
-                "updated_datetime": _iso(r.updated_at),
-                "expected_datetime": _iso(r.expected_at),
+                "requested_datetime": iso(r.requested_at, tz),
+                "updated_datetime": iso(r.updated_at, tz),
+                "expected_datetime": iso(r.expected_at, tz),
                 "address": r.address,
                 "address_id": r.address_id,
                 "zipcode": r.zipcode,
                 "lat": r.lat,
                 "long": r.lon,
-                "media_url": _absolute(r.media_url),
+                "media_url": absolute_url(r.media_url, base),
             }
         )
     if extensions and rows:
@@ -579,7 +558,7 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
             .order_by(StatusEvent.at, StatusEvent.id)
         ):
             notes[ev.entity_id].append(
-                {"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note}
+                {"datetime": iso(ev.at, tz), "status": ev.to_status, "description": ev.note}
             )
         # Every photo of the report (GeoReport's media_url is one): the links it was sent
         # with, in order, then the public copies of the files uploaded with it (a link's
@@ -617,12 +596,14 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
             photos[p.service_request_id].append(
                 {
                     "kind": p.kind,
-                    "url": _absolute(f"/media/{p.public_key}"),
-                    "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
+                    "url": absolute_url(f"/media/{p.public_key}", base),
+                    "thumbnail_url": absolute_url(f"/media/{p.thumbnail_key}", base),
                 }
             )
             if p.id not in copies:
-                media_urls[p.service_request_id].append(_absolute(f"/media/{p.public_key}"))
+                media_urls[p.service_request_id].append(
+                    absolute_url(f"/media/{p.public_key}", base)
+                )
         # The proof the work was done, next to the resident's own picture of the problem.
         after = closing_photos(s, {r.completion_id for r in rows if r.completion_id is not None})
         for r in rows:
@@ -630,8 +611,8 @@ def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, 
                 photos[r.id].append(
                     {
                         "kind": "after",
-                        "url": _absolute(f"/media/{p.public_key}"),
-                        "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
+                        "url": absolute_url(f"/media/{p.public_key}", base),
+                        "thumbnail_url": absolute_url(f"/media/{p.thumbnail_key}", base),
                     }
                 )
         dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
@@ -845,7 +826,7 @@ def get_service_request_updates() -> Response:
         )
 
     after = closing_photos(s, {r.completion_id for r in rows if closed_this(r)})
-    iso = _iso_in(settings().tz)
+    tz = settings().tz
     base = base_url()
     body = []
     for r in rows:
@@ -856,11 +837,11 @@ def get_service_request_updates() -> Response:
                 "service_request_id": r.public_id,
                 "status": FMS_STATUS.get(r.to_status)
                 or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
-                "updated_datetime": iso(r.at),
+                "updated_datetime": iso(r.at, tz),
                 "description": r.note or "",
-                "media_url": f"{base}/media/{photos[0].public_key}"
+                "media_url": absolute_url(f"/media/{photos[0].public_key}", base)
                 if photos
-                else r.comment_media_url or "",
+                else absolute_url(r.comment_media_url, base) or "",
                 "external_status_code": r.to_status,
             }
         )
