@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import public_requests
 from core.db import after_commit
 from core.models import (
     NOTIFICATION_CHANNELS,
@@ -45,7 +46,6 @@ from core.models import (
     StatusEvent,
     Webhook,
 )
-from core.photos import after_photo_url
 from core.settings import Settings
 from core.urls import absolute_url
 
@@ -371,9 +371,10 @@ class Update:
 def update_for(session: Session, notification: Notification, settings: Settings) -> Update:
     """The event as it reads now. The status and time are the event's own (a request
     fixed and then reopened before the mail went out gets two true messages, in order);
-    notes and photo come from the request while it is still in that status."""
+    notes and photo come from the request, as the public reads it (`core.public_requests`),
+    while it is still in that status."""
     event = session.get(StatusEvent, notification.status_event_id)
-    request = session.get(ServiceRequest, notification.service_request_id)
+    request = public_requests.by_id(session, notification.service_request_id)
     if event is None or request is None:
         raise Undeliverable(f"notification {notification.id}: its request or event is gone")
     base = settings.public_base_url
@@ -383,12 +384,15 @@ def update_for(session: Session, notification: Notification, settings: Settings)
         notes = request.status_notes
     after = None
     if event.to_status == "fixed" and current and request.completion_id is not None:
-        after = absolute_url(after_photo_url(session, request.completion_id), base)
+        # The first of the crew's after photos, once processed.
+        photos = public_requests.after_photos(session, {request.completion_id})
+        taken = photos[request.completion_id]
+        after = absolute_url(taken[0].url, base) if taken else None
     media = after or (absolute_url(request.media_url, base) if current else None)
     return Update(
         kind=notification.kind,
         public_id=request.public_id,
-        service_name=request.service_type.name,
+        service_name=request.service_name,
         detailed_status=event.to_status,
         status="closed" if event.to_status in REQUEST_CLOSED_STATUSES else "open",
         at=event.at,

@@ -13,7 +13,6 @@ from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, service_area, session, settings
 from api.errors import ErrorSchema
-from api.open311.routes import expected_at_expr
 from api.resources.common import (
     BBoxArgs,
     Blueprint,
@@ -27,7 +26,7 @@ from api.resources.common import (
     timeline,
 )
 from api.resources.typed import Computed, JSONValue
-from api.status_page import STATUS_WORDS, late_since, public_timeline
+from api.status_page import STATUS_WORDS, public_timeline
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
 from core.models import (
@@ -39,6 +38,7 @@ from core.models import (
     ServiceType,
     WorkOrder,
 )
+from core.public_requests import expected_at_expr, late_since
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from geo.geocode import geocode
 
