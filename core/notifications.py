@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -48,6 +48,9 @@ from core.models import (
 )
 from core.settings import Settings
 from core.urls import absolute_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +210,7 @@ class Claim:
 
 def db_now(session: Session) -> datetime:
     """The database's clock: rows are stamped with it, so due times are compared with it."""
-    return session.scalar(select(func.now()))
+    return session.execute(select(func.now())).scalar_one()
 
 
 def claim(
@@ -261,7 +264,7 @@ def claim(
 
 
 def due_count(session: Session, channel: str, now: datetime | None = None) -> int:
-    return session.scalar(
+    return session.execute(
         select(func.count())
         .select_from(Notification)
         .where(
@@ -269,12 +272,23 @@ def due_count(session: Session, channel: str, now: datetime | None = None) -> in
             Notification.channel == channel,
             Notification.next_attempt_at <= (now or func.now()),
         )
-    )
+    ).scalar_one()
 
 
 def backoff(attempts: int) -> timedelta:
     """The wait after the `attempts`-th failed attempt: 1 min, 2, 4, … capped."""
     return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+
+
+def _update_ours(session: Session, claimed: Claim, values: dict[str, Any]) -> bool:
+    """Write `values` into the claimed row if it is still ours; whether it was."""
+    # An UPDATE's result is a CursorResult, which has the rowcount; Session.execute is
+    # typed for every statement, so it says Result.
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(update(Notification).where(_ours(claimed)).values(**values)),
+    )
+    return result.rowcount == 1
 
 
 def _ours(claimed: Claim) -> Any:
@@ -288,10 +302,7 @@ def _ours(claimed: Claim) -> Any:
 def record_sent(session: Session, claimed: Claim, *, now: datetime | None = None) -> bool:
     """Mark the row sent. False if the lease was lost meanwhile (another worker may have
     sent it too: the receiver sees the same Message-ID / delivery id twice)."""
-    result = session.execute(
-        update(Notification).where(_ours(claimed)).values(state="sent", sent_at=now or func.now())
-    )
-    return result.rowcount == 1
+    return _update_ours(session, claimed, {"state": "sent", "sent_at": now or func.now()})
 
 
 def record_failure(
@@ -313,8 +324,7 @@ def record_failure(
         values |= {"state": "failed", "next_attempt_at": now}
     else:
         values |= {"state": "pending", "next_attempt_at": now + backoff(claimed.attempt)}
-    result = session.execute(update(Notification).where(_ours(claimed)).values(**values))
-    if result.rowcount != 1:
+    if not _update_ours(session, claimed, values):
         return None
     return values["state"]
 

@@ -268,7 +268,7 @@ def _attribute_body(a: ServiceAttribute) -> dict[str, Any]:
 
 def _collect_attributes() -> dict[str, str | list[str]]:
     attrs: dict[str, str | list[str]] = {}
-    for key in request.form.keys():
+    for key in request.form:
         if not key.startswith("attribute[") or "]" not in key:
             continue
         code = key[len("attribute[") : key.index("]")]
@@ -294,9 +294,7 @@ _PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
 def _photo_parts() -> list[Any]:
     """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
     numbered = sorted(
-        (int(m.group(1)), name)
-        for name in request.files.keys()
-        if (m := _PHOTO_PART.fullmatch(name))
+        (int(m.group(1)), name) for name in request.files if (m := _PHOTO_PART.fullmatch(name))
     )
     return request.files.getlist("media") + [
         f for _, name in numbered for f in request.files.getlist(name)
@@ -582,13 +580,10 @@ UPDATES_MAX_WINDOW = timedelta(days=31)
 
 def _updates_window() -> tuple[datetime, datetime]:
     start, end = _parse_datetime("start_date"), _parse_datetime("end_date")
-    if start is None and end is None:
-        end = datetime.now(UTC)
+    if end is None:
+        end = datetime.now(UTC) if start is None else max(start, datetime.now(UTC))
+    if start is None:
         start = end - UPDATES_DEFAULT_WINDOW
-    elif start is None:
-        start = end - UPDATES_DEFAULT_WINDOW
-    elif end is None:
-        end = max(start, datetime.now(UTC))
     if end < start:
         raise Open311Error(400, "end_date is before start_date")
     if end - start > UPDATES_MAX_WINDOW:
