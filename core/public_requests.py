@@ -278,8 +278,28 @@ def _ids(name: str, ids: Sequence[int]) -> Any:
 
 
 def _details(session: Session, rows: Sequence[Any]) -> dict[int, PublicDetails]:
+    """The details of every request in `rows`: five queries, whatever their number."""
     ids = [r.id for r in rows]
-    timelines: dict[int, list[PublicEvent]] = {i: [] for i in ids}
+    timelines = _timelines(session, ids)
+    links, copies = _links(session, ids)
+    photos = _report_photos(session, ids, copies)
+    after = after_photos(session, {r.completion_id for r in rows if r.completion_id is not None})
+    originals = _public_ids(session, {r.duplicate_of_id for r in rows if r.duplicate_of_id})
+    return {
+        r.id: PublicDetails(
+            duplicate_of=originals.get(r.duplicate_of_id) if r.duplicate_of_id else None,
+            timeline=tuple(timelines[r.id]),
+            photos=tuple(photos[r.id]),
+            after_photos=tuple(after.get(r.completion_id, ())) if r.completion_id else (),
+            links=tuple(links[r.id]),
+        )
+        for r in rows
+    }
+
+
+def _timelines(session: Session, ids: list[int]) -> dict[int, list[PublicEvent]]:
+    """The public events of each request, oldest first, residents' comments marked."""
+    found: dict[int, list[PublicEvent]] = {i: [] for i in ids}
     for ev in session.execute(
         select(
             StatusEvent.entity_id,
@@ -298,19 +318,31 @@ def _details(session: Session, rows: Sequence[Any]) -> dict[int, PublicDetails]:
         )
         .order_by(StatusEvent.at, StatusEvent.id)
     ):
-        timelines[ev.entity_id].append(PublicEvent(*ev[1:]))
-    # The photo links, in order; a link's copy of ours is among the photos.
-    links: dict[int, list[str]] = {i: [] for i in ids}
+        found[ev.entity_id].append(PublicEvent(*ev[1:]))
+    return found
+
+
+def _links(session: Session, ids: list[int]) -> tuple[dict[int, list[str]], set[int]]:
+    """The photo links of each request in the order sent, and the ids of the photos that
+    are our copies of one of them."""
+    found: dict[int, list[str]] = {i: [] for i in ids}
     copies: set[int] = set()
     for link in session.execute(
         select(MediaLink.service_request_id, MediaLink.url, MediaLink.photo_id)
         .where(MediaLink.service_request_id == _ids("lids", ids))
         .order_by(MediaLink.service_request_id, MediaLink.position)
     ):
-        links[link.service_request_id].append(link.url)
+        found[link.service_request_id].append(link.url)
         if link.photo_id is not None:
             copies.add(link.photo_id)
-    photos: dict[int, list[PublicPhoto]] = {i: [] for i in ids}
+    return found, copies
+
+
+def _report_photos(
+    session: Session, ids: list[int], copies: set[int]
+) -> dict[int, list[PublicPhoto]]:
+    """The processed photos of each report, in the order they came."""
+    found: dict[int, list[PublicPhoto]] = {i: [] for i in ids}
     for p in session.execute(
         select(Photo.id, Photo.service_request_id, Photo.public_key, Photo.thumbnail_key)
         .where(
@@ -321,33 +353,20 @@ def _details(session: Session, rows: Sequence[Any]) -> dict[int, PublicDetails]:
         )
         .order_by(Photo.id)
     ):
-        photos[p.service_request_id].append(
+        found[p.service_request_id].append(
             _photo("report", p.public_key, p.thumbnail_key, p.id in copies)
         )
-    after = after_photos(session, {r.completion_id for r in rows if r.completion_id is not None})
-    dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id is not None}
-    originals: dict[int, str] = (
-        {
-            row.id: row.public_id
-            for row in session.execute(
-                select(ServiceRequest.id, ServiceRequest.public_id).where(
-                    ServiceRequest.id.in_(dup_ids)
-                )
-            )
-        }
-        if dup_ids
-        else {}
+    return found
+
+
+def _public_ids(session: Session, ids: set[int]) -> dict[int, str]:
+    """The confirmation numbers of these requests (the originals of duplicates)."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ServiceRequest.id, ServiceRequest.public_id).where(ServiceRequest.id.in_(ids))
     )
-    return {
-        r.id: PublicDetails(
-            duplicate_of=originals.get(r.duplicate_of_id) if r.duplicate_of_id else None,
-            timeline=tuple(timelines[r.id]),
-            photos=tuple(photos[r.id]),
-            after_photos=tuple(after.get(r.completion_id, ())) if r.completion_id else (),
-            links=tuple(links[r.id]),
-        )
-        for r in rows
-    }
+    return {row.id: row.public_id for row in rows}
 
 
 def _photo(kind: str, public_key: str, thumbnail_key: str | None, copy: bool) -> PublicPhoto:

@@ -2,7 +2,9 @@
 
 Every endpoint answers in `.json` and `.xml`; errors are the spec's list of
 `{code, description}`; empty parameters count as absent; reporter contact
-details never leave the building."""
+details never leave the building. This module speaks the protocol: what a request
+shows comes from its public read model (`core.public_requests`), which the status
+page and the notifications read too."""
 
 from __future__ import annotations
 
