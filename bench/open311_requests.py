@@ -40,7 +40,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from sqlalchemy import and_  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from core.settings import libpq_url, normalize_database_url  # noqa: E402
@@ -275,23 +274,13 @@ class SqlTiming:
 
 
 def _main_statement(scenario: str):  # noqa: ANN202
-    """The statement get_requests() builds for a scenario (mirrors api/open311/routes.py)."""
-    from api.open311.routes import _request_query
-    from core.models import ServiceRequest, ServiceType
-    from core.status import REQUEST_OPEN_STATUSES
+    """The statement get_requests() builds for a scenario (core.public_requests.page_query)."""
+    from core.public_requests import RequestFilter, page_query
 
     start = datetime.now(UTC) - timedelta(days=90)
-    conditions = [ServiceRequest.requested_at >= start]
-    page = 1
     if scenario == "pothole+open":
-        conditions = [
-            ServiceType.code.in_(["pothole"]),
-            ServiceRequest.requested_at >= start,
-            ServiceRequest.detailed_status.in_(REQUEST_OPEN_STATUSES),
-        ]
-    elif scenario == "page=50":
-        page = 50
-    return _request_query().where(and_(*conditions)).limit(1000).offset((page - 1) * 1000)
+        return page_query(RequestFilter(start=start, service_codes=("pothole",), status="open"))
+    return page_query(RequestFilter(start=start, page=50 if scenario == "page=50" else 1))
 
 
 def time_sql(url: str, scenarios: list[str], repeats: int = 15) -> dict[str, SqlTiming]:

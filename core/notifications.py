@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import public_requests
 from core.db import after_commit
 from core.models import (
     NOTIFICATION_CHANNELS,
@@ -44,9 +45,12 @@ from core.models import (
     StatusEvent,
     Webhook,
 )
-from core.photos import after_photo_url
 from core.settings import Settings
 from core.status import REQUEST_CLOSED_STATUSES, open311_status, words_for
+from core.urls import absolute_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +210,7 @@ class Claim:
 
 def db_now(session: Session) -> datetime:
     """The database's clock: rows are stamped with it, so due times are compared with it."""
-    return session.scalar(select(func.now()))
+    return session.execute(select(func.now())).scalar_one()
 
 
 def claim(
@@ -260,7 +264,7 @@ def claim(
 
 
 def due_count(session: Session, channel: str, now: datetime | None = None) -> int:
-    return session.scalar(
+    return session.execute(
         select(func.count())
         .select_from(Notification)
         .where(
@@ -268,12 +272,23 @@ def due_count(session: Session, channel: str, now: datetime | None = None) -> in
             Notification.channel == channel,
             Notification.next_attempt_at <= (now or func.now()),
         )
-    )
+    ).scalar_one()
 
 
 def backoff(attempts: int) -> timedelta:
     """The wait after the `attempts`-th failed attempt: 1 min, 2, 4, … capped."""
     return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+
+
+def _update_ours(session: Session, claimed: Claim, values: dict[str, Any]) -> bool:
+    """Write `values` into the claimed row if it is still ours; whether it was."""
+    # An UPDATE's result is a CursorResult, which has the rowcount; Session.execute is
+    # typed for every statement, so it says Result.
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(update(Notification).where(_ours(claimed)).values(**values)),
+    )
+    return result.rowcount == 1
 
 
 def _ours(claimed: Claim) -> Any:
@@ -287,10 +302,7 @@ def _ours(claimed: Claim) -> Any:
 def record_sent(session: Session, claimed: Claim, *, now: datetime | None = None) -> bool:
     """Mark the row sent. False if the lease was lost meanwhile (another worker may have
     sent it too: the receiver sees the same Message-ID / delivery id twice)."""
-    result = session.execute(
-        update(Notification).where(_ours(claimed)).values(state="sent", sent_at=now or func.now())
-    )
-    return result.rowcount == 1
+    return _update_ours(session, claimed, {"state": "sent", "sent_at": now or func.now()})
 
 
 def record_failure(
@@ -312,8 +324,7 @@ def record_failure(
         values |= {"state": "failed", "next_attempt_at": now}
     else:
         values |= {"state": "pending", "next_attempt_at": now + backoff(claimed.attempt)}
-    result = session.execute(update(Notification).where(_ours(claimed)).values(**values))
-    if result.rowcount != 1:
+    if not _update_ours(session, claimed, values):
         return None
     return values["state"]
 
@@ -355,45 +366,38 @@ class Update:
     status_page: str | None
 
 
-def _absolute(settings: Settings, url: str | None) -> str | None:
-    if not url:
-        return None
-    if url.startswith(("http://", "https://")):
-        return url
-    if url.startswith("/") and settings.public_base_url:
-        return settings.public_base_url + url
-    return None
-
-
 def update_for(session: Session, notification: Notification, settings: Settings) -> Update:
     """The event as it reads now. The status and time are the event's own (a request
     fixed and then reopened before the mail went out gets two true messages, in order);
-    notes and photo come from the request while it is still in that status."""
+    notes and photo come from the request, as the public reads it (`core.public_requests`),
+    while it is still in that status."""
     event = session.get(StatusEvent, notification.status_event_id)
-    request = session.get(ServiceRequest, notification.service_request_id)
+    request = public_requests.by_id(session, notification.service_request_id)
     if event is None or request is None:
         raise Undeliverable(f"notification {notification.id}: its request or event is gone")
+    base = settings.public_base_url
     current = request.detailed_status == event.to_status
     notes = event.note if event.public and event.note else None
     if notes is None and current:
         notes = request.status_notes
     after = None
     if event.to_status == "fixed" and current and request.completion_id is not None:
-        after = _absolute(settings, after_photo_url(session, request.completion_id))
-    media = after or (_absolute(settings, request.media_url) if current else None)
+        # The first of the crew's after photos, once processed.
+        photos = public_requests.after_photos(session, {request.completion_id})
+        taken = photos[request.completion_id]
+        after = absolute_url(taken[0].url, base) if taken else None
+    media = after or (absolute_url(request.media_url, base) if current else None)
     return Update(
         kind=notification.kind,
         public_id=request.public_id,
-        service_name=request.service_type.name,
+        service_name=request.service_name,
         detailed_status=event.to_status,
         status=open311_status(event.to_status),
         at=event.at,
         status_notes=notes,
         media_url=media,
         after_photo_url=after,
-        status_page=f"{settings.public_base_url}/status/{request.public_id}"
-        if settings.public_base_url
-        else None,
+        status_page=f"{base}/status/{request.public_id}" if base else None,
     )
 
 

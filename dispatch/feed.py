@@ -29,13 +29,10 @@ from core.photos import public_url
 from core.shifts import shift_on
 from core.spatial import lon_lat
 from core.status import COMPLETION_OUTCOMES, ON_A_ROUTE, SHOWN_ON_ROUTE
+from core.timefmt import iso
 
 # The crew's own work on its route (its stops' statuses, `core.status`).
 ACTIVE = ON_A_ROUTE
-
-
-def _iso(value: datetime | None, tz: ZoneInfo) -> str | None:
-    return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
 
 
 def _place(depot: Depot | None) -> dict[str, Any] | None:
@@ -143,8 +140,8 @@ def _stop(
         "sequence": seq,
         "work_order_id": wo.id,
         "status": wo.status,
-        "eta": _iso(eta, tz),
-        "arrival": _iso(arrival, tz),
+        "eta": iso(eta, tz),
+        "arrival": iso(arrival, tz),
         "locked": locked,
         "time_windows": wo.time_windows or [],
         "lat": ll[1] if ll else None,
@@ -153,16 +150,16 @@ def _stop(
         "service_code": wo.service_type.code,
         "service_name": wo.service_type.name,
         "priority": wo.priority,
-        "due_at": _iso(wo.due_at, tz),
+        "due_at": iso(wo.due_at, tz),
         "minutes_on_site": wo.minutes_on_site,
         "demand": wo.demand or {},
         "reports": len(requests),
         "description": first.description if first else "",
         "descriptions": [r.description for r in requests if r.description],
         "attributes": first.attributes if first else {},
-        "notes": [{"at": _iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
+        "notes": [{"at": iso(at, tz), "note": note} for at, note in extras.notes.get(wo.id, [])],
         # What residents said since they reported, on any of the stop's requests, oldest first.
-        "comments": [{"at": _iso(at, tz), "text": text} for at, text in comments],
+        "comments": [{"at": iso(at, tz), "text": text} for at, text in comments],
         # Residents' photos, public copies only; reporters themselves are never named.
         "photos": [
             {"url": base_url + public_url(p), "thumbnail_url": base_url + public_url(t)}
@@ -221,7 +218,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         ).all()
         extras = _Extras(s, [wo for _, wo in kept] + list(extra))
         breaks = [
-            {"start": _iso(st.start_at, tz), "end": _iso(st.end_at, tz)}
+            {"start": iso(st.start_at, tz), "end": iso(st.end_at, tz)}
             for st in route.stops
             if st.kind == "break"
         ]
@@ -256,8 +253,8 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     if not breaks and shift is not None:
         breaks = [
             {
-                "window_start": _iso(b.earliest_start, tz),
-                "window_end": _iso(b.latest_end, tz),
+                "window_start": iso(b.earliest_start, tz),
+                "window_end": iso(b.latest_end, tz),
                 "minutes": b.minutes,
             }
             for b in shift.breaks
@@ -267,7 +264,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
         "crew": {"code": crew.code, "name": crew.name},
         "plan_id": route.plan_id if route else None,
         "plan_version": route.plan.version if route else None,
-        "shift": {"start": _iso(shift.starts_at, tz), "end": _iso(shift.ends_at, tz)}
+        "shift": {"start": iso(shift.starts_at, tz), "end": iso(shift.ends_at, tz)}
         if shift
         else None,
         "depot_start": _place(depot_start),
@@ -307,7 +304,7 @@ def changes_since(
             "change": c.change,
             "status": c.status,
             "event": c.event,
-            "at": _iso(c.at, tz),
+            "at": iso(c.at, tz),
         }
         for c in rows
     ]

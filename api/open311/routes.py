@@ -2,34 +2,24 @@
 
 Every endpoint answers in `.json` and `.xml`; errors are the spec's list of
 `{code, description}`; empty parameters count as absent; reporter contact
-details never leave the building."""
+details never leave the building. This module speaks the protocol: what a request
+shows comes from its public read model (`core.public_requests`), which the status
+page and the notifications read too."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Select,
-    and_,
-    any_,
-    bindparam,
-    case,
-    func,
-    null,
-    select,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
 from api.inputs import year_problem
 from api.open311.formats import render
+from core import public_requests, service_catalog
 from core.auth import api_key_for
 from core.comments import NewComment, add_comment
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -38,17 +28,15 @@ from core.lifecycle import Actor
 from core.media_links import CopyPolicy, copy_job_lock
 from core.models import (
     ApiKey,
-    MediaLink,
-    Photo,
-    RequestComment,
     ServiceAttribute,
     ServiceRequest,
     ServiceType,
-    StatusEvent,
-    WorkOrder,
 )
 from core.photos import store_photo
-from core.status import REQUEST_CLOSED_STATUSES, REQUEST_OPEN_STATUSES, WORDING
+from core.public_requests import PublicRequest, RequestFilter
+from core.status import REQUEST_CLOSED_STATUSES, WORDING
+from core.timefmt import iso
+from core.urls import absolute_url
 from geo.geocode import geocode
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photos
 
@@ -187,12 +175,6 @@ def arg(name: str) -> str | None:
     return value or None
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(settings().tz).isoformat(timespec="seconds")
-
-
 def _parse_datetime(name: str) -> datetime | None:
     raw = arg(name)
     if raw is None:
@@ -215,30 +197,23 @@ def _parse_datetime(name: str) -> datetime | None:
     return value
 
 
-def _absolute(url: str | None) -> str | None:
-    if url and url.startswith("/"):
-        return base_url() + url
-    return url
-
-
 # -- discovery and services ----------------------------------------------------------
 
 
 @blp.route(f"/discovery.{FORMAT}")
 @blp.route("/discovery")
 def discovery() -> Response:
-    s = session()
-    changed = s.scalar(select(func.max(ServiceType.created_at))) or datetime(2026, 1, 1, tzinfo=UTC)
+    changed = iso(service_catalog.changed_at(session()), settings().tz)
     endpoint_url = f"{base_url()}/open311/v2"
     body = {
-        "changeset": _iso(changed),
+        "changeset": changed,
         "contact": settings().contact_email,
         "key_service": f"Ask {settings().contact_email} for an api_key",
         "endpoints": [
             {
                 "specification": SPEC_URL,
                 "url": endpoint_url,
-                "changeset": _iso(changed),
+                "changeset": changed,
                 "type": "production",
                 "formats": ["application/json", "text/xml"],
             }
@@ -262,24 +237,13 @@ def _service_body(st: ServiceType) -> dict[str, Any]:
 @blp.route(f"/services.{FORMAT}")
 @blp.route("/services")
 def services() -> Response:
-    rows = (
-        session()
-        .scalars(
-            select(ServiceType)
-            .where(ServiceType.active.is_(True))
-            .options(selectinload(ServiceType.attributes))
-            .order_by(ServiceType.group, ServiceType.name)
-        )
-        .all()
-    )
-    return render([_service_body(st) for st in rows], root="services", item="service")
+    found = service_catalog.active(session())
+    return render([_service_body(st) for st in found], root="services", item="service")
 
 
 @blp.route(f"/services/<code>.{FORMAT}")
 def service_definition(code: str) -> Response:
-    st = session().scalar(
-        select(ServiceType).where(ServiceType.code == code, ServiceType.active.is_(True))
-    )
+    st = service_catalog.active_one(session(), code)
     if st is None:
         raise Open311Error(404, f"service_code {code!r} not found")
     attrs = [_attribute_body(a) for a in st.attributes]
@@ -306,7 +270,7 @@ def _attribute_body(a: ServiceAttribute) -> dict[str, Any]:
 
 def _collect_attributes() -> dict[str, str | list[str]]:
     attrs: dict[str, str | list[str]] = {}
-    for key in request.form.keys():
+    for key in request.form:
         if not key.startswith("attribute[") or "]" not in key:
             continue
         code = key[len("attribute[") : key.index("]")]
@@ -332,9 +296,7 @@ _PHOTO_PART = re.compile(r"photo([1-9][0-9]{0,2})")
 def _photo_parts() -> list[Any]:
     """The photo file parts in the order they are kept: every `media`, then photo<N> by N."""
     numbered = sorted(
-        (int(m.group(1)), name)
-        for name in request.files.keys()
-        if (m := _PHOTO_PART.fullmatch(name))
+        (int(m.group(1)), name) for name in request.files if (m := _PHOTO_PART.fullmatch(name))
     )
     return request.files.getlist("media") + [
         f for _, name in numbered for f in request.files.getlist(name)
@@ -460,197 +422,57 @@ def post_request() -> Response:
     return render(body, root="service_requests", status=201)
 
 
-def expected_at_expr() -> ColumnElement[datetime | None]:
-    """When an open request should be done: the ETA of the published plan (kept current
-    during the day, see `dispatch.promises`), else the work order's SLA due time. Never
-    a time already past: late work with no visit planned expects nothing, and the status
-    page says it is late. A closed request expects nothing. Needs the work order
-    outer-joined to the request."""
-    return case(
-        (ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES), null()),
-        (ServiceRequest.expected_at >= func.now(), ServiceRequest.expected_at),
-        (WorkOrder.due_at >= func.now(), WorkOrder.due_at),
-        else_=null(),
-    )
-
-
-def closing_photos(s: Session, completion_ids: set[int]) -> dict[int, list[Any]]:
-    """The public copies of the after photos of the completions that closed requests.
-    Only processed copies: the crew's originals (EXIF, GPS) and before photos stay private."""
-    found: dict[int, list[Any]] = {i: [] for i in completion_ids}
-    if not completion_ids:
-        return found
-    for p in s.execute(
-        select(Photo.completion_id, Photo.public_key, Photo.thumbnail_key)
-        .where(
-            Photo.completion_id
-            == any_(bindparam("cids", sorted(completion_ids), type_=ARRAY(BigInteger))),
-            Photo.kind == "after",
-            Photo.state == "ready",
-            Photo.public_key.is_not(None),
-        )
-        .order_by(Photo.id)
-    ):
-        found[p.completion_id].append(p)
-    return found
-
-
-def _request_query() -> Select:
-    return (
-        select(
-            ServiceRequest.id,
-            ServiceRequest.public_id,
-            ServiceRequest.detailed_status,
-            ServiceRequest.status_notes,
-            ServiceRequest.service_notice,
-            ServiceRequest.description,
-            ServiceRequest.requested_at,
-            ServiceRequest.updated_at,
-            expected_at_expr().label("expected_at"),
-            ServiceRequest.completion_id,
-            ServiceRequest.address,
-            ServiceRequest.address_id,
-            ServiceRequest.zipcode,
-            ServiceRequest.media_url,
-            ServiceRequest.duplicate_of_id,
-            func.ST_Y(ServiceRequest.location).label("lat"),
-            func.ST_X(ServiceRequest.location).label("lon"),
-            ServiceType.code.label("service_code"),
-            ServiceType.name.label("service_name"),
-            ServiceType.agency.label("agency"),
-        )
-        .join(ServiceType, ServiceType.id == ServiceRequest.service_type_id)
-        .outerjoin(WorkOrder, WorkOrder.id == ServiceRequest.work_order_id)
-        .order_by(ServiceRequest.requested_at.desc(), ServiceRequest.id.desc())
-    )
-
-
-def _iso_in(tz: Any) -> Any:
-    """_iso with the zone looked up once per response instead of once per value."""
-
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
-
-    return iso
-
-
-def _serialize(s: Session, rows: list[Any], extensions: bool) -> list[dict[str, Any]]:
-    closed = set(REQUEST_CLOSED_STATUSES)
-    _iso = _iso_in(settings().tz)
+def _serialize(requests: list[PublicRequest]) -> list[dict[str, Any]]:
+    """GeoReport v2's service requests; with their details (`extensions=true`), also the
+    detailed status, the original of a duplicate, the public timeline as notes and every
+    photo."""
+    tz = settings().tz
     base = base_url()
-
-    def _absolute(url: str | None) -> str | None:
-        return base + url if url and url.startswith("/") else url
-
     out: list[dict[str, Any]] = []
-    for r in rows:
-        out.append(
-            {
-                "service_request_id": r.public_id,
-                "status": "closed" if r.detailed_status in closed else "open",
-                "status_notes": r.status_notes,
-                "service_name": r.service_name,
-                "service_code": r.service_code,
-                "description": r.description,
-                "agency_responsible": r.agency,
-                "service_notice": r.service_notice,
-                "requested_datetime": _iso(r.requested_at),
-                "updated_datetime": _iso(r.updated_at),
-                "expected_datetime": _iso(r.expected_at),
-                "address": r.address,
-                "address_id": r.address_id,
-                "zipcode": r.zipcode,
-                "lat": r.lat,
-                "long": r.lon,
-                "media_url": _absolute(r.media_url),
-            }
-        )
-    if extensions and rows:
-        ids = [r.id for r in rows]
-        notes: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-        for ev in s.execute(
-            select(StatusEvent.entity_id, StatusEvent.at, StatusEvent.to_status, StatusEvent.note)
-            .where(
-                StatusEvent.entity == "service_request",
-                StatusEvent.entity_id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
-                StatusEvent.public.is_(True),
-            )
-            .order_by(StatusEvent.at, StatusEvent.id)
-        ):
-            notes[ev.entity_id].append(
-                {"datetime": _iso(ev.at), "status": ev.to_status, "description": ev.note}
-            )
-        # Every photo of the report (GeoReport's media_url is one): the links it was sent
-        # with, in order, then the public copies of the files uploaded with it (a link's
-        # copy is not listed again: it is in `photos`).
-        media_urls: dict[int, list[str]] = {i: [] for i in ids}
-        copies: set[int] = set()
-        for link in s.execute(
-            select(MediaLink.service_request_id, MediaLink.url, MediaLink.photo_id)
-            .where(
-                MediaLink.service_request_id
-                == any_(bindparam("lids", ids, type_=ARRAY(BigInteger)))
-            )
-            .order_by(MediaLink.service_request_id, MediaLink.position)
-        ):
-            media_urls[link.service_request_id].append(link.url)
-            if link.photo_id is not None:
-                copies.add(link.photo_id)
-        photos: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-        for p in s.execute(
-            select(
-                Photo.id,
-                Photo.service_request_id,
-                Photo.kind,
-                Photo.public_key,
-                Photo.thumbnail_key,
-            )
-            .where(
-                Photo.service_request_id == any_(bindparam("pids", ids, type_=ARRAY(BigInteger))),
-                Photo.kind == "report",
-                Photo.state == "ready",
-                Photo.public_key.is_not(None),
-            )
-            .order_by(Photo.id)
-        ):
-            photos[p.service_request_id].append(
+    for r in requests:
+        body: dict[str, Any] = {
+            "service_request_id": r.public_id,
+            "status": "closed" if r.closed else "open",
+            "status_notes": r.status_notes,
+            "service_name": r.service_name,
+            "service_code": r.service_code,
+            "description": r.description,
+            "agency_responsible": r.agency,
+            "service_notice": r.service_notice,
+            "requested_datetime": iso(r.requested_at, tz),
+            "updated_datetime": iso(r.updated_at, tz),
+            "expected_datetime": iso(r.expected_at, tz),
+            "address": r.address,
+            "address_id": r.address_id,
+            "zipcode": r.zipcode,
+            "lat": r.lat,
+            "long": r.lon,
+            "media_url": absolute_url(r.media_url, base),
+        }
+        if r.details is not None:
+            d = r.details
+            body["detailed_status"] = r.detailed_status
+            body["duplicate_of"] = d.duplicate_of
+            body["notes"] = [
+                {"datetime": iso(ev.at, tz), "status": ev.to_status, "description": ev.note}
+                for ev in d.timeline
+            ]
+            # The resident's own picture of the problem, then the proof the work was done.
+            body["photos"] = [
                 {
                     "kind": p.kind,
-                    "url": _absolute(f"/media/{p.public_key}"),
-                    "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
+                    "url": absolute_url(p.url, base),
+                    "thumbnail_url": absolute_url(p.thumbnail_url, base),
                 }
-            )
-            if p.id not in copies:
-                media_urls[p.service_request_id].append(_absolute(f"/media/{p.public_key}"))
-        # The proof the work was done, next to the resident's own picture of the problem.
-        after = closing_photos(s, {r.completion_id for r in rows if r.completion_id is not None})
-        for r in rows:
-            for p in after.get(r.completion_id, []):
-                photos[r.id].append(
-                    {
-                        "kind": "after",
-                        "url": _absolute(f"/media/{p.public_key}"),
-                        "thumbnail_url": _absolute(f"/media/{p.thumbnail_key}"),
-                    }
-                )
-        dup_ids = {r.duplicate_of_id for r in rows if r.duplicate_of_id}
-        dup_public = (
-            dict(
-                s.execute(
-                    select(ServiceRequest.id, ServiceRequest.public_id).where(
-                        ServiceRequest.id.in_(dup_ids)
-                    )
-                ).all()
-            )
-            if dup_ids
-            else {}
-        )
-        for body, r in zip(out, rows, strict=True):
-            body["detailed_status"] = r.detailed_status
-            body["duplicate_of"] = dup_public.get(r.duplicate_of_id)
-            body["notes"] = notes[r.id]
-            body["photos"] = photos[r.id]
-            body["media_urls"] = media_urls[r.id]
+                for p in d.photos + d.after_photos
+            ]
+            # Every photo of the report (GeoReport's media_url is one): the links it was
+            # sent with, in order, then the files uploaded with it (a link's copy is not
+            # listed again: it is in `photos`).
+            body["media_urls"] = list(d.links) + [
+                absolute_url(p.url, base) for p in d.photos if not p.copy_of_link
+            ]
+        out.append(body)
     return out
 
 
@@ -676,7 +498,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 def get_requests() -> Response:
     s = session()
     cfg = settings()
-    query = _request_query()
+    details = _extensions()
     ids_raw = arg("service_request_id")
     if ids_raw:
         # The spec: a list of ids overrides every other filter.
@@ -685,23 +507,16 @@ def get_requests() -> Response:
             raise Open311Error(
                 400, f"at most {cfg.open311_max_results} service_request_id values per call"
             )
-        rows = s.execute(query.where(ServiceRequest.public_id.in_(ids))).all()
-        return render(_serialize(s, rows, _extensions()), root="service_requests")
+        found = public_requests.by_public_ids(s, ids, details=details)
+        return render(_serialize(found), root="service_requests")
 
-    conditions = []
-    codes = [c.strip() for c in (arg("service_code") or "").split(",") if c.strip()]
-    if codes:
-        conditions.append(ServiceType.code.in_(codes))
+    codes = tuple(c.strip() for c in (arg("service_code") or "").split(",") if c.strip())
     start, end = _parse_datetime("start_date"), _parse_datetime("end_date")
     if start and end and end < start:
         raise Open311Error(400, "end_date is before start_date")
-    if start is None and end is None:
-        start = datetime.now(UTC) - timedelta(days=cfg.open311_default_days)
-    elif start is None:
-        start = end - timedelta(days=cfg.open311_default_days)
-    conditions.append(ServiceRequest.requested_at >= start)
-    if end is not None:
-        conditions.append(ServiceRequest.requested_at <= end)
+    if start is None:
+        start = (end or datetime.now(UTC)) - timedelta(days=cfg.open311_default_days)
+    status: Literal["open", "closed"] | None = None
     status_raw = arg("status")
     if status_raw:
         wanted = {v.strip().lower() for v in status_raw.split(",") if v.strip()}
@@ -709,42 +524,35 @@ def get_requests() -> Response:
         if bad:
             raise Open311Error(400, f"status must be open or closed, got {sorted(bad)[0]!r}")
         if wanted == {"open"}:
-            conditions.append(ServiceRequest.detailed_status.in_(REQUEST_OPEN_STATUSES))
+            status = "open"
         elif wanted == {"closed"}:
-            conditions.append(ServiceRequest.detailed_status.in_(REQUEST_CLOSED_STATUSES))
-    page_size = _int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results)
-    page = _int_arg("page", 1, 1, 1_000_000)
-    rows = s.execute(
-        query.where(and_(*conditions)).limit(page_size).offset((page - 1) * page_size)
-    ).all()
-    return render(_serialize(s, rows, _extensions()), root="service_requests")
+            status = "closed"
+    wanted_page = RequestFilter(
+        start=start,
+        end=end,
+        service_codes=codes,
+        status=status,
+        page=_int_arg("page", 1, 1, 1_000_000),
+        page_size=_int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results),
+    )
+    found = public_requests.page(s, wanted_page, details=details)
+    return render(_serialize(found), root="service_requests")
 
 
 @blp.route(f"/requests/<request_id>.{FORMAT}", methods=["GET"])
 def get_request(request_id: str) -> Response:
-    s = session()
-    rows = s.execute(_request_query().where(ServiceRequest.public_id == request_id)).all()
-    if not rows:
+    found = public_requests.by_public_id(session(), request_id, details=_extensions())
+    if found is None:
         raise Open311Error(404, f"service_request_id {request_id!r} not found")
-    return render(_serialize(s, rows, _extensions()), root="service_requests")
+    return render(_serialize([found]), root="service_requests")
 
 
 @blp.route(f"/tokens/<token>.{FORMAT}", methods=["GET"])
 def get_token(token: str) -> Response:
-    row = (
-        session()
-        .execute(
-            select(ServiceRequest.public_id, ServiceRequest.token).where(
-                ServiceRequest.token == token
-            )
-        )
-        .first()
-    )
-    if row is None:
+    public_id = public_requests.public_id_for_token(session(), token)
+    if public_id is None:
         raise Open311Error(404, f"token {token!r} not found")
-    return render(
-        [{"service_request_id": row.public_id, "token": row.token}], root="service_requests"
-    )
+    return render([{"service_request_id": public_id, "token": token}], root="service_requests")
 
 
 # -- service request updates (mySociety's extension, as FixMyStreet reads it) -----------------
@@ -759,13 +567,10 @@ UPDATES_MAX_WINDOW = timedelta(days=31)
 
 def _updates_window() -> tuple[datetime, datetime]:
     start, end = _parse_datetime("start_date"), _parse_datetime("end_date")
-    if start is None and end is None:
-        end = datetime.now(UTC)
+    if end is None:
+        end = datetime.now(UTC) if start is None else max(start, datetime.now(UTC))
+    if start is None:
         start = end - UPDATES_DEFAULT_WINDOW
-    elif start is None:
-        start = end - UPDATES_DEFAULT_WINDOW
-    elif end is None:
-        end = max(start, datetime.now(UTC))
     if end < start:
         raise Open311Error(400, "end_date is before start_date")
     if end - start > UPDATES_MAX_WINDOW:
@@ -777,77 +582,27 @@ def _updates_window() -> tuple[datetime, datetime]:
     return start, end
 
 
-def updates_query(start: datetime, end: datetime) -> Select:
-    """Public request events with at in [start, end], oldest first, with what is needed to
-    tell whether an event is the fix that closed its request, and a resident's comment's
-    photo link. (A comment is listed under the update_id its client was answered with.)"""
-    return (
-        select(
-            StatusEvent.id,
-            StatusEvent.at,
-            StatusEvent.to_status,
-            StatusEvent.note,
-            ServiceRequest.public_id,
-            ServiceRequest.detailed_status,
-            ServiceRequest.closed_at,
-            ServiceRequest.completion_id,
-            RequestComment.media_url.label("comment_media_url"),
-        )
-        .join(ServiceRequest, ServiceRequest.id == StatusEvent.entity_id)
-        # A resident's comment may carry a photo (a link on the client's site).
-        .outerjoin(RequestComment, RequestComment.status_event_id == StatusEvent.id)
-        # Spelled as the partial index ix_status_events_public_request_at is, so it is used.
-        .where(
-            StatusEvent.entity == "service_request",
-            StatusEvent.public,
-            StatusEvent.at >= start,
-            StatusEvent.at <= end,
-        )
-        .order_by(StatusEvent.at, StatusEvent.id)
-    )
-
-
 @blp.route(f"/servicerequestupdates.{FORMAT}", methods=["GET"])
 @blp.route("/servicerequestupdates", methods=["GET"])
 def get_service_request_updates() -> Response:
     """The public timeline of every request, as updates between start_date and end_date
     (both inclusive, like FixMyStreet's own check), oldest first."""
-    s = session()
     start, end = _updates_window()
-    rows = s.execute(updates_query(start, end)).all()
-
-    def closed_this(r: Any) -> bool:
-        # The fix that closed the request now: its transition wrote closed_at and the event's
-        # time from one clock reading. A reopen clears completion_id, so a fix that did not
-        # hold no longer shows its photo as proof. Like the request's own media_url, only a
-        # fix carries the after photo.
-        return (
-            r.completion_id is not None
-            and r.to_status == "fixed"
-            and r.detailed_status == "fixed"
-            and r.closed_at == r.at
-        )
-
-    after = closing_photos(s, {r.completion_id for r in rows if closed_this(r)})
-    iso = _iso_in(settings().tz)
+    tz = settings().tz
     base = base_url()
-    body = []
-    for r in rows:
-        photos = after.get(r.completion_id, []) if closed_this(r) else []
-        body.append(
-            {
-                "update_id": str(r.id),
-                "service_request_id": r.public_id,
-                "status": FMS_STATUS.get(r.to_status)
-                or ("CLOSED" if r.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
-                "updated_datetime": iso(r.at),
-                "description": r.note or "",
-                "media_url": f"{base}/media/{photos[0].public_key}"
-                if photos
-                else r.comment_media_url or "",
-                "external_status_code": r.to_status,
-            }
-        )
+    body = [
+        {
+            "update_id": str(u.id),
+            "service_request_id": u.public_id,
+            "status": FMS_STATUS.get(u.to_status)
+            or ("CLOSED" if u.to_status in REQUEST_CLOSED_STATUSES else "OPEN"),
+            "updated_datetime": iso(u.at, tz),
+            "description": u.note or "",
+            "media_url": absolute_url(u.media_url, base) or "",
+            "external_status_code": u.to_status,
+        }
+        for u in public_requests.updates(session(), start, end)
+    ]
     return render(body, root="service_request_updates", item="request_update")
 
 

@@ -269,7 +269,7 @@ def test_updates_check_the_jurisdiction(app, client, history: History) -> None: 
 
 
 def test_updates_query_uses_the_partial_index(db: Session, history: History) -> None:
-    from api.open311.routes import updates_query
+    from core.public_requests import updates_query
 
     stmt = updates_query(T0, T0 + timedelta(days=1)).compile(dialect=db.get_bind().dialect)
     db.execute(

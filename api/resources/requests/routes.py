@@ -12,7 +12,6 @@ from api import inputs
 from api.auth import current_actor, current_user, require
 from api.db import base_url, service_area, session, settings
 from api.errors import ErrorSchema, abort
-from api.open311.routes import expected_at_expr
 from api.resources.common import (
     BBoxArgs,
     Blueprint,
@@ -26,7 +25,7 @@ from api.resources.common import (
     timeline,
 )
 from api.resources.typed import Computed, JSONValue
-from api.status_page import late_since, public_timeline
+from api.status_page import public_timeline
 from core.db import existing
 from core.errors import OutsideServiceArea, ValidationFailed
 from core.intake import Contact, NewRequest, duplicate_candidates, pin_request, submit_request
@@ -39,6 +38,7 @@ from core.models import (
     WorkOrder,
 )
 from core.photos import public_url
+from core.public_requests import expected_at_expr, late_since
 from core.redaction import MAX_REASON, MAX_TEXT, REDACTED, redact, redactions_of
 from core.status import REQUEST_STATUSES, words_for
 from geo.geocode import geocode
