@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -30,7 +31,8 @@ class TimeWindow:
     end: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.start, int) and isinstance(self.end, int)):
+        # Checked at run time too: bounds read from JSON or numpy may be floats or numpy ints.
+        if not all(isinstance(bound, int) for bound in (self.start, self.end)):
             raise ProblemError(f"time window bounds must be int seconds: {self!r}")
         if self.start > self.end:
             raise ProblemError(f"time window starts after it ends: {self!r}")
@@ -148,7 +150,7 @@ class Job:
             raise ProblemError(
                 f"job {self.id!r}: priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}"
             )
-        for a, b in zip(self.windows, self.windows[1:]):
+        for a, b in pairwise(self.windows):
             if b.start <= a.end:
                 raise ProblemError(f"job {self.id!r}: time windows overlap")
 
@@ -295,8 +297,9 @@ def default_penalties(problem: Problem) -> dict[str, int]:
 COST_SCALE = 18000
 
 
-def arc_cost(crew: Crew, distance: int, duration: int) -> int:
-    """Scaled cost of driving `distance` m (the hourly cost is charged on route span)."""
+def arc_cost[T: (int, np.ndarray)](crew: Crew, distance: T, duration: T) -> T:
+    """Scaled cost of driving `distance` m (the hourly cost is charged on route span); of
+    one leg, or of every leg of a matrix at once (the solver's transit matrices)."""
     del duration  # time is paid on the route span, not per leg
     return 18 * crew.cost_per_km * distance
 
@@ -476,8 +479,8 @@ def objective_of(
         if not r.stops:
             continue  # an idle crew does not drive
         locs = [c.start] + [s.location for s in r.stops] + [c.end]
-        d = sum(int(m.distances[a, b]) for a, b in zip(locs, locs[1:]))
-        t = sum(int(m.durations[a, b]) for a, b in zip(locs, locs[1:]))
+        d = sum(int(m.distances[a, b]) for a, b in pairwise(locs))
+        t = sum(int(m.durations[a, b]) for a, b in pairwise(locs))
         dist += d
         dur += t
         sp = r.arrive - r.depart
