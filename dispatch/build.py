@@ -42,15 +42,12 @@ PLANNABLE_STATUSES = ("new", "planned")
 FRESH_FIX = timedelta(minutes=15)
 
 
-class MatrixLike(Protocol):
-    durations: Any
-    distances: Any
-
-
 class TravelTimes(Protocol):
+    """What a plan needs of a travel-time provider (geo.travel's providers, for one)."""
+
     name: str
 
-    def matrix(self, points: Sequence[tuple[float, float]]) -> MatrixLike: ...
+    def matrix(self, points: Sequence[tuple[float, float]]) -> Matrix: ...
 
 
 @dataclass(frozen=True)
@@ -513,9 +510,7 @@ def build_problem(
     matrix = travel.matrix(points.points) if points.points else None
     at_now = clock.now if clock is not None else now
     problem = Problem(
-        matrix=Matrix(matrix.durations, matrix.distances)
-        if matrix is not None
-        else Matrix([[0]], [[0]]),
+        matrix=matrix if matrix is not None else Matrix([[0]], [[0]]),
         crews=tuple(crews),
         jobs=tuple(jobs),
         dimensions=tuple(dimensions),
@@ -530,7 +525,7 @@ def build_problem(
         crews=crew_rows,
         shifts=shifts,
         work_orders=work_orders,
-        provider=getattr(matrix, "provider", travel.name),
+        provider=(matrix.provider if matrix is not None else "") or travel.name,
         excluded=excluded,
         excluded_crews=excluded_crews,
         carried={str(wo.id) for wo in locks.carried if str(wo.id) in work_orders}
