@@ -274,6 +274,9 @@ def _repair(
         steps[u] = [("single", i) for i in moved]
         touched.add(u)
     part = touched | idle_kinds(spec, routes)
+    if not part:
+        # The ruin took only unassigned jobs and no vehicle is idle: nothing can change.
+        return None
     jobs_in = (
         {i for v in touched for i in routes.get(v, ())} | ruined.jobs | set(current.unassigned)
     )

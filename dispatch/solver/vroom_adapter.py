@@ -191,7 +191,8 @@ def vroom_run(
     steps: dict[int, list[Step]] | None = None,
 ) -> VroomDay | None:
     """VROOM's day for `spec`, its routes seeded with `steps` (vehicle -> steps), or None
-    if VROOM fails: a failure must not cost us the plan, OR-Tools constructs instead.
+    if VROOM fails: a failure must not cost us the plan (without a first day from VROOM,
+    OR-Tools constructs one; without a repair, the LNS goes on to its next step).
 
     VROOM refuses a whole input when one seeded route is infeasible (rounded matrices need
     not obey the triangle inequality, so a route with a job taken out may arrive later;
@@ -209,8 +210,7 @@ def vroom_run(
     except Exception as exc:  # VROOM's input, routing and internal errors alike
         if not seeds:
             log.warning(
-                "VROOM failed on %d jobs and %d vehicles (level %d): %s; "
-                "OR-Tools builds the routes instead",
+                "VROOM failed on %d jobs and %d vehicles (level %d): %s",
                 len(spec.jobs),
                 len(spec.vehicles),
                 level,

@@ -133,3 +133,28 @@ def test_a_search_that_fails_here_stops_the_second_process(monkeypatch: pytest.M
     for proc in processes:
         proc.join(timeout=30)  # killed at once: it had most of its minute left
     assert not any(proc.is_alive() for proc in processes)
+
+
+def test_a_ruin_of_unassigned_jobs_only_with_no_idle_vehicle_asks_vroom_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dispatch.solver import lns
+    from dispatch.solver.vroom_adapter import vroom_start
+
+    # One crew with room for two of four jobs: its route is full, two jobs stay out.
+    p = problem(
+        [crew(capacity=(2,))],
+        [job(str(k), k, demand=(1,)) for k in range(1, 5)],
+        dimensions=("items",),
+    )
+    keep = [j.id for j in p.jobs]
+    day = vroom_start(p, keep, set(), SolveParams(time_limit_s=1))
+    assert day is not None and len(day.unassigned) == 2
+    spec = vroom_spec(p, keep, set())
+    routes = {v: [i for t, i in seq if t == "single"] for v, seq in day.steps.items()}
+
+    def no_call(*args: object, **kwargs: object) -> None:
+        raise AssertionError("VROOM was asked to repair a day with no vehicle to repair with")
+
+    monkeypatch.setattr(lns, "vroom_run", no_call)
+    assert lns._repair(p, spec, day, routes, lns.Ruin(set(day.unassigned)), 1.0) is None
