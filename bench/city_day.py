@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dispatch.edit import time_route  # noqa: E402
-from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow, urgency_weight  # noqa: E402
+from dispatch.model import Break, Crew, Job, Problem, TimeWindow, urgency_weight  # noqa: E402
 from dispatch.solver import SolveParams, precheck, solve, vroom_routes  # noqa: E402
 from dispatch.split import solve_split  # noqa: E402
 from dispatch.validate import check_route  # noqa: E402
@@ -113,7 +113,7 @@ def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
             )
         )
     return Problem(
-        matrix=Matrix(m.durations, m.distances),
+        matrix=m,
         crews=tuple(crews),
         jobs=tuple(jobs),
         dimensions=DIMENSIONS,

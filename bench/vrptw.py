@@ -17,6 +17,8 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         inst = read_solomon(a.set / f"{name}.txt")
         problem, _ = to_problem(inst)
         b = bks.get(name)
-        for solver, run in (
-            ("streetloop", lambda: run_streetloop(problem, a.time_limit, 2, True, a.seed)),
-            ("vroom", lambda: run_vroom(problem, a.time_limit)),
-            ("ortools", lambda: run_streetloop(problem, a.time_limit, 1, False, a.seed)),
-        ):
+        runs: tuple[tuple[str, Callable[[], tuple[list[list[int]], bool | None, float]]], ...] = (
+            ("streetloop", partial(run_streetloop, problem, a.time_limit, 2, True, a.seed)),
+            ("vroom", partial(run_vroom, problem, a.time_limit)),
+            ("ortools", partial(run_streetloop, problem, a.time_limit, 1, False, a.seed)),
+        )
+        for solver, run in runs:
             if a.only and solver not in a.only:
                 continue
             routes, validated, secs = run()

@@ -43,15 +43,12 @@ PLANNABLE_STATUSES = PLANNABLE
 FRESH_FIX = timedelta(minutes=15)
 
 
-class MatrixLike(Protocol):
-    durations: Any
-    distances: Any
-
-
 class TravelTimes(Protocol):
+    """What a plan needs of a travel-time provider (geo.travel's providers, for one)."""
+
     name: str
 
-    def matrix(self, points: Sequence[tuple[float, float]]) -> MatrixLike: ...
+    def matrix(self, points: Sequence[tuple[float, float]]) -> Matrix: ...
 
 
 @dataclass(frozen=True)
@@ -640,8 +637,8 @@ def _matrix(travel: TravelTimes, points: _Points) -> tuple[Matrix, str]:
     """Travel between every point of the plan, computed once, and the provider's name."""
     if not points.points:
         return Matrix([[0]], [[0]]), travel.name
-    times = travel.matrix(points.points)
-    return Matrix(times.durations, times.distances), getattr(times, "provider", travel.name)
+    matrix = travel.matrix(points.points)
+    return matrix, matrix.provider or travel.name
 
 
 def build_problem(

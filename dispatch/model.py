@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -30,7 +31,8 @@ class TimeWindow:
     end: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.start, int) and isinstance(self.end, int)):
+        # Checked at run time too: bounds read from JSON or numpy may be floats or numpy ints.
+        if not all(isinstance(bound, int) for bound in (self.start, self.end)):
             raise ProblemError(f"time window bounds must be int seconds: {self!r}")
         if self.start > self.end:
             raise ProblemError(f"time window starts after it ends: {self!r}")
@@ -148,22 +150,36 @@ class Job:
             raise ProblemError(
                 f"job {self.id!r}: priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}"
             )
-        for a, b in zip(self.windows, self.windows[1:]):
+        for a, b in pairwise(self.windows):
             if b.start <= a.end:
                 raise ProblemError(f"job {self.id!r}: time windows overlap")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Matrix:
-    """Travel durations (s) and distances (m) between location indices, given by the caller."""
+    """Travel durations (whole seconds) and distances (whole metres) between location
+    indices: `durations[i, j]` from i to j (not necessarily symmetric: one-way streets),
+    0 on the diagonal. Read-only int64 arrays, so the solver can index and slice them.
+
+    The travel providers (`geo.travel`) also say how they priced it: `provider` names the
+    one that did, `fallback_pairs` counts the off-diagonal pairs a road provider could not
+    route and filled with straight-line estimates, and `off_network` lists the points it
+    could not snap to a road (all their pairs are straight-line). Both are empty for the
+    straight-line provider, whose every pair is an estimate by design."""
 
     durations: np.ndarray
     distances: np.ndarray
+    provider: str
+    fallback_pairs: int
+    off_network: tuple[int, ...]
 
     def __init__(
         self,
         durations: Sequence[Sequence[int]] | np.ndarray,
         distances: Sequence[Sequence[int]] | np.ndarray,
+        provider: str = "",
+        fallback_pairs: int = 0,
+        off_network: tuple[int, ...] = (),
     ) -> None:
         dur = np.array(durations, dtype=np.int64)
         dist = np.array(distances, dtype=np.int64)
@@ -175,10 +191,34 @@ class Matrix:
         dist.setflags(write=False)
         object.__setattr__(self, "durations", dur)
         object.__setattr__(self, "distances", dist)
+        object.__setattr__(self, "provider", provider)
+        object.__setattr__(self, "fallback_pairs", int(fallback_pairs))
+        object.__setattr__(self, "off_network", tuple(off_network))
 
     @property
     def size(self) -> int:
         return int(self.durations.shape[0])
+
+    def __len__(self) -> int:
+        return self.size
+
+    # Equal by value, as the travel providers' matrices were before they became this
+    # class: the same numbers, priced the same way.
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.durations.shape,
+            self.durations.tobytes(),
+            self.distances.tobytes(),
+            self.provider,
+            self.fallback_pairs,
+            self.off_network,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Matrix) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -295,8 +335,9 @@ def default_penalties(problem: Problem) -> dict[str, int]:
 COST_SCALE = 18000
 
 
-def arc_cost(crew: Crew, distance: int, duration: int) -> int:
-    """Scaled cost of driving `distance` m (the hourly cost is charged on route span)."""
+def arc_cost[T: (int, np.ndarray)](crew: Crew, distance: T, duration: T) -> T:
+    """Scaled cost of driving `distance` m (the hourly cost is charged on route span); of
+    one leg, or of every leg of a matrix at once (the solver's transit matrices)."""
     del duration  # time is paid on the route span, not per leg
     return 18 * crew.cost_per_km * distance
 
@@ -476,8 +517,8 @@ def objective_of(
         if not r.stops:
             continue  # an idle crew does not drive
         locs = [c.start] + [s.location for s in r.stops] + [c.end]
-        d = sum(int(m.distances[a, b]) for a, b in zip(locs, locs[1:]))
-        t = sum(int(m.durations[a, b]) for a, b in zip(locs, locs[1:]))
+        d = sum(int(m.distances[a, b]) for a, b in pairwise(locs))
+        t = sum(int(m.durations[a, b]) for a, b in pairwise(locs))
         dist += d
         dur += t
         sp = r.arrive - r.depart

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from dispatch.model import UNASSIGNED_REASONS, Crew, Problem, Result, Route, objective_of
 
@@ -119,7 +120,8 @@ def check_route(
             )
         if not (b.window.start <= p.start and p.end <= b.window.end):
             out.append(
-                f"{who}'s break at {words.span(p.start, p.end)} would be outside its window {words.span(b.window.start, b.window.end)}"
+                f"{who}'s break at {words.span(p.start, p.end)} would be outside its window "
+                f"{words.span(b.window.start, b.window.end)}"
             )
     name = {
         **{p.break_id: "its break" for p in r.breaks},
@@ -129,7 +131,7 @@ def check_route(
         [(p.start, p.end, p.break_id) for p in r.breaks]
         + [(s.start, s.end, s.job_id) for s in r.stops]
     )
-    for (a0, a1, an), (b0, b1, bn) in zip(busy, busy[1:]):
+    for (a0, a1, an), (b0, b1, bn) in pairwise(busy):
         if b0 < a1:
             out.append(
                 f"{who}: {name[an]} ({words.span(a0, a1)}) overlaps {name[bn]} ({words.span(b0, b1)})"
@@ -196,9 +198,9 @@ def check_route(
                 out.append(
                     f"{where} is reserved for {', '.join(map(words.crew, sorted(job.crews)))}, not {who}"
                 )
-            load = [a + b for a, b in zip(load, job.demand)]
+            load = [a + b for a, b in zip(load, job.demand, strict=True)]
             pos, free_from = loc, s.end
-    for dim, used, cap in zip(problem.dimensions, load, crew.capacity):
+    for dim, used, cap in zip(problem.dimensions, load, crew.capacity, strict=True):
         if used > cap:
             out.append(f"{who} would carry {used} {dim}, over its capacity of {cap}")
     if r.arrive > crew.shift.end:
@@ -210,8 +212,9 @@ def check_route(
             f"{who}'s day would last {_minutes(r.arrive - r.depart)}, over its maximum of {_minutes(crew.max_duration)}"
         )
     locs = [crew.start] + [s.location for s in r.stops] + [crew.end]
-    if r.distance != sum(int(m.distances[a, b]) for a, b in zip(locs, locs[1:])):
+    path = list(pairwise(locs))
+    if r.distance != sum(int(m.distances[a, b]) for a, b in path):
         out.append(f"{who}: reported distance {r.distance} is wrong")
-    if r.duration != sum(int(m.durations[a, b]) for a, b in zip(locs, locs[1:])):
+    if r.duration != sum(int(m.durations[a, b]) for a, b in path):
         out.append(f"{who}: reported drive time {r.duration} is wrong")
     return out

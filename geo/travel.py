@@ -1,7 +1,8 @@
 """Travel-time providers: duration and distance matrices, and route geometry.
 
 A provider turns lon/lat points into integer seconds and metres for the
-solver (which never sees geometry) and draws a crew's ordered stops as a
+solver (which never sees geometry), as the solver's own ``dispatch.model.Matrix``
+(no second matrix type, no conversion between them), and draws a crew's ordered stops as a
 GeoJSON LineString for the crew app. Two providers:
 
 - ``ValhallaProvider``: road network travel from tiles built by
@@ -20,7 +21,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ import numpy as np
 import valhalla
 from valhalla.midgard.utils import decode_polyline
 
+from dispatch.model import Matrix  # the solver's own: providers fill it, nothing converts it
 from geo.earth import EARTH_RADIUS_M
 from geo.roads import CONFIG_NAME, RoadDataError
 
@@ -36,44 +37,7 @@ log = logging.getLogger(__name__)
 Point = tuple[float, float]
 """(lon, lat) in degrees, EPSG:4326."""
 
-IntMatrix = tuple[tuple[int, ...], ...]
-
 _ROUND_DEG = 6  # 1e-6 deg is ~0.1 m: finer than any GPS fix, coarser than float noise
-
-
-@dataclass(frozen=True)
-class Matrix:
-    """Square travel matrices for an ordered list of points.
-
-    ``durations[i][j]`` is whole seconds and ``distances[i][j]`` whole metres
-    from point i to point j (not necessarily symmetric: one-way streets); the
-    diagonal is 0. Nested tuples rather than numpy arrays so a Matrix is truly
-    immutable and hashable, and the solver's callbacks get plain ints.
-
-    ``fallback_pairs`` counts the off-diagonal pairs a road provider could
-    not route and filled with straight-line estimates; ``off_network`` lists
-    the points it could not snap to a road within its snap radius (all their
-    pairs are straight-line). Both are empty for the straight-line provider,
-    whose every pair is an estimate by design.
-    """
-
-    durations: IntMatrix
-    distances: IntMatrix
-    provider: str
-    fallback_pairs: int = 0
-    off_network: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        n = len(self.durations)
-        if (
-            len(self.distances) != n
-            or any(len(r) != n for r in self.durations)
-            or any(len(r) != n for r in self.distances)
-        ):
-            raise ValueError("durations and distances must be square matrices of the same size")
-
-    def __len__(self) -> int:
-        return len(self.durations)
 
 
 class TravelTimeProvider(Protocol):
@@ -120,10 +84,6 @@ def _points_array(points: Sequence[Point]) -> np.ndarray:
     return arr
 
 
-def _as_int_matrix(a: np.ndarray) -> IntMatrix:
-    return tuple(tuple(row) for row in a.tolist())
-
-
 def _line(coords: Sequence[Sequence[float]]) -> dict[str, Any]:
     out: list[list[float]] = []
     for lon, lat in coords:
@@ -164,7 +124,7 @@ class StraightLineProvider:
     def matrix(self, points: Sequence[Point]) -> Matrix:
         """Straight-line duration and distance matrices for ``points``."""
         seconds, metres = self.arrays(points, points)
-        return Matrix(_as_int_matrix(seconds), _as_int_matrix(metres), self.name)
+        return Matrix(seconds, metres, self.name)
 
     def route_geometry(self, points: Sequence[Point]) -> dict[str, Any]:
         """Straight segments through ``points`` in order."""
@@ -321,9 +281,7 @@ class ValhallaProvider:
                 n * (n - 1),
                 len(off),
             )
-        return Matrix(
-            _as_int_matrix(seconds), _as_int_matrix(metres), self.name, fallback_pairs, off
-        )
+        return Matrix(seconds, metres, self.name, fallback_pairs, off)
 
     def route_geometry(self, points: Sequence[Point]) -> dict[str, Any]:
         """Road geometry through ``points`` in order; legs Valhalla cannot route are straight segments."""

@@ -3,11 +3,11 @@ is XS[i] km down a straight road, 1 km = 60 s)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
 from dataclasses import replace
+from itertools import pairwise
 from types import SimpleNamespace
 
 import pytest
@@ -383,7 +383,7 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
     day. Every spliced day, accepted or not, must keep every job on exactly one route or
     unassigned, hold skills and capacities, and carry each route's real cost and the
     day's real score."""
-    from dispatch import solver
+    from dispatch.solver import lns, vroom_adapter
 
     rng = random.Random(7)
     n = 61
@@ -428,26 +428,26 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
     p = Problem(Matrix(dur, dist), tuple(crews), tuple(jobs), dimensions=("items",), now=7 * H)
     keep = [j.id for j in p.jobs if j.id not in precheck(p)]
     locked = {"5", "9"}
-    spec = solver._vroom_spec(p, keep, locked)
-    vehicles = {v["id"]: v for v in spec.vehicles}
+    spec = vroom_adapter.vroom_spec(p, keep, locked)
+    vehicles = {v.id: v for v in spec.vehicles}
     chains = {c.id: [j for j in c.locked_first if j in locked] for c in crews}
 
-    def check(day: solver._VroomStart) -> None:
+    def check(day: vroom_adapter.VroomDay) -> None:
         served = [i for seq in day.steps.values() for t, i in seq if t == "single"]
         assert sorted(served + day.unassigned) == list(range(len(spec.free)))
         assert set(day.costs) == set(day.steps)
         for v, seq in day.steps.items():
             mine = [i for t, i in seq if t == "single"]
             assert mine, "a vehicle without jobs stays out of the day"
-            assert all(spec.jobs[i]["skills"] <= vehicles[v]["skills"] for i in mine)
-            assert sum(spec.jobs[i]["delivery"][0] for i in mine) <= vehicles[v]["capacity"][0]
+            assert all(spec.jobs[i].skills <= vehicles[v].skills for i in mine)
+            assert sum(spec.jobs[i].delivery[0] for i in mine) <= vehicles[v].capacity[0]
             path = [
-                vehicles[v]["start"],
-                *(spec.jobs[i]["location"] for i in mine),
-                vehicles[v]["end"],
+                vehicles[v].start,
+                *(spec.jobs[i].location for i in mine),
+                vehicles[v].end,
             ]
             # 1 000 cost units per km and none per hour: a route costs its length in metres.
-            assert day.costs[v] == sum(dist[a][b] for a, b in itertools.pairwise(path))
+            assert day.costs[v] == sum(dist[a][b] for a, b in pairwise(path))
         for v, c in enumerate(crews):
             assert day.routes[c.id] == chains[c.id] + [
                 spec.free[i] for t, i in day.steps.get(v, []) if t == "single"
@@ -457,16 +457,16 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
             p.penalties[spec.free[i]] for i in day.unassigned
         )
 
-    spliced: list[solver._VroomStart] = []
-    real_splice = solver._splice
+    spliced: list[vroom_adapter.VroomDay] = []
+    real_splice = lns.splice
 
-    def splice(*args: object) -> solver._VroomStart:
+    def splice(*args: object) -> vroom_adapter.VroomDay:
         day = real_splice(*args)  # type: ignore[arg-type]
         spliced.append(day)
         return day
 
-    monkeypatch.setattr(solver, "_splice", splice)
-    start = solver._vroom_start(p, keep, locked, SolveParams(time_limit_s=2, workers=1))
+    monkeypatch.setattr(lns, "splice", splice)
+    start = vroom_adapter.vroom_start(p, keep, locked, SolveParams(time_limit_s=2, workers=1))
     assert start is not None
     assert len(start.steps) < len(crews) if op == "split" else start.unassigned
     check(start)
@@ -478,8 +478,8 @@ def test_lns_repairs_part_of_the_day_and_keeps_its_books(
     def clock() -> float:
         return deadline if len(spliced) >= 8 else time.time()
 
-    monkeypatch.setattr(solver, "time", SimpleNamespace(time=clock))
-    best = solver._vroom_lns(p, keep, locked, start, deadline, seed=3, ops=(op,))
+    monkeypatch.setattr(lns, "time", SimpleNamespace(time=clock))
+    best = lns.vroom_lns(p, keep, locked, start, deadline, seed=3, ops=(op,))
     assert len(spliced) == 8
     for day in spliced:
         check(day)
