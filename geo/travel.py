@@ -28,8 +28,8 @@ import numpy as np
 import valhalla
 from valhalla.midgard.utils import decode_polyline
 
-from dispatch.model import Matrix  # the solver's own: providers fill it, nothing converts it
 from geo.earth import EARTH_RADIUS_M
+from geo.matrix import Matrix  # the solver's own: providers fill it, nothing converts it
 from geo.roads import CONFIG_NAME, RoadDataError
 
 log = logging.getLogger(__name__)

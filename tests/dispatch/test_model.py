@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dispatch.model import Break, Crew, Job, Matrix, Problem, ProblemError, TimeWindow, replan
+from geo.matrix import MatrixError
 from tests.factories.problems import H, crew, job, line_matrix, problem
 
 
@@ -33,9 +34,9 @@ def test_job_validation() -> None:
 
 
 def test_matrix_is_square_non_negative_and_read_only() -> None:
-    with pytest.raises(ProblemError):
+    with pytest.raises(MatrixError):
         Matrix([[0, 1]], [[0, 1]])
-    with pytest.raises(ProblemError):
+    with pytest.raises(MatrixError):
         Matrix([[0, -1], [1, 0]], [[0, 1], [1, 0]])
     m = line_matrix()
     with pytest.raises(ValueError):
