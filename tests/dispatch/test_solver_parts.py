@@ -15,7 +15,7 @@ from dispatch.model import TimeWindow
 from dispatch.solver import SolveParams, solve
 from dispatch.solver import search as search_module
 from dispatch.solver.vroom_adapter import _infeasible_seeds, vroom_run, vroom_spec
-from tests.dispatch.conftest import H, crew, job, problem
+from tests.factories.problems import H, crew, job, problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
