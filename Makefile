@@ -75,7 +75,8 @@ browser-install:
 		scripts/browser.sh install
 	fi
 
-test: venv pg-install browser-install
+# Lint and types first: a finding fails the run before any database is started.
+test: venv lint typecheck pg-install browser-install
 	@if [ -n "$${DATABASE_URL:-}" ]; then
 		echo "make: using DATABASE_URL from the environment"
 		exec "$(VENV_PY)" -m pytest $(PYTEST_ARGS)
