@@ -370,7 +370,7 @@ def _public_ids(session: Session, ids: set[int]) -> dict[int, str]:
 
 
 def _photo(kind: str, public_key: str, thumbnail_key: str | None, copy: bool) -> PublicPhoto:
-    # Processing writes a photo's two copies and marks it ready in one step (geo.media);
+    # Processing writes a photo's two copies and marks it ready in one step (core.photos.process_photo);
     # the fallback only keeps a half-written row from naming "/media/None".
     thumbnail = thumbnail_key or public_key
     return PublicPhoto(kind, public_url(public_key), public_url(thumbnail), copy)

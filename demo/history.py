@@ -32,9 +32,9 @@ from core.field import ingest_positions
 from core.lifecycle import Actor
 from core.lifecycle.base import SYSTEM
 from core.models import Crew, User, WorkOrder
+from core.photos import process_photo
 from core.storage import Storage
 from core.workorders import change_status
-from geo.media import process_photo
 from geo.proof import Ping
 
 METRES_PER_DEG_LAT = 111_320.0

@@ -74,7 +74,7 @@ class _Extras:
                 .where(Photo.service_request_id.in_(req_ids), Photo.state == "ready")
                 .order_by(Photo.id)
             ):
-                # A ready photo has both copies (`geo.media.process_photo` names them
+                # A ready photo has both copies (`core.photos.process_photo` names them
                 # together), and the request is one of ours: the query says so.
                 if rid is not None and pub is not None and thumb is not None:
                     self.photos.setdefault(rid, []).append((pub, thumb))

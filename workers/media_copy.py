@@ -47,10 +47,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.media_links import CopyPolicy
 from core.models import MediaLink, Photo
-from core.photos import store_photo
+from core.photos import process_photo, store_photo
 from core.settings import Settings
 from core.storage import Storage
-from geo.media import process_photo
 from geo.photos import InspectedPhoto, PhotoLimits, PhotoRejected, inspect_photo
 from workers.outbound import (
     Resolver,

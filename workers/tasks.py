@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import make_engine, make_sessionmaker
 from core.media_links import copy_job_lock
 from core.models import MediaLink, Photo, ServiceRequest
+from core.photos import process_photo as process_photo_in
 from core.settings import Settings
 from core.storage import Storage, storage_from_settings
-from geo.media import process_photo as process_photo_in
 from workers.app import app
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from core.models import Photo, ServiceRequest
+from core.photos import process_photo
 from core.storage import LocalStorage
-from geo.media import process_photo
 from tests import factories as f
 from tests.api.uploads import multipart
 from tests.factories.photos import jpeg_with_exif, phone_jpeg, zero_png

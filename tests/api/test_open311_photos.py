@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from core.models import MediaLink, Photo, ServiceRequest, WorkOrder
+from core.photos import process_photo
 from core.storage import LocalStorage
-from geo.media import process_photo
 from tests import factories as f
 from tests.api.uploads import multipart
 from tests.factories.photos import jpeg

@@ -22,8 +22,8 @@ from core.models import (
     StatusEvent,
     WorkOrder,
 )
+from core.photos import process_photo
 from core.storage import LocalStorage
-from geo.media import process_photo
 from tests import factories as f
 from tests.factories.completions import NOW, submit
 from tests.factories.photos import photo

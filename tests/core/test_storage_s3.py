@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Photo, ServiceRequest
+from core.photos import process_photo
 from core.storage import S3Storage, storage_from_settings
-from geo.media import process_photo
 from tests import factories as f
 
 
