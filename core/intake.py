@@ -34,7 +34,7 @@ from core.models import (
     WorkOrder,
 )
 from core.service_area import AreaConfig, inside_service_area, outside_area_error
-from core.spatial import distance_metres, parse_coordinate, point, within_metres
+from core.spatial import GeocodeMatch, distance_metres, parse_coordinate, point, within_metres
 from core.status import JOINABLE
 
 MAX_DESCRIPTION = 4000
@@ -77,14 +77,6 @@ class NewRequest:
     channel: str = "open311"
     api_key_id: int | None = None
     requested_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class GeocodeMatch:
-    lon: float
-    lat: float
-    label: str
-    precision: str  # "address" or "street"
 
 
 Geocoder = Callable[[Session, str], GeocodeMatch | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, overload
 
 import shapely
@@ -83,3 +84,14 @@ def distance_metres(
 ) -> ColumnElement[float]:
     target = func.geography(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326))
     return func.ST_Distance(func.geography(column), target)
+
+
+@dataclass(frozen=True)
+class GeocodeMatch:
+    """Where an address was found (`geo.geocode`), and how precisely: intake pins a report
+    there, so the type lives with core's other place values."""
+
+    lon: float
+    lat: float
+    label: str
+    precision: str  # "address" or "street"

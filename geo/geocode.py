@@ -13,9 +13,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Row, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from core.intake import GeocodeMatch
 from core.models import AddressPoint
-from core.spatial import distance_metres, within_metres
+from core.spatial import GeocodeMatch, distance_metres, within_metres
 from geo.address import normalize_housenumber, normalize_street, parse_address
 from geo.osm import read_addresses
 

@@ -38,8 +38,6 @@ GEO_MAY_USE = {
     "core.settings",
     "core.spatial",
     "core.storage",
-    "core.photos",
-    "core.intake",
     "core.errors",
 }
 # The geo modules core may call: pure functions (no session, no lifecycle).
