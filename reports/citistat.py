@@ -125,6 +125,7 @@ from core.status import (
     Verdict,
     sql_list,
 )
+from core.timefmt import iso
 from reports.csvexport import CsvTable
 
 GROUP_BYS = ("agency", "service_type", "district", "crew", "week")
@@ -979,10 +980,8 @@ def open_data_rows(
     ) in result:
         yield (
             pid,
-            created.astimezone(tz).isoformat(timespec="seconds"),
-            closed.astimezone(tz).isoformat(timespec="seconds")
-            if closed is not None and is_closed
-            else "",
+            iso(created, tz),
+            (iso(closed, tz) if is_closed else None) or "",
             agency,
             code,
             name,

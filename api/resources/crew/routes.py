@@ -45,6 +45,7 @@ from core.completion import (
 from core.field import MAX_PINGS_PER_BATCH, FieldEvent, apply_event, ingest_positions
 from core.lifecycle.work_order import UNABLE_REASONS
 from core.models import Crew, CrewPosition, WorkOrder
+from core.timefmt import iso
 from dispatch.feed import changes_since, route_feed
 from geo.photos import PhotoRejected
 from geo.proof import Ping
@@ -292,7 +293,7 @@ def latest_positions() -> Any:
         out.append(
             {
                 "crew": code,
-                "at": pos.at.astimezone(tz).isoformat(timespec="seconds"),
+                "at": iso(pos.at, tz),
                 "lat": lat,
                 "lon": lon,
                 "accuracy_m": pos.accuracy_m,
