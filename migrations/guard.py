@@ -19,7 +19,8 @@ instead (migrations/README.md), which lifts both limits for that statement only.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -78,8 +79,19 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+# How often a waiting run tries the lock again.
+_POLL_S = 0.5
+# The application_name of a run while it waits for another's lock.
+WAITING_NAME = "streetloop migrate: waiting for the migration lock"
+
+
 def take_migration_lock(
-    connection: Connection, limits: Limits, *, for_transaction: bool = False
+    connection: Connection,
+    limits: Limits,
+    *,
+    for_transaction: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Wait for the migration lock, then set the migrations' timeouts on this session.
 
@@ -87,24 +99,66 @@ def take_migration_lock(
     through the one transaction per migration that alembic then runs on this connection,
     until `release_migration_lock` or the connection's end. `for_transaction` takes a lock
     that the current transaction's end releases instead (a caller's connection whose
-    transaction all the migrations run in)."""
+    transaction all the migrations run in).
+
+    A waiting run tries the lock and ends its transaction between tries, rather than
+    blocking in `pg_advisory_lock`: a backend blocked there keeps a snapshot open, and
+    `CREATE INDEX CONCURRENTLY` in the run that holds the lock waits for every older
+    snapshot to end, so the two would deadlock and the index build would fail."""
+    if for_transaction:
+        _take_for_transaction(connection, limits)
+        return
+    deadline = clock() + limits.wait_s
+    named: str | None = None  # the session's own application_name, while it says it waits
+    while True:
+        got = connection.execute(
+            text("SELECT pg_try_advisory_lock(:c, :k)"),
+            {"c": AdvisoryLock.MIGRATIONS, "k": _LOCK_KEY},
+        ).scalar_one()
+        if not got and named is None:
+            # Shown in pg_stat_activity, so whoever looks at the database sees why it waits.
+            named = connection.execute(
+                text("SELECT current_setting('application_name')")
+            ).scalar_one()
+            _name(connection, WAITING_NAME)
+        connection.commit()  # no transaction, so no snapshot, while this run waits
+        if got:
+            break
+        if clock() >= deadline:
+            _name(connection, named or "")
+            connection.commit()
+            raise MigrationLockTimeout(_waited_too_long(connection, limits))
+        sleep(_POLL_S)
+    if named is not None:
+        _name(connection, named)
+    _set(connection, "lock_timeout", limits.lock_timeout_ms)
+    _set(connection, "statement_timeout", limits.statement_timeout_ms)
+
+
+def _take_for_transaction(connection: Connection, limits: Limits) -> None:
+    # The caller's transaction is open anyway (its snapshot with it), so this waits in
+    # PostgreSQL, bounded by lock_timeout, and the lock ends with that transaction.
     _set(connection, "statement_timeout", 0)
     _set(connection, "lock_timeout", limits.wait_s * 1000)
-    lock = "pg_advisory_xact_lock" if for_transaction else "pg_advisory_lock"
     try:
         connection.execute(
-            text(f"SELECT {lock}(:c, :k)"), {"c": AdvisoryLock.MIGRATIONS, "k": _LOCK_KEY}
+            text("SELECT pg_advisory_xact_lock(:c, :k)"),
+            {"c": AdvisoryLock.MIGRATIONS, "k": _LOCK_KEY},
         )
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
         connection.rollback()
-        raise MigrationLockTimeout(
-            f"another migration run ({_holder(connection)}) held the migration lock for "
-            f"more than STREETLOOP_MIGRATION_WAIT_S={limits.wait_s} s; nothing was migrated"
-        ) from None
+        raise MigrationLockTimeout(_waited_too_long(connection, limits)) from None
     _set(connection, "lock_timeout", limits.lock_timeout_ms)
     _set(connection, "statement_timeout", limits.statement_timeout_ms)
+
+
+def _waited_too_long(connection: Connection, limits: Limits) -> str:
+    return (
+        f"another migration run ({_holder(connection)}) held the migration lock for "
+        f"more than STREETLOOP_MIGRATION_WAIT_S={limits.wait_s} s; nothing was migrated"
+    )
 
 
 def release_migration_lock(connection: Connection) -> None:
@@ -119,6 +173,10 @@ def _set(connection: Connection, name: str, milliseconds: int) -> None:
     connection.execute(
         text("SELECT set_config(:n, :v, false)"), {"n": name, "v": f"{milliseconds}ms"}
     )
+
+
+def _name(connection: Connection, name: str) -> None:
+    connection.execute(text("SELECT set_config('application_name', :v, false)"), {"v": name})
 
 
 def _holder(connection: Connection) -> str:

@@ -24,7 +24,7 @@ from api.cli import alembic_config, main
 from core.db import make_engine
 from core.locks import AdvisoryLock
 from core.settings import libpq_url
-from migrations.guard import Limits, MigrationSettingError
+from migrations.guard import WAITING_NAME, Limits, MigrationSettingError
 from tests.databases import scratch_database
 from tests.migrations.later import config_with_later, write_migration
 
@@ -59,13 +59,13 @@ def _hold_lock(url: str) -> psycopg.Connection:
 
 
 def _waiting_on_the_lock(url: str) -> int:
-    """How many other sessions of this database wait for an advisory lock."""
+    """How many other sessions of this database wait for the migration lock: a run polls
+    for it and names itself so in pg_stat_activity meanwhile (migrations.guard)."""
     with psycopg.connect(_dsn(url), autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-            "WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = %s "
-            "AND d.datname = current_database()",
-            (AdvisoryLock.MIGRATIONS,),
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s",
+            (WAITING_NAME,),
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -117,6 +117,32 @@ def test_two_runs_at_once_migrate_once_the_second_after_the_first(url: str) -> N
         assert conn.execute(
             "SELECT pg_try_advisory_lock(%s, 1)", (AdvisoryLock.MIGRATIONS,)
         ).fetchone() == (True,)
+
+
+def test_a_run_waiting_for_the_lock_does_not_stop_the_holder_building_an_index_concurrently(
+    url: str,
+) -> None:
+    """CREATE INDEX CONCURRENTLY waits for every older snapshot to end. A run that blocked
+    in pg_advisory_lock would hold one while it waits for the run building the index, and
+    PostgreSQL would break that deadlock by failing the index build, leaving it INVALID."""
+    holder = _hold_lock(url)
+    holder.execute("CREATE TABLE big (x int)")
+    holder.execute("INSERT INTO big SELECT generate_series(1, 1000)")
+    run = _migrate(url)
+    try:
+        _until(lambda: _waiting_on_the_lock(url) == 1, "the run to wait for the lock")
+        holder.execute("CREATE INDEX CONCURRENTLY ix_big_x ON big (x)")
+        valid = holder.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_big_x'::regclass"
+        ).fetchone()
+        assert valid == (True,)
+        assert _version(url) is None
+    finally:
+        holder.close()
+        output = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, output
+    assert _version(url) == HEAD
+    assert _waiting_on_the_lock(url) == 0
 
 
 def test_a_run_that_waits_too_long_for_the_lock_says_who_holds_it(url: str) -> None:
