@@ -219,13 +219,26 @@ def vroom_run(
             )
             return None
         bad = _infeasible_seeds(problem, spec, seeds)
-        # If plan mode names no route, the seeds as a whole are what VROOM refused.
-        rest = {v: seq for v, seq in seeds.items() if v not in bad} if bad else {}
+        if not bad:
+            # No seeded route is at fault: VROOM failed for another reason, and a run
+            # without seeds would cost this step's time for little; the caller goes on
+            # without this answer, as it always has.
+            log.warning(
+                "VROOM failed on %d jobs and %d vehicles with %d seeded routes, none of "
+                "them infeasible (level %d): %s",
+                len(spec.jobs),
+                len(spec.vehicles),
+                len(seeds),
+                level,
+                exc,
+                exc_info=True,
+            )
+            return None
+        rest = {v: seq for v, seq in seeds.items() if v not in bad}
         log.debug(
-            "VROOM refused seeded routes (%s): %s; retrying without those of vehicles %s",
+            "VROOM refused seeded routes (%s): retrying without those of vehicles %s",
             exc,
-            sorted(bad) or "none named",
-            sorted(set(seeds) - set(rest)),
+            sorted(bad),
         )
         return vroom_run(problem, spec, level, threads, timeout, rest)
     return _day(problem, spec, sol.to_dict())
