@@ -406,6 +406,17 @@ def _validated(session: Session, new: NewRequest) -> _Checked:
         extra_attributes=split_extra_attributes(service_type, new.attributes),
         contact=validate_contact(new.contact),
         media_links=clean_media_links([new.media_url, *new.media_urls], limit=new.max_media_links),
+        # Checked once the report is located (`_with_identifiers`): a report wrong in its
+        # location and in one of these is told about its location, as it always was.
+        address_id=None,
+        zipcode=None,
+    )
+
+
+def _with_identifiers(checked: _Checked, new: NewRequest) -> _Checked:
+    """The report's address_id and zipcode, checked and cleaned, after its location."""
+    return replace(
+        checked,
         address_id=_address_id(new.address_id),
         zipcode=_clean(new.zipcode, field="zipcode", limit=32),
     )
@@ -442,7 +453,7 @@ def _located(
             if match is not None
             else _Place(None, None, "none")
         )
-    elif checked.address_id:
+    elif _address_id(new.address_id):
         place = _Place(None, None, "none")
     else:
         raise ValidationFailed(
@@ -691,6 +702,7 @@ def submit_request(
     place = _located(
         session, new, checked, geocode=geocode, area=area, allow_outside_area=allow_outside_area
     )
+    checked = _with_identifiers(checked, new)
     at = new.requested_at or datetime.now(UTC)
     _serialise_intake(session, checked.service_type)
     match = _match_at(session, checked.service_type, place, reopen_within=reopen_within, at=at)

@@ -95,6 +95,11 @@ def test_district_is_found_from_the_location(db: Session) -> None:
         ({"lat": "95", "lon": "181"}, "lat"),
         ({"zipcode": "1" * 33}, "zipcode"),
         ({"address_id": "x" * 256}, "address_id"),
+        # The location is checked before the zipcode and address_id, as it always was.
+        ({"lat": None, "lon": None, "zipcode": "1" * 33}, "lat"),
+        ({"lat": "95", "lon": "1.5", "address_id": "x" * 256}, "lat"),
+        # With no coordinates and no address, address_id is what locates the report.
+        ({"lat": None, "lon": None, "address_id": "x" * 256}, "address_id"),
         ({"description": "x" * 4001}, "description"),
         ({"attributes": {"size": "huge"}}, "attribute[size]"),
         ({"attributes": {"size": "small", "depth_cm": "deep"}}, "attribute[depth_cm]"),
