@@ -527,13 +527,11 @@ def get_requests() -> Response:
             status = "open"
         elif wanted == {"closed"}:
             status = "closed"
+    # page_size before page: a request wrong in both is told about page_size, as it was.
+    page_size = _int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results)
+    page = _int_arg("page", 1, 1, 1_000_000)
     wanted_page = RequestFilter(
-        start=start,
-        end=end,
-        service_codes=codes,
-        status=status,
-        page=_int_arg("page", 1, 1, 1_000_000),
-        page_size=_int_arg("page_size", cfg.open311_max_results, 1, cfg.open311_max_results),
+        start=start, end=end, service_codes=codes, status=status, page=page, page_size=page_size
     )
     found = public_requests.page(s, wanted_page, details=details)
     return render(_serialize(found), root="service_requests")

@@ -550,3 +550,11 @@ def test_xml_escapes_markup_and_survives_control_characters(client, city) -> Non
     assert root.findtext("request/description") == 'Hole <b>"deep"</b> & wide \ufffd next to Café ✓'
     (body,) = client.get(f"{BASE}/requests/{posted['service_request_id']}.json").get_json()
     assert body["description"] == text
+
+
+def test_a_query_wrong_in_page_and_page_size_is_told_about_page_size(client, history) -> None:  # noqa: ANN001
+    # The order the checks have always run in: a client fixing one fault at a time sees
+    # the same sequence of errors as before.
+    resp = client.get(f"{BASE}/requests.json?page=0&page_size=abc")
+    (error,) = resp.get_json()
+    assert resp.status_code == 400 and "page_size" in error["description"]
