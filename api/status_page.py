@@ -17,7 +17,7 @@ from flask import Blueprint, Response, make_response, render_template
 from api.db import session, settings
 from core import public_requests
 from core.public_requests import late_since
-from core.status import words_for
+from core.status import REQUEST_WITH_A_CREW, words_for
 from core.timefmt import iso
 
 blp = Blueprint("status_page", __name__)
@@ -99,6 +99,7 @@ def status(public_id: str) -> Response:
         request=found,
         closed=found.closed,
         status_words=words_for(found.detailed_status),
+        with_a_crew=found.detailed_status in REQUEST_WITH_A_CREW,
         reported=_when(found.requested_at, tz),
         expected=_when(found.expected_at, tz) if found.expected_at is not None else None,
         late=_when(late, tz) if late else None,

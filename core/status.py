@@ -50,6 +50,8 @@ REQUEST_OPEN_STATUSES = (_R.RECEIVED, _R.ACKNOWLEDGED, _R.SCHEDULED, _R.IN_PROGR
 REQUEST_CLOSED_STATUSES = tuple(s for s in RequestStatus if s not in REQUEST_OPEN_STATUSES)
 # Taken up by the city and not closed: on the way to a crew, or with one.
 REQUEST_WORKING = (_R.ACKNOWLEDGED, _R.SCHEDULED, _R.IN_PROGRESS)
+# In a crew's hands: on a published route, or being worked on (the status page says so).
+REQUEST_WITH_A_CREW = (_R.SCHEDULED, _R.IN_PROGRESS)
 # The ways a request closes other than `fixed` (which needs a verified completion).
 REQUEST_OTHER_OUTCOMES = tuple(s for s in REQUEST_CLOSED_STATUSES if s is not _R.FIXED)
 
