@@ -48,8 +48,8 @@ ONLY_IN = {
     "flask": {"api", "screens"},
     "flask_smorest": {"api"},
     "werkzeug": {"api", "screens"},
-    "ortools": {"dispatch/solver"},
-    "vroom": {"dispatch/solver"},
+    "ortools": {"dispatch/solver/"},
+    "vroom": {"dispatch/solver/"},
 }
 
 

@@ -54,6 +54,8 @@ async def retry_stalled_jobs(app: App, stalled_after_s: float) -> list[int]:
     two checkers that both read a job as stalled could otherwise queue it twice, the
     second time while a live worker already runs it."""
     retried: list[int] = []
+    # App.connector is typed as any connector; ours is workers.app's PsycopgConnector, which
+    # has a pool.
     async with app.connector.pool.connection() as conn, conn.transaction():  # type: ignore[attr-defined]
         cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", _LOCK)
         row = await cur.fetchone()
