@@ -40,8 +40,6 @@ from core.status import JOINABLE
 MAX_DESCRIPTION = 4000
 MAX_SHORT_TEXT = 255
 MAX_PRIORITY = 5
-# Work orders still waiting for, or in, a crew visit: a new report joins these.
-JOINABLE_WORK_ORDER_STATUSES = JOINABLE
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -258,7 +256,7 @@ def _joinable(service_type: ServiceType, lon: float, lat: float) -> Select[WorkO
         select(WorkOrder)
         .where(
             WorkOrder.service_type_id == service_type.id,
-            WorkOrder.status.in_(JOINABLE_WORK_ORDER_STATUSES),
+            WorkOrder.status.in_(JOINABLE),
             within_metres(WorkOrder.location, lon, lat, service_type.duplicate_radius_m),
         )
         .order_by(distance_metres(WorkOrder.location, lon, lat), WorkOrder.id)

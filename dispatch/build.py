@@ -37,8 +37,6 @@ from core.status import PLANNABLE
 from dispatch.model import Break, Crew, Job, Matrix, Problem, TimeWindow
 from dispatch.validate import Words
 
-# Work waiting for a plan: never dispatched yet, or only in an unpublished draft.
-PLANNABLE_STATUSES = PLANNABLE
 # The default age limit of a GPS fix that says where a crew is (STREETLOOP_FIX_MAX_AGE_MINUTES).
 FRESH_FIX = timedelta(minutes=15)
 
@@ -254,7 +252,7 @@ def open_work(
     scope: Scope,
     skills: set[str],
     *,
-    statuses: Sequence[str] = PLANNABLE_STATUSES,
+    statuses: Sequence[str] = PLANNABLE,
     must_do_on: date | None = None,
     left_over_since: date | None = None,
     tz: ZoneInfo | None = None,

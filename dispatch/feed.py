@@ -31,9 +31,6 @@ from core.spatial import lon_lat
 from core.status import COMPLETION_OUTCOMES, ON_A_ROUTE, SHOWN_ON_ROUTE
 from core.timefmt import iso
 
-# The crew's own work on its route (its stops' statuses, `core.status`).
-ACTIVE = ON_A_ROUTE
-
 
 def _place(depot: Depot | None) -> dict[str, Any] | None:
     if depot is None:
@@ -210,7 +207,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
             select(WorkOrder)
             .where(
                 WorkOrder.crew_id == crew.id,
-                WorkOrder.status.in_(ACTIVE),
+                WorkOrder.status.in_(ON_A_ROUTE),
                 WorkOrder.id.notin_(planned or {0}),
             )
             .options(*load)
@@ -244,7 +241,7 @@ def route_feed(s: Session, crew: Crew, day: date, tz: ZoneInfo, base_url: str) -
     else:
         direct = s.scalars(
             select(WorkOrder)
-            .where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ACTIVE))
+            .where(WorkOrder.crew_id == crew.id, WorkOrder.status.in_(ON_A_ROUTE))
             .options(*load)
             .order_by(WorkOrder.priority.desc(), WorkOrder.due_at, WorkOrder.id)
         ).all()

@@ -32,11 +32,18 @@ from core.lifecycle.work_order import WorkOrderLifecycle
 from core.locks import AdvisoryLock
 from core.models import Crew, CrewDay, PlanRoute, RoutePlan, RouteStop, WorkOrder
 from core.promises import keep_promise
-from core.status import DONE, ON_A_ROUTE, PLAN_CURRENT, PLAN_SOLVING, PlanStatus, WorkOrderStatus
+from core.status import (
+    DONE,
+    ON_A_ROUTE,
+    PLAN_CURRENT,
+    PLAN_SOLVING,
+    PLANNABLE,
+    PlanStatus,
+    WorkOrderStatus,
+)
 from core.workorders import change_status
 from dispatch.build import (
     FRESH_FIX,
-    PLANNABLE_STATUSES,
     Built,
     Clock,
     Locks,
@@ -518,7 +525,7 @@ def _store(
         s.add(pr)
 
         def changed(job_id: str) -> bool:
-            still_ours = current.get(job_id) in PLANNABLE_STATUSES or (
+            still_ours = current.get(job_id) in PLANNABLE or (
                 job_id in built.carried and current.get(job_id) in ON_A_ROUTE
             )
             if still_ours or job_id in locked:
@@ -700,9 +707,7 @@ def publish_plan(
                 continue
             wo = orders[stop.job_order_id]
             planned_here.add(wo.id)
-            if wo.status in PLANNABLE_STATUSES or (
-                wo.status == "dispatched" and wo.crew_id != pr.crew_id
-            ):
+            if wo.status in PLANNABLE or (wo.status == "dispatched" and wo.crew_id != pr.crew_id):
                 if wo.status == "dispatched":
                     # Straight to its new crew: residents need no "back in the queue" in between.
                     change_status(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core.intake import JOINABLE_WORK_ORDER_STATUSES
 from core.models import ServiceRequest, WorkOrder
 from core.spatial import distance_metres, within_metres
+from core.status import JOINABLE
 from tests import factories as f
 
 
@@ -51,7 +51,7 @@ def test_duplicate_search_uses_work_order_geography_index(db: Session) -> None:
         select(WorkOrder.id)
         .where(
             WorkOrder.service_type_id == st.id,
-            WorkOrder.status.in_(JOINABLE_WORK_ORDER_STATUSES),
+            WorkOrder.status.in_(JOINABLE),
             within_metres(WorkOrder.location, f.LON, f.LAT, st.duplicate_radius_m),
         )
         .order_by(distance_metres(WorkOrder.location, f.LON, f.LAT))
