@@ -1,6 +1,7 @@
 """A realistic day on Andorra's roads, solved three ways side by side; and a large day.
 
-    python bench/city_day.py [--time-limit S] [--seed N] [--large] [--large-time-limit S]
+    python bench/city_day.py [--time-limit S] [--seed N] [--job-value K] [--large]
+        [--large-time-limit S]
 
 Day: 300 jobs of 4 types (potholes, bulk trash, graffiti, street lights) on real streets,
 12 crews with skills and capacities from two yards, 07:00-15:30 shifts with a 30 min
@@ -8,7 +9,9 @@ lunch inside 11:30-13:30, time windows on a third of the jobs, priorities 1-5, s
 jobs already overdue. Travel times from Valhalla tiles built from data/osm/andorra.osm.pbf.
 Solvers: StreetLoop (VROOM start + OR-Tools, 2 workers), VROOM alone, OR-Tools alone
 (parallel cheapest insertion + GLS). Every answer is re-timed and checked by
-dispatch.validate; numbers are printed, never asserted.
+dispatch.validate and judged by our objective; numbers are printed, never asserted.
+--job-value K adds StreetLoop solving with a flat value K per job added to each urgency
+weight in the drop penalties (a policy experiment, not the default objective).
 --large adds the 2,000 jobs / 80 crews day: time to plan and peak memory.
 """
 
@@ -20,16 +23,26 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dispatch.edit import time_route  # noqa: E402
-from dispatch.model import Break, Crew, Job, Problem, TimeWindow, urgency_weight  # noqa: E402
+from dispatch.model import (  # noqa: E402
+    Break,
+    Crew,
+    Job,
+    Problem,
+    Result,
+    TimeWindow,
+    Unassigned,
+    objective_of,
+    urgency_weight,
+)
 from dispatch.solver import SolveParams, precheck, solve, vroom_routes  # noqa: E402
 from dispatch.split import solve_split  # noqa: E402
-from dispatch.validate import check_route  # noqa: E402
 from geo.osm import street_points  # noqa: E402
 from geo.roads import build_tiles  # noqa: E402
 from geo.travel import ValhallaProvider  # noqa: E402
@@ -88,7 +101,7 @@ def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
     for i in range(n_jobs):
         skill, minutes, _, dim, (lo, hi) = TYPES[rng.choices(names, weights)[0]]
         demand = tuple(rng.randint(lo, hi) if d == dim else 0 for d in DIMENSIONS)
-        windows = ()
+        windows: tuple[TimeWindow, ...] = ()
         if rng.random() < 1 / 3:
             windows = (
                 rng.choice(
@@ -121,45 +134,71 @@ def make_day(n_jobs: int, n_crews: int, seed: int, tiles: Path) -> Problem:
     )
 
 
-def evaluate(problem: Problem, routes: dict[str, list[str]]) -> tuple[int, float, bool]:
-    """Jobs served, drive hours and feasibility of job orders, re-timed independently."""
-    served = drive = 0
-    feasible = True
-    for crew in problem.crews:
-        seq = routes.get(crew.id, [])
-        r = time_route(problem, crew, seq)
-        if seq and check_route(problem, crew, r):
-            feasible = False
-        served += len(seq)
-        drive += r.duration
-    return served, drive / H, feasible
-
-
-def run(problem: Problem, limit: float) -> None:
-    overdue = {j.id for j in problem.jobs if j.due is not None and j.due < problem.now}
-    print(f"# {len(overdue)} of {len(problem.jobs)} jobs are overdue at the start of the day")
-    print(
-        "solver,seconds,jobs_scheduled,jobs_total,drive_hours,feasible,overdue_dropped,urgency_dropped"
+def evaluate(problem: Problem, routes: dict[str, list[str]]) -> Result:
+    """Job orders (VROOM's) as a `Result`: re-timed independently, the lunch break placed
+    where it fits best, every job off the routes unassigned, and our objective computed
+    from them, so that each solver's day is judged by the same numbers."""
+    timed = [time_route(problem, c, routes.get(c.id, [])) for c in problem.crews]
+    served = {s.job_id for r in timed for s in r.stops}
+    unassigned = [Unassigned(j.id, "dropped_for_cost") for j in problem.jobs if j.id not in served]
+    return Result(
+        problem, tuple(timed), tuple(unassigned), objective_of(problem, timed, unassigned), {}
     )
 
-    def urgency(served_ids: set[str]) -> int:
-        # The solver's drop weights: 3^priority, x100 and more once overdue. Lower is better.
-        return sum(
-            urgency_weight(j, problem.now, problem.horizon_end)
-            for j in problem.jobs
-            if j.id not in served_ids
-        )
+
+def with_job_value(problem: Problem, value: int) -> Problem:
+    """The same day with a flat value per job on top of its urgency: each drop penalty is
+    (urgency weight + `value`) times the base unit, instead of the urgency weight alone.
+    A policy that weighs how many jobs are done against which; what `--job-value` measures."""
+    unit = {
+        j.id: problem.penalties[j.id] // urgency_weight(j, problem.now, problem.horizon_end)
+        for j in problem.jobs
+        if not j.required
+    }
+    base = min(unit.values(), default=1)
+    penalties = {
+        j.id: base * (urgency_weight(j, problem.now, problem.horizon_end) + value)
+        if not j.required
+        else problem.penalties[j.id]
+        for j in problem.jobs
+    }
+    return replace(problem, penalties=penalties)
+
+
+COLUMNS = (
+    "solver,seconds,jobs_scheduled,jobs_total,distance_km,drive_hours,feasible,"
+    "overdue_dropped,urgency_dropped,objective"
+)
+
+
+def row(name: str, secs: float, res: Result, overdue: set[str]) -> tuple[int, int]:
+    """Print one solver's line; return (jobs scheduled, urgency left undone)."""
+    problem = res.problem
+    served = {s.job_id for r in res.routes for s in r.stops}
+    urgency = sum(
+        urgency_weight(j, problem.now, problem.horizon_end)
+        for j in problem.jobs
+        if j.id not in served
+    )
+    print(
+        f"{name},{secs:.1f},{len(served)},{len(problem.jobs)},"
+        f"{res.objective.distance / 1000:.1f},{res.objective.drive_time / H:.2f},"
+        f"{res.is_feasible()},{len(overdue - served)},{urgency},{res.objective.total_scaled}"
+    )
+    return len(served), urgency
+
+
+def run(problem: Problem, limit: float, job_value: int | None = None) -> None:
+    overdue = {j.id for j in problem.jobs if j.due is not None and j.due < problem.now}
+    print(f"# {len(overdue)} of {len(problem.jobs)} jobs are overdue at the start of the day")
+    # urgency_dropped: the solver's drop weights (3^priority, x1000 and more once due
+    # today) of the jobs left out; objective: our objective (travel + drop penalties, in
+    # solver units) of each day, VROOM's included. Lower is better for both.
+    print(COLUMNS)
 
     t = time.monotonic()
     res = solve_split(problem, SolveParams(time_limit_s=limit, workers=2))
-    secs = time.monotonic() - t
-    served = sum(len(r.stops) for r in res.routes)
-    dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
-    ids = {s.job_id for r in res.routes for s in r.stops}
-    print(
-        f"streetloop,{secs:.1f},{served},{len(problem.jobs)},"
-        f"{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
-    )
+    ours = row("streetloop", time.monotonic() - t, res, overdue)
 
     t = time.monotonic()
     keep = [j.id for j in problem.jobs if j.id not in precheck(problem)]
@@ -169,23 +208,30 @@ def run(problem: Problem, limit: float) -> None:
         )
         or {}
     )
-    secs = time.monotonic() - t
-    served, hours, feasible = evaluate(problem, got)
-    in_routes = {j for seq in got.values() for j in seq}
-    print(
-        f"vroom,{secs:.1f},{served},{len(problem.jobs)},{hours:.2f},{feasible},"
-        f"{len(overdue - in_routes)},{urgency(in_routes)}"
-    )
+    theirs = row("vroom", time.monotonic() - t, evaluate(problem, got), overdue)
 
     t = time.monotonic()
     res = solve(problem, SolveParams(time_limit_s=limit, workers=1, use_vroom=False))
-    secs = time.monotonic() - t
-    served = sum(len(r.stops) for r in res.routes)
-    dropped_overdue = sum(1 for u in res.unassigned if u.job_id in overdue)
-    ids = {s.job_id for r in res.routes for s in r.stops}
+    row("ortools", time.monotonic() - t, res, overdue)
+
+    if job_value is not None:
+        t = time.monotonic()
+        res = solve_split(
+            with_job_value(problem, job_value), SolveParams(time_limit_s=limit, workers=2)
+        )
+        # Judged by the day's own penalties, like the other rows.
+        res = Result(
+            problem,
+            res.routes,
+            res.unassigned,
+            objective_of(problem, res.routes, res.unassigned),
+            res.stats,
+        )
+        row(f"streetloop_job_value_{job_value}", time.monotonic() - t, res, overdue)
+
     print(
-        f"ortools,{secs:.1f},{served},{len(problem.jobs)},"
-        f"{res.objective.drive_time / H:.2f},{res.is_feasible()},{dropped_overdue},{urgency(ids)}"
+        f"# streetloop against vroom: {ours[0] - theirs[0]:+d} jobs, "
+        f"urgency left undone {100 * (ours[1] - theirs[1]) / max(1, theirs[1]):+.1f} %"
     )
 
 
@@ -195,12 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=311)
     ap.add_argument("--large", action="store_true", help="also the 2,000 jobs / 80 crews day")
     ap.add_argument("--large-time-limit", type=float, default=120.0)
+    ap.add_argument(
+        "--job-value",
+        type=int,
+        default=None,
+        help="also StreetLoop with this flat value per job on top of its urgency (e.g. 9000)",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tiles = Path(tmp) / "roads"
         build_tiles(PBF, tiles)
         print(f"## city day: 300 jobs, 12 crews, {args.time_limit:g} s")
-        run(make_day(300, 12, args.seed, tiles), args.time_limit)
+        run(make_day(300, 12, args.seed, tiles), args.time_limit, args.job_value)
         if args.large:
             print(f"## large day: 2000 jobs, 80 crews, {args.large_time_limit:g} s")
             problem = make_day(2000, 80, args.seed, tiles)
