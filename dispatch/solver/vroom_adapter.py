@@ -220,10 +220,15 @@ def vroom_run(
             return None
         bad = _infeasible_seeds(problem, spec, seeds)
         if not bad:
-            # No seeded route is at fault: VROOM failed for another reason, and a run
+            # No seeded route is at fault, yet VROOM refused: mostly its solving mode
+            # rebuilding a seeded route's breaks with its own heuristic and refusing a
+            # route that keeps every constraint (VROOM issue #1251: a morning's route
+            # waiting for its lunch window once a ruin took its afternoon). On the city day
+            # about one LNS repair in seven ends so; a warning with a traceback each time
+            # buried the log (2,154 in one 30 s plan), so it is a debug line. A run
             # without seeds would cost this step's time for little; the caller goes on
             # without this answer, as it always has.
-            log.warning(
+            log.debug(
                 "VROOM failed on %d jobs and %d vehicles with %d seeded routes, none of "
                 "them infeasible (level %d): %s",
                 len(spec.jobs),
