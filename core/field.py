@@ -35,14 +35,15 @@ SANE_FLOOR = CLIENT_TIME_FLOOR
 BEFORE_ORDER_TOLERANCE = timedelta(hours=24)
 
 # A batch goes in by COPY into a staging table, then one set-based INSERT from it, so that
-# resends are still skipped by ON CONFLICT: in the database alone that stores a batch 1.3 to
-# 1.5 times as fast as sending its columns as arrays to unnest (bench/crew_phone.py). The
-# staging table is a TEMP table of the connection, created when missing (IF NOT EXISTS: a
-# rolled-back transaction may have taken it with it, which no flag of ours would know) and
-# ON COMMIT DELETE ROWS, which costs nothing in a transaction that did not touch it. ON
-# COMMIT DROP, created per transaction, was not faster beyond the noise, and it writes and
-# deletes catalog rows for every batch. The INSERT empties the table itself (DELETE ... RETURNING), so a second
-# batch in the same transaction never sees the first one's rows.
+# resends are still skipped by ON CONFLICT: in the database alone that stores a batch of
+# 1,000 about 1.3-1.4 times as fast as sending its columns as arrays to unnest, and more
+# at 5,000 (bench/crew_phone.py). The staging table is a TEMP table of the connection,
+# created when missing (IF NOT EXISTS: a rolled-back transaction may have taken it with it,
+# which no flag of ours would know) and ON COMMIT DELETE ROWS, which costs nothing in a
+# transaction that did not touch it. ON COMMIT DROP, created per transaction, was not
+# faster beyond the noise, and it writes and deletes catalog rows for every batch. The
+# INSERT empties the table itself (DELETE ... RETURNING), so a second batch in the same
+# transaction never sees the first one's rows.
 _STAGING = "streetloop_ping_batch"
 _CREATE_STAGING = text(f"""
     CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
