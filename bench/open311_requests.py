@@ -360,9 +360,10 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def start_gunicorn(url: str, workers: int, logdir: Path) -> Server:
+def start_gunicorn(url: str, workers: int, logdir: Path, root: Path = ROOT) -> Server:
+    """gunicorn serving the app of the checkout `root` (this one unless told)."""
     port = free_port()
-    gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
+    gunicorn = root / ".venv" / "bin" / "gunicorn"
     if not gunicorn.exists():
         gunicorn = Path(sys.executable).with_name("gunicorn")
     access_log, stderr_log = logdir / "access.log", logdir / "gunicorn.err"
@@ -385,7 +386,7 @@ def start_gunicorn(url: str, workers: int, logdir: Path) -> Server:
     ]
     err = open(stderr_log, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=err, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=root, env=env, stdout=err, stderr=subprocess.STDOUT, start_new_session=True
     )
     server = Server(proc, port, access_log, stderr_log)
     deadline = time.monotonic() + 60

@@ -371,3 +371,19 @@ def test_a_progress_event_with_a_fix_is_the_crews_latest_position(
     )
     db.expire_all()
     assert db.get(CrewPosition, crew_id).at == t0 + timedelta(minutes=5)
+
+
+def test_a_batch_with_one_malformed_ping_is_refused_whole(client, db: Session, published) -> None:  # noqa: ANN001
+    """Unlike an implausible time (dropped and counted), a ping that is not a fix at all
+    refuses the batch: the phone is told which one, and nothing of it is stored."""
+    headers = published["tokens"]["pothole-1"]
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    pings = [
+        {"time": (t0 + timedelta(seconds=k)).isoformat(), "lat": f.LAT, "lon": f.LON}
+        for k in range(50)
+    ]
+    pings[37] = {"time": (t0 + timedelta(seconds=37)).isoformat(), "lat": f.LAT, "lon": 181}
+    r = client.post("/api/v1/crew/positions", json={"pings": pings}, headers=headers)
+    assert r.status_code == 422 and r.get_json()["errors"] == {"pings.37": ["invalid"]}
+    assert db.scalar(select(func.count()).select_from(PositionPing)) == 0
+    assert db.scalar(select(func.count()).select_from(CrewPosition)) == 0
