@@ -10,11 +10,20 @@
 #   createdb NAME    create database NAME if it does not exist
 #   psql [ARGS...]   run psql against the cluster (defaults: user postgres, db postgres)
 #   destroy          stop and delete the cluster's files (used by `make distclean`)
+#   replica start    a streaming replica of the running cluster: pg_basebackup -R into
+#                    <base>/replica on first use, then start it as a hot standby (idempotent)
+#   replica stop|status|destroy, replica url [DBNAME]   as for the cluster, for the replica
 #
 # Environment:
 #   STREETLOOP_PGDATA   base dir (default <project>/.pgdata): data/, run/ (socket), log/
 #   STREETLOOP_PGPORT   TCP port on 127.0.0.1 (default 54329)
 #   STREETLOOP_PG_BINDIR  directory with pg_ctl/initdb/postgres (default: auto-detect)
+#   STREETLOOP_REPLICA_PGPORT  the replica's port on 127.0.0.1 (default: the cluster's + 1)
+#
+# The replica copies whatever PostgreSQL listens on 127.0.0.1:STREETLOOP_PGPORT (the
+# project's cluster, or another one there that allows replication connections: the tests
+# point it at theirs). `replica start` exits with status 4 when that server cannot serve a
+# replica (wal_level, max_wal_senders, pg_hba's replication line), naming which.
 #
 # Authentication is `trust`, for the unix socket and 127.0.0.1 only; the
 # server listens on nothing else. Superuser: postgres.
@@ -157,7 +166,7 @@ psql_bin() {
 # Prints the PID when the postmaster in $DATA is alive; removes a stale
 # postmaster.pid (process gone, or PID reused by something that is not postgres).
 running_pid() {
-    local pidfile="$DATA/postmaster.pid" pid comm
+    local pidfile="${1:-$DATA}/postmaster.pid" pid comm
     [[ -f "$pidfile" ]] || return 1
     pid=$(head -n1 "$pidfile" 2>/dev/null || true)
     if [[ "$pid" =~ ^[0-9]+$ ]]; then
@@ -175,11 +184,12 @@ running_pid() {
     return 1
 }
 
-# Port the running server actually uses (line 4 of postmaster.pid), else $PORT.
+# Port the running server actually uses (line 4 of postmaster.pid), else $PORT
+# (for another data dir and default port: effective_port DIR DEFAULT).
 effective_port() {
-    local p=""
-    if [[ -f "$DATA/postmaster.pid" ]]; then p=$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true); fi
-    if [[ "$p" =~ ^[0-9]+$ ]]; then echo "$p"; else echo "$PORT"; fi
+    local data=${1:-$DATA} p=""
+    if [[ -f "$data/postmaster.pid" ]]; then p=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true); fi
+    if [[ "$p" =~ ^[0-9]+$ ]]; then echo "$p"; else echo "${2:-$PORT}"; fi
 }
 
 conf_quote() { printf "'%s'" "${1//\'/\'\'}"; }
@@ -262,6 +272,9 @@ max_connections = 100
 fsync = on
 log_timezone = 'UTC'
 timezone = 'UTC'
+# A streaming replica can be made from it (`scripts/pg.sh replica start`).
+wal_level = replica
+max_wal_senders = 10
 # listen address, port and socket dir are (re)written on every start:
 include_if_exists = 'streetloop.conf'
 CONF
@@ -379,6 +392,8 @@ SQL
 }
 
 cmd_destroy() {
+    # Its replica (under $BASE) first: a standby whose primary is gone only waits.
+    [[ -d "$BASE/replica" ]] && (cmd_replica destroy)
     if [[ -d "$DATA" ]] && running_pid >/dev/null 2>&1; then cmd_stop; fi
     for d in "$BASE" "$RUN"; do
         if [[ -e "$d" ]]; then
@@ -386,6 +401,145 @@ cmd_destroy() {
             rm -rf "$d"
         fi
     done
+}
+
+# ---------------------------------------------------------------- replica --
+# A hot standby of the server on 127.0.0.1:$(effective_port), for DATABASE_REPLICA_URL:
+# `pg_basebackup -R` (which writes standby.signal and primary_conninfo) into
+# $BASE/replica/data, then streaming. No replication slot: one left behind by a replica
+# that was thrown away would keep the primary's WAL for ever.
+
+resolve_replica_paths() {
+    PRIMARY_PORT=$(effective_port)
+    RBASE="$BASE/replica"
+    RDATA="$RBASE/data"
+    RLOGDIR="$RBASE/log"
+    RLOGFILE="$RLOGDIR/postgresql.log"
+    RRUN="$RBASE/run"
+    if (( ${#RRUN} + 20 > 100 )); then
+        RRUN="${TMPDIR:-/tmp}/streetloop-pg-$(project_hash)-replica-run"
+    fi
+    REPLICA_PORT=$(effective_port "$RDATA" "${STREETLOOP_REPLICA_PGPORT:-$((PRIMARY_PORT + 1))}")
+    [[ "$REPLICA_PORT" =~ ^[0-9]+$ ]] || die "STREETLOOP_REPLICA_PGPORT must be a number, got '$REPLICA_PORT'"
+}
+
+# psql against the primary; prints the single value of a query.
+primary_value() {
+    local bin
+    bin=$(psql_bin)
+    PGHOST=127.0.0.1 PGPORT=$PRIMARY_PORT PGUSER=$SUPERUSER PGDATABASE=postgres PGSSLMODE=disable \
+        PGCONNECT_TIMEOUT=5 "$bin" -X -q -At -v ON_ERROR_STOP=1 -c "$1"
+}
+
+cannot_replicate() { echo "pg.sh: error: the server on 127.0.0.1:$PRIMARY_PORT cannot serve a replica: $*" >&2; exit 4; }
+
+# The server binaries of the primary's major version (a physical copy runs on no other).
+replica_bindir() {
+    local major=$1 d
+    if [[ -n "${STREETLOOP_PG_BINDIR:-}" ]]; then BINDIR=$STREETLOOP_PG_BINDIR; return 0; fi
+    while IFS= read -r d; do
+        if [[ -n "$d" ]] && server_bindir_ok "$d" && [[ "$(bin_major "$d")" == "$major" ]]; then
+            BINDIR=$d
+            return 0
+        fi
+    done < <(candidate_bindirs)
+    die "no PostgreSQL $major server binaries for a replica of the server on 127.0.0.1:$PRIMARY_PORT"
+}
+
+cmd_replica_start() {
+    local pid
+    if pid=$(running_pid "$RDATA" 2>/dev/null); then
+        note "replica already running (pid $pid, port $REPLICA_PORT, data $RDATA)"
+        return 0
+    fi
+    find_bindir || true
+    local facts major level senders recovery
+    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery()") ||
+        die "no server answers on 127.0.0.1:$PRIMARY_PORT (start it first: scripts/pg.sh start)"
+    IFS='|' read -r major level senders recovery <<<"$facts"
+    [[ "$level" == minimal ]] && cannot_replicate "wal_level is minimal (set wal_level = replica and restart it)"
+    [[ "$senders" == 0 ]] && cannot_replicate "max_wal_senders is 0 (set it to 10 and restart it)"
+    [[ "$recovery" == t ]] && cannot_replicate "it is itself a standby"
+    replica_bindir "$major"
+    mkdir -p "$RBASE" "$RLOGDIR" "$RRUN"
+    if ((IS_ROOT)); then
+        chown "$PG_OS_USER:" "$BASE" "$RBASE" "$RLOGDIR" "$RRUN"
+        [[ -e "$RLOGFILE" ]] && chown "$PG_OS_USER:" "$RLOGFILE"
+    fi
+    chmod 700 "$RBASE" 2>/dev/null || true
+    # A copy is complete once pg_basebackup has written standby.signal (it does so last).
+    if [[ ! -f "$RDATA/PG_VERSION" || ! -f "$RDATA/standby.signal" ]]; then
+        rm -rf "$RDATA"
+        note "copying the server on 127.0.0.1:$PRIMARY_PORT into $RDATA (pg_basebackup -R)"
+        local out
+        if ! out=$(as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$SUPERUSER" \
+                -D "$RDATA" -R -X stream -c fast --no-password 2>&1); then
+            rm -rf "$RDATA"
+            if [[ "$out" == *"pg_hba.conf"* || "$out" == *"replication connection"* ]]; then
+                cannot_replicate "pg_hba.conf refuses replication from 127.0.0.1 (add 'host replication postgres 127.0.0.1/32 trust' and reload it): $out"
+            fi
+            die "pg_basebackup failed: $out"
+        fi
+    fi
+    # The copy's own configuration files are the primary's: where it listens is given here.
+    note "starting the replica on 127.0.0.1:$REPLICA_PORT (data $RDATA, log $RLOGFILE)"
+    if ! as_pg "$BINDIR/pg_ctl" -D "$RDATA" -l "$RLOGFILE" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -c port=$REPLICA_PORT -c unix_socket_directories=$RRUN -c hot_standby=on -c cluster_name=streetloop_replica" \
+            start >/dev/null; then
+        echo "---- last lines of $RLOGFILE ----" >&2
+        tail -n 25 "$RLOGFILE" >&2 || true
+        die "could not start the replica (port $REPLICA_PORT in use? set STREETLOOP_REPLICA_PGPORT)"
+    fi
+    note "replica running: $(cmd_replica_url postgres)"
+}
+
+cmd_replica_stop() {
+    local pid
+    if ! pid=$(running_pid "$RDATA" 2>/dev/null); then note "replica not running"; return 0; fi
+    find_bindir || true
+    [[ -n "${BINDIR:-}" ]] || BINDIR=$(dirname "$(readlink -f "/proc/$pid/exe" 2>/dev/null || command -v pg_ctl)")
+    note "stopping the replica (pid $pid)"
+    if ! as_pg "$BINDIR/pg_ctl" -D "$RDATA" -m fast -w -t 60 stop >/dev/null; then
+        running_pid "$RDATA" >/dev/null 2>&1 || return 0
+        die "could not stop the replica (pid $pid); see $RLOGFILE"
+    fi
+}
+
+cmd_replica_status() {
+    local pid
+    if pid=$(running_pid "$RDATA" 2>/dev/null); then
+        echo "replica running: pid $pid, port $REPLICA_PORT, data $RDATA, log $RLOGFILE"
+        echo "url: $(cmd_replica_url postgres)"
+        return 0
+    fi
+    if [[ -f "$RDATA/standby.signal" ]]; then echo "replica stopped: data $RDATA"; else echo "replica stopped: none yet (would be made in $RDATA)"; fi
+    return 3
+}
+
+cmd_replica_url() { echo "postgresql+psycopg://$SUPERUSER@127.0.0.1:$REPLICA_PORT/${1:-postgres}"; }
+
+cmd_replica_destroy() {
+    cmd_replica_stop
+    for d in "$RBASE" "$RRUN"; do
+        if [[ -e "$d" ]]; then
+            note "removing $d"
+            rm -rf "$d"
+        fi
+    done
+}
+
+cmd_replica() {
+    local sub=${1:-}
+    [[ $# -gt 0 ]] && shift
+    resolve_replica_paths
+    case "$sub" in
+        start) cmd_replica_start ;;
+        stop) cmd_replica_stop ;;
+        status) cmd_replica_status ;;
+        url) cmd_replica_url "$@" ;;
+        destroy) cmd_replica_destroy ;;
+        *) usage >&2; exit 2 ;;
+    esac
 }
 
 usage() {
@@ -406,6 +560,7 @@ case "$cmd" in
     createdb) cmd_createdb "$@" ;;
     psql) cmd_psql "$@" ;;
     destroy) cmd_destroy ;;
+    replica) cmd_replica "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac
