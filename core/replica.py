@@ -1,0 +1,217 @@
+"""A streaming replica for the reads that may trail the writes by a few seconds.
+
+CitiStat, the open-data export and Open311's request lists count and list what is
+already there; none of them is a client reading back its own write. They may read from
+a hot standby (`DATABASE_REPLICA_URL`) and leave the primary to the writes. Whether
+they do, request by request, is `Replica.session()`: the replica's session when the
+replica answers and is within `max_lag_s` of the primary, else None, and the caller
+reads from the primary as it would with no replica at all.
+
+The lag is measured, not assumed. A look (at most one per `check_every_s` per process,
+one at a time) reads how far the primary has flushed its WAL, then asks the replica:
+
+- it has replayed up to there: it trails by nothing that was committed before the look;
+- it has not: its lag is the age of the last transaction it replayed
+  (`now() - pg_last_xact_replay_timestamp()`), an upper bound on how long a commit it
+  lacks has been committed, so the bound is never exceeded by more than one look's age.
+
+A replica that refuses connections, lags beyond the bound, or is not a standby at all
+(promoted, or a wrong URL) is left out until a later look finds it fit; each fallback
+is logged as a WARNING naming the reason, once per kind of reason and per
+`warn_every_s`, so a dead replica does not flood the log, and the return as an INFO."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from core.db import make_engine, make_sessionmaker
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How far the primary has flushed its WAL: what a replica can have received by now.
+PRIMARY_POSITION = text(
+    "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+    " ELSE pg_current_wal_flush_lsn() END::text"
+)
+# Whether the replica is a standby, has replayed that far, and how old its last replayed
+# transaction is (seconds; NULL before it has replayed one).
+REPLICA_POSITION = text(
+    "SELECT pg_is_in_recovery(),"
+    " coalesce(pg_last_wal_replay_lsn() >= CAST(:primary AS pg_lsn), false),"
+    " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8"
+)
+# A replica found behind is looked at once more after this pause before it is judged:
+# a commit on an idle primary just before the look would otherwise count the whole quiet
+# time since the previous one as lag.
+SECOND_LOOK_S = 0.1
+# The longest a look's query may take on a replica that accepts connections and hangs.
+LOOK_TIMEOUT_MS = 2000
+
+Kind = Literal["ok", "down", "lag", "not_standby"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one look found: `kind` ok, or why the replica is left out (with `reason`)."""
+
+    kind: Kind
+    reason: str = ""
+    lag_s: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.kind == "ok"
+
+
+class Replica:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_lag_s: float,
+        check_every_s: float,
+        warn_every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.max_lag_s = max_lag_s
+        self.check_every_s = check_every_s
+        self.warn_every_s = warn_every_s
+        self._clock = clock
+        self._sessions = make_sessionmaker(engine)
+        self._state = threading.Lock()  # guards the fields below
+        self._looking = threading.Lock()  # one look at a time
+        self._verdict: Verdict | None = None
+        self._looked_at = 0.0
+        self._warned: dict[Kind, float] = {}
+        self._falling_back = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Replica | None:
+        """The configured replica, or None when DATABASE_REPLICA_URL is not set."""
+        if not settings.database_replica_url:
+            return None
+        engine = make_engine(
+            settings.database_replica_url,
+            connect_timeout_s=settings.replica_connect_timeout_s,
+            pool_size=5,
+            max_overflow=10,
+        )
+        return cls(
+            engine, max_lag_s=settings.replica_max_lag_s, check_every_s=settings.replica_check_s
+        )
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The last look's verdict (None before the first)."""
+        return self._verdict
+
+    def session(self, primary: Callable[[], Session]) -> Session | None:
+        """A session on the replica, its connection already open, when the replica may
+        answer now; None when the read must go to the primary (the reason is logged).
+        `primary` gives the primary's session, for a look at its WAL position."""
+        if not self._fit(primary):
+            return None
+        s = self._sessions()
+        try:
+            s.connection()  # fails here, not in the middle of the caller's read
+        except DBAPIError as exc:
+            s.close()
+            self._record(Verdict("down", f"refuses connections: {_first_line(exc)}"))
+            return None
+        return s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- the look --------------------------------------------------------------------
+
+    def _fit(self, primary: Callable[[], Session]) -> bool:
+        with self._state:
+            verdict = self._verdict
+            fresh = verdict is not None and self._clock() - self._looked_at < self.check_every_s
+        if verdict is not None and fresh:
+            return verdict.usable
+        if not self._looking.acquire(blocking=False):
+            # Another thread is looking: the last verdict meanwhile (the primary before any).
+            return verdict is not None and verdict.usable
+        try:
+            verdict = self._look(primary)
+            self._record(verdict)
+            return verdict.usable
+        finally:
+            self._looking.release()
+
+    def _look(self, primary: Callable[[], Session]) -> Verdict:
+        position = primary().execute(PRIMARY_POSITION).scalar_one()
+        try:
+            with self.engine.connect() as conn:
+                verdict = self._judge(conn, position)
+                if verdict.kind == "lag":
+                    conn.rollback()
+                    time.sleep(SECOND_LOOK_S)
+                    verdict = self._judge(conn, position)
+                conn.rollback()
+                return verdict
+        except DBAPIError as exc:
+            return Verdict("down", f"does not answer: {_first_line(exc)}")
+
+    def _judge(self, conn: Connection, position: str) -> Verdict:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {LOOK_TIMEOUT_MS}")
+        standby, caught_up, age = conn.execute(REPLICA_POSITION, {"primary": position}).one()
+        if not standby:
+            return Verdict(
+                "not_standby",
+                "is not a standby (pg_is_in_recovery() is false): promoted, or not a replica",
+            )
+        if caught_up:
+            return Verdict("ok", lag_s=0.0)
+        if age is None:
+            return Verdict("lag", "is behind and has replayed no transaction since it started")
+        if age > self.max_lag_s:
+            return Verdict(
+                "lag",
+                f"is {age:.1f} s behind the primary (STREETLOOP_REPLICA_MAX_LAG_S={self.max_lag_s:g})",
+                age,
+            )
+        return Verdict("ok", lag_s=age)
+
+    def _record(self, verdict: Verdict) -> None:
+        now = self._clock()
+        with self._state:
+            self._verdict = verdict
+            self._looked_at = now
+            if verdict.usable:
+                back, self._falling_back = self._falling_back, False
+                self._warned.clear()
+                warn = False
+            else:
+                back = False
+                self._falling_back = True
+                last = self._warned.get(verdict.kind)
+                warn = last is None or now - last >= self.warn_every_s
+                if warn:
+                    self._warned[verdict.kind] = now
+        if back:
+            log.info("the read replica is used again (lag %.1f s)", verdict.lag_s or 0.0)
+        if warn:
+            log.warning(
+                "the read replica %s; reports and Open311 lists read from the primary",
+                verdict.reason,
+            )
+
+
+def _first_line(exc: DBAPIError) -> str:
+    """The driver's first line (it names the replica's address, never a password)."""
+    words = str(exc.orig or exc).strip().splitlines()
+    return (words[0] if words else type(exc).__name__)[:300]
