@@ -15,10 +15,13 @@ one at a time) reads how far the primary has flushed its WAL, then asks the repl
   (`now() - pg_last_xact_replay_timestamp()`), an upper bound on how long a commit it
   lacks has been committed, so the bound is never exceeded by more than one look's age.
 
-A replica that refuses connections, lags beyond the bound, or is not a standby at all
-(promoted, or a wrong URL) is left out until a later look finds it fit; each fallback
-is logged as a WARNING naming the reason, once per kind of reason and per
-`warn_every_s`, so a dead replica does not flood the log, and the return as an INFO."""
+A replica that refuses connections, lags beyond the bound, is not a standby at all
+(promoted, or a wrong URL) or is one of another cluster (its system identifier is not
+the primary's), or has no free connection in this process's pool for the look, is left
+out until a later look finds it fit; a read that finds the pool full goes to the
+primary too. Each fallback is logged as a WARNING naming the reason and each return as
+an INFO, the first of each kind and then at most one per `warn_every_s` (counting the
+ones left out), so neither a dead replica nor a flapping one floods the log."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, make_sessionmaker
@@ -39,14 +43,17 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 # How far the primary has flushed its WAL: what a replica can have received by now.
+# And its cluster's system identifier, which a physical copy of it shares.
 PRIMARY_POSITION = text(
     "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-    " ELSE pg_current_wal_flush_lsn() END::text"
+    " ELSE pg_current_wal_flush_lsn() END::text,"
+    " (SELECT system_identifier FROM pg_control_system())::text"
 )
-# Whether the replica is a standby, has replayed that far, and how old its last replayed
-# transaction is (seconds; NULL before it has replayed one).
+# Whether the replica is a standby, of which cluster, has replayed that far, and how old
+# its last replayed transaction is (seconds; NULL before it has replayed one).
 REPLICA_POSITION = text(
     "SELECT pg_is_in_recovery(),"
+    " (SELECT system_identifier FROM pg_control_system())::text,"
     " coalesce(pg_last_wal_replay_lsn() >= CAST(:primary AS pg_lsn), false),"
     " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8"
 )
@@ -56,8 +63,11 @@ REPLICA_POSITION = text(
 SECOND_LOOK_S = 0.1
 # The longest a look's query may take on a replica that accepts connections and hangs.
 LOOK_TIMEOUT_MS = 2000
+# The longest a read waits for one of the replica pool's connections before it goes to
+# the primary instead.
+POOL_TIMEOUT_S = 1.0
 
-Kind = Literal["ok", "down", "lag", "not_standby"]
+Kind = Literal["ok", "down", "lag", "not_standby", "busy"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,8 @@ class Replica:
         self._looking = threading.Lock()  # one look at a time
         self._verdict: Verdict | None = None
         self._looked_at = 0.0
-        self._warned: dict[Kind, float] = {}
+        self._told: dict[Kind, float] = {}  # when a message of each kind was last logged
+        self._untold: dict[Kind, int] = {}  # and how many were not, since
         self._falling_back = False
 
     @classmethod
@@ -106,6 +117,9 @@ class Replica:
             connect_timeout_s=settings.replica_connect_timeout_s,
             pool_size=5,
             max_overflow=10,
+            # All busy: this read goes to the primary after a second, not after
+            # SQLAlchemy's default 30 s, and not as an error.
+            pool_timeout=POOL_TIMEOUT_S,
         )
         return cls(
             engine, max_lag_s=settings.replica_max_lag_s, check_every_s=settings.replica_check_s
@@ -125,6 +139,11 @@ class Replica:
         s = self._sessions()
         try:
             s.connection()  # fails here, not in the middle of the caller's read
+        except PoolTimeout:
+            # Busy, not down: this read goes to the primary, the next may find one free.
+            s.close()
+            self._tell(Verdict("busy", f"has no free connection ({self.engine.pool.status()})"))
+            return None
         except DBAPIError as exc:
             s.close()
             self._record(Verdict("down", f"refuses connections: {_first_line(exc)}"))
@@ -137,42 +156,62 @@ class Replica:
     # -- the look --------------------------------------------------------------------
 
     def _fit(self, primary: Callable[[], Session]) -> bool:
-        with self._state:
-            verdict = self._verdict
-            fresh = verdict is not None and self._clock() - self._looked_at < self.check_every_s
+        verdict, fresh = self._last()
         if verdict is not None and fresh:
             return verdict.usable
         if not self._looking.acquire(blocking=False):
             # Another thread is looking: the last verdict meanwhile (the primary before any).
             return verdict is not None and verdict.usable
         try:
+            # A look that ended between this thread's check and its turn counts.
+            verdict, fresh = self._last()
+            if verdict is not None and fresh:
+                return verdict.usable
             verdict = self._look(primary)
             self._record(verdict)
             return verdict.usable
         finally:
             self._looking.release()
 
+    def _last(self) -> tuple[Verdict | None, bool]:
+        """The last verdict, and whether it is fresh enough to trust."""
+        with self._state:
+            verdict, looked_at = self._verdict, self._looked_at
+        return verdict, verdict is not None and self._clock() - looked_at < self.check_every_s
+
     def _look(self, primary: Callable[[], Session]) -> Verdict:
-        position = primary().execute(PRIMARY_POSITION).scalar_one()
+        position, system = primary().execute(PRIMARY_POSITION).one()
         try:
             with self.engine.connect() as conn:
-                verdict = self._judge(conn, position)
+                verdict = self._judge(conn, position, system)
                 if verdict.kind == "lag":
                     conn.rollback()
                     time.sleep(SECOND_LOOK_S)
-                    verdict = self._judge(conn, position)
+                    verdict = self._judge(conn, position, system)
                 conn.rollback()
                 return verdict
+        except PoolTimeout:
+            # No connection to look with: left out, as if down, until the next look.
+            return Verdict("busy", f"has no free connection ({self.engine.pool.status()})")
         except DBAPIError as exc:
             return Verdict("down", f"does not answer: {_first_line(exc)}")
 
-    def _judge(self, conn: Connection, position: str) -> Verdict:
+    def _judge(self, conn: Connection, position: str, system: str) -> Verdict:
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {LOOK_TIMEOUT_MS}")
-        standby, caught_up, age = conn.execute(REPLICA_POSITION, {"primary": position}).one()
+        standby, its_system, caught_up, age = conn.execute(
+            REPLICA_POSITION, {"primary": position}
+        ).one()
         if not standby:
             return Verdict(
                 "not_standby",
                 "is not a standby (pg_is_in_recovery() is false): promoted, or not a replica",
+            )
+        if its_system != system:
+            # Its WAL positions mean nothing next to the primary's.
+            return Verdict(
+                "not_standby",
+                f"is a standby of another cluster (system identifier {its_system},"
+                f" the primary's {system})",
             )
         if caught_up:
             return Verdict("ok", lag_s=0.0)
@@ -187,27 +226,35 @@ class Replica:
         return Verdict("ok", lag_s=age)
 
     def _record(self, verdict: Verdict) -> None:
-        now = self._clock()
+        """Keep the verdict until the next look, and tell a change of it."""
         with self._state:
             self._verdict = verdict
-            self._looked_at = now
-            if verdict.usable:
-                back, self._falling_back = self._falling_back, False
-                self._warned.clear()
-                warn = False
-            else:
-                back = False
-                self._falling_back = True
-                last = self._warned.get(verdict.kind)
-                warn = last is None or now - last >= self.warn_every_s
-                if warn:
-                    self._warned[verdict.kind] = now
-        if back:
-            log.info("the read replica is used again (lag %.1f s)", verdict.lag_s or 0.0)
-        if warn:
+            self._looked_at = self._clock()
+            back = verdict.usable and self._falling_back
+            self._falling_back = not verdict.usable
+        if back or not verdict.usable:
+            self._tell(verdict)
+
+    def _tell(self, verdict: Verdict) -> None:
+        """Log a fallback as a WARNING, a return as an INFO: the first of each kind, then
+        at most one per `warn_every_s` with how many were not logged, so neither a dead
+        replica nor one that comes and goes floods the log."""
+        now = self._clock()
+        with self._state:
+            last = self._told.get(verdict.kind)
+            if last is not None and now - last < self.warn_every_s:
+                self._untold[verdict.kind] = self._untold.get(verdict.kind, 0) + 1
+                return
+            self._told[verdict.kind] = now
+            untold = self._untold.pop(verdict.kind, 0)
+        since = f" ({untold} more times since the last such message)" if untold else ""
+        if verdict.usable:
+            log.info("the read replica is used again (lag %.1f s)%s", verdict.lag_s or 0.0, since)
+        else:
             log.warning(
-                "the read replica %s; reports and Open311 lists read from the primary",
+                "the read replica %s; reports and Open311 lists read from the primary%s",
                 verdict.reason,
+                since,
             )
 
 
