@@ -66,6 +66,8 @@ LOOK_TIMEOUT_MS = 2000
 # The longest a read waits for one of the replica pool's connections before it goes to
 # the primary instead.
 POOL_TIMEOUT_S = 1.0
+# An idle pooled connection to the replica is probed this long after its last traffic.
+KEEPALIVE_IDLE_S = 10
 
 Kind = Literal["ok", "down", "lag", "not_standby", "busy"]
 
@@ -112,9 +114,21 @@ class Replica:
         """The configured replica, or None when DATABASE_REPLICA_URL is not set."""
         if not settings.database_replica_url:
             return None
+        timeout_s = settings.replica_connect_timeout_s
         engine = make_engine(
             settings.database_replica_url,
-            connect_timeout_s=settings.replica_connect_timeout_s,
+            connect_timeout_s=timeout_s,
+            # A pooled connection to a replica host that stopped answering (packets
+            # lost) fails its next statement, the pool's pre-ping first, once what it
+            # sent has gone unacknowledged this long, not after TCP's ~15 minutes of
+            # retransmissions; keepalives find it dead while it sits idle.
+            connect_args={
+                "tcp_user_timeout": timeout_s * 1000,
+                "keepalives": 1,
+                "keepalives_idle": KEEPALIVE_IDLE_S,
+                "keepalives_interval": timeout_s,
+                "keepalives_count": 3,
+            },
             pool_size=5,
             max_overflow=10,
             # All busy: this read goes to the primary after a second, not after

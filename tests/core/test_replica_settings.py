@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from core.replica import Replica
@@ -52,3 +54,33 @@ def test_the_defaults_are_half_a_minute_of_lag_and_a_look_every_five_seconds() -
 def test_a_bad_bound_stops_start_up_with_its_name(name: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=f"{name} {message}"):
         Settings.from_env({**BASE, name: value})
+
+
+def test_a_replica_connection_gives_up_on_a_silent_host_and_a_full_pool(database_url: str) -> None:
+    """Not only a new connection (connect timeout): one already in the pool fails once what
+    it sent has gone unacknowledged for the connect timeout (TCP_USER_TIMEOUT, set on its
+    socket), keepalives probe it while idle, and a read waits a second for a free one."""
+    s = Settings.from_env(
+        {
+            **BASE,
+            "DATABASE_REPLICA_URL": database_url,
+            "STREETLOOP_REPLICA_CONNECT_TIMEOUT_S": "3",
+        }
+    )
+    replica = Replica.from_settings(s)
+    assert replica is not None
+    try:
+        assert replica.engine.pool.timeout() == 1.0  # type: ignore[attr-defined]  # QueuePool's
+        with replica.engine.connect() as conn:
+            pg = conn.connection.dbapi_connection
+            assert pg is not None
+            params = pg.info.get_parameters()
+            assert (params["tcp_user_timeout"], params["keepalives"]) == ("3000", "1")
+            sock = socket.socket(fileno=pg.fileno())
+            try:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 3000
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            finally:
+                sock.detach()  # the connection's socket, not this object's to close
+    finally:
+        replica.dispose()
