@@ -19,11 +19,15 @@
 #   STREETLOOP_PGPORT   TCP port on 127.0.0.1 (default 54329)
 #   STREETLOOP_PG_BINDIR  directory with pg_ctl/initdb/postgres (default: auto-detect)
 #   STREETLOOP_REPLICA_PGPORT  the replica's port on 127.0.0.1 (default: the cluster's + 1)
+#   PGUSER              the role that copies the server for a replica (default: postgres)
 #
 # The replica copies whatever PostgreSQL listens on 127.0.0.1:STREETLOOP_PGPORT (the
 # project's cluster, or another one there that allows replication connections: the tests
 # point it at theirs). `replica start` exits with status 4 when that server cannot serve a
-# replica (wal_level, max_wal_senders, pg_hba's replication line), naming which.
+# replica (wal_level, max_wal_senders, pg_hba's replication line, the role) or this machine
+# cannot run one (no server programs of its major version), naming which. A copy already
+# there is reused only when it is of that server (same system identifier), and `replica
+# start` returns once the replica streams.
 #
 # Authentication is `trust`, for the unix socket and 127.0.0.1 only; the
 # server listens on nothing else. Superuser: postgres.
@@ -417,8 +421,12 @@ resolve_replica_paths() {
     RLOGFILE="$RLOGDIR/postgresql.log"
     RRUN="$RBASE/run"
     if (( ${#RRUN} + 20 > 100 )); then
-        RRUN="${TMPDIR:-/tmp}/streetloop-pg-$(project_hash)-replica-run"
+        # Keyed on the replica's own base: two bases of one project get two sockets.
+        RRUN="${TMPDIR:-/tmp}/streetloop-pg-$(printf '%s' "$RBASE" | sha256sum | cut -c1-12)-replica-run"
     fi
+    # The role that copies the primary (it needs REPLICATION): libpq's PGUSER, as the
+    # tests pass their DATABASE_URL's user, else the project cluster's superuser.
+    REPL_USER=${PGUSER:-$SUPERUSER}
     REPLICA_PORT=$(effective_port "$RDATA" "${STREETLOOP_REPLICA_PGPORT:-$((PRIMARY_PORT + 1))}")
     [[ "$REPLICA_PORT" =~ ^[0-9]+$ ]] || die "STREETLOOP_REPLICA_PGPORT must be a number, got '$REPLICA_PORT'"
 }
@@ -427,23 +435,63 @@ resolve_replica_paths() {
 primary_value() {
     local bin
     bin=$(psql_bin)
-    PGHOST=127.0.0.1 PGPORT=$PRIMARY_PORT PGUSER=$SUPERUSER PGDATABASE=postgres PGSSLMODE=disable \
+    PGHOST=127.0.0.1 PGPORT=${2:-$PRIMARY_PORT} PGUSER=$REPL_USER PGDATABASE=postgres PGSSLMODE=disable \
         PGCONNECT_TIMEOUT=5 "$bin" -X -q -At -v ON_ERROR_STOP=1 -c "$1"
 }
 
+# Status 4: no replica can be made here (the server cannot serve one, or this machine
+# lacks the programs to run one); the tests skip their replica stage on it.
 cannot_replicate() { echo "pg.sh: error: the server on 127.0.0.1:$PRIMARY_PORT cannot serve a replica: $*" >&2; exit 4; }
+cannot_run_replica() { echo "pg.sh: error: no replica can run on this machine: $*" >&2; exit 4; }
+
+# The copy's system identifier (from its pg_control), empty when it has none.
+copy_system_identifier() {
+    as_pg env LC_ALL=C "$BINDIR/pg_controldata" "$RDATA" 2>/dev/null |
+        sed -nE 's/^Database system identifier: *([0-9]+).*/\1/p' || true
+}
+
+# Where the copy listens, for pg_ctl here and for anyone who starts it by hand: the
+# primary's copied files say the primary's port and socket. A data dir made elsewhere
+# (Debian keeps postgresql.conf and pg_hba.conf in /etc) gets files of its own.
+write_replica_conf() {
+    if [[ ! -f "$RDATA/pg_hba.conf" ]]; then
+        as_pg tee "$RDATA/pg_hba.conf" >/dev/null <<'HBA'
+# StreetLoop local replica (scripts/pg.sh): trust, socket and loopback (IPv4) only.
+local   all          all                  trust
+host    all          all   127.0.0.1/32   trust
+HBA
+    fi
+    [[ -f "$RDATA/pg_ident.conf" ]] || as_pg touch "$RDATA/pg_ident.conf"
+    [[ -f "$RDATA/postgresql.conf" ]] || as_pg touch "$RDATA/postgresql.conf"
+    if ! grep -qxF "include_if_exists = 'streetloop.conf'" "$RDATA/postgresql.conf"; then
+        printf "\n# listen address, port and socket dir (scripts/pg.sh replica start):\ninclude_if_exists = 'streetloop.conf'\n" |
+            as_pg tee -a "$RDATA/postgresql.conf" >/dev/null
+    fi
+    as_pg tee "$RDATA/streetloop.conf" >/dev/null <<CONF
+# Written by scripts/pg.sh replica start; do not edit.
+listen_addresses = '127.0.0.1'
+port = $REPLICA_PORT
+unix_socket_directories = $(conf_quote "$RRUN")
+hot_standby = on
+cluster_name = 'streetloop_replica'
+# The primary keeps the row versions the replica's queries still see, so replaying its
+# vacuums does not cancel them ("conflict with recovery"), as the README advises.
+hot_standby_feedback = on
+CONF
+}
 
 # The server binaries of the primary's major version (a physical copy runs on no other).
 replica_bindir() {
     local major=$1 d
     if [[ -n "${STREETLOOP_PG_BINDIR:-}" ]]; then BINDIR=$STREETLOOP_PG_BINDIR; return 0; fi
     while IFS= read -r d; do
-        if [[ -n "$d" ]] && server_bindir_ok "$d" && [[ "$(bin_major "$d")" == "$major" ]]; then
+        if [[ -n "$d" ]] && server_bindir_ok "$d" && [[ -x "$d/pg_basebackup" && -x "$d/pg_controldata" ]] &&
+                [[ "$(bin_major "$d")" == "$major" ]]; then
             BINDIR=$d
             return 0
         fi
     done < <(candidate_bindirs)
-    die "no PostgreSQL $major server binaries for a replica of the server on 127.0.0.1:$PRIMARY_PORT"
+    cannot_run_replica "no PostgreSQL $major server binaries (pg_ctl, postgres, pg_basebackup) for a copy of the server on 127.0.0.1:$PRIMARY_PORT"
 }
 
 cmd_replica_start() {
@@ -453,10 +501,13 @@ cmd_replica_start() {
         return 0
     fi
     find_bindir || true
-    local facts major level senders recovery
-    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery()") ||
-        die "no server answers on 127.0.0.1:$PRIMARY_PORT (start it first: scripts/pg.sh start)"
-    IFS='|' read -r major level senders recovery <<<"$facts"
+    if [[ -z "${BINDIR:-}" || ! -x "$BINDIR/psql" ]] && ! command -v psql >/dev/null 2>&1; then
+        cannot_run_replica "psql not found"
+    fi
+    local facts major level senders recovery system
+    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system())") ||
+        die "no server answers on 127.0.0.1:$PRIMARY_PORT as $REPL_USER (start it first: scripts/pg.sh start)"
+    IFS='|' read -r major level senders recovery system <<<"$facts"
     [[ "$level" == minimal ]] && cannot_replicate "wal_level is minimal (set wal_level = replica and restart it)"
     [[ "$senders" == 0 ]] && cannot_replicate "max_wal_senders is 0 (set it to 10 and restart it)"
     [[ "$recovery" == t ]] && cannot_replicate "it is itself a standby"
@@ -467,28 +518,55 @@ cmd_replica_start() {
         [[ -e "$RLOGFILE" ]] && chown "$PG_OS_USER:" "$RLOGFILE"
     fi
     chmod 700 "$RBASE" 2>/dev/null || true
-    # A copy is complete once pg_basebackup has written standby.signal (it does so last).
+    # A copy is complete once pg_basebackup has written standby.signal (it does so last),
+    # and it is a copy of this server only when it has the server's system identifier.
+    if [[ -f "$RDATA/PG_VERSION" && -f "$RDATA/standby.signal" ]]; then
+        local copied
+        copied=$(copy_system_identifier)
+        if [[ "$copied" != "$system" ]]; then
+            note "the copy in $RDATA is not of the server on 127.0.0.1:$PRIMARY_PORT (system identifier ${copied:-unreadable}, the server's $system): copying it anew"
+            rm -rf "$RDATA"
+        fi
+    fi
     if [[ ! -f "$RDATA/PG_VERSION" || ! -f "$RDATA/standby.signal" ]]; then
         rm -rf "$RDATA"
         note "copying the server on 127.0.0.1:$PRIMARY_PORT into $RDATA (pg_basebackup -R)"
         local out
-        if ! out=$(as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$SUPERUSER" \
+        if ! out=$(as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$REPL_USER" \
                 -D "$RDATA" -R -X stream -c fast --no-password 2>&1); then
             rm -rf "$RDATA"
             if [[ "$out" == *"pg_hba.conf"* || "$out" == *"replication connection"* ]]; then
-                cannot_replicate "pg_hba.conf refuses replication from 127.0.0.1 (add 'host replication postgres 127.0.0.1/32 trust' and reload it): $out"
+                cannot_replicate "pg_hba.conf refuses replication from 127.0.0.1 (add 'host replication $REPL_USER 127.0.0.1/32 trust' and reload it): $out"
+            fi
+            if [[ "$out" == *"permission to start WAL sender"* || "$out" == *"must be superuser or replication role"* ]]; then
+                cannot_replicate "role $REPL_USER may not replicate (ALTER ROLE $REPL_USER REPLICATION): $out"
             fi
             die "pg_basebackup failed: $out"
         fi
     fi
-    # The copy's own configuration files are the primary's: where it listens is given here.
+    write_replica_conf
     note "starting the replica on 127.0.0.1:$REPLICA_PORT (data $RDATA, log $RLOGFILE)"
+    # Address and port on the command line as well: they beat an ALTER SYSTEM of the
+    # primary's that came along in postgresql.auto.conf.
     if ! as_pg "$BINDIR/pg_ctl" -D "$RDATA" -l "$RLOGFILE" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -c port=$REPLICA_PORT -c unix_socket_directories=$RRUN -c hot_standby=on -c cluster_name=streetloop_replica" \
-            start >/dev/null; then
+            -o "-c listen_addresses=127.0.0.1 -c port=$REPLICA_PORT" start >/dev/null; then
         echo "---- last lines of $RLOGFILE ----" >&2
         tail -n 25 "$RLOGFILE" >&2 || true
         die "could not start the replica (port $REPLICA_PORT in use? set STREETLOOP_REPLICA_PGPORT)"
+    fi
+    # Running is not streaming: a copy too old for the primary's WAL (no slot keeps it)
+    # starts, then waits for WAL that is gone.
+    local i receiver=""
+    for ((i = 0; i < 60; i++)); do
+        # Without pg_read_all_stats the status is hidden, but a receiver's pid shows.
+        receiver=$(primary_value "SELECT coalesce(status, 'receiving') FROM pg_stat_wal_receiver WHERE pid IS NOT NULL" "$REPLICA_PORT" 2>/dev/null || true)
+        [[ "$receiver" == streaming || "$receiver" == receiving ]] && break
+        sleep 0.25
+    done
+    if [[ "$receiver" != streaming && "$receiver" != receiving ]]; then
+        echo "---- last lines of $RLOGFILE ----" >&2
+        tail -n 15 "$RLOGFILE" >&2 || true
+        die "the replica runs but does not stream from 127.0.0.1:$PRIMARY_PORT (WAL receiver: ${receiver:-none}); if its copy is too old, make a new one: scripts/pg.sh replica destroy, then scripts/pg.sh replica start"
     fi
     note "replica running: $(cmd_replica_url postgres)"
 }
@@ -516,7 +594,7 @@ cmd_replica_status() {
     return 3
 }
 
-cmd_replica_url() { echo "postgresql+psycopg://$SUPERUSER@127.0.0.1:$REPLICA_PORT/${1:-postgres}"; }
+cmd_replica_url() { echo "postgresql+psycopg://$REPL_USER@127.0.0.1:$REPLICA_PORT/${1:-postgres}"; }
 
 cmd_replica_destroy() {
     cmd_replica_stop

@@ -29,17 +29,22 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import make_engine
+from core.replica import Replica
 from core.settings import Settings, libpq_url
 from dispatch.build import Scope
 from dispatch.plans import PlanRequest, request_plan
 from tests import factories as f
 from tests.factories.plans import DAY
+from tests.netcut import Relay
 from tests.workers.own_cluster import free_port, wait_for
 
 pytestmark = pytest.mark.stage("read replica")
 
 PG = Path(__file__).resolve().parents[2] / "scripts" / "pg.sh"
 LIST = "/open311/v2/requests.json"
+# Each run's replica lives in a temporary directory named after its pytest's pid.
+PREFIX = "streetloop-test-replica-"
 
 
 @dataclass
@@ -85,7 +90,8 @@ def standby(database_url: str) -> Iterator[Standby]:
         pytest.skip(
             f"the replica is made on this machine, of a primary on 127.0.0.1 ({primary.host})"
         )
-    base = Path(tempfile.mkdtemp(prefix="streetloop-test-replica-"))
+    _destroy_orphans()
+    base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     base.chmod(0o755)  # pg.sh hands it to the postgres OS user when run as root
     port = free_port()
     env = {
@@ -94,6 +100,8 @@ def standby(database_url: str) -> Iterator[Standby]:
         "STREETLOOP_PGPORT": str(primary.port),
         "STREETLOOP_REPLICA_PGPORT": str(port),
     }
+    if primary.username:  # the role pg_basebackup copies the primary as
+        env["PGUSER"] = primary.username
     if primary.password:  # for pg_basebackup's replication connection
         env["PGPASSWORD"] = primary.password
     url = primary.set(port=port).render_as_string(hide_password=False)
@@ -115,6 +123,31 @@ def standby(database_url: str) -> Iterator[Standby]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _destroy_orphans() -> None:
+    """Replicas left by runs whose pytest was killed before its tear-down: each holds a WAL
+    sender of the primary's and a port."""
+    for old in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = old.name.removeprefix(PREFIX).split("-")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        subprocess.run(
+            [str(PG), "replica", "destroy"],
+            env={**os.environ, "STREETLOOP_PGDATA": str(old)},
+            capture_output=True,
+        )
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 @pytest.fixture
 def replica_app(
     settings: Settings,
@@ -128,10 +161,10 @@ def replica_app(
 
     made: list[flask.Flask] = []
 
-    def make(*, max_lag_s: float = 3600, check_s: float = 0) -> flask.Flask:
+    def make(*, max_lag_s: float = 3600, check_s: float = 0, url: str = "") -> flask.Flask:
         cfg = dataclasses.replace(
             settings,
-            database_replica_url=standby.url,
+            database_replica_url=url or standby.url,
             replica_max_lag_s=max_lag_s,
             replica_check_s=check_s,
         )
@@ -360,3 +393,54 @@ def test_reads_after_a_clients_own_write_never_use_the_replica(
         assert _listed(client)[1] == "replica" and on_replica
     finally:
         standby.resume()
+
+
+def test_a_replica_that_stops_answering_leaves_the_reads_to_the_primary(
+    committed: sessionmaker[Session],
+    standby: Standby,
+    replica_app: Callable[..., flask.Flask],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its connections dropped and new ones left unanswered (a host gone from the network):
+    the pooled connection fails, a new one gives up after the connect timeout, the read
+    goes to the primary, with the reason logged."""
+    with committed() as s:
+        f.service_type(s)
+        first = f.report(s).request.public_id
+        s.commit()
+    standby.caught_up()
+    relay = Relay(make_url(standby.url).port or 0)
+    try:
+        app = replica_app(url=make_url(standby.url).set(port=relay.port).render_as_string(False))
+        client = app.test_client()
+        assert _listed(client) == ({first}, "replica")
+        relay.cut()
+        caplog.set_level(logging.WARNING, logger="core.replica")
+        with committed() as s:
+            second = f.report(s, lon=f.offset(f.LON, f.LAT, 500)[0]).request.public_id
+            s.commit()
+        assert _listed(client) == ({first, second}, "primary")
+        warned = _warnings(caplog)
+        assert len(warned) == 1 and "does not answer" in warned[0], warned
+        assert "timeout" in warned[0], warned
+        assert relay.accepted >= 2  # the first connection, and the one left unanswered
+    finally:
+        relay.close()
+
+
+def test_a_standby_of_another_cluster_is_no_fit_replica(
+    database_url: str, standby: Standby
+) -> None:
+    """Its WAL positions say nothing of the primary's: the system identifiers tell them apart."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    assert row is not None
+    replica = Replica(make_engine(standby.url), max_lag_s=30, check_every_s=5)
+    try:
+        with replica.engine.connect() as conn:
+            assert replica._judge(conn, "0/0", row[0]).kind == "ok"  # a copy of this primary
+            other = replica._judge(conn, "0/0", "1")
+        assert other.kind == "not_standby", other
+        assert "a standby of another cluster (system identifier" in other.reason, other
+    finally:
+        replica.dispose()
