@@ -2,7 +2,7 @@
 
 `session()` is the primary's: every write, and every read a client makes of what it (or
 anyone) has just written. `report_session()` is for the reads that may trail the writes
-by a few seconds (CitiStat, the open-data export, Open311's request lists): the read
+by up to STREETLOOP_REPLICA_MAX_LAG_S (CitiStat, the open-data export, Open311's request lists): the read
 replica's when one is configured and fit (core/replica.py), else the same primary session."""
 
 from __future__ import annotations

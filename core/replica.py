@@ -1,4 +1,4 @@
-"""A streaming replica for the reads that may trail the writes by a few seconds.
+"""A streaming replica for the reads that may trail the writes by up to a bound (30 s).
 
 CitiStat, the open-data export and Open311's request lists count and list what is
 already there; none of them is a client reading back its own write. They may read from

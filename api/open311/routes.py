@@ -542,7 +542,7 @@ def get_requests() -> Response:
         start=start, end=end, service_codes=codes, status=status, page=page, page_size=page_size
     )
     # A list is not a client reading back its own report (that is by id, above and
-    # below): it may come from the read replica, a few seconds behind at most.
+    # below): it may come from the read replica, up to STREETLOOP_REPLICA_MAX_LAG_S (30 s) behind.
     found = public_requests.page(report_session(), wanted_page, details=details)
     return render(_serialize(found), root="service_requests")
 

@@ -105,7 +105,7 @@ def get_citistat(args: dict[str, Any]) -> Any:
     the same rows come as CSV, one column per figure (closed_<outcome>, backlog_<bucket>
     spread out), the total last."""
     start, end = period_args(args)
-    # A report may trail the writes by a few seconds: the read replica's when there is one.
+    # A report may trail the writes by up to STREETLOOP_REPLICA_MAX_LAG_S: the read replica's when there is one.
     report = citistat.compute(
         report_session(), start=start, end=end, group_by=args["group_by"], tz=settings().tz
     )
