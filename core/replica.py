@@ -11,9 +11,13 @@ The lag is measured, not assumed. A look (at most one per `check_every_s` per pr
 one at a time) reads how far the primary has flushed its WAL, then asks the replica:
 
 - it has replayed up to there: it trails by nothing that was committed before the look;
-- it has not: its lag is the age of the last transaction it replayed
-  (`now() - pg_last_xact_replay_timestamp()`), an upper bound on how long a commit it
-  lacks has been committed, so the bound is never exceeded by more than one look's age.
+- it has not: its lag is the smaller of two upper bounds on how long a commit it lacks
+  has been committed: the age of the last transaction it replayed
+  (`now() - pg_last_xact_replay_timestamp()`), and the time since an earlier look at the
+  primary whose WAL position it has replayed (all that was flushed by then, it has). The
+  second keeps a long transaction on an otherwise quiet primary, which writes WAL but
+  commits nothing for a while, from passing for lag. Either way the bound is never
+  exceeded by more than one look's age.
 
 A replica that refuses connections, lags beyond the bound, is not a standby at all
 (promoted, or a wrong URL) or is one of another cluster (its system identifier is not
@@ -28,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -49,12 +54,12 @@ PRIMARY_POSITION = text(
     " ELSE pg_current_wal_flush_lsn() END::text,"
     " (SELECT system_identifier FROM pg_control_system())::text"
 )
-# Whether the replica is a standby, of which cluster, has replayed that far, and how old
-# its last replayed transaction is (seconds; NULL before it has replayed one).
+# Whether the replica is a standby, of which cluster, how far it has replayed, and how
+# old its last replayed transaction is (seconds; NULL before it has replayed one).
 REPLICA_POSITION = text(
     "SELECT pg_is_in_recovery(),"
     " (SELECT system_identifier FROM pg_control_system())::text,"
-    " coalesce(pg_last_wal_replay_lsn() >= CAST(:primary AS pg_lsn), false),"
+    " pg_last_wal_replay_lsn()::text,"
     " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8"
 )
 # A replica found behind is looked at once more after this pause before it is judged:
@@ -108,6 +113,8 @@ class Replica:
         self._told: dict[Kind, float] = {}  # when a message of each kind was last logged
         self._untold: dict[Kind, int] = {}  # and how many were not, since
         self._falling_back = False
+        # (when, primary's flushed WAL position) of recent looks; only the looker uses it.
+        self._seen: deque[tuple[float, int]] = deque(maxlen=256)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Replica | None:
@@ -194,7 +201,16 @@ class Replica:
         return verdict, verdict is not None and self._clock() - looked_at < self.check_every_s
 
     def _look(self, primary: Callable[[], Session]) -> Verdict:
+        at = self._clock()  # before the position: all flushed by then is at or before it
         position, system = primary().execute(PRIMARY_POSITION).one()
+        try:
+            return self._look_at_replica(position, system)
+        finally:
+            self._seen.append((at, lsn(position)))
+            while self._seen and self._seen[0][0] < at - 2 * self.max_lag_s:
+                self._seen.popleft()
+
+    def _look_at_replica(self, position: str, system: str) -> Verdict:
         try:
             with self.engine.connect() as conn:
                 verdict = self._judge(conn, position, system)
@@ -212,9 +228,7 @@ class Replica:
 
     def _judge(self, conn: Connection, position: str, system: str) -> Verdict:
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {LOOK_TIMEOUT_MS}")
-        standby, its_system, caught_up, age = conn.execute(
-            REPLICA_POSITION, {"primary": position}
-        ).one()
+        standby, its_system, replayed, age = conn.execute(REPLICA_POSITION).one()
         if not standby:
             return Verdict(
                 "not_standby",
@@ -227,17 +241,23 @@ class Replica:
                 f"is a standby of another cluster (system identifier {its_system},"
                 f" the primary's {system})",
             )
-        if caught_up:
+        done = lsn(replayed) if replayed else -1
+        if done >= lsn(position):
             return Verdict("ok", lag_s=0.0)
-        if age is None:
+        bounds = [] if age is None else [age]
+        replayed_since = [at for at, flushed in self._seen if flushed <= done]
+        if replayed_since:
+            bounds.append(max(0.0, self._clock() - max(replayed_since)))
+        if not bounds:
             return Verdict("lag", "is behind and has replayed no transaction since it started")
-        if age > self.max_lag_s:
+        lag = min(bounds)
+        if lag > self.max_lag_s:
             return Verdict(
                 "lag",
-                f"is {age:.1f} s behind the primary (STREETLOOP_REPLICA_MAX_LAG_S={self.max_lag_s:g})",
-                age,
+                f"is {lag:.1f} s behind the primary (STREETLOOP_REPLICA_MAX_LAG_S={self.max_lag_s:g})",
+                lag,
             )
-        return Verdict("ok", lag_s=age)
+        return Verdict("ok", lag_s=lag)
 
     def _record(self, verdict: Verdict) -> None:
         """Keep the verdict until the next look, and tell a change of it."""
@@ -270,6 +290,12 @@ class Replica:
                 verdict.reason,
                 since,
             )
+
+
+def lsn(text: str) -> int:
+    """A WAL position (`16/B374D848`) as a number, to compare."""
+    high, _, low = text.partition("/")
+    return int(high, 16) << 32 | int(low, 16)
 
 
 def _first_line(exc: DBAPIError) -> str:

@@ -25,12 +25,12 @@ from typing import Any
 import flask
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine
-from core.replica import Replica
+from core.replica import Replica, lsn
 from core.settings import Settings, libpq_url
 from dispatch.build import Scope
 from dispatch.plans import PlanRequest, request_plan
@@ -188,7 +188,7 @@ def _listed(client: Any, path: str = LIST) -> tuple[set[str], str | None]:
 def _until_replica(client: Any, ids: set[str]) -> None:
     """Until a list answers from the replica (the next look that finds it fit), with `ids`."""
     answer = wait_for(
-        lambda: (found := _listed(client))[1] == "replica" and found, 10, "the replica's answer"
+        lambda: (found := _listed(client))[1] == "replica" and found, 20, "the replica's answer"
     )
     assert answer[0] == ids
 
@@ -265,15 +265,20 @@ def test_a_replica_behind_the_bound_leaves_the_reads_to_the_primary(
     _until_replica(client, {first})
     caplog.clear()
     standby.pause()
+    paused = time.monotonic()
     try:
         with committed() as s:
             second = f.report(s, lon=f.offset(f.LON, f.LAT, 500)[0]).request.public_id
             s.commit()
-        # Real lag: the last transaction the paused replica replayed grows older.
+        # Real lag: the last transaction the paused replica replayed grows older, and so
+        # does the last look whose WAL position it has.
         wait_for(
-            lambda: standby.sql(
-                "SELECT now() - pg_last_xact_replay_timestamp() > interval '1.5 s'"
-            )[0],
+            lambda: (
+                time.monotonic() - paused > 1.5
+                and standby.sql(
+                    "SELECT now() - pg_last_xact_replay_timestamp() > interval '1.5 s'"
+                )[0]
+            ),
             30,
             "the paused replica to fall 1.5 s behind",
         )
@@ -443,4 +448,38 @@ def test_a_standby_of_another_cluster_is_no_fit_replica(
         assert other.kind == "not_standby", other
         assert "a standby of another cluster (system identifier" in other.reason, other
     finally:
+        replica.dispose()
+
+
+def test_a_replica_that_has_an_earlier_looks_position_trails_by_no_more_than_its_age(
+    database_url: str, standby: Standby
+) -> None:
+    """A long transaction on an otherwise quiet primary writes WAL and commits nothing for a
+    while: the replica lacks the primary's latest position and its last replayed commit is
+    old, yet it has all that was committed up to a look it has replayed the position of."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    assert row is not None
+    replica = Replica(make_engine(standby.url), max_lag_s=1, check_every_s=5)
+    standby.caught_up()
+    standby.pause()
+    try:
+        wait_for(
+            lambda: standby.sql(
+                "SELECT now() - pg_last_xact_replay_timestamp() > interval '1.5 s'"
+            )[0],
+            30,
+            "the paused replica's last commit to be 1.5 s old",
+        )
+        with replica.engine.connect() as conn:
+            done = lsn(conn.execute(text("SELECT pg_last_wal_replay_lsn()::text")).scalar_one())
+            ahead = f"{(done + 4096) >> 32:X}/{(done + 4096) & 0xFFFFFFFF:X}"  # WAL it lacks
+            assert replica._judge(conn, ahead, row[0]).kind == "lag"
+            conn.rollback()
+            replica._seen.append((time.monotonic() - 0.5, done))  # a look half a second ago
+            verdict = replica._judge(conn, ahead, row[0])
+        assert verdict.kind == "ok" and verdict.lag_s is not None, verdict
+        assert 0.5 <= verdict.lag_s < 1, verdict
+    finally:
+        standby.resume()
         replica.dispose()
