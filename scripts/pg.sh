@@ -410,8 +410,11 @@ cmd_destroy() {
 # ---------------------------------------------------------------- replica --
 # A hot standby of the server on 127.0.0.1:$(effective_port), for DATABASE_REPLICA_URL:
 # `pg_basebackup -R` (which writes standby.signal and primary_conninfo) into
-# $BASE/replica/data, then streaming. No replication slot: one left behind by a replica
-# that was thrown away would keep the primary's WAL for ever.
+# $BASE/replica/data, then streaming. Through a replication slot of its own (named after
+# its base dir): a busy primary otherwise recycles the WAL written between the end of the
+# copy and the start of streaming, or while the replica is stopped, and the copy can
+# never catch up. `replica destroy` drops the slot (a slot left behind would keep the
+# primary's WAL for ever); `replica stop` keeps it, so a stopped replica holds WAL back.
 
 resolve_replica_paths() {
     PRIMARY_PORT=$(effective_port)
@@ -427,6 +430,7 @@ resolve_replica_paths() {
     # The role that copies the primary (it needs REPLICATION): libpq's PGUSER, as the
     # tests pass their DATABASE_URL's user, else the project cluster's superuser.
     REPL_USER=${PGUSER:-$SUPERUSER}
+    SLOT="streetloop_replica_$(printf '%s' "$RBASE" | sha256sum | cut -c1-12)"
     REPLICA_PORT=$(effective_port "$RDATA" "${STREETLOOP_REPLICA_PGPORT:-$((PRIMARY_PORT + 1))}")
     [[ "$REPLICA_PORT" =~ ^[0-9]+$ ]] || die "STREETLOOP_REPLICA_PGPORT must be a number, got '$REPLICA_PORT'"
 }
@@ -443,6 +447,18 @@ primary_value() {
 # lacks the programs to run one); the tests skip their replica stage on it.
 cannot_replicate() { echo "pg.sh: error: the server on 127.0.0.1:$PRIMARY_PORT cannot serve a replica: $*" >&2; exit 4; }
 cannot_run_replica() { echo "pg.sh: error: no replica can run on this machine: $*" >&2; exit 4; }
+
+# Drop the replica's slot on the primary once nothing streams from it (the walsender of a
+# replica just stopped takes a moment to go); quietly nothing when the primary is away.
+drop_slot() {
+    local i left
+    for ((i = 0; i < 40; i++)); do
+        left=$(primary_value "SELECT count(pg_drop_replication_slot(slot_name)) FILTER (WHERE NOT active), count(*) FILTER (WHERE active) FROM pg_replication_slots WHERE slot_name = '$SLOT'" 2>/dev/null) || return 0
+        [[ "$left" == *"|0" ]] && return 0
+        sleep 0.25
+    done
+    note "the replica's slot $SLOT is still in use on 127.0.0.1:$PRIMARY_PORT: not dropped"
+}
 
 # The copy's system identifier (from its pg_control), empty when it has none.
 copy_system_identifier() {
@@ -505,11 +521,12 @@ cmd_replica_start() {
         cannot_run_replica "psql not found"
     fi
     local facts major level senders recovery system
-    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system())") ||
+    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), current_setting('max_replication_slots')") ||
         die "no server answers on 127.0.0.1:$PRIMARY_PORT as $REPL_USER (start it first: scripts/pg.sh start)"
-    IFS='|' read -r major level senders recovery system <<<"$facts"
+    IFS='|' read -r major level senders recovery system slots <<<"$facts"
     [[ "$level" == minimal ]] && cannot_replicate "wal_level is minimal (set wal_level = replica and restart it)"
     [[ "$senders" == 0 ]] && cannot_replicate "max_wal_senders is 0 (set it to 10 and restart it)"
+    [[ "$slots" == 0 ]] && cannot_replicate "max_replication_slots is 0 (set it to 10 and restart it)"
     [[ "$recovery" == t ]] && cannot_replicate "it is itself a standby"
     replica_bindir "$major"
     mkdir -p "$RBASE" "$RLOGDIR" "$RRUN"
@@ -532,8 +549,10 @@ cmd_replica_start() {
         rm -rf "$RDATA"
         note "copying the server on 127.0.0.1:$PRIMARY_PORT into $RDATA (pg_basebackup -R)"
         local out
+        drop_slot  # of an earlier copy that did not finish
         if ! out=$(as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$REPL_USER" \
-                -D "$RDATA" -R -X stream -c fast --no-password 2>&1); then
+                -D "$RDATA" -R -X stream -C -S "$SLOT" -c fast --no-password 2>&1); then
+            drop_slot
             rm -rf "$RDATA"
             if [[ "$out" == *"pg_hba.conf"* || "$out" == *"replication connection"* ]]; then
                 cannot_replicate "pg_hba.conf refuses replication from 127.0.0.1 (add 'host replication $REPL_USER 127.0.0.1/32 trust' and reload it): $out"
@@ -543,6 +562,11 @@ cmd_replica_start() {
             fi
             die "pg_basebackup failed: $out"
         fi
+    fi
+    # A copy made with a slot streams through it: the slot is made again if it went.
+    if grep -q "^primary_slot_name" "$RDATA/postgresql.auto.conf" 2>/dev/null; then
+        primary_value "SELECT pg_create_physical_replication_slot('$SLOT', true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$SLOT')" >/dev/null ||
+            die "could not make the replica's slot $SLOT on 127.0.0.1:$PRIMARY_PORT"
     fi
     write_replica_conf
     note "starting the replica on 127.0.0.1:$REPLICA_PORT (data $RDATA, log $RLOGFILE)"
@@ -554,7 +578,7 @@ cmd_replica_start() {
         tail -n 25 "$RLOGFILE" >&2 || true
         die "could not start the replica (port $REPLICA_PORT in use? set STREETLOOP_REPLICA_PGPORT)"
     fi
-    # Running is not streaming: a copy too old for the primary's WAL (no slot keeps it)
+    # Running is not streaming: a copy too old for the primary's WAL (its slot was dropped)
     # starts, then waits for WAL that is gone.
     local i receiver=""
     for ((i = 0; i < 60; i++)); do
@@ -598,6 +622,7 @@ cmd_replica_url() { echo "postgresql+psycopg://$REPL_USER@127.0.0.1:$REPLICA_POR
 
 cmd_replica_destroy() {
     cmd_replica_stop
+    drop_slot
     for d in "$RBASE" "$RRUN"; do
         if [[ -e "$d" ]]; then
             note "removing $d"

@@ -90,7 +90,7 @@ def standby(database_url: str) -> Iterator[Standby]:
         pytest.skip(
             f"the replica is made on this machine, of a primary on 127.0.0.1 ({primary.host})"
         )
-    _destroy_orphans()
+    _destroy_orphans(primary.port)
     base = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     base.chmod(0o755)  # pg.sh hands it to the postgres OS user when run as root
     port = free_port()
@@ -123,16 +123,20 @@ def standby(database_url: str) -> Iterator[Standby]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _destroy_orphans() -> None:
+def _destroy_orphans(primary_port: int) -> None:
     """Replicas left by runs whose pytest was killed before its tear-down: each holds a WAL
-    sender of the primary's and a port."""
+    sender, a replication slot (WAL kept for it) of the primary's and a port."""
     for old in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
         pid = old.name.removeprefix(PREFIX).split("-")[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue
         subprocess.run(
             [str(PG), "replica", "destroy"],
-            env={**os.environ, "STREETLOOP_PGDATA": str(old)},
+            env={
+                **os.environ,
+                "STREETLOOP_PGDATA": str(old),
+                "STREETLOOP_PGPORT": str(primary_port),
+            },
             capture_output=True,
         )
         shutil.rmtree(old, ignore_errors=True)
