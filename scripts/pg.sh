@@ -11,7 +11,8 @@
 #   psql [ARGS...]   run psql against the cluster (defaults: user postgres, db postgres)
 #   destroy          stop and delete the cluster's files (used by `make distclean`)
 #   replica start    a streaming replica of the running cluster: pg_basebackup -R into
-#                    <base>/replica on first use, then start it as a hot standby (idempotent)
+#                    <base>/replica on first use, then start it as a hot standby (idempotent),
+#                    through a replication slot of its own that only `replica destroy` drops
 #   replica stop|status|destroy, replica url [DBNAME]   as for the cluster, for the replica
 #
 # Environment:
