@@ -30,6 +30,7 @@ def create_app(
     from api.resources import register_resources
     from api.spec import make_api
     from core.db import make_engine, make_sessionmaker
+    from core.replica import Replica
     from core.service_area import AreaConfig
     from screens import blp as screens_blp
     from workers.app import Queue
@@ -70,6 +71,11 @@ def create_app(
         # (gunicorn workers run atexit hooks when they stop).
         atexit.register(engine.dispose)
     app.extensions["streetloop.sessions"] = sessions
+    # The read replica for reports and Open311's lists, when DATABASE_REPLICA_URL is set.
+    replica = Replica.from_settings(settings)
+    if replica is not None:
+        atexit.register(replica.dispose)
+    app.extensions["streetloop.replica"] = replica
     area = AreaConfig.from_settings(settings)
     app.extensions["streetloop.service_area"] = area
     _warn_without_service_area(sessions, area)

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, make_response, render_template, request, 
 from markupsafe import Markup, escape
 
 from api.citistat_map import DEFAULT_FIGURE, FIGURES, MapFigure, district_map, verified_share
-from api.db import session, settings
+from api.db import report_session, settings
 from api.inputs import year_problem
 from core.errors import ValidationFailed
 from reports import citistat
@@ -258,7 +258,7 @@ def citistat_page() -> Response:
     except BadQuery as exc:
         resp = make_response(render_template("citistat_error.html", message=exc.message), 422)
         return _secure(resp)
-    s = session()
+    s = report_session()  # the read replica's when there is one
     now = datetime.now(period.tz)
     by_district = citistat.compute(
         s, start=period.start, end=period.end, group_by="district", tz=period.tz, now=now
@@ -325,7 +325,7 @@ def open_data_requests() -> Response:
         from api.errors import error_response
 
         return error_response(422, exc.message, {exc.field: [exc.message]})
-    s = session()
+    s = report_session()  # the read replica's when there is one
     body = stream_with_context(citistat.open_data_csv(s, period))
     name = f"requests_{period.start}_{period.end}.csv"
     resp = Response(

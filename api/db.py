@@ -1,4 +1,9 @@
-"""One SQLAlchemy session per HTTP request; the view commits, teardown rolls back the rest."""
+"""One SQLAlchemy session per HTTP request; the view commits, teardown rolls back the rest.
+
+`session()` is the primary's: every write, and every read a client makes of what it (or
+anyone) has just written. `report_session()` is for the reads that may trail the writes
+by up to STREETLOOP_REPLICA_MAX_LAG_S (CitiStat, the open-data export, Open311's request lists): the read
+replica's when one is configured and fit (core/replica.py), else the same primary session."""
 
 from __future__ import annotations
 
@@ -24,6 +29,22 @@ def session() -> Session:
         s.info[JOB_QUEUE] = current_app.extensions["streetloop.queue"]
         g.db_session = s
     return g.db_session
+
+
+def report_session() -> Session:
+    """The session of a read that may trail the writes by up to STREETLOOP_REPLICA_MAX_LAG_S:
+    the replica's when DATABASE_REPLICA_URL is set and the replica is fit, else `session()`.
+    Which one answered is in `g.read_from` ("replica" or "primary")."""
+    if "report_session" not in g:
+        replica = current_app.extensions.get("streetloop.replica")
+        s = replica.session(session) if replica is not None else None
+        if s is None:
+            g.read_from = "primary"
+            g.report_session = session()
+        else:
+            g.read_from = "replica"
+            g.replica_session = g.report_session = s
+    return g.report_session
 
 
 def settings() -> Settings:
@@ -86,6 +107,8 @@ def defer_after_commit(
 
 
 def _close(exc: BaseException | None) -> None:
-    s = g.pop("db_session", None)
-    if s is not None:
-        s.close()
+    g.pop("report_session", None)
+    for key in ("replica_session", "db_session"):
+        s = g.pop(key, None)
+        if s is not None:
+            s.close()

@@ -303,6 +303,25 @@ def _tile_settings(env: dict[str, str]) -> _TileSettings:
     }
 
 
+class _ReplicaSettings(TypedDict):
+    database_replica_url: str | None
+    replica_max_lag_s: float
+    replica_check_s: float
+    replica_connect_timeout_s: int
+
+
+def _replica_settings(env: dict[str, str]) -> _ReplicaSettings:
+    url = env.get("DATABASE_REPLICA_URL", "").strip()
+    return {
+        "database_replica_url": normalize_database_url(url) if url else None,
+        "replica_max_lag_s": _bounded(env, "STREETLOOP_REPLICA_MAX_LAG_S", 30, 1, 24 * 3600),
+        "replica_check_s": _bounded(env, "STREETLOOP_REPLICA_CHECK_S", 5, 1, 300),
+        "replica_connect_timeout_s": _bounded(
+            env, "STREETLOOP_REPLICA_CONNECT_TIMEOUT_S", 2, 2, 60
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -385,6 +404,16 @@ class Settings:
     # that went away (packets dropped) fails a connection attempt after this long instead
     # of never, so no pool thread waits on it at shutdown.
     db_connect_timeout_s: int = 5
+    # -- a read replica for reports (issue 15) --
+    # A streaming replica (hot standby) of DATABASE_URL that CitiStat, the open-data export
+    # and Open311's request lists read from (api.db.report_session); None: all on the primary.
+    database_replica_url: str | None = None
+    # Beyond this lag behind the primary, those reads go to the primary (core/replica.py).
+    replica_max_lag_s: float = 30.0
+    # How long one look at the replica's health and lag is trusted, per process.
+    replica_check_s: float = 5.0
+    # A replica that does not answer a connection attempt within this is taken for down.
+    replica_connect_timeout_s: int = 2
     # -- sign-in limits and the client address they count (issue 11) --
     # Failed sign-ins allowed per account (any address) and per client address (any
     # account) within their windows; beyond, 429 with Retry-After until the oldest ages out.
@@ -494,6 +523,7 @@ class Settings:
                 env, "STREETLOOP_ORPHAN_FILE_GRACE_MINUTES", 60, 10, 7 * 24 * 60
             ),
             db_connect_timeout_s=_bounded(env, "STREETLOOP_DB_CONNECT_TIMEOUT_S", 5, 1, 60),
+            **_replica_settings(env),
             sign_in_account_failures=_bounded(
                 env, "STREETLOOP_SIGN_IN_ACCOUNT_FAILURES", 5, 1, 1000
             ),

@@ -10,11 +10,25 @@
 #   createdb NAME    create database NAME if it does not exist
 #   psql [ARGS...]   run psql against the cluster (defaults: user postgres, db postgres)
 #   destroy          stop and delete the cluster's files (used by `make distclean`)
+#   replica start    a streaming replica of the running cluster: pg_basebackup -R into
+#                    <base>/replica on first use, then start it as a hot standby (idempotent),
+#                    through a replication slot of its own that only `replica destroy` drops
+#   replica stop|status|destroy, replica url [DBNAME]   as for the cluster, for the replica
 #
 # Environment:
 #   STREETLOOP_PGDATA   base dir (default <project>/.pgdata): data/, run/ (socket), log/
 #   STREETLOOP_PGPORT   TCP port on 127.0.0.1 (default 54329)
 #   STREETLOOP_PG_BINDIR  directory with pg_ctl/initdb/postgres (default: auto-detect)
+#   STREETLOOP_REPLICA_PGPORT  the replica's port on 127.0.0.1 (default: the cluster's + 1)
+#   PGUSER              the role that copies the server for a replica (default: postgres)
+#
+# The replica copies whatever PostgreSQL listens on 127.0.0.1:STREETLOOP_PGPORT (the
+# project's cluster, or another one there that allows replication connections: the tests
+# point it at theirs). `replica start` exits with status 4 when that server cannot serve a
+# replica (wal_level, max_wal_senders, pg_hba's replication line, the role) or this machine
+# cannot run one (no server programs of its major version), naming which. A copy already
+# there is reused only when it is of that server (same system identifier), and `replica
+# start` returns once the replica streams.
 #
 # Authentication is `trust`, for the unix socket and 127.0.0.1 only; the
 # server listens on nothing else. Superuser: postgres.
@@ -157,7 +171,7 @@ psql_bin() {
 # Prints the PID when the postmaster in $DATA is alive; removes a stale
 # postmaster.pid (process gone, or PID reused by something that is not postgres).
 running_pid() {
-    local pidfile="$DATA/postmaster.pid" pid comm
+    local pidfile="${1:-$DATA}/postmaster.pid" pid comm
     [[ -f "$pidfile" ]] || return 1
     pid=$(head -n1 "$pidfile" 2>/dev/null || true)
     if [[ "$pid" =~ ^[0-9]+$ ]]; then
@@ -175,11 +189,12 @@ running_pid() {
     return 1
 }
 
-# Port the running server actually uses (line 4 of postmaster.pid), else $PORT.
+# Port the running server actually uses (line 4 of postmaster.pid), else $PORT
+# (for another data dir and default port: effective_port DIR DEFAULT).
 effective_port() {
-    local p=""
-    if [[ -f "$DATA/postmaster.pid" ]]; then p=$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true); fi
-    if [[ "$p" =~ ^[0-9]+$ ]]; then echo "$p"; else echo "$PORT"; fi
+    local data=${1:-$DATA} p=""
+    if [[ -f "$data/postmaster.pid" ]]; then p=$(sed -n 4p "$data/postmaster.pid" 2>/dev/null || true); fi
+    if [[ "$p" =~ ^[0-9]+$ ]]; then echo "$p"; else echo "${2:-$PORT}"; fi
 }
 
 conf_quote() { printf "'%s'" "${1//\'/\'\'}"; }
@@ -262,6 +277,9 @@ max_connections = 100
 fsync = on
 log_timezone = 'UTC'
 timezone = 'UTC'
+# A streaming replica can be made from it (`scripts/pg.sh replica start`).
+wal_level = replica
+max_wal_senders = 10
 # listen address, port and socket dir are (re)written on every start:
 include_if_exists = 'streetloop.conf'
 CONF
@@ -379,6 +397,8 @@ SQL
 }
 
 cmd_destroy() {
+    # Its replica (under $BASE) first: a standby whose primary is gone only waits.
+    [[ -d "$BASE/replica" ]] && (cmd_replica destroy)
     if [[ -d "$DATA" ]] && running_pid >/dev/null 2>&1; then cmd_stop; fi
     for d in "$BASE" "$RUN"; do
         if [[ -e "$d" ]]; then
@@ -386,6 +406,244 @@ cmd_destroy() {
             rm -rf "$d"
         fi
     done
+}
+
+# ---------------------------------------------------------------- replica --
+# A hot standby of the server on 127.0.0.1:$(effective_port), for DATABASE_REPLICA_URL:
+# `pg_basebackup -R` (which writes standby.signal and primary_conninfo) into
+# $BASE/replica/data, then streaming. Through a replication slot of its own (named after
+# its base dir): a busy primary otherwise recycles the WAL written between the end of the
+# copy and the start of streaming, or while the replica is stopped, and the copy can
+# never catch up. `replica destroy` drops the slot (a slot left behind would keep the
+# primary's WAL for ever); `replica stop` keeps it, so a stopped replica holds WAL back.
+
+resolve_replica_paths() {
+    PRIMARY_PORT=$(effective_port)
+    RBASE="$BASE/replica"
+    RDATA="$RBASE/data"
+    RLOGDIR="$RBASE/log"
+    RLOGFILE="$RLOGDIR/postgresql.log"
+    RRUN="$RBASE/run"
+    if (( ${#RRUN} + 20 > 100 )); then
+        # Keyed on the replica's own base: two bases of one project get two sockets.
+        RRUN="${TMPDIR:-/tmp}/streetloop-pg-$(printf '%s' "$RBASE" | sha256sum | cut -c1-12)-replica-run"
+    fi
+    # The role that copies the primary (it needs REPLICATION): libpq's PGUSER, as the
+    # tests pass their DATABASE_URL's user, else the project cluster's superuser.
+    REPL_USER=${PGUSER:-$SUPERUSER}
+    SLOT="streetloop_replica_$(printf '%s' "$RBASE" | sha256sum | cut -c1-12)"
+    REPLICA_PORT=$(effective_port "$RDATA" "${STREETLOOP_REPLICA_PGPORT:-$((PRIMARY_PORT + 1))}")
+    [[ "$REPLICA_PORT" =~ ^[0-9]+$ ]] || die "STREETLOOP_REPLICA_PGPORT must be a number, got '$REPLICA_PORT'"
+}
+
+# psql against the primary; prints the single value of a query.
+primary_value() {
+    local bin
+    bin=$(psql_bin)
+    PGHOST=127.0.0.1 PGPORT=${2:-$PRIMARY_PORT} PGUSER=$REPL_USER PGDATABASE=postgres PGSSLMODE=disable \
+        PGCONNECT_TIMEOUT=5 "$bin" -X -q -At -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# Status 4: no replica can be made here (the server cannot serve one, or this machine
+# lacks the programs to run one); the tests skip their replica stage on it.
+cannot_replicate() { echo "pg.sh: error: the server on 127.0.0.1:$PRIMARY_PORT cannot serve a replica: $*" >&2; exit 4; }
+cannot_run_replica() { echo "pg.sh: error: no replica can run on this machine: $*" >&2; exit 4; }
+
+# Drop the replica's slot on the primary once nothing streams from it (the walsender of a
+# replica just stopped takes a moment to go); quietly nothing when the primary is away.
+drop_slot() {
+    local i left
+    for ((i = 0; i < 40; i++)); do
+        left=$(primary_value "SELECT count(pg_drop_replication_slot(slot_name)) FILTER (WHERE NOT active), count(*) FILTER (WHERE active) FROM pg_replication_slots WHERE slot_name = '$SLOT'" 2>/dev/null) || return 0
+        [[ "$left" == *"|0" ]] && return 0
+        sleep 0.25
+    done
+    note "the replica's slot $SLOT is still in use on 127.0.0.1:$PRIMARY_PORT: not dropped"
+}
+
+# The copy's system identifier (from its pg_control), empty when it has none.
+copy_system_identifier() {
+    as_pg env LC_ALL=C "$BINDIR/pg_controldata" "$RDATA" 2>/dev/null |
+        sed -nE 's/^Database system identifier: *([0-9]+).*/\1/p' || true
+}
+
+# Where the copy listens, for pg_ctl here and for anyone who starts it by hand: the
+# primary's copied files say the primary's port and socket. A data dir made elsewhere
+# (Debian keeps postgresql.conf and pg_hba.conf in /etc) gets files of its own.
+write_replica_conf() {
+    if [[ ! -f "$RDATA/pg_hba.conf" ]]; then
+        as_pg tee "$RDATA/pg_hba.conf" >/dev/null <<'HBA'
+# StreetLoop local replica (scripts/pg.sh): trust, socket and loopback (IPv4) only.
+local   all          all                  trust
+host    all          all   127.0.0.1/32   trust
+HBA
+    fi
+    [[ -f "$RDATA/pg_ident.conf" ]] || as_pg touch "$RDATA/pg_ident.conf"
+    [[ -f "$RDATA/postgresql.conf" ]] || as_pg touch "$RDATA/postgresql.conf"
+    if ! grep -qxF "include_if_exists = 'streetloop.conf'" "$RDATA/postgresql.conf"; then
+        printf "\n# listen address, port and socket dir (scripts/pg.sh replica start):\ninclude_if_exists = 'streetloop.conf'\n" |
+            as_pg tee -a "$RDATA/postgresql.conf" >/dev/null
+    fi
+    as_pg tee "$RDATA/streetloop.conf" >/dev/null <<CONF
+# Written by scripts/pg.sh replica start; do not edit.
+listen_addresses = '127.0.0.1'
+port = $REPLICA_PORT
+unix_socket_directories = $(conf_quote "$RRUN")
+hot_standby = on
+cluster_name = 'streetloop_replica'
+# The primary keeps the row versions the replica's queries still see, so replaying its
+# vacuums does not cancel them ("conflict with recovery"), as the README advises.
+hot_standby_feedback = on
+CONF
+}
+
+# The server binaries of the primary's major version (a physical copy runs on no other).
+replica_bindir() {
+    local major=$1 d
+    if [[ -n "${STREETLOOP_PG_BINDIR:-}" ]]; then BINDIR=$STREETLOOP_PG_BINDIR; return 0; fi
+    while IFS= read -r d; do
+        if [[ -n "$d" ]] && server_bindir_ok "$d" && [[ -x "$d/pg_basebackup" && -x "$d/pg_controldata" ]] &&
+                [[ "$(bin_major "$d")" == "$major" ]]; then
+            BINDIR=$d
+            return 0
+        fi
+    done < <(candidate_bindirs)
+    cannot_run_replica "no PostgreSQL $major server binaries (pg_ctl, postgres, pg_basebackup) for a copy of the server on 127.0.0.1:$PRIMARY_PORT"
+}
+
+cmd_replica_start() {
+    local pid
+    if pid=$(running_pid "$RDATA" 2>/dev/null); then
+        note "replica already running (pid $pid, port $REPLICA_PORT, data $RDATA)"
+        return 0
+    fi
+    find_bindir || true
+    if [[ -z "${BINDIR:-}" || ! -x "$BINDIR/psql" ]] && ! command -v psql >/dev/null 2>&1; then
+        cannot_run_replica "psql not found"
+    fi
+    local facts major level senders recovery system
+    facts=$(primary_value "SELECT current_setting('server_version_num')::int / 10000, current_setting('wal_level'), current_setting('max_wal_senders'), pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), current_setting('max_replication_slots')") ||
+        die "no server answers on 127.0.0.1:$PRIMARY_PORT as $REPL_USER (start it first: scripts/pg.sh start)"
+    IFS='|' read -r major level senders recovery system slots <<<"$facts"
+    [[ "$level" == minimal ]] && cannot_replicate "wal_level is minimal (set wal_level = replica and restart it)"
+    [[ "$senders" == 0 ]] && cannot_replicate "max_wal_senders is 0 (set it to 10 and restart it)"
+    [[ "$slots" == 0 ]] && cannot_replicate "max_replication_slots is 0 (set it to 10 and restart it)"
+    [[ "$recovery" == t ]] && cannot_replicate "it is itself a standby"
+    replica_bindir "$major"
+    mkdir -p "$RBASE" "$RLOGDIR" "$RRUN"
+    if ((IS_ROOT)); then
+        chown "$PG_OS_USER:" "$BASE" "$RBASE" "$RLOGDIR" "$RRUN"
+        [[ -e "$RLOGFILE" ]] && chown "$PG_OS_USER:" "$RLOGFILE"
+    fi
+    chmod 700 "$RBASE" 2>/dev/null || true
+    # A copy is complete once pg_basebackup has written standby.signal (it does so last),
+    # and it is a copy of this server only when it has the server's system identifier.
+    if [[ -f "$RDATA/PG_VERSION" && -f "$RDATA/standby.signal" ]]; then
+        local copied
+        copied=$(copy_system_identifier)
+        if [[ "$copied" != "$system" ]]; then
+            note "the copy in $RDATA is not of the server on 127.0.0.1:$PRIMARY_PORT (system identifier ${copied:-unreadable}, the server's $system): copying it anew"
+            rm -rf "$RDATA"
+        fi
+    fi
+    if [[ ! -f "$RDATA/PG_VERSION" || ! -f "$RDATA/standby.signal" ]]; then
+        rm -rf "$RDATA"
+        note "copying the server on 127.0.0.1:$PRIMARY_PORT into $RDATA (pg_basebackup -R)"
+        local out
+        drop_slot  # of an earlier copy that did not finish
+        if ! out=$(as_pg "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$REPL_USER" \
+                -D "$RDATA" -R -X stream -C -S "$SLOT" -c fast --no-password 2>&1); then
+            drop_slot
+            rm -rf "$RDATA"
+            if [[ "$out" == *"pg_hba.conf"* || "$out" == *"replication connection"* ]]; then
+                cannot_replicate "pg_hba.conf refuses replication from 127.0.0.1 (add 'host replication $REPL_USER 127.0.0.1/32 trust' and reload it): $out"
+            fi
+            if [[ "$out" == *"permission to start WAL sender"* || "$out" == *"must be superuser or replication role"* ]]; then
+                cannot_replicate "role $REPL_USER may not replicate (ALTER ROLE $REPL_USER REPLICATION): $out"
+            fi
+            die "pg_basebackup failed: $out"
+        fi
+    fi
+    # A copy made with a slot streams through it: the slot is made again if it went.
+    if grep -q "^primary_slot_name" "$RDATA/postgresql.auto.conf" 2>/dev/null; then
+        primary_value "SELECT pg_create_physical_replication_slot('$SLOT', true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$SLOT')" >/dev/null ||
+            die "could not make the replica's slot $SLOT on 127.0.0.1:$PRIMARY_PORT"
+    fi
+    write_replica_conf
+    note "starting the replica on 127.0.0.1:$REPLICA_PORT (data $RDATA, log $RLOGFILE)"
+    # Address and port on the command line as well: they beat an ALTER SYSTEM of the
+    # primary's that came along in postgresql.auto.conf.
+    if ! as_pg "$BINDIR/pg_ctl" -D "$RDATA" -l "$RLOGFILE" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -c port=$REPLICA_PORT" start >/dev/null; then
+        echo "---- last lines of $RLOGFILE ----" >&2
+        tail -n 25 "$RLOGFILE" >&2 || true
+        die "could not start the replica (port $REPLICA_PORT in use? set STREETLOOP_REPLICA_PGPORT)"
+    fi
+    # Running is not streaming: a copy too old for the primary's WAL (its slot was dropped)
+    # starts, then waits for WAL that is gone.
+    local i receiver=""
+    for ((i = 0; i < 60; i++)); do
+        # Without pg_read_all_stats the status is hidden, but a receiver's pid shows.
+        receiver=$(primary_value "SELECT coalesce(status, 'receiving') FROM pg_stat_wal_receiver WHERE pid IS NOT NULL" "$REPLICA_PORT" 2>/dev/null || true)
+        [[ "$receiver" == streaming || "$receiver" == receiving ]] && break
+        sleep 0.25
+    done
+    if [[ "$receiver" != streaming && "$receiver" != receiving ]]; then
+        echo "---- last lines of $RLOGFILE ----" >&2
+        tail -n 15 "$RLOGFILE" >&2 || true
+        die "the replica runs but does not stream from 127.0.0.1:$PRIMARY_PORT (WAL receiver: ${receiver:-none}); if its copy is too old, make a new one: scripts/pg.sh replica destroy, then scripts/pg.sh replica start"
+    fi
+    note "replica running: $(cmd_replica_url postgres)"
+}
+
+cmd_replica_stop() {
+    local pid
+    if ! pid=$(running_pid "$RDATA" 2>/dev/null); then note "replica not running"; return 0; fi
+    find_bindir || true
+    [[ -n "${BINDIR:-}" ]] || BINDIR=$(dirname "$(readlink -f "/proc/$pid/exe" 2>/dev/null || command -v pg_ctl)")
+    note "stopping the replica (pid $pid)"
+    if ! as_pg "$BINDIR/pg_ctl" -D "$RDATA" -m fast -w -t 60 stop >/dev/null; then
+        running_pid "$RDATA" >/dev/null 2>&1 || return 0
+        die "could not stop the replica (pid $pid); see $RLOGFILE"
+    fi
+}
+
+cmd_replica_status() {
+    local pid
+    if pid=$(running_pid "$RDATA" 2>/dev/null); then
+        echo "replica running: pid $pid, port $REPLICA_PORT, data $RDATA, log $RLOGFILE"
+        echo "url: $(cmd_replica_url postgres)"
+        return 0
+    fi
+    if [[ -f "$RDATA/standby.signal" ]]; then echo "replica stopped: data $RDATA"; else echo "replica stopped: none yet (would be made in $RDATA)"; fi
+    return 3
+}
+
+cmd_replica_url() { echo "postgresql+psycopg://$REPL_USER@127.0.0.1:$REPLICA_PORT/${1:-postgres}"; }
+
+cmd_replica_destroy() {
+    cmd_replica_stop
+    drop_slot
+    for d in "$RBASE" "$RRUN"; do
+        if [[ -e "$d" ]]; then
+            note "removing $d"
+            rm -rf "$d"
+        fi
+    done
+}
+
+cmd_replica() {
+    local sub=${1:-}
+    [[ $# -gt 0 ]] && shift
+    resolve_replica_paths
+    case "$sub" in
+        start) cmd_replica_start ;;
+        stop) cmd_replica_stop ;;
+        status) cmd_replica_status ;;
+        url) cmd_replica_url "$@" ;;
+        destroy) cmd_replica_destroy ;;
+        *) usage >&2; exit 2 ;;
+    esac
 }
 
 usage() {
@@ -406,6 +664,7 @@ case "$cmd" in
     createdb) cmd_createdb "$@" ;;
     psql) cmd_psql "$@" ;;
     destroy) cmd_destroy ;;
+    replica) cmd_replica "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

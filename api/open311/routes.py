@@ -16,7 +16,15 @@ from typing import Any, Literal
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
-from api.db import base_url, defer_after_commit, media_storage, service_area, session, settings
+from api.db import (
+    base_url,
+    defer_after_commit,
+    media_storage,
+    report_session,
+    service_area,
+    session,
+    settings,
+)
 from api.inputs import year_problem
 from api.open311.formats import render
 from core import public_requests, service_catalog
@@ -496,7 +504,6 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @blp.route(f"/requests.{FORMAT}", methods=["GET"])
 @blp.route("/requests", methods=["GET"])
 def get_requests() -> Response:
-    s = session()
     cfg = settings()
     details = _extensions()
     ids_raw = arg("service_request_id")
@@ -507,7 +514,8 @@ def get_requests() -> Response:
             raise Open311Error(
                 400, f"at most {cfg.open311_max_results} service_request_id values per call"
             )
-        found = public_requests.by_public_ids(s, ids, details=details)
+        # Ids a client holds are its own reports, read back: from the primary.
+        found = public_requests.by_public_ids(session(), ids, details=details)
         return render(_serialize(found), root="service_requests")
 
     codes = tuple(c.strip() for c in (arg("service_code") or "").split(",") if c.strip())
@@ -533,7 +541,9 @@ def get_requests() -> Response:
     wanted_page = RequestFilter(
         start=start, end=end, service_codes=codes, status=status, page=page, page_size=page_size
     )
-    found = public_requests.page(s, wanted_page, details=details)
+    # A list is not a client reading back its own report (that is by id, above and
+    # below): it may come from the read replica, up to STREETLOOP_REPLICA_MAX_LAG_S (30 s) behind.
+    found = public_requests.page(report_session(), wanted_page, details=details)
     return render(_serialize(found), root="service_requests")
 
 

@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 
 from api import inputs
 from api.auth import require
-from api.db import session, settings
+from api.db import report_session, settings
 from api.errors import abort
 from api.resources.common import Blueprint
 from reports import citistat
@@ -105,8 +105,9 @@ def get_citistat(args: dict[str, Any]) -> Any:
     the same rows come as CSV, one column per figure (closed_<outcome>, backlog_<bucket>
     spread out), the total last."""
     start, end = period_args(args)
+    # A report may trail the writes by up to STREETLOOP_REPLICA_MAX_LAG_S: the read replica's when there is one.
     report = citistat.compute(
-        session(), start=start, end=end, group_by=args["group_by"], tz=settings().tz
+        report_session(), start=start, end=end, group_by=args["group_by"], tz=settings().tz
     )
     if wants_csv(args.get("format")):
         name = f"citistat_{report.group_by}_{report.start}_{report.end}.csv"
