@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -184,16 +185,20 @@ def solve_split(
     )
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the solving process, on Linux: end when the process that started it dies (a
-    worker killed mid-part), instead of solving on for nobody."""
+    worker killed mid-part), instead of solving on for nobody. A parent that died while
+    this one was still starting is no longer its parent: then it ends now."""
     import contextlib
     import ctypes
+    import os
     import signal
 
     # Not Linux (no prctl): the process ends with its time limit instead.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _solve_counting_memory(args: tuple[Problem, SolveParams]) -> tuple[Result, int]:
@@ -209,5 +214,6 @@ def solve_in_own_process(problem: Problem, params: SolveParams) -> tuple[Result,
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     ) as pool:
         return pool.submit(_solve_counting_memory, (problem, params)).result()
