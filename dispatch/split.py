@@ -13,6 +13,7 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -201,10 +202,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _peak_mb() -> int:
+    """This process's own peak memory: VmHWM, not ru_maxrss, which Linux carries over
+    from the parent at fork and across exec (a spawned solver would report its worker's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def _solve_counting_memory(args: tuple[Problem, SolveParams]) -> tuple[Result, int]:
     part, params = args
     res = solve(part, params)
-    return res, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return res, _peak_mb()
 
 
 def solve_in_own_process(problem: Problem, params: SolveParams) -> tuple[Result, int]:
