@@ -765,7 +765,8 @@ class RoutePlan(Base):
 
 class PlanInput(Base):
     """A split plan's whole problem, as the job that built it left it, so that whichever
-    worker finishes the last part can assemble the plan (`dispatch.parts`): the problem
+    worker finishes the last part can assemble the plan (`dispatch.parts`; deleted once it
+    is assembled): the problem
     in `dispatch.wire`'s versioned form (JSON plus the travel matrix as bytes, never a
     pickle), and what turns its answer back into rows (`context`)."""
 
@@ -804,8 +805,9 @@ class PlanPart(Base):
     jobs: Mapped[int] = mapped_column(Integer)
     time_limit_s: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), server_default="queued")
-    problem: Mapped[dict[str, Any]]
-    matrix: Mapped[bytes]
+    # Its input, until the plan is assembled (then emptied: the plan's rows hold the day).
+    problem: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    matrix: Mapped[bytes | None]
     # Sub-matrix index -> index in the whole problem's matrix.
     places: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

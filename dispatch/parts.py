@@ -202,7 +202,7 @@ def claim_part(sessions: sessionmaker[Session], part_id: int) -> PartWork | None
         if found is None:
             return None  # its plan was built again: a newer part replaced it
         part, plan = found
-        if part.status in (_P.DONE, _P.FAILED, _P.CANCELLED):
+        if part.status in (_P.DONE, _P.FAILED, _P.CANCELLED) or part.problem is None:
             return None
         if plan.status != PlanStatus.RUNNING:
             part.status = _P.CANCELLED
@@ -214,6 +214,7 @@ def claim_part(sessions: sessionmaker[Session], part_id: int) -> PartWork | None
         part.pid = os.getpid()
         part.started_at = s.scalar(select(func.now()))
         part.finished_at = None
+        assert part.matrix is not None  # stored with its problem, emptied with it
         return PartWork(
             part.id,
             plan.id,
@@ -368,6 +369,8 @@ def assemble(
             sub = []
             for p in parts:
                 assert p.result is not None  # checked above
+                if p.problem is None or p.matrix is None:
+                    raise LookupError(f"part {p.id} of plan {plan.id} has no stored problem")
                 routes, left = routes_from_wire(p.result)
                 answers.append((routes, left, dict(p.result.get("stats") or {})))
                 sub.append((problem_from_wire(p.problem, p.matrix), list(p.places)))
@@ -390,6 +393,10 @@ def assemble(
                     "parts": {"done": len(parts), "total": len(parts)},
                 },
             )
+            # The day is in the plan's rows now: its inputs are no longer needed.
+            s.delete(row)
+            for p in parts:
+                p.problem = p.matrix = None
             return plan
     except Exception as exc:
         with sessions.begin() as s:

@@ -6,6 +6,9 @@
 - `plan_parts`: one row per independent part (its sub-problem, time limit, status, tries,
   the worker and process that ran it, when, its result or error).
 
+Once the plan is assembled its `plan_inputs` row is deleted and its parts' inputs are
+emptied: the plan's own rows then hold the day, and only the parts' record stays.
+
 Both are new and empty: nothing to copy, no lock on a large table.
 
 Revision ID: 0021
@@ -58,8 +61,8 @@ def upgrade() -> None:
         sa.Column("jobs", sa.Integer(), nullable=False),
         sa.Column("time_limit_s", sa.Float(), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="queued", nullable=False),
-        sa.Column("problem", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("matrix", sa.LargeBinary(), nullable=False),
+        sa.Column("problem", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("matrix", sa.LargeBinary(), nullable=True),
         sa.Column("places", postgresql.ARRAY(sa.BigInteger()), nullable=False),
         sa.Column("result", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

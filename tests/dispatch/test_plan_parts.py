@@ -118,6 +118,9 @@ def test_a_split_day_is_stored_in_parts_and_assembled_by_the_last_part(
     done = db.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
     assert all(p.status == "done" and p.attempts == 1 and p.pid for p in done)
     assert all(p.started_at is not None and p.finished_at is not None for p in done)
+    # The day is in the plan's rows now; its inputs are gone, the parts' record stays.
+    assert db.get(PlanInput, plan.id) is None
+    assert all(p.problem is None and p.matrix is None and p.result for p in done)
 
     # A late second run of a part already done changes nothing.
     assert run_part(sessions, queued[0], travel=TRAVEL, solve=_solve_here) is None
