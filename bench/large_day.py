@@ -316,9 +316,10 @@ def run(url: str, name: str, workers: int, concurrency: int, split_min: int, lim
         "ORDER BY position",
         plan_id,
     )
-    inputs = query(url, "SELECT created_at FROM plan_inputs WHERE plan_id = %s", plan_id)
+    # The parts are stored in the transaction that stored the plan's input (deleted since).
+    stored = query(url, "SELECT min(created_at) FROM plan_parts WHERE plan_id = %s", plan_id)
     if parts:
-        built = (inputs[0][0] - started).total_seconds()
+        built = (stored[0][0] - started).total_seconds()
         last = max(p[7] for p in parts)
         print(
             f"#   {name}: built and stored in {built:.1f} s after the job started; "
