@@ -119,8 +119,10 @@ def test_parts_run_at_once_on_two_workers_and_a_killed_part_runs_again(
         # (b) A part whose worker is killed mid-solve is run again by the other one.
         second = _plan(url, time_limit_s=8)
         wait_for(
-            lambda: [p for p in _parts(url, second) if p[1] == "running"] == _parts(url, second)
-            and len(_parts(url, second)) == 2,
+            lambda: (
+                [p for p in _parts(url, second) if p[1] == "running"] == _parts(url, second)
+                and len(_parts(url, second)) == 2
+            ),
             60,
             "both parts of the second plan to run",
         )
