@@ -114,10 +114,16 @@ def built_from(s: Session, row: PlanInput) -> Built:
 
 
 def parts_progress(
-    plan: RoutePlan, done: int, total: int, best: dict[str, int] | None
+    plan: RoutePlan,
+    done: int,
+    total: int,
+    best: dict[str, int] | None,
+    since: datetime | None = None,
 ) -> dict[str, Any]:
+    """The plan's progress while its parts are solved: `elapsed_s` counts from when the
+    parts were stored, as a whole day's counts from the start of its search."""
     now = datetime.now(UTC)
-    since = plan.started_at or now
+    since = since or now
     return {
         "phase": "solving",
         "elapsed_s": round((now - since).total_seconds(), 1),
@@ -267,7 +273,9 @@ def finish_part(
             part.error = None
         parts = s.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
         done = sum(1 for p in parts if p.status == _P.DONE)
-        plan.progress = parts_progress(plan, done, len(parts), _figures(parts))
+        plan.progress = parts_progress(
+            plan, done, len(parts), _figures(parts), since=min(p.created_at for p in parts)
+        )
         return plan.id if done == len(parts) else None
 
 
@@ -376,8 +384,8 @@ def assemble(
                 sub.append((problem_from_wire(p.problem, p.matrix), list(p.places)))
             ctx = row.context
             cut = Split(sub, [Unassigned(j, r) for j, r in ctx["orphans"]], int(ctx["found"]))
-            started = plan.started_at or datetime.now(UTC)
-            wall = (datetime.now(UTC) - started).total_seconds()
+            # The solve's time, as a whole day's: from the parts' storing (after the build).
+            wall = (datetime.now(UTC) - min(p.created_at for p in parts)).total_seconds()
             result = merge(problem, cut, answers, seconds=wall)
             displaced = displaced_by_must_do(built, plan_date or plan.plan_date, result)
             store_ready(
