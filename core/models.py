@@ -37,6 +37,7 @@ from core.db import Base, bigint, created_at, intpk
 from core.status import (
     API_KEY_STATUSES,
     COMPLETION_OUTCOMES,
+    PLAN_PART_STATUSES,
     PLAN_STATUSES,
     REQUEST_STATUSES,
     UNPROVEN,
@@ -760,6 +761,63 @@ class RoutePlan(Base):
     routes: Mapped[list[PlanRoute]] = relationship(
         back_populates="plan", cascade="all, delete-orphan", order_by="PlanRoute.id"
     )
+
+
+class PlanInput(Base):
+    """A split plan's whole problem, as the job that built it left it, so that whichever
+    worker finishes the last part can assemble the plan (`dispatch.parts`; deleted once it
+    is assembled): the problem
+    in `dispatch.wire`'s versioned form (JSON plus the travel matrix as bytes, never a
+    pickle), and what turns its answer back into rows (`context`)."""
+
+    __tablename__ = "plan_inputs"
+
+    plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    problem: Mapped[dict[str, Any]]
+    matrix: Mapped[bytes]
+    context: Mapped[dict[str, Any]]
+    created_at: Mapped[created_at]
+
+
+class PlanPart(Base):
+    """One independent part of a split plan (crews and the work only they can do), solved
+    by a `solve_plan_part` job on any worker. Its input is its own sub-problem; its
+    result, the routes in the part's own location indices. `attempts` counts the runs
+    started (a run whose worker was killed counts too); `worker` and `pid` say where the
+    last one ran, `started_at` and `finished_at` when."""
+
+    __tablename__ = "plan_parts"
+    __table_args__ = (
+        _check_in("status", PLAN_PART_STATUSES, "status"),
+        UniqueConstraint("plan_id", "position", name="uq_plan_parts_plan_position"),
+    )
+
+    id: Mapped[intpk]
+    plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("route_plans.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(SmallInteger)
+    # What it holds, for people: its crews' skills, and how many crews and jobs.
+    label: Mapped[str]
+    crews: Mapped[int] = mapped_column(Integer)
+    jobs: Mapped[int] = mapped_column(Integer)
+    time_limit_s: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    # Its input, until the plan is assembled (then emptied: the plan's rows hold the day).
+    problem: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    matrix: Mapped[bytes | None]
+    # Sub-matrix index -> index in the whole problem's matrix.
+    places: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    worker: Mapped[str | None]
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[created_at]
 
 
 class PlanRoute(Base):

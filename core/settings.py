@@ -361,6 +361,9 @@ class Settings:
     s3_endpoint_url: str | None = None
     # Solver processes per plan (the machine's cores are shared with the web workers).
     solver_workers: int = 2
+    # A day of at least this many jobs that separates into independent parts (by skill) is
+    # solved part by part, one job per part on any worker (dispatch.parts).
+    plan_split_min_jobs: int = 150
     # Share of auto-verifiable completions drawn at random for a supervisor's review.
     audit_sample_rate: float = 0.05
     # A new report at the place of a request fixed this many days ago or less reopens it.
@@ -492,6 +495,7 @@ class Settings:
             detour_factor=_number(env, "STREETLOOP_DETOUR_FACTOR", 1.3),
             speed_kmh=_number(env, "STREETLOOP_SPEED_KMH", 30.0),
             solver_workers=_number(env, "STREETLOOP_SOLVER_WORKERS", 2),
+            plan_split_min_jobs=_bounded(env, "STREETLOOP_PLAN_SPLIT_MIN_JOBS", 150, 1, 1_000_000),
             storage=_storage_kind(env),
             s3_bucket=env.get("STREETLOOP_S3_BUCKET", "").strip(),
             s3_prefix=env.get("STREETLOOP_S3_PREFIX", "").strip(),

@@ -163,6 +163,21 @@ PLAN_CURRENT = (PlanStatus.READY, PlanStatus.PUBLISHED)
 PLAN_PUBLISHED_OR_SUPERSEDED = (PlanStatus.PUBLISHED, PlanStatus.SUPERSEDED)
 
 
+class PlanPartStatus(StrEnum):
+    """One part of a split plan, solved by a job of its own (`dispatch.parts`): queued for
+    a worker, running on one, done (its result stored), failed (its tries used up), or
+    cancelled (its plan was failed, or built again, before it ran)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+PLAN_PART_STATUSES: tuple[PlanPartStatus, ...] = tuple(PlanPartStatus)
+
+
 # -- accounts and client apps -------------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ from dispatch.edit import refill_without
 from dispatch.model import REASON_WORDS, BreakPlacement, Result, Route, Stop, replan
 from dispatch.progress import Ticker, listening
 from dispatch.solver import SolveParams
-from dispatch.split import solve_split
+from dispatch.split import solve_split, split
 from dispatch.validate import check
 
 MAX_TIME_LIMIT_S = 600
@@ -67,6 +67,15 @@ class PlanRequest:
     plan_date: date
     scope: Scope
     time_limit_s: int = 30
+
+
+@dataclass(frozen=True)
+class PartJobs:
+    """How a worker solves a big day's parts as jobs of their own (see `run_plan`):
+    `defer(session, part_ids)` queues one job per part inside the caller's transaction."""
+
+    defer: Callable[[Session, list[int]], None]
+    min_split_jobs: int = 150
 
 
 @dataclass(frozen=True)
@@ -325,11 +334,16 @@ def solve_with_must_do(
     """Solve; with must-do work, also say which jobs it displaced: those the plan left
     out that fit again once the must-do work is taken off its routes (`refill_without`),
     so the answer names what made room, not what another search happened to pick."""
-    forced = _forced(built, plan_date)
     result = solve_fn(built.problem, params)
+    return result, displaced_by_must_do(built, plan_date, result)
+
+
+def displaced_by_must_do(built: Built, plan_date: date, result: Result) -> set[str]:
+    """The jobs a solve left out that fit again once its must-do work is taken off."""
+    forced = _forced(built, plan_date)
     if not forced:
-        return result, set()
-    return result, refill_without(built.problem, result, forced)
+        return set()
+    return refill_without(built.problem, result, forced)
 
 
 def run_plan(
@@ -343,12 +357,19 @@ def run_plan(
     rules: DayRules = DEFAULT_DAY_RULES,
     now: datetime | None = None,
     progress_every_s: float | None = None,
+    parts: PartJobs | None = None,
 ) -> RoutePlan:
     """The job: mark running, build, solve (no transaction held), store. Failures mark the plan failed.
 
     The plan's `progress` says how far the solve is: written at each phase, and with
     `progress_every_s` also that often from a thread of its own (the worker: every second),
-    with the best day found so far (`dispatch.progress`)."""
+    with the best day found so far (`dispatch.progress`).
+
+    With `parts`, a day that separates into independent parts and is big enough
+    (`parts.min_split_jobs`) is not solved here: its parts are stored and one job per part
+    is queued (`parts.defer`, in the same transaction), each solved by whichever worker
+    takes it, and the worker that finishes the last one stores the plan
+    (`dispatch.parts`). The plan stays `running` until then; this job returns at once."""
     with sessions.begin() as s:
         plan = s.get(RoutePlan, plan_id, with_for_update=True)
         if plan is None:
@@ -366,33 +387,41 @@ def run_plan(
                 plan = existing(s, RoutePlan, plan_id)
                 built = build_for(s, plan, travel=travel, tz=tz, clock=clock_for(plan, rules, now))
                 s.expunge_all()
-            ticker.solving()
-            started = clock.monotonic()
-            with listening(ticker):
-                result, displaced = solve_with_must_do(
-                    built,
-                    plan.plan_date,
-                    SolveParams(time_limit_s=plan.time_limit_s, workers=workers),
-                    solve_fn,
-                )
-            solve_s = clock.monotonic() - started
+            cut = split(built.problem, min_split_jobs=parts.min_split_jobs) if parts else None
+            if cut is None:
+                ticker.solving()
+                started = clock.monotonic()
+                with listening(ticker):
+                    result, displaced = solve_with_must_do(
+                        built,
+                        plan.plan_date,
+                        SolveParams(time_limit_s=plan.time_limit_s, workers=workers),
+                        solve_fn,
+                    )
+                solve_s = clock.monotonic() - started
+        if cut is not None:
+            assert parts is not None  # a day is cut only for a worker that solves parts
+            from dispatch.parts import store_parts
+
+            with sessions.begin() as s:
+                plan = existing(s, RoutePlan, plan_id, with_for_update=True)
+                if plan.status != "running":
+                    return plan  # failed meanwhile (a sweep): nothing to queue
+                parts.defer(s, store_parts(s, plan, built, cut, at_once=workers))
+                return plan
         with sessions.begin() as s:
             plan = existing(s, RoutePlan, plan_id)
             lock_plan(s, plan)
-            _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
-            # The last word: the time the solve took, and the day as stored.
-            plan.progress = {
-                **ticker.snapshot(),
-                "phase": "done",
-                "elapsed_s": round(solve_s, 1),
-                "best": {
-                    "scheduled": plan.stats["scheduled"],
-                    "unassigned": plan.stats["jobs"] - plan.stats["scheduled"],
-                    "drive_s": plan.stats["drive_s"],
-                    "distance_m": plan.stats["distance_m"],
-                },
-            }
-            RoutePlanLifecycle.transition(s, plan, "ready", actor=SYSTEM)
+            store_ready(
+                s,
+                plan,
+                built,
+                result,
+                travel=travel,
+                solve_s=solve_s,
+                displaced=displaced,
+                progress=ticker.snapshot(),
+            )
             return plan
     except Exception as exc:
         with sessions.begin() as s:
@@ -401,6 +430,35 @@ def run_plan(
             if RoutePlanLifecycle.can(plan.status, "failed"):
                 RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
         raise
+
+
+def store_ready(
+    s: Session,
+    plan: RoutePlan,
+    built: Built,
+    result: Result,
+    *,
+    travel: TravelTimes,
+    solve_s: float,
+    displaced: set[str],
+    progress: dict[str, Any],
+) -> None:
+    """The solved day stored on its plan (locked by the caller), and the plan `ready`."""
+    _store(s, plan, built, result, travel=travel, solve_s=solve_s, displaced=displaced)
+    # The last word: the time the solve took, and the day as stored.
+    plan.progress = {
+        **progress,
+        "phase": "done",
+        "elapsed_s": round(solve_s, 1),
+        "best": {
+            "scheduled": plan.stats["scheduled"],
+            "unassigned": plan.stats["jobs"] - plan.stats["scheduled"],
+            "drive_s": plan.stats["drive_s"],
+            "distance_m": plan.stats["distance_m"],
+        },
+        "updated_at": datetime.now(UTC).isoformat(),
+    }
+    RoutePlanLifecycle.transition(s, plan, "ready", actor=SYSTEM)
 
 
 def route_geometry(travel: TravelTimes, built: Built, route: Route) -> Any:
@@ -802,6 +860,8 @@ def _hold_crew_days(s: Session, plan: RoutePlan, crews: set[int], superseded: li
 def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 600) -> list[int]:
     """Plans still `running` well past their time limit lost their worker (a crash, a
     deploy): mark them failed so dispatchers see it and ask again."""
+    from dispatch.parts import unfinished_parts
+
     now = now or datetime.now(UTC)
     stale = s.scalars(
         select(RoutePlan).where(RoutePlan.status == "running").with_for_update(skip_locked=True)
@@ -810,7 +870,13 @@ def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 
     for plan in stale:
         started = plan.started_at or plan.created_at
         if (now - started).total_seconds() > plan.time_limit_s + grace_s:
-            plan.error = "the worker stopped before the plan was ready; request it again"
+            # A plan solved in parts says which parts never came back.
+            undone = unfinished_parts(s, plan.id)
+            plan.error = (
+                f"{'; '.join(undone)} long past the plan's time limit; request it again"
+                if undone
+                else "the worker stopped before the plan was ready; request it again"
+            )
             RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
             failed.append(plan.id)
     return failed

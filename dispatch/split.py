@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from dispatch.model import Matrix, Problem, Result, Unassigned, objective_of
+from dispatch.model import Matrix, Problem, Result, Route, Unassigned, objective_of
 from dispatch.solver import SolveParams, precheck, solve
 
 
@@ -73,21 +76,23 @@ def subproblem(
     ), places
 
 
-def _solve_part(args: tuple[Problem, SolveParams]) -> Result:
-    part, params = args
-    return solve(part, params)
+@dataclass(frozen=True)
+class Split:
+    """A problem cut into its independent parts: each part as a problem of its own with
+    its places in the whole (`subproblem`), largest first, and the work no crew can do
+    (it needs no search: the pre-check says why)."""
+
+    parts: list[tuple[Problem, list[int]]]
+    orphans: list[Unassigned]
+    # How many parts `components` found, the orphans' part included (the stats' "split").
+    found: int
 
 
-def solve_split(
-    problem: Problem, params: SolveParams | None = None, *, min_split_jobs: int = 150
-) -> Result:
-    """`solve`, but part by part when the problem separates and is big enough to gain from it."""
-    params = params or SolveParams()
+def split(problem: Problem, *, min_split_jobs: int = 150) -> Split | None:
+    """The problem's parts, or None when it does not separate or is too small to gain."""
     parts = components(problem)
     if len(parts) <= 1 or len(problem.jobs) < min_split_jobs:
-        return solve(problem, params)
-    t0 = time.monotonic()
-    # Work no crew can do needs no search: the pre-check says why.
+        return None
     reasons = precheck(problem)
     orphans = [
         Unassigned(problem.jobs[j].id, reasons.get(problem.jobs[j].id, "no_skill"))
@@ -96,42 +101,132 @@ def solve_split(
         for j in js
     ]
     built = [subproblem(problem, c, j) for c, j in parts if c]
-    # Largest first, so the long pole starts at once; each process gets one core.
-    order = sorted(range(len(built)), key=lambda k: -len(built[k][0].jobs))
-    pool_size = max(1, params.workers)
-    waves = math.ceil(len(built) / pool_size)
-    per_part = replace(params, workers=1, time_limit_s=max(1.0, params.time_limit_s / waves - 0.5))
-    results: dict[int, Result] = {}
-    # spawn, not fork: forking a process that holds OR-Tools' threads can crash the child.
-    with ProcessPoolExecutor(
-        max_workers=pool_size, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        futures = {k: pool.submit(_solve_part, (built[k][0], per_part)) for k in order}
-        for k, fut in futures.items():
-            results[k] = fut.result()
-    routes = []
-    unassigned = list(orphans)
+    # Largest first, so the long pole starts at once.
+    built.sort(key=lambda b: -len(b[0].jobs))
+    return Split(built, orphans, len(parts))
+
+
+def part_time_limits(split: Split, time_limit_s: float, at_once: int) -> list[float]:
+    """Each part's share of the time limit when `at_once` parts are solved at the same
+    time (one core each): the parts are solved in waves of `at_once`, each wave in its
+    share of the limit, less half a second for starting and stopping."""
+    waves = math.ceil(len(split.parts) / max(1, at_once))
+    return [max(1.0, time_limit_s / waves - 0.5)] * len(split.parts)
+
+
+PART_STATS = ("seconds", "start_from", "status", "vroom_seconds")
+
+
+def merge(
+    problem: Problem,
+    split: Split,
+    answers: list[tuple[tuple[Route, ...], tuple[Unassigned, ...], dict[str, object]]],
+    *,
+    seconds: float,
+) -> Result:
+    """The parts' answers (routes in each part's own places, in `split.parts`' order) as
+    one answer to the whole problem, its objective computed afresh from the routes."""
+    routes: list[Route] = []
+    unassigned = list(split.orphans)
     stats_parts = []
-    for k, (part, places) in enumerate(built):
-        res = results[k]
-        for r in res.routes:
+    for (part, places), (part_routes, part_unassigned, part_stats) in zip(
+        split.parts, answers, strict=True
+    ):
+        for r in part_routes:
             routes.append(
                 replace(r, stops=tuple(replace(s, location=places[s.location]) for s in r.stops))
             )
-        unassigned.extend(res.unassigned)
+        unassigned.extend(part_unassigned)
         stats_parts.append(
             {
                 "crews": len(part.crews),
                 "jobs": len(part.jobs),
-                **{
-                    key: v
-                    for key, v in res.stats.items()
-                    if key in {"seconds", "start_from", "status", "vroom_seconds"}
-                },
+                **{key: v for key, v in part_stats.items() if key in PART_STATS},
             }
         )
     crew_order = {c.id: i for i, c in enumerate(problem.crews)}
     routes.sort(key=lambda r: crew_order[r.crew_id])
     objective = objective_of(problem, routes, unassigned)
-    stats = {"split": len(parts), "parts": stats_parts, "seconds": round(time.monotonic() - t0, 3)}
+    stats = {"split": split.found, "parts": stats_parts, "seconds": round(seconds, 3)}
     return Result(problem, tuple(routes), tuple(unassigned), objective, stats)
+
+
+def _solve_part(args: tuple[Problem, SolveParams]) -> Result:
+    part, params = args
+    return solve(part, params)
+
+
+def solve_split(
+    problem: Problem, params: SolveParams | None = None, *, min_split_jobs: int = 150
+) -> Result:
+    """`solve`, but part by part when the problem separates and is big enough to gain from
+    it, in `params.workers` processes of this one (a plan's parts on any worker:
+    `dispatch.parts`)."""
+    params = params or SolveParams()
+    cut = split(problem, min_split_jobs=min_split_jobs)
+    if cut is None:
+        return solve(problem, params)
+    t0 = time.monotonic()
+    pool_size = max(1, params.workers)
+    limits = part_time_limits(cut, params.time_limit_s, pool_size)
+    # spawn, not fork: forking a process that holds OR-Tools' threads can crash the child.
+    with ProcessPoolExecutor(
+        max_workers=pool_size, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = [
+            pool.submit(_solve_part, (part, replace(params, workers=1, time_limit_s=limit)))
+            for (part, _), limit in zip(cut.parts, limits, strict=True)
+        ]
+        results = [fut.result() for fut in futures]
+    return merge(
+        problem,
+        cut,
+        [(res.routes, res.unassigned, dict(res.stats)) for res in results],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the solving process, on Linux: end when the process that started it dies (a
+    worker killed mid-part), instead of solving on for nobody. A parent that died while
+    this one was still starting is no longer its parent: then it ends now."""
+    import contextlib
+    import ctypes
+    import os
+    import signal
+
+    # Not Linux (no prctl): the process ends with its time limit instead.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _peak_mb() -> int:
+    """This process's own peak memory: VmHWM, not ru_maxrss, which Linux carries over
+    from the parent at fork and across exec (a spawned solver would report its worker's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def _solve_counting_memory(args: tuple[Problem, SolveParams]) -> tuple[Result, int]:
+    part, params = args
+    res = solve(part, params)
+    return res, _peak_mb()
+
+
+def solve_in_own_process(problem: Problem, params: SolveParams) -> tuple[Result, int]:
+    """`solve` in a process of its own (one core, whatever else this process runs: OR-Tools
+    holds the GIL while it searches), and that process's peak memory in MB."""
+    with ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        return pool.submit(_solve_counting_memory, (problem, params)).result()

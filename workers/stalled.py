@@ -42,9 +42,25 @@ def _requeue_plan(job: Job, stalled_after_s: float) -> None:
         )
 
 
+def _requeue_part(job: Job, stalled_after_s: float) -> None:
+    """A plan's part is `running` while its job runs: back to `queued` before the job is
+    retried (or the plan fails, when that was the part's last allowed run)."""
+    from dispatch.parts import requeue_orphaned_part
+    from workers.tasks import _resources
+
+    part_id = job.task_kwargs["part_id"]
+    if not isinstance(part_id, int):  # the plan's job defers it with the part's id, an integer
+        raise TypeError(f"solve_plan_part job {job.id} has part_id {part_id!r}, not a part's id")
+    _, sessions, _ = _resources()
+    with sessions.begin() as s:
+        requeue_orphaned_part(
+            s, part_id, note=f"its worker stopped (no heartbeat for {stalled_after_s:g} s)"
+        )
+
+
 # What must happen, per task, before a job of a dead worker runs again (in a thread:
 # the domain's code is synchronous). The other tasks are idempotent as they are.
-BEFORE_RETRY = {"optimise_plan": _requeue_plan}
+BEFORE_RETRY = {"optimise_plan": _requeue_plan, "solve_plan_part": _requeue_part}
 
 
 async def retry_stalled_jobs(app: App, stalled_after_s: float) -> list[int]:

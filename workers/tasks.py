@@ -4,8 +4,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from procrastinate import JobContext, RetryStrategy
+from procrastinate import App, JobContext, RetryStrategy, SyncPsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.types import JSONDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,7 +52,7 @@ def _travel():  # noqa: ANN202
 @app.task(name="optimise_plan", queue="plans")
 def optimise_plan(plan_id: int) -> None:
     """Solve a queued plan. No retry: a failed plan says why, and the dispatcher asks again."""
-    from dispatch.plans import DayRules, run_plan
+    from dispatch.plans import DayRules, PartJobs, run_plan
 
     settings, sessions, _ = _resources()
     rules = DayRules(
@@ -67,7 +68,41 @@ def optimise_plan(plan_id: int) -> None:
         workers=settings.solver_workers,
         rules=rules,
         progress_every_s=1.0,
+        parts=PartJobs(defer=_defer_parts, min_split_jobs=settings.plan_split_min_jobs),
     )
+
+
+# Defers jobs on a connection it is given, inside that connection's transaction: a
+# task-less app whose connector is never opened (it needs no pool of its own).
+_in_transaction = App(connector=SyncPsycopgConnector())
+
+
+def _defer_parts(session: Session, part_ids: list[int]) -> None:
+    """One `solve_plan_part` job per part, in the session's transaction: the parts and
+    their jobs are committed together, or neither is."""
+    conn = session.connection().connection.driver_connection
+    jobs: list[JSONDict] = [{"part_id": i} for i in part_ids]
+    if jobs:
+        _in_transaction.configure_task(
+            name="solve_plan_part", queue="plans", connection=conn
+        ).batch_defer(*jobs)
+
+
+@app.task(
+    name="solve_plan_part",
+    queue="plans",
+    # dispatch.parts.MAX_PART_RUNS (3) runs in all: the first and two retries. dispatch.parts
+    # counts them too (a killed worker's run included), and fails the plan after the last.
+    # A literal: the web process imports this module to defer, and dispatch is heavy.
+    retry=RetryStrategy(max_attempts=2, wait=1),
+)
+def solve_plan_part(part_id: int) -> None:
+    """Solve one part of a split plan (dispatch.parts) in a process of its own, with its
+    share of the plan's time limit; the job that finishes the last part stores the plan."""
+    from dispatch.parts import run_part
+
+    _, sessions, _ = _resources()
+    run_part(sessions, part_id, travel=_travel())
 
 
 @app.task(

@@ -150,6 +150,11 @@ class BestSoFarSchema(Schema):
     distance_m = fields.Integer()
 
 
+class PartsProgressSchema(Schema):
+    done = fields.Integer(metadata={"description": "parts solved so far"})
+    total = fields.Integer(metadata={"description": "independent parts the day was split into"})
+
+
 class ProgressSchema(Schema):
     phase = fields.String(
         metadata={"description": "building (the problem and its travel matrix), solving, done"}
@@ -168,6 +173,13 @@ class ProgressSchema(Schema):
             "format": "date-time",
             "description": "when the job last wrote this (every second while it solves)",
         }
+    )
+    parts = fields.Nested(
+        PartsProgressSchema,
+        metadata={
+            "description": "a big day solved part by part, each part a job on any worker: "
+            "parts done of all (absent for a day solved whole); `best` then sums the parts done"
+        },
     )
 
 

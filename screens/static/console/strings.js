@@ -65,6 +65,7 @@ export default {
   "dispatch.phase_solving": "Solving: time used of the limit",
   "dispatch.phase_done": "Solved",
   "dispatch.elapsed": "{elapsed} s of {limit} s",
+  "dispatch.parts_done": "{done} of {total} parts solved",
   "dispatch.best_so_far": "Best plan so far",
   "dispatch.no_best_yet": "No plan found yet.",
   "dispatch.fig_scheduled": "jobs on routes",

@@ -376,6 +376,7 @@ export function mount(root, ctx) {
         h("label", { for: "solve-bar" }, t(`dispatch.phase_${phase}`)),
         h("progress", { id: "solve-bar", max: limit, value: elapsed }),
         h("p", { class: "progress-time" }, t("dispatch.elapsed", { elapsed: elapsed.toFixed(1), limit })),
+        p && p.parts ? h("p", { class: "progress-parts", id: "solve-parts" }, t("dispatch.parts_done", p.parts)) : null,
         p && p.best
           ? h("div", { class: "figures", "aria-label": t("dispatch.best_so_far") },
             figure(t("dispatch.fig_scheduled"), p.best.scheduled, "best-scheduled"),

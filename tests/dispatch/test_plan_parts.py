@@ -1,0 +1,245 @@
+"""A big day's parts as jobs of their own (dispatch.parts), on real PostGIS: stored by the
+plan's job, each solved and stored by a part's job, assembled by the last one to finish;
+failures retried, then named in the failed plan. The part's solve runs in this process
+here (`_solve_here`); tests/workers/test_plan_parts.py runs them in real worker processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import PlanInput, PlanPart, RoutePlan, StatusEvent
+from dispatch.build import Scope
+from dispatch.model import Break, Problem, Result, TimeWindow
+from dispatch.parts import MAX_PART_RUNS, requeue_orphaned_part, run_part
+from dispatch.plans import PartJobs, PlanRequest, fail_stale_plans, request_plan, run_plan
+from dispatch.solver import SolveParams, solve
+from dispatch.wire import WireError, problem_from_wire, problem_to_wire
+from tests import factories as f
+from tests.factories import problems as pf
+from tests.factories.plans import DAY, TRAVEL, TZ
+
+
+def _solve_here(problem: Problem, params: SolveParams) -> tuple[Result, int]:
+    return solve(problem, params), 0
+
+
+def _events(db: Session, plan_id: int) -> list[tuple[str | None, str]]:
+    return [
+        (e.from_status, e.to_status)
+        for e in db.scalars(
+            select(StatusEvent)
+            .where(StatusEvent.entity == "route_plan", StatusEvent.entity_id == plan_id)
+            .order_by(StatusEvent.id)
+        )
+    ]
+
+
+def _split_plan(db: Session, sessions: sessionmaker[Session]) -> tuple[RoutePlan, list[int]]:
+    """The `day` fixture's plan (a pothole crew and a graffiti crew: two parts), run by
+    the plan's job with parts on; the parts' ids its job queued."""
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM)
+    db.commit()
+    queued: list[int] = []
+    run_plan(
+        sessions,
+        plan.id,
+        travel=TRAVEL,
+        tz=TZ,
+        parts=PartJobs(defer=lambda s, ids: queued.extend(ids), min_split_jobs=1),
+    )
+    db.expire_all()
+    return db.get(RoutePlan, plan.id), queued  # type: ignore[return-value]  # it was just made
+
+
+def test_the_wire_form_gives_back_the_same_problem() -> None:
+    p = pf.problem(
+        [
+            pf.crew("c1", breaks=(Break("lunch", 1800, TimeWindow(11 * 3600, 13 * 3600)),)),
+            pf.crew("c2", skills=frozenset({"asphalt"}), capacity=(), pinned=("j2",)),
+        ],
+        [
+            pf.job("j1", 3, windows=(TimeWindow(9 * 3600, 10 * 3600),), priority=4, due=-3600),
+            pf.job("j2", 5, skills=frozenset({"asphalt"}), crews=frozenset({"c2"})),
+            pf.job("j3", 9, required=True),
+        ],
+        now=8 * 3600,
+    )
+    doc, blob = problem_to_wire(p)
+    back = problem_from_wire(doc, blob)
+    assert back.matrix == p.matrix
+    assert (back.crews, back.jobs, back.dimensions, back.now) == (
+        p.crews,
+        p.jobs,
+        p.dimensions,
+        p.now,
+    )
+    assert dict(back.penalties) == dict(p.penalties)
+    with pytest.raises(WireError, match="format 2"):
+        problem_from_wire({**doc, "format": 2}, blob)
+    with pytest.raises(WireError, match="bytes"):
+        problem_from_wire(doc, __import__("zlib").compress(b"\0" * 8))
+
+
+def test_a_split_day_is_stored_in_parts_and_assembled_by_the_last_part(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan, queued = _split_plan(db, sessions)
+    # The plan's job stored the day and queued its parts, and left the plan running.
+    assert plan.status == "running"
+    parts = db.scalars(
+        select(PlanPart).where(PlanPart.plan_id == plan.id).order_by(PlanPart.position)
+    ).all()
+    assert [p.id for p in parts] == queued and len(parts) == 2
+    assert {p.label for p in parts} == {"asphalt", "graffiti"}
+    assert all(p.status == "queued" and p.attempts == 0 for p in parts)
+    assert db.get(PlanInput, plan.id) is not None
+    assert plan.progress["parts"] == {"done": 0, "total": 2}
+
+    assert run_part(sessions, queued[0], travel=TRAVEL, solve=_solve_here) is None
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    assert plan.status == "running" and plan.progress["parts"] == {"done": 1, "total": 2}
+    assert plan.progress["best"]["scheduled"] == 3
+
+    ready = run_part(sessions, queued[1], travel=TRAVEL, solve=_solve_here)
+    assert ready is not None and ready.id == plan.id
+    db.expire_all()
+    plan = db.get(RoutePlan, plan.id)
+    assert plan.status == "ready" and plan.stats["feasible"] is True
+    assert plan.stats["scheduled"] == 6 and plan.stats["split"] == 2
+    assert {u["reason"] for u in plan.unassigned} == {"needs_pin"}
+    assert plan.progress["phase"] == "done" and plan.progress["parts"] == {"done": 2, "total": 2}
+    assert {r.crew.code for r in plan.routes} == {"pothole-1", "graffiti-1"}
+    assert _events(db, plan.id) == [(None, "queued"), ("queued", "running"), ("running", "ready")]
+    done = db.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
+    assert all(p.status == "done" and p.attempts == 1 and p.pid for p in done)
+    assert all(p.started_at is not None and p.finished_at is not None for p in done)
+    # The day is in the plan's rows now; its inputs are gone, the parts' record stays.
+    assert db.get(PlanInput, plan.id) is None
+    assert all(p.problem is None and p.matrix is None and p.result for p in done)
+
+    # A late second run of a part already done changes nothing.
+    assert run_part(sessions, queued[0], travel=TRAVEL, solve=_solve_here) is None
+    db.expire_all()
+    assert db.get(RoutePlan, plan.id).status == "ready"
+    assert len(_events(db, plan.id)) == 3
+
+
+def test_the_in_job_path_and_the_parts_path_store_the_same_day(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    """One merge: a small day solved whole and the same day in parts schedule the same work."""
+    whole = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM)
+    db.commit()
+    whole = run_plan(sessions, whole.id, travel=TRAVEL, tz=TZ)
+    plan, queued = _split_plan(db, sessions)
+    for part_id in queued:
+        run_part(sessions, part_id, travel=TRAVEL, solve=_solve_here)
+    db.expire_all()
+    plan, whole = db.get(RoutePlan, plan.id), db.get(RoutePlan, whole.id)
+
+    def stops(p: RoutePlan) -> dict[str, list[int]]:
+        return {
+            r.crew.code: [s.work_order_id for s in r.stops if s.kind == "job"] for r in p.routes
+        }
+
+    assert stops(plan) == stops(whole)
+    assert plan.unassigned == whole.unassigned
+
+
+def test_a_part_that_keeps_failing_fails_the_plan_naming_the_part(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan, queued = _split_plan(db, sessions)
+
+    def broken(problem: Problem, params: SolveParams) -> tuple[Result, int]:
+        raise RuntimeError("solver fell over")
+
+    part = db.get(PlanPart, queued[1])
+    for run in range(1, MAX_PART_RUNS + 1):
+        with pytest.raises(RuntimeError, match="fell over"):
+            run_part(sessions, queued[1], travel=TRAVEL, solve=broken)
+        db.expire_all()
+        part = db.get(PlanPart, queued[1])
+        assert part.attempts == run and part.error == "RuntimeError: solver fell over"
+        plan = db.get(RoutePlan, plan.id)
+        if run < MAX_PART_RUNS:
+            assert part.status == "queued" and plan.status == "running"
+    assert part.status == "failed" and plan.status == "failed"
+    assert plan.error == (
+        f"part 2 of 2 ({part.label}: 1 crews, 3 jobs) failed {MAX_PART_RUNS} times: "
+        "RuntimeError: solver fell over"
+    )
+    assert _events(db, plan.id)[-1] == ("running", "failed")
+    # The other part's job, run after, does nothing: its plan has failed.
+    assert run_part(sessions, queued[0], travel=TRAVEL, solve=_solve_here) is None
+    db.expire_all()
+    assert db.get(PlanPart, queued[0]).status == "cancelled"
+
+
+def test_a_part_whose_worker_died_is_queued_again_until_its_runs_are_used_up(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan, queued = _split_plan(db, sessions)
+    part = db.get(PlanPart, queued[0])
+    for run in range(1, MAX_PART_RUNS + 1):
+        # A run starts (counted), and its worker dies mid-solve.
+        db.execute(
+            text("UPDATE plan_parts SET status = 'running', attempts = :n WHERE id = :id"),
+            {"n": run, "id": part.id},
+        )
+        again = requeue_orphaned_part(db, part.id, note="its worker stopped")
+        db.commit()  # as the stalled-job check's transaction does
+        db.expire_all()
+        part = db.get(PlanPart, queued[0])
+        assert again is (run < MAX_PART_RUNS)
+    plan = db.get(RoutePlan, plan.id)
+    assert part.status == "failed" and plan.status == "failed"
+    assert plan.error.startswith("part 1 of 2 (") and "its worker stopped, 3 times" in plan.error
+
+
+def test_a_stale_split_plan_names_the_parts_that_never_came_back(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan, queued = _split_plan(db, sessions)
+    run_part(sessions, queued[0], travel=TRAVEL, solve=_solve_here)
+    db.expire_all()
+    later = datetime.now(UTC) + timedelta(minutes=20)
+    assert fail_stale_plans(db, now=later) == [plan.id]
+    plan = db.get(RoutePlan, plan.id)
+    assert plan.status == "failed"
+    assert plan.error.startswith("part 2 of 2 (") and "jobs) queued long past" in plan.error
+
+
+def test_the_parts_jobs_are_queued_in_the_transaction_that_stores_the_parts(
+    db: Session,
+) -> None:
+    from workers.tasks import _defer_parts
+
+    with db.begin_nested() as nested:
+        _defer_parts(db, [101, 102])
+        rows = db.execute(
+            text(
+                "SELECT task_name, args->>'part_id', queue_name FROM procrastinate_jobs "
+                "WHERE task_name = 'solve_plan_part' ORDER BY id"
+            )
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("solve_plan_part", "101", "plans"),
+            ("solve_plan_part", "102", "plans"),
+        ]
+        nested.rollback()
+    assert not db.execute(
+        text("SELECT 1 FROM procrastinate_jobs WHERE task_name = 'solve_plan_part'")
+    ).all()
+
+
+def test_the_part_task_retries_as_often_as_the_parts_count_runs() -> None:
+    from workers.tasks import solve_plan_part
+
+    strategy = solve_plan_part.retry_strategy
+    assert strategy is not None and strategy.max_attempts == MAX_PART_RUNS - 1  # type: ignore[attr-defined]  # a RetryStrategy
