@@ -43,8 +43,11 @@ BEFORE_ORDER_TOLERANCE = timedelta(hours=24)
 # transaction that did not touch it. ON COMMIT DROP, created per transaction, was not
 # faster beyond the noise, and it writes and deletes catalog rows for every batch. The
 # INSERT empties the table itself (DELETE ... RETURNING), so a second batch in the same
-# transaction never sees the first one's rows.
-_STAGING = "streetloop_ping_batch"
+# transaction never sees the first one's rows. All three statements must share one
+# transaction: in autocommit the COPY's own commit would empty the table before the INSERT
+# (the whole batch then counted as resent), so ingest refuses to run outside one. Behind a
+# transaction-pooling pgbouncer that holds too, as one transaction keeps its connection.
+_STAGING = "pg_temp.streetloop_ping_batch"
 _CREATE_STAGING = text(f"""
     CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
         at timestamptz NOT NULL, lon float8 NOT NULL, lat float8 NOT NULL,
@@ -142,6 +145,8 @@ def ingest_positions(
     raw = session.connection().connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise TypeError(f"ping ingest needs a psycopg 3 connection, not {type(raw).__name__}")
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise RuntimeError("ping ingest must run inside a transaction (see _STAGING)")
     with raw.cursor() as cur, cur.copy(_COPY_PINGS) as copy:
         copy.set_types(_COPY_TYPES)
         write = copy.write_row

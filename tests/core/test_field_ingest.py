@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from geoalchemy2.shape import to_shape
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailed
@@ -142,3 +142,14 @@ def test_ingest_works_again_after_a_rollback_took_the_staging_table(db: Session)
         0,
         0,
     )
+
+
+def test_ingest_refuses_to_run_outside_a_transaction(engine: Engine) -> None:
+    """In autocommit the COPY's own commit would empty the ON COMMIT DELETE ROWS staging
+    table before the INSERT read it, and the whole batch would be counted as resent:
+    ingest refuses instead of losing it."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        session = Session(bind=conn)
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            ingest_positions(session, 1, _track(3, NOW - timedelta(minutes=3)), now=NOW)
+        session.close()
