@@ -5,7 +5,10 @@ here (`_solve_here`); tests/workers/test_plan_parts.py runs them in real worker 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,14 +17,32 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import PlanInput, PlanPart, RoutePlan, StatusEvent
 from dispatch.build import Scope
-from dispatch.model import Break, Problem, Result, TimeWindow
+from dispatch.model import (
+    Break,
+    BreakPlacement,
+    Crew,
+    Job,
+    Matrix,
+    Problem,
+    Result,
+    Route,
+    Stop,
+    TimeWindow,
+)
 from dispatch.parts import MAX_PART_RUNS, claim_part, fail_part, requeue_orphaned_part, run_part
-from dispatch.plans import PartJobs, PlanRequest, fail_stale_plans, request_plan, run_plan
+from dispatch.plans import (
+    PartJobs,
+    PlanRequest,
+    fail_stale_plans,
+    request_plan,
+    requeue_orphaned_plan,
+    run_plan,
+)
 from dispatch.solver import SolveParams, solve
-from dispatch.wire import WireError, problem_from_wire, problem_to_wire
+from dispatch.wire import WireError, problem_from_wire, problem_to_wire, routes_to_wire
 from tests import factories as f
 from tests.factories import problems as pf
-from tests.factories.plans import DAY, TRAVEL, TZ
+from tests.factories.plans import DAY, TRAVEL, TZ, crew_on_shift
 
 
 def _solve_here(problem: Problem, params: SolveParams) -> tuple[Result, int]:
@@ -333,3 +354,115 @@ def test_a_run_replaced_after_a_false_stall_leaves_the_part_to_the_newer_run(
     part = db.get(PlanPart, queued[0])
     assert (part.status, part.attempts, part.error) == ("running", 2, "its worker stopped")
     assert requeued == []
+
+
+def _day_in(s: Session) -> None:
+    """The `day` fixture's work, committed for real (`committed`: other connections see it)."""
+    depot = f.depot(s)
+    f.service_type(s)
+    f.service_type(s, "graffiti", skill="graffiti", agency="Sanitation")
+    crew_on_shift(s, "pothole-1", ["asphalt"], depot)
+    crew_on_shift(s, "graffiti-1", ["graffiti"], depot, agency="Sanitation")
+    for i in range(6):
+        lon, lat = f.offset(f.LON, f.LAT, 400 * (i + 1))
+        f.report(s, "pothole" if i % 2 == 0 else "graffiti", lon=lon, lat=lat)
+    s.commit()
+
+
+def test_two_parts_finishing_at_once_on_two_connections_assemble_the_plan_once(
+    committed: sessionmaker[Session],
+) -> None:
+    with committed() as s:
+        _day_in(s)
+        plan_id = request_plan(s, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM).id
+        s.commit()
+    queued: list[int] = []
+    run_plan(
+        committed,
+        plan_id,
+        travel=TRAVEL,
+        tz=TZ,
+        parts=PartJobs(defer=lambda s, ids: queued.extend(ids), min_split_jobs=1),
+    )
+    assert len(queued) == 2
+    both_solved = threading.Barrier(2, timeout=60)
+
+    def solve_then_wait(problem: Problem, params: SolveParams) -> tuple[Result, int]:
+        answer = solve(problem, params)
+        both_solved.wait()  # both store their part at the same moment
+        return answer, 0
+
+    with ThreadPoolExecutor(2) as pool:
+        plans = list(pool.map(lambda i: _run(committed, i, solve_then_wait), queued))
+    assert sum(p is not None for p in plans) == 1
+    with committed() as s:
+        assert s.get(RoutePlan, plan_id).status == "ready"  # type: ignore[union-attr]
+        assert _events(s, plan_id) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "ready"),
+        ]
+
+
+def test_a_plan_built_again_replaces_its_parts_and_their_old_jobs_do_nothing(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan, first = _split_plan(db, sessions)
+    # Its job's worker died after storing the parts: the plan is queued and run again.
+    assert requeue_orphaned_plan(db, plan.id, note="its worker stopped")
+    db.commit()
+    again: list[int] = []
+    run_plan(
+        sessions,
+        plan.id,
+        travel=TRAVEL,
+        tz=TZ,
+        parts=PartJobs(defer=lambda s, ids: again.extend(ids), min_split_jobs=1),
+    )
+    db.expire_all()
+    parts = db.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
+    assert sorted(p.id for p in parts) == sorted(again) and not set(first) & set(again)
+    assert all(_run(sessions, i) is None for i in first)  # the first build's parts are gone
+    assert [_run(sessions, i) is not None for i in again] == [False, True]
+    db.expire_all()
+    assert db.get(RoutePlan, plan.id).status == "ready"
+
+
+def test_a_defer_that_raises_stores_no_parts(
+    db: Session, sessions: sessionmaker[Session], day: dict
+) -> None:
+    plan = request_plan(db, PlanRequest(DAY, Scope(), time_limit_s=2), actor=f.SYSTEM)
+    db.commit()
+
+    def down(s: Session, ids: list[int]) -> None:
+        raise RuntimeError("queue unreachable")
+
+    with pytest.raises(RuntimeError, match="unreachable"):
+        run_plan(
+            sessions, plan.id, travel=TRAVEL, tz=TZ, parts=PartJobs(defer=down, min_split_jobs=1)
+        )
+    db.expire_all()
+    assert db.get(RoutePlan, plan.id).status == "failed"
+    assert not db.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
+    assert db.get(PlanInput, plan.id) is None
+
+
+def test_the_wire_form_writes_every_field_so_a_new_one_forces_a_format_bump() -> None:
+    """A field added to the model and not to the wire would be lost between workers: this
+    fails until it is written (and FORMAT bumped, for the workers still on the old one)."""
+    p = pf.problem(
+        [pf.crew("c1", breaks=(Break("lunch", 1800, TimeWindow(11 * 3600, 13 * 3600)),))],
+        [pf.job("j1", 1)],
+    )
+    doc, _ = problem_to_wire(p)
+    names = {fl.name for fl in fields(Problem)}
+    assert names - {"matrix"} <= set(doc) and "matrix" in doc
+    assert {fl.name for fl in fields(Crew)} == set(doc["crews"][0])
+    assert {fl.name for fl in fields(Job)} == set(doc["jobs"][0])
+    assert {fl.name for fl in fields(Break)} == set(doc["crews"][0]["breaks"][0])
+    matrix_meta = {"durations", "distances", "provider", "fallback_pairs", "off_network"}
+    assert {fl.name for fl in fields(Matrix)} == matrix_meta
+    route = solve(p, SolveParams(time_limit_s=1)).routes[0]
+    out = routes_to_wire([route], [])["routes"][0]
+    assert {fl.name for fl in fields(Route)} == set(out)
+    assert len(fields(Stop)) == len(out["stops"][0]) and len(fields(BreakPlacement)) == 4
