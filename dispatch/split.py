@@ -213,6 +213,9 @@ def _die_with_parent(parent: int) -> None:
     import os
     import signal
 
+    # PR_SET_PDEATHSIG fires when the *thread* that started this process ends, not the
+    # whole parent: here that is the part job's thread, which waits in the executor for
+    # the answer as long as this process runs, so it ends only with the worker.
     # Not Linux (no prctl): the process ends with its time limit instead.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
