@@ -428,7 +428,10 @@ def run_plan(
             plan = existing(s, RoutePlan, plan_id, with_for_update=True)
             plan.error = f"{type(exc).__name__}: {exc}"[:2000]
             if RoutePlanLifecycle.can(plan.status, "failed"):
+                from dispatch.parts import drop_inputs
+
                 RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
+                drop_inputs(s, plan.id)  # a build again that failed leaves no earlier parts
         raise
 
 
@@ -860,7 +863,7 @@ def _hold_crew_days(s: Session, plan: RoutePlan, crews: set[int], superseded: li
 def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 600) -> list[int]:
     """Plans still `running` well past their time limit lost their worker (a crash, a
     deploy): mark them failed so dispatchers see it and ask again."""
-    from dispatch.parts import unfinished_parts
+    from dispatch.parts import drop_inputs, unfinished_parts
 
     now = now or datetime.now(UTC)
     stale = s.scalars(
@@ -878,6 +881,7 @@ def fail_stale_plans(s: Session, *, now: datetime | None = None, grace_s: int = 
                 else "the worker stopped before the plan was ready; request it again"
             )
             RoutePlanLifecycle.transition(s, plan, "failed", actor=SYSTEM, note=plan.error)
+            drop_inputs(s, plan.id)
             failed.append(plan.id)
     return failed
 

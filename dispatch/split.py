@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import resource
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,6 +88,19 @@ class Split:
     # How many parts `components` found, the orphans' part included (the stats' "split").
     found: int
 
+    def shapes(self) -> list[PartShape]:
+        return [PartShape(len(p.crews), len(p.jobs), places) for p, places in self.parts]
+
+
+@dataclass(frozen=True)
+class PartShape:
+    """What merging needs of a part: its size (for the stats) and its places in the
+    whole, not its matrix (a plan assembled from stored parts does not read theirs)."""
+
+    crews: int
+    jobs: int
+    places: Sequence[int]
+
 
 def split(problem: Problem, *, min_split_jobs: int = 150) -> Split | None:
     """The problem's parts, or None when it does not separate or is too small to gain."""
@@ -119,19 +133,21 @@ PART_STATS = ("seconds", "start_from", "status", "vroom_seconds")
 
 def merge(
     problem: Problem,
-    split: Split,
+    shapes: Sequence[PartShape],
+    orphans: Sequence[Unassigned],
+    found: int,
     answers: list[tuple[tuple[Route, ...], tuple[Unassigned, ...], dict[str, object]]],
     *,
     seconds: float,
 ) -> Result:
-    """The parts' answers (routes in each part's own places, in `split.parts`' order) as
-    one answer to the whole problem, its objective computed afresh from the routes."""
+    """The parts' answers (routes in each part's own places, in `shapes`' order, the
+    cut's `Split.shapes()`) as one answer to the whole problem, its objective computed
+    afresh from the routes; `orphans` and `found` as the cut's."""
     routes: list[Route] = []
-    unassigned = list(split.orphans)
+    unassigned = list(orphans)
     stats_parts = []
-    for (part, places), (part_routes, part_unassigned, part_stats) in zip(
-        split.parts, answers, strict=True
-    ):
+    for shape, (part_routes, part_unassigned, part_stats) in zip(shapes, answers, strict=True):
+        places = shape.places
         for r in part_routes:
             routes.append(
                 replace(r, stops=tuple(replace(s, location=places[s.location]) for s in r.stops))
@@ -139,15 +155,15 @@ def merge(
         unassigned.extend(part_unassigned)
         stats_parts.append(
             {
-                "crews": len(part.crews),
-                "jobs": len(part.jobs),
+                "crews": shape.crews,
+                "jobs": shape.jobs,
                 **{key: v for key, v in part_stats.items() if key in PART_STATS},
             }
         )
     crew_order = {c.id: i for i, c in enumerate(problem.crews)}
     routes.sort(key=lambda r: crew_order[r.crew_id])
     objective = objective_of(problem, routes, unassigned)
-    stats = {"split": split.found, "parts": stats_parts, "seconds": round(seconds, 3)}
+    stats = {"split": found, "parts": stats_parts, "seconds": round(seconds, 3)}
     return Result(problem, tuple(routes), tuple(unassigned), objective, stats)
 
 
@@ -180,7 +196,9 @@ def solve_split(
         results = [fut.result() for fut in futures]
     return merge(
         problem,
-        cut,
+        cut.shapes(),
+        cut.orphans,
+        cut.found,
         [(res.routes, res.unassigned, dict(res.stats)) for res in results],
         seconds=time.monotonic() - t0,
     )
@@ -195,6 +213,9 @@ def _die_with_parent(parent: int) -> None:
     import os
     import signal
 
+    # PR_SET_PDEATHSIG fires when the *thread* that started this process ends, not the
+    # whole parent: here that is the part job's thread, which waits in the executor for
+    # the answer as long as this process runs, so it ends only with the worker.
     # Not Linux (no prctl): the process ends with its time limit instead.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG

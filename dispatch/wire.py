@@ -4,7 +4,12 @@ bytes (zlib-compressed). Never a pickle: what is read from the database is data,
 reading it runs no code.
 
 The form is versioned (`FORMAT`): a worker that meets a form it does not know refuses it
-with `WireError` instead of guessing, so workers of two releases can share one queue."""
+with `WireError` instead of guessing, and the plan fails at once saying so (never a wrong
+answer). Two releases can therefore share a queue only safely, not usefully: upgrade every
+worker before turning split days on (STREETLOOP_PLAN_SPLIT_MIN_JOBS), and before a release
+that bumps `FORMAT`; a worker that predates `solve_plan_part` fails its jobs outright, and
+the plan waits for `fail_stale_plans`. Bump `FORMAT` with any change to what is written
+(tests/dispatch/test_plan_parts.py compares the dataclasses' fields with it)."""
 
 from __future__ import annotations
 
@@ -154,12 +159,14 @@ def problem_from_wire(doc: dict[str, Any], blob: bytes) -> Problem:
     ):
         raise WireError(f"stored matrix has an unknown encoding: {meta!r}")
     n = int(meta["size"])
-    try:
-        raw = zlib.decompress(blob)
-    except zlib.error as exc:
-        raise WireError(f"stored matrix is damaged: {exc}") from None
     dur_bytes = n * n * np.dtype(meta["durations"]).itemsize
     dist_bytes = n * n * np.dtype(meta["distances"]).itemsize
+    try:
+        # At most one byte more than the matrix says it holds: damaged or hostile data
+        # cannot inflate into more memory than the matrix itself.
+        raw = zlib.decompressobj().decompress(blob, dur_bytes + dist_bytes + 1)
+    except zlib.error as exc:
+        raise WireError(f"stored matrix is damaged: {exc}") from None
     if len(raw) != dur_bytes + dist_bytes:
         raise WireError(
             f"stored matrix has {len(raw)} bytes, not the {dur_bytes + dist_bytes} of {n} places"

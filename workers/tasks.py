@@ -77,6 +77,11 @@ def optimise_plan(plan_id: int) -> None:
 _in_transaction = App(connector=SyncPsycopgConnector())
 
 
+# A started plan's parts go before new plans (procrastinate runs higher first): a worker
+# that frees up finishes a day under way before it builds another.
+PART_PRIORITY = 10
+
+
 def _defer_parts(session: Session, part_ids: list[int]) -> None:
     """One `solve_plan_part` job per part, in the session's transaction: the parts and
     their jobs are committed together, or neither is."""
@@ -84,25 +89,22 @@ def _defer_parts(session: Session, part_ids: list[int]) -> None:
     jobs: list[JSONDict] = [{"part_id": i} for i in part_ids]
     if jobs:
         _in_transaction.configure_task(
-            name="solve_plan_part", queue="plans", connection=conn
+            name="solve_plan_part", queue="plans", priority=PART_PRIORITY, connection=conn
         ).batch_defer(*jobs)
 
 
-@app.task(
-    name="solve_plan_part",
-    queue="plans",
-    # dispatch.parts.MAX_PART_RUNS (3) runs in all: the first and two retries. dispatch.parts
-    # counts them too (a killed worker's run included), and fails the plan after the last.
-    # A literal: the web process imports this module to defer, and dispatch is heavy.
-    retry=RetryStrategy(max_attempts=2, wait=1),
-)
+# No RetryStrategy: a part's runs are counted in its row alone (dispatch.parts), which
+# queues the next run itself, in the transaction that counts the failed one, so a run
+# that fails before its claim is stored is counted too. A killed worker's job is queued
+# again by the stalled-job check (workers/stalled.py).
+@app.task(name="solve_plan_part", queue="plans", priority=PART_PRIORITY)
 def solve_plan_part(part_id: int) -> None:
     """Solve one part of a split plan (dispatch.parts) in a process of its own, with its
     share of the plan's time limit; the job that finishes the last part stores the plan."""
     from dispatch.parts import run_part
 
     _, sessions, _ = _resources()
-    run_part(sessions, part_id, travel=_travel())
+    run_part(sessions, part_id, travel=_travel(), requeue=_defer_parts)
 
 
 @app.task(
