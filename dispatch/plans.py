@@ -389,8 +389,10 @@ def run_plan(
                 s.expunge_all()
             cut = split(built.problem, min_split_jobs=parts.min_split_jobs) if parts else None
             if cut is None:
-                ticker.solving()
+                # Timed from before the ticker starts its clock (and writes the phase), so
+                # the time stored at the end is never less than the last one it showed.
                 started = clock.monotonic()
+                ticker.solving()
                 with listening(ticker):
                     result, displaced = solve_with_must_do(
                         built,
