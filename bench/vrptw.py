@@ -1,6 +1,6 @@
-"""VRPTW benchmark: StreetLoop (VROOM + LNS + OR-Tools, and PyVRP on its second worker)
-against PyVRP alone, VROOM alone and OR-Tools alone, side by side, on the same instances,
-matrices and time limits.
+"""VRPTW benchmark: StreetLoop (VROOM + LNS + OR-Tools, 2 workers) against PyVRP alone
+(a reference column, from the `bench` extra: `pip install -e '.[bench]'`), VROOM alone
+and OR-Tools alone, side by side, on the same instances, matrices and time limits.
 
 Conventions (data README): Euclidean distances, travel time = distance, service must
 start in [ready, due], return to the depot by its due date, distance objective.
@@ -137,8 +137,11 @@ def run_pyvrp(inst: dict, problem: Problem, limit: float, seed: int) -> Run:
     """PyVRP as its users run it on a VRPTW (the `bench` extra): every customer required,
     one vehicle type of `NUMBER` vehicles, distance cost 1, our integer matrices,
     `MaxRuntime(limit)` and a fixed seed, on one core."""
-    import pyvrp
-    from pyvrp.stop import MaxRuntime
+    try:
+        import pyvrp
+        from pyvrp.stop import MaxRuntime
+    except ImportError:
+        sys.exit("the pyvrp column needs the bench extra: pip install -e '.[bench]'")
 
     t = time.monotonic()
     rows = inst["rows"]
