@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -26,6 +27,12 @@ case "$1" in
 esac
 exit 0
 """
+
+# Runs argv[1:] with SIGINT at its default disposition (exec keeps an ignored signal ignored).
+_WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 GUNICORN = """\
 #!/usr/bin/env bash
@@ -61,7 +68,10 @@ def test_demo_restarts_a_crashed_worker_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         "STREETLOOP_ROAD_DATA": str(tmp_path / "roads"),
     }
     demo = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "demo.sh")],
+        # As from a terminal, where Ctrl-C is not ignored: a test run started in the
+        # background (`cmd &` in a script, nohup) inherits SIGINT ignored, and a shell that
+        # starts with a signal ignored can never trap it, so demo.sh would not see Ctrl-C.
+        [sys.executable, "-c", _WITH_CTRL_C, "bash", str(ROOT / "scripts" / "demo.sh")],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
