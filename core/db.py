@@ -19,6 +19,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -115,6 +116,12 @@ def rowcount(result: Result[Any]) -> int:
     if not isinstance(result, CursorResult):
         raise TypeError(f"a {type(result).__name__} has no row count: not an UPDATE or DELETE")
     return result.rowcount
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock: rows are stamped with it, and it is the one clock that every
+    process, on whatever machine, shares."""
+    return session.execute(select(func.now())).scalar_one()
 
 
 # -- after-commit hooks ------------------------------------------------------

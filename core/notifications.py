@@ -36,7 +36,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import public_requests
-from core.db import after_commit
+from core.db import after_commit, db_now
 from core.models import (
     NOTIFICATION_CHANNELS,
     ApiKey,
@@ -206,11 +206,6 @@ class Claim:
     channel: str
     attempt: int
     lease_until: datetime
-
-
-def db_now(session: Session) -> datetime:
-    """The database's clock: rows are stamped with it, so due times are compared with it."""
-    return session.execute(select(func.now())).scalar_one()
 
 
 def claim(

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import existing
+from core.db import db_now, existing
 from core.lifecycle.base import SYSTEM
 from core.lifecycle.route_plan import RoutePlanLifecycle
 from core.models import Crew as CrewRow
@@ -138,13 +138,6 @@ def built_from(s: Session, row: PlanInput) -> Built:
         carried=set(ctx["carried"]),
         planned_from=datetime.fromisoformat(ctx["planned_from"]) if ctx["planned_from"] else None,
     )
-
-
-def db_now(s: Session) -> datetime:
-    """The database's clock: the one all workers, on whatever machines, share."""
-    now = s.scalar(select(func.now()))
-    assert now is not None  # now() is never null
-    return now
 
 
 def parts_progress(
@@ -281,7 +274,7 @@ def claim_part(sessions: sessionmaker[Session], part_id: int) -> PartWork | None
         part.status = _P.RUNNING
         part.worker = socket.gethostname()
         part.pid = os.getpid()
-        part.started_at = s.scalar(select(func.now()))
+        part.started_at = db_now(s)
         part.finished_at = None
         assert part.matrix is not None  # stored with its problem, emptied with it
         # Read after the claim is committed: input it cannot read is a counted run too.
@@ -329,7 +322,7 @@ def finish_part(
         if part.status != _P.DONE:
             part.status = _P.DONE
             part.result = {**routes_to_wire(result.routes, result.unassigned), "stats": stats}
-            part.finished_at = s.scalar(select(func.now()))
+            part.finished_at = db_now(s)
             part.error = None
         parts = s.scalars(select(PlanPart).where(PlanPart.plan_id == plan.id)).all()
         done = sum(1 for p in parts if p.status == _P.DONE)
