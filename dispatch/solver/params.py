@@ -43,7 +43,9 @@ class WorkerPlan:
     depart: dict[str, int] = field(default_factory=dict)
     arrive: dict[str, int] = field(default_factory=dict)
     breaks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # The routes' cost as `to_result` times them (`search.honest_score`), and OR-Tools' own.
     objective: int | None = None
+    ortools_objective: int | None = None
     start_from: str = ""
     status: str = ""
     seconds: float = 0.0

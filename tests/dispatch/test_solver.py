@@ -248,6 +248,40 @@ def test_vroom_start_is_read_by_ortools(fast: SolveParams) -> None:
     assert r.is_feasible()
 
 
+def test_the_lns_day_stands_when_ortools_ends_with_none(
+    fast: SolveParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What OR-Tools gives back when its share runs out before it has a day (status 4,
+    # FAIL_TIMEOUT, no routes): seen on bench/large_day.py's 714-job part at 17.5 s, whose
+    # plan then served none of the part's jobs although VROOM and the LNS had 390 on routes.
+    import dispatch.solver.search as search
+    from dispatch.solver.params import WorkerPlan
+
+    monkeypatch.setattr(
+        search, "improve", lambda *a, **k: WorkerPlan(status="4", lam=k.get("lam", 0.1))
+    )
+    # VROOM knows no route-duration limit and puts all five 20-minute jobs on the crew;
+    # the LNS's day is trimmed to the hour the full model allows (two jobs), then stands.
+    r = solve(
+        problem([crew(max_duration=H)], [job(str(k), 1, service=1200) for k in range(5)]), fast
+    )
+    assert r.is_feasible(), r.violations()
+    assert r.stats["start_from"] == "lns", r.stats
+    assert r.stats["workers"][0]["ortools_objective"] is None
+    assert len(r.route("c1").stops) == 2
+    assert sorted(u.reason for u in r.unassigned) == ["dropped_for_cost"] * 3
+    assert r.stats["solver_objective"] == r.objective.total_scaled
+
+
+def test_ortools_day_wins_when_it_is_better(fast: SolveParams) -> None:
+    r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), fast)
+    w = r.stats["workers"][0]
+    assert r.stats["start_from"] == "vroom"
+    # The day as timed is what is compared, and what the plan reports.
+    assert w["objective"] == r.stats["solver_objective"] == r.objective.total_scaled
+    assert w["ortools_objective"] is not None
+
+
 def test_two_workers_keep_the_better_plan() -> None:
     r = solve(
         problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]),

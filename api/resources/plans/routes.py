@@ -229,7 +229,10 @@ class PlanStatsSchema(Schema):
         metadata={"description": "the first solution the search improved on"}
     )
     solver_objective = fields.Integer(
-        metadata={"description": "the solver's own objective (scaled cost)"}
+        metadata={
+            "description": "the chosen day's scaled cost: crew costs and the drop penalties of"
+            " the work it leaves out, from its routes as timed"
+        }
     )
     vroom_seconds = fields.Float(metadata={"description": "the VROOM first solution, seconds"})
     vroom_distance = fields.Integer(metadata={"description": "metres of the VROOM first solution"})
