@@ -273,6 +273,22 @@ def test_the_lns_day_stands_when_ortools_ends_with_none(
     assert r.stats["solver_objective"] == r.objective.total_scaled
 
 
+def test_the_lns_day_keeps_the_breaks_of_an_idle_crew() -> None:
+    from dispatch.solver.params import WorkerPlan
+    from dispatch.solver.search import day_plan
+    from dispatch.solver.timing import to_result
+
+    lunch = (Break("lunch", 1800, TimeWindow(11 * H, 13 * H)),)
+    p = problem(
+        [crew(breaks=lunch), crew("c2", breaks=lunch)], [job(str(k), k) for k in range(1, 4)]
+    )
+    plan = day_plan(p, [j.id for j in p.jobs], {"c1": ["1", "2", "3"]}, WorkerPlan())
+    r = to_result(p, plan, {})
+    assert r.is_feasible(), r.violations()
+    assert len(r.route("c1").stops) == 3 and r.route("c2").stops == ()
+    assert [b.break_id for b in r.route("c2").breaks] == ["lunch"]
+
+
 def test_ortools_day_wins_when_it_is_better(fast: SolveParams) -> None:
     r = solve(problem([crew(), crew("c2")], [job(str(k), k) for k in range(1, 9)]), fast)
     w = r.stats["workers"][0]
