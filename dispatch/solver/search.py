@@ -181,11 +181,7 @@ def day_plan(
         seq = trimmed.get(c.id, [])
         timed = asap(problem, c, seq) if seq else None
         if timed is None:
-            # An idle crew (its jobs, if any, left out and scored so) still takes its
-            # breaks, as early as they may start.
-            plan.routes[c.id] = []
-            plan.breaks[c.id] = [(b.id, b.window.start) for b in c.breaks]
-            continue
+            continue  # an idle crew: its jobs are left out, and scored so
         depart, starts, placed, arrive = timed
         plan.routes[c.id] = list(zip(seq, starts, strict=True))
         plan.depart[c.id], plan.arrive[c.id] = depart, arrive

@@ -36,7 +36,7 @@ def to_result(problem: Problem, plan: WorkerPlan, reasons: dict[str, str]) -> Re
         seq = plan.routes.get(c.id, [])
         brk = {b.id: b for b in c.breaks}
         placed = sorted((s, s + brk[bid].duration, bid) for bid, s in plan.breaks.get(c.id, []))
-        if not plan.routes:  # no plan at all: idle crews take breaks as early as allowed
+        if not seq and not placed:  # an idle crew with no breaks placed takes them early
             placed = sorted((b.window.start, b.window.start + b.duration, b.id) for b in c.breaks)
         depart = plan.depart.get(c.id, c.shift.start)
         arrive = plan.arrive.get(c.id, depart)
